@@ -1,0 +1,3 @@
+from mlnode.cli import main
+
+main()

@@ -1,0 +1,110 @@
+"""The seeded, replayable sampling rule (DESIGN.md §3.4), shared by executor and validator.
+
+At output position ``i`` the rule draws ``u_i = H(seed, i)`` in [0, 1) and picks the token
+whose cumulative probability, over tokens in id order after temperature, top-k and top-p,
+first exceeds ``u_i``. Because ``u_i`` is public once the seed is, anyone who recomputes the
+distribution can check that every sampled token is the one the rule picks, up to float
+rounding. Temperature 0 is argmax. Keeping the rule in one small module is what makes the
+executor's and the validator's arithmetic the same.
+"""
+
+import hashlib
+import struct
+from dataclasses import dataclass
+
+import torch
+
+_U_BITS = 53
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """What a request asks of the sampler; validated by ``mlnode.limits``."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_tokens: int = 16
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+def uniform(seed: int, position: int) -> float:
+    """u_i = H(seed, i): the top 53 bits of sha256(seed ‖ i) as a double in [0, 1)."""
+    digest = hashlib.sha256(struct.pack(">QQ", seed, position)).digest()
+    return (int.from_bytes(digest[:8], "big") >> (64 - _U_BITS)) / float(1 << _U_BITS)
+
+
+def distribution(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """The probabilities the rule samples from, for one position's logits (shape [vocab]).
+
+    Computed in float32 whatever the model's dtype, so that executor and validator differ
+    only by the rounding of the logits themselves.
+    """
+    scaled = logits.float() / params.temperature
+    probs = torch.softmax(scaled, dim=-1)
+    if params.top_k and params.top_k < probs.numel():
+        kth = torch.topk(probs, params.top_k).values[-1]
+        probs = torch.where(probs >= kth, probs, torch.zeros_like(probs))
+    if params.top_p < 1.0:
+        ordered, order = torch.sort(probs, descending=True, stable=True)
+        before = torch.cumsum(ordered, dim=-1) - ordered
+        keep_sorted = before < params.top_p * ordered.sum()
+        keep = torch.zeros_like(keep_sorted).scatter(0, order, keep_sorted)
+        probs = torch.where(keep, probs, torch.zeros_like(probs))
+    return probs / probs.sum()
+
+
+def cumulative(probs: torch.Tensor) -> torch.Tensor:
+    """Cumulative probability in token-id order, in float64 and normalised to end at 1."""
+    cdf = torch.cumsum(probs.double(), dim=-1)
+    return cdf / cdf[-1]
+
+
+def draw(logits: torch.Tensor, params: SamplingParams, position: int) -> int:
+    """The token the rule picks at ``position`` from one position's logits."""
+    if params.greedy:
+        return int(torch.argmax(logits))
+    cdf = cumulative(distribution(logits, params))
+    u = torch.tensor([uniform(params.seed, position)], dtype=torch.float64, device=cdf.device)
+    index = int(torch.searchsorted(cdf, u, right=True))
+    return min(index, cdf.numel() - 1)
+
+
+@dataclass(frozen=True)
+class RuleCheck:
+    """Where a given token sits for the rule: its CDF interval and the u_i that was drawn."""
+
+    cdf_low: float
+    cdf_high: float
+    u: float
+    argmax_gap: float
+
+
+def locate(logits: torch.Tensor, params: SamplingParams, position: int, token: int) -> RuleCheck:
+    """Facts a validator needs to judge whether ``token`` obeys the rule at ``position``."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    gap = float(logprobs[token] - logprobs.max())
+    if params.greedy:
+        return RuleCheck(0.0, 0.0, 0.0, gap)
+    cdf = cumulative(distribution(logits, params))
+    high = float(cdf[token])
+    low = float(cdf[token - 1]) if token > 0 else 0.0
+    return RuleCheck(low, high, uniform(params.seed, position), gap)
+
+
+def obeys_rule(check: RuleCheck, greedy: bool, tolerance: float = 1e-4) -> bool:
+    """True when the token is what the rule would pick, allowing ``tolerance`` of rounding.
+
+    For sampling, u must fall in the token's CDF interval widened by the tolerance; for
+    greedy decoding the token must be the argmax up to a logprob gap of the tolerance.
+    """
+    if greedy:
+        return check.argmax_gap >= -tolerance
+    if check.cdf_high - check.cdf_low <= 0.0:
+        return False
+    return check.cdf_low - tolerance <= check.u < check.cdf_high + tolerance

@@ -1,0 +1,124 @@
+"""The ML node's gRPC service: translates protobuf requests to engine calls and back.
+
+Every engine refusal becomes INVALID_ARGUMENT with the engine's message; anything else that
+goes wrong inside one request becomes INTERNAL for that request alone, so a bad request never
+takes the server down.
+"""
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+import grpc
+
+from inferchain_pb.mlnode.v1 import mlnode_pb2 as pb
+from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as pb_grpc
+from mlnode.engine import Engine, Finished, InvalidRequest, TokenStep
+from mlnode.sampling import SamplingParams
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 64 << 20
+
+
+def sampling_from_pb(msg: pb.SamplingParams) -> SamplingParams:
+    return SamplingParams(temperature=msg.temperature, top_p=msg.top_p, top_k=msg.top_k,
+                          max_tokens=msg.max_tokens, stop=tuple(msg.stop), seed=msg.seed)
+
+
+def step_to_pb(step: TokenStep) -> pb.TokenStep:
+    return pb.TokenStep(
+        token_id=step.token_id, logprob=step.logprob, text=step.text,
+        top=[pb.TopLogprob(token_id=i, logprob=v)
+             for i, v in zip(step.top_ids, step.top_logprobs, strict=True)])
+
+
+class MLNodeService(pb_grpc.MLNodeServicer):
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def Generate(  # noqa: N802 - gRPC method names are fixed by the proto
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GenerateChunk]:
+        prompt = list(request.prompt_ids)
+        try:
+            stream = self._engine.generate(prompt, sampling_from_pb(request.sampling),
+                                           request.top_logprobs)
+            async for event in stream:
+                if isinstance(event, Finished):
+                    yield pb.GenerateChunk(finish_reason=event.reason, prompt_tokens=len(prompt))
+                else:
+                    yield pb.GenerateChunk(step=step_to_pb(event), prompt_tokens=len(prompt))
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    async def Score(  # noqa: N802
+        self, request: pb.ScoreRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ScoreResponse:
+        sampling = sampling_from_pb(request.sampling) if request.HasField("sampling") else None
+        try:
+            positions = await self._engine.score(list(request.prompt_ids),
+                                                 list(request.output_ids),
+                                                 request.top_logprobs, sampling)
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return pb.ScoreResponse(positions=[
+            pb.ScoredPosition(step=step_to_pb(p.step), cdf_low=p.rule.cdf_low,
+                              cdf_high=p.rule.cdf_high, u=p.rule.u, argmax_gap=p.rule.argmax_gap)
+            if p.rule else pb.ScoredPosition(step=step_to_pb(p.step))
+            for p in positions])
+
+    async def Tokenize(  # noqa: N802
+        self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TokenizeResponse:
+        if request.WhichOneof("input") == "chat":
+            messages = [(m.role, m.content) for m in request.chat.messages]
+            if not messages:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "chat has no messages")
+            if any(role not in ("system", "user", "assistant") for role, _ in messages):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    "chat roles must be system, user or assistant")
+            text = self._engine.render_chat(messages)
+        else:
+            text = request.text
+        if not text:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "text is empty")
+        return pb.TokenizeResponse(token_ids=self._engine.tokenize(text), text=text)
+
+    async def Info(  # noqa: N802
+        self, request: pb.InfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.InfoResponse:
+        i = self._engine.info
+        return pb.InfoResponse(
+            model_id=i.model_id, weights_sha256=i.weights_sha256, dtype=i.dtype, device=i.device,
+            engine=i.engine, context_length=i.context_length, vocab_size=i.vocab_size,
+            max_top_logprobs=i.max_top_logprobs, eos_token_id=i.eos_token_id)
+
+    async def Health(  # noqa: N802
+        self, request: pb.HealthRequest, context: grpc.aio.ServicerContext
+    ) -> pb.HealthResponse:
+        load = self._engine.load()
+        return pb.HealthResponse(serving=True, queued=load.queued, running=load.running)
+
+
+async def serve(engine: Engine, host: str, port: int) -> None:
+    """Serves until SIGTERM or SIGINT, then drains in-flight calls and closes the engine."""
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+    pb_grpc.add_MLNodeServicer_to_server(MLNodeService(engine), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if not bound:
+        raise OSError(f"cannot listen on {host}:{port}")
+    await server.start()
+    log.info("ML node serving %s on %s:%d", engine.info.model_id, host, bound)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await server.stop(grace=2)
+        engine.close()

@@ -1,0 +1,147 @@
+"""The default engine: Hugging Face transformers on CPU or CUDA, continuously batched."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from mlnode import limits
+from mlnode.detokenizer import StreamText
+from mlnode.engine import EngineInfo, Finished, Load, ScoredPosition, TokenStep
+from mlnode.generation import Event, Generation, top_logprobs
+from mlnode.model_store import ModelFiles
+from mlnode.sampling import SamplingParams, locate
+from mlnode.scheduler import Job, Scheduler
+from mlnode.torch_runner import TorchRunner
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MAX_TOP_LOGPROBS = 20
+
+
+class TorchEngine:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: object,
+        *,
+        model_id: str,
+        weights_sha256: str,
+        max_batch: int = 16,
+    ) -> None:
+        self._model = model.eval()
+        self._tokenizer = tokenizer
+        config = model.config
+        self._eos_ids = frozenset(_ids(config.eos_token_id) | _ids(
+            getattr(model.generation_config, "eos_token_id", None)))
+        self.info = EngineInfo(
+            model_id=model_id,
+            weights_sha256=weights_sha256,
+            dtype=str(model.dtype).removeprefix("torch."),
+            device=str(next(model.parameters()).device),
+            engine="torch",
+            context_length=config.max_position_embeddings,
+            vocab_size=config.vocab_size,
+            max_top_logprobs=MAX_TOP_LOGPROBS,
+            eos_token_id=min(self._eos_ids) if self._eos_ids else 0,
+        )
+        self._scheduler = Scheduler(TorchRunner(model), max_batch)
+        log.info("torch engine ready: %s on %s (%s), batch up to %d", model_id, self.info.device,
+                 self.info.dtype, max_batch)
+
+    @classmethod
+    def from_files(cls, files: ModelFiles, *, model_id: str, dtype: str = "float32",
+             device: str = "cpu", max_batch: int = 16) -> "TorchEngine":
+        model = AutoModelForCausalLM.from_pretrained(files.path, dtype=DTYPES[dtype]).to(device)
+        tokenizer = AutoTokenizer.from_pretrained(files.path)
+        return cls(model, tokenizer, model_id=model_id, weights_sha256=files.weights_sha256,
+                   max_batch=max_batch)
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def render_chat(self, messages: Sequence[tuple[str, str]]) -> str:
+        return self._tokenizer.apply_chat_template(
+            [{"role": r, "content": c} for r, c in messages], add_generation_prompt=True,
+            tokenize=False)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    async def generate(
+        self, prompt_ids: Sequence[int], sampling: SamplingParams, top_logprobs: int
+    ) -> AsyncIterator[TokenStep | Finished]:
+        limits.check_generate(prompt_ids, sampling, top_logprobs, self.info)
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Event] = asyncio.Queue()
+
+        def sink(event: Event) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        generation = Generation(list(prompt_ids), sampling, top_logprobs, self._eos_ids,
+                                StreamText(self.decode, sampling.stop), sink)
+        self._scheduler.submit(generation)
+        try:
+            while True:
+                event = await events.get()
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+                if isinstance(event, Finished):
+                    return
+        finally:
+            generation.cancelled.set()
+
+    async def score(
+        self,
+        prompt_ids: Sequence[int],
+        output_ids: Sequence[int],
+        top_logprobs: int,
+        sampling: SamplingParams | None,
+    ) -> list[ScoredPosition]:
+        limits.check_score(prompt_ids, output_ids, top_logprobs, sampling, self.info)
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future[list[ScoredPosition]] = loop.create_future()
+
+        def resolve(value: object, error: BaseException | None) -> None:
+            def settle() -> None:
+                if not result.done():
+                    result.set_exception(error) if error else result.set_result(value)
+            loop.call_soon_threadsafe(settle)
+
+        def run(runner: TorchRunner) -> list[ScoredPosition]:
+            logits = runner.score_logits(prompt_ids, output_ids)
+            return score_positions(logits, output_ids, top_logprobs, sampling)
+
+        self._scheduler.submit_job(Job(run, resolve))
+        return await result
+
+    def load(self) -> Load:
+        return self._scheduler.load()
+
+    def close(self) -> None:
+        self._scheduler.close()
+
+
+def score_positions(
+    logits: torch.Tensor, output_ids: Sequence[int], k: int, sampling: SamplingParams | None
+) -> list[ScoredPosition]:
+    """Per-position logprob, top-k and, when sampling is given, the rule's facts."""
+    logprobs = torch.log_softmax(logits, dim=-1)
+    token = torch.tensor(list(output_ids), device=logits.device)
+    chosen = logprobs.gather(1, token.unsqueeze(1)).squeeze(1).tolist()
+    positions = []
+    for i, tok in enumerate(output_ids):
+        ids, values = top_logprobs(logprobs[i], k)
+        rule = locate(logits[i], sampling, i, tok) if sampling is not None else None
+        positions.append(ScoredPosition(TokenStep(tok, chosen[i], ids, values), rule))
+    return positions
+
+
+def _ids(value: int | list[int] | None) -> set[int]:
+    if value is None:
+        return set()
+    return {value} if isinstance(value, int) else set(value)

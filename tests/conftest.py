@@ -1,0 +1,62 @@
+"""Fixtures that start real processes: an ML node serving the real default model."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from inferchain_pb.mlnode.v1 import mlnode_pb2 as pb
+from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as pb_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 600  # the first start on a new machine converts the GGUF
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(stub: pb_grpc.MLNodeStub, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ML node exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if stub.Health(pb.HealthRequest(), timeout=2).serving:
+                return
+        except grpc.RpcError:
+            time.sleep(0.5)
+    raise TimeoutError(f"ML node not healthy after {START_TIMEOUT_S}s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def mlnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pb_grpc.MLNodeStub]:
+    """A real `python -m mlnode serve` process with the default model, fp32 on CPU."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("mlnode") / "mlnode.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlnode", "serve", "--engine", "torch", "--port", str(port),
+             "--max-batch", "8"],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ,
+                                                                 "PYTHONUNBUFFERED": "1"})
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = pb_grpc.MLNodeStub(channel)
+    try:
+        wait_healthy(stub, process, log)
+        yield stub
+    finally:
+        channel.close()
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
