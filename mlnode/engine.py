@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from mlnode.chat_tokenizer import ChatTokenizer
 from mlnode.sampling import RuleCheck, SamplingParams
 
 
@@ -64,12 +65,7 @@ class Load:
 
 class Engine(Protocol):
     info: EngineInfo
-
-    def tokenize(self, text: str) -> list[int]:
-        """Plain text to ids, without special tokens added."""
-
-    def render_chat(self, messages: Sequence[tuple[str, str]]) -> str:
-        """(role, content) pairs to the prompt text of the model's chat template."""
+    tokenizer: ChatTokenizer
 
     def generate(
         self, prompt_ids: Sequence[int], sampling: SamplingParams, top_logprobs: int

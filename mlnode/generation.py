@@ -18,6 +18,26 @@ from mlnode.sampling import SamplingParams, draw
 Event = TokenStep | Finished | BaseException
 
 
+def id_set(value: int | Sequence[int] | None) -> frozenset[int]:
+    """EOS ids as configs give them: one id, a list, or none."""
+    if value is None:
+        return frozenset()
+    return frozenset([value]) if isinstance(value, int) else frozenset(value)
+
+
+def after_token(text: StreamText, output_ids: Sequence[int], eos_ids: frozenset[int],
+                max_tokens: int) -> tuple[str, str | None]:
+    """The text a new last token adds and, if it ends the output, why ("stop" or "length")."""
+    if output_ids[-1] in eos_ids:
+        return text.flush(output_ids[:-1]), "stop"
+    delta = text.push(output_ids)
+    if text.stopped:
+        return delta, "stop"
+    if len(output_ids) >= max_tokens:
+        return delta + text.flush(output_ids), "length"
+    return delta, None
+
+
 def top_logprobs(logprobs: torch.Tensor, k: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """The k most likely token ids and their logprobs, most likely first."""
     if k == 0:
@@ -43,15 +63,8 @@ class Generation:
         logprobs = torch.log_softmax(logits, dim=-1)
         ids, values = top_logprobs(logprobs, self.top_k)
         self.output_ids.append(token)
-        finish = None
-        if token in self.eos_ids:
-            finish, delta = "stop", self.text.flush(self.output_ids[:-1])
-        else:
-            delta = self.text.push(self.output_ids)
-            if self.text.stopped:
-                finish = "stop"
-            elif len(self.output_ids) >= self.params.max_tokens:
-                finish, delta = "length", delta + self.text.flush(self.output_ids)
+        delta, finish = after_token(self.text, self.output_ids, self.eos_ids,
+                                    self.params.max_tokens)
         self.sink(TokenStep(token, float(logprobs[token]), ids, values, delta))
         if finish:
             self.sink(Finished(finish))

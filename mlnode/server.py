@@ -6,6 +6,7 @@ takes the server down.
 """
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -45,11 +46,14 @@ class MLNodeService(pb_grpc.MLNodeServicer):
         try:
             stream = self._engine.generate(prompt, sampling_from_pb(request.sampling),
                                            request.top_logprobs)
-            async for event in stream:
-                if isinstance(event, Finished):
-                    yield pb.GenerateChunk(finish_reason=event.reason, prompt_tokens=len(prompt))
-                else:
-                    yield pb.GenerateChunk(step=step_to_pb(event), prompt_tokens=len(prompt))
+            # aclosing: a client that hangs up frees its batch row now, not at garbage collection.
+            async with contextlib.aclosing(stream):
+                async for event in stream:
+                    if isinstance(event, Finished):
+                        yield pb.GenerateChunk(finish_reason=event.reason,
+                                               prompt_tokens=len(prompt))
+                    else:
+                        yield pb.GenerateChunk(step=step_to_pb(event), prompt_tokens=len(prompt))
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
@@ -79,12 +83,12 @@ class MLNodeService(pb_grpc.MLNodeServicer):
             if any(role not in ("system", "user", "assistant") for role, _ in messages):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                     "chat roles must be system, user or assistant")
-            text = self._engine.render_chat(messages)
+            text = self._engine.tokenizer.render_chat(messages)
         else:
             text = request.text
         if not text:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "text is empty")
-        return pb.TokenizeResponse(token_ids=self._engine.tokenize(text), text=text)
+        return pb.TokenizeResponse(token_ids=self._engine.tokenizer.tokenize(text), text=text)
 
     async def Info(  # noqa: N802
         self, request: pb.InfoRequest, context: grpc.aio.ServicerContext

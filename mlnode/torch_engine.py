@@ -5,12 +5,13 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from mlnode import limits
+from mlnode.chat_tokenizer import ChatTokenizer
 from mlnode.detokenizer import StreamText
 from mlnode.engine import EngineInfo, Finished, Load, ScoredPosition, TokenStep
-from mlnode.generation import Event, Generation, top_logprobs
+from mlnode.generation import Event, Generation, id_set, top_logprobs
 from mlnode.model_store import ModelFiles
 from mlnode.sampling import SamplingParams, locate
 from mlnode.scheduler import Job, Scheduler
@@ -26,17 +27,17 @@ class TorchEngine:
     def __init__(
         self,
         model: PreTrainedModel,
-        tokenizer: object,
+        tokenizer: ChatTokenizer,
         *,
         model_id: str,
         weights_sha256: str,
         max_batch: int = 16,
     ) -> None:
         self._model = model.eval()
-        self._tokenizer = tokenizer
+        self.tokenizer = tokenizer
         config = model.config
-        self._eos_ids = frozenset(_ids(config.eos_token_id) | _ids(
-            getattr(model.generation_config, "eos_token_id", None)))
+        self._eos_ids = id_set(config.eos_token_id) | id_set(
+            getattr(model.generation_config, "eos_token_id", None))
         self.info = EngineInfo(
             model_id=model_id,
             weights_sha256=weights_sha256,
@@ -56,20 +57,8 @@ class TorchEngine:
     def from_files(cls, files: ModelFiles, *, model_id: str, dtype: str = "float32",
              device: str = "cpu", max_batch: int = 16) -> "TorchEngine":
         model = AutoModelForCausalLM.from_pretrained(files.path, dtype=DTYPES[dtype]).to(device)
-        tokenizer = AutoTokenizer.from_pretrained(files.path)
-        return cls(model, tokenizer, model_id=model_id, weights_sha256=files.weights_sha256,
-                   max_batch=max_batch)
-
-    def tokenize(self, text: str) -> list[int]:
-        return list(self._tokenizer.encode(text, add_special_tokens=False))
-
-    def render_chat(self, messages: Sequence[tuple[str, str]]) -> str:
-        return self._tokenizer.apply_chat_template(
-            [{"role": r, "content": c} for r, c in messages], add_generation_prompt=True,
-            tokenize=False)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self._tokenizer.decode(list(ids), skip_special_tokens=True)
+        return cls(model, ChatTokenizer.from_folder(files.path), model_id=model_id,
+                   weights_sha256=files.weights_sha256, max_batch=max_batch)
 
     async def generate(
         self, prompt_ids: Sequence[int], sampling: SamplingParams, top_logprobs: int
@@ -82,7 +71,7 @@ class TorchEngine:
             loop.call_soon_threadsafe(events.put_nowait, event)
 
         generation = Generation(list(prompt_ids), sampling, top_logprobs, self._eos_ids,
-                                StreamText(self.decode, sampling.stop), sink)
+                                StreamText(self.tokenizer.decode, sampling.stop), sink)
         self._scheduler.submit(generation)
         try:
             while True:
@@ -140,8 +129,3 @@ def score_positions(
         positions.append(ScoredPosition(TokenStep(tok, chosen[i], ids, values), rule))
     return positions
 
-
-def _ids(value: int | list[int] | None) -> set[int]:
-    if value is None:
-        return set()
-    return {value} if isinstance(value, int) else set(value)
