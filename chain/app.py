@@ -1,0 +1,201 @@
+"""The application behind ABCI: one object that CometBFT, solo mode and tests drive alike.
+
+State flows through three overlays on the committed store: InitChain's genesis state (kept
+until the first block commits), the block being finalized (kept from FinalizeBlock until
+Commit) and the mempool's check state (reset at every Commit). Commit writes the block and
+its tx index atomically, so a crash anywhere leaves either the old or the new height, and
+CometBFT's handshake replays whatever the app lacks.
+"""
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cosmpy.protos.cosmos.base.abci.v1beta1.abci_pb2 import TxResponse
+from cosmpy.protos.cosmos.tx.v1beta1.tx_pb2 import Tx
+from cosmpy.protos.tendermint.abci import types_pb2 as abci
+from google.protobuf.any_pb2 import Any as AnyPb
+
+from chain import failpoint
+from chain.context import BlockInfo, Event
+from chain.gas import GasKV, GasMeter
+from chain.modules import Modules, build
+from chain.query import QueryRouter
+from chain.store import Overlay, Store
+from chain.tx.execute import Mode, Outcome
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "inferchain"
+APP_VERSION = 1
+CHAIN_ID_META = "chain_id"
+LAST_BLOCK_META = "last_block"
+TX_META_PREFIX = "tx/"
+
+
+@dataclass
+class PendingBlock:
+    block: BlockInfo
+    state: Overlay
+    outcomes: list[Outcome]
+    header: dict
+
+
+def abci_events(events: list[Event]) -> list[abci.Event]:
+    return [abci.Event(type=e.type, attributes=[
+        abci.EventAttribute(key=a.key, value=a.value, index=True) for a in e.attributes])
+        for e in events]
+
+
+def rfc3339(time_ns: int) -> str:
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
+
+
+class Application:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.modules: Modules = build()
+        self.queries = QueryRouter(self)
+        self.modules.register_queries(self.queries)
+        self.chain_id = (store.get_meta(CHAIN_ID_META) or b"").decode()
+        self._genesis: Overlay | None = None
+        self._initial_height = 1
+        self._pending: PendingBlock | None = None
+        self._check = store.begin_block()
+        last = store.get_meta(LAST_BLOCK_META)
+        self.last_block: dict = json.loads(last) if last else {}
+
+    @property
+    def height(self) -> int:
+        return self.store.height
+
+    def info(self, req: abci.RequestInfo) -> abci.ResponseInfo:
+        height = self.store.height
+        return abci.ResponseInfo(data=APP_NAME, version="0.1.0", app_version=APP_VERSION,
+                                 last_block_height=height,
+                                 last_block_app_hash=self.store.app_hash if height else b"")
+
+    def init_chain(self, req: abci.RequestInitChain) -> abci.ResponseInitChain:
+        app_state = json.loads(req.app_state_bytes or b"{}")
+        self.chain_id = req.chain_id
+        self._initial_height = max(1, req.initial_height)
+        state = self.store.begin_block()
+        self.modules.init_genesis(GasKV(state, GasMeter(None)), app_state)
+        self._genesis = state
+        log.info("genesis for chain %s applied (initial height %d)", req.chain_id,
+                 self._initial_height)
+        return abci.ResponseInitChain(app_hash=self.store.app_hash_of(state))
+
+    def check_tx(self, req: abci.RequestCheckTx) -> abci.ResponseCheckTx:
+        block = BlockInfo(self.chain_id, self.store.height + 1, self.last_block.get("time_ns", 0))
+        outcome = self.modules.runner.run(self._check, block, req.tx, Mode.CHECK)
+        return abci.ResponseCheckTx(code=outcome.code, codespace=outcome.codespace,
+                                    log=outcome.log, gas_wanted=outcome.gas_wanted,
+                                    gas_used=outcome.gas_used)
+
+    def simulate(self, raw: bytes) -> Outcome:
+        block = BlockInfo(self.chain_id, self.store.height + 1, self.last_block.get("time_ns", 0))
+        return self.modules.runner.run(self.store.begin_block(), block, raw, Mode.SIMULATE)
+
+    def prepare_proposal(self, req: abci.RequestPrepareProposal
+                         ) -> abci.ResponsePrepareProposal:
+        txs, size = [], 0
+        for tx in req.txs:
+            size += len(tx)
+            if size > req.max_tx_bytes:
+                break
+            txs.append(tx)
+        return abci.ResponsePrepareProposal(txs=txs)
+
+    def process_proposal(self, req: abci.RequestProcessProposal
+                         ) -> abci.ResponseProcessProposal:
+        # Any tx is admissible: one that fails is recorded as failed, as the Cosmos SDK does.
+        return abci.ResponseProcessProposal(status=abci.ResponseProcessProposal.ACCEPT)
+
+    def extend_vote(self, req: abci.RequestExtendVote) -> abci.ResponseExtendVote:
+        return abci.ResponseExtendVote()
+
+    def verify_vote_extension(self, req: abci.RequestVerifyVoteExtension
+                              ) -> abci.ResponseVerifyVoteExtension:
+        return abci.ResponseVerifyVoteExtension(
+            status=abci.ResponseVerifyVoteExtension.ACCEPT)
+
+    def finalize_block(self, req: abci.RequestFinalizeBlock) -> abci.ResponseFinalizeBlock:
+        expected = self.store.height + 1 if self.store.height else self._initial_height
+        if req.height != expected:
+            raise RuntimeError(f"FinalizeBlock for height {req.height}, expected {expected}")
+        if self.store.height == 0 and self._genesis is None:
+            raise RuntimeError("FinalizeBlock before InitChain")
+        state = self._genesis if self.store.height == 0 else self.store.begin_block()
+        time_ns = req.time.seconds * 1_000_000_000 + req.time.nanos
+        block = BlockInfo(self.chain_id, req.height, time_ns)
+        outcomes = [self.modules.runner.run(state, block, tx, Mode.DELIVER) for tx in req.txs]
+        header = {"height": req.height, "time_ns": time_ns, "hash": req.hash.hex(),
+                  "proposer": req.proposer_address.hex(), "txs": [t.hex() for t in req.txs]}
+        app_hash = self.store.app_hash_of(state)
+        self._pending = PendingBlock(block, state, outcomes, header)
+        failpoint.hit(failpoint.AFTER_FINALIZE, req.height)
+        return abci.ResponseFinalizeBlock(
+            app_hash=app_hash,
+            tx_results=[abci.ExecTxResult(code=o.code, codespace=o.codespace, log=o.log,
+                                          gas_wanted=o.gas_wanted, gas_used=o.gas_used,
+                                          events=abci_events(o.events)) for o in outcomes])
+
+    def commit(self, req: abci.RequestCommit) -> abci.ResponseCommit:
+        pending = self._pending
+        if pending is None:
+            raise RuntimeError("Commit without FinalizeBlock")
+        header = {**pending.header, "app_hash": self.store.app_hash_of(pending.state).hex()}
+        meta = {TX_META_PREFIX + o.hash.hex().upper(): self._tx_response(pending, o)
+                .SerializeToString() for o in pending.outcomes}
+        meta[LAST_BLOCK_META] = json.dumps(header).encode()
+        meta[CHAIN_ID_META] = self.chain_id.encode()
+        self.store.commit(pending.state, pending.block.height, meta)
+        failpoint.hit(failpoint.AFTER_COMMIT, pending.block.height)
+        self.last_block = header
+        self._pending = self._genesis = None
+        self._check = self.store.begin_block()
+        log.info("committed height %d: %d tx(s), app hash %s", pending.block.height,
+                 len(pending.outcomes), header["app_hash"][:16])
+        return abci.ResponseCommit()
+
+    def query(self, req: abci.RequestQuery) -> abci.ResponseQuery:
+        return self.queries.abci_query(req)
+
+    def list_snapshots(self, req: abci.RequestListSnapshots) -> abci.ResponseListSnapshots:
+        return abci.ResponseListSnapshots()
+
+    def offer_snapshot(self, req: abci.RequestOfferSnapshot) -> abci.ResponseOfferSnapshot:
+        return abci.ResponseOfferSnapshot(result=abci.ResponseOfferSnapshot.REJECT)
+
+    def load_snapshot_chunk(self, req: abci.RequestLoadSnapshotChunk
+                            ) -> abci.ResponseLoadSnapshotChunk:
+        return abci.ResponseLoadSnapshotChunk()
+
+    def apply_snapshot_chunk(self, req: abci.RequestApplySnapshotChunk
+                             ) -> abci.ResponseApplySnapshotChunk:
+        return abci.ResponseApplySnapshotChunk(result=abci.ResponseApplySnapshotChunk.ABORT)
+
+    def committed_tx(self, tx_hash: str) -> TxResponse | None:
+        data = self.store.get_meta(TX_META_PREFIX + tx_hash.upper())
+        if data is None:
+            return None
+        response = TxResponse()
+        response.ParseFromString(data)
+        return response
+
+    def _tx_response(self, pending: PendingBlock, outcome: Outcome) -> TxResponse:
+        response = TxResponse(
+            height=pending.block.height, txhash=outcome.hash.hex().upper(),
+            codespace=outcome.codespace, code=outcome.code, raw_log=outcome.log,
+            gas_wanted=outcome.gas_wanted, gas_used=outcome.gas_used,
+            timestamp=rfc3339(pending.block.time_ns), events=abci_events(outcome.events))
+        if outcome.tx is not None:
+            tx = Tx()
+            tx.ParseFromString(outcome.tx.raw)
+            packed = AnyPb()
+            packed.Pack(tx, type_url_prefix="/")
+            response.tx.CopyFrom(packed)
+        return response

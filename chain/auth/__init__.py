@@ -1,0 +1,1 @@
+"""The auth module: accounts, their numbers, sequences and public keys; tx-level params."""

@@ -1,0 +1,45 @@
+"""Auth params: every number the ante handler applies, changeable by governance later."""
+
+import json
+from dataclasses import asdict, dataclass, fields
+from decimal import Decimal, InvalidOperation
+
+from chain.errors import InvalidRequest
+
+KEY = b"auth/params"
+
+
+@dataclass(frozen=True)
+class AuthParams:
+    max_memo_characters: int = 256
+    tx_sig_limit: int = 7
+    tx_size_cost_per_byte: int = 10
+    sig_verify_cost_secp256k1: int = 1000
+    max_tx_bytes: int = 1 << 20
+    # ninfer per unit of gas; fees below gas_limit × min_gas_price are refused by consensus.
+    min_gas_price: str = "0.01"
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int" and (not isinstance(value, int) or value < 0):
+                raise InvalidRequest(f"auth param {f.name} must be a non-negative integer")
+        try:
+            if Decimal(self.min_gas_price) < 0:
+                raise InvalidOperation
+        except InvalidOperation as exc:
+            raise InvalidRequest("auth param min_gas_price must be a non-negative decimal") from exc
+
+    @property
+    def gas_price(self) -> Decimal:
+        return Decimal(self.min_gas_price)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "AuthParams":
+        unknown = set(raw) - {f.name for f in fields(cls)}
+        if unknown:
+            raise InvalidRequest(f"unknown auth params: {sorted(unknown)}")
+        return cls(**raw)

@@ -1,0 +1,1 @@
+"""The bank module: balances, transfers (MsgSend) and total supply per denom."""

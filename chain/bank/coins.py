@@ -1,0 +1,38 @@
+"""Coin amounts as the chain keeps them: validated, sorted by denom, integers only."""
+
+import re
+from collections.abc import Iterable
+
+from cosmpy.protos.cosmos.base.v1beta1.coin_pb2 import Coin
+
+from chain.errors import InvalidCoins
+
+NATIVE_DENOM = "ninfer"
+_DENOM = re.compile(r"^[a-zA-Z][a-zA-Z0-9/:._-]{2,127}$")
+MAX_AMOUNT = (1 << 256) - 1
+
+
+def parse(coins: Iterable[Coin], allow_empty: bool = True) -> dict[str, int]:
+    """Validated {denom: amount}; Cosmos rules: positive, valid denoms, sorted, no duplicates."""
+    result: dict[str, int] = {}
+    last = ""
+    for coin in coins:
+        if not _DENOM.match(coin.denom):
+            raise InvalidCoins(f"invalid denom {coin.denom!r}")
+        if not coin.amount.isdigit():
+            raise InvalidCoins(f"invalid amount {coin.amount!r} for {coin.denom}")
+        amount = int(coin.amount)
+        if amount <= 0 or amount > MAX_AMOUNT:
+            raise InvalidCoins(f"amount of {coin.denom} must be positive, got {coin.amount}")
+        if coin.denom <= last:
+            raise InvalidCoins("coins must be sorted by denom without duplicates")
+        last = coin.denom
+        result[coin.denom] = amount
+    if not result and not allow_empty:
+        raise InvalidCoins("no coins given")
+    return result
+
+
+def render(coins: dict[str, int]) -> str:
+    """Cosmos's coin string, e.g. "100ninfer,5stake", as events carry it."""
+    return ",".join(f"{amount}{denom}" for denom, amount in sorted(coins.items()))

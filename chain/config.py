@@ -1,0 +1,42 @@
+"""The node's own settings, ``HOME/config/app.toml`` (genesis/ writes it for every home)."""
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+MODES = ("solo", "cometbft")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    home: Path
+    mode: str = "solo"
+    abci_listen: str = "127.0.0.1:26658"
+    grpc_listen: str = "127.0.0.1:9090"
+    comet_rpc: str = "http://127.0.0.1:26657"
+    block_interval_ms: int = 500
+    cometbft_binary: str = "cometbft"
+
+    @property
+    def genesis_file(self) -> Path:
+        return self.home / "config" / "genesis.json"
+
+    @property
+    def database(self) -> Path:
+        return self.home / "data" / "app.sqlite"
+
+    @classmethod
+    def load(cls, home: Path) -> "NodeConfig":
+        path = home / "config" / "app.toml"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: lay out the home with "
+                                    "`python -m genesis solo` or `python -m genesis localnet`")
+        raw = tomllib.loads(path.read_text())
+        known = set(cls.__dataclass_fields__) - {"home"}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+        config = cls(home=home, **raw)
+        if config.mode not in MODES:
+            raise ValueError(f"{path}: mode must be one of {MODES}, not {config.mode!r}")
+        return config

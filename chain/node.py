@@ -1,0 +1,84 @@
+"""Runs one chain node: the app, its gRPC services, and consensus (solo or CometBFT).
+
+In cometbft mode the node also starts CometBFT itself (``cometbft start --home HOME``),
+pointed at the app's ABCI socket, so one command runs a participant's chain node. If the app
+dies, CometBFT notices the lost ABCI connection and stops too; restarting the node restarts
+both, and CometBFT's handshake replays any block the app had not committed.
+"""
+
+import asyncio
+import logging
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from chain.abci.server import AbciServer
+from chain.app import Application
+from chain.config import NodeConfig
+from chain.services import node_query
+from chain.services.broadcast import CometBroadcaster
+from chain.services.grpc_server import start_grpc
+from chain.services.tx_service import TxService
+from chain.solo import SoloChain
+from chain.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def cometbft_binary(configured: str) -> str:
+    found = shutil.which(configured) or shutil.which(str(Path.home() / "go" / "bin" / configured))
+    if found is None:
+        raise FileNotFoundError(f"{configured} not found; install it with `make cometbft`")
+    return found
+
+
+def _split(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host, int(port)
+
+
+async def run_node(home: Path) -> None:
+    config = NodeConfig.load(home)
+    config.database.parent.mkdir(parents=True, exist_ok=True)
+    store = Store.open(config.database)
+    app = Application(store)
+    node_query.register(app.queries, app, moniker=home.name)
+    log.info("node %s starting in %s mode at height %d", home.name, config.mode, store.height)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    background: list[asyncio.Task] = []
+    comet: subprocess.Popen | None = None
+    abci: AbciServer | None = None
+    if config.mode == "solo":
+        solo = SoloChain(app, config.genesis_file, config.block_interval_ms / 1000)
+        solo.init_chain()
+        broadcaster = solo
+        background.append(asyncio.create_task(solo.run()))
+    else:
+        abci = AbciServer(app)
+        await abci.start(*_split(config.abci_listen))
+        broadcaster = CometBroadcaster(config.comet_rpc)
+        comet_log = (home / "cometbft.log").open("ab")
+        comet = subprocess.Popen([cometbft_binary(config.cometbft_binary), "start", "--home",
+                                  str(home)], stdout=comet_log, stderr=subprocess.STDOUT)
+        log.info("CometBFT started (pid %d), log in %s", comet.pid, comet_log.name)
+    grpc_server = await start_grpc(config.grpc_listen, app.queries, TxService(app, broadcaster))
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait([waiter, *background], return_when=asyncio.FIRST_COMPLETED)
+    for task in background:
+        if task.done() and task.exception():
+            log.error("block production failed: %r", task.exception())
+        task.cancel()
+    log.info("shutting down")
+    if comet is not None:
+        comet.terminate()
+        await asyncio.to_thread(comet.wait, 30)
+    await grpc_server.stop(grace=1)
+    if abci is not None:
+        await abci.close()
+    if isinstance(broadcaster, CometBroadcaster):
+        await broadcaster.close()
+    store.close()

@@ -1,0 +1,1 @@
+"""The node's client-facing services: Cosmos gRPC queries, the tx service, our own queries."""

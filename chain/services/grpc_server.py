@@ -1,0 +1,41 @@
+"""The node's gRPC server: every registered query, the tx service, on one port."""
+
+import logging
+from collections import defaultdict
+
+import grpc
+from google.protobuf.message import Message
+
+from chain.query import QueryError, QueryRouter
+from chain.services.tx_service import TxService
+
+log = logging.getLogger(__name__)
+
+
+def query_handlers(queries: QueryRouter) -> list[grpc.GenericRpcHandler]:
+    """One generic handler per gRPC service named in the query paths."""
+    services: dict[str, dict[str, grpc.RpcMethodHandler]] = defaultdict(dict)
+    for path, method in queries.methods.items():
+        service, name = path.lstrip("/").split("/")
+
+        async def call(request: Message, context: grpc.aio.ServicerContext,
+                       path: str = path) -> Message:
+            try:
+                return queries.call(path, request)
+            except QueryError as exc:
+                await context.abort(exc.status, exc.message)
+
+        services[service][name] = grpc.unary_unary_rpc_method_handler(
+            call, request_deserializer=method.request_type.FromString,
+            response_serializer=lambda m: m.SerializeToString())
+    return [grpc.method_handlers_generic_handler(s, m) for s, m in services.items()]
+
+
+async def start_grpc(listen: str, queries: QueryRouter, txs: TxService) -> grpc.aio.Server:
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers([*query_handlers(queries), txs.handler()])
+    if not server.add_insecure_port(listen):
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    log.info("Cosmos gRPC listening on %s", listen)
+    return server

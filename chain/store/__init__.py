@@ -1,0 +1,16 @@
+"""The chain's versioned key-value state and its app hash (DESIGN.md §2, "State")."""
+
+from chain.store.errors import HeightUnavailable, StaleOverlay, StoreCorrupted
+from chain.store.merkle import EMPTY_APP_HASH
+from chain.store.overlay import KVReader, Overlay
+from chain.store.sqlite_store import Store
+
+__all__ = [
+    "EMPTY_APP_HASH",
+    "HeightUnavailable",
+    "KVReader",
+    "Overlay",
+    "StaleOverlay",
+    "Store",
+    "StoreCorrupted",
+]

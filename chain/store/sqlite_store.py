@@ -1,0 +1,314 @@
+"""The chain's state: committed blocks in SQLite, the block being executed in an Overlay.
+
+A block runs in `begin_block()`'s overlay; FinalizeBlock reports `app_hash_of(overlay)`, and
+Commit calls `commit(overlay, height)`, which writes the block's changes, the touched bucket hashes,
+the new height and app hash, and the node's metadata in one SQLite transaction: after a crash the
+file holds the previous block or the new one, never a mix. Every change is also kept as a history
+row (key, height, value or NULL), so queries can read any height that `prune` has not dropped.
+"""
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+from types import TracebackType
+
+from chain import failpoint
+from chain.store.errors import HeightUnavailable, StaleOverlay, StoreCorrupted
+from chain.store.merkle import EMPTY_BUCKET_HASH, BucketTree, bucket_hash, bucket_of
+from chain.store.overlay import Overlay, merge
+from chain.store.schema import connect
+
+# Range reads fetch this many rows per statement instead of holding a cursor open for as long as
+# the caller takes, which would keep the lock and block commits.
+_PAGE = 512
+
+_LATEST = "SELECT key, value FROM state WHERE key >= :start {upper} ORDER BY key LIMIT :page"
+# SQLite takes the bare `value` from the row holding MAX(height): the key's value as of :height.
+_AT_HEIGHT = """SELECT key, value, MAX(height) FROM history
+    WHERE key >= :start {upper} AND height <= :height GROUP BY key ORDER BY key LIMIT :page"""
+# Pruning up to :cutoff drops the rows that a newer row at or before :cutoff supersedes; rows
+# superseded at or before the previous cutoff :old went at the previous prune.
+_PRUNE_SUPERSEDED = """DELETE FROM history WHERE (key, height) IN (
+    SELECT older.key, older.height FROM history AS newer
+    JOIN history AS older ON older.key = newer.key AND older.height < newer.height
+    WHERE newer.height > :old AND newer.height <= :cutoff)"""
+# A deletion left as a key's last row before :cutoff reads the same as no row at all.
+_PRUNE_TOMBSTONES = """DELETE FROM history
+    WHERE value IS NULL AND height >= :old AND height < :cutoff"""
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """The least key above every key that starts with `prefix`; None when there is none."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+class _Committed:
+    """The bottom layer of a block overlay: the committed state at the height it was begun on.
+
+    Reads fail once another block is committed, rather than silently mixing two states.
+    """
+
+    def __init__(self, store: "Store", height: int) -> None:
+        self.store = store
+        self.height = height
+
+    def check(self) -> None:
+        if self.store.height != self.height:
+            raise StaleOverlay(f"overlay begun at height {self.height}, "
+                               f"store is at {self.store.height}")
+
+    def get(self, key: bytes) -> bytes | None:
+        self.check()
+        return self.store.get(key)
+
+    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        self.check()
+        for key, value in self.store._scan(_LATEST, prefix):
+            self.check()
+            yield key, value
+
+
+@dataclass(frozen=True)
+class _Preview:
+    """An overlay's app hash and the tree nodes behind it, kept so commit need not rehash."""
+
+    overlay: Overlay
+    revision: int
+    buckets: dict[int, bytes]
+    nodes: dict[int, bytes]
+    app_hash: bytes
+
+
+class Store:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._lock = threading.RLock()
+        self._height, self._app_hash, self._earliest = db.execute(
+            "SELECT height, app_hash, earliest FROM head").fetchone()
+        self._tree = BucketTree(dict(db.execute("SELECT bucket, hash FROM buckets")))
+        if self._tree.root != self._app_hash:
+            raise StoreCorrupted(f"bucket hashes give {self._tree.root.hex()}, "
+                                 f"head says {self._app_hash.hex()}")
+        self._preview_cache: _Preview | None = None
+
+    @classmethod
+    def open(cls, path: Path) -> "Store":
+        return cls(connect(str(path)))
+
+    @classmethod
+    def memory(cls) -> "Store":
+        """A throwaway store for unit tests: the same code on an in-memory database."""
+        return cls(connect(":memory:"))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def height(self) -> int:
+        return self._height
+
+    @property
+    def app_hash(self) -> bytes:
+        return self._app_hash
+
+    @property
+    def earliest_height(self) -> int:
+        """The lowest height `get_at` and `iterate_at` still answer for; `prune` raises it."""
+        return self._earliest
+
+    def begin_block(self) -> Overlay:
+        return Overlay(_Committed(self, self._height))
+
+    def app_hash_of(self, overlay: Overlay) -> bytes:
+        return self._preview(overlay).app_hash
+
+    def commit(self, overlay: Overlay, height: int,
+               meta: Mapping[str, bytes] | None = None) -> bytes:
+        """Persists the block and `meta` atomically and returns the new app hash.
+
+        The first commit may be at any height >= 1 (CometBFT's genesis initial_height); each later
+        one must be the next height.
+        """
+        in_sequence = height >= 1 if self._height == 0 else height == self._height + 1
+        if type(height) is not int or not in_sequence:
+            raise ValueError(f"cannot commit height {height!r} after height {self._height}")
+        with self._lock:
+            preview = self._preview(overlay)
+            self._write_block(overlay.changes, height, preview.buckets, preview.app_hash,
+                              meta or {})
+            # Only once SQLite has committed, so a failed commit leaves the store as it was.
+            self._tree.apply(preview.nodes)
+            self._height, self._app_hash = height, preview.app_hash
+            self._preview_cache = None
+        return preview.app_hash
+
+    def get(self, key: bytes) -> bytes | None:
+        """The latest committed value."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def get_at(self, key: bytes, height: int) -> bytes | None:
+        with self._lock:
+            self._check_readable(height)
+            row = self._db.execute(
+                "SELECT value FROM history WHERE key = ? AND height <= ? "
+                "ORDER BY height DESC LIMIT 1", (key, height)).fetchone()
+        return None if row is None else row[0]
+
+    def iterate_at(self, prefix: bytes, height: int) -> Iterator[tuple[bytes, bytes]]:
+        """Ascending keys under `prefix` as committed at `height`.
+
+        History at or below a committed height never changes, so the pages agree with each other
+        even if blocks are committed meanwhile.
+        """
+        with self._lock:
+            self._check_readable(height)
+        return ((key, value) for key, value, _ in self._scan(_AT_HEIGHT, prefix, height=height)
+                if value is not None)
+
+    def prune(self, keep_recent: int) -> int:
+        """Drops history so that only the last `keep_recent` heights stay readable.
+
+        Each key keeps its last row at or before the new earliest height, so reads there still
+        work. Returns the number of history rows deleted.
+        """
+        if keep_recent < 1:
+            raise ValueError(f"keep_recent must be at least 1, got {keep_recent}")
+        with self._lock:
+            cutoff = self._height - keep_recent + 1
+            if cutoff <= self._earliest:
+                return 0
+            bounds = {"old": self._earliest, "cutoff": cutoff}
+            with self._transaction() as db:
+                deleted = db.execute(_PRUNE_SUPERSEDED, bounds).rowcount
+                deleted += db.execute(_PRUNE_TOMBSTONES, bounds).rowcount
+                db.execute("UPDATE head SET earliest = ?", (cutoff,))
+            self._earliest = cutoff
+        return deleted
+
+    def put_meta(self, name: str, value: bytes) -> None:
+        """Saves node bookkeeping at once; pass `meta` to `commit` to save it with a block."""
+        with self._transaction() as db:
+            _put_meta(db, name, value)
+
+    def get_meta(self, name: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM node_meta WHERE name = ?",
+                                   (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def verify(self) -> None:
+        """Rehashes every row and checks the stored bucket hashes and app hash against them.
+
+        Reads the whole state: meant for tests and for an operator who suspects the disk.
+        """
+        with self._lock:
+            stored = dict(self._db.execute("SELECT bucket, hash FROM buckets"))
+            (recorded,) = self._db.execute("SELECT app_hash FROM head").fetchone()
+            computed: dict[int, bytes] = {}
+            rows = self._db.execute("SELECT bucket, key, value FROM state ORDER BY bucket, key")
+            for bucket, group in groupby(rows, key=lambda row: row[0]):
+                entries = [(key, value) for _, key, value in group]
+                for key, _ in entries:
+                    if bucket_of(key) != bucket:
+                        raise StoreCorrupted(f"key {key.hex()} filed under bucket {bucket}")
+                computed[bucket] = bucket_hash(entries)
+        for bucket in stored.keys() | computed.keys():
+            if stored.get(bucket, EMPTY_BUCKET_HASH) != computed.get(bucket, EMPTY_BUCKET_HASH):
+                raise StoreCorrupted(f"bucket {bucket} does not match its rows")
+        root = BucketTree(computed).root
+        if root != recorded or root != self._app_hash:
+            raise StoreCorrupted(f"rows hash to {root.hex()}, head says {recorded.hex()}")
+
+    def _preview(self, overlay: Overlay) -> _Preview:
+        base = overlay.parent
+        if not isinstance(base, _Committed) or base.store is not self:
+            raise TypeError("pass the overlay that this store's begin_block() returned")
+        base.check()
+        cached = self._preview_cache
+        if cached and cached.overlay is overlay and cached.revision == overlay.revision:
+            return cached
+        by_bucket: dict[int, dict[bytes, bytes | None]] = {}
+        for key, value in overlay.changes.items():
+            by_bucket.setdefault(bucket_of(key), {})[key] = value
+        buckets: dict[int, bytes] = {}
+        with self._lock:
+            for bucket, changes in by_bucket.items():
+                rows = self._db.execute(
+                    "SELECT key, value FROM state WHERE bucket = ? ORDER BY key", (bucket,))
+                buckets[bucket] = bucket_hash(merge(rows, sorted(changes.items())))
+        app_hash, nodes = self._tree.preview(buckets)
+        self._preview_cache = _Preview(overlay, overlay.revision, buckets, nodes, app_hash)
+        return self._preview_cache
+
+    def _write_block(self, changes: Mapping[bytes, bytes | None], height: int,
+                     buckets: dict[int, bytes], app_hash: bytes,
+                     meta: Mapping[str, bytes]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO state (key, value, bucket) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [(k, v, bucket_of(k)) for k, v in changes.items() if v is not None])
+            db.executemany("DELETE FROM state WHERE key = ?",
+                           [(k,) for k, v in changes.items() if v is None])
+            db.executemany("INSERT INTO history (key, height, value) VALUES (?, ?, ?)",
+                           [(k, height, v) for k, v in changes.items()])
+            db.executemany("INSERT OR REPLACE INTO buckets (bucket, hash) VALUES (?, ?)",
+                           buckets.items())
+            db.execute("UPDATE head SET height = ?, app_hash = ?", (height, app_hash))
+            for name, value in meta.items():
+                _put_meta(db, name, value)
+            failpoint.hit(failpoint.INSIDE_COMMIT, height)
+
+    def _check_readable(self, height: int) -> None:
+        if not self._earliest <= height <= self._height:
+            raise HeightUnavailable(f"height {height} is outside the readable "
+                                    f"{self._earliest}..{self._height}")
+
+    def _scan(self, query: str, prefix: bytes, **params: int) -> Iterator[tuple]:
+        """Runs a key-range query page by page; see _PAGE."""
+        end = _prefix_end(prefix)
+        sql = query.format(upper="" if end is None else "AND key < :end")
+        start = prefix
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    sql, {**params, "start": start, "end": end, "page": _PAGE}).fetchall()
+            yield from rows
+            if len(rows) < _PAGE:
+                return
+            start = rows[-1][0] + b"\x00"  # the least key above the last one read
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+
+def _put_meta(db: sqlite3.Connection, name: str, value: bytes) -> None:
+    if type(name) is not str or type(value) is not bytes:
+        raise TypeError(f"meta is str -> bytes, got {name!r} -> {type(value).__name__}")
+    db.execute("INSERT OR REPLACE INTO node_meta (name, value) VALUES (?, ?)", (name, value))

@@ -1,0 +1,1 @@
+"""Cosmos transactions: decoding, the ante checks (fees, signatures, sequences), execution."""

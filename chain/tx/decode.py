@@ -1,0 +1,102 @@
+"""Decodes TxRaw bytes into what the ante handler and the router need, checking shape only.
+
+Signatures are later verified over the *received* body and auth-info bytes, never over a
+re-serialization, exactly as the Cosmos SDK does.
+"""
+
+import hashlib
+from dataclasses import dataclass
+
+from cosmpy.protos.cosmos.crypto.secp256k1.keys_pb2 import PubKey
+from cosmpy.protos.cosmos.tx.signing.v1beta1.signing_pb2 import SignMode
+from cosmpy.protos.cosmos.tx.v1beta1.tx_pb2 import AuthInfo, TxBody, TxRaw
+from google.protobuf.message import DecodeError, Message
+
+from chain.errors import (
+    InvalidPubKey,
+    InvalidRequest,
+    NoSignatures,
+    TooManySignatures,
+    TxDecodeError,
+    UnknownExtensionOptions,
+)
+from chain.router import Route, Router
+
+SECP256K1_PUBKEY = "/cosmos.crypto.secp256k1.PubKey"
+
+
+@dataclass(frozen=True)
+class Signer:
+    address: str
+    pubkey: bytes | None  # compressed secp256k1, when the tx carries it
+    sequence: int
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class DecodedTx:
+    raw: bytes
+    hash: bytes
+    body_bytes: bytes
+    auth_info_bytes: bytes
+    body: TxBody
+    auth_info: AuthInfo
+    messages: list[tuple[Route, Message]]
+    signers: list[Signer]
+
+    @property
+    def gas_limit(self) -> int:
+        return self.auth_info.fee.gas_limit
+
+
+def _parse(message: Message, data: bytes, what: str) -> None:
+    try:
+        message.ParseFromString(data)
+    except DecodeError as exc:
+        raise TxDecodeError(f"cannot decode {what}: {exc}") from exc
+
+
+def tx_hash(raw: bytes) -> bytes:
+    return hashlib.sha256(raw).digest()
+
+
+def decode(raw: bytes, router: Router, sig_limit: int) -> DecodedTx:
+    envelope, body, auth_info = TxRaw(), TxBody(), AuthInfo()
+    _parse(envelope, raw, "tx")
+    _parse(body, envelope.body_bytes, "tx body")
+    _parse(auth_info, envelope.auth_info_bytes, "tx auth info")
+    if not body.messages:
+        raise InvalidRequest("tx has no messages")
+    if body.extension_options:
+        raise UnknownExtensionOptions("unknown extension options")
+    messages = [router.unpack(packed) for packed in body.messages]
+    addresses: list[str] = []
+    for route, message in messages:
+        for signer in route.signers(message):
+            if signer not in addresses:
+                addresses.append(signer)
+    infos, signatures = auth_info.signer_infos, envelope.signatures
+    if not signatures:
+        raise NoSignatures("no signatures supplied")
+    if len(signatures) > sig_limit:
+        raise TooManySignatures(f"{len(signatures)} signatures; the limit is {sig_limit}")
+    if not len(infos) == len(signatures) == len(addresses):
+        raise InvalidRequest(f"tx has {len(addresses)} signer(s), {len(infos)} signer info(s) "
+                             f"and {len(signatures)} signature(s); they must match")
+    signers = []
+    for addr, info, signature in zip(addresses, infos, signatures, strict=True):
+        if not info.mode_info.HasField("single") or \
+                info.mode_info.single.mode != SignMode.SIGN_MODE_DIRECT:
+            raise InvalidRequest("only SIGN_MODE_DIRECT single signatures are supported")
+        pubkey = None
+        if info.HasField("public_key"):
+            if info.public_key.type_url != SECP256K1_PUBKEY:
+                raise InvalidPubKey(f"unsupported public key type {info.public_key.type_url}")
+            key = PubKey()
+            _parse(key, info.public_key.value, "public key")
+            if len(key.key) != 33:
+                raise InvalidPubKey("secp256k1 public keys must be 33 bytes, compressed")
+            pubkey = key.key
+        signers.append(Signer(addr, pubkey, info.sequence, signature))
+    return DecodedTx(raw, tx_hash(raw), envelope.body_bytes, envelope.auth_info_bytes, body,
+                     auth_info, messages, signers)
