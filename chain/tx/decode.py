@@ -69,6 +69,8 @@ def decode(raw: bytes, router: Router, sig_limit: int) -> DecodedTx:
         raise InvalidRequest("tx has no messages")
     if body.extension_options:
         raise UnknownExtensionOptions("unknown extension options")
+    if auth_info.fee.payer or auth_info.fee.granter:
+        raise InvalidRequest("fee payer and fee granter are not supported")
     messages = [router.unpack(packed) for packed in body.messages]
     addresses: list[str] = []
     for route, message in messages:

@@ -1,0 +1,7 @@
+"""`python -m genesis ...`: see genesis/cli.py."""
+
+import sys
+
+from genesis.cli import main
+
+sys.exit(main())
