@@ -1,0 +1,121 @@
+"""A 4-validator CometBFT localnet of real chain nodes: agreement, a lost validator, crashes.
+
+Each node is `python -m chain node start`, which runs the app and starts its own CometBFT.
+"""
+
+import json
+import socket
+import urllib.request
+
+import pytest
+from chain_client import ledger
+from chain_nodes import ChainNode, funded_keys, template
+from cosmpy.aerial.wallet import LocalWallet
+from cosmpy.crypto.keypairs import PrivateKey
+
+from genesis.comet_config import find_cometbft
+from genesis.localnet import layout_localnet
+
+pytestmark = pytest.mark.skipif(find_cometbft() is None,
+                                reason="cometbft is not installed (make cometbft)")
+
+
+def free_base_port() -> int:
+    """A base port whose localnet block (4 nodes × 10 ports) is free right now."""
+    for base in range(31000, 60000, 100):
+        try:
+            for port in range(base, base + 40):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free port range")
+
+
+class Localnet:
+    def __init__(self, root, validators: int = 4) -> None:
+        keys = funded_keys(2)
+        self.wallets = [LocalWallet(PrivateKey(bytes.fromhex(k.private_key_hex)), prefix="infer")
+                        for k in keys]
+        self.infos = layout_localnet(template(keys), root, validators=validators,
+                                     base_port=free_base_port(), timeout_commit="300ms")
+        self.nodes = [ChainNode(i.home, i.ports.grpc) for i in self.infos]
+
+    def rpc(self, index: int, path: str) -> dict:
+        url = f"{self.infos[index].ports.rpc_url}/{path}"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return json.loads(reply.read())["result"]
+
+    def app_hashes(self, index: int, upto: int) -> list[str]:
+        """The app hash each block header carries (the state after the previous block)."""
+        return [self.rpc(index, f"block?height={h}")["block"]["header"]["app_hash"]
+                for h in range(1, upto + 1)]
+
+    def assert_agreement(self, indexes: list[int]) -> int:
+        """All nodes named agree on every block header's app hash; returns the height checked."""
+        for i in indexes:
+            self.nodes[i].wait_height(2)
+        upto = min(self.nodes[i].height() for i in indexes)
+        reference = self.app_hashes(indexes[0], upto)
+        for i in indexes[1:]:
+            assert self.app_hashes(i, upto) == reference, f"val{i} diverged"
+        height, app_hash = self.nodes[indexes[0]].app_hash_at_latest()
+        for i in indexes[1:]:
+            self.nodes[i].wait_height(height)
+        return upto
+
+
+@pytest.fixture(scope="module")
+def localnet(tmp_path_factory):
+    net = Localnet(tmp_path_factory.mktemp("localnet") / "net")
+    for node in net.nodes:
+        node.start()
+    for node in net.nodes:
+        node.wait_height(2)
+    yield net
+    for node in net.nodes:
+        node.close()
+
+
+def test_cosmpy_against_a_cometbft_node(localnet):
+    client = ledger(localnet.infos[0].ports.grpc)
+    other = ledger(localnet.infos[3].ports.grpc)
+    alice = localnet.wallets[0]
+    fresh = LocalWallet(PrivateKey(), prefix="infer")
+    done = client.send_tokens(fresh.address(), 777_000, "ninfer", alice).wait_to_complete()
+    assert done.response.code == 0 and done.response.height > 0
+    assert client.query_bank_balance(fresh.address(), "ninfer") == 777_000
+    spent = other.send_tokens(alice.address(), 1_000, "ninfer", fresh).wait_to_complete()
+    assert spent.response.height > done.response.height
+    fee = int(spent.response.gas_wanted * 0.01 + 0.999999)
+    localnet.nodes[3].wait_height(spent.response.height)
+    assert other.query_bank_balance(fresh.address(), "ninfer") == 777_000 - 1_000 - fee
+
+
+def test_all_validators_agree_at_every_height(localnet):
+    assert localnet.assert_agreement([0, 1, 2, 3]) >= 2
+
+
+def test_three_keep_committing_without_the_fourth_which_then_catches_up(localnet):
+    victim = localnet.nodes[3]
+    victim.kill()
+    start = localnet.nodes[0].height()
+    localnet.nodes[0].wait_height(start + 5)
+    localnet.assert_agreement([0, 1, 2])
+    victim.start()
+    victim.wait_height(localnet.nodes[0].height())
+    localnet.assert_agreement([0, 1, 2, 3])
+
+
+@pytest.mark.parametrize("point", ["after_finalize", "inside_commit", "after_commit"])
+def test_a_crash_at_any_point_of_a_block_recovers_without_divergence(localnet, point):
+    victim = localnet.nodes[2]
+    victim.stop()
+    crash_at = localnet.nodes[0].height() + 4
+    victim.start(env={"INFERCHAIN_FAILPOINT": f"{point}@{crash_at}"})
+    assert victim.wait_exit(timeout=120) == -9, victim.log_tail()
+    assert f"failpoint {point} at height {crash_at}" in victim.log_tail()
+    victim.start()
+    victim.wait_height(crash_at + 2)
+    localnet.assert_agreement([0, 1, 2, 3])
