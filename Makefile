@@ -5,11 +5,18 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-MLNODE_PORT ?= 50051
+COMETBFT_VERSION := v0.38.26
+GOBIN ?= $(shell go env GOPATH 2>/dev/null)/bin
+COMETBFT := $(GOBIN)/cometbft
 
-.PHONY: install proto test lint bench devnet clean
+.PHONY: install proto cometbft test lint bench devnet clean
 
 install: $(STAMP) inferchain_pb/__init__.py
+
+# Pinned patch release: `@latest` would resolve to the v1 branch, whose ABCI differs.
+cometbft:
+	@test "$$($(COMETBFT) version 2>/dev/null)" = "$(COMETBFT_VERSION:v%=%)" || \
+		go install github.com/cometbft/cometbft/cmd/cometbft@$(COMETBFT_VERSION)
 
 # torch and the model package are pip's largest downloads; pip's cache keeps later installs fast.
 $(STAMP): pyproject.toml
@@ -25,8 +32,8 @@ inferchain_pb/__init__.py: $(STAMP) $(shell find proto -name '*.proto') proto/ge
 proto: $(STAMP)
 	$(PY) proto/generate.py
 
-test: install
-	$(PY) -m pytest -ra
+test: install cometbft
+	PATH="$(GOBIN):$$PATH" $(PY) -m pytest -ra
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -35,7 +42,7 @@ bench: install
 	$(PY) bench/mlnode_bench.py
 
 devnet: install
-	$(PY) -m mlnode serve --engine torch --port $(MLNODE_PORT)
+	$(PY) -m devnet
 
 clean:
-	rm -rf $(VENV) inferchain_pb .pytest_cache .ruff_cache
+	rm -rf $(VENV) inferchain_pb .pytest_cache .ruff_cache .devnet

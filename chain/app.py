@@ -157,8 +157,9 @@ class Application:
         self.last_block = header
         self._pending = self._genesis = None
         self._check = self.store.begin_block()
-        log.info("committed height %d: %d tx(s), app hash %s", pending.block.height,
-                 len(pending.outcomes), header["app_hash"][:16])
+        log.log(logging.INFO if pending.outcomes else logging.DEBUG,
+                "committed height %d: %d tx(s), app hash %s", pending.block.height,
+                len(pending.outcomes), header["app_hash"][:16])
         return abci.ResponseCommit()
 
     def query(self, req: abci.RequestQuery) -> abci.ResponseQuery:
