@@ -1,16 +1,17 @@
 """Auth params: every number the ante handler applies, changeable by governance later."""
 
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 
 from chain.errors import InvalidRequest
+from chain.params import ModuleParams
 
 KEY = b"auth/params"
 
 
 @dataclass(frozen=True)
-class AuthParams:
+class AuthParams(ModuleParams):
+    module = "auth"
     max_memo_characters: int = 256
     tx_sig_limit: int = 7
     tx_size_cost_per_byte: int = 10
@@ -22,7 +23,7 @@ class AuthParams:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.type == "int" and (not isinstance(value, int) or value < 0):
+            if f.type is int and (type(value) is not int or value < 0):
                 raise InvalidRequest(f"auth param {f.name} must be a non-negative integer")
         try:
             if Decimal(self.min_gas_price) < 0:
@@ -33,13 +34,3 @@ class AuthParams:
     @property
     def gas_price(self) -> Decimal:
         return Decimal(self.min_gas_price)
-
-    def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> "AuthParams":
-        unknown = set(raw) - {f.name for f in fields(cls)}
-        if unknown:
-            raise InvalidRequest(f"unknown auth params: {sorted(unknown)}")
-        return cls(**raw)

@@ -1,25 +1,18 @@
 """Bank params."""
 
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 from chain.errors import InvalidRequest
+from chain.params import ModuleParams
 
 KEY = b"bank/params"
 
 
 @dataclass(frozen=True)
-class BankParams:
+class BankParams(ModuleParams):
+    module = "bank"
     send_enabled: bool = True
 
-    def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> "BankParams":
-        unknown = set(raw) - {f.name for f in fields(cls)}
-        if unknown:
-            raise InvalidRequest(f"unknown bank params: {sorted(unknown)}")
-        if not isinstance(raw.get("send_enabled", True), bool):
+    def __post_init__(self) -> None:
+        if not isinstance(self.send_enabled, bool):
             raise InvalidRequest("bank param send_enabled must be true or false")
-        return cls(**raw)

@@ -1,0 +1,94 @@
+"""The application in-process: genesis checks, determinism, params, without any network."""
+
+import json
+
+import pytest
+from chain_client import TxSpec, send_msg, signed_tx
+from cosmpy.aerial.wallet import LocalWallet
+from cosmpy.crypto.keypairs import PrivateKey
+from cosmpy.protos.tendermint.abci import types_pb2 as abci
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from chain.app import Application
+from chain.auth.params import AuthParams
+from chain.bank.params import BankParams
+from chain.errors import ChainError
+from chain.store import Store
+
+CHAIN_ID = "inferchain-test"
+
+
+def wallet(seed: int) -> LocalWallet:
+    return LocalWallet(PrivateKey(bytes([seed]) * 32), prefix="infer")
+
+
+def genesis(*wallets: LocalWallet, **sections: dict) -> bytes:
+    balances = [{"address": str(w.address()), "coins": [{"denom": "ninfer", "amount": "1000000"}]}
+                for w in wallets]
+    return json.dumps({"auth": {"params": {}}, "bank": {"balances": balances}, **sections}).encode()
+
+
+def started(app_state: bytes) -> Application:
+    app = Application(Store.memory())
+    app.init_chain(abci.RequestInitChain(chain_id=CHAIN_ID, initial_height=1,
+                                         app_state_bytes=app_state))
+    return app
+
+
+def run_block(app: Application, height: int, txs: list[bytes]) -> abci.ResponseFinalizeBlock:
+    result = app.finalize_block(abci.RequestFinalizeBlock(
+        txs=txs, height=height, time=Timestamp(seconds=1_700_000_000 + height),
+        hash=height.to_bytes(32, "big")))
+    app.commit(abci.RequestCommit())
+    return result
+
+
+def test_two_apps_applying_the_same_blocks_have_the_same_app_hash_every_height():
+    alice, bob = wallet(1), wallet(2)
+    apps = [started(genesis(alice, bob)), started(genesis(alice, bob))]
+    blocks = [[signed_tx(alice, TxSpec([send_msg(str(alice.address()), str(bob.address()), n)],
+                                       sequence=n - 1, account_number=0)).tx.SerializeToString()]
+              for n in range(1, 4)]
+    for height, txs in enumerate(blocks, start=1):
+        results = [run_block(app, height, txs) for app in apps]
+        assert results[0].app_hash == results[1].app_hash
+        assert [r.code for r in results[0].tx_results] == [0]
+    assert apps[0].store.app_hash != started(genesis(alice, bob)).store.app_hash
+
+
+def test_a_failed_message_in_a_block_keeps_fee_and_sequence_but_moves_no_coins():
+    alice, bob = wallet(1), wallet(2)
+    app = started(genesis(alice, bob))
+    too_much = signed_tx(alice, TxSpec([send_msg(str(alice.address()), str(bob.address()),
+                                                 10**9)], sequence=0, account_number=0))
+    result = run_block(app, 1, [too_much.tx.SerializeToString()])
+    assert result.tx_results[0].code == 5
+    state = app.store.begin_block()
+    raw_alice = bytes(alice.address())
+    assert app.modules.bank.balance(state, raw_alice, "ninfer") == 1_000_000 - 2_000
+    assert app.modules.auth.get_account(state, raw_alice).sequence == 1
+    assert app.modules.bank.balance(state, bytes(bob.address()), "ninfer") == 1_000_000
+
+
+@pytest.mark.parametrize(("app_state", "message"), [
+    (genesis(wallet(1), mint={}), "unknown modules"),
+    (genesis(wallet(1), wallet(1)), "twice"),
+    (json.dumps({"bank": {"balances": [{"address": "cosmos1abc", "coins": []}]}}).encode(),
+     "invalid address"),
+    (json.dumps({"auth": {"params": {"tx_sig_limit": -1}}}).encode(), "tx_sig_limit"),
+    (json.dumps({"auth": {"params": {"min_gas_price": "cheap"}}}).encode(), "min_gas_price"),
+])
+def test_bad_genesis_is_refused_with_a_clear_message(app_state, message):
+    with pytest.raises(ChainError, match=message):
+        started(app_state)
+
+
+def test_params_round_trip_and_refuse_unknown_or_ill_typed_fields():
+    params = AuthParams.from_dict({"min_gas_price": "0.5", "tx_sig_limit": 3})
+    assert AuthParams.from_dict(json.loads(params.to_bytes())) == params
+    with pytest.raises(ChainError, match="unknown auth params"):
+        AuthParams.from_dict({"gas": 1})
+    with pytest.raises(ChainError, match="non-negative integer"):
+        AuthParams.from_dict({"tx_sig_limit": True})
+    with pytest.raises(ChainError, match="send_enabled"):
+        BankParams.from_dict({"send_enabled": "yes"})
