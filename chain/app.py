@@ -18,7 +18,7 @@ from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from google.protobuf.any_pb2 import Any as AnyPb
 
 from chain import failpoint
-from chain.context import BlockInfo, Event
+from chain.context import BlockInfo, Context, Event
 from chain.gas import GasKV, GasMeter
 from chain.modules import Modules, build
 from chain.query import QueryRouter
@@ -58,7 +58,7 @@ class Application:
         self.store = store
         self.modules: Modules = build()
         self.queries = QueryRouter(self)
-        self.modules.register_queries(self.queries)
+        self.modules.register_queries(self.queries, lambda: self.store.height)
         self.chain_id = (store.get_meta(CHAIN_ID_META) or b"").decode()
         self._genesis: Overlay | None = None
         self._initial_height = 1
@@ -131,14 +131,17 @@ class Application:
         state = self._genesis if self.store.height == 0 else self.store.begin_block()
         time_ns = req.time.seconds * 1_000_000_000 + req.time.nanos
         block = BlockInfo(self.chain_id, req.height, time_ns)
+        hooks = Context.of(block, state, GasMeter(None))
+        self.modules.begin_block(hooks, req.hash)
         outcomes = [self.modules.runner.run(state, block, tx, Mode.DELIVER) for tx in req.txs]
+        self.modules.end_block(hooks)
         header = {"height": req.height, "time_ns": time_ns, "hash": req.hash.hex(),
                   "proposer": req.proposer_address.hex(), "txs": [t.hex() for t in req.txs]}
         app_hash = self.store.app_hash_of(state)
         self._pending = PendingBlock(block, state, outcomes, header)
         failpoint.hit(failpoint.AFTER_FINALIZE, req.height)
         return abci.ResponseFinalizeBlock(
-            app_hash=app_hash,
+            app_hash=app_hash, events=abci_events(hooks.events),
             tx_results=[abci.ExecTxResult(code=o.code, codespace=o.codespace, log=o.log,
                                           gas_wanted=o.gas_wanted, gas_used=o.gas_used,
                                           events=abci_events(o.events)) for o in outcomes])

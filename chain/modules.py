@@ -6,6 +6,7 @@ in the application changes.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from cosmpy.protos.cosmos.bank.v1beta1.tx_pb2 import MsgSend
 
@@ -16,29 +17,54 @@ from chain.bank import genesis as bank_genesis
 from chain.bank import query as bank_query
 from chain.bank.keeper import BankKeeper
 from chain.bank.msg_server import BankMsgServer
+from chain.context import Context
 from chain.errors import InvalidRequest
 from chain.gas import GasKV
+from chain.inference import blocks as inference_blocks
+from chain.inference import genesis as inference_genesis
+from chain.inference import query as inference_query
+from chain.inference.keeper import InferenceKeeper
+from chain.inference.msg_server import InferenceMsgServer, creator_signer
 from chain.query import QueryRouter
 from chain.router import Router
 from chain.tx.ante import AnteHandler
 from chain.tx.execute import TxRunner
+from inferchain_pb.inference.v1.inference_pb2 import (
+    MsgFinishInference,
+    MsgRegisterParticipant,
+    MsgStartInference,
+    MsgUpdateParticipant,
+    MsgWithdrawParticipant,
+)
 
 
 @dataclass
 class Modules:
     auth: AuthKeeper
     bank: BankKeeper
+    inference: InferenceKeeper
     router: Router
     runner: TxRunner
     genesis_steps: list[tuple[str, Callable[[GasKV, dict], None]]]
+    begin_block_steps: list[Callable[[Context, bytes], None]]
+    end_block_steps: list[Callable[[Context], None]]
 
     @property
     def names(self) -> list[str]:
         return [name for name, _ in self.genesis_steps]
 
-    def register_queries(self, queries: QueryRouter) -> None:
+    def register_queries(self, queries: QueryRouter, latest_height: Callable[[], int]) -> None:
         auth_query.register(queries, self.auth)
         bank_query.register(queries, self.bank)
+        inference_query.register(queries, self.inference, self.bank, latest_height)
+
+    def begin_block(self, ctx: Context, block_hash: bytes) -> None:
+        for step in self.begin_block_steps:
+            step(ctx, block_hash)
+
+    def end_block(self, ctx: Context) -> None:
+        for step in self.end_block_steps:
+            step(ctx)
 
     def init_genesis(self, kv: GasKV, app_state: dict) -> None:
         unknown = set(app_state) - {name for name, _ in self.genesis_steps}
@@ -54,7 +80,18 @@ def build() -> Modules:
     router = Router()
     bank_msgs = BankMsgServer(bank)
     router.register(MsgSend, bank_msgs.send_signers, bank_msgs.send)
+    inference = InferenceKeeper()
+    inference_msgs = InferenceMsgServer(inference, bank)
+    for message, handle in [(MsgRegisterParticipant, inference_msgs.register),
+                            (MsgUpdateParticipant, inference_msgs.update),
+                            (MsgWithdrawParticipant, inference_msgs.withdraw),
+                            (MsgStartInference, inference_msgs.start),
+                            (MsgFinishInference, inference_msgs.finish)]:
+        router.register(message, creator_signer, handle)
     runner = TxRunner(router, AnteHandler(auth, bank), auth)
     steps = [("auth", lambda kv, s: auth_genesis.init_genesis(auth, kv, s)),
-             ("bank", lambda kv, s: bank_genesis.init_genesis(bank, kv, s))]
-    return Modules(auth, bank, router, runner, steps)
+             ("bank", lambda kv, s: bank_genesis.init_genesis(bank, kv, s)),
+             ("inference", lambda kv, s: inference_genesis.init_genesis(inference, kv, s))]
+    return Modules(auth, bank, inference, router, runner, steps,
+                   begin_block_steps=[partial(inference_blocks.begin_block, inference)],
+                   end_block_steps=[partial(inference_blocks.end_block, inference, bank)])

@@ -1,0 +1,1 @@
+"""The inference module: participants, models, inferences, escrow and the executor draw."""

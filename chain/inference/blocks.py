@@ -1,0 +1,38 @@
+"""What the inference module does at every block: remember its hash, expire lone halves.
+
+The block hash seeds executor draws for the next ``max_draw_age_blocks`` blocks. A Start
+without its Finish past ``expiration_blocks`` is refunded in full and counts as a miss for
+its executor; a Finish without a Start only expires (nothing was escrowed, and the executor
+did its part, so no miss is counted).
+"""
+
+from chain.auth import address
+from chain.bank.coins import NATIVE_DENOM
+from chain.bank.keeper import BankKeeper
+from chain.context import Context
+from chain.inference.keeper import ESCROW_ACCOUNT, InferenceKeeper
+from inferchain_pb.inference.v1.inference_pb2 import EXPIRED, STARTED
+
+
+def begin_block(keeper: InferenceKeeper, ctx: Context, block_hash: bytes) -> None:
+    keep = keeper.params(ctx.kv).max_draw_age_blocks + 1
+    keeper.record_block_hash(ctx.kv, ctx.block.height, block_hash, keep)
+
+
+def end_block(keeper: InferenceKeeper, bank: BankKeeper, ctx: Context) -> None:
+    for inference_id in keeper.due(ctx.kv, ctx.block.height):
+        inference = keeper.inference(ctx.kv, inference_id)
+        keeper.cancel_expiry(ctx.kv, inference_id, inference.expires_at)
+        previous = type(inference)()
+        previous.CopyFrom(inference)
+        if inference.status == STARTED:
+            developer = address.decode(inference.developer)
+            bank.send(ctx, ESCROW_ACCOUNT, developer, {NATIVE_DENOM: inference.escrow})
+            keeper.change_escrow(ctx.kv, developer, -inference.escrow)
+            executor = keeper.participant(ctx.kv, inference.executor)
+            executor.misses += 1
+            keeper.set_participant(ctx.kv, executor)
+        inference.status = EXPIRED
+        keeper.save_inference(ctx.kv, inference, ctx.block.height, previous)
+        ctx.emit("expire_inference", inference_id=inference_id,
+                 refund=str(inference.escrow if previous.status == STARTED else 0))

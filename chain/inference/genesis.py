@@ -1,0 +1,34 @@
+"""Inference's part of genesis: params, the model registry, and any initial participants."""
+
+from chain.errors import InvalidRequest
+from chain.gas import GasKV
+from chain.inference.keeper import InferenceKeeper
+from chain.inference.params import InferenceParams
+from inferchain_pb.inference.v1.inference_pb2 import Model, Participant, ServedModel
+
+MODEL_FIELDS = {"id", "weights_sha256", "price_per_token", "context_length",
+                "validation_threshold", "top_k"}
+
+
+def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
+    params = InferenceParams.from_dict(section.get("params", {}))
+    keeper.set_params(kv, params)
+    for raw in section.get("models", []):
+        unknown = set(raw) - MODEL_FIELDS
+        if unknown or "id" not in raw or "weights_sha256" not in raw:
+            raise InvalidRequest(f"genesis model {raw.get('id')!r}: needs id and "
+                                 f"weights_sha256; unknown fields {sorted(unknown)}")
+        if keeper.model(kv, raw["id"]) is not None:
+            raise InvalidRequest(f"genesis lists model {raw['id']} twice")
+        keeper.set_model(kv, Model(
+            id=raw["id"], weights_sha256=raw["weights_sha256"],
+            price_per_token=int(raw.get("price_per_token", params.default_price_per_token)),
+            context_length=int(raw.get("context_length", 8192)),
+            validation_threshold=str(raw.get("validation_threshold", "0.05")),
+            top_k=int(raw.get("top_k", params.top_k))))
+    for raw in section.get("participants", []):
+        keeper.set_participant(kv, Participant(
+            address=raw["address"], url=raw["url"], node_pubkey=bytes.fromhex(raw["node_pubkey"]),
+            models=[ServedModel(model_id=m["model_id"], weights_sha256=m["weights_sha256"])
+                    for m in raw["models"]],
+            weight=int(raw.get("weight", params.genesis_weight)), active=True))

@@ -1,0 +1,178 @@
+"""All reads and writes of inference state: participants, models, inferences and indexes.
+
+Keys:
+  inference/participant/<addr>                 Participant
+  inference/model/<id>                         Model
+  inference/inference/<id>                     Inference
+  inference/expiry/<height>/<id>               lone Start or Finish expiring at that height
+  inference/status/<status>/<height>/<id>      by status and height of the last change
+  inference/blockhash/<height>                 recent block hashes, seeding the draw
+  inference/work/<addr>                        fees earned, paid out at epoch settlement
+  inference/escrow/<addr>                      a developer's coins held for open inferences
+  inference/requestsig/<sha256(signature)>     request signatures already used
+Escrowed and earned coins sit in the module account ESCROW_ACCOUNT, so the bank's supply
+never changes and ESCROW_ACCOUNT's balance always equals escrows plus work balances.
+"""
+
+import hashlib
+import json
+from collections.abc import Iterator
+
+from google.protobuf.message import Message
+
+from chain.auth import address
+from chain.gas import GasKV
+from chain.inference.draw import Candidate
+from chain.inference.params import KEY as PARAMS_KEY
+from chain.inference.params import InferenceParams
+from chain.store import KVReader
+from inferchain_pb.inference.v1.inference_pb2 import Inference, Model, Participant
+
+ESCROW_ACCOUNT = hashlib.sha256(b"inference_escrow").digest()[:20]
+PARTICIPANT = b"inference/participant/"
+MODEL = b"inference/model/"
+INFERENCE = b"inference/inference/"
+EXPIRY = b"inference/expiry/"
+STATUS = b"inference/status/"
+BLOCK_HASH = b"inference/blockhash/"
+WORK = b"inference/work/"
+ESCROW = b"inference/escrow/"
+REQUEST_SIG = b"inference/requestsig/"
+MILLION = 1_000_000
+
+State = GasKV | KVReader
+
+
+def _height(h: int) -> bytes:
+    return h.to_bytes(8, "big")
+
+
+def _load(state: State, key: bytes, message: type[Message]) -> Message | None:
+    data = state.get(key)
+    if data is None:
+        return None
+    found = message()
+    found.ParseFromString(data)
+    return found
+
+
+def _amount(state: State, key: bytes) -> int:
+    return int(state.get(key) or b"0")
+
+
+class InferenceKeeper:
+    def params(self, state: State) -> InferenceParams:
+        data = state.get(PARAMS_KEY)
+        return InferenceParams() if data is None else InferenceParams.from_dict(json.loads(data))
+
+    def set_params(self, kv: GasKV, params: InferenceParams) -> None:
+        kv.set(PARAMS_KEY, params.to_bytes())
+
+    def participant(self, state: State, addr: str) -> Participant | None:
+        return _load(state, PARTICIPANT + address.decode(addr), Participant)
+
+    def participants(self, state: State) -> Iterator[Participant]:
+        for _, data in state.iterate(PARTICIPANT):
+            yield Participant.FromString(data)
+
+    def set_participant(self, kv: GasKV, participant: Participant) -> None:
+        kv.set(PARTICIPANT + address.decode(participant.address),
+               participant.SerializeToString(deterministic=True))
+
+    def model(self, state: State, model_id: str) -> Model | None:
+        return _load(state, MODEL + model_id.encode(), Model)
+
+    def models(self, state: State) -> Iterator[Model]:
+        for _, data in state.iterate(MODEL):
+            yield Model.FromString(data)
+
+    def set_model(self, kv: GasKV, model: Model) -> None:
+        kv.set(MODEL + model.id.encode(), model.SerializeToString(deterministic=True))
+
+    def inference(self, state: State, inference_id: str) -> Inference | None:
+        return _load(state, INFERENCE + inference_id.encode(), Inference)
+
+    def save_inference(self, kv: GasKV, inference: Inference, height: int,
+                       previous: Inference | None) -> None:
+        """Stores the inference and moves it in the status index to (status, height)."""
+        if previous is not None:
+            kv.delete(self._status_key(previous.status, previous.status_height, previous.id))
+        inference.status_height = height
+        kv.set(INFERENCE + inference.id.encode(), inference.SerializeToString(deterministic=True))
+        kv.set(self._status_key(inference.status, height, inference.id), b"")
+
+    def inferences_by_status(self, state: State, status: int, from_height: int,
+                             to_height: int) -> Iterator[Inference]:
+        prefix = STATUS + bytes([status])
+        for key, _ in state.iterate(prefix):
+            height = int.from_bytes(key[len(prefix):len(prefix) + 8], "big")
+            if height > to_height:
+                return
+            if height >= from_height:
+                found = self.inference(state, key[len(prefix) + 8:].decode())
+                if found is not None:
+                    yield found
+
+    def schedule_expiry(self, kv: GasKV, inference_id: str, height: int) -> None:
+        kv.set(EXPIRY + _height(height) + inference_id.encode(), b"")
+
+    def cancel_expiry(self, kv: GasKV, inference_id: str, height: int) -> None:
+        kv.delete(EXPIRY + _height(height) + inference_id.encode())
+
+    def due(self, kv: GasKV, height: int) -> list[str]:
+        """Ids whose lone Start or Finish expires at or before ``height``."""
+        ids = []
+        for key, _ in kv.iterate(EXPIRY):
+            if int.from_bytes(key[len(EXPIRY):len(EXPIRY) + 8], "big") > height:
+                break
+            ids.append(key[len(EXPIRY) + 8:].decode())
+        return ids
+
+    def record_block_hash(self, kv: GasKV, height: int, block_hash: bytes, keep: int) -> None:
+        kv.set(BLOCK_HASH + _height(height), block_hash)
+        if height > keep:
+            kv.delete(BLOCK_HASH + _height(height - keep))
+
+    def block_hash(self, state: State, height: int) -> bytes | None:
+        return state.get(BLOCK_HASH + _height(height))
+
+    def candidates(self, state: State, model: Model) -> list[Candidate]:
+        """Active participants serving the model with the registry's weights."""
+        return [Candidate(p.address, p.weight, availability_ppm(p))
+                for p in self.participants(state)
+                if p.active and any(m.model_id == model.id and
+                                    m.weights_sha256 == model.weights_sha256 for m in p.models)]
+
+    def work_balance(self, state: State, addr: bytes) -> int:
+        return _amount(state, WORK + addr)
+
+    def add_work(self, kv: GasKV, addr: bytes, amount: int) -> None:
+        kv.set(WORK + addr, str(self.work_balance(kv, addr) + amount).encode())
+
+    def escrow_of(self, state: State, addr: bytes) -> int:
+        return _amount(state, ESCROW + addr)
+
+    def change_escrow(self, kv: GasKV, addr: bytes, delta: int) -> None:
+        left = self.escrow_of(kv, addr) + delta
+        if left:
+            kv.set(ESCROW + addr, str(left).encode())
+        else:
+            kv.delete(ESCROW + addr)
+
+    def use_request_signature(self, kv: GasKV, signature: bytes) -> bool:
+        """Marks a developer request signature used; False if it was already."""
+        key = REQUEST_SIG + hashlib.sha256(signature).digest()
+        if kv.get(key) is not None:
+            return False
+        kv.set(key, b"")
+        return True
+
+    @staticmethod
+    def _status_key(status: int, height: int, inference_id: str) -> bytes:
+        return STATUS + bytes([status]) + _height(height) + inference_id.encode()
+
+
+def availability_ppm(participant: Participant) -> int:
+    """Share of assigned inferences completed, with one free success so newcomers start at 1."""
+    done = participant.completions + 1
+    return MILLION * done // (done + participant.misses)

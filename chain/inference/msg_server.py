@@ -1,0 +1,322 @@
+"""Turns inference messages into keeper and bank calls (DESIGN.md §3, steps 1-5).
+
+Start and Finish may arrive in either order: whichever comes first is recorded and waits
+``expiration_blocks`` for the other; the second one checks that both describe the same
+inference and settles it: the developer pays for the tokens actually used, the rest of the
+escrow goes back, and the executor's work balance grows by the cost.
+"""
+
+from google.protobuf.message import Message
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from chain.auth import address
+from chain.bank.coins import NATIVE_DENOM
+from chain.bank.keeper import BankKeeper
+from chain.context import Context
+from chain.inference import artifact, payload
+from chain.inference.draw import NoEligibleExecutor, draw_order
+from chain.inference.errors import (
+    BadSignature,
+    DrawMismatch,
+    DuplicateFinish,
+    DuplicateStart,
+    InferenceClosed,
+    InvalidArtifact,
+    InvalidOutput,
+    InvalidParticipant,
+    InvalidPrompt,
+    ParticipantExists,
+    ParticipantNotFound,
+    ReplayedRequest,
+    StaleRequest,
+    UnknownModel,
+    WrongExecutor,
+)
+from chain.inference.keeper import ESCROW_ACCOUNT, InferenceKeeper
+from chain.inference.params import InferenceParams
+from chain.tx.signature import verify as verify_secp256k1
+from inferchain_pb.inference.v1.inference_pb2 import (
+    EXPIRED,
+    FINISHED,
+    INFERENCE_STATUS_UNSPECIFIED,
+    STARTED,
+    Inference,
+    Model,
+    MsgFinishInference,
+    MsgRegisterParticipant,
+    MsgStartInference,
+    MsgUpdateParticipant,
+    MsgWithdrawParticipant,
+    Participant,
+)
+
+MAX_URL = 256
+MAX_ID = 128
+
+
+def creator_signer(msg: Message) -> list[str]:
+    """Every inference message is signed by its creator."""
+    return [msg.creator]
+
+
+def _verify_ed25519(pubkey: bytes, message: bytes, signature: bytes, who: str) -> None:
+    try:
+        VerifyKey(pubkey).verify(message, signature)
+    except (BadSignatureError, ValueError, TypeError) as exc:
+        raise BadSignature(f"{who}'s node-key signature does not verify") from exc
+
+
+class InferenceMsgServer:
+    def __init__(self, keeper: InferenceKeeper, bank: BankKeeper) -> None:
+        self._keeper = keeper
+        self._bank = bank
+
+    def register(self, ctx: Context, msg: MsgRegisterParticipant) -> None:
+        if self._keeper.participant(ctx.kv, msg.creator) is not None:
+            raise ParticipantExists(f"{msg.creator} is already registered")
+        params = self._keeper.params(ctx.kv)
+        participant = Participant(address=msg.creator, weight=params.genesis_weight,
+                                  active=True, registered_height=ctx.block.height)
+        self._describe(ctx, participant, msg)
+        ctx.emit("register_participant", participant=msg.creator, url=msg.url)
+
+    def update(self, ctx: Context, msg: MsgUpdateParticipant) -> None:
+        participant = self._registered(ctx, msg.creator)
+        self._describe(ctx, participant, msg)
+        ctx.emit("update_participant", participant=msg.creator, url=msg.url)
+
+    def withdraw(self, ctx: Context, msg: MsgWithdrawParticipant) -> None:
+        participant = self._registered(ctx, msg.creator)
+        participant.active = False
+        self._keeper.set_participant(ctx.kv, participant)
+        ctx.emit("withdraw_participant", participant=msg.creator)
+
+    def start(self, ctx: Context, msg: MsgStartInference) -> None:
+        params = self._keeper.params(ctx.kv)
+        agent = self._registered(ctx, msg.creator)
+        _verify_ed25519(agent.node_pubkey, payload.start_payload(
+            msg.inference_id, msg.model_id, msg.developer, msg.prompt_hash, msg.max_tokens,
+            msg.seed, msg.executor, msg.draw_height, msg.attempt, msg.creator),
+            msg.ta_signature, "the transfer agent")
+        model = self._model(ctx, msg.model_id)
+        self._check_prompt(msg, model, params)
+        known = self._keeper.inference(ctx.kv, msg.inference_id)
+        if known is not None and known.started:
+            raise DuplicateStart(f"inference {msg.inference_id} was already started")
+        if known is not None and known.status == EXPIRED:
+            raise InferenceClosed(f"inference {msg.inference_id} has expired")
+        if known is not None:
+            self._check_finish_matches(known, msg)
+        self._check_request(ctx, msg, params.request_time_window_s)
+        self._check_draw(ctx, msg, model, params)
+        escrow = (len(msg.prompt_ids) + msg.max_tokens) * model.price_per_token
+        developer = address.decode(msg.developer)
+        self._bank.send(ctx, developer, ESCROW_ACCOUNT, {NATIVE_DENOM: escrow})
+        self._keeper.change_escrow(ctx.kv, developer, escrow)
+        inference = Inference()
+        if known is not None:
+            inference.CopyFrom(known)
+        inference.id, inference.model_id = msg.inference_id, msg.model_id
+        inference.developer, inference.transfer_agent = msg.developer, msg.creator
+        inference.executor, inference.prompt_hash = msg.executor, msg.prompt_hash
+        del inference.prompt_ids[:]
+        inference.prompt_ids.extend(msg.prompt_ids)
+        inference.max_tokens, inference.seed = msg.max_tokens, msg.seed
+        inference.price_per_token, inference.escrow = model.price_per_token, escrow
+        inference.start_height, inference.draw_height = ctx.block.height, msg.draw_height
+        inference.attempt, inference.started = msg.attempt, True
+        if known is not None:
+            self._keeper.cancel_expiry(ctx.kv, known.id, known.expires_at)
+            self._settle(ctx, inference, known)
+        else:
+            inference.status = STARTED
+            inference.expires_at = ctx.block.height + params.expiration_blocks
+            self._keeper.schedule_expiry(ctx.kv, inference.id, inference.expires_at)
+            self._keeper.save_inference(ctx.kv, inference, ctx.block.height, None)
+        ctx.emit("start_inference", inference_id=msg.inference_id, executor=msg.executor,
+                 developer=msg.developer, escrow=str(escrow))
+
+    def finish(self, ctx: Context, msg: MsgFinishInference) -> None:
+        params = self._keeper.params(ctx.kv)
+        executor = self._registered(ctx, msg.creator)
+        _verify_ed25519(executor.node_pubkey, payload.finish_payload(
+            msg.inference_id, msg.model_id, msg.prompt_hash, msg.output_hash,
+            msg.prompt_tokens, msg.output_tokens, msg.artifact, msg.creator),
+            msg.executor_signature, "the executor")
+        model = self._model(ctx, msg.model_id)
+        self._check_output(msg, model)
+        known = self._keeper.inference(ctx.kv, msg.inference_id)
+        if known is not None and known.finished:
+            raise DuplicateFinish(f"inference {msg.inference_id} was already finished")
+        if known is not None and known.status != STARTED:
+            raise InferenceClosed(f"inference {msg.inference_id} is closed")
+        if known is not None and known.executor != msg.creator:
+            raise WrongExecutor(f"inference {msg.inference_id} was assigned to "
+                                f"{known.executor}, not {msg.creator}")
+        inference = Inference()
+        if known is not None:
+            inference.CopyFrom(known)
+        inference.id, inference.model_id, inference.executor = (msg.inference_id, msg.model_id,
+                                                                msg.creator)
+        inference.prompt_hash = msg.prompt_hash
+        del inference.output_ids[:]
+        inference.output_ids.extend(msg.output_ids)
+        inference.artifact, inference.output_hash = msg.artifact, msg.output_hash
+        inference.prompt_tokens, inference.output_tokens = msg.prompt_tokens, msg.output_tokens
+        inference.executor_signature = msg.executor_signature
+        inference.finish_height, inference.finished = ctx.block.height, True
+        if known is not None:
+            self._check_start_matches(known, msg)
+            self._keeper.cancel_expiry(ctx.kv, known.id, known.expires_at)
+            self._settle(ctx, inference, known)
+        else:
+            inference.status = INFERENCE_STATUS_UNSPECIFIED
+            inference.expires_at = ctx.block.height + params.expiration_blocks
+            self._keeper.schedule_expiry(ctx.kv, inference.id, inference.expires_at)
+            self._keeper.save_inference(ctx.kv, inference, ctx.block.height, None)
+        ctx.emit("finish_inference", inference_id=msg.inference_id, executor=msg.creator,
+                 output_tokens=str(msg.output_tokens))
+
+    def _settle(self, ctx: Context, inference: Inference, previous: Inference) -> None:
+        """Charges the tokens used, refunds the rest, credits the executor's work balance."""
+        cost = (inference.prompt_tokens + inference.output_tokens) * inference.price_per_token
+        refund = inference.escrow - cost
+        developer = address.decode(inference.developer)
+        if refund:
+            self._bank.send(ctx, ESCROW_ACCOUNT, developer, {NATIVE_DENOM: refund})
+        self._keeper.change_escrow(ctx.kv, developer, -inference.escrow)
+        executor_raw = address.decode(inference.executor)
+        self._keeper.add_work(ctx.kv, executor_raw, cost)
+        executor = self._keeper.participant(ctx.kv, inference.executor)
+        executor.completions += 1
+        self._keeper.set_participant(ctx.kv, executor)
+        inference.cost, inference.status = cost, FINISHED
+        self._keeper.save_inference(ctx.kv, inference, ctx.block.height, previous)
+        ctx.emit("settle_inference", inference_id=inference.id, cost=str(cost),
+                 refund=str(refund), executor=inference.executor)
+
+    def _registered(self, ctx: Context, addr: str) -> Participant:
+        participant = self._keeper.participant(ctx.kv, addr)
+        if participant is None:
+            raise ParticipantNotFound(f"{addr} is not a registered participant")
+        return participant
+
+    def _model(self, ctx: Context, model_id: str) -> Model:
+        model = self._keeper.model(ctx.kv, model_id)
+        if model is None:
+            raise UnknownModel(f"model {model_id!r} is not in the registry")
+        return model
+
+    def _describe(self, ctx: Context, participant: Participant,
+                  msg: MsgRegisterParticipant | MsgUpdateParticipant) -> None:
+        if not msg.url.startswith(("http://", "https://")) or len(msg.url) > MAX_URL:
+            raise InvalidParticipant(f"url must be http(s) and at most {MAX_URL} characters")
+        if len(msg.node_pubkey) != 32:
+            raise InvalidParticipant("node_pubkey must be a 32-byte ed25519 public key")
+        if not msg.models:
+            raise InvalidParticipant("a participant must serve at least one model")
+        for served in msg.models:
+            model = self._model(ctx, served.model_id)
+            if served.weights_sha256 != model.weights_sha256:
+                raise InvalidParticipant(f"weights {served.weights_sha256[:16]}… are not model "
+                                         f"{model.id}'s {model.weights_sha256[:16]}…")
+        participant.url, participant.node_pubkey = msg.url, msg.node_pubkey
+        del participant.models[:]
+        participant.models.extend(msg.models)
+        self._keeper.set_participant(ctx.kv, participant)
+
+    @staticmethod
+    def _check_prompt(msg: MsgStartInference, model: Model, params: InferenceParams) -> None:
+        if not 0 < len(msg.inference_id) <= MAX_ID:
+            raise InvalidPrompt(f"inference id must be 1 to {MAX_ID} characters")
+        if not msg.prompt_ids or len(msg.prompt_ids) > params.max_prompt_tokens:
+            raise InvalidPrompt(f"prompt must have 1 to {params.max_prompt_tokens} tokens")
+        if not 0 < msg.max_tokens <= params.max_output_tokens:
+            raise InvalidPrompt(f"max_tokens must be 1 to {params.max_output_tokens}")
+        if len(msg.prompt_ids) + msg.max_tokens > model.context_length:
+            raise InvalidPrompt(f"prompt plus max_tokens exceeds the context of "
+                                f"{model.context_length}")
+
+    def _check_request(self, ctx: Context, msg: MsgStartInference, window: int) -> None:
+        """The developer signed this very request for this transfer agent, recently, once."""
+        try:
+            owner = address.from_pubkey(msg.developer_pubkey)
+        except ValueError as exc:
+            raise BadSignature("developer_pubkey is not a secp256k1 key") from exc
+        if owner != address.decode(msg.developer):
+            raise BadSignature("developer_pubkey does not belong to the developer")
+        block_seconds = ctx.block.time_ns // 1_000_000_000
+        if abs(block_seconds - msg.request_timestamp) > window:
+            raise StaleRequest(f"request timestamp {msg.request_timestamp} is more than "
+                               f"{window}s from the block time {block_seconds}")
+        message = payload.request_message(msg.prompt_hash, msg.request_timestamp, msg.creator)
+        if not verify_secp256k1(msg.developer_pubkey, message, msg.request_signature):
+            raise BadSignature("the developer's request signature does not verify")
+        if not self._keeper.use_request_signature(ctx.kv, msg.request_signature):
+            raise ReplayedRequest("this request signature was already used")
+
+    def _check_draw(self, ctx: Context, msg: MsgStartInference, model: Model,
+                    params: InferenceParams) -> None:
+        oldest = ctx.block.height - params.max_draw_age_blocks
+        if not oldest <= msg.draw_height < ctx.block.height:
+            raise DrawMismatch(f"draw height {msg.draw_height} is outside [{oldest}, "
+                               f"{ctx.block.height - 1}]")
+        if msg.attempt >= params.max_attempts:
+            raise DrawMismatch(f"attempt {msg.attempt} is past the last allowed "
+                               f"({params.max_attempts - 1})")
+        block_hash = self._keeper.block_hash(ctx.kv, msg.draw_height)
+        if block_hash is None:
+            raise DrawMismatch(f"no block hash recorded for height {msg.draw_height}")
+        try:
+            order = draw_order(msg.inference_id, block_hash,
+                               self._keeper.candidates(ctx.kv, model))
+        except NoEligibleExecutor as exc:
+            raise DrawMismatch(f"no participant can serve {model.id}") from exc
+        except ValueError as exc:
+            raise DrawMismatch(f"the draw cannot be computed: {exc}") from exc
+        if msg.attempt >= len(order) or order[msg.attempt] != msg.executor:
+            picked = order[msg.attempt] if msg.attempt < len(order) else "nobody"
+            raise DrawMismatch(f"the draw picks {picked} for attempt {msg.attempt}, "
+                               f"not {msg.executor}")
+        for skipped in order[:msg.attempt]:
+            participant = self._keeper.participant(ctx.kv, skipped)
+            participant.misses += 1
+            self._keeper.set_participant(ctx.kv, participant)
+
+    @staticmethod
+    def _check_output(msg: MsgFinishInference, model: Model) -> None:
+        if not msg.output_ids or msg.output_tokens != len(msg.output_ids):
+            raise InvalidOutput("output_tokens must equal the number of output ids, at least 1")
+        if msg.output_hash != payload.ids_hash(msg.output_ids):
+            raise InvalidOutput("output_hash is not the hash of the output ids")
+        try:
+            k, steps = artifact.decode(msg.artifact)
+        except artifact.ArtifactError as exc:
+            raise InvalidArtifact(f"artifact does not decode: {exc}") from exc
+        if k != model.top_k or [s.token_id for s in steps] != list(msg.output_ids):
+            raise InvalidArtifact(f"artifact must hold top-{model.top_k} for exactly the "
+                                  f"output tokens")
+
+    @staticmethod
+    def _check_finish_matches(finish: Inference, start: MsgStartInference) -> None:
+        if finish.executor != start.executor:
+            raise WrongExecutor(f"inference {start.inference_id} was finished by "
+                                f"{finish.executor}, not the named executor {start.executor}")
+        if finish.model_id != start.model_id or finish.prompt_hash != start.prompt_hash:
+            raise InvalidOutput("the finish on record is for another model or prompt")
+        if finish.prompt_tokens != len(start.prompt_ids) or \
+                finish.output_tokens > start.max_tokens:
+            raise InvalidOutput("the finish on record does not fit this request's token counts")
+
+    @staticmethod
+    def _check_start_matches(start: Inference, finish: MsgFinishInference) -> None:
+        if start.model_id != finish.model_id or start.prompt_hash != finish.prompt_hash:
+            raise InvalidOutput("finish is for another model or prompt than the start")
+        if finish.prompt_tokens != len(start.prompt_ids):
+            raise InvalidOutput(f"prompt_tokens {finish.prompt_tokens} != "
+                                f"{len(start.prompt_ids)} prompt ids started")
+        if finish.output_tokens > start.max_tokens:
+            raise InvalidOutput(f"{finish.output_tokens} output tokens exceed max_tokens "
+                                f"{start.max_tokens}")
+

@@ -1,0 +1,48 @@
+"""The canonical bytes each party signs, shared by the chain and the API nodes.
+
+Every payload starts with a domain tag and carries its fields length-prefixed in a fixed
+order, so a signature over one kind of payload can never be replayed as another, and both
+sides build the very same bytes from the same message.
+"""
+
+import hashlib
+import struct
+from collections.abc import Sequence
+
+START_TAG = b"inferchain/start/v1"
+FINISH_TAG = b"inferchain/finish/v1"
+
+
+def _field(value: bytes | str | int) -> bytes:
+    if isinstance(value, int):
+        return struct.pack(">Q", value)
+    data = value.encode() if isinstance(value, str) else value
+    return struct.pack(">I", len(data)) + data
+
+
+def canonical(tag: bytes, *values: bytes | str | int) -> bytes:
+    return tag + b"".join(_field(v) for v in values)
+
+
+def request_message(prompt_hash: bytes, timestamp: int, transfer_agent: str) -> bytes:
+    """What the developer signs (DESIGN.md §3.1): sha256(body) ‖ timestamp ‖ TA address."""
+    return prompt_hash + struct.pack(">q", timestamp) + transfer_agent.encode()
+
+
+def ids_hash(token_ids: Sequence[int]) -> bytes:
+    """sha256 over the ids as 4-byte big-endian integers: the output hash on chain."""
+    return hashlib.sha256(b"".join(struct.pack(">I", t) for t in token_ids)).digest()
+
+
+def start_payload(inference_id: str, model_id: str, developer: str, prompt_hash: bytes,
+                  max_tokens: int, seed: int, executor: str, draw_height: int, attempt: int,
+                  transfer_agent: str) -> bytes:
+    return canonical(START_TAG, inference_id, model_id, developer, prompt_hash, max_tokens,
+                     seed, executor, draw_height, attempt, transfer_agent)
+
+
+def finish_payload(inference_id: str, model_id: str, prompt_hash: bytes, output_hash: bytes,
+                   prompt_tokens: int, output_tokens: int, artifact: bytes,
+                   executor: str) -> bytes:
+    return canonical(FINISH_TAG, inference_id, model_id, prompt_hash, output_hash,
+                     prompt_tokens, output_tokens, hashlib.sha256(artifact).digest(), executor)

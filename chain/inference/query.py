@@ -1,0 +1,94 @@
+"""Inference's gRPC queries (inference.v1.Query): what API nodes and validators read."""
+
+from collections.abc import Callable
+
+import grpc
+
+from chain.auth import address
+from chain.bank.coins import NATIVE_DENOM
+from chain.bank.keeper import BankKeeper
+from chain.inference.draw import NoEligibleExecutor, draw_order
+from chain.inference.keeper import InferenceKeeper
+from chain.query import QueryError, QueryRouter
+from chain.store import KVReader
+from inferchain_pb.inference.v1 import query_pb2 as q
+
+PATH = "/inference.v1.Query/"
+MAX_LIST = 1000
+
+
+def register(queries: QueryRouter, keeper: InferenceKeeper, bank: BankKeeper,
+             latest_height: Callable[[], int]) -> None:
+    def not_found(what: str) -> QueryError:
+        return QueryError(grpc.StatusCode.NOT_FOUND, f"{what} not found")
+
+    def participant(state: KVReader, req: q.QueryParticipantRequest
+                    ) -> q.QueryParticipantResponse:
+        found = keeper.participant(state, req.address)
+        if found is None:
+            raise not_found(f"participant {req.address}")
+        return q.QueryParticipantResponse(participant=found)
+
+    def participants(state: KVReader, req: q.QueryParticipantsRequest
+                     ) -> q.QueryParticipantsResponse:
+        return q.QueryParticipantsResponse(participants=list(keeper.participants(state)))
+
+    def model(state: KVReader, req: q.QueryModelRequest) -> q.QueryModelResponse:
+        found = keeper.model(state, req.id)
+        if found is None:
+            raise not_found(f"model {req.id!r}")
+        return q.QueryModelResponse(model=found)
+
+    def models(state: KVReader, req: q.QueryModelsRequest) -> q.QueryModelsResponse:
+        return q.QueryModelsResponse(models=list(keeper.models(state)))
+
+    def inference(state: KVReader, req: q.QueryInferenceRequest) -> q.QueryInferenceResponse:
+        found = keeper.inference(state, req.id)
+        if found is None:
+            raise not_found(f"inference {req.id!r}")
+        return q.QueryInferenceResponse(inference=found)
+
+    def inferences(state: KVReader, req: q.QueryInferencesRequest
+                   ) -> q.QueryInferencesResponse:
+        limit = min(req.limit or MAX_LIST, MAX_LIST)
+        to_height = req.to_height or latest_height()
+        found = []
+        for item in keeper.inferences_by_status(state, req.status, req.from_height, to_height):
+            found.append(item)
+            if len(found) == limit:
+                break
+        return q.QueryInferencesResponse(inferences=found)
+
+    def account(state: KVReader, req: q.QueryAccountRequest) -> q.QueryAccountResponse:
+        raw = address.decode(req.address)
+        return q.QueryAccountResponse(balance=bank.balance(state, raw, NATIVE_DENOM),
+                                      escrow=keeper.escrow_of(state, raw),
+                                      work_balance=keeper.work_balance(state, raw))
+
+    def draw(state: KVReader, req: q.QueryDrawRequest) -> q.QueryDrawResponse:
+        height = req.draw_height or latest_height()
+        block_hash = keeper.block_hash(state, height)
+        found = keeper.model(state, req.model_id)
+        if block_hash is None or found is None:
+            raise not_found(f"block hash at {height} or model {req.model_id!r}")
+        try:
+            order = draw_order(req.inference_id, block_hash, keeper.candidates(state, found))
+        except NoEligibleExecutor as exc:
+            raise QueryError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from exc
+        return q.QueryDrawResponse(order=order, draw_height=height)
+
+    def params(state: KVReader, req: q.QueryParamsRequest) -> q.QueryParamsResponse:
+        return q.QueryParamsResponse(params_json=keeper.params(state).to_bytes().decode())
+
+    for name, fn, request, response in [
+        ("Participant", participant, q.QueryParticipantRequest, q.QueryParticipantResponse),
+        ("Participants", participants, q.QueryParticipantsRequest, q.QueryParticipantsResponse),
+        ("Model", model, q.QueryModelRequest, q.QueryModelResponse),
+        ("Models", models, q.QueryModelsRequest, q.QueryModelsResponse),
+        ("Inference", inference, q.QueryInferenceRequest, q.QueryInferenceResponse),
+        ("Inferences", inferences, q.QueryInferencesRequest, q.QueryInferencesResponse),
+        ("Account", account, q.QueryAccountRequest, q.QueryAccountResponse),
+        ("Draw", draw, q.QueryDrawRequest, q.QueryDrawResponse),
+        ("Params", params, q.QueryParamsRequest, q.QueryParamsResponse),
+    ]:
+        queries.register(PATH + name, request, response, fn)

@@ -1,0 +1,215 @@
+"""The inference module through real signed transactions, driven in-process block by block."""
+
+import json
+
+import pytest
+from cosmpy.protos.tendermint.abci import types_pb2 as abci
+from google.protobuf.timestamp_pb2 import Timestamp
+from inference_actors import MODEL_ID, PRICE, Actor, finish_msg, genesis_models, start_msg
+
+from chain.app import Application
+from chain.auth import address
+from chain.inference.keeper import ESCROW_ACCOUNT
+from chain.store import Store
+from inferchain_pb.inference.v1 import query_pb2 as q
+from inferchain_pb.inference.v1.inference_pb2 import EXPIRED, FINISHED, STARTED
+
+FUNDS = 10_000_000_000
+T0 = 1_700_000_000
+
+
+class Net:
+    """One app, its accounts and a block clock; every tx goes through FinalizeBlock."""
+
+    def __init__(self, participants: int = 3, expiration_blocks: int = 5) -> None:
+        self.developer = Actor.new(0, 0)
+        self.poor = Actor.new(1, 1)
+        self.parts = [Actor.new(10 + i, 2 + i) for i in range(participants)]
+        everyone = [self.developer, self.poor, *self.parts]
+        balances = [{"address": a.address, "coins": [{"denom": "ninfer", "amount": str(
+            5_000 if a is self.poor else FUNDS)}]} for a in everyone]
+        self.app = Application(Store.memory())
+        self.app.init_chain(abci.RequestInitChain(
+            chain_id="inferchain-test", initial_height=1, app_state_bytes=json.dumps({
+                "bank": {"balances": balances},
+                "inference": {"params": {"expiration_blocks": expiration_blocks},
+                              "models": genesis_models()}}).encode()))
+        self.height = 0
+        self.block([p.tx(p.register(f"http://127.0.0.1:{9000 + i}"))
+                    for i, p in enumerate(self.parts)])
+        self.all_accounts = everyone
+
+    def block(self, txs: list[bytes]) -> list[abci.ExecTxResult]:
+        self.height += 1
+        result = self.app.finalize_block(abci.RequestFinalizeBlock(
+            txs=txs, height=self.height, time=Timestamp(seconds=T0 + self.height),
+            hash=self.height.to_bytes(4, "big") * 8))
+        self.app.commit(abci.RequestCommit())
+        return list(result.tx_results)
+
+    def one(self, raw: bytes) -> abci.ExecTxResult:
+        return self.block([raw])[0]
+
+    def query(self, name: str, request):
+        return self.app.queries.call(f"/inference.v1.Query/{name}", request)
+
+    def draw(self, inference_id: str) -> list[str]:
+        return list(self.query("Draw", q.QueryDrawRequest(inference_id=inference_id,
+                                                          model_id=MODEL_ID)).order)
+
+    def actor(self, addr: str) -> Actor:
+        return next(p for p in self.parts if p.address == addr)
+
+    def start(self, inference_id: str, **kw) -> tuple:
+        order = self.draw(inference_id)
+        attempt = kw.pop("attempt", 0)
+        executor = self.actor(order[attempt])
+        agent = next(p for p in self.parts if p.address != executor.address)
+        msg = start_msg(agent, kw.pop("developer", self.developer), inference_id,
+                        executor.address, self.height, T0 + self.height,
+                        kw.pop("prompt_ids", [1, 2, 3, 4]), attempt=attempt, **kw)
+        return agent, executor, msg
+
+    def balance(self, actor_or_raw) -> int:
+        raw = actor_or_raw if isinstance(actor_or_raw, bytes) else address.decode(
+            actor_or_raw.address)
+        return self.app.modules.bank.balance(self.app.store.begin_block(), raw, "ninfer")
+
+    def account(self, actor: Actor) -> q.QueryAccountResponse:
+        return self.query("Account", q.QueryAccountRequest(address=actor.address))
+
+    def inference(self, inference_id: str):
+        return self.query("Inference", q.QueryInferenceRequest(id=inference_id)).inference
+
+    def assert_conserved(self) -> None:
+        """The escrow account holds exactly all escrows plus all work balances."""
+        escrows = sum(self.account(a).escrow for a in self.all_accounts)
+        work = sum(self.account(a).work_balance for a in self.all_accounts)
+        assert self.balance(ESCROW_ACCOUNT) == escrows + work
+
+
+@pytest.fixture
+def net() -> Net:
+    return Net()
+
+
+def test_start_then_finish_moves_exactly_the_right_amounts(net):
+    agent, executor, start = net.start("inf-1", max_tokens=16)
+    before = net.balance(net.developer)
+    assert net.one(agent.tx(start)).code == 0
+    escrow = (4 + 16) * PRICE
+    assert net.balance(net.developer) == before - escrow
+    assert net.account(net.developer).escrow == escrow
+    assert net.inference("inf-1").status == STARTED
+    net.assert_conserved()
+    assert net.one(executor.tx(finish_msg(executor, start, [7, 8, 9]))).code == 0
+    cost = (4 + 3) * PRICE
+    assert net.balance(net.developer) == before - cost
+    assert net.account(net.developer).escrow == 0
+    assert net.account(executor).work_balance == cost
+    done = net.inference("inf-1")
+    assert (done.status, done.executor, done.cost, list(done.output_ids)) == (
+        FINISHED, executor.address, cost, [7, 8, 9])
+    net.assert_conserved()
+
+
+def test_finish_before_start_settles_when_the_start_arrives(net):
+    agent, executor, start = net.start("inf-2")
+    assert net.one(executor.tx(finish_msg(executor, start, [5, 6]))).code == 0
+    assert net.account(net.developer).escrow == 0
+    assert net.one(agent.tx(start)).code == 0
+    assert net.inference("inf-2").status == FINISHED
+    assert net.account(executor).work_balance == (4 + 2) * PRICE
+    net.assert_conserved()
+
+
+def test_a_start_without_finish_expires_with_a_full_refund_and_a_miss(net):
+    agent, executor, start = net.start("inf-3")
+    before = net.balance(net.developer)
+    assert net.one(agent.tx(start)).code == 0
+    for _ in range(5):
+        net.block([])
+    assert net.inference("inf-3").status == EXPIRED
+    assert net.balance(net.developer) == before
+    assert net.query("Participant", q.QueryParticipantRequest(
+        address=executor.address)).participant.misses == 1
+    late = net.one(executor.tx(finish_msg(executor, start, [1])))
+    assert late.code != 0 and "closed" in late.log
+    net.assert_conserved()
+
+
+def _refusal(net, case):
+    agent, executor, start = net.start(f"bad-{case}")
+    if case == "duplicate start":
+        assert net.one(agent.tx(start)).code == 0
+        return agent.tx(start), 6, "already started"
+    if case == "duplicate finish":
+        assert net.one(agent.tx(start)).code == 0
+        assert net.one(executor.tx(finish_msg(executor, start, [3]))).code == 0
+        return executor.tx(finish_msg(executor, start, [3])), 7, "already finished"
+    if case == "finish by the wrong executor":
+        assert net.one(agent.tx(start)).code == 0
+        other = next(p for p in net.parts if p.address != executor.address)
+        return other.tx(finish_msg(other, start, [3])), 8, "was assigned to"
+    if case == "forged executor signature":
+        assert net.one(agent.tx(start)).code == 0
+        return executor.tx(finish_msg(executor, start, [3], signer=agent.node_key)), 9, \
+            "signature does not verify"
+    if case == "executor the draw did not pick":
+        wrong = next(p for p in net.parts if p.address != executor.address)
+        forged = start_msg(agent, net.developer, start.inference_id, wrong.address,
+                           net.height, T0 + net.height, [1, 2, 3, 4])
+        return agent.tx(forged), 10, "the draw picks"
+    if case == "developer without funds":
+        poor = start_msg(agent, net.poor, start.inference_id, executor.address, net.height,
+                         T0 + net.height, [1, 2, 3, 4], max_tokens=1000)
+        return agent.tx(poor), 5, "smaller than"
+    if case == "replayed request signature":
+        assert net.one(agent.tx(start)).code == 0
+        # The same signed request (body, timestamp, agent) presented for another inference.
+        replay = start_msg(agent, net.developer, "bad-replay-2", net.draw("bad-replay-2")[0],
+                           net.height, start.request_timestamp, [1, 2, 3, 4],
+                           body=f"request {start.inference_id}".encode())
+        assert replay.request_signature == start.request_signature
+        return agent.tx(replay), 11, "already used"
+    if case == "stale request":
+        stale = start_msg(agent, net.developer, start.inference_id, executor.address,
+                          net.height, T0 - 10_000, [1, 2, 3, 4])
+        return agent.tx(stale), 12, "from the block time"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", [
+    "duplicate start", "duplicate finish", "finish by the wrong executor",
+    "forged executor signature", "executor the draw did not pick", "developer without funds",
+    "replayed request signature", "stale request"])
+def test_refusals_have_clear_codes_and_keep_balances_consistent(net, case):
+    raw, code, message = _refusal(net, case)
+    balances = [net.balance(a) for a in net.all_accounts]
+    result = net.one(raw)
+    assert (result.code, message in result.log) == (code, True), result.log
+    fees = 20_000
+    after = [net.balance(a) for a in net.all_accounts]
+    assert sum(before - now for before, now in zip(balances, after, strict=True)) == fees
+    net.assert_conserved()
+
+
+def test_fallback_attempts_follow_the_draw_order_and_count_misses(net):
+    order = net.draw("inf-fallback")
+    agent, executor, start = net.start("inf-fallback", attempt=1)
+    assert executor.address == order[1]
+    assert net.one(agent.tx(start)).code == 0
+    skipped = net.query("Participant", q.QueryParticipantRequest(address=order[0]))
+    assert skipped.participant.misses == 1
+
+
+def test_inferences_by_status_follow_the_chain(net):
+    agent, executor, start = net.start("inf-list")
+    net.one(agent.tx(start))
+    started = net.query("Inferences", q.QueryInferencesRequest(status=STARTED))
+    assert [i.id for i in started.inferences] == ["inf-list"]
+    net.one(executor.tx(finish_msg(executor, start, [4, 4])))
+    finished = net.query("Inferences", q.QueryInferencesRequest(
+        status=FINISHED, from_height=net.height, to_height=net.height))
+    assert [i.id for i in finished.inferences] == ["inf-list"]
+    assert not net.query("Inferences", q.QueryInferencesRequest(status=STARTED)).inferences
