@@ -95,6 +95,9 @@ def build_app_state(template: Template) -> dict[str, Any]:
             "params": params.pop("bank", {}),
         },
     }
+    if template.models or "inference" in params:
+        app_state["inference"] = {"params": params.pop("inference", {}),
+                                  "models": [dict(m) for m in template.models]}
     for module, values in params.items():
         app_state[module] = {"params": values}
     return app_state

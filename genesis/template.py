@@ -40,7 +40,11 @@ MAX_TOTAL_VOTING_POWER = (2**63 - 1) // 8
 _VALIDATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _MODULE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
-_TOP_KEYS = {"chain_id", "initial_height", "genesis_time", "accounts", "validators", "params"}
+_TOP_KEYS = {"chain_id", "initial_height", "genesis_time", "accounts", "validators", "params",
+             "models"}
+_MODEL_KEYS = {"id", "weights_sha256", "price_per_token", "context_length",
+               "validation_threshold", "top_k"}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _ACCOUNT_KEYS = {"address", "coins"}
 _VALIDATOR_KEYS = {"name", "power", "pub_key"}
 
@@ -79,6 +83,8 @@ class Template:
     validators: tuple[ValidatorSpec, ...]
     accounts: tuple[AccountSpec, ...] = ()
     params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The inference module's model registry: one dict per [[models]] entry.
+    models: tuple[Mapping[str, Any], ...] = ()
     initial_height: int = 1
     genesis_time: str | None = None  # canonical RFC 3339 (see timestamps.py), None = build time
 
@@ -110,6 +116,7 @@ def parse_template(data: Mapping[str, Any], source: str = "<template>") -> Templ
     accounts = _accounts(data.get("accounts", []), problems)
     validators = _validators(data.get("validators"), problems)
     params = _params(data.get("params", {}), problems)
+    models = _models(data.get("models", []), problems)
 
     if problems:
         raise TemplateError(source, problems)
@@ -120,6 +127,7 @@ def parse_template(data: Mapping[str, Any], source: str = "<template>") -> Templ
         accounts=accounts,
         validators=validators,
         params=params,
+        models=models,
     )
 
 
@@ -236,6 +244,29 @@ def _ed25519_pub_key(value: object, where: str, problems: list[str]) -> bytes | 
                         "(the 'value' that `cometbft show-validator` prints)")
         return None
     return raw
+
+
+def _models(value: object, problems: list[str]) -> tuple[Mapping[str, Any], ...]:
+    """[[models]]: id and the weights' sha256 are required; the chain defaults the rest."""
+    models = []
+    seen: set[str] = set()
+    for i, entry in enumerate(_entries(value, "models", problems)):
+        where = f"models[{i}]"
+        _unknown_keys(entry, _MODEL_KEYS, where, problems)
+        model_id, sha = entry.get("id"), entry.get("weights_sha256")
+        if not isinstance(model_id, str) or not model_id:
+            problems.append(f"{where}.id: must be a non-empty string")
+        elif model_id in seen:
+            problems.append(f"{where}.id: {model_id} is listed twice")
+        else:
+            seen.add(model_id)
+        if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+            problems.append(f"{where}.weights_sha256: must be 64 lower-case hex digits")
+        for key in ("price_per_token", "context_length", "top_k"):
+            if key in entry and (not _is_int(entry[key]) or entry[key] < 0):
+                problems.append(f"{where}.{key}: must be a non-negative integer")
+        models.append(dict(entry))
+    return tuple(models)
 
 
 def _params(value: object, problems: list[str]) -> dict[str, dict[str, Any]]:

@@ -18,7 +18,7 @@ from cosmpy.crypto.address import Address
 from cosmpy.crypto.keypairs import PrivateKey
 
 from genesis.account_keys import generate_account_keys
-from genesis.builder import CONSENSUS_PARAMS, build_genesis
+from genesis.builder import CONSENSUS_PARAMS, build_app_state, build_genesis
 from genesis.cli import DEFAULT_TEMPLATE, main
 from genesis.coins import Coin, parse_coins
 from genesis.comet_config import find_cometbft, patch_toml
@@ -225,7 +225,7 @@ def test_genesis_document_shape():
             ],
             "params": {"send_enabled": True},
         },
-        "inference": {"params": {"price": "2"}},
+        "inference": {"params": {"price": "2"}, "models": []},
     }
 
 
@@ -473,3 +473,17 @@ def test_minimal_config_without_binary_defaults_runs_under_cometbft(tmp_path):
                               base_port=free_base_port(1), timeout_commit="200ms", config_base="")
     with running_kvstore([node.home]):
         wait_for(lambda: rpc_height(node.ports.rpc) >= 6, "height 6", [node.home])
+
+
+def test_models_land_in_the_inference_registry_and_bad_ones_are_refused():
+    sha = "ab" * 32
+    good = parse_template({"chain_id": "c", "validators": [{"name": "v", "power": 1}],
+                           "models": [{"id": "m", "weights_sha256": sha, "top_k": 5}]})
+    assert build_app_state(good)["inference"]["models"] == [
+        {"id": "m", "weights_sha256": sha, "top_k": 5}]
+    with pytest.raises(TemplateError) as err:
+        parse_template({"chain_id": "c", "validators": [{"name": "v", "power": 1}],
+                        "models": [{"id": "m", "weights_sha256": "xyz"},
+                                   {"id": "m", "weights_sha256": sha, "top_k": -1}]})
+    text = "\n".join(err.value.problems)
+    assert "64 lower-case hex" in text and "listed twice" in text and "top_k" in text
