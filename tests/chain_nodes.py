@@ -19,11 +19,13 @@ CHAIN_ID = "inferchain-test"
 FUNDS = 1_000_000_000_000
 
 
-def template(keys: list[AccountKey], validators: int = 1) -> Template:
+def template(keys: list[AccountKey], validators: int = 1, models: list[dict] | None = None
+             ) -> Template:
     return parse_template({
         "chain_id": CHAIN_ID,
         "accounts": [{"address": k.address, "coins": f"{FUNDS}ninfer"} for k in keys],
         "validators": [{"name": f"val{i}", "power": 10} for i in range(validators)],
+        "models": models or [],
     })
 
 
