@@ -1,6 +1,7 @@
 """Bech32 account addresses with the chain's prefix (DESIGN.md §2)."""
 
 import hashlib
+from functools import lru_cache
 
 import bech32
 
@@ -14,12 +15,18 @@ def from_pubkey(compressed: bytes) -> bytes:
     return hashlib.new("ripemd160", hashlib.sha256(compressed).digest()).digest()
 
 
+@lru_cache(maxsize=1 << 16)
 def encode(raw: bytes) -> str:
     return bech32.bech32_encode(PREFIX, bech32.convertbits(raw, 8, 5))
 
 
+@lru_cache(maxsize=1 << 16)
 def decode(text: str) -> bytes:
-    """Address bytes from bech32, refusing other prefixes and malformed strings."""
+    """Address bytes from bech32, refusing other prefixes and malformed strings.
+
+    Cached: a block converts the same few addresses dozens of times, and bech32's checksum
+    in pure Python costs about 50 µs each time.
+    """
     prefix, data = bech32.bech32_decode(text)
     if prefix is None or data is None:
         raise InvalidAddress(f"invalid address {text!r}: not bech32")
