@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 from genesis.account_keys import generate_account_keys
+from genesis.cli import DEFAULT_TEMPLATE
 from genesis.solo import layout_solo
-from genesis.template import parse_template
+from genesis.template import load_template, parse_template
 
 CHAIN_ID = "inferchain-local"
 DEVELOPER_FUNDS = "1000000000000000ninfer"
@@ -27,6 +28,7 @@ def lay_out(root: Path, grpc_port: int) -> dict:
         "chain_id": CHAIN_ID,
         "accounts": [{"address": developer.address, "coins": DEVELOPER_FUNDS}],
         "validators": [{"name": "solo", "power": 10}],
+        "models": [dict(m) for m in load_template(DEFAULT_TEMPLATE).models],
     })
     layout_solo(template, root / "chain", grpc_port=grpc_port)
     keys = {"developer": {"address": developer.address,

@@ -12,7 +12,13 @@ from chain.auth import address
 from chain.inference.keeper import ESCROW_ACCOUNT
 from chain.store import Store
 from inferchain_pb.inference.v1 import query_pb2 as q
-from inferchain_pb.inference.v1.inference_pb2 import EXPIRED, FINISHED, STARTED
+from inferchain_pb.inference.v1.inference_pb2 import (
+    EXPIRED,
+    FINISHED,
+    STARTED,
+    MsgUpdateParticipant,
+    MsgWithdrawParticipant,
+)
 
 FUNDS = 10_000_000_000
 T0 = 1_700_000_000
@@ -213,3 +219,17 @@ def test_inferences_by_status_follow_the_chain(net):
         status=FINISHED, from_height=net.height, to_height=net.height))
     assert [i.id for i in finished.inferences] == ["inf-list"]
     assert not net.query("Inferences", q.QueryInferencesRequest(status=STARTED)).inferences
+
+
+def test_updates_change_the_url_and_a_withdrawn_participant_leaves_the_draw(net):
+    leaving = net.parts[0]
+    registered = leaving.register()
+    update = MsgUpdateParticipant(creator=leaving.address, url="https://executor.example:8443",
+                                  node_pubkey=registered.node_pubkey, models=registered.models)
+    assert net.one(leaving.tx(update)).code == 0
+    found = net.query("Participant", q.QueryParticipantRequest(address=leaving.address))
+    assert found.participant.url == "https://executor.example:8443"
+    assert net.one(leaving.tx(MsgWithdrawParticipant(creator=leaving.address))).code == 0
+    assert all(leaving.address not in net.draw(f"after-{i}") for i in range(30))
+    again = net.one(leaving.tx(registered))
+    assert again.code == 2 and "already registered" in again.log
