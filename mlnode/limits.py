@@ -8,11 +8,10 @@ import math
 from collections.abc import Sequence
 
 from mlnode.engine import EngineInfo, InvalidRequest
-from mlnode.sampling import SamplingParams
+from mlnode.sampling_params import MAX_STOP_LENGTH, SamplingParams
 
 MAX_TEMPERATURE = 100.0
 MAX_STOP_SEQUENCES = 16
-MAX_STOP_LENGTH = 256
 
 
 def check_ids(name: str, ids: Sequence[int], info: EngineInfo) -> None:

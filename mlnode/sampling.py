@@ -14,23 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
+from mlnode.sampling_params import SamplingParams
+
 _U_BITS = 53
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """What a request asks of the sampler; validated by ``mlnode.limits``."""
-
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_tokens: int = 16
-    stop: tuple[str, ...] = ()
-    seed: int = 0
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
 
 
 def uniform(seed: int, position: int) -> float:

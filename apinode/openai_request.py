@@ -1,0 +1,205 @@
+"""Parses OpenAI request bodies into one validated, transport-free ``CompletionRequest``.
+
+Everything a developer can get wrong is caught here, before the transfer agent escrows funds
+or draws an executor, and reported as OpenAI reports it: a 400 whose ``param`` names the
+field. Unknown fields are ignored, as OpenAI-compatible servers do, so clients that send
+newer or vendor-specific options keep working; explicit ``null`` means "use the default",
+as it does for OpenAI.
+
+Limits follow OpenAI's API where it has one (temperature 0..2, at most 4 stop sequences,
+top_logprobs 0..20, legacy logprobs 0..5) and stay inside what ``mlnode.limits`` accepts (stop
+sequences of at most ``MAX_STOP_LENGTH`` characters, shared through the torch-free
+``mlnode.sampling_params``). Our own choices: ``n`` is capped at 8 and each
+choice is served as its own independent inference (own executor draw, escrow and
+``inference_id``); seeds may be any signed 64-bit or unsigned 64-bit integer and are stored
+as the unsigned 64-bit value the chain and the sampling rule use.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from apinode.openai_errors import invalid_request
+from apinode.openai_fields import (
+    boolean,
+    decimal,
+    empty_array,
+    integer,
+    invalid_type,
+    json_object,
+    missing,
+    require,
+    string,
+)
+from mlnode.sampling_params import MAX_STOP_LENGTH, SamplingParams
+
+CHAT_DEFAULT_MAX_TOKENS = 256
+TEXT_DEFAULT_MAX_TOKENS = 16  # OpenAI's and vLLM's default for the legacy endpoint
+MAX_N = 8
+MAX_STOP_SEQUENCES = 4
+MAX_TOP_LOGPROBS = 20
+MAX_TEXT_LOGPROBS = 5
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_UINT64 = 1 << 64
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """One chat or text completion request, with every default filled in.
+
+    ``messages`` holds (role, content) pairs for chat; ``prompt`` the text for completions.
+    ``logprobs``/``top_logprobs`` are the same for both endpoints: the legacy integer
+    ``logprobs=k`` becomes ``logprobs=True, top_logprobs=k``. ``seed`` None means the transfer
+    agent picks one.
+    """
+
+    kind: Literal["chat", "text"]
+    model: str
+    messages: tuple[tuple[str, str], ...] = ()
+    prompt: str = ""
+    max_tokens: int = CHAT_DEFAULT_MAX_TOKENS
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    stream: bool = False
+    include_usage: bool = False
+    logprobs: bool = False
+    top_logprobs: int = 0
+    n: int = 1
+    user: str | None = None
+
+
+def parse_chat(body: bytes) -> CompletionRequest:
+    """A ``POST /v1/chat/completions`` body; ``max_completion_tokens`` wins over ``max_tokens``."""
+    fields = json_object(body)
+    max_tokens = integer(fields.get("max_tokens"), "max_tokens", CHAT_DEFAULT_MAX_TOKENS, 1)
+    newer = integer(fields.get("max_completion_tokens"), "max_completion_tokens", None, 1)
+    logprobs = boolean(fields.get("logprobs"), "logprobs", False)
+    top = integer(fields.get("top_logprobs"), "top_logprobs", 0, 0, MAX_TOP_LOGPROBS)
+    if top and not logprobs:
+        raise invalid_request("Invalid value for 'top_logprobs': 'logprobs' must be set to true "
+                              "when 'top_logprobs' is used.", "top_logprobs", "invalid_value")
+    return CompletionRequest(
+        kind="chat", messages=_messages(fields.get("messages")),
+        max_tokens=max_tokens if newer is None else newer, logprobs=logprobs, top_logprobs=top,
+        **_common(fields))
+
+
+def parse_text(body: bytes) -> CompletionRequest:
+    """A ``POST /v1/completions`` body; ``logprobs`` is the legacy integer 0..5."""
+    fields = json_object(body)
+    k = integer(fields.get("logprobs"), "logprobs", None, 0, MAX_TEXT_LOGPROBS)
+    return CompletionRequest(
+        kind="text", prompt=_prompt(fields.get("prompt")),
+        max_tokens=integer(fields.get("max_tokens"), "max_tokens", TEXT_DEFAULT_MAX_TOKENS, 1),
+        logprobs=k is not None, top_logprobs=k or 0, **_common(fields))
+
+
+def sampling_for(request: CompletionRequest, seed: int) -> SamplingParams:
+    """The ML node's sampling parameters, with the seed the transfer agent fixed."""
+    return SamplingParams(temperature=request.temperature, top_p=request.top_p, top_k=0,
+                          max_tokens=request.max_tokens, stop=request.stop, seed=seed)
+
+
+def _common(fields: dict[str, Any]) -> dict[str, Any]:
+    """Fields both endpoints share, as ``CompletionRequest`` keyword arguments."""
+    stream = boolean(fields.get("stream"), "stream", False)
+    seed = integer(fields.get("seed"), "seed", None, -(_UINT64 >> 1), _UINT64 - 1)
+    return {
+        "model": _model(fields.get("model")),
+        "temperature": decimal(fields.get("temperature"), "temperature", 1.0, 0.0, 2.0),
+        "top_p": decimal(fields.get("top_p"), "top_p", 1.0, 0.0, 1.0, low_open=True),
+        "seed": None if seed is None else seed % _UINT64,
+        "stop": _stop(fields.get("stop")),
+        "stream": stream,
+        "include_usage": _include_usage(fields.get("stream_options"), stream),
+        "n": integer(fields.get("n"), "n", 1, 1, MAX_N),
+        "user": string(fields.get("user"), "user"),
+    }
+
+
+def _model(value: Any) -> str:
+    if value is None or value == "":
+        raise invalid_request("you must provide a model parameter", "model",
+                              "missing_required_parameter")
+    return string(value, "model")
+
+
+def _messages(value: Any) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        raise missing("messages")
+    require(value, list, "messages", "an array")
+    if not value:
+        raise empty_array("messages")
+    return tuple(_message(m, f"messages[{i}]") for i, m in enumerate(value))
+
+
+def _message(value: Any, where: str) -> tuple[str, str]:
+    require(value, dict, where, "an object")
+    role = string(value.get("role"), f"{where}.role", required=True)
+    if role not in ROLES:
+        raise invalid_request(f"Invalid value: '{role}'. Supported values are: "
+                              f"{', '.join(repr(r) for r in ROLES)}.", f"{where}.role",
+                              "invalid_value")
+    return ROLES[role], _content(value.get("content"), f"{where}.content")
+
+
+def _content(value: Any, where: str) -> str:
+    """A string, or text parts joined with newlines (as vLLM joins them)."""
+    if value is None:
+        raise missing(where)
+    if isinstance(value, str):
+        return value
+    require(value, list, where, "one of a string or array of objects")
+    if not value:
+        raise empty_array(where)
+    texts = []
+    for i, part in enumerate(value):
+        require(part, dict, f"{where}[{i}]", "an object")
+        if part.get("type") != "text":
+            raise invalid_request(f"Invalid value: {part.get('type')!r}. Only 'text' content "
+                                  "parts are supported.", f"{where}[{i}].type", "invalid_value")
+        texts.append(string(part.get("text"), f"{where}[{i}].text", required=True))
+    return "\n".join(texts)
+
+
+def _prompt(value: Any) -> str:
+    if value is None:
+        raise missing("prompt")
+    if isinstance(value, list):
+        if len(value) != 1 or not isinstance(value[0], str):
+            raise invalid_request("Invalid 'prompt': a list must hold exactly one string; "
+                                  "batched and token-id prompts are not supported.", "prompt",
+                                  "invalid_value")
+        value = value[0]
+    require(value, str, "prompt", "a string")
+    if not value:
+        raise invalid_request("Invalid 'prompt': the prompt must not be empty.", "prompt",
+                              "invalid_value")
+    return value
+
+
+def _stop(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    stops = [value] if isinstance(value, str) else value
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise invalid_type("stop", "a string or an array of strings", value)
+    if len(stops) > MAX_STOP_SEQUENCES:
+        raise invalid_request(f"Invalid 'stop': array too long. Expected an array with maximum "
+                              f"length {MAX_STOP_SEQUENCES}, but got an array with length "
+                              f"{len(stops)} instead.", "stop", "array_above_max_length")
+    if any(not 1 <= len(s) <= MAX_STOP_LENGTH for s in stops):
+        raise invalid_request(f"Invalid 'stop': each stop sequence must be 1 to "
+                              f"{MAX_STOP_LENGTH} characters long.", "stop", "invalid_value")
+    return tuple(stops)
+
+
+def _include_usage(value: Any, stream: bool) -> bool:
+    if value is None:
+        return False
+    if not stream:
+        raise invalid_request("The 'stream_options' parameter is only allowed when 'stream' is "
+                              "enabled.", "stream_options", "invalid_value")
+    require(value, dict, "stream_options", "an object")
+    return boolean(value.get("include_usage"), "stream_options.include_usage", False)

@@ -1,0 +1,26 @@
+"""What a request asks of the seeded sampler, without torch.
+
+Kept apart from the rule itself so that clients of the ML node (the API node) can build and
+check sampling parameters without importing torch.
+"""
+
+from dataclasses import dataclass
+
+# The longest stop sequence any engine or gateway accepts.
+MAX_STOP_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """What a request asks of the sampler; validated by ``mlnode.limits``."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_tokens: int = 16
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
