@@ -1,0 +1,163 @@
+"""The persistent outbox: chain messages the node owes the chain, kept until a tx carries them.
+
+A request handler enqueues a message and answers the developer at once; the worker
+(``apinode.outbox_worker``) batches due entries into one tx, and the outbox remembers each
+entry's state across restarts, so nothing enqueued is lost. Delivery is at least once: a worker
+that dies between broadcasting and recording the tx hash submits the entry again, so the
+submitter must treat "already on chain" as success.
+
+Life of an entry::
+
+    pending --claim--> (leased) --mark_sent--> sent --mark_committed--> committed
+       ^                  |                     |
+       +---- mark_retry --+---------------------+   (failed once attempts reach max_attempts)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from apinode.store import Database, OutboxRow, OutboxState, utc_now
+
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A detached snapshot of one outbox row, safe to hand to code outside any session."""
+
+    id: int
+    kind: str
+    key: str
+    payload: bytes
+    state: OutboxState
+    attempts: int
+    last_error: str | None
+    tx_hash: str | None
+    sent_at: datetime | None
+
+    @classmethod
+    def of(cls, row: OutboxRow) -> Entry:
+        return cls(id=row.id, kind=row.kind, key=row.key, payload=row.payload, state=row.state,
+                   attempts=row.attempts, last_error=row.last_error, tx_hash=row.tx_hash,
+                   sent_at=row.sent_at)
+
+
+class Outbox:
+    """Queue operations on the ``outbox`` table; every method is one short transaction.
+
+    A claim counts as an attempt and leases the entry for ``lease_s`` by pushing its
+    ``next_attempt_at`` forward: other workers skip it meanwhile, and if this worker dies before
+    ``mark_sent`` the entry falls due again by itself. Counting at claim time also means an entry
+    that crashes the worker every time still ends ``failed`` instead of looping forever.
+    """
+
+    def __init__(self, db: Database, *, max_attempts: int = 10, base_delay_s: float = 1.0,
+                 max_delay_s: float = 60.0, lease_s: float = 120.0) -> None:
+        self.db = db
+        self.max_attempts = max_attempts
+        self.base_delay_s = base_delay_s
+        self.max_delay_s = max_delay_s
+        self.lease_s = lease_s
+
+    def enqueue(self, kind: str, key: str, payload: bytes, *,
+                session: Session | None = None) -> bool:
+        """Add a message unless one with ``key`` exists; True when it was added.
+
+        Pass ``session`` to enqueue in the caller's transaction, so that e.g. an executor's
+        stored payload and its MsgFinishInference are kept together or not at all.
+        """
+        dialect = postgresql if self.db.dialect == "postgresql" else sqlite
+        stmt = (dialect.insert(OutboxRow)
+                .values(kind=kind, key=key, payload=payload, state=OutboxState.PENDING,
+                        attempts=0, next_attempt_at=utc_now())
+                .on_conflict_do_nothing(index_elements=[OutboxRow.key])
+                .returning(OutboxRow.id))
+        if session is not None:
+            return session.execute(stmt).first() is not None
+        with self.db.session() as own:
+            return own.execute(stmt).first() is not None
+
+    def claim_batch(self, limit: int, now: datetime | None = None) -> list[Entry]:
+        """Lease up to ``limit`` due pending entries, oldest first.
+
+        ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite has no row locks and serializes writers
+        with BEGIN IMMEDIATE instead) lets concurrent workers each take different rows without
+        waiting on one another.
+        """
+        now = now or utc_now()
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(OutboxRow)
+                .where(OutboxRow.state == OutboxState.PENDING, OutboxRow.next_attempt_at <= now)
+                .order_by(OutboxRow.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)).all()
+            for row in rows:
+                row.attempts += 1
+                row.next_attempt_at = now + timedelta(seconds=self.lease_s)
+            session.flush()
+            return [Entry.of(row) for row in rows]
+
+    def mark_sent(self, ids: Iterable[int], tx_hash: str, now: datetime | None = None) -> None:
+        """Record that a broadcast tx carries these entries; the worker then confirms it."""
+        self._update(ids, state=OutboxState.SENT, tx_hash=tx_hash, sent_at=now or utc_now())
+
+    def mark_committed(self, ids: Iterable[int]) -> None:
+        self._update(ids, state=OutboxState.COMMITTED)
+
+    def mark_retry(self, ids: Iterable[int], error: str,
+                   now: datetime | None = None) -> list[Entry]:
+        """Schedule another attempt with exponential backoff, or fail entries out of attempts.
+
+        Returns the entries that became ``failed``, for the caller to report.
+        """
+        now = now or utc_now()
+        failed = []
+        with self.db.session() as session:
+            rows = session.scalars(select(OutboxRow).where(OutboxRow.id.in_(list(ids)))).all()
+            for row in rows:
+                row.last_error = error[:MAX_ERROR_CHARS]
+                row.sent_at = None
+                if row.attempts >= self.max_attempts:
+                    row.state = OutboxState.FAILED
+                    failed.append(row)
+                else:
+                    row.state = OutboxState.PENDING
+                    row.next_attempt_at = now + timedelta(seconds=self.backoff_s(row.attempts))
+            session.flush()
+            return [Entry.of(row) for row in failed]
+
+    def backoff_s(self, attempts: int) -> float:
+        """Delay after the ``attempts``-th failed attempt: base, 2×base, 4×base, ... up to cap."""
+        return min(self.max_delay_s, self.base_delay_s * 2 ** max(attempts - 1, 0))
+
+    def sent(self, limit: int) -> list[Entry]:
+        """Entries in broadcast txs not yet confirmed, oldest tx first."""
+        with self.db.session() as session:
+            rows = session.scalars(select(OutboxRow)
+                                   .where(OutboxRow.state == OutboxState.SENT)
+                                   .order_by(OutboxRow.sent_at, OutboxRow.id)
+                                   .limit(limit)).all()
+            return [Entry.of(row) for row in rows]
+
+    def get(self, key: str) -> Entry | None:
+        with self.db.session() as session:
+            row = session.scalar(select(OutboxRow).where(OutboxRow.key == key))
+            return Entry.of(row) if row else None
+
+    def pending_count(self) -> int:
+        """Entries still owed to the chain: pending or sent, but not yet committed or failed."""
+        with self.db.session() as session:
+            return session.scalar(select(func.count()).select_from(OutboxRow).where(
+                OutboxRow.state.in_([OutboxState.PENDING, OutboxState.SENT]))) or 0
+
+    def _update(self, ids: Iterable[int], **values: object) -> None:
+        with self.db.session() as session:
+            session.execute(update(OutboxRow).where(OutboxRow.id.in_(list(ids))).values(**values))
