@@ -18,6 +18,14 @@ class ModuleParams:
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
+    def check_integers(self) -> None:
+        """Every int-typed field holds a non-negative int (not a bool, not a float)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type is int and (type(value) is not int or value < 0):
+                raise InvalidRequest(f"{self.module} param {f.name} must be a non-negative "
+                                     f"integer")
+
     @classmethod
     def from_dict(cls, raw: dict) -> Self:
         unknown = set(raw) - {f.name for f in fields(cls)}

@@ -1,6 +1,6 @@
 """Auth params: every number the ante handler applies, changeable by governance later."""
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from chain.errors import InvalidRequest
@@ -21,10 +21,7 @@ class AuthParams(ModuleParams):
     min_gas_price: str = "0.01"
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type is int and (type(value) is not int or value < 0):
-                raise InvalidRequest(f"auth param {f.name} must be a non-negative integer")
+        self.check_integers()
         try:
             if Decimal(self.min_gas_price) < 0:
                 raise InvalidOperation

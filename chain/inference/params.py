@@ -1,6 +1,6 @@
 """Inference params: every number of the inference lifecycle, set in genesis."""
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from chain.errors import InvalidRequest
 from chain.params import ModuleParams
@@ -26,10 +26,7 @@ class InferenceParams(ModuleParams):
     genesis_weight: int = 100
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if type(value) is not int or value < 0:
-                raise InvalidRequest(f"inference param {f.name} must be a non-negative integer")
+        self.check_integers()
         if self.max_attempts < 1 or self.expiration_blocks < 1:
             raise InvalidRequest("inference params max_attempts and expiration_blocks must be "
                                  "at least 1")
