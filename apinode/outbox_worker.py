@@ -28,11 +28,15 @@ class SubmitResult:
 
     ``rejected`` maps entry ids that the submitter left out of the tx (say, a simulation showed
     that message alone would fail) to the reason; they are retried on their own, so one bad
-    message does not sink the whole batch. ``tx_hash`` is None when nothing was broadcast.
+    message does not sink the whole batch. ``done`` names entries left out because the chain
+    already holds their effect (delivery is at least once: a message resent after a crash
+    finds its first copy committed); they are marked committed. ``tx_hash`` is None when
+    nothing was broadcast.
     """
 
     tx_hash: str | None
     rejected: Mapping[int, str] = field(default_factory=dict)
+    done: frozenset[int] = frozenset()
 
 
 Submit = Callable[[list[Entry]], Awaitable[SubmitResult]]
@@ -113,7 +117,11 @@ class OutboxWorker:
         except Exception as exc:
             await self._retry(batch, f"submit failed: {exc}")
             return False
-        sent = [e for e in batch if e.id not in result.rejected]
+        if result.done:
+            await asyncio.to_thread(self.outbox.mark_committed, sorted(result.done))
+            log.info("outbox: already on chain, nothing to send: %s",
+                     _describe([e for e in batch if e.id in result.done]))
+        sent = [e for e in batch if e.id not in result.rejected and e.id not in result.done]
         if sent and result.tx_hash:
             await asyncio.to_thread(self.outbox.mark_sent, [e.id for e in sent], result.tx_hash)
             log.info("outbox: broadcast tx %s (%s)", result.tx_hash, _describe(sent))

@@ -96,8 +96,14 @@ class Application:
                                     gas_used=outcome.gas_used)
 
     def simulate(self, raw: bytes) -> Outcome:
+        """Runs a tx on the mempool's state, as CheckTx will, and keeps nothing.
+
+        The mempool's state includes pending txs, so a sender's next sequence and the gas of a
+        message that depends on a pending one (a Finish settling a pending Start) come out as
+        they will at CheckTx.
+        """
         block = BlockInfo(self.chain_id, self.store.height + 1, self.last_block.get("time_ns", 0))
-        return self.modules.runner.run(self.store.begin_block(), block, raw, Mode.SIMULATE)
+        return self.modules.runner.run(self._check, block, raw, Mode.SIMULATE)
 
     def prepare_proposal(self, req: abci.RequestPrepareProposal
                          ) -> abci.ResponsePrepareProposal:

@@ -29,7 +29,8 @@ class TxService:
         outcome = self._app.simulate(raw)
         if not outcome.ok:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"simulation failed (code {outcome.code}): {outcome.log}")
+                                f"simulation failed (code {outcome.code}, codespace "
+                                f"{outcome.codespace}): {outcome.log}")
         return tx_service.SimulateResponse(
             gas_info=GasInfo(gas_wanted=outcome.gas_wanted, gas_used=outcome.gas_used),
             result=Result(events=abci_events(outcome.events)))

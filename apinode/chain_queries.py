@@ -1,0 +1,161 @@
+"""What the API node reads from its chain node: participants, models, draws, inferences, accounts.
+
+Async over gRPC (``grpc.aio``), on a channel the caller opens once and shares with
+``apinode.tx_sender``, e.g. ``grpc.aio.insecure_channel("127.0.0.1:9090")``. Methods are
+called by path with the protobuf classes the chain itself uses, so no stubs are generated and
+the Cosmos services need nothing beyond cosmpy's protos.
+
+A query for one thing that the chain does not have (NOT_FOUND) answers None: "no such
+inference yet" is a normal answer for a transfer agent. Every other failure raises: a
+``ChainUnavailable`` when the node cannot be reached or does not answer in time (worth a retry,
+or a 503 to the developer), a ``ChainQueryError`` when the node refused the query.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, TypeVar
+
+import grpc
+from cosmpy.protos.cosmos.auth.v1beta1 import query_pb2 as auth_query
+from cosmpy.protos.cosmos.auth.v1beta1.auth_pb2 import BaseAccount
+from cosmpy.protos.cosmos.base.tendermint.v1beta1 import query_pb2 as tm_query
+from google.protobuf.message import Message
+
+from inferchain_pb.inference.v1 import query_pb2 as q
+from inferchain_pb.inference.v1.inference_pb2 import Inference, Model, Participant
+
+INFERENCE = "/inference.v1.Query/"
+AUTH_ACCOUNT = "/cosmos.auth.v1beta1.Query/Account"
+LATEST_BLOCK = "/cosmos.base.tendermint.v1beta1.Service/GetLatestBlock"
+DEFAULT_TIMEOUT_S = 10.0
+# The node is down, restarting or overloaded: nothing was decided, so asking again may work.
+UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+Reply = TypeVar("Reply", bound=Message)
+
+
+class ChainQueryError(Exception):
+    """The chain node answered a call with an error; ``code`` is the gRPC status."""
+
+    def __init__(self, path: str, code: grpc.StatusCode | None, details: str) -> None:
+        status = code.name if code else "bad reply"
+        super().__init__(f"{path}: {status}: {details}")
+        self.path = path
+        self.code = code
+        self.details = details
+
+
+class ChainUnavailable(ChainQueryError):
+    """The chain node could not be reached or did not answer within the deadline."""
+
+
+class Balances(NamedTuple):
+    """An account's ninfer: spendable, held in escrow for open inferences, and earned as work."""
+
+    balance: int
+    escrow: int
+    work_balance: int
+
+
+class Draw(NamedTuple):
+    """The executor order for an inference and the height whose block hash seeded it."""
+
+    order: list[str]
+    draw_height: int
+
+
+class AuthAccount(NamedTuple):
+    """What a signer needs: the account number (fixed) and the next sequence to sign with."""
+
+    number: int
+    sequence: int
+
+
+class ChainQueries:
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.channel = channel
+        self.timeout_s = timeout_s
+
+    async def call(self, path: str, request: Message, reply_type: type[Reply]) -> Reply:
+        """One unary call by method path, its failures turned into this module's errors."""
+        method = self.channel.unary_unary(path, request_serializer=_serialize,
+                                          response_deserializer=reply_type.FromString)
+        try:
+            return await method(request, timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            error = ChainUnavailable if exc.code() in UNREACHABLE else ChainQueryError
+            raise error(path, exc.code(), exc.details() or "") from exc
+
+    async def find(self, path: str, request: Message, reply_type: type[Reply]) -> Reply | None:
+        """``call``, except that NOT_FOUND answers None."""
+        try:
+            return await self.call(path, request, reply_type)
+        except ChainQueryError as exc:
+            if exc.code == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+
+    async def participants(self) -> list[Participant]:
+        reply = await self.call(INFERENCE + "Participants", q.QueryParticipantsRequest(),
+                                q.QueryParticipantsResponse)
+        return list(reply.participants)
+
+    async def participant(self, address: str) -> Participant | None:
+        reply = await self.find(INFERENCE + "Participant",
+                                q.QueryParticipantRequest(address=address),
+                                q.QueryParticipantResponse)
+        return reply.participant if reply else None
+
+    async def models(self) -> list[Model]:
+        reply = await self.call(INFERENCE + "Models", q.QueryModelsRequest(),
+                                q.QueryModelsResponse)
+        return list(reply.models)
+
+    async def model(self, model_id: str) -> Model | None:
+        reply = await self.find(INFERENCE + "Model", q.QueryModelRequest(id=model_id),
+                                q.QueryModelResponse)
+        return reply.model if reply else None
+
+    async def draw(self, inference_id: str, model_id: str, draw_height: int = 0) -> Draw:
+        """The executor order the chain will hold the transfer agent to; 0 = latest height.
+
+        Raises ``ChainQueryError`` with FAILED_PRECONDITION when nobody can serve the model
+        (a 503 for the developer) and NOT_FOUND for an unknown model or height.
+        """
+        reply = await self.call(INFERENCE + "Draw", q.QueryDrawRequest(
+            inference_id=inference_id, model_id=model_id, draw_height=draw_height),
+            q.QueryDrawResponse)
+        return Draw(list(reply.order), reply.draw_height)
+
+    async def inference(self, inference_id: str) -> Inference | None:
+        reply = await self.find(INFERENCE + "Inference",
+                                q.QueryInferenceRequest(id=inference_id),
+                                q.QueryInferenceResponse)
+        return reply.inference if reply else None
+
+    async def account(self, address: str) -> Balances:
+        """Balances of any address; one the chain never saw simply has zeros."""
+        reply = await self.call(INFERENCE + "Account", q.QueryAccountRequest(address=address),
+                                q.QueryAccountResponse)
+        return Balances(reply.balance, reply.escrow, reply.work_balance)
+
+    async def latest_height(self) -> int:
+        reply = await self.call(LATEST_BLOCK, tm_query.GetLatestBlockRequest(),
+                                tm_query.GetLatestBlockResponse)
+        return reply.block.header.height
+
+    async def auth_account(self, address: str) -> AuthAccount | None:
+        """Account number and sequence; None until the account first receives funds."""
+        reply = await self.find(AUTH_ACCOUNT, auth_query.QueryAccountRequest(address=address),
+                                auth_query.QueryAccountResponse)
+        if reply is None:
+            return None
+        account = BaseAccount()
+        if not reply.account.Unpack(account):
+            raise ChainQueryError(AUTH_ACCOUNT, None, f"account {address} is a "
+                                  f"{reply.account.type_url}, not a BaseAccount")
+        return AuthAccount(account.account_number, account.sequence)
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()

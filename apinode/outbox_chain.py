@@ -1,0 +1,85 @@
+"""The outbox worker's chain side: entries into one tx through a ``TxSender``, and tx lookups.
+
+``OutboxWorker(outbox, outbox_submit(sender, decode), outbox_confirm(sender))`` drains an
+outbox whose entries are all signed by ``sender``'s key. A message that would fail on chain is
+found by simulation before anything is broadcast, and only that entry is rejected (to be
+retried on its own, and in the end failed with the chain's reason), so one bad message never
+holds up the others in its batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from google.protobuf.message import DecodeError, Message
+
+from apinode.outbox import Entry
+from apinode.outbox_worker import Confirm, Submit, SubmitResult
+from apinode.tx_sender import SimulationFailed, TxSender
+
+log = logging.getLogger(__name__)
+
+# Refusals that mean "this exact message was committed before": the participant is
+# registered, the inference already started or finished (inference codespace codes 2, 6, 7).
+ALREADY_DONE = {("inference", 2), ("inference", 6), ("inference", 7)}
+
+
+def outbox_submit(sender: TxSender, decode: Mapping[str, type[Message]]) -> Submit:
+    """``submit`` for the worker; ``decode`` names the message class of each entry kind."""
+
+    async def submit(entries: list[Entry]) -> SubmitResult:
+        messages: dict[int, Message] = {}
+        rejected: dict[int, str] = {}
+        for entry in entries:
+            message_type = decode.get(entry.kind)
+            if message_type is None:
+                rejected[entry.id] = f"no message type for outbox kind {entry.kind!r}"
+                continue
+            try:
+                messages[entry.id] = message_type.FromString(entry.payload)
+            except DecodeError as exc:
+                rejected[entry.id] = f"payload is not a {message_type.__name__}: {exc}"
+        if not messages:
+            return SubmitResult(None, rejected)
+        try:
+            return SubmitResult(await sender.send(list(messages.values())), rejected)
+        except SimulationFailed as exc:
+            if len(messages) == 1 and (exc.codespace, exc.code) in ALREADY_DONE:
+                return SubmitResult(None, rejected, frozenset(messages))
+            if len(messages) == 1:
+                return SubmitResult(None, {**rejected, **dict.fromkeys(messages, exc.log)})
+            log.warning("outbox: a batch of %d messages would fail (%s); simulating each alone "
+                        "to find the failing ones", len(messages), exc.log)
+        done: set[int] = set()
+        for entry_id, message in messages.items():
+            try:
+                await sender.simulate([message])
+            except SimulationFailed as exc:
+                if (exc.codespace, exc.code) in ALREADY_DONE:
+                    done.add(entry_id)
+                else:
+                    rejected[entry_id] = exc.log
+        # Each passing alone but not together (say, two starts of one inference) raises here,
+        # and the worker retries the whole batch.
+        good = [message for entry_id, message in messages.items()
+                if entry_id not in rejected and entry_id not in done]
+        return SubmitResult(await sender.send(good) if good else None, rejected,
+                            frozenset(done))
+
+    return submit
+
+
+def outbox_confirm(sender: TxSender) -> Confirm:
+    """``confirm`` for the worker: True once the tx succeeded, False if it failed in a block."""
+
+    async def confirm(tx_hash: str) -> bool | None:
+        result = await sender.tx_result(tx_hash)
+        if result is None:
+            return None
+        if result.code:
+            log.warning("outbox: tx %s failed in its block (code %d): %s", tx_hash, result.code,
+                        result.log)
+        return result.code == 0
+
+    return confirm

@@ -1,0 +1,305 @@
+"""The API node's chain client against a real solo chain node: queries, txs, and the outbox
+draining into real txs. Each test uses its own funded keys, so they do not depend on order."""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+import pytest
+from chain_client import send_msg
+from chain_nodes import FUNDS, ChainNode, funded_keys, template
+from conftest import free_port
+from cosmpy.aerial.wallet import LocalWallet
+from cosmpy.crypto.address import Address
+from cosmpy.crypto.keypairs import PrivateKey
+from cosmpy.protos.cosmos.bank.v1beta1.tx_pb2 import MsgSend
+from inference_actors import (
+    MODEL_ID,
+    PRICE,
+    WEIGHTS,
+    Actor,
+    finish_msg,
+    genesis_models,
+    start_msg,
+)
+from nacl.signing import SigningKey
+
+from apinode.chain_queries import ChainQueries, ChainQueryError, ChainUnavailable
+from apinode.outbox import Outbox
+from apinode.outbox_chain import outbox_confirm, outbox_submit
+from apinode.outbox_worker import OutboxWorker
+from apinode.store import Database, OutboxState
+from apinode.tx_sender import SimulationFailed, TxRejected, TxResult, TxSender
+from genesis.account_keys import AccountKey
+from genesis.solo import layout_solo
+from inferchain_pb.inference.v1.inference_pb2 import (
+    FINISHED,
+    MsgFinishInference,
+    MsgRegisterParticipant,
+    MsgStartInference,
+    ServedModel,
+)
+
+CHAIN_ID = "inferchain-test"
+DECODE = {"start_inference": MsgStartInference, "finish_inference": MsgFinishInference,
+          "register_participant": MsgRegisterParticipant, "send": MsgSend}
+# The draw accepts a block hash up to 10 blocks old: slow blocks leave the TA's outbox time.
+BLOCK_INTERVAL_MS = 300
+
+
+class Net:
+    """The node's gRPC port and funded accounts: key i is genesis account number i."""
+
+    def __init__(self, port: int, keys: list[AccountKey]) -> None:
+        self.port = port
+        self.keys = keys
+        self.actors = [Actor(LocalWallet(PrivateKey(bytes.fromhex(k.private_key_hex)),
+                                         prefix="infer"), SigningKey.generate(), account_number=i)
+                       for i, k in enumerate(keys)]
+
+    def run(self, scenario: Callable[[grpc.aio.Channel], Awaitable[None]]) -> None:
+        async def main() -> None:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+                await scenario(channel)
+
+        asyncio.run(main())
+
+    def sender(self, channel: grpc.aio.Channel, i: int) -> TxSender:
+        return TxSender(channel, self.keys[i].private_key_hex, CHAIN_ID)
+
+    def key_of(self, address: str) -> str:
+        return next(k.private_key_hex for k in self.keys if k.address == address)
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory):
+    keys = funded_keys(10)
+    port = free_port()
+    info = layout_solo(template(keys, models=genesis_models()),
+                       tmp_path_factory.mktemp("apinode-chain") / "home", grpc_port=port,
+                       block_interval_ms=BLOCK_INTERVAL_MS)
+    node = ChainNode(info.home, port).start()
+    try:
+        node.wait_height(2)
+        yield Net(port, keys)
+    finally:
+        node.close()
+
+
+async def landed(sender: TxSender, tx_hash: str, timeout_s: float = 15) -> TxResult:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = await sender.tx_result(tx_hash)
+        if result is not None:
+            return result
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"tx {tx_hash} not committed within {timeout_s}s")
+
+
+async def settled(outboxes: list[Outbox], keys: list[str], timeout_s: float = 20) -> None:
+    """Until no entry under ``keys`` is still owed to the chain."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        entries = [o.get(k) for o, k in zip(outboxes, keys, strict=True)]
+        if all(e.state in (OutboxState.COMMITTED, OutboxState.FAILED) for e in entries):
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"outbox entries {keys} not settled within {timeout_s}s")
+
+
+def fresh_address() -> str:
+    return str(Address(PrivateKey().public_key, prefix="infer"))
+
+
+def test_queries_answer_what_the_chain_has(net: Net):
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        chain = ChainQueries(channel)
+        assert [m.id for m in await chain.models()] == [MODEL_ID]
+        assert (await chain.model(MODEL_ID)).price_per_token == PRICE
+        assert await chain.model("no-such-model") is None
+        assert await chain.participant(net.keys[0].address) is None
+        assert await chain.inference("no-such-inference") is None
+        assert tuple(await chain.account(net.keys[0].address)) == (FUNDS, 0, 0)
+        assert tuple(await chain.account(fresh_address())) == (0, 0, 0)
+        assert await chain.latest_height() >= 2
+        assert (await chain.auth_account(net.keys[3].address)).number == 3
+        assert await chain.auth_account(fresh_address()) is None
+        with pytest.raises(ChainQueryError) as refused:
+            await chain.draw("inf-x", "no-such-model")
+        assert refused.value.code == grpc.StatusCode.NOT_FOUND
+
+    net.run(scenario)
+
+
+def test_unreachable_node_raises_chain_unavailable():
+    async def scenario() -> None:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}") as channel:
+            with pytest.raises(ChainUnavailable):
+                await ChainQueries(channel, timeout_s=5).latest_height()
+
+    asyncio.run(scenario())
+
+
+def test_each_participant_registers_with_its_own_sender(net: Net):
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        parts = [net.actors[1], net.actors[2]]
+        senders = [net.sender(channel, 1), net.sender(channel, 2)]
+        hashes = await asyncio.gather(*(
+            s.send([p.register(f"http://127.0.0.1:{8000 + i}")])
+            for i, (s, p) in enumerate(zip(senders, parts, strict=True))))
+        for sender, tx_hash in zip(senders, hashes, strict=True):
+            assert await landed(sender, tx_hash) == (0, "")
+        chain = senders[0].chain
+        listed = {p.address for p in await chain.participants()}
+        assert {p.address for p in parts} <= listed
+        found = await chain.participant(parts[1].address)
+        assert (found.url, found.active) == ("http://127.0.0.1:8001", True)
+
+    net.run(scenario)
+
+
+def test_several_messages_go_in_one_tx(net: Net):
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        sender = net.sender(channel, 3)
+        before = await sender.chain.auth_account(sender.address)
+        to = [fresh_address(), fresh_address()]
+        tx_hash = await sender.send([send_msg(sender.address, to[0], 1000),
+                                     send_msg(sender.address, to[1], 2000)])
+        assert await landed(sender, tx_hash) == (0, "")
+        assert [(await sender.chain.account(a)).balance for a in to] == [1000, 2000]
+        after = await sender.chain.auth_account(sender.address)
+        assert after.sequence == before.sequence + 1  # one tx, one signature
+
+    net.run(scenario)
+
+
+def test_a_tx_that_would_fail_is_not_broadcast(net: Net):
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        sender = net.sender(channel, 4)
+        bad = MsgRegisterParticipant(creator=sender.address, url="http://127.0.0.1:1",
+                                     node_pubkey=bytes(32),
+                                     models=[ServedModel(model_id="no-such-model")])
+        with pytest.raises(SimulationFailed) as failed:
+            await sender.send([send_msg(sender.address, fresh_address(), 1), bad])
+        assert "no-such-model" in failed.value.log
+        assert (await sender.chain.auth_account(sender.address)).sequence == 0
+        with pytest.raises(TxRejected) as unfunded:
+            await TxSender(channel, PrivateKey(), CHAIN_ID).send(
+                [send_msg(fresh_address(), fresh_address(), 1)])
+        assert unfunded.value.code == 9
+
+    net.run(scenario)
+
+
+def test_sender_recovers_from_a_wrong_sequence(net: Net):
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        sender, other = net.sender(channel, 5), net.sender(channel, 5)
+        to = fresh_address()
+        assert await landed(sender, await sender.send([send_msg(sender.address, to, 1)])) \
+            == (0, "")
+        # Another process signs with the same key: this sender's sequence falls behind.
+        assert await landed(other, await other.send([send_msg(other.address, to, 1)])) \
+            == (0, "")
+        assert await landed(sender, await sender.send([send_msg(sender.address, to, 1)])) \
+            == (0, "")
+        # Ahead of the chain (say, after txs that never reached a block).
+        sender._sequence += 3
+        assert await landed(sender, await sender.send([send_msg(sender.address, to, 1)])) \
+            == (0, "")
+        # Back to back, the second simulated while the first is still in the mempool.
+        first = await sender.send([send_msg(sender.address, to, 1)])
+        second = await sender.send([send_msg(sender.address, to, 1)])
+        assert [await landed(sender, h) for h in (first, second)] == [(0, "")] * 2
+        assert (await sender.chain.account(to)).balance == 6
+        assert (await sender.chain.auth_account(sender.address)).sequence == 6
+
+    net.run(scenario)
+
+
+def test_outbox_commits_a_batch_and_fails_only_the_bad_entry(net: Net, tmp_path: Path):
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        sender = net.sender(channel, 6)
+        db = Database.open(str(tmp_path / "outbox.db"))
+        outbox = Outbox(db, max_attempts=2, base_delay_s=0.05)
+        to = [fresh_address(), fresh_address()]
+        bad = MsgRegisterParticipant(creator=sender.address, url="http://127.0.0.1:1",
+                                     node_pubkey=bytes(32),
+                                     models=[ServedModel(model_id="no-such-model",
+                                                         weights_sha256=WEIGHTS)])
+        outbox.enqueue("send", "send:a", send_msg(sender.address, to[0], 100).SerializeToString())
+        outbox.enqueue("register_participant", "register:bad", bad.SerializeToString())
+        outbox.enqueue("send", "send:b", send_msg(sender.address, to[1], 200).SerializeToString())
+        worker = OutboxWorker(outbox, outbox_submit(sender, DECODE), outbox_confirm(sender),
+                              interval_s=0.05)
+        task = asyncio.create_task(worker.run())
+        await settled([outbox] * 3, ["send:a", "register:bad", "send:b"])
+        worker.stop()
+        await task
+        sent = [outbox.get("send:a"), outbox.get("send:b")]
+        assert [e.state for e in sent] == [OutboxState.COMMITTED] * 2
+        assert sent[0].tx_hash == sent[1].tx_hash  # the two good ones went in one tx
+        failed = outbox.get("register:bad")
+        assert (failed.state, failed.attempts) == (OutboxState.FAILED, 2)
+        assert "no-such-model" in failed.last_error
+        assert [(await sender.chain.account(a)).balance for a in to] == [100, 200]
+        db.close()
+
+    net.run(scenario)
+
+
+def test_start_and_finish_through_two_outboxes_settle_on_chain(net: Net, tmp_path: Path):
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        chain = ChainQueries(channel)
+        developer, mine = net.actors[0], [net.actors[7], net.actors[8]]
+        for i, actor in zip((7, 8), mine, strict=True):
+            sender = net.sender(channel, i)
+            assert await landed(sender, await sender.send([actor.register()])) == (0, "")
+        draw = await chain.draw("outbox-1", MODEL_ID)
+        # The draw may pick any registered participant; this module registered only its own.
+        executor = next(a for a in net.actors if a.address == draw.order[0])
+        agent = next(a for a in mine if a is not executor)
+        start = start_msg(agent, developer, "outbox-1", executor.address, draw.draw_height,
+                          int(time.time()), [10, 11, 12], max_tokens=8)
+        finish = finish_msg(executor, start, [5, 6])
+        before = await chain.account(developer.address)
+
+        workers, outboxes = [], []
+        for name, actor, kind, message in [("ta", agent, "start_inference", start),
+                                           ("executor", executor, "finish_inference", finish)]:
+            outbox = Outbox(Database.open(str(tmp_path / f"{name}.db")))
+            outbox.enqueue(kind, f"{kind}:outbox-1", message.SerializeToString())
+            sender = TxSender(channel, net.key_of(actor.address), CHAIN_ID)
+            workers.append(OutboxWorker(outbox, outbox_submit(sender, DECODE),
+                                        outbox_confirm(sender), interval_s=0.05))
+            outboxes.append(outbox)
+        tasks = [asyncio.create_task(w.run()) for w in workers]
+        await settled(outboxes, ["start_inference:outbox-1", "finish_inference:outbox-1"])
+        for worker in workers:
+            worker.stop()
+        await asyncio.gather(*tasks)
+        assert [o.pending_count() for o in outboxes] == [0, 0]
+        assert outboxes[0].get("start_inference:outbox-1").state == OutboxState.COMMITTED
+        assert outboxes[1].get("finish_inference:outbox-1").state == OutboxState.COMMITTED
+
+        found = await chain.inference("outbox-1")
+        assert (found.status, found.executor, found.transfer_agent, found.cost) == (
+            FINISHED, executor.address, agent.address, 5 * PRICE)
+        after = await chain.account(developer.address)
+        assert (before.balance - after.balance, after.escrow) == (5 * PRICE, 0)
+
+        # A crash after broadcasting but before recording it resends the finish: the chain
+        # says it is already there, and the outbox counts it committed rather than failed.
+        resend = Outbox(Database.open(str(tmp_path / "resend.db")))
+        resend.enqueue("finish_inference", "finish_inference:outbox-1",
+                       finish.SerializeToString())
+        sender = TxSender(channel, net.key_of(executor.address), CHAIN_ID)
+        worker = OutboxWorker(resend, outbox_submit(sender, DECODE), outbox_confirm(sender))
+        await worker.step()
+        entry = resend.get("finish_inference:outbox-1")
+        assert (entry.state, entry.tx_hash) == (OutboxState.COMMITTED, None)
+        for outbox in [*outboxes, resend]:
+            outbox.db.close()
+
+    net.run(scenario)
