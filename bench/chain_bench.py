@@ -19,18 +19,12 @@ Timed figures are quoted against a baseline measured in the same run. Progress g
 stderr, the report (markdown) to stdout. Run ``python bench/chain_bench.py --help``.
 """
 
-import argparse
-import cProfile
 import functools
 import hashlib
-import importlib.metadata
 import json
 import os
-import platform
-import pstats
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -60,6 +54,8 @@ from cosmpy.protos.cosmos.tx.v1beta1 import service_pb2 as tx_service
 from cosmpy.protos.cosmos.tx.v1beta1.service_pb2_grpc import ServiceStub as TxServiceStub
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from google.protobuf.timestamp_pb2 import Timestamp
+from profiling import Profile, profile_finalize, profile_section
+from report import bench_parser, environment, parse_bench_args, progress, publish, section, table
 
 from chain.app import Application
 from chain.store import Store
@@ -161,32 +157,16 @@ class NetworkRun:
         return self.txs / self.seconds
 
 
-@dataclass(frozen=True)
-class ProfileEntry:
-    """A chain/ function's cumulative time within one profiled FinalizeBlock."""
-
-    function: str
-    calls: int
-    cumulative_s: float
-
-
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path | None]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 2 blocks per size in-process, 200 txs end to end")
+    parser = bench_parser(__doc__)
     parser.add_argument("--profile", action="store_true",
                         help=f"also cProfile one extra {BLOCK_SIZES[-1]:,}-tx FinalizeBlock and "
                         f"list the top {PROFILE_TOP} chain/ functions by cumulative time")
-    parser.add_argument("--out", type=Path, help="also write the report to this file")
-    args = parser.parse_args(argv)
+    args = parse_bench_args(
+        parser, "smoke run: 2 blocks per size in-process, 200 txs end to end", argv)
     settings = Settings(repeats=2 if args.quick else 5, e2e_txs=200 if args.quick else 2_000,
                         profile=args.profile)
     return settings, args.out
-
-
-def progress(message: str) -> None:
-    """Progress goes to stderr, so stdout holds only the report."""
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 # --- accounts and signed txs -------------------------------------------------------------
@@ -321,29 +301,15 @@ class InProcessChain:
         return BlockTiming(len(txs), finalize_s, finalize_cpu_s, self.commit(), verify_s,
                            app_hash_s)
 
-    def profile_block(self, txs: list[bytes]) -> tuple[list[ProfileEntry], float]:
-        """The chain/ functions with the most cumulative time in one FinalizeBlock, and that
-        FinalizeBlock's own cumulative time under the profiler (which inflates both alike)."""
-        profiler = cProfile.Profile()
-        profiler.runcall(self.finalize, txs)
+    def profile_block(self, txs: list[bytes]) -> Profile:
+        """Where one FinalizeBlock's time goes among the chain/ functions; then commits it."""
+        _, profile = profile_finalize(PROFILE_TOP, self.finalize, txs)
         self.commit()
-        chain_dir = str(ROOT / "chain") + os.sep
-        app_file = str(ROOT / "chain" / "app.py")
-        entries, total = [], 0.0
-        for (filename, line, name), (_, calls, _, cumulative, _) in \
-                pstats.Stats(profiler).stats.items():
-            if not filename.startswith(chain_dir):
-                continue
-            if (filename, name) == (app_file, "finalize_block"):
-                total = cumulative
-            entries.append(ProfileEntry(f"{Path(filename).relative_to(ROOT)}:{line}({name})",
-                                        calls, cumulative))
-        entries.sort(key=lambda e: e.cumulative_s, reverse=True)
-        return entries[:PROFILE_TOP], total
+        return profile
 
 
 def finalize_bench(settings: Settings, accounts: Sequence[Account], workdir: Path
-                   ) -> tuple[list[BlockTiming], tuple[list[ProfileEntry], float] | None]:
+                   ) -> tuple[list[BlockTiming], Profile | None]:
     """Times blocks of each size, interleaved so that slow drift (the history table grows
     every block) falls on both sizes alike; a first block touching every account is left out
     of the figures, since it also writes each account's public key and warms SQLite's cache."""
@@ -664,44 +630,17 @@ def network_bench(accounts: Sequence[Account], workdir: Path, cometbft: str
 # --- report ------------------------------------------------------------------------------
 
 
-def version(package: str) -> str:
-    return importlib.metadata.version(package)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment(cometbft: str, load_before: float) -> list[str]:
+def comet_environment(cometbft: str, load_before: float) -> list[str]:
+    """The header, with the CometBFT binary's version beside Python's and SQLite's."""
     comet_version = subprocess.run([cometbft, "version"], capture_output=True, text=True,
                                    check=True, timeout=30).stdout.strip()
-    return [
-        f"- CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; 1-min load average "
-        f"{load_before:.2f} before the run, {os.getloadavg()[0]:.2f} after (other processes "
-        "shared the cores if it was high before)",
-        f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
-        f"CometBFT {comet_version}",
-        f"- cosmpy {version('cosmpy')}, grpcio {version('grpcio')}, "
-        f"protobuf {version('protobuf')}, coincurve {version('coincurve')}",
-    ]
+    return environment(load_before, ("cosmpy", "grpcio", "protobuf", "coincurve"),
+                       (f"CometBFT {comet_version}",))
 
 
 def finalize_table(timings: Sequence[BlockTiming], accounts: int) -> list[str]:
     """Medians per block size; the ratio is each size's throughput over the smallest size's."""
-    lines = [
-        f"### FinalizeBlock in-process, one core ({accounts:,} funded accounts, "
-        "bank MsgSend, all txs code 0)",
-        "",
-        f"| txs/block | blocks | FinalizeBlock | FinalizeBlock txs/s | vs {BLOCK_SIZES[0]}-tx "
-        "| Commit | signature verify | app hash | on CPU |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    rows = []
     baseline = None
     for size in BLOCK_SIZES:
         group = [t for t in timings if t.txs == size]
@@ -711,69 +650,50 @@ def finalize_table(timings: Sequence[BlockTiming], accounts: int) -> list[str]:
         verify = statistics.median(t.verify_s / t.finalize_s for t in group)
         app_hash = statistics.median(t.app_hash_s / t.finalize_s for t in group)
         on_cpu = statistics.median(t.finalize_cpu_s / t.finalize_s for t in group)
-        lines.append(
-            f"| {size:,} | {len(group)} | {finalize_s * 1000:.1f} ms | {rate:,.0f} "
-            f"| {rate / baseline:.2f}× | {statistics.median(t.commit_s for t in group) * 1000:.1f}"
-            f" ms | {verify:.1%} | {app_hash:.1%} | {on_cpu:.0%} |")
-    lines += ["", "Medians over the blocks. Signature verify and app hash are shares of "
-              "FinalizeBlock time (`chain.tx.ante.verify`, `Store.app_hash_of`); on CPU is "
-              "this process's CPU time over FinalizeBlock's wall time."]
-    return lines
+        commit_s = statistics.median(t.commit_s for t in group)
+        rows.append([f"{size:,}", f"{len(group)}", f"{finalize_s * 1000:.1f} ms", f"{rate:,.0f}",
+                     f"{rate / baseline:.2f}×", f"{commit_s * 1000:.1f} ms", f"{verify:.1%}",
+                     f"{app_hash:.1%}", f"{on_cpu:.0%}"])
+    return section(
+        f"FinalizeBlock in-process, one core ({accounts:,} funded accounts, bank MsgSend, all "
+        "txs code 0)",
+        table(["txs/block", "blocks", "FinalizeBlock", "FinalizeBlock txs/s",
+               f"vs {BLOCK_SIZES[0]}-tx", "Commit", "signature verify", "app hash", "on CPU"],
+              rows, text_columns=0),
+        "Medians over the blocks. Signature verify and app hash are shares of FinalizeBlock "
+        "time (`chain.tx.ante.verify`, `Store.app_hash_of`); on CPU is this process's CPU time "
+        "over FinalizeBlock's wall time.")
 
 
 def network_table(runs: Sequence[NetworkRun]) -> list[str]:
     baseline = runs[0].rate
-    lines = [
-        f"### Committed txs/s end to end (gRPC BroadcastTx sync, {CONCURRENCY} in flight)",
-        "",
-        "| network | txs | first broadcast → last commit | committed txs/s | vs solo "
-        "| blocks with txs | mean txs/block |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for run in runs:
-        lines.append(f"| {run.name} | {run.txs:,} | {run.seconds:.2f} s | {run.rate:,.1f} "
-                     f"| {run.rate / baseline:.2f}× | {run.blocks} "
-                     f"| {run.txs / run.blocks:.1f} |")
-    lines += ["", f"Solo produces a block every {SOLO_BLOCK_INTERVAL_MS} ms; the localnet has "
-              f"timeout_commit {TIMEOUT_COMMIT}. One tx per funded account; all txs code 0. "
-              "Every process runs on the same machine."]
-    return lines
+    rows = [[run.name, f"{run.txs:,}", f"{run.seconds:.2f} s", f"{run.rate:,.1f}",
+             f"{run.rate / baseline:.2f}×", f"{run.blocks}", f"{run.txs / run.blocks:.1f}"]
+            for run in runs]
+    return section(
+        f"Committed txs/s end to end (gRPC BroadcastTx sync, {CONCURRENCY} in flight)",
+        table(["network", "txs", "first broadcast → last commit", "committed txs/s", "vs solo",
+               "blocks with txs", "mean txs/block"], rows),
+        f"Solo produces a block every {SOLO_BLOCK_INTERVAL_MS} ms; the localnet has "
+        f"timeout_commit {TIMEOUT_COMMIT}. One tx per funded account; all txs code 0. Every "
+        "process runs on the same machine.")
 
 
 def cpu_table(runs: Sequence[NetworkRun]) -> list[str]:
     """Average cores busy over each run, split by who used them."""
-    lines = [
-        f"### Where the {os.cpu_count()} cores went during each end-to-end run "
-        "(average cores busy)",
-        "",
-        "| network | chain apps (Python) | CometBFT | load generator | anything else "
-        "| machine busy |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    rows = []
     for run in runs:
         c, s = run.cpu, run.seconds
         # /proc counts in clock ticks, so an idle rest can come out a tick below zero.
         rest = max(0.0, c.machine - c.apps - c.cometbft - c.load)
-        lines.append(f"| {run.name} | {c.apps / s:.2f} | {c.cometbft / s:.2f} "
-                     f"| {c.load / s:.2f} | {rest / s:.2f} | {c.machine / s:.2f} |")
-    lines += ["", "From /proc: CPU seconds over the run's wall time. Anything else includes "
-              "other processes, kernel threads and hypervisor steal."]
-    return lines
-
-
-def profile_table(entries: Sequence[ProfileEntry], total_s: float) -> list[str]:
-    lines = [
-        f"### cProfile of one {max(BLOCK_SIZES):,}-tx FinalizeBlock: top {PROFILE_TOP} chain/ "
-        "functions by cumulative time",
-        "",
-        "| function | calls | cumulative | share |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    lines += [f"| `{e.function}` | {e.calls:,} | {e.cumulative_s * 1000:.1f} ms "
-              f"| {e.cumulative_s / total_s:.1%} |" for e in entries]
-    lines += ["", "Times are under the profiler, which inflates them; share is of the profiled "
-              "FinalizeBlock."]
-    return lines
+        rows.append([run.name, f"{c.apps / s:.2f}", f"{c.cometbft / s:.2f}", f"{c.load / s:.2f}",
+                     f"{rest / s:.2f}", f"{c.machine / s:.2f}"])
+    return section(
+        f"Where the {os.cpu_count()} cores went during each end-to-end run (average cores busy)",
+        table(["network", "chain apps (Python)", "CometBFT", "load generator", "anything else",
+               "machine busy"], rows),
+        "From /proc: CPU seconds over the run's wall time. Anything else includes other "
+        "processes, kernel threads and hypervisor steal.")
 
 
 def exit_on_sigterm(signum: int, frame: object) -> None:
@@ -794,15 +714,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         workdir = Path(tmp)
         timings, profile = finalize_bench(settings, accounts[:IN_PROCESS_ACCOUNTS], workdir)
         runs = network_bench(accounts[:settings.e2e_txs], workdir, cometbft)
-    lines = [*environment(cometbft, load_before), "",
+    lines = [*comet_environment(cometbft, load_before), "",
              *finalize_table(timings, IN_PROCESS_ACCOUNTS), "", *network_table(runs), "",
              *cpu_table(runs)]
     if profile is not None:
-        lines += ["", *profile_table(*profile)]
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if out is not None:
-        out.write_text(text)
+        lines += ["", *profile_section(
+            f"cProfile of one {max(BLOCK_SIZES):,}-tx FinalizeBlock: top {PROFILE_TOP} chain/ "
+            "functions by cumulative time", profile, own_time=False)]
+    publish(lines, out)
 
 
 if __name__ == "__main__":

@@ -18,17 +18,11 @@ an in-process ``Application`` over a SQLite store accepted (every tx result code
 goes to stderr, the report (markdown) to stdout. Run ``python bench/inference_bench.py -h``.
 """
 
-import argparse
 import asyncio
-import cProfile
 import hashlib
-import importlib.metadata
 import json
 import os
-import platform
-import pstats
 import random
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -41,6 +35,17 @@ from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from profiling import Profile, profile_finalize, profile_section
+from report import (
+    bench_parser,
+    environment,
+    parse_bench_args,
+    progress,
+    publish,
+    section,
+    table,
+    version,
+)
 
 from chain.app import Application
 from chain.inference import artifact, payload
@@ -142,33 +147,16 @@ class BlockTiming:
     finalize_cpu_s: float
 
 
-@dataclass(frozen=True)
-class ProfileEntry:
-    """A chain/ function's own and cumulative time within one profiled FinalizeBlock."""
-
-    function: str
-    calls: int
-    own_s: float
-    cumulative_s: float
-
-
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path | None]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 2 timed blocks per kind, a 32-token real artifact")
+    parser = bench_parser(__doc__)
     parser.add_argument("--profile", action="store_true",
                         help=f"also cProfile one extra {LENGTHS[1]}-token pair block and list "
                         f"the top {PROFILE_TOP} chain/ functions by cumulative time")
-    parser.add_argument("--out", type=Path, help="also write the report to this file")
-    args = parser.parse_args(argv)
+    args = parse_bench_args(
+        parser, "smoke run: 2 timed blocks per kind, a 32-token real artifact", argv)
     settings = Settings(repeats=2 if args.quick else 7, real_length=32 if args.quick else 128,
                         profile=args.profile)
     return settings, args.out
-
-
-def progress(message: str) -> None:
-    """Progress goes to stderr, so stdout holds only the report."""
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 # --- messages ----------------------------------------------------------------------------
@@ -342,25 +330,13 @@ class BenchChain:
                                  chain_id=CHAIN_ID))
         return txs
 
-    def profile_block(self, txs: list[bytes]) -> tuple[list[ProfileEntry], float]:
-        """The chain/ functions with the most cumulative time in one FinalizeBlock, and that
-        FinalizeBlock's own cumulative time under the profiler (which inflates both alike)."""
-        profiler = cProfile.Profile()
-        response = profiler.runcall(self.app.finalize_block, self.request(txs))
+    def profile_block(self, txs: list[bytes]) -> Profile:
+        """Where one FinalizeBlock's time goes among the chain/ functions; then checks and
+        commits it like any other block."""
+        response, profile = profile_finalize(PROFILE_TOP, self.app.finalize_block,
+                                             self.request(txs))
         self.finish_block(response)
-        chain_dir = str(ROOT / "chain") + os.sep
-        app_file = str(ROOT / "chain" / "app.py")
-        entries, total = [], 0.0
-        for (filename, line, name), (_, calls, own, cumulative, _) in \
-                pstats.Stats(profiler).stats.items():
-            if not filename.startswith(chain_dir):
-                continue
-            if (filename, name) == (app_file, "finalize_block"):
-                total = cumulative
-            entries.append(ProfileEntry(f"{Path(filename).relative_to(ROOT)}:{line}({name})",
-                                        calls, own, cumulative))
-        entries.sort(key=lambda e: e.cumulative_s, reverse=True)
-        return entries[:PROFILE_TOP], total
+        return profile
 
 
 def throughput(chain: BenchChain, settings: Settings
@@ -452,29 +428,9 @@ def generate_real(files: ModelFiles, length: int) -> RealGeneration:
 # --- report ------------------------------------------------------------------------------
 
 
-def version(package: str) -> str:
-    return importlib.metadata.version(package)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment(load_before: float, real: RealGeneration | None) -> list[str]:
-    lines = [
-        f"- CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; 1-min load average "
-        f"{load_before:.2f} before the run, {os.getloadavg()[0]:.2f} after (other processes "
-        "shared the cores if it was high before)",
-        f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}",
-        f"- cosmpy {version('cosmpy')}, protobuf {version('protobuf')}, "
-        f"coincurve {version('coincurve')}, PyNaCl {version('pynacl')}",
-    ]
+def inference_environment(load_before: float, real: RealGeneration | None) -> list[str]:
+    """The header, and where the real artifact came from, if there is one."""
+    lines = environment(load_before, ("cosmpy", "protobuf", "coincurve", "PyNaCl"))
     if real is None:
         lines.append("- real artifact: none (the default model is not in the model cache); "
                      "all artifacts are synthetic")
@@ -490,63 +446,50 @@ def ratio(binary: float, text: float) -> str:
 
 
 def bytes_table(rows: Sequence[SizeRow]) -> list[str]:
-    lines = [
-        f"### On-chain bytes per inference (k = {TOP_K}; signed TxRaw, SIGN_MODE_DIRECT, "
-        "one message per tx)",
-        "",
-        "| artifact | pairs | prompt tokens | output tokens | token in top-5 "
-        "| MsgStartInference tx | MsgFinishInference tx | both txs / output token "
-        "| artifact | artifact / output token |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    cells = []
     for row in rows:
         m = row.mean
-        lines.append(
-            f"| {row.label} | {row.pairs} | {m.prompt_tokens:.0f} | {m.output_tokens:.0f} "
-            f"| {m.in_top_k:.0%} | {m.start_tx:,.0f} B | {m.finish_tx:,.0f} B "
-            f"| {(m.start_tx + m.finish_tx) / m.output_tokens:.1f} B | {m.artifact:,.0f} B "
-            f"| {m.artifact / m.output_tokens:.1f} B |")
-    lines += ["", "Means over the pairs, every one executed with code 0. Synthetic artifacts: "
-              f"top-{TOP_K} logprobs uniform in [-3, 0], most likely first; the token is a "
-              f"top-{TOP_K} entry {IN_TOP_K:.0%} of the time (rank weights "
-              f"{'/'.join(map(str, RANK_WEIGHTS))}), else an unlisted, less likely one; ids "
-              f"log-uniform over [64, {VOCAB:,}). Prompt ids are drawn the same way."]
-    return lines
+        cells.append([
+            row.label, f"{row.pairs}", f"{m.prompt_tokens:.0f}", f"{m.output_tokens:.0f}",
+            f"{m.in_top_k:.0%}", f"{m.start_tx:,.0f} B", f"{m.finish_tx:,.0f} B",
+            f"{(m.start_tx + m.finish_tx) / m.output_tokens:.1f} B", f"{m.artifact:,.0f} B",
+            f"{m.artifact / m.output_tokens:.1f} B"])
+    return section(
+        f"On-chain bytes per inference (k = {TOP_K}; signed TxRaw, SIGN_MODE_DIRECT, one "
+        "message per tx)",
+        table(["artifact", "pairs", "prompt tokens", "output tokens", "token in top-5",
+               "MsgStartInference tx", "MsgFinishInference tx", "both txs / output token",
+               "artifact", "artifact / output token"], cells),
+        "Means over the pairs, every one executed with code 0. Synthetic artifacts: "
+        f"top-{TOP_K} logprobs uniform in [-3, 0], most likely first; the token is a "
+        f"top-{TOP_K} entry {IN_TOP_K:.0%} of the time (rank weights "
+        f"{'/'.join(map(str, RANK_WEIGHTS))}), else an unlisted, less likely one; ids "
+        f"log-uniform over [64, {VOCAB:,}). Prompt ids are drawn the same way.")
 
 
 def json_table(rows: Sequence[SizeRow]) -> list[str]:
-    lines = [
-        "### Binary against JSON (same data; mean bytes)",
-        "",
-        "| artifact | output tokens | artifact | as JSON | binary/JSON "
-        "| MsgStartInference | as JSON | binary/JSON "
-        "| MsgFinishInference | as JSON | binary/JSON |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    cells = []
     for row in rows:
         m = row.mean
-        lines.append(
-            f"| {row.label} | {m.output_tokens:.0f} | {m.artifact:,.0f} "
-            f"| {m.artifact_json:,.0f} | {ratio(m.artifact, m.artifact_json)} "
-            f"| {m.start_proto:,.0f} | {m.start_json:,.0f} | {ratio(m.start_proto, m.start_json)} "
-            f"| {m.finish_proto:,.0f} | {m.finish_json:,.0f} "
-            f"| {ratio(m.finish_proto, m.finish_json)} |")
-    lines += ["", "Binary: the artifact codec (chain/inference/artifact.py) and the messages' "
-              "protobuf encoding. JSON: `artifact.json_size` (compact, full float repr) and the "
-              "messages in proto3 JSON (`json_format`, compact), the finish's artifact field "
-              "holding the artifact as JSON instead of base64."]
-    return lines
+        cells.append([
+            row.label, f"{m.output_tokens:.0f}", f"{m.artifact:,.0f}", f"{m.artifact_json:,.0f}",
+            ratio(m.artifact, m.artifact_json), f"{m.start_proto:,.0f}", f"{m.start_json:,.0f}",
+            ratio(m.start_proto, m.start_json), f"{m.finish_proto:,.0f}",
+            f"{m.finish_json:,.0f}", ratio(m.finish_proto, m.finish_json)])
+    return section(
+        "Binary against JSON (same data; mean bytes)",
+        table(["artifact", "output tokens", "artifact", "as JSON", "binary/JSON",
+               "MsgStartInference", "as JSON", "binary/JSON", "MsgFinishInference", "as JSON",
+               "binary/JSON"], cells),
+        "Binary: the artifact codec (chain/inference/artifact.py) and the messages' protobuf "
+        "encoding. JSON: `artifact.json_size` (compact, full float repr) and the messages in "
+        "proto3 JSON (`json_format`, compact), the finish's artifact field holding the "
+        "artifact as JSON instead of base64.")
 
 
 def throughput_table(timings: Sequence[BlockTiming]) -> list[str]:
     """Medians per kind of block; the ratio is a pair's time over a MsgSend tx's time."""
-    lines = [
-        f"### FinalizeBlock in-process, one core ({PARTICIPANTS} participants, all txs code 0)",
-        "",
-        "| block | txs | blocks timed | FinalizeBlock | per pair / per tx | pairs/s or txs/s "
-        "| × a MsgSend's time | on CPU |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    cells = []
     send_s = None
     for length in (None, *LENGTHS):
         group = [t for t in timings if t.length == length]
@@ -558,31 +501,18 @@ def throughput_table(timings: Sequence[BlockTiming]) -> list[str]:
                 else f"{items} pairs, {length} output tokens")
         unit = "tx" if length is None else "pair"
         on_cpu = statistics.median(t.finalize_cpu_s / t.finalize_s for t in group)
-        lines.append(f"| {name} | {group[0].txs} | {len(group)} | {finalize_s * 1000:.1f} ms "
-                     f"| {per_item * 1000:.2f} ms | {1 / per_item:,.0f} {unit}s/s "
-                     f"| {per_item / send_s:.2f}× | {on_cpu:.0%} |")
-    lines += ["", "Medians over the blocks, send and pair blocks interleaved in the same run. "
-              "A pair is MsgStartInference then MsgFinishInference of the same inference in "
-              "the same block (100-token prompt, synthetic artifact); × a MsgSend's time is a "
-              "pair's FinalizeBlock time over one send's. On CPU is this process's CPU time "
-              "over FinalizeBlock's wall time."]
-    return lines
-
-
-def profile_table(entries: Sequence[ProfileEntry], total_s: float) -> list[str]:
-    lines = [
-        f"### cProfile of one FinalizeBlock of {PAIRS_PER_BLOCK} pairs, {LENGTHS[1]} output "
-        f"tokens: top {PROFILE_TOP} chain/ functions by cumulative time",
-        "",
-        "| function | calls | own | cumulative | share |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    lines += [f"| `{e.function}` | {e.calls:,} | {e.own_s * 1000:.1f} ms "
-              f"| {e.cumulative_s * 1000:.1f} ms | {e.cumulative_s / total_s:.1%} |"
-              for e in entries]
-    lines += ["", "Times are under the profiler, which inflates them; share is of the profiled "
-              "FinalizeBlock."]
-    return lines
+        cells.append([name, f"{group[0].txs}", f"{len(group)}", f"{finalize_s * 1000:.1f} ms",
+                      f"{per_item * 1000:.2f} ms", f"{1 / per_item:,.0f} {unit}s/s",
+                      f"{per_item / send_s:.2f}×", f"{on_cpu:.0%}"])
+    return section(
+        f"FinalizeBlock in-process, one core ({PARTICIPANTS} participants, all txs code 0)",
+        table(["block", "txs", "blocks timed", "FinalizeBlock", "per pair / per tx",
+               "pairs/s or txs/s", "× a MsgSend's time", "on CPU"], cells),
+        "Medians over the blocks, send and pair blocks interleaved in the same run. A pair is "
+        "MsgStartInference then MsgFinishInference of the same inference in the same block "
+        "(100-token prompt, synthetic artifact); × a MsgSend's time is a pair's FinalizeBlock "
+        "time over one send's. On CPU is this process's CPU time over FinalizeBlock's wall "
+        "time.")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -604,14 +534,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             start_tx, finish_tx, size = chain.pair(real.prompt_ids, real.steps)
             chain.run_block([start_tx, finish_tx])
             rows.append(mean_size(f"real ({DEFAULT_MODEL_ID.split('/')[-1]})", [size]))
-    lines = [*environment(load_before, real), "", *bytes_table(rows), "", *json_table(rows),
-             "", *throughput_table(timings)]
+    lines = [*inference_environment(load_before, real), "", *bytes_table(rows), "",
+             *json_table(rows), "", *throughput_table(timings)]
     if profile is not None:
-        lines += ["", *profile_table(*profile)]
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if out is not None:
-        out.write_text(text)
+        lines += ["", *profile_section(
+            f"cProfile of one FinalizeBlock of {PAIRS_PER_BLOCK} pairs, {LENGTHS[1]} output "
+            f"tokens: top {PROFILE_TOP} chain/ functions by cumulative time", profile,
+            own_time=True)]
+    publish(lines, out)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,9 @@ It drives ``TorchEngine`` in-process through its async interface, the way the gR
 does, and prints a markdown table. Run ``python bench/mlnode_bench.py --help``.
 """
 
-import argparse
 import asyncio
 import os
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from report import bench_parser, parse_bench_args, progress, publish, table
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig
 
 from mlnode.chat_tokenizer import ChatTokenizer
@@ -72,16 +71,13 @@ class Row:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path | None]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     parser.add_argument("--model", choices=("default", "llama3-8b-shape"), default="default")
     parser.add_argument("--lengths", help="validation output lengths, comma-separated "
                         "(default 32,128,512; 8,16 with --quick)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: short outputs, one repetition")
-    parser.add_argument("--out", type=Path, help="also write the report to this file")
-    args = parser.parse_args(argv)
+    args = parse_bench_args(parser, "smoke run: short outputs, one repetition", argv)
     if args.model == "llama3-8b-shape" and args.device != "cuda":
         parser.error("--model llama3-8b-shape is ~7.5B random parameters and meant for the GPU "
                      "only; pass --device cuda")
@@ -271,7 +267,7 @@ async def run(settings: Settings) -> list[Row]:
         engine.close()
 
 
-def report(settings: Settings, rows: Sequence[Row]) -> str:
+def report(settings: Settings, rows: Sequence[Row]) -> list[str]:
     if settings.device == "cuda":
         device = torch.cuda.get_device_name()
     else:
@@ -279,32 +275,22 @@ def report(settings: Settings, rows: Sequence[Row]) -> str:
         device = (f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
                   f"load average {os.getloadavg()[0]:.2f} at the end)")
     model = DEFAULT_MODEL_ID if settings.model == "default" else "random-llama3-8b-shape"
-    lines = [
+    return [
         f"- device: {device}",
         f"- dtype: {settings.dtype}",
         f"- model: {model}",
         f"- torch {torch.__version__}, transformers {transformers.__version__}",
         "",
-        "| measurement | value | detail |",
-        "| --- | --- | --- |",
-        *(f"| {r.measurement} | {r.value} | {r.detail} |" for r in rows),
+        *table(["measurement", "value", "detail"],
+               ([r.measurement, r.value, r.detail] for r in rows), text_columns=3),
     ]
-    return "\n".join(lines) + "\n"
-
-
-def progress(message: str) -> None:
-    """Progress goes to stderr, so stdout holds only the report."""
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     settings, out = parse_args(argv)
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
-    text = report(settings, asyncio.run(run(settings)))
-    print(text, end="")
-    if out is not None:
-        out.write_text(text)
+    publish(report(settings, asyncio.run(run(settings))), out)
 
 
 if __name__ == "__main__":
