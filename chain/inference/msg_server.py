@@ -126,14 +126,7 @@ class InferenceMsgServer:
         inference.price_per_token, inference.escrow = model.price_per_token, escrow
         inference.start_height, inference.draw_height = ctx.block.height, msg.draw_height
         inference.attempt, inference.started = msg.attempt, True
-        if known is not None:
-            self._keeper.cancel_expiry(ctx.kv, known.id, known.expires_at)
-            self._settle(ctx, inference, known)
-        else:
-            inference.status = STARTED
-            inference.expires_at = ctx.block.height + params.expiration_blocks
-            self._keeper.schedule_expiry(ctx.kv, inference.id, inference.expires_at)
-            self._keeper.save_inference(ctx.kv, inference, ctx.block.height, None)
+        self._settle_or_wait(ctx, inference, known, STARTED, params.expiration_blocks)
         ctx.emit("start_inference", inference_id=msg.inference_id, executor=msg.executor,
                  developer=msg.developer, escrow=str(escrow))
 
@@ -168,15 +161,22 @@ class InferenceMsgServer:
         inference.finish_height, inference.finished = ctx.block.height, True
         if known is not None:
             self._check_start_matches(known, msg)
-            self._keeper.cancel_expiry(ctx.kv, known.id, known.expires_at)
-            self._settle(ctx, inference, known)
-        else:
-            inference.status = INFERENCE_STATUS_UNSPECIFIED
-            inference.expires_at = ctx.block.height + params.expiration_blocks
-            self._keeper.schedule_expiry(ctx.kv, inference.id, inference.expires_at)
-            self._keeper.save_inference(ctx.kv, inference, ctx.block.height, None)
+        self._settle_or_wait(ctx, inference, known, INFERENCE_STATUS_UNSPECIFIED,
+                             params.expiration_blocks)
         ctx.emit("finish_inference", inference_id=msg.inference_id, executor=msg.creator,
                  output_tokens=str(msg.output_tokens))
+
+    def _settle_or_wait(self, ctx: Context, inference: Inference, known: Inference | None,
+                        waiting: int, expiration_blocks: int) -> None:
+        """Settles when the other half is on record; otherwise records this half to wait."""
+        if known is not None:
+            self._keeper.cancel_expiry(ctx.kv, known.id, known.expires_at)
+            self._settle(ctx, inference, known)
+            return
+        inference.status = waiting
+        inference.expires_at = ctx.block.height + expiration_blocks
+        self._keeper.schedule_expiry(ctx.kv, inference.id, inference.expires_at)
+        self._keeper.save_inference(ctx.kv, inference, ctx.block.height, None)
 
     def _settle(self, ctx: Context, inference: Inference, previous: Inference) -> None:
         """Charges the tokens used, refunds the rest, credits the executor's work balance."""
