@@ -89,8 +89,7 @@ class Application:
         return abci.ResponseInitChain(app_hash=self.store.app_hash_of(state))
 
     def check_tx(self, req: abci.RequestCheckTx) -> abci.ResponseCheckTx:
-        block = BlockInfo(self.chain_id, self.store.height + 1, self.last_block.get("time_ns", 0))
-        outcome = self.modules.runner.run(self._check, block, req.tx, Mode.CHECK)
+        outcome = self.modules.runner.run(self._check, self._next_block(), req.tx, Mode.CHECK)
         return abci.ResponseCheckTx(code=outcome.code, codespace=outcome.codespace,
                                     log=outcome.log, gas_wanted=outcome.gas_wanted,
                                     gas_used=outcome.gas_used)
@@ -102,8 +101,12 @@ class Application:
         message that depends on a pending one (a Finish settling a pending Start) come out as
         they will at CheckTx.
         """
-        block = BlockInfo(self.chain_id, self.store.height + 1, self.last_block.get("time_ns", 0))
-        return self.modules.runner.run(self._check, block, raw, Mode.SIMULATE)
+        return self.modules.runner.run(self._check, self._next_block(), raw, Mode.SIMULATE)
+
+    def _next_block(self) -> BlockInfo:
+        """What mempool checks assume of the block a tx will land in: the next height, and the
+        last block's time (the next one's is not known yet)."""
+        return BlockInfo(self.chain_id, self.store.height + 1, self.last_block.get("time_ns", 0))
 
     def prepare_proposal(self, req: abci.RequestPrepareProposal
                          ) -> abci.ResponsePrepareProposal:
