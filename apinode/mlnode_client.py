@@ -1,0 +1,220 @@
+"""The API node's client of its own ML node: tokenize, generate, score, info (DESIGN.md §5).
+
+Async over one ``grpc.aio`` channel that the client opens and reuses for every call; the ML
+node is a sidecar on loopback, so there is no pool and no retry here. Its answers come back as
+small dataclasses rather than protobuf messages, so callers (executor, validator, gateway)
+never touch ``inferchain_pb``.
+
+Failures are sorted by what the caller should do about them:
+
+- ``MlNodeRefused``: the ML node found the request invalid (INVALID_ARGUMENT: an unknown token
+  id, a prompt over the context window, a bad temperature). Asking again will not help; the
+  message is the ML node's own and names the offending field, fit to show a developer.
+- ``MlNodeUnavailable``: the ML node is down, restarting, or did not answer in time
+  (UNAVAILABLE, DEADLINE_EXCEEDED). Nothing was decided; another executor may serve it.
+- ``MlNodeError``: anything else (INTERNAL: the engine failed on this request).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from inferchain_pb.mlnode.v1 import mlnode_pb2 as pb
+from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as pb_grpc
+from mlnode.sampling_params import SamplingParams
+
+DEFAULT_TIMEOUT_S = 30.0
+# A generation may queue behind a full batch and then run max_tokens steps on a CPU.
+DEFAULT_GENERATE_TIMEOUT_S = 900.0
+# The ML node sends up to 64 MiB (mlnode.server): a Score of a long output with k = 20 is
+# well over gRPC's default 4 MiB receive limit.
+MAX_MESSAGE_BYTES = 64 << 20
+UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+Reply = TypeVar("Reply", bound=Message)
+
+
+class MlNodeError(Exception):
+    """The ML node failed a call; ``code`` is the gRPC status."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class MlNodeRefused(MlNodeError):
+    """The ML node refused the request as invalid; the message says which field and why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+class MlNodeUnavailable(MlNodeError):
+    """The ML node could not be reached or did not answer within the deadline."""
+
+
+@dataclass(frozen=True)
+class TokenStep:
+    """One generated (or scored) position: the token, its raw logprob, the top alternatives
+    most likely first, and the text the token adds to the output."""
+
+    token_id: int
+    logprob: float
+    top_ids: tuple[int, ...]
+    top_logprobs: tuple[float, ...]
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Finish:
+    """Closes a generation: ``reason`` is "stop" (EOS or a stop sequence) or "length"."""
+
+    reason: str
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    """Token ids and the text they encode (the rendered chat template, for chat input)."""
+
+    ids: list[int]
+    text: str
+
+
+@dataclass(frozen=True)
+class ScoredPosition:
+    """Score's answer for one output position; the rule fields are zero without sampling."""
+
+    step: TokenStep
+    cdf_low: float
+    cdf_high: float
+    u: float
+    argmax_gap: float
+
+
+@dataclass(frozen=True)
+class MlNodeInfo:
+    """What the ML node serves: the executor compares it with the chain's model registry."""
+
+    model_id: str
+    weights_sha256: str
+    dtype: str
+    device: str
+    engine: str
+    context_length: int
+    vocab_size: int
+    max_top_logprobs: int
+    eos_token_id: int
+
+
+class MlNodeClient:
+    """Calls one ML node at ``address`` (``host:port``) over a channel kept open until
+    ``close()``; use it as ``async with MlNodeClient(address) as mlnode:``.
+
+    ``timeout_s`` bounds the unary calls; ``generate_timeout_s`` a whole generation stream.
+    Create it inside the event loop that will use it: a ``grpc.aio`` channel is bound to one.
+    """
+
+    def __init__(self, address: str, *, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 generate_timeout_s: float = DEFAULT_GENERATE_TIMEOUT_S) -> None:
+        self.address = address
+        self.timeout_s = timeout_s
+        self.generate_timeout_s = generate_timeout_s
+        self._channel = grpc.aio.insecure_channel(address, options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+        self._stub = pb_grpc.MLNodeStub(self._channel)
+
+    async def __aenter__(self) -> MlNodeClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def info(self) -> MlNodeInfo:
+        reply = await self._unary("Info", self._stub.Info, pb.InfoRequest())
+        return MlNodeInfo(
+            model_id=reply.model_id, weights_sha256=reply.weights_sha256, dtype=reply.dtype,
+            device=reply.device, engine=reply.engine, context_length=reply.context_length,
+            vocab_size=reply.vocab_size, max_top_logprobs=reply.max_top_logprobs,
+            eos_token_id=reply.eos_token_id)
+
+    async def tokenize_chat(self, messages: Sequence[tuple[str, str]]) -> Tokenized:
+        """(role, content) pairs through the model's chat template, ready for the reply."""
+        chat = pb.ChatMessages(messages=[pb.ChatMessage(role=role, content=content)
+                                         for role, content in messages])
+        reply = await self._unary("Tokenize", self._stub.Tokenize, pb.TokenizeRequest(chat=chat))
+        return Tokenized(list(reply.token_ids), reply.text)
+
+    async def tokenize_text(self, text: str) -> Tokenized:
+        reply = await self._unary("Tokenize", self._stub.Tokenize, pb.TokenizeRequest(text=text))
+        return Tokenized(list(reply.token_ids), reply.text)
+
+    async def generate(self, prompt_ids: Sequence[int], sampling: SamplingParams,
+                       top_logprobs: int) -> AsyncIterator[TokenStep | Finish]:
+        """One ``TokenStep`` per generated token, then one ``Finish``.
+
+        Closing the iterator early (``aclose()``, or the consuming task being cancelled)
+        cancels the call, and the ML node frees the request's batch row at once.
+        """
+        request = pb.GenerateRequest(prompt_ids=prompt_ids, sampling=_sampling_to_pb(sampling),
+                                     top_logprobs=top_logprobs)
+        call = self._stub.Generate(request, timeout=self.generate_timeout_s)
+        try:
+            async for chunk in call:
+                if chunk.HasField("step"):
+                    yield _step(chunk.step)
+                else:
+                    yield Finish(chunk.finish_reason, chunk.prompt_tokens)
+        except grpc.aio.AioRpcError as exc:
+            raise _error("Generate", exc) from exc
+        finally:
+            call.cancel()  # a no-op once the stream has ended
+
+    async def score(self, prompt_ids: Sequence[int], output_ids: Sequence[int],
+                    top_logprobs: int, sampling: SamplingParams | None = None
+                    ) -> list[ScoredPosition]:
+        """Teacher-forced per-position data for ``output_ids`` after ``prompt_ids``; with
+        ``sampling``, also where each token sits in the seeded sampling rule."""
+        request = pb.ScoreRequest(prompt_ids=prompt_ids, output_ids=output_ids,
+                                  top_logprobs=top_logprobs)
+        if sampling is not None:
+            request.sampling.CopyFrom(_sampling_to_pb(sampling))
+        reply = await self._unary("Score", self._stub.Score, request,
+                                  timeout=self.generate_timeout_s)
+        return [ScoredPosition(_step(p.step), p.cdf_low, p.cdf_high, p.u, p.argmax_gap)
+                for p in reply.positions]
+
+    async def _unary(self, name: str, method: Callable[..., Awaitable[Reply]],
+                     request: Message, timeout: float | None = None) -> Reply:
+        try:
+            return await method(request, timeout=timeout or self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise _error(name, exc) from exc
+
+
+def _sampling_to_pb(sampling: SamplingParams) -> pb.SamplingParams:
+    return pb.SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p,
+                             top_k=sampling.top_k, max_tokens=sampling.max_tokens,
+                             stop=list(sampling.stop), seed=sampling.seed)
+
+
+def _step(step: pb.TokenStep) -> TokenStep:
+    return TokenStep(step.token_id, step.logprob, tuple(t.token_id for t in step.top),
+                     tuple(t.logprob for t in step.top), step.text)
+
+
+def _error(method: str, exc: grpc.aio.AioRpcError) -> MlNodeError:
+    code, details = exc.code(), exc.details() or ""
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return MlNodeRefused(details)
+    error = MlNodeUnavailable if code in UNREACHABLE else MlNodeError
+    return error(f"ML node {method}: {code.name}: {details}", code)

@@ -1,0 +1,372 @@
+"""The executor against real processes: a solo chain node with three registered participants
+and an ML node serving the real default model. Each test uses its own inference ids, so they
+do not depend on order; generations stay a few tokens long (the model makes ~10 tokens/s on a
+CPU)."""
+
+import asyncio
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from chain_nodes import ChainNode, funded_keys, template
+from conftest import ROOT, free_port, wait_healthy
+from cosmpy.aerial.wallet import LocalWallet
+from cosmpy.crypto.keypairs import PrivateKey
+from inference_actors import MODEL_ID, PRICE, TOP_K, Actor, genesis_models, start_msg
+from nacl.signing import SigningKey
+
+from apinode.chain_queries import ChainQueries
+from apinode.executor import ExecutedStep, ExecuteRequest, ExecutionRefused, Executor
+from apinode.mlnode_client import MlNodeClient, MlNodeRefused
+from apinode.outbox import Outbox
+from apinode.outbox_chain import outbox_confirm, outbox_submit
+from apinode.outbox_worker import OutboxWorker
+from apinode.store import Database, OutboxState, Payload
+from apinode.tx_sender import TxSender
+from chain.inference import artifact, payload
+from genesis.solo import layout_solo
+from inferchain_pb.inference.v1.inference_pb2 import (
+    FINISHED,
+    MsgFinishInference,
+    MsgStartInference,
+)
+from inferchain_pb.mlnode.v1 import mlnode_pb2 as pb
+from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as pb_grpc
+
+CHAIN_ID = "inferchain-test"
+QUESTION = "What is the capital of France?"
+LONG_ANSWER = "Count from 1 to 500, separated by commas."
+# Slow CPU generations must not outlive the draw or a lone start: widen both windows.
+PARAMS = {"inference": {"max_draw_age_blocks": 500, "expiration_blocks": 500}}
+PARTICIPANTS = 3
+
+
+@pytest.fixture(scope="module")
+def ml_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """host:port of a real ML node, started as conftest's ``mlnode`` starts one.
+
+    That fixture yields only a sync stub, and the async client needs the address; rather than
+    dig it out of grpc's private channel state, this module runs its own process.
+    """
+    port = free_port()
+    log = tmp_path_factory.mktemp("executor-mlnode") / "mlnode.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlnode", "serve", "--engine", "torch", "--port", str(port),
+             "--max-batch", "4"],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        wait_healthy(pb_grpc.MLNodeStub(channel), process, log)
+        yield f"127.0.0.1:{port}"
+    finally:
+        channel.close()
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+class Net:
+    """The chain's gRPC port; actors 0-2 are registered participants, actor 3 a developer."""
+
+    def __init__(self, port: int, actors: list[Actor], keys: list[str]) -> None:
+        self.port = port
+        self.actors = actors
+        self.keys = dict(zip((a.address for a in actors), keys, strict=True))
+
+    @property
+    def participants(self) -> list[Actor]:
+        return self.actors[:PARTICIPANTS]
+
+    @property
+    def developer(self) -> Actor:
+        return self.actors[PARTICIPANTS]
+
+    def actor(self, address: str) -> Actor:
+        return next(a for a in self.actors if a.address == address)
+
+    def sender(self, channel: grpc.aio.Channel, actor: Actor) -> TxSender:
+        return TxSender(channel, self.keys[actor.address], CHAIN_ID)
+
+    def run(self, scenario: Callable[[grpc.aio.Channel], Awaitable[None]]) -> None:
+        async def main() -> None:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+                await scenario(channel)
+
+        asyncio.run(main())
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    keys = funded_keys(PARTICIPANTS + 1)
+    port = free_port()
+    spec = dataclasses.replace(template(keys, models=genesis_models()), params=PARAMS)
+    info = layout_solo(spec, tmp_path_factory.mktemp("executor-chain") / "home",
+                       grpc_port=port)
+    node = ChainNode(info.home, port).start()
+    actors = [Actor(LocalWallet(PrivateKey(bytes.fromhex(k.private_key_hex)), prefix="infer"),
+                    SigningKey.generate(), account_number=i) for i, k in enumerate(keys)]
+    net = Net(port, actors, [k.private_key_hex for k in keys])
+    try:
+        node.wait_height(2)
+
+        async def register(channel: grpc.aio.Channel) -> None:
+            senders = [net.sender(channel, p) for p in net.participants]
+            hashes = await asyncio.gather(*(s.send([p.register(f"http://127.0.0.1:{9000 + i}")])
+                                            for i, (s, p) in enumerate(
+                                                zip(senders, net.participants, strict=True))))
+            for sender, tx_hash in zip(senders, hashes, strict=True):
+                assert await landed(sender, tx_hash) == (0, "")
+
+        net.run(register)
+        yield net
+    finally:
+        node.close()
+
+
+async def landed(sender: TxSender, tx_hash: str, timeout_s: float = 30) -> tuple[int, str]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = await sender.tx_result(tx_hash)
+        if result is not None:
+            return result
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"tx {tx_hash} not committed within {timeout_s}s")
+
+
+def executor_for(actor: Actor, channel: grpc.aio.Channel, ml: MlNodeClient,
+                 path: Path) -> Executor:
+    """An executor for ``actor`` with a database of its own."""
+    db = Database.open(str(path / f"executor-{len(list(path.glob('*.db')))}.db"))
+    return Executor(actor.address, actor.node_key, ChainQueries(channel), ml, db, Outbox(db))
+
+
+def request_from(start: MsgStartInference, *, temperature: float = 0.7, top_p: float = 0.95,
+                 top_logprobs: int = 0, stop: tuple[str, ...] = ()) -> ExecuteRequest:
+    """What the TA forwards alongside ``start``: same ids, hash, seed, draw and signature."""
+    return ExecuteRequest(
+        inference_id=start.inference_id, model_id=start.model_id, developer=start.developer,
+        prompt_hash=start.prompt_hash, prompt_ids=tuple(start.prompt_ids),
+        max_tokens=start.max_tokens, seed=start.seed, temperature=temperature, top_p=top_p,
+        stop=stop, top_logprobs=top_logprobs, executor=start.executor,
+        draw_height=start.draw_height, attempt=start.attempt, transfer_agent=start.creator,
+        ta_signature=start.ta_signature)
+
+
+async def drawn(net: Net, chain: ChainQueries, inference_id: str) -> tuple[Actor, Actor, int]:
+    """(executor, a transfer agent that is not it, draw height) by the chain's own draw."""
+    draw = await chain.draw(inference_id, MODEL_ID)
+    executor = net.actor(draw.order[0])
+    agent = next(p for p in net.participants if p is not executor)
+    return executor, agent, draw.draw_height
+
+
+async def collect(executor: Executor, request: ExecuteRequest) -> list:
+    return [item async for item in executor.execute(request)]
+
+
+def forbid_generation(ml: MlNodeClient) -> None:
+    """Any call to generate fails the test: refusals must come before the ML node is asked."""
+
+    async def generate(*args: object, **kwargs: object):
+        raise AssertionError("the executor asked the ML node to generate")
+        yield  # an async generator, like the real one
+
+    ml.generate = generate
+
+
+def test_execute_request_travels_as_json():
+    key = SigningKey.generate()
+    request = ExecuteRequest(
+        inference_id="json-1", model_id=MODEL_ID, developer="infer1dev", prompt_hash=bytes(32),
+        prompt_ids=(1, 2, 3), max_tokens=4, seed=2**64 - 1, temperature=0.0, top_p=1.0,
+        stop=("\n",), top_logprobs=20, executor="infer1ex", draw_height=7, attempt=1,
+        transfer_agent="infer1ta", ta_signature=key.sign(b"x").signature)
+    wire = json.loads(json.dumps(request.to_json()))
+    assert ExecuteRequest.from_json(wire) == request
+    assert ExecuteRequest.from_json({**wire, "newer_field": 1}) == request
+    for bad, field in [({"max_tokens": "4"}, "max_tokens"), ({"seed": True}, "seed"),
+                       ({"prompt_hash": "zz"}, "prompt_hash"), ({"stop": "\n"}, "stop"),
+                       ({"prompt_ids": []}, "prompt_ids"), ({"top_logprobs": 21}, "top_logprobs"),
+                       ({"ta_signature": "00"}, "ta_signature"), ({"seed": 2**64}, "seed")]:
+        with pytest.raises(ValueError, match=field):
+            ExecuteRequest.from_json({**wire, **bad})
+    with pytest.raises(ValueError, match="missing fields: attempt"):
+        ExecuteRequest.from_json({k: v for k, v in wire.items() if k != "attempt"})
+
+
+def test_drawn_executor_streams_and_its_finish_settles_on_chain(net: Net, ml_address: str,
+                                                                tmp_path: Path):
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        chain = ChainQueries(channel)
+        async with MlNodeClient(ml_address) as ml:
+            prompt = await ml.tokenize_chat([("user", QUESTION)])
+            assert "France" in prompt.text
+            me, agent, height = await drawn(net, chain, "exec-1")
+            executor = executor_for(me, channel, ml, tmp_path)
+            start = start_msg(agent, net.developer, "exec-1", me.address, height,
+                              int(time.time()), prompt.ids, max_tokens=8)
+            # The developer asked for more alternatives than the artifact keeps.
+            request = ExecuteRequest.from_json(json.loads(json.dumps(
+                request_from(start, top_logprobs=TOP_K + 3).to_json())))
+            items = await collect(executor, request)
+
+            *steps, done = items
+            assert all(isinstance(s, ExecutedStep) for s in steps) and steps
+            ids = [s.token_id for s in steps]
+            assert (done.output_ids, done.text) == (tuple(ids), "".join(s.text for s in steps))
+            assert (done.prompt_tokens, done.completion_tokens) == (len(prompt.ids), len(ids))
+            assert done.finish_reason in ("stop", "length")
+            assert all(len(s.top_ids) == len(s.top_logprobs) == TOP_K + 3 for s in steps)
+
+            entry = executor.outbox.get("finish_inference:exec-1")
+            assert entry.state == OutboxState.PENDING
+            finish = MsgFinishInference.FromString(entry.payload)
+            with executor.db.session() as session:
+                stored = session.get(Payload, "exec-1")
+                assert (stored.prompt_token_ids, stored.output_token_ids,
+                        stored.output_text) == (prompt.ids, ids, done.text)
+                assert stored.artifact == finish.artifact
+                assert ExecuteRequest.from_json(stored.prompt) == request
+
+            # The artifact is the streamed data, cut to the model's top-k.
+            k, recorded = artifact.decode(finish.artifact)
+            assert k == TOP_K
+            assert [s.token_id for s in recorded] == ids == list(finish.output_ids)
+            for step, kept in zip(steps, recorded, strict=True):
+                assert kept.top_ids == step.top_ids[:TOP_K]
+                assert abs(kept.logprob - step.logprob) <= artifact.LOGPROB_QUANTUM
+            assert finish.output_hash == payload.ids_hash(ids)
+
+            # Sent again before the chain has heard of it: this node already ran it.
+            forbid_generation(ml)
+            with pytest.raises(ExecutionRefused, match="already executed here"):
+                await collect(executor, request)
+
+            # A validator's one prefill pass reproduces what the executor recorded.
+            scored = await ml.score(prompt.ids, ids, TOP_K)
+            assert [p.step.top_ids for p in scored] == [s.top_ids for s in recorded]
+            assert max(abs(p.step.logprob - s.logprob) for p, s in zip(scored, recorded,
+                                                                       strict=True)) < 1e-2
+
+            # The TA's start and the executor's outbox meet on chain.
+            sender = net.sender(channel, me)
+            worker = OutboxWorker(executor.outbox,
+                                  outbox_submit(sender, {"finish_inference": MsgFinishInference}),
+                                  outbox_confirm(sender), interval_s=0.1)
+            task = asyncio.create_task(worker.run())
+            agent_sender = net.sender(channel, agent)
+            assert await landed(agent_sender, await agent_sender.send([start])) == (0, "")
+            deadline = time.monotonic() + 30
+            while executor.outbox.get("finish_inference:exec-1").state != OutboxState.COMMITTED:
+                assert time.monotonic() < deadline, executor.outbox.get("finish_inference:exec-1")
+                await asyncio.sleep(0.1)
+            worker.stop()
+            await task
+
+            found = await chain.inference("exec-1")
+            assert (found.status, found.executor, found.transfer_agent) == (
+                FINISHED, me.address, agent.address)
+            assert (list(found.output_ids), found.artifact) == (ids, finish.artifact)
+            assert found.cost == (len(prompt.ids) + len(ids)) * PRICE
+
+            # And after: the chain would refuse a second finish.
+            with pytest.raises(ExecutionRefused, match="already finished"):
+                await collect(executor, request)
+            executor.db.close()
+
+    net.run(scenario)
+
+
+def test_refusals_come_before_any_generation(net: Net, ml_address: str, tmp_path: Path):
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        chain = ChainQueries(channel)
+        async with MlNodeClient(ml_address) as ml:
+            forbid_generation(ml)
+            me, agent, height = await drawn(net, chain, "refuse-1")
+            second = net.actor((await chain.draw("refuse-1", MODEL_ID, height)).order[1])
+            now = int(time.time())
+
+            def start(executor: Actor, ta: Actor = agent) -> MsgStartInference:
+                return start_msg(ta, net.developer, "refuse-1", executor.address, height, now,
+                                 [1, 2, 3], max_tokens=4)
+
+            cases = [
+                # Addressed to the second pick as if it were the first.
+                (second, request_from(start(second)), "picks .* for attempt 0, not this node"),
+                # Addressed to someone else.
+                (me, request_from(start(second)), "names executor"),
+                # Signed by a key that is not the TA's node key.
+                (me, dataclasses.replace(request_from(start(me)), ta_signature=SigningKey
+                                         .generate().sign(request_from(start(me))
+                                                          .start_payload()).signature),
+                 "signature"),
+                # A field the TA signed, changed afterwards.
+                (me, dataclasses.replace(request_from(start(me)), max_tokens=5), "signature"),
+                # Signed by a node that is not a participant.
+                (me, request_from(start(me, net.developer)), "not a registered participant"),
+            ]
+            unknown = start(me)
+            unknown.model_id = "no-such-model"
+            unknown.ta_signature = agent.node_key.sign(payload.start_payload(
+                unknown.inference_id, unknown.model_id, unknown.developer, unknown.prompt_hash,
+                unknown.max_tokens, unknown.seed, unknown.executor, unknown.draw_height,
+                unknown.attempt, unknown.creator)).signature
+            cases.append((me, request_from(unknown), "not in the registry"))
+
+            for executor_actor, request, reason in cases:
+                executor = executor_for(executor_actor, channel, ml, tmp_path)
+                with pytest.raises(ExecutionRefused, match=reason):
+                    await collect(executor, request)
+                assert executor.outbox.pending_count() == 0
+                executor.db.close()
+
+    net.run(scenario)
+
+
+def test_a_closed_stream_finishes_nothing(net: Net, ml_address: str, tmp_path: Path):
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        chain = ChainQueries(channel)
+        async with MlNodeClient(ml_address) as ml:
+            # Greedy, this prompt runs to max_tokens: 200 tokens take the model over 15s.
+            prompt = await ml.tokenize_chat([("user", LONG_ANSWER)])
+            me, agent, height = await drawn(net, chain, "closed-1")
+            executor = executor_for(me, channel, ml, tmp_path)
+            start = start_msg(agent, net.developer, "closed-1", me.address, height,
+                              int(time.time()), prompt.ids, max_tokens=200)
+            stream = executor.execute(request_from(start, temperature=0.0))
+            assert isinstance(await anext(stream), ExecutedStep)
+            with grpc.insecure_channel(ml_address) as ml_channel:
+                health = pb_grpc.MLNodeStub(ml_channel).Health
+                assert health(pb.HealthRequest(), timeout=5).running == 1
+                await stream.aclose()  # the transfer agent hung up
+                deadline = time.monotonic() + 3
+                while health(pb.HealthRequest(), timeout=5).running:
+                    assert time.monotonic() < deadline, "the generation was not cancelled"
+                    await asyncio.sleep(0.1)
+            assert executor.outbox.pending_count() == 0
+            with executor.db.session() as session:
+                assert session.get(Payload, "closed-1") is None
+            executor.db.close()
+
+            # An invalid sampling request is the ML node's to refuse, with its own message.
+            me, agent, height = await drawn(net, chain, "closed-2")
+            bad = executor_for(me, channel, ml, tmp_path)
+            start = start_msg(agent, net.developer, "closed-2", me.address, height,
+                              int(time.time()), prompt.ids, max_tokens=4)
+            with pytest.raises(MlNodeRefused, match="temperature"):
+                await collect(bad, request_from(start, temperature=500.0))
+            assert bad.outbox.pending_count() == 0
+            bad.db.close()
+
+    net.run(scenario)
