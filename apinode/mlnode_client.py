@@ -158,6 +158,12 @@ class MlNodeClient:
         reply = await self._unary("Tokenize", self._stub.Tokenize, pb.TokenizeRequest(text=text))
         return Tokenized(list(reply.token_ids), reply.text)
 
+    async def detokenize(self, token_ids: Sequence[int]) -> list[str]:
+        """Each id's own text: names the logprob alternatives a response lists."""
+        reply = await self._unary("Detokenize", self._stub.Detokenize,
+                                  pb.DetokenizeRequest(token_ids=token_ids))
+        return list(reply.pieces)
+
     async def generate(self, prompt_ids: Sequence[int], sampling: SamplingParams,
                        top_logprobs: int) -> AsyncIterator[TokenStep | Finish]:
         """One ``TokenStep`` per generated token, then one ``Finish``.

@@ -90,6 +90,17 @@ class MLNodeService(pb_grpc.MLNodeServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "text is empty")
         return pb.TokenizeResponse(token_ids=self._engine.tokenizer.tokenize(text), text=text)
 
+    async def Detokenize(  # noqa: N802
+        self, request: pb.DetokenizeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DetokenizeResponse:
+        vocab = self._engine.info.vocab_size
+        bad = next((t for t in request.token_ids if t >= vocab), None)
+        if bad is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"unknown token id {bad} (vocabulary has {vocab} tokens)")
+        decode = self._engine.tokenizer.decode
+        return pb.DetokenizeResponse(pieces=[decode([t]) for t in request.token_ids])
+
     async def Info(  # noqa: N802
         self, request: pb.InfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.InfoResponse:

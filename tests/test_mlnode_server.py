@@ -187,3 +187,12 @@ def test_a_client_that_hangs_up_mid_stream_frees_its_place(mlnode, prompt):
         time.sleep(0.2)
     assert (health.serving, health.running, health.queued) == (True, 0, 0)
     assert len(generate(mlnode, prompt, max_tokens=3).ids) == 3
+
+
+def test_detokenize_names_each_id_and_refuses_unknown_ones(mlnode):
+    ids = list(mlnode.Tokenize(pb.TokenizeRequest(text="Hello world")).token_ids)
+    pieces = mlnode.Detokenize(pb.DetokenizeRequest(token_ids=ids)).pieces
+    assert "".join(pieces) == "Hello world"
+    with pytest.raises(grpc.RpcError) as err:
+        mlnode.Detokenize(pb.DetokenizeRequest(token_ids=[49152]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
