@@ -1,0 +1,64 @@
+"""A participant's API node settings, ``HOME/apinode.toml``, and its two keys.
+
+The account key (secp256k1, hex) signs the participant's transactions; the node key
+(ed25519 seed, hex) signs inference payloads and is registered on chain. Both live in files
+beside the config, readable by the operator only.
+"""
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from nacl.signing import SigningKey
+
+
+@dataclass(frozen=True)
+class ApiNodeConfig:
+    home: Path
+    chain_id: str
+    listen: str = "127.0.0.1:8080"
+    public_url: str = "http://127.0.0.1:8080"
+    chain_grpc: str = "127.0.0.1:9090"
+    mlnode: str = "127.0.0.1:50051"
+    database: str = "apinode.sqlite"
+    gas_price: float = 0.01
+    signature_window_s: int = 300
+    account_key_file: str = "account.key"
+    node_key_file: str = "node.key"
+
+    @classmethod
+    def load(cls, home: Path) -> "ApiNodeConfig":
+        path = home / "apinode.toml"
+        raw = tomllib.loads(path.read_text())
+        unknown = set(raw) - (set(cls.__dataclass_fields__) - {"home"})
+        if unknown:
+            raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+        return cls(home=home, **raw)
+
+    @property
+    def database_url(self) -> str:
+        if "://" in self.database:
+            return self.database
+        return f"sqlite:///{self.home / self.database}"
+
+    def account_key(self) -> str:
+        return (self.home / self.account_key_file).read_text().strip()
+
+    def node_key(self) -> SigningKey:
+        return SigningKey(bytes.fromhex((self.home / self.node_key_file).read_text().strip()))
+
+    def listen_host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host, int(port)
+
+
+def write_home(home: Path, config: dict, account_key_hex: str) -> None:
+    """Lays out an API node home: config and keys (a fresh node key), owner-only."""
+    home.mkdir(parents=True, exist_ok=True)
+    lines = [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in config.items()]
+    (home / "apinode.toml").write_text("\n".join(lines).replace("'", '"') + "\n")
+    for name, secret in (("account.key", account_key_hex),
+                         ("node.key", bytes(SigningKey.generate()).hex())):
+        path = home / name
+        path.write_text(secret + "\n")
+        path.chmod(0o600)

@@ -1,0 +1,195 @@
+"""The API node's HTTP surface (aiohttp): the OpenAI endpoint and the executor endpoint.
+
+/v1/chat/completions, /v1/completions  developers (signed requests), streaming or not
+/v1/models                             the chain's model registry
+/internal/v1/execute                   other participants' transfer agents (NDJSON stream)
+/health                                liveness, and this node's address for signing
+
+Every refusal is an OpenAI-shaped error with its status; an unexpected failure is a 500 of
+the same shape, logged, and the node keeps serving.
+"""
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from apinode import openai_errors as errors
+from apinode.execute_wire import EXECUTE_PATH, encode
+from apinode.executor import Executed, ExecutedStep, ExecuteRequest, ExecutionRefused, Executor
+from apinode.mlnode_client import MlNodeClient, MlNodeError
+from apinode.openai_errors import ApiError
+from apinode.openai_request import CompletionRequest, parse_chat, parse_text
+from apinode.openai_response import (
+    SSE_DONE,
+    ChoiceResult,
+    ChunkStream,
+    OutputToken,
+    Usage,
+    completion_body,
+    sse,
+)
+from apinode.request_auth import ReplayGuard, is_signed, refuse_unsigned, verify_request
+from apinode.transfer_agent import TransferAgent
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 4 << 20
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return web.json_response(exc.body(), status=exc.status)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        error = ApiError(500, "The node failed to serve this request.", "server_error")
+        return web.json_response(error.body(), status=500)
+
+
+class HttpApi:
+    def __init__(self, agent: TransferAgent, executor: Executor, mlnode: MlNodeClient,
+                 models: Callable[[], Awaitable[list[str]]], signature_window_s: int) -> None:
+        self._agent = agent
+        self._executor = executor
+        self._mlnode = mlnode
+        self._models = models
+        self._window = signature_window_s
+        self._guard = ReplayGuard(signature_window_s)
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[openai_errors], client_max_size=MAX_BODY_BYTES)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/completions", self.text)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_post(EXECUTE_PATH, self.execute)
+        app.router.add_get("/health", self.health)
+        return app
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "address": self._agent.address})
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": m, "object": "model", "created": 0, "owned_by": "inferchain"}
+            for m in await self._models()]})
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._complete(request, parse_chat)
+
+    async def text(self, request: web.Request) -> web.StreamResponse:
+        return await self._complete(request, parse_text)
+
+    async def _complete(self, http: web.Request,
+                        parse: Callable[[bytes], CompletionRequest]) -> web.StreamResponse:
+        started = time.monotonic()
+        if (http.content_length or 0) > MAX_BODY_BYTES:
+            raise errors.request_too_large(MAX_BODY_BYTES)
+        body = await http.read()
+        request = parse(body)
+        if not is_signed(http.headers):
+            raise refuse_unsigned()
+        signed = verify_request(http.headers, body, self._agent.address, self._guard,
+                                self._window)
+        prepared = await self._agent.prepare(request, signed)
+        try:
+            inference_id, stream = await self._agent.serve(prepared)
+        except MlNodeError as exc:
+            raise errors.invalid_request(str(exc)) from exc
+        log.info("inference %s for %s: %d prompt tokens, stream=%s", inference_id,
+                 signed.developer, len(prepared.prompt_ids), request.stream)
+        if request.stream:
+            response = await self._stream(http, request, inference_id, stream,
+                                          len(prepared.prompt_ids))
+        else:
+            result = await self._collect(request, inference_id, stream, len(prepared.prompt_ids))
+            response = web.json_response(completion_body(request, [result]))
+        log.info("inference %s served in %.2fs", inference_id, time.monotonic() - started)
+        return response
+
+    async def _collect(self, request: CompletionRequest, inference_id: str,
+                       stream: AsyncIterator[ExecutedStep | Executed],
+                       prompt_tokens: int) -> ChoiceResult:
+        tokens: list[OutputToken] = []
+        async for item in stream:
+            if isinstance(item, ExecutedStep):
+                tokens.extend(await self._output_tokens(request, [item]))
+            else:
+                return ChoiceResult(inference_id, item.text, item.finish_reason, tuple(tokens),
+                                    prompt_tokens)
+        raise ApiError(502, "The executor stopped before the answer was complete.",
+                       "server_error", code="executor_failed")
+
+    async def _stream(self, http: web.Request, request: CompletionRequest, inference_id: str,
+                      stream: AsyncIterator[ExecutedStep | Executed],
+                      prompt_tokens: int) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                               "Cache-Control": "no-cache"})
+        await response.prepare(http)
+        chunks = ChunkStream(request, [inference_id])
+        opening = chunks.opening(0)
+        if opening is not None:
+            await response.write(sse(opening))
+        completion_tokens = 0
+        try:
+            async for item in stream:
+                if isinstance(item, ExecutedStep):
+                    completion_tokens += 1
+                    tokens = await self._output_tokens(request, [item])
+                    if item.text or request.logprobs:
+                        await response.write(sse(chunks.content(0, item.text, tokens)))
+                else:
+                    await response.write(sse(chunks.finish(0, item.finish_reason)))
+                    usage = chunks.usage(Usage(prompt_tokens, completion_tokens))
+                    if usage is not None:
+                        await response.write(sse(usage))
+                    await response.write(SSE_DONE)
+        except (MlNodeError, ConnectionError) as exc:
+            log.warning("inference %s broke off mid-stream: %s", inference_id, exc)
+            await response.write(sse(ApiError(502, "The executor broke off mid-answer.",
+                                              "server_error", code="executor_failed").body()))
+        return response
+
+    async def _output_tokens(self, request: CompletionRequest,
+                             steps: list[ExecutedStep]) -> list[OutputToken]:
+        """Names the alternatives only when the developer asked for logprobs."""
+        if not request.top_logprobs:
+            return [OutputToken(s.token_id, s.text, s.logprob) for s in steps]
+        pieces = await self._mlnode.detokenize([t for s in steps for t in s.top_ids])
+        tokens, at = [], 0
+        for step in steps:
+            names = pieces[at:at + len(step.top_ids)]
+            at += len(step.top_ids)
+            tokens.append(OutputToken(step.token_id, step.text, step.logprob,
+                                      tuple(zip(names, step.top_logprobs, strict=True))))
+        return tokens
+
+    async def execute(self, http: web.Request) -> web.StreamResponse:
+        """Runs a forwarded request; refusals come back as a 409 before any token."""
+        try:
+            forward = ExecuteRequest.from_json(json.loads(await http.read()))
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        stream = self._executor.execute(forward)
+        try:
+            first = await anext(stream)
+        except ExecutionRefused as exc:
+            return web.json_response({"error": exc.reason}, status=409)
+        except MlNodeError as exc:
+            return web.json_response({"error": str(exc)}, status=422)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(http)
+        await response.write(encode(first))
+        try:
+            async for item in stream:
+                await response.write(encode(item))
+        except MlNodeError as exc:
+            await response.write(encode(str(exc)))
+        return response

@@ -1,0 +1,97 @@
+"""Runs one participant's API node: registers it on chain, serves HTTP, drains the outbox.
+
+On start the node makes sure the chain knows it (MsgRegisterParticipant with its public URL,
+node key and the model its ML node serves, checked against the registry), so an operator
+only starts it; the outbox worker then sends every start and finish the node produces.
+"""
+
+import asyncio
+import logging
+import signal
+
+import aiohttp
+import grpc
+from aiohttp import web
+
+from apinode.chain_queries import ChainQueries
+from apinode.config import ApiNodeConfig
+from apinode.executor import Executor
+from apinode.http_server import HttpApi
+from apinode.mlnode_client import MlNodeClient
+from apinode.outbox import Outbox
+from apinode.outbox_chain import outbox_confirm, outbox_submit
+from apinode.outbox_worker import OutboxWorker
+from apinode.store import Database
+from apinode.transfer_agent import TransferAgent
+from apinode.tx_sender import TxSender
+from inferchain_pb.inference.v1.inference_pb2 import (
+    MsgFinishInference,
+    MsgRegisterParticipant,
+    MsgStartInference,
+    ServedModel,
+)
+
+log = logging.getLogger(__name__)
+
+DECODE = {"start_inference": MsgStartInference, "finish_inference": MsgFinishInference,
+          "register_participant": MsgRegisterParticipant}
+
+
+async def register(config: ApiNodeConfig, sender: TxSender, chain: ChainQueries,
+                   mlnode: MlNodeClient) -> None:
+    """Registers this participant unless the chain already has it."""
+    if await chain.participant(sender.address) is not None:
+        log.info("participant %s is registered", sender.address)
+        return
+    info = await mlnode.info()
+    model = await chain.model(info.model_id)
+    if model is None or model.weights_sha256 != info.weights_sha256:
+        raise RuntimeError(f"the ML node serves {info.model_id} ({info.weights_sha256[:16]}…), "
+                           "which the chain's model registry does not list")
+    node_key = config.node_key()
+    await sender.send([MsgRegisterParticipant(
+        creator=sender.address, url=config.public_url, node_pubkey=bytes(node_key.verify_key),
+        models=[ServedModel(model_id=info.model_id, weights_sha256=info.weights_sha256)])])
+    for _ in range(60):
+        if await chain.participant(sender.address) is not None:
+            log.info("registered participant %s at %s", sender.address, config.public_url)
+            return
+        await asyncio.sleep(0.5)
+    raise RuntimeError("registration did not reach the chain within 30s")
+
+
+async def run(config: ApiNodeConfig) -> None:
+    channel = grpc.aio.insecure_channel(config.chain_grpc)
+    chain = ChainQueries(channel)
+    sender = TxSender(channel, config.account_key(), config.chain_id, gas_price=config.gas_price)
+    db = Database.open(config.database_url)
+    outbox = Outbox(db)
+    async with MlNodeClient(config.mlnode) as mlnode, aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)) as session:
+        await register(config, sender, chain, mlnode)
+        executor = Executor(sender.address, config.node_key(), chain, mlnode, db, outbox)
+        agent = TransferAgent(sender.address, config.node_key(), chain, mlnode, executor,
+                              outbox, session)
+
+        async def model_ids() -> list[str]:
+            return [m.id for m in await chain.models()]
+
+        api = HttpApi(agent, executor, mlnode, model_ids, config.signature_window_s)
+        worker = OutboxWorker(outbox, outbox_submit(sender, DECODE), outbox_confirm(sender),
+                              interval_s=0.5)
+        runner = web.AppRunner(api.app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, *config.listen_host_port()).start()
+        log.info("API node %s listening on %s", sender.address, config.listen)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        draining = asyncio.create_task(worker.run())
+        await stop.wait()
+        log.info("shutting down; %d outbox entries left to send", outbox.pending_count())
+        worker.stop()
+        await draining
+        await runner.cleanup()
+    await channel.close()
+    db.close()
