@@ -31,6 +31,7 @@ from chain.tx.ante import AnteHandler
 from chain.tx.execute import TxRunner
 from inferchain_pb.inference.v1.inference_pb2 import (
     MsgFinishInference,
+    MsgGrantAllowance,
     MsgRegisterParticipant,
     MsgStartInference,
     MsgUpdateParticipant,
@@ -82,7 +83,8 @@ def build() -> Modules:
     router.register(MsgSend, bank_msgs.send_signers, bank_msgs.send)
     inference = InferenceKeeper()
     inference_msgs = InferenceMsgServer(inference, bank)
-    for message, handle in [(MsgRegisterParticipant, inference_msgs.register),
+    for message, handle in [(MsgGrantAllowance, inference_msgs.grant_allowance),
+                            (MsgRegisterParticipant, inference_msgs.register),
                             (MsgUpdateParticipant, inference_msgs.update),
                             (MsgWithdrawParticipant, inference_msgs.withdraw),
                             (MsgStartInference, inference_msgs.start),

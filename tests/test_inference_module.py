@@ -16,6 +16,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     EXPIRED,
     FINISHED,
     STARTED,
+    MsgGrantAllowance,
     MsgUpdateParticipant,
     MsgWithdrawParticipant,
 )
@@ -233,3 +234,47 @@ def test_updates_change_the_url_and_a_withdrawn_participant_leaves_the_draw(net)
     assert all(leaving.address not in net.draw(f"after-{i}") for i in range(30))
     again = net.one(leaving.tx(registered))
     assert again.code == 2 and "already registered" in again.log
+
+
+def _unsigned(start):
+    """The same start without the developer's request signature: the allowance path."""
+    start.ClearField("request_signature")
+    start.ClearField("developer_pubkey")
+    start.ClearField("request_timestamp")
+    return start
+
+
+def test_an_allowance_pays_for_unsigned_starts_and_refunds_refill_it(net):
+    agent, executor, start = net.start("allow-1", max_tokens=16)
+    grant = MsgGrantAllowance(creator=net.developer.address, transfer_agent=agent.address,
+                              limit=5_000)
+    assert net.one(net.developer.tx(grant)).code == 0
+    assert net.one(agent.tx(_unsigned(start))).code == 0
+    escrow = (4 + 16) * PRICE
+
+    def allowance() -> int:
+        return net.query("Allowance", q.QueryAllowanceRequest(
+            developer=net.developer.address, transfer_agent=agent.address)).remaining
+
+    assert allowance() == 5_000 - escrow
+    assert net.one(executor.tx(finish_msg(executor, start, [1, 2]))).code == 0
+    assert allowance() == 5_000 - (4 + 2) * PRICE
+    net.assert_conserved()
+
+    def unsigned_by_agent(inference_id: str, max_tokens: int):
+        return _unsigned(start_msg(agent, net.developer, inference_id,
+                                   net.draw(inference_id)[0], net.height, T0 + net.height,
+                                   [1, 2, 3, 4], max_tokens=max_tokens))
+
+    refused = net.one(agent.tx(unsigned_by_agent("allow-2", 100)))
+    assert refused.code == 17 and "allows" in refused.log
+    revoke = MsgGrantAllowance(creator=net.developer.address, transfer_agent=agent.address,
+                               limit=0)
+    assert net.one(net.developer.tx(revoke)).code == 0
+    assert allowance() == 0
+    assert net.one(agent.tx(unsigned_by_agent("allow-3", 1))).code == 17
+    stranger = next(p for p in net.parts if p is not agent)
+    unsigned = _unsigned(start_msg(stranger, net.developer, "allow-4", net.draw("allow-4")[0],
+                                   net.height, T0 + net.height, [1, 2, 3, 4]))
+    assert net.one(stranger.tx(unsigned)).code == 17
+    net.assert_conserved()

@@ -28,7 +28,7 @@ def end_block(keeper: InferenceKeeper, bank: BankKeeper, ctx: Context) -> None:
         if inference.status == STARTED:
             developer = address.decode(inference.developer)
             bank.send(ctx, ESCROW_ACCOUNT, developer, {NATIVE_DENOM: inference.escrow})
-            keeper.change_escrow(ctx.kv, developer, -inference.escrow)
+            keeper.release_escrow(ctx.kv, inference, inference.escrow)
             executor = keeper.participant(ctx.kv, inference.executor)
             executor.misses += 1
             keeper.set_participant(ctx.kv, executor)

@@ -10,6 +10,7 @@ Keys:
   inference/work/<addr>                        fees earned, paid out at epoch settlement
   inference/escrow/<addr>                      a developer's coins held for open inferences
   inference/requestsig/<sha256(signature)>     request signatures already used
+  inference/allowance/<developer>/<agent>      what a developer lets a transfer agent spend
 Escrowed and earned coins sit in the module account ESCROW_ACCOUNT, so the bank's supply
 never changes and ESCROW_ACCOUNT's balance always equals escrows plus work balances.
 """
@@ -38,6 +39,7 @@ BLOCK_HASH = b"inference/blockhash/"
 WORK = b"inference/work/"
 ESCROW = b"inference/escrow/"
 REQUEST_SIG = b"inference/requestsig/"
+ALLOWANCE = b"inference/allowance/"
 MILLION = 1_000_000
 
 State = GasKV | KVReader
@@ -158,6 +160,25 @@ class InferenceKeeper:
             kv.set(ESCROW + addr, str(left).encode())
         else:
             kv.delete(ESCROW + addr)
+
+    def allowance(self, state: State, developer: bytes, agent: bytes) -> int:
+        return _amount(state, ALLOWANCE + developer + b"/" + agent)
+
+    def set_allowance(self, kv: GasKV, developer: bytes, agent: bytes, amount: int) -> None:
+        key = ALLOWANCE + developer + b"/" + agent
+        if amount:
+            kv.set(key, str(amount).encode())
+        else:
+            kv.delete(key)
+
+    def release_escrow(self, kv: GasKV, inference: Inference, refund: int) -> None:
+        """The inference's escrow leaves the books; a refund from an allowance refills it."""
+        developer = address.decode(inference.developer)
+        self.change_escrow(kv, developer, -inference.escrow)
+        if inference.via_allowance and refund:
+            agent = address.decode(inference.transfer_agent)
+            self.set_allowance(kv, developer, agent,
+                               self.allowance(kv, developer, agent) + refund)
 
     def use_request_signature(self, kv: GasKV, signature: bytes) -> bool:
         """Marks a developer request signature used; False if it was already."""

@@ -26,6 +26,7 @@ from chain.inference.errors import (
     InvalidOutput,
     InvalidParticipant,
     InvalidPrompt,
+    NoAllowance,
     ParticipantExists,
     ParticipantNotFound,
     ReplayedRequest,
@@ -44,6 +45,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     Inference,
     Model,
     MsgFinishInference,
+    MsgGrantAllowance,
     MsgRegisterParticipant,
     MsgStartInference,
     MsgUpdateParticipant,
@@ -92,6 +94,23 @@ class InferenceMsgServer:
         self._keeper.set_participant(ctx.kv, participant)
         ctx.emit("withdraw_participant", participant=msg.creator)
 
+    def grant_allowance(self, ctx: Context, msg: MsgGrantAllowance) -> None:
+        developer = address.decode(msg.creator)
+        agent = address.decode(msg.transfer_agent)
+        self._keeper.set_allowance(ctx.kv, developer, agent, msg.limit)
+        ctx.emit("grant_allowance", developer=msg.creator, transfer_agent=msg.transfer_agent,
+                 limit=str(msg.limit))
+
+    def _spend_allowance(self, ctx: Context, developer: bytes, msg: MsgStartInference,
+                         escrow: int) -> None:
+        """An unsigned start is paid from what the developer allowed this transfer agent."""
+        agent = address.decode(msg.creator)
+        left = self._keeper.allowance(ctx.kv, developer, agent)
+        if left < escrow:
+            raise NoAllowance(f"{msg.developer} allows {msg.creator} {left} ninfer; this "
+                              f"inference escrows {escrow}")
+        self._keeper.set_allowance(ctx.kv, developer, agent, left - escrow)
+
     def start(self, ctx: Context, msg: MsgStartInference) -> None:
         params = self._keeper.params(ctx.kv)
         agent = self._registered(ctx, msg.creator)
@@ -108,10 +127,14 @@ class InferenceMsgServer:
             raise InferenceClosed(f"inference {msg.inference_id} has expired")
         if known is not None:
             self._check_finish_matches(known, msg)
-        self._check_request(ctx, msg, params.request_time_window_s)
+        via_allowance = not msg.request_signature
+        if not via_allowance:
+            self._check_request(ctx, msg, params.request_time_window_s)
         self._check_draw(ctx, msg, model, params)
         escrow = (len(msg.prompt_ids) + msg.max_tokens) * model.price_per_token
         developer = address.decode(msg.developer)
+        if via_allowance:
+            self._spend_allowance(ctx, developer, msg, escrow)
         self._bank.send(ctx, developer, ESCROW_ACCOUNT, {NATIVE_DENOM: escrow})
         self._keeper.change_escrow(ctx.kv, developer, escrow)
         inference = Inference()
@@ -126,6 +149,7 @@ class InferenceMsgServer:
         inference.price_per_token, inference.escrow = model.price_per_token, escrow
         inference.start_height, inference.draw_height = ctx.block.height, msg.draw_height
         inference.attempt, inference.started = msg.attempt, True
+        inference.via_allowance = via_allowance
         self._settle_or_wait(ctx, inference, known, STARTED, params.expiration_blocks)
         ctx.emit("start_inference", inference_id=msg.inference_id, executor=msg.executor,
                  developer=msg.developer, escrow=str(escrow))
@@ -185,7 +209,7 @@ class InferenceMsgServer:
         developer = address.decode(inference.developer)
         if refund:
             self._bank.send(ctx, ESCROW_ACCOUNT, developer, {NATIVE_DENOM: refund})
-        self._keeper.change_escrow(ctx.kv, developer, -inference.escrow)
+        self._keeper.release_escrow(ctx.kv, inference, refund)
         executor_raw = address.decode(inference.executor)
         self._keeper.add_work(ctx.kv, executor_raw, cost)
         executor = self._keeper.participant(ctx.kv, inference.executor)

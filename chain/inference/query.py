@@ -80,7 +80,12 @@ def register(queries: QueryRouter, keeper: InferenceKeeper, bank: BankKeeper,
     def params(state: KVReader, req: q.QueryParamsRequest) -> q.QueryParamsResponse:
         return q.QueryParamsResponse(params_json=keeper.params(state).to_bytes().decode())
 
+    def allowance(state: KVReader, req: q.QueryAllowanceRequest) -> q.QueryAllowanceResponse:
+        return q.QueryAllowanceResponse(remaining=keeper.allowance(
+            state, address.decode(req.developer), address.decode(req.transfer_agent)))
+
     for name, fn, request, response in [
+        ("Allowance", allowance, q.QueryAllowanceRequest, q.QueryAllowanceResponse),
         ("Participant", participant, q.QueryParticipantRequest, q.QueryParticipantResponse),
         ("Participants", participants, q.QueryParticipantsRequest, q.QueryParticipantsResponse),
         ("Model", model, q.QueryModelRequest, q.QueryModelResponse),
