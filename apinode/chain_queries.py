@@ -139,6 +139,12 @@ class ChainQueries:
                                 q.QueryAccountResponse)
         return Balances(reply.balance, reply.escrow, reply.work_balance)
 
+    async def allowance(self, developer: str, transfer_agent: str) -> int:
+        """What ``developer`` still lets ``transfer_agent`` spend (MsgGrantAllowance)."""
+        reply = await self.call(INFERENCE + "Allowance", q.QueryAllowanceRequest(
+            developer=developer, transfer_agent=transfer_agent), q.QueryAllowanceResponse)
+        return reply.remaining
+
     async def latest_height(self) -> int:
         reply = await self.call(LATEST_BLOCK, tm_query.GetLatestBlockRequest(),
                                 tm_query.GetLatestBlockResponse)

@@ -9,6 +9,8 @@ Every refusal is an OpenAI-shaped error with its status; an unexpected failure i
 the same shape, logged, and the node keeps serving.
 """
 
+import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -17,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from apinode import openai_errors as errors
+from apinode.api_keys import ApiKeys
 from apinode.execute_wire import EXECUTE_PATH, encode
 from apinode.executor import Executed, ExecutedStep, ExecuteRequest, ExecutionRefused, Executor
 from apinode.mlnode_client import MlNodeClient, MlNodeError
@@ -31,7 +34,13 @@ from apinode.openai_response import (
     completion_body,
     sse,
 )
-from apinode.request_auth import ReplayGuard, is_signed, refuse_unsigned, verify_request
+from apinode.request_auth import (
+    ReplayGuard,
+    SignedRequest,
+    is_signed,
+    refuse_unsigned,
+    verify_request,
+)
 from apinode.transfer_agent import TransferAgent
 
 log = logging.getLogger(__name__)
@@ -56,8 +65,10 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 class HttpApi:
     def __init__(self, agent: TransferAgent, executor: Executor, mlnode: MlNodeClient,
-                 models: Callable[[], Awaitable[list[str]]], signature_window_s: int) -> None:
+                 models: Callable[[], Awaitable[list[str]]], signature_window_s: int,
+                 keys: ApiKeys) -> None:
         self._agent = agent
+        self._keys = keys
         self._executor = executor
         self._mlnode = mlnode
         self._models = models
@@ -70,11 +81,40 @@ class HttpApi:
         app.router.add_post("/v1/completions", self.text)
         app.router.add_get("/v1/models", self.models)
         app.router.add_post(EXECUTE_PATH, self.execute)
+        app.router.add_post("/v1/inferchain/api-keys", self.issue_key)
         app.router.add_get("/health", self.health)
         return app
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "address": self._agent.address})
+
+    async def issue_key(self, http: web.Request) -> web.Response:
+        """A bearer key for the account that signed this request (any body, even {})."""
+        body = await http.read()
+        if not is_signed(http.headers):
+            raise refuse_unsigned()
+        signed = verify_request(http.headers, body, self._agent.address, self._guard,
+                                self._window)
+        key = await asyncio.to_thread(self._keys.issue, signed.developer)
+        log.info("issued an API key to %s", signed.developer)
+        return web.json_response({
+            "api_key": key, "developer": signed.developer,
+            "transfer_agent": self._agent.address,
+            "note": "requests with this key are paid from the allowance the developer grants "
+                    "this transfer agent on chain (MsgGrantAllowance)"})
+
+    async def _requester(self, http: web.Request, body: bytes) -> SignedRequest:
+        """Who pays: a signed request's account, or the account behind a bearer key."""
+        if is_signed(http.headers):
+            return verify_request(http.headers, body, self._agent.address, self._guard,
+                                  self._window)
+        bearer = http.headers.get("Authorization", "")
+        if not bearer.startswith("Bearer "):
+            raise refuse_unsigned()
+        developer = await asyncio.to_thread(self._keys.developer_of, bearer[len("Bearer "):])
+        if developer is None:
+            raise errors.authentication_failed("Incorrect API key provided.")
+        return SignedRequest(developer, b"", b"", 0, hashlib.sha256(body).digest())
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [
@@ -94,10 +134,7 @@ class HttpApi:
             raise errors.request_too_large(MAX_BODY_BYTES)
         body = await http.read()
         request = parse(body)
-        if not is_signed(http.headers):
-            raise refuse_unsigned()
-        signed = verify_request(http.headers, body, self._agent.address, self._guard,
-                                self._window)
+        signed = await self._requester(http, body)
         prepared = await self._agent.prepare(request, signed)
         try:
             inference_id, stream = await self._agent.serve(prepared)

@@ -13,6 +13,7 @@ import aiohttp
 import grpc
 from aiohttp import web
 
+from apinode.api_keys import ApiKeys
 from apinode.chain_queries import ChainQueries
 from apinode.config import ApiNodeConfig
 from apinode.executor import Executor
@@ -76,7 +77,8 @@ async def run(config: ApiNodeConfig) -> None:
         async def model_ids() -> list[str]:
             return [m.id for m in await chain.models()]
 
-        api = HttpApi(agent, executor, mlnode, model_ids, config.signature_window_s)
+        api = HttpApi(agent, executor, mlnode, model_ids, config.signature_window_s,
+                      ApiKeys(db))
         worker = OutboxWorker(outbox, outbox_submit(sender, DECODE), outbox_confirm(sender),
                               interval_s=0.5)
         runner = web.AppRunner(api.app(), access_log=None)

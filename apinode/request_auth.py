@@ -35,7 +35,11 @@ TIMESTAMP_HEADER = "X-Timestamp"
 
 @dataclass(frozen=True)
 class SignedRequest:
-    """A verified request: everything MsgStartInference needs from the developer."""
+    """A verified request: everything MsgStartInference needs from the developer.
+
+    A request authorised by a bearer API key has no pubkey, signature or timestamp (empty):
+    its start is paid from the developer's allowance for this transfer agent instead.
+    """
 
     developer: str
     pubkey: bytes

@@ -107,6 +107,16 @@ class RequestLog(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
 
 
+class ApiKeyRow(Base):
+    """A bearer API key this transfer agent issued: only its sha256 is kept."""
+
+    __tablename__ = "api_keys"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    developer: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
 class OutboxState(enum.StrEnum):
     PENDING = "pending"  # waiting to be (re)submitted once next_attempt_at has passed
     SENT = "sent"  # in a broadcast tx; waiting to see that tx on chain

@@ -74,6 +74,13 @@ class TransferAgent:
             raise errors.context_length_exceeded(model.context_length, len(prompt.ids),
                                                  request.max_tokens, "messages")
         cost = (len(prompt.ids) + request.max_tokens) * model.price_per_token
+        if not signed.signature:
+            allowed = await self._chain.allowance(signed.developer, self.address)
+            if allowed < cost:
+                raise errors.insufficient_balance(
+                    f"This request can cost up to {cost} ninfer; {signed.developer} allows "
+                    f"this transfer agent ({self.address}) {allowed} more. Grant a larger "
+                    f"allowance on chain (MsgGrantAllowance).")
         balance = (await self._chain.account(signed.developer)).balance
         if balance < cost:
             raise errors.insufficient_balance(

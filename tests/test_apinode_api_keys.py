@@ -1,0 +1,136 @@
+"""Bearer API keys end to end: issued for a signed request, paid from an on-chain allowance."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import grpc
+import httpx
+import openai
+import pytest
+from chain_nodes import ROOT, ChainNode, funded_keys
+from conftest import free_port, wait_healthy
+from inference_actors import PRICE, genesis_models
+
+from apinode.config import write_home
+from apinode.openai_signing import SignedRequests
+from apinode.tx_sender import TxSender
+from genesis.solo import layout_solo
+from genesis.template import parse_template
+from inferchain_pb.inference.v1 import query_pb2 as q
+from inferchain_pb.inference.v1.inference_pb2 import FINISHED, MsgGrantAllowance
+from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as ml_grpc
+
+MODEL = genesis_models()[0]["id"]
+CHAIN_ID = "inferchain-test"
+
+
+def spawn(args: list[str], log_path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=log_path.open("w"),
+                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+@pytest.fixture(scope="module")
+def participant(tmp_path_factory):
+    root = tmp_path_factory.mktemp("apikeys")
+    developer, operator = funded_keys(2)
+    grpc_port, ml_port, http_port = free_port(), free_port(), free_port()
+    template = parse_template({
+        "chain_id": CHAIN_ID, "validators": [{"name": "val0", "power": 10}],
+        "accounts": [{"address": k.address, "coins": "1000000000000ninfer"}
+                     for k in (developer, operator)],
+        "models": genesis_models(),
+        "params": {"inference": {"expiration_blocks": 2000, "max_draw_age_blocks": 200}}})
+    info = layout_solo(template, root / "chain", grpc_port=grpc_port, block_interval_ms=300)
+    chain = ChainNode(info.home, grpc_port).start()
+    chain.wait_height(2)
+    ml = spawn(["-m", "mlnode", "serve", "--port", str(ml_port), "--max-batch", "2"],
+               root / "mlnode.log")
+    processes = [ml]
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{ml_port}") as channel:
+            wait_healthy(ml_grpc.MLNodeStub(channel), ml, root / "mlnode.log")
+        home = root / "participant"
+        url = f"http://127.0.0.1:{http_port}"
+        write_home(home, {"chain_id": CHAIN_ID, "listen": f"127.0.0.1:{http_port}",
+                          "public_url": url, "chain_grpc": f"127.0.0.1:{grpc_port}",
+                          "mlnode": f"127.0.0.1:{ml_port}"}, operator.private_key_hex)
+        api = spawn(["-m", "apinode", "serve", "--home", str(home)], root / "apinode.log")
+        processes.append(api)
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:
+                    agent = json.loads(reply.read())["address"]
+                break
+            except OSError:
+                assert api.poll() is None and time.monotonic() < deadline, \
+                    (root / "apinode.log").read_text()[-3000:]
+                time.sleep(0.5)
+        yield url, agent, developer, grpc_port
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+        chain.close()
+
+
+def query(grpc_port: int, name: str, request, reply_type):
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        return channel.unary_unary(f"/inference.v1.Query/{name}",
+                                   request_serializer=lambda m: m.SerializeToString(),
+                                   response_deserializer=reply_type.FromString)(request, timeout=5)
+
+
+def grant(grpc_port: int, developer, agent: str, limit: int) -> None:
+    async def send() -> None:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            sender = TxSender(channel, developer.private_key_hex, CHAIN_ID)
+            await sender.send([MsgGrantAllowance(creator=developer.address,
+                                                 transfer_agent=agent, limit=limit)])
+    asyncio.run(send())
+    deadline = time.monotonic() + 30
+    while query(grpc_port, "Allowance", q.QueryAllowanceRequest(
+            developer=developer.address, transfer_agent=agent),
+            q.QueryAllowanceResponse).remaining != limit:
+        assert time.monotonic() < deadline, "the allowance did not reach the chain"
+        time.sleep(0.3)
+
+
+def test_an_api_key_works_once_the_developer_grants_an_allowance(participant):
+    url, agent, developer, grpc_port = participant
+    signer = SignedRequests(bytes.fromhex(developer.private_key_hex), agent)
+    issued = httpx.post(f"{url}/v1/inferchain/api-keys", content=b"{}", auth=signer).json()
+    assert issued["developer"] == developer.address and issued["transfer_agent"] == agent
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key=issued["api_key"], max_retries=0)
+    ask = {"model": MODEL, "max_tokens": 6, "temperature": 0,
+           "messages": [{"role": "user", "content": "Name a color."}]}
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(**ask)
+    assert err.value.status_code == 402 and "allowance" in err.value.message
+
+    grant(grpc_port, developer, agent, 10_000_000)
+    reply = client.chat.completions.create(**ask)
+    assert reply.choices[0].message.content
+    inference_id = reply.model_extra["inference_id"]
+    deadline = time.monotonic() + 120
+    while True:
+        found = query(grpc_port, "Inference", q.QueryInferenceRequest(id=inference_id),
+                      q.QueryInferenceResponse).inference
+        if found.status == FINISHED:
+            break
+        assert time.monotonic() < deadline, "the inference did not settle"
+        time.sleep(0.5)
+    assert found.via_allowance and found.transfer_agent == agent
+    remaining = query(grpc_port, "Allowance", q.QueryAllowanceRequest(
+        developer=developer.address, transfer_agent=agent), q.QueryAllowanceResponse).remaining
+    cost = (reply.usage.prompt_tokens + reply.usage.completion_tokens) * PRICE
+    assert 10_000_000 - remaining == cost == found.cost
+
+    stranger = openai.OpenAI(base_url=f"{url}/v1", api_key="ick-not-a-key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        stranger.chat.completions.create(**ask)
