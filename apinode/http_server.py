@@ -14,13 +14,13 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from aiohttp import web
 
 from apinode import openai_errors as errors
 from apinode.api_keys import ApiKeys
-from apinode.execute_wire import EXECUTE_PATH, encode
+from apinode.execute_wire import EXECUTE_PATH, ExecutorFailed, encode
 from apinode.executor import Executed, ExecutedStep, ExecuteRequest, ExecutionRefused, Executor
 from apinode.mlnode_client import MlNodeClient, MlNodeError
 from apinode.openai_errors import ApiError
@@ -46,6 +46,8 @@ from apinode.transfer_agent import TransferAgent
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4 << 20
+EXECUTOR_FAILED = ApiError(502, "The executor broke off before the answer was complete.",
+                           "server_error", code="executor_failed")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -152,20 +154,24 @@ class HttpApi:
         return response
 
     async def _collect(self, request: CompletionRequest, inference_id: str,
-                       stream: AsyncIterator[ExecutedStep | Executed],
+                       stream: AsyncGenerator[ExecutedStep | Executed],
                        prompt_tokens: int) -> ChoiceResult:
         tokens: list[OutputToken] = []
-        async for item in stream:
-            if isinstance(item, ExecutedStep):
-                tokens.extend(await self._output_tokens(request, [item]))
-            else:
-                return ChoiceResult(inference_id, item.text, item.finish_reason, tuple(tokens),
-                                    prompt_tokens)
-        raise ApiError(502, "The executor stopped before the answer was complete.",
-                       "server_error", code="executor_failed")
+        try:
+            async for item in stream:
+                if isinstance(item, ExecutedStep):
+                    tokens.extend(await self._output_tokens(request, [item]))
+                else:
+                    return ChoiceResult(inference_id, item.text, item.finish_reason,
+                                        tuple(tokens), prompt_tokens)
+        except (MlNodeError, ExecutorFailed) as exc:
+            log.warning("inference %s broke off mid-answer: %s", inference_id, exc)
+        finally:
+            await stream.aclose()
+        raise EXECUTOR_FAILED
 
     async def _stream(self, http: web.Request, request: CompletionRequest, inference_id: str,
-                      stream: AsyncIterator[ExecutedStep | Executed],
+                      stream: AsyncGenerator[ExecutedStep | Executed],
                       prompt_tokens: int) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                                "Cache-Control": "no-cache"})
@@ -188,10 +194,13 @@ class HttpApi:
                     if usage is not None:
                         await response.write(sse(usage))
                     await response.write(SSE_DONE)
-        except (MlNodeError, ConnectionError) as exc:
+        except (MlNodeError, ExecutorFailed) as exc:
             log.warning("inference %s broke off mid-stream: %s", inference_id, exc)
-            await response.write(sse(ApiError(502, "The executor broke off mid-answer.",
-                                              "server_error", code="executor_failed").body()))
+            await response.write(sse(EXECUTOR_FAILED.body()))
+        except ConnectionError:
+            log.info("inference %s: the client disconnected mid-stream", inference_id)
+        finally:
+            await stream.aclose()  # cancels the generation if it is still running
         return response
 
     async def _output_tokens(self, request: CompletionRequest,

@@ -8,10 +8,11 @@ executor has produced its first token, so the response never waits for the chain
 """
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -89,7 +90,7 @@ class TransferAgent:
                 f"{signed.developer} has {balance}.")
         return Prepared(request, signed, model, tuple(prompt.ids))
 
-    async def serve(self, prepared: Prepared) -> tuple[str, AsyncIterator[Event]]:
+    async def serve(self, prepared: Prepared) -> tuple[str, AsyncGenerator[Event]]:
         """The inference id and its stream, once an executor has sent a first token."""
         inference_id = uuid.uuid4().hex
         request = prepared.request
@@ -136,12 +137,15 @@ class TransferAgent:
                                       json=forward.to_json()) as reply:
             if reply.status != 200:
                 raise ExecutionRefused(f"HTTP {reply.status}: {(await reply.text())[:300]}")
-            async for line in reply.content:
-                if line.strip():
-                    item = decode(line)
-                    yield item
-                    if isinstance(item, Executed):
-                        return
+            try:
+                async for line in reply.content:
+                    if line.strip():
+                        item = decode(line)
+                        yield item
+                        if isinstance(item, Executed):
+                            return
+            except aiohttp.ClientError as exc:  # the executor went away mid-answer
+                raise ExecutorFailed(f"the executor's stream broke off: {exc}") from exc
         raise ExecutorFailed("the executor's stream ended before the output was complete")
 
     def _start(self, forward: ExecuteRequest, signed: SignedRequest) -> None:
@@ -159,7 +163,9 @@ class TransferAgent:
                  forward.executor, forward.attempt)
 
 
-async def _prepend(first: Event, rest: AsyncIterator[Event]) -> AsyncIterator[Event]:
-    yield first
-    async for item in rest:
-        yield item
+async def _prepend(first: Event, rest: AsyncGenerator[Event]) -> AsyncGenerator[Event]:
+    """``first`` then ``rest``; closing this closes ``rest``, which cancels the generation."""
+    async with contextlib.aclosing(rest):
+        yield first
+        async for item in rest:
+            yield item

@@ -1,175 +1,289 @@
-"""A local network end to end: a solo chain, two participants (each an ML node and an API
-node process), and a developer using the official openai client with signed requests."""
+"""A local network end to end (issue 5's "Must show"): a chain, participants each with an ML
+node and an API node process, and developers using the official openai client with signed
+requests.
 
-import json
+The basic chat tests run on every kind of network: a solo chain with SQLite stores, a CometBFT
+chain, and a solo chain whose API nodes keep their stores in PostgreSQL. Bad input and a killed
+executor are shown on the solo network, the one with three participants.
+"""
+
 import os
-import subprocess
-import sys
-import time
-import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack
+from functools import partial
 
-import grpc
+import httpx
 import openai
 import pytest
-from chain_nodes import ROOT, ChainNode, funded_keys
-from conftest import free_port, wait_healthy
-from inference_actors import PRICE, genesis_models
+from local_network import (
+    MODEL,
+    POOR_FUNDS,
+    LocalNetwork,
+    MlNodes,
+    kill_while_owing,
+    poll,
+    postgres_databases,
+)
 
-from apinode.config import write_home
-from apinode.openai_signing import signed_http_client
-from genesis.solo import layout_solo
-from genesis.template import parse_template
-from inferchain_pb.inference.v1 import query_pb2 as q
-from inferchain_pb.inference.v1.inference_pb2 import FINISHED
-from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as ml_grpc
+from apinode.request_auth import sign_request
+from apinode.store import OutboxState
+from genesis.comet_config import find_cometbft
+from inferchain_pb.inference.v1.inference_pb2 import FINISHED, STARTED
 
-MODEL = genesis_models()[0]["id"]
-CHAIN_ID = "inferchain-test"
-
-
-def spawn(args: list[str], log, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
-
-
-def wait_http(url: str, process: subprocess.Popen, log_path, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url} exited:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as reply:
-                return json.loads(reply.read())
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} not up:\n{log_path.read_text()[-3000:]}")
+POSTGRES_URL = os.environ.get("INFERCHAIN_TEST_POSTGRES_URL", "")
+SOLO = pytest.param("solo", id="solo")
+NETWORKS = [
+    SOLO,
+    pytest.param("cometbft", id="cometbft", marks=pytest.mark.skipif(
+        find_cometbft() is None, reason="cometbft is not installed (make cometbft)")),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.skipif(
+        not POSTGRES_URL, reason="INFERCHAIN_TEST_POSTGRES_URL is not set: point it at a "
+        "PostgreSQL server the tests may create databases on, e.g. postgresql+psycopg://"
+        "postgres:postgres@127.0.0.1:5432/inferchain_test (.ci/run starts one)")),
+]
+on_every_network = pytest.mark.parametrize("network", NETWORKS, indirect=True)
+on_solo = pytest.mark.parametrize("network", [SOLO], indirect=True)
+# Three on the solo network, so a dead executor leaves a choice of two; two elsewhere.
+PARTICIPANTS = {"solo": 3, "cometbft": 2, "postgresql": 2}
+HI = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
-def network(tmp_path_factory):
-    root = tmp_path_factory.mktemp("network")
-    developer, *participants = funded_keys(3)
-    grpc_port = free_port()
-    template = parse_template({
-        "chain_id": CHAIN_ID, "validators": [{"name": "val0", "power": 10}],
-        "accounts": [{"address": k.address, "coins": "1000000000000ninfer"}
-                     for k in (developer, *participants)],
-        "models": genesis_models(),
-        # CPU generation is slow: let a lone half wait long enough for its partner.
-        "params": {"inference": {"expiration_blocks": 2000, "max_draw_age_blocks": 200}},
-    })
-    info = layout_solo(template, root / "chain", grpc_port=grpc_port, block_interval_ms=300)
-    chain = ChainNode(info.home, grpc_port).start()
-    chain.wait_height(2)
-    processes, urls = [], []
-    try:
-        for i, key in enumerate(participants):
-            ml_port, http_port = free_port(), free_port()
-            ml_log = root / f"mlnode{i}.log"
-            ml = spawn(["-m", "mlnode", "serve", "--port", str(ml_port), "--max-batch", "4"],
-                       ml_log.open("w"))
-            processes.append(ml)
-            with grpc.insecure_channel(f"127.0.0.1:{ml_port}") as channel:
-                wait_healthy(ml_grpc.MLNodeStub(channel), ml, ml_log)
-            home = root / f"participant{i}"
-            url = f"http://127.0.0.1:{http_port}"
-            write_home(home, {"chain_id": CHAIN_ID, "listen": f"127.0.0.1:{http_port}",
-                              "public_url": url, "chain_grpc": f"127.0.0.1:{grpc_port}",
-                              "mlnode": f"127.0.0.1:{ml_port}"}, key.private_key_hex)
-            api_log = home / "apinode.log"
-            api = spawn(["-m", "apinode", "serve", "--home", str(home)], api_log.open("w"))
-            processes.append(api)
-            urls.append((url, wait_http(f"{url}/health", api, api_log)["address"]))
-        yield chain, urls, developer, grpc_port
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
-        chain.close()
+def mlnodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
+    """ML node ports, lent to each network in turn: loading the model is the slow start."""
+    nodes = MlNodes(tmp_path_factory.mktemp("mlnodes"), max(PARTICIPANTS.values()))
+    yield nodes.ports
+    nodes.close()
 
 
-def client(url: str, agent: str, developer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0,
-                         http_client=signed_http_client(bytes.fromhex(developer.private_key_hex),
-                                                        agent))
+@pytest.fixture(scope="module")
+def network(request: pytest.FixtureRequest, mlnodes: list[int],
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
+    """The network named by the test's parameter; pytest groups the tests by it, so each
+    kind starts once (and stops, its PostgreSQL databases dropped, before the next)."""
+    kind = request.param
+    ports = mlnodes[:PARTICIPANTS[kind]]
+    with ExitStack() as stack:
+        databases = None
+        if kind == "postgresql":
+            databases = stack.enter_context(postgres_databases(
+                POSTGRES_URL, [f"inferchain_e2e_p{i}" for i in range(len(ports))]))
+        net = LocalNetwork(tmp_path_factory.mktemp(f"network-{kind}"), ports,
+                           "cometbft" if kind == "cometbft" else "solo", databases)
+        stack.callback(net.close)
+        yield net
 
 
-def on_chain(grpc_port: int, name: str, request, reply_type):
-    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-        call = channel.unary_unary(f"/inference.v1.Query/{name}",
-                                   request_serializer=lambda m: m.SerializeToString(),
-                                   response_deserializer=reply_type.FromString)
-        return call(request, timeout=5)
+def assert_openai_error(error: object, code: str | None, param: str | None = None) -> None:
+    """OpenAI's error object: exactly message, type, param and code."""
+    assert isinstance(error, dict) and set(error) == {"message", "type", "param", "code"}, error
+    assert error["message"] and error["type"], error
+    assert (error["code"], error["param"]) == (code, param), error
 
 
-def finished(grpc_port: int, inference_id: str, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            found = on_chain(grpc_port, "Inference", q.QueryInferenceRequest(id=inference_id),
-                             q.QueryInferenceResponse).inference
-            if found.status == FINISHED:
-                return found
-        except grpc.RpcError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"inference {inference_id} not FINISHED on chain")
+def assert_consistent_books(network: LocalNetwork) -> None:
+    """What the chain holds adds up: each settled inference cost its tokens at its price, each
+    developer's escrow is what its open inferences hold, and its balance is its genesis funds
+    less that escrow and what its settled inferences cost."""
+    finished, started = network.inferences(FINISHED), network.inferences(STARTED)
+    for inference in finished:
+        assert inference.cost == ((inference.prompt_tokens + inference.output_tokens)
+                                  * inference.price_per_token), inference
+        assert inference.output_tokens == len(inference.output_ids) and inference.artifact
+    for developer, funds in network.funds.items():
+        account = network.account(developer)
+        assert account.escrow == sum(i.escrow for i in started if i.developer == developer)
+        charged = sum(i.cost for i in finished if i.developer == developer)
+        assert account.balance == funds - account.escrow - charged, developer
 
 
-def balance(grpc_port: int, address: str) -> int:
-    return on_chain(grpc_port, "Account", q.QueryAccountRequest(address=address),
-                    q.QueryAccountResponse).balance
-
-
-def test_chat_completion_with_logprobs_is_served_and_settled_on_chain(network):
-    chain, urls, developer, grpc_port = network
-    (url, agent) = urls[0]
-    before = balance(grpc_port, developer.address)
-    reply = client(url, agent, developer).chat.completions.create(
+@on_every_network
+def test_chat_completion_with_logprobs_is_served_and_settled_on_chain(network: LocalNetwork
+                                                                      ) -> None:
+    agent = network.nodes[0]
+    before = network.account(network.developer.address).balance
+    reply = network.client(agent).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "What is the capital of France?"}],
         max_tokens=12, temperature=0, logprobs=True, top_logprobs=3)
     text = reply.choices[0].message.content
     assert "Paris" in text
     tokens = reply.choices[0].logprobs.content
     assert len(tokens) == reply.usage.completion_tokens and len(tokens[0].top_logprobs) == 3
-    inference = finished(grpc_port, reply.model_extra["inference_id"])
-    assert inference.executor in {a for _, a in urls}
-    assert inference.transfer_agent == agent
-    assert len(inference.output_ids) == reply.usage.completion_tokens
-    cost = (reply.usage.prompt_tokens + reply.usage.completion_tokens) * PRICE
+    inference = network.finished(reply.model_extra["inference_id"])
+    executor, _ = network.executor_of(inference.id)  # read from its own store
+    assert inference.executor == executor.address
+    assert inference.transfer_agent == agent.address
+    assert len(inference.output_ids) == reply.usage.completion_tokens and inference.artifact
+    cost = (reply.usage.prompt_tokens + reply.usage.completion_tokens) * inference.price_per_token
     assert inference.cost == cost
-    assert before - balance(grpc_port, developer.address) == cost
+    assert before - network.account(network.developer.address).balance == cost
 
 
-def test_streaming_through_the_other_participant(network):
-    chain, urls, developer, grpc_port = network
-    (url, agent) = urls[1]
-    stream = client(url, agent, developer).chat.completions.create(
+@on_every_network
+def test_streaming_through_the_other_participant(network: LocalNetwork) -> None:
+    stream = network.client(network.nodes[1]).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "Say hello."}], max_tokens=8,
         stream=True, stream_options={"include_usage": True}, seed=5)
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text and chunks[-1].usage.completion_tokens >= 1
     assert chunks[-2].choices[0].finish_reason in {"stop", "length"}
-    finished(grpc_port, chunks[0].model_extra["inference_id"])
+    network.finished(chunks[0].model_extra["inference_id"])
 
 
-def test_bad_requests_get_openai_errors_and_the_node_keeps_serving(network):
-    chain, urls, developer, grpc_port = network
-    (url, agent) = urls[0]
-    signed = client(url, agent, developer)
-    with pytest.raises(openai.NotFoundError):
-        signed.chat.completions.create(model="no-such-model",
-                                       messages=[{"role": "user", "content": "hi"}])
-    with pytest.raises(openai.BadRequestError) as err:
-        signed.chat.completions.create(model=MODEL, temperature=7,
-                                       messages=[{"role": "user", "content": "hi"}])
-    assert err.value.body["param"] == "temperature"
-    unsigned = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-none", max_retries=0)
-    with pytest.raises(openai.AuthenticationError):
-        unsigned.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
-    ok = signed.chat.completions.create(model=MODEL, max_tokens=2,
-                                        messages=[{"role": "user", "content": "hi"}])
+@on_solo
+def test_bad_input_gets_openai_errors_and_the_node_keeps_serving(network: LocalNetwork) -> None:
+    agent = network.nodes[0]
+    signed = network.client(agent)
+    key = bytes.fromhex(network.developer.private_key_hex)
+
+    def post(body: bytes, headers: dict[str, str]) -> httpx.Response:
+        return httpx.post(f"{agent.url}/v1/chat/completions", content=body, timeout=60,
+                          headers={"Content-Type": "application/json", **headers})
+
+    malformed = b'{"model": "' + MODEL.encode() + b'", "messages": ['
+    reply = post(malformed, sign_request(key, malformed, agent.address))
+    assert reply.status_code == 400
+    assert_openai_error(reply.json()["error"], None)
+
+    with pytest.raises(openai.BadRequestError) as bad:
+        signed.chat.completions.create(model=MODEL, messages=HI, extra_body={"max_tokens": "9"})
+    assert_openai_error(bad.value.body, "invalid_type", "max_tokens")
+    with pytest.raises(openai.BadRequestError) as bad:
+        signed.chat.completions.create(model=MODEL, messages=HI, temperature=7)
+    assert_openai_error(bad.value.body, "decimal_above_max_value", "temperature")
+    with pytest.raises(openai.BadRequestError) as bad:
+        signed.chat.completions.create(model=MODEL, messages=[])
+    assert_openai_error(bad.value.body, "empty_array", "messages")
+    with pytest.raises(openai.NotFoundError) as bad:
+        signed.chat.completions.create(model="no-such-model", messages=HI)
+    assert_openai_error(bad.value.body, "model_not_found", "model")
+    with pytest.raises(openai.BadRequestError) as bad:  # the model's context is 8192 tokens
+        signed.chat.completions.create(
+            model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hello " * 9000}])
+    assert_openai_error(bad.value.body, "context_length_exceeded", "messages")
+    assert "8192" in bad.value.body["message"]
+
+    with pytest.raises(openai.APIStatusError) as poor:
+        network.client(agent, network.poor).chat.completions.create(model=MODEL, messages=HI,
+                                                                   max_tokens=4)
+    assert poor.value.status_code == 402
+    assert_openai_error(poor.value.body, "insufficient_quota")
+    assert network.account(network.poor.address).balance == POOR_FUNDS
+
+    with pytest.raises(openai.AuthenticationError) as unauthorized:
+        openai.OpenAI(base_url=f"{agent.url}/v1", api_key="sk-none", max_retries=0
+                      ).chat.completions.create(model=MODEL, messages=HI)
+    assert_openai_error(unauthorized.value.body, "invalid_api_key")
+    body = b'{"model": "' + MODEL.encode() + b'", "max_tokens": 1, "messages": [' \
+           b'{"role": "user", "content": "hi"}]}'
+    reply = post(body, {})
+    assert reply.status_code == 401
+    assert_openai_error(reply.json()["error"], "missing_signature")
+    headers = sign_request(key, body, agent.address)
+    assert post(body, headers).status_code == 200
+    replayed = post(body, headers)
+    assert replayed.status_code == 401
+    assert_openai_error(replayed.json()["error"], "replayed_signature")
+
+    ok = signed.chat.completions.create(model=MODEL, max_tokens=2, messages=HI)
     assert ok.usage.completion_tokens >= 1
+    assert agent.process.poll() is None
+    assert "/v1/chat/completions failed" not in agent.log()  # no refusal was an unexpected 500
+
+
+@on_solo
+def test_an_executor_killed_mid_answer_ends_that_answer_with_an_error_and_nothing_else(
+        network: LocalNetwork) -> None:
+    """SIGKILL the executor while it streams: tokens already went out, so the developer gets
+    an OpenAI error event rather than a silent retry; the chain keeps the inference open
+    (escrowed, unfinished) until it expires; the transfer agent serves the next request and
+    the restarted executor serves again."""
+    agent = network.nodes[0]
+    client = network.client(agent)
+    by_address = {n.address: n for n in network.nodes}
+    counting = [{"role": "user", "content": "Count from 1 to 1000, separated by commas."}]
+    for _ in range(6):
+        chunks = iter(client.chat.completions.create(model=MODEL, messages=counting,
+                                                     max_tokens=300, temperature=0,
+                                                     stream=True))
+        inference_id = next(chunks).model_extra["inference_id"]
+        executor = by_address[poll(partial(network.inference, inference_id),
+                                   "the start did not reach the chain", 30).executor]
+        if executor is not agent:
+            break
+        list(chunks)  # the transfer agent drew itself: let it finish and draw again
+    else:
+        pytest.fail("the transfer agent drew itself six times")
+    executor.kill()
+    with pytest.raises(openai.APIError) as broke:
+        list(chunks)
+    assert_openai_error(broke.value.body, "executor_failed")
+    assert network.inference(inference_id).status == STARTED
+    assert_consistent_books(network)
+
+    ok = client.chat.completions.create(model=MODEL, messages=HI, max_tokens=2)
+    assert network.finished(ok.model_extra["inference_id"]).executor != executor.address
+    executor.start()
+    executor.wait_ready()
+    ok = network.client(executor).chat.completions.create(model=MODEL, messages=HI,
+                                                          max_tokens=2)
+    network.finished(ok.model_extra["inference_id"])
+    assert network.inference(inference_id).status == STARTED
+    assert_consistent_books(network)
+
+
+@on_solo
+def test_a_killed_executor_is_skipped_and_drains_its_outbox_after_restart(
+        network: LocalNetwork) -> None:
+    """SIGKILL the executor of a request while its finish is still in its outbox; requests
+    keep succeeding because the transfer agent moves past it in the draw, and the chain
+    counts its misses; restarted on the same home it does not register again, sends the
+    finish it owed, and serves; the chain's books add up throughout."""
+    question = [{"role": "user", "content": "Name a colour."}]
+    for _ in range(3):
+        reply = network.client(network.nodes[0]).chat.completions.create(
+            model=MODEL, messages=question, max_tokens=4, temperature=0)
+        owed = reply.model_extra["inference_id"]
+        victim, _ = network.executor_of(owed)
+        if kill_while_owing(victim, f"finish_inference:{owed}"):
+            break
+    else:
+        pytest.fail("each finish reached the chain before its executor could be killed")
+    states = victim.outbox_states()
+    assert states[OutboxState.PENDING] + states[OutboxState.SENT] >= 1
+
+    others = [n for n in network.nodes if n is not victim]
+    misses = {n.address: network.participant(n.address).misses for n in network.nodes}
+    client = network.client(others[0])
+    skips = 0
+    for _ in range(20):  # the victim is first in a draw a third of the time
+        reply = client.chat.completions.create(model=MODEL, messages=question, max_tokens=2)
+        assert reply.usage.completion_tokens >= 1
+        inference = network.finished(reply.model_extra["inference_id"])
+        assert inference.executor in {n.address for n in others}
+        skips += inference.attempt  # with one node down, only it can have been skipped
+        if skips:
+            break
+    assert skips == 1, "no request drew the killed executor first"
+    assert network.participant(victim.address).misses == misses[victim.address] + 1
+    assert all(network.participant(n.address).misses == misses[n.address] for n in others)
+    assert_consistent_books(network)
+
+    registered = network.participant(victim.address).registered_height
+    victim.start()
+    victim.wait_ready()
+    assert f"participant {victim.address} is registered" in victim.log()
+    assert network.participant(victim.address).registered_height == registered
+
+    def drained() -> bool | None:
+        states = victim.outbox_states()
+        return True if states[OutboxState.PENDING] + states[OutboxState.SENT] == 0 else None
+    poll(drained, "the restarted node still owes the chain", 180)
+    assert victim.outbox_states()[OutboxState.FAILED] == 0
+    assert network.finished(owed).executor == victim.address
+
+    reply = network.client(victim).chat.completions.create(model=MODEL, messages=HI,
+                                                            max_tokens=2)
+    network.finished(reply.model_extra["inference_id"])
+    assert_consistent_books(network)

@@ -1,0 +1,378 @@
+"""A local network of real processes for end-to-end tests (issue 5's "Must show").
+
+A chain (solo, or a one-validator CometBFT localnet), participants that each run an ML node
+(`python -m mlnode serve`) and an API node (`python -m apinode serve --home`), and funded
+developers who call it with the official openai client and signed requests.
+
+ML nodes are started once (`MlNodes`) and lent to one network after another: loading the
+model is most of a network's start-up time, and an ML node keeps no chain state, so the
+networks that differ only in consensus or storage reuse them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+import openai
+import psycopg
+from chain_nodes import CHAIN_ID, FUNDS, ROOT, ChainNode, funded_keys
+from conftest import free_port, wait_healthy
+from google.protobuf.message import Message
+from inference_actors import genesis_models
+from psycopg import sql
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from apinode.config import write_home
+from apinode.openai_signing import signed_http_client
+from apinode.outbox import Entry, Outbox
+from apinode.store import Database, OutboxRow, OutboxState
+from genesis.account_keys import AccountKey
+from genesis.localnet import PORTS_PER_NODE, layout_localnet
+from genesis.solo import layout_solo
+from genesis.template import parse_template
+from inferchain_pb.inference.v1 import query_pb2 as q
+from inferchain_pb.inference.v1.inference_pb2 import FINISHED, Inference, Participant
+from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as ml_grpc
+
+MODEL = genesis_models()[0]["id"]
+POOR_FUNDS = 1_000  # below any request's escrow: 10 tokens at the genesis price
+T = TypeVar("T")
+Reply = TypeVar("Reply", bound=Message)
+
+
+def spawn(args: list[str], log_path: Path) -> subprocess.Popen:
+    with log_path.open("ab") as log:
+        return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def poll(check: Callable[[], T | None], what: str, timeout: float,
+         interval: float = 0.2) -> T:
+    """``check()``'s first result that is not None, asked until ``timeout`` runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found is not None:
+            return found
+        time.sleep(interval)
+    raise TimeoutError(f"{what} within {timeout:g}s")
+
+
+def wait_http(url: str, process: subprocess.Popen, log_path: Path,
+              timeout: float = 120) -> dict:
+    """The JSON at ``url`` once the process serving it answers; fails early if it exits."""
+    def answer() -> dict | None:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                return json.loads(reply.read())
+        except OSError:
+            return None
+    return poll(answer, f"{url} did not answer:\n{log_path.read_text()[-3000:]}", timeout, 0.3)
+
+
+def free_port_block(size: int) -> int:
+    """The first port of ``size`` consecutive loopback ports that are free right now."""
+    for base in range(32000, 60000, 100):
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free port range")
+
+
+class MlNodes:
+    """``count`` ML node processes serving the default model, started side by side."""
+
+    def __init__(self, root: Path, count: int) -> None:
+        self.ports = [free_port() for _ in range(count)]
+        self.processes: list[subprocess.Popen] = []
+        try:
+            for i, port in enumerate(self.ports):
+                self.processes.append(spawn(["-m", "mlnode", "serve", "--port", str(port),
+                                             "--max-batch", "4"], root / f"mlnode{i}.log"))
+            for i, (port, process) in enumerate(zip(self.ports, self.processes, strict=True)):
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    wait_healthy(ml_grpc.MLNodeStub(channel), process, root / f"mlnode{i}.log")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        stop_all(self.processes)
+
+
+def stop_all(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class ApiNode:
+    """One participant's API node: its home, URL and account, and the process serving them.
+
+    Its store is opened from the test as well, to see what the node owes the chain.
+    """
+
+    home: Path
+    url: str
+    key: AccountKey
+    database_url: str
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+    starts: int = 0
+    _db: Database | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        return self.key.address
+
+    def start(self) -> None:
+        """Starts the node; each start logs to a file of its own (apinode.log, apinode.2.log…)."""
+        self.starts += 1
+        self.log_path = self.home / ("apinode.log" if self.starts == 1
+                                     else f"apinode.{self.starts}.log")
+        self.process = spawn(["-m", "apinode", "serve", "--home", str(self.home)],
+                             self.log_path)
+
+    def wait_ready(self) -> None:
+        assert self.process is not None and self.log_path is not None
+        health = wait_http(f"{self.url}/health", self.process, self.log_path)
+        assert health["address"] == self.address
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: the node gets no chance to send or save anything."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path else ""
+
+    @property
+    def outbox(self) -> Outbox:
+        if self._db is None:
+            self._db = Database.open(self.database_url)
+        return Outbox(self._db)
+
+    def outbox_states(self) -> Counter[OutboxState]:
+        """How many outbox entries are in each state."""
+        with self.outbox.db.session() as session:
+            return Counter(session.scalars(select(OutboxRow.state)))
+
+    def close(self) -> None:
+        if self.process is not None:
+            stop_all([self.process])
+        if self._db is not None:
+            self._db.close()
+
+
+class LocalNetwork:
+    """A chain and ``len(mlnode_ports)`` participants, each API node on its own ML node.
+
+    ``consensus`` is "solo" (the chain node makes blocks itself) or "cometbft" (a one-validator
+    localnet: `python -m chain node start` runs CometBFT too). ``databases`` gives each API node
+    its store URL; None keeps the default SQLite file in its home.
+    """
+
+    def __init__(self, root: Path, mlnode_ports: list[int], consensus: str = "solo",
+                 databases: list[str] | None = None) -> None:
+        self.root = root
+        self.developer, self.poor, *keys = funded_keys(2 + len(mlnode_ports))
+        self.funds = {self.developer.address: FUNDS, self.poor.address: POOR_FUNDS}
+        self.chain = self._start_chain(consensus, keys)
+        self._channel = grpc.insecure_channel(f"127.0.0.1:{self.chain.grpc_port}")
+        self.nodes: list[ApiNode] = []
+        try:
+            for i, (key, ml_port) in enumerate(zip(keys, mlnode_ports, strict=True)):
+                self.nodes.append(self._lay_out_node(i, key, ml_port,
+                                                     databases[i] if databases else None))
+            for node in self.nodes:
+                node.start()
+            for node in self.nodes:
+                node.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_chain(self, consensus: str, participants: list[AccountKey]) -> ChainNode:
+        template = parse_template({
+            "chain_id": CHAIN_ID, "validators": [{"name": "val0", "power": 10}],
+            "accounts": [{"address": address, "coins": f"{funds}ninfer"}
+                         for address, funds in self.funds.items()]
+                        + [{"address": k.address, "coins": f"{FUNDS}ninfer"} for k in participants],
+            "models": genesis_models(),
+            # CPU generation is slow: let a lone half wait long enough for its partner.
+            "params": {"inference": {"expiration_blocks": 2000, "max_draw_age_blocks": 200}},
+        })
+        if consensus == "solo":
+            grpc_port = free_port()
+            home = layout_solo(template, self.root / "chain", grpc_port=grpc_port,
+                               block_interval_ms=300).home
+        elif consensus == "cometbft":
+            info, = layout_localnet(template, self.root / "chain", validators=1,
+                                    base_port=free_port_block(PORTS_PER_NODE),
+                                    timeout_commit="300ms")
+            home, grpc_port = info.home, info.ports.grpc
+        else:
+            raise ValueError(f"unknown consensus {consensus!r}")
+        chain = ChainNode(home, grpc_port).start()
+        try:
+            chain.wait_height(2)
+        except BaseException:
+            chain.close()
+            raise
+        return chain
+
+    def _lay_out_node(self, index: int, key: AccountKey, ml_port: int,
+                      database: str | None) -> ApiNode:
+        home = self.root / f"participant{index}"
+        http_port = free_port()
+        url = f"http://127.0.0.1:{http_port}"
+        config = {"chain_id": CHAIN_ID, "listen": f"127.0.0.1:{http_port}", "public_url": url,
+                  "chain_grpc": f"127.0.0.1:{self.chain.grpc_port}",
+                  "mlnode": f"127.0.0.1:{ml_port}"}
+        if database is not None:
+            config["database"] = database
+        write_home(home, config, key.private_key_hex)
+        return ApiNode(home, url, key, database or f"sqlite:///{home / 'apinode.sqlite'}")
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+        self._channel.close()
+        self.chain.close()
+
+    # The developer's side.
+
+    def client(self, node: ApiNode, developer: AccountKey | None = None) -> openai.OpenAI:
+        """The official client, every request signed by ``developer`` for ``node`` as TA."""
+        key = bytes.fromhex((developer or self.developer).private_key_hex)
+        return openai.OpenAI(base_url=f"{node.url}/v1", api_key="unused", max_retries=0,
+                             http_client=signed_http_client(key, node.address))
+
+    # The chain's side: inference.v1.Query.
+
+    def query(self, name: str, request: Message, reply_type: type[Reply]) -> Reply:
+        call = self._channel.unary_unary(f"/inference.v1.Query/{name}",
+                                         request_serializer=lambda m: m.SerializeToString(),
+                                         response_deserializer=reply_type.FromString)
+        return call(request, timeout=5)
+
+    def inference(self, inference_id: str) -> Inference | None:
+        try:
+            return self.query("Inference", q.QueryInferenceRequest(id=inference_id),
+                              q.QueryInferenceResponse).inference
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+
+    def finished(self, inference_id: str, timeout: float = 120) -> Inference:
+        """The inference once the chain has settled it (FINISHED)."""
+        def settled() -> Inference | None:
+            found = self.inference(inference_id)
+            return found if found is not None and found.status == FINISHED else None
+        return poll(settled, f"inference {inference_id} not FINISHED on chain", timeout, 0.3)
+
+    def inferences(self, status: int) -> list[Inference]:
+        return list(self.query("Inferences", q.QueryInferencesRequest(status=status),
+                               q.QueryInferencesResponse).inferences)
+
+    def account(self, address: str) -> q.QueryAccountResponse:
+        return self.query("Account", q.QueryAccountRequest(address=address),
+                          q.QueryAccountResponse)
+
+    def participant(self, address: str) -> Participant:
+        return self.query("Participant", q.QueryParticipantRequest(address=address),
+                          q.QueryParticipantResponse).participant
+
+    def draw(self, inference_id: str, draw_height: int) -> list[str]:
+        return list(self.query("Draw", q.QueryDrawRequest(
+            inference_id=inference_id, model_id=MODEL, draw_height=draw_height),
+            q.QueryDrawResponse).order)
+
+    # The API nodes' side.
+
+    def executor_of(self, inference_id: str) -> tuple[ApiNode, Entry]:
+        """The node that ran an inference, found by the finish its outbox owes the chain
+        (an executor records it before it sends the last line of the answer)."""
+        key = f"finish_inference:{inference_id}"
+        for node in self.nodes:
+            entry = node.outbox.get(key)
+            if entry is not None:
+                return node, entry
+        raise AssertionError(f"no API node recorded a finish for {inference_id}")
+
+
+def kill_while_owing(node: ApiNode, key: str, timeout: float = 30) -> bool:
+    """SIGKILLs ``node`` while its outbox entry ``key`` is not yet committed; False when the
+    entry was committed before that could happen.
+
+    The kill lands while the entry is unclaimed or already in a broadcast tx, never while the
+    outbox worker holds its lease mid-broadcast: a lease outlives the process (that is what
+    keeps two workers off one entry) and would hold the entry back for minutes after restart.
+    """
+    def state() -> OutboxState | None:
+        entry = node.outbox.get(key)
+        assert entry is not None, key
+        if entry.state == OutboxState.PENDING and entry.attempts:
+            return None  # leased, or waiting to retry: look again once it is sent
+        return entry.state
+
+    found = poll(state, f"{key} neither unclaimed nor sent", timeout, 0.01)
+    if found == OutboxState.COMMITTED:
+        return False
+    node.kill()
+    return True
+
+
+@contextmanager
+def postgres_databases(server_url: str, names: list[str]) -> Iterator[list[str]]:
+    """Fresh PostgreSQL databases ``names`` on the server of ``server_url`` (a SQLAlchemy
+    ``postgresql+psycopg://`` URL), yielded as URLs of the same form and dropped afterwards."""
+    server = make_url(server_url)
+    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            for name in names:
+                connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                                   .format(sql.Identifier(name)))
+
+    drop()
+    with psycopg.connect(admin, autocommit=True) as connection:
+        for name in names:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield [server.set(database=name).render_as_string(hide_password=False)
+               for name in names]
+    finally:
+        drop()
