@@ -41,8 +41,9 @@ lint: install
 bench: install
 	$(PY) bench/mlnode_bench.py
 
+# Options through ARGS, e.g. make devnet ARGS="--participants 4 --consensus cometbft".
 devnet: install
-	$(PY) -m devnet
+	PATH="$(GOBIN):$$PATH" $(PY) -m devnet $(ARGS)
 
 clean:
 	rm -rf $(VENV) inferchain_pb .pytest_cache .ruff_cache .devnet

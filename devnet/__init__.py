@@ -1,5 +1,7 @@
 """The local network of `make devnet`: every part on loopback, embedded defaults.
 
-Solo consensus, SQLite state, the torch engine with the default model. The API node joins
-when it is built; until then the devnet runs a chain node and an ML node side by side.
+Per participant an ML node (torch engine, the default model) and an API node (OpenAI
+endpoint, transfer agent, executor); one chain: a solo node, or one CometBFT validator per
+participant. `layout.py` lays out and resumes the directory, `supervisor.py` runs the
+processes, `__main__.py` ties them together.
 """

@@ -1,81 +1,244 @@
-"""Lays out `.devnet/` on first run, starts the chain node and the ML node, and stops both
-on Ctrl-C. A developer account is funded at genesis; its key is kept in `.devnet/keys.json`.
+"""Runs a whole local network: the chain, and per participant an ML node and an API node.
+
+The first run lays out ROOT (genesis with a funded developer account and funded participant
+accounts, chain and API node homes); a later run resumes it (same keys, the chain continues)
+unless --fresh wipes it. Once every API node answers /health, ROOT/env holds the exports a
+client needs. Ctrl-C or SIGTERM stops everything: API nodes first, then ML nodes, then the
+chain; if any process exits on its own, the rest are stopped and the tail of its log shown.
 """
 
 import argparse
 import json
+import os
 import signal
-import subprocess
 import sys
-import time
+import urllib.request
 from pathlib import Path
+from types import FrameType
 
-from genesis.account_keys import generate_account_keys
-from genesis.cli import DEFAULT_TEMPLATE
-from genesis.solo import layout_solo
-from genesis.template import load_template, parse_template
+import grpc
+from cosmpy.protos.cosmos.base.tendermint.v1beta1 import query_pb2 as tm_query
+from cosmpy.protos.cosmos.base.tendermint.v1beta1.query_pb2_grpc import ServiceStub
 
-CHAIN_ID = "inferchain-local"
-DEVELOPER_FUNDS = "1000000000000000ninfer"
+from devnet.api_key import grant_allowance, issue_key
+from devnet.layout import (
+    CHAIN_ID,
+    CONSENSUS,
+    Devnet,
+    DevnetError,
+    Settings,
+    check_resumable,
+    open_devnet,
+    ports_in_use,
+    resolve_settings,
+    write_env,
+)
+from devnet.supervisor import ProcessExited, Supervisor
+from genesis.comet_config import find_cometbft
+from genesis.homes import HOST
+from inferchain_pb.mlnode.v1 import mlnode_pb2 as ml_pb
+from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as ml_grpc
+
+MLNODE_MAX_BATCH = 4
+# Measured on 2 cores with 3 ML nodes: one thread per ML node made one request 1.6-4x and
+# three concurrent requests 4-6x faster than torch's default of a thread per core, which
+# oversubscribes the cores. An OMP_NUM_THREADS already set in the environment wins.
+MLNODE_ENV = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+CHAIN_START_S = 120
+MLNODE_START_S = 600  # the first start on a new machine converts the model's GGUF
+APINODE_START_S = 120
 
 
-def lay_out(root: Path, grpc_port: int) -> dict:
-    keys_file = root / "keys.json"
-    if keys_file.exists():
-        return json.loads(keys_file.read_text())
-    developer = generate_account_keys(1)[0]
-    template = parse_template({
-        "chain_id": CHAIN_ID,
-        "accounts": [{"address": developer.address, "coins": DEVELOPER_FUNDS}],
-        "validators": [{"name": "solo", "power": 10}],
-        "models": [dict(m) for m in load_template(DEFAULT_TEMPLATE).models],
-    })
-    layout_solo(template, root / "chain", grpc_port=grpc_port)
-    keys = {"developer": {"address": developer.address,
-                          "private_key_hex": developer.private_key_hex}}
-    keys_file.write_text(json.dumps(keys, indent=2) + "\n")
-    keys_file.chmod(0o600)
-    return keys
+class Stop(Exception):
+    """Ctrl-C or SIGTERM: stop the network cleanly."""
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM stops the devnet the way Ctrl-C does."""
-    raise KeyboardInterrupt
+def say(line: str) -> None:
+    print(f"devnet: {line}", flush=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="devnet", description=__doc__)
-    parser.add_argument("--root", type=Path, default=Path(".devnet"))
-    parser.add_argument("--grpc-port", type=int, default=9090)
-    parser.add_argument("--mlnode-port", type=int, default=50051)
-    args = parser.parse_args()
-    args.root.mkdir(exist_ok=True)
-    keys = lay_out(args.root, args.grpc_port)
-    processes = {
-        "chain node": subprocess.Popen([sys.executable, "-m", "chain", "node", "start",
-                                        "--home", str(args.root / "chain")]),
-        "ML node": subprocess.Popen([sys.executable, "-m", "mlnode", "serve", "--engine",
-                                     "torch", "--port", str(args.mlnode_port)]),
-    }
-    print(f"devnet: chain {CHAIN_ID}, Cosmos gRPC on 127.0.0.1:{args.grpc_port}, "
-          f"ML node gRPC on 127.0.0.1:{args.mlnode_port}\n"
-          f"devnet: developer account {keys['developer']['address']} "
-          f"(key in {args.root / 'keys.json'}); Ctrl-C stops everything", flush=True)
-    signal.signal(signal.SIGTERM, _interrupt)
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise Stop
+
+
+def chain_height(address: str) -> int:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = ServiceStub(channel).GetLatestBlock(tm_query.GetLatestBlockRequest(),
+                                                        timeout=2)
+        except grpc.RpcError:
+            return -1
+    return reply.block.header.height
+
+
+def mlnode_serving(address: str) -> bool:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            return ml_grpc.MLNodeStub(channel).Health(ml_pb.HealthRequest(), timeout=2).serving
+        except grpc.RpcError:
+            return False
+
+
+def api_health(url: str) -> dict | None:
     try:
-        while all(p.poll() is None for p in processes.values()):
-            time.sleep(0.5)
-        failed = [name for name, p in processes.items() if p.poll() is not None]
-        print(f"devnet: {', '.join(failed)} exited; stopping the rest", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("devnet: stopping", flush=True)
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:
+            return json.loads(reply.read())
+    except OSError:
+        return None
+
+
+def start_network(devnet: Devnet, supervisor: Supervisor) -> list[str]:
+    """Starts chain, ML and API nodes, each tier once the one it needs is ready; returns
+    the participants' account addresses as their API nodes report them."""
+    settings = devnet.settings
+    for node in range(settings.chain_nodes):
+        supervisor.start("chain", f"chain node val{node}",
+                         ["-m", "chain", "node", "start", "--home", str(devnet.chain_home(node))],
+                         devnet.logs / f"chain-val{node}.log")
+    for node in range(settings.chain_nodes):
+        grpc_address = f"{HOST}:{settings.chain_ports(node).grpc}"
+        supervisor.wait_until(lambda a=grpc_address: chain_height(a) >= 1,
+                              f"chain node val{node}", CHAIN_START_S)
+
+    # ML node 0 alone first: on a new machine it converts the model into the shared cache,
+    # which concurrent first starts would each do, and replace under one another.
+    for batch in ([0], range(1, settings.participants)):
+        for i in batch:
+            supervisor.start("ml", f"ML node {i}",
+                             ["-m", "mlnode", "serve", "--engine", "torch",
+                              "--port", str(settings.mlnode_port(i)),
+                              "--max-batch", str(MLNODE_MAX_BATCH)],
+                             devnet.logs / f"mlnode{i}.log", env=MLNODE_ENV)
+        for i in batch:
+            address = f"{HOST}:{settings.mlnode_port(i)}"
+            supervisor.wait_until(lambda a=address: mlnode_serving(a), f"ML node {i}",
+                                  MLNODE_START_S)
+
+    for i in range(settings.participants):
+        supervisor.start("api", f"API node {i}",
+                         ["-m", "apinode", "serve", "--home", str(devnet.participant_home(i))],
+                         devnet.logs / f"apinode{i}.log")
+    addresses = []
+    for i in range(settings.participants):
+        url = f"http://{HOST}:{settings.api_port(i)}"
+        supervisor.wait_until(lambda u=url: api_health(u) is not None, f"API node {i}",
+                              APINODE_START_S)
+        addresses.append(api_health(url)["address"])
+    return addresses
+
+
+def announce(devnet: Devnet, addresses: list[str]) -> None:
+    """Writes ROOT/env and prints where to point a client."""
+    settings = devnet.settings
+    base_url = f"http://{HOST}:{settings.api_port(0)}/v1"
+    developer = devnet.developer
+    api_key = devnet.keys.get("api_key")
+    if api_key is None:
+        api_key = issue_key(f"http://{HOST}:{settings.api_port(0)}",
+                            developer["private_key_hex"], addresses[0])
+        devnet.remember("api_key", api_key)
+    grant_allowance(settings.chain_grpc(0), CHAIN_ID, developer, addresses[0])
+    write_env(devnet.env_file, {
+        "OPENAI_BASE_URL": base_url,
+        "OPENAI_API_KEY": api_key,
+        "INFERCHAIN_GRPC": settings.chain_grpc(0),
+        "INFERCHAIN_CHAIN_ID": CHAIN_ID,
+        "INFERCHAIN_DEV_MNEMONIC": developer["mnemonic"],
+        "INFERCHAIN_DEV_ADDRESS": developer["address"],
+        "INFERCHAIN_DEV_PRIVATE_KEY": developer["private_key_hex"],
+        "INFERCHAIN_TA_ADDRESS": addresses[0],
+    })
+    for i, address in enumerate(addresses):
+        say(f"participant {i}: API http://{HOST}:{settings.api_port(i)}, "
+            f"ML node {HOST}:{settings.mlnode_port(i)}, chain {settings.chain_grpc(i)}, "
+            f"account {address}")
+    say(f"ready: {settings.participants} participants, {settings.consensus} consensus, "
+        f"chain {CHAIN_ID}, Cosmos gRPC {settings.chain_grpc(0)}")
+    say(f"OpenAI base URL: {base_url}")
+    say(f"developer API key: {api_key} (paid from the developer's on-chain allowance for TA "
+        f"{addresses[0]}; signed requests work too)")
+    say(f"developer account: {developer['address']} (key and mnemonic in "
+        f"{devnet.root / 'keys.json'})")
+    say(f"exports in {devnet.env_file} (`source {devnet.env_file}`); Ctrl-C stops everything")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="devnet", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--participants", type=int, default=None,
+                        help="participants, each an ML node and an API node (default 3)")
+    parser.add_argument("--consensus", choices=CONSENSUS, default=None,
+                        help="one solo chain node, or a CometBFT validator per participant "
+                             "(needs `make cometbft`); default solo")
+    parser.add_argument("--base-port", type=int, default=None,
+                        help="participant i uses ports BASE+10*i .. BASE+10*i+9 (default 8100)")
+    parser.add_argument("--root", type=Path, default=Path(".devnet"))
+    parser.add_argument("--fresh", action="store_true",
+                        help="wipe ROOT and lay out a new network (new chain, new keys)")
+    args = parser.parse_args(argv)
+    if args.participants is not None and args.participants < 1:
+        parser.error("--participants must be at least 1")
+    return args
+
+
+def prepare(args: argparse.Namespace) -> Settings:
+    """Checks everything that can be checked before a process starts."""
+    root = args.root
+    check_resumable(root, args.fresh)
+    settings = resolve_settings(root, {"participants": args.participants,
+                                       "consensus": args.consensus,
+                                       "base_port": args.base_port}, args.fresh)
+    if settings.consensus == "cometbft" and find_cometbft() is None:
+        raise DevnetError("--consensus cometbft needs the cometbft binary, which is neither on "
+                          "PATH nor in ~/go/bin: install it with `make cometbft`")
+    try:
+        busy = ports_in_use(settings.listening_ports())
+    except ValueError as err:
+        raise DevnetError(f"--base-port {settings.base_port}: {err}") from None
+    if busy:
+        raise DevnetError(f"ports {busy} are in use: is another devnet (or what is left of "
+                          "one) running? Stop it, or pick free ports with --base-port (for an "
+                          "existing ROOT, with --fresh)")
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.root = args.root.resolve()
+    try:
+        settings = prepare(args)
+        devnet, resumed = open_devnet(args.root, settings, args.fresh)
+    except DevnetError as err:
+        print(f"devnet: {err}", file=sys.stderr)
+        return 2
+    say(f"{'resuming' if resumed else 'laid out'} {devnet.root}: {settings.participants} "
+        f"participants, {settings.consensus} consensus, ports from {settings.base_port}")
+    devnet.env_file.unlink(missing_ok=True)
+    supervisor = Supervisor(say)
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    code = 0
+    try:
+        announce(devnet, start_network(devnet, supervisor))
+        supervisor.watch()
+    except Stop:
+        say("stopping: API nodes, then ML nodes, then the chain")
+    except ProcessExited as err:
+        print(f"devnet: {err}; the last lines of {err.service.log}:\n{err.service.tail()}\n"
+              "devnet: stopping the rest", file=sys.stderr, flush=True)
+        code = 1
+    except TimeoutError as err:
+        print(f"devnet: {err}; see {devnet.logs}; stopping", file=sys.stderr, flush=True)
+        code = 1
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in processes.values():
-            process.wait(timeout=30)
+        # The ordered stop must finish: a second Ctrl-C must not cut it short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        devnet.env_file.unlink(missing_ok=True)
+        supervisor.stop_all()
+    say("stopped")
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""`python -m devnet` as a user runs it: ready once ROOT/env appears, serves a signed chat
+completion through the official openai client, and stops cleanly on SIGTERM."""
+
+import random
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+import psutil  # installed with accelerate
+from conftest import ROOT, START_TIMEOUT_S
+from inference_actors import genesis_models
+
+from apinode.openai_signing import signed_http_client
+
+PARTICIPANTS = 2
+PORTS = 10 * PARTICIPANTS
+
+
+def free_base_port() -> int:
+    """A base whose block of ports is free now; a random start keeps parallel runs apart."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000, 10)
+        try:
+            for port in range(base, base + PORTS):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free port range")
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """The values `source ROOT/env` would export."""
+    exports = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").partition("=")
+            exports[name] = shlex.split(value)[0]
+    return exports
+
+
+def wait_for_env(path: Path, devnet: subprocess.Popen, output: Path) -> dict[str, str]:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not path.exists():
+        if devnet.poll() is not None:
+            raise RuntimeError(f"devnet exited with {devnet.returncode}:\n{output.read_text()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"devnet not ready:\n{output.read_text()}")
+        time.sleep(0.5)
+    return read_env(path)
+
+
+def test_devnet_serves_a_signed_chat_completion_and_stops_cleanly(tmp_path):
+    root, output = tmp_path / "devnet", tmp_path / "devnet.out"
+    with output.open("w") as out:
+        devnet = subprocess.Popen(
+            [sys.executable, "-m", "devnet", "--participants", str(PARTICIPANTS),
+             "--root", str(root), "--base-port", str(free_base_port())],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    children: list[psutil.Process] = []
+    try:
+        env = wait_for_env(root / "env", devnet, output)
+        children = psutil.Process(devnet.pid).children(recursive=True)
+        assert len(children) == 1 + 2 * PARTICIPANTS  # a solo chain node, ML and API nodes
+        ask = {"model": genesis_models()[0]["id"], "max_tokens": 12, "temperature": 0,
+               "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+        # The plain client with the printed API key, as the README shows...
+        keyed = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"],
+                              max_retries=0)
+        assert "Paris" in keyed.chat.completions.create(**ask).choices[0].message.content
+        # ...and per-request signatures with the developer key.
+        signed = openai.OpenAI(
+            base_url=env["OPENAI_BASE_URL"], api_key="unused", max_retries=0,
+            http_client=signed_http_client(bytes.fromhex(env["INFERCHAIN_DEV_PRIVATE_KEY"]),
+                                           env["INFERCHAIN_TA_ADDRESS"]))
+        assert "Paris" in signed.chat.completions.create(**ask).choices[0].message.content
+
+        devnet.send_signal(signal.SIGTERM)
+        assert devnet.wait(timeout=60) == 0, output.read_text()
+        assert not [c for c in children if c.is_running()]
+        assert not (root / "env").exists()
+    finally:
+        if devnet.poll() is None:  # a failed assertion: the devnet still stops its processes
+            devnet.terminate()
+            devnet.wait(timeout=60)
+        for child in children:
+            if child.is_running():
+                child.kill()
