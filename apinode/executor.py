@@ -50,8 +50,11 @@ from apinode.mlnode_client import Finish, MlNodeClient, MlNodeError, MlNodeRefus
 from apinode.openai_request import MAX_TOP_LOGPROBS
 from apinode.outbox import Outbox
 from apinode.store import Database, Payload
+from chain.auth import address
+from chain.errors import ChainError
 from chain.inference import artifact, payload
 from chain.inference.artifact import ArtifactStep
+from chain.tx.signature import verify as verify_secp256k1
 from inferchain_pb.inference.v1.inference_pb2 import (
     EXPIRED,
     Inference,
@@ -105,6 +108,11 @@ class ExecuteRequest:
     attempt: int
     transfer_agent: str
     ta_signature: bytes
+    # The developer's request signature as the chain will see it in MsgStartInference; all
+    # empty when the developer pays through an allowance for this transfer agent instead.
+    developer_pubkey: bytes = b""
+    request_signature: bytes = b""
+    request_timestamp: int = 0
 
     def __post_init__(self) -> None:
         for name in ("inference_id", "model_id", "developer", "executor", "transfer_agent"):
@@ -149,6 +157,9 @@ class ExecuteRequest:
             "executor": self.executor, "draw_height": self.draw_height,
             "attempt": self.attempt, "transfer_agent": self.transfer_agent,
             "ta_signature": self.ta_signature.hex(),
+            "developer_pubkey": self.developer_pubkey.hex(),
+            "request_signature": self.request_signature.hex(),
+            "request_timestamp": self.request_timestamp,
         }
 
     @classmethod
@@ -208,7 +219,8 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "prompt_ids": _integers, "max_tokens": _integer, "seed": _integer, "temperature": _number,
     "top_p": _number, "stop": _texts, "top_logprobs": _integer, "executor": _text,
     "draw_height": _integer, "attempt": _integer, "transfer_agent": _text,
-    "ta_signature": _hex,
+    "ta_signature": _hex, "developer_pubkey": _hex, "request_signature": _hex,
+    "request_timestamp": _integer,
 }
 
 
@@ -276,6 +288,31 @@ class Executor:
         finally:
             self._running.discard(inference_id)
 
+    async def _check_developer(self, request: ExecuteRequest, model: Model) -> None:
+        """The developer authorised this request as the chain will check it: by a request
+        signature over this prompt hash for this TA, or by an allowance for this TA that
+        covers the escrow. Without it the chain refuses the start and the work is unpaid."""
+        if request.request_signature:
+            try:
+                owner = address.encode(address.from_pubkey(request.developer_pubkey))
+                message = payload.request_message(request.prompt_hash,
+                                                  request.request_timestamp,
+                                                  request.transfer_agent)
+                valid = owner == request.developer and verify_secp256k1(
+                    request.developer_pubkey, message, request.request_signature)
+            except (ChainError, ValueError):
+                valid = False
+            if not valid:
+                raise self._refuse(request, "the developer's request signature does not "
+                                            "verify for this prompt and transfer agent")
+            return
+        escrow = (len(request.prompt_ids) + request.max_tokens) * model.price_per_token
+        allowed = await self.chain.allowance(request.developer, request.transfer_agent)
+        if allowed < escrow:
+            raise self._refuse(request, f"the request is unsigned and {request.developer} "
+                                        f"allows {request.transfer_agent} only {allowed} "
+                                        f"ninfer of the {escrow} it escrows")
+
     async def _admit(self, request: ExecuteRequest) -> Model:
         """The model to run, once every check that the chain will make of us has passed."""
         if request.executor != self.address:
@@ -295,6 +332,7 @@ class Executor:
                                         "payload does not verify") from None
         if model is None:
             raise self._refuse(request, f"model {request.model_id!r} is not in the registry")
+        await self._check_developer(request, model)
         self._check_serving(request, me, model, served.model_id, served.weights_sha256)
         if len(request.prompt_ids) + request.max_tokens > model.context_length:
             raise self._refuse(request, f"prompt plus max_tokens exceeds the context of "

@@ -104,7 +104,10 @@ class TransferAgent:
                 prompt_ids=prepared.prompt_ids, max_tokens=request.max_tokens, seed=seed,
                 temperature=request.temperature, top_p=request.top_p, stop=request.stop,
                 top_logprobs=request.top_logprobs, executor=executor,
-                draw_height=draw.draw_height, attempt=attempt, transfer_agent=self.address)
+                draw_height=draw.draw_height, attempt=attempt, transfer_agent=self.address,
+                developer_pubkey=prepared.signed.pubkey,
+                request_signature=prepared.signed.signature,
+                request_timestamp=prepared.signed.timestamp)
             stream = self._link(executor, participants[executor].url, forward)
             try:
                 first = await asyncio.wait_for(anext(stream), self._first_token_timeout)

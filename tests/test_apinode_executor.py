@@ -160,7 +160,8 @@ def request_from(start: MsgStartInference, *, temperature: float = 0.7, top_p: f
         max_tokens=start.max_tokens, seed=start.seed, temperature=temperature, top_p=top_p,
         stop=stop, top_logprobs=top_logprobs, executor=start.executor,
         draw_height=start.draw_height, attempt=start.attempt, transfer_agent=start.creator,
-        ta_signature=start.ta_signature)
+        ta_signature=start.ta_signature, developer_pubkey=start.developer_pubkey,
+        request_signature=start.request_signature, request_timestamp=start.request_timestamp)
 
 
 async def drawn(net: Net, chain: ChainQueries, inference_id: str) -> tuple[Actor, Actor, int]:
@@ -313,6 +314,13 @@ def test_refusals_come_before_any_generation(net: Net, ml_address: str, tmp_path
                  "signature"),
                 # A field the TA signed, changed afterwards.
                 (me, dataclasses.replace(request_from(start(me)), max_tokens=5), "signature"),
+                # A developer signature that is not over this request.
+                (me, dataclasses.replace(request_from(start(me)),
+                                         request_timestamp=now - 1), "developer's request"),
+                # No developer signature and no allowance for this TA.
+                (me, dataclasses.replace(request_from(start(me)), request_signature=b"",
+                                         developer_pubkey=b"", request_timestamp=0),
+                 "allows"),
                 # Signed by a node that is not a participant.
                 (me, request_from(start(me, net.developer)), "not a registered participant"),
             ]
