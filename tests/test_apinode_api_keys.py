@@ -131,6 +131,15 @@ def test_an_api_key_works_once_the_developer_grants_an_allowance(participant):
     cost = (reply.usage.prompt_tokens + reply.usage.completion_tokens) * PRICE
     assert 10_000_000 - remaining == cost == found.cost
 
+    # The same call with curl, as an OpenAI quickstart would make it.
+    curl = subprocess.run(
+        ["curl", "-sS", "--fail-with-body", f"{url}/v1/chat/completions",
+         "-H", "Content-Type: application/json",
+         "-H", f"Authorization: Bearer {issued['api_key']}", "-d", json.dumps(ask)],
+        capture_output=True, text=True, timeout=120, check=True)
+    answer = json.loads(curl.stdout)
+    assert answer["object"] == "chat.completion" and answer["choices"][0]["message"]["content"]
+
     stranger = openai.OpenAI(base_url=f"{url}/v1", api_key="ick-not-a-key", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         stranger.chat.completions.create(**ask)
