@@ -119,10 +119,13 @@ def test_an_api_key_works_once_the_developer_grants_an_allowance(participant):
     inference_id = reply.model_extra["inference_id"]
     deadline = time.monotonic() + 120
     while True:
-        found = query(grpc_port, "Inference", q.QueryInferenceRequest(id=inference_id),
-                      q.QueryInferenceResponse).inference
-        if found.status == FINISHED:
-            break
+        try:  # NOT_FOUND until the first of start and finish is committed
+            found = query(grpc_port, "Inference", q.QueryInferenceRequest(id=inference_id),
+                          q.QueryInferenceResponse).inference
+            if found.status == FINISHED:
+                break
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.NOT_FOUND, exc
         assert time.monotonic() < deadline, "the inference did not settle"
         time.sleep(0.5)
     assert found.via_allowance and found.transfer_agent == agent
