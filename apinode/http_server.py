@@ -41,6 +41,7 @@ from apinode.request_auth import (
     refuse_unsigned,
     verify_request,
 )
+from apinode.store import RequestLog
 from apinode.transfer_agent import TransferAgent
 
 log = logging.getLogger(__name__)
@@ -132,25 +133,50 @@ class HttpApi:
     async def _complete(self, http: web.Request,
                         parse: Callable[[bytes], CompletionRequest]) -> web.StreamResponse:
         started = time.monotonic()
+        entry = RequestLog(status="error", http_status=500)
+        try:
+            response = await self._serve_completion(http, parse, entry)
+            entry.status, entry.http_status = "ok", response.status
+            return response
+        except ApiError as exc:
+            entry.http_status, entry.error = exc.status, exc.message
+            raise
+        finally:
+            entry.latency_ms = (time.monotonic() - started) * 1000
+            await asyncio.to_thread(self._record, entry)
+
+    def _record(self, entry: RequestLog) -> None:
+        """One request_log row per completion request, refused ones included."""
+        with self._executor.db.session() as session:
+            session.add(entry)
+
+    async def _serve_completion(self, http: web.Request,
+                                parse: Callable[[bytes], CompletionRequest],
+                                entry: RequestLog) -> web.StreamResponse:
         if (http.content_length or 0) > MAX_BODY_BYTES:
             raise errors.request_too_large(MAX_BODY_BYTES)
         body = await http.read()
         request = parse(body)
+        entry.model = request.model
         signed = await self._requester(http, body)
+        entry.developer = signed.developer
         prepared = await self._agent.prepare(request, signed)
+        entry.prompt_tokens = len(prepared.prompt_ids)
         try:
             inference_id, stream = await self._agent.serve(prepared)
         except MlNodeError as exc:
             raise errors.invalid_request(str(exc)) from exc
+        entry.inference_id = inference_id
         log.info("inference %s for %s: %d prompt tokens, stream=%s", inference_id,
                  signed.developer, len(prepared.prompt_ids), request.stream)
         if request.stream:
-            response = await self._stream(http, request, inference_id, stream,
-                                          len(prepared.prompt_ids))
+            response, entry.completion_tokens = await self._stream(
+                http, request, inference_id, stream, len(prepared.prompt_ids))
         else:
             result = await self._collect(request, inference_id, stream, len(prepared.prompt_ids))
+            entry.completion_tokens = len(result.tokens)
             response = web.json_response(completion_body(request, [result]))
-        log.info("inference %s served in %.2fs", inference_id, time.monotonic() - started)
+        log.info("inference %s served", inference_id)
         return response
 
     async def _collect(self, request: CompletionRequest, inference_id: str,
@@ -172,7 +198,7 @@ class HttpApi:
 
     async def _stream(self, http: web.Request, request: CompletionRequest, inference_id: str,
                       stream: AsyncGenerator[ExecutedStep | Executed],
-                      prompt_tokens: int) -> web.StreamResponse:
+                      prompt_tokens: int) -> tuple[web.StreamResponse, int]:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                                "Cache-Control": "no-cache"})
         await response.prepare(http)
@@ -201,7 +227,7 @@ class HttpApi:
             log.info("inference %s: the client disconnected mid-stream", inference_id)
         finally:
             await stream.aclose()  # cancels the generation if it is still running
-        return response
+        return response, completion_tokens
 
     async def _output_tokens(self, request: CompletionRequest,
                              steps: list[ExecutedStep]) -> list[OutputToken]:

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -71,7 +72,7 @@ def participant(tmp_path_factory):
                 assert api.poll() is None and time.monotonic() < deadline, \
                     (root / "apinode.log").read_text()[-3000:]
                 time.sleep(0.5)
-        yield url, agent, developer, grpc_port
+        yield url, agent, developer, grpc_port, home
     finally:
         for process in processes:
             process.terminate()
@@ -102,7 +103,7 @@ def grant(grpc_port: int, developer, agent: str, limit: int) -> None:
 
 
 def test_an_api_key_works_once_the_developer_grants_an_allowance(participant):
-    url, agent, developer, grpc_port = participant
+    url, agent, developer, grpc_port, home = participant
     signer = SignedRequests(bytes.fromhex(developer.private_key_hex), agent)
     issued = httpx.post(f"{url}/v1/inferchain/api-keys", content=b"{}", auth=signer).json()
     assert issued["developer"] == developer.address and issued["transfer_agent"] == agent
@@ -146,3 +147,11 @@ def test_an_api_key_works_once_the_developer_grants_an_allowance(participant):
     stranger = openai.OpenAI(base_url=f"{url}/v1", api_key="ick-not-a-key", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         stranger.chat.completions.create(**ask)
+
+    # The API node logged every completion request, refused ones included.
+    with sqlite3.connect(home / "apinode.sqlite") as db:
+        rows = db.execute("SELECT http_status, status, developer, inference_id, "
+                          "completion_tokens FROM request_log ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == [402, 200, 200, 401]
+    assert rows[1][1:] == ("ok", developer.address, inference_id,
+                           reply.usage.completion_tokens)
