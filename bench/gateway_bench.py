@@ -179,9 +179,9 @@ class Settled:
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path | None]:
     args = parse_bench_args(bench_parser(__doc__),
-                            "smoke run: 8 output tokens, 2 rounds of the prompts instead of 4",
+                            "smoke run: 8 output tokens, 2 rounds of the prompts instead of 6",
                             argv)
-    return Settings(max_tokens=8 if args.quick else 32, rounds=2 if args.quick else 4), args.out
+    return Settings(max_tokens=8 if args.quick else 32, rounds=2 if args.quick else 6), args.out
 
 
 # --- processes ---------------------------------------------------------------------------
