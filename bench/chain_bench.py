@@ -53,6 +53,7 @@ from cosmpy.protos.cosmos.base.v1beta1.coin_pb2 import Coin
 from cosmpy.protos.cosmos.tx.v1beta1 import service_pb2 as tx_service
 from cosmpy.protos.cosmos.tx.v1beta1.service_pb2_grpc import ServiceStub as TxServiceStub
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
+from cpu_time import machine_busy_s, process_cpu_s
 from google.protobuf.timestamp_pb2 import Timestamp
 from profiling import Profile, profile_finalize, profile_section
 from report import bench_parser, environment, parse_bench_args, progress, publish, section, table
@@ -86,7 +87,6 @@ POLL_S = 0.05  # how often the load generator asks whether the latest block has 
 STALL_S = 90  # no pending tx committed for this long: the network is stuck, not slow
 START_DEADLINE_S = 120
 PROFILE_TOP = 10
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of CPU times in /proc
 
 T = TypeVar("T")
 
@@ -336,20 +336,6 @@ def finalize_bench(settings: Settings, accounts: Sequence[Account], workdir: Pat
 
 
 # --- part 2: end to end over real nodes --------------------------------------------------
-
-
-def process_cpu_s(pid: int) -> float:
-    """User plus system CPU seconds of a live process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def machine_busy_s() -> float:
-    """CPU seconds all cores have spent neither idle nor waiting for I/O, including time the
-    hypervisor gave to other guests (steal), which this machine could not use either."""
-    first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, first[1:9])
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 def cpu_now(nodes: Sequence["Node"]) -> CpuSeconds:

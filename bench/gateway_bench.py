@@ -42,6 +42,7 @@ from typing import TypeVar
 import grpc
 import httpx
 import openai
+from cpu_time import machine_busy_s, process_cpu_s
 from report import bench_parser, environment, parse_bench_args, progress, publish, section, table
 
 from apinode.config import write_home
@@ -71,7 +72,6 @@ START_DEADLINE_S = 300  # the ML node loads (and on a first run converts) the mo
 SETTLE_DEADLINE_S = 120  # a wave's inferences not FINISHED by then are reported, not waited on
 POLL_S = 0.5
 REQUEST_TIMEOUT_S = 600
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of CPU times in /proc
 DIRECT, GATEWAY = "direct", "gateway"
 
 # Open-ended asks, so that the model at temperature 0 usually runs to max_tokens.
@@ -191,20 +191,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def process_cpu_s(pid: int) -> float:
-    """User plus system CPU seconds of a live process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def machine_busy_s() -> float:
-    """CPU seconds all cores have spent neither idle nor waiting for I/O, including time the
-    hypervisor gave to other guests (steal), which this machine could not use either."""
-    first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, first[1:9])
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 class Service:
