@@ -89,7 +89,8 @@ class ExecuteRequest:
     Construction checks ranges and raises ValueError naming the field, so a malformed request
     from another node never reaches the chain or the ML node. The transfer agent's signature
     covers the start payload only (ids, model, developer, prompt hash, max_tokens, seed,
-    executor, draw); the prompt ids and sampling fields are not signed by it.
+    executor, draw, sampling); the prompt ids are not signed by it (the chain checks them
+    against the prompt hash the developer signed only through the executor's output).
     """
 
     inference_id: str
@@ -144,7 +145,8 @@ class ExecuteRequest:
         """The bytes the transfer agent signed, built as the chain builds them."""
         return payload.start_payload(
             self.inference_id, self.model_id, self.developer, self.prompt_hash, self.max_tokens,
-            self.seed, self.executor, self.draw_height, self.attempt, self.transfer_agent)
+            self.seed, self.executor, self.draw_height, self.attempt, self.transfer_agent,
+            self.temperature, self.top_p, self.stop)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict, bytes as hex; ``from_json`` reads it back."""

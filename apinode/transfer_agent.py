@@ -127,7 +127,8 @@ class TransferAgent:
         signed = payload.start_payload(
             fields["inference_id"], fields["model_id"], fields["developer"],
             fields["prompt_hash"], fields["max_tokens"], fields["seed"], fields["executor"],
-            fields["draw_height"], fields["attempt"], fields["transfer_agent"])
+            fields["draw_height"], fields["attempt"], fields["transfer_agent"],
+            fields["temperature"], fields["top_p"], fields["stop"])
         return ExecuteRequest(**fields, ta_signature=self._key.sign(signed).signature)
 
     def _link(self, executor: str, url: str, forward: ExecuteRequest) -> AsyncIterator[Event]:
@@ -159,7 +160,8 @@ class TransferAgent:
             prompt_hash=signed.prompt_hash, prompt_ids=forward.prompt_ids,
             max_tokens=forward.max_tokens, seed=forward.seed, executor=forward.executor,
             draw_height=forward.draw_height, attempt=forward.attempt,
-            ta_signature=forward.ta_signature)
+            ta_signature=forward.ta_signature, temperature=forward.temperature,
+            top_p=forward.top_p, stop=forward.stop)
         self._outbox.enqueue("start_inference", f"start_inference:{forward.inference_id}",
                              message.SerializeToString())
         log.info("inference %s started with executor %s (attempt %d)", forward.inference_id,

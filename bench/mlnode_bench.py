@@ -29,7 +29,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig
 from mlnode.chat_tokenizer import ChatTokenizer
 from mlnode.engine import Finished
 from mlnode.model_store import DEFAULT_MODEL_ID, default_gguf, prepare
-from mlnode.sampling import SamplingParams, obeys_rule
+from mlnode.rule_check import obeys_rule
+from mlnode.sampling import SamplingParams
 from mlnode.torch_engine import DTYPES, TorchEngine
 
 TOP_K = 5  # the artifact's default top-k (DESIGN.md §3.5): what executor and validator compute

@@ -18,6 +18,8 @@ from chain.bank import query as bank_query
 from chain.bank.keeper import BankKeeper
 from chain.bank.msg_server import BankMsgServer
 from chain.context import Context
+from chain.epochs import genesis as epochs_genesis
+from chain.epochs.keeper import EpochKeeper
 from chain.errors import InvalidRequest
 from chain.gas import GasKV
 from chain.inference import blocks as inference_blocks
@@ -29,6 +31,12 @@ from chain.query import QueryRouter
 from chain.router import Router
 from chain.tx.ante import AnteHandler
 from chain.tx.execute import TxRunner
+from chain.validation import genesis as validation_genesis
+from chain.validation import query as validation_query
+from chain.validation.blocks import ValidationBlocks
+from chain.validation.keeper import ValidationKeeper
+from chain.validation.msg_server import ValidationMsgServer
+from chain.validation.tasks import Tasks
 from inferchain_pb.inference.v1.inference_pb2 import (
     MsgFinishInference,
     MsgGrantAllowance,
@@ -37,6 +45,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     MsgUpdateParticipant,
     MsgWithdrawParticipant,
 )
+from inferchain_pb.inference.v1.validation_pb2 import MsgCommitSeed, MsgRevealSeed, MsgValidation
 
 
 @dataclass
@@ -44,6 +53,8 @@ class Modules:
     auth: AuthKeeper
     bank: BankKeeper
     inference: InferenceKeeper
+    epochs: EpochKeeper
+    validation: ValidationKeeper
     router: Router
     runner: TxRunner
     genesis_steps: list[tuple[str, Callable[[GasKV, dict], None]]]
@@ -57,7 +68,10 @@ class Modules:
     def register_queries(self, queries: QueryRouter, latest_height: Callable[[], int]) -> None:
         auth_query.register(queries, self.auth)
         bank_query.register(queries, self.bank)
-        inference_query.register(queries, self.inference, self.bank, latest_height)
+        inference_query.register(queries, self.inference, self.bank, latest_height, {
+            "inference": self.inference.params, "validation": self.validation.params,
+            "epochs": self.epochs.params})
+        validation_query.register(queries, self.validation, self.epochs, latest_height)
 
     def begin_block(self, ctx: Context, block_hash: bytes) -> None:
         for step in self.begin_block_steps:
@@ -90,10 +104,25 @@ def build() -> Modules:
                             (MsgStartInference, inference_msgs.start),
                             (MsgFinishInference, inference_msgs.finish)]:
         router.register(message, creator_signer, handle)
+    epochs = EpochKeeper()
+    validation = ValidationKeeper()
+    tasks = Tasks(validation, inference, bank, epochs)
+    inference_msgs.on_settled(tasks.on_finished)
+    validation_msgs = ValidationMsgServer(validation, inference, epochs, tasks)
+    for message, handle in [(MsgCommitSeed, validation_msgs.commit_seed),
+                            (MsgRevealSeed, validation_msgs.reveal_seed),
+                            (MsgValidation, validation_msgs.validation)]:
+        router.register(message, creator_signer, handle)
+    validation_blocks = ValidationBlocks(validation, inference, epochs, tasks)
+    epochs.on_epoch_start(validation_blocks.epoch_start)
     runner = TxRunner(router, AnteHandler(auth, bank), auth)
     steps = [("auth", lambda kv, s: auth_genesis.init_genesis(auth, kv, s)),
              ("bank", lambda kv, s: bank_genesis.init_genesis(bank, kv, s)),
-             ("inference", lambda kv, s: inference_genesis.init_genesis(inference, kv, s))]
-    return Modules(auth, bank, inference, router, runner, steps,
-                   begin_block_steps=[partial(inference_blocks.begin_block, inference)],
-                   end_block_steps=[partial(inference_blocks.end_block, inference, bank)])
+             ("inference", lambda kv, s: inference_genesis.init_genesis(inference, kv, s)),
+             ("epochs", lambda kv, s: epochs_genesis.init_genesis(epochs, kv, s)),
+             ("validation", lambda kv, s: validation_genesis.init_genesis(validation, kv, s))]
+    return Modules(auth, bank, inference, epochs, validation, router, runner, steps,
+                   begin_block_steps=[partial(inference_blocks.begin_block, inference),
+                                      epochs.begin_block],
+                   end_block_steps=[partial(inference_blocks.end_block, inference, bank),
+                                    validation_blocks.end_block])

@@ -6,6 +6,8 @@
      "bank": {"balances": [{"address": "infer1...",
                             "coins": [{"denom": "ninfer", "amount": "123"}]}],
               "params": {...}},
+     "inference": {"params": {...}, "models": [...]},
+     "validation": {"params": {...}, "reputations": [{"address", "reputation_ppm"}]},
      "<module>": {"params": {...}}}      # one per other module named under [params]
 
 Balances keep template order, coins are sorted by denom, amounts are decimal strings. The rest of
@@ -98,6 +100,9 @@ def build_app_state(template: Template) -> dict[str, Any]:
     if template.models or "inference" in params:
         app_state["inference"] = {"params": params.pop("inference", {}),
                                   "models": [dict(m) for m in template.models]}
+    if template.reputations:
+        app_state["validation"] = {"params": params.pop("validation", {}),
+                                   "reputations": [dict(r) for r in template.reputations]}
     for module, values in params.items():
         app_state[module] = {"params": values}
     return app_state

@@ -14,6 +14,9 @@ Format (see `default_template.toml`):
     pub_key = "base64 ed25519"                # optional: left out, the layout generates the key
     [params.auth]                             # per-module params, copied to app_state.auth.params
     min_gas_price = "0.01"
+    [[reputations]]                           # optional: trust a participant starts with
+    address = "infer1..."
+    reputation_ppm = 1000000                  # 0 (newcomer) to 1000000 (full)
 
 Every problem found is reported at once, each prefixed with where it is (`accounts[1].coins`), so a
 person fixes a template in one pass instead of one error per run.
@@ -41,7 +44,9 @@ _VALIDATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _MODULE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 _TOP_KEYS = {"chain_id", "initial_height", "genesis_time", "accounts", "validators", "params",
-             "models"}
+             "models", "reputations"}
+_REPUTATION_KEYS = {"address", "reputation_ppm"}
+MAX_REPUTATION_PPM = 1_000_000
 _MODEL_KEYS = {"id", "weights_sha256", "price_per_token", "context_length",
                "validation_threshold", "top_k"}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -85,6 +90,8 @@ class Template:
     params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # The inference module's model registry: one dict per [[models]] entry.
     models: tuple[Mapping[str, Any], ...] = ()
+    # Starting reputations for the validation module: {"address", "reputation_ppm"} each.
+    reputations: tuple[Mapping[str, Any], ...] = ()
     initial_height: int = 1
     genesis_time: str | None = None  # canonical RFC 3339 (see timestamps.py), None = build time
 
@@ -117,6 +124,7 @@ def parse_template(data: Mapping[str, Any], source: str = "<template>") -> Templ
     validators = _validators(data.get("validators"), problems)
     params = _params(data.get("params", {}), problems)
     models = _models(data.get("models", []), problems)
+    reputations = _reputations(data.get("reputations", []), problems)
 
     if problems:
         raise TemplateError(source, problems)
@@ -128,6 +136,7 @@ def parse_template(data: Mapping[str, Any], source: str = "<template>") -> Templ
         validators=validators,
         params=params,
         models=models,
+        reputations=reputations,
     )
 
 
@@ -267,6 +276,23 @@ def _models(value: object, problems: list[str]) -> tuple[Mapping[str, Any], ...]
                 problems.append(f"{where}.{key}: must be a non-negative integer")
         models.append(dict(entry))
     return tuple(models)
+
+
+def _reputations(value: object, problems: list[str]) -> tuple[Mapping[str, Any], ...]:
+    reputations = []
+    for i, entry in enumerate(_entries(value, "reputations", problems)):
+        where = f"reputations[{i}]"
+        _unknown_keys(entry, _REPUTATION_KEYS, where, problems)
+        try:
+            validate_account_address(entry.get("address"))
+        except ValueError as err:
+            problems.append(f"{where}.address: {err}")
+        ppm = entry.get("reputation_ppm")
+        if not _is_int(ppm) or not 0 <= ppm <= MAX_REPUTATION_PPM:
+            problems.append(f"{where}.reputation_ppm: must be an integer in "
+                            f"[0, {MAX_REPUTATION_PPM}]")
+        reputations.append(dict(entry))
+    return tuple(reputations)
 
 
 def _params(value: object, problems: list[str]) -> dict[str, dict[str, Any]]:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mlnode.chat_tokenizer import ChatTokenizer
-from mlnode.sampling import RuleCheck, SamplingParams
+from mlnode.rule_check import RuleCheck
+from mlnode.sampling import SamplingParams
 
 
 class InvalidRequest(ValueError):

@@ -10,10 +10,10 @@ executor's and the validator's arithmetic the same.
 
 import hashlib
 import struct
-from dataclasses import dataclass
 
 import torch
 
+from mlnode.rule_check import RuleCheck
 from mlnode.sampling_params import SamplingParams
 
 _U_BITS = 53
@@ -61,16 +61,6 @@ def draw(logits: torch.Tensor, params: SamplingParams, position: int) -> int:
     return min(index, cdf.numel() - 1)
 
 
-@dataclass(frozen=True)
-class RuleCheck:
-    """Where a given token sits for the rule: its CDF interval and the u_i that was drawn."""
-
-    cdf_low: float
-    cdf_high: float
-    u: float
-    argmax_gap: float
-
-
 def locate(logits: torch.Tensor, params: SamplingParams, position: int, token: int) -> RuleCheck:
     """Facts a validator needs to judge whether ``token`` obeys the rule at ``position``."""
     logprobs = torch.log_softmax(logits.float(), dim=-1)
@@ -81,16 +71,3 @@ def locate(logits: torch.Tensor, params: SamplingParams, position: int, token: i
     high = float(cdf[token])
     low = float(cdf[token - 1]) if token > 0 else 0.0
     return RuleCheck(low, high, uniform(params.seed, position), gap)
-
-
-def obeys_rule(check: RuleCheck, greedy: bool, tolerance: float = 1e-4) -> bool:
-    """True when the token is what the rule would pick, allowing ``tolerance`` of rounding.
-
-    For sampling, u must fall in the token's CDF interval widened by the tolerance; for
-    greedy decoding the token must be the argmax up to a logprob gap of the tolerance.
-    """
-    if greedy:
-        return check.argmax_gap >= -tolerance
-    if check.cdf_high - check.cdf_low <= 0.0:
-        return False
-    return check.cdf_low - tolerance <= check.u < check.cdf_high + tolerance

@@ -66,7 +66,8 @@ def genesis_models() -> list[dict]:
 
 def start_msg(agent: Actor, developer: Actor, inference_id: str, executor: str,
               draw_height: int, timestamp: int, prompt_ids: list[int], max_tokens: int = 16,
-              attempt: int = 0, body: bytes | None = None) -> MsgStartInference:
+              attempt: int = 0, body: bytes | None = None,
+              temperature: float = 0.7) -> MsgStartInference:
     prompt_hash = hashlib.sha256(body or f"request {inference_id}".encode()).digest()
     request = payload.request_message(prompt_hash, timestamp, agent.address)
     msg = MsgStartInference(
@@ -76,10 +77,8 @@ def start_msg(agent: Actor, developer: Actor, inference_id: str, executor: str,
         request_signature=developer.wallet.signer().sign(request, deterministic=True),
         request_timestamp=timestamp, prompt_hash=prompt_hash, prompt_ids=prompt_ids,
         max_tokens=max_tokens, seed=42, executor=executor, draw_height=draw_height,
-        attempt=attempt)
-    msg.ta_signature = agent.node_key.sign(payload.start_payload(
-        msg.inference_id, msg.model_id, msg.developer, msg.prompt_hash, msg.max_tokens,
-        msg.seed, msg.executor, msg.draw_height, msg.attempt, msg.creator)).signature
+        attempt=attempt, temperature=temperature, top_p=1.0)
+    msg.ta_signature = agent.node_key.sign(payload.start_payload_of(msg)).signature
     return msg
 
 

@@ -151,14 +151,14 @@ def executor_for(actor: Actor, channel: grpc.aio.Channel, ml: MlNodeClient,
     return Executor(actor.address, actor.node_key, ChainQueries(channel), ml, db, Outbox(db))
 
 
-def request_from(start: MsgStartInference, *, temperature: float = 0.7, top_p: float = 0.95,
-                 top_logprobs: int = 0, stop: tuple[str, ...] = ()) -> ExecuteRequest:
-    """What the TA forwards alongside ``start``: same ids, hash, seed, draw and signature."""
+def request_from(start: MsgStartInference, *, top_logprobs: int = 0) -> ExecuteRequest:
+    """What the TA forwards alongside ``start``: same ids, hash, sampling, draw, signature."""
     return ExecuteRequest(
         inference_id=start.inference_id, model_id=start.model_id, developer=start.developer,
         prompt_hash=start.prompt_hash, prompt_ids=tuple(start.prompt_ids),
-        max_tokens=start.max_tokens, seed=start.seed, temperature=temperature, top_p=top_p,
-        stop=stop, top_logprobs=top_logprobs, executor=start.executor,
+        max_tokens=start.max_tokens, seed=start.seed, temperature=start.temperature,
+        top_p=start.top_p, stop=tuple(start.stop), top_logprobs=top_logprobs,
+        executor=start.executor,
         draw_height=start.draw_height, attempt=start.attempt, transfer_agent=start.creator,
         ta_signature=start.ta_signature, developer_pubkey=start.developer_pubkey,
         request_signature=start.request_signature, request_timestamp=start.request_timestamp)
@@ -326,10 +326,7 @@ def test_refusals_come_before_any_generation(net: Net, ml_address: str, tmp_path
             ]
             unknown = start(me)
             unknown.model_id = "no-such-model"
-            unknown.ta_signature = agent.node_key.sign(payload.start_payload(
-                unknown.inference_id, unknown.model_id, unknown.developer, unknown.prompt_hash,
-                unknown.max_tokens, unknown.seed, unknown.executor, unknown.draw_height,
-                unknown.attempt, unknown.creator)).signature
+            unknown.ta_signature = agent.node_key.sign(payload.start_payload_of(unknown)).signature
             cases.append((me, request_from(unknown), "not in the registry"))
 
             for executor_actor, request, reason in cases:
@@ -351,8 +348,8 @@ def test_a_closed_stream_finishes_nothing(net: Net, ml_address: str, tmp_path: P
             me, agent, height = await drawn(net, chain, "closed-1")
             executor = executor_for(me, channel, ml, tmp_path)
             start = start_msg(agent, net.developer, "closed-1", me.address, height,
-                              int(time.time()), prompt.ids, max_tokens=200)
-            stream = executor.execute(request_from(start, temperature=0.0))
+                              int(time.time()), prompt.ids, max_tokens=200, temperature=0.0)
+            stream = executor.execute(request_from(start))
             assert isinstance(await anext(stream), ExecutedStep)
             with grpc.insecure_channel(ml_address) as ml_channel:
                 health = pb_grpc.MLNodeStub(ml_channel).Health
@@ -371,9 +368,9 @@ def test_a_closed_stream_finishes_nothing(net: Net, ml_address: str, tmp_path: P
             me, agent, height = await drawn(net, chain, "closed-2")
             bad = executor_for(me, channel, ml, tmp_path)
             start = start_msg(agent, net.developer, "closed-2", me.address, height,
-                              int(time.time()), prompt.ids, max_tokens=4)
+                              int(time.time()), prompt.ids, max_tokens=4, temperature=500.0)
             with pytest.raises(MlNodeRefused, match="temperature"):
-                await collect(bad, request_from(start, temperature=500.0))
+                await collect(bad, request_from(start))
             assert bad.outbox.pending_count() == 0
             bad.db.close()
 

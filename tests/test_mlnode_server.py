@@ -9,7 +9,7 @@ from mlnode_client import chat_ids, generate
 
 from inferchain_pb.mlnode.v1 import mlnode_pb2 as pb
 from mlnode.model_store import default_gguf, sha256_file
-from mlnode.sampling import RuleCheck, obeys_rule
+from mlnode.rule_check import RuleCheck, obeys_rule
 
 QUESTION = "Write a short poem about the sea."
 

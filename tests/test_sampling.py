@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
+from mlnode.rule_check import obeys_rule
 from mlnode.sampling import (
     SamplingParams,
     cumulative,
     distribution,
     draw,
     locate,
-    obeys_rule,
     uniform,
 )
 

@@ -12,7 +12,8 @@ import torch
 
 from mlnode import model_store
 from mlnode.engine import Finished, TokenStep
-from mlnode.sampling import SamplingParams, obeys_rule
+from mlnode.rule_check import obeys_rule
+from mlnode.sampling import SamplingParams
 
 pytest.importorskip("vllm")
 from mlnode.vllm_engine import VllmEngine

@@ -139,10 +139,11 @@ class InferenceKeeper:
         return state.get(BLOCK_HASH + _height(height))
 
     def candidates(self, state: State, model: Model) -> list[Candidate]:
-        """Active participants serving the model with the registry's weights."""
+        """Active participants serving the model with the registry's weights, except those
+        INVALID for the epoch (DESIGN.md §3.7: no routing)."""
         return [Candidate(p.address, p.weight, availability_ppm(p))
                 for p in self.participants(state)
-                if p.active and any(m.model_id == model.id and
+                if p.active and not p.invalid and any(m.model_id == model.id and
                                     m.weights_sha256 == model.weights_sha256 for m in p.models)]
 
     def work_balance(self, state: State, addr: bytes) -> int:

@@ -6,6 +6,9 @@ inference and settles it: the developer pays for the tokens actually used, the r
 escrow goes back, and the executor's work balance grows by the cost.
 """
 
+import math
+from collections.abc import Callable
+
 from google.protobuf.message import Message
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
@@ -55,6 +58,10 @@ from inferchain_pb.inference.v1.inference_pb2 import (
 
 MAX_URL = 256
 MAX_ID = 128
+MAX_TEMPERATURE = 2.0
+# The ML node's limits (mlnode/limits.py), repeated: the chain imports no other part.
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_LENGTH = 256
 
 
 def creator_signer(msg: Message) -> list[str]:
@@ -73,6 +80,12 @@ class InferenceMsgServer:
     def __init__(self, keeper: InferenceKeeper, bank: BankKeeper) -> None:
         self._keeper = keeper
         self._bank = bank
+        self._on_settled: list[Callable[[Context, Inference], None]] = []
+
+    def on_settled(self, listener: Callable[[Context, Inference], None]) -> None:
+        """Calls ``listener(ctx, inference)`` once an inference is FINISHED and paid for:
+        the validation module opens its task there, without the inference module knowing."""
+        self._on_settled.append(listener)
 
     def register(self, ctx: Context, msg: MsgRegisterParticipant) -> None:
         if self._keeper.participant(ctx.kv, msg.creator) is not None:
@@ -114,10 +127,8 @@ class InferenceMsgServer:
     def start(self, ctx: Context, msg: MsgStartInference) -> None:
         params = self._keeper.params(ctx.kv)
         agent = self._registered(ctx, msg.creator)
-        _verify_ed25519(agent.node_pubkey, payload.start_payload(
-            msg.inference_id, msg.model_id, msg.developer, msg.prompt_hash, msg.max_tokens,
-            msg.seed, msg.executor, msg.draw_height, msg.attempt, msg.creator),
-            msg.ta_signature, "the transfer agent")
+        _verify_ed25519(agent.node_pubkey, payload.start_payload_of(msg), msg.ta_signature,
+                        "the transfer agent")
         model = self._model(ctx, msg.model_id)
         self._check_prompt(msg, model, params)
         known = self._keeper.inference(ctx.kv, msg.inference_id)
@@ -150,6 +161,9 @@ class InferenceMsgServer:
         inference.start_height, inference.draw_height = ctx.block.height, msg.draw_height
         inference.attempt, inference.started = msg.attempt, True
         inference.via_allowance = via_allowance
+        inference.temperature, inference.top_p = msg.temperature, msg.top_p
+        del inference.stop[:]
+        inference.stop.extend(msg.stop)
         self._settle_or_wait(ctx, inference, known, STARTED, params.expiration_blocks)
         ctx.emit("start_inference", inference_id=msg.inference_id, executor=msg.executor,
                  developer=msg.developer, escrow=str(escrow))
@@ -219,6 +233,8 @@ class InferenceMsgServer:
         self._keeper.save_inference(ctx.kv, inference, ctx.block.height, previous)
         ctx.emit("settle_inference", inference_id=inference.id, cost=str(cost),
                  refund=str(refund), executor=inference.executor)
+        for listener in self._on_settled:
+            listener(ctx, inference)
 
     def _registered(self, ctx: Context, addr: str) -> Participant:
         participant = self._keeper.participant(ctx.kv, addr)
@@ -258,6 +274,14 @@ class InferenceMsgServer:
             raise InvalidPrompt(f"prompt must have 1 to {params.max_prompt_tokens} tokens")
         if not 0 < msg.max_tokens <= params.max_output_tokens:
             raise InvalidPrompt(f"max_tokens must be 1 to {params.max_output_tokens}")
+        if not (math.isfinite(msg.temperature) and 0 <= msg.temperature <= MAX_TEMPERATURE
+                and math.isfinite(msg.top_p) and 0 < msg.top_p <= 1):
+            raise InvalidPrompt(f"temperature must be in [0, {MAX_TEMPERATURE}] and top_p in "
+                                f"(0, 1]")
+        if len(msg.stop) > MAX_STOP_SEQUENCES or \
+                any(not 0 < len(s) <= MAX_STOP_LENGTH for s in msg.stop):
+            raise InvalidPrompt(f"at most {MAX_STOP_SEQUENCES} stop sequences of 1 to "
+                                f"{MAX_STOP_LENGTH} characters")
         if len(msg.prompt_ids) + msg.max_tokens > model.context_length:
             raise InvalidPrompt(f"prompt plus max_tokens exceeds the context of "
                                 f"{model.context_length}")

@@ -8,19 +8,28 @@ sides build the very same bytes from the same message.
 import hashlib
 import struct
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inferchain_pb.inference.v1.inference_pb2 import MsgStartInference
 
 START_TAG = b"inferchain/start/v1"
 FINISH_TAG = b"inferchain/finish/v1"
+VALIDATION_TAG = b"inferchain/validation/v1"
 
 
-def _field(value: bytes | str | int) -> bytes:
+def _field(value: bytes | str | int | float) -> bytes:
+    if isinstance(value, bool):
+        return b"\x01" if value else b"\x00"
     if isinstance(value, int):
         return struct.pack(">Q", value)
+    if isinstance(value, float):  # sampling fields travel as protobuf float (32-bit)
+        return struct.pack(">f", value)
     data = value.encode() if isinstance(value, str) else value
     return struct.pack(">I", len(data)) + data
 
 
-def canonical(tag: bytes, *values: bytes | str | int) -> bytes:
+def canonical(tag: bytes, *values: bytes | str | int | float) -> bytes:
     return tag + b"".join(_field(v) for v in values)
 
 
@@ -36,9 +45,20 @@ def ids_hash(token_ids: Sequence[int]) -> bytes:
 
 def start_payload(inference_id: str, model_id: str, developer: str, prompt_hash: bytes,
                   max_tokens: int, seed: int, executor: str, draw_height: int, attempt: int,
-                  transfer_agent: str) -> bytes:
+                  transfer_agent: str, temperature: float, top_p: float,
+                  stop: Sequence[str]) -> bytes:
+    """What the transfer agent signs: the request as the executor must run it, sampling
+    included, so neither the executor nor a validator can be handed other settings."""
     return canonical(START_TAG, inference_id, model_id, developer, prompt_hash, max_tokens,
-                     seed, executor, draw_height, attempt, transfer_agent)
+                     seed, executor, draw_height, attempt, transfer_agent, float(temperature),
+                     float(top_p), len(stop), *stop)
+
+
+def start_payload_of(msg: "MsgStartInference") -> bytes:
+    """start_payload with the fields of a MsgStartInference, as the chain checks it."""
+    return start_payload(msg.inference_id, msg.model_id, msg.developer, msg.prompt_hash,
+                         msg.max_tokens, msg.seed, msg.executor, msg.draw_height, msg.attempt,
+                         msg.creator, msg.temperature, msg.top_p, msg.stop)
 
 
 def finish_payload(inference_id: str, model_id: str, prompt_hash: bytes, output_hash: bytes,
@@ -46,3 +66,11 @@ def finish_payload(inference_id: str, model_id: str, prompt_hash: bytes, output_
                    executor: str) -> bytes:
     return canonical(FINISH_TAG, inference_id, model_id, prompt_hash, output_hash,
                      prompt_tokens, output_tokens, hashlib.sha256(artifact).digest(), executor)
+
+
+def validation_payload(inference_id: str, output_hash: bytes, distance_micro: int,
+                       rule_violations: int, ids_match: bool, positions: int,
+                       validator: str) -> bytes:
+    """What a validator signs with its node key: its figures for one output."""
+    return canonical(VALIDATION_TAG, inference_id, output_hash, distance_micro, rule_violations,
+                     ids_match, positions, validator)

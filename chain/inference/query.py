@@ -1,6 +1,6 @@
 """Inference's gRPC queries (inference.v1.Query): what API nodes and validators read."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import grpc
 
@@ -9,6 +9,7 @@ from chain.bank.coins import NATIVE_DENOM
 from chain.bank.keeper import BankKeeper
 from chain.inference.draw import NoEligibleExecutor, draw_order
 from chain.inference.keeper import InferenceKeeper
+from chain.params import ModuleParams
 from chain.query import QueryError, QueryRouter
 from chain.store import KVReader
 from inferchain_pb.inference.v1 import query_pb2 as q
@@ -18,7 +19,9 @@ MAX_LIST = 1000
 
 
 def register(queries: QueryRouter, keeper: InferenceKeeper, bank: BankKeeper,
-             latest_height: Callable[[], int]) -> None:
+             latest_height: Callable[[], int],
+             module_params: Mapping[str, Callable[[KVReader], ModuleParams]]) -> None:
+    """``module_params`` maps each module name to its params reader, for the Params query."""
     def not_found(what: str) -> QueryError:
         return QueryError(grpc.StatusCode.NOT_FOUND, f"{what} not found")
 
@@ -78,7 +81,12 @@ def register(queries: QueryRouter, keeper: InferenceKeeper, bank: BankKeeper,
         return q.QueryDrawResponse(order=order, draw_height=height)
 
     def params(state: KVReader, req: q.QueryParamsRequest) -> q.QueryParamsResponse:
-        return q.QueryParamsResponse(params_json=keeper.params(state).to_bytes().decode())
+        read = module_params.get(req.module or "inference")
+        if read is None:
+            raise QueryError(grpc.StatusCode.INVALID_ARGUMENT,
+                             f"no params for module {req.module!r}; modules with params: "
+                             f"{', '.join(sorted(module_params))}")
+        return q.QueryParamsResponse(params_json=read(state).to_bytes().decode())
 
     def allowance(state: KVReader, req: q.QueryAllowanceRequest) -> q.QueryAllowanceResponse:
         return q.QueryAllowanceResponse(remaining=keeper.allowance(

@@ -1,0 +1,73 @@
+"""What a validator measures when it re-scores an inference (DESIGN.md §3.6).
+
+One module, used by the validator worker, the calibration benchmark and the tests, so the
+figures the chain judges are computed one way only:
+
+- ``ids_match``: the artifact's token ids are the output ids, the output is no longer than
+  ``max_tokens``, and an output that ends early ends with an EOS token or on a stop sequence.
+  A mismatch is a failure, never an "auto-pass".
+- ``distance``: mean over output positions of the mean absolute difference between the
+  executor's recorded logprobs (the sampled token's and its top-k alternatives') and the
+  validator's. An alternative missing from the validator's (longer) top list is compared with
+  the last logprob of that list, an upper bound of its true value, so the difference counted
+  is a lower bound of the real one: missing entries never inflate the distance.
+- ``rule_violations``: positions whose token the seeded sampling rule would not have picked
+  under the validator's distribution, allowing ``tolerance`` of rounding.
+"""
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from apinode.mlnode_client import ScoredPosition
+from chain.inference.artifact import ArtifactStep
+from mlnode.rule_check import RuleCheck, obeys_rule
+
+MICRO = 1_000_000
+
+
+@dataclass(frozen=True)
+class Figures:
+    ids_match: bool
+    distance: float  # nats
+    rule_violations: int
+    positions: int
+
+    @property
+    def distance_micro(self) -> int:
+        return round(self.distance * MICRO)
+
+
+def ended_properly(output_ids: Sequence[int], max_tokens: int, eos_ids: Collection[int],
+                   text: str, stop: Sequence[str]) -> bool:
+    """An output stops at max_tokens, on EOS, or once its text holds a stop sequence."""
+    if not output_ids or len(output_ids) > max_tokens:
+        return False
+    if len(output_ids) == max_tokens or output_ids[-1] in eos_ids:
+        return True
+    return any(s and s in text for s in stop)
+
+
+def position_distance(recorded: ArtifactStep, scored: ScoredPosition) -> float:
+    """Mean |executor − validator| logprob over the sampled token and its alternatives."""
+    mine = dict(zip(scored.step.top_ids, scored.step.top_logprobs, strict=True))
+    floor = scored.step.top_logprobs[-1] if scored.step.top_logprobs else scored.step.logprob
+    mine.setdefault(scored.step.token_id, scored.step.logprob)
+    diffs = [abs(recorded.logprob - scored.step.logprob)]
+    diffs += [abs(lp - mine.get(token, min(floor, lp)))
+              for token, lp in zip(recorded.top_ids, recorded.top_logprobs, strict=True)]
+    return sum(diffs) / len(diffs)
+
+
+def measure(recorded: Sequence[ArtifactStep], output_ids: Sequence[int],
+            scored: Sequence[ScoredPosition], *, greedy: bool, ended: bool,
+            tolerance: float) -> Figures:
+    """Figures for one inference: ``recorded`` is the executor's artifact, ``scored`` the
+    validator's Score of the same output ids (with sampling, so the rule facts are set)."""
+    ids_match = ended and [s.token_id for s in recorded] == list(output_ids) \
+        and len(scored) == len(output_ids)
+    if not ids_match:
+        return Figures(False, 0.0, 0, len(output_ids))
+    distance = sum(position_distance(r, s) for r, s in zip(recorded, scored, strict=True))
+    violations = sum(not obeys_rule(RuleCheck(s.cdf_low, s.cdf_high, s.u, s.argmax_gap),
+                                    greedy, tolerance) for s in scored)
+    return Figures(True, distance / len(scored), violations, len(scored))

@@ -1,0 +1,128 @@
+"""What the validation module does at block and epoch boundaries.
+
+Every block: close the windows and votes whose deadline is this height. First block of an
+epoch: settle the previous epoch's reputations (clean → up a step, misses → down a step, an
+invalidation → 0), lift INVALID, and fix the new epoch's members and weights. At
+``reveal_window_blocks`` into an epoch: judge the previous epoch's validators by their
+revealed seeds (DESIGN.md §3.8).
+"""
+
+import logging
+
+from chain.context import Context
+from chain.epochs.keeper import EpochKeeper
+from chain.inference.keeper import InferenceKeeper
+from chain.validation.keeper import ValidationKeeper
+from chain.validation.sampling import PPM, must_check
+from chain.validation.tasks import Tasks
+from inferchain_pb.inference.v1.validation_pb2 import (
+    IN_VOTE,
+    OPEN,
+    EpochMember,
+    EpochMembers,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ValidationBlocks:
+    def __init__(self, keeper: ValidationKeeper, inference: InferenceKeeper,
+                 epochs: EpochKeeper, tasks: Tasks) -> None:
+        self.keeper = keeper
+        self.inference = inference
+        self.epochs = epochs
+        self.tasks = tasks
+
+    def end_block(self, ctx: Context) -> None:
+        height = ctx.block.height
+        for inference_id in self.keeper.windows_due(ctx.kv, height):
+            task = self.keeper.task(ctx.kv, inference_id)
+            if task.state == OPEN:
+                self.tasks.close_window(ctx, task)
+            else:
+                self.keeper.close_window(ctx.kv, task)
+        for inference_id in self.keeper.votes_due(ctx.kv, height):
+            task = self.keeper.task(ctx.kv, inference_id)
+            if task.state == IN_VOTE:
+                self.tasks.tally(ctx, task)
+        epoch = self.epochs.epoch_of(ctx.kv, height)
+        judged = epoch - 1
+        reveal_end = self.epochs.start_of(ctx.kv, epoch) + \
+            self.keeper.params(ctx.kv).reveal_window_blocks - 1
+        if judged >= 0 and height == reveal_end:
+            self.judge_validators(ctx, judged)
+
+    def epoch_start(self, ctx: Context, epoch: int) -> None:
+        if epoch > 0:
+            self._settle_reputations(ctx, epoch - 1)
+        members = [EpochMember(address=p.address, weight=p.weight)
+                   for p in self.inference.participants(ctx.kv) if p.active and p.weight]
+        self.keeper.set_members(ctx.kv, EpochMembers(
+            epoch=epoch, start_height=ctx.block.height, members=members,
+            total_weight=sum(m.weight for m in members)))
+        log.info("epoch %d: %d validators, total weight %d", epoch, len(members),
+                 sum(m.weight for m in members))
+
+    def _settle_reputations(self, ctx: Context, epoch: int) -> None:
+        params = self.keeper.params(ctx.kv)
+        members = self.keeper.members(ctx.kv, epoch)
+        member_addresses = {m.address for m in members.members} if members else set()
+        for participant in self.inference.participants(ctx.kv):
+            stats = self.keeper.stats(ctx.kv, participant.address)
+            misses = participant.misses - stats.misses_at_epoch_start
+            before = stats.reputation_ppm
+            if stats.epoch_invalidations:
+                stats.reputation_ppm = 0
+            elif misses:
+                stats.reputation_ppm = max(0, before - params.reputation_step_ppm)
+            elif participant.address in member_addresses:
+                stats.reputation_ppm = min(PPM, before + params.reputation_step_ppm)
+                stats.clean_epochs += 1
+            if stats.reputation_ppm != before:
+                ctx.emit("reputation", participant=participant.address, epoch=str(epoch),
+                         reputation_ppm=str(stats.reputation_ppm))
+            stats.epoch_invalidations = stats.epoch_passed = 0
+            stats.misses_at_epoch_start = participant.misses
+            self.keeper.set_stats(ctx.kv, stats)
+            if participant.invalid:
+                participant.invalid = False
+                self.inference.set_participant(ctx.kv, participant)
+
+    def judge_validators(self, ctx: Context, epoch: int) -> None:
+        """Recomputes each member's assigned checks from its revealed seed."""
+        members = self.keeper.members(ctx.kv, epoch)
+        if members is None:
+            return
+        weights = {m.address: m.weight for m in members.members}
+        first = self.epochs.start_of(ctx.kv, epoch)
+        tasks = list(self.keeper.tasks_finished(ctx.kv, first,
+                                                self.epochs.start_of(ctx.kv, epoch + 1) - 1))
+        for member in members.members:
+            record = self.keeper.record(ctx.kv, epoch, member.address)
+            commitment = self.keeper.commitment(ctx.kv, epoch, member.address)
+            record.committed = commitment is not None
+            record.revealed = bool(commitment is not None and commitment.seed)
+            if record.revealed:
+                for task in tasks:
+                    if task.executor == member.address or \
+                            task.finish_height <= commitment.commit_height:
+                        continue
+                    others = members.total_weight - weights.get(task.executor, 0)
+                    if must_check(commitment.seed, task.inference_id, task.p_ppm,
+                                  member.weight, others):
+                        record.required += 1
+                        record.done += any(r.validator == member.address for r in task.reports)
+                record.missed = record.required - record.done
+            record.lazy = (not record.revealed or record.missed > 0 or record.missed_votes > 0
+                           or record.canaries_passed > 0)
+            record.settled = True
+            self.keeper.set_record(ctx.kv, record)
+            ctx.emit("validator_epoch", validator=member.address, epoch=str(epoch),
+                     required=str(record.required), done=str(record.done),
+                     lazy=str(record.lazy).lower())
+            log.log(logging.WARNING if record.lazy else logging.INFO,
+                    "epoch %d validator %s: %d checks assigned, %d done, %d votes missed, "
+                    "%d canaries passed, seed %s%s", epoch, member.address, record.required,
+                    record.done, record.missed_votes, record.canaries_passed,
+                    "revealed" if record.revealed else "NOT revealed",
+                    " — LAZY, forfeits the epoch's rewards" if record.lazy else "")

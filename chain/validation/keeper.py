@@ -1,0 +1,155 @@
+"""All reads and writes of validation state.
+
+Keys (heights and epochs as 8-byte big-endian, so prefixes iterate in order):
+  validation/members/<epoch>                    EpochMembers, fixed at the epoch's first block
+  validation/commit/<epoch>/<addr>              SeedCommitment
+  validation/task/<id>                          ValidationTask
+  validation/finished/<height>/<id>             tasks by finish height (an epoch is a range)
+  validation/window/<deadline>/<id>             OPEN tasks, closed when the window ends
+  validation/vote/<vote deadline>/<id>          IN_VOTE tasks, tallied at the deadline
+  validation/stats/<addr>                       ExecutorStats
+  validation/record/<epoch>/<addr>              ValidatorEpochRecord
+  validation/canary/<id>                        a planted known-bad twin (value: source id)
+"""
+
+import json
+from collections.abc import Iterator
+
+from google.protobuf.message import Message
+
+from chain.auth import address
+from chain.gas import GasKV
+from chain.store import KVReader
+from chain.validation.params import KEY as PARAMS_KEY
+from chain.validation.params import ValidationParams
+from inferchain_pb.inference.v1.validation_pb2 import (
+    EpochMembers,
+    ExecutorStats,
+    SeedCommitment,
+    ValidationTask,
+    ValidatorEpochRecord,
+)
+
+MEMBERS = b"validation/members/"
+COMMIT = b"validation/commit/"
+TASK = b"validation/task/"
+FINISHED = b"validation/finished/"
+WINDOW = b"validation/window/"
+VOTE = b"validation/vote/"
+STATS = b"validation/stats/"
+RECORD = b"validation/record/"
+CANARY = b"validation/canary/"
+
+State = GasKV | KVReader
+
+
+def _n(value: int) -> bytes:
+    return value.to_bytes(8, "big")
+
+
+def _load(state: State, key: bytes, message: type[Message]) -> Message | None:
+    data = state.get(key)
+    return None if data is None else message.FromString(data)
+
+
+def _save(kv: GasKV, key: bytes, message: Message) -> None:
+    kv.set(key, message.SerializeToString(deterministic=True))
+
+
+def _due(kv: GasKV, prefix: bytes, height: int) -> list[str]:
+    """Ids under ``prefix`` whose height part is at or below ``height``."""
+    ids = []
+    for key, _ in kv.iterate(prefix):
+        if int.from_bytes(key[len(prefix):len(prefix) + 8], "big") > height:
+            break
+        ids.append(key[len(prefix) + 8:].decode())
+    return ids
+
+
+class ValidationKeeper:
+    def params(self, state: State) -> ValidationParams:
+        data = state.get(PARAMS_KEY)
+        return ValidationParams() if data is None else \
+            ValidationParams.from_dict(json.loads(data))
+
+    def set_params(self, kv: GasKV, params: ValidationParams) -> None:
+        kv.set(PARAMS_KEY, params.to_bytes())
+
+    def members(self, state: State, epoch: int) -> EpochMembers | None:
+        return _load(state, MEMBERS + _n(epoch), EpochMembers)
+
+    def set_members(self, kv: GasKV, members: EpochMembers) -> None:
+        _save(kv, MEMBERS + _n(members.epoch), members)
+
+    def commitment(self, state: State, epoch: int, addr: str) -> SeedCommitment | None:
+        return _load(state, COMMIT + _n(epoch) + address.decode(addr), SeedCommitment)
+
+    def set_commitment(self, kv: GasKV, commitment: SeedCommitment) -> None:
+        _save(kv, COMMIT + _n(commitment.epoch) + address.decode(commitment.address),
+              commitment)
+
+    def task(self, state: State, inference_id: str) -> ValidationTask | None:
+        return _load(state, TASK + inference_id.encode(), ValidationTask)
+
+    def add_task(self, kv: GasKV, task: ValidationTask) -> None:
+        self.set_task(kv, task)
+        kv.set(FINISHED + _n(task.finish_height) + task.inference_id.encode(), b"")
+        kv.set(WINDOW + _n(task.deadline) + task.inference_id.encode(), b"")
+
+    def set_task(self, kv: GasKV, task: ValidationTask) -> None:
+        _save(kv, TASK + task.inference_id.encode(), task)
+
+    def tasks_finished(self, state: State, from_height: int,
+                       to_height: int) -> Iterator[ValidationTask]:
+        """Tasks whose inference finished in [from_height, to_height], by height.
+
+        One prefix scan per height: the store iterates by prefix only, and a scan from the
+        first task ever would grow with the chain's age.
+        """
+        for height in range(max(from_height, 1), to_height + 1):
+            prefix = FINISHED + _n(height)
+            for key, _ in state.iterate(prefix):
+                found = self.task(state, key[len(prefix):].decode())
+                if found is not None:
+                    yield found
+
+    def windows_due(self, kv: GasKV, height: int) -> list[str]:
+        return _due(kv, WINDOW, height)
+
+    def close_window(self, kv: GasKV, task: ValidationTask) -> None:
+        kv.delete(WINDOW + _n(task.deadline) + task.inference_id.encode())
+
+    def open_vote(self, kv: GasKV, task: ValidationTask) -> None:
+        kv.set(VOTE + _n(task.vote_deadline) + task.inference_id.encode(), b"")
+
+    def close_vote(self, kv: GasKV, task: ValidationTask) -> None:
+        kv.delete(VOTE + _n(task.vote_deadline) + task.inference_id.encode())
+
+    def votes_due(self, kv: GasKV, height: int) -> list[str]:
+        return _due(kv, VOTE, height)
+
+    def open_votes(self, state: State) -> Iterator[ValidationTask]:
+        for key, _ in state.iterate(VOTE):
+            found = self.task(state, key[len(VOTE) + 8:].decode())
+            if found is not None:
+                yield found
+
+    def stats(self, state: State, addr: str) -> ExecutorStats:
+        found = _load(state, STATS + address.decode(addr), ExecutorStats)
+        return found if found is not None else ExecutorStats(address=addr)
+
+    def set_stats(self, kv: GasKV, stats: ExecutorStats) -> None:
+        _save(kv, STATS + address.decode(stats.address), stats)
+
+    def record(self, state: State, epoch: int, addr: str) -> ValidatorEpochRecord:
+        found = _load(state, RECORD + _n(epoch) + address.decode(addr), ValidatorEpochRecord)
+        return found if found is not None else ValidatorEpochRecord(epoch=epoch, address=addr)
+
+    def set_record(self, kv: GasKV, record: ValidatorEpochRecord) -> None:
+        _save(kv, RECORD + _n(record.epoch) + address.decode(record.address), record)
+
+    def is_canary(self, state: State, inference_id: str) -> bool:
+        return state.get(CANARY + inference_id.encode()) is not None
+
+    def mark_canary(self, kv: GasKV, inference_id: str, source_id: str) -> None:
+        kv.set(CANARY + inference_id.encode(), source_id.encode())

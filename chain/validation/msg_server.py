@@ -1,0 +1,129 @@
+"""Validation messages: seed commitments and reveals, and validators' reports."""
+
+import hmac
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from chain.context import Context
+from chain.epochs.keeper import EpochKeeper
+from chain.inference import payload
+from chain.inference.keeper import InferenceKeeper
+from chain.validation.errors import (
+    BadEpoch,
+    BadFigures,
+    BadSeed,
+    BadSignature,
+    DuplicateValidation,
+    NotAllowed,
+    NotParticipant,
+    SeedCommitted,
+    TaskNotFound,
+    WindowClosed,
+)
+from chain.validation.keeper import ValidationKeeper
+from chain.validation.sampling import SEED_BYTES, seed_hash
+from chain.validation.tasks import Tasks
+from inferchain_pb.inference.v1.inference_pb2 import Participant
+from inferchain_pb.inference.v1.validation_pb2 import (
+    IN_VOTE,
+    OPEN,
+    MsgCommitSeed,
+    MsgRevealSeed,
+    MsgValidation,
+    SeedCommitment,
+    ValidationReport,
+)
+
+
+class ValidationMsgServer:
+    def __init__(self, keeper: ValidationKeeper, inference: InferenceKeeper,
+                 epochs: EpochKeeper, tasks: Tasks) -> None:
+        self._keeper = keeper
+        self._inference = inference
+        self._epochs = epochs
+        self._tasks = tasks
+
+    def commit_seed(self, ctx: Context, msg: MsgCommitSeed) -> None:
+        self._participant(ctx, msg.creator)
+        current = self._epochs.epoch_of(ctx.kv, ctx.block.height)
+        if msg.epoch not in (current, current + 1):
+            raise BadEpoch(f"seeds are committed for the current epoch {current} or the next, "
+                           f"not {msg.epoch}")
+        if len(msg.seed_hash) != 32:
+            raise BadSeed("seed_hash must be a 32-byte sha256 digest")
+        if self._keeper.commitment(ctx.kv, msg.epoch, msg.creator) is not None:
+            raise SeedCommitted(f"{msg.creator} already committed a seed for epoch {msg.epoch}")
+        self._keeper.set_commitment(ctx.kv, SeedCommitment(
+            address=msg.creator, epoch=msg.epoch, seed_hash=msg.seed_hash,
+            commit_height=ctx.block.height))
+        ctx.emit("commit_seed", validator=msg.creator, epoch=str(msg.epoch))
+
+    def reveal_seed(self, ctx: Context, msg: MsgRevealSeed) -> None:
+        commitment = self._keeper.commitment(ctx.kv, msg.epoch, msg.creator)
+        if commitment is None:
+            raise BadSeed(f"{msg.creator} committed no seed for epoch {msg.epoch}")
+        if commitment.seed:
+            raise SeedCommitted(f"the seed for epoch {msg.epoch} was already revealed")
+        if self._epochs.epoch_of(ctx.kv, ctx.block.height) <= msg.epoch:
+            raise BadEpoch(f"epoch {msg.epoch} is not over; its seed stays secret until then")
+        last = self._epochs.start_of(ctx.kv, msg.epoch + 1) + \
+            self._keeper.params(ctx.kv).reveal_window_blocks - 1
+        if ctx.block.height > last:
+            raise WindowClosed(f"seeds of epoch {msg.epoch} could be revealed until height "
+                               f"{last}")
+        if len(msg.seed) != SEED_BYTES or \
+                not hmac.compare_digest(seed_hash(msg.seed), commitment.seed_hash):
+            raise BadSeed("the seed does not match the commitment")
+        commitment.seed, commitment.reveal_height = msg.seed, ctx.block.height
+        self._keeper.set_commitment(ctx.kv, commitment)
+        ctx.emit("reveal_seed", validator=msg.creator, epoch=str(msg.epoch))
+
+    def validation(self, ctx: Context, msg: MsgValidation) -> None:
+        validator = self._participant(ctx, msg.creator)
+        try:
+            VerifyKey(validator.node_pubkey).verify(payload.validation_payload(
+                msg.inference_id, msg.output_hash, msg.distance_micro, msg.rule_violations,
+                msg.ids_match, msg.positions, msg.creator), msg.validator_signature)
+        except (BadSignatureError, ValueError, TypeError) as exc:
+            raise BadSignature("the validator's node-key signature does not verify") from exc
+        task = self._keeper.task(ctx.kv, msg.inference_id)
+        if task is None:
+            raise TaskNotFound(f"no finished inference {msg.inference_id!r} to validate")
+        if task.executor == msg.creator:
+            raise NotAllowed("an executor never validates its own inference")
+        inference = self._inference.inference(ctx.kv, msg.inference_id)
+        if msg.output_hash != inference.output_hash or msg.positions != len(inference.output_ids):
+            raise BadFigures("the figures are for another output than the one on record")
+        if any(r.validator == msg.creator for r in task.reports):
+            raise DuplicateValidation(f"{msg.creator} already reported on {msg.inference_id}")
+        weight = self._member_weight(ctx, task.epoch, msg.creator)
+        height = ctx.block.height
+        in_window = task.state == OPEN and height <= task.deadline
+        voting = task.state == IN_VOTE and height <= task.vote_deadline and \
+            msg.creator in task.voters
+        if not (in_window or voting):
+            raise WindowClosed(f"inference {msg.inference_id} takes no report from "
+                               f"{msg.creator} now (task state "
+                               f"{task.state}, deadline {task.deadline})")
+        self._tasks.report(ctx, task, ValidationReport(
+            validator=msg.creator, distance_micro=msg.distance_micro,
+            rule_violations=msg.rule_violations, ids_match=msg.ids_match, height=height,
+            weight=weight))
+        ctx.emit("validation", inference_id=msg.inference_id, validator=msg.creator,
+                 passed=str(task.reports[-1].passed).lower(),
+                 distance_micro=str(msg.distance_micro),
+                 rule_violations=str(msg.rule_violations))
+
+    def _participant(self, ctx: Context, addr: str) -> Participant:
+        participant = self._inference.participant(ctx.kv, addr)
+        if participant is None:
+            raise NotParticipant(f"{addr} is not a registered participant")
+        return participant
+
+    def _member_weight(self, ctx: Context, epoch: int, addr: str) -> int:
+        members = self._keeper.members(ctx.kv, epoch)
+        for member in members.members if members else []:
+            if member.address == addr:
+                return member.weight
+        raise NotAllowed(f"{addr} is not a validator in epoch {epoch}")

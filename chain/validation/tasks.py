@@ -1,0 +1,217 @@
+"""A finished inference's life in the validation module (DESIGN.md §3.6-3.8).
+
+finished → task OPEN for ``validation_window_blocks``; a passing report marks the inference
+VALIDATED, a failing one opens a vote (VOTING) among ``voters_per_vote`` members drawn from
+the block hash; the vote's weighted median decides PASSED (VALIDATED) or FAILED
+(INVALIDATED: the developer is refunded from the executor's earnings, the executor's invalid
+counters rise and may make it INVALID for the epoch). A window that closes with reports is
+PASSED; with none, UNCHECKED.
+"""
+
+import hashlib
+import logging
+
+from chain.auth import address
+from chain.bank.coins import NATIVE_DENOM
+from chain.bank.keeper import BankKeeper
+from chain.context import Context
+from chain.epochs.keeper import EpochKeeper
+from chain.inference.draw import MAX_AVAILABILITY_PPM, Candidate, draw_order
+from chain.inference.keeper import ESCROW_ACCOUNT, InferenceKeeper
+from chain.validation import canary
+from chain.validation.keeper import ValidationKeeper
+from chain.validation.params import ValidationParams
+from chain.validation.sampling import PPM, check_probability_ppm
+from chain.validation.verdict import passes, threshold_micro, vote_upholds_failure
+from inferchain_pb.inference.v1.inference_pb2 import (
+    FINISHED,
+    INVALIDATED,
+    VALIDATED,
+    VOTING,
+    Inference,
+)
+from inferchain_pb.inference.v1.validation_pb2 import (
+    FAILED,
+    IN_VOTE,
+    OPEN,
+    PASSED,
+    UNCHECKED,
+    EpochMembers,
+    ExecutorStats,
+    ValidationReport,
+    ValidationTask,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Tasks:
+    def __init__(self, keeper: ValidationKeeper, inference: InferenceKeeper, bank: BankKeeper,
+                 epochs: EpochKeeper) -> None:
+        self.keeper = keeper
+        self.inference = inference
+        self.bank = bank
+        self.epochs = epochs
+
+    def on_finished(self, ctx: Context, settled: Inference) -> None:
+        """Opens the task of a just-settled inference, and maybe plants its canary twin."""
+        params = self.keeper.params(ctx.kv)
+        task = self._open(ctx, settled, params)
+        block_hash = self.inference.block_hash(ctx.kv, ctx.block.height) or b""
+        if params.canary_rate_ppm and canary.wins(block_hash, settled.id, params.canary_rate_ppm):
+            twin = canary.forge(settled, block_hash, params.max_rule_violations + 2)
+            if twin is not None and self.inference.inference(ctx.kv, twin.id) is None:
+                self.inference.save_inference(ctx.kv, twin, ctx.block.height, None)
+                self.keeper.mark_canary(ctx.kv, twin.id, settled.id)
+                self._open(ctx, twin, params, p_ppm=task.p_ppm)
+
+    def _open(self, ctx: Context, inference: Inference, params: ValidationParams,
+              p_ppm: int | None = None) -> ValidationTask:
+        if p_ppm is None:
+            reputation = self.keeper.stats(ctx.kv, inference.executor).reputation_ppm
+            p_ppm = check_probability_ppm(reputation, params.p_min_ppm, params.p_max_ppm)
+        task = ValidationTask(
+            inference_id=inference.id, model_id=inference.model_id,
+            executor=inference.executor, epoch=self.epochs.epoch_of(ctx.kv, ctx.block.height),
+            p_ppm=p_ppm, finish_height=ctx.block.height,
+            deadline=ctx.block.height + params.validation_window_blocks, state=OPEN)
+        self.keeper.add_task(ctx.kv, task)
+        return task
+
+    def report(self, ctx: Context, task: ValidationTask, report: ValidationReport) -> None:
+        """Adds a validator's report and moves the task (and its inference) on."""
+        params = self.keeper.params(ctx.kv)
+        model = self.inference.model(ctx.kv, task.model_id)
+        report.passed = passes(report, params.max_rule_violations, threshold_micro(model))
+        task.reports.append(report)
+        if self.keeper.is_canary(ctx.kv, task.inference_id):
+            record = self.keeper.record(ctx.kv, task.epoch, report.validator)
+            if report.passed:
+                record.canaries_passed += 1
+                log.warning("validator %s passed canary %s", report.validator, task.inference_id)
+            else:
+                record.canaries_caught += 1
+            self.keeper.set_record(ctx.kv, record)
+        if task.state == OPEN and report.passed:
+            self._set_status(ctx, task.inference_id, VALIDATED, only_from_finished=True)
+        elif task.state == OPEN:
+            self._open_vote(ctx, task, params)
+        elif task.state == IN_VOTE and \
+                set(task.voters) <= {r.validator for r in task.reports}:
+            self.keeper.set_task(ctx.kv, task)
+            self.tally(ctx, task)
+            return
+        self.keeper.set_task(ctx.kv, task)
+
+    def _open_vote(self, ctx: Context, task: ValidationTask, params: ValidationParams) -> None:
+        members = self.keeper.members(ctx.kv, task.epoch) or EpochMembers()
+        candidates = [Candidate(m.address, m.weight, MAX_AVAILABILITY_PPM)
+                      for m in members.members if m.address != task.executor and m.weight]
+        block_hash = self.inference.block_hash(ctx.kv, ctx.block.height) or \
+            hashlib.sha256(task.inference_id.encode()).digest()
+        voters = draw_order(task.inference_id + "/vote", block_hash, candidates) \
+            if candidates else []
+        task.voters.extend(voters[:params.voters_per_vote])
+        task.state = IN_VOTE
+        task.vote_deadline = ctx.block.height + params.voting_period_blocks
+        self.keeper.close_window(ctx.kv, task)
+        self.keeper.open_vote(ctx.kv, task)
+        self._set_status(ctx, task.inference_id, VOTING)
+        ctx.emit("validation_vote", inference_id=task.inference_id,
+                 voters=",".join(task.voters), deadline=str(task.vote_deadline))
+        log.info("inference %s failed a validation; vote among %s until height %d",
+                 task.inference_id, ", ".join(task.voters), task.vote_deadline)
+
+    def tally(self, ctx: Context, task: ValidationTask) -> None:
+        """Closes a vote: voters who did not report are recorded, the median decides."""
+        params = self.keeper.params(ctx.kv)
+        model = self.inference.model(ctx.kv, task.model_id)
+        reported = {r.validator for r in task.reports}
+        for voter in task.voters:
+            if voter not in reported:
+                record = self.keeper.record(ctx.kv, task.epoch, voter)
+                record.missed_votes += 1
+                self.keeper.set_record(ctx.kv, record)
+        self.keeper.close_vote(ctx.kv, task)
+        failed = vote_upholds_failure(task.reports, params.max_rule_violations,
+                                      threshold_micro(model))
+        task.state = FAILED if failed else PASSED
+        self.keeper.set_task(ctx.kv, task)
+        ctx.emit("validation_outcome", inference_id=task.inference_id,
+                 outcome="invalidated" if failed else "validated",
+                 reports=str(len(task.reports)))
+        log.info("vote on inference %s (executor %s): %s by %d reports", task.inference_id,
+                 task.executor, "INVALIDATED" if failed else "VALIDATED", len(task.reports))
+        if self.keeper.is_canary(ctx.kv, task.inference_id):
+            self._set_status(ctx, task.inference_id, INVALIDATED if failed else VALIDATED)
+            return
+        if failed:
+            self._invalidate(ctx, task, params)
+        else:
+            self._set_status(ctx, task.inference_id, VALIDATED)
+            self._count_pass(ctx, task.executor)
+
+    def close_window(self, ctx: Context, task: ValidationTask) -> None:
+        self.keeper.close_window(ctx.kv, task)
+        task.state = PASSED if task.reports else UNCHECKED
+        self.keeper.set_task(ctx.kv, task)
+        if task.reports and not self.keeper.is_canary(ctx.kv, task.inference_id):
+            self._count_pass(ctx, task.executor)
+
+    def _count_pass(self, ctx: Context, executor: str) -> None:
+        stats = self.keeper.stats(ctx.kv, executor)
+        stats.epoch_passed += 1
+        stats.consecutive_invalidations = 0
+        self.keeper.set_stats(ctx.kv, stats)
+
+    def _invalidate(self, ctx: Context, task: ValidationTask, params: ValidationParams) -> None:
+        """Refunds the developer from the executor's earnings and counts it against it."""
+        inference = self._set_status(ctx, task.inference_id, INVALIDATED)
+        executor_raw = address.decode(task.executor)
+        refund = min(inference.cost, self.inference.work_balance(ctx.kv, executor_raw))
+        if refund:
+            developer = address.decode(inference.developer)
+            self.inference.add_work(ctx.kv, executor_raw, -refund)
+            self.bank.send(ctx, ESCROW_ACCOUNT, developer, {NATIVE_DENOM: refund})
+            if inference.via_allowance:
+                agent = address.decode(inference.transfer_agent)
+                self.inference.set_allowance(
+                    ctx.kv, developer, agent,
+                    self.inference.allowance(ctx.kv, developer, agent) + refund)
+        ctx.emit("invalidate_inference", inference_id=task.inference_id,
+                 executor=task.executor, refund=str(refund))
+        stats = self.keeper.stats(ctx.kv, task.executor)
+        stats.invalidations += 1
+        stats.consecutive_invalidations += 1
+        stats.epoch_invalidations += 1
+        self.keeper.set_stats(ctx.kv, stats)
+        if _invalid(stats, params):
+            participant = self.inference.participant(ctx.kv, task.executor)
+            if participant is not None and not participant.invalid:
+                participant.invalid = True
+                self.inference.set_participant(ctx.kv, participant)
+                ctx.emit("participant_invalid", participant=task.executor,
+                         epoch=str(task.epoch))
+                log.warning("participant %s is INVALID for epoch %d: %d invalidations (%d in "
+                            "a row)", task.executor, self.epochs.epoch_of(
+                                ctx.kv, ctx.block.height), stats.epoch_invalidations,
+                            stats.consecutive_invalidations)
+
+    def _set_status(self, ctx: Context, inference_id: str, status: int,
+                    only_from_finished: bool = False) -> Inference:
+        inference = self.inference.inference(ctx.kv, inference_id)
+        if only_from_finished and inference.status != FINISHED:
+            return inference
+        previous = Inference()
+        previous.CopyFrom(inference)
+        inference.status = status
+        self.inference.save_inference(ctx.kv, inference, ctx.block.height, previous)
+        return inference
+
+
+def _invalid(stats: ExecutorStats, params: ValidationParams) -> bool:
+    if stats.consecutive_invalidations >= params.invalid_after_consecutive:
+        return True
+    checked = stats.epoch_invalidations + stats.epoch_passed
+    return stats.epoch_invalidations >= params.invalid_min_count and \
+        stats.epoch_invalidations * PPM >= checked * params.invalid_rate_ppm

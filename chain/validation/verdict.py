@@ -1,0 +1,58 @@
+"""How the chain judges figures: one report's pass or fail, and a vote's robust outcome.
+
+A report fails when the output ids do not match, when more tokens break the seeded rule than
+``max_rule_violations``, or when the logprob distance exceeds the model's threshold. A vote
+takes the weight-weighted median of the reports' effective distances (infinite for a report
+that failed on ids or rule), so the outcome moves only when validators holding at least half
+of the reporting weight say so: a few lying validators cannot flip it. A tie keeps the
+executor's output (the lower median).
+"""
+
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+
+from inferchain_pb.inference.v1.inference_pb2 import Model
+from inferchain_pb.inference.v1.validation_pb2 import ValidationReport
+
+MICRO = 1_000_000
+FAILED_OUTRIGHT = (1 << 64) - 1
+
+
+def threshold_micro(model: Model) -> int:
+    """The model's distance threshold (a decimal string of nats) in micro-nats."""
+    try:
+        value = Decimal(model.validation_threshold)
+    except InvalidOperation as exc:
+        raise ValueError(f"model {model.id} has threshold {model.validation_threshold!r}, "
+                         f"not a decimal") from exc
+    return int(value * MICRO)
+
+
+def effective_distance(report: ValidationReport, max_violations: int) -> int:
+    if not report.ids_match or report.rule_violations > max_violations:
+        return FAILED_OUTRIGHT
+    return report.distance_micro
+
+
+def passes(report: ValidationReport, max_violations: int, threshold: int) -> bool:
+    return effective_distance(report, max_violations) <= threshold
+
+
+def weighted_median(values: Sequence[tuple[int, int]]) -> int:
+    """Lower weighted median of (value, weight) pairs; weights must sum to more than 0."""
+    total = sum(weight for _, weight in values)
+    if total <= 0:
+        raise ValueError("a weighted median needs positive total weight")
+    running = 0
+    for value, weight in sorted(values):
+        running += weight
+        if 2 * running >= total:
+            return value
+    raise AssertionError("unreachable: the running weight reaches the total")
+
+
+def vote_upholds_failure(reports: Sequence[ValidationReport], max_violations: int,
+                         threshold: int) -> bool:
+    """True when the weighted median distance is over the threshold."""
+    values = [(effective_distance(r, max_violations), max(r.weight, 1)) for r in reports]
+    return weighted_median(values) > threshold
