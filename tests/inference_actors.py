@@ -16,11 +16,13 @@ from nacl.signing import SigningKey
 from chain.inference import artifact, payload
 from chain.inference.artifact import ArtifactStep
 from inferchain_pb.inference.v1.inference_pb2 import (
+    Inference,
     MsgFinishInference,
     MsgRegisterParticipant,
     MsgStartInference,
     ServedModel,
 )
+from inferchain_pb.inference.v1.validation_pb2 import MsgValidation
 
 MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 WEIGHTS = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -96,4 +98,17 @@ def finish_msg(executor: Actor, start: MsgStartInference, output_ids: list[int],
     msg.executor_signature = (signer or executor.node_key).sign(payload.finish_payload(
         msg.inference_id, msg.model_id, msg.prompt_hash, msg.output_hash, msg.prompt_tokens,
         msg.output_tokens, msg.artifact, msg.creator)).signature
+    return msg
+
+
+def validation_msg(validator: Actor, inference: Inference, distance_micro: int = 1_000,
+                   rule_violations: int = 0, ids_match: bool = True) -> MsgValidation:
+    """A validator's report with the figures given, signed with its node key."""
+    msg = MsgValidation(creator=validator.address, inference_id=inference.id,
+                        output_hash=inference.output_hash, distance_micro=distance_micro,
+                        rule_violations=rule_violations, ids_match=ids_match,
+                        positions=len(inference.output_ids))
+    msg.validator_signature = validator.node_key.sign(payload.validation_payload(
+        msg.inference_id, msg.output_hash, msg.distance_micro, msg.rule_violations,
+        msg.ids_match, msg.positions, msg.creator)).signature
     return msg

@@ -1,16 +1,10 @@
 """The inference module through real signed transactions, driven in-process block by block."""
 
-import json
 
 import pytest
-from cosmpy.protos.tendermint.abci import types_pb2 as abci
-from google.protobuf.timestamp_pb2 import Timestamp
-from inference_actors import MODEL_ID, PRICE, Actor, finish_msg, genesis_models, start_msg
+from inference_actors import PRICE, finish_msg, start_msg
+from inference_net import T0, Net
 
-from chain.app import Application
-from chain.auth import address
-from chain.inference.keeper import ESCROW_ACCOUNT
-from chain.store import Store
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import (
     EXPIRED,
@@ -20,79 +14,6 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     MsgUpdateParticipant,
     MsgWithdrawParticipant,
 )
-
-FUNDS = 10_000_000_000
-T0 = 1_700_000_000
-
-
-class Net:
-    """One app, its accounts and a block clock; every tx goes through FinalizeBlock."""
-
-    def __init__(self, participants: int = 3, expiration_blocks: int = 5) -> None:
-        self.developer = Actor.new(0, 0)
-        self.poor = Actor.new(1, 1)
-        self.parts = [Actor.new(10 + i, 2 + i) for i in range(participants)]
-        everyone = [self.developer, self.poor, *self.parts]
-        balances = [{"address": a.address, "coins": [{"denom": "ninfer", "amount": str(
-            5_000 if a is self.poor else FUNDS)}]} for a in everyone]
-        self.app = Application(Store.memory())
-        self.app.init_chain(abci.RequestInitChain(
-            chain_id="inferchain-test", initial_height=1, app_state_bytes=json.dumps({
-                "bank": {"balances": balances},
-                "inference": {"params": {"expiration_blocks": expiration_blocks},
-                              "models": genesis_models()}}).encode()))
-        self.height = 0
-        self.block([p.tx(p.register(f"http://127.0.0.1:{9000 + i}"))
-                    for i, p in enumerate(self.parts)])
-        self.all_accounts = everyone
-
-    def block(self, txs: list[bytes]) -> list[abci.ExecTxResult]:
-        self.height += 1
-        result = self.app.finalize_block(abci.RequestFinalizeBlock(
-            txs=txs, height=self.height, time=Timestamp(seconds=T0 + self.height),
-            hash=self.height.to_bytes(4, "big") * 8))
-        self.app.commit(abci.RequestCommit())
-        return list(result.tx_results)
-
-    def one(self, raw: bytes) -> abci.ExecTxResult:
-        return self.block([raw])[0]
-
-    def query(self, name: str, request):
-        return self.app.queries.call(f"/inference.v1.Query/{name}", request)
-
-    def draw(self, inference_id: str) -> list[str]:
-        return list(self.query("Draw", q.QueryDrawRequest(inference_id=inference_id,
-                                                          model_id=MODEL_ID)).order)
-
-    def actor(self, addr: str) -> Actor:
-        return next(p for p in self.parts if p.address == addr)
-
-    def start(self, inference_id: str, **kw) -> tuple:
-        order = self.draw(inference_id)
-        attempt = kw.pop("attempt", 0)
-        executor = self.actor(order[attempt])
-        agent = next(p for p in self.parts if p.address != executor.address)
-        msg = start_msg(agent, kw.pop("developer", self.developer), inference_id,
-                        executor.address, self.height, T0 + self.height,
-                        kw.pop("prompt_ids", [1, 2, 3, 4]), attempt=attempt, **kw)
-        return agent, executor, msg
-
-    def balance(self, actor_or_raw) -> int:
-        raw = actor_or_raw if isinstance(actor_or_raw, bytes) else address.decode(
-            actor_or_raw.address)
-        return self.app.modules.bank.balance(self.app.store.begin_block(), raw, "ninfer")
-
-    def account(self, actor: Actor) -> q.QueryAccountResponse:
-        return self.query("Account", q.QueryAccountRequest(address=actor.address))
-
-    def inference(self, inference_id: str):
-        return self.query("Inference", q.QueryInferenceRequest(id=inference_id)).inference
-
-    def assert_conserved(self) -> None:
-        """The escrow account holds exactly all escrows plus all work balances."""
-        escrows = sum(self.account(a).escrow for a in self.all_accounts)
-        work = sum(self.account(a).work_balance for a in self.all_accounts)
-        assert self.balance(ESCROW_ACCOUNT) == escrows + work
 
 
 @pytest.fixture

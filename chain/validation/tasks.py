@@ -96,12 +96,9 @@ class Tasks:
             self._set_status(ctx, task.inference_id, VALIDATED, only_from_finished=True)
         elif task.state == OPEN:
             self._open_vote(ctx, task, params)
-        elif task.state == IN_VOTE and \
-                set(task.voters) <= {r.validator for r in task.reports}:
-            self.keeper.set_task(ctx.kv, task)
-            self.tally(ctx, task)
-            return
         self.keeper.set_task(ctx.kv, task)
+        if task.state == IN_VOTE and set(task.voters) <= {r.validator for r in task.reports}:
+            self.tally(ctx, task)  # every drawn voter has reported (maybe before the vote)
 
     def _open_vote(self, ctx: Context, task: ValidationTask, params: ValidationParams) -> None:
         members = self.keeper.members(ctx.kv, task.epoch) or EpochMembers()

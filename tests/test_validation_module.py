@@ -1,0 +1,396 @@
+"""The validation module through real signed transactions, driven in-process block by block:
+seeds, sampled checks, votes, invalidation with refunds, INVALID status, reputation, lazy
+validators and canaries (DESIGN.md §3.6-3.8, §4)."""
+
+import hashlib
+import random
+
+import pytest
+from inference_actors import Actor, finish_msg, validation_msg
+from inference_net import Net
+
+from chain.validation.sampling import check_probability_ppm, must_check, seed_hash, threshold
+from inferchain_pb.inference.v1 import query_pb2 as q
+from inferchain_pb.inference.v1.inference_pb2 import (
+    FINISHED,
+    INVALIDATED,
+    VALIDATED,
+    VOTING,
+    Inference,
+)
+from inferchain_pb.inference.v1.validation_pb2 import (
+    FAILED,
+    IN_VOTE,
+    OPEN,
+    PASSED,
+    UNCHECKED,
+    MsgCommitSeed,
+    MsgRevealSeed,
+    ValidationTask,
+)
+
+EPOCH = 10
+WINDOW = 4
+VOTING_PERIOD = 4
+REVEAL = 8
+PASS = 1_000  # micro-nats, under the default threshold of 0.05 nats
+FAIL = 3_000_000
+
+
+def make_net(participants: int = 5, reputations: list[dict] | None = None,
+             **validation: int) -> Net:
+    params = {"validation_window_blocks": WINDOW, "voting_period_blocks": VOTING_PERIOD,
+              "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0, **validation}
+    return Net(participants, expiration_blocks=50, extra_state={
+        "epochs": {"params": {"epoch_length_blocks": EPOCH}},
+        "validation": {"params": params, "reputations": reputations or []}})
+
+
+def seed(actor: Actor, epoch: int) -> bytes:
+    return hashlib.sha256(f"{actor.address}/{epoch}".encode()).digest()
+
+
+def to_height(net: Net, height: int) -> None:
+    while net.height < height:
+        net.block([])
+
+
+def to_epoch(net: Net, epoch: int) -> None:
+    to_height(net, 1 + epoch * EPOCH)
+
+
+def commit_all(net: Net, epoch: int, actors: list[Actor] | None = None) -> None:
+    results = net.block([a.tx(MsgCommitSeed(creator=a.address, epoch=epoch,
+                                            seed_hash=seed_hash(seed(a, epoch))))
+                         for a in actors or net.parts])
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+
+
+def finished(net: Net, inference_id: str, output: list[int] | None = None) -> tuple[Actor,
+                                                                                    Inference]:
+    agent, executor, start = net.start(inference_id, max_tokens=8)
+    results = net.block([agent.tx(start),
+                         executor.tx(finish_msg(executor, start, output or [7, 8, 9]))])
+    assert [r.code for r in results] == [0, 0], [r.log for r in results]
+    return executor, net.inference(inference_id)
+
+
+def task(net: Net, inference_id: str) -> ValidationTask:
+    return net.query("ValidationTask",
+                     q.QueryValidationTaskRequest(inference_id=inference_id)).task
+
+
+def record(net: Net, actor: Actor, epoch: int):
+    return net.query("ValidatorRecord", q.QueryValidatorRecordRequest(
+        address=actor.address, epoch=epoch)).record
+
+
+def stats(net: Net, actor: Actor):
+    return net.query("ExecutorStats", q.QueryExecutorStatsRequest(address=actor.address)).stats
+
+
+def members_total(net: Net, epoch: int) -> tuple[dict[str, int], int]:
+    members = net.query("Epoch", q.QueryEpochRequest(epoch=epoch)).members
+    return {m.address: m.weight for m in members.members}, members.total_weight
+
+
+def assigned(net: Net, found: ValidationTask) -> list[Actor]:
+    """Members whose seed says they must check this task (what each decides privately)."""
+    weights, total = members_total(net, found.epoch)
+    others = total - weights.get(found.executor, 0)
+    return [a for a in net.parts if a.address != found.executor and
+            must_check(seed(a, found.epoch), found.inference_id, found.p_ppm,
+                       weights[a.address], others)]
+
+
+def vote_among(net: Net, inference_id: str) -> list[Actor]:
+    return [net.actor(v) for v in task(net, inference_id).voters]
+
+
+def test_seeds_are_committed_ahead_and_revealed_only_after_the_epoch():
+    net = make_net()
+    a, b = net.parts[:2]
+    outsider = net.developer
+    commit = MsgCommitSeed(creator=a.address, epoch=5, seed_hash=seed_hash(seed(a, 5)))
+    result = net.one(a.tx(commit))
+    assert (result.codespace, result.code) == ("validation", 3) and "epoch" in result.log
+    result = net.one(outsider.tx(MsgCommitSeed(creator=outsider.address, epoch=0,
+                                               seed_hash=b"x" * 32)))
+    assert (result.codespace, result.code) == ("validation", 2)
+    commit_all(net, 1, [a, b])
+    result = net.one(a.tx(MsgCommitSeed(creator=a.address, epoch=1, seed_hash=b"y" * 32)))
+    assert (result.codespace, result.code) == ("validation", 4)
+    reveal = MsgRevealSeed(creator=a.address, epoch=1, seed=seed(a, 1))
+    to_epoch(net, 1)
+    result = net.one(a.tx(reveal))
+    assert (result.codespace, result.code) == ("validation", 3) and "not over" in result.log
+    to_epoch(net, 2)
+    result = net.one(a.tx(MsgRevealSeed(creator=a.address, epoch=1, seed=seed(b, 1))))
+    assert (result.codespace, result.code) == ("validation", 5)
+    assert net.one(a.tx(reveal)).code == 0
+    assert net.one(a.tx(reveal)).code == 4
+    to_height(net, 1 + 2 * EPOCH + REVEAL)
+    late = net.one(b.tx(MsgRevealSeed(creator=b.address, epoch=1, seed=seed(b, 1))))
+    assert (late.codespace, late.code) == ("validation", 9)
+    kept = net.query("SeedCommitment", q.QuerySeedCommitmentRequest(address=a.address, epoch=1))
+    assert kept.commitment.seed == seed(a, 1)
+
+
+def test_a_newcomer_is_checked_by_every_member_and_passes():
+    net = make_net(participants=3)
+    to_epoch(net, 1)
+    commit_all(net, 1)
+    executor, inference = finished(net, "new-1")
+    found = task(net, "new-1")
+    assert (found.state, found.p_ppm, found.epoch) == (OPEN, 1_000_000, 1)
+    checkers = assigned(net, found)
+    assert {c.address for c in checkers} == {p.address for p in net.parts} - {executor.address}
+    results = net.block([c.tx(validation_msg(c, inference, PASS)) for c in checkers])
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+    assert net.inference("new-1").status == VALIDATED
+    to_height(net, found.deadline + 1)
+    assert task(net, "new-1").state == PASSED
+    assert stats(net, executor).epoch_passed == 1
+
+
+def test_bad_reports_are_refused_and_change_nothing():
+    net = make_net(participants=3, validation_window_blocks=20, reveal_window_blocks=30)
+    to_epoch(net, 1)
+    commit_all(net, 1)
+    executor, inference = finished(net, "bad-1")
+    other = next(p for p in net.parts if p is not executor)
+    forged = validation_msg(other, inference, PASS)
+    forged.distance_micro += 1  # no longer what the node key signed
+    wrong_output = validation_msg(other, inference, PASS)
+    wrong_output.output_hash = b"\0" * 32
+    wrong_output.validator_signature = other.node_key.sign(b"").signature
+    unknown = validation_msg(other, inference, PASS)
+    unknown.inference_id = "no-such"
+    unknown = validation_msg(other, Inference(id="no-such", output_hash=inference.output_hash,
+                                              output_ids=inference.output_ids), PASS)
+    cases = [(forged, other, 11), (unknown, other, 6),
+             (validation_msg(executor, inference, PASS), executor, 7),
+             (validation_msg(net.developer, inference, PASS), net.developer, 2)]
+    for msg, sender, code in cases:
+        result = net.one(sender.tx(msg))
+        assert (result.codespace, result.code) == ("validation", code), result.log
+    mismatch = validation_msg(other, Inference(id=inference.id, output_hash=b"\1" * 32,
+                                               output_ids=inference.output_ids), PASS)
+    result = net.one(other.tx(mismatch))
+    assert (result.codespace, result.code) == ("validation", 10)
+    assert task(net, "bad-1").reports == []
+    assert net.one(other.tx(validation_msg(other, inference, PASS))).code == 0
+    again = net.one(other.tx(validation_msg(other, inference, PASS)))
+    assert (again.codespace, again.code) == ("validation", 8)
+    to_height(net, task(net, "bad-1").deadline + 1)
+    third = next(p for p in net.parts if p not in (executor, other))
+    closed = net.one(third.tx(validation_msg(third, inference, PASS)))
+    assert (closed.codespace, closed.code) == ("validation", 9)
+
+
+def test_a_failure_opens_a_vote_and_an_upheld_one_refunds_the_developer():
+    net = make_net()
+    to_epoch(net, 1)
+    commit_all(net, 1)
+    executor, inference = finished(net, "cheat-1")
+    developer_before = net.balance(net.developer)
+    work_before = net.account(executor).work_balance
+    first = next(p for p in net.parts if p is not executor)
+    assert net.one(first.tx(validation_msg(first, inference, FAIL))).code == 0
+    found = task(net, "cheat-1")
+    assert found.state == IN_VOTE and net.inference("cheat-1").status == VOTING
+    voters = vote_among(net, "cheat-1")
+    assert len(voters) == 3 and executor not in voters
+    pending = net.query("PendingVotes", q.QueryPendingVotesRequest(voter=voters[0].address))
+    assert [t.inference_id for t in pending.tasks] == (
+        [] if voters[0] is first else ["cheat-1"])
+    # One voter lies ("pass"); the others measured what the first validator measured.
+    liar, *honest = [v for v in voters if v is not first]
+    results = net.block([liar.tx(validation_msg(liar, inference, PASS))] +
+                        [v.tx(validation_msg(v, inference, FAIL, rule_violations=5))
+                         for v in honest])
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+    assert task(net, "cheat-1").state == FAILED
+    assert net.inference("cheat-1").status == INVALIDATED
+    assert net.balance(net.developer) == developer_before + inference.cost
+    assert net.account(executor).work_balance == work_before - inference.cost
+    executor_stats = stats(net, executor)
+    assert (executor_stats.invalidations, executor_stats.consecutive_invalidations) == (1, 1)
+    net.assert_conserved()
+
+
+def test_one_lying_voter_cannot_invalidate_an_honest_output():
+    net = make_net()
+    to_epoch(net, 1)
+    commit_all(net, 1)
+    executor, inference = finished(net, "honest-1")
+    liar = next(p for p in net.parts if p is not executor)
+    assert net.one(liar.tx(validation_msg(liar, inference, FAIL))).code == 0
+    voters = [v for v in vote_among(net, "honest-1") if v is not liar]
+    # If the liar was not drawn, one drawn voter lies too: still only half the weight.
+    lying_voter = voters[0] if len(voters) == 3 else None
+    results = net.block([v.tx(validation_msg(v, inference, FAIL if v is lying_voter else PASS))
+                         for v in voters])
+    assert all(r.code == 0 for r in results)
+    assert task(net, "honest-1").state == PASSED
+    assert net.inference("honest-1").status == VALIDATED
+    assert stats(net, executor).invalidations == 0
+
+
+def test_a_vote_closes_at_its_deadline_and_silent_voters_are_recorded():
+    net = make_net()
+    to_epoch(net, 1)
+    commit_all(net, 1)
+    executor, inference = finished(net, "quiet-1")
+    first = next(p for p in net.parts if p is not executor)
+    assert net.one(first.tx(validation_msg(first, inference, FAIL))).code == 0
+    found = task(net, "quiet-1")
+    to_height(net, found.vote_deadline)
+    assert task(net, "quiet-1").state == FAILED  # the only report says fail
+    for voter in vote_among(net, "quiet-1"):
+        if voter is not first:
+            assert record(net, voter, 1).missed_votes == 1
+
+
+def test_repeated_invalidations_make_an_executor_invalid_until_the_epoch_ends():
+    net = make_net(participants=4, invalid_after_consecutive=2, voters_per_vote=1)
+    to_epoch(net, 1)
+    commit_all(net, 1)
+    cheater = None
+    n = 0
+    while cheater is None or stats(net, cheater).consecutive_invalidations < 2:
+        n += 1
+        executor, inference = finished(net, f"rep-{n}")
+        if cheater is not None and executor is not cheater:
+            continue
+        cheater = executor
+        judge = next(p for p in net.parts if p is not cheater)
+        assert net.one(judge.tx(validation_msg(judge, inference, FAIL))).code == 0
+        for voter in vote_among(net, inference.id):
+            if voter is not judge:
+                assert net.one(voter.tx(validation_msg(voter, inference, FAIL))).code == 0
+        assert task(net, inference.id).state == FAILED
+    assert net.participant_record(cheater).invalid
+    for i in range(30):
+        assert cheater.address not in net.draw(f"after-{i}")
+    to_epoch(net, 2)
+    assert not net.participant_record(cheater).invalid
+    assert stats(net, cheater).reputation_ppm == 0
+    assert any(cheater.address in net.draw(f"later-{i}") for i in range(10))
+
+
+def test_reputation_sets_the_sampling_rate_and_grows_with_clean_epochs():
+    net = make_net(participants=3, epochs_to_max=4)
+    trusted = net.parts[0].address
+    net2 = make_net(participants=3, epochs_to_max=4, reputations=[
+        {"address": trusted, "reputation_ppm": 1_000_000}])
+    to_epoch(net2, 1)
+    commit_all(net2, 1)
+    for i in range(40):
+        executor, _ = finished(net2, f"trust-{i}")
+        if executor.address == trusted:
+            assert task(net2, f"trust-{i}").p_ppm == 10_000
+            break
+    else:
+        pytest.fail("the trusted participant was never drawn")
+    to_epoch(net, 1)
+    assert stats(net, net.parts[1]).reputation_ppm == 0
+    to_epoch(net, 2)  # epoch 1: a member, no misses, no invalidations
+    assert stats(net, net.parts[1]).reputation_ppm == 250_000
+    to_epoch(net, 3)
+    assert stats(net, net.parts[1]).reputation_ppm == 500_000
+    assert check_probability_ppm(500_000, 10_000, 1_000_000) == 505_000
+
+
+def test_a_validator_that_skips_its_checks_is_caught_at_seed_reveal():
+    net = make_net(participants=3)
+    to_epoch(net, 1)
+    commit_all(net, 1)
+    lazy, honest, silent = net.parts
+    for i in range(6):
+        _, inference = finished(net, f"lazy-{i}")
+        found = task(net, inference.id)
+        for checker in assigned(net, found):
+            if checker is not lazy:
+                assert net.one(checker.tx(validation_msg(checker, inference, PASS))).code == 0
+    to_epoch(net, 2)
+    net.block([a.tx(MsgRevealSeed(creator=a.address, epoch=1, seed=seed(a, 1)))
+               for a in (lazy, honest)])
+    to_height(net, 1 + 2 * EPOCH + REVEAL)
+    lazy_record, honest_record, silent_record = (record(net, a, 1) for a in net.parts)
+    assert lazy_record.settled and lazy_record.lazy and lazy_record.missed > 0
+    assert lazy_record.done == 0 and lazy_record.required == lazy_record.missed
+    assert honest_record.settled and not honest_record.lazy
+    assert honest_record.required == honest_record.done > 0
+    assert silent_record.lazy and silent_record.committed and not silent_record.revealed
+
+
+def test_a_validator_that_always_passes_is_caught_by_a_canary():
+    net = make_net(participants=3, canary_rate_ppm=1_000_000)
+    to_epoch(net, 1)
+    commit_all(net, 1)
+    executor, inference = finished(net, "chatcmpl-0123456789abcdef")
+    tasks = net.query("ValidationTasks", q.QueryValidationTasksRequest(
+        from_height=net.height, to_height=net.height)).tasks
+    twin = next(t for t in tasks if t.inference_id != inference.id)
+    assert twin.inference_id.startswith("chatcmpl-") and \
+        len(twin.inference_id) == len(inference.id)
+    planted = net.inference(twin.inference_id)
+    assert planted.status == FINISHED and planted.executor == executor.address
+    assert list(planted.output_ids) != list(inference.output_ids)
+    assert len(planted.output_ids) == len(inference.output_ids)
+    blind, careful = [p for p in net.parts if p is not executor]
+    developer_before = net.balance(net.developer)
+    # The blind validator passes both; the careful one re-scores and fails the twin.
+    net.block([blind.tx(validation_msg(blind, inference, PASS)),
+               blind.tx(validation_msg(blind, planted, PASS)),
+               careful.tx(validation_msg(careful, inference, PASS)),
+               careful.tx(validation_msg(careful, planted, FAIL, rule_violations=2))])
+    assert record(net, blind, 1).canaries_passed == 1
+    assert record(net, careful, 1).canaries_caught == 1
+    # Both members already reported, so the vote closes at once: one pass against one fail
+    # of equal weight is a tie, which keeps the output; a canary's outcome moves no coins.
+    assert task(net, twin.inference_id).state == PASSED
+    assert stats(net, executor).invalidations == 0  # canaries never count against executors
+    assert net.balance(net.developer) == developer_before
+    to_epoch(net, 2)
+    net.block([a.tx(MsgRevealSeed(creator=a.address, epoch=1, seed=seed(a, 1)))
+               for a in net.parts])
+    to_height(net, 1 + 2 * EPOCH + REVEAL)
+    assert record(net, blind, 1).lazy
+    assert not record(net, careful, 1).lazy
+    net.assert_conserved()
+
+
+def test_window_without_checks_leaves_the_inference_unchecked():
+    net = make_net(participants=3, p_max_ppm=10_000, p_min_ppm=0)
+    to_epoch(net, 1)
+    executor, inference = finished(net, "skip-1")
+    to_height(net, task(net, "skip-1").deadline + 1)
+    assert task(net, "skip-1").state == UNCHECKED
+    assert net.inference("skip-1").status == FINISHED
+
+
+def test_the_sampling_rule_checks_each_inference_with_probability_p():
+    """Over many inference ids: the share checked by at least one member is p, and each
+    member's share follows its weight (q = 1 − (1 − p)^(w/W): about proportional at small p)."""
+    rng = random.Random(7)
+    weights = [100, 300, 100]  # the executor's weight is left out of the total
+    seeds = [rng.randbytes(32) for _ in weights]
+    for p_ppm in (10_000, 200_000):
+        n = 20_000
+        checked, per_member = 0, [0, 0, 0]
+        for i in range(n):
+            hits = [must_check(s, f"inf-{i}", p_ppm, w, sum(weights))
+                    for s, w in zip(seeds, weights, strict=True)]
+            checked += any(hits)
+            per_member = [c + h for c, h in zip(per_member, hits, strict=True)]
+        p = p_ppm / 1e6
+        sigma = (n * p * (1 - p)) ** 0.5
+        assert abs(checked - n * p) < 4 * sigma, (p, checked)
+        expected = (1 - (1 - p) ** 0.6) / (1 - (1 - p) ** 0.2)  # weight 300 vs 100 of 500
+        if p_ppm == 200_000:
+            assert abs(per_member[1] / per_member[0] - expected) < 0.2 * expected
+    assert threshold(1_000_000, 1, 10) == 1 << 64
+    assert all(must_check(s, "any", 1_000_000, 1, 10) for s in seeds)
+    assert threshold(0, 1, 10) == 0
