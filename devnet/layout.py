@@ -39,6 +39,11 @@ PARTICIPANT_FUNDS = "1000000000000ninfer"  # 1,000 INFER: gas for registration a
 # CPU generation is slow: an inference may take minutes to finish, and a TA may draw its
 # executor from a block that is a while old by the time the start reaches the chain.
 CPU_INFERENCE_PARAMS = {"expiration_blocks": 2000, "max_draw_age_blocks": 200}
+# One-minute epochs at 500 ms blocks, so participants who register after genesis validate
+# from the next minute on; windows long enough for CPU validators with a backlog.
+CPU_EPOCHS_PARAMS = {"epoch_length_blocks": 120}
+CPU_VALIDATION_PARAMS = {"validation_window_blocks": 120, "voting_period_blocks": 120,
+                         "reveal_window_blocks": 300}
 # Participant i owns the ports BASE+10*i .. BASE+10*i+9: its API node on +0, its ML node on
 # +1, its chain node (genesis.localnet's layout shifted by 5) on +5 P2P, +6 CometBFT RPC,
 # +7 ABCI, +8 Cosmos gRPC. A solo chain is participant 0's chain node.
@@ -182,7 +187,8 @@ def _template(developer: dict, participants: list[AccountKey]) -> Template:
         + [{"address": k.address, "coins": PARTICIPANT_FUNDS} for k in participants],
         "validators": [{"name": "val0", "power": 10}],
         "models": [dict(m) for m in load_template(DEFAULT_TEMPLATE).models],
-        "params": {"inference": CPU_INFERENCE_PARAMS},
+        "params": {"inference": CPU_INFERENCE_PARAMS, "epochs": CPU_EPOCHS_PARAMS,
+                   "validation": CPU_VALIDATION_PARAMS},
     })
 
 

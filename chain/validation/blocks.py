@@ -45,12 +45,12 @@ class ValidationBlocks:
             task = self.keeper.task(ctx.kv, inference_id)
             if task.state == IN_VOTE:
                 self.tasks.tally(ctx, task)
-        epoch = self.epochs.epoch_of(ctx.kv, height)
-        judged = epoch - 1
-        reveal_end = self.epochs.start_of(ctx.kv, epoch) + \
-            self.keeper.params(ctx.kv).reveal_window_blocks - 1
-        if judged >= 0 and height == reveal_end:
-            self.judge_validators(ctx, judged)
+        # Judge epoch e at the last height its seeds may be revealed: start(e + 1) + window − 1,
+        # which may lie epochs later when the window is longer than an epoch.
+        opened = height - self.keeper.params(ctx.kv).reveal_window_blocks + 1
+        following = self.epochs.epoch_of(ctx.kv, opened)
+        if opened >= 1 and following >= 1 and self.epochs.start_of(ctx.kv, following) == opened:
+            self.judge_validators(ctx, following - 1)
 
     def epoch_start(self, ctx: Context, epoch: int) -> None:
         if epoch > 0:
