@@ -1,4 +1,5 @@
-"""What the API node reads from its chain node: participants, models, draws, inferences, accounts.
+"""What the API node reads from its chain node: participants, models, draws, inferences, accounts,
+and what its validator worker follows: epochs, seed commitments, validation tasks and votes.
 
 Async over gRPC (``grpc.aio``), on a channel the caller opens once and shares with
 ``apinode.tx_sender``, e.g. ``grpc.aio.insecure_channel("127.0.0.1:9090")``. Methods are
@@ -13,7 +14,8 @@ or a 503 to the developer), a ``ChainQueryError`` when the node refused the quer
 
 from __future__ import annotations
 
-from typing import NamedTuple, TypeVar
+import json
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 from cosmpy.protos.cosmos.auth.v1beta1 import query_pb2 as auth_query
@@ -23,6 +25,14 @@ from google.protobuf.message import Message
 
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model, Participant
+from inferchain_pb.inference.v1.validation_pb2 import (
+    Epoch,
+    EpochMembers,
+    ExecutorStats,
+    SeedCommitment,
+    ValidationTask,
+    ValidatorEpochRecord,
+)
 
 INFERENCE = "/inference.v1.Query/"
 AUTH_ACCOUNT = "/cosmos.auth.v1beta1.Query/Account"
@@ -69,6 +79,13 @@ class AuthAccount(NamedTuple):
 
     number: int
     sequence: int
+
+
+class EpochInfo(NamedTuple):
+    """The chain's current epoch, and the members of the epoch that was asked about."""
+
+    current: Epoch
+    members: EpochMembers
 
 
 class ChainQueries:
@@ -144,6 +161,58 @@ class ChainQueries:
         reply = await self.call(INFERENCE + "Allowance", q.QueryAllowanceRequest(
             developer=developer, transfer_agent=transfer_agent), q.QueryAllowanceResponse)
         return reply.remaining
+
+    async def params(self, module: str = "inference") -> dict[str, Any]:
+        """A module's params ("inference", "validation", "epochs") as the chain stores them."""
+        reply = await self.call(INFERENCE + "Params", q.QueryParamsRequest(module=module),
+                                q.QueryParamsResponse)
+        return json.loads(reply.params_json)
+
+    async def epoch(self, number: int | None = None) -> EpochInfo:
+        """The current epoch, with the members of epoch ``number`` (default: the current)."""
+        request = q.QueryEpochRequest() if number is None else q.QueryEpochRequest(epoch=number)
+        reply = await self.call(INFERENCE + "Epoch", request, q.QueryEpochResponse)
+        return EpochInfo(reply.current, reply.members)
+
+    async def seed_commitment(self, address: str, epoch: int) -> SeedCommitment | None:
+        """What ``address`` committed (and maybe revealed) for ``epoch``; None if nothing."""
+        reply = await self.find(INFERENCE + "SeedCommitment",
+                                q.QuerySeedCommitmentRequest(address=address, epoch=epoch),
+                                q.QuerySeedCommitmentResponse)
+        return reply.commitment if reply else None
+
+    async def validation_task(self, inference_id: str) -> ValidationTask | None:
+        reply = await self.find(INFERENCE + "ValidationTask",
+                                q.QueryValidationTaskRequest(inference_id=inference_id),
+                                q.QueryValidationTaskResponse)
+        return reply.task if reply else None
+
+    async def validation_tasks(self, from_height: int, to_height: int = 0,
+                               limit: int = 0) -> list[ValidationTask]:
+        """Tasks by finish height in [from_height, to_height] (0: latest), at most ``limit``."""
+        reply = await self.call(INFERENCE + "ValidationTasks", q.QueryValidationTasksRequest(
+            from_height=from_height, to_height=to_height, limit=limit),
+            q.QueryValidationTasksResponse)
+        return list(reply.tasks)
+
+    async def pending_votes(self, voter: str) -> list[ValidationTask]:
+        """Tasks in a vote that ``voter`` was drawn for and has not reported on yet."""
+        reply = await self.call(INFERENCE + "PendingVotes",
+                                q.QueryPendingVotesRequest(voter=voter),
+                                q.QueryPendingVotesResponse)
+        return list(reply.tasks)
+
+    async def executor_stats(self, address: str) -> ExecutorStats | None:
+        reply = await self.find(INFERENCE + "ExecutorStats",
+                                q.QueryExecutorStatsRequest(address=address),
+                                q.QueryExecutorStatsResponse)
+        return reply.stats if reply else None
+
+    async def validator_record(self, address: str, epoch: int) -> ValidatorEpochRecord | None:
+        reply = await self.find(INFERENCE + "ValidatorRecord",
+                                q.QueryValidatorRecordRequest(address=address, epoch=epoch),
+                                q.QueryValidatorRecordResponse)
+        return reply.record if reply else None
 
     async def latest_height(self) -> int:
         reply = await self.call(LATEST_BLOCK, tm_query.GetLatestBlockRequest(),

@@ -24,6 +24,17 @@ class ApiNodeConfig:
     gas_price: float = 0.01
     signature_window_s: int = 300
     account_key_file: str = "account.key"
+    # The validator worker: commits seeds, checks the inferences they assign, votes.
+    # Off, the participant still serves but does none of its checks (the chain may withhold
+    # its epoch rewards for that).
+    validator: bool = True
+    validator_interval_s: float = 2.0
+    # Checks run at once on the ML node, beside serving.
+    validator_concurrency: int = 2
+    # Fault injection for tests of the protocol only: "skip-checks" commits and reveals seeds
+    # but checks nothing, "always-pass" reports every check as clean without scoring, "lie"
+    # scores and then reports the opposite verdict. Empty: an honest validator.
+    validator_fault: str = ""
     node_key_file: str = "node.key"
 
     @classmethod

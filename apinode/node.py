@@ -1,8 +1,11 @@
-"""Runs one participant's API node: registers it on chain, serves HTTP, drains the outbox.
+"""Runs one participant's API node: registers it on chain, serves HTTP, drains the outbox,
+validates.
 
 On start the node makes sure the chain knows it (MsgRegisterParticipant with its public URL,
 node key and the model its ML node serves, checked against the registry), so an operator
-only starts it; the outbox worker then sends every start and finish the node produces.
+only starts it; the outbox worker then sends every start, finish, seed and validation the
+node produces, and the validator worker (unless ``validator = false``) does this
+participant's share of the checks.
 """
 
 import asyncio
@@ -25,17 +28,26 @@ from apinode.outbox_worker import OutboxWorker
 from apinode.store import Database
 from apinode.transfer_agent import TransferAgent
 from apinode.tx_sender import TxSender
+from apinode.validation.seeds import SeedStore
+from apinode.validation.worker import (
+    COMMIT_KIND,
+    REVEAL_KIND,
+    VALIDATION_KIND,
+    ValidatorWorker,
+)
 from inferchain_pb.inference.v1.inference_pb2 import (
     MsgFinishInference,
     MsgRegisterParticipant,
     MsgStartInference,
     ServedModel,
 )
+from inferchain_pb.inference.v1.validation_pb2 import MsgCommitSeed, MsgRevealSeed, MsgValidation
 
 log = logging.getLogger(__name__)
 
 DECODE = {"start_inference": MsgStartInference, "finish_inference": MsgFinishInference,
-          "register_participant": MsgRegisterParticipant}
+          "register_participant": MsgRegisterParticipant, COMMIT_KIND: MsgCommitSeed,
+          REVEAL_KIND: MsgRevealSeed, VALIDATION_KIND: MsgValidation}
 
 
 async def register(config: ApiNodeConfig, sender: TxSender, chain: ChainQueries,
@@ -90,7 +102,20 @@ async def run(config: ApiNodeConfig) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         draining = asyncio.create_task(worker.run())
+        validator = None
+        if config.validator:
+            validator = ValidatorWorker(
+                sender.address, config.node_key(), chain, mlnode, SeedStore(db, sender.address),
+                outbox, interval_s=config.validator_interval_s,
+                concurrency=config.validator_concurrency, fault=config.validator_fault)
+        else:
+            log.warning("validator worker off (validator = false): this participant does none "
+                        "of its checks, and the chain may withhold its epoch rewards")
+        validating = asyncio.create_task(validator.run()) if validator else None
         await stop.wait()
+        if validator is not None and validating is not None:
+            validator.stop()  # first: its last checks still go through the outbox below
+            await validating
         log.info("shutting down; %d outbox entries left to send", outbox.pending_count())
         worker.stop()
         await draining

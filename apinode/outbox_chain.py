@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 
 # Refusals that mean "this exact message was committed before": the participant is
 # registered, the inference already started or finished (inference codespace codes 2, 6, 7).
-ALREADY_DONE = {("inference", 2), ("inference", 6), ("inference", 7)}
+ALREADY_DONE = {("inference", 2), ("inference", 6), ("inference", 7),
+                # A seed already committed or revealed; a report already on record.
+                ("validation", 4), ("validation", 8)}
 
 
 def outbox_submit(sender: TxSender, decode: Mapping[str, type[Message]]) -> Submit:

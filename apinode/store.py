@@ -1,4 +1,5 @@
-"""The API node's local storage: payloads, request log and the outbox of pending chain txs.
+"""The API node's local storage: payloads, request log, the outbox of pending chain txs and the
+validator's epoch seeds.
 
 One SQLAlchemy schema serves SQLite (the default: a file next to the node's config, nothing to
 install) and PostgreSQL (several API node processes sharing one database). Tables are created on
@@ -145,6 +146,23 @@ class OutboxRow(Base):
     sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+
+
+class ValidatorSeed(Base):
+    """The secret seed a validator commits to for one epoch (DESIGN.md §3.8).
+
+    Written before its hash is queued for the chain: a node that restarts after committing
+    still knows which inferences the seed assigns it and can reveal it once the epoch is over.
+    Keyed by validator too, so a database shared by several API node processes, or reused
+    with another key, never hands one participant's seed to another.
+    """
+
+    __tablename__ = "validator_seeds"
+
+    validator: Mapped[str] = mapped_column(String(128), primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -6,7 +6,7 @@
      "bank": {"balances": [{"address": "infer1...",
                             "coins": [{"denom": "ninfer", "amount": "123"}]}],
               "params": {...}},
-     "inference": {"params": {...}, "models": [...]},
+     "inference": {"params": {...}, "models": [...], "participants": [...]},
      "validation": {"params": {...}, "reputations": [{"address", "reputation_ppm"}]},
      "<module>": {"params": {...}}}      # one per other module named under [params]
 
@@ -97,9 +97,11 @@ def build_app_state(template: Template) -> dict[str, Any]:
             "params": params.pop("bank", {}),
         },
     }
-    if template.models or "inference" in params:
+    if template.models or template.participants or "inference" in params:
         app_state["inference"] = {"params": params.pop("inference", {}),
                                   "models": [dict(m) for m in template.models]}
+        if template.participants:
+            app_state["inference"]["participants"] = [dict(p) for p in template.participants]
     if template.reputations:
         app_state["validation"] = {"params": params.pop("validation", {}),
                                    "reputations": [dict(r) for r in template.reputations]}

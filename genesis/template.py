@@ -14,6 +14,11 @@ Format (see `default_template.toml`):
     pub_key = "base64 ed25519"                # optional: left out, the layout generates the key
     [params.auth]                             # per-module params, copied to app_state.auth.params
     min_gas_price = "0.01"
+    [[participants]]                          # optional: participants known from the start
+    address = "infer1..."
+    url = "http://127.0.0.1:8100"
+    node_pubkey = "hex ed25519"
+    models = [{model_id = "...", weights_sha256 = "..."}]
     [[reputations]]                           # optional: trust a participant starts with
     address = "infer1..."
     reputation_ppm = 1000000                  # 0 (newcomer) to 1000000 (full)
@@ -44,7 +49,8 @@ _VALIDATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _MODULE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 _TOP_KEYS = {"chain_id", "initial_height", "genesis_time", "accounts", "validators", "params",
-             "models", "reputations"}
+             "models", "reputations", "participants"}
+_PARTICIPANT_KEYS = {"address", "url", "node_pubkey", "models", "weight"}
 _REPUTATION_KEYS = {"address", "reputation_ppm"}
 MAX_REPUTATION_PPM = 1_000_000
 _MODEL_KEYS = {"id", "weights_sha256", "price_per_token", "context_length",
@@ -92,6 +98,8 @@ class Template:
     models: tuple[Mapping[str, Any], ...] = ()
     # Starting reputations for the validation module: {"address", "reputation_ppm"} each.
     reputations: tuple[Mapping[str, Any], ...] = ()
+    # Participants registered at genesis, so they validate from the first epoch.
+    participants: tuple[Mapping[str, Any], ...] = ()
     initial_height: int = 1
     genesis_time: str | None = None  # canonical RFC 3339 (see timestamps.py), None = build time
 
@@ -125,6 +133,7 @@ def parse_template(data: Mapping[str, Any], source: str = "<template>") -> Templ
     params = _params(data.get("params", {}), problems)
     models = _models(data.get("models", []), problems)
     reputations = _reputations(data.get("reputations", []), problems)
+    participants = _participants(data.get("participants", []), problems)
 
     if problems:
         raise TemplateError(source, problems)
@@ -137,6 +146,7 @@ def parse_template(data: Mapping[str, Any], source: str = "<template>") -> Templ
         params=params,
         models=models,
         reputations=reputations,
+        participants=participants,
     )
 
 
@@ -276,6 +286,31 @@ def _models(value: object, problems: list[str]) -> tuple[Mapping[str, Any], ...]
                 problems.append(f"{where}.{key}: must be a non-negative integer")
         models.append(dict(entry))
     return tuple(models)
+
+
+def _participants(value: object, problems: list[str]) -> tuple[Mapping[str, Any], ...]:
+    participants = []
+    for i, entry in enumerate(_entries(value, "participants", problems)):
+        where = f"participants[{i}]"
+        _unknown_keys(entry, _PARTICIPANT_KEYS, where, problems)
+        try:
+            validate_account_address(entry.get("address"))
+        except ValueError as err:
+            problems.append(f"{where}.address: {err}")
+        url, key = entry.get("url"), entry.get("node_pubkey")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            problems.append(f"{where}.url: must be an http(s) URL")
+        if not isinstance(key, str) or not re.fullmatch(r"[0-9a-f]{64}", key):
+            problems.append(f"{where}.node_pubkey: must be 64 hex digits (ed25519)")
+        models = entry.get("models")
+        if not isinstance(models, list) or not models or not all(
+                isinstance(m, Mapping) and set(m) == {"model_id", "weights_sha256"}
+                for m in models):
+            problems.append(f"{where}.models: a non-empty list of {{model_id, weights_sha256}}")
+        if "weight" in entry and (not _is_int(entry["weight"]) or entry["weight"] < 0):
+            problems.append(f"{where}.weight: must be a non-negative integer")
+        participants.append(dict(entry))
+    return tuple(participants)
 
 
 def _reputations(value: object, problems: list[str]) -> tuple[Mapping[str, Any], ...]:

@@ -33,6 +33,7 @@ from chain_nodes import CHAIN_ID, FUNDS, ROOT, ChainNode, funded_keys
 from conftest import free_port, wait_healthy
 from google.protobuf.message import Message
 from inference_actors import genesis_models
+from nacl.signing import SigningKey
 from psycopg import sql
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
@@ -102,15 +103,18 @@ def free_port_block(size: int) -> int:
 
 
 class MlNodes:
-    """``count`` ML node processes serving the default model, started side by side."""
+    """``count`` ML node processes serving the default model, started side by side;
+    ``cheats[i]``, when given, starts node i with that ``--cheat`` variant."""
 
-    def __init__(self, root: Path, count: int) -> None:
+    def __init__(self, root: Path, count: int, cheats: list[str | None] | None = None) -> None:
         self.ports = [free_port() for _ in range(count)]
         self.processes: list[subprocess.Popen] = []
         try:
             for i, port in enumerate(self.ports):
-                self.processes.append(spawn(["-m", "mlnode", "serve", "--port", str(port),
-                                             "--max-batch", "4"], root / f"mlnode{i}.log"))
+                cheat = cheats[i] if cheats else None
+                self.processes.append(spawn(
+                    ["-m", "mlnode", "serve", "--port", str(port), "--max-batch", "4",
+                     *(["--cheat", cheat] if cheat else [])], root / f"mlnode{i}.log"))
             for i, (port, process) in enumerate(zip(self.ports, self.processes, strict=True)):
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                     wait_healthy(ml_grpc.MLNodeStub(channel), process, root / f"mlnode{i}.log")
@@ -203,17 +207,28 @@ class LocalNetwork:
     """
 
     def __init__(self, root: Path, mlnode_ports: list[int], consensus: str = "solo",
-                 databases: list[str] | None = None) -> None:
+                 databases: list[str] | None = None, *, params: dict | None = None,
+                 in_genesis: bool = False, reputations: dict[int, int] | None = None,
+                 node_settings: list[dict] | None = None) -> None:
+        """``params`` overrides module params in genesis; ``in_genesis`` registers the
+        participants in genesis (so they are validators from the first epoch);
+        ``reputations`` maps a participant's index to its starting reputation (ppm);
+        ``node_settings`` adds apinode.toml settings per participant."""
         self.root = root
         self.developer, self.poor, *keys = funded_keys(2 + len(mlnode_ports))
         self.funds = {self.developer.address: FUNDS, self.poor.address: POOR_FUNDS}
-        self.chain = self._start_chain(consensus, keys)
+        self.keys = keys
+        self.node_keys = [SigningKey.generate() for _ in keys]
+        self.http_ports = [free_port() for _ in keys]
+        self.chain = self._start_chain(consensus, keys, params or {}, in_genesis,
+                                       reputations or {})
         self._channel = grpc.insecure_channel(f"127.0.0.1:{self.chain.grpc_port}")
         self.nodes: list[ApiNode] = []
         try:
             for i, (key, ml_port) in enumerate(zip(keys, mlnode_ports, strict=True)):
-                self.nodes.append(self._lay_out_node(i, key, ml_port,
-                                                     databases[i] if databases else None))
+                self.nodes.append(self._lay_out_node(
+                    i, key, ml_port, databases[i] if databases else None,
+                    node_settings[i] if node_settings else {}))
             for node in self.nodes:
                 node.start()
             for node in self.nodes:
@@ -222,7 +237,9 @@ class LocalNetwork:
             self.close()
             raise
 
-    def _start_chain(self, consensus: str, participants: list[AccountKey]) -> ChainNode:
+    def _start_chain(self, consensus: str, participants: list[AccountKey], params: dict,
+                     in_genesis: bool, reputations: dict[int, int]) -> ChainNode:
+        model = genesis_models()[0]
         template = parse_template({
             "chain_id": CHAIN_ID, "validators": [{"name": "val0", "power": 10}],
             "accounts": [{"address": address, "coins": f"{funds}ninfer"}
@@ -230,7 +247,18 @@ class LocalNetwork:
                         + [{"address": k.address, "coins": f"{FUNDS}ninfer"} for k in participants],
             "models": genesis_models(),
             # CPU generation is slow: let a lone half wait long enough for its partner.
-            "params": {"inference": {"expiration_blocks": 2000, "max_draw_age_blocks": 200}},
+            "params": {**params, "inference": {"expiration_blocks": 2000,
+                                               "max_draw_age_blocks": 200,
+                                               **params.get("inference", {})}},
+            "participants": [
+                {"address": k.address, "url": f"http://127.0.0.1:{port}",
+                 "node_pubkey": bytes(node_key.verify_key).hex(),
+                 "models": [{"model_id": model["id"],
+                             "weights_sha256": model["weights_sha256"]}]}
+                for k, node_key, port in zip(participants, self.node_keys, self.http_ports,
+                                             strict=True)] if in_genesis else [],
+            "reputations": [{"address": participants[i].address, "reputation_ppm": ppm}
+                            for i, ppm in reputations.items()],
         })
         if consensus == "solo":
             grpc_port = free_port()
@@ -252,16 +280,18 @@ class LocalNetwork:
         return chain
 
     def _lay_out_node(self, index: int, key: AccountKey, ml_port: int,
-                      database: str | None) -> ApiNode:
+                      database: str | None, settings: dict) -> ApiNode:
         home = self.root / f"participant{index}"
-        http_port = free_port()
+        http_port = self.http_ports[index]
         url = f"http://127.0.0.1:{http_port}"
         config = {"chain_id": CHAIN_ID, "listen": f"127.0.0.1:{http_port}", "public_url": url,
                   "chain_grpc": f"127.0.0.1:{self.chain.grpc_port}",
-                  "mlnode": f"127.0.0.1:{ml_port}"}
+                  "mlnode": f"127.0.0.1:{ml_port}", **settings}
         if database is not None:
             config["database"] = database
         write_home(home, config, key.private_key_hex)
+        # The key genesis may already name for this participant.
+        (home / "node.key").write_text(bytes(self.node_keys[index]).hex() + "\n")
         return ApiNode(home, url, key, database or f"sqlite:///{home / 'apinode.sqlite'}")
 
     def close(self) -> None:

@@ -27,6 +27,14 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
             validation_threshold=str(raw.get("validation_threshold", "0.05")),
             top_k=int(raw.get("top_k", params.top_k))))
     for raw in section.get("participants", []):
+        for served in raw["models"]:
+            model = keeper.model(kv, served["model_id"])
+            if model is None or model.weights_sha256 != served["weights_sha256"]:
+                raise InvalidRequest(f"genesis participant {raw['address']} serves "
+                                     f"{served['model_id']!r}, which the registry does not list "
+                                     f"with those weights")
+        if keeper.participant(kv, raw["address"]) is not None:
+            raise InvalidRequest(f"genesis lists participant {raw['address']} twice")
         keeper.set_participant(kv, Participant(
             address=raw["address"], url=raw["url"], node_pubkey=bytes.fromhex(raw["node_pubkey"]),
             models=[ServedModel(model_id=m["model_id"], weights_sha256=m["weights_sha256"])

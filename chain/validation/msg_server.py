@@ -27,7 +27,6 @@ from chain.validation.tasks import Tasks
 from inferchain_pb.inference.v1.inference_pb2 import Participant
 from inferchain_pb.inference.v1.validation_pb2 import (
     IN_VOTE,
-    OPEN,
     MsgCommitSeed,
     MsgRevealSeed,
     MsgValidation,
@@ -99,7 +98,9 @@ class ValidationMsgServer:
             raise DuplicateValidation(f"{msg.creator} already reported on {msg.inference_id}")
         weight = self._member_weight(ctx, task.epoch, msg.creator)
         height = ctx.block.height
-        in_window = task.state == OPEN and height <= task.deadline
+        # Every assigned check may be reported until the deadline, whatever a vote did
+        # meanwhile (the chain will ask for it at reveal); drawn voters until the vote ends.
+        in_window = height <= task.deadline
         voting = task.state == IN_VOTE and height <= task.vote_deadline and \
             msg.creator in task.voters
         if not (in_window or voting):

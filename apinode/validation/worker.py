@@ -1,0 +1,465 @@
+"""The validator worker: the API node's side of validation (DESIGN.md §3.6-3.8, §4).
+
+Each step:
+
+1. **Seeds.** Make sure a seed is stored and its hash queued for the chain (MsgCommitSeed) for
+   the current epoch and the next one. The next epoch's is committed early, during the current
+   one, because a validator's obligations in an epoch only start at its commit height: a
+   commit made at the epoch's start would leave its first blocks unchecked. Once an epoch is
+   over, its seed is revealed (MsgRevealSeed) while the chain's reveal window is open, so the
+   chain can recompute which checks the seed assigned.
+2. **Votes.** Tasks in a vote this validator was drawn for (PendingVotes) are re-scored first:
+   their deadlines are the shortest.
+3. **Tasks.** Follow the chain's feed of finished inferences (ValidationTasks by finish height)
+   from where the last step stopped, and keep those the seed assigns (``EpochDuty.assigned``,
+   the very rule the chain re-applies after the reveal); never the node's own inferences.
+4. **Checks.** Re-score each kept inference on the node's ML node, a few at a time so that
+   validation does not starve serving, and queue a node-key-signed MsgValidation with the
+   measured figures (``apinode.validation.figures``); the chain judges pass or fail.
+
+Everything sent goes through the outbox under a key per message (``commit_seed:<epoch>``,
+``reveal_seed:<epoch>``, ``validation:<inference id>``, ``validation:<inference id>:vote``),
+so sending survives restarts and a message is never queued twice. The worker's own state
+(where the feed stopped, checks to retry) is only a cache: a new worker rescans the last
+validation window and skips whatever the outbox or the task's reports already hold.
+
+A failed query or ML node call is logged and retried on the next step; a check is retried
+until its deadline passes. Nothing here ends the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass, fields
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from apinode.chain_queries import ChainQueries, ChainQueryError
+from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeInfo, MlNodeRefused
+from apinode.outbox import Outbox
+from apinode.validation.figures import MICRO, Figures, ended_properly, measure
+from apinode.validation.seeds import SeedStore
+from chain.inference import artifact, payload
+from chain.validation.sampling import must_check, seed_hash
+from inferchain_pb.inference.v1.inference_pb2 import Inference
+from inferchain_pb.inference.v1.validation_pb2 import (
+    Epoch,
+    MsgCommitSeed,
+    MsgRevealSeed,
+    MsgValidation,
+    ValidationTask,
+)
+from mlnode.sampling_params import SamplingParams
+
+log = logging.getLogger(__name__)
+
+COMMIT_KIND = "commit_seed"
+REVEAL_KIND = "reveal_seed"
+VALIDATION_KIND = "validation"
+# Finish heights per ValidationTasks query: the chain caps a query's range (1,000 heights),
+# and an empty answer must mean an empty range.
+FEED_SPAN_BLOCKS = 500
+# Misbehaviours a test can switch on (ApiNodeConfig.validator_fault); "" is honest.
+FAULTS = {"", "skip-checks", "always-pass", "lie"}
+
+
+@dataclass(frozen=True)
+class ValidationParams:
+    """The validation module's params the worker uses (the chain's JSON has more)."""
+
+    rule_tolerance_micro: int
+    max_rule_violations: int
+    validation_window_blocks: int
+    reveal_window_blocks: int
+
+    @classmethod
+    def of(cls, raw: Mapping[str, Any]) -> ValidationParams:
+        return cls(**{f.name: int(raw[f.name]) for f in fields(cls)})
+
+    @property
+    def rule_tolerance(self) -> float:
+        return self.rule_tolerance_micro / MICRO
+
+
+@dataclass(frozen=True)
+class EpochDuty:
+    """What decides this validator's checks in one epoch: its seed, when the seed's commit
+    landed, and the epoch's member weights (fixed at the epoch's first block)."""
+
+    epoch: int
+    seed: bytes
+    commit_height: int
+    weights: Mapping[str, int]
+    total_weight: int
+
+    def assigned(self, task: ValidationTask, validator: str) -> bool:
+        """Whether ``validator`` must check ``task``: the chain's rule, applied in advance.
+
+        Only inferences finished after the commit count (the seed was fixed before they
+        existed), and the executor's own weight is left out of the total because it never
+        checks itself, so the others' shares still add up to the task's probability.
+        """
+        weight = self.weights.get(validator, 0)
+        if (task.epoch != self.epoch or task.executor == validator or weight == 0
+                or task.finish_height <= self.commit_height):
+            return False
+        total = self.total_weight - self.weights.get(task.executor, 0)
+        return must_check(self.seed, task.inference_id, task.p_ppm, weight, total)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One inference to re-score: an assigned task, or a vote this validator was drawn for."""
+
+    task: ValidationTask
+    vote: bool
+
+    @property
+    def key(self) -> str:
+        """Outbox key of the MsgValidation. A vote gets its own: the chain lists a vote only
+        to voters with no report on record, so a report of this validator that never landed
+        (say, it reached the chain after the deadline and failed) must not stop its vote."""
+        base = f"{VALIDATION_KIND}:{self.task.inference_id}"
+        return f"{base}:vote" if self.vote else base
+
+    @property
+    def deadline(self) -> int:
+        """The last height the chain accepts this report."""
+        return self.task.vote_deadline if self.vote else self.task.deadline
+
+
+DutyOf = Callable[[int], Awaitable[EpochDuty | None]]
+
+
+class ValidatorWorker:
+    """Commits and reveals seeds, follows validation tasks and votes, and checks inferences.
+
+    ``concurrency`` bounds the checks running at once on the ML node (each is one prefill
+    of prompt and output, next to the node's serving). ``rescan_margin_blocks`` widens the
+    first step's rescan beyond the validation window, so tasks a restart interrupted are
+    not missed. ``page_size`` is how many tasks one ValidationTasks query asks for.
+    """
+
+    def __init__(self, address: str, node_key: SigningKey, chain: ChainQueries,
+                 mlnode: MlNodeClient, seeds: SeedStore, outbox: Outbox, *,
+                 interval_s: float = 2.0, concurrency: int = 2,
+                 rescan_margin_blocks: int = 10, page_size: int = 200,
+                 fault: str = "") -> None:
+        if fault not in FAULTS:
+            raise ValueError(f"validator fault {fault!r} is not one of {sorted(FAULTS)}")
+        if fault:
+            log.warning("validator: FAULT INJECTION %r is on: this validator misbehaves on "
+                        "purpose (protocol tests only)", fault)
+        self.fault = fault
+        self.address = address
+        self.node_key = node_key
+        self.chain = chain
+        self.mlnode = mlnode
+        self.seeds = seeds
+        self.outbox = outbox
+        self.interval_s = interval_s
+        self.concurrency = concurrency
+        self.rescan_margin_blocks = rescan_margin_blocks
+        self.page_size = page_size
+        self._stop = asyncio.Event()
+        self._info: MlNodeInfo | None = None
+        # Epochs whose seed is known to be queued for commit or settled for reveal.
+        self._commits_queued: set[int] = set()
+        self._reveals_done: set[int] = set()
+        # Per epoch: the duty, or None when it can never be known (the seed is not ours).
+        self._duties: dict[int, EpochDuty | None] = {}
+        # The feed resumes at this finish height, skipping the ids already seen there.
+        self._cursor: int | None = None
+        self._seen_at_cursor: set[str] = set()
+        self._retry: dict[str, Check] = {}
+
+    async def run(self) -> None:
+        """Step every ``interval_s`` until ``stop()``."""
+        self._stop.clear()
+        log.info("validator: worker started for %s", self.address)
+        while not self._stop.is_set():
+            try:
+                await self.step()
+            except (ChainQueryError, MlNodeError) as exc:
+                log.warning("validator: step failed, trying again in %.1fs: %s",
+                            self.interval_s, exc)
+            except Exception:  # a bug or a database outage must not end the node
+                log.exception("validator: step failed; trying again in %.1fs", self.interval_s)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval_s)
+        log.info("validator: worker stopped")
+
+    def stop(self) -> None:
+        """Ends ``run()`` after the checks already running; the others wait for a new worker."""
+        self._stop.set()
+
+    async def step(self) -> None:
+        """One pass: seeds, then votes, retries and newly assigned tasks, checked and queued."""
+        height = await self.chain.latest_height()
+        current = (await self.chain.epoch()).current
+        params = ValidationParams.of(await self.chain.params("validation"))
+        await self.commit_seeds(current.number)
+        await self.reveal_seeds(current, height, params)
+        checks = {check.key: check for check in await self.votes(height)}
+        for key, check in list(self._retry.items()):
+            if height > check.deadline:
+                del self._retry[key]
+                log.warning("validator: gave up on %s: its deadline (height %d) passed",
+                            key, check.deadline)
+            else:
+                checks.setdefault(key, check)
+        for check in await self.assigned_tasks(height, current, params):
+            checks.setdefault(check.key, check)
+        if self.fault == "skip-checks":
+            return
+        await self.run_checks(list(checks.values()), params)
+
+    async def commit_seeds(self, current: int) -> None:
+        """Store a seed and queue its commit for the current and the next epoch, if not yet."""
+        for epoch in (current, current + 1):
+            if epoch in self._commits_queued:
+                continue
+            seed = await asyncio.to_thread(self.seeds.seed, epoch)  # stored before queued
+            message = MsgCommitSeed(creator=self.address, epoch=epoch, seed_hash=seed_hash(seed))
+            if await asyncio.to_thread(self.outbox.enqueue, COMMIT_KIND,
+                                       f"{COMMIT_KIND}:{epoch}", message.SerializeToString()):
+                log.info("validator: seed for epoch %d stored, MsgCommitSeed queued (hash %s…)",
+                         epoch, message.seed_hash[:8].hex())
+            self._commits_queued.add(epoch)
+        self._commits_queued = {e for e in self._commits_queued if e >= current}
+
+    async def reveal_seeds(self, current: Epoch, height: int,
+                           params: ValidationParams) -> None:
+        """Queue MsgRevealSeed for each past epoch whose seed the chain holds unrevealed.
+
+        The chain takes epoch e's reveal up to height start(e + 1) + reveal_window_blocks − 1,
+        with start(e) = 1 + e × length; only epochs whose window is still open are looked at.
+        """
+        first_open = max(0, -(-(height - params.reveal_window_blocks) // current.length) - 1)
+        self._reveals_done = {e for e in self._reveals_done if e >= first_open}
+        for epoch in await asyncio.to_thread(self.seeds.epochs, first_open, current.number - 1):
+            if epoch not in self._reveals_done:
+                await self._reveal(epoch)
+                self._reveals_done.add(epoch)
+
+    async def _reveal(self, epoch: int) -> None:
+        """Queue the epoch's reveal unless it is queued, revealed, or was never committed."""
+        key = f"{REVEAL_KIND}:{epoch}"
+        if await asyncio.to_thread(self.outbox.get, key) is not None:
+            return
+        commitment = await self.chain.seed_commitment(self.address, epoch)
+        if commitment is None or commitment.seed:
+            return
+        seed = await asyncio.to_thread(self.seeds.get, epoch)
+        if seed is None or seed_hash(seed) != commitment.seed_hash:
+            log.error("validator: cannot reveal epoch %d: the seed committed on chain is not "
+                      "in this node's database", epoch)
+            return
+        message = MsgRevealSeed(creator=self.address, epoch=epoch, seed=seed)
+        await asyncio.to_thread(self.outbox.enqueue, REVEAL_KIND, key,
+                                message.SerializeToString())
+        log.info("validator: epoch %d is over, MsgRevealSeed queued", epoch)
+
+    async def votes(self, height: int) -> list[Check]:
+        """Votes this validator was drawn for, not yet queued and still open."""
+        checks = [Check(task, vote=True) for task in await self.chain.pending_votes(self.address)
+                  if task.executor != self.address and height <= task.vote_deadline]
+        return [check for check in checks
+                if await asyncio.to_thread(self.outbox.get, check.key) is None]
+
+    async def assigned_tasks(self, height: int, current: Epoch,
+                             params: ValidationParams) -> list[Check]:
+        """The tasks finished since the last step (up to ``height``) that the seed assigns.
+
+        The feed is read in spans of finish heights (the chain answers at most 1,000 heights
+        per query) and paged: the next page starts at the last height seen (tasks at one
+        height may straddle pages), skipping the ids already seen there; a page of nothing
+        but seen ids at one height asks for a larger page, in case that height holds more
+        tasks than a page. The position only moves once everything up to ``height`` was read
+        and decided, so a failed query rereads from the same place.
+        """
+        oldest = max(1, height - params.validation_window_blocks - self.rescan_margin_blocks)
+        oldest_epoch = (oldest - 1) // current.length
+        self._duties = {e: d for e, d in self._duties.items() if e >= oldest_epoch}
+        duty_of = self._duty_lookup()
+        start = self._cursor if self._cursor is not None else oldest
+        seen = self._seen_at_cursor
+        limit = self.page_size
+        found = []
+        while start <= height:
+            end = min(height, start + FEED_SPAN_BLOCKS - 1)
+            tasks = await self.chain.validation_tasks(start, end, limit)
+            if not tasks:
+                start, seen = end + 1, set()
+                continue
+            new = [task for task in tasks if task.inference_id not in seen]
+            for task in new:
+                if await self._must_check(task, height, duty_of):
+                    found.append(Check(task, vote=False))
+            last = tasks[-1].finish_height
+            if new:
+                at_last = {t.inference_id for t in tasks if t.finish_height == last}
+                start, seen = last, (seen if last == start else set()) | at_last
+            elif len(tasks) >= limit:
+                limit *= 2
+            else:  # every task at ``start`` is seen
+                start, seen = start + 1, set()
+        self._cursor, self._seen_at_cursor = start, seen
+        return found
+
+    async def _must_check(self, task: ValidationTask, height: int, duty_of: DutyOf) -> bool:
+        """Assigned, still within its window, and not reported on by this validator yet
+        (a vote opened meanwhile does not close the window: the check is still owed)."""
+        if (task.executor == self.address or height > task.deadline
+                or any(r.validator == self.address for r in task.reports)):
+            return False
+        duty = await duty_of(task.epoch)
+        return duty is not None and duty.assigned(task, self.address)
+
+    def _duty_lookup(self) -> DutyOf:
+        """``EpochDuty`` by epoch for one step. "No commitment" is remembered for the step
+        only: a commit may land later, and only tasks finished after it count anyway."""
+        this_step: dict[int, EpochDuty | None] = {}
+
+        async def duty_of(epoch: int) -> EpochDuty | None:
+            if epoch in self._duties:
+                return self._duties[epoch]
+            if epoch not in this_step:
+                this_step[epoch] = await self._load_duty(epoch)
+            return this_step[epoch]
+
+        return duty_of
+
+    async def _load_duty(self, epoch: int) -> EpochDuty | None:
+        """The epoch's duty from the chain and the seed store; cached once it is final."""
+        commitment = await self.chain.seed_commitment(self.address, epoch)
+        if commitment is None:
+            return None
+        seed = await asyncio.to_thread(self.seeds.get, epoch)
+        if seed is None or seed_hash(seed) != commitment.seed_hash:
+            log.error("validator: the seed committed for epoch %d is not in this node's "
+                      "database; its checks in that epoch cannot be done", epoch)
+            self._duties[epoch] = None
+            return None
+        members = (await self.chain.epoch(epoch)).members
+        duty = EpochDuty(epoch, seed, commitment.commit_height,
+                         {m.address: m.weight for m in members.members}, members.total_weight)
+        self._duties[epoch] = duty
+        return duty
+
+    async def run_checks(self, checks: list[Check], params: ValidationParams) -> None:
+        """Checks ``concurrency`` at a time; a failed one is kept to retry on the next step."""
+        running = asyncio.Semaphore(self.concurrency)
+
+        async def one(check: Check) -> None:
+            async with running:
+                if self._stop.is_set():
+                    return
+                try:
+                    await self.check(check, params)
+                except Exception as exc:  # retried next step, until the deadline
+                    log.warning("validator: could not check %s, retrying until height %d: %s",
+                                check.key, check.deadline, exc)
+                    self._retry[check.key] = check
+                else:
+                    self._retry.pop(check.key, None)
+
+        await asyncio.gather(*(one(check) for check in checks))
+
+    async def check(self, check: Check, params: ValidationParams) -> None:
+        """Re-score one inference and queue the signed MsgValidation with its figures."""
+        inference_id = check.task.inference_id
+        if await asyncio.to_thread(self.outbox.get, check.key) is not None:
+            return
+        inference = await self.chain.inference(inference_id)
+        if inference is None:
+            log.warning("validator: inference %s of a validation task is not on chain",
+                        inference_id)
+            return
+        info = await self.mlnode_info()
+        if inference.model_id != info.model_id:
+            log.warning("validator: cannot check %s: it ran %s, this node's ML node serves %s",
+                        inference_id, inference.model_id, info.model_id)
+            return
+        model = await self.chain.model(inference.model_id)
+        if self.fault == "always-pass":
+            figures = Figures(True, 0.0, 0, len(inference.output_ids))
+        else:
+            figures = await self.measure(inference, info, params)
+        if self.fault == "lie" and model is not None:
+            figures = _opposite(figures, params, float(model.validation_threshold))
+        message = MsgValidation(
+            creator=self.address, inference_id=inference_id,
+            output_hash=inference.output_hash, distance_micro=figures.distance_micro,
+            rule_violations=figures.rule_violations, ids_match=figures.ids_match,
+            positions=figures.positions)
+        message.validator_signature = self.node_key.sign(payload.validation_payload(
+            message.inference_id, message.output_hash, message.distance_micro,
+            message.rule_violations, message.ids_match, message.positions,
+            message.creator)).signature
+        await asyncio.to_thread(self.outbox.enqueue, VALIDATION_KIND, check.key,
+                                message.SerializeToString())
+        if figures.ids_match:
+            found = (f"distance {figures.distance:.6f} nats (model threshold "
+                     f"{model.validation_threshold if model else '?'}), "
+                     f"{figures.rule_violations} of {figures.positions} positions break the "
+                     f"sampling rule")
+        else:
+            found = (f"the output ({figures.positions} ids) does not match its artifact or "
+                     f"does not end as the request allows")
+        log.info("validator: %s %s (executor %s): %s; MsgValidation queued",
+                 "voted on" if check.vote else "checked", inference_id, inference.executor,
+                 found)
+
+    async def measure(self, inference: Inference, info: MlNodeInfo,
+                      params: ValidationParams) -> Figures:
+        """The figures for one inference, from a teacher-forced Score of its output under the
+        sampling the transfer agent signed (so the ML node also locates every token in the
+        seeded rule).
+
+        An artifact that does not decode, or output ids the ML node refuses to score (an
+        unknown token, over the context), cannot match the output: that is reported as
+        ``ids_match`` false, for a vote among other validators to confirm.
+        """
+        output_ids = list(inference.output_ids)
+        mismatch = Figures(False, 0.0, 0, len(output_ids))
+        try:
+            _, recorded = artifact.decode(inference.artifact)
+        except artifact.ArtifactError as exc:
+            log.warning("validator: the artifact of %s does not decode: %s", inference.id, exc)
+            return mismatch
+        if not output_ids:
+            return mismatch
+        sampling = SamplingParams(temperature=inference.temperature, top_p=inference.top_p,
+                                  top_k=0, max_tokens=inference.max_tokens,
+                                  stop=tuple(inference.stop), seed=inference.seed)
+        try:
+            scored = await self.mlnode.score(inference.prompt_ids, output_ids,
+                                             info.max_top_logprobs, sampling)
+            text = "".join(await self.mlnode.detokenize(output_ids))
+        except MlNodeRefused as exc:
+            log.warning("validator: the ML node refuses to score %s: %s", inference.id, exc)
+            return mismatch
+        ended = ended_properly(output_ids, inference.max_tokens, {info.eos_token_id}, text,
+                               sampling.stop)
+        return measure(recorded, output_ids, scored, greedy=sampling.greedy, ended=ended,
+                       tolerance=params.rule_tolerance)
+
+    async def mlnode_info(self) -> MlNodeInfo:
+        """The ML node's model and limits, asked once."""
+        if self._info is None:
+            self._info = await self.mlnode.info()
+        return self._info
+
+
+def _opposite(figures: Figures, params: ValidationParams, threshold: float) -> Figures:
+    """The "lie" fault: figures that give the chain the other verdict than the measured."""
+    honest = figures.ids_match and figures.rule_violations <= params.max_rule_violations \
+        and figures.distance <= threshold
+    if honest:
+        return Figures(True, threshold * 100, figures.positions, figures.positions)
+    return Figures(True, 0.0, 0, figures.positions)
