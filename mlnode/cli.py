@@ -14,6 +14,13 @@ log = logging.getLogger("mlnode")
 def build_engine(args: argparse.Namespace) -> Engine:
     files = prepare(args.model) if args.model else prepare(default_gguf())
     model_id = args.model_id or DEFAULT_MODEL_ID
+    if args.cheat:
+        if args.engine != "torch":
+            raise SystemExit("--cheat needs --engine torch")
+        from mlnode.cheats import cheating_engine
+
+        return cheating_engine(args.cheat, files, model_id=model_id, dtype=args.dtype,
+                               device=args.device, max_batch=args.max_batch)
     if args.engine == "vllm":
         from mlnode.vllm_engine import VllmEngine
 
@@ -36,6 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     serve.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     serve.add_argument("--max-batch", type=int, default=16)
+    serve.add_argument("--cheat", choices=["int8", "skip-layers", "forge-prefill"], default=None,
+                       help="serve a cheating model under the honest id (tests and "
+                            "calibration only; see mlnode/cheats.py)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=50051)
     serve.add_argument("--log-level", default="INFO")

@@ -46,12 +46,14 @@ class Actor:
     def address(self) -> str:
         return str(self.wallet.address())
 
-    def tx(self, *messages: Message, chain_id: str = "inferchain-test") -> bytes:
-        """Signs the next tx of this account; the sequence moves on as the chain's will."""
+    def tx(self, *messages: Message, chain_id: str = "inferchain-test",
+           gas_limit: int = 2_000_000) -> bytes:
+        """Signs the next tx of this account; the sequence moves on as the chain's will.
+        The fee pays ``gas_limit`` at the chain's minimum gas price (0.01 ninfer)."""
         raw = signed_tx(self.wallet, TxSpec(list(messages), sequence=self.sequence,
                                             account_number=self.account_number,
-                                            chain_id=chain_id, gas_limit=2_000_000,
-                                            fee=20_000)).tx.SerializeToString()
+                                            chain_id=chain_id, gas_limit=gas_limit,
+                                            fee=gas_limit // 100)).tx.SerializeToString()
         self.sequence += 1
         return raw
 
@@ -85,9 +87,11 @@ def start_msg(agent: Actor, developer: Actor, inference_id: str, executor: str,
 
 
 def finish_msg(executor: Actor, start: MsgStartInference, output_ids: list[int],
-               signer: SigningKey | None = None) -> MsgFinishInference:
-    steps = [ArtifactStep(t, -0.5, tuple(range(t, t + TOP_K)),
-                          tuple(-0.5 - i for i in range(TOP_K))) for t in output_ids]
+               signer: SigningKey | None = None,
+               steps: list[ArtifactStep] | None = None) -> MsgFinishInference:
+    """The executor's finish; ``steps`` is the artifact (made up unless given)."""
+    steps = steps or [ArtifactStep(t, -0.5, tuple(range(t, t + TOP_K)),
+                                   tuple(-0.5 - i for i in range(TOP_K))) for t in output_ids]
     encoded = artifact.encode(steps, TOP_K)
     output_hash = payload.ids_hash(output_ids)
     msg = MsgFinishInference(

@@ -47,10 +47,18 @@ from genesis.localnet import PORTS_PER_NODE, layout_localnet
 from genesis.solo import layout_solo
 from genesis.template import parse_template
 from inferchain_pb.inference.v1 import query_pb2 as q
-from inferchain_pb.inference.v1.inference_pb2 import FINISHED, Inference, Participant
+from inferchain_pb.inference.v1.inference_pb2 import (
+    FINISHED,
+    INVALIDATED,
+    VALIDATED,
+    VOTING,
+    Inference,
+    Participant,
+)
 from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as ml_grpc
 
 MODEL = genesis_models()[0]["id"]
+SETTLED = (FINISHED, VALIDATED, VOTING, INVALIDATED)
 POOR_FUNDS = 1_000  # below any request's escrow: 10 tokens at the genesis price
 T = TypeVar("T")
 Reply = TypeVar("Reply", bound=Message)
@@ -208,14 +216,20 @@ class LocalNetwork:
 
     def __init__(self, root: Path, mlnode_ports: list[int], consensus: str = "solo",
                  databases: list[str] | None = None, *, params: dict | None = None,
-                 in_genesis: bool = False, reputations: dict[int, int] | None = None,
-                 node_settings: list[dict] | None = None) -> None:
+                 in_genesis: bool = False, reputations: dict[str, int] | None = None,
+                 node_settings: list[dict] | None = None,
+                 extra_accounts: list[AccountKey] | None = None,
+                 extra_participants: list[dict] | None = None) -> None:
         """``params`` overrides module params in genesis; ``in_genesis`` registers the
         participants in genesis (so they are validators from the first epoch);
-        ``reputations`` maps a participant's index to its starting reputation (ppm);
-        ``node_settings`` adds apinode.toml settings per participant."""
+        ``reputations`` maps an address to its starting reputation (ppm);
+        ``node_settings`` adds apinode.toml settings per participant; ``extra_accounts`` are
+        funded in genesis for a test to act with directly, ``extra_participants`` registered
+        there (template [[participants]] entries)."""
+        self.extra_participants = extra_participants or []
         self.root = root
         self.developer, self.poor, *keys = funded_keys(2 + len(mlnode_ports))
+        self.extra_accounts = extra_accounts or []
         self.funds = {self.developer.address: FUNDS, self.poor.address: POOR_FUNDS}
         self.keys = keys
         self.node_keys = [SigningKey.generate() for _ in keys]
@@ -238,27 +252,29 @@ class LocalNetwork:
             raise
 
     def _start_chain(self, consensus: str, participants: list[AccountKey], params: dict,
-                     in_genesis: bool, reputations: dict[int, int]) -> ChainNode:
+                     in_genesis: bool, reputations: dict[str, int]) -> ChainNode:
         model = genesis_models()[0]
+        genesis_participants = [
+            {"address": k.address, "url": f"http://127.0.0.1:{port}",
+             "node_pubkey": bytes(node_key.verify_key).hex(),
+             "models": [{"model_id": model["id"], "weights_sha256": model["weights_sha256"]}]}
+            for k, node_key, port in zip(participants, self.node_keys, self.http_ports,
+                                         strict=True)]
         template = parse_template({
             "chain_id": CHAIN_ID, "validators": [{"name": "val0", "power": 10}],
             "accounts": [{"address": address, "coins": f"{funds}ninfer"}
                          for address, funds in self.funds.items()]
-                        + [{"address": k.address, "coins": f"{FUNDS}ninfer"} for k in participants],
+                        + [{"address": k.address, "coins": f"{FUNDS}ninfer"}
+                           for k in [*participants, *self.extra_accounts]],
             "models": genesis_models(),
             # CPU generation is slow: let a lone half wait long enough for its partner.
             "params": {**params, "inference": {"expiration_blocks": 2000,
                                                "max_draw_age_blocks": 200,
                                                **params.get("inference", {})}},
-            "participants": [
-                {"address": k.address, "url": f"http://127.0.0.1:{port}",
-                 "node_pubkey": bytes(node_key.verify_key).hex(),
-                 "models": [{"model_id": model["id"],
-                             "weights_sha256": model["weights_sha256"]}]}
-                for k, node_key, port in zip(participants, self.node_keys, self.http_ports,
-                                             strict=True)] if in_genesis else [],
-            "reputations": [{"address": participants[i].address, "reputation_ppm": ppm}
-                            for i, ppm in reputations.items()],
+            "participants": (genesis_participants if in_genesis else [])
+            + self.extra_participants,
+            "reputations": [{"address": address, "reputation_ppm": ppm}
+                            for address, ppm in reputations.items()],
         })
         if consensus == "solo":
             grpc_port = free_port()
@@ -326,11 +342,12 @@ class LocalNetwork:
             raise
 
     def finished(self, inference_id: str, timeout: float = 120) -> Inference:
-        """The inference once the chain has settled it (FINISHED)."""
+        """The inference once the chain has settled it (FINISHED, or already on to its
+        validation: VALIDATED, VOTING, INVALIDATED)."""
         def settled() -> Inference | None:
             found = self.inference(inference_id)
-            return found if found is not None and found.status == FINISHED else None
-        return poll(settled, f"inference {inference_id} not FINISHED on chain", timeout, 0.3)
+            return found if found is not None and found.status in SETTLED else None
+        return poll(settled, f"inference {inference_id} not settled on chain", timeout, 0.3)
 
     def inferences(self, status: int) -> list[Inference]:
         return list(self.query("Inferences", q.QueryInferencesRequest(status=status),
@@ -339,6 +356,14 @@ class LocalNetwork:
     def account(self, address: str) -> q.QueryAccountResponse:
         return self.query("Account", q.QueryAccountRequest(address=address),
                           q.QueryAccountResponse)
+
+    def participant_or_none(self, address: str) -> Participant | None:
+        try:
+            return self.participant(address)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
 
     def participant(self, address: str) -> Participant:
         return self.query("Participant", q.QueryParticipantRequest(address=address),

@@ -28,7 +28,7 @@ from local_network import (
 from apinode.request_auth import sign_request
 from apinode.store import OutboxState
 from genesis.comet_config import find_cometbft
-from inferchain_pb.inference.v1.inference_pb2 import FINISHED, STARTED
+from inferchain_pb.inference.v1.inference_pb2 import FINISHED, STARTED, VALIDATED, VOTING
 
 POSTGRES_URL = os.environ.get("INFERCHAIN_TEST_POSTGRES_URL", "")
 SOLO = pytest.param("solo", id="solo")
@@ -85,7 +85,8 @@ def assert_consistent_books(network: LocalNetwork) -> None:
     """What the chain holds adds up: each settled inference cost its tokens at its price, each
     developer's escrow is what its open inferences hold, and its balance is its genesis funds
     less that escrow and what its settled inferences cost."""
-    finished, started = network.inferences(FINISHED), network.inferences(STARTED)
+    finished = [i for status in (FINISHED, VALIDATED, VOTING) for i in network.inferences(status)]
+    started = network.inferences(STARTED)
     for inference in finished:
         assert inference.cost == ((inference.prompt_tokens + inference.output_tokens)
                                   * inference.price_per_token), inference

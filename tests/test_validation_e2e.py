@@ -1,0 +1,300 @@
+"""Verification end to end on a local network (issue 6's "Must show"): real chain, API node
+and ML node processes, the official openai client, and validator workers that re-score on
+their own ML nodes.
+
+- A participant whose ML node cheats is caught: its inferences are invalidated, the developer
+  is refunded, it becomes INVALID and gets no more traffic, while honest participants are
+  never invalidated, even with a validator that lies in every report and vote.
+- A newcomer's every inference is checked; a participant with full reputation about 1%.
+- A validator that skips its checks is found at seed reveal; one that passes everything is
+  caught by a canary.
+"""
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+from chain_client import broadcast_raw, ledger
+from cosmpy.aerial.wallet import LocalWallet
+from cosmpy.crypto.keypairs import PrivateKey
+from inference_actors import WEIGHTS, Actor, finish_msg, start_msg
+from local_network import MODEL, LocalNetwork, MlNodes, poll
+
+from chain.inference.artifact import ArtifactStep
+from genesis.account_keys import generate_account_keys
+from inferchain_pb.inference.v1 import query_pb2 as q
+from inferchain_pb.inference.v1.inference_pb2 import INVALIDATED, VALIDATED
+from inferchain_pb.inference.v1.validation_pb2 import (
+    FAILED,
+    IN_VOTE,
+    OPEN,
+    PASSED,
+    UNCHECKED,
+    ValidationTask,
+)
+from inferchain_pb.mlnode.v1 import mlnode_pb2 as ml
+from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as ml_grpc
+
+# Prefill forgery: tokens from a cheaper model (every other layer skipped), logprobs from the
+# real one, so the distance looks honest and only the seeded sampling rule gives it away. A
+# forger still validates with the real model, so its reports on others are honest.
+CHEAT = "forge-prefill"
+FAST_WORKER = {"validator_interval_s": 0.5}
+# No epoch boundary during the test: INVALID lasts until the epoch ends.
+# Windows of minutes: a newcomer is checked by every member, and on two CPU cores the checks
+# queue behind generation.
+ONE_LONG_EPOCH = {"epochs": {"epoch_length_blocks": 100_000},
+                  "validation": {"validation_window_blocks": 600, "voting_period_blocks": 300,
+                                 "reveal_window_blocks": 900, "canary_rate_ppm": 0,
+                                 "invalid_after_consecutive": 2}}
+PROMPTS = ["Name a colour.", "What is two plus two?", "Say hello in French.",
+           "Name a planet.", "What do bees make?", "Give me a fruit."]
+
+
+@pytest.fixture(scope="module")
+def mlnodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
+    """(honest port, cheating port): API nodes of honest participants share the honest one."""
+    nodes = MlNodes(tmp_path_factory.mktemp("mlnodes"), 2, cheats=[None, CHEAT])
+    yield nodes.ports[0], nodes.ports[1]
+    nodes.close()
+
+
+def task(net: LocalNetwork, inference_id: str) -> ValidationTask:
+    return net.query("ValidationTask", q.QueryValidationTaskRequest(inference_id=inference_id),
+                     q.QueryValidationTaskResponse).task
+
+
+def chat(net: LocalNetwork, node_index: int, n: int) -> str:
+    reply = net.client(net.nodes[node_index]).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": PROMPTS[n % len(PROMPTS)]}],
+        max_tokens=8, temperature=0.7, seed=1000 + n)
+    return reply.model_extra["inference_id"]
+
+
+def wait_for_seeds(net: LocalNetwork, epoch: int) -> None:
+    def committed() -> bool | None:
+        for node in net.nodes:
+            try:
+                net.query("SeedCommitment", q.QuerySeedCommitmentRequest(
+                    address=node.address, epoch=epoch), q.QuerySeedCommitmentResponse)
+            except grpc.RpcError:
+                return None
+        return True
+    poll(committed, f"every validator's seed for epoch {epoch}", 60, 0.3)
+
+
+def height(net: LocalNetwork) -> int:
+    return net.query("Status", q.QueryStatusRequest(), q.QueryStatusResponse).height
+
+
+def all_checked(net: LocalNetwork, ids: list[str]) -> dict[str, ValidationTask]:
+    """Waits until every member but the executor reported on each inference (a newcomer is
+    checked by all, p = 1) and no vote is open; returns the tasks."""
+    members = {m.address for m in net.query("Epoch", q.QueryEpochRequest(),
+                                            q.QueryEpochResponse).members.members}
+
+    def done() -> dict[str, ValidationTask] | None:
+        tasks = {i: task(net, i) for i in ids}
+        for found in tasks.values():
+            if {r.validator for r in found.reports} != members - {found.executor} or \
+                    found.state == IN_VOTE:
+                return None
+        return tasks
+    return poll(done, "every inference checked by every other member", 600, 1.0)
+
+
+def test_a_cheating_executor_is_caught_while_honest_ones_never_are(mlnodes, tmp_path):
+    """Four participants: a forger, a validator that lies in every report (and so in every
+    vote it is drawn for), and two honest ones. Every vote has three voters, one a liar."""
+    honest_port, cheat_port = mlnodes
+    net = LocalNetwork(tmp_path, [cheat_port, *[honest_port] * 3], params=ONE_LONG_EPOCH,
+                       in_genesis=True,
+                       node_settings=[FAST_WORKER, {**FAST_WORKER, "validator_fault": "lie"},
+                                      FAST_WORKER, FAST_WORKER])
+    try:
+        cheater, liar = net.nodes[0].address, net.nodes[1].address
+        wait_for_seeds(net, 0)
+        before = net.account(net.developer.address).balance
+        ids: list[str] = []
+        with ThreadPoolExecutor(2) as pool:
+            for round_ in range(8):
+                ids += pool.map(lambda n: chat(net, 2 + n % 2, n), range(2 * round_,
+                                                                            2 * round_ + 2))
+                executors = [net.finished(i).executor for i in ids]
+                if executors.count(cheater) >= 2 and len(set(executors)) == 4:
+                    break
+        assert executors.count(cheater) >= 2, executors
+
+        tasks = all_checked(net, ids)
+        inferences = {i: net.inference(i) for i in ids}
+        for inference_id, found in tasks.items():
+            status = inferences[inference_id].status
+            if found.executor == cheater:
+                assert (found.state, status) == (FAILED, INVALIDATED), inference_id
+            else:
+                assert found.state in (OPEN, PASSED) and status == VALIDATED, inference_id
+        # The liar failed every honest output it checked and passed the cheater's: votes
+        # among the others kept every outcome.
+        honest_tasks = [t for t in tasks.values() if t.executor != cheater]
+        lied = [t for t in honest_tasks if t.executor != liar and
+                any(r.validator == liar and not r.passed for r in t.reports)]
+        assert lied and all(t.voters for t in lied)
+        for address in {t.executor for t in honest_tasks}:
+            stats = net.query("ExecutorStats", q.QueryExecutorStatsRequest(address=address),
+                              q.QueryExecutorStatsResponse).stats
+            assert stats.invalidations == 0, address
+        # Developers pay for what was not invalidated, and are refunded what was.
+        paid = sum(inferences[i].cost for i in ids if inferences[i].status != INVALIDATED)
+        account = net.account(net.developer.address)
+        assert (before - account.balance, account.escrow) == (paid, 0)
+
+        assert net.participant(cheater).invalid
+        later = [chat(net, 2 + n % 2, 100 + n) for n in range(4)]
+        assert cheater not in {net.finished(i).executor for i in later}
+        for n in range(20):
+            order = net.query("Draw", q.QueryDrawRequest(inference_id=f"probe-{n}",
+                                                         model_id=MODEL),
+                              q.QueryDrawResponse).order
+            assert cheater not in order
+    finally:
+        net.close()
+
+
+def honest_artifact(port: int) -> tuple[list[int], list[ArtifactStep]]:
+    """A real greedy answer of the default model: prompt ids and the executor's steps."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = ml_grpc.MLNodeStub(channel)
+        prompt = list(stub.Tokenize(ml.TokenizeRequest(chat=ml.ChatMessages(messages=[
+            ml.ChatMessage(role="user", content="Name a colour.")])), timeout=30).token_ids)
+        chunks = stub.Generate(ml.GenerateRequest(
+            prompt_ids=prompt, top_logprobs=5,
+            sampling=ml.SamplingParams(temperature=0.0, top_p=1.0, max_tokens=2, seed=42)),
+            timeout=60)
+        steps = [ArtifactStep(c.step.token_id, c.step.logprob,
+                              tuple(t.token_id for t in c.step.top),
+                              tuple(t.logprob for t in c.step.top))
+                 for c in chunks if c.HasField("step")]
+    return prompt, steps
+
+
+def settled_tasks(net: LocalNetwork, ids: list[str], timeout: float) -> list[ValidationTask]:
+    """The tasks once every window has closed (no more checks can come)."""
+    def closed() -> list[ValidationTask] | None:
+        tasks = [task(net, i) for i in ids]
+        return tasks if all(t.state in (PASSED, FAILED, UNCHECKED) for t in tasks) else None
+    return poll(closed, "every validation window closed", timeout, 1.0)
+
+
+TRUSTED_RUNS = 2000
+P_MIN = 0.01
+
+
+def test_a_trusted_executor_is_checked_about_one_percent_of_the_time(mlnodes, tmp_path):
+    """A participant with full reputation executes many inferences (its own signed
+    transactions, carrying a real honest output of the model); the real validator workers
+    decide with their secret seeds which to check, and the observed share must be p_min."""
+    honest_port, _ = mlnodes
+    trusted_key, = generate_account_keys(1)
+    trusted = Actor(LocalWallet(PrivateKey(bytes.fromhex(trusted_key.private_key_hex)),
+                                prefix="infer"))
+    # Registered in genesis with a large weight, so the draw picks it for nearly every id;
+    # the three validators' weights are equal, so each gets a third of the checks.
+    net = LocalNetwork(tmp_path, [honest_port] * 3, in_genesis=True,
+                       extra_accounts=[trusted_key],
+                       extra_participants=[{
+                           "address": trusted.address, "url": "http://127.0.0.1:1",
+                           "node_pubkey": bytes(trusted.node_key.verify_key).hex(),
+                           "weight": 1_000_000,
+                           "models": [{"model_id": MODEL, "weights_sha256": WEIGHTS}]}],
+                       reputations={trusted_key.address: 1_000_000},
+                       node_settings=[FAST_WORKER] * 3,
+                       params={"epochs": {"epoch_length_blocks": 100_000},
+                               "validation": {"validation_window_blocks": 200,
+                                              "voting_period_blocks": 20,
+                                              "reveal_window_blocks": 220,
+                                              "canary_rate_ppm": 0}})
+    try:
+        prompt, steps = honest_artifact(honest_port)
+        output = [s.token_id for s in steps]
+        trusted.account_number = ledger(net.chain.grpc_port).query_account(
+            trusted.wallet.address()).number
+        developer = Actor(LocalWallet(PrivateKey(bytes.fromhex(net.developer.private_key_hex)),
+                                      prefix="infer"))
+        client = ledger(net.chain.grpc_port)
+        wait_for_seeds(net, 0)  # the validators' seeds are fixed before any of these
+        ids: list[str] = []
+        n = 0
+        while len(ids) < TRUSTED_RUNS:
+            draw_height = height(net)
+            batch = []
+            while len(batch) < 200 and len(ids) + len(batch) // 2 < TRUSTED_RUNS:
+                n += 1
+                inference_id = f"trusted-{n}"
+                if net.draw(inference_id, draw_height)[0] != trusted.address:
+                    continue
+                start = start_msg(trusted, developer, inference_id, trusted.address,
+                                  draw_height, int(time.time()), prompt, max_tokens=2,
+                                  temperature=0.0)
+                batch += [start, finish_msg(trusted, start, output, steps=steps)]
+            code, log, _ = broadcast_raw(client, trusted.tx(*batch, gas_limit=100_000_000))
+            assert code == 0, log
+            last = batch[-1].inference_id
+            poll(lambda last=last: net.inference(last), f"batch ending {last}", 60, 0.3)
+            ids += [m.inference_id for m in batch[::2]]
+
+        tasks = settled_tasks(net, ids, 300)
+        assert {t.p_ppm for t in tasks} == {10_000}
+        checked = [t for t in tasks if t.reports]
+        sigma = (TRUSTED_RUNS * P_MIN * (1 - P_MIN)) ** 0.5
+        assert abs(len(checked) - TRUSTED_RUNS * P_MIN) < 4 * sigma, len(checked)
+        assert all(t.state == PASSED for t in checked)  # an honest output passes
+        print(f"full reputation: {len(checked)} of {TRUSTED_RUNS} inferences checked "
+              f"(p = {P_MIN}); {sum(len(t.reports) for t in tasks)} checks in all")
+    finally:
+        net.close()
+
+
+# Short enough to see an epoch end and be judged, long enough (45 s at 300 ms blocks) for a
+# few generations and their checks on two CPU cores.
+SHORT_EPOCHS = {"epochs": {"epoch_length_blocks": 150},
+                "validation": {"validation_window_blocks": 60, "voting_period_blocks": 30,
+                               "reveal_window_blocks": 100, "canary_rate_ppm": 500_000}}
+
+
+def test_lazy_validators_are_caught_at_reveal_and_by_canaries(mlnodes, tmp_path):
+    """Five participants on one honest ML node: three honest validators, one that commits and
+    reveals its seed but checks nothing, one that reports every check as clean."""
+    honest_port, _ = mlnodes
+    faults = ["", "", "", "skip-checks", "always-pass"]
+    net = LocalNetwork(tmp_path, [honest_port] * 5, params=SHORT_EPOCHS, in_genesis=True,
+                       node_settings=[{**FAST_WORKER, "validator_fault": f} for f in faults])
+    try:
+        epoch = net.query("Epoch", q.QueryEpochRequest(), q.QueryEpochResponse).current
+        judged = epoch.number + 1
+        wait_for_seeds(net, judged)  # committed during the epoch before
+        start = epoch.start_height + epoch.length
+        poll(lambda: height(net) >= start or None, f"epoch {judged}", 60, 0.3)
+        with ThreadPoolExecutor(3) as pool:
+            ids = list(pool.map(lambda n: chat(net, n % 3, n), range(4)))
+        finished = [net.finished(i) for i in ids]
+        assert all(i.finish_height < start + epoch.length for i in finished), \
+            "the inferences must finish inside the judged epoch"
+
+        def records() -> list | None:
+            found = [net.query("ValidatorRecord", q.QueryValidatorRecordRequest(
+                address=node.address, epoch=judged), q.QueryValidatorRecordResponse).record
+                for node in net.nodes]
+            return found if all(r.settled for r in found) else None
+        *honest, skipper, blind = poll(records, f"validators of epoch {judged} judged", 180, 1.0)
+        for record in honest:
+            assert record.revealed and record.required == record.done > 0, record
+            assert not record.lazy and record.canaries_passed == 0, record
+        assert honest[0].canaries_caught + honest[1].canaries_caught + \
+            honest[2].canaries_caught > 0
+        assert skipper.revealed and skipper.required > 0 and skipper.done == 0, skipper
+        assert skipper.lazy
+        assert blind.revealed and blind.canaries_passed > 0 and blind.lazy, blind
+    finally:
+        net.close()
