@@ -65,7 +65,7 @@ class Actor:
 
 def genesis_models() -> list[dict]:
     return [{"id": MODEL_ID, "weights_sha256": WEIGHTS, "price_per_token": PRICE,
-             "context_length": 8192, "top_k": TOP_K}]
+             "context_length": 8192, "top_k": TOP_K, "validation_threshold": "0.15"}]
 
 
 def start_msg(agent: Actor, developer: Actor, inference_id: str, executor: str,

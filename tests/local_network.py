@@ -64,11 +64,12 @@ T = TypeVar("T")
 Reply = TypeVar("Reply", bound=Message)
 
 
-def spawn(args: list[str], log_path: Path) -> subprocess.Popen:
+def spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None
+          ) -> subprocess.Popen:
     with log_path.open("ab") as log:
         return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=log,
                                 stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
 
 def poll(check: Callable[[], T | None], what: str, timeout: float,
@@ -122,7 +123,10 @@ class MlNodes:
                 cheat = cheats[i] if cheats else None
                 self.processes.append(spawn(
                     ["-m", "mlnode", "serve", "--port", str(port), "--max-batch", "4",
-                     *(["--cheat", cheat] if cheat else [])], root / f"mlnode{i}.log"))
+                     *(["--cheat", cheat] if cheat else [])], root / f"mlnode{i}.log",
+                    # One torch thread each, as in the devnet: several ML nodes, each with
+                    # a thread per core, oversubscribe a small machine and all slow down.
+                    {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}))
             for i, (port, process) in enumerate(zip(self.ports, self.processes, strict=True)):
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                     wait_healthy(ml_grpc.MLNodeStub(channel), process, root / f"mlnode{i}.log")

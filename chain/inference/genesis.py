@@ -6,6 +6,9 @@ from chain.inference.keeper import InferenceKeeper
 from chain.inference.params import InferenceParams
 from inferchain_pb.inference.v1.inference_pb2 import Model, Participant, ServedModel
 
+# Nats of top-k logprob distance a validation accepts, from the calibration in
+# docs/verification.md: 1.5× the largest honest distance measured (bf16 executors).
+DEFAULT_VALIDATION_THRESHOLD = "0.15"
 MODEL_FIELDS = {"id", "weights_sha256", "price_per_token", "context_length",
                 "validation_threshold", "top_k"}
 
@@ -24,7 +27,8 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
             id=raw["id"], weights_sha256=raw["weights_sha256"],
             price_per_token=int(raw.get("price_per_token", params.default_price_per_token)),
             context_length=int(raw.get("context_length", 8192)),
-            validation_threshold=str(raw.get("validation_threshold", "0.05")),
+            validation_threshold=str(raw.get("validation_threshold",
+                                             DEFAULT_VALIDATION_THRESHOLD)),
             top_k=int(raw.get("top_k", params.top_k))))
     for raw in section.get("participants", []):
         for served in raw["models"]:

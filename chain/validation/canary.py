@@ -2,8 +2,8 @@
 
 When a finished inference wins the canary lottery (from the block hash and its id), the chain
 records a twin: same model, prompt, sampling and executor, a fresh id of the same shape, and
-an output with ``edits`` tokens replaced by prompt tokens outside that position's top-k, the
-artifact keeping the replaced token's old logprob. An honest validator's re-score fails it on
+an output with half its tokens replaced by prompt tokens outside that position's top-k, the
+artifact keeping the replaced tokens' old logprobs. An honest validator's re-score fails it on
 the sampling rule and on distance; a validator that reports it as passing did not compute,
 and forfeits the epoch's rewards. Canaries move no coins and never count against the
 executor.
@@ -37,21 +37,29 @@ def twin_id(source_id: str, digest: bytes) -> str:
     return source_id[:cut] + digest.hex()[:tail if 0 < tail <= 64 else 32]
 
 
-def forge(source: Inference, block_hash: bytes, edits: int) -> Inference | None:
-    """The known-bad twin of ``source``, or None when its output cannot be edited."""
+def forge(source: Inference, block_hash: bytes, min_edits: int) -> Inference | None:
+    """The known-bad twin of ``source``, or None when its output cannot be edited.
+
+    Half the output (at least ``min_edits`` tokens, at most all of it) is replaced, so that
+    the twin fails on distance as well as on the rule at any length: the calibrated rule
+    tolerance lets a lone replaced token pass now and then.
+    """
     digest = hashlib.sha256(TAG + b"/twin" + block_hash + source.id.encode()).digest()
     k, steps = artifact.decode(source.artifact)
-    positions = sorted({int.from_bytes(digest[4 * i:4 * i + 4], "big") % len(steps)
-                        for i in range(min(edits, 8))})
+    wanted = min(len(steps), max(min_edits, -(-len(steps) // 2)))
+    order = sorted(range(len(steps)),
+                   key=lambda i: hashlib.sha256(digest + i.to_bytes(4, "big")).digest())
     changed = 0
-    for n, i in enumerate(positions):
+    for i in order[:wanted]:
         step = steps[i]
         options = sorted({t for t in source.prompt_ids
                           if t != step.token_id and t not in step.top_ids})
         if not options:
             continue
-        token = options[digest[n] % len(options)]
-        steps[i] = ArtifactStep(token, step.logprob, step.top_ids, step.top_logprobs)
+        pick = int.from_bytes(hashlib.sha256(digest + b"/token" + i.to_bytes(4, "big"))
+                              .digest()[:8], "big")
+        steps[i] = ArtifactStep(options[pick % len(options)], step.logprob, step.top_ids,
+                                step.top_logprobs)
         changed += 1
     if changed == 0:
         return None
