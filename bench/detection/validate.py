@@ -1,0 +1,76 @@
+"""The validator's side: Score a record with the honest fp32 CPU engine, compute Figures.
+
+Goes through ``apinode.validation.figures`` (``ended_properly``, ``measure``) exactly as the
+validator worker does, so the calibrated thresholds apply to the figures the chain judges.
+Violations are counted at several tolerances from one Score, so the tolerance can be chosen
+from the data.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from apinode import mlnode_client
+from apinode.validation.figures import ended_properly, measure
+from bench.detection.workload import VALIDATOR_TOP_K, Record, progress
+from mlnode.engine import InvalidRequest, ScoredPosition
+from mlnode.torch_engine import TorchEngine
+
+TOLERANCES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One record's figures; ``violations[i]`` is the count at ``TOLERANCES[i]``."""
+
+    scenario: str
+    length: int
+    temperature: float
+    ids_match: bool
+    distance: float
+    positions: int
+    violations: tuple[int, ...]
+
+    def fails(self, distance: float, tolerance: float, allowed: int) -> bool:
+        """The rule: fail = ids mismatch, or distance > D, or violations > V at T."""
+        return (not self.ids_match or self.distance > distance
+                or self.violations[TOLERANCES.index(tolerance)] > allowed)
+
+
+def as_client(position: ScoredPosition) -> mlnode_client.ScoredPosition:
+    """The engine's answer as the API node's client would return it over gRPC."""
+    step, rule = position.step, position.rule
+    assert rule is not None, "scored without sampling"
+    return mlnode_client.ScoredPosition(
+        mlnode_client.TokenStep(step.token_id, step.logprob, step.top_ids, step.top_logprobs),
+        rule.cdf_low, rule.cdf_high, rule.u, rule.argmax_gap)
+
+
+async def check(validator: TorchEngine, record: Record) -> Result:
+    sampling = record.sampling
+    mismatch = Result(record.scenario, record.length, sampling.temperature, False, 0.0,
+                      len(record.output_ids), (0,) * len(TOLERANCES))
+    if not record.output_ids:
+        return mismatch
+    try:
+        scored = [as_client(p) for p in await validator.score(
+            record.prompt_ids, record.output_ids, VALIDATOR_TOP_K, sampling)]
+    except InvalidRequest:
+        return mismatch
+    text = validator.tokenizer.decode(record.output_ids)
+    ended = ended_properly(record.output_ids, sampling.max_tokens,
+                           {validator.info.eos_token_id}, text, sampling.stop)
+    figures = [measure(record.steps, record.output_ids, scored, greedy=sampling.greedy,
+                       ended=ended, tolerance=t) for t in TOLERANCES]
+    return Result(record.scenario, record.length, sampling.temperature, figures[0].ids_match,
+                  figures[0].distance, figures[0].positions,
+                  tuple(f.rule_violations for f in figures))
+
+
+async def check_all(validator: TorchEngine, records: Sequence[Record]) -> list[Result]:
+    """Scores one at a time, as a validator would (the engine runs score jobs serially)."""
+    results = []
+    for index, record in enumerate(records, 1):
+        results.append(await check(validator, record))
+        if index % 200 == 0 or index == len(records):
+            progress(f"scored {index}/{len(records)}")
+    return results
