@@ -288,15 +288,21 @@ def _models(value: object, problems: list[str]) -> tuple[Mapping[str, Any], ...]
     return tuple(models)
 
 
+def _keyed_by_address(entry: Mapping[str, Any], keys: set[str], where: str,
+                      problems: list[str]) -> None:
+    """An entry about one account: only ``keys``, and a valid account address."""
+    _unknown_keys(entry, keys, where, problems)
+    try:
+        validate_account_address(entry.get("address"))
+    except ValueError as err:
+        problems.append(f"{where}.address: {err}")
+
+
 def _participants(value: object, problems: list[str]) -> tuple[Mapping[str, Any], ...]:
     participants = []
     for i, entry in enumerate(_entries(value, "participants", problems)):
         where = f"participants[{i}]"
-        _unknown_keys(entry, _PARTICIPANT_KEYS, where, problems)
-        try:
-            validate_account_address(entry.get("address"))
-        except ValueError as err:
-            problems.append(f"{where}.address: {err}")
+        _keyed_by_address(entry, _PARTICIPANT_KEYS, where, problems)
         url, key = entry.get("url"), entry.get("node_pubkey")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             problems.append(f"{where}.url: must be an http(s) URL")
@@ -317,11 +323,7 @@ def _reputations(value: object, problems: list[str]) -> tuple[Mapping[str, Any],
     reputations = []
     for i, entry in enumerate(_entries(value, "reputations", problems)):
         where = f"reputations[{i}]"
-        _unknown_keys(entry, _REPUTATION_KEYS, where, problems)
-        try:
-            validate_account_address(entry.get("address"))
-        except ValueError as err:
-            problems.append(f"{where}.address: {err}")
+        _keyed_by_address(entry, _REPUTATION_KEYS, where, problems)
         ppm = entry.get("reputation_ppm")
         if not _is_int(ppm) or not 0 <= ppm <= MAX_REPUTATION_PPM:
             problems.append(f"{where}.reputation_ppm: must be an integer in "

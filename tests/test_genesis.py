@@ -487,3 +487,22 @@ def test_models_land_in_the_inference_registry_and_bad_ones_are_refused():
                                    {"id": "m", "weights_sha256": sha, "top_k": -1}]})
     text = "\n".join(err.value.problems)
     assert "64 lower-case hex" in text and "listed twice" in text and "top_k" in text
+
+
+def test_genesis_participants_and_reputations_are_checked_and_reach_app_state():
+    key, = generate_account_keys(1)
+    good = (f'[[participants]]\naddress = "{key.address}"\nurl = "http://127.0.0.1:8100"\n'
+            f'node_pubkey = "{"ab" * 32}"\nweight = 5\n'
+            'models = [{model_id = "m", weights_sha256 = "' + "0" * 64 + '"}]\n'
+            f'[[reputations]]\naddress = "{key.address}"\nreputation_ppm = 1000000\n')
+    state = build_app_state(parse(template_text(tables=good)))
+    assert state["inference"]["participants"][0]["weight"] == 5
+    assert state["validation"]["reputations"] == [{"address": key.address,
+                                                   "reputation_ppm": 1_000_000}]
+    bad = ('[[participants]]\naddress = "infer1nope"\nurl = "ftp://x"\nnode_pubkey = "zz"\n'
+           'models = []\n[[reputations]]\naddress = "infer1nope"\nreputation_ppm = 2000000\n')
+    found = problems(template_text(tables=bad))
+    for expected in ("participants[0].address", "participants[0].url",
+                     "participants[0].node_pubkey", "participants[0].models",
+                     "reputations[0].address", "reputations[0].reputation_ppm"):
+        assert any(p.startswith(expected) for p in found), (expected, found)
