@@ -128,6 +128,14 @@ class ChainQueries:
                                 q.QueryModelsResponse)
         return list(reply.models)
 
+    async def served_models(self) -> list[Model]:
+        """Registry models at least one active participant serves with the registry's
+        weights: what a developer can actually use (a model governance just registered
+        appears once someone serves it)."""
+        served = {(m.model_id, m.weights_sha256) for p in await self.participants()
+                  if p.active and not p.invalid for m in p.models}
+        return [m for m in await self.models() if (m.id, m.weights_sha256) in served]
+
     async def model(self, model_id: str) -> Model | None:
         reply = await self.find(INFERENCE + "Model", q.QueryModelRequest(id=model_id),
                                 q.QueryModelResponse)

@@ -1,7 +1,7 @@
 """The API node's HTTP surface (aiohttp): the OpenAI endpoint and the executor endpoint.
 
 /v1/chat/completions, /v1/completions  developers (signed requests), streaming or not
-/v1/models                             the chain's model registry
+/v1/models                             registry models some active participant serves
 /internal/v1/execute                   other participants' transfer agents (NDJSON stream)
 /health                                liveness, and this node's address for signing
 

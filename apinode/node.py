@@ -87,7 +87,7 @@ async def run(config: ApiNodeConfig) -> None:
                               outbox, session)
 
         async def model_ids() -> list[str]:
-            return [m.id for m in await chain.models()]
+            return [m.id for m in await chain.served_models()]
 
         api = HttpApi(agent, executor, mlnode, model_ids, config.signature_window_s,
                       ApiKeys(db))

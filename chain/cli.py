@@ -1,10 +1,11 @@
-"""``inferchain node start --home DIR``: the chain node's command line."""
+"""``inferchain node start --home DIR``, ``inferchain gov …``: the chain's command line."""
 
 import argparse
 import asyncio
 import logging
 from pathlib import Path
 
+from chain.gov import cli as gov_cli
 from chain.node import run_node
 
 
@@ -16,7 +17,11 @@ def main(argv: list[str] | None = None) -> None:
     start = node.add_parser("start", help="start the node whose home is DIR")
     start.add_argument("--home", type=Path, required=True)
     start.add_argument("--log-level", default="INFO")
+    gov_cli.add_parser(parts)
     args = parser.parse_args(argv)
+    if args.part == "gov":
+        gov_cli.run(args)
+        return
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(run_node(args.home.resolve()))

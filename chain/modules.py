@@ -22,6 +22,13 @@ from chain.epochs import genesis as epochs_genesis
 from chain.epochs.keeper import EpochKeeper
 from chain.errors import InvalidRequest
 from chain.gas import GasKV
+from chain.gov import genesis as gov_genesis
+from chain.gov import query as gov_query
+from chain.gov.blocks import GovBlocks
+from chain.gov.content import Contents, ParamsKeeper
+from chain.gov.keeper import GovKeeper
+from chain.gov.msg_server import GovMsgServer, depositor_signer, proposer_signer, voter_signer
+from chain.gov.tally import VotingPower
 from chain.inference import blocks as inference_blocks
 from chain.inference import genesis as inference_genesis
 from chain.inference import query as inference_query
@@ -37,6 +44,7 @@ from chain.validation.blocks import ValidationBlocks
 from chain.validation.keeper import ValidationKeeper
 from chain.validation.msg_server import ValidationMsgServer
 from chain.validation.tasks import Tasks
+from inferchain_pb.inference.v1.gov_pb2 import MsgDeposit, MsgSubmitProposal, MsgVote
 from inferchain_pb.inference.v1.inference_pb2 import (
     MsgFinishInference,
     MsgGrantAllowance,
@@ -55,6 +63,10 @@ class Modules:
     inference: InferenceKeeper
     epochs: EpochKeeper
     validation: ValidationKeeper
+    gov: GovKeeper
+    voting_power: VotingPower
+    # Each module with params, by name: the Params query and parameter changes use them.
+    params_keepers: dict[str, ParamsKeeper]
     router: Router
     runner: TxRunner
     genesis_steps: list[tuple[str, Callable[[GasKV, dict], None]]]
@@ -69,9 +81,10 @@ class Modules:
         auth_query.register(queries, self.auth)
         bank_query.register(queries, self.bank)
         inference_query.register(queries, self.inference, self.bank, latest_height, {
-            "inference": self.inference.params, "validation": self.validation.params,
-            "epochs": self.epochs.params})
+            name: keeper.params for name, keeper in self.params_keepers.items()})
         validation_query.register(queries, self.validation, self.epochs, latest_height)
+        gov_query.register(queries, self.gov, self.voting_power, latest_height)
+
 
     def begin_block(self, ctx: Context, block_hash: bytes) -> None:
         for step in self.begin_block_steps:
@@ -115,14 +128,26 @@ def build() -> Modules:
         router.register(message, creator_signer, handle)
     validation_blocks = ValidationBlocks(validation, inference, epochs, tasks)
     epochs.on_epoch_start(validation_blocks.epoch_start)
+    gov = GovKeeper()
+    power = VotingPower(gov, bank, epochs, validation)
+    params_keepers = {"auth": auth, "bank": bank, "inference": inference, "epochs": epochs,
+                      "validation": validation, "gov": gov}
+    contents = Contents(params_keepers, inference, gov)
+    gov_msgs = GovMsgServer(gov, bank, contents, power)
+    router.register(MsgSubmitProposal, proposer_signer, gov_msgs.submit)
+    router.register(MsgDeposit, depositor_signer, gov_msgs.deposit)
+    router.register(MsgVote, voter_signer, gov_msgs.vote)
     runner = TxRunner(router, AnteHandler(auth, bank), auth)
     steps = [("auth", lambda kv, s: auth_genesis.init_genesis(auth, kv, s)),
              ("bank", lambda kv, s: bank_genesis.init_genesis(bank, kv, s)),
              ("inference", lambda kv, s: inference_genesis.init_genesis(inference, kv, s)),
              ("epochs", lambda kv, s: epochs_genesis.init_genesis(epochs, kv, s)),
-             ("validation", lambda kv, s: validation_genesis.init_genesis(validation, kv, s))]
-    return Modules(auth, bank, inference, epochs, validation, router, runner, steps,
+             ("validation", lambda kv, s: validation_genesis.init_genesis(validation, kv, s)),
+             ("gov", lambda kv, s: gov_genesis.init_genesis(gov, kv, s))]
+    return Modules(auth, bank, inference, epochs, validation, gov, power, params_keepers, router,
+                   runner, steps,
                    begin_block_steps=[partial(inference_blocks.begin_block, inference),
                                       epochs.begin_block],
                    end_block_steps=[partial(inference_blocks.end_block, inference, bank),
-                                    validation_blocks.end_block])
+                                    validation_blocks.end_block,
+                                    GovBlocks(gov, bank, contents, power).end_block])

@@ -5,7 +5,7 @@ Canonical (sorted-key) JSON keeps the bytes, and so the app hash, identical on e
 
 import json
 from dataclasses import asdict, fields
-from typing import Self
+from typing import Any, ClassVar, Self
 
 from chain.errors import InvalidRequest
 
@@ -14,6 +14,9 @@ class ModuleParams:
     """Base for a module's frozen params dataclass; ``module`` names it in errors."""
 
     module = ""
+    # The fields governance may change; the rest only change with a new genesis (e.g. one
+    # whose change would rewrite history, like the epoch length).
+    governable: ClassVar[frozenset[str]] = frozenset()
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -32,3 +35,15 @@ class ModuleParams:
         if unknown:
             raise InvalidRequest(f"unknown {cls.module} params: {sorted(unknown)}")
         return cls(**raw)
+
+    def changed(self, param: str, value: Any) -> Self:
+        """These params with one governable field set, validated as genesis values are."""
+        if param not in {f.name for f in fields(self)}:
+            raise InvalidRequest(f"{self.module} has no param {param!r}")
+        if param not in self.governable:
+            raise InvalidRequest(f"{self.module} param {param} is not governable; governable: "
+                                 f"{', '.join(sorted(self.governable)) or 'none'}")
+        try:
+            return type(self).from_dict({**asdict(self), param: value})
+        except TypeError as exc:
+            raise InvalidRequest(f"{self.module} param {param}: {exc}") from exc

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import ClassVar
 
 from chain.errors import InvalidRequest
 from chain.params import ModuleParams
@@ -12,6 +13,9 @@ KEY = b"auth/params"
 @dataclass(frozen=True)
 class AuthParams(ModuleParams):
     module = "auth"
+    governable: ClassVar[frozenset[str]] = frozenset({
+        "max_memo_characters", "tx_sig_limit", "tx_size_cost_per_byte",
+        "sig_verify_cost_secp256k1", "max_tx_bytes", "min_gas_price"})
     max_memo_characters: int = 256
     tx_sig_limit: int = 7
     tx_size_cost_per_byte: int = 10

@@ -59,6 +59,13 @@ class BankKeeper:
             key = SUPPLY_PREFIX + denom.encode()
             kv.set(key, str(_amount(kv.get(key)) + amount).encode())
 
+    def burn(self, kv: GasKV, holder: bytes, coins: dict[str, int]) -> None:
+        """Destroys coins an account holds, lowering supply: burned governance deposits."""
+        self._subtract(kv, holder, coins)
+        for denom, amount in coins.items():
+            key = SUPPLY_PREFIX + denom.encode()
+            kv.set(key, str(_amount(kv.get(key)) - amount).encode())
+
     def params(self, kv: GasKV | KVReader) -> BankParams:
         data = kv.get(PARAMS_KEY)
         return BankParams() if data is None else BankParams.from_dict(json.loads(data))

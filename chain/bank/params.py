@@ -1,6 +1,7 @@
 """Bank params."""
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from chain.errors import InvalidRequest
 from chain.params import ModuleParams
@@ -11,6 +12,7 @@ KEY = b"bank/params"
 @dataclass(frozen=True)
 class BankParams(ModuleParams):
     module = "bank"
+    governable: ClassVar[frozenset[str]] = frozenset({"send_enabled"})
     send_enabled: bool = True
 
     def __post_init__(self) -> None:

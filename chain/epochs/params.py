@@ -11,6 +11,8 @@ KEY = b"epochs/params"
 @dataclass(frozen=True)
 class EpochsParams(ModuleParams):
     module = "epochs"
+    # Nothing is governable: epoch numbers are computed from the length, so a new length
+    # would renumber past epochs.
     epoch_length_blocks: int = 600
 
     def __post_init__(self) -> None:

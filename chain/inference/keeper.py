@@ -3,6 +3,7 @@
 Keys:
   inference/participant/<addr>                 Participant
   inference/model/<id>                         Model
+  inference/retired/<id>                       Model retired by governance
   inference/inference/<id>                     Inference
   inference/expiry/<height>/<id>               lone Start or Finish expiring at that height
   inference/status/<status>/<height>/<id>      by status and height of the last change
@@ -32,6 +33,7 @@ from inferchain_pb.inference.v1.inference_pb2 import Inference, Model, Participa
 ESCROW_ACCOUNT = hashlib.sha256(b"inference_escrow").digest()[:20]
 PARTICIPANT = b"inference/participant/"
 MODEL = b"inference/model/"
+RETIRED_MODEL = b"inference/retired/"
 INFERENCE = b"inference/inference/"
 EXPIRY = b"inference/expiry/"
 STATUS = b"inference/status/"
@@ -82,11 +84,22 @@ class InferenceKeeper:
                participant.SerializeToString(deterministic=True))
 
     def model(self, state: State, model_id: str) -> Model | None:
-        return _load(state, MODEL + model_id.encode(), Model)
+        """A registered or retired model: inferences started before a retirement still
+        settle and are validated against the model's record."""
+        found = _load(state, MODEL + model_id.encode(), Model)
+        return found if found is not None else self.retired_model(state, model_id)
+
+    def retired_model(self, state: State, model_id: str) -> Model | None:
+        return _load(state, RETIRED_MODEL + model_id.encode(), Model)
 
     def models(self, state: State) -> Iterator[Model]:
+        """The registry: models that may be served and started, retired ones left out."""
         for _, data in state.iterate(MODEL):
             yield Model.FromString(data)
+
+    def retire_model(self, kv: GasKV, model: Model) -> None:
+        kv.delete(MODEL + model.id.encode())
+        kv.set(RETIRED_MODEL + model.id.encode(), model.SerializeToString(deterministic=True))
 
     def set_model(self, kv: GasKV, model: Model) -> None:
         kv.set(MODEL + model.id.encode(), model.SerializeToString(deterministic=True))

@@ -129,7 +129,7 @@ class InferenceMsgServer:
         agent = self._registered(ctx, msg.creator)
         _verify_ed25519(agent.node_pubkey, payload.start_payload_of(msg), msg.ta_signature,
                         "the transfer agent")
-        model = self._model(ctx, msg.model_id)
+        model = self._model(ctx, msg.model_id, live=True)
         self._check_prompt(msg, model, params)
         known = self._keeper.inference(ctx.kv, msg.inference_id)
         if known is not None and known.started:
@@ -242,10 +242,14 @@ class InferenceMsgServer:
             raise ParticipantNotFound(f"{addr} is not a registered participant")
         return participant
 
-    def _model(self, ctx: Context, model_id: str) -> Model:
+    def _model(self, ctx: Context, model_id: str, live: bool = False) -> Model:
+        """The model's record; ``live`` refuses a retired one (new starts, served models),
+        while a Finish still settles an inference started before the retirement."""
         model = self._keeper.model(ctx.kv, model_id)
         if model is None:
             raise UnknownModel(f"model {model_id!r} is not in the registry")
+        if live and self._keeper.retired_model(ctx.kv, model_id) is not None:
+            raise UnknownModel(f"model {model_id!r} was retired by governance")
         return model
 
     def _describe(self, ctx: Context, participant: Participant,
@@ -257,7 +261,7 @@ class InferenceMsgServer:
         if not msg.models:
             raise InvalidParticipant("a participant must serve at least one model")
         for served in msg.models:
-            model = self._model(ctx, served.model_id)
+            model = self._model(ctx, served.model_id, live=True)
             if served.weights_sha256 != model.weights_sha256:
                 raise InvalidParticipant(f"weights {served.weights_sha256[:16]}… are not model "
                                          f"{model.id}'s {model.weights_sha256[:16]}…")

@@ -1,6 +1,7 @@
 """Inference params: every number of the inference lifecycle, set in genesis."""
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from chain.errors import InvalidRequest
 from chain.params import ModuleParams
@@ -11,6 +12,10 @@ KEY = b"inference/params"
 @dataclass(frozen=True)
 class InferenceParams(ModuleParams):
     module = "inference"
+    governable: ClassVar[frozenset[str]] = frozenset({
+        "expiration_blocks", "top_k", "max_prompt_tokens", "max_output_tokens",
+        "default_price_per_token", "max_draw_age_blocks", "max_attempts",
+        "request_time_window_s", "genesis_weight"})
     # Blocks a lone Start or Finish waits for its partner before the inference expires.
     expiration_blocks: int = 20
     top_k: int = 5

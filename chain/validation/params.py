@@ -6,6 +6,7 @@ docs/verification.md, not from guesses.
 """
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from chain.errors import InvalidRequest
 from chain.params import ModuleParams
@@ -17,6 +18,13 @@ KEY = b"validation/params"
 @dataclass(frozen=True)
 class ValidationParams(ModuleParams):
     module = "validation"
+    # Not reveal_window_blocks: the height an epoch's validators are judged at follows from it,
+    # so changing it mid-way could judge an epoch twice or never.
+    governable: ClassVar[frozenset[str]] = frozenset({
+        "p_min_ppm", "p_max_ppm", "epochs_to_max", "validation_window_blocks",
+        "voting_period_blocks", "voters_per_vote", "rule_tolerance_micro",
+        "max_rule_violations", "invalid_after_consecutive", "invalid_min_count",
+        "invalid_rate_ppm", "canary_rate_ppm"})
     # p = p_min + (p_max − p_min) × (1 − reputation), in parts per million.
     p_min_ppm: int = 10_000
     p_max_ppm: int = 1_000_000

@@ -1,0 +1,168 @@
+"""What a proposal can change: one handler per content message type.
+
+A handler validates its message against the state it runs on and applies it. Submission runs
+every handler of a proposal on a throwaway branch, so an invalid proposal is refused with
+the handler's message; execution runs them again, on a branch kept only if all succeed,
+since the state may have changed meanwhile (another proposal, a module's own updates).
+"""
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Protocol
+
+from google.protobuf.any_pb2 import Any as AnyPb
+from google.protobuf.message import DecodeError, Message
+
+from chain.context import Context
+from chain.errors import ChainError
+from chain.gas import GasKV
+from chain.gov.errors import InvalidContent
+from chain.gov.keeper import GovKeeper
+from chain.inference.keeper import InferenceKeeper
+from chain.params import ModuleParams
+from chain.store import KVReader
+from inferchain_pb.inference.v1.gov_pb2 import (
+    ParamChange,
+    RegisterModel,
+    RetireModel,
+    SoftwareUpgrade,
+    UpdateModel,
+)
+from inferchain_pb.inference.v1.inference_pb2 import Model
+
+MODEL_ID = re.compile(r"[\w.:/-]{1,128}")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# OpenAI's top_logprobs limit, which the API nodes serve.
+MAX_TOP_K = 20
+MAX_UPGRADE_NAME = 140
+MAX_UPGRADE_INFO = 4096
+
+
+class ParamsKeeper(Protocol):
+    """What every module's keeper offers for its params."""
+
+    def params(self, state: GasKV | KVReader) -> ModuleParams: ...
+
+    def set_params(self, kv: GasKV, params: ModuleParams) -> None: ...
+
+
+Handler = Callable[[Context, Message, int], None]
+
+
+@dataclass(frozen=True)
+class ContentType:
+    message: type[Message]
+    apply: Handler
+
+
+class Contents:
+    def __init__(self, modules: Mapping[str, ParamsKeeper], inference: InferenceKeeper,
+                 gov: GovKeeper) -> None:
+        """``modules`` maps each module name to its keeper, for parameter changes."""
+        self._modules = modules
+        self._inference = inference
+        self._gov = gov
+        self._types = {"/" + t.message.DESCRIPTOR.full_name: t for t in [
+            ContentType(ParamChange, self._param_change),
+            ContentType(RegisterModel, self._register_model),
+            ContentType(UpdateModel, self._update_model),
+            ContentType(RetireModel, self._retire_model),
+            ContentType(SoftwareUpgrade, self._software_upgrade)]}
+
+    def apply_all(self, ctx: Context, messages: Sequence[AnyPb], proposal_id: int) -> None:
+        """Applies every content message in order; raises InvalidContent naming the first
+        that fails (the caller discards the branch ``ctx`` writes to)."""
+        if not messages:
+            raise InvalidContent("a proposal needs at least one content message")
+        for index, packed in enumerate(messages):
+            try:
+                content_type, message = self._unpack(packed)
+                content_type.apply(ctx, message, proposal_id)
+            except ChainError as exc:
+                raise InvalidContent(f"content {index} ({packed.type_url}): {exc.message}"
+                                     ) from exc
+
+    def _unpack(self, packed: AnyPb) -> tuple[ContentType, Message]:
+        content_type = self._types.get(packed.type_url)
+        if content_type is None:
+            raise InvalidContent(f"unknown content type; proposals carry "
+                                 f"{', '.join(sorted(self._types))}")
+        try:
+            return content_type, content_type.message.FromString(packed.value)
+        except DecodeError as exc:
+            raise InvalidContent(f"cannot decode: {exc}") from exc
+
+    def _param_change(self, ctx: Context, msg: ParamChange, proposal_id: int) -> None:
+        keeper = self._modules.get(msg.module)
+        if keeper is None:
+            raise InvalidContent(f"unknown module {msg.module!r}; modules with params: "
+                                 f"{', '.join(sorted(self._modules))}")
+        try:
+            value = json.loads(msg.value_json)
+        except ValueError as exc:
+            raise InvalidContent(f"value_json {msg.value_json!r} is not JSON") from exc
+        keeper.set_params(ctx.kv, keeper.params(ctx.kv).changed(msg.param, value))
+        ctx.emit("param_change", proposal_id=str(proposal_id), module=msg.module,
+                 param=msg.param, value=msg.value_json)
+
+    def _register_model(self, ctx: Context, msg: RegisterModel, proposal_id: int) -> None:
+        _check_model(msg.model)
+        if self._inference.model(ctx.kv, msg.model.id) is not None:
+            # Retired ids stay taken: old inferences are still judged by their record.
+            raise InvalidContent(f"model id {msg.model.id!r} is already used")
+        self._inference.set_model(ctx.kv, msg.model)
+        ctx.emit("register_model", proposal_id=str(proposal_id), model_id=msg.model.id,
+                 weights_sha256=msg.model.weights_sha256)
+
+    def _update_model(self, ctx: Context, msg: UpdateModel, proposal_id: int) -> None:
+        _check_model(msg.model)
+        current = self._live_model(ctx, msg.model.id)
+        if current.weights_sha256 != msg.model.weights_sha256:
+            raise InvalidContent("an update keeps the weights; other weights are a new model")
+        self._inference.set_model(ctx.kv, msg.model)
+        ctx.emit("update_model", proposal_id=str(proposal_id), model_id=msg.model.id,
+                 price_per_token=str(msg.model.price_per_token))
+
+    def _retire_model(self, ctx: Context, msg: RetireModel, proposal_id: int) -> None:
+        self._inference.retire_model(ctx.kv, self._live_model(ctx, msg.model_id))
+        ctx.emit("retire_model", proposal_id=str(proposal_id), model_id=msg.model_id)
+
+    def _software_upgrade(self, ctx: Context, msg: SoftwareUpgrade, proposal_id: int) -> None:
+        if not 0 < len(msg.name) <= MAX_UPGRADE_NAME or len(msg.info) > MAX_UPGRADE_INFO:
+            raise InvalidContent(f"an upgrade needs a name of 1 to {MAX_UPGRADE_NAME} "
+                                 f"characters and info of at most {MAX_UPGRADE_INFO}")
+        if msg.height <= ctx.block.height:
+            raise InvalidContent(f"upgrade height {msg.height} is not after the current "
+                                 f"height {ctx.block.height}")
+        plan = SoftwareUpgrade(name=msg.name, height=msg.height, info=msg.info,
+                               proposal_id=proposal_id)
+        self._gov.set_upgrade_plan(ctx.kv, plan)
+        ctx.emit("software_upgrade", proposal_id=str(proposal_id), name=msg.name,
+                 height=str(msg.height))
+
+    def _live_model(self, ctx: Context, model_id: str) -> Model:
+        found = self._inference.model(ctx.kv, model_id)
+        if found is None or self._inference.retired_model(ctx.kv, model_id) is not None:
+            raise InvalidContent(f"model {model_id!r} is not in the registry")
+        return found
+
+
+def _check_model(model: Model) -> None:
+    if not MODEL_ID.fullmatch(model.id):
+        raise InvalidContent("model id must be 1 to 128 letters, digits or . _ : / -")
+    if not SHA256_HEX.fullmatch(model.weights_sha256):
+        raise InvalidContent("weights_sha256 must be 64 lowercase hex digits")
+    if model.price_per_token < 1 or model.context_length < 1:
+        raise InvalidContent("price_per_token and context_length must be at least 1")
+    if not 1 <= model.top_k <= MAX_TOP_K:
+        raise InvalidContent(f"top_k must be 1 to {MAX_TOP_K}")
+    try:
+        threshold = Decimal(model.validation_threshold)
+    except InvalidOperation:
+        threshold = Decimal("NaN")
+    if not threshold.is_finite() or threshold < 0:
+        raise InvalidContent(f"validation_threshold {model.validation_threshold!r} must be a "
+                             f"non-negative decimal")

@@ -1,0 +1,142 @@
+"""All reads and writes of gov state: proposals, their indexes, deposits, votes, params.
+
+Keys (ids and heights as 8-byte big-endian, so prefixes iterate in order):
+  gov/next_id                        the next proposal id (ids start at 1)
+  gov/proposal/<id>                  Proposal
+  gov/status/<status>/<id>           proposals by status
+  gov/deposit_end/<height>/<id>      proposals in DEPOSIT_PERIOD, by the height it ends
+  gov/voting_end/<height>/<id>       proposals in VOTING_PERIOD, by the height they are tallied
+  gov/deposit/<id>/<addr>            Deposit: what one depositor put into one proposal
+  gov/vote/<id>/<addr>               Vote: a voter's latest option on one proposal
+  gov/upgrade                        SoftwareUpgrade: the last plan governance approved
+Deposits sit in the module account GOV_ACCOUNT until they are refunded or burned.
+"""
+
+import hashlib
+import json
+from collections.abc import Iterator
+
+from chain.auth import address
+from chain.gas import GasKV
+from chain.gov.params import KEY as PARAMS_KEY
+from chain.gov.params import GovParams
+from chain.store import KVReader
+from inferchain_pb.inference.v1.gov_pb2 import (
+    PROPOSAL_STATUS_DEPOSIT_PERIOD,
+    PROPOSAL_STATUS_VOTING_PERIOD,
+    Deposit,
+    Proposal,
+    SoftwareUpgrade,
+    Vote,
+)
+
+GOV_ACCOUNT = hashlib.sha256(b"gov_deposits").digest()[:20]
+NEXT_ID = b"gov/next_id"
+PROPOSAL = b"gov/proposal/"
+STATUS = b"gov/status/"
+DEPOSIT_END = b"gov/deposit_end/"
+VOTING_END = b"gov/voting_end/"
+DEPOSIT = b"gov/deposit/"
+VOTE = b"gov/vote/"
+UPGRADE = b"gov/upgrade"
+
+State = GasKV | KVReader
+
+
+def _n(value: int) -> bytes:
+    return value.to_bytes(8, "big")
+
+
+def _queue_key(proposal: Proposal) -> bytes | None:
+    """Where a proposal waits for its period to end; ended proposals wait nowhere."""
+    if proposal.status == PROPOSAL_STATUS_DEPOSIT_PERIOD:
+        return DEPOSIT_END + _n(proposal.deposit_end_height) + _n(proposal.id)
+    if proposal.status == PROPOSAL_STATUS_VOTING_PERIOD:
+        return VOTING_END + _n(proposal.voting_end_height) + _n(proposal.id)
+    return None
+
+
+class GovKeeper:
+    def params(self, state: State) -> GovParams:
+        data = state.get(PARAMS_KEY)
+        return GovParams() if data is None else GovParams.from_dict(json.loads(data))
+
+    def set_params(self, kv: GasKV, params: GovParams) -> None:
+        kv.set(PARAMS_KEY, params.to_bytes())
+
+    def new_id(self, kv: GasKV) -> int:
+        number = int.from_bytes(kv.get(NEXT_ID) or _n(1), "big")
+        kv.set(NEXT_ID, _n(number + 1))
+        return number
+
+    def proposal(self, state: State, proposal_id: int) -> Proposal | None:
+        data = state.get(PROPOSAL + _n(proposal_id))
+        return None if data is None else Proposal.FromString(data)
+
+    def save(self, kv: GasKV, proposal: Proposal, previous: Proposal | None) -> None:
+        """Stores the proposal and moves it in the status index and the period queues."""
+        if previous is not None:
+            kv.delete(STATUS + bytes([previous.status]) + _n(previous.id))
+            queued = _queue_key(previous)
+            if queued is not None:
+                kv.delete(queued)
+        kv.set(PROPOSAL + _n(proposal.id), proposal.SerializeToString(deterministic=True))
+        kv.set(STATUS + bytes([proposal.status]) + _n(proposal.id), b"")
+        queued = _queue_key(proposal)
+        if queued is not None:
+            kv.set(queued, b"")
+
+    def proposals(self, state: State, status: int | None = None) -> Iterator[Proposal]:
+        """By id; only those of ``status`` when given."""
+        if status is None:
+            for _, data in state.iterate(PROPOSAL):
+                yield Proposal.FromString(data)
+            return
+        prefix = STATUS + bytes([status])
+        for key, _ in state.iterate(prefix):
+            found = self.proposal(state, int.from_bytes(key[len(prefix):], "big"))
+            if found is not None:
+                yield found
+
+    def deposit_ends_due(self, kv: GasKV, height: int) -> list[int]:
+        return self._due(kv, DEPOSIT_END, height)
+
+    def voting_ends_due(self, kv: GasKV, height: int) -> list[int]:
+        return self._due(kv, VOTING_END, height)
+
+    def add_deposit(self, kv: GasKV, proposal_id: int, depositor: str, amount: int) -> None:
+        key = DEPOSIT + _n(proposal_id) + address.decode(depositor)
+        data = kv.get(key)
+        total = amount + (Deposit.FromString(data).amount if data is not None else 0)
+        kv.set(key, Deposit(proposal_id=proposal_id, depositor=depositor, amount=total)
+               .SerializeToString(deterministic=True))
+
+    def deposits(self, state: State, proposal_id: int) -> Iterator[Deposit]:
+        for _, data in state.iterate(DEPOSIT + _n(proposal_id)):
+            yield Deposit.FromString(data)
+
+    def set_vote(self, kv: GasKV, vote: Vote) -> None:
+        """One vote per voter: a later vote overwrites the earlier one."""
+        kv.set(VOTE + _n(vote.proposal_id) + address.decode(vote.voter),
+               vote.SerializeToString(deterministic=True))
+
+    def votes(self, state: State, proposal_id: int) -> Iterator[Vote]:
+        for _, data in state.iterate(VOTE + _n(proposal_id)):
+            yield Vote.FromString(data)
+
+    def upgrade_plan(self, state: State) -> SoftwareUpgrade | None:
+        data = state.get(UPGRADE)
+        return None if data is None else SoftwareUpgrade.FromString(data)
+
+    def set_upgrade_plan(self, kv: GasKV, plan: SoftwareUpgrade) -> None:
+        kv.set(UPGRADE, plan.SerializeToString(deterministic=True))
+
+    @staticmethod
+    def _due(kv: GasKV, prefix: bytes, height: int) -> list[int]:
+        """Proposal ids queued under ``prefix`` at a height at or below ``height``."""
+        ids = []
+        for key, _ in kv.iterate(prefix):
+            if int.from_bytes(key[len(prefix):len(prefix) + 8], "big") > height:
+                break
+            ids.append(int.from_bytes(key[len(prefix) + 8:], "big"))
+        return ids
