@@ -133,7 +133,8 @@ class ChainQueries:
         weights: what a developer can actually use (a model governance just registered
         appears once someone serves it)."""
         served = {(m.model_id, m.weights_sha256) for p in await self.participants()
-                  if p.active and not p.invalid for m in p.models}
+                  if p.active and not (p.invalid_since and not p.invalid_until)
+                  for m in p.models}
         return [m for m in await self.models() if (m.id, m.weights_sha256) in served]
 
     async def model(self, model_id: str) -> Model | None:

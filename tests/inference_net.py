@@ -61,6 +61,10 @@ class Net:
         return list(self.query("Draw", q.QueryDrawRequest(inference_id=inference_id,
                                                           model_id=MODEL_ID)).order)
 
+    def draw_at(self, inference_id: str, height: int) -> list[str]:
+        return list(self.query("Draw", q.QueryDrawRequest(
+            inference_id=inference_id, model_id=MODEL_ID, draw_height=height)).order)
+
     def actor(self, addr: str) -> Actor:
         return next(p for p in self.parts if p.address == addr)
 

@@ -242,9 +242,11 @@ def test_a_killed_executor_is_skipped_and_drains_its_outbox_after_restart(
     counts its misses; restarted on the same home it does not register again, sends the
     finish it owed, and serves; the chain's books add up throughout."""
     question = [{"role": "user", "content": "Name a colour."}]
-    for _ in range(3):
+    # Each request differs (its seed): identical signed bodies in the same second are
+    # replays by design (DESIGN.md §3.1: the signature covers body and timestamp only).
+    for n in range(3):
         reply = network.client(network.nodes[0]).chat.completions.create(
-            model=MODEL, messages=question, max_tokens=4, temperature=0)
+            model=MODEL, messages=question, max_tokens=4, temperature=0, seed=n)
         owed = reply.model_extra["inference_id"]
         victim, _ = network.executor_of(owed)
         if kill_while_owing(victim, f"finish_inference:{owed}"):
@@ -258,8 +260,9 @@ def test_a_killed_executor_is_skipped_and_drains_its_outbox_after_restart(
     misses = {n.address: network.participant(n.address).misses for n in network.nodes}
     client = network.client(others[0])
     skips = 0
-    for _ in range(20):  # the victim is first in a draw a third of the time
-        reply = client.chat.completions.create(model=MODEL, messages=question, max_tokens=2)
+    for n in range(20):  # the victim is first in a draw a third of the time
+        reply = client.chat.completions.create(model=MODEL, messages=question, max_tokens=2,
+                                               seed=100 + n)
         assert reply.usage.completion_tokens >= 1
         inference = network.finished(reply.model_extra["inference_id"])
         assert inference.executor in {n.address for n in others}

@@ -23,6 +23,7 @@ from inference_actors import WEIGHTS, Actor, finish_msg, start_msg
 from local_network import MODEL, LocalNetwork, MlNodes, poll
 
 from chain.inference.artifact import ArtifactStep
+from chain.inference.keeper import invalid_now
 from genesis.account_keys import generate_account_keys
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import INVALIDATED, VALIDATED
@@ -150,7 +151,7 @@ def test_a_cheating_executor_is_caught_while_honest_ones_never_are(mlnodes, tmp_
         account = net.account(net.developer.address)
         assert (before - account.balance, account.escrow) == (paid, 0)
 
-        assert net.participant(cheater).invalid
+        assert invalid_now(net.participant(cheater))
         later = [chat(net, 2 + n % 2, 100 + n) for n in range(4)]
         assert cheater not in {net.finished(i).executor for i in later}
         for n in range(20):

@@ -6,9 +6,10 @@ import hashlib
 import random
 
 import pytest
-from inference_actors import Actor, finish_msg, validation_msg
-from inference_net import Net
+from inference_actors import Actor, finish_msg, start_msg, validation_msg
+from inference_net import T0, Net
 
+from chain.inference.keeper import invalid_now
 from chain.validation.sampling import check_probability_ppm, must_check, seed_hash, threshold
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import (
@@ -270,11 +271,11 @@ def test_repeated_invalidations_make_an_executor_invalid_until_the_epoch_ends():
             if voter is not judge:
                 assert net.one(voter.tx(validation_msg(voter, inference, FAIL))).code == 0
         assert task(net, inference.id).state == FAILED
-    assert net.participant_record(cheater).invalid
+    assert invalid_now(net.participant_record(cheater))
     for i in range(30):
         assert cheater.address not in net.draw(f"after-{i}")
     to_epoch(net, 2)
-    assert not net.participant_record(cheater).invalid
+    assert not invalid_now(net.participant_record(cheater))
     assert stats(net, cheater).reputation_ppm == 0
     assert any(cheater.address in net.draw(f"later-{i}") for i in range(10))
 
@@ -398,3 +399,26 @@ def test_the_sampling_rule_checks_each_inference_with_probability_p():
     assert threshold(1_000_000, 1, 10) == 1 << 64
     assert all(must_check(s, "any", 1_000_000, 1, 10) for s in seeds)
     assert threshold(0, 1, 10) == 0
+
+
+def test_a_start_drawn_before_its_executor_became_invalid_is_still_accepted():
+    """INVALID applies to draws seeded from the height it began: a transfer agent that drew
+    the executor before (its request already served) still gets its start accepted."""
+    net = make_net(participants=3, invalid_after_consecutive=1, voters_per_vote=1)
+    to_epoch(net, 1)
+    commit_all(net, 1)
+    cheater, inference = finished(net, "first")
+    drawn_at = net.height
+    pending_id = next(f"pending-{i}" for i in range(100)
+                      if net.draw_at(f"pending-{i}", drawn_at)[0] == cheater.address)
+    agent = next(p for p in net.parts if p is not cheater)
+    pending = start_msg(agent, net.developer, pending_id, cheater.address, drawn_at,
+                        T0 + net.height, [1, 2, 3, 4])
+    judge = agent
+    assert net.one(judge.tx(validation_msg(judge, inference, FAIL))).code == 0
+    for voter in vote_among(net, inference.id):
+        if voter is not judge:
+            assert net.one(voter.tx(validation_msg(voter, inference, FAIL))).code == 0
+    assert invalid_now(net.participant_record(cheater))
+    assert net.one(agent.tx(pending)).code == 0
+    assert all(cheater.address not in net.draw(f"after-{i}") for i in range(20))

@@ -151,12 +151,12 @@ class InferenceKeeper:
     def block_hash(self, state: State, height: int) -> bytes | None:
         return state.get(BLOCK_HASH + _height(height))
 
-    def candidates(self, state: State, model: Model) -> list[Candidate]:
-        """Active participants serving the model with the registry's weights, except those
-        INVALID for the epoch (DESIGN.md §3.7: no routing)."""
+    def candidates(self, state: State, model: Model, draw_height: int) -> list[Candidate]:
+        """Active participants serving the model with the registry's weights that a draw
+        seeded at ``draw_height`` may pick: registered by then and not INVALID then."""
         return [Candidate(p.address, p.weight, availability_ppm(p))
                 for p in self.participants(state)
-                if p.active and not p.invalid and any(m.model_id == model.id and
+                if p.active and drawable(p, draw_height) and any(m.model_id == model.id and
                                     m.weights_sha256 == model.weights_sha256 for m in p.models)]
 
     def work_balance(self, state: State, addr: bytes) -> int:
@@ -205,6 +205,21 @@ class InferenceKeeper:
     @staticmethod
     def _status_key(status: int, height: int, inference_id: str) -> bytes:
         return STATUS + bytes([status]) + _height(height) + inference_id.encode()
+
+
+def invalid_now(participant: Participant) -> bool:
+    return participant.invalid_since > 0 and participant.invalid_until == 0
+
+
+def drawable(participant: Participant, draw_height: int) -> bool:
+    """Whether a draw seeded at ``draw_height`` includes the participant. Judging by the draw
+    height, not by the state when the start arrives, keeps a transfer agent's draw valid when
+    a participant registers or becomes (or stops being) INVALID while the request is served."""
+    if participant.registered_height > draw_height:
+        return False
+    invalid = participant.invalid_since
+    return not (invalid and invalid <= draw_height
+                and (not participant.invalid_until or draw_height < participant.invalid_until))
 
 
 def availability_ppm(participant: Participant) -> int:

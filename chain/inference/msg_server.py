@@ -322,7 +322,7 @@ class InferenceMsgServer:
             raise DrawMismatch(f"no block hash recorded for height {msg.draw_height}")
         try:
             order = draw_order(msg.inference_id, block_hash,
-                               self._keeper.candidates(ctx.kv, model))
+                               self._keeper.candidates(ctx.kv, model, msg.draw_height))
         except NoEligibleExecutor as exc:
             raise DrawMismatch(f"no participant can serve {model.id}") from exc
         except ValueError as exc:

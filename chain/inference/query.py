@@ -75,7 +75,8 @@ def register(queries: QueryRouter, keeper: InferenceKeeper, bank: BankKeeper,
         if block_hash is None or found is None:
             raise not_found(f"block hash at {height} or model {req.model_id!r}")
         try:
-            order = draw_order(req.inference_id, block_hash, keeper.candidates(state, found))
+            order = draw_order(req.inference_id, block_hash,
+                               keeper.candidates(state, found, height))
         except NoEligibleExecutor as exc:
             raise QueryError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from exc
         return q.QueryDrawResponse(order=order, draw_height=height)

@@ -11,7 +11,7 @@ import logging
 
 from chain.context import Context
 from chain.epochs.keeper import EpochKeeper
-from chain.inference.keeper import InferenceKeeper
+from chain.inference.keeper import InferenceKeeper, invalid_now
 from chain.validation.keeper import ValidationKeeper
 from chain.validation.sampling import PPM, must_check
 from chain.validation.tasks import Tasks
@@ -84,8 +84,8 @@ class ValidationBlocks:
             stats.epoch_invalidations = stats.epoch_passed = 0
             stats.misses_at_epoch_start = participant.misses
             self.keeper.set_stats(ctx.kv, stats)
-            if participant.invalid:
-                participant.invalid = False
+            if invalid_now(participant):
+                participant.invalid_until = ctx.block.height
                 self.inference.set_participant(ctx.kv, participant)
 
     def judge_validators(self, ctx: Context, epoch: int) -> None:

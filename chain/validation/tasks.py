@@ -17,7 +17,7 @@ from chain.bank.keeper import BankKeeper
 from chain.context import Context
 from chain.epochs.keeper import EpochKeeper
 from chain.inference.draw import MAX_AVAILABILITY_PPM, Candidate, draw_order
-from chain.inference.keeper import ESCROW_ACCOUNT, InferenceKeeper
+from chain.inference.keeper import ESCROW_ACCOUNT, InferenceKeeper, invalid_now
 from chain.validation import canary
 from chain.validation.keeper import ValidationKeeper
 from chain.validation.params import ValidationParams
@@ -184,8 +184,8 @@ class Tasks:
         self.keeper.set_stats(ctx.kv, stats)
         if _invalid(stats, params):
             participant = self.inference.participant(ctx.kv, task.executor)
-            if participant is not None and not participant.invalid:
-                participant.invalid = True
+            if participant is not None and not invalid_now(participant):
+                participant.invalid_since, participant.invalid_until = ctx.block.height, 0
                 self.inference.set_participant(ctx.kv, participant)
                 ctx.emit("participant_invalid", participant=task.executor,
                          epoch=str(task.epoch))
