@@ -20,8 +20,8 @@ from inferchain_pb.inference.v1.inference_pb2 import MsgUpdateParticipant, Serve
 
 NEW_MODEL = {"id": "acme/tiny-chat", "weights_sha256": "cd" * 32, "price_per_token": 50,
              "context_length": 2048, "validation_threshold": "0.2", "top_k": 5}
-# 40 blocks of 300 ms: time for two CLI processes to start and vote on a loaded machine.
-GOV = {"min_deposit": 1_000, "min_initial_deposit": 1_000, "voting_period_blocks": 40}
+# 100 blocks of 300 ms: time for two CLI processes to start and vote on a loaded machine.
+GOV = {"min_deposit": 1_000, "min_initial_deposit": 1_000, "voting_period_blocks": 100}
 
 
 def gov_cli(net: LocalNetwork, *args: str) -> dict:
