@@ -8,7 +8,6 @@ counters rise and may make it INVALID for the epoch). A window that closes with 
 PASSED; with none, UNCHECKED.
 """
 
-import hashlib
 import logging
 
 from chain.auth import address
@@ -57,7 +56,7 @@ class Tasks:
         """Opens the task of a just-settled inference, and maybe plants its canary twin."""
         params = self.keeper.params(ctx.kv)
         task = self._open(ctx, settled, params)
-        block_hash = self.inference.block_hash(ctx.kv, ctx.block.height) or b""
+        block_hash = self.inference.block_hash(ctx.kv, ctx.block.height)
         if params.canary_rate_ppm and canary.wins(block_hash, settled.id, params.canary_rate_ppm):
             twin = canary.forge(settled, block_hash, params.max_rule_violations + 2)
             if twin is not None and self.inference.inference(ctx.kv, twin.id) is None:
@@ -104,8 +103,8 @@ class Tasks:
         members = self.keeper.members(ctx.kv, task.epoch) or EpochMembers()
         candidates = [Candidate(m.address, m.weight, MAX_AVAILABILITY_PPM)
                       for m in members.members if m.address != task.executor and m.weight]
-        block_hash = self.inference.block_hash(ctx.kv, ctx.block.height) or \
-            hashlib.sha256(task.inference_id.encode()).digest()
+        # The inference module records every block's hash in its begin-block step.
+        block_hash = self.inference.block_hash(ctx.kv, ctx.block.height)
         voters = draw_order(task.inference_id + "/vote", block_hash, candidates) \
             if candidates else []
         task.voters.extend(voters[:params.voters_per_vote])
