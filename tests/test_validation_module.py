@@ -11,6 +11,12 @@ from inference_net import T0, Net
 
 from chain.inference.keeper import invalid_now
 from chain.validation.sampling import check_probability_ppm, must_check, seed_hash, threshold
+from chain.validation.verdict import (
+    allowed_violations,
+    passes,
+    vote_upholds_failure,
+    weighted_median,
+)
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import (
     FINISHED,
@@ -27,6 +33,7 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     UNCHECKED,
     MsgCommitSeed,
     MsgRevealSeed,
+    ValidationReport,
     ValidationTask,
 )
 
@@ -422,3 +429,16 @@ def test_a_start_drawn_before_its_executor_became_invalid_is_still_accepted():
     assert invalid_now(net.participant_record(cheater))
     assert net.one(agent.tx(pending)).code == 0
     assert all(cheater.address not in net.draw(f"after-{i}") for i in range(20))
+
+
+def test_the_verdict_allows_violations_by_length_and_takes_the_weighted_median():
+    assert [allowed_violations(2, 16, n) for n in (8, 128, 1024, 2048)] == [2, 4, 18, 34]
+    fail = ValidationReport(ids_match=True, distance_micro=10, rule_violations=3, weight=1)
+    clean = ValidationReport(ids_match=True, distance_micro=10, rule_violations=0, weight=1)
+    assert not passes(fail, allowed_violations(2, 16, 8), 150_000)
+    assert passes(fail, allowed_violations(2, 16, 128), 150_000)
+    # Equal weights split evenly: the lower median keeps the output; more weight decides.
+    assert not vote_upholds_failure([fail, clean], 2, 150_000)
+    heavy = ValidationReport(ids_match=False, weight=3)
+    assert vote_upholds_failure([heavy, clean, clean], 2, 150_000)
+    assert weighted_median([(5, 1), (1, 1), (9, 2)]) == 5

@@ -47,7 +47,8 @@ ME, EXECUTOR, OTHER = "infer1me", "infer1executor", "infer1other"
 MODEL = "test/model"
 EOS = 2
 LENGTH = 10  # blocks per epoch: epoch e is heights [1 + 10e, 10(e + 1)]
-PARAMS = {"rule_tolerance_micro": 100, "max_rule_violations": 0, "validation_window_blocks": 20,
+PARAMS = {"rule_tolerance_micro": 100, "greedy_tolerance_micro": 100, "max_rule_violations": 0,
+          "rule_violations_per_1024": 0, "validation_window_blocks": 20,
           "reveal_window_blocks": 5, "voting_period_blocks": 5, "p_min_ppm": 10_000}
 
 

@@ -45,6 +45,7 @@ from apinode.validation.figures import MICRO, Figures, ended_properly, measure
 from apinode.validation.seeds import SeedStore
 from chain.inference import artifact, payload
 from chain.validation.sampling import must_check, seed_hash
+from chain.validation.verdict import allowed_violations
 from inferchain_pb.inference.v1.inference_pb2 import Inference
 from inferchain_pb.inference.v1.validation_pb2 import (
     Epoch,
@@ -72,7 +73,9 @@ class ValidationParams:
     """The validation module's params the worker uses (the chain's JSON has more)."""
 
     rule_tolerance_micro: int
+    greedy_tolerance_micro: int
     max_rule_violations: int
+    rule_violations_per_1024: int
     validation_window_blocks: int
     reveal_window_blocks: int
 
@@ -80,9 +83,10 @@ class ValidationParams:
     def of(cls, raw: Mapping[str, Any]) -> ValidationParams:
         return cls(**{f.name: int(raw[f.name]) for f in fields(cls)})
 
-    @property
-    def rule_tolerance(self) -> float:
-        return self.rule_tolerance_micro / MICRO
+    def tolerance(self, greedy: bool) -> float:
+        """Rounding allowed on a token: its argmax gap in nats when greedy, its CDF interval
+        when sampled (the chain's two calibrated tolerances)."""
+        return (self.greedy_tolerance_micro if greedy else self.rule_tolerance_micro) / MICRO
 
 
 @dataclass(frozen=True)
@@ -447,7 +451,7 @@ class ValidatorWorker:
         ended = ended_properly(output_ids, inference.max_tokens, {info.eos_token_id}, text,
                                sampling.stop)
         return measure(recorded, output_ids, scored, greedy=sampling.greedy, ended=ended,
-                       tolerance=params.rule_tolerance)
+                       tolerance=params.tolerance(sampling.greedy))
 
     async def mlnode_info(self) -> MlNodeInfo:
         """The ML node's model and limits, asked once."""
@@ -458,7 +462,9 @@ class ValidatorWorker:
 
 def _opposite(figures: Figures, params: ValidationParams, threshold: float) -> Figures:
     """The "lie" fault: figures that give the chain the other verdict than the measured."""
-    honest = figures.ids_match and figures.rule_violations <= params.max_rule_violations \
+    allowed = allowed_violations(params.max_rule_violations, params.rule_violations_per_1024,
+                                 figures.positions)
+    honest = figures.ids_match and figures.rule_violations <= allowed \
         and figures.distance <= threshold
     if honest:
         return Figures(True, threshold * 100, figures.positions, figures.positions)

@@ -1,13 +1,16 @@
 """Calibration of the validator's thresholds: ``python -m bench.detection [--quick]``.
 
 A validator re-scores an executor's output in one fp32 prefill and fails it when the ids do
-not match, when the mean logprob distance exceeds D, or when more than V positions break the
-seeded sampling rule at tolerance T (DESIGN.md §3.6). D, T and V must let every honest
-executor pass (fp32, bf16 or fp16, CPU or GPU, any batch) and catch as many cheats as
-possible, so they are measured, not guessed: this runs real inferences with the default model
-(SmolLM2-135M) in-process, honest and cheating, scores every one with an honest fp32 CPU
-validator, computes the Figures the chain uses, chooses D, T, V (``report.choose``), prints
-the tables and writes the "## Calibration" section of docs/verification.md.
+not match, when the mean logprob distance exceeds D, or when more than V + P × positions //
+1024 positions break the seeded sampling rule (DESIGN.md §3.6), counted at tolerance Tg
+(argmax gap, nats) for a greedy inference and Ts (CDF interval, probability) for a sampled
+one. D, Tg, Ts, V and P must let every honest executor pass (fp32, bf16 or fp16, CPU or GPU,
+any batch) and catch as many cheats as possible, so they are measured, not guessed: this runs
+real inferences with the default model (SmolLM2-135M) in-process, honest and cheating, scores
+every one with an honest fp32 CPU validator, computes the Figures the chain uses, chooses D,
+Tg, Ts, V and P (``report.choose``), prints the tables and writes the "## Calibration" section
+of docs/verification.md. ``--from-results`` rebuilds all of it from the saved per-pair
+figures, to change the rule or the report without rerunning the models.
 
 GPU executors cannot run here; their records are produced on the device host by
 ``bench.detection.gpu_dump`` and read from ``--gpu-json`` (the H200 run is bundled).
@@ -150,18 +153,24 @@ def order(results: Sequence[Result]) -> list[Result]:
 
 
 def explain(results: Sequence[Result], rule: report.Rule) -> str:
-    """The reasoning behind D, T and V, with the numbers that drove them."""
+    """The reasoning behind D, Tg, Ts, V and P, with the numbers that drove them."""
     honest = [r for r in results if report.is_honest(r.scenario)]
-    index = TOLERANCES.index(rule.tolerance)
+    tg, ts, p = rule.greedy_tolerance, rule.sampled_tolerance, rule.per_1024
     far = max((r for r in honest if r.ids_match), key=lambda r: r.distance)
-    worst = max(honest, key=lambda r: r.violations[index])
+    worst = max(honest, key=lambda r: (r.excess(tg, ts, p), r.positions))
+    greedy = max((r.counted(tg, ts) for r in honest if r.temperature == 0), default=0)
+    sampled = max((r.counted(tg, ts) for r in honest if r.temperature != 0), default=0)
     exact = max(r.violations[TOLERANCES.index(1e-4)] for r in honest
                 if "bf16" in r.scenario or "bfloat16" in r.scenario)
+    single = min((c for c in report.search(results)
+                  if c.greedy_tolerance == c.sampled_tolerance and c.per_1024 == 0),
+                 key=report.rank)
+    cheats = [r for r in results if not report.is_honest(r.scenario)]
     missed = []
     for (scenario, length), group in report.groups(results).items():
         if report.is_honest(scenario):
             continue
-        fails = sum(r.fails(rule.distance, rule.tolerance, rule.allowed) for r in group)
+        fails = sum(map(rule.fails, group))
         if fails < len(group):
             missed.append(f"{scenario} at {length} tokens ({fails}/{len(group)})")
     return "\n".join([
@@ -169,45 +178,63 @@ def explain(results: Sequence[Result], rule: report.Rule) -> str:
         f"{far.distance:.4f} ({far.scenario}, max_tokens {far.length}), rounded up. Distance "
         "only has to separate honest rounding (bf16/fp16 logits, quantization to 1/1024 nat) "
         "from a different model or invented logprobs; tokens are judged by the rule.",
-        f"- **T = {rule.tolerance:g}**, **V = {rule.allowed}**: for each tolerance, V is the "
-        f"largest honest violation count at that tolerance plus {report.V_MARGIN}, so no "
-        "honest pair fails at any T; the T kept detects the most cheats (the larger T on "
-        f"ties). At T = {rule.tolerance:g} the worst honest inference had "
-        f"{worst.violations[index]} violation(s) ({worst.scenario}, max_tokens "
-        f"{worst.length}). Half-precision executors are what sets T and V: honest bf16 had up "
-        f"to {exact} violations in one inference at the old default T = 1e-4, because the CDF "
+        f"- **Tg = {tg:g} nats, Ts = {ts:g}, V = {rule.allowed}, P = {p}**: greedy "
+        "inferences are judged by the argmax gap (nats), sampled ones by the CDF interval "
+        "(probability), so each gets its own tolerance; Tg and Ts were searched over "
+        f"{', '.join(f'{t:g}' for t in TOLERANCES)} and P over "
+        f"{', '.join(map(str, report.PER_1024))}. For each combination V is the smallest "
+        "count that no honest inference exceeds on top of its length allowance P × positions "
+        f"// 1024, plus {report.V_MARGIN}, so no honest pair fails under any of them; the "
+        "combination kept detects the most (mean over the cheat rows), ties going to the "
+        "larger Tg, then the larger Ts, then the smaller P. Under it the worst honest "
+        f"inference had {worst.counted(tg, ts)} violation(s) in {worst.positions} positions "
+        f"({worst.scenario}, max_tokens {worst.length}, temperature {worst.temperature:g}); "
+        f"honest greedy inferences had at most {greedy} argmax gap(s) beyond {tg:g} nats, "
+        f"sampled ones at most {sampled} CDF miss(es) beyond {ts:g}.",
+        f"- Half-precision executors are what sets the tolerances: honest bf16 had up to "
+        f"{exact} violations in one inference at the old default T = 1e-4, because the CDF "
         "in token-id order accumulates the logits' rounding; the per-tolerance table shows "
-        "how that falls with T.",
+        "how that falls with the tolerance, and that greedy near-ties need a wider one than "
+        "sampled positions.",
+        f"- Against one tolerance for both and a fixed V (the previous rule's form), the best "
+        f"such rule here is T = {single.greedy_tolerance:g}, V = {single.allowed}: "
+        f"{sum(map(single.fails, cheats))} of {len(cheats)} cheat pairs "
+        f"({100 * single.detection:.1f}%), against {sum(map(rule.fails, cheats))} "
+        f"({100 * rule.detection:.1f}%) now.",
         "- Not fully detected under this rule: " + ("; ".join(missed) or "none") + ".",
-        f"- Limits of one (T, V) for all: {_weak_spots(results)}",
+        f"- Limits: {_weak_spots(results, rule)}",
     ])
 
 
-def _weak_spots(results: Sequence[Result]) -> str:
-    """What the data says a single tolerance and a per-inference V cannot do."""
+def _weak_spots(results: Sequence[Result], rule: report.Rule) -> str:
+    """What the data says no choice of thresholds in this rule can do."""
     def top(scenarios: tuple[str, ...], fn: object) -> float:
         values = [r.distance for r in results if r.scenario in scenarios and r.ids_match]
         return fn(values) if values else 0.0  # type: ignore[operator]
 
+    def caught(scenario: str, length: int) -> str:
+        group = [r for r in results if r.scenario == scenario and r.length == length]
+        return f"{sum(map(rule.fails, group))}/{len(group)}" if group else "-"
+
     half = ("honest-cpu-bf16-c8", "honest-gpu-bfloat16")
     int8 = ("int8",)
-    last = TOLERANCES.index(0.1)
-    greedy = sum(r.violations[last] for r in results if r.scenario in half
-                 and r.temperature == 0)
+    short = min(LENGTHS)
     return (f"int8 weights move logprobs about as much as bf16 arithmetic (int8 distance "
             f"median {top(int8, statistics.median):.3f}, max {top(int8, max):.3f} nats; honest "
             f"bf16 median {top(half, statistics.median):.3f}, max {top(half, max):.3f}), so a D "
             "that admits bf16 executors admits int8 ones, and an int8 model's tokens rarely "
-            "break the rule: int8 and the int8 forgery pass. Honest bf16 greedy positions "
-            f"still had {greedy} argmax gaps beyond 0.1 nats, while sampled positions were "
-            "clean from T = 0.1: the argmax gap (nats) and the CDF interval (probability) "
-            "want different tolerances, and violations grow with length, so a per-position "
-            "rate (or V scaled with the output length) and a separate greedy tolerance would "
-            "let short cheats (wrong seed, token edits at 8 tokens) be caught more often.")
+            "break the rule: int8 and the int8 forgery pass. Short subtle cheats stay partly "
+            f"hidden: at {short} tokens wrong-seed {caught('wrong-seed', short)}, token-edit "
+            f"{caught('token-edit', short)}, temperature-1.0-recorded-0.7 "
+            f"{caught('temperature-1.0-recorded-0.7', short)} caught, since V = {rule.allowed} "
+            "violations must be forgiven in any inference for honest bf16's near-ties, and "
+            f"forgeries of {short} tokens often break the rule no more than that.")
 
 
 def markdown(results: Sequence[Result], rule: report.Rule, command: str,
-             gpu_meta: dict | None, seconds: float) -> str:
+             gpu_meta: dict | None, host: str) -> str:
+    """The Calibration section. ``command`` (with its duration) and ``host`` describe the run
+    that produced the figures (with a note when the report was rebuilt from saved figures)."""
     honest = sorted({r.scenario for r in results if report.is_honest(r.scenario)})
     half = [s for s in honest if any(x in s for x in ("bf16", "fp16", "bfloat16", "float16"))]
     n_honest = sum(report.is_honest(r.scenario) for r in results)
@@ -221,11 +248,12 @@ inferences of the default model (SmolLM2-135M-Instruct, GGUF Q4_1 dequantized) r
 in-process, each scored by an honest fp32 CPU validator (`TorchEngine.score`, top 20, with the
 recorded sampling) and judged with `apinode/validation/figures.py` (`ended_properly`,
 `measure`). Executor artifacts went through `chain/inference/artifact.py` with k = 5, as on
-chain. An inference fails when **its ids do not match, or distance > D, or more than V
-positions break the seeded sampling rule at tolerance T**.
+chain. An inference fails when **its ids do not match, or distance > D, or more than
+V + P × positions // 1024 positions break the seeded sampling rule**, judged at tolerance Tg
+(argmax gap, nats) for a greedy inference and Ts (CDF interval, probability) for a sampled one.
 
-- Command: `{command}` ({seconds / 60:.0f} min)
-- Machine: {machine()}
+- Command: {command}
+- Machine: {host}
 - GPU executors: {gpu}
 - Honest pairs: {n_honest}. Prompts: 24 varied chat prompts; temperatures cycle 0, 0.7, 1.0;
   seeds random; max_tokens 8, 32, 128.
@@ -245,9 +273,10 @@ positions break the seeded sampling rule at tolerance T**.
 
 ### Results
 
-Distance in nats; violations at T = {rule.tolerance:g}; "fail" under D = {rule.distance:g},
-T = {rule.tolerance:g}, V = {rule.allowed} (for honest rows it is the false-positive rate).
-Distance and violations are over pairs whose ids match.
+Distance in nats; violations at Tg = {rule.greedy_tolerance:g} for greedy inferences and
+Ts = {rule.sampled_tolerance:g} for sampled ones; "fail" under {rule.describe()}
+(for honest rows it is the false-positive rate). Distance and violations are over pairs whose
+ids match.
 
 {report.results_table(order(results), rule)}
 
@@ -258,9 +287,13 @@ are judged by the argmax gap in nats, sampled ones by the CDF interval in probab
 
 {report.tolerance_table(results, half)}
 
-### Detection at each tolerance (V with no honest false positive)
+### Detection at other tolerances
 
-{report.alternatives(results, rule.distance)}
+Each cell is V (the smallest count with no honest false positive, plus {report.V_MARGIN}) / the
+mean detection over the cheat rows, for each P; one tolerance varies while the other stays
+as chosen; the chosen rule is in bold.
+
+{report.alternatives(results, rule)}
 """
 
 
@@ -336,16 +369,25 @@ def main(argv: list[str] | None = None) -> None:
         saved = json.loads(args.from_results.read_text())
         results = [Result(**dict(r, violations=tuple(r["violations"])))
                    for r in saved["results"]]
-        meta, seconds, argv = saved["gpu_meta"], saved["seconds"], saved["argv"]
+        meta, seconds = saved["gpu_meta"], saved["seconds"]
+        # Files saved before the machine was recorded came from this host's full run.
+        host = saved.get("machine") or machine()
+        command = (f"`{' '.join(['python -m bench.detection', *saved['argv']])}` "
+                   f"({seconds / 60:.0f} min). The report was rebuilt from that run's "
+                   f"saved per-pair figures with "
+                   f"`{' '.join(['python -m bench.detection', *argv])}` under the rule below "
+                   "(Tg/Ts per decoding, V + P × positions // 1024), without rerunning the "
+                   "models")
     else:
         results, meta = asyncio.run(calibrate(args))
         seconds = time.monotonic() - started
+        host = machine()
         args.save_results.write_text(json.dumps({
             "results": [dataclasses.asdict(r) for r in results], "gpu_meta": meta,
-            "seconds": seconds, "argv": argv}))
+            "seconds": seconds, "argv": argv, "machine": host}))
+        command = f"`{' '.join(['python -m bench.detection', *argv])}` ({seconds / 60:.0f} min)"
     rule = report.choose(results)
-    command = " ".join(["python -m bench.detection", *argv])
-    section = markdown(results, rule, command, meta, seconds)
+    section = markdown(results, rule, command, meta, host)
     print(section)
     if doc is not None:
         write_section(doc, section)

@@ -2,8 +2,8 @@
 
 Goes through ``apinode.validation.figures`` (``ended_properly``, ``measure``) exactly as the
 validator worker does, so the calibrated thresholds apply to the figures the chain judges.
-Violations are counted at several tolerances from one Score, so the tolerance can be chosen
-from the data.
+Violations are counted at several tolerances from one Score, so the tolerances (one for greedy
+inferences, one for sampled ones) can be chosen from the data.
 """
 
 from collections.abc import Sequence
@@ -30,10 +30,28 @@ class Result:
     positions: int
     violations: tuple[int, ...]
 
-    def fails(self, distance: float, tolerance: float, allowed: int) -> bool:
-        """The rule: fail = ids mismatch, or distance > D, or violations > V at T."""
+    def counted(self, greedy_tolerance: float, sampled_tolerance: float) -> int:
+        """Violations at the tolerance for this inference's decoding: a greedy inference is
+        judged by the argmax gap (nats), a sampled one by the CDF interval (probability), and
+        an inference is one or the other as a whole."""
+        tolerance = greedy_tolerance if self.temperature == 0 else sampled_tolerance
+        return self.violations[TOLERANCES.index(tolerance)]
+
+    def excess(self, greedy_tolerance: float, sampled_tolerance: float, per_1024: int) -> int:
+        """Violations beyond the length allowance ``per_1024 * positions // 1024`` (may be
+        negative): the inference fails the rule part when this exceeds V. Integer arithmetic,
+        as the chain's verdict must be deterministic."""
+        return (self.counted(greedy_tolerance, sampled_tolerance)
+                - per_1024 * self.positions // 1024)
+
+    def fails(self, distance: float, greedy_tolerance: float, sampled_tolerance: float,
+              allowed: int, per_1024: int) -> bool:
+        """The rule, and its only home: fail = ids mismatch, or distance > D, or violations
+        (at Tg if greedy, Ts if sampled) > V + P * positions // 1024. Allowing violations in
+        proportion to the length lets V stay small for short outputs, where a few forged tokens
+        are the whole cheat, without failing long honest half-precision outputs."""
         return (not self.ids_match or self.distance > distance
-                or self.violations[TOLERANCES.index(tolerance)] > allowed)
+                or self.excess(greedy_tolerance, sampled_tolerance, per_1024) > allowed)
 
 
 def as_client(position: ScoredPosition) -> mlnode_client.ScoredPosition:

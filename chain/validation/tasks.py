@@ -21,7 +21,12 @@ from chain.validation import canary
 from chain.validation.keeper import ValidationKeeper
 from chain.validation.params import ValidationParams
 from chain.validation.sampling import PPM, check_probability_ppm
-from chain.validation.verdict import passes, threshold_micro, vote_upholds_failure
+from chain.validation.verdict import (
+    allowed_violations,
+    passes,
+    threshold_micro,
+    vote_upholds_failure,
+)
 from inferchain_pb.inference.v1.inference_pb2 import (
     FINISHED,
     INVALIDATED,
@@ -73,7 +78,8 @@ class Tasks:
             inference_id=inference.id, model_id=inference.model_id,
             executor=inference.executor, epoch=self.epochs.epoch_of(ctx.kv, ctx.block.height),
             p_ppm=p_ppm, finish_height=ctx.block.height,
-            deadline=ctx.block.height + params.validation_window_blocks, state=OPEN)
+            deadline=ctx.block.height + params.validation_window_blocks, state=OPEN,
+            positions=len(inference.output_ids))
         self.keeper.add_task(ctx.kv, task)
         return task
 
@@ -81,7 +87,7 @@ class Tasks:
         """Adds a validator's report and moves the task (and its inference) on."""
         params = self.keeper.params(ctx.kv)
         model = self.inference.model(ctx.kv, task.model_id)
-        report.passed = passes(report, params.max_rule_violations, threshold_micro(model))
+        report.passed = passes(report, _allowed(params, task), threshold_micro(model))
         task.reports.append(report)
         if self.keeper.is_canary(ctx.kv, task.inference_id):
             record = self.keeper.record(ctx.kv, task.epoch, report.validator)
@@ -129,7 +135,7 @@ class Tasks:
                 record.missed_votes += 1
                 self.keeper.set_record(ctx.kv, record)
         self.keeper.close_vote(ctx.kv, task)
-        failed = vote_upholds_failure(task.reports, params.max_rule_violations,
+        failed = vote_upholds_failure(task.reports, _allowed(params, task),
                                       threshold_micro(model))
         task.state = FAILED if failed else PASSED
         self.keeper.set_task(ctx.kv, task)
@@ -203,6 +209,11 @@ class Tasks:
         inference.status = status
         self.inference.save_inference(ctx.kv, inference, ctx.block.height, previous)
         return inference
+
+
+def _allowed(params: ValidationParams, task: ValidationTask) -> int:
+    return allowed_violations(params.max_rule_violations, params.rule_violations_per_1024,
+                              task.positions)
 
 
 def _invalid(stats: ExecutorStats, params: ValidationParams) -> bool:

@@ -1,7 +1,8 @@
 """How the chain judges figures: one report's pass or fail, and a vote's robust outcome.
 
 A report fails when the output ids do not match, when more tokens break the seeded rule than
-``max_rule_violations``, or when the logprob distance exceeds the model's threshold. A vote
+the allowed violations (``allowed_violations``: a fixed part plus a share of the length), or
+when the logprob distance exceeds the model's threshold. A vote
 takes the weight-weighted median of the reports' effective distances (infinite for a report
 that failed on ids or rule), so the outcome moves only when validators holding at least half
 of the reporting weight say so: a few lying validators cannot flip it. A tie keeps the
@@ -28,14 +29,20 @@ def threshold_micro(model: Model) -> int:
     return int(value * MICRO)
 
 
-def effective_distance(report: ValidationReport, max_violations: int) -> int:
-    if not report.ids_match or report.rule_violations > max_violations:
+def allowed_violations(fixed: int, per_1024: int, positions: int) -> int:
+    """Rule violations an output of ``positions`` tokens may have and still pass: half
+    precision executors break the rule now and then, more often in longer outputs."""
+    return fixed + per_1024 * positions // 1024
+
+
+def effective_distance(report: ValidationReport, allowed: int) -> int:
+    if not report.ids_match or report.rule_violations > allowed:
         return FAILED_OUTRIGHT
     return report.distance_micro
 
 
-def passes(report: ValidationReport, max_violations: int, threshold: int) -> bool:
-    return effective_distance(report, max_violations) <= threshold
+def passes(report: ValidationReport, allowed: int, threshold: int) -> bool:
+    return effective_distance(report, allowed) <= threshold
 
 
 def weighted_median(values: Sequence[tuple[int, int]]) -> int:
@@ -51,8 +58,8 @@ def weighted_median(values: Sequence[tuple[int, int]]) -> int:
     raise AssertionError("unreachable: the running weight reaches the total")
 
 
-def vote_upholds_failure(reports: Sequence[ValidationReport], max_violations: int,
+def vote_upholds_failure(reports: Sequence[ValidationReport], allowed: int,
                          threshold: int) -> bool:
     """True when the weighted median distance is over the threshold."""
-    values = [(effective_distance(r, max_violations), max(r.weight, 1)) for r in reports]
+    values = [(effective_distance(r, allowed), max(r.weight, 1)) for r in reports]
     return weighted_median(values) > threshold
