@@ -44,6 +44,11 @@ class Net:
         self.all_accounts = everyone
 
     def block(self, txs: list[bytes]) -> list[abci.ExecTxResult]:
+        """Every tx goes through CheckTx first, as the mempool would put it (the verdict may
+        differ: the tests send txs CometBFT would drop), and must not fail internally there."""
+        for tx in txs:
+            checked = self.app.check_tx(abci.RequestCheckTx(tx=tx))
+            assert "internal error" not in checked.log, checked.log
         self.height += 1
         result = self.app.finalize_block(abci.RequestFinalizeBlock(
             txs=txs, height=self.height, time=Timestamp(seconds=T0 + self.height),

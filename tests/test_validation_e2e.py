@@ -50,8 +50,11 @@ ONE_LONG_EPOCH = {"epochs": {"epoch_length_blocks": 100_000},
                   "validation": {"validation_window_blocks": 600, "voting_period_blocks": 300,
                                  "reveal_window_blocks": 900, "canary_rate_ppm": 0,
                                  "invalid_after_consecutive": 2}}
-PROMPTS = ["Name a colour.", "What is two plus two?", "Say hello in French.",
-           "Name a planet.", "What do bees make?", "Give me a fruit."]
+# Open-ended asks, so that answers run to max_tokens: a forged output's rule violations grow
+# with its length (calibration: every forgery of 32 tokens caught; 8 tokens can slip).
+PROMPTS = ["Write a story about a fox.", "Describe a walk through a market.",
+           "Explain how a bicycle works.", "Describe the sea at night.",
+           "Write a letter to a friend.", "Tell me about bread."]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +73,7 @@ def task(net: LocalNetwork, inference_id: str) -> ValidationTask:
 def chat(net: LocalNetwork, node_index: int, n: int) -> str:
     reply = net.client(net.nodes[node_index]).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": PROMPTS[n % len(PROMPTS)]}],
-        max_tokens=8, temperature=0.7, seed=1000 + n)
+        max_tokens=16, temperature=0.7, seed=1000 + n)
     return reply.model_extra["inference_id"]
 
 

@@ -61,7 +61,7 @@ class Tasks:
         """Opens the task of a just-settled inference, and maybe plants its canary twin."""
         params = self.keeper.params(ctx.kv)
         task = self._open(ctx, settled, params)
-        block_hash = self.inference.block_hash(ctx.kv, ctx.block.height)
+        block_hash = self._block_hash(ctx)
         if params.canary_rate_ppm and canary.wins(block_hash, settled.id, params.canary_rate_ppm):
             twin = canary.forge(settled, block_hash, params.max_rule_violations + 2)
             if twin is not None and self.inference.inference(ctx.kv, twin.id) is None:
@@ -82,6 +82,13 @@ class Tasks:
             positions=len(inference.output_ids))
         self.keeper.add_task(ctx.kv, task)
         return task
+
+    def _block_hash(self, ctx: Context) -> bytes:
+        """This block's hash, which seeds canaries and vote draws. CheckTx and simulations
+        run on the block being built, whose hash does not exist yet: they use the last one
+        (what they decide is thrown away; FinalizeBlock decides with the real hash)."""
+        return self.inference.block_hash(ctx.kv, ctx.block.height) or \
+            self.inference.block_hash(ctx.kv, ctx.block.height - 1)
 
     def report(self, ctx: Context, task: ValidationTask, report: ValidationReport) -> None:
         """Adds a validator's report and moves the task (and its inference) on."""
@@ -109,9 +116,7 @@ class Tasks:
         members = self.keeper.members(ctx.kv, task.epoch) or EpochMembers()
         candidates = [Candidate(m.address, m.weight, MAX_AVAILABILITY_PPM)
                       for m in members.members if m.address != task.executor and m.weight]
-        # The inference module records every block's hash in its begin-block step.
-        block_hash = self.inference.block_hash(ctx.kv, ctx.block.height)
-        voters = draw_order(task.inference_id + "/vote", block_hash, candidates) \
+        voters = draw_order(task.inference_id + "/vote", self._block_hash(ctx), candidates) \
             if candidates else []
         task.voters.extend(voters[:params.voters_per_vote])
         task.state = IN_VOTE
