@@ -8,6 +8,7 @@ takes the server down.
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 from collections.abc import AsyncIterator
 
@@ -16,6 +17,11 @@ import grpc
 from inferchain_pb.mlnode.v1 import mlnode_pb2 as pb
 from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as pb_grpc
 from mlnode.engine import Engine, Finished, InvalidRequest, TokenStep
+from mlnode.poc import PocModelSpec, PocNonce
+from mlnode.poc.nonces import MAX_NONCE
+from mlnode.poc.seed import SEED_BYTES
+from mlnode.poc.verify import DEFAULT_TOLERANCE
+from mlnode.poc.worker import PocWorker
 from mlnode.sampling import SamplingParams
 
 log = logging.getLogger(__name__)
@@ -35,9 +41,32 @@ def step_to_pb(step: TokenStep) -> pb.TokenStep:
              for i, v in zip(step.top_ids, step.top_logprobs, strict=True)])
 
 
+def poc_spec_from_pb(msg: pb.PocModelSpec) -> PocModelSpec:
+    return PocModelSpec(hidden=msg.hidden, layers=msg.layers, heads=msg.heads, ffn=msg.ffn,
+                        seq_len=msg.seq_len)
+
+
+def check_poc_common(spec: pb.PocModelSpec, seed: bytes, target_distance: float
+                     ) -> PocModelSpec:
+    """The checks both PoC rpcs share; raises ValueError naming the field."""
+    if len(seed) != SEED_BYTES:
+        raise ValueError(f"seed must be {SEED_BYTES} bytes, got {len(seed)}")
+    if not (math.isfinite(target_distance) and 0 < target_distance <= 2):
+        raise ValueError("target_distance must lie in (0, 2]")
+    return poc_spec_from_pb(spec)
+
+
 class MLNodeService(pb_grpc.MLNodeServicer):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._poc = PocWorker(engine.info.device, self._busy)
+
+    def _busy(self) -> bool:
+        load = self._engine.load()
+        return load.queued + load.running > 0
+
+    def close(self) -> None:
+        self._poc.close()
 
     async def Generate(  # noqa: N802 - gRPC method names are fixed by the proto
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
@@ -116,12 +145,59 @@ class MLNodeService(pb_grpc.MLNodeServicer):
         load = self._engine.load()
         return pb.HealthResponse(serving=True, queued=load.queued, running=load.running)
 
+    async def ProofOfCompute(  # noqa: N802
+        self, request: pb.PocRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.PocBatch]:
+        dtype = request.dtype or "float32"
+        try:
+            spec = check_poc_common(request.spec, request.seed, request.target_distance)
+            if request.nonce_count < 1:
+                raise ValueError("nonce_count must be at least 1")
+            if request.nonce_start + request.nonce_count - 1 > MAX_NONCE:
+                raise ValueError("nonce_start + nonce_count runs past 2^64")
+            if dtype not in ("float32", "bfloat16"):
+                raise ValueError("dtype must be float32 or bfloat16")
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        nonces = range(request.nonce_start, request.nonce_start + request.nonce_count)
+        computed = accepted = 0
+        chunks = self._poc.prove(spec, request.seed, nonces, request.target_distance,
+                                 request.batch_size or None, dtype)
+        async with contextlib.aclosing(chunks):
+            async for count, found in chunks:
+                computed += count
+                accepted += len(found)
+                yield pb.PocBatch(
+                    accepted=[pb.PocNonce(nonce=n.nonce, distance=n.distance) for n in found],
+                    computed=computed, accepted_total=accepted)
+
+    async def VerifyProofOfCompute(  # noqa: N802
+        self, request: pb.PocVerifyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PocVerifyResponse:
+        try:
+            spec = check_poc_common(request.spec, request.seed, request.target_distance)
+            if request.sample_size < 1:
+                raise ValueError("sample_size must be at least 1")
+            if not (math.isfinite(request.tolerance) and request.tolerance >= 0):
+                raise ValueError("tolerance must be finite and not negative")
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        claimed = [PocNonce(c.nonce, c.distance) for c in request.claimed]
+        report = await self._poc.verify(spec, request.seed, claimed, request.target_distance,
+                                        request.sample_size, request.sample_seed,
+                                        request.tolerance or DEFAULT_TOLERANCE)
+        return pb.PocVerifyResponse(
+            passed=report.passed, failed=report.failed, duplicates=report.duplicates,
+            checks=[pb.PocCheck(nonce=c.nonce, claimed=c.claimed, recomputed=c.recomputed,
+                                ok=c.ok) for c in report.checks])
+
 
 async def serve(engine: Engine, host: str, port: int) -> None:
     """Serves until SIGTERM or SIGINT, then drains in-flight calls and closes the engine."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
-    pb_grpc.add_MLNodeServicer_to_server(MLNodeService(engine), server)
+    service = MLNodeService(engine)
+    pb_grpc.add_MLNodeServicer_to_server(service, server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:
         raise OSError(f"cannot listen on {host}:{port}")
@@ -136,4 +212,5 @@ async def serve(engine: Engine, host: str, port: int) -> None:
         log.info("shutting down")
     finally:
         await server.stop(grace=2)
+        service.close()
         engine.close()

@@ -1,0 +1,271 @@
+"""Proof-of-compute benchmark: nonces/s, the cost of checking a sample, and the CPU-vs-GPU
+distance differences that set the verification tolerance.
+
+Issue 7 asks for PoC nonces/s on CPU and GPU for the tiny and a realistic transformer, and
+the time a validator needs to check a participant's sample. For each preset and dtype this
+measures, in one run:
+
+- proving: nonces/s over a timed stretch of nonces, and the accepted share beside the share
+  the target implies (mlnode/poc/target.py);
+- checking: the time to verify a sample of ``--sample`` claims, and that time over the time
+  the prover spent to find as many accepted nonces (the baseline, same run and device);
+- on CUDA: whether the GPU's weights equal the CPU's bit for bit, and how far distances
+  computed on the GPU (fp32, bf16) land from CPU fp32 ones: the figure the tolerance is
+  chosen from. CPU tiny fp32 is also measured as the baseline for a GPU/CPU ratio;
+- for the tiny preset, what a prover gains by screening nonces at half depth (a shortcut
+  that a residual network allows; docs/mlnode.md discusses it).
+
+Run ``python bench/poc_bench.py --help``.
+"""
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from report import bench_parser, parse_bench_args, progress, publish, section, table
+
+from mlnode.poc import DEFAULT_TARGETS, PRESETS, PocModel, expected_acceptance, poc_seed, verify
+from mlnode.poc.model import weight
+from mlnode.poc.nonces import compute, default_batch_size, distances
+from mlnode.poc.spec import PocModelSpec
+
+BLOCK_HASH = bytes.fromhex("7f" * 32)
+ADDRESS = "gonka1benchparticipant"
+SAMPLE_SEED = b"a later block hash"
+
+
+@dataclass(frozen=True)
+class Settings:
+    device: str
+    presets: tuple[str, ...]
+    realistic_layers: int | None
+    sample: int
+    seconds: float
+    cross_nonces: int
+
+
+@dataclass(frozen=True)
+class Proof:
+    """One (preset, dtype) measurement."""
+
+    preset: str
+    dtype: str
+    build_s: float
+    nonces: int
+    prove_s: float
+    accepted: int
+    expected: float
+    verify_s: float
+    sample: int
+
+    @property
+    def rate(self) -> float:
+        return self.nonces / self.prove_s
+
+    @property
+    def verify_ratio(self) -> float:
+        """Checking `sample` claims over proving `sample` accepted nonces."""
+        return self.verify_s / (self.sample / (self.rate * self.expected))
+
+
+class Clock:
+    def __init__(self, device: str) -> None:
+        self._cuda = device == "cuda"
+
+    def now(self) -> float:
+        if self._cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path | None]:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--presets", default="tiny,realistic")
+    parser.add_argument("--realistic-layers", type=int, default=None,
+                        help="layer count of the realistic preset (default: its own 32 on "
+                             "CUDA, 2 on CPU, where 32 layers take minutes per batch)")
+    parser.add_argument("--sample", type=int, default=100, help="claims a validator checks")
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="how long each proving measurement runs (about)")
+    parser.add_argument("--cross-nonces", type=int, default=8,
+                        help="realistic-preset nonces recomputed on the CPU (CUDA only)")
+    args = parse_bench_args(parser, "smoke run: 1 s per measurement, sample of 8", argv)
+    presets = tuple(args.presets.split(","))
+    if unknown := set(presets) - set(PRESETS):
+        parser.error(f"unknown presets {sorted(unknown)}; choose from {sorted(PRESETS)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here")
+    layers = args.realistic_layers or (None if args.device == "cuda" else 2)
+    settings = Settings(args.device, presets, layers, 8 if args.quick else args.sample,
+                        1.0 if args.quick else args.seconds, args.cross_nonces)
+    return settings, args.out
+
+
+def spec_of(settings: Settings, preset: str) -> PocModelSpec:
+    spec = PRESETS[preset]
+    if preset == "realistic" and settings.realistic_layers:
+        return replace(spec, layers=settings.realistic_layers)
+    return spec
+
+
+def build(spec: PocModelSpec, device: str, dtype: str) -> tuple[PocModel, float]:
+    clock = Clock(device)
+    start = clock.now()
+    model = PocModel(spec, poc_seed(BLOCK_HASH, ADDRESS), device, dtype)
+    return model, clock.now() - start
+
+
+def prove(model: PocModel, preset: str, dtype: str, build_s: float, settings: Settings,
+          device: str) -> Proof:
+    """Times proving for about `settings.seconds` after a warm-up, then checks a sample.
+
+    The proving pass keeps every nonce's distance (what `compute` computes anyway), so the
+    honest claims to check are its first `sample` nonces under a target every nonce meets:
+    the sample is full whatever the acceptance, and checking costs the same either way.
+    """
+    clock = Clock(device)
+    batch = default_batch_size(model)
+    # On CUDA a full batch, so kernel choice for the measured shape is done; on the CPU a
+    # few nonces suffice and a realistic batch takes a minute.
+    warm = batch if device == "cuda" else min(batch, 8)
+    for _ in range(2 if device == "cuda" else 1):  # the first CUDA call also initialises
+        start = clock.now()
+        distances(model, range(warm))
+    per_nonce = (clock.now() - start) / warm
+    batches = max(1, round(settings.seconds / (per_nonce * batch)))
+    count = max(batches * batch, settings.sample)
+    progress(f"{preset} {dtype}: proving {count} nonces in batches of {batch}")
+    start = clock.now()
+    every = compute(model, range(count), 2.0)
+    prove_s = clock.now() - start
+    target = DEFAULT_TARGETS[preset]
+    accepted = sum(c.distance < target for c in every)
+    claims = every[:settings.sample]
+    if device == "cuda":  # its batch shapes are new ones: choose their kernels untimed
+        verify(model, claims, 2.0, settings.sample, SAMPLE_SEED)
+    start = clock.now()
+    report = verify(model, claims, 2.0, settings.sample, SAMPLE_SEED)
+    verify_s = clock.now() - start
+    assert report.passed, f"honest claims failed verification: {report}"
+    return Proof(preset, dtype, build_s, count, prove_s, accepted,
+                 expected_acceptance(target, model.spec.hidden), verify_s, settings.sample)
+
+
+def weights_equal(gpu: PocModel, spec: PocModelSpec, dtype: str) -> bool:
+    """GPU weights against weights generated on the CPU: all of them for small models,
+    the first layer's for large ones (generating 6.5 B on the CPU takes minutes)."""
+    names = [(f"layers.0.{n}", t.shape) for n, t in vars(gpu.layers[0]).items()]
+    if spec.parameters < 50_000_000:
+        names = [(f"layers.{i}.{n}", t.shape) for i, layer in enumerate(gpu.layers)
+                 for n, t in vars(layer).items()]
+    tensors = {f"layers.{i}.{n}": t for i, layer in enumerate(gpu.layers)
+               for n, t in vars(layer).items()}
+    return all(torch.equal(weight(gpu.seed, name, tuple(shape), "cpu", gpu.dtype),
+                           tensors[name].cpu()) for name, shape in names)
+
+
+def deviation(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    diffs = [abs(x - y) for x, y in zip(a, b, strict=True)]
+    return max(diffs), sum(diffs) / len(diffs)
+
+
+def screening(spec: PocModelSpec, nonces: int) -> list[str]:
+    """Yield per unit of compute of a prover who runs half the layers on every nonce and
+    finishes only those whose half-depth distance is below a threshold (best threshold),
+    over the honest prover's. Half depth costs 0.5; finishing costs 0.5 more."""
+    seed = poc_seed(BLOCK_HASH, ADDRESS)
+    full = distances(PocModel(spec, seed), range(nonces))
+    half = distances(PocModel(replace(spec, layers=spec.layers // 2), seed), range(nonces))
+    target = DEFAULT_TARGETS["tiny"]
+    honest = sum(d < target for d in full) / nonces
+    best = (1.0, float("inf"), 1.0)
+    for threshold in sorted(half)[nonces // 100::nonces // 100]:
+        kept = sum(h < threshold for h in half) / nonces
+        found = sum(d < target and h < threshold for d, h in zip(full, half, strict=True))
+        gain = found / nonces / (0.5 + 0.5 * kept) / honest
+        if gain > best[0]:
+            best = (gain, threshold, kept)
+    gain, threshold, kept = best
+    return table(["measurement", "value", "detail"], [[
+        "half-depth screening gain", f"{gain:.2f}×",
+        f"finish only nonces whose {spec.layers // 2}-layer distance < {threshold:.3f} "
+        f"({kept:.0%} of them); {nonces} nonces, honest acceptance {honest:.2%}"]])
+
+
+def run(settings: Settings) -> list[str]:
+    proofs: list[Proof] = []
+    cross: list[list[str]] = []
+    dtypes = ("float32", "bfloat16") if settings.device == "cuda" else ("float32",)
+    for preset in settings.presets:
+        spec = spec_of(settings, preset)
+        reference: list[float] = []
+        count = 4096 if preset == "tiny" else settings.cross_nonces
+        for dtype in dtypes:
+            progress(f"{preset} {dtype}: building {spec.parameters / 1e6:.1f} M weights")
+            model, build_s = build(spec, settings.device, dtype)
+            proofs.append(prove(model, preset, dtype, build_s, settings, settings.device))
+            if settings.device != "cuda":
+                continue
+            equal = weights_equal(model, spec, dtype)
+            if not reference:
+                progress(f"{preset}: {count} nonces on the CPU in fp32")
+                reference = distances(model.to("cpu"), range(count))
+            worst, mean = deviation(distances(model, range(count)), reference)
+            cross.append([preset, f"GPU {dtype} vs CPU float32", f"{worst:.2e}", f"{mean:.2e}",
+                          str(count), "yes" if equal else "NO"])
+            del model
+            torch.cuda.empty_cache()
+    if settings.device == "cuda" and "tiny" in settings.presets:
+        model, build_s = build(PRESETS["tiny"], "cpu", "float32")
+        proofs.append(prove(model, "tiny", "float32 (CPU baseline)", build_s, settings, "cpu"))
+    lines = [*header(settings), "", *proof_table(proofs)]
+    if cross:
+        lines += ["", *section("CPU vs GPU", table(
+            ["preset", "distances", "max abs diff", "mean abs diff", "nonces",
+             "weights bit-identical"], cross, text_columns=2),
+            "Distances of the same nonces and seed on the GPU and, in fp32, on the CPU: the "
+            "tolerance is chosen from these. Weights: the GPU's, in the row's dtype, against "
+            "the same generated on the CPU (every layer for tiny, the first for realistic).")]
+    if "tiny" in settings.presets:
+        lines += ["", *section("Screening shortcut (tiny)", screening(PRESETS["tiny"], 8192),
+                               "Above 1× a prover gains by this shortcut; see docs/mlnode.md.")]
+    return lines
+
+
+def header(settings: Settings) -> list[str]:
+    if settings.device == "cuda":
+        device = torch.cuda.get_device_name()
+    else:
+        device = (f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
+                  f"load average {os.getloadavg()[0]:.2f} at the end)")
+    lines = [f"- device: {device}", f"- torch {torch.__version__}"]
+    if settings.realistic_layers and "realistic" in settings.presets:
+        lines.append(f"- realistic preset cut to {settings.realistic_layers} of its "
+                     f"{PRESETS['realistic'].layers} layers (nonces/s scale ~1/layers)")
+    return lines
+
+
+def proof_table(proofs: Sequence[Proof]) -> list[str]:
+    rows = [[p.preset, p.dtype, f"{p.rate:,.1f}", f"{p.accepted / p.nonces:.2%}",
+             f"{p.expected:.2%}", f"{p.build_s:.2f} s", f"{p.verify_s * 1000:,.0f} ms",
+             f"{p.verify_ratio:.3f}×", f"{p.nonces} nonces in {p.prove_s:.1f} s"]
+            for p in proofs]
+    return section("Proving and checking", table(
+        ["preset", "dtype", "nonces/s", "accepted", "expected", "weights", "verify sample",
+         "verify / prove", "detail"], rows, text_columns=2),
+        f"verify sample: re-computing {proofs[0].sample} claims; verify / prove: that time over "
+        "the time this prover took to find as many accepted nonces (same run). weights: "
+        "generating the model from the seed, which a validator pays once per participant.")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings, out = parse_args(argv)
+    publish(run(settings), out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Runs PoC work for the gRPC service beside inference, one forward pass at a time.
+
+PoC runs on its own thread (one thread: requests take turns chunk by chunk), never on the
+event loop and never inside the engine's scheduler, so Generate and Score are not queued
+behind a long sprint: the scheduler thread keeps stepping while a PoC chunk runs, and the two
+share the device. Each chunk is one forward pass of `batch_size` nonces (milliseconds on a
+GPU, well under a second for the tiny preset on a CPU). Between chunks, while the engine
+reports queued or running requests, the worker pauses for as long as its last chunk took, so
+inference gets at least half of the device's time during a sprint; an idle engine lets PoC
+run flat out. The model of the last (spec, seed, dtype) is kept, since a prover streams many
+requests of one seed and generating realistic weights takes seconds.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from mlnode.poc.model import DTYPES, PocModel
+from mlnode.poc.nonces import PocNonce, compute_batches
+from mlnode.poc.spec import PocModelSpec
+from mlnode.poc.verify import VerifyReport, verify
+
+T = TypeVar("T")
+
+
+class PocWorker:
+    def __init__(self, device: str, busy: Callable[[], bool]) -> None:
+        """`busy` says whether inference is waiting or running (the engine's load)."""
+        self._device = device
+        self._busy = busy
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlnode-poc")
+        self._model: PocModel | None = None
+
+    def _model_for(self, spec: PocModelSpec, seed: bytes, dtype: str) -> PocModel:
+        held = self._model
+        if held is None or (held.spec, held.seed, held.dtype) != (spec, seed, DTYPES[dtype]):
+            del held
+            self._model = None  # let the old weights go before the new ones are made
+            self._model = PocModel(spec, seed, self._device, dtype)
+        return self._model
+
+    async def _on_thread(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def prove(self, spec: PocModelSpec, seed: bytes, nonces: Sequence[int],
+                    target_distance: float, batch_size: int | None, dtype: str
+                    ) -> AsyncIterator[tuple[int, list[PocNonce]]]:
+        """Per chunk: nonces computed and those accepted. Stopping iteration (a client that
+        hangs up) stops the work after the chunk in flight."""
+        model = await self._on_thread(self._model_for, spec, seed, dtype)
+        batches: Iterator[tuple[int, list[PocNonce]]] = compute_batches(
+            model, nonces, target_distance, batch_size)
+        while True:
+            start = time.monotonic()
+            item = await self._on_thread(next, batches, None)
+            if item is None:
+                return
+            yield item
+            if self._busy():
+                await asyncio.sleep(time.monotonic() - start)
+
+    async def verify(self, spec: PocModelSpec, seed: bytes, claimed: Sequence[PocNonce],
+                     target_distance: float, sample_size: int, sample_seed: bytes,
+                     tolerance: float) -> VerifyReport:
+        """One job: a sample is a few forward passes (100 realistic claims: ~0.35 s in bf16
+        on an H200), short enough not to chunk."""
+        def run() -> VerifyReport:
+            model = self._model_for(spec, seed, "float32")
+            return verify(model, claimed, target_distance, sample_size, sample_seed, tolerance)
+
+        return await self._on_thread(run)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
