@@ -16,13 +16,13 @@ does, and prints a markdown table. Run ``python bench/mlnode_bench.py --help``.
 import asyncio
 import os
 import statistics
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import transformers
+from device_clock import Clock
 from report import bench_parser, parse_bench_args, progress, publish, table
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig
 
@@ -121,18 +121,6 @@ def build_engine(settings: Settings) -> TorchEngine:
         model = AutoModelForCausalLM.from_config(config, dtype=DTYPES[settings.dtype])
     return TorchEngine(model, tokenizer, model_id="random-llama3-8b-shape",
                        weights_sha256="random")
-
-
-class Clock:
-    """Wall time of a region; on CUDA, synchronized on both ends so queued kernels count."""
-
-    def __init__(self, device: str) -> None:
-        self._cuda = device == "cuda"
-
-    def now(self) -> float:
-        if self._cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter()
 
 
 async def generate(engine: TorchEngine, prompt_ids: list[int], params: SamplingParams

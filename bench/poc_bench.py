@@ -19,12 +19,12 @@ Run ``python bench/poc_bench.py --help``.
 """
 
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from device_clock import Clock
 from report import bench_parser, parse_bench_args, progress, publish, section, table
 
 from mlnode.poc import DEFAULT_TARGETS, PRESETS, PocModel, expected_acceptance, poc_seed, verify
@@ -69,16 +69,6 @@ class Proof:
     def verify_ratio(self) -> float:
         """Checking `sample` claims over proving `sample` accepted nonces."""
         return self.verify_s / (self.sample / (self.rate * self.expected))
-
-
-class Clock:
-    def __init__(self, device: str) -> None:
-        self._cuda = device == "cuda"
-
-    def now(self) -> float:
-        if self._cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path | None]:

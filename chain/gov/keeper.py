@@ -21,6 +21,7 @@ from chain.gas import GasKV
 from chain.gov.params import KEY as PARAMS_KEY
 from chain.gov.params import GovParams
 from chain.store import KVReader
+from chain.store.records import load, save, uint64
 from inferchain_pb.inference.v1.gov_pb2 import (
     PROPOSAL_STATUS_DEPOSIT_PERIOD,
     PROPOSAL_STATUS_VOTING_PERIOD,
@@ -43,16 +44,12 @@ UPGRADE = b"gov/upgrade"
 State = GasKV | KVReader
 
 
-def _n(value: int) -> bytes:
-    return value.to_bytes(8, "big")
-
-
 def _queue_key(proposal: Proposal) -> bytes | None:
     """Where a proposal waits for its period to end; ended proposals wait nowhere."""
     if proposal.status == PROPOSAL_STATUS_DEPOSIT_PERIOD:
-        return DEPOSIT_END + _n(proposal.deposit_end_height) + _n(proposal.id)
+        return DEPOSIT_END + uint64(proposal.deposit_end_height) + uint64(proposal.id)
     if proposal.status == PROPOSAL_STATUS_VOTING_PERIOD:
-        return VOTING_END + _n(proposal.voting_end_height) + _n(proposal.id)
+        return VOTING_END + uint64(proposal.voting_end_height) + uint64(proposal.id)
     return None
 
 
@@ -65,23 +62,22 @@ class GovKeeper:
         kv.set(PARAMS_KEY, params.to_bytes())
 
     def new_id(self, kv: GasKV) -> int:
-        number = int.from_bytes(kv.get(NEXT_ID) or _n(1), "big")
-        kv.set(NEXT_ID, _n(number + 1))
+        number = int.from_bytes(kv.get(NEXT_ID) or uint64(1), "big")
+        kv.set(NEXT_ID, uint64(number + 1))
         return number
 
     def proposal(self, state: State, proposal_id: int) -> Proposal | None:
-        data = state.get(PROPOSAL + _n(proposal_id))
-        return None if data is None else Proposal.FromString(data)
+        return load(state, PROPOSAL + uint64(proposal_id), Proposal)
 
     def save(self, kv: GasKV, proposal: Proposal, previous: Proposal | None) -> None:
         """Stores the proposal and moves it in the status index and the period queues."""
         if previous is not None:
-            kv.delete(STATUS + bytes([previous.status]) + _n(previous.id))
+            kv.delete(STATUS + bytes([previous.status]) + uint64(previous.id))
             queued = _queue_key(previous)
             if queued is not None:
                 kv.delete(queued)
-        kv.set(PROPOSAL + _n(proposal.id), proposal.SerializeToString(deterministic=True))
-        kv.set(STATUS + bytes([proposal.status]) + _n(proposal.id), b"")
+        save(kv, PROPOSAL + uint64(proposal.id), proposal)
+        kv.set(STATUS + bytes([proposal.status]) + uint64(proposal.id), b"")
         queued = _queue_key(proposal)
         if queued is not None:
             kv.set(queued, b"")
@@ -105,31 +101,28 @@ class GovKeeper:
         return self._due(kv, VOTING_END, height)
 
     def add_deposit(self, kv: GasKV, proposal_id: int, depositor: str, amount: int) -> None:
-        key = DEPOSIT + _n(proposal_id) + address.decode(depositor)
-        data = kv.get(key)
-        total = amount + (Deposit.FromString(data).amount if data is not None else 0)
-        kv.set(key, Deposit(proposal_id=proposal_id, depositor=depositor, amount=total)
-               .SerializeToString(deterministic=True))
+        key = DEPOSIT + uint64(proposal_id) + address.decode(depositor)
+        earlier = load(kv, key, Deposit)
+        total = amount + (earlier.amount if earlier is not None else 0)
+        save(kv, key, Deposit(proposal_id=proposal_id, depositor=depositor, amount=total))
 
     def deposits(self, state: State, proposal_id: int) -> Iterator[Deposit]:
-        for _, data in state.iterate(DEPOSIT + _n(proposal_id)):
+        for _, data in state.iterate(DEPOSIT + uint64(proposal_id)):
             yield Deposit.FromString(data)
 
     def set_vote(self, kv: GasKV, vote: Vote) -> None:
         """One vote per voter: a later vote overwrites the earlier one."""
-        kv.set(VOTE + _n(vote.proposal_id) + address.decode(vote.voter),
-               vote.SerializeToString(deterministic=True))
+        save(kv, VOTE + uint64(vote.proposal_id) + address.decode(vote.voter), vote)
 
     def votes(self, state: State, proposal_id: int) -> Iterator[Vote]:
-        for _, data in state.iterate(VOTE + _n(proposal_id)):
+        for _, data in state.iterate(VOTE + uint64(proposal_id)):
             yield Vote.FromString(data)
 
     def upgrade_plan(self, state: State) -> SoftwareUpgrade | None:
-        data = state.get(UPGRADE)
-        return None if data is None else SoftwareUpgrade.FromString(data)
+        return load(state, UPGRADE, SoftwareUpgrade)
 
     def set_upgrade_plan(self, kv: GasKV, plan: SoftwareUpgrade) -> None:
-        kv.set(UPGRADE, plan.SerializeToString(deterministic=True))
+        save(kv, UPGRADE, plan)
 
     @staticmethod
     def _due(kv: GasKV, prefix: bytes, height: int) -> list[int]:

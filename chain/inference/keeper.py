@@ -20,14 +20,13 @@ import hashlib
 import json
 from collections.abc import Iterator
 
-from google.protobuf.message import Message
-
 from chain.auth import address
 from chain.gas import GasKV
 from chain.inference.draw import Candidate
 from chain.inference.params import KEY as PARAMS_KEY
 from chain.inference.params import InferenceParams
 from chain.store import KVReader
+from chain.store.records import load, save, uint64
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model, Participant
 
 ESCROW_ACCOUNT = hashlib.sha256(b"inference_escrow").digest()[:20]
@@ -47,19 +46,6 @@ MILLION = 1_000_000
 State = GasKV | KVReader
 
 
-def _height(h: int) -> bytes:
-    return h.to_bytes(8, "big")
-
-
-def _load(state: State, key: bytes, message: type[Message]) -> Message | None:
-    data = state.get(key)
-    if data is None:
-        return None
-    found = message()
-    found.ParseFromString(data)
-    return found
-
-
 def _amount(state: State, key: bytes) -> int:
     return int(state.get(key) or b"0")
 
@@ -73,24 +59,23 @@ class InferenceKeeper:
         kv.set(PARAMS_KEY, params.to_bytes())
 
     def participant(self, state: State, addr: str) -> Participant | None:
-        return _load(state, PARTICIPANT + address.decode(addr), Participant)
+        return load(state, PARTICIPANT + address.decode(addr), Participant)
 
     def participants(self, state: State) -> Iterator[Participant]:
         for _, data in state.iterate(PARTICIPANT):
             yield Participant.FromString(data)
 
     def set_participant(self, kv: GasKV, participant: Participant) -> None:
-        kv.set(PARTICIPANT + address.decode(participant.address),
-               participant.SerializeToString(deterministic=True))
+        save(kv, PARTICIPANT + address.decode(participant.address), participant)
 
     def model(self, state: State, model_id: str) -> Model | None:
         """A registered or retired model: inferences started before a retirement still
         settle and are validated against the model's record."""
-        found = _load(state, MODEL + model_id.encode(), Model)
+        found = load(state, MODEL + model_id.encode(), Model)
         return found if found is not None else self.retired_model(state, model_id)
 
     def retired_model(self, state: State, model_id: str) -> Model | None:
-        return _load(state, RETIRED_MODEL + model_id.encode(), Model)
+        return load(state, RETIRED_MODEL + model_id.encode(), Model)
 
     def models(self, state: State) -> Iterator[Model]:
         """The registry: models that may be served and started, retired ones left out."""
@@ -99,13 +84,13 @@ class InferenceKeeper:
 
     def retire_model(self, kv: GasKV, model: Model) -> None:
         kv.delete(MODEL + model.id.encode())
-        kv.set(RETIRED_MODEL + model.id.encode(), model.SerializeToString(deterministic=True))
+        save(kv, RETIRED_MODEL + model.id.encode(), model)
 
     def set_model(self, kv: GasKV, model: Model) -> None:
-        kv.set(MODEL + model.id.encode(), model.SerializeToString(deterministic=True))
+        save(kv, MODEL + model.id.encode(), model)
 
     def inference(self, state: State, inference_id: str) -> Inference | None:
-        return _load(state, INFERENCE + inference_id.encode(), Inference)
+        return load(state, INFERENCE + inference_id.encode(), Inference)
 
     def save_inference(self, kv: GasKV, inference: Inference, height: int,
                        previous: Inference | None) -> None:
@@ -113,7 +98,7 @@ class InferenceKeeper:
         if previous is not None:
             kv.delete(self._status_key(previous.status, previous.status_height, previous.id))
         inference.status_height = height
-        kv.set(INFERENCE + inference.id.encode(), inference.SerializeToString(deterministic=True))
+        save(kv, INFERENCE + inference.id.encode(), inference)
         kv.set(self._status_key(inference.status, height, inference.id), b"")
 
     def inferences_by_status(self, state: State, status: int, from_height: int,
@@ -129,10 +114,10 @@ class InferenceKeeper:
                     yield found
 
     def schedule_expiry(self, kv: GasKV, inference_id: str, height: int) -> None:
-        kv.set(EXPIRY + _height(height) + inference_id.encode(), b"")
+        kv.set(EXPIRY + uint64(height) + inference_id.encode(), b"")
 
     def cancel_expiry(self, kv: GasKV, inference_id: str, height: int) -> None:
-        kv.delete(EXPIRY + _height(height) + inference_id.encode())
+        kv.delete(EXPIRY + uint64(height) + inference_id.encode())
 
     def due(self, kv: GasKV, height: int) -> list[str]:
         """Ids whose lone Start or Finish expires at or before ``height``."""
@@ -144,12 +129,12 @@ class InferenceKeeper:
         return ids
 
     def record_block_hash(self, kv: GasKV, height: int, block_hash: bytes, keep: int) -> None:
-        kv.set(BLOCK_HASH + _height(height), block_hash)
+        kv.set(BLOCK_HASH + uint64(height), block_hash)
         if height > keep:
-            kv.delete(BLOCK_HASH + _height(height - keep))
+            kv.delete(BLOCK_HASH + uint64(height - keep))
 
     def block_hash(self, state: State, height: int) -> bytes | None:
-        return state.get(BLOCK_HASH + _height(height))
+        return state.get(BLOCK_HASH + uint64(height))
 
     def candidates(self, state: State, model: Model, draw_height: int) -> list[Candidate]:
         """Active participants serving the model with the registry's weights that a draw
@@ -204,7 +189,7 @@ class InferenceKeeper:
 
     @staticmethod
     def _status_key(status: int, height: int, inference_id: str) -> bytes:
-        return STATUS + bytes([status]) + _height(height) + inference_id.encode()
+        return STATUS + bytes([status]) + uint64(height) + inference_id.encode()
 
 
 def invalid_now(participant: Participant) -> bool:

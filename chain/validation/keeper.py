@@ -15,11 +15,10 @@ Keys (heights and epochs as 8-byte big-endian, so prefixes iterate in order):
 import json
 from collections.abc import Iterator
 
-from google.protobuf.message import Message
-
 from chain.auth import address
 from chain.gas import GasKV
 from chain.store import KVReader
+from chain.store.records import load, save, uint64
 from chain.validation.params import KEY as PARAMS_KEY
 from chain.validation.params import ValidationParams
 from inferchain_pb.inference.v1.validation_pb2 import (
@@ -43,19 +42,6 @@ CANARY = b"validation/canary/"
 State = GasKV | KVReader
 
 
-def _n(value: int) -> bytes:
-    return value.to_bytes(8, "big")
-
-
-def _load(state: State, key: bytes, message: type[Message]) -> Message | None:
-    data = state.get(key)
-    return None if data is None else message.FromString(data)
-
-
-def _save(kv: GasKV, key: bytes, message: Message) -> None:
-    kv.set(key, message.SerializeToString(deterministic=True))
-
-
 def _due(kv: GasKV, prefix: bytes, height: int) -> list[str]:
     """Ids under ``prefix`` whose height part is at or below ``height``."""
     ids = []
@@ -76,28 +62,28 @@ class ValidationKeeper:
         kv.set(PARAMS_KEY, params.to_bytes())
 
     def members(self, state: State, epoch: int) -> EpochMembers | None:
-        return _load(state, MEMBERS + _n(epoch), EpochMembers)
+        return load(state, MEMBERS + uint64(epoch), EpochMembers)
 
     def set_members(self, kv: GasKV, members: EpochMembers) -> None:
-        _save(kv, MEMBERS + _n(members.epoch), members)
+        save(kv, MEMBERS + uint64(members.epoch), members)
 
     def commitment(self, state: State, epoch: int, addr: str) -> SeedCommitment | None:
-        return _load(state, COMMIT + _n(epoch) + address.decode(addr), SeedCommitment)
+        return load(state, COMMIT + uint64(epoch) + address.decode(addr), SeedCommitment)
 
     def set_commitment(self, kv: GasKV, commitment: SeedCommitment) -> None:
-        _save(kv, COMMIT + _n(commitment.epoch) + address.decode(commitment.address),
+        save(kv, COMMIT + uint64(commitment.epoch) + address.decode(commitment.address),
               commitment)
 
     def task(self, state: State, inference_id: str) -> ValidationTask | None:
-        return _load(state, TASK + inference_id.encode(), ValidationTask)
+        return load(state, TASK + inference_id.encode(), ValidationTask)
 
     def add_task(self, kv: GasKV, task: ValidationTask) -> None:
         self.set_task(kv, task)
-        kv.set(FINISHED + _n(task.finish_height) + task.inference_id.encode(), b"")
-        kv.set(WINDOW + _n(task.deadline) + task.inference_id.encode(), b"")
+        kv.set(FINISHED + uint64(task.finish_height) + task.inference_id.encode(), b"")
+        kv.set(WINDOW + uint64(task.deadline) + task.inference_id.encode(), b"")
 
     def set_task(self, kv: GasKV, task: ValidationTask) -> None:
-        _save(kv, TASK + task.inference_id.encode(), task)
+        save(kv, TASK + task.inference_id.encode(), task)
 
     def tasks_finished(self, state: State, from_height: int,
                        to_height: int) -> Iterator[ValidationTask]:
@@ -107,7 +93,7 @@ class ValidationKeeper:
         first task ever would grow with the chain's age.
         """
         for height in range(max(from_height, 1), to_height + 1):
-            prefix = FINISHED + _n(height)
+            prefix = FINISHED + uint64(height)
             for key, _ in state.iterate(prefix):
                 found = self.task(state, key[len(prefix):].decode())
                 if found is not None:
@@ -117,13 +103,13 @@ class ValidationKeeper:
         return _due(kv, WINDOW, height)
 
     def close_window(self, kv: GasKV, task: ValidationTask) -> None:
-        kv.delete(WINDOW + _n(task.deadline) + task.inference_id.encode())
+        kv.delete(WINDOW + uint64(task.deadline) + task.inference_id.encode())
 
     def open_vote(self, kv: GasKV, task: ValidationTask) -> None:
-        kv.set(VOTE + _n(task.vote_deadline) + task.inference_id.encode(), b"")
+        kv.set(VOTE + uint64(task.vote_deadline) + task.inference_id.encode(), b"")
 
     def close_vote(self, kv: GasKV, task: ValidationTask) -> None:
-        kv.delete(VOTE + _n(task.vote_deadline) + task.inference_id.encode())
+        kv.delete(VOTE + uint64(task.vote_deadline) + task.inference_id.encode())
 
     def votes_due(self, kv: GasKV, height: int) -> list[str]:
         return _due(kv, VOTE, height)
@@ -135,18 +121,18 @@ class ValidationKeeper:
                 yield found
 
     def stats(self, state: State, addr: str) -> ExecutorStats:
-        found = _load(state, STATS + address.decode(addr), ExecutorStats)
+        found = load(state, STATS + address.decode(addr), ExecutorStats)
         return found if found is not None else ExecutorStats(address=addr)
 
     def set_stats(self, kv: GasKV, stats: ExecutorStats) -> None:
-        _save(kv, STATS + address.decode(stats.address), stats)
+        save(kv, STATS + address.decode(stats.address), stats)
 
     def record(self, state: State, epoch: int, addr: str) -> ValidatorEpochRecord:
-        found = _load(state, RECORD + _n(epoch) + address.decode(addr), ValidatorEpochRecord)
+        found = load(state, RECORD + uint64(epoch) + address.decode(addr), ValidatorEpochRecord)
         return found if found is not None else ValidatorEpochRecord(epoch=epoch, address=addr)
 
     def set_record(self, kv: GasKV, record: ValidatorEpochRecord) -> None:
-        _save(kv, RECORD + _n(record.epoch) + address.decode(record.address), record)
+        save(kv, RECORD + uint64(record.epoch) + address.decode(record.address), record)
 
     def is_canary(self, state: State, inference_id: str) -> bool:
         return state.get(CANARY + inference_id.encode()) is not None

@@ -1,0 +1,29 @@
+"""How modules lay their records out in the store: fixed-width integers in keys, and
+protobuf messages as values.
+
+Heights, epochs and ids go into keys as 8-byte big-endian integers so that a prefix scan
+returns them in numeric order; messages are serialized deterministically so that the same
+record always has the same bytes, hence the same app hash on every node.
+"""
+
+from typing import TypeVar
+
+from google.protobuf.message import Message
+
+from chain.gas import GasKV
+from chain.store.overlay import KVReader
+
+M = TypeVar("M", bound=Message)
+
+
+def uint64(value: int) -> bytes:
+    return value.to_bytes(8, "big")
+
+
+def load(state: GasKV | KVReader, key: bytes, message: type[M]) -> M | None:
+    data = state.get(key)
+    return None if data is None else message.FromString(data)
+
+
+def save(kv: GasKV, key: bytes, message: Message) -> None:
+    kv.set(key, message.SerializeToString(deterministic=True))
