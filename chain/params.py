@@ -5,9 +5,13 @@ Canonical (sorted-key) JSON keeps the bytes, and so the app hash, identical on e
 
 import json
 from dataclasses import asdict, fields
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
 from chain.errors import InvalidRequest
+
+
+class Readable(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
 
 
 class ModuleParams:
@@ -17,6 +21,12 @@ class ModuleParams:
     # The fields governance may change; the rest only change with a new genesis (e.g. one
     # whose change would rewrite history, like the epoch length).
     governable: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def stored(cls, state: Readable, key: bytes) -> Self:
+        """The params kept under ``key``, or the defaults before genesis wrote any."""
+        data = state.get(key)
+        return cls() if data is None else cls.from_dict(json.loads(data))
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()

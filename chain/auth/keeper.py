@@ -1,6 +1,5 @@
 """All reads and writes of auth state: accounts by address, the next account number, params."""
 
-import json
 
 from cosmpy.protos.cosmos.auth.v1beta1.auth_pb2 import BaseAccount
 from cosmpy.protos.cosmos.crypto.secp256k1.keys_pb2 import PubKey
@@ -48,8 +47,7 @@ class AuthKeeper:
         self.set_account(kv, raw_address, account)
 
     def params(self, kv: GasKV | KVReader) -> AuthParams:
-        data = kv.get(PARAMS_KEY)
-        return AuthParams() if data is None else AuthParams.from_dict(json.loads(data))
+        return AuthParams.stored(kv, PARAMS_KEY)
 
     def set_params(self, kv: GasKV, params: AuthParams) -> None:
         kv.set(PARAMS_KEY, params.to_bytes())

@@ -1,6 +1,5 @@
 """All reads and writes of bank state: balances per (address, denom) and supply per denom."""
 
-import json
 
 from chain.auth import address
 from chain.auth.keeper import AuthKeeper
@@ -67,8 +66,7 @@ class BankKeeper:
             kv.set(key, str(_amount(kv.get(key)) - amount).encode())
 
     def params(self, kv: GasKV | KVReader) -> BankParams:
-        data = kv.get(PARAMS_KEY)
-        return BankParams() if data is None else BankParams.from_dict(json.loads(data))
+        return BankParams.stored(kv, PARAMS_KEY)
 
     def set_params(self, kv: GasKV, params: BankParams) -> None:
         kv.set(PARAMS_KEY, params.to_bytes())

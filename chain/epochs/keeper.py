@@ -4,7 +4,6 @@ Epochs are a function of the height and one param, so no state moves at a bounda
 what the modules that listen for it (``on_epoch_start``) change themselves.
 """
 
-import json
 import logging
 from collections.abc import Callable
 
@@ -30,8 +29,7 @@ class EpochKeeper:
         self._listeners.append(listener)
 
     def params(self, state: State) -> EpochsParams:
-        data = state.get(PARAMS_KEY)
-        return EpochsParams() if data is None else EpochsParams.from_dict(json.loads(data))
+        return EpochsParams.stored(state, PARAMS_KEY)
 
     def set_params(self, kv: GasKV, params: EpochsParams) -> None:
         kv.set(PARAMS_KEY, params.to_bytes())

@@ -13,7 +13,6 @@ Deposits sit in the module account GOV_ACCOUNT until they are refunded or burned
 """
 
 import hashlib
-import json
 from collections.abc import Iterator
 
 from chain.auth import address
@@ -55,8 +54,7 @@ def _queue_key(proposal: Proposal) -> bytes | None:
 
 class GovKeeper:
     def params(self, state: State) -> GovParams:
-        data = state.get(PARAMS_KEY)
-        return GovParams() if data is None else GovParams.from_dict(json.loads(data))
+        return GovParams.stored(state, PARAMS_KEY)
 
     def set_params(self, kv: GasKV, params: GovParams) -> None:
         kv.set(PARAMS_KEY, params.to_bytes())

@@ -17,7 +17,6 @@ never changes and ESCROW_ACCOUNT's balance always equals escrows plus work balan
 """
 
 import hashlib
-import json
 from collections.abc import Iterator
 
 from chain.auth import address
@@ -52,8 +51,7 @@ def _amount(state: State, key: bytes) -> int:
 
 class InferenceKeeper:
     def params(self, state: State) -> InferenceParams:
-        data = state.get(PARAMS_KEY)
-        return InferenceParams() if data is None else InferenceParams.from_dict(json.loads(data))
+        return InferenceParams.stored(state, PARAMS_KEY)
 
     def set_params(self, kv: GasKV, params: InferenceParams) -> None:
         kv.set(PARAMS_KEY, params.to_bytes())

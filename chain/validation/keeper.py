@@ -12,7 +12,6 @@ Keys (heights and epochs as 8-byte big-endian, so prefixes iterate in order):
   validation/canary/<id>                        a planted known-bad twin (value: source id)
 """
 
-import json
 from collections.abc import Iterator
 
 from chain.auth import address
@@ -54,9 +53,7 @@ def _due(kv: GasKV, prefix: bytes, height: int) -> list[str]:
 
 class ValidationKeeper:
     def params(self, state: State) -> ValidationParams:
-        data = state.get(PARAMS_KEY)
-        return ValidationParams() if data is None else \
-            ValidationParams.from_dict(json.loads(data))
+        return ValidationParams.stored(state, PARAMS_KEY)
 
     def set_params(self, kv: GasKV, params: ValidationParams) -> None:
         kv.set(PARAMS_KEY, params.to_bytes())
