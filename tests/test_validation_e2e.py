@@ -261,10 +261,12 @@ def test_a_trusted_executor_is_checked_about_one_percent_of_the_time(mlnodes, tm
 
 
 # Short enough to see an epoch end and be judged, long enough (90 s at 300 ms blocks) for the
-# network to start and a few generations and their checks on two busy CPU cores.
+# network to start and a few generations and their checks on two busy CPU cores. Every
+# finished inference gets a canary twin, so the blind validator is certain to meet one (at
+# half the rate, four inferences left the epoch without a canary one run in sixteen).
 SHORT_EPOCHS = {"epochs": {"epoch_length_blocks": 300},
                 "validation": {"validation_window_blocks": 60, "voting_period_blocks": 30,
-                               "reveal_window_blocks": 100, "canary_rate_ppm": 500_000}}
+                               "reveal_window_blocks": 100, "canary_rate_ppm": 1_000_000}}
 
 
 def test_lazy_validators_are_caught_at_reveal_and_by_canaries(mlnodes, tmp_path):
