@@ -204,10 +204,10 @@ def test_an_executor_killed_mid_answer_ends_that_answer_with_an_error_and_nothin
     client = network.client(agent)
     by_address = {n.address: n for n in network.nodes}
     counting = [{"role": "user", "content": "Count from 1 to 1000, separated by commas."}]
-    for _ in range(6):
+    for n in range(6):  # distinct seeds: same-second identical signed bodies are replays
         chunks = iter(client.chat.completions.create(model=MODEL, messages=counting,
                                                      max_tokens=300, temperature=0,
-                                                     stream=True))
+                                                     stream=True, seed=n))
         inference_id = next(chunks).model_extra["inference_id"]
         executor = by_address[poll(partial(network.inference, inference_id),
                                    "the start did not reach the chain", 30).executor]
