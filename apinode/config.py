@@ -5,6 +5,8 @@ The account key (secp256k1, hex) signs the participant's transactions; the node 
 beside the config, readable by the operator only.
 """
 
+import base64
+import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,9 @@ class ApiNodeConfig:
     # scores and then reports the opposite verdict. Empty: an honest validator.
     validator_fault: str = ""
     node_key_file: str = "node.key"
+    # The participant's CometBFT priv_validator_key.json, if it runs a validator: its public
+    # key is registered on chain, and the validator's voting power follows the epoch weight.
+    consensus_key_file: str = ""
 
     @classmethod
     def load(cls, home: Path) -> "ApiNodeConfig":
@@ -57,6 +62,16 @@ class ApiNodeConfig:
 
     def node_key(self) -> SigningKey:
         return SigningKey(bytes.fromhex((self.home / self.node_key_file).read_text().strip()))
+
+    def consensus_pubkey(self) -> bytes:
+        """The 32-byte ed25519 key of ``consensus_key_file`` (b"" when none is set)."""
+        if not self.consensus_key_file:
+            return b""
+        path = self.home / self.consensus_key_file
+        key = base64.b64decode(json.loads(path.read_text())["pub_key"]["value"])
+        if len(key) != 32:
+            raise ValueError(f"{path}: pub_key is not a 32-byte ed25519 key")
+        return key
 
     def listen_host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")

@@ -30,8 +30,8 @@ from apinode.transfer_agent import TransferAgent
 from apinode.tx_sender import TxSender
 from apinode.validation.seeds import SeedStore
 from apinode.validation.worker import (
+    CLAIM_KIND,
     COMMIT_KIND,
-    REVEAL_KIND,
     VALIDATION_KIND,
     ValidatorWorker,
 )
@@ -39,22 +39,32 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     MsgFinishInference,
     MsgRegisterParticipant,
     MsgStartInference,
+    MsgUpdateParticipant,
     ServedModel,
 )
-from inferchain_pb.inference.v1.validation_pb2 import MsgCommitSeed, MsgRevealSeed, MsgValidation
+from inferchain_pb.inference.v1.validation_pb2 import MsgClaimRewards, MsgCommitSeed, MsgValidation
 
 log = logging.getLogger(__name__)
 
 DECODE = {"start_inference": MsgStartInference, "finish_inference": MsgFinishInference,
           "register_participant": MsgRegisterParticipant, COMMIT_KIND: MsgCommitSeed,
-          REVEAL_KIND: MsgRevealSeed, VALIDATION_KIND: MsgValidation}
+          CLAIM_KIND: MsgClaimRewards, VALIDATION_KIND: MsgValidation}
 
 
 async def register(config: ApiNodeConfig, sender: TxSender, chain: ChainQueries,
                    mlnode: MlNodeClient) -> None:
-    """Registers this participant unless the chain already has it."""
-    if await chain.participant(sender.address) is not None:
+    """Registers this participant unless the chain already has it; then sends the
+    configured consensus key should the chain have another (or none)."""
+    consensus_key = config.consensus_pubkey()
+    known = await chain.participant(sender.address)
+    if known is not None:
         log.info("participant %s is registered", sender.address)
+        if consensus_key and known.consensus_pubkey != consensus_key:
+            await sender.send([MsgUpdateParticipant(
+                creator=sender.address, url=known.url, node_pubkey=known.node_pubkey,
+                models=known.models, consensus_pubkey=consensus_key)])
+            log.info("sent consensus key %s for participant %s", consensus_key.hex()[:16],
+                     sender.address)
         return
     info = await mlnode.info()
     model = await chain.model(info.model_id)
@@ -64,7 +74,8 @@ async def register(config: ApiNodeConfig, sender: TxSender, chain: ChainQueries,
     node_key = config.node_key()
     await sender.send([MsgRegisterParticipant(
         creator=sender.address, url=config.public_url, node_pubkey=bytes(node_key.verify_key),
-        models=[ServedModel(model_id=info.model_id, weights_sha256=info.weights_sha256)])])
+        models=[ServedModel(model_id=info.model_id, weights_sha256=info.weights_sha256)],
+        consensus_pubkey=consensus_key)])
     for _ in range(60):
         if await chain.participant(sender.address) is not None:
             log.info("registered participant %s at %s", sender.address, config.public_url)

@@ -82,7 +82,9 @@ class Application:
         self.chain_id = req.chain_id
         self._initial_height = max(1, req.initial_height)
         state = self.store.begin_block()
-        self.modules.init_genesis(GasKV(state, GasMeter(None)), app_state)
+        kv = GasKV(state, GasMeter(None))
+        self.modules.init_genesis(kv, app_state)
+        self.modules.validator_set.init_genesis(kv, req.validators)
         self._genesis = state
         log.info("genesis for chain %s applied (initial height %d)", req.chain_id,
                  self._initial_height)
@@ -144,6 +146,8 @@ class Application:
         self.modules.begin_block(hooks, req.hash)
         outcomes = [self.modules.runner.run(state, block, tx, Mode.DELIVER) for tx in req.txs]
         self.modules.end_block(hooks)
+        # After end-block, so an epoch's first block sees the weights the epoch starts with.
+        validator_updates = self.modules.validator_set.updates(hooks)
         header = {"height": req.height, "time_ns": time_ns, "hash": req.hash.hex(),
                   "proposer": req.proposer_address.hex(), "txs": [t.hex() for t in req.txs]}
         app_hash = self.store.app_hash_of(state)
@@ -151,6 +155,7 @@ class Application:
         failpoint.hit(failpoint.AFTER_FINALIZE, req.height)
         return abci.ResponseFinalizeBlock(
             app_hash=app_hash, events=abci_events(hooks.events),
+            validator_updates=validator_updates,
             tx_results=[abci.ExecTxResult(code=o.code, codespace=o.codespace, log=o.log,
                                           gas_wanted=o.gas_wanted, gas_used=o.gas_used,
                                           events=abci_events(o.events)) for o in outcomes])

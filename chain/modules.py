@@ -19,7 +19,12 @@ from chain.bank.keeper import BankKeeper
 from chain.bank.msg_server import BankMsgServer
 from chain.context import Context
 from chain.epochs import genesis as epochs_genesis
+from chain.epochs import query as epochs_query
 from chain.epochs.keeper import EpochKeeper
+from chain.epochs.poc import PocMsgServer
+from chain.epochs.settlement import Settlement
+from chain.epochs.validator_set import ValidatorSet
+from chain.epochs.weights import Weights
 from chain.errors import InvalidRequest
 from chain.gas import GasKV
 from chain.gov import genesis as gov_genesis
@@ -44,6 +49,7 @@ from chain.validation.blocks import ValidationBlocks
 from chain.validation.keeper import ValidationKeeper
 from chain.validation.msg_server import ValidationMsgServer
 from chain.validation.tasks import Tasks
+from inferchain_pb.inference.v1.epochs_pb2 import MsgPocValidation, MsgSubmitPoc
 from inferchain_pb.inference.v1.gov_pb2 import MsgDeposit, MsgSubmitProposal, MsgVote
 from inferchain_pb.inference.v1.inference_pb2 import (
     MsgFinishInference,
@@ -53,7 +59,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     MsgUpdateParticipant,
     MsgWithdrawParticipant,
 )
-from inferchain_pb.inference.v1.validation_pb2 import MsgCommitSeed, MsgRevealSeed, MsgValidation
+from inferchain_pb.inference.v1.validation_pb2 import MsgClaimRewards, MsgCommitSeed, MsgValidation
 
 
 @dataclass
@@ -72,6 +78,8 @@ class Modules:
     genesis_steps: list[tuple[str, Callable[[GasKV, dict], None]]]
     begin_block_steps: list[Callable[[Context, bytes], None]]
     end_block_steps: list[Callable[[Context], None]]
+    # CometBFT's validator set: powers follow epoch weights (FinalizeBlock's updates).
+    validator_set: ValidatorSet
 
     @property
     def names(self) -> list[str]:
@@ -84,6 +92,7 @@ class Modules:
             name: keeper.params for name, keeper in self.params_keepers.items()})
         validation_query.register(queries, self.validation, self.epochs, latest_height)
         gov_query.register(queries, self.gov, self.voting_power, latest_height)
+        epochs_query.register(queries, self.epochs, self.validator_set)
 
 
     def begin_block(self, ctx: Context, block_hash: bytes) -> None:
@@ -123,11 +132,17 @@ def build() -> Modules:
     inference_msgs.on_settled(tasks.on_finished)
     validation_msgs = ValidationMsgServer(validation, inference, epochs, tasks)
     for message, handle in [(MsgCommitSeed, validation_msgs.commit_seed),
-                            (MsgRevealSeed, validation_msgs.reveal_seed),
+                            (MsgClaimRewards, validation_msgs.claim_rewards),
                             (MsgValidation, validation_msgs.validation)]:
         router.register(message, creator_signer, handle)
+    poc_msgs = PocMsgServer(epochs, inference, validation)
+    router.register(MsgSubmitPoc, creator_signer, poc_msgs.submit)
+    router.register(MsgPocValidation, creator_signer, poc_msgs.validate)
     validation_blocks = ValidationBlocks(validation, inference, epochs, tasks)
+    # Weights first: the validation module fixes the new epoch's members from them.
+    epochs.on_epoch_start(Weights(epochs, inference).epoch_start)
     epochs.on_epoch_start(validation_blocks.epoch_start)
+    validation_blocks.on_judged(Settlement(epochs, inference, validation, bank).settle)
     gov = GovKeeper()
     power = VotingPower(gov, bank, epochs, validation)
     params_keepers = {"auth": auth, "bank": bank, "inference": inference, "epochs": epochs,
@@ -150,4 +165,5 @@ def build() -> Modules:
                                       epochs.begin_block],
                    end_block_steps=[partial(inference_blocks.end_block, inference, bank),
                                     validation_blocks.end_block,
-                                    GovBlocks(gov, bank, contents, power).end_block])
+                                    GovBlocks(gov, bank, contents, power).end_block],
+                   validator_set=ValidatorSet(inference, epochs))

@@ -18,6 +18,7 @@ Format (see `default_template.toml`):
     address = "infer1..."
     url = "http://127.0.0.1:8100"
     node_pubkey = "hex ed25519"
+    consensus_pubkey = "hex ed25519"          # optional: its CometBFT validator key
     models = [{model_id = "...", weights_sha256 = "..."}]
     [[reputations]]                           # optional: trust a participant starts with
     address = "infer1..."
@@ -50,7 +51,7 @@ _MODULE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 _TOP_KEYS = {"chain_id", "initial_height", "genesis_time", "accounts", "validators", "params",
              "models", "reputations", "participants"}
-_PARTICIPANT_KEYS = {"address", "url", "node_pubkey", "models", "weight"}
+_PARTICIPANT_KEYS = {"address", "url", "node_pubkey", "models", "weight", "consensus_pubkey"}
 _REPUTATION_KEYS = {"address", "reputation_ppm"}
 MAX_REPUTATION_PPM = 1_000_000
 _MODEL_KEYS = {"id", "weights_sha256", "price_per_token", "context_length",
@@ -308,6 +309,11 @@ def _participants(value: object, problems: list[str]) -> tuple[Mapping[str, Any]
             problems.append(f"{where}.url: must be an http(s) URL")
         if not isinstance(key, str) or not re.fullmatch(r"[0-9a-f]{64}", key):
             problems.append(f"{where}.node_pubkey: must be 64 hex digits (ed25519)")
+        consensus = entry.get("consensus_pubkey")
+        if consensus is not None and (not isinstance(consensus, str)
+                                      or not re.fullmatch(r"[0-9a-f]{64}", consensus)):
+            problems.append(f"{where}.consensus_pubkey: must be 64 hex digits (the CometBFT "
+                            f"validator's ed25519 key)")
         models = entry.get("models")
         if not isinstance(models, list) or not models or not all(
                 isinstance(m, Mapping) and set(m) == {"model_id", "weights_sha256"}

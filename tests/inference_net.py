@@ -24,8 +24,10 @@ class Net:
     """One app, its accounts and a block clock; every tx goes through FinalizeBlock."""
 
     def __init__(self, participants: int = 3, expiration_blocks: int = 5,
-                 extra_state: dict | None = None) -> None:
-        """``extra_state`` adds app_state sections (e.g. epochs and validation params)."""
+                 extra_state: dict | None = None, weights: list[int] | None = None) -> None:
+        """``extra_state`` adds app_state sections (e.g. epochs and validation params);
+        ``weights`` puts the participants in genesis with these weights (members of epoch 0)
+        instead of registering them in the first block."""
         self.developer = Actor.new(0, 0)
         self.poor = Actor.new(1, 1)
         self.parts = [Actor.new(10 + i, 2 + i) for i in range(participants)]
@@ -37,10 +39,19 @@ class Net:
             chain_id="inferchain-test", initial_height=1, app_state_bytes=json.dumps({
                 "bank": {"balances": balances},
                 "inference": {"params": {"expiration_blocks": expiration_blocks},
-                              "models": genesis_models()}, **(extra_state or {})}).encode()))
+                              "models": genesis_models(),
+                              "participants": [{
+                                  "address": p.address, "url": f"http://127.0.0.1:{9000 + i}",
+                                  "node_pubkey": bytes(p.node_key.verify_key).hex(),
+                                  "weight": w, "models": [
+                                      {"model_id": m.model_id, "weights_sha256":
+                                       m.weights_sha256} for m in p.register().models]}
+                                  for i, (p, w) in enumerate(zip(self.parts, weights or [],
+                                                                  strict=bool(weights)))]},
+                **(extra_state or {})}).encode()))
         self.height = 0
-        self.block([p.tx(p.register(f"http://127.0.0.1:{9000 + i}"))
-                    for i, p in enumerate(self.parts)])
+        self.block([] if weights else [p.tx(p.register(f"http://127.0.0.1:{9000 + i}"))
+                                       for i, p in enumerate(self.parts)])
         self.all_accounts = everyone
 
     def block(self, txs: list[bytes]) -> list[abci.ExecTxResult]:

@@ -272,9 +272,11 @@ class LocalNetwork:
                            for k in [*participants, *self.extra_accounts]],
             "models": genesis_models(),
             # CPU generation is slow: let a lone half wait long enough for its partner.
+            # Proof of compute only where a test asks for it: the others keep genesis weights.
             "params": {**params, "inference": {"expiration_blocks": 2000,
                                                "max_draw_age_blocks": 200,
-                                               **params.get("inference", {})}},
+                                               **params.get("inference", {})},
+                       "epochs": {"poc_window_blocks": 0, **params.get("epochs", {})}},
             "participants": (genesis_participants if in_genesis else [])
             + self.extra_participants,
             "reputations": [{"address": address, "reputation_ppm": ppm}

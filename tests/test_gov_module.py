@@ -46,7 +46,7 @@ NEW_WEIGHTS = "ab" * 32
 def net() -> Net:
     """Three participants of weight 100 each, members of epoch 1 (heights 6-10, ...)."""
     built = Net(3, extra_state={
-        "epochs": {"params": {"epoch_length_blocks": EPOCH}},
+        "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 0}},
         "gov": {"params": {"min_deposit": MIN_DEPOSIT, "min_initial_deposit": MIN_INITIAL,
                            "deposit_period_blocks": DEPOSIT_PERIOD,
                            "voting_period_blocks": VOTING_PERIOD}}})

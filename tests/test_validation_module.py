@@ -31,8 +31,8 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     OPEN,
     PASSED,
     UNCHECKED,
+    MsgClaimRewards,
     MsgCommitSeed,
-    MsgRevealSeed,
     ValidationReport,
     ValidationTask,
 )
@@ -50,7 +50,7 @@ def make_net(participants: int = 5, reputations: list[dict] | None = None,
     params = {"validation_window_blocks": WINDOW, "voting_period_blocks": VOTING_PERIOD,
               "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0, **validation}
     return Net(participants, expiration_blocks=50, extra_state={
-        "epochs": {"params": {"epoch_length_blocks": EPOCH}},
+        "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 0}},
         "validation": {"params": params, "reputations": reputations or []}})
 
 
@@ -128,17 +128,17 @@ def test_seeds_are_committed_ahead_and_revealed_only_after_the_epoch():
     commit_all(net, 1, [a, b])
     result = net.one(a.tx(MsgCommitSeed(creator=a.address, epoch=1, seed_hash=b"y" * 32)))
     assert (result.codespace, result.code) == ("validation", 4)
-    reveal = MsgRevealSeed(creator=a.address, epoch=1, seed=seed(a, 1))
+    reveal = MsgClaimRewards(creator=a.address, epoch=1, seed=seed(a, 1))
     to_epoch(net, 1)
     result = net.one(a.tx(reveal))
     assert (result.codespace, result.code) == ("validation", 3) and "not over" in result.log
     to_epoch(net, 2)
-    result = net.one(a.tx(MsgRevealSeed(creator=a.address, epoch=1, seed=seed(b, 1))))
+    result = net.one(a.tx(MsgClaimRewards(creator=a.address, epoch=1, seed=seed(b, 1))))
     assert (result.codespace, result.code) == ("validation", 5)
     assert net.one(a.tx(reveal)).code == 0
     assert net.one(a.tx(reveal)).code == 4
     to_height(net, 1 + 2 * EPOCH + REVEAL)
-    late = net.one(b.tx(MsgRevealSeed(creator=b.address, epoch=1, seed=seed(b, 1))))
+    late = net.one(b.tx(MsgClaimRewards(creator=b.address, epoch=1, seed=seed(b, 1))))
     assert (late.codespace, late.code) == ("validation", 9)
     kept = net.query("SeedCommitment", q.QuerySeedCommitmentRequest(address=a.address, epoch=1))
     assert kept.commitment.seed == seed(a, 1)
@@ -324,7 +324,7 @@ def test_a_validator_that_skips_its_checks_is_caught_at_seed_reveal(reveal):
         assert all(r.code == 0 for r in results)
     assert net.height < 1 + 2 * EPOCH, "the checks must all fall in epoch 1"
     to_epoch(net, 2)
-    net.block([a.tx(MsgRevealSeed(creator=a.address, epoch=1, seed=seed(a, 1)))
+    net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=1, seed=seed(a, 1)))
                for a in (lazy, honest)])
     to_height(net, 1 + 2 * EPOCH + reveal - 2)
     assert not record(net, lazy, 1).settled
@@ -366,7 +366,7 @@ def test_a_validator_that_always_passes_is_caught_by_a_canary():
     assert stats(net, executor).invalidations == 0  # canaries never count against executors
     assert net.balance(net.developer) == developer_before
     to_epoch(net, 2)
-    net.block([a.tx(MsgRevealSeed(creator=a.address, epoch=1, seed=seed(a, 1)))
+    net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=1, seed=seed(a, 1)))
                for a in net.parts])
     to_height(net, 1 + 2 * EPOCH + REVEAL)
     assert record(net, blind, 1).lazy

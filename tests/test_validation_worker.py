@@ -34,8 +34,8 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     Epoch,
     EpochMember,
     EpochMembers,
+    MsgClaimRewards,
     MsgCommitSeed,
-    MsgRevealSeed,
     MsgValidation,
     SeedCommitment,
     TaskState,
@@ -227,8 +227,8 @@ def test_seeds_are_committed_for_this_epoch_and_the_next_and_reused_after_a_rest
     chain.height = 21  # epoch 2: epoch 3's commit is queued early, epoch 1's seed revealed
     asyncio.run(make_worker(db, chain, FakeMlNode(chain)).step())
     entries = {e.key: e for e in deliver(Outbox(db), chain)}
-    assert set(entries) == {"commit_seed:3", "reveal_seed:1"}
-    reveal = MsgRevealSeed.FromString(entries["reveal_seed:1"].payload)
+    assert set(entries) == {"commit_seed:3", "claim_rewards:1"}
+    reveal = MsgClaimRewards.FromString(entries["claim_rewards:1"].payload)
     assert (reveal.creator, reveal.epoch, reveal.seed) == (ME, 1, seeds[1])
 
 
@@ -241,8 +241,8 @@ def test_no_reveal_once_the_window_closed_or_without_a_commitment(open_db) -> No
     del chain.commitments[(ME, 2)]
     chain.height = 36  # epoch 3; epoch 1's window closed at 21 + 5, epoch 2's is open
     asyncio.run(make_worker(db, chain, FakeMlNode(chain)).step())
-    assert Outbox(db).get("reveal_seed:1") is None
-    assert Outbox(db).get("reveal_seed:2") is None  # never landed: nothing to reveal
+    assert Outbox(db).get("claim_rewards:1") is None
+    assert Outbox(db).get("claim_rewards:2") is None  # never landed: nothing to reveal
     # Epoch 3 (current) and 4 are committed; nothing for epoch 2 is retried this late.
     assert {e.key for e in deliver(Outbox(db), chain)} == {"commit_seed:3", "commit_seed:4"}
 

@@ -6,7 +6,7 @@ Each step:
    the current epoch and the next one. The next epoch's is committed early, during the current
    one, because a validator's obligations in an epoch only start at its commit height: a
    commit made at the epoch's start would leave its first blocks unchecked. Once an epoch is
-   over, its seed is revealed (MsgRevealSeed) while the chain's reveal window is open, so the
+   over, its seed is revealed (MsgClaimRewards) while the chain's reveal window is open, so the
    chain can recompute which checks the seed assigned.
 2. **Votes.** Tasks in a vote this validator was drawn for (PendingVotes) are re-scored first:
    their deadlines are the shortest.
@@ -18,7 +18,7 @@ Each step:
    measured figures (``apinode.validation.figures``); the chain judges pass or fail.
 
 Everything sent goes through the outbox under a key per message (``commit_seed:<epoch>``,
-``reveal_seed:<epoch>``, ``validation:<inference id>``, ``validation:<inference id>:vote``),
+``claim_rewards:<epoch>``, ``validation:<inference id>``, ``validation:<inference id>:vote``),
 so sending survives restarts and a message is never queued twice. The worker's own state
 (where the feed stopped, checks to retry) is only a cache: a new worker rescans the last
 validation window and skips whatever the outbox or the task's reports already hold.
@@ -49,8 +49,8 @@ from chain.validation.verdict import allowed_violations
 from inferchain_pb.inference.v1.inference_pb2 import Inference
 from inferchain_pb.inference.v1.validation_pb2 import (
     Epoch,
+    MsgClaimRewards,
     MsgCommitSeed,
-    MsgRevealSeed,
     MsgValidation,
     ValidationTask,
 )
@@ -59,7 +59,7 @@ from mlnode.sampling_params import SamplingParams
 log = logging.getLogger(__name__)
 
 COMMIT_KIND = "commit_seed"
-REVEAL_KIND = "reveal_seed"
+CLAIM_KIND = "claim_rewards"
 VALIDATION_KIND = "validation"
 # Finish heights per ValidationTasks query: the chain caps a query's range (1,000 heights),
 # and an empty answer must mean an empty range.
@@ -238,7 +238,7 @@ class ValidatorWorker:
 
     async def reveal_seeds(self, current: Epoch, height: int,
                            params: ValidationParams) -> None:
-        """Queue MsgRevealSeed for each past epoch whose seed the chain holds unrevealed.
+        """Queue MsgClaimRewards for each past epoch whose seed the chain holds unrevealed.
 
         The chain takes epoch e's reveal up to height start(e + 1) + reveal_window_blocks − 1,
         with start(e) = 1 + e × length; only epochs whose window is still open are looked at.
@@ -252,7 +252,7 @@ class ValidatorWorker:
 
     async def _reveal(self, epoch: int) -> None:
         """Queue the epoch's reveal unless it is queued, revealed, or was never committed."""
-        key = f"{REVEAL_KIND}:{epoch}"
+        key = f"{CLAIM_KIND}:{epoch}"
         if await asyncio.to_thread(self.outbox.get, key) is not None:
             return
         commitment = await self.chain.seed_commitment(self.address, epoch)
@@ -263,10 +263,10 @@ class ValidatorWorker:
             log.error("validator: cannot reveal epoch %d: the seed committed on chain is not "
                       "in this node's database", epoch)
             return
-        message = MsgRevealSeed(creator=self.address, epoch=epoch, seed=seed)
-        await asyncio.to_thread(self.outbox.enqueue, REVEAL_KIND, key,
+        message = MsgClaimRewards(creator=self.address, epoch=epoch, seed=seed)
+        await asyncio.to_thread(self.outbox.enqueue, CLAIM_KIND, key,
                                 message.SerializeToString())
-        log.info("validator: epoch %d is over, MsgRevealSeed queued", epoch)
+        log.info("validator: epoch %d is over, MsgClaimRewards queued", epoch)
 
     async def votes(self, height: int) -> list[Check]:
         """Votes this validator was drawn for, not yet queued and still open."""

@@ -1,20 +1,51 @@
-"""Epoch arithmetic (DESIGN.md §4): epoch e covers heights [1 + e·L, (e + 1)·L].
+"""Epoch arithmetic and the epochs module's state (DESIGN.md §4).
 
-Epochs are a function of the height and one param, so no state moves at a boundary except
-what the modules that listen for it (``on_epoch_start``) change themselves.
+Epoch e covers heights [1 + e·L, (e + 1)·L]. Its first ``poc_window_blocks`` blocks are the
+proof-of-compute window, the next ``poc_validation_window_blocks`` the members' checks of
+it, the rest inference only. Epochs and stages are functions of the height and the params;
+state holds what happened in them.
+
+Keys (epochs and nonces as 8-byte big-endian, so prefixes iterate in order):
+  epochs/params
+  epochs/seedhash/<epoch>                   the epoch's first block hash: seeds its PoC
+  epochs/sampleseed/<epoch>                 the first block hash after the PoC window
+  epochs/poc/<epoch>/<addr>                 PocSubmission
+  epochs/pocbatch/<epoch>/<addr>/<index>    PocNonceBatch, in the order submitted
+  epochs/pocnonce/<epoch>/<addr>/<nonce>    a claimed nonce (no nonce counts twice)
+  epochs/settlement/<epoch>                 EpochSettlement
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+from chain.auth import address
 from chain.context import Context
 from chain.epochs.params import KEY as PARAMS_KEY
 from chain.epochs.params import EpochsParams
 from chain.gas import GasKV
 from chain.store import KVReader
-from inferchain_pb.inference.v1.validation_pb2 import Epoch
+from chain.store.records import load, save, uint64
+from inferchain_pb.inference.v1.epochs_pb2 import (
+    EpochSettlement,
+    PocNonce,
+    PocNonceBatch,
+    PocSubmission,
+)
+from inferchain_pb.inference.v1.validation_pb2 import (
+    INFERENCE,
+    POC,
+    POC_VALIDATION,
+    Epoch,
+)
 
 log = logging.getLogger(__name__)
+
+SEED_HASH = b"epochs/seedhash/"
+SAMPLE_SEED = b"epochs/sampleseed/"
+SUBMISSION = b"epochs/poc/"
+BATCH = b"epochs/pocbatch/"
+NONCE = b"epochs/pocnonce/"
+SETTLEMENT = b"epochs/settlement/"
 
 State = GasKV | KVReader
 EpochStart = Callable[[Context, int], None]
@@ -43,16 +74,94 @@ class EpochKeeper:
     def start_of(self, state: State, epoch: int) -> int:
         return 1 + epoch * self.length(state)
 
+    def poc_end(self, state: State, epoch: int) -> int:
+        """The PoC window's last height (the epoch's start − 1 when PoC is off)."""
+        return self.start_of(state, epoch) + self.params(state).poc_window_blocks - 1
+
+    def poc_validation_end(self, state: State, epoch: int) -> int:
+        params = self.params(state)
+        if not params.poc_enabled:
+            return self.poc_end(state, epoch)
+        return self.poc_end(state, epoch) + params.poc_validation_window_blocks
+
     def current(self, state: State, height: int) -> Epoch:
         number = self.epoch_of(state, height)
+        poc_end, checks_end = self.poc_end(state, number), self.poc_validation_end(state, number)
+        stage = POC if height <= poc_end else POC_VALIDATION if height <= checks_end \
+            else INFERENCE
         return Epoch(number=number, start_height=self.start_of(state, number),
-                     length=self.length(state))
+                     length=self.length(state), stage=stage, poc_end_height=poc_end,
+                     poc_validation_end_height=checks_end,
+                     poc_block_hash=state.get(SEED_HASH + uint64(number)) or b"",
+                     poc_sample_seed=state.get(SAMPLE_SEED + uint64(number)) or b"")
 
     def begin_block(self, ctx: Context, block_hash: bytes) -> None:
-        epoch = self.epoch_of(ctx.kv, ctx.block.height)
-        if self.start_of(ctx.kv, epoch) != ctx.block.height:
+        height = ctx.block.height
+        epoch = self.epoch_of(ctx.kv, height)
+        if self.params(ctx.kv).poc_enabled and height == self.poc_end(ctx.kv, epoch) + 1:
+            ctx.kv.set(SAMPLE_SEED + uint64(epoch), block_hash)
+            log.info("epoch %d: PoC window closed at height %d; members check submissions "
+                     "until height %d", epoch, height - 1, self.poc_validation_end(ctx.kv,
+                                                                                 epoch))
+            ctx.emit("poc_window_closed", epoch=str(epoch), height=str(height))
+        if self.start_of(ctx.kv, epoch) != height:
             return
-        log.info("epoch %d begins at height %d", epoch, ctx.block.height)
-        ctx.emit("epoch_start", epoch=str(epoch), height=str(ctx.block.height))
+        ctx.kv.set(SEED_HASH + uint64(epoch), block_hash)
+        params = self.params(ctx.kv)
+        if params.poc_enabled:
+            log.info("epoch %d begins at height %d: PoC window until height %d", epoch,
+                     height, self.poc_end(ctx.kv, epoch))
+        else:
+            log.info("epoch %d begins at height %d (PoC off)", epoch, height)
+        ctx.emit("epoch_start", epoch=str(epoch), height=str(height))
         for listener in self._listeners:
             listener(ctx, epoch)
+
+    # Proof-of-compute submissions.
+
+    def submission(self, state: State, epoch: int, addr: str) -> PocSubmission | None:
+        return load(state, SUBMISSION + uint64(epoch) + address.decode(addr), PocSubmission)
+
+    def set_submission(self, kv: GasKV, submission: PocSubmission) -> None:
+        save(kv, SUBMISSION + uint64(submission.epoch) + address.decode(submission.participant),
+             submission)
+
+    def submissions(self, state: State, epoch: int) -> Iterator[PocSubmission]:
+        for _, data in state.iterate(SUBMISSION + uint64(epoch)):
+            yield PocSubmission.FromString(data)
+
+    def add_nonces(self, kv: GasKV, submission: PocSubmission,
+                   nonces: list[PocNonce]) -> None:
+        raw = address.decode(submission.participant)
+        prefix = uint64(submission.epoch) + raw
+        for nonce in nonces:
+            kv.set(NONCE + prefix + uint64(nonce.nonce), b"")
+        save(kv, BATCH + prefix + uint64(submission.batches), PocNonceBatch(nonces=nonces))
+        submission.batches += 1
+        submission.nonces += len(nonces)
+        submission.last_nonce = max(submission.last_nonce, max(n.nonce for n in nonces))
+        self.set_submission(kv, submission)
+
+    def claimed(self, state: State, epoch: int, addr: str, nonce: int) -> bool:
+        return state.get(NONCE + uint64(epoch) + address.decode(addr) + uint64(nonce)) \
+            is not None
+
+    def nonces(self, state: State, epoch: int, addr: str) -> list[PocNonce]:
+        found: list[PocNonce] = []
+        for _, data in state.iterate(BATCH + uint64(epoch) + address.decode(addr)):
+            found.extend(PocNonceBatch.FromString(data).nonces)
+        return found
+
+    def prune_nonces(self, kv: GasKV, epoch: int) -> None:
+        """Drops an epoch's nonces once its weights are settled; the summaries stay."""
+        for prefix in (BATCH, NONCE):
+            for key in [k for k, _ in kv.iterate(prefix + uint64(epoch))]:
+                kv.delete(key)
+
+    # Settlement.
+
+    def settlement(self, state: State, epoch: int) -> EpochSettlement | None:
+        return load(state, SETTLEMENT + uint64(epoch), EpochSettlement)
+
+    def set_settlement(self, kv: GasKV, settlement: EpochSettlement) -> None:
+        save(kv, SETTLEMENT + uint64(settlement.epoch), settlement)

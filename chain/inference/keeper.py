@@ -8,7 +8,8 @@ Keys:
   inference/expiry/<height>/<id>               lone Start or Finish expiring at that height
   inference/status/<status>/<height>/<id>      by status and height of the last change
   inference/blockhash/<height>                 recent block hashes, seeding the draw
-  inference/work/<addr>                        fees earned, paid out at epoch settlement
+  inference/work/<height>/<addr>               fees earned by inferences finished at that
+                                               height, paid out at the epoch's settlement
   inference/escrow/<addr>                      a developer's coins held for open inferences
   inference/requestsig/<sha256(signature)>     request signatures already used
   inference/allowance/<developer>/<agent>      what a developer lets a transfer agent spend
@@ -143,10 +144,40 @@ class InferenceKeeper:
                                     m.weights_sha256 == model.weights_sha256 for m in p.models)]
 
     def work_balance(self, state: State, addr: bytes) -> int:
-        return _amount(state, WORK + addr)
+        """Fees earned and not yet settled, over every unsettled epoch."""
+        return sum(int(value) for key, value in state.iterate(WORK) if key[-len(addr):] == addr
+                   and len(key) == len(WORK) + 8 + len(addr))
 
-    def add_work(self, kv: GasKV, addr: bytes, amount: int) -> None:
-        kv.set(WORK + addr, str(self.work_balance(kv, addr) + amount).encode())
+    def work_at(self, state: State, height: int, addr: bytes) -> int:
+        return _amount(state, WORK + uint64(height) + addr)
+
+    def add_work(self, kv: GasKV, height: int, addr: bytes, amount: int) -> None:
+        """Credits (or with a negative amount takes back) fees of inferences finished at
+        ``height``: keeping the height lets a refund or a validator's share come from the
+        very epoch the fee was earned in."""
+        key = WORK + uint64(height) + addr
+        left = self.work_at(kv, height, addr) + amount
+        if left:
+            kv.set(key, str(left).encode())
+        else:
+            kv.delete(key)
+
+    def work_between(self, state: State, first: int, last: int) -> dict[bytes, int]:
+        """Fees earned at heights [first, last], by raw address."""
+        earned: dict[bytes, int] = {}
+        for key, value in state.iterate(WORK):
+            height = int.from_bytes(key[len(WORK):len(WORK) + 8], "big")
+            if height > last:
+                break
+            if height >= first:
+                addr = key[len(WORK) + 8:]
+                earned[addr] = earned.get(addr, 0) + int(value)
+        return earned
+
+    def clear_work(self, kv: GasKV, first: int, last: int) -> None:
+        for key in [k for k, _ in kv.iterate(WORK)
+                    if first <= int.from_bytes(k[len(WORK):len(WORK) + 8], "big") <= last]:
+            kv.delete(key)
 
     def escrow_of(self, state: State, addr: bytes) -> int:
         return _amount(state, ESCROW + addr)

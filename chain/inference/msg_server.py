@@ -225,7 +225,7 @@ class InferenceMsgServer:
             self._bank.send(ctx, ESCROW_ACCOUNT, developer, {NATIVE_DENOM: refund})
         self._keeper.release_escrow(ctx.kv, inference, refund)
         executor_raw = address.decode(inference.executor)
-        self._keeper.add_work(ctx.kv, executor_raw, cost)
+        self._keeper.add_work(ctx.kv, ctx.block.height, executor_raw, cost)
         executor = self._keeper.participant(ctx.kv, inference.executor)
         executor.completions += 1
         self._keeper.set_participant(ctx.kv, executor)
@@ -265,10 +265,22 @@ class InferenceMsgServer:
             if served.weights_sha256 != model.weights_sha256:
                 raise InvalidParticipant(f"weights {served.weights_sha256[:16]}… are not model "
                                          f"{model.id}'s {model.weights_sha256[:16]}…")
+        if msg.consensus_pubkey:
+            self._check_consensus_key(ctx, participant.address, msg.consensus_pubkey)
+            participant.consensus_pubkey = msg.consensus_pubkey
         participant.url, participant.node_pubkey = msg.url, msg.node_pubkey
         del participant.models[:]
         participant.models.extend(msg.models)
         self._keeper.set_participant(ctx.kv, participant)
+
+    def _check_consensus_key(self, ctx: Context, owner: str, key: bytes) -> None:
+        """A CometBFT validator key (DESIGN.md §2): 32 bytes, no other participant's."""
+        if len(key) != 32:
+            raise InvalidParticipant("consensus_pubkey must be a 32-byte ed25519 public key "
+                                     "(priv_validator_key.json's pub_key) or empty")
+        for other in self._keeper.participants(ctx.kv):
+            if other.address != owner and other.consensus_pubkey == key:
+                raise InvalidParticipant(f"consensus_pubkey is already {other.address}'s")
 
     @staticmethod
     def _check_prompt(msg: MsgStartInference, model: Model, params: InferenceParams) -> None:

@@ -4,10 +4,12 @@ Every block: close the windows and votes whose deadline is this height. First bl
 epoch: settle the previous epoch's reputations (clean → up a step, misses → down a step, an
 invalidation → 0), lift INVALID, and fix the new epoch's members and weights. At
 ``reveal_window_blocks`` into an epoch: judge the previous epoch's validators by their
-revealed seeds (DESIGN.md §3.8).
+revealed seeds (DESIGN.md §3.8), then let the epoch be
+settled (chain/epochs/settlement.py).
 """
 
 import logging
+from collections.abc import Callable
 
 from chain.context import Context
 from chain.epochs.keeper import EpochKeeper
@@ -32,6 +34,7 @@ class ValidationBlocks:
         self.inference = inference
         self.epochs = epochs
         self.tasks = tasks
+        self._on_judged: list[Callable[[Context, int], None]] = []
 
     def end_block(self, ctx: Context) -> None:
         height = ctx.block.height
@@ -51,6 +54,13 @@ class ValidationBlocks:
         following = self.epochs.epoch_of(ctx.kv, opened)
         if opened >= 1 and following >= 1 and self.epochs.start_of(ctx.kv, following) == opened:
             self.judge_validators(ctx, following - 1)
+            for listener in self._on_judged:
+                listener(ctx, following - 1)
+
+    def on_judged(self, listener: Callable[[Context, int], None]) -> None:
+        """Run ``listener(ctx, epoch)`` once the epoch's validators are judged: the last
+        height its rewards may be claimed, when everything it owed is known."""
+        self._on_judged.append(listener)
 
     def epoch_start(self, ctx: Context, epoch: int) -> None:
         if epoch > 0:
@@ -70,6 +80,11 @@ class ValidationBlocks:
         for participant in self.inference.participants(ctx.kv):
             stats = self.keeper.stats(ctx.kv, participant.address)
             misses = participant.misses - stats.misses_at_epoch_start
+            finished = participant.completions - stats.completions_at_epoch_start
+            if misses or finished:
+                record = self.keeper.record(ctx.kv, epoch, participant.address)
+                record.finished, record.expired = finished, misses
+                self.keeper.set_record(ctx.kv, record)
             before = stats.reputation_ppm
             if stats.epoch_invalidations:
                 stats.reputation_ppm = 0
@@ -83,6 +98,7 @@ class ValidationBlocks:
                          reputation_ppm=str(stats.reputation_ppm))
             stats.epoch_invalidations = stats.epoch_passed = 0
             stats.misses_at_epoch_start = participant.misses
+            stats.completions_at_epoch_start = participant.completions
             self.keeper.set_stats(ctx.kv, stats)
             if invalid_now(participant):
                 participant.invalid_until = ctx.block.height
@@ -97,6 +113,7 @@ class ValidationBlocks:
         first = self.epochs.start_of(ctx.kv, epoch)
         tasks = list(self.keeper.tasks_finished(ctx.kv, first,
                                                 self.epochs.start_of(ctx.kv, epoch + 1) - 1))
+        submissions = list(self.epochs.submissions(ctx.kv, epoch))
         for member in members.members:
             record = self.keeper.record(ctx.kv, epoch, member.address)
             commitment = self.keeper.commitment(ctx.kv, epoch, member.address)
@@ -113,8 +130,11 @@ class ValidationBlocks:
                         record.required += 1
                         record.done += any(r.validator == member.address for r in task.reports)
                 record.missed = record.required - record.done
+            record.missed_poc_checks = sum(
+                1 for s in submissions if s.participant != member.address
+                and all(v.validator != member.address for v in s.verdicts))
             record.lazy = (not record.revealed or record.missed > 0 or record.missed_votes > 0
-                           or record.canaries_passed > 0)
+                           or record.canaries_passed > 0 or record.missed_poc_checks > 0)
             record.settled = True
             self.keeper.set_record(ctx.kv, record)
             ctx.emit("validator_epoch", validator=member.address, epoch=str(epoch),
@@ -122,7 +142,8 @@ class ValidationBlocks:
                      lazy=str(record.lazy).lower())
             log.log(logging.WARNING if record.lazy else logging.INFO,
                     "epoch %d validator %s: %d checks assigned, %d done, %d votes missed, "
-                    "%d canaries passed, seed %s%s", epoch, member.address, record.required,
-                    record.done, record.missed_votes, record.canaries_passed,
+                    "%d PoC checks missed, %d canaries passed, seed %s%s", epoch,
+                    member.address, record.required, record.done, record.missed_votes,
+                    record.missed_poc_checks, record.canaries_passed,
                     "revealed" if record.revealed else "NOT revealed",
                     " — LAZY, forfeits the epoch's rewards" if record.lazy else "")

@@ -27,8 +27,8 @@ from chain.validation.tasks import Tasks
 from inferchain_pb.inference.v1.inference_pb2 import Participant
 from inferchain_pb.inference.v1.validation_pb2 import (
     IN_VOTE,
+    MsgClaimRewards,
     MsgCommitSeed,
-    MsgRevealSeed,
     MsgValidation,
     SeedCommitment,
     ValidationReport,
@@ -58,7 +58,7 @@ class ValidationMsgServer:
             commit_height=ctx.block.height))
         ctx.emit("commit_seed", validator=msg.creator, epoch=str(msg.epoch))
 
-    def reveal_seed(self, ctx: Context, msg: MsgRevealSeed) -> None:
+    def claim_rewards(self, ctx: Context, msg: MsgClaimRewards) -> None:
         commitment = self._keeper.commitment(ctx.kv, msg.epoch, msg.creator)
         if commitment is None:
             raise BadSeed(f"{msg.creator} committed no seed for epoch {msg.epoch}")
@@ -76,7 +76,7 @@ class ValidationMsgServer:
             raise BadSeed("the seed does not match the commitment")
         commitment.seed, commitment.reveal_height = msg.seed, ctx.block.height
         self._keeper.set_commitment(ctx.kv, commitment)
-        ctx.emit("reveal_seed", validator=msg.creator, epoch=str(msg.epoch))
+        ctx.emit("claim_rewards", validator=msg.creator, epoch=str(msg.epoch))
 
     def validation(self, ctx: Context, msg: MsgValidation) -> None:
         validator = self._participant(ctx, msg.creator)

@@ -53,5 +53,5 @@ def must_check(seed: bytes, inference_id: str, p_ppm: int, weight: int,
 
 
 def seed_hash(seed: bytes) -> bytes:
-    """What MsgCommitSeed records; MsgRevealSeed must hash to it."""
+    """What MsgCommitSeed records; MsgClaimRewards must hash to it."""
     return hashlib.sha256(seed).digest()

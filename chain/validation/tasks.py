@@ -156,29 +156,50 @@ class Tasks:
             self._invalidate(ctx, task, params)
         else:
             self._set_status(ctx, task.inference_id, VALIDATED)
-            self._count_pass(ctx, task.executor)
+            self._count_pass(ctx, task)
 
     def close_window(self, ctx: Context, task: ValidationTask) -> None:
         self.keeper.close_window(ctx.kv, task)
         task.state = PASSED if task.reports else UNCHECKED
         self.keeper.set_task(ctx.kv, task)
         if task.reports and not self.keeper.is_canary(ctx.kv, task.inference_id):
-            self._count_pass(ctx, task.executor)
+            self._count_pass(ctx, task)
 
-    def _count_pass(self, ctx: Context, executor: str) -> None:
-        stats = self.keeper.stats(ctx.kv, executor)
+    def _count_pass(self, ctx: Context, task: ValidationTask) -> None:
+        stats = self.keeper.stats(ctx.kv, task.executor)
         stats.epoch_passed += 1
         stats.consecutive_invalidations = 0
         self.keeper.set_stats(ctx.kv, stats)
+        self._share_fee(ctx, task)
+
+    def _share_fee(self, ctx: Context, task: ValidationTask) -> None:
+        """Moves ``validator_fee_share_ppm`` of a validated inference's fee from the executor's
+        earnings to the validators whose checks passed it, in equal parts, in the epoch the
+        fee was earned (DESIGN.md §4: work coins are fees earned executing and validating)."""
+        checkers = [r.validator for r in task.reports if r.passed]
+        share_ppm = self.epochs.params(ctx.kv).validator_fee_share_ppm
+        inference = self.inference.inference(ctx.kv, task.inference_id)
+        executor_raw = address.decode(task.executor)
+        pool = min(inference.cost * share_ppm // PPM,
+                   self.inference.work_at(ctx.kv, task.finish_height, executor_raw))
+        each = pool // len(checkers) if checkers else 0
+        if not each:
+            return
+        self.inference.add_work(ctx.kv, task.finish_height, executor_raw, -each * len(checkers))
+        for validator in checkers:
+            self.inference.add_work(ctx.kv, task.finish_height, address.decode(validator), each)
+        ctx.emit("validator_fee", inference_id=task.inference_id, validators=",".join(checkers),
+                 each=str(each))
 
     def _invalidate(self, ctx: Context, task: ValidationTask, params: ValidationParams) -> None:
         """Refunds the developer from the executor's earnings and counts it against it."""
         inference = self._set_status(ctx, task.inference_id, INVALIDATED)
         executor_raw = address.decode(task.executor)
-        refund = min(inference.cost, self.inference.work_balance(ctx.kv, executor_raw))
+        refund = min(inference.cost,
+                     self.inference.work_at(ctx.kv, task.finish_height, executor_raw))
         if refund:
             developer = address.decode(inference.developer)
-            self.inference.add_work(ctx.kv, executor_raw, -refund)
+            self.inference.add_work(ctx.kv, task.finish_height, executor_raw, -refund)
             self.bank.send(ctx, ESCROW_ACCOUNT, developer, {NATIVE_DENOM: refund})
             if inference.via_allowance:
                 agent = address.decode(inference.transfer_agent)
@@ -197,6 +218,10 @@ class Tasks:
             if participant is not None and not invalid_now(participant):
                 participant.invalid_since, participant.invalid_until = ctx.block.height, 0
                 self.inference.set_participant(ctx.kv, participant)
+                record = self.keeper.record(ctx.kv, self.epochs.epoch_of(
+                    ctx.kv, ctx.block.height), task.executor)
+                record.invalid = True
+                self.keeper.set_record(ctx.kv, record)
                 ctx.emit("participant_invalid", participant=task.executor,
                          epoch=str(task.epoch))
                 log.warning("participant %s is INVALID for epoch %d: %d invalidations (%d in "

@@ -1,0 +1,69 @@
+"""Weights from proof of compute, fixed at each epoch's first block (DESIGN.md §4).
+
+A submission counts if the weight of the members who passed its sample is at least that of
+those who failed it (a tie keeps it, as in inference votes; unchecked counts). Its weight is
+its nonce count, capped at ``max_weight_share_ppm`` of all counted nonces, so no participant
+dominates the draw, the checks or governance. Participants that did not submit get 0. An
+epoch in which nobody submitted (proof of compute not running) leaves the weights as they
+were: otherwise a network without PoC would lose every executor at its first boundary.
+"""
+
+import logging
+
+from chain.context import Context
+from chain.epochs.keeper import EpochKeeper
+from chain.epochs.params import PPM
+from chain.inference.keeper import InferenceKeeper
+from inferchain_pb.inference.v1.epochs_pb2 import PocSubmission
+
+log = logging.getLogger(__name__)
+
+
+def accepted(submission: PocSubmission) -> bool:
+    passed = sum(v.weight for v in submission.verdicts if v.passed)
+    failed = sum(v.weight for v in submission.verdicts if not v.passed)
+    return passed >= failed
+
+
+def capped_weights(counts: dict[str, int], max_share_ppm: int) -> dict[str, int]:
+    total = sum(counts.values())
+    cap = max(1, total * max_share_ppm // PPM)
+    return {addr: min(count, cap) for addr, count in counts.items()}
+
+
+class Weights:
+    def __init__(self, epochs: EpochKeeper, inference: InferenceKeeper) -> None:
+        self.epochs = epochs
+        self.inference = inference
+
+    def epoch_start(self, ctx: Context, epoch: int) -> None:
+        """Sets every participant's weight for ``epoch`` from the previous epoch's PoC."""
+        if epoch == 0:
+            return
+        submissions = list(self.epochs.submissions(ctx.kv, epoch - 1))
+        if not submissions:
+            if self.epochs.params(ctx.kv).poc_enabled:
+                log.warning("epoch %d: nobody submitted proof of compute in epoch %d; weights "
+                            "stay as they were", epoch, epoch - 1)
+            return
+        counts = {s.participant: s.nonces for s in submissions if accepted(s)}
+        weights = capped_weights(counts, self.epochs.params(ctx.kv).max_weight_share_ppm)
+        for submission in submissions:
+            submission.settled = True
+            submission.accepted = submission.participant in counts
+            submission.weight = weights.get(submission.participant, 0)
+            self.epochs.set_submission(ctx.kv, submission)
+            failed_by = [v.validator for v in submission.verdicts if not v.passed]
+            log.log(logging.INFO if submission.accepted else logging.WARNING,
+                    "epoch %d PoC of %s: %d nonces, %d verdicts, %s → weight %d", epoch - 1,
+                    submission.participant, submission.nonces, len(submission.verdicts),
+                    "accepted" if submission.accepted
+                    else "REFUSED (failed by " + ", ".join(failed_by) + ")", submission.weight)
+        for participant in self.inference.participants(ctx.kv):
+            weight = weights.get(participant.address, 0)
+            if participant.weight != weight:
+                participant.weight = weight
+                self.inference.set_participant(ctx.kv, participant)
+        self.epochs.prune_nonces(ctx.kv, epoch - 1)
+        ctx.emit("poc_weights", epoch=str(epoch), participants=str(len(weights)),
+                 total_weight=str(sum(weights.values())))
