@@ -40,8 +40,10 @@ PARTICIPANT_FUNDS = "1000000000000ninfer"  # 1,000 INFER: gas for registration a
 # executor from a block that is a while old by the time the start reaches the chain.
 CPU_INFERENCE_PARAMS = {"expiration_blocks": 2000, "max_draw_age_blocks": 200}
 # One-minute epochs at 500 ms blocks, so participants who register after genesis validate
-# from the next minute on; windows long enough for CPU validators with a backlog.
-CPU_EPOCHS_PARAMS = {"epoch_length_blocks": 120}
+# from the next minute on; windows long enough for CPU validators with a backlog. Each opens
+# with 10 s of proof of compute (the tiny transformer) and 10 s to check it.
+CPU_EPOCHS_PARAMS = {"epoch_length_blocks": 120, "poc_window_blocks": 20,
+                     "poc_validation_window_blocks": 20}
 CPU_VALIDATION_PARAMS = {"validation_window_blocks": 120, "voting_period_blocks": 120,
                          "reveal_window_blocks": 300}
 # Participant i owns the ports BASE+10*i .. BASE+10*i+9: its API node on +0, its ML node on

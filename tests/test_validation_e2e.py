@@ -24,7 +24,7 @@ from local_network import MODEL, LocalNetwork, MlNodes, poll
 
 from chain.inference.artifact import ArtifactStep
 from chain.inference.keeper import invalid_now
-from genesis.account_keys import generate_account_keys
+from genesis.account_keys import AccountKey, generate_account_keys
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import INVALIDATED, VALIDATED
 from inferchain_pb.inference.v1.validation_pb2 import (
@@ -191,6 +191,49 @@ def settled_tasks(net: LocalNetwork, ids: list[str], timeout: float) -> list[Val
     return poll(closed, "every validation window closed", timeout, 1.0)
 
 
+def execute_as(net: LocalNetwork, executor: Actor, prefix: str, count: int,
+               artifact: tuple[list[int], list[ArtifactStep]]) -> list[str]:
+    """``count`` inferences the draw gives ``executor``, started and finished by its own
+    signed transactions (many per tx) with a real honest answer; their ids once on chain."""
+    prompt, steps = artifact
+    output = [s.token_id for s in steps]
+    client = ledger(net.chain.grpc_port)
+    executor.account_number = client.query_account(executor.wallet.address()).number
+    executor.sequence = client.query_account(executor.wallet.address()).sequence
+    developer = Actor(LocalWallet(PrivateKey(bytes.fromhex(net.developer.private_key_hex)),
+                                  prefix="infer"))
+    ids: list[str] = []
+    n = 0
+    while len(ids) < count:
+        draw_height = height(net)
+        batch = []
+        while len(batch) < 200 and len(ids) + len(batch) // 2 < count:
+            n += 1
+            inference_id = f"{prefix}-{n}"
+            if net.draw(inference_id, draw_height)[0] != executor.address:
+                continue
+            start = start_msg(executor, developer, inference_id, executor.address,
+                              draw_height, int(time.time()), prompt, max_tokens=2,
+                              temperature=0.0)
+            batch += [start, finish_msg(executor, start, output, steps=steps)]
+        code, log, _ = broadcast_raw(client, executor.tx(*batch, gas_limit=100_000_000))
+        assert code == 0, log
+        last = batch[-1].inference_id
+        poll(lambda last=last: net.inference(last), f"batch ending {last}", 60, 0.3)
+        ids += [m.inference_id for m in batch[::2]]
+    return ids
+
+
+def own_participant(weight: int) -> tuple[Actor, AccountKey, dict]:
+    """A participant a test drives itself: its actor, funded key, genesis entry."""
+    key, = generate_account_keys(1)
+    actor = Actor(LocalWallet(PrivateKey(bytes.fromhex(key.private_key_hex)), prefix="infer"))
+    return actor, key, {"address": actor.address, "url": "http://127.0.0.1:1",
+                        "node_pubkey": bytes(actor.node_key.verify_key).hex(),
+                        "weight": weight,
+                        "models": [{"model_id": MODEL, "weights_sha256": WEIGHTS}]}
+
+
 TRUSTED_RUNS = 2000
 P_MIN = 0.01
 
@@ -200,18 +243,12 @@ def test_a_trusted_executor_is_checked_about_one_percent_of_the_time(mlnodes, tm
     transactions, carrying a real honest output of the model); the real validator workers
     decide with their secret seeds which to check, and the observed share must be p_min."""
     honest_port, _ = mlnodes
-    trusted_key, = generate_account_keys(1)
-    trusted = Actor(LocalWallet(PrivateKey(bytes.fromhex(trusted_key.private_key_hex)),
-                                prefix="infer"))
+    trusted, trusted_key, entry = own_participant(1_000_000)
     # Registered in genesis with a large weight, so the draw picks it for nearly every id;
     # the three validators' weights are equal, so each gets a third of the checks.
     net = LocalNetwork(tmp_path, [honest_port] * 3, in_genesis=True,
                        extra_accounts=[trusted_key],
-                       extra_participants=[{
-                           "address": trusted.address, "url": "http://127.0.0.1:1",
-                           "node_pubkey": bytes(trusted.node_key.verify_key).hex(),
-                           "weight": 1_000_000,
-                           "models": [{"model_id": MODEL, "weights_sha256": WEIGHTS}]}],
+                       extra_participants=[entry],
                        reputations={trusted_key.address: 1_000_000},
                        node_settings=[FAST_WORKER] * 3,
                        params={"epochs": {"epoch_length_blocks": 100_000},
@@ -220,34 +257,9 @@ def test_a_trusted_executor_is_checked_about_one_percent_of_the_time(mlnodes, tm
                                               "reveal_window_blocks": 220,
                                               "canary_rate_ppm": 0}})
     try:
-        prompt, steps = honest_artifact(honest_port)
-        output = [s.token_id for s in steps]
-        trusted.account_number = ledger(net.chain.grpc_port).query_account(
-            trusted.wallet.address()).number
-        developer = Actor(LocalWallet(PrivateKey(bytes.fromhex(net.developer.private_key_hex)),
-                                      prefix="infer"))
-        client = ledger(net.chain.grpc_port)
+        artifact = honest_artifact(honest_port)
         wait_for_seeds(net, 0)  # the validators' seeds are fixed before any of these
-        ids: list[str] = []
-        n = 0
-        while len(ids) < TRUSTED_RUNS:
-            draw_height = height(net)
-            batch = []
-            while len(batch) < 200 and len(ids) + len(batch) // 2 < TRUSTED_RUNS:
-                n += 1
-                inference_id = f"trusted-{n}"
-                if net.draw(inference_id, draw_height)[0] != trusted.address:
-                    continue
-                start = start_msg(trusted, developer, inference_id, trusted.address,
-                                  draw_height, int(time.time()), prompt, max_tokens=2,
-                                  temperature=0.0)
-                batch += [start, finish_msg(trusted, start, output, steps=steps)]
-            code, log, _ = broadcast_raw(client, trusted.tx(*batch, gas_limit=100_000_000))
-            assert code == 0, log
-            last = batch[-1].inference_id
-            poll(lambda last=last: net.inference(last), f"batch ending {last}", 60, 0.3)
-            ids += [m.inference_id for m in batch[::2]]
-
+        ids = execute_as(net, trusted, "trusted", TRUSTED_RUNS, artifact)
         tasks = settled_tasks(net, ids, 300)
         assert {t.p_ppm for t in tasks} == {10_000}
         checked = [t for t in tasks if t.reports]
@@ -256,6 +268,55 @@ def test_a_trusted_executor_is_checked_about_one_percent_of_the_time(mlnodes, tm
         assert all(t.state == PASSED for t in checked)  # an honest output passes
         print(f"full reputation: {len(checked)} of {TRUSTED_RUNS} inferences checked "
               f"(p = {P_MIN}); {sum(len(t.reports) for t in tasks)} checks in all")
+    finally:
+        net.close()
+
+
+# Reputation from 0 to full in two clean epochs: p = 1, then 0.505, then p_min = 0.01. At
+# p = 1 the three workers make 120 checks on one shared CPU ML node: a window of 90 s.
+RISING_EPOCHS = {"epochs": {"epoch_length_blocks": 150},
+                 "validation": {"epochs_to_max": 2, "validation_window_blocks": 300,
+                                "voting_period_blocks": 20, "reveal_window_blocks": 320,
+                                "canary_rate_ppm": 0}}
+RISING_RUNS = 40
+
+
+def test_reputation_rises_over_clean_epochs_and_the_checks_fall_with_it(mlnodes, tmp_path):
+    """A newcomer (reputation 0) executes 40 honest inferences in each of three epochs; the
+    three validator workers check what their seeds tell them to. Observed: every one in the
+    first epoch, about half in the second, about 1% in the third."""
+    honest_port, _ = mlnodes
+    rising, key, entry = own_participant(1_000_000)
+    net = LocalNetwork(tmp_path, [honest_port] * 3, in_genesis=True, extra_accounts=[key],
+                       extra_participants=[entry], node_settings=[FAST_WORKER] * 3,
+                       params=RISING_EPOCHS)
+    try:
+        artifact = honest_artifact(honest_port)
+        observed = []
+        first = net.query("Epoch", q.QueryEpochRequest(), q.QueryEpochResponse).current
+        for epoch in range(first.number, first.number + 3):
+            start = first.start_height + (epoch - first.number) * first.length
+            poll(lambda start=start: height(net) >= start or None, f"epoch {epoch}", 300, 0.5)
+            wait_for_seeds(net, epoch)
+            reputation = net.query("ExecutorStats", q.QueryExecutorStatsRequest(
+                address=rising.address), q.QueryExecutorStatsResponse).stats.reputation_ppm
+            ids = execute_as(net, rising, f"rising-{epoch}", RISING_RUNS, artifact)
+            tasks = [task(net, i) for i in ids]
+            assert all(t.epoch == epoch for t in tasks), "a batch crossed an epoch boundary"
+            observed.append((reputation, {t.p_ppm for t in tasks}, ids))
+        rates = []
+        for reputation, p_values, ids in observed:
+            checked = [t for t in settled_tasks(net, ids, 600) if t.reports]
+            assert all(t.state == PASSED for t in checked)
+            rates.append(len(checked) / RISING_RUNS)
+            print(f"reputation {reputation / 1e6:.2f}: p = {min(p_values) / 1e6:.3f}, "
+                  f"{len(checked)} of {RISING_RUNS} checked")
+        assert [r for r, _, _ in observed] == [0, 500_000, 1_000_000]
+        assert [p for _, p, _ in observed] == [{1_000_000}, {505_000}, {10_000}]
+        assert rates[0] == 1.0
+        sigma = (RISING_RUNS * 0.505 * 0.495) ** 0.5 / RISING_RUNS
+        assert abs(rates[1] - 0.505) < 4 * sigma, rates
+        assert rates[2] <= 4 / RISING_RUNS, rates  # Poisson(0.4): P(≥ 5) ≈ 6e-5
     finally:
         net.close()
 

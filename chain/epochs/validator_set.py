@@ -85,8 +85,9 @@ class ValidatorSet:
             return []
         wanted = self.desired(ctx.kv)
         if not wanted:
-            log.warning("epoch %d: no active participant with a consensus key and weight; "
-                        "the CometBFT validator set stays as it is", epoch)
+            # Normal in solo mode and on networks whose participants run no validators.
+            log.info("epoch %d: no active participant with a consensus key and weight; the "
+                     "CometBFT validator set stays as it is", epoch)
             return []
         powers = scaled({key: weight for key, (weight, _) in wanted.items()})
         before = {bytes(v.pubkey): v.power for v in self.current(ctx.kv).validators}
