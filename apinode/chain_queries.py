@@ -1,5 +1,6 @@
 """What the API node reads from its chain node: participants, models, draws, inferences, accounts,
-and what its validator worker follows: epochs, seed commitments, validation tasks and votes.
+what its validator worker follows: epochs, seed commitments, validation tasks and votes, and
+what its PoC worker follows: proof-of-compute submissions and their nonces.
 
 Async over gRPC (``grpc.aio``), on a channel the caller opens once and shares with
 ``apinode.tx_sender``, e.g. ``grpc.aio.insecure_channel("127.0.0.1:9090")``. Methods are
@@ -24,6 +25,7 @@ from cosmpy.protos.cosmos.base.tendermint.v1beta1 import query_pb2 as tm_query
 from google.protobuf.message import Message
 
 from inferchain_pb.inference.v1 import query_pb2 as q
+from inferchain_pb.inference.v1.epochs_pb2 import PocNonce, PocSubmission
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model, Participant
 from inferchain_pb.inference.v1.validation_pb2 import (
     Epoch,
@@ -222,6 +224,20 @@ class ChainQueries:
                                 q.QueryValidatorRecordRequest(address=address, epoch=epoch),
                                 q.QueryValidatorRecordResponse)
         return reply.record if reply else None
+
+    async def poc_submissions(self, epoch: int) -> list[PocSubmission]:
+        """Every participant's proof-of-compute submission in ``epoch``, with its verdicts."""
+        reply = await self.call(INFERENCE + "PocSubmissions",
+                                q.QueryPocSubmissionsRequest(epoch=epoch),
+                                q.QueryPocSubmissionsResponse)
+        return list(reply.submissions)
+
+    async def poc_nonces(self, epoch: int, participant: str) -> list[PocNonce]:
+        """The nonces ``participant`` claimed in ``epoch`` (pruned once the next epoch's
+        weights are set)."""
+        reply = await self.call(INFERENCE + "PocNonces", q.QueryPocNoncesRequest(
+            epoch=epoch, participant=participant), q.QueryPocNoncesResponse)
+        return list(reply.nonces)
 
     async def latest_height(self) -> int:
         reply = await self.call(LATEST_BLOCK, tm_query.GetLatestBlockRequest(),

@@ -37,6 +37,23 @@ class ApiNodeConfig:
     # but checks nothing, "always-pass" reports every check as clean without scoring, "lie"
     # scores and then reports the opposite verdict. Empty: an honest validator.
     validator_fault: str = ""
+    # Proof of compute (apinode.poc): prove in each epoch's PoC window on the ML node and check
+    # the other members' proofs after it, whenever the chain runs PoC (epochs param
+    # poc_window_blocks > 0). Off, the participant gets no weight from the next epoch on and
+    # skips its PoC checks (the chain withholds a member's rewards for that).
+    poc: bool = True
+    # Nonces computed per epoch (nonces 0 … poc_max_nonces − 1); 0: until the window closes.
+    poc_max_nonces: int = 0
+    # What the ML node proves in: "float32" (what the chain's default tolerance is for) or
+    # "bfloat16" (only where the chain's poc_tolerance_nano allows for it).
+    poc_dtype: str = "float32"
+    # How often the worker looks at the chain, and how many blocks before the PoC window's
+    # last height it stops computing and submits what it found.
+    poc_interval_s: float = 1.0
+    poc_submit_margin_blocks: int = 3
+    # Fault injection for tests of the protocol only: "fabricate" submits made-up nonces
+    # (random, with distances just under the target) without computing any. Empty: honest.
+    poc_fault: str = ""
     node_key_file: str = "node.key"
     # The participant's CometBFT priv_validator_key.json, if it runs a validator: its public
     # key is registered on chain, and the validator's voting power follows the epoch weight.

@@ -1,4 +1,5 @@
-"""The API node's client of its own ML node: tokenize, generate, score, info (DESIGN.md §5).
+"""The API node's client of its own ML node: tokenize, generate, score, info (DESIGN.md §5),
+and proof of compute: prove (a stream of accepted nonces) and verify (a sample of claims).
 
 Async over one ``grpc.aio`` channel that the client opens and reuses for every call; the ML
 node is a sidecar on loopback, so there is no pool and no retry here. Its answers come back as
@@ -95,6 +96,55 @@ class ScoredPosition:
     cdf_high: float
     u: float
     argmax_gap: float
+
+
+@dataclass(frozen=True)
+class PocShape:
+    """The PoC transformer's shape (the chain's epochs params ``poc_hidden`` … ``poc_seq_len``)."""
+
+    hidden: int
+    layers: int
+    heads: int
+    ffn: int
+    seq_len: int
+
+
+@dataclass(frozen=True)
+class PocClaim:
+    """A nonce and its output's distance to its target."""
+
+    nonce: int
+    distance: float
+
+
+@dataclass(frozen=True)
+class PocProgress:
+    """One chunk of a proof-of-compute stream: the nonces it accepted (ascending) and the
+    running totals over the whole request."""
+
+    accepted: tuple[PocClaim, ...]
+    computed: int
+    accepted_total: int
+
+
+@dataclass(frozen=True)
+class PocCheck:
+    """One sampled claim re-computed: what was claimed, what came out, and whether it holds."""
+
+    nonce: int
+    claimed: float
+    recomputed: float
+    ok: bool
+
+
+@dataclass(frozen=True)
+class PocVerdict:
+    """VerifyProofOfCompute's answer: every sampled check, and nonces claimed twice."""
+
+    passed: bool
+    checks: tuple[PocCheck, ...]
+    failed: int
+    duplicates: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -199,6 +249,42 @@ class MlNodeClient:
         return [ScoredPosition(_step(p.step), p.cdf_low, p.cdf_high, p.u, p.argmax_gap)
                 for p in reply.positions]
 
+    async def proof_of_compute(self, shape: PocShape, seed: bytes, nonce_start: int,
+                               nonce_count: int, target_distance: float, *,
+                               batch_size: int = 0, dtype: str = "float32"
+                               ) -> AsyncIterator[PocProgress]:
+        """Computes nonces ``nonce_start`` … ``nonce_start + nonce_count − 1`` in order; one
+        ``PocProgress`` per forward pass. No deadline: a sprint lasts as long as its window,
+        and the caller ends it by closing the iterator (or cancelling its task), which cancels
+        the call; the ML node stops after the pass in flight."""
+        request = pb.PocRequest(spec=_shape_to_pb(shape), seed=seed, nonce_start=nonce_start,
+                                nonce_count=nonce_count, target_distance=target_distance,
+                                batch_size=batch_size, dtype=dtype)
+        call = self._stub.ProofOfCompute(request)
+        try:
+            async for chunk in call:
+                yield PocProgress(tuple(PocClaim(n.nonce, n.distance) for n in chunk.accepted),
+                                  chunk.computed, chunk.accepted_total)
+        except grpc.aio.AioRpcError as exc:
+            raise _error("ProofOfCompute", exc) from exc
+        finally:
+            call.cancel()
+
+    async def verify_proof_of_compute(self, shape: PocShape, seed: bytes,
+                                      target_distance: float, claimed: Sequence[PocClaim],
+                                      sample_size: int, sample_seed: bytes,
+                                      tolerance: float) -> PocVerdict:
+        """Re-computes the sample of ``claimed`` that ``sample_seed`` picks (always float32)."""
+        request = pb.PocVerifyRequest(
+            spec=_shape_to_pb(shape), seed=seed, target_distance=target_distance,
+            claimed=[pb.PocNonce(nonce=c.nonce, distance=c.distance) for c in claimed],
+            sample_size=sample_size, sample_seed=sample_seed, tolerance=tolerance)
+        reply = await self._unary("VerifyProofOfCompute", self._stub.VerifyProofOfCompute,
+                                  request, timeout=self.generate_timeout_s)
+        return PocVerdict(reply.passed, tuple(PocCheck(c.nonce, c.claimed, c.recomputed, c.ok)
+                                              for c in reply.checks),
+                          reply.failed, tuple(reply.duplicates))
+
     async def _unary(self, name: str, method: Callable[..., Awaitable[Reply]],
                      request: Message, timeout: float | None = None) -> Reply:
         try:
@@ -211,6 +297,11 @@ def _sampling_to_pb(sampling: SamplingParams) -> pb.SamplingParams:
     return pb.SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p,
                              top_k=sampling.top_k, max_tokens=sampling.max_tokens,
                              stop=list(sampling.stop), seed=sampling.seed)
+
+
+def _shape_to_pb(shape: PocShape) -> pb.PocModelSpec:
+    return pb.PocModelSpec(hidden=shape.hidden, layers=shape.layers, heads=shape.heads,
+                           ffn=shape.ffn, seq_len=shape.seq_len)
 
 
 def _step(step: pb.TokenStep) -> TokenStep:

@@ -1,11 +1,12 @@
 """Runs one participant's API node: registers it on chain, serves HTTP, drains the outbox,
-validates.
+validates, proves compute.
 
 On start the node makes sure the chain knows it (MsgRegisterParticipant with its public URL,
 node key and the model its ML node serves, checked against the registry), so an operator
 only starts it; the outbox worker then sends every start, finish, seed and validation the
 node produces, and the validator worker (unless ``validator = false``) does this
-participant's share of the checks.
+participant's share of the checks, and the PoC worker (unless ``poc = false``) proves the
+participant's compute in each epoch's PoC window and checks the other members' proofs.
 """
 
 import asyncio
@@ -25,6 +26,9 @@ from apinode.mlnode_client import MlNodeClient
 from apinode.outbox import Outbox
 from apinode.outbox_chain import outbox_confirm, outbox_submit
 from apinode.outbox_worker import OutboxWorker
+from apinode.poc.sprint import CHECK_KIND as POC_CHECK_KIND
+from apinode.poc.sprint import SUBMIT_KIND as POC_SUBMIT_KIND
+from apinode.poc.worker import PocWorker
 from apinode.store import Database
 from apinode.transfer_agent import TransferAgent
 from apinode.tx_sender import TxSender
@@ -35,6 +39,7 @@ from apinode.validation.worker import (
     VALIDATION_KIND,
     ValidatorWorker,
 )
+from inferchain_pb.inference.v1.epochs_pb2 import MsgPocValidation, MsgSubmitPoc
 from inferchain_pb.inference.v1.inference_pb2 import (
     MsgFinishInference,
     MsgRegisterParticipant,
@@ -48,7 +53,8 @@ log = logging.getLogger(__name__)
 
 DECODE = {"start_inference": MsgStartInference, "finish_inference": MsgFinishInference,
           "register_participant": MsgRegisterParticipant, COMMIT_KIND: MsgCommitSeed,
-          CLAIM_KIND: MsgClaimRewards, VALIDATION_KIND: MsgValidation}
+          CLAIM_KIND: MsgClaimRewards, VALIDATION_KIND: MsgValidation,
+          POC_SUBMIT_KIND: MsgSubmitPoc, POC_CHECK_KIND: MsgPocValidation}
 
 
 async def register(config: ApiNodeConfig, sender: TxSender, chain: ChainQueries,
@@ -123,7 +129,21 @@ async def run(config: ApiNodeConfig) -> None:
             log.warning("validator worker off (validator = false): this participant does none "
                         "of its checks, and the chain may withhold its epoch rewards")
         validating = asyncio.create_task(validator.run()) if validator else None
+        prover = None
+        if config.poc:
+            prover = PocWorker(sender.address, chain, mlnode, outbox,
+                               interval_s=config.poc_interval_s,
+                               max_nonces=config.poc_max_nonces, dtype=config.poc_dtype,
+                               submit_margin_blocks=config.poc_submit_margin_blocks,
+                               fault=config.poc_fault)
+        else:
+            log.warning("PoC worker off (poc = false): this participant proves no compute (no "
+                        "weight from the next epoch) and skips its PoC checks")
+        proving = asyncio.create_task(prover.run()) if prover else None
         await stop.wait()
+        if prover is not None and proving is not None:
+            prover.stop()  # its last nonces go through the outbox below
+            await proving
         if validator is not None and validating is not None:
             validator.stop()  # first: its last checks still go through the outbox below
             await validating

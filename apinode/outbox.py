@@ -152,6 +152,14 @@ class Outbox:
             row = session.scalar(select(OutboxRow).where(OutboxRow.key == key))
             return Entry.of(row) if row else None
 
+    def with_prefix(self, prefix: str) -> list[Entry]:
+        """Every entry whose key starts with ``prefix``, in any state, oldest first."""
+        with self.db.session() as session:
+            rows = session.scalars(select(OutboxRow)
+                                   .where(OutboxRow.key.startswith(prefix, autoescape=True))
+                                   .order_by(OutboxRow.id)).all()
+            return [Entry.of(row) for row in rows]
+
     def pending_count(self) -> int:
         """Entries still owed to the chain: pending or sent, but not yet committed or failed."""
         with self.db.session() as session:

@@ -24,7 +24,10 @@ log = logging.getLogger(__name__)
 # registered, the inference already started or finished (inference codespace codes 2, 6, 7).
 ALREADY_DONE = {("inference", 2), ("inference", 6), ("inference", 7),
                 # A seed already committed or revealed; a report already on record.
-                ("validation", 4), ("validation", 8)}
+                ("validation", 4), ("validation", 8),
+                # A PoC batch whose nonces are claimed already (a node's batches never share a
+                # nonce, so it is this very batch); a PoC verdict already on record.
+                ("epochs", 4), ("epochs", 8)}
 
 
 def outbox_submit(sender: TxSender, decode: Mapping[str, type[Message]]) -> Submit:

@@ -19,9 +19,9 @@ from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as pb_grpc
 from mlnode.engine import Engine, Finished, InvalidRequest, TokenStep
 from mlnode.poc import PocModelSpec, PocNonce
 from mlnode.poc.nonces import MAX_NONCE
-from mlnode.poc.seed import SEED_BYTES
 from mlnode.poc.verify import DEFAULT_TOLERANCE
 from mlnode.poc.worker import PocWorker
+from mlnode.poc_seed import SEED_BYTES
 from mlnode.sampling import SamplingParams
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import torch
 
 from mlnode.poc.counter_rng import hash32, key_words, uniform_from_hash
 from mlnode.poc.model import PocModel
-from mlnode.poc.seed import derive_key
+from mlnode.poc_seed import derive_key
 
 MAX_NONCE = (1 << 64) - 1
 TOKENS_PER_BATCH = 8192  # positions per forward pass: enough to keep a GPU busy

@@ -1,4 +1,7 @@
-"""The PoC seed: what makes one participant's sprint its own and unknowable in advance."""
+"""The PoC seed: what makes one participant's sprint its own and unknowable in advance.
+
+Outside the torch package `mlnode.poc` so the API node computes seeds without torch.
+"""
 
 import hashlib
 
