@@ -80,14 +80,18 @@ class ApiNodeConfig:
     def node_key(self) -> SigningKey:
         return SigningKey(bytes.fromhex((self.home / self.node_key_file).read_text().strip()))
 
-    def consensus_pubkey(self) -> bytes:
-        """The 32-byte ed25519 key of ``consensus_key_file`` (b"" when none is set)."""
+    def consensus_key(self) -> SigningKey | None:
+        """The CometBFT validator key of ``consensus_key_file`` (None when none is set): the
+        node signs its registration with it, proving the validator is this participant's."""
         if not self.consensus_key_file:
-            return b""
+            return None
         path = self.home / self.consensus_key_file
-        key = base64.b64decode(json.loads(path.read_text())["pub_key"]["value"])
-        if len(key) != 32:
-            raise ValueError(f"{path}: pub_key is not a 32-byte ed25519 key")
+        keys = json.loads(path.read_text())
+        private = base64.b64decode(keys["priv_key"]["value"])  # Go's seed ‖ public key
+        key = SigningKey(private[:32])
+        if len(private) != 64 or bytes(key.verify_key) != base64.b64decode(
+                keys["pub_key"]["value"]):
+            raise ValueError(f"{path}: not a CometBFT ed25519 validator key pair")
         return key
 
     def listen_host_port(self) -> tuple[str, int]:

@@ -39,6 +39,7 @@ from apinode.validation.worker import (
     VALIDATION_KIND,
     ValidatorWorker,
 )
+from chain.inference import payload
 from inferchain_pb.inference.v1.epochs_pb2 import MsgPocValidation, MsgSubmitPoc
 from inferchain_pb.inference.v1.inference_pb2 import (
     MsgFinishInference,
@@ -61,15 +62,19 @@ async def register(config: ApiNodeConfig, sender: TxSender, chain: ChainQueries,
                    mlnode: MlNodeClient) -> None:
     """Registers this participant unless the chain already has it; then sends the
     configured consensus key should the chain have another (or none)."""
-    consensus_key = config.consensus_pubkey()
+    consensus_key = config.consensus_key()
+    pubkey = bytes(consensus_key.verify_key) if consensus_key else b""
+    signature = consensus_key.sign(payload.consensus_key_payload(
+        config.chain_id, sender.address, pubkey)).signature if consensus_key else b""
     known = await chain.participant(sender.address)
     if known is not None:
         log.info("participant %s is registered", sender.address)
-        if consensus_key and known.consensus_pubkey != consensus_key:
+        if pubkey and known.consensus_pubkey != pubkey:
             await sender.send([MsgUpdateParticipant(
                 creator=sender.address, url=known.url, node_pubkey=known.node_pubkey,
-                models=known.models, consensus_pubkey=consensus_key)])
-            log.info("sent consensus key %s for participant %s", consensus_key.hex()[:16],
+                models=known.models, consensus_pubkey=pubkey,
+                consensus_key_signature=signature)])
+            log.info("sent consensus key %s for participant %s", pubkey.hex()[:16],
                      sender.address)
         return
     info = await mlnode.info()
@@ -81,7 +86,7 @@ async def register(config: ApiNodeConfig, sender: TxSender, chain: ChainQueries,
     await sender.send([MsgRegisterParticipant(
         creator=sender.address, url=config.public_url, node_pubkey=bytes(node_key.verify_key),
         models=[ServedModel(model_id=info.model_id, weights_sha256=info.weights_sha256)],
-        consensus_pubkey=consensus_key)])
+        consensus_pubkey=pubkey, consensus_key_signature=signature)])
     for _ in range(60):
         if await chain.participant(sender.address) is not None:
             log.info("registered participant %s at %s", sender.address, config.public_url)

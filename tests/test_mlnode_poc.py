@@ -17,6 +17,7 @@ from mlnode.poc import (
     PocModel,
     PocNonce,
     compute,
+    compute_batches,
     expected_acceptance,
     poc_seed,
     sample_claims,
@@ -119,6 +120,14 @@ def test_half_the_nonces_give_about_half_the_accepted(model, accepted):
     # Binomial(total, 1/2) given the total.
     low, high = binomial_bounds(len(accepted), 0.5)
     assert low < len(half) < high
+
+
+def test_a_range_too_long_for_len_is_searched_batch_by_batch(model):
+    """An open-ended sprint (all of uint64) works: nothing takes the range's len()."""
+    batches = compute_batches(model, range(0, 2**64), TARGET, batch_size=64)
+    first, second = next(batches), next(batches)
+    assert (first[0], second[0]) == (64, 64)
+    assert [n.nonce for n in first[1]] == [n.nonce for n in compute(model, range(64), TARGET)]
 
 
 def test_target_distance_and_rate_are_inverse():

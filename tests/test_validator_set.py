@@ -10,23 +10,44 @@ from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from cosmpy.protos.tendermint.crypto.keys_pb2 import PublicKey
 from inference_actors import MODEL_ID, WEIGHTS, Actor, genesis_models
 from inference_net import Net
+from nacl.signing import SigningKey
 
 from apinode.config import ApiNodeConfig
 from chain.app import Application
 from chain.epochs.validator_set import MAX_TOTAL_POWER, scaled
 from chain.errors import InvalidRequest
+from chain.inference.payload import consensus_key_payload
 from chain.store import Store
 from genesis.comet_keys import Ed25519Key, write_priv_validator_key
 from genesis.template import TemplateError, parse_template
 from inferchain_pb.inference.v1 import query_pb2 as q
-from inferchain_pb.inference.v1.inference_pb2 import MsgUpdateParticipant, MsgWithdrawParticipant
+from inferchain_pb.inference.v1.inference_pb2 import (
+    MsgRegisterParticipant,
+    MsgUpdateParticipant,
+    MsgWithdrawParticipant,
+)
 
 EPOCH = 6
 EPOCHS = {"epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 0}}}
 
 
+CHAIN_ID = "inferchain-test"
+SIGNERS: dict[bytes, SigningKey] = {}
+
+
 def key(name: str) -> bytes:
-    return hashlib.sha256(name.encode()).digest()
+    """The public half of a named CometBFT validator key (its signer kept to sign with)."""
+    signer = SigningKey(hashlib.sha256(name.encode()).digest())
+    SIGNERS[bytes(signer.verify_key)] = signer
+    return bytes(signer.verify_key)
+
+
+def sign_key(msg: MsgRegisterParticipant | MsgUpdateParticipant) -> None:
+    """The consensus key's proof of possession, where the test holds the key."""
+    signer = SIGNERS.get(bytes(msg.consensus_pubkey))
+    if signer is not None:
+        msg.consensus_key_signature = signer.sign(consensus_key_payload(
+            CHAIN_ID, msg.creator, msg.consensus_pubkey)).signature
 
 
 GENESIS_KEYS = [key("genesis-a"), key("genesis-b")]
@@ -80,9 +101,11 @@ def powers(net: Net) -> dict[bytes, tuple[int, str]]:
 
 def update_key(actor: Actor, consensus_pubkey: bytes) -> MsgUpdateParticipant:
     registered = actor.register()
-    return MsgUpdateParticipant(creator=actor.address, url=registered.url,
-                                node_pubkey=registered.node_pubkey, models=registered.models,
-                                consensus_pubkey=consensus_pubkey)
+    msg = MsgUpdateParticipant(creator=actor.address, url=registered.url,
+                               node_pubkey=registered.node_pubkey, models=registered.models,
+                               consensus_pubkey=consensus_pubkey)
+    sign_key(msg)
+    return msg
 
 
 def genesis_participant(actor: Actor, weight: int, consensus_pubkey: bytes) -> dict:
@@ -202,10 +225,33 @@ def test_a_key_already_taken_is_refused(genesis_validators):
     newcomer = net.developer
     msg = newcomer.register()
     msg.consensus_pubkey = key("shared")
+    sign_key(msg)
     assert net.one(newcomer.tx(msg)).code == 15
     msg.consensus_pubkey = key("newcomer")
+    sign_key(msg)
     assert net.one(newcomer.tx(msg)).code == 0
     assert net.participant_record(newcomer).consensus_pubkey == key("newcomer")
+
+
+def test_a_consensus_key_needs_its_own_signature_for_this_participant(genesis_validators):
+    """Nobody can claim another operator's validator: the key must sign the registration,
+    and a signature made for one participant does not serve another."""
+    net = Net(2, extra_state=EPOCHS)
+    a, b = net.parts
+    unsigned = update_key(a, key("a"))
+    unsigned.consensus_key_signature = b""
+    forged = update_key(a, key("a"))
+    forged.consensus_key_signature = SigningKey(bytes(32)).sign(consensus_key_payload(
+        CHAIN_ID, a.address, key("a"))).signature
+    replayed = update_key(b, key("a"))
+    replayed.consensus_key_signature = update_key(a, key("a")).consensus_key_signature
+    for sender, msg in [(a, unsigned), (a, forged), (b, replayed)]:
+        refused = net.one(sender.tx(msg))
+        assert (refused.codespace, refused.code) == ("inference", 15), refused.log
+        assert "consensus_key_signature" in refused.log
+    assert [net.participant_record(p).consensus_pubkey for p in (a, b)] == [b"", b""]
+    assert net.one(a.tx(update_key(a, key("a")))).code == 0
+    assert net.participant_record(a).consensus_pubkey == key("a")
 
 
 def test_genesis_refuses_a_shared_or_malformed_consensus_key():
@@ -261,5 +307,5 @@ def test_template_and_api_node_config_carry_the_consensus_key(tmp_path):
     write_priv_validator_key(tmp_path, comet)
     config = ApiNodeConfig(home=tmp_path, chain_id="c",
                            consensus_key_file="config/priv_validator_key.json")
-    assert config.consensus_pubkey() == comet.public_key
-    assert ApiNodeConfig(home=tmp_path, chain_id="c").consensus_pubkey() == b""
+    assert bytes(config.consensus_key().verify_key) == comet.public_key
+    assert ApiNodeConfig(home=tmp_path, chain_id="c").consensus_key() is None

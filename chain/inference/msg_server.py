@@ -266,18 +266,27 @@ class InferenceMsgServer:
                 raise InvalidParticipant(f"weights {served.weights_sha256[:16]}… are not model "
                                          f"{model.id}'s {model.weights_sha256[:16]}…")
         if msg.consensus_pubkey:
-            self._check_consensus_key(ctx, participant.address, msg.consensus_pubkey)
+            self._check_consensus_key(ctx, participant.address, msg.consensus_pubkey,
+                                      msg.consensus_key_signature)
             participant.consensus_pubkey = msg.consensus_pubkey
         participant.url, participant.node_pubkey = msg.url, msg.node_pubkey
         del participant.models[:]
         participant.models.extend(msg.models)
         self._keeper.set_participant(ctx.kv, participant)
 
-    def _check_consensus_key(self, ctx: Context, owner: str, key: bytes) -> None:
-        """A CometBFT validator key (DESIGN.md §2): 32 bytes, no other participant's."""
+    def _check_consensus_key(self, ctx: Context, owner: str, key: bytes,
+                             signature: bytes) -> None:
+        """A CometBFT validator key (DESIGN.md §2): 32 bytes, signed by itself for this
+        participant on this chain, no other participant's."""
         if len(key) != 32:
             raise InvalidParticipant("consensus_pubkey must be a 32-byte ed25519 public key "
                                      "(priv_validator_key.json's pub_key) or empty")
+        try:
+            VerifyKey(key).verify(payload.consensus_key_payload(ctx.block.chain_id, owner, key),
+                                  signature)
+        except (BadSignatureError, ValueError) as exc:
+            raise InvalidParticipant("consensus_key_signature is not the consensus key's "
+                                     "signature of this registration") from exc
         for other in self._keeper.participants(ctx.kv):
             if other.address != owner and other.consensus_pubkey == key:
                 raise InvalidParticipant(f"consensus_pubkey is already {other.address}'s")

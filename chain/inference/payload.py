@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 START_TAG = b"inferchain/start/v1"
 FINISH_TAG = b"inferchain/finish/v1"
 VALIDATION_TAG = b"inferchain/validation/v1"
+CONSENSUS_KEY_TAG = b"inferchain/consensus-key/v1"
 
 
 def _field(value: bytes | str | int | float) -> bytes:
@@ -74,3 +75,9 @@ def validation_payload(inference_id: str, output_hash: bytes, distance_micro: in
     """What a validator signs with its node key: its figures for one output."""
     return canonical(VALIDATION_TAG, inference_id, output_hash, distance_micro, rule_violations,
                      ids_match, positions, validator)
+
+
+def consensus_key_payload(chain_id: str, participant: str, pubkey: bytes) -> bytes:
+    """What a CometBFT validator key signs to be a participant's: the chain, the participant
+    and the key itself, so the signature serves for that registration only."""
+    return canonical(CONSENSUS_KEY_TAG, chain_id, participant, pubkey)

@@ -8,6 +8,7 @@ every seed (``target.py``). A nonce is accepted when the distance between the mo
 normalised output and its target is below ``target_distance``.
 """
 
+import itertools
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -71,8 +72,11 @@ def compute_batches(model: PocModel, nonces: Sequence[int], target_distance: flo
     device between batches.
     """
     size = batch_size or default_batch_size(model)
-    for start in range(0, len(nonces), size):
+    # Slices, not len(): a range of 2^63 nonces or more has no len() in Python.
+    for start in itertools.count(0, size):
         chunk = nonces[start:start + size]
+        if not chunk:
+            return
         found = [PocNonce(n, d) for n, d in zip(chunk, distances(model, chunk), strict=True)
                  if d < target_distance]
         yield len(chunk), found
