@@ -30,7 +30,6 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
             validation_threshold=str(raw.get("validation_threshold",
                                              DEFAULT_VALIDATION_THRESHOLD)),
             top_k=int(raw.get("top_k", params.top_k))))
-    consensus_keys: set[bytes] = set()
     for raw in section.get("participants", []):
         for served in raw["models"]:
             model = keeper.model(kv, served["model_id"])
@@ -44,13 +43,15 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
             consensus_key = bytes.fromhex(raw.get("consensus_pubkey", ""))
         except (TypeError, ValueError):
             consensus_key = b"?"
-        if consensus_key and (len(consensus_key) != 32 or consensus_key in consensus_keys):
+        if consensus_key and (len(consensus_key) != 32
+                              or keeper.consensus_key_owner(kv, consensus_key) is not None):
             raise InvalidRequest(f"genesis participant {raw['address']}: consensus_pubkey must "
                                  f"be 64 hex digits (ed25519), no other participant's")
-        consensus_keys.add(consensus_key)
-        keeper.set_participant(kv, Participant(
+        participant = Participant(
             address=raw["address"], url=raw["url"], node_pubkey=bytes.fromhex(raw["node_pubkey"]),
             models=[ServedModel(model_id=m["model_id"], weights_sha256=m["weights_sha256"])
                     for m in raw["models"]],
-            weight=int(raw.get("weight", params.genesis_weight)), active=True,
-            consensus_pubkey=consensus_key))
+            weight=int(raw.get("weight", params.genesis_weight)), active=True)
+        if consensus_key:
+            keeper.set_consensus_key(kv, participant, consensus_key)
+        keeper.set_participant(kv, participant)

@@ -13,6 +13,7 @@ Keys:
   inference/escrow/<addr>                      a developer's coins held for open inferences
   inference/requestsig/<sha256(signature)>     request signatures already used
   inference/allowance/<developer>/<agent>      what a developer lets a transfer agent spend
+  inference/consensuskey/<ed25519 key>         the participant that named this validator key
 Escrowed and earned coins sit in the module account ESCROW_ACCOUNT, so the bank's supply
 never changes and ESCROW_ACCOUNT's balance always equals escrows plus work balances.
 """
@@ -41,6 +42,7 @@ WORK = b"inference/work/"
 ESCROW = b"inference/escrow/"
 REQUEST_SIG = b"inference/requestsig/"
 ALLOWANCE = b"inference/allowance/"
+CONSENSUS_KEY = b"inference/consensuskey/"
 MILLION = 1_000_000
 
 State = GasKV | KVReader
@@ -66,6 +68,17 @@ class InferenceKeeper:
 
     def set_participant(self, kv: GasKV, participant: Participant) -> None:
         save(kv, PARTICIPANT + address.decode(participant.address), participant)
+
+    def consensus_key_owner(self, state: State, key: bytes) -> str | None:
+        owner = state.get(CONSENSUS_KEY + key)
+        return owner.decode() if owner is not None else None
+
+    def set_consensus_key(self, kv: GasKV, participant: Participant, key: bytes) -> None:
+        """Names ``key`` as the participant's validator, releasing the key it had."""
+        if participant.consensus_pubkey:
+            kv.delete(CONSENSUS_KEY + participant.consensus_pubkey)
+        kv.set(CONSENSUS_KEY + key, participant.address.encode())
+        participant.consensus_pubkey = key
 
     def model(self, state: State, model_id: str) -> Model | None:
         """A registered or retired model: inferences started before a retirement still

@@ -268,7 +268,7 @@ class InferenceMsgServer:
         if msg.consensus_pubkey:
             self._check_consensus_key(ctx, participant.address, msg.consensus_pubkey,
                                       msg.consensus_key_signature)
-            participant.consensus_pubkey = msg.consensus_pubkey
+            self._keeper.set_consensus_key(ctx.kv, participant, msg.consensus_pubkey)
         participant.url, participant.node_pubkey = msg.url, msg.node_pubkey
         del participant.models[:]
         participant.models.extend(msg.models)
@@ -287,9 +287,9 @@ class InferenceMsgServer:
         except (BadSignatureError, ValueError) as exc:
             raise InvalidParticipant("consensus_key_signature is not the consensus key's "
                                      "signature of this registration") from exc
-        for other in self._keeper.participants(ctx.kv):
-            if other.address != owner and other.consensus_pubkey == key:
-                raise InvalidParticipant(f"consensus_pubkey is already {other.address}'s")
+        other = self._keeper.consensus_key_owner(ctx.kv, key)
+        if other is not None and other != owner:
+            raise InvalidParticipant(f"consensus_pubkey is already {other}'s")
 
     @staticmethod
     def _check_prompt(msg: MsgStartInference, model: Model, params: InferenceParams) -> None:

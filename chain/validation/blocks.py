@@ -4,8 +4,7 @@ Every block: close the windows and votes whose deadline is this height. First bl
 epoch: settle the previous epoch's reputations (clean → up a step, misses → down a step, an
 invalidation → 0), lift INVALID, and fix the new epoch's members and weights. At
 ``reveal_window_blocks`` into an epoch: judge the previous epoch's validators by their
-revealed seeds (DESIGN.md §3.8), then let the epoch be
-settled (chain/epochs/settlement.py).
+revealed seeds (DESIGN.md §3.8), then let the epoch be settled (chain/epochs/settlement.py).
 """
 
 import logging
