@@ -1,23 +1,27 @@
 """The epochs module through real signed transactions, driven in-process block by block:
 epoch stages, proof of compute (real nonces of the tiny PoC transformer, real verification),
-weights, and settlement with an exact account of every coin (DESIGN.md §4)."""
+weights and the validator powers they set, and settlement with an exact account of every
+coin (DESIGN.md §4)."""
 
+import hashlib
 from fractions import Fraction
 
 import pytest
 from inference_actors import Actor, finish_msg, validation_msg
 from inference_net import Net
+from nacl.signing import SigningKey
 
 from chain.bank.keeper import BALANCE_PREFIX, SUPPLY_PREFIX
 from chain.epochs.params import EpochsParams
 from chain.epochs.settlement import emission, split_by_weight
 from chain.epochs.weights import capped_weights
+from chain.inference.payload import consensus_key_payload
 from chain.query import QueryError
 from chain.validation.sampling import seed_hash
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.epochs_pb2 import MsgPocValidation, MsgSubmitPoc
 from inferchain_pb.inference.v1.epochs_pb2 import PocNonce as ChainNonce
-from inferchain_pb.inference.v1.inference_pb2 import INVALIDATED
+from inferchain_pb.inference.v1.inference_pb2 import INVALIDATED, MsgUpdateParticipant
 from inferchain_pb.inference.v1.validation_pb2 import (
     INFERENCE,
     POC,
@@ -84,6 +88,20 @@ def check_all(net: Net, epoch: int, checkers: list[Actor]) -> dict[str, bool]:
     return outcome
 
 
+def name_consensus_key(net: Net, actor: Actor) -> bytes:
+    """Registers a (test-made) CometBFT validator key for the participant, signed by it."""
+    signer = SigningKey(hashlib.sha256(actor.address.encode()).digest())
+    pubkey = bytes(signer.verify_key)
+    registered = actor.register()
+    result = net.one(actor.tx(MsgUpdateParticipant(
+        creator=actor.address, url=registered.url, node_pubkey=registered.node_pubkey,
+        models=registered.models, consensus_pubkey=pubkey,
+        consensus_key_signature=signer.sign(consensus_key_payload(
+            "inferchain-test", actor.address, pubkey)).signature)))
+    assert result.code == 0, result.log
+    return pubkey
+
+
 def weight(net: Net, actor: Actor) -> int:
     return net.participant_record(actor).weight
 
@@ -102,6 +120,7 @@ def test_weights_follow_the_compute_done_and_fabricated_nonces_get_none():
             assert submit(net, actor, 1, part).code == 0
     made_up = [ChainNonce(nonce=n * 7919, distance=TARGET * 0.9) for n in range(200)]
     assert submit(net, forger, 1, made_up).code == 0
+    validator_keys = {a.address: name_consensus_key(net, a) for a in net.parts}
     to_height(net, current.poc_end_height + 1)
     assert epoch_info(net).stage == POC_VALIDATION and epoch_info(net).poc_sample_seed
     outcome = check_all(net, 1, net.parts)
@@ -118,6 +137,11 @@ def test_weights_follow_the_compute_done_and_fabricated_nonces_get_none():
     members = net.query("Epoch", q.QueryEpochRequest(epoch=2)).members
     assert {m.address: m.weight for m in members.members} == {
         full.address: weight(net, full), half.address: weight(net, half)}
+    # CometBFT's powers follow: the forger's validator is out.
+    powers = {v.pubkey: v.power for v in net.query(
+        "ConsensusValidators", q.QueryConsensusValidatorsRequest()).validators.validators}
+    assert powers == {validator_keys[full.address]: weight(net, full),
+                      validator_keys[half.address]: weight(net, half)}
     submissions = {s.participant: s for s in net.query(
         "PocSubmissions", q.QueryPocSubmissionsRequest(epoch=1)).submissions}
     assert not submissions[forger.address].accepted and submissions[forger.address].settled
