@@ -36,7 +36,7 @@ CHECK_KIND = "poc_check"
 # into one tx and CometBFT's mempool refuses txs over 1 MiB: 1,024 nonces are ~20 KB encoded.
 MAX_BATCH_NONCES = 1024
 # Without a budget a stream asks for this many nonces (days of a GPU's work; a stream that ends
-# is started again from where it stopped). The ML node cannot take counts of 2^63 or more.
+# is started again from where it stopped), far from the uint64 end of the nonce space.
 STREAM_NONCES = 1 << 40
 # The "fabricate" fault claims about as many nonces as an honest run of its budget would find
 # (the tiny preset's default target accepts ~2.9 %), or this many without a budget.
