@@ -15,6 +15,7 @@ from chain.bank.keeper import BALANCE_PREFIX, SUPPLY_PREFIX
 from chain.epochs.params import EpochsParams
 from chain.epochs.settlement import emission, split_by_weight
 from chain.epochs.weights import capped_weights
+from chain.errors import InvalidRequest
 from chain.inference.payload import consensus_key_payload
 from chain.query import QueryError
 from chain.validation.sampling import seed_hash
@@ -362,6 +363,6 @@ def test_the_emission_schedule_decays_geometrically_in_exact_integers():
                                  {"poc_hidden": 130}, {"max_weight_share_ppm": 0},
                                  {"reward_decay_ppm": 1_000_001}])
 def test_inconsistent_epochs_params_are_refused(bad):
-    with pytest.raises(Exception, match="epochs param"):
+    with pytest.raises(InvalidRequest, match="epochs param"):
         EpochsParams(epoch_length_blocks=30, **bad)
 
