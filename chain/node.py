@@ -1,16 +1,21 @@
 """Runs one chain node: the app, its gRPC services, and consensus (solo or CometBFT).
 
 In cometbft mode the node also starts CometBFT itself (``cometbft start --home HOME``),
-pointed at the app's ABCI socket, so one command runs a participant's chain node. If the app
-dies, CometBFT notices the lost ABCI connection and stops too; restarting the node restarts
-both, and CometBFT's handshake replays any block the app had not committed.
+pointed at the app's ABCI socket, so one command runs a participant's chain node. If the node
+process dies, however it dies, CometBFT is killed with it (on Linux, by the kernel's parent-
+death signal): a CometBFT left behind still holds its ports and its peers' connections, and
+the restarted node's CometBFT could not join. Restarting the node restarts both, and
+CometBFT's handshake replays any block the app had not committed.
 """
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 from chain.abci.server import AbciServer
@@ -25,12 +30,20 @@ from chain.store import Store
 
 log = logging.getLogger(__name__)
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
 
 def cometbft_binary(configured: str) -> str:
     found = shutil.which(configured) or shutil.which(str(Path.home() / "go" / "bin" / configured))
     if found is None:
         raise FileNotFoundError(f"{configured} not found; install it with `make cometbft`")
     return found
+
+
+def _die_with_parent() -> None:
+    """Runs in the CometBFT child before exec: SIGKILL it when this node process dies."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _split(listen: str) -> tuple[str, int]:
@@ -63,7 +76,8 @@ async def run_node(home: Path) -> None:
         broadcaster = CometBroadcaster(config.comet_rpc)
         comet_log = (home / "cometbft.log").open("ab")
         comet = subprocess.Popen([cometbft_binary(config.cometbft_binary), "start", "--home",
-                                  str(home)], stdout=comet_log, stderr=subprocess.STDOUT)
+                                  str(home)], stdout=comet_log, stderr=subprocess.STDOUT,
+                                 preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         log.info("CometBFT started (pid %d), log in %s", comet.pid, comet_log.name)
     grpc_server = await start_grpc(config.grpc_listen, app.queries, TxService(app, broadcaster))
     waiter = asyncio.create_task(stop.wait())

@@ -5,7 +5,9 @@ Each node is `python -m chain node start`, which runs the app and starts its own
 
 import json
 import socket
+import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from chain_client import ledger
@@ -97,9 +99,31 @@ def test_all_validators_agree_at_every_height(localnet):
     assert localnet.assert_agreement([0, 1, 2, 3]) >= 2
 
 
+def comet_pid(node) -> int:
+    """The pid of the CometBFT the node started last (from its log)."""
+    lines = (node.home / "node.log").read_text().splitlines()
+    line = next(x for x in reversed(lines) if "CometBFT started (pid" in x)
+    return int(line.split("(pid ")[1].split(")")[0])
+
+
+def running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie (a dead child nobody reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def test_three_keep_committing_without_the_fourth_which_then_catches_up(localnet):
     victim = localnet.nodes[3]
+    comet = comet_pid(victim)
     victim.kill()
+    # Its CometBFT dies with it: one left running would keep the ports and peers.
+    deadline = time.monotonic() + 30
+    while running(comet) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(comet), f"CometBFT (pid {comet}) outlived its killed node"
     start = localnet.nodes[0].height()
     localnet.nodes[0].wait_height(start + 5)
     localnet.assert_agreement([0, 1, 2])
