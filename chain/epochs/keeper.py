@@ -69,48 +69,46 @@ class EpochKeeper:
         return self.params(state).epoch_length_blocks
 
     def epoch_of(self, state: State, height: int) -> int:
-        return max(height - 1, 0) // self.length(state)
+        return self.params(state).epoch_of(height)
 
     def start_of(self, state: State, epoch: int) -> int:
-        return 1 + epoch * self.length(state)
+        return self.params(state).start_of(epoch)
 
     def poc_end(self, state: State, epoch: int) -> int:
         """The PoC window's last height (the epoch's start − 1 when PoC is off)."""
-        return self.start_of(state, epoch) + self.params(state).poc_window_blocks - 1
+        return self.params(state).poc_end(epoch)
 
     def poc_validation_end(self, state: State, epoch: int) -> int:
-        params = self.params(state)
-        if not params.poc_enabled:
-            return self.poc_end(state, epoch)
-        return self.poc_end(state, epoch) + params.poc_validation_window_blocks
+        return self.params(state).poc_validation_end(epoch)
 
     def current(self, state: State, height: int) -> Epoch:
-        number = self.epoch_of(state, height)
-        poc_end, checks_end = self.poc_end(state, number), self.poc_validation_end(state, number)
+        params = self.params(state)
+        number = params.epoch_of(height)
+        poc_end, checks_end = params.poc_end(number), params.poc_validation_end(number)
         stage = POC if height <= poc_end else POC_VALIDATION if height <= checks_end \
             else INFERENCE
-        return Epoch(number=number, start_height=self.start_of(state, number),
-                     length=self.length(state), stage=stage, poc_end_height=poc_end,
+        return Epoch(number=number, start_height=params.start_of(number),
+                     length=params.epoch_length_blocks, stage=stage, poc_end_height=poc_end,
                      poc_validation_end_height=checks_end,
                      poc_block_hash=state.get(SEED_HASH + uint64(number)) or b"",
                      poc_sample_seed=state.get(SAMPLE_SEED + uint64(number)) or b"")
 
     def begin_block(self, ctx: Context, block_hash: bytes) -> None:
+        """Records the hashes that seed an epoch's PoC and its sample, and starts epochs."""
         height = ctx.block.height
-        epoch = self.epoch_of(ctx.kv, height)
-        if self.params(ctx.kv).poc_enabled and height == self.poc_end(ctx.kv, epoch) + 1:
+        params = self.params(ctx.kv)
+        epoch = params.epoch_of(height)
+        if params.poc_enabled and height == params.poc_end(epoch) + 1:
             ctx.kv.set(SAMPLE_SEED + uint64(epoch), block_hash)
             log.info("epoch %d: PoC window closed at height %d; members check submissions "
-                     "until height %d", epoch, height - 1, self.poc_validation_end(ctx.kv,
-                                                                                 epoch))
+                     "until height %d", epoch, height - 1, params.poc_validation_end(epoch))
             ctx.emit("poc_window_closed", epoch=str(epoch), height=str(height))
-        if self.start_of(ctx.kv, epoch) != height:
+        if params.start_of(epoch) != height:
             return
         ctx.kv.set(SEED_HASH + uint64(epoch), block_hash)
-        params = self.params(ctx.kv)
         if params.poc_enabled:
             log.info("epoch %d begins at height %d: PoC window until height %d", epoch,
-                     height, self.poc_end(ctx.kv, epoch))
+                     height, params.poc_end(epoch))
         else:
             log.info("epoch %d begins at height %d (PoC off)", epoch, height)
         ctx.emit("epoch_start", epoch=str(epoch), height=str(height))

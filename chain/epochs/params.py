@@ -70,3 +70,19 @@ class EpochsParams(ModuleParams):
     @property
     def poc_enabled(self) -> bool:
         return self.poc_window_blocks > 0
+
+    # Stage heights: functions of these params alone (chain/epochs/keeper.py).
+
+    def epoch_of(self, height: int) -> int:
+        return max(height - 1, 0) // self.epoch_length_blocks
+
+    def start_of(self, epoch: int) -> int:
+        return 1 + epoch * self.epoch_length_blocks
+
+    def poc_end(self, epoch: int) -> int:
+        """The PoC window's last height (the epoch's start − 1 when PoC is off)."""
+        return self.start_of(epoch) + self.poc_window_blocks - 1
+
+    def poc_validation_end(self, epoch: int) -> int:
+        return self.poc_end(epoch) + (self.poc_validation_window_blocks
+                                      if self.poc_enabled else 0)

@@ -46,14 +46,13 @@ class PocMsgServer:
             raise NotParticipant(f"{msg.creator} is not an active participant")
         height = ctx.block.height
         params = self._epochs.params(ctx.kv)
-        current = self._epochs.epoch_of(ctx.kv, height)
+        current = params.epoch_of(height)
         if not params.poc_enabled:
             raise WindowClosed("proof of compute is off (epochs param poc_window_blocks is 0)")
-        if msg.epoch != current or height > self._epochs.poc_end(ctx.kv, current):
+        if msg.epoch != current or height > params.poc_end(current):
             raise WindowClosed(
                 f"the PoC window of epoch {msg.epoch} is not open at height {height} (epoch "
-                f"{current}'s is heights {self._epochs.start_of(ctx.kv, current)}-"
-                f"{self._epochs.poc_end(ctx.kv, current)})")
+                f"{current}'s is heights {params.start_of(current)}-{params.poc_end(current)})")
         if not 0 < len(msg.nonces) <= MAX_BATCH:
             raise BadBatch(f"a PoC batch holds 1 to {MAX_BATCH} nonces, got {len(msg.nonces)}")
         target = params.poc_target_distance_micro / 1e6
@@ -75,10 +74,10 @@ class PocMsgServer:
 
     def validate(self, ctx: Context, msg: MsgPocValidation) -> None:
         height = ctx.block.height
-        current = self._epochs.epoch_of(ctx.kv, height)
-        poc_end = self._epochs.poc_end(ctx.kv, current)
-        if msg.epoch != current or not poc_end < height <= \
-                self._epochs.poc_validation_end(ctx.kv, current):
+        params = self._epochs.params(ctx.kv)
+        current = params.epoch_of(height)
+        if msg.epoch != current or not params.poc_end(current) < height <= \
+                params.poc_validation_end(current):
             raise WindowClosed(f"PoC checks of epoch {msg.epoch} are not open at height "
                                f"{height}")
         members = self._validation.members(ctx.kv, msg.epoch)
