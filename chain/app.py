@@ -5,6 +5,11 @@ until the first block commits), the block being finalized (kept from FinalizeBlo
 Commit) and the mempool's check state (reset at every Commit). Commit writes the block and
 its tx index atomically, so a crash anywhere leaves either the old or the new height, and
 CometBFT's handshake replays whatever the app lacks.
+
+What no input may do (docs/chain.md, "Hostile input"): CheckTx, Query and Simulate answer every
+request, an unexpected exception becoming an error response with a code and a log; in
+FinalizeBlock a tx's failure is that tx's alone and a block step's failure discards that step's
+changes; Commit only writes what FinalizeBlock built and parses nothing a user sent.
 """
 
 import json
@@ -19,10 +24,12 @@ from google.protobuf.any_pb2 import Any as AnyPb
 
 from chain import failpoint
 from chain.context import BlockInfo, Context, Event
+from chain.errors import ENVIRONMENT_ERRORS
 from chain.gas import GasKV, GasMeter
 from chain.modules import Modules, build
 from chain.query import QueryRouter
 from chain.store import Overlay, Store
+from chain.tx.decode import tx_hash
 from chain.tx.execute import Mode, Outcome
 
 log = logging.getLogger(__name__)
@@ -32,6 +39,10 @@ APP_VERSION = 1
 CHAIN_ID_META = "chain_id"
 LAST_BLOCK_META = "last_block"
 TX_META_PREFIX = "tx/"
+# The gas a simulation may use when the node's app.toml does not say: far above any tx that
+# fits the default max_tx_bytes, and low enough that one simulation cannot hold the node long.
+DEFAULT_SIMULATE_GAS_LIMIT = 50_000_000
+INTERNAL_ERROR = 1  # the sdk codespace's code for an internal error
 
 
 @dataclass
@@ -39,6 +50,7 @@ class PendingBlock:
     block: BlockInfo
     state: Overlay
     outcomes: list[Outcome]
+    tx_responses: list[bytes]
     header: dict
 
 
@@ -54,8 +66,10 @@ def rfc3339(time_ns: int) -> str:
 
 
 class Application:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store,
+                 simulate_gas_limit: int = DEFAULT_SIMULATE_GAS_LIMIT) -> None:
         self.store = store
+        self.simulate_gas_limit = simulate_gas_limit
         self.modules: Modules = build()
         self.queries = QueryRouter(self)
         self.modules.register_queries(self.queries, lambda: self.store.height)
@@ -86,12 +100,19 @@ class Application:
         self.modules.init_genesis(kv, app_state)
         self.modules.validator_set.init_genesis(kv, req.validators)
         self._genesis = state
+        # Txs checked before the first block see the genesis accounts and balances.
+        self._check = state.branch()
         log.info("genesis for chain %s applied (initial height %d)", req.chain_id,
                  self._initial_height)
         return abci.ResponseInitChain(app_hash=self.store.app_hash_of(state))
 
     def check_tx(self, req: abci.RequestCheckTx) -> abci.ResponseCheckTx:
-        outcome = self.modules.runner.run(self._check, self._next_block(), req.tx, Mode.CHECK)
+        try:
+            outcome = self.modules.runner.run(self._check, self._next_block(), req.tx,
+                                              Mode.CHECK)
+        except Exception as exc:
+            return abci.ResponseCheckTx(code=INTERNAL_ERROR, codespace="sdk",
+                                        log=_internal("CheckTx", exc))
         return abci.ResponseCheckTx(code=outcome.code, codespace=outcome.codespace,
                                     log=outcome.log, gas_wanted=outcome.gas_wanted,
                                     gas_used=outcome.gas_used)
@@ -101,9 +122,16 @@ class Application:
 
         The mempool's state includes pending txs, so a sender's next sequence and the gas of a
         message that depends on a pending one (a Finish settling a pending Start) come out as
-        they will at CheckTx.
+        they will at CheckTx. The node's simulation gas limit replaces the tx's own, so a
+        client cannot make one simulation run for long.
         """
-        return self.modules.runner.run(self._check, self._next_block(), raw, Mode.SIMULATE)
+        try:
+            return self.modules.runner.run(self._check, self._next_block(), raw, Mode.SIMULATE,
+                                           simulate_gas_cap=self.simulate_gas_limit)
+        except Exception as exc:
+            outcome = Outcome(tx_hash(raw), code=INTERNAL_ERROR, codespace="sdk")
+            outcome.log = _internal("Simulate", exc)
+            return outcome
 
     def _next_block(self) -> BlockInfo:
         """What mempool checks assume of the block a tx will land in: the next height, and the
@@ -147,11 +175,12 @@ class Application:
         outcomes = [self.modules.runner.run(state, block, tx, Mode.DELIVER) for tx in req.txs]
         self.modules.end_block(hooks)
         # After end-block, so an epoch's first block sees the weights the epoch starts with.
-        validator_updates = self.modules.validator_set.updates(hooks)
+        validator_updates = self._validator_updates(hooks)
         header = {"height": req.height, "time_ns": time_ns, "hash": req.hash.hex(),
                   "proposer": req.proposer_address.hex(), "txs": [t.hex() for t in req.txs]}
         app_hash = self.store.app_hash_of(state)
-        self._pending = PendingBlock(block, state, outcomes, header)
+        tx_responses = [_tx_response(block, o).SerializeToString() for o in outcomes]
+        self._pending = PendingBlock(block, state, outcomes, tx_responses, header)
         failpoint.hit(failpoint.AFTER_FINALIZE, req.height)
         return abci.ResponseFinalizeBlock(
             app_hash=app_hash, events=abci_events(hooks.events),
@@ -160,13 +189,24 @@ class Application:
                                           gas_wanted=o.gas_wanted, gas_used=o.gas_used,
                                           events=abci_events(o.events)) for o in outcomes])
 
+    def _validator_updates(self, hooks: Context) -> list[abci.ValidatorUpdate]:
+        """CometBFT's validator changes; a failure to compute them leaves the set as it is."""
+        try:
+            return self.modules.validator_set.updates(hooks)
+        except ENVIRONMENT_ERRORS:
+            raise
+        except Exception:
+            log.exception("computing the validator updates failed at height %d; the "
+                          "validator set stays as it is", hooks.block.height)
+            return []
+
     def commit(self, req: abci.RequestCommit) -> abci.ResponseCommit:
         pending = self._pending
         if pending is None:
             raise RuntimeError("Commit without FinalizeBlock")
         header = {**pending.header, "app_hash": self.store.app_hash_of(pending.state).hex()}
-        meta = {TX_META_PREFIX + o.hash.hex().upper(): self._tx_response(pending, o)
-                .SerializeToString() for o in pending.outcomes}
+        meta = {TX_META_PREFIX + o.hash.hex().upper(): response
+                for o, response in zip(pending.outcomes, pending.tx_responses, strict=True)}
         meta[LAST_BLOCK_META] = json.dumps(header).encode()
         meta[CHAIN_ID_META] = self.chain_id.encode()
         self.store.commit(pending.state, pending.block.height, meta)
@@ -180,7 +220,11 @@ class Application:
         return abci.ResponseCommit()
 
     def query(self, req: abci.RequestQuery) -> abci.ResponseQuery:
-        return self.queries.abci_query(req)
+        try:
+            return self.queries.abci_query(req)
+        except Exception as exc:
+            return abci.ResponseQuery(code=INTERNAL_ERROR, codespace="sdk",
+                                      height=self.store.height, log=_internal("Query", exc))
 
     def list_snapshots(self, req: abci.RequestListSnapshots) -> abci.ResponseListSnapshots:
         return abci.ResponseListSnapshots()
@@ -204,16 +248,24 @@ class Application:
         response.ParseFromString(data)
         return response
 
-    def _tx_response(self, pending: PendingBlock, outcome: Outcome) -> TxResponse:
-        response = TxResponse(
-            height=pending.block.height, txhash=outcome.hash.hex().upper(),
-            codespace=outcome.codespace, code=outcome.code, raw_log=outcome.log,
-            gas_wanted=outcome.gas_wanted, gas_used=outcome.gas_used,
-            timestamp=rfc3339(pending.block.time_ns), events=abci_events(outcome.events))
-        if outcome.tx is not None:
-            tx = Tx()
-            tx.ParseFromString(outcome.tx.raw)
-            packed = AnyPb()
-            packed.Pack(tx, type_url_prefix="/")
-            response.tx.CopyFrom(packed)
-        return response
+
+def _tx_response(block: BlockInfo, outcome: Outcome) -> TxResponse:
+    """The tx's stored result, built from what execution decoded: nothing is parsed again."""
+    response = TxResponse(
+        height=block.height, txhash=outcome.hash.hex().upper(), codespace=outcome.codespace,
+        code=outcome.code, raw_log=outcome.log, gas_wanted=outcome.gas_wanted,
+        gas_used=outcome.gas_used, timestamp=rfc3339(block.time_ns),
+        events=abci_events(outcome.events))
+    if outcome.tx is not None:
+        tx = Tx(body=outcome.tx.body, auth_info=outcome.tx.auth_info,
+                signatures=[signer.signature for signer in outcome.tx.signers])
+        packed = AnyPb()
+        packed.Pack(tx, type_url_prefix="/")
+        response.tx.CopyFrom(packed)
+    return response
+
+
+def _internal(method: str, exc: Exception) -> str:
+    """Logs an unexpected failure of a method that must answer, and the answer's log."""
+    log.exception("%s failed with an internal error; answering it as an error", method)
+    return f"internal error: {type(exc).__name__}"

@@ -40,4 +40,8 @@ class Context:
         return self.kv.meter
 
     def emit(self, type_: str, **attributes: str) -> None:
-        self.events.append(Event(type_, tuple(Attribute(k, v) for k, v in attributes.items())))
+        """Records an event; values are made valid UTF-8 here, since an event is serialized
+        into the block's results and a value that cannot be (a lone surrogate from a user's
+        JSON) must not stop the block."""
+        self.events.append(Event(type_, tuple(
+            Attribute(k, v.encode("utf-8", "replace").decode()) for k, v in attributes.items())))

@@ -4,6 +4,8 @@ Codes in the "sdk" codespace keep the Cosmos SDK's numbers, so wallets and explo
 those codes read ours the same way. A module adds its own codespace instead of reusing these.
 """
 
+import sqlite3
+
 
 class ChainError(Exception):
     codespace = "sdk"
@@ -42,3 +44,10 @@ UnknownExtensionOptions = error_class("UnknownExtensionOptions", 31)
 NotFound = error_class("NotFound", 38)
 WrongSequence = error_class("WrongSequence", 32)
 InvalidGasLimit = error_class("InvalidGasLimit", 41)
+
+
+# Failures of the machine, not of the input (a full disk, a broken database file, no memory):
+# a node that meets one must stop, since recording a result its peers would not record forks
+# it from them. Every other exception inside a transaction or a block step is a deterministic
+# consequence of the input and is contained (chain/tx/execute.py, chain/modules.py).
+ENVIRONMENT_ERRORS: tuple[type[BaseException], ...] = (OSError, MemoryError, sqlite3.Error)

@@ -16,6 +16,9 @@ WRITE_FLAT = 2000
 WRITE_PER_BYTE = 30
 DELETE_FLAT = 1000
 ITER_NEXT_FLAT = 30
+# Gas figures travel in ABCI's int64 fields: no limit may exceed this, and no meter counts past
+# it (the Cosmos SDK refuses larger gas limits the same way).
+MAX_GAS = (1 << 63) - 1
 
 
 @dataclass
@@ -26,7 +29,7 @@ class GasMeter:
     used: int = 0
 
     def consume(self, amount: int, why: str) -> None:
-        self.used += amount
+        self.used = min(self.used + amount, MAX_GAS)
         if self.limit is not None and self.used > self.limit:
             raise OutOfGas(f"out of gas in {why}; gas wanted: {self.limit}, gas used: "
                            f"{self.used}")

@@ -2,8 +2,14 @@
 
 Adding a module means adding it here (its keeper, its routes, its genesis step); nothing else
 in the application changes.
+
+Block steps (begin- and end-block hooks) run on no user's gas, so each is contained like a
+transaction: it runs on its own branch of the block's state, and if it raises, its changes are
+discarded, the error is logged, and the block goes on. The same input raises on every node, so
+every node discards the same changes; only failures of the machine stop the node.
 """
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -25,7 +31,7 @@ from chain.epochs.poc import PocMsgServer
 from chain.epochs.settlement import Settlement
 from chain.epochs.validator_set import ValidatorSet
 from chain.epochs.weights import Weights
-from chain.errors import InvalidRequest
+from chain.errors import ENVIRONMENT_ERRORS, InvalidRequest
 from chain.gas import GasKV
 from chain.gov import genesis as gov_genesis
 from chain.gov import query as gov_query
@@ -60,6 +66,8 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     MsgWithdrawParticipant,
 )
 from inferchain_pb.inference.v1.validation_pb2 import MsgClaimRewards, MsgCommitSeed, MsgValidation
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -97,11 +105,11 @@ class Modules:
 
     def begin_block(self, ctx: Context, block_hash: bytes) -> None:
         for step in self.begin_block_steps:
-            step(ctx, block_hash)
+            run_contained(ctx, step, partial(step, block_hash=block_hash))
 
     def end_block(self, ctx: Context) -> None:
         for step in self.end_block_steps:
-            step(ctx)
+            run_contained(ctx, step, step)
 
     def init_genesis(self, kv: GasKV, app_state: dict) -> None:
         unknown = set(app_state) - {name for name, _ in self.genesis_steps}
@@ -109,6 +117,23 @@ class Modules:
             raise InvalidRequest(f"genesis app_state names unknown modules: {sorted(unknown)}")
         for name, step in self.genesis_steps:
             step(kv, app_state.get(name, {}))
+
+
+def run_contained(ctx: Context, step: Callable, run: Callable[[Context], None]) -> None:
+    """Runs one block step on a branch that is kept only if the step completes."""
+    branch = ctx.kv.state.branch()
+    step_ctx = Context(ctx.block, GasKV(branch, ctx.gas))
+    try:
+        run(step_ctx)
+    except ENVIRONMENT_ERRORS:
+        raise
+    except Exception:
+        name = getattr(getattr(step, "func", step), "__qualname__", repr(step))
+        log.exception("block step %s failed at height %d; its changes are discarded and the "
+                      "block goes on", name, ctx.block.height)
+        return
+    branch.write()
+    ctx.events.extend(step_ctx.events)
 
 
 def build() -> Modules:

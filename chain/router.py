@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from google.protobuf.any_pb2 import Any as AnyPb
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from chain.context import Context
-from chain.errors import TxDecodeError, UnknownRequest
+from chain.errors import UnknownRequest
+from chain.tx.canonical import parse_canonical
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,5 @@ class Router:
         if route is None:
             raise UnknownRequest(f"unrecognized message type: {packed.type_url}")
         message = route.message_type()
-        try:
-            message.ParseFromString(packed.value)
-        except DecodeError as exc:
-            raise TxDecodeError(f"cannot decode {packed.type_url}: {exc}") from exc
+        parse_canonical(message, packed.value, packed.type_url)
         return route, message

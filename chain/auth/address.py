@@ -22,7 +22,9 @@ def encode(raw: bytes) -> str:
 
 @lru_cache(maxsize=1 << 16)
 def decode(text: str) -> bytes:
-    """Address bytes from bech32, refusing other prefixes and malformed strings.
+    """Address bytes from bech32, refusing other prefixes, malformed strings and every
+    spelling but the canonical lower-case one: state is keyed by address strings in places,
+    so two spellings of one account would be two accounts.
 
     Cached: a block converts the same few addresses dozens of times, and bech32's checksum
     in pure Python costs about 50 µs each time.
@@ -35,4 +37,6 @@ def decode(text: str) -> bytes:
     raw = bytes(bech32.convertbits(data, 5, 8, False) or b"")
     if len(raw) not in (20, 32):
         raise InvalidAddress(f"invalid address {text!r}: {len(raw)} bytes")
+    if encode(raw) != text:
+        raise InvalidAddress(f"invalid address {text!r}: not canonical; write it {encode(raw)}")
     return raw

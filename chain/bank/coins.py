@@ -8,7 +8,10 @@ from cosmpy.protos.cosmos.base.v1beta1.coin_pb2 import Coin
 from chain.errors import InvalidCoins
 
 NATIVE_DENOM = "ninfer"
-_DENOM = re.compile(r"^[a-zA-Z][a-zA-Z0-9/:._-]{2,127}$")
+_DENOM = re.compile(r"[a-zA-Z][a-zA-Z0-9/:._-]{2,127}")
+# ASCII digits only (str.isdigit() also accepts '²' and '٣'), no leading zeros, so an amount
+# has one spelling; 78 digits hold any amount up to MAX_AMOUNT.
+_AMOUNT = re.compile(r"[1-9][0-9]{0,77}")
 MAX_AMOUNT = (1 << 256) - 1
 
 
@@ -17,13 +20,14 @@ def parse(coins: Iterable[Coin], allow_empty: bool = True) -> dict[str, int]:
     result: dict[str, int] = {}
     last = ""
     for coin in coins:
-        if not _DENOM.match(coin.denom):
-            raise InvalidCoins(f"invalid denom {coin.denom!r}")
-        if not coin.amount.isdigit():
-            raise InvalidCoins(f"invalid amount {coin.amount!r} for {coin.denom}")
+        if not _DENOM.fullmatch(coin.denom):
+            raise InvalidCoins(f"invalid denom {coin.denom[:130]!r}")
+        if not _AMOUNT.fullmatch(coin.amount):
+            raise InvalidCoins(f"invalid amount {coin.amount[:80]!r} for {coin.denom}: a "
+                               f"positive integer in decimal digits without leading zeros")
         amount = int(coin.amount)
-        if amount <= 0 or amount > MAX_AMOUNT:
-            raise InvalidCoins(f"amount of {coin.denom} must be positive, got {coin.amount}")
+        if amount > MAX_AMOUNT:
+            raise InvalidCoins(f"amount of {coin.denom} exceeds 2^256 - 1")
         if coin.denom <= last:
             raise InvalidCoins("coins must be sorted by denom without duplicates")
         last = coin.denom

@@ -1,7 +1,9 @@
 """Decodes TxRaw bytes into what the ante handler and the router need, checking shape only.
 
-Signatures are later verified over the *received* body and auth-info bytes, never over a
-re-serialization, exactly as the Cosmos SDK does.
+Every layer must be canonically encoded (chain/tx/canonical.py), so the decoded tx is the only
+reading of its bytes, and every integer that later feeds arithmetic or an int64 response field
+is range-checked here. Signatures are later verified over the *received* body and auth-info
+bytes, which are then also the canonical ones.
 """
 
 import hashlib
@@ -10,17 +12,18 @@ from dataclasses import dataclass
 from cosmpy.protos.cosmos.crypto.secp256k1.keys_pb2 import PubKey
 from cosmpy.protos.cosmos.tx.signing.v1beta1.signing_pb2 import SignMode
 from cosmpy.protos.cosmos.tx.v1beta1.tx_pb2 import AuthInfo, TxBody, TxRaw
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from chain.errors import (
     InvalidPubKey,
     InvalidRequest,
     NoSignatures,
     TooManySignatures,
-    TxDecodeError,
     UnknownExtensionOptions,
 )
+from chain.gas import MAX_GAS
 from chain.router import Route, Router
+from chain.tx.canonical import parse_canonical
 
 SECP256K1_PUBKEY = "/cosmos.crypto.secp256k1.PubKey"
 
@@ -49,22 +52,17 @@ class DecodedTx:
         return self.auth_info.fee.gas_limit
 
 
-def _parse(message: Message, data: bytes, what: str) -> None:
-    try:
-        message.ParseFromString(data)
-    except DecodeError as exc:
-        raise TxDecodeError(f"cannot decode {what}: {exc}") from exc
-
-
 def tx_hash(raw: bytes) -> bytes:
     return hashlib.sha256(raw).digest()
 
 
 def decode(raw: bytes, router: Router, sig_limit: int) -> DecodedTx:
     envelope, body, auth_info = TxRaw(), TxBody(), AuthInfo()
-    _parse(envelope, raw, "tx")
-    _parse(body, envelope.body_bytes, "tx body")
-    _parse(auth_info, envelope.auth_info_bytes, "tx auth info")
+    parse_canonical(envelope, raw, "tx")
+    parse_canonical(body, envelope.body_bytes, "tx body")
+    parse_canonical(auth_info, envelope.auth_info_bytes, "tx auth info")
+    if auth_info.fee.gas_limit > MAX_GAS:
+        raise InvalidRequest(f"invalid gas supplied; {auth_info.fee.gas_limit} > {MAX_GAS}")
     if not body.messages:
         raise InvalidRequest("tx has no messages")
     if body.extension_options:
@@ -95,7 +93,7 @@ def decode(raw: bytes, router: Router, sig_limit: int) -> DecodedTx:
             if info.public_key.type_url != SECP256K1_PUBKEY:
                 raise InvalidPubKey(f"unsupported public key type {info.public_key.type_url}")
             key = PubKey()
-            _parse(key, info.public_key.value, "public key")
+            parse_canonical(key, info.public_key.value, "public key")
             if len(key.key) != 33:
                 raise InvalidPubKey("secp256k1 public keys must be 33 bytes, compressed")
             pubkey = key.key

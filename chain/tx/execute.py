@@ -5,7 +5,12 @@ Modes differ only in what survives a failure:
   would fail never reaches a block;
 - deliver (in a block): a failed ante leaves no trace; failed messages are rolled back but the
   ante's fee and sequence increase stay, as in the Cosmos SDK;
-- simulate: everything runs without a gas limit and is thrown away; gas used is the estimate.
+- simulate: everything runs under the node's simulation gas cap instead of the tx's own limit
+  and is thrown away; gas used is the estimate.
+
+Whatever the bytes, a run ends in an Outcome: an exception raised by decoding, the ante handler
+or a message handler fails this tx alone, with its code or as an internal error (code 1). Only
+failures of the machine itself (chain/errors.py ENVIRONMENT_ERRORS) escape, to stop the node.
 """
 
 import enum
@@ -14,7 +19,7 @@ from dataclasses import dataclass, field
 
 from chain.auth.keeper import AuthKeeper
 from chain.context import BlockInfo, Context, Event
-from chain.errors import ChainError
+from chain.errors import ENVIRONMENT_ERRORS, ChainError
 from chain.gas import GasMeter
 from chain.router import Router
 from chain.store import Overlay
@@ -22,6 +27,9 @@ from chain.tx.ante import AnteHandler
 from chain.tx.decode import DecodedTx, decode, tx_hash
 
 log = logging.getLogger(__name__)
+
+# A failure's log echoes parts of the input; it is stored with the block and sent to clients.
+MAX_LOG_CHARS = 2048
 
 
 class Mode(enum.Enum):
@@ -52,19 +60,25 @@ class TxRunner:
         self._ante = ante
         self._auth = auth
 
-    def run(self, state: Overlay, block: BlockInfo, raw: bytes, mode: Mode) -> Outcome:
+    def run(self, state: Overlay, block: BlockInfo, raw: bytes, mode: Mode,
+            simulate_gas_cap: int | None = None) -> Outcome:
+        """Runs one tx; in simulate mode ``simulate_gas_cap`` replaces the tx's gas limit."""
         outcome = Outcome(tx_hash(raw))
         try:
             tx = decode(raw, self._router, self._auth.params(state).tx_sig_limit)
-        except ChainError as exc:
+        except ENVIRONMENT_ERRORS:
+            raise
+        except Exception as exc:
             return _failed(outcome, exc)
         outcome.tx = tx
         outcome.gas_wanted = tx.gas_limit
-        meter = GasMeter(None if mode is Mode.SIMULATE else tx.gas_limit)
+        meter = GasMeter(simulate_gas_cap if mode is Mode.SIMULATE else tx.gas_limit)
         ante_state = state.branch()
         ctx = Context.of(block, ante_state, meter)
         try:
             self._ante.run(ctx, tx, simulate=mode is Mode.SIMULATE)
+        except ENVIRONMENT_ERRORS:
+            raise
         except Exception as exc:
             outcome.gas_used = meter.used
             return _failed(outcome, exc)
@@ -73,6 +87,8 @@ class TxRunner:
         try:
             for route, message in tx.messages:
                 route.handle(msg_ctx, message)
+        except ENVIRONMENT_ERRORS:
+            raise
         except Exception as exc:
             outcome.gas_used = meter.used
             if mode is Mode.DELIVER:
@@ -92,5 +108,9 @@ def _failed(outcome: Outcome, exc: Exception) -> Outcome:
     if not isinstance(exc, ChainError):
         log.exception("tx %s failed with an internal error", outcome.hash.hex().upper())
         exc = ChainError(f"internal error: {type(exc).__name__}")
-    outcome.code, outcome.codespace, outcome.log = exc.code, exc.codespace, exc.message
+    text = exc.message
+    if len(text) > MAX_LOG_CHARS:
+        text = text[:MAX_LOG_CHARS] + "…"
+    outcome.code, outcome.codespace = exc.code, exc.codespace
+    outcome.log = text.encode("utf-8", "replace").decode()
     return outcome
