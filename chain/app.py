@@ -23,6 +23,7 @@ from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from google.protobuf.any_pb2 import Any as AnyPb
 
 from chain import failpoint
+from chain.config import NodeConfig
 from chain.context import BlockInfo, Context, Event
 from chain.errors import ENVIRONMENT_ERRORS
 from chain.gas import GasKV, GasMeter
@@ -39,9 +40,6 @@ APP_VERSION = 1
 CHAIN_ID_META = "chain_id"
 LAST_BLOCK_META = "last_block"
 TX_META_PREFIX = "tx/"
-# The gas a simulation may use when the node's app.toml does not say: far above any tx that
-# fits the default max_tx_bytes, and low enough that one simulation cannot hold the node long.
-DEFAULT_SIMULATE_GAS_LIMIT = 50_000_000
 INTERNAL_ERROR = 1  # the sdk codespace's code for an internal error
 
 
@@ -67,7 +65,7 @@ def rfc3339(time_ns: int) -> str:
 
 class Application:
     def __init__(self, store: Store,
-                 simulate_gas_limit: int = DEFAULT_SIMULATE_GAS_LIMIT) -> None:
+                 simulate_gas_limit: int = NodeConfig.simulate_gas_limit) -> None:
         self.store = store
         self.simulate_gas_limit = simulate_gas_limit
         self.modules: Modules = build()

@@ -16,6 +16,9 @@ class NodeConfig:
     comet_rpc: str = "http://127.0.0.1:26657"
     block_interval_ms: int = 500
     cometbft_binary: str = "cometbft"
+    # The gas one Simulate may use, whatever the tx's own limit: a bound on how long one
+    # client's simulation holds the node.
+    simulate_gas_limit: int = 50_000_000
 
     @property
     def genesis_file(self) -> Path:

@@ -55,7 +55,7 @@ async def run_node(home: Path) -> None:
     config = NodeConfig.load(home)
     config.database.parent.mkdir(parents=True, exist_ok=True)
     store = Store.open(config.database)
-    app = Application(store)
+    app = Application(store, simulate_gas_limit=config.simulate_gas_limit)
     node_query.register(app.queries, app, moniker=home.name)
     log.info("node %s starting in %s mode at height %d", home.name, config.mode, store.height)
     stop = asyncio.Event()

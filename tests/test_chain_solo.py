@@ -1,6 +1,7 @@
 """A solo chain node process, driven by cosmpy unmodified and by hand-made bad transactions."""
 
 import hashlib
+import threading
 
 import pytest
 from chain_client import TxSpec, broadcast_raw, ledger, send_msg, signed_tx
@@ -8,6 +9,9 @@ from chain_nodes import FUNDS, ChainNode, funded_keys, template
 from conftest import free_port
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
+from cosmpy.protos.cosmos.bank.v1beta1.tx_pb2 import MsgSend
+from cosmpy.protos.cosmos.base.v1beta1.coin_pb2 import Coin
+from cosmpy.protos.cosmos.tx.v1beta1 import service_pb2 as tx_service
 from cosmpy.protos.cosmos.tx.v1beta1.tx_pb2 import TxRaw
 from google.protobuf.any_pb2 import Any as AnyPb
 
@@ -110,6 +114,21 @@ BAD = {
                          13, "insufficient fee"),
     "unknown message type": (
         lambda c, w, o: _unknown_raw(c, w), 6, "unrecognized message type"),
+    "body bytes repeated, garbage first": (
+        lambda c, w, o: b"\x0a\x02\xff\xff" + signed_tx(w, _spec(c, w)).tx.SerializeToString(),
+        2, "not canonically encoded"),
+    "gas limit beyond int64": (
+        lambda c, w, o: signed_tx(w, _spec(c, w, gas_limit=(1 << 64) - 1)).tx.SerializeToString(),
+        18, "invalid gas supplied"),
+    "a superscript digit as the amount": (
+        lambda c, w, o: signed_tx(w, _spec(c, w, messages=[MsgSend(
+            from_address=str(w.address()), to_address=str(o.address()),
+            amount=[Coin(denom="ninfer", amount="²")])])).tx.SerializeToString(), 10,
+        "invalid amount"),
+    "upper-case spelling of the sender": (
+        lambda c, w, o: signed_tx(w, _spec(c, w, messages=[send_msg(
+            str(w.address()).upper(), str(o.address()), 10)])).tx.SerializeToString(), 7,
+        "not canonical"),
     "signer is not the tx signer": (
         lambda c, w, o: signed_tx(w, _spec(c, w, messages=[send_msg(
             str(o.address()), str(w.address()), 10)])).tx.SerializeToString(), 8,
@@ -155,3 +174,28 @@ def test_the_same_tx_twice_is_refused_the_second_time(solo):
     node.wait_height(node.height() + 2)
     after, log, _ = broadcast_raw(client, raw)
     assert after == 32 and "sequence mismatch" in log
+
+
+def test_blocks_keep_committing_while_clients_flood_simulate(solo):
+    node, client, (alice, bob, _) = solo
+    raw = signed_tx(alice, _spec(client, alice)).tx.SerializeToString()
+    request = tx_service.SimulateRequest(tx_bytes=raw)
+    start = node.height()
+    target = start + 5
+    done = []
+
+    def flood() -> None:
+        for _ in range(2_000):
+            if node.height() >= target:
+                return
+            for _ in range(10):
+                assert client.txs.Simulate(request).gas_info.gas_used > 0
+                done.append(1)
+
+    threads = [threading.Thread(target=flood) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert node.height() >= target, f"only {node.height() - start} blocks under the flood"
+    assert len(done) >= 80

@@ -2,7 +2,13 @@
 
 cosmpy sends a ``Tx`` where the SDK expects ``TxRaw``; both serialize to the same bytes, so
 whatever arrives is re-read as raw bytes and verified over exactly those bytes.
+
+Simulations share the event loop with ABCI and block production. Each is bounded by the node's
+simulation gas limit, and they run one at a time, each after a turn of the loop: however many
+arrive, consensus requests that are waiting are served between two of them.
 """
+
+import asyncio
 
 import grpc
 from cosmpy.protos.cosmos.base.abci.v1beta1.abci_pb2 import GasInfo, Result, TxResponse
@@ -20,13 +26,16 @@ class TxService:
     def __init__(self, app: Application, broadcaster: Broadcaster) -> None:
         self._app = app
         self._broadcaster = broadcaster
+        self._simulating = asyncio.Lock()
 
     async def simulate(self, req: tx_service.SimulateRequest,
                        context: grpc.aio.ServicerContext) -> tx_service.SimulateResponse:
         raw = req.tx_bytes or (req.tx.SerializeToString() if req.HasField("tx") else b"")
         if not raw:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty tx")
-        outcome = self._app.simulate(raw)
+        async with self._simulating:
+            await asyncio.sleep(0)
+            outcome = self._app.simulate(raw)
         if not outcome.ok:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"simulation failed (code {outcome.code}, codespace "
