@@ -92,3 +92,18 @@ def test_params_round_trip_and_refuse_unknown_or_ill_typed_fields():
         AuthParams.from_dict({"tx_sig_limit": True})
     with pytest.raises(ChainError, match="send_enabled"):
         BankParams.from_dict({"send_enabled": "yes"})
+
+
+def test_a_simulation_without_a_fee_counts_the_fee_transfer_the_real_tx_makes():
+    alice, bob = wallet(1), wallet(2)
+    app = started(genesis(alice, bob))
+    run_block(app, 1, [])
+    message = [send_msg(str(alice.address()), str(bob.address()), 5)]
+    simulated = app.simulate(signed_tx(alice, TxSpec(message, sequence=0, account_number=0,
+                                                     fee=0)).tx.SerializeToString())
+    assert simulated.ok, simulated.log
+    real = run_block(app, 2, [signed_tx(alice, TxSpec(
+        message, sequence=0, account_number=0, gas_limit=simulated.gas_used * 11 // 10,
+        fee=simulated.gas_used)).tx.SerializeToString()])
+    assert real.tx_results[0].code == 0, real.tx_results[0].log
+    assert simulated.gas_used >= real.tx_results[0].gas_used - 200

@@ -7,10 +7,11 @@ import json
 import socket
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from chain_client import ledger
+from chain_client import TxSpec, broadcast_raw, ledger, send_msg, signed_tx
 from chain_nodes import ChainNode, funded_keys, template
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
@@ -97,6 +98,34 @@ def test_cosmpy_against_a_cometbft_node(localnet):
 
 def test_all_validators_agree_at_every_height(localnet):
     assert localnet.assert_agreement([0, 1, 2, 3]) >= 2
+
+
+def test_hostile_txs_and_queries_leave_every_validator_committing(localnet):
+    client = ledger(localnet.infos[0].ports.grpc)
+    alice, bob = localnet.wallets
+    account = client.query_account(alice.address())
+    spec = TxSpec([send_msg(str(alice.address()), str(bob.address()), 1)],
+                  sequence=account.sequence, account_number=account.number)
+    repeated_body = b"\x0a\x02\xff\xff" + signed_tx(alice, spec).tx.SerializeToString()
+    huge_gas = signed_tx(alice, replace(spec, gas_limit=(1 << 64) - 1)).tx.SerializeToString()
+    start = localnet.nodes[0].height()
+    assert broadcast_raw(client, repeated_body)[:2] == (
+        2, "tx is not canonically encoded: unknown or repeated fields, fields out of order, "
+           "padded varints or explicit default values")
+    assert broadcast_raw(client, huge_gas)[0] == 18
+    # Straight to another validator's CometBFT RPC, and ABCI queries with garbage through it.
+    assert localnet.rpc(1, f"broadcast_tx_sync?tx=0x{repeated_body.hex()}")["code"] == 2
+    for path, data in [("/inference.v1.Query/Inferences", "ffff"),
+                       ("/cosmos.bank.v1beta1.Query/Balance", "0a" + "ff" * 8),
+                       ("/no.such.Query/Path", "00")]:
+        reply = localnet.rpc(2, f'abci_query?path="{path}"&data=0x{data}')["response"]
+        assert reply["code"] != 0 and reply["log"]
+    localnet.nodes[0].wait_height(start + 4)
+    localnet.assert_agreement([0, 1, 2, 3])
+    for node in localnet.nodes:
+        assert running(comet_pid(node))
+    assert client.send_tokens(bob.address(), 5, "ninfer", alice).wait_to_complete() \
+        .response.code == 0
 
 
 def comet_pid(node) -> int:
