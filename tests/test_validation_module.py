@@ -10,6 +10,7 @@ from inference_actors import Actor, finish_msg, start_msg, validation_msg
 from inference_net import T0, Net
 
 from chain.inference.keeper import invalid_now
+from chain.validation import judging
 from chain.validation.sampling import check_probability_ppm, must_check, seed_hash, threshold
 from chain.validation.verdict import (
     allowed_violations,
@@ -335,6 +336,40 @@ def test_a_validator_that_skips_its_checks_is_caught_at_seed_reveal(reveal):
     assert honest_record.settled and not honest_record.lazy
     assert honest_record.required == honest_record.done > 0
     assert silent_record.lazy and silent_record.committed and not silent_record.revealed
+
+
+def judged_records(net: Net, tasks: int) -> list:
+    """Epoch 1 with ``tasks`` checked inferences, the lazy member checking none of its share;
+    the members' records once judged, and how many blocks after the reveal window's last one
+    the judgement took."""
+    to_epoch(net, 1)
+    commit_all(net, 1)
+    lazy, honest, _ = net.parts
+    for i in range(tasks):
+        _, inference = finished(net, f"judged-{i}")
+        net.block([c.tx(validation_msg(c, inference, PASS))
+                   for c in assigned(net, task(net, inference.id)) if c is not lazy])
+    assert net.height < 1 + 2 * EPOCH, "the checks must all fall in epoch 1"
+    to_epoch(net, 2)
+    net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=1, seed=seed(a, 1)))
+               for a in (lazy, honest)])
+    to_height(net, 1 + 2 * EPOCH + REVEAL - 1)
+    blocks = 0
+    while not record(net, lazy, 1).settled:
+        blocks += 1
+        net.block([])
+    return [record(net, a, 1) for a in net.parts], blocks
+
+
+def test_judging_validators_is_spread_over_blocks_and_counts_the_same(monkeypatch):
+    full, blocks = judged_records(make_net(participants=3), tasks=3)
+    assert blocks == 0, "a small epoch is judged in the block its reveal window ends"
+    monkeypatch.setattr(judging, "PAIRS_PER_BLOCK", 2)  # one task a block: two revealed seeds
+    spread, blocks = judged_records(make_net(participants=3), tasks=3)
+    assert blocks == 2  # three tasks: the reveal window's last block and two more
+    assert spread == full
+    assert full[0].lazy and full[0].missed > 0 and not full[1].lazy
+    assert full[1].required == full[1].done > 0
 
 
 def test_a_validator_that_always_passes_is_caught_by_a_canary():

@@ -3,8 +3,9 @@
 Every block: close the windows and votes whose deadline is this height. First block of an
 epoch: settle the previous epoch's reputations (clean → up a step, misses → down a step, an
 invalidation → 0), lift INVALID, and fix the new epoch's members and weights. At
-``reveal_window_blocks`` into an epoch: judge the previous epoch's validators by their
-revealed seeds (DESIGN.md §3.8), then let the epoch be settled (chain/epochs/settlement.py).
+``reveal_window_blocks`` into an epoch: start judging the previous epoch's validators by their
+revealed seeds (DESIGN.md §3.8; chain/validation/judging.py, a bounded amount per block), and
+once that is done let the epoch be settled (chain/epochs/settlement.py).
 """
 
 import logging
@@ -13,8 +14,9 @@ from collections.abc import Callable
 from chain.context import Context
 from chain.epochs.keeper import EpochKeeper
 from chain.inference.keeper import InferenceKeeper, invalid_now
+from chain.validation.judging import Judging
 from chain.validation.keeper import ValidationKeeper
-from chain.validation.sampling import PPM, must_check
+from chain.validation.sampling import PPM
 from chain.validation.tasks import Tasks
 from inferchain_pb.inference.v1.validation_pb2 import (
     IN_VOTE,
@@ -33,6 +35,7 @@ class ValidationBlocks:
         self.inference = inference
         self.epochs = epochs
         self.tasks = tasks
+        self.judging = Judging(keeper, epochs)
         self._on_judged: list[Callable[[Context, int], None]] = []
 
     def end_block(self, ctx: Context) -> None:
@@ -49,12 +52,15 @@ class ValidationBlocks:
                 self.tasks.tally(ctx, task)
         # Judge epoch e at the last height its seeds may be revealed: start(e + 1) + window − 1,
         # which may lie epochs later when the window is longer than an epoch.
+        # The judgement is spread over blocks (chain/validation/judging.py); the listeners run
+        # in the block it completes.
         opened = height - self.keeper.params(ctx.kv).reveal_window_blocks + 1
         following = self.epochs.epoch_of(ctx.kv, opened)
         if opened >= 1 and following >= 1 and self.epochs.start_of(ctx.kv, following) == opened:
-            self.judge_validators(ctx, following - 1)
+            self.judging.start(ctx, following - 1)
+        for epoch in self.judging.advance(ctx):
             for listener in self._on_judged:
-                listener(ctx, following - 1)
+                listener(ctx, epoch)
 
     def on_judged(self, listener: Callable[[Context, int], None]) -> None:
         """Run ``listener(ctx, epoch)`` once the epoch's validators are judged: the last
@@ -102,47 +108,3 @@ class ValidationBlocks:
             if invalid_now(participant):
                 participant.invalid_until = ctx.block.height
                 self.inference.set_participant(ctx.kv, participant)
-
-    def judge_validators(self, ctx: Context, epoch: int) -> None:
-        """Recomputes each member's assigned checks from its revealed seed."""
-        members = self.keeper.members(ctx.kv, epoch)
-        if members is None:
-            return
-        weights = {m.address: m.weight for m in members.members}
-        first = self.epochs.start_of(ctx.kv, epoch)
-        tasks = list(self.keeper.tasks_finished(ctx.kv, first,
-                                                self.epochs.start_of(ctx.kv, epoch + 1) - 1))
-        submissions = list(self.epochs.submissions(ctx.kv, epoch))
-        for member in members.members:
-            record = self.keeper.record(ctx.kv, epoch, member.address)
-            commitment = self.keeper.commitment(ctx.kv, epoch, member.address)
-            record.committed = commitment is not None
-            record.revealed = bool(commitment is not None and commitment.seed)
-            if record.revealed:
-                for task in tasks:
-                    if task.executor == member.address or \
-                            task.finish_height <= commitment.commit_height:
-                        continue
-                    others = members.total_weight - weights.get(task.executor, 0)
-                    if must_check(commitment.seed, task.inference_id, task.p_ppm,
-                                  member.weight, others):
-                        record.required += 1
-                        record.done += any(r.validator == member.address for r in task.reports)
-                record.missed = record.required - record.done
-            record.missed_poc_checks = sum(
-                1 for s in submissions if s.participant != member.address
-                and all(v.validator != member.address for v in s.verdicts))
-            record.lazy = (not record.revealed or record.missed > 0 or record.missed_votes > 0
-                           or record.canaries_passed > 0 or record.missed_poc_checks > 0)
-            record.settled = True
-            self.keeper.set_record(ctx.kv, record)
-            ctx.emit("validator_epoch", validator=member.address, epoch=str(epoch),
-                     required=str(record.required), done=str(record.done),
-                     lazy=str(record.lazy).lower())
-            log.log(logging.WARNING if record.lazy else logging.INFO,
-                    "epoch %d validator %s: %d checks assigned, %d done, %d votes missed, "
-                    "%d PoC checks missed, %d canaries passed, seed %s%s", epoch,
-                    member.address, record.required, record.done, record.missed_votes,
-                    record.missed_poc_checks, record.canaries_passed,
-                    "revealed" if record.revealed else "NOT revealed",
-                    " — LAZY, forfeits the epoch's rewards" if record.lazy else "")

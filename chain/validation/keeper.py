@@ -10,6 +10,7 @@ Keys (heights and epochs as 8-byte big-endian, so prefixes iterate in order):
   validation/stats/<addr>                       ExecutorStats
   validation/record/<epoch>/<addr>              ValidatorEpochRecord
   validation/canary/<id>                        a planted known-bad twin (value: source id)
+  validation/judging/<epoch>                    JudgingCursor of an epoch being judged
 """
 
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from chain.validation.params import ValidationParams
 from inferchain_pb.inference.v1.validation_pb2 import (
     EpochMembers,
     ExecutorStats,
+    JudgingCursor,
     SeedCommitment,
     ValidationTask,
     ValidatorEpochRecord,
@@ -37,6 +39,7 @@ VOTE = b"validation/vote/"
 STATS = b"validation/stats/"
 RECORD = b"validation/record/"
 CANARY = b"validation/canary/"
+JUDGING = b"validation/judging/"
 
 State = GasKV | KVReader
 
@@ -123,6 +126,28 @@ class ValidationKeeper:
 
     def set_stats(self, kv: GasKV, stats: ExecutorStats) -> None:
         save(kv, STATS + address.decode(stats.address), stats)
+
+    def tasks_finished_at(self, state: State, height: int,
+                          after_id: str = "") -> Iterator[ValidationTask]:
+        """Tasks whose inference finished at ``height``, in id order, after ``after_id``."""
+        prefix = FINISHED + uint64(height)
+        after = after_id.encode()
+        for key, _ in state.iterate(prefix):
+            if after and key[len(prefix):] <= after:
+                continue
+            found = self.task(state, key[len(prefix):].decode())
+            if found is not None:
+                yield found
+
+    def judging(self, state: State) -> list[JudgingCursor]:
+        """Epochs whose judgement is under way, oldest first."""
+        return [JudgingCursor.FromString(value) for _, value in state.iterate(JUDGING)]
+
+    def set_judging(self, kv: GasKV, cursor: JudgingCursor) -> None:
+        save(kv, JUDGING + uint64(cursor.epoch), cursor)
+
+    def end_judging(self, kv: GasKV, epoch: int) -> None:
+        kv.delete(JUDGING + uint64(epoch))
 
     def record(self, state: State, epoch: int, addr: str) -> ValidatorEpochRecord:
         found = load(state, RECORD + uint64(epoch) + address.decode(addr), ValidatorEpochRecord)
