@@ -12,12 +12,16 @@ _DENOM = re.compile(r"^[a-zA-Z][a-zA-Z0-9/:._-]{2,127}$")
 MAX_AMOUNT = (1 << 256) - 1
 
 
+def valid_denom(denom: str) -> bool:
+    return _DENOM.match(denom) is not None
+
+
 def parse(coins: Iterable[Coin], allow_empty: bool = True) -> dict[str, int]:
     """Validated {denom: amount}; Cosmos rules: positive, valid denoms, sorted, no duplicates."""
     result: dict[str, int] = {}
     last = ""
     for coin in coins:
-        if not _DENOM.match(coin.denom):
+        if not valid_denom(coin.denom):
             raise InvalidCoins(f"invalid denom {coin.denom!r}")
         if not coin.amount.isdigit():
             raise InvalidCoins(f"invalid amount {coin.amount!r} for {coin.denom}")
