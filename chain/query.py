@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 # The most entries one list query returns; a limit of 0 or above it is served as this.
 MAX_PAGE = 1000
+# The most heights one query over a height range scans: the store scans one prefix per height.
+MAX_HEIGHT_SPAN = 1000
 # ABCI codes in the "sdk" codespace, as the Cosmos SDK numbers them.
 _ABCI_CODES = {grpc.StatusCode.NOT_FOUND: 38, grpc.StatusCode.INTERNAL: 1}
 _INVALID_REQUEST = 18

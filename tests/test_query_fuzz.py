@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from inference_net import Net
 
-from chain.query import MAX_PAGE, QueryError
+from chain.query import QueryError
 from chain.services import node_query
 from inferchain_pb.inference.v1 import query_pb2 as q
 
@@ -165,11 +165,17 @@ def test_an_address_in_uppercase_is_refused_not_looked_up(net):
     assert reply.code == 18 and "canonical" in reply.log
 
 
-def test_a_limit_above_the_cap_is_served_as_the_cap(net):
+def test_the_largest_limit_is_served_up_to_the_cap_not_refused(net):
     reply = _ask(net, "/inference.v1.Query/Inferences", q.QueryInferencesRequest(
         status=1, limit=(1 << 32) - 1).SerializeToString())
     found = q.QueryInferencesResponse.FromString(reply.value).inferences
-    assert reply.code == 0 and 1 <= len(found) <= MAX_PAGE
+    assert reply.code == 0 and [i.id for i in found] == ["fuzz-inference"]
+
+
+@pytest.mark.parametrize("name", ["Inferences", "ValidationTasks"])
+def test_a_huge_height_range_is_scanned_only_up_to_the_span(net, name):
+    request = getattr(q, f"Query{name}Request")(from_height=1, to_height=(1 << 63) - 1)
+    assert _ask(net, f"/inference.v1.Query/{name}", request.SerializeToString()).code == 0
 
 
 @settings(max_examples=100, deadline=None)

@@ -124,13 +124,16 @@ class InferenceKeeper:
 
     def inferences_by_status(self, state: State, status: int, from_height: int,
                              to_height: int) -> Iterator[Inference]:
-        prefix = _status_prefix(status)
-        for key, _ in state.iterate(prefix):
-            height = int.from_bytes(key[len(prefix):len(prefix) + 8], "big")
-            if height > to_height:
-                return
-            if height >= from_height:
-                found = self.inference(state, key[len(prefix) + 8:].decode())
+        """Inferences of ``status`` whose last change is in [from_height, to_height], by height.
+
+        One prefix scan per height: the store iterates by prefix only, and a scan from the
+        first height would grow with the chain's age, so callers bound the range.
+        """
+        status_prefix = _status_prefix(status)
+        for height in range(max(from_height, 1), to_height + 1):
+            prefix = status_prefix + uint64(height)
+            for key, _ in state.iterate(prefix):
+                found = self.inference(state, key[len(prefix):].decode())
                 if found is not None:
                     yield found
 

@@ -10,6 +10,7 @@ from chain.inference.draw import NoEligibleExecutor, draw_order
 from chain.inference.keeper import InferenceKeeper
 from chain.params import ModuleParams
 from chain.query import (
+    MAX_HEIGHT_SPAN,
     QueryError,
     QueryRouter,
     address_arg,
@@ -61,11 +62,15 @@ def register(queries: QueryRouter, keeper: InferenceKeeper, bank: BankKeeper,
 
     def inferences(state: KVReader, req: q.QueryInferencesRequest
                    ) -> q.QueryInferencesResponse:
+        """From ``from_height`` (when 0: the last MAX_HEIGHT_SPAN heights up to ``to_height``)
+        to ``to_height`` (when 0: the latest height), at most MAX_HEIGHT_SPAN heights."""
         status = enum_arg(InferenceStatus, req.status, "status")
-        from_height = height_arg(req.from_height, "from_height")
         to_height = height_arg(req.to_height, "to_height") or latest_height()
+        from_height = height_arg(req.from_height, "from_height") or \
+            max(to_height - MAX_HEIGHT_SPAN + 1, 1)
         if req.to_height and to_height < from_height:
             raise invalid(f"to_height {to_height} is below from_height {from_height}")
+        to_height = min(to_height, from_height + MAX_HEIGHT_SPAN - 1)
         limit = page_limit(req.limit)
         found = []
         for item in keeper.inferences_by_status(state, status, from_height, to_height):

@@ -6,6 +6,7 @@ import grpc
 
 from chain.epochs.keeper import EpochKeeper
 from chain.query import (
+    MAX_HEIGHT_SPAN,
     MAX_PAGE,
     QueryError,
     QueryRouter,
@@ -20,8 +21,7 @@ from inferchain_pb.inference.v1 import query_pb2 as q
 
 PATH = "/inference.v1.Query/"
 MAX_TASKS = MAX_PAGE
-# The most finish heights one ValidationTasks query scans: one prefix scan per height.
-MAX_HEIGHTS = 1000
+MAX_HEIGHTS = MAX_HEIGHT_SPAN
 
 
 def register(queries: QueryRouter, keeper: ValidationKeeper, epochs: EpochKeeper,
