@@ -3,21 +3,39 @@
 A module registers its query methods here (its ``query.py``); the gRPC server and the ABCI
 ``Query`` call both look them up by the same path, e.g. "/cosmos.bank.v1beta1.Query/Balance".
 Queries read the latest committed state, never a block in progress.
+
+Queries never raise past the router: a request is untrusted input, and an exception out of
+ABCI Query would stop CometBFT. Handlers check every field they use with the ``*_arg``
+helpers below (a bad one is INVALID_ARGUMENT, ABCI code 18); anything a handler still raises
+is answered as an internal error (gRPC INTERNAL, ABCI code 1) and logged with its traceback.
 """
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import DecodeError, Message
 
+from chain.auth import address
 from chain.errors import ChainError
 from chain.store import KVReader
 
 if TYPE_CHECKING:
     from chain.app import Application
+
+log = logging.getLogger(__name__)
+
+# The most entries one list query returns; a limit of 0 or above it is served as this.
+MAX_PAGE = 1000
+# The most heights one query over a height range scans: the store scans one prefix per height.
+MAX_HEIGHT_SPAN = 1000
+# ABCI codes in the "sdk" codespace, as the Cosmos SDK numbers them.
+_ABCI_CODES = {grpc.StatusCode.NOT_FOUND: 38, grpc.StatusCode.INTERNAL: 1}
+_INVALID_REQUEST = 18
 
 
 class QueryError(Exception):
@@ -25,6 +43,44 @@ class QueryError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def invalid(message: str) -> QueryError:
+    return QueryError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def enum_arg(enum: EnumTypeWrapper, value: int, field: str) -> int:
+    """A request's enum field, refused unless it names a value of ``enum``: protobuf enums
+    are open, so the wire carries any int32."""
+    if value not in enum.values():
+        raise invalid(f"{field} {value} is not a {enum.DESCRIPTOR.name}; known values: "
+                      f"{', '.join(f'{n} ({v})' for n, v in enum.items())}")
+    return value
+
+
+def height_arg(value: int, field: str) -> int:
+    """A block height from a request (int64 on the wire): 0 or more."""
+    if value < 0:
+        raise invalid(f"{field} {value} is negative")
+    return value
+
+
+def page_limit(limit: int) -> int:
+    """How many entries a list query returns for a requested ``limit``."""
+    return min(limit or MAX_PAGE, MAX_PAGE)
+
+
+def address_arg(text: str, field: str) -> bytes:
+    """The raw bytes of an account address, which must be in its canonical form (lowercase
+    bech32 with the chain's prefix): state is keyed by that form, so another spelling of the
+    same bytes would silently find nothing."""
+    try:
+        raw = address.decode(text)
+    except ChainError as exc:
+        raise invalid(f"{field}: {exc.message}") from exc
+    if address.encode(raw) != text:
+        raise invalid(f"{field}: address {text!r} is not in canonical lowercase form")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -46,13 +102,24 @@ class QueryRouter:
         self.methods[path] = QueryMethod(request_type, response_type, handle)
 
     def call(self, path: str, request: Message) -> Message:
-        method = self.methods[path]
+        """The handler's response; QueryError, and nothing else, when it cannot answer."""
+        method = self.methods.get(path)
+        if method is None:
+            raise QueryError(grpc.StatusCode.UNIMPLEMENTED, f"unknown query path {path}")
         try:
             return method.handle(self._app.store.begin_block(), request)
+        except QueryError:
+            raise
         except ChainError as exc:
-            raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from exc
+            raise invalid(exc.message) from exc
+        except Exception as exc:
+            log.exception("query %s failed on an unexpected error; answered as internal", path)
+            raise QueryError(grpc.StatusCode.INTERNAL,
+                             f"internal error in query {path}: {type(exc).__name__}: {exc}"
+                             ) from exc
 
     def abci_query(self, req: abci.RequestQuery) -> abci.ResponseQuery:
+        """Never raises: CometBFT stops on an exception reply."""
         height = self._app.store.height
         method = self.methods.get(req.path)
         if method is None:
@@ -61,11 +128,12 @@ class QueryRouter:
         request = method.request_type()
         try:
             request.ParseFromString(req.data)
-            response = self.call(req.path, request)
-        except DecodeError as exc:
+        except (DecodeError, RecursionError) as exc:
             return abci.ResponseQuery(code=2, codespace="sdk", height=height,
                                       log=f"cannot decode request: {exc}")
+        try:
+            response = self.call(req.path, request)
         except QueryError as exc:
-            return abci.ResponseQuery(code=38 if exc.status == grpc.StatusCode.NOT_FOUND
-                                      else 18, codespace="sdk", height=height, log=exc.message)
+            return abci.ResponseQuery(code=_ABCI_CODES.get(exc.status, _INVALID_REQUEST),
+                                      codespace="sdk", height=height, log=exc.message)
         return abci.ResponseQuery(value=response.SerializeToString(), height=height)

@@ -9,15 +9,14 @@ from cosmpy.protos.cosmos.auth.v1beta1.query_pb2 import (
 )
 from google.protobuf.any_pb2 import Any as AnyPb
 
-from chain.auth import address
 from chain.auth.keeper import AuthKeeper
-from chain.query import QueryError, QueryRouter
+from chain.query import QueryError, QueryRouter, address_arg
 from chain.store import KVReader
 
 
 def register(queries: QueryRouter, keeper: AuthKeeper) -> None:
     def account(state: KVReader, req: QueryAccountRequest) -> QueryAccountResponse:
-        found = keeper.get_account(state, address.decode(req.address))
+        found = keeper.get_account(state, address_arg(req.address, "address"))
         if found is None:
             raise QueryError(grpc.StatusCode.NOT_FOUND, f"account {req.address} not found")
         packed = AnyPb()

@@ -15,12 +15,17 @@ _AMOUNT = re.compile(r"[1-9][0-9]{0,77}")
 MAX_AMOUNT = (1 << 256) - 1
 
 
+def valid_denom(denom: str) -> bool:
+    """Cosmos's denom rule, over the whole string (a trailing newline is no denom)."""
+    return _DENOM.fullmatch(denom) is not None
+
+
 def parse(coins: Iterable[Coin], allow_empty: bool = True) -> dict[str, int]:
     """Validated {denom: amount}; Cosmos rules: positive, valid denoms, sorted, no duplicates."""
     result: dict[str, int] = {}
     last = ""
     for coin in coins:
-        if not _DENOM.fullmatch(coin.denom):
+        if not valid_denom(coin.denom):
             raise InvalidCoins(f"invalid denom {coin.denom[:130]!r}")
         if not _AMOUNT.fullmatch(coin.amount):
             raise InvalidCoins(f"invalid amount {coin.amount[:80]!r} for {coin.denom}: a "

@@ -10,28 +10,33 @@ from cosmpy.protos.cosmos.bank.v1beta1.query_pb2 import (
 )
 from cosmpy.protos.cosmos.base.v1beta1.coin_pb2 import Coin
 
-from chain.auth import address
+from chain.bank.coins import valid_denom
 from chain.bank.keeper import BankKeeper
-from chain.errors import InvalidCoins
-from chain.query import QueryRouter
+from chain.query import QueryRouter, address_arg, invalid
 from chain.store import KVReader
+
+
+def _denom_arg(denom: str) -> str:
+    if not valid_denom(denom):
+        raise invalid(f"invalid denom {denom!r}")
+    return denom
 
 
 def register(queries: QueryRouter, keeper: BankKeeper) -> None:
     def balance(state: KVReader, req: QueryBalanceRequest) -> QueryBalanceResponse:
-        if not req.denom:
-            raise InvalidCoins("denom is empty")
-        amount = keeper.balance(state, address.decode(req.address), req.denom)
-        return QueryBalanceResponse(balance=Coin(denom=req.denom, amount=str(amount)))
+        denom = _denom_arg(req.denom)
+        amount = keeper.balance(state, address_arg(req.address, "address"), denom)
+        return QueryBalanceResponse(balance=Coin(denom=denom, amount=str(amount)))
 
     def all_balances(state: KVReader, req: QueryAllBalancesRequest) -> QueryAllBalancesResponse:
-        found = keeper.balances(state, address.decode(req.address))
+        found = keeper.balances(state, address_arg(req.address, "address"))
         return QueryAllBalancesResponse(
             balances=[Coin(denom=d, amount=str(a)) for d, a in sorted(found.items())])
 
     def supply_of(state: KVReader, req: QuerySupplyOfRequest) -> QuerySupplyOfResponse:
+        denom = _denom_arg(req.denom)
         return QuerySupplyOfResponse(
-            amount=Coin(denom=req.denom, amount=str(keeper.supply(state, req.denom))))
+            amount=Coin(denom=denom, amount=str(keeper.supply(state, denom))))
 
     queries.register("/cosmos.bank.v1beta1.Query/Balance", QueryBalanceRequest,
                      QueryBalanceResponse, balance)

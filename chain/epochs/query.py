@@ -5,7 +5,7 @@ import grpc
 
 from chain.epochs.keeper import EpochKeeper
 from chain.epochs.validator_set import ValidatorSet
-from chain.query import QueryError, QueryRouter
+from chain.query import QueryError, QueryRouter, address_arg
 from chain.store import KVReader
 from inferchain_pb.inference.v1 import query_pb2 as q
 
@@ -23,6 +23,7 @@ def register(queries: QueryRouter, epochs: EpochKeeper, validator_set: Validator
                                                                                  req.epoch)))
 
     def nonces(state: KVReader, req: q.QueryPocNoncesRequest) -> q.QueryPocNoncesResponse:
+        address_arg(req.participant, "participant")
         return q.QueryPocNoncesResponse(nonces=epochs.nonces(state, req.epoch,
                                                              req.participant))
 

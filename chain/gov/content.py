@@ -102,7 +102,7 @@ class Contents:
                                  f"{', '.join(sorted(self._modules))}")
         try:
             value = json.loads(msg.value_json)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
             raise InvalidContent(f"value_json {msg.value_json!r} is not JSON") from exc
         keeper.set_params(ctx.kv, keeper.params(ctx.kv).changed(msg.param, value))
         ctx.emit("param_change", proposal_id=str(proposal_id), module=msg.module,

@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Iterator
 
 from chain.auth import address
+from chain.errors import InvalidRequest
 from chain.gas import GasKV
 from chain.gov.params import KEY as PARAMS_KEY
 from chain.gov.params import GovParams
@@ -41,6 +42,14 @@ VOTE = b"gov/vote/"
 UPGRADE = b"gov/upgrade"
 
 State = GasKV | KVReader
+
+
+def _status_prefix(status: int) -> bytes:
+    """The status index's prefix for one status, stored as one byte: a value outside a byte
+    (protobuf enums are open, so a request can carry any int32) is refused, not wrapped."""
+    if not 0 <= status <= 0xFF:
+        raise InvalidRequest(f"status {status} is outside the status index's range 0..255")
+    return STATUS + bytes([status])
 
 
 def _queue_key(proposal: Proposal) -> bytes | None:
@@ -70,12 +79,12 @@ class GovKeeper:
     def save(self, kv: GasKV, proposal: Proposal, previous: Proposal | None) -> None:
         """Stores the proposal and moves it in the status index and the period queues."""
         if previous is not None:
-            kv.delete(STATUS + bytes([previous.status]) + uint64(previous.id))
+            kv.delete(_status_prefix(previous.status) + uint64(previous.id))
             queued = _queue_key(previous)
             if queued is not None:
                 kv.delete(queued)
         save(kv, PROPOSAL + uint64(proposal.id), proposal)
-        kv.set(STATUS + bytes([proposal.status]) + uint64(proposal.id), b"")
+        kv.set(_status_prefix(proposal.status) + uint64(proposal.id), b"")
         queued = _queue_key(proposal)
         if queued is not None:
             kv.set(queued, b"")
@@ -86,7 +95,7 @@ class GovKeeper:
             for _, data in state.iterate(PROPOSAL):
                 yield Proposal.FromString(data)
             return
-        prefix = STATUS + bytes([status])
+        prefix = _status_prefix(status)
         for key, _ in state.iterate(prefix):
             found = self.proposal(state, int.from_bytes(key[len(prefix):], "big"))
             if found is not None:

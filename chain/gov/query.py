@@ -9,17 +9,17 @@ import grpc
 
 from chain.gov.keeper import GovKeeper
 from chain.gov.tally import VotingPower
-from chain.query import QueryError, QueryRouter
+from chain.query import QueryError, QueryRouter, enum_arg, page_limit
 from chain.store import KVReader
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.gov_pb2 import (
     PROPOSAL_STATUS_UNSPECIFIED,
     PROPOSAL_STATUS_VOTING_PERIOD,
     Proposal,
+    ProposalStatus,
 )
 
 PATH = "/inference.v1.Query/"
-MAX_PROPOSALS = 1000
 
 
 def register(queries: QueryRouter, keeper: GovKeeper, power: VotingPower,
@@ -31,8 +31,10 @@ def register(queries: QueryRouter, keeper: GovKeeper, power: VotingPower,
         return found
 
     def proposals(state: KVReader, req: q.QueryProposalsRequest) -> q.QueryProposalsResponse:
-        limit = min(req.limit or MAX_PROPOSALS, MAX_PROPOSALS)
-        status = None if req.status == PROPOSAL_STATUS_UNSPECIFIED else req.status
+        limit = page_limit(req.limit)
+        status = enum_arg(ProposalStatus, req.status, "status")
+        if status == PROPOSAL_STATUS_UNSPECIFIED:
+            status = None
         found = []
         for item in keeper.proposals(state, status):
             found.append(item)

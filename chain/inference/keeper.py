@@ -22,6 +22,7 @@ import hashlib
 from collections.abc import Iterator
 
 from chain.auth import address
+from chain.errors import InvalidRequest
 from chain.gas import GasKV
 from chain.inference.draw import Candidate
 from chain.inference.params import KEY as PARAMS_KEY
@@ -46,6 +47,14 @@ CONSENSUS_KEY = b"inference/consensuskey/"
 MILLION = 1_000_000
 
 State = GasKV | KVReader
+
+
+def _status_prefix(status: int) -> bytes:
+    """The status index's prefix for one status, stored as one byte: a value outside a byte
+    (protobuf enums are open, so a request can carry any int32) is refused, not wrapped."""
+    if not 0 <= status <= 0xFF:
+        raise InvalidRequest(f"status {status} is outside the status index's range 0..255")
+    return STATUS + bytes([status])
 
 
 def _amount(state: State, key: bytes) -> int:
@@ -115,13 +124,16 @@ class InferenceKeeper:
 
     def inferences_by_status(self, state: State, status: int, from_height: int,
                              to_height: int) -> Iterator[Inference]:
-        prefix = STATUS + bytes([status])
-        for key, _ in state.iterate(prefix):
-            height = int.from_bytes(key[len(prefix):len(prefix) + 8], "big")
-            if height > to_height:
-                return
-            if height >= from_height:
-                found = self.inference(state, key[len(prefix) + 8:].decode())
+        """Inferences of ``status`` whose last change is in [from_height, to_height], by height.
+
+        One prefix scan per height: the store iterates by prefix only, and a scan from the
+        first height would grow with the chain's age, so callers bound the range.
+        """
+        status_prefix = _status_prefix(status)
+        for height in range(max(from_height, 1), to_height + 1):
+            prefix = status_prefix + uint64(height)
+            for key, _ in state.iterate(prefix):
+                found = self.inference(state, key[len(prefix):].decode())
                 if found is not None:
                     yield found
 
@@ -231,7 +243,7 @@ class InferenceKeeper:
 
     @staticmethod
     def _status_key(status: int, height: int, inference_id: str) -> bytes:
-        return STATUS + bytes([status]) + uint64(height) + inference_id.encode()
+        return _status_prefix(status) + uint64(height) + inference_id.encode()
 
 
 def invalid_now(participant: Participant) -> bool:

@@ -4,18 +4,26 @@ from collections.abc import Callable, Mapping
 
 import grpc
 
-from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
 from chain.bank.keeper import BankKeeper
 from chain.inference.draw import NoEligibleExecutor, draw_order
 from chain.inference.keeper import InferenceKeeper
 from chain.params import ModuleParams
-from chain.query import QueryError, QueryRouter
+from chain.query import (
+    MAX_HEIGHT_SPAN,
+    QueryError,
+    QueryRouter,
+    address_arg,
+    enum_arg,
+    height_arg,
+    invalid,
+    page_limit,
+)
 from chain.store import KVReader
 from inferchain_pb.inference.v1 import query_pb2 as q
+from inferchain_pb.inference.v1.inference_pb2 import InferenceStatus
 
 PATH = "/inference.v1.Query/"
-MAX_LIST = 1000
 
 
 def register(queries: QueryRouter, keeper: InferenceKeeper, bank: BankKeeper,
@@ -27,6 +35,7 @@ def register(queries: QueryRouter, keeper: InferenceKeeper, bank: BankKeeper,
 
     def participant(state: KVReader, req: q.QueryParticipantRequest
                     ) -> q.QueryParticipantResponse:
+        address_arg(req.address, "address")
         found = keeper.participant(state, req.address)
         if found is None:
             raise not_found(f"participant {req.address}")
@@ -53,23 +62,31 @@ def register(queries: QueryRouter, keeper: InferenceKeeper, bank: BankKeeper,
 
     def inferences(state: KVReader, req: q.QueryInferencesRequest
                    ) -> q.QueryInferencesResponse:
-        limit = min(req.limit or MAX_LIST, MAX_LIST)
-        to_height = req.to_height or latest_height()
+        """From ``from_height`` (when 0: the last MAX_HEIGHT_SPAN heights up to ``to_height``)
+        to ``to_height`` (when 0: the latest height), at most MAX_HEIGHT_SPAN heights."""
+        status = enum_arg(InferenceStatus, req.status, "status")
+        to_height = height_arg(req.to_height, "to_height") or latest_height()
+        from_height = height_arg(req.from_height, "from_height") or \
+            max(to_height - MAX_HEIGHT_SPAN + 1, 1)
+        if req.to_height and to_height < from_height:
+            raise invalid(f"to_height {to_height} is below from_height {from_height}")
+        to_height = min(to_height, from_height + MAX_HEIGHT_SPAN - 1)
+        limit = page_limit(req.limit)
         found = []
-        for item in keeper.inferences_by_status(state, req.status, req.from_height, to_height):
+        for item in keeper.inferences_by_status(state, status, from_height, to_height):
             found.append(item)
             if len(found) == limit:
                 break
         return q.QueryInferencesResponse(inferences=found)
 
     def account(state: KVReader, req: q.QueryAccountRequest) -> q.QueryAccountResponse:
-        raw = address.decode(req.address)
+        raw = address_arg(req.address, "address")
         return q.QueryAccountResponse(balance=bank.balance(state, raw, NATIVE_DENOM),
                                       escrow=keeper.escrow_of(state, raw),
                                       work_balance=keeper.work_balance(state, raw))
 
     def draw(state: KVReader, req: q.QueryDrawRequest) -> q.QueryDrawResponse:
-        height = req.draw_height or latest_height()
+        height = height_arg(req.draw_height, "draw_height") or latest_height()
         block_hash = keeper.block_hash(state, height)
         found = keeper.model(state, req.model_id)
         if block_hash is None or found is None:
@@ -91,7 +108,8 @@ def register(queries: QueryRouter, keeper: InferenceKeeper, bank: BankKeeper,
 
     def allowance(state: KVReader, req: q.QueryAllowanceRequest) -> q.QueryAllowanceResponse:
         return q.QueryAllowanceResponse(remaining=keeper.allowance(
-            state, address.decode(req.developer), address.decode(req.transfer_agent)))
+            state, address_arg(req.developer, "developer"),
+            address_arg(req.transfer_agent, "transfer_agent")))
 
     for name, fn, request, response in [
         ("Allowance", allowance, q.QueryAllowanceRequest, q.QueryAllowanceResponse),

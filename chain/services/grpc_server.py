@@ -4,7 +4,7 @@ import logging
 from collections import defaultdict
 
 import grpc
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from chain.query import QueryError, QueryRouter
 from chain.services.tx_service import TxService
@@ -13,21 +13,29 @@ log = logging.getLogger(__name__)
 
 
 def query_handlers(queries: QueryRouter) -> list[grpc.GenericRpcHandler]:
-    """One generic handler per gRPC service named in the query paths."""
+    """One generic handler per gRPC service named in the query paths.
+
+    Requests arrive as bytes and are decoded here, so undecodable ones are answered
+    INVALID_ARGUMENT as ABCI Query answers them, rather than gRPC's generic INTERNAL.
+    """
     services: dict[str, dict[str, grpc.RpcMethodHandler]] = defaultdict(dict)
     for path, method in queries.methods.items():
         service, name = path.lstrip("/").split("/")
 
-        async def call(request: Message, context: grpc.aio.ServicerContext,
-                       path: str = path) -> Message:
+        async def call(data: bytes, context: grpc.aio.ServicerContext, path: str = path,
+                       request_type: type[Message] = method.request_type) -> Message:
+            try:
+                request = request_type.FromString(data)
+            except (DecodeError, RecursionError) as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"cannot decode request: {exc}")
             try:
                 return queries.call(path, request)
             except QueryError as exc:
                 await context.abort(exc.status, exc.message)
 
         services[service][name] = grpc.unary_unary_rpc_method_handler(
-            call, request_deserializer=method.request_type.FromString,
-            response_serializer=lambda m: m.SerializeToString())
+            call, response_serializer=lambda m: m.SerializeToString())
     return [grpc.method_handlers_generic_handler(s, m) for s, m in services.items()]
 
 

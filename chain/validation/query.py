@@ -5,14 +5,23 @@ from collections.abc import Callable
 import grpc
 
 from chain.epochs.keeper import EpochKeeper
-from chain.query import QueryError, QueryRouter
+from chain.query import (
+    MAX_HEIGHT_SPAN,
+    MAX_PAGE,
+    QueryError,
+    QueryRouter,
+    address_arg,
+    height_arg,
+    invalid,
+    page_limit,
+)
 from chain.store import KVReader
 from chain.validation.keeper import ValidationKeeper
 from inferchain_pb.inference.v1 import query_pb2 as q
 
 PATH = "/inference.v1.Query/"
-MAX_TASKS = 1000
-MAX_HEIGHTS = 1000
+MAX_TASKS = MAX_PAGE
+MAX_HEIGHTS = MAX_HEIGHT_SPAN
 
 
 def register(queries: QueryRouter, keeper: ValidationKeeper, epochs: EpochKeeper,
@@ -32,10 +41,13 @@ def register(queries: QueryRouter, keeper: ValidationKeeper, epochs: EpochKeeper
 
     def tasks(state: KVReader, req: q.QueryValidationTasksRequest
               ) -> q.QueryValidationTasksResponse:
-        to_height = min(req.to_height or latest_height(), req.from_height + MAX_HEIGHTS - 1)
-        limit = min(req.limit or MAX_TASKS, MAX_TASKS)
+        from_height = height_arg(req.from_height, "from_height")
+        if req.to_height and height_arg(req.to_height, "to_height") < from_height:
+            raise invalid(f"to_height {req.to_height} is below from_height {from_height}")
+        to_height = min(req.to_height or latest_height(), from_height + MAX_HEIGHTS - 1)
+        limit = page_limit(req.limit)
         found = []
-        for item in keeper.tasks_finished(state, req.from_height, to_height):
+        for item in keeper.tasks_finished(state, from_height, to_height):
             found.append(item)
             if len(found) == limit:
                 break
@@ -43,16 +55,19 @@ def register(queries: QueryRouter, keeper: ValidationKeeper, epochs: EpochKeeper
 
     def pending_votes(state: KVReader, req: q.QueryPendingVotesRequest
                       ) -> q.QueryPendingVotesResponse:
+        address_arg(req.voter, "voter")
         return q.QueryPendingVotesResponse(tasks=[
             t for t in keeper.open_votes(state)
             if req.voter in t.voters and all(r.validator != req.voter for r in t.reports)])
 
     def stats(state: KVReader, req: q.QueryExecutorStatsRequest
               ) -> q.QueryExecutorStatsResponse:
+        address_arg(req.address, "address")
         return q.QueryExecutorStatsResponse(stats=keeper.stats(state, req.address))
 
     def commitment(state: KVReader, req: q.QuerySeedCommitmentRequest
                    ) -> q.QuerySeedCommitmentResponse:
+        address_arg(req.address, "address")
         found = keeper.commitment(state, req.epoch, req.address)
         if found is None:
             raise QueryError(grpc.StatusCode.NOT_FOUND,
@@ -61,6 +76,7 @@ def register(queries: QueryRouter, keeper: ValidationKeeper, epochs: EpochKeeper
 
     def record(state: KVReader, req: q.QueryValidatorRecordRequest
                ) -> q.QueryValidatorRecordResponse:
+        address_arg(req.address, "address")
         return q.QueryValidatorRecordResponse(record=keeper.record(state, req.epoch,
                                                                    req.address))
 
