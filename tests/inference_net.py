@@ -35,7 +35,7 @@ class Net:
         balances = [{"address": a.address, "coins": [{"denom": "ninfer", "amount": str(
             5_000 if a is self.poor else FUNDS)}]} for a in everyone]
         self.app = Application(Store.memory())
-        self.app.init_chain(abci.RequestInitChain(
+        self.init_request = abci.RequestInitChain(
             chain_id="inferchain-test", initial_height=1, app_state_bytes=json.dumps({
                 "bank": {"balances": balances},
                 "inference": {"params": {"expiration_blocks": expiration_blocks},
@@ -48,7 +48,10 @@ class Net:
                                        m.weights_sha256} for m in p.register().models]}
                                   for i, (p, w) in enumerate(zip(self.parts, weights or [],
                                                                   strict=bool(weights)))]},
-                **(extra_state or {})}).encode()))
+                **(extra_state or {})}).encode())
+        self.app.init_chain(self.init_request)
+        # Every block so far, so that a replica can replay the chain (replica()).
+        self.blocks: list[abci.RequestFinalizeBlock] = []
         self.height = 0
         self.block([] if weights else [p.tx(p.register(f"http://127.0.0.1:{9000 + i}"))
                                        for i, p in enumerate(self.parts)])
@@ -61,11 +64,23 @@ class Net:
             checked = self.app.check_tx(abci.RequestCheckTx(tx=tx))
             assert "internal error" not in checked.log, checked.log
         self.height += 1
-        result = self.app.finalize_block(abci.RequestFinalizeBlock(
+        request = abci.RequestFinalizeBlock(
             txs=txs, height=self.height, time=Timestamp(seconds=T0 + self.height),
-            hash=self.height.to_bytes(4, "big") * 8))
+            hash=self.height.to_bytes(4, "big") * 8)
+        self.blocks.append(request)
+        result = self.app.finalize_block(request)
         self.app.commit(abci.RequestCommit())
         return list(result.tx_results)
+
+    def replica(self) -> Application:
+        """A second node that has applied the same genesis and blocks."""
+        app = Application(Store.memory())
+        app.init_chain(self.init_request)
+        for request in self.blocks:
+            app.finalize_block(request)
+            app.commit(abci.RequestCommit())
+        assert app.store.app_hash == self.app.store.app_hash
+        return app
 
     def one(self, raw: bytes) -> abci.ExecTxResult:
         return self.block([raw])[0]

@@ -7,12 +7,11 @@ arrives, the answer is code 0 or a clear error code with a log, and the state is
 import pytest
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from google.protobuf.any_pb2 import Any as AnyPb
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
-from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from inference_actors import MODEL_ID
 from inference_net import Net
+from proto_strategies import build, messages
 
 from chain.query import QueryError
 from chain.services import node_query
@@ -29,19 +28,7 @@ CLEAR_CODES = {0, 2, 6, 18, 38}
 FUZZ = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
-INT_RANGES = {
-    FieldDescriptor.TYPE_INT32: (-(1 << 31), (1 << 31) - 1),
-    FieldDescriptor.TYPE_SINT32: (-(1 << 31), (1 << 31) - 1),
-    FieldDescriptor.TYPE_SFIXED32: (-(1 << 31), (1 << 31) - 1),
-    FieldDescriptor.TYPE_ENUM: (-(1 << 31), (1 << 31) - 1),
-    FieldDescriptor.TYPE_INT64: (-(1 << 63), (1 << 63) - 1),
-    FieldDescriptor.TYPE_SINT64: (-(1 << 63), (1 << 63) - 1),
-    FieldDescriptor.TYPE_SFIXED64: (-(1 << 63), (1 << 63) - 1),
-    FieldDescriptor.TYPE_UINT32: (0, (1 << 32) - 1),
-    FieldDescriptor.TYPE_FIXED32: (0, (1 << 32) - 1),
-    FieldDescriptor.TYPE_UINT64: (0, (1 << 64) - 1),
-    FieldDescriptor.TYPE_FIXED64: (0, (1 << 64) - 1),
-}
+
 
 
 @pytest.fixture(scope="module")
@@ -67,53 +54,6 @@ def _addresses(chain: Net) -> list[str]:
             "infer1", ""]
 
 
-def _int_values(low: int, high: int) -> st.SearchStrategy[int]:
-    """Where range checks slip (the type's bounds, a byte's, the sign, small values), then
-    anything in the type's range."""
-    edges = [v for v in (low, low + 1, -1, 0, 1, 255, 256, high - 1, high) if low <= v <= high]
-    return st.sampled_from(edges) | st.integers(max(low, -8), min(high, 2000)) \
-        | st.integers(low, high)
-
-
-def _field_values(field: FieldDescriptor, known: list[str], depth: int) -> st.SearchStrategy:
-    if field.type in INT_RANGES:
-        return _int_values(*INT_RANGES[field.type])
-    if field.type == FieldDescriptor.TYPE_BOOL:
-        return st.booleans()
-    if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
-        return st.floats(width=32 if field.type == FieldDescriptor.TYPE_FLOAT else 64)
-    if field.type == FieldDescriptor.TYPE_STRING:
-        return st.one_of(st.sampled_from(known), st.text(max_size=80),
-                         st.text(alphabet="infer1qpzry9x8gf2tvdw0s3jn54khce6mua7l", max_size=70),
-                         st.just("x" * 5000))
-    if field.type == FieldDescriptor.TYPE_BYTES:
-        return st.binary(max_size=80)
-    return _messages(field.message_type, known, depth + 1)
-
-
-def _messages(descriptor: Descriptor, known: list[str], depth: int = 0
-              ) -> st.SearchStrategy[dict]:
-    """Field values for a message of ``descriptor``, each field present or not."""
-    if depth > 2:
-        return st.just({})
-    fields = {}
-    for field in descriptor.fields:
-        values = _field_values(field, known, depth)
-        if field.label == FieldDescriptor.LABEL_REPEATED:
-            values = st.lists(values, max_size=3)
-        fields[field.name] = st.none() | values
-    return st.fixed_dictionaries(fields).map(
-        lambda chosen: {k: v for k, v in chosen.items() if v is not None})
-
-
-def _build(message_type: type[Message], values: dict) -> Message | None:
-    """The message, or None where protobuf itself refuses the values (e.g. a map entry)."""
-    try:
-        return message_type(**values)
-    except (TypeError, ValueError):
-        return None
-
-
 def _ask(chain: Net, path: str, data: bytes) -> abci.ResponseQuery:
     before = (chain.app.store.height, chain.app.store.app_hash)
     reply = chain.app.query(abci.RequestQuery(path=path, data=data))
@@ -128,9 +68,9 @@ def _ask(chain: Net, path: str, data: bytes) -> abci.ResponseQuery:
 def test_every_query_answers_random_requests_with_a_clear_code(net, data):
     path = data.draw(st.sampled_from(sorted(net.app.queries.methods)), label="path")
     method = net.app.queries.methods[path]
-    values = data.draw(_messages(method.request_type.DESCRIPTOR, _addresses(net)),
+    values = data.draw(messages(method.request_type.DESCRIPTOR, _addresses(net)),
                        label="fields")
-    request = _build(method.request_type, values)
+    request = build(method.request_type, values)
     if request is None:
         return
     reply = _ask(net, path, request.SerializeToString())
