@@ -18,6 +18,7 @@ from cosmpy.crypto.keypairs import PrivateKey
 
 from genesis.comet_config import find_cometbft
 from genesis.localnet import layout_localnet
+from inferchain_pb.inference.v1 import query_pb2 as q
 
 pytestmark = pytest.mark.skipif(find_cometbft() is None,
                                 reason="cometbft is not installed (make cometbft)")
@@ -115,7 +116,9 @@ def test_hostile_txs_and_queries_leave_every_validator_committing(localnet):
     assert broadcast_raw(client, huge_gas)[0] == 18
     # Straight to another validator's CometBFT RPC, and ABCI queries with garbage through it.
     assert localnet.rpc(1, f"broadcast_tx_sync?tx=0x{repeated_body.hex()}")["code"] == 2
+    out_of_enum = q.QueryInferencesRequest(status=300).SerializeToString().hex()
     for path, data in [("/inference.v1.Query/Inferences", "ffff"),
+                       ("/inference.v1.Query/Inferences", out_of_enum),
                        ("/cosmos.bank.v1beta1.Query/Balance", "0a" + "ff" * 8),
                        ("/no.such.Query/Path", "00")]:
         reply = localnet.rpc(2, f'abci_query?path="{path}"&data=0x{data}')["response"]
