@@ -14,13 +14,16 @@ from chain_client import TxSpec, signed_tx
 from cosmpy.protos.cosmos.bank.v1beta1.tx_pb2 import MsgSend
 from cosmpy.protos.cosmos.base.v1beta1.coin_pb2 import Coin
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
+from google.protobuf.message import Message
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from inference_actors import Actor
 from inference_net import Net
 from proto_strategies import build, messages
 
 from chain.abci.server import handle
 from chain.app import Application
+from inferchain_pb.inference.v1.inference_pb2 import MsgStartInference
 
 FUZZ = settings(max_examples=int(os.environ.get("INFERCHAIN_FUZZ_EXAMPLES", "150")), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -118,6 +121,18 @@ def test_ante_handler_fields_get_a_code_and_both_nodes_agree(nodes, gas_limit, f
     in_a_block(nodes, raw)
 
 
+def signed_by_named(net: Net, message: Message) -> bytes:
+    """The message in a tx signed by the account it names as signer (else the developer)."""
+    route = net.app.modules.router._routes["/" + message.DESCRIPTOR.full_name]
+    try:
+        named = route.signers(message)
+    except Exception:  # the chain refuses it while decoding; any account may send it
+        named = []
+    signer = next((a for a in net.all_accounts if named and a.address == named[0]),
+                  net.developer)
+    return signer.tx(message)
+
+
 @FUZZ
 @given(data=st.data())
 def test_random_messages_of_every_type_get_a_code_and_both_nodes_agree(nodes, data):
@@ -129,15 +144,18 @@ def test_random_messages_of_every_type_get_a_code_and_both_nodes_agree(nodes, da
     known = [a.address for a in net.all_accounts]
     message = build(route.message_type, data.draw(
         messages(route.message_type.DESCRIPTOR, known), label="fields"))
-    if message is None:
-        return
-    try:
-        named = route.signers(message)
-    except Exception:  # the chain refuses it while decoding; any account may send it
-        named = []
-    signer = next((a for a in net.all_accounts if named and a.address == named[0]),
-                  net.developer)
-    in_a_block(nodes, signer.tx(message))
+    if message is not None:
+        in_a_block(nodes, signed_by_named(net, message))
+
+
+# Messages that once failed as internal errors, each refused with its own code now.
+FOUND = [MsgStartInference(creator=Actor.new(10, 2).address, draw_height=-(1 << 63))]
+
+
+@pytest.mark.parametrize("message", FOUND, ids=lambda m: type(m).__name__)
+def test_messages_that_once_failed_internally_get_their_own_code(nodes, message):
+    net, _ = nodes
+    assert in_a_block(nodes, signed_by_named(net, message)).code != 0
 
 
 @FUZZ

@@ -331,7 +331,7 @@ class InferenceMsgServer:
 
     def _check_draw(self, ctx: Context, msg: MsgStartInference, model: Model,
                     params: InferenceParams) -> None:
-        oldest = ctx.block.height - params.max_draw_age_blocks
+        oldest = max(1, ctx.block.height - params.max_draw_age_blocks)
         if not oldest <= msg.draw_height < ctx.block.height:
             raise DrawMismatch(f"draw height {msg.draw_height} is outside [{oldest}, "
                                f"{ctx.block.height - 1}]")
