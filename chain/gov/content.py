@@ -22,6 +22,7 @@ from chain.gas import GasKV
 from chain.gov.errors import InvalidContent
 from chain.gov.keeper import GovKeeper
 from chain.inference.keeper import InferenceKeeper
+from chain.inference.params import MAX_TOP_K
 from chain.params import ModuleParams
 from chain.store import KVReader
 from inferchain_pb.inference.v1.gov_pb2 import (
@@ -35,8 +36,6 @@ from inferchain_pb.inference.v1.inference_pb2 import Model
 
 MODEL_ID = re.compile(r"[\w.:/-]{1,128}")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-# OpenAI's top_logprobs limit, which the API nodes serve.
-MAX_TOP_K = 20
 MAX_UPGRADE_NAME = 140
 MAX_UPGRADE_INFO = 4096
 
@@ -102,8 +101,11 @@ class Contents:
                                  f"{', '.join(sorted(self._modules))}")
         try:
             value = json.loads(msg.value_json)
-        except ValueError as exc:
-            raise InvalidContent(f"value_json {msg.value_json!r} is not JSON") from exc
+        except (ValueError, RecursionError) as exc:
+            # Also a number of thousands of digits, or arrays nested past the parser's depth:
+            # no param takes either, and the message must not echo them.
+            raise InvalidContent(f"value_json of {msg.module} param {msg.param!r} is not JSON "
+                                 f"the parser reads") from exc
         keeper.set_params(ctx.kv, keeper.params(ctx.kv).changed(msg.param, value))
         ctx.emit("param_change", proposal_id=str(proposal_id), module=msg.module,
                  param=msg.param, value=msg.value_json)
