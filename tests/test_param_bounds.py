@@ -84,7 +84,8 @@ def app_hash_with(net: Net, raw: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def roomy() -> Net:
-    return Net(3, extra_state=ROOMY)
+    """Also a supply that can pay the largest min_deposit."""
+    return Net(3, extra_state=ROOMY, extra_supply=GovParams.bounds()["min_deposit"].high)
 
 
 # --- hostile values -------------------------------------------------------------------------
@@ -155,6 +156,22 @@ def test_a_hostile_value_is_refused_at_submission_and_writes_nothing(
     assert net.app.store.app_hash == expected_hash
     assert params(net, module) == before
     assert len(result.log) < 500
+
+
+def test_a_min_deposit_above_the_supply_is_refused_at_submission():
+    """Below its fixed bound, still more than all the coins there are: no proposal could
+    ever open its vote again, so this one is refused; the supply itself is payable."""
+    net = Net(3, extra_state={"gov": {"params": {"min_deposit": MIN_DEPOSIT,
+                                                 "min_initial_deposit": MIN_DEPOSIT}}})
+    supply = net.app.modules.bank.supply(net.app.store.begin_block(), "ninfer")
+    above = net.one(net.developer.tx(proposal(
+        net.developer, change("gov", "min_deposit", str(supply + 1)), deposit=MIN_DEPOSIT)))
+    assert (above.codespace, above.code) == ("gov", 3), above.log
+    assert f"gov param min_deposit {supply + 1} is above the ninfer supply" in above.log
+    # The fee of the refused tx left the supply as it was.
+    assert net.one(net.developer.tx(proposal(
+        net.developer, change("gov", "min_deposit", str(supply)),
+        deposit=MIN_DEPOSIT))).code == 0
 
 
 # --- every governable field at and past its bounds -------------------------------------------

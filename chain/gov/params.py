@@ -20,7 +20,8 @@ class GovParams(ModuleParams):
         "quorum_ppm", "threshold_ppm", "veto_threshold_ppm", "balance_votes"})
     # ninfer a proposal needs in deposits before its vote opens (1 INFER). 1 to 1e18 (a
     # billion INFER): deposits add up in Proposal.total_deposit, a uint64, and a total no
-    # supply reaches would leave every proposal in its deposit period.
+    # supply reaches would leave every proposal in its deposit period. A proposal is also
+    # held to the supply of the moment (chain/gov/content.py).
     min_deposit: int = bounded(1_000_000_000, 1, MAX_DEPOSIT)
     # ninfer a submission must bring itself: cheaper spam is refused outright. 1 to
     # min_deposit.
