@@ -172,7 +172,7 @@ def build() -> Modules:
     power = VotingPower(gov, bank, epochs, validation)
     params_keepers = {"auth": auth, "bank": bank, "inference": inference, "epochs": epochs,
                       "validation": validation, "gov": gov}
-    contents = Contents(params_keepers, inference, gov)
+    contents = Contents(params_keepers, inference, gov, bank)
     gov_msgs = GovMsgServer(gov, bank, contents, power)
     router.register(MsgSubmitProposal, proposer_signer, gov_msgs.submit)
     router.register(MsgDeposit, depositor_signer, gov_msgs.deposit)

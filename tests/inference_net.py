@@ -24,16 +24,21 @@ class Net:
     """One app, its accounts and a block clock; every tx goes through FinalizeBlock."""
 
     def __init__(self, participants: int = 3, expiration_blocks: int = 5,
-                 extra_state: dict | None = None, weights: list[int] | None = None) -> None:
+                 extra_state: dict | None = None, weights: list[int] | None = None,
+                 extra_supply: int = 0) -> None:
         """``extra_state`` adds app_state sections (e.g. epochs and validation params);
         ``weights`` puts the participants in genesis with these weights (members of epoch 0)
-        instead of registering them in the first block."""
+        instead of registering them in the first block; ``extra_supply`` ninfer go to an
+        account no actor holds."""
         self.developer = Actor.new(0, 0)
         self.poor = Actor.new(1, 1)
         self.parts = [Actor.new(10 + i, 2 + i) for i in range(participants)]
         everyone = [self.developer, self.poor, *self.parts]
         balances = [{"address": a.address, "coins": [{"denom": "ninfer", "amount": str(
             5_000 if a is self.poor else FUNDS)}]} for a in everyone]
+        if extra_supply:
+            balances.append({"address": Actor.new(99, 99).address, "coins": [
+                {"denom": "ninfer", "amount": str(extra_supply)}]})
         self.app = Application(Store.memory())
         self.init_request = abci.RequestInitChain(
             chain_id="inferchain-test", initial_height=1, app_state_bytes=json.dumps({

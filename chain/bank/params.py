@@ -3,8 +3,7 @@
 from dataclasses import dataclass
 from typing import ClassVar
 
-from chain.errors import InvalidRequest
-from chain.params import ModuleParams
+from chain.params import ModuleParams, flag
 
 KEY = b"bank/params"
 
@@ -13,8 +12,5 @@ KEY = b"bank/params"
 class BankParams(ModuleParams):
     module = "bank"
     governable: ClassVar[frozenset[str]] = frozenset({"send_enabled"})
-    send_enabled: bool = True
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.send_enabled, bool):
-            raise InvalidRequest("bank param send_enabled must be true or false")
+    # Either way is live: it stops MsgSend only, never fees or gov deposits.
+    send_enabled: bool = flag(True)

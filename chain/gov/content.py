@@ -16,12 +16,16 @@ from typing import Protocol
 from google.protobuf.any_pb2 import Any as AnyPb
 from google.protobuf.message import DecodeError, Message
 
+from chain.bank.coins import NATIVE_DENOM
+from chain.bank.keeper import BankKeeper
 from chain.context import Context
 from chain.errors import ChainError
 from chain.gas import GasKV
 from chain.gov.errors import InvalidContent
 from chain.gov.keeper import GovKeeper
+from chain.gov.params import GovParams
 from chain.inference.keeper import InferenceKeeper
+from chain.inference.params import MAX_TOP_K
 from chain.params import ModuleParams
 from chain.store import KVReader
 from inferchain_pb.inference.v1.gov_pb2 import (
@@ -35,8 +39,6 @@ from inferchain_pb.inference.v1.inference_pb2 import Model
 
 MODEL_ID = re.compile(r"[\w.:/-]{1,128}")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-# OpenAI's top_logprobs limit, which the API nodes serve.
-MAX_TOP_K = 20
 MAX_UPGRADE_NAME = 140
 MAX_UPGRADE_INFO = 4096
 
@@ -60,11 +62,12 @@ class ContentType:
 
 class Contents:
     def __init__(self, modules: Mapping[str, ParamsKeeper], inference: InferenceKeeper,
-                 gov: GovKeeper) -> None:
+                 gov: GovKeeper, bank: BankKeeper) -> None:
         """``modules`` maps each module name to its keeper, for parameter changes."""
         self._modules = modules
         self._inference = inference
         self._gov = gov
+        self._bank = bank
         self._types = {"/" + t.message.DESCRIPTOR.full_name: t for t in [
             ContentType(ParamChange, self._param_change),
             ContentType(RegisterModel, self._register_model),
@@ -102,11 +105,27 @@ class Contents:
                                  f"{', '.join(sorted(self._modules))}")
         try:
             value = json.loads(msg.value_json)
-        except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
-            raise InvalidContent(f"value_json {msg.value_json!r} is not JSON") from exc
-        keeper.set_params(ctx.kv, keeper.params(ctx.kv).changed(msg.param, value))
+        except (ValueError, RecursionError) as exc:
+            # Also a number of thousands of digits, or arrays nested past the parser's depth:
+            # no param takes either, and the message must not echo them.
+            raise InvalidContent(f"value_json of {msg.module} param {msg.param!r} is not JSON "
+                                 f"the parser reads") from exc
+        params = keeper.params(ctx.kv).changed(msg.param, value)
+        if isinstance(params, GovParams):
+            self._check_deposit_payable(ctx, params)
+        keeper.set_params(ctx.kv, params)
         ctx.emit("param_change", proposal_id=str(proposal_id), module=msg.module,
                  param=msg.param, value=msg.value_json)
+
+    def _check_deposit_payable(self, ctx: Context, params: GovParams) -> None:
+        """Beyond its fixed bounds, min_deposit must be payable from the coins that exist:
+        one above the supply would keep every later proposal, the one that could lower it
+        included, in its deposit period for good."""
+        supply = self._bank.supply(ctx.kv, NATIVE_DENOM)
+        if params.min_deposit > supply:
+            raise InvalidContent(f"gov param min_deposit {params.min_deposit} is above the "
+                                 f"{NATIVE_DENOM} supply {supply}: no proposal could open its "
+                                 f"vote")
 
     def _register_model(self, ctx: Context, msg: RegisterModel, proposal_id: int) -> None:
         _check_model(msg.model)

@@ -3,10 +3,11 @@
 from dataclasses import dataclass
 from typing import ClassVar
 
-from chain.errors import InvalidRequest
-from chain.params import ModuleParams
+from chain.params import ModuleParams, bounded
 
 KEY = b"inference/params"
+MAX_TOP_K = 20
+MAX_TOKENS = 131_072
 
 
 @dataclass(frozen=True)
@@ -16,22 +17,25 @@ class InferenceParams(ModuleParams):
         "expiration_blocks", "top_k", "max_prompt_tokens", "max_output_tokens",
         "default_price_per_token", "max_draw_age_blocks", "max_attempts",
         "request_time_window_s", "genesis_weight"})
-    # Blocks a lone Start or Finish waits for its partner before the inference expires.
-    expiration_blocks: int = 20
-    top_k: int = 5
-    max_prompt_tokens: int = 4096
-    max_output_tokens: int = 2048
-    default_price_per_token: int = 100
-    # How old the block whose hash seeds the draw may be, and how deep the fallback goes.
-    max_draw_age_blocks: int = 10
-    max_attempts: int = 3
-    # Seconds a developer's request signature stays valid around the block time.
-    request_time_window_s: int = 600
-    # Weight each participant has until the epochs module sets weights.
-    genesis_weight: int = 100
-
-    def __post_init__(self) -> None:
-        self.check_integers()
-        if self.max_attempts < 1 or self.expiration_blocks < 1:
-            raise InvalidRequest("inference params max_attempts and expiration_blocks must be "
-                                 "at least 1")
+    # Blocks a lone Start or Finish waits for its partner before the inference expires;
+    # 1 to 100,000, so escrow locked by a lost partner comes back within days.
+    expiration_blocks: int = bounded(20, 1, 100_000)
+    # Logprobs per output position for genesis models: 1 to 20, OpenAI's top_logprobs limit
+    # that the API nodes serve (model proposals are held to the same, chain/gov/content.py).
+    top_k: int = bounded(5, 1, MAX_TOP_K)
+    # Tokens a request may carry and ask for: 1 to 131,072 (the longest contexts served),
+    # so tokens × price escrowed stays far inside uint64.
+    max_prompt_tokens: int = bounded(4096, 1, MAX_TOKENS)
+    max_output_tokens: int = bounded(2048, 1, MAX_TOKENS)
+    # ninfer per token of a genesis model that names no price: 1 to 1e9 (1 INFER).
+    default_price_per_token: int = bounded(100, 1, 10**9)
+    # How old the block whose hash seeds the draw may be, and how deep the fallback goes:
+    # at least 1 (the current block's hash is not known yet), at most 10,000 block hashes
+    # kept in state; 1 to 100 attempts.
+    max_draw_age_blocks: int = bounded(10, 1, 10_000)
+    max_attempts: int = bounded(3, 1, 100)
+    # Seconds a developer's request signature stays valid around the block time: 10 (a
+    # couple of blocks, else honest requests arrive stale) to a day.
+    request_time_window_s: int = bounded(600, 10, 86_400)
+    # Weight each participant has until the epochs module sets weights: 1 to 1,000,000.
+    genesis_weight: int = bounded(100, 1, 1_000_000)

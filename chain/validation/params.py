@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from chain.errors import InvalidRequest
-from chain.params import ModuleParams
+from chain.params import ModuleParams, bounded
 from chain.validation.sampling import PPM
 
 KEY = b"validation/params"
+MAX_WINDOW_BLOCKS = 100_000
 
 
 @dataclass(frozen=True)
@@ -26,50 +27,49 @@ class ValidationParams(ModuleParams):
         "greedy_tolerance_micro", "max_rule_violations", "rule_violations_per_1024",
         "invalid_after_consecutive", "invalid_min_count",
         "invalid_rate_ppm", "canary_rate_ppm"})
-    # p = p_min + (p_max − p_min) × (1 − reputation), in parts per million.
-    p_min_ppm: int = 10_000
-    p_max_ppm: int = 1_000_000
-    # Clean epochs from reputation 0 to full reputation.
-    epochs_to_max: int = 30
-    # Blocks after an inference is finished during which validators may check it.
-    validation_window_blocks: int = 20
-    # Blocks drawn voters have to re-score an inference whose validation failed.
-    voting_period_blocks: int = 20
-    voters_per_vote: int = 3
+    # p = p_min + (p_max − p_min) × (1 − reputation), in parts per million; each 0 to
+    # 1000000 (p_max 0 checks nothing, which stops no block) and p_min <= p_max.
+    p_min_ppm: int = bounded(10_000, 0, PPM)
+    p_max_ppm: int = bounded(1_000_000, 0, PPM)
+    # Clean epochs from reputation 0 to full reputation: 1 to 10,000.
+    epochs_to_max: int = bounded(30, 1, 10_000)
+    # Blocks after an inference is finished during which validators may check it, and blocks
+    # drawn voters have to re-score an inference whose validation failed: 1 to 100,000
+    # each, and together inside reveal_window_blocks.
+    validation_window_blocks: int = bounded(20, 1, MAX_WINDOW_BLOCKS)
+    voting_period_blocks: int = bounded(20, 1, MAX_WINDOW_BLOCKS)
+    # 1 to 100 voters: each re-scores the whole inference.
+    voters_per_vote: int = bounded(3, 1, 100)
     # Blocks into the next epoch during which an epoch's seeds may be revealed; the epoch's
-    # validators are judged when it ends, so it must outlast every window and vote.
-    reveal_window_blocks: int = 50
+    # validators are judged when it ends, so it must outlast every window and vote: 2 to
+    # 200,000, at least validation_window_blocks + voting_period_blocks.
+    reveal_window_blocks: int = bounded(50, 2, 2 * MAX_WINDOW_BLOCKS)
     # The seeded-rule check, from the calibration (docs/verification.md), which keeps every
     # honest bf16/fp16/fp32 executor (CPU and H200) passing: rounding allowed on a sampled
-    # token's CDF interval and on a greedy token's argmax gap (nats), in millionths, and the
-    # violations an inference may have: max_rule_violations plus rule_violations_per_1024
-    # for every 1,024 output positions.
-    rule_tolerance_micro: int = 30_000
-    greedy_tolerance_micro: int = 100_000
-    max_rule_violations: int = 2
-    rule_violations_per_1024: int = 8
+    # token's CDF interval (a probability: 0 to 1000000 millionths) and on a greedy token's
+    # argmax gap (0 to 100 nats, in millionths), and the violations an inference may have:
+    # max_rule_violations plus rule_violations_per_1024 for every 1,024 output positions
+    # (0 to 1,024 each: at most every position).
+    rule_tolerance_micro: int = bounded(30_000, 0, PPM)
+    greedy_tolerance_micro: int = bounded(100_000, 0, 100 * PPM)
+    max_rule_violations: int = bounded(2, 0, 1_024)
+    rule_violations_per_1024: int = bounded(8, 0, 1_024)
     # An executor is INVALID for the epoch after this many invalidations in a row, or when
     # at least invalid_min_count of its checked inferences this epoch were invalidated and
-    # they are at least invalid_rate_ppm of them (honest executors measure ~0).
-    invalid_after_consecutive: int = 3
-    invalid_min_count: int = 5
-    invalid_rate_ppm: int = 200_000
+    # they are at least invalid_rate_ppm of them (honest executors measure ~0). Both counts
+    # are at least 1: at 0 every executor, invalidated or not, would be INVALID.
+    invalid_after_consecutive: int = bounded(3, 1, 100_000)
+    invalid_min_count: int = bounded(5, 1, 100_000)
+    invalid_rate_ppm: int = bounded(200_000, 0, PPM)
     # Chance per finished inference that the chain plants a known-bad twin (a canary).
-    canary_rate_ppm: int = 5_000
+    canary_rate_ppm: int = bounded(5_000, 0, PPM)
 
-    def __post_init__(self) -> None:
-        self.check_integers()
-        if not self.p_min_ppm <= self.p_max_ppm <= PPM:
-            raise InvalidRequest("validation params need p_min_ppm <= p_max_ppm <= 1000000")
-        if self.epochs_to_max < 1 or self.voters_per_vote < 1 or \
-                self.validation_window_blocks < 1 or self.voting_period_blocks < 1:
-            raise InvalidRequest("validation params epochs_to_max, voters_per_vote and the "
-                                 "windows must be at least 1")
+    def check_consistency(self) -> None:
+        if self.p_min_ppm > self.p_max_ppm:
+            raise InvalidRequest("validation params need p_min_ppm <= p_max_ppm")
         if self.reveal_window_blocks < self.validation_window_blocks + self.voting_period_blocks:
             raise InvalidRequest("validation param reveal_window_blocks must be at least "
                                  "validation_window_blocks + voting_period_blocks")
-        if self.canary_rate_ppm > PPM or self.invalid_rate_ppm > PPM:
-            raise InvalidRequest("validation rates are parts per million, at most 1000000")
 
     @property
     def reputation_step_ppm(self) -> int:
