@@ -125,6 +125,8 @@ class InferenceMsgServer:
         self._keeper.set_allowance(ctx.kv, developer, agent, left - escrow)
 
     def start(self, ctx: Context, msg: MsgStartInference) -> None:
+        if msg.draw_height < 1:  # int64 on the wire; the signed payload packs it unsigned
+            raise DrawMismatch(f"draw height {msg.draw_height} is not a block height")
         params = self._keeper.params(ctx.kv)
         agent = self._registered(ctx, msg.creator)
         _verify_ed25519(agent.node_pubkey, payload.start_payload_of(msg), msg.ta_signature,
