@@ -3,7 +3,8 @@
 /v1/chat/completions, /v1/completions  developers (signed requests), streaming or not
 /v1/models                             registry models some active participant serves
 /internal/v1/execute                   other participants' transfer agents (NDJSON stream)
-/health                                liveness, and this node's address for signing
+/health                                liveness, this node's address for signing, and its
+                                       draw mismatch counts (apinode/draw_audit.py)
 
 Every refusal is an OpenAI-shaped error with its status; an unexpected failure is a 500 of
 the same shape, logged, and the node keeps serving.
@@ -20,6 +21,7 @@ from aiohttp import web
 
 from apinode import openai_errors as errors
 from apinode.api_keys import ApiKeys
+from apinode.draw_audit import DrawAudit
 from apinode.execute_wire import EXECUTE_PATH, ExecutorFailed, encode
 from apinode.executor import Executed, ExecutedStep, ExecuteRequest, ExecutionRefused, Executor
 from apinode.mlnode_client import MlNodeClient, MlNodeError
@@ -69,8 +71,9 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
 class HttpApi:
     def __init__(self, agent: TransferAgent, executor: Executor, mlnode: MlNodeClient,
                  models: Callable[[], Awaitable[list[str]]], signature_window_s: int,
-                 keys: ApiKeys) -> None:
+                 keys: ApiKeys, audit: DrawAudit | None = None) -> None:
         self._agent = agent
+        self._audit = audit or DrawAudit()
         self._keys = keys
         self._executor = executor
         self._mlnode = mlnode
@@ -89,7 +92,8 @@ class HttpApi:
         return app
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "address": self._agent.address})
+        return web.json_response({"status": "ok", "address": self._agent.address,
+                                  "draw_mismatches": self._audit.counts()})
 
     async def issue_key(self, http: web.Request) -> web.Response:
         """A bearer key for the account that signed this request (any body, even {})."""
