@@ -116,11 +116,11 @@ class TransferAgent:
         params = await self._chain.params()
         max_age = int(params["max_draw_age_blocks"])
         attempts = min(self._attempts, int(params["max_attempts"]))
-        participants = {p.address: p for p in await self._chain.participants()}
         failed: set[str] = set()
         for _ in range(MAX_DRAWS):
             inference_id = uuid.uuid4().hex
             draw = await self._chain.draw(inference_id, prepared.model.id)
+            participants = {p.address: p for p in await self._chain.participants()}
             picks = [(attempt, executor) for attempt, executor in
                      enumerate(draw.order[:attempts]) if executor not in failed]
             if not picks:
