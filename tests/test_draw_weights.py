@@ -7,7 +7,7 @@ from inference_net import T0, Net
 
 from chain.inference.draw import MAX_AVAILABILITY_PPM
 from inferchain_pb.inference.v1 import query_pb2 as q
-from inferchain_pb.inference.v1.inference_pb2 import FINISHED
+from inferchain_pb.inference.v1.inference_pb2 import FINISHED, MsgWithdrawParticipant
 
 EPOCH = 6
 
@@ -64,3 +64,18 @@ def test_a_draw_stays_valid_after_misses_completions_and_an_epoch_boundary():
     assert [(r.code, r.log) for r in results if r.code] == []
     assert all(net.inference(i).status == FINISHED for i in ids[:6])
     net.assert_conserved()
+
+
+def test_a_withdrawal_leaves_draws_from_its_height_and_keeps_earlier_ones():
+    net = short_epochs()
+    drawn_at = net.height
+    leaving = net.parts[0]
+    inference_id = next(i for i in (f"w-{n}" for n in range(60))
+                        if net.draw_at(i, drawn_at)[0] == leaving.address)
+    assert net.one(leaving.tx(MsgWithdrawParticipant(creator=leaving.address))).code == 0
+    assert all(leaving.address not in net.draw(f"after-{n}") for n in range(20))
+    agent = net.parts[1]
+    start = start_msg(agent, net.developer, inference_id, leaving.address, drawn_at,
+                      T0 + net.height, [1, 2, 3])
+    result = net.one(agent.tx(start))
+    assert result.code == 0, result.log
