@@ -21,7 +21,6 @@ from aiohttp import web
 
 from apinode import openai_errors as errors
 from apinode.api_keys import ApiKeys
-from apinode.draw_audit import DrawAudit
 from apinode.execute_wire import EXECUTE_PATH, ExecutorFailed, encode
 from apinode.executor import Executed, ExecutedStep, ExecuteRequest, ExecutionRefused, Executor
 from apinode.mlnode_client import MlNodeClient, MlNodeError
@@ -71,9 +70,8 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
 class HttpApi:
     def __init__(self, agent: TransferAgent, executor: Executor, mlnode: MlNodeClient,
                  models: Callable[[], Awaitable[list[str]]], signature_window_s: int,
-                 keys: ApiKeys, audit: DrawAudit | None = None) -> None:
+                 keys: ApiKeys) -> None:
         self._agent = agent
-        self._audit = audit or DrawAudit()
         self._keys = keys
         self._executor = executor
         self._mlnode = mlnode
@@ -93,7 +91,7 @@ class HttpApi:
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "address": self._agent.address,
-                                  "draw_mismatches": self._audit.counts()})
+                                  "draw_mismatches": self._executor.audit.counts()})
 
     async def issue_key(self, http: web.Request) -> web.Response:
         """A bearer key for the account that signed this request (any body, even {})."""

@@ -116,7 +116,7 @@ async def run(config: ApiNodeConfig) -> None:
             return [m.id for m in await chain.served_models()]
 
         api = HttpApi(agent, executor, mlnode, model_ids, config.signature_window_s,
-                      ApiKeys(db), audit)
+                      ApiKeys(db))
         worker = OutboxWorker(outbox, outbox_submit(sender, DECODE, audit.outbox_refusal),
                               outbox_confirm(sender), interval_s=0.5)
         runner = web.AppRunner(api.app(), access_log=None)
