@@ -37,6 +37,13 @@ class ApiNodeConfig:
     # but checks nothing, "always-pass" reports every check as clean without scoring, "lie"
     # scores and then reports the opposite verdict. Empty: an honest validator.
     validator_fault: str = ""
+    # Seconds a transfer agent waits for an executor's first token before trying the next
+    # pick (it gives up sooner when the draw would become too old for the chain to start).
+    first_token_timeout_s: float = 120.0
+    # Fault injection for tests of the protocol only: "refuse-all" refuses every forward, so
+    # the chain counts a miss against this participant each time a transfer agent skips it.
+    # Empty: an honest executor.
+    executor_fault: str = ""
     # Proof of compute (apinode.poc): prove in each epoch's PoC window on the ML node and check
     # the other members' proofs after it, whenever the chain runs PoC (epochs param
     # poc_window_blocks > 0). Off, the participant gets no weight from the next epoch on and
@@ -102,10 +109,17 @@ class ApiNodeConfig:
 def write_home(home: Path, config: dict, account_key_hex: str) -> None:
     """Lays out an API node home: config and keys (a fresh node key), owner-only."""
     home.mkdir(parents=True, exist_ok=True)
-    lines = [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in config.items()]
+    lines = [f"{k} = {_toml(v)}" for k, v in config.items()]
     (home / "apinode.toml").write_text("\n".join(lines).replace("'", '"') + "\n")
     for name, secret in (("account.key", account_key_hex),
                          ("node.key", bytes(SigningKey.generate()).hex())):
         path = home / name
         path.write_text(secret + "\n")
         path.chmod(0o600)
+
+
+def _toml(value: object) -> str:
+    """A scalar setting as TOML writes it (true/false, not Python's True/False)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, str) else str(value)

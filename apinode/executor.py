@@ -46,6 +46,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from apinode.chain_queries import ChainQueries, ChainQueryError, ChainUnavailable
+from apinode.draw_audit import DrawAudit
 from apinode.mlnode_client import Finish, MlNodeClient, MlNodeError, MlNodeRefused, TokenStep
 from apinode.openai_request import MAX_TOP_LOGPROBS
 from apinode.outbox import Outbox
@@ -67,6 +68,10 @@ from mlnode.sampling_params import SamplingParams
 log = logging.getLogger(__name__)
 
 FINISH_KIND = "finish_inference"
+# Misbehaviours a protocol test can switch on (ApiNodeConfig.executor_fault); "" is honest.
+# "refuse-all" refuses every forward before a token, so the transfer agents skip this node
+# and the chain counts a miss against it each time.
+FAULTS = frozenset({"", "refuse-all"})
 HASH_BYTES = 32  # sha256 prompt hash
 SIGNATURE_BYTES = 64  # ed25519
 MAX_UINT32 = (1 << 32) - 1  # token ids
@@ -257,7 +262,15 @@ class Executor:
     """
 
     def __init__(self, address: str, node_key: SigningKey, chain: ChainQueries,
-                 mlnode: MlNodeClient, db: Database, outbox: Outbox) -> None:
+                 mlnode: MlNodeClient, db: Database, outbox: Outbox,
+                 audit: DrawAudit | None = None, fault: str = "") -> None:
+        if fault not in FAULTS:
+            raise ValueError(f"executor fault {fault!r} is not one of {sorted(FAULTS)}")
+        if fault:
+            log.warning("EXECUTOR FAULT %r IS ON: this node misbehaves on purpose (protocol "
+                        "tests only)", fault)
+        self.fault = fault
+        self.audit = audit or DrawAudit()
         self.address = address
         self.node_key = node_key
         self.chain = chain
@@ -277,6 +290,8 @@ class Executor:
         ``Executed``: closing it earlier cancels the generation and finishes nothing.
         """
         inference_id = request.inference_id
+        if self.fault == "refuse-all":
+            raise self._refuse(request, "executor fault 'refuse-all' is on")
         if inference_id in self._running:
             raise self._refuse(request, "this inference is already being executed here")
         self._running.add(inference_id)
@@ -391,6 +406,9 @@ class Executor:
                                         f"{request.draw_height}: {exc.details}") from exc
         picked = draw.order[request.attempt] if request.attempt < len(draw.order) else "nobody"
         if picked != self.address:
+            self.audit.forward_refused(request.inference_id, request.transfer_agent,
+                                       request.draw_height, request.attempt, self.address,
+                                       picked)
             raise self._refuse(request, f"the draw at height {request.draw_height} picks "
                                         f"{picked} for attempt {request.attempt}, not this node")
 

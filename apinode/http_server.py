@@ -3,7 +3,8 @@
 /v1/chat/completions, /v1/completions  developers (signed requests), streaming or not
 /v1/models                             registry models some active participant serves
 /internal/v1/execute                   other participants' transfer agents (NDJSON stream)
-/health                                liveness, and this node's address for signing
+/health                                liveness, this node's address for signing, and its
+                                       draw mismatch counts (apinode/draw_audit.py)
 
 Every refusal is an OpenAI-shaped error with its status; an unexpected failure is a 500 of
 the same shape, logged, and the node keeps serving.
@@ -89,7 +90,8 @@ class HttpApi:
         return app
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "address": self._agent.address})
+        return web.json_response({"status": "ok", "address": self._agent.address,
+                                  "draw_mismatches": self._executor.audit.counts()})
 
     async def issue_key(self, http: web.Request) -> web.Response:
         """A bearer key for the account that signed this request (any body, even {})."""

@@ -20,6 +20,7 @@ from aiohttp import web
 from apinode.api_keys import ApiKeys
 from apinode.chain_queries import ChainQueries
 from apinode.config import ApiNodeConfig
+from apinode.draw_audit import DrawAudit
 from apinode.executor import Executor
 from apinode.http_server import HttpApi
 from apinode.mlnode_client import MlNodeClient
@@ -104,17 +105,20 @@ async def run(config: ApiNodeConfig) -> None:
     async with MlNodeClient(config.mlnode) as mlnode, aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)) as session:
         await register(config, sender, chain, mlnode)
-        executor = Executor(sender.address, config.node_key(), chain, mlnode, db, outbox)
+        audit = DrawAudit()
+        executor = Executor(sender.address, config.node_key(), chain, mlnode, db, outbox,
+                            audit, fault=config.executor_fault)
         agent = TransferAgent(sender.address, config.node_key(), chain, mlnode, executor,
-                              outbox, session)
+                              outbox, session,
+                              first_token_timeout_s=config.first_token_timeout_s)
 
         async def model_ids() -> list[str]:
             return [m.id for m in await chain.served_models()]
 
         api = HttpApi(agent, executor, mlnode, model_ids, config.signature_window_s,
                       ApiKeys(db))
-        worker = OutboxWorker(outbox, outbox_submit(sender, DECODE), outbox_confirm(sender),
-                              interval_s=0.5)
+        worker = OutboxWorker(outbox, outbox_submit(sender, DECODE, audit.outbox_refusal),
+                              outbox_confirm(sender), interval_s=0.5)
         runner = web.AppRunner(api.app(), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, *config.listen_host_port()).start()

@@ -10,7 +10,7 @@ holds up the others in its batch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from google.protobuf.message import DecodeError, Message
 
@@ -30,12 +30,25 @@ ALREADY_DONE = {("inference", 2), ("inference", 6), ("inference", 7),
                 ("epochs", 4), ("epochs", 8)}
 
 
-def outbox_submit(sender: TxSender, decode: Mapping[str, type[Message]]) -> Submit:
-    """``submit`` for the worker; ``decode`` names the message class of each entry kind."""
+# Told of each entry the chain refuses: (entry, codespace, code, the chain's log).
+Refused = Callable[[Entry, str, int, str], None]
+
+
+def outbox_submit(sender: TxSender, decode: Mapping[str, type[Message]],
+                  on_refused: Refused | None = None) -> Submit:
+    """``submit`` for the worker; ``decode`` names the message class of each entry kind;
+    ``on_refused`` hears of each entry the chain refuses, before it is retried."""
 
     async def submit(entries: list[Entry]) -> SubmitResult:
         messages: dict[int, Message] = {}
         rejected: dict[int, str] = {}
+        by_id = {entry.id: entry for entry in entries}
+
+        def refuse(entry_id: int, exc: SimulationFailed) -> None:
+            rejected[entry_id] = exc.log
+            if on_refused is not None:
+                on_refused(by_id[entry_id], exc.codespace, exc.code, exc.log)
+
         for entry in entries:
             message_type = decode.get(entry.kind)
             if message_type is None:
@@ -53,7 +66,8 @@ def outbox_submit(sender: TxSender, decode: Mapping[str, type[Message]]) -> Subm
             if len(messages) == 1 and (exc.codespace, exc.code) in ALREADY_DONE:
                 return SubmitResult(None, rejected, frozenset(messages))
             if len(messages) == 1:
-                return SubmitResult(None, {**rejected, **dict.fromkeys(messages, exc.log)})
+                refuse(next(iter(messages)), exc)
+                return SubmitResult(None, rejected)
             log.warning("outbox: a batch of %d messages would fail (%s); simulating each alone "
                         "to find the failing ones", len(messages), exc.log)
         done: set[int] = set()
@@ -64,7 +78,7 @@ def outbox_submit(sender: TxSender, decode: Mapping[str, type[Message]]) -> Subm
                 if (exc.codespace, exc.code) in ALREADY_DONE:
                     done.add(entry_id)
                 else:
-                    rejected[entry_id] = exc.log
+                    refuse(entry_id, exc)
         # Each passing alone but not together (say, two starts of one inference) raises here,
         # and the worker retries the whole batch.
         good = [message for entry_id, message in messages.items()

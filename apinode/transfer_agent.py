@@ -5,12 +5,21 @@ The executor is the first of the chain's draw order that accepts the request; on
 unreachable, refuses, or sends no first token in time is skipped for the next pick (the
 chain counts a miss for each skipped one). MsgStartInference goes to the outbox once an
 executor has produced its first token, so the response never waits for the chain.
+
+The chain accepts a start only while its draw height is among the last
+``max_draw_age_blocks`` blocks. So that every answer the developer receives is settled on
+chain, the first token must come while a quarter of that window is still left for the start
+to reach a block; an executor that is slower than that (a stalled ML node) is given up on like
+one that refused, and the request is drawn again under a fresh inference id at the latest
+height, where the executors that failed it are skipped (and charged a miss). Nothing reaches
+the developer before a first token that came in time.
 """
 
 import asyncio
 import contextlib
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
@@ -19,7 +28,7 @@ import aiohttp
 from nacl.signing import SigningKey
 
 from apinode import openai_errors as errors
-from apinode.chain_queries import ChainQueries
+from apinode.chain_queries import ChainQueries, Draw
 from apinode.execute_wire import EXECUTE_PATH, ExecutorFailed, decode
 from apinode.executor import Executed, ExecutedStep, ExecuteRequest, ExecutionRefused, Executor
 from apinode.mlnode_client import MlNodeClient, MlNodeError
@@ -27,11 +36,21 @@ from apinode.openai_request import CompletionRequest
 from apinode.outbox import Outbox
 from apinode.request_auth import SignedRequest
 from chain.inference import payload
-from inferchain_pb.inference.v1.inference_pb2 import Model, MsgStartInference
+from inferchain_pb.inference.v1.inference_pb2 import Model, MsgStartInference, Participant
 
 log = logging.getLogger(__name__)
 
 Event = ExecutedStep | Executed
+# The share of the draw window (1/4) kept for the start to reach a block after the first token.
+START_SHARE = 4
+# Draws per request: a fresh one when the last one's executors all failed or its time ran out.
+MAX_DRAWS = 3
+# How often a transfer agent waiting for a first token looks at the chain's height.
+HEIGHT_POLL_S = 0.25
+
+
+class DrawExpired(Exception):
+    """The first token came (or would come) too late for the chain to accept the start."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,7 @@ class TransferAgent:
         self._session = session
         self._attempts = max_attempts
         self._first_token_timeout = first_token_timeout_s
+        self._height, self._height_at = 0, -HEIGHT_POLL_S
 
     async def prepare(self, request: CompletionRequest, signed: SignedRequest) -> Prepared:
         """Model, prompt ids, context and balance checks: the developer's errors, early."""
@@ -91,36 +111,99 @@ class TransferAgent:
         return Prepared(request, signed, model, tuple(prompt.ids))
 
     async def serve(self, prepared: Prepared) -> tuple[str, AsyncGenerator[Event]]:
-        """The inference id and its stream, once an executor has sent a first token."""
-        inference_id = uuid.uuid4().hex
+        """The inference id and its stream, once an executor has sent a first token in time
+        for its start to reach the chain."""
+        params = await self._chain.params()
+        max_age = int(params["max_draw_age_blocks"])
+        attempts = min(self._attempts, int(params["max_attempts"]))
+        failed: set[str] = set()
+        for _ in range(MAX_DRAWS):
+            inference_id = uuid.uuid4().hex
+            draw = await self._chain.draw(inference_id, prepared.model.id)
+            participants = {p.address: p for p in await self._chain.participants()}
+            picks = [(attempt, executor) for attempt, executor in
+                     enumerate(draw.order[:attempts]) if executor not in failed]
+            if not picks:
+                break
+            last_height = draw.draw_height + max_age - max(1, max_age // START_SHARE)
+            for tried, (attempt, executor) in enumerate(picks):
+                try:
+                    served = await self._try(prepared, inference_id, draw, attempt, executor,
+                                             participants, last_height)
+                except DrawExpired as exc:
+                    log.warning("inference %s: executor %s (attempt %d): %s; drawing again at "
+                                "the latest height", inference_id, executor, attempt, exc)
+                    if not tried:  # it had the draw's whole time; a later pick had less
+                        failed.add(executor)
+                    break
+                if served is not None:
+                    return inference_id, served
+                failed.add(executor)
+        raise errors.no_executor(prepared.model.id)
+
+    async def _try(self, prepared: Prepared, inference_id: str, draw: Draw, attempt: int,
+                   executor: str, participants: dict[str, Participant],
+                   last_height: int) -> AsyncGenerator[Event] | None:
+        """The executor's stream once its first token came by ``last_height``, its start
+        queued; None when it refused or failed; DrawExpired when the draw ran out of time."""
         request = prepared.request
         seed = request.seed if request.seed is not None else secrets.randbits(64)
-        draw = await self._chain.draw(inference_id, prepared.model.id)
-        participants = {p.address: p for p in await self._chain.participants()}
-        for attempt, executor in enumerate(draw.order[:self._attempts]):
-            forward = self._signed_forward(
-                inference_id=inference_id, model_id=prepared.model.id,
-                developer=prepared.signed.developer, prompt_hash=prepared.signed.prompt_hash,
-                prompt_ids=prepared.prompt_ids, max_tokens=request.max_tokens, seed=seed,
-                temperature=request.temperature, top_p=request.top_p, stop=request.stop,
-                top_logprobs=request.top_logprobs, executor=executor,
-                draw_height=draw.draw_height, attempt=attempt, transfer_agent=self.address,
-                developer_pubkey=prepared.signed.pubkey,
-                request_signature=prepared.signed.signature,
-                request_timestamp=prepared.signed.timestamp)
-            stream = self._link(executor, participants[executor].url, forward)
-            try:
-                first = await asyncio.wait_for(anext(stream), self._first_token_timeout)
-            except (ExecutionRefused, ExecutorFailed, MlNodeError, aiohttp.ClientError,
-                    TimeoutError, StopAsyncIteration) as exc:
-                log.warning("inference %s: executor %s (attempt %d) failed before its first "
-                            "token: %s; moving to the next draw", inference_id, executor,
-                            attempt, exc)
-                await stream.aclose()
-                continue
-            self._start(forward, prepared.signed)
-            return inference_id, _prepend(first, stream)
-        raise errors.no_executor(prepared.model.id)
+        forward = self._signed_forward(
+            inference_id=inference_id, model_id=prepared.model.id,
+            developer=prepared.signed.developer, prompt_hash=prepared.signed.prompt_hash,
+            prompt_ids=prepared.prompt_ids, max_tokens=request.max_tokens, seed=seed,
+            temperature=request.temperature, top_p=request.top_p, stop=request.stop,
+            top_logprobs=request.top_logprobs, executor=executor,
+            draw_height=draw.draw_height, attempt=attempt, transfer_agent=self.address,
+            developer_pubkey=prepared.signed.pubkey,
+            request_signature=prepared.signed.signature,
+            request_timestamp=prepared.signed.timestamp)
+        stream = self._link(executor, participants[executor].url, forward)
+        try:
+            first = await self._first_token(stream, last_height)
+            height = await self._chain.latest_height()
+            if height > last_height:
+                raise DrawExpired(f"the first token came at height {height}, past {last_height}"
+                                  f" (draw height {draw.draw_height})")
+        except DrawExpired:
+            await stream.aclose()
+            raise
+        except (ExecutionRefused, ExecutorFailed, MlNodeError, aiohttp.ClientError,
+                TimeoutError, StopAsyncIteration) as exc:
+            log.warning("inference %s: executor %s (attempt %d) failed before its first "
+                        "token: %s; moving to the next pick", inference_id, executor, attempt,
+                        exc)
+            await stream.aclose()
+            return None
+        self._start(forward, prepared.signed)
+        return _prepend(first, stream)
+
+    async def _first_token(self, stream: AsyncIterator[Event], last_height: int) -> Event:
+        """The stream's first event; TimeoutError after ``first_token_timeout_s``, and
+        DrawExpired once the chain is past ``last_height``."""
+        give_up = time.monotonic() + self._first_token_timeout
+        first = asyncio.ensure_future(anext(stream))
+        try:
+            while True:
+                done, _ = await asyncio.wait({first}, timeout=HEIGHT_POLL_S)
+                if done:
+                    return first.result()
+                if time.monotonic() > give_up:
+                    raise TimeoutError(f"no first token within {self._first_token_timeout:g}s")
+                height = await self._latest_height()
+                if height > last_height:
+                    raise DrawExpired(f"no first token by height {last_height} (now {height})")
+        finally:
+            if not first.done():
+                first.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await first
+
+    async def _latest_height(self) -> int:
+        """The chain's height, asked at most every HEIGHT_POLL_S by all waiting requests."""
+        if time.monotonic() - self._height_at >= HEIGHT_POLL_S:
+            self._height, self._height_at = await self._chain.latest_height(), time.monotonic()
+        return self._height
 
     def _signed_forward(self, **fields: object) -> ExecuteRequest:
         """The forward with this TA's node-key signature over its start payload."""

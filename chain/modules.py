@@ -166,6 +166,8 @@ def build() -> Modules:
     validation_blocks = ValidationBlocks(validation, inference, epochs, tasks)
     # Weights first: the validation module fixes the new epoch's members from them.
     epochs.on_epoch_start(Weights(epochs, inference).epoch_start)
+    # Then the draw's weights for the epoch, from the new weights.
+    epochs.on_epoch_start(partial(inference_blocks.epoch_start, inference))
     epochs.on_epoch_start(validation_blocks.epoch_start)
     validation_blocks.on_judged(Settlement(epochs, inference, validation, bank).settle)
     gov = GovKeeper()

@@ -27,6 +27,7 @@ from inference_actors import (
 from nacl.signing import SigningKey
 
 from apinode.chain_queries import ChainQueries, ChainQueryError, ChainUnavailable
+from apinode.draw_audit import DrawAudit
 from apinode.outbox import Outbox
 from apinode.outbox_chain import outbox_confirm, outbox_submit
 from apinode.outbox_worker import OutboxWorker
@@ -75,7 +76,7 @@ class Net:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory):
-    keys = funded_keys(10)
+    keys = funded_keys(12)
     port = free_port()
     info = layout_solo(template(keys, models=genesis_models()),
                        tmp_path_factory.mktemp("apinode-chain") / "home", grpc_port=port,
@@ -245,6 +246,33 @@ def test_outbox_commits_a_batch_and_fails_only_the_bad_entry(net: Net, tmp_path:
         assert "no-such-model" in failed.last_error
         assert [(await sender.chain.account(a)).balance for a in to] == [100, 200]
         db.close()
+
+    net.run(scenario)
+
+
+def test_a_start_the_chain_refuses_for_its_draw_is_counted_as_a_mismatch(net: Net,
+                                                                         tmp_path: Path):
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        chain = ChainQueries(channel)
+        agent, other = net.actors[10], net.actors[11]
+        for i, actor in ((10, agent), (11, other)):
+            sender = net.sender(channel, i)
+            assert await landed(sender, await sender.send([actor.register()])) == (0, "")
+        draw = await chain.draw("mismatch-1", MODEL_ID)
+        # The second pick named as the first: the chain's draw disagrees.
+        start = start_msg(agent, net.actors[0], "mismatch-1", draw.order[1], draw.draw_height,
+                          int(time.time()), [10, 11, 12], max_tokens=8)
+        outbox = Outbox(Database.open(str(tmp_path / "ta.db")), max_attempts=1)
+        outbox.enqueue("start_inference", "start_inference:mismatch-1",
+                       start.SerializeToString())
+        audit = DrawAudit()
+        worker = OutboxWorker(outbox, outbox_submit(net.sender(channel, 10), DECODE,
+                                                    audit.outbox_refusal),
+                              outbox_confirm(net.sender(channel, 10)), interval_s=0.05)
+        await worker.step()
+        entry = outbox.get("start_inference:mismatch-1")
+        assert entry.state == OutboxState.FAILED and "picks" in entry.last_error
+        assert audit.counts() == {"refused_starts": 1, "refused_forwards": 0}
 
     net.run(scenario)
 

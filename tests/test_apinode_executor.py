@@ -334,6 +334,8 @@ def test_refusals_come_before_any_generation(net: Net, ml_address: str, tmp_path
                 with pytest.raises(ExecutionRefused, match=reason):
                     await collect(executor, request)
                 assert executor.outbox.pending_count() == 0
+                # Only the draw disagreement is a draw mismatch, counted for /health.
+                assert executor.audit.refused_forwards == (reason.startswith("picks"))
                 executor.db.close()
 
     net.run(scenario)

@@ -87,7 +87,7 @@ def _refusal(net, case):
         wrong = next(p for p in net.parts if p.address != executor.address)
         forged = start_msg(agent, net.developer, start.inference_id, wrong.address,
                            net.height, T0 + net.height, [1, 2, 3, 4])
-        return agent.tx(forged), 10, "the draw picks"
+        return agent.tx(forged), 10, "picks"
     if case == "developer without funds":
         poor = start_msg(agent, net.poor, start.inference_id, executor.address, net.height,
                          T0 + net.height, [1, 2, 3, 4], max_tokens=1000)

@@ -1,4 +1,5 @@
-"""What the inference module does at every block: remember its hash, expire lone halves.
+"""What the inference module does at every block: remember its hash, expire lone halves;
+and at every epoch's first block: fix the draw's weights for the epoch.
 
 The block hash seeds executor draws for the next ``max_draw_age_blocks`` blocks. A Start
 without its Finish past ``expiration_blocks`` is refunded in full and counts as a miss for
@@ -17,6 +18,12 @@ from inferchain_pb.inference.v1.inference_pb2 import EXPIRED, STARTED
 def begin_block(keeper: InferenceKeeper, ctx: Context, block_hash: bytes) -> None:
     keep = keeper.params(ctx.kv).max_draw_age_blocks + 1
     keeper.record_block_hash(ctx.kv, ctx.block.height, block_hash, keep)
+
+
+def epoch_start(keeper: InferenceKeeper, ctx: Context, epoch: int) -> None:
+    """Fixes the draw's candidate weights for draws seeded in this epoch: its new weights (the
+    epochs module sets them first) and each participant's availability as of now."""
+    keeper.fix_draw_weights(ctx.kv, ctx.block.height, keeper.params(ctx.kv).max_draw_age_blocks)
 
 
 def end_block(keeper: InferenceKeeper, bank: BankKeeper, ctx: Context) -> None:

@@ -55,3 +55,4 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
         if consensus_key:
             keeper.set_consensus_key(kv, participant, consensus_key)
         keeper.set_participant(kv, participant)
+    keeper.fix_draw_weights(kv, 0, params.max_draw_age_blocks)

@@ -8,6 +8,8 @@ Keys:
   inference/expiry/<height>/<id>               lone Start or Finish expiring at that height
   inference/status/<status>/<height>/<id>      by status and height of the last change
   inference/blockhash/<height>                 recent block hashes, seeding the draw
+  inference/drawweights/<height>               DrawWeights: the draw's candidate weights from
+                                               that height on (fixed at epoch starts)
   inference/work/<height>/<addr>               fees earned by inferences finished at that
                                                height, paid out at the epoch's settlement
   inference/escrow/<addr>                      a developer's coins held for open inferences
@@ -24,12 +26,18 @@ from collections.abc import Iterator
 from chain.auth import address
 from chain.errors import InvalidRequest
 from chain.gas import GasKV
-from chain.inference.draw import Candidate
+from chain.inference.draw import Candidate, draw_order
 from chain.inference.params import KEY as PARAMS_KEY
 from chain.inference.params import InferenceParams
 from chain.store import KVReader
 from chain.store.records import load, save, uint64
-from inferchain_pb.inference.v1.inference_pb2 import Inference, Model, Participant
+from inferchain_pb.inference.v1.inference_pb2 import (
+    DrawWeight,
+    DrawWeights,
+    Inference,
+    Model,
+    Participant,
+)
 
 ESCROW_ACCOUNT = hashlib.sha256(b"inference_escrow").digest()[:20]
 PARTICIPANT = b"inference/participant/"
@@ -39,6 +47,7 @@ INFERENCE = b"inference/inference/"
 EXPIRY = b"inference/expiry/"
 STATUS = b"inference/status/"
 BLOCK_HASH = b"inference/blockhash/"
+DRAW_WEIGHTS = b"inference/drawweights/"
 WORK = b"inference/work/"
 ESCROW = b"inference/escrow/"
 REQUEST_SIG = b"inference/requestsig/"
@@ -55,6 +64,10 @@ def _status_prefix(status: int) -> bytes:
     if not 0 <= status <= 0xFF:
         raise InvalidRequest(f"status {status} is outside the status index's range 0..255")
     return STATUS + bytes([status])
+
+
+class DrawUnavailable(ValueError):
+    """The draw at that height cannot be computed: its block hash or weights are gone."""
 
 
 def _amount(state: State, key: bytes) -> int:
@@ -160,13 +173,67 @@ class InferenceKeeper:
     def block_hash(self, state: State, height: int) -> bytes | None:
         return state.get(BLOCK_HASH + uint64(height))
 
+    def draw(self, state: State, inference_id: str, model: Model,
+             draw_height: int) -> list[str]:
+        """The draw order of ``inference_id`` seeded at ``draw_height``: the one computation
+        behind MsgStartInference's check and the Draw query that transfer agents and
+        executors use, so all of them agree whatever happened after ``draw_height``.
+
+        Raises DrawUnavailable when the height's hash or weights are no longer kept, and
+        NoEligibleExecutor when nobody could be drawn then.
+        """
+        block_hash = self.block_hash(state, draw_height)
+        if block_hash is None:
+            raise DrawUnavailable(f"no block hash recorded for height {draw_height}")
+        return draw_order(inference_id, block_hash, self.candidates(state, model, draw_height))
+
     def candidates(self, state: State, model: Model, draw_height: int) -> list[Candidate]:
-        """Active participants serving the model with the registry's weights that a draw
-        seeded at ``draw_height`` may pick: registered by then and not INVALID then."""
-        return [Candidate(p.address, p.weight, availability_ppm(p))
+        """Participants serving the model that a draw seeded at ``draw_height`` may pick:
+        registered and not withdrawn by then, not INVALID then, with the weights fixed for
+        that height. Nothing that changes after ``draw_height`` (a completion, a miss, an
+        epoch's new weights) moves the draw: a transfer agent's draw stays the chain's."""
+        fixed = self.draw_weights(state, draw_height)
+        if fixed is None:
+            raise DrawUnavailable(f"no draw weights recorded for height {draw_height}")
+        weights = {w.address: w for w in fixed.weights}
+        return [Candidate(p.address, weights[p.address].weight,
+                          weights[p.address].availability_ppm)
                 for p in self.participants(state)
-                if p.active and drawable(p, draw_height) and any(m.model_id == model.id and
-                                    m.weights_sha256 == model.weights_sha256 for m in p.models)]
+                if p.address in weights and drawable(p, draw_height)
+                and any(m.model_id == model.id and m.weights_sha256 == model.weights_sha256
+                        for m in p.models)]
+
+    def draw_weights(self, state: State, height: int) -> DrawWeights | None:
+        """The record in force at ``height``: the latest one from at or before it."""
+        found = None
+        for key, data in state.iterate(DRAW_WEIGHTS):
+            if int.from_bytes(key[len(DRAW_WEIGHTS):], "big") > height:
+                break
+            found = data
+        return DrawWeights.FromString(found) if found is not None else None
+
+    def fix_draw_weights(self, kv: GasKV, height: int, max_draw_age: int) -> None:
+        """Fixes every participant's weight and availability for draws seeded from
+        ``height`` on, and drops records no draw height in the window can reach any more."""
+        save(kv, DRAW_WEIGHTS + uint64(height), DrawWeights(from_height=height, weights=[
+            DrawWeight(address=p.address, weight=p.weight, availability_ppm=availability_ppm(p))
+            for p in self.participants(kv)]))
+        oldest = height - max_draw_age
+        starts = [int.from_bytes(k[len(DRAW_WEIGHTS):], "big")
+                  for k, _ in kv.iterate(DRAW_WEIGHTS)]
+        for start, following in zip(starts, starts[1:], strict=False):
+            if following <= oldest:
+                kv.delete(DRAW_WEIGHTS + uint64(start))
+
+    def add_draw_weight(self, kv: GasKV, participant: Participant) -> None:
+        """A participant registering mid-epoch joins the record in force with its weight and
+        full availability; ``drawable`` keeps it out of draws seeded before it registered."""
+        fixed = self.draw_weights(kv, participant.registered_height)
+        if fixed is None:
+            fixed = DrawWeights(from_height=0)
+        fixed.weights.append(DrawWeight(address=participant.address, weight=participant.weight,
+                                        availability_ppm=availability_ppm(participant)))
+        save(kv, DRAW_WEIGHTS + uint64(fixed.from_height), fixed)
 
     def work_balance(self, state: State, addr: bytes) -> int:
         """Fees earned and not yet settled, over every unsettled epoch."""
@@ -253,8 +320,11 @@ def invalid_now(participant: Participant) -> bool:
 def drawable(participant: Participant, draw_height: int) -> bool:
     """Whether a draw seeded at ``draw_height`` includes the participant. Judging by the draw
     height, not by the state when the start arrives, keeps a transfer agent's draw valid when
-    a participant registers or becomes (or stops being) INVALID while the request is served."""
+    a participant registers, withdraws or becomes (or stops being) INVALID while the request
+    is served."""
     if participant.registered_height > draw_height:
+        return False
+    if not participant.active and not participant.withdrawn_height > draw_height:
         return False
     invalid = participant.invalid_since
     return not (invalid and invalid <= draw_height

@@ -18,7 +18,7 @@ from chain.bank.coins import NATIVE_DENOM
 from chain.bank.keeper import BankKeeper
 from chain.context import Context
 from chain.inference import artifact, payload
-from chain.inference.draw import NoEligibleExecutor, draw_order
+from chain.inference.draw import NoEligibleExecutor
 from chain.inference.errors import (
     BadSignature,
     DrawMismatch,
@@ -37,7 +37,7 @@ from chain.inference.errors import (
     UnknownModel,
     WrongExecutor,
 )
-from chain.inference.keeper import ESCROW_ACCOUNT, InferenceKeeper
+from chain.inference.keeper import ESCROW_ACCOUNT, DrawUnavailable, InferenceKeeper
 from chain.inference.params import InferenceParams
 from chain.tx.signature import verify as verify_secp256k1
 from inferchain_pb.inference.v1.inference_pb2 import (
@@ -94,6 +94,7 @@ class InferenceMsgServer:
         participant = Participant(address=msg.creator, weight=params.genesis_weight,
                                   active=True, registered_height=ctx.block.height)
         self._describe(ctx, participant, msg)
+        self._keeper.add_draw_weight(ctx.kv, participant)
         ctx.emit("register_participant", participant=msg.creator, url=msg.url)
 
     def update(self, ctx: Context, msg: MsgUpdateParticipant) -> None:
@@ -103,7 +104,7 @@ class InferenceMsgServer:
 
     def withdraw(self, ctx: Context, msg: MsgWithdrawParticipant) -> None:
         participant = self._registered(ctx, msg.creator)
-        participant.active = False
+        participant.active, participant.withdrawn_height = False, ctx.block.height
         self._keeper.set_participant(ctx.kv, participant)
         ctx.emit("withdraw_participant", participant=msg.creator)
 
@@ -340,20 +341,18 @@ class InferenceMsgServer:
         if msg.attempt >= params.max_attempts:
             raise DrawMismatch(f"attempt {msg.attempt} is past the last allowed "
                                f"({params.max_attempts - 1})")
-        block_hash = self._keeper.block_hash(ctx.kv, msg.draw_height)
-        if block_hash is None:
-            raise DrawMismatch(f"no block hash recorded for height {msg.draw_height}")
         try:
-            order = draw_order(msg.inference_id, block_hash,
-                               self._keeper.candidates(ctx.kv, model, msg.draw_height))
+            order = self._keeper.draw(ctx.kv, msg.inference_id, model, msg.draw_height)
+        except DrawUnavailable as exc:
+            raise DrawMismatch(str(exc)) from exc
         except NoEligibleExecutor as exc:
             raise DrawMismatch(f"no participant can serve {model.id}") from exc
         except ValueError as exc:
             raise DrawMismatch(f"the draw cannot be computed: {exc}") from exc
         if msg.attempt >= len(order) or order[msg.attempt] != msg.executor:
             picked = order[msg.attempt] if msg.attempt < len(order) else "nobody"
-            raise DrawMismatch(f"the draw picks {picked} for attempt {msg.attempt}, "
-                               f"not {msg.executor}")
+            raise DrawMismatch(f"the draw at height {msg.draw_height} picks {picked} for "
+                               f"attempt {msg.attempt}, not {msg.executor}")
         for skipped in order[:msg.attempt]:
             participant = self._keeper.participant(ctx.kv, skipped)
             participant.misses += 1

@@ -6,8 +6,8 @@ import grpc
 
 from chain.bank.coins import NATIVE_DENOM
 from chain.bank.keeper import BankKeeper
-from chain.inference.draw import NoEligibleExecutor, draw_order
-from chain.inference.keeper import InferenceKeeper
+from chain.inference.draw import NoEligibleExecutor
+from chain.inference.keeper import DrawUnavailable, InferenceKeeper
 from chain.params import ModuleParams
 from chain.query import (
     MAX_HEIGHT_SPAN,
@@ -87,13 +87,13 @@ def register(queries: QueryRouter, keeper: InferenceKeeper, bank: BankKeeper,
 
     def draw(state: KVReader, req: q.QueryDrawRequest) -> q.QueryDrawResponse:
         height = height_arg(req.draw_height, "draw_height") or latest_height()
-        block_hash = keeper.block_hash(state, height)
         found = keeper.model(state, req.model_id)
-        if block_hash is None or found is None:
-            raise not_found(f"block hash at {height} or model {req.model_id!r}")
+        if found is None:
+            raise not_found(f"model {req.model_id!r}")
         try:
-            order = draw_order(req.inference_id, block_hash,
-                               keeper.candidates(state, found, height))
+            order = keeper.draw(state, req.inference_id, found, height)
+        except DrawUnavailable as exc:
+            raise QueryError(grpc.StatusCode.NOT_FOUND, str(exc)) from exc
         except NoEligibleExecutor as exc:
             raise QueryError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from exc
         return q.QueryDrawResponse(order=order, draw_height=height)
