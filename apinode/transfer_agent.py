@@ -35,6 +35,7 @@ from apinode.mlnode_client import MlNodeClient, MlNodeError
 from apinode.openai_request import CompletionRequest
 from apinode.outbox import Outbox
 from apinode.request_auth import SignedRequest
+from apinode.spending import Spending
 from chain.inference import payload
 from inferchain_pb.inference.v1.inference_pb2 import Model, MsgStartInference, Participant
 
@@ -62,6 +63,11 @@ class Prepared:
     model: Model
     prompt_ids: tuple[int, ...]
 
+    @property
+    def cost(self) -> int:
+        """The most the inference can cost: what the chain escrows at its start."""
+        return (len(self.prompt_ids) + self.request.max_tokens) * self.model.price_per_token
+
 
 class TransferAgent:
     def __init__(self, address: str, node_key: SigningKey, chain: ChainQueries,
@@ -78,6 +84,7 @@ class TransferAgent:
         self._attempts = max_attempts
         self._first_token_timeout = first_token_timeout_s
         self._height, self._height_at = 0, -HEIGHT_POLL_S
+        self._spending = Spending(outbox)
 
     async def prepare(self, request: CompletionRequest, signed: SignedRequest) -> Prepared:
         """Model, prompt ids, context and balance checks: the developer's errors, early."""
@@ -94,25 +101,28 @@ class TransferAgent:
         if len(prompt.ids) + request.max_tokens > model.context_length:
             raise errors.context_length_exceeded(model.context_length, len(prompt.ids),
                                                  request.max_tokens, "messages")
-        cost = (len(prompt.ids) + request.max_tokens) * model.price_per_token
-        if not signed.signature:
-            allowed = await self._chain.allowance(signed.developer, self.address)
-            if allowed < cost:
-                raise errors.insufficient_balance(
-                    f"This request can cost up to {cost} ninfer; {signed.developer} allows "
-                    f"this transfer agent ({self.address}) {allowed} more. Grant a larger "
-                    f"allowance on chain (MsgGrantAllowance).")
-        balance = (await self._chain.account(signed.developer)).balance
-        if balance < cost:
-            raise errors.insufficient_balance(
-                f"This request can cost up to {cost} ninfer ({len(prompt.ids)} prompt tokens "
-                f"+ max_tokens {request.max_tokens} at {model.price_per_token} ninfer each); "
-                f"{signed.developer} has {balance}.")
         return Prepared(request, signed, model, tuple(prompt.ids))
 
     async def serve(self, prepared: Prepared) -> tuple[str, AsyncGenerator[Event]]:
         """The inference id and its stream, once an executor has sent a first token in time
-        for its start to reach the chain."""
+        for its start to reach the chain; refused (402) unless the developer's funds cover it
+        on top of what its other requests at this agent hold (apinode/spending.py)."""
+        developer = prepared.signed.developer
+
+        async def balance() -> int:
+            return (await self._chain.account(developer)).balance
+
+        async def allowance() -> int:
+            return await self._chain.allowance(developer, self.address)
+
+        funds = [("its balance", balance)]
+        if not prepared.signed.signature:
+            funds.append((f"allowed to transfer agent {self.address}; grant more with "
+                          f"MsgGrantAllowance", allowance))
+        async with self._spending.hold(developer, prepared.cost, funds):
+            return await self._serve(prepared)
+
+    async def _serve(self, prepared: Prepared) -> tuple[str, AsyncGenerator[Event]]:
         params = await self._chain.params()
         max_age = int(params["max_draw_age_blocks"])
         attempts = min(self._attempts, int(params["max_attempts"]))
@@ -175,7 +185,7 @@ class TransferAgent:
                         exc)
             await stream.aclose()
             return None
-        self._start(forward, prepared.signed)
+        self._start(forward, prepared)
         return _prepend(first, stream)
 
     async def _first_token(self, stream: AsyncIterator[Event], last_height: int) -> Event:
@@ -235,7 +245,8 @@ class TransferAgent:
                 raise ExecutorFailed(f"the executor's stream broke off: {exc}") from exc
         raise ExecutorFailed("the executor's stream ended before the output was complete")
 
-    def _start(self, forward: ExecuteRequest, signed: SignedRequest) -> None:
+    def _start(self, forward: ExecuteRequest, prepared: Prepared) -> None:
+        signed = prepared.signed
         message = MsgStartInference(
             creator=self.address, inference_id=forward.inference_id, model_id=forward.model_id,
             developer=signed.developer, developer_pubkey=signed.pubkey,
@@ -245,8 +256,9 @@ class TransferAgent:
             draw_height=forward.draw_height, attempt=forward.attempt,
             ta_signature=forward.ta_signature, temperature=forward.temperature,
             top_p=forward.top_p, stop=forward.stop)
-        self._outbox.enqueue("start_inference", f"start_inference:{forward.inference_id}",
-                             message.SerializeToString())
+        key = f"start_inference:{forward.inference_id}"
+        self._outbox.enqueue("start_inference", key, message.SerializeToString())
+        self._spending.queued(signed.developer, key, prepared.cost)
         log.info("inference %s started with executor %s (attempt %d)", forward.inference_id,
                  forward.executor, forward.attempt)
 

@@ -9,12 +9,17 @@ executor are shown on the solo network, the one with three participants.
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from functools import partial
 
 import httpx
 import openai
 import pytest
+from chain_client import ledger
+from chain_nodes import funded_keys
+from cosmpy.aerial.wallet import LocalWallet
+from cosmpy.crypto.keypairs import PrivateKey
 from local_network import (
     MODEL,
     POOR_FUNDS,
@@ -191,6 +196,42 @@ def test_bad_input_gets_openai_errors_and_the_node_keeps_serving(network: LocalN
     assert ok.usage.completion_tokens >= 1
     assert agent.process.poll() is None
     assert "/v1/chat/completions failed" not in agent.log()  # no refusal was an unexpected 500
+
+
+@on_solo
+def test_a_developer_cannot_be_answered_beyond_its_funds_by_sending_at_once(
+        network: LocalNetwork) -> None:
+    """Funds for about two and a half requests, six sent at once through one transfer agent:
+    the agent holds each answered request's escrow until its start lands, so the others are
+    refused (402) and every answer the developer gets is paid for on chain."""
+    agent = network.nodes[0]
+    first = network.client(agent).chat.completions.create(model=MODEL, messages=HI,
+                                                         max_tokens=4)
+    known = network.finished(first.model_extra["inference_id"])
+    escrow = (known.prompt_tokens + 4) * known.price_per_token
+    fresh = funded_keys(1)[0]
+    wallet = LocalWallet(PrivateKey(bytes.fromhex(network.developer.private_key_hex)),
+                         prefix="infer")
+    funds = 2 * escrow + escrow // 2
+    ledger(network.chain.grpc_port).send_tokens(fresh.address, funds, "ninfer",
+                                                wallet).wait_to_complete()
+    client = network.client(agent, fresh)
+
+    def ask(seed: int) -> str | int:
+        try:
+            return client.chat.completions.create(model=MODEL, messages=HI, max_tokens=4,
+                                                  seed=seed).model_extra["inference_id"]
+        except openai.APIStatusError as exc:
+            assert_openai_error(exc.body, "insufficient_quota")
+            return exc.status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(ask, range(6)))
+    answered = [o for o in outcomes if isinstance(o, str)]
+    assert answered and 402 in outcomes, outcomes
+    settled = [network.finished(inference_id) for inference_id in answered]
+    spent = funds - network.account(fresh.address).balance
+    assert spent == sum(i.cost for i in settled) <= funds
 
 
 @on_solo
