@@ -117,8 +117,8 @@ class TransferAgent:
 
         funds = [("its balance", balance)]
         if not prepared.signed.signature:
-            funds.append((f"allowed to transfer agent {self.address}; grant more with "
-                          f"MsgGrantAllowance", allowance))
+            funds.append((f"its allowance for transfer agent {self.address}; grant more "
+                          f"with MsgGrantAllowance", allowance))
         async with self._spending.hold(developer, prepared.cost, funds):
             return await self._serve(prepared)
 

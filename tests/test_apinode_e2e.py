@@ -7,6 +7,7 @@ chain, and a solo chain whose API nodes keep their stores in PostgreSQL. Bad inp
 executor are shown on the solo network, the one with three participants.
 """
 
+import math
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ from functools import partial
 import httpx
 import openai
 import pytest
-from chain_client import ledger
+from chain_client import GAS_PRICE, ledger
 from chain_nodes import funded_keys
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
@@ -213,8 +214,13 @@ def test_a_developer_cannot_be_answered_beyond_its_funds_by_sending_at_once(
     wallet = LocalWallet(PrivateKey(bytes.fromhex(network.developer.private_key_hex)),
                          prefix="infer")
     funds = 2 * escrow + escrow // 2
-    ledger(network.chain.grpc_port).send_tokens(fresh.address, funds, "ninfer",
-                                                wallet).wait_to_complete()
+    sent = ledger(network.chain.grpc_port).send_tokens(fresh.address, funds, "ninfer",
+                                                       wallet).wait_to_complete()
+    # The books (assert_consistent_books) start from each developer's funds; cosmpy pays
+    # gas_wanted × its gas price as the fee.
+    fee = math.ceil(sent.response.gas_wanted * GAS_PRICE)
+    network.funds[network.developer.address] -= funds + fee
+    network.funds[fresh.address] = funds
     client = network.client(agent, fresh)
 
     def ask(seed: int) -> str | int:
@@ -232,6 +238,7 @@ def test_a_developer_cannot_be_answered_beyond_its_funds_by_sending_at_once(
     settled = [network.finished(inference_id) for inference_id in answered]
     spent = funds - network.account(fresh.address).balance
     assert spent == sum(i.cost for i in settled) <= funds
+    assert_consistent_books(network)
 
 
 @on_solo
