@@ -47,6 +47,7 @@ from nacl.signing import SigningKey, VerifyKey
 
 from apinode.chain_queries import ChainQueries, ChainQueryError, ChainUnavailable
 from apinode.draw_audit import DrawAudit
+from apinode.fault_switch import fault_switch
 from apinode.mlnode_client import Finish, MlNodeClient, MlNodeError, MlNodeRefused, TokenStep
 from apinode.openai_request import MAX_TOP_LOGPROBS
 from apinode.outbox import Outbox
@@ -264,12 +265,7 @@ class Executor:
     def __init__(self, address: str, node_key: SigningKey, chain: ChainQueries,
                  mlnode: MlNodeClient, db: Database, outbox: Outbox,
                  audit: DrawAudit | None = None, fault: str = "") -> None:
-        if fault not in FAULTS:
-            raise ValueError(f"executor fault {fault!r} is not one of {sorted(FAULTS)}")
-        if fault:
-            log.warning("EXECUTOR FAULT %r IS ON: this node misbehaves on purpose (protocol "
-                        "tests only)", fault)
-        self.fault = fault
+        self.fault = fault_switch("executor", fault, FAULTS, "this node refuses forwards")
         self.audit = audit or DrawAudit()
         self.address = address
         self.node_key = node_key

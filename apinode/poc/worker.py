@@ -31,6 +31,7 @@ import logging
 from contextlib import suppress
 
 from apinode.chain_queries import ChainQueries, ChainQueryError
+from apinode.fault_switch import fault_switch
 from apinode.mlnode_client import MlNodeClient, MlNodeError, PocClaim, PocVerdict
 from apinode.outbox import Outbox
 from apinode.poc.params import PocParams
@@ -72,15 +73,11 @@ class PocWorker:
     def __init__(self, address: str, chain: ChainQueries, mlnode: MlNodeClient, outbox: Outbox,
                  *, interval_s: float = 1.0, max_nonces: int = 0, dtype: str = "float32",
                  submit_margin_blocks: int = 3, fault: str = "") -> None:
-        if fault not in FAULTS:
-            raise ValueError(f"PoC fault {fault!r} is not one of {sorted(FAULTS)}")
+        fault_switch("PoC", fault, FAULTS, "this participant submits made-up nonces")
         if dtype not in DTYPES:
             raise ValueError(f"PoC dtype {dtype!r} is not one of {sorted(DTYPES)}")
         if max_nonces < 0 or submit_margin_blocks < 0:
             raise ValueError("poc_max_nonces and the submit margin cannot be negative")
-        if fault:
-            log.warning("PoC: FAULT INJECTION %r is on: this participant submits made-up "
-                        "nonces on purpose (protocol tests only)", fault)
         self.address = address
         self.chain = chain
         self.mlnode = mlnode

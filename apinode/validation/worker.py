@@ -39,6 +39,7 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from apinode.chain_queries import ChainQueries, ChainQueryError
+from apinode.fault_switch import fault_switch
 from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeInfo, MlNodeRefused
 from apinode.outbox import Outbox
 from apinode.validation.figures import MICRO, Figures, ended_properly, measure
@@ -153,12 +154,7 @@ class ValidatorWorker:
                  interval_s: float = 2.0, concurrency: int = 2,
                  rescan_margin_blocks: int = 10, page_size: int = 200,
                  fault: str = "") -> None:
-        if fault not in FAULTS:
-            raise ValueError(f"validator fault {fault!r} is not one of {sorted(FAULTS)}")
-        if fault:
-            log.warning("validator: FAULT INJECTION %r is on: this validator misbehaves on "
-                        "purpose (protocol tests only)", fault)
-        self.fault = fault
+        self.fault = fault_switch("validator", fault, FAULTS, "this validator misbehaves")
         self.address = address
         self.node_key = node_key
         self.chain = chain
