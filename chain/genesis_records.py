@@ -29,37 +29,41 @@ class UnexportedState(RuntimeError):
     """A stored record the module's genesis cannot carry: exporting would lose it."""
 
 
-class Part(Protocol):
-    """One typed part of a key: how it reads from the key's bytes and writes back."""
+class Part:
+    """One typed part of a key: how many bytes it takes, how it reads and writes back."""
 
-    # Bytes the part takes, or None when it takes what the parts after it leave.
-    width: int | None
+    # Bytes the part always takes; 0 when it takes what the parts after it leave.
+    fixed = 0
 
-    def read(self, raw: bytes) -> Any: ...
+    def length(self, raw: bytes, tail: int) -> int:
+        """Bytes the part takes at the start of ``raw``; ``tail`` bytes belong to the fixed
+        parts after it."""
+        return self.fixed or len(raw) - tail
 
-    def write(self, value: Any) -> bytes: ...
+    def read(self, raw: bytes) -> Any:
+        raise NotImplementedError
+
+    def write(self, value: Any) -> bytes:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
-class Uint:
-    """A big-endian unsigned integer of ``width`` bytes (heights, epochs, ids, statuses)."""
+class Uint(Part):
+    """A big-endian unsigned integer of ``fixed`` bytes (heights, epochs, ids, statuses)."""
 
-    width: int
+    fixed: int = 8
 
     def read(self, raw: bytes) -> int:
         return int.from_bytes(raw, "big")
 
     def write(self, value: Any) -> bytes:
-        if type(value) is not int or not 0 <= value < 1 << (8 * self.width):
-            raise InvalidRequest(f"{value!r} is not an unsigned {8 * self.width}-bit integer")
-        return value.to_bytes(self.width, "big")
+        if type(value) is not int or not 0 <= value < 1 << (8 * self.fixed):
+            raise InvalidRequest(f"{value!r} is not an unsigned {8 * self.fixed}-bit integer")
+        return value.to_bytes(self.fixed, "big")
 
 
-@dataclass(frozen=True)
-class Address:
+class Address(Part):
     """Raw account address bytes, written in bech32."""
-
-    width: int | None = None
 
     def read(self, raw: bytes) -> str:
         return address.encode(raw)
@@ -70,11 +74,8 @@ class Address:
         return address.decode(value)
 
 
-@dataclass(frozen=True)
-class Text:
+class Text(Part):
     """UTF-8 text: an inference id, a denom."""
-
-    width: int | None = None
 
     def read(self, raw: bytes) -> str:
         return raw.decode()
@@ -85,11 +86,8 @@ class Text:
         return value.encode()
 
 
-@dataclass(frozen=True)
-class Hex:
+class Hex(Part):
     """Opaque bytes (a hash, a public key), written as lower-case hex."""
-
-    width: int | None = None
 
     def read(self, raw: bytes) -> str:
         return raw.hex()
@@ -101,12 +99,9 @@ class Hex:
             raise InvalidRequest(f"{value!r} is not hex") from None
 
 
-@dataclass(frozen=True)
-class Decimal:
-    """An integer stored as its decimal digits (amounts), written as a decimal string as
-    Cosmos writes amounts, so no JSON reader rounds it."""
-
-    width: int | None = None
+class Amount(Part):
+    """An integer stored as its decimal digits, written as a decimal string as Cosmos writes
+    amounts, so no JSON reader rounds it."""
 
     def read(self, raw: bytes) -> str:
         return str(int(raw))
@@ -117,28 +112,21 @@ class Decimal:
         return str(int(value)).encode()
 
 
-@dataclass(frozen=True)
-class AddressThen:
-    """An address followed by a separator, where a variable part follows (a balance's denom,
-    an allowance's agent): addresses are 20 or 32 bytes, the separator tells which."""
+class AddressThenSlash(Address):
+    """An address and a "/", where a variable part follows (a balance's denom, an
+    allowance's agent): addresses are 20 or 32 bytes, and the "/" tells which."""
 
-    separator: bytes = b"/"
-
-    @property
-    def width(self) -> int | None:
-        return None
-
-    def length(self, raw: bytes) -> int:
+    def length(self, raw: bytes, tail: int) -> int:
         for size in (20, 32):
-            if raw[size:size + len(self.separator)] == self.separator:
-                return size + len(self.separator)
-        raise UnexportedState(f"no address and {self.separator!r} at the start of {raw!r}")
+            if raw[size:size + 1] == b"/":
+                return size + 1
+        raise UnexportedState(f"no address and '/' at the start of {raw!r}")
 
     def read(self, raw: bytes) -> str:
-        return address.encode(raw[:-len(self.separator)])
+        return super().read(raw[:-1])
 
     def write(self, value: Any) -> bytes:
-        return Address().write(value) + self.separator
+        return super().write(value) + b"/"
 
 
 def proto_json(message: Message) -> dict:
@@ -223,13 +211,8 @@ class Keyed:
     def _read_key(self, raw: bytes) -> dict[str, Any]:
         entry: dict[str, Any] = {}
         for i, (name, part) in enumerate(self.parts):
-            if isinstance(part, AddressThen):
-                size = part.length(raw)
-            elif part.width is not None:
-                size = part.width
-            else:
-                size = len(raw) - sum(p.width or 0 for _, p in self.parts[i + 1:])
-            if size < 0 or size > len(raw):
+            size = part.length(raw, sum(p.fixed for _, p in self.parts[i + 1:]))
+            if not 0 <= size <= len(raw):
                 raise UnexportedState(f"{self.name}: key part {name} does not fit {raw!r}")
             entry[name], raw = part.read(raw[:size]), raw[size:]
         if raw:
@@ -300,6 +283,7 @@ def import_records(kv: GasKV, section: dict, kinds: Iterable[Kind]) -> None:
 
 
 def names(kinds: Iterable[Kind]) -> set[str]:
+    """The section fields the kinds fill, for a module that refuses unknown fields."""
     return {kind.name for kind in kinds}
 
 

@@ -15,8 +15,8 @@ from chain.bank.params import BankParams
 from chain.errors import InvalidRequest
 from chain.gas import GasKV
 from chain.genesis_records import (
-    AddressThen,
-    Decimal,
+    AddressThenSlash,
+    Amount,
     Keyed,
     Text,
     export_records,
@@ -24,9 +24,9 @@ from chain.genesis_records import (
 )
 from chain.store import KVReader
 
-BALANCES = Keyed("balances", BALANCE_PREFIX, (("address", AddressThen()), ("denom", Text())),
-                 "amount", Decimal())
-SUPPLY = Keyed("supply", SUPPLY_PREFIX, (("denom", Text()),), "amount", Decimal())
+BALANCES = Keyed("balances", BALANCE_PREFIX, (("address", AddressThenSlash()), ("denom", Text())),
+                 "amount", Amount())
+SUPPLY = Keyed("supply", SUPPLY_PREFIX, (("denom", Text()),), "amount", Amount())
 
 
 def init_genesis(keeper: BankKeeper, kv: GasKV, section: dict) -> None:

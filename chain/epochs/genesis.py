@@ -40,15 +40,15 @@ from inferchain_pb.inference.v1.epochs_pb2 import (
 
 RECORDS = (
     Single("consensus_validators", validator_set.KEY, ConsensusValidators),
-    Keyed("seed_hashes", SEED_HASH, (("epoch", Uint(8)),), "hash", Hex()),
-    Keyed("sample_seeds", SAMPLE_SEED, (("epoch", Uint(8)),), "hash", Hex()),
+    Keyed("seed_hashes", SEED_HASH, (("epoch", Uint()),), "hash", Hex()),
+    Keyed("sample_seeds", SAMPLE_SEED, (("epoch", Uint()),), "hash", Hex()),
     Messages("poc_submissions", SUBMISSION, PocSubmission,
              lambda s: uint64(s.epoch) + address.decode(s.participant)),
     Keyed("poc_batches", BATCH,
-          (("epoch", Uint(8)), ("participant", Address()), ("index", Uint(8))),
+          (("epoch", Uint()), ("participant", Address()), ("index", Uint())),
           "batch", PocNonceBatch),
     Keyed("poc_nonces", NONCE,
-          (("epoch", Uint(8)), ("participant", Address()), ("nonce", Uint(8)))),
+          (("epoch", Uint()), ("participant", Address()), ("nonce", Uint()))),
     Messages("settlements", SETTLEMENT, EpochSettlement, lambda s: uint64(s.epoch)),
 )
 

@@ -15,6 +15,7 @@ from chain.genesis_records import (
     Uint,
     export_records,
     import_records,
+    names,
 )
 from chain.gov.keeper import (
     DEPOSIT,
@@ -33,11 +34,11 @@ from chain.store import KVReader
 from chain.store.records import uint64
 from inferchain_pb.inference.v1.gov_pb2 import Deposit, Proposal, SoftwareUpgrade, Vote
 
-_QUEUE = (("height", Uint(8)), ("proposal_id", Uint(8)))
+_QUEUE = (("height", Uint()), ("proposal_id", Uint()))
 RECORDS = (
-    Single("next_proposal_id", NEXT_ID, Uint(8)),
+    Single("next_proposal_id", NEXT_ID, Uint()),
     Messages("proposals", PROPOSAL, Proposal, lambda p: uint64(p.id)),
-    Keyed("status_index", STATUS, (("status", Uint(1)), ("proposal_id", Uint(8)))),
+    Keyed("status_index", STATUS, (("status", Uint(1)), ("proposal_id", Uint()))),
     Keyed("deposit_queue", DEPOSIT_END, _QUEUE),
     Keyed("voting_queue", VOTING_END, _QUEUE),
     Messages("deposits", DEPOSIT, Deposit,
@@ -48,7 +49,7 @@ RECORDS = (
 
 
 def init_genesis(keeper: GovKeeper, kv: GasKV, section: dict) -> None:
-    unknown = set(section) - {"params"} - {kind.name for kind in RECORDS}
+    unknown = set(section) - {"params"} - names(RECORDS)
     if unknown:
         raise InvalidRequest(f"gov genesis: unknown fields {sorted(unknown)}")
     keeper.set_params(kv, GovParams.from_dict(section.get("params", {})))

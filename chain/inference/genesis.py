@@ -13,8 +13,8 @@ from chain.errors import InvalidRequest
 from chain.gas import GasKV
 from chain.genesis_records import (
     Address,
-    AddressThen,
-    Decimal,
+    AddressThenSlash,
+    Amount,
     Hex,
     Keyed,
     Messages,
@@ -64,16 +64,16 @@ PARTICIPANT_COUNTS = ("completions", "misses", "registered_height", "invalid_sin
 RECORDS = (
     Messages("retired_models", RETIRED_MODEL, Model, lambda m: m.id.encode()),
     Messages("inferences", INFERENCE, Inference, lambda i: i.id.encode()),
-    Keyed("expiries", EXPIRY, (("height", Uint(8)), ("inference_id", Text()))),
+    Keyed("expiries", EXPIRY, (("height", Uint()), ("inference_id", Text()))),
     Keyed("status_index", STATUS,
-          (("status", Uint(1)), ("height", Uint(8)), ("inference_id", Text()))),
-    Keyed("block_hashes", BLOCK_HASH, (("height", Uint(8)),), "hash", Hex()),
+          (("status", Uint(1)), ("height", Uint()), ("inference_id", Text()))),
+    Keyed("block_hashes", BLOCK_HASH, (("height", Uint()),), "hash", Hex()),
     Messages("draw_weights", DRAW_WEIGHTS, DrawWeights, lambda d: uint64(d.from_height)),
-    Keyed("work", WORK, (("height", Uint(8)), ("address", Address())), "amount", Decimal()),
-    Keyed("escrows", ESCROW, (("address", Address()),), "amount", Decimal()),
+    Keyed("work", WORK, (("height", Uint()), ("address", Address())), "amount", Amount()),
+    Keyed("escrows", ESCROW, (("address", Address()),), "amount", Amount()),
     Keyed("request_signatures", REQUEST_SIG, (("sha256", Hex()),)),
-    Keyed("allowances", ALLOWANCE, (("developer", AddressThen()), ("agent", Address())),
-          "amount", Decimal()),
+    Keyed("allowances", ALLOWANCE, (("developer", AddressThenSlash()), ("agent", Address())),
+          "amount", Amount()),
 )
 
 

@@ -19,6 +19,7 @@ from chain.genesis_records import (
     Uint,
     export_records,
     import_records,
+    names,
 )
 from chain.store import KVReader
 from chain.store.records import uint64
@@ -47,7 +48,7 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     ValidatorEpochRecord,
 )
 
-_BY_HEIGHT = (("height", Uint(8)), ("inference_id", Text()))
+_BY_HEIGHT = (("height", Uint()), ("inference_id", Text()))
 RECORDS = (
     Messages("members", MEMBERS, EpochMembers, lambda m: uint64(m.epoch)),
     Messages("seed_commitments", COMMIT, SeedCommitment,
@@ -65,7 +66,7 @@ RECORDS = (
 
 
 def init_genesis(keeper: ValidationKeeper, kv: GasKV, section: dict) -> None:
-    unknown = set(section) - {"params", "reputations"} - {kind.name for kind in RECORDS}
+    unknown = set(section) - {"params", "reputations"} - names(RECORDS)
     if unknown:
         raise InvalidRequest(f"validation genesis: unknown fields {sorted(unknown)}")
     keeper.set_params(kv, ValidationParams.from_dict(section.get("params", {})))
