@@ -22,34 +22,27 @@ from google.protobuf.any_pb2 import Any as AnyPb
 from google.protobuf.timestamp_pb2 import Timestamp
 from inference_actors import MODEL_ID, Actor, finish_msg, validation_msg
 from inference_net import T0, Net
-from nacl.signing import SigningKey
+from test_epochs_module import DEFAULTS, SPEC, TARGET, name_consensus_key, nonces_found
 
 from chain.app import Application, rfc3339
-from chain.epochs.params import EpochsParams
 from chain.export import export_app_state, export_genesis
 from chain.genesis_records import UnexportedState
-from chain.inference.payload import consensus_key_payload
 from chain.store import Store
 from chain.validation.sampling import seed_hash
 from genesis.solo import layout_solo
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.epochs_pb2 import MsgPocValidation, MsgSubmitPoc
-from inferchain_pb.inference.v1.epochs_pb2 import PocNonce as ChainNonce
 from inferchain_pb.inference.v1.gov_pb2 import (
     VOTE_OPTION_YES,
     MsgSubmitProposal,
     MsgVote,
     ParamChange,
 )
-from inferchain_pb.inference.v1.inference_pb2 import MsgGrantAllowance, MsgUpdateParticipant
+from inferchain_pb.inference.v1.inference_pb2 import MsgGrantAllowance
 from inferchain_pb.inference.v1.validation_pb2 import MsgClaimRewards, MsgCommitSeed
-from mlnode.poc import PocModel, PocModelSpec, compute, poc_seed, verify
+from mlnode.poc import PocModel, poc_seed, verify
 
 EPOCH, POC_WINDOW, POC_CHECKS = 20, 5, 4
-DEFAULTS = EpochsParams()
-SPEC = PocModelSpec(hidden=DEFAULTS.poc_hidden, layers=DEFAULTS.poc_layers,
-                    heads=DEFAULTS.poc_heads, ffn=DEFAULTS.poc_ffn, seq_len=DEFAULTS.poc_seq_len)
-TARGET = DEFAULTS.poc_target_distance_micro / 1e6
 PASS, FAIL = 1_000, 3_000_000
 BASE = {"genesis_time": "2023-11-14T22:13:20.000000000Z", "chain_id": "inferchain-test",
         "consensus_params": {"block": {"max_bytes": "22020096", "max_gas": "-1"}},
@@ -79,25 +72,12 @@ def finish(net: Net, inference_id: str):
     return executor, net.inference(inference_id)
 
 
-def name_consensus_key(net: Net, actor: Actor) -> None:
-    signer = SigningKey(hashlib.sha256(actor.address.encode()).digest())
-    pubkey = bytes(signer.verify_key)
-    registered = actor.register()
-    ok([net.one(actor.tx(MsgUpdateParticipant(
-        creator=actor.address, url=registered.url, node_pubkey=registered.node_pubkey,
-        models=registered.models, consensus_pubkey=pubkey,
-        consensus_key_signature=signer.sign(consensus_key_payload(
-            "inferchain-test", actor.address, pubkey)).signature)))])
-
-
 def poc_round(net: Net, epoch: int) -> None:
     """Every participant submits real nonces and every other one checks them."""
     current = epoch_info(net)
     submissions = []
     for actor in net.parts:
-        nonces = [ChainNonce(nonce=n.nonce, distance=n.distance) for n in compute(
-            PocModel(SPEC, poc_seed(current.poc_block_hash, actor.address)), range(300),
-            TARGET)]
+        nonces = nonces_found(current.poc_block_hash, actor, 300)
         submissions += [actor.tx(MsgSubmitPoc(creator=actor.address, epoch=epoch, nonces=part))
                         for part in (nonces[:len(nonces) // 2], nonces[len(nonces) // 2:])]
     ok(net.block(submissions))
