@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 from chain_client import ledger
@@ -22,6 +23,7 @@ from google.protobuf.any_pb2 import Any as AnyPb
 from google.protobuf.timestamp_pb2 import Timestamp
 from inference_actors import MODEL_ID, Actor, finish_msg, validation_msg
 from inference_net import T0, Net
+from test_chain_cometbft import free_base_port
 from test_epochs_module import DEFAULTS, SPEC, TARGET, name_consensus_key, nonces_found
 
 from chain.app import Application, rfc3339
@@ -29,6 +31,8 @@ from chain.export import export_app_state, export_genesis
 from chain.genesis_records import UnexportedState
 from chain.store import Store
 from chain.validation.sampling import seed_hash
+from genesis.comet_config import find_cometbft
+from genesis.localnet import layout_localnet
 from genesis.solo import layout_solo
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.epochs_pb2 import MsgPocValidation, MsgSubmitPoc
@@ -307,5 +311,46 @@ def test_the_cli_exports_a_stopped_solo_node_and_a_new_chain_continues_it(tmp_pa
         sent = client.send_tokens(alice.address(), 45, "ninfer", bob).wait_to_complete()
         assert sent.response.code == 0 and sent.response.height > height
         assert client.query_account(bob.address()).sequence == 1
+    finally:
+        node.close()
+
+
+@pytest.mark.skipif(find_cometbft() is None, reason="cometbft is not installed (make cometbft)")
+def test_cometbft_starts_a_new_chain_from_the_export_at_the_old_app_hash(tmp_path):
+    keys = funded_keys(2)
+    alice, bob = (LocalWallet(PrivateKey(bytes.fromhex(k.private_key_hex)), prefix="infer")
+                  for k in keys)
+    (info,) = layout_localnet(template(keys), tmp_path / "net", validators=1,
+                              base_port=free_base_port(), timeout_commit="200ms")
+    node = ChainNode(info.home, info.ports.grpc).start()
+    try:
+        node.wait_height(2)
+        client = ledger(info.ports.grpc)
+        assert client.send_tokens(bob.address(), 777, "ninfer", alice
+                                  ).wait_to_complete().response.code == 0
+    finally:
+        node.close()
+    exported = tmp_path / "genesis.json"
+    done = subprocess.run([sys.executable, "-m", "chain", "export", "--home", str(info.home),
+                           "--output", str(exported)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with Store.open(info.home / "data" / "app.sqlite") as old:
+        height, app_hash = old.height, old.app_hash
+    for stale in (info.home / "data").glob("app.sqlite*"):
+        stale.unlink()
+    subprocess.run([find_cometbft(), "unsafe-reset-all", "--home", str(info.home)], check=True,
+                   capture_output=True)
+    shutil.copy(exported, info.home / "config" / "genesis.json")
+    node = ChainNode(info.home, info.ports.grpc).start()
+    try:
+        node.wait_height(height + 2)
+        url = f"{info.ports.rpc_url}/block?height={height + 1}"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            header = json.loads(reply.read())["result"]["block"]["header"]
+        # A header carries the state before its block: here, InitChain's.
+        assert header["app_hash"] == app_hash.hex().upper()
+        client = ledger(info.ports.grpc)
+        sent = client.send_tokens(alice.address(), 5, "ninfer", bob).wait_to_complete()
+        assert sent.response.code == 0 and sent.response.height > height
     finally:
         node.close()
