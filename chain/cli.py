@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 from chain import export
+from chain.genesis_records import UnexportedState
 from chain.gov import cli as gov_cli
 from chain.node import run_node
+from chain.store import HeightUnavailable
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
 def _export(args: argparse.Namespace) -> None:
     try:
         genesis = export.export_home(args.home.resolve(), args.height)
-    except (export.NodeRunning, FileNotFoundError, ValueError) as exc:
+    except (export.NodeRunning, UnexportedState, HeightUnavailable, FileNotFoundError,
+            ValueError) as exc:
         sys.exit(f"inferchain export: {exc}")
     text = json.dumps(genesis, indent=2) + "\n"
     if args.output is None:

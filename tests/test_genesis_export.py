@@ -298,6 +298,9 @@ def test_the_cli_exports_a_stopped_solo_node_and_a_new_chain_continues_it(tmp_pa
     genesis = json.loads(exported.read_text())
     assert genesis["initial_height"] == str(height + 1)
     assert init_from(genesis)[1].app_hash == app_hash
+    beyond = subprocess.run([*command, "--height", str(height + 1)], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert beyond.returncode != 0 and "outside the readable" in beyond.stderr
 
     new_home = tmp_path / "new"
     shutil.copytree(info.home / "config", new_home / "config")
