@@ -19,6 +19,8 @@ RECORDS = (
     Messages("accounts", ACCOUNT_PREFIX, BaseAccount, lambda a: address.decode(a.address)),
     Single("next_account_number", NEXT_NUMBER, Uint(8)),
 )
+# Keys the module's own sections carry (params and the like) rather than records.
+STRUCTURED = (PARAMS_KEY,)
 
 
 def init_genesis(keeper: AuthKeeper, kv: GasKV, section: dict) -> None:
@@ -28,4 +30,4 @@ def init_genesis(keeper: AuthKeeper, kv: GasKV, section: dict) -> None:
 
 def export_genesis(keeper: AuthKeeper, state: KVReader) -> dict[str, Any]:
     return {"params": asdict(keeper.params(state)),
-            **export_records(state, "auth", RECORDS, structured=[PARAMS_KEY])}
+            **export_records(state, "auth", RECORDS, structured=STRUCTURED)}

@@ -27,6 +27,9 @@ from chain.store import KVReader
 BALANCES = Keyed("balances", BALANCE_PREFIX, (("address", AddressThenSlash()), ("denom", Text())),
                  "amount", Amount())
 SUPPLY = Keyed("supply", SUPPLY_PREFIX, (("denom", Text()),), "amount", Amount())
+RECORDS = (BALANCES, SUPPLY)
+# Keys the module's own sections carry (params and the like) rather than records.
+STRUCTURED = (PARAMS_KEY,)
 
 
 def init_genesis(keeper: BankKeeper, kv: GasKV, section: dict) -> None:
@@ -61,7 +64,7 @@ def _check_supply(keeper: BankKeeper, kv: GasKV, supply: list, minted: set[str])
 
 
 def export_genesis(keeper: BankKeeper, state: KVReader) -> dict[str, Any]:
-    records = export_records(state, "bank", [BALANCES, SUPPLY], structured=[PARAMS_KEY])
+    records = export_records(state, "bank", RECORDS, structured=STRUCTURED)
     by_address: dict[str, list[dict]] = defaultdict(list)
     for entry in records.get("balances", []):
         by_address[entry["address"]].append({"denom": entry["denom"],

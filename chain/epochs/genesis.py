@@ -51,6 +51,8 @@ RECORDS = (
           (("epoch", Uint()), ("participant", Address()), ("nonce", Uint()))),
     Messages("settlements", SETTLEMENT, EpochSettlement, lambda s: uint64(s.epoch)),
 )
+# Keys the module's own sections carry (params and the like) rather than records.
+STRUCTURED = (PARAMS_KEY,)
 
 
 def init_genesis(keeper: EpochKeeper, kv: GasKV, section: dict) -> None:
@@ -60,4 +62,4 @@ def init_genesis(keeper: EpochKeeper, kv: GasKV, section: dict) -> None:
 
 def export_genesis(keeper: EpochKeeper, state: KVReader) -> dict[str, Any]:
     return {"params": asdict(keeper.params(state)),
-            **export_records(state, "epochs", RECORDS, structured=[PARAMS_KEY])}
+            **export_records(state, "epochs", RECORDS, structured=STRUCTURED)}

@@ -46,6 +46,8 @@ RECORDS = (
     Messages("votes", VOTE, Vote, lambda v: uint64(v.proposal_id) + address.decode(v.voter)),
     Single("upgrade_plan", UPGRADE, SoftwareUpgrade),
 )
+# Keys the module's own sections carry (params and the like) rather than records.
+STRUCTURED = (PARAMS_KEY,)
 
 
 def init_genesis(keeper: GovKeeper, kv: GasKV, section: dict) -> None:
@@ -58,4 +60,4 @@ def init_genesis(keeper: GovKeeper, kv: GasKV, section: dict) -> None:
 
 def export_genesis(keeper: GovKeeper, state: KVReader) -> dict[str, Any]:
     return {"params": asdict(keeper.params(state)),
-            **export_records(state, "gov", RECORDS, structured=[PARAMS_KEY])}
+            **export_records(state, "gov", RECORDS, structured=STRUCTURED)}

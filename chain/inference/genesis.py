@@ -75,6 +75,8 @@ RECORDS = (
     Keyed("allowances", ALLOWANCE, (("developer", AddressThenSlash()), ("agent", Address())),
           "amount", Amount()),
 )
+# Keys the module's own sections carry (params and the like) rather than records.
+STRUCTURED = (PARAMS_KEY, PARTICIPANT, MODEL, CONSENSUS_KEY)
 
 
 def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
@@ -159,7 +161,7 @@ def export_genesis(keeper: InferenceKeeper, state: KVReader) -> dict[str, Any]:
                        for m in keeper.models(state)],
             "participants": participants,
             **export_records(state, "inference", RECORDS,
-                             structured=[PARAMS_KEY, PARTICIPANT, MODEL, CONSENSUS_KEY])}
+                             structured=STRUCTURED)}
 
 
 def _participant_entry(participant: Participant) -> dict[str, Any]:

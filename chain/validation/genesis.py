@@ -63,6 +63,8 @@ RECORDS = (
     Keyed("canaries", CANARY, (("inference_id", Text()),), "source_id", Text()),
     Messages("judging", JUDGING, JudgingCursor, lambda c: uint64(c.epoch)),
 )
+# Keys the module's own sections carry (params and the like) rather than records.
+STRUCTURED = (PARAMS_KEY,)
 
 
 def init_genesis(keeper: ValidationKeeper, kv: GasKV, section: dict) -> None:
@@ -83,4 +85,4 @@ def init_genesis(keeper: ValidationKeeper, kv: GasKV, section: dict) -> None:
 
 def export_genesis(keeper: ValidationKeeper, state: KVReader) -> dict[str, Any]:
     return {"params": asdict(keeper.params(state)),
-            **export_records(state, "validation", RECORDS, structured=[PARAMS_KEY])}
+            **export_records(state, "validation", RECORDS, structured=STRUCTURED)}
