@@ -19,6 +19,7 @@ from chain.genesis_records import (
     Amount,
     Keyed,
     Text,
+    UnexportedState,
     export_records,
     import_records,
 )
@@ -67,6 +68,9 @@ def export_genesis(keeper: BankKeeper, state: KVReader) -> dict[str, Any]:
     records = export_records(state, "bank", RECORDS, structured=STRUCTURED)
     by_address: dict[str, list[dict]] = defaultdict(list)
     for entry in records.get("balances", []):
+        if entry["amount"] == "0":
+            raise UnexportedState(f"bank: a zero balance of {entry['denom']} is stored for "
+                                  f"{entry['address']}; genesis balances are positive")
         by_address[entry["address"]].append({"denom": entry["denom"],
                                              "amount": entry["amount"]})
     return {"params": asdict(keeper.params(state)),
