@@ -20,6 +20,7 @@ from cosmpy.protos.tendermint.crypto.keys_pb2 import PublicKey
 
 from chain.context import Context
 from chain.epochs.keeper import EpochKeeper
+from chain.errors import InvalidRequest
 from chain.gas import GasKV
 from chain.inference.keeper import InferenceKeeper
 from chain.store import KVReader
@@ -60,10 +61,22 @@ class ValidatorSet:
         return load(state, KEY, ConsensusValidators) or ConsensusValidators()
 
     def init_genesis(self, kv: GasKV, validators: Iterable[abci.ValidatorUpdate]) -> None:
-        """Records InitChain's validators: the set CometBFT starts with."""
+        """Records InitChain's validators: the set CometBFT starts with.
+
+        A genesis exported from a running chain restores the set that chain had (with the
+        participants behind it) in its epochs section; InitChain's validators, when given,
+        must be that set.
+        """
         found = sorted((ConsensusValidator(pubkey=v.pub_key.ed25519, power=v.power)
                         for v in validators if v.power > 0), key=lambda v: v.pubkey)
-        save(kv, KEY, ConsensusValidators(validators=found, height=0))
+        restored = load(kv, KEY, ConsensusValidators)
+        if restored is None:
+            save(kv, KEY, ConsensusValidators(validators=found, height=0))
+            return
+        kept = [(bytes(v.pubkey), v.power) for v in restored.validators]
+        if found and [(bytes(v.pubkey), v.power) for v in found] != kept:
+            raise InvalidRequest("the genesis validators differ from the validator set its "
+                                 "epochs section restores")
 
     def desired(self, state: State) -> dict[bytes, tuple[int, str]]:
         """Consensus key → (weight, participant) of every participant that should validate."""

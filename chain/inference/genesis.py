@@ -1,16 +1,82 @@
-"""Inference's part of genesis: params, the model registry, and any initial participants."""
+"""Inference's part of genesis: params, the model registry, and any initial participants.
+
+An exported genesis carries the participants as they stand (counts, heights, status) and
+every other record the module keeps (retired models, inferences and their indexes, block
+hashes, draw weights, work, escrows, allowances, used request signatures), and it restores
+the draw weights in force instead of fixing new ones.
+"""
+
+from dataclasses import asdict
+from typing import Any
 
 from chain.errors import InvalidRequest
 from chain.gas import GasKV
-from chain.inference.keeper import InferenceKeeper
+from chain.genesis_records import (
+    Address,
+    AddressThenSlash,
+    Amount,
+    Hex,
+    Keyed,
+    Messages,
+    Text,
+    Uint,
+    UnexportedState,
+    export_records,
+    import_records,
+)
+from chain.inference.keeper import (
+    ALLOWANCE,
+    BLOCK_HASH,
+    CONSENSUS_KEY,
+    DRAW_WEIGHTS,
+    ESCROW,
+    EXPIRY,
+    INFERENCE,
+    MODEL,
+    PARTICIPANT,
+    REQUEST_SIG,
+    RETIRED_MODEL,
+    STATUS,
+    WORK,
+    InferenceKeeper,
+)
+from chain.inference.params import KEY as PARAMS_KEY
 from chain.inference.params import InferenceParams
-from inferchain_pb.inference.v1.inference_pb2 import Model, Participant, ServedModel
+from chain.store import KVReader
+from chain.store.records import uint64
+from inferchain_pb.inference.v1.inference_pb2 import (
+    DrawWeights,
+    Inference,
+    Model,
+    Participant,
+    ServedModel,
+)
 
 # Nats of top-k logprob distance a validation accepts, from the calibration in
 # docs/verification.md: 1.5× the largest honest distance measured (bf16 executors).
 DEFAULT_VALIDATION_THRESHOLD = "0.15"
 MODEL_FIELDS = {"id", "weights_sha256", "price_per_token", "context_length",
                 "validation_threshold", "top_k"}
+# What a participant has done since it registered: an exported genesis states these, a new
+# chain's participants start from nothing (active, weight from the params).
+PARTICIPANT_COUNTS = ("completions", "misses", "registered_height", "invalid_since",
+                      "invalid_until", "withdrawn_height")
+RECORDS = (
+    Messages("retired_models", RETIRED_MODEL, Model, lambda m: m.id.encode()),
+    Messages("inferences", INFERENCE, Inference, lambda i: i.id.encode()),
+    Keyed("expiries", EXPIRY, (("height", Uint()), ("inference_id", Text()))),
+    Keyed("status_index", STATUS,
+          (("status", Uint(1)), ("height", Uint()), ("inference_id", Text()))),
+    Keyed("block_hashes", BLOCK_HASH, (("height", Uint()),), "hash", Hex()),
+    Messages("draw_weights", DRAW_WEIGHTS, DrawWeights, lambda d: uint64(d.from_height)),
+    Keyed("work", WORK, (("height", Uint()), ("address", Address())), "amount", Amount()),
+    Keyed("escrows", ESCROW, (("address", Address()),), "amount", Amount()),
+    Keyed("request_signatures", REQUEST_SIG, (("sha256", Hex()),)),
+    Keyed("allowances", ALLOWANCE, (("developer", AddressThenSlash()), ("agent", Address())),
+          "amount", Amount()),
+)
+# Keys the module's own sections carry (params and the like) rather than records.
+STRUCTURED = (PARAMS_KEY, PARTICIPANT, MODEL, CONSENSUS_KEY)
 
 
 def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
@@ -30,6 +96,8 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
             validation_threshold=str(raw.get("validation_threshold",
                                              DEFAULT_VALIDATION_THRESHOLD)),
             top_k=int(raw.get("top_k", params.top_k))))
+    # Before the participants: one may serve a model governance has retired since.
+    import_records(kv, section, RECORDS)
     for raw in section.get("participants", []):
         for served in raw["models"]:
             model = keeper.model(kv, served["model_id"])
@@ -52,7 +120,67 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
             models=[ServedModel(model_id=m["model_id"], weights_sha256=m["weights_sha256"])
                     for m in raw["models"]],
             weight=int(raw.get("weight", params.genesis_weight)), active=True)
+        _set_counts(participant, raw)
         if consensus_key:
             keeper.set_consensus_key(kv, participant, consensus_key)
         keeper.set_participant(kv, participant)
-    keeper.fix_draw_weights(kv, 0, params.max_draw_age_blocks)
+    if "draw_weights" not in section:
+        keeper.fix_draw_weights(kv, 0, params.max_draw_age_blocks)
+
+
+def _set_counts(participant: Participant, raw: dict) -> None:
+    """The optional state of an exported participant; absent fields keep a newcomer's."""
+    if "active" in raw:
+        if type(raw["active"]) is not bool:
+            raise InvalidRequest(f"genesis participant {raw['address']}: active must be true "
+                                 f"or false")
+        participant.active = raw["active"]
+    for name in PARTICIPANT_COUNTS:
+        if name in raw:
+            value = raw[name]
+            if type(value) is not int or not 0 <= value < 1 << 63:
+                raise InvalidRequest(f"genesis participant {raw['address']}: {name} must be a "
+                                     f"non-negative integer")
+            setattr(participant, name, value)
+
+
+def export_genesis(keeper: InferenceKeeper, state: KVReader) -> dict[str, Any]:
+    participants = [_participant_entry(p) for p in keeper.participants(state)]
+    named = {bytes(p.consensus_pubkey): p.address for p in keeper.participants(state)
+             if p.consensus_pubkey}
+    indexed = {key[len(CONSENSUS_KEY):]: owner.decode()
+               for key, owner in state.iterate(CONSENSUS_KEY)}
+    if named != indexed:
+        raise UnexportedState("inference: the consensus key index does not match the "
+                              "participants' consensus keys")
+    return {"params": asdict(keeper.params(state)),
+            "models": [{"id": m.id, "weights_sha256": m.weights_sha256,
+                        "price_per_token": m.price_per_token,
+                        "context_length": m.context_length,
+                        "validation_threshold": m.validation_threshold, "top_k": m.top_k}
+                       for m in keeper.models(state)],
+            "participants": participants,
+            **export_records(state, "inference", RECORDS,
+                             structured=STRUCTURED)}
+
+
+def _participant_entry(participant: Participant) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "address": participant.address, "url": participant.url,
+        "node_pubkey": participant.node_pubkey.hex(),
+        "models": [{"model_id": m.model_id, "weights_sha256": m.weights_sha256}
+                   for m in participant.models],
+        "weight": participant.weight, "active": participant.active,
+        **{name: getattr(participant, name) for name in PARTICIPANT_COUNTS}}
+    if participant.consensus_pubkey:
+        entry["consensus_pubkey"] = participant.consensus_pubkey.hex()
+    rebuilt = Participant(
+        address=entry["address"], url=entry["url"], node_pubkey=participant.node_pubkey,
+        models=participant.models, weight=participant.weight, active=participant.active,
+        consensus_pubkey=participant.consensus_pubkey,
+        **{name: entry[name] for name in PARTICIPANT_COUNTS})
+    if rebuilt.SerializeToString(deterministic=True) != \
+            participant.SerializeToString(deterministic=True):
+        raise UnexportedState(f"inference: participant {participant.address} holds fields "
+                              f"its genesis entry does not carry")
+    return entry
