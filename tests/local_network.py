@@ -1,4 +1,4 @@
-"""A local network of real processes for end-to-end tests (issue 5's "Must show").
+"""A local network of real processes for end-to-end tests.
 
 A chain (solo, or a one-validator CometBFT localnet), participants that each run an ML node
 (`python -m mlnode serve`) and an API node (`python -m apinode serve --home`), and funded

@@ -1,6 +1,5 @@
-"""A local network end to end (issue 5's "Must show"): a chain, participants each with an ML
-node and an API node process, and developers using the official openai client with signed
-requests.
+"""A local network end to end: a chain, participants each with an ML node and an API node
+process, and developers using the official openai client with signed requests.
 
 The basic chat tests run on every kind of network: a solo chain with SQLite stores, a CometBFT
 chain, and a solo chain whose API nodes keep their stores in PostgreSQL. Bad input and a killed

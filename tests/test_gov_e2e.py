@@ -1,6 +1,6 @@
-"""Governance end to end (issue 8's "Must show"): a model registered by a proposal, submitted
-and voted with the ``python -m chain gov`` CLI against a local network, appears in the API
-node's /v1/models once a participant serves it."""
+"""Governance end to end: a model registered by a proposal, submitted and voted with the
+``python -m chain gov`` CLI against a local network, appears in the API node's /v1/models
+once a participant serves it."""
 
 import json
 import subprocess

@@ -1,5 +1,5 @@
 """The gov module through real signed transactions, driven in-process block by block:
-proposals, deposits, votes, the tally, atomic execution, refunds and burns (issue 8)."""
+proposals, deposits, votes, the tally, atomic execution, refunds and burns."""
 
 import json
 

@@ -1,5 +1,5 @@
-"""Proof of compute (issue 7): the generator, the transformer, nonces, verification, and the
-two rpcs through a real ML node process. Tiny preset on the CPU throughout."""
+"""Proof of compute on the ML node: the generator, the transformer, nonces, verification,
+and the two rpcs through a real ML node process. Tiny preset on the CPU throughout."""
 
 import concurrent.futures
 import math

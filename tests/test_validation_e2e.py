@@ -1,6 +1,5 @@
-"""Verification end to end on a local network (issue 6's "Must show"): real chain, API node
-and ML node processes, the official openai client, and validator workers that re-score on
-their own ML nodes.
+"""Verification end to end on a local network: real chain, API node and ML node processes,
+the official openai client, and validator workers that re-score on their own ML nodes.
 
 - A participant whose ML node cheats is caught: its inferences are invalidated, the developer
   is refunded, it becomes INVALID and gets no more traffic, while honest participants are
