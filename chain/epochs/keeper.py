@@ -26,16 +26,14 @@ from chain.gas import GasKV
 from chain.store import KVReader
 from chain.store.records import load, save, uint64
 from inferchain_pb.inference.v1.epochs_pb2 import (
-    EpochSettlement,
-    PocNonce,
-    PocNonceBatch,
-    PocSubmission,
-)
-from inferchain_pb.inference.v1.validation_pb2 import (
     INFERENCE,
     POC,
     POC_VALIDATION,
     Epoch,
+    EpochSettlement,
+    PocNonce,
+    PocNonceBatch,
+    PocSubmission,
 )
 
 log = logging.getLogger(__name__)
