@@ -70,7 +70,7 @@ class Application:
         self.simulate_gas_limit = simulate_gas_limit
         self.modules: Modules = build()
         self.queries = QueryRouter(self)
-        self.modules.register_queries(self.queries, lambda: self.store.height)
+        self.modules.manager.register_queries(self.queries, lambda: self.store.height)
         self.chain_id = (store.get_meta(CHAIN_ID_META) or b"").decode()
         self._genesis: Overlay | None = None
         self._initial_height = 1
@@ -95,7 +95,7 @@ class Application:
         self._initial_height = max(1, req.initial_height)
         state = self.store.begin_block()
         kv = GasKV(state, GasMeter(None))
-        self.modules.init_genesis(kv, app_state)
+        self.modules.manager.init_genesis(kv, app_state)
         self.modules.validator_set.init_genesis(kv, req.validators)
         self._genesis = state
         # Txs checked before the first block see the genesis accounts and balances.
@@ -169,9 +169,9 @@ class Application:
         time_ns = req.time.seconds * 1_000_000_000 + req.time.nanos
         block = BlockInfo(self.chain_id, req.height, time_ns)
         hooks = Context.of(block, state, GasMeter(None))
-        self.modules.begin_block(hooks, req.hash)
+        self.modules.manager.begin_block(hooks, req.hash)
         outcomes = [self.modules.runner.run(state, block, tx, Mode.DELIVER) for tx in req.txs]
-        self.modules.end_block(hooks)
+        self.modules.manager.end_block(hooks)
         # After end-block, so an epoch's first block sees the weights the epoch starts with.
         validator_updates = self._validator_updates(hooks)
         header = {"height": req.height, "time_ns": time_ns, "hash": req.hash.hex(),
