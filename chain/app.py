@@ -23,6 +23,7 @@ from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from google.protobuf.any_pb2 import Any as AnyPb
 
 from chain import failpoint
+from chain.abci.application import BaseApplication
 from chain.config import NodeConfig
 from chain.context import BlockInfo, Context, Event
 from chain.errors import ENVIRONMENT_ERRORS
@@ -63,7 +64,10 @@ def rfc3339(time_ns: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
 
 
-class Application:
+class Application(BaseApplication):
+    """Answers the ABCI methods a chain needs; the rest keep BaseApplication's answers (no
+    vote extensions, no state-sync snapshots, every proposal accepted)."""
+
     def __init__(self, store: Store,
                  simulate_gas_limit: int = NodeConfig.simulate_gas_limit) -> None:
         self.store = store
@@ -136,29 +140,6 @@ class Application:
         last block's time (the next one's is not known yet)."""
         return BlockInfo(self.chain_id, self.store.height + 1, self.last_block.get("time_ns", 0))
 
-    def prepare_proposal(self, req: abci.RequestPrepareProposal
-                         ) -> abci.ResponsePrepareProposal:
-        txs, size = [], 0
-        for tx in req.txs:
-            size += len(tx)
-            if size > req.max_tx_bytes:
-                break
-            txs.append(tx)
-        return abci.ResponsePrepareProposal(txs=txs)
-
-    def process_proposal(self, req: abci.RequestProcessProposal
-                         ) -> abci.ResponseProcessProposal:
-        # Any tx is admissible: one that fails is recorded as failed, as the Cosmos SDK does.
-        return abci.ResponseProcessProposal(status=abci.ResponseProcessProposal.ACCEPT)
-
-    def extend_vote(self, req: abci.RequestExtendVote) -> abci.ResponseExtendVote:
-        return abci.ResponseExtendVote()
-
-    def verify_vote_extension(self, req: abci.RequestVerifyVoteExtension
-                              ) -> abci.ResponseVerifyVoteExtension:
-        return abci.ResponseVerifyVoteExtension(
-            status=abci.ResponseVerifyVoteExtension.ACCEPT)
-
     def finalize_block(self, req: abci.RequestFinalizeBlock) -> abci.ResponseFinalizeBlock:
         expected = self.store.height + 1 if self.store.height else self._initial_height
         if req.height != expected:
@@ -223,20 +204,6 @@ class Application:
         except Exception as exc:
             return abci.ResponseQuery(code=INTERNAL_ERROR, codespace="sdk",
                                       height=self.store.height, log=_internal("Query", exc))
-
-    def list_snapshots(self, req: abci.RequestListSnapshots) -> abci.ResponseListSnapshots:
-        return abci.ResponseListSnapshots()
-
-    def offer_snapshot(self, req: abci.RequestOfferSnapshot) -> abci.ResponseOfferSnapshot:
-        return abci.ResponseOfferSnapshot(result=abci.ResponseOfferSnapshot.REJECT)
-
-    def load_snapshot_chunk(self, req: abci.RequestLoadSnapshotChunk
-                            ) -> abci.ResponseLoadSnapshotChunk:
-        return abci.ResponseLoadSnapshotChunk()
-
-    def apply_snapshot_chunk(self, req: abci.RequestApplySnapshotChunk
-                             ) -> abci.ResponseApplySnapshotChunk:
-        return abci.ResponseApplySnapshotChunk(result=abci.ResponseApplySnapshotChunk.ABORT)
 
     def committed_tx(self, tx_hash: str) -> TxResponse | None:
         data = self.store.get_meta(TX_META_PREFIX + tx_hash.upper())
