@@ -31,6 +31,7 @@ class EpochsModule(Module):
                  validation: ValidationKeeper, bank: BankKeeper, hooks: EpochHooks) -> None:
         super().__init__(keeper)
         self._hooks = hooks
+        self._validation = validation
         self._msgs = EpochsMsgServer(keeper, inference, validation)
         self._weights = Weights(keeper, inference)
         self._settlement = Settlement(keeper, inference, validation, bank)
@@ -42,8 +43,10 @@ class EpochsModule(Module):
                 Msg(MsgPocValidation, "creator", self._msgs.validate)]
 
     def queries(self, latest_height: Callable[[], int]) -> list[Query]:
-        queries = EpochsQueries(self.keeper, self.validator_set)
+        queries = EpochsQueries(self.keeper, self._validation, self.validator_set,
+                                latest_height)
         return service_queries(query_pb2.DESCRIPTOR.services_by_name["Query"], {
+            "Epoch": queries.epoch,
             "ConsensusValidators": queries.consensus_validators,
             "PocSubmissions": queries.poc_submissions,
             "PocNonces": queries.poc_nonces,

@@ -1,8 +1,11 @@
-"""Epochs' queries on inference.v1.Query: proof-of-compute submissions and their nonces,
-settlements, and the CometBFT validator set the chain keeps."""
+"""Epochs' queries on inference.v1.Query: the epoch and its members, proof-of-compute
+submissions and their nonces, settlements, and the CometBFT validator set the chain keeps."""
+
+from collections.abc import Callable
 
 import grpc
 
+from chain.epochs.expected_keepers import ValidationKeeper
 from chain.epochs.keeper import EpochKeeper
 from chain.epochs.validator_set import ValidatorSet
 from chain.query import QueryError, address_arg
@@ -11,9 +14,18 @@ from inferchain_pb.inference.v1 import query_pb2 as q
 
 
 class EpochsQueries:
-    def __init__(self, keeper: EpochKeeper, validator_set: ValidatorSet) -> None:
+    def __init__(self, keeper: EpochKeeper, validation: ValidationKeeper,
+                 validator_set: ValidatorSet, latest_height: Callable[[], int]) -> None:
         self._keeper = keeper
+        self._validation = validation
         self._validator_set = validator_set
+        self._latest_height = latest_height
+
+    def epoch(self, state: KVReader, req: q.QueryEpochRequest) -> q.QueryEpochResponse:
+        current = self._keeper.current(state, max(self._latest_height(), 1))
+        number = req.epoch if req.HasField("epoch") else current.number
+        return q.QueryEpochResponse(current=current,
+                                    members=self._validation.members(state, number))
 
     def consensus_validators(self, state: KVReader, req: q.QueryConsensusValidatorsRequest
                              ) -> q.QueryConsensusValidatorsResponse:

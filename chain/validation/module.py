@@ -34,7 +34,6 @@ class ValidationModule(Module):
     def __init__(self, keeper: ValidationKeeper, inference: InferenceKeeper,
                  epochs: EpochKeeper, bank: BankKeeper, hooks: ValidationHooks) -> None:
         super().__init__(keeper)
-        self._epochs = epochs
         self._hooks = hooks
         self._tasks = Tasks(keeper, inference, bank, epochs)
         self._msgs = ValidationMsgServer(keeper, inference, epochs, self._tasks)
@@ -46,9 +45,8 @@ class ValidationModule(Module):
                 Msg(MsgValidation, "creator", self._msgs.validation)]
 
     def queries(self, latest_height: Callable[[], int]) -> list[Query]:
-        queries = ValidationQueries(self.keeper, self._epochs, latest_height)
+        queries = ValidationQueries(self.keeper, latest_height)
         return service_queries(query_pb2.DESCRIPTOR.services_by_name["Query"], {
-            "Epoch": queries.epoch,
             "ValidationTask": queries.task,
             "ValidationTasks": queries.tasks,
             "PendingVotes": queries.pending_votes,

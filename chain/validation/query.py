@@ -14,7 +14,6 @@ from chain.query import (
     page_limit,
 )
 from chain.store import KVReader
-from chain.validation.expected_keepers import EpochKeeper
 from chain.validation.keeper import ValidationKeeper
 from inferchain_pb.inference.v1 import query_pb2 as q
 
@@ -23,16 +22,9 @@ MAX_HEIGHTS = MAX_HEIGHT_SPAN
 
 
 class ValidationQueries:
-    def __init__(self, keeper: ValidationKeeper, epochs: EpochKeeper,
-                 latest_height: Callable[[], int]) -> None:
+    def __init__(self, keeper: ValidationKeeper, latest_height: Callable[[], int]) -> None:
         self._keeper = keeper
-        self._epochs = epochs
         self._latest_height = latest_height
-
-    def epoch(self, state: KVReader, req: q.QueryEpochRequest) -> q.QueryEpochResponse:
-        current = self._epochs.current(state, max(self._latest_height(), 1))
-        number = req.epoch if req.HasField("epoch") else current.number
-        return q.QueryEpochResponse(current=current, members=self._keeper.members(state, number))
 
     def task(self, state: KVReader, req: q.QueryValidationTaskRequest
              ) -> q.QueryValidationTaskResponse:
