@@ -25,10 +25,9 @@ from cosmpy.protos.cosmos.base.tendermint.v1beta1 import query_pb2 as tm_query
 from google.protobuf.message import Message
 
 from inferchain_pb.inference.v1 import query_pb2 as q
-from inferchain_pb.inference.v1.epochs_pb2 import PocNonce, PocSubmission
+from inferchain_pb.inference.v1.epochs_pb2 import Epoch, PocNonce, PocSubmission
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model, Participant
 from inferchain_pb.inference.v1.validation_pb2 import (
-    Epoch,
     EpochMembers,
     ExecutorStats,
     SeedCommitment,

@@ -23,6 +23,7 @@ from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from google.protobuf.any_pb2 import Any as AnyPb
 
 from chain import failpoint
+from chain.abci.application import BaseApplication
 from chain.config import NodeConfig
 from chain.context import BlockInfo, Context, Event
 from chain.errors import ENVIRONMENT_ERRORS
@@ -63,14 +64,17 @@ def rfc3339(time_ns: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
 
 
-class Application:
+class Application(BaseApplication):
+    """Answers the ABCI methods a chain needs; the rest keep BaseApplication's answers (no
+    vote extensions, no state-sync snapshots, every proposal accepted)."""
+
     def __init__(self, store: Store,
                  simulate_gas_limit: int = NodeConfig.simulate_gas_limit) -> None:
         self.store = store
         self.simulate_gas_limit = simulate_gas_limit
         self.modules: Modules = build()
         self.queries = QueryRouter(self)
-        self.modules.register_queries(self.queries, lambda: self.store.height)
+        self.modules.manager.register_queries(self.queries, lambda: self.store.height)
         self.chain_id = (store.get_meta(CHAIN_ID_META) or b"").decode()
         self._genesis: Overlay | None = None
         self._initial_height = 1
@@ -95,7 +99,7 @@ class Application:
         self._initial_height = max(1, req.initial_height)
         state = self.store.begin_block()
         kv = GasKV(state, GasMeter(None))
-        self.modules.init_genesis(kv, app_state)
+        self.modules.manager.init_genesis(kv, app_state)
         self.modules.validator_set.init_genesis(kv, req.validators)
         self._genesis = state
         # Txs checked before the first block see the genesis accounts and balances.
@@ -136,29 +140,6 @@ class Application:
         last block's time (the next one's is not known yet)."""
         return BlockInfo(self.chain_id, self.store.height + 1, self.last_block.get("time_ns", 0))
 
-    def prepare_proposal(self, req: abci.RequestPrepareProposal
-                         ) -> abci.ResponsePrepareProposal:
-        txs, size = [], 0
-        for tx in req.txs:
-            size += len(tx)
-            if size > req.max_tx_bytes:
-                break
-            txs.append(tx)
-        return abci.ResponsePrepareProposal(txs=txs)
-
-    def process_proposal(self, req: abci.RequestProcessProposal
-                         ) -> abci.ResponseProcessProposal:
-        # Any tx is admissible: one that fails is recorded as failed, as the Cosmos SDK does.
-        return abci.ResponseProcessProposal(status=abci.ResponseProcessProposal.ACCEPT)
-
-    def extend_vote(self, req: abci.RequestExtendVote) -> abci.ResponseExtendVote:
-        return abci.ResponseExtendVote()
-
-    def verify_vote_extension(self, req: abci.RequestVerifyVoteExtension
-                              ) -> abci.ResponseVerifyVoteExtension:
-        return abci.ResponseVerifyVoteExtension(
-            status=abci.ResponseVerifyVoteExtension.ACCEPT)
-
     def finalize_block(self, req: abci.RequestFinalizeBlock) -> abci.ResponseFinalizeBlock:
         expected = self.store.height + 1 if self.store.height else self._initial_height
         if req.height != expected:
@@ -169,9 +150,9 @@ class Application:
         time_ns = req.time.seconds * 1_000_000_000 + req.time.nanos
         block = BlockInfo(self.chain_id, req.height, time_ns)
         hooks = Context.of(block, state, GasMeter(None))
-        self.modules.begin_block(hooks, req.hash)
+        self.modules.manager.begin_block(hooks, req.hash)
         outcomes = [self.modules.runner.run(state, block, tx, Mode.DELIVER) for tx in req.txs]
-        self.modules.end_block(hooks)
+        self.modules.manager.end_block(hooks)
         # After end-block, so an epoch's first block sees the weights the epoch starts with.
         validator_updates = self._validator_updates(hooks)
         header = {"height": req.height, "time_ns": time_ns, "hash": req.hash.hex(),
@@ -223,20 +204,6 @@ class Application:
         except Exception as exc:
             return abci.ResponseQuery(code=INTERNAL_ERROR, codespace="sdk",
                                       height=self.store.height, log=_internal("Query", exc))
-
-    def list_snapshots(self, req: abci.RequestListSnapshots) -> abci.ResponseListSnapshots:
-        return abci.ResponseListSnapshots()
-
-    def offer_snapshot(self, req: abci.RequestOfferSnapshot) -> abci.ResponseOfferSnapshot:
-        return abci.ResponseOfferSnapshot(result=abci.ResponseOfferSnapshot.REJECT)
-
-    def load_snapshot_chunk(self, req: abci.RequestLoadSnapshotChunk
-                            ) -> abci.ResponseLoadSnapshotChunk:
-        return abci.ResponseLoadSnapshotChunk()
-
-    def apply_snapshot_chunk(self, req: abci.RequestApplySnapshotChunk
-                             ) -> abci.ResponseApplySnapshotChunk:
-        return abci.ResponseApplySnapshotChunk(result=abci.ResponseApplySnapshotChunk.ABORT)
 
     def committed_tx(self, tx_hash: str) -> TxResponse | None:
         data = self.store.get_meta(TX_META_PREFIX + tx_hash.upper())

@@ -49,5 +49,6 @@ InvalidGasLimit = error_class("InvalidGasLimit", 41)
 # Failures of the machine, not of the input (a full disk, a broken database file, no memory):
 # a node that meets one must stop, since recording a result its peers would not record forks
 # it from them. Every other exception inside a transaction or a block step is a deterministic
-# consequence of the input and is contained (chain/tx/execute.py, chain/modules.py).
+# consequence of the input and is contained (chain/tx/execute.py,
+# chain/module_manager.py).
 ENVIRONMENT_ERRORS: tuple[type[BaseException], ...] = (OSError, MemoryError, sqlite3.Error)

@@ -17,6 +17,8 @@ from decimal import Decimal
 from typing import Any, ClassVar, Protocol, Self
 
 from chain.errors import InvalidRequest
+from chain.gas import GasKV
+from chain.store import KVReader
 
 BOUNDS = "bounds"
 # Longest shown form of a refused value in an error: the message names it, not echoes it.
@@ -160,3 +162,12 @@ class ModuleParams:
             raise InvalidRequest(f"{self.module} param {param} is not governable; governable: "
                                  f"{', '.join(sorted(self.governable)) or 'none'}")
         return type(self).from_dict({**asdict(self), param: value})
+
+
+class ParamsKeeper(Protocol):
+    """What every module's keeper offers for its params: the Params query reads them and
+    governance changes them through it."""
+
+    def params(self, state: GasKV | KVReader) -> ModuleParams: ...
+
+    def set_params(self, kv: GasKV, params: ModuleParams) -> None: ...

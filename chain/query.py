@@ -1,7 +1,8 @@
 """Read-only queries by gRPC method path, served to gRPC clients and to ABCI Query alike.
 
-A module registers its query methods here (its ``query.py``); the gRPC server and the ABCI
-``Query`` call both look them up by the same path, e.g. "/cosmos.bank.v1beta1.Query/Balance".
+Each module declares its query methods (its ``module.py``) and the app registers them here;
+the gRPC server and the ABCI ``Query`` call both look them up by the same path, e.g.
+"/cosmos.bank.v1beta1.Query/Balance".
 Queries read the latest committed state, never a block in progress.
 
 Queries never raise past the router: a request is untrusted input, and an exception out of

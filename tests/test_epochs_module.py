@@ -20,16 +20,16 @@ from chain.inference.payload import consensus_key_payload
 from chain.query import QueryError
 from chain.validation.sampling import seed_hash
 from inferchain_pb.inference.v1 import query_pb2 as q
-from inferchain_pb.inference.v1.epochs_pb2 import MsgPocValidation, MsgSubmitPoc
-from inferchain_pb.inference.v1.epochs_pb2 import PocNonce as ChainNonce
-from inferchain_pb.inference.v1.inference_pb2 import INVALIDATED, MsgUpdateParticipant
-from inferchain_pb.inference.v1.validation_pb2 import (
+from inferchain_pb.inference.v1.epochs_pb2 import (
     INFERENCE,
     POC,
     POC_VALIDATION,
-    MsgClaimRewards,
-    MsgCommitSeed,
+    MsgPocValidation,
+    MsgSubmitPoc,
 )
+from inferchain_pb.inference.v1.epochs_pb2 import PocNonce as ChainNonce
+from inferchain_pb.inference.v1.inference_pb2 import INVALIDATED, MsgUpdateParticipant
+from inferchain_pb.inference.v1.validation_pb2 import MsgClaimRewards, MsgCommitSeed
 from mlnode.poc import PocModel, PocModelSpec, compute, poc_seed, verify
 
 EPOCH, POC_WINDOW, POC_CHECKS = 30, 10, 8

@@ -26,14 +26,14 @@ import pytest
 from local_network import LocalNetwork, MlNodes, poll
 
 from inferchain_pb.inference.v1 import query_pb2 as q
-from inferchain_pb.inference.v1.epochs_pb2 import PocSubmission
-from inferchain_pb.inference.v1.validation_pb2 import (
+from inferchain_pb.inference.v1.epochs_pb2 import (
     INFERENCE,
     POC,
     POC_VALIDATION,
     Epoch,
-    EpochMembers,
+    PocSubmission,
 )
+from inferchain_pb.inference.v1.validation_pb2 import EpochMembers
 from inferchain_pb.mlnode.v1 import mlnode_pb2 as ml
 from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as ml_grpc
 from mlnode.poc import DEFAULT_TARGETS, PRESETS, expected_acceptance, poc_seed

@@ -27,20 +27,17 @@ from apinode.poc.worker import PocWorker
 from apinode.store import Database, OutboxState
 from chain.epochs.errors import DuplicateNonce, DuplicateVerdict
 from inferchain_pb.inference.v1.epochs_pb2 import (
+    INFERENCE,
+    POC,
+    POC_VALIDATION,
+    Epoch,
     MsgPocValidation,
     MsgSubmitPoc,
     PocNonce,
     PocSubmission,
     PocVerdict,
 )
-from inferchain_pb.inference.v1.validation_pb2 import (
-    INFERENCE,
-    POC,
-    POC_VALIDATION,
-    Epoch,
-    EpochMember,
-    EpochMembers,
-)
+from inferchain_pb.inference.v1.validation_pb2 import EpochMember, EpochMembers
 from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as ml_grpc
 from mlnode.engine import EngineInfo, Load
 from mlnode.poc import PocModel, PocModelSpec, compute, poc_seed

@@ -123,7 +123,7 @@ def test_ante_handler_fields_get_a_code_and_both_nodes_agree(nodes, gas_limit, f
 
 def signed_by_named(net: Net, message: Message) -> bytes:
     """The message in a tx signed by the account it names as signer (else the developer)."""
-    route = net.app.modules.router._routes["/" + message.DESCRIPTOR.full_name]
+    route = net.app.modules.manager.router._routes["/" + message.DESCRIPTOR.full_name]
     try:
         named = route.signers(message)
     except Exception:  # the chain refuses it while decoding; any account may send it
@@ -138,7 +138,7 @@ def signed_by_named(net: Net, message: Message) -> bytes:
 def test_random_messages_of_every_type_get_a_code_and_both_nodes_agree(nodes, data):
     """Each registered message type with random fields, signed by the account it names."""
     net, _ = nodes
-    routes = net.app.modules.router._routes
+    routes = net.app.modules.manager.router._routes
     url = data.draw(st.sampled_from(sorted(routes)), label="type")
     route = routes[url]
     known = [a.address for a in net.all_accounts]

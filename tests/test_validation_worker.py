@@ -29,9 +29,9 @@ from chain.inference import artifact, payload
 from chain.inference.artifact import ArtifactStep
 from chain.validation.query import MAX_HEIGHTS, MAX_TASKS
 from chain.validation.sampling import PPM, must_check
+from inferchain_pb.inference.v1.epochs_pb2 import Epoch
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model
 from inferchain_pb.inference.v1.validation_pb2 import (
-    Epoch,
     EpochMember,
     EpochMembers,
     MsgClaimRewards,

@@ -50,8 +50,14 @@ from apinode.poc.sprint import (
     submit_message,
     submit_prefix,
 )
-from inferchain_pb.inference.v1.epochs_pb2 import MsgPocValidation, PocSubmission
-from inferchain_pb.inference.v1.validation_pb2 import POC, POC_VALIDATION, Epoch, EpochMembers
+from inferchain_pb.inference.v1.epochs_pb2 import (
+    POC,
+    POC_VALIDATION,
+    Epoch,
+    MsgPocValidation,
+    PocSubmission,
+)
+from inferchain_pb.inference.v1.validation_pb2 import EpochMembers
 from mlnode.poc_seed import poc_seed
 
 log = logging.getLogger(__name__)

@@ -47,9 +47,9 @@ from apinode.validation.seeds import SeedStore
 from chain.inference import artifact, payload
 from chain.validation.sampling import must_check, seed_hash
 from chain.validation.verdict import allowed_violations
+from inferchain_pb.inference.v1.epochs_pb2 import Epoch
 from inferchain_pb.inference.v1.inference_pb2 import Inference
 from inferchain_pb.inference.v1.validation_pb2 import (
-    Epoch,
     MsgClaimRewards,
     MsgCommitSeed,
     MsgValidation,

@@ -13,10 +13,6 @@ class BankMsgServer:
     def __init__(self, keeper: BankKeeper) -> None:
         self._keeper = keeper
 
-    @staticmethod
-    def send_signers(msg: MsgSend) -> list[str]:
-        return [msg.from_address]
-
     def send(self, ctx: Context, msg: MsgSend) -> None:
         sender = address.decode(msg.from_address)
         recipient = address.decode(msg.to_address)

@@ -1,4 +1,5 @@
-"""Bank's gRPC queries: one balance, all balances of an address, supply."""
+"""Bank's gRPC queries (cosmos.bank.v1beta1.Query): one balance, all balances of an
+address, supply."""
 
 from cosmpy.protos.cosmos.bank.v1beta1.query_pb2 import (
     QueryAllBalancesRequest,
@@ -12,7 +13,7 @@ from cosmpy.protos.cosmos.base.v1beta1.coin_pb2 import Coin
 
 from chain.bank.coins import valid_denom
 from chain.bank.keeper import BankKeeper
-from chain.query import QueryRouter, address_arg, invalid
+from chain.query import address_arg, invalid
 from chain.store import KVReader
 
 
@@ -22,25 +23,22 @@ def _denom_arg(denom: str) -> str:
     return denom
 
 
-def register(queries: QueryRouter, keeper: BankKeeper) -> None:
-    def balance(state: KVReader, req: QueryBalanceRequest) -> QueryBalanceResponse:
+class BankQueries:
+    def __init__(self, keeper: BankKeeper) -> None:
+        self._keeper = keeper
+
+    def balance(self, state: KVReader, req: QueryBalanceRequest) -> QueryBalanceResponse:
         denom = _denom_arg(req.denom)
-        amount = keeper.balance(state, address_arg(req.address, "address"), denom)
+        amount = self._keeper.balance(state, address_arg(req.address, "address"), denom)
         return QueryBalanceResponse(balance=Coin(denom=denom, amount=str(amount)))
 
-    def all_balances(state: KVReader, req: QueryAllBalancesRequest) -> QueryAllBalancesResponse:
-        found = keeper.balances(state, address_arg(req.address, "address"))
+    def all_balances(self, state: KVReader, req: QueryAllBalancesRequest
+                     ) -> QueryAllBalancesResponse:
+        found = self._keeper.balances(state, address_arg(req.address, "address"))
         return QueryAllBalancesResponse(
             balances=[Coin(denom=d, amount=str(a)) for d, a in sorted(found.items())])
 
-    def supply_of(state: KVReader, req: QuerySupplyOfRequest) -> QuerySupplyOfResponse:
+    def supply_of(self, state: KVReader, req: QuerySupplyOfRequest) -> QuerySupplyOfResponse:
         denom = _denom_arg(req.denom)
         return QuerySupplyOfResponse(
-            amount=Coin(denom=denom, amount=str(keeper.supply(state, denom))))
-
-    queries.register("/cosmos.bank.v1beta1.Query/Balance", QueryBalanceRequest,
-                     QueryBalanceResponse, balance)
-    queries.register("/cosmos.bank.v1beta1.Query/AllBalances", QueryAllBalancesRequest,
-                     QueryAllBalancesResponse, all_balances)
-    queries.register("/cosmos.bank.v1beta1.Query/SupplyOf", QuerySupplyOfRequest,
-                     QuerySupplyOfResponse, supply_of)
+            amount=Coin(denom=denom, amount=str(self._keeper.supply(state, denom))))

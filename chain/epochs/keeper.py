@@ -15,30 +15,24 @@ Keys (epochs and nonces as 8-byte big-endian, so prefixes iterate in order):
   epochs/settlement/<epoch>                 EpochSettlement
 """
 
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from chain.auth import address
-from chain.context import Context
 from chain.epochs.params import KEY as PARAMS_KEY
 from chain.epochs.params import EpochsParams
 from chain.gas import GasKV
 from chain.store import KVReader
 from chain.store.records import load, save, uint64
 from inferchain_pb.inference.v1.epochs_pb2 import (
+    INFERENCE,
+    POC,
+    POC_VALIDATION,
+    Epoch,
     EpochSettlement,
     PocNonce,
     PocNonceBatch,
     PocSubmission,
 )
-from inferchain_pb.inference.v1.validation_pb2 import (
-    INFERENCE,
-    POC,
-    POC_VALIDATION,
-    Epoch,
-)
-
-log = logging.getLogger(__name__)
 
 SEED_HASH = b"epochs/seedhash/"
 SAMPLE_SEED = b"epochs/sampleseed/"
@@ -48,17 +42,9 @@ NONCE = b"epochs/pocnonce/"
 SETTLEMENT = b"epochs/settlement/"
 
 State = GasKV | KVReader
-EpochStart = Callable[[Context, int], None]
 
 
 class EpochKeeper:
-    def __init__(self) -> None:
-        self._listeners: list[EpochStart] = []
-
-    def on_epoch_start(self, listener: EpochStart) -> None:
-        """Run ``listener(ctx, epoch)`` in the first block of every epoch, in order of adding."""
-        self._listeners.append(listener)
-
     def params(self, state: State) -> EpochsParams:
         return EpochsParams.stored(state, PARAMS_KEY)
 
@@ -93,27 +79,13 @@ class EpochKeeper:
                      poc_block_hash=state.get(SEED_HASH + uint64(number)) or b"",
                      poc_sample_seed=state.get(SAMPLE_SEED + uint64(number)) or b"")
 
-    def begin_block(self, ctx: Context, block_hash: bytes) -> None:
-        """Records the hashes that seed an epoch's PoC and its sample, and starts epochs."""
-        height = ctx.block.height
-        params = self.params(ctx.kv)
-        epoch = params.epoch_of(height)
-        if params.poc_enabled and height == params.poc_end(epoch) + 1:
-            ctx.kv.set(SAMPLE_SEED + uint64(epoch), block_hash)
-            log.info("epoch %d: PoC window closed at height %d; members check submissions "
-                     "until height %d", epoch, height - 1, params.poc_validation_end(epoch))
-            ctx.emit("poc_window_closed", epoch=str(epoch), height=str(height))
-        if params.start_of(epoch) != height:
-            return
-        ctx.kv.set(SEED_HASH + uint64(epoch), block_hash)
-        if params.poc_enabled:
-            log.info("epoch %d begins at height %d: PoC window until height %d", epoch,
-                     height, params.poc_end(epoch))
-        else:
-            log.info("epoch %d begins at height %d (PoC off)", epoch, height)
-        ctx.emit("epoch_start", epoch=str(epoch), height=str(height))
-        for listener in self._listeners:
-            listener(ctx, epoch)
+    def set_seed_hash(self, kv: GasKV, epoch: int, block_hash: bytes) -> None:
+        """The epoch's first block hash: seeds every participant's PoC."""
+        kv.set(SEED_HASH + uint64(epoch), block_hash)
+
+    def set_sample_seed(self, kv: GasKV, epoch: int, block_hash: bytes) -> None:
+        """The first block hash after the PoC window: picks the nonces members check."""
+        kv.set(SAMPLE_SEED + uint64(epoch), block_hash)
 
     # Proof-of-compute submissions.
 

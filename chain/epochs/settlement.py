@@ -15,12 +15,11 @@ from fractions import Fraction
 
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
-from chain.bank.keeper import BankKeeper
 from chain.context import Context
+from chain.epochs.expected_keepers import BankKeeper, InferenceKeeper, ValidationKeeper
 from chain.epochs.keeper import EpochKeeper
 from chain.epochs.params import PPM, EpochsParams
-from chain.inference.keeper import ESCROW_ACCOUNT, InferenceKeeper
-from chain.validation.keeper import ValidationKeeper
+from chain.inference.keeper import ESCROW_ACCOUNT
 from inferchain_pb.inference.v1.epochs_pb2 import EpochReward, EpochSettlement
 from inferchain_pb.inference.v1.validation_pb2 import EpochMembers, ValidatorEpochRecord
 

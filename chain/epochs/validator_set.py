@@ -19,10 +19,10 @@ from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from cosmpy.protos.tendermint.crypto.keys_pb2 import PublicKey
 
 from chain.context import Context
+from chain.epochs.expected_keepers import InferenceKeeper
 from chain.epochs.keeper import EpochKeeper
 from chain.errors import InvalidRequest
 from chain.gas import GasKV
-from chain.inference.keeper import InferenceKeeper
 from chain.store import KVReader
 from chain.store.records import load, save
 from inferchain_pb.inference.v1.epochs_pb2 import ConsensusValidator, ConsensusValidators

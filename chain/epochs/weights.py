@@ -11,9 +11,9 @@ were: otherwise a network without PoC would lose every executor at its first bou
 import logging
 
 from chain.context import Context
+from chain.epochs.expected_keepers import InferenceKeeper
 from chain.epochs.keeper import EpochKeeper
 from chain.epochs.params import PPM
-from chain.inference.keeper import InferenceKeeper
 from inferchain_pb.inference.v1.epochs_pb2 import PocSubmission
 
 log = logging.getLogger(__name__)

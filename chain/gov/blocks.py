@@ -11,11 +11,11 @@ import logging
 
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
-from chain.bank.keeper import BankKeeper
 from chain.context import Context
 from chain.errors import ChainError
 from chain.gas import GasKV
 from chain.gov.content import Contents
+from chain.gov.expected_keepers import BankKeeper
 from chain.gov.keeper import GOV_ACCOUNT, GovKeeper
 from chain.gov.tally import Verdict, VotingPower, verdict
 from inferchain_pb.inference.v1.gov_pb2 import (

@@ -11,23 +11,19 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Protocol
 
 from google.protobuf.any_pb2 import Any as AnyPb
 from google.protobuf.message import DecodeError, Message
 
 from chain.bank.coins import NATIVE_DENOM
-from chain.bank.keeper import BankKeeper
 from chain.context import Context
 from chain.errors import ChainError
-from chain.gas import GasKV
 from chain.gov.errors import InvalidContent
+from chain.gov.expected_keepers import BankKeeper, InferenceKeeper
 from chain.gov.keeper import GovKeeper
 from chain.gov.params import GovParams
-from chain.inference.keeper import InferenceKeeper
 from chain.inference.params import MAX_TOP_K
-from chain.params import ModuleParams
-from chain.store import KVReader
+from chain.params import ParamsKeeper
 from inferchain_pb.inference.v1.gov_pb2 import (
     ParamChange,
     RegisterModel,
@@ -41,14 +37,6 @@ MODEL_ID = re.compile(r"[\w.:/-]{1,128}")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 MAX_UPGRADE_NAME = 140
 MAX_UPGRADE_INFO = 4096
-
-
-class ParamsKeeper(Protocol):
-    """What every module's keeper offers for its params."""
-
-    def params(self, state: GasKV | KVReader) -> ModuleParams: ...
-
-    def set_params(self, kv: GasKV, params: ModuleParams) -> None: ...
 
 
 Handler = Callable[[Context, Message, int], None]

@@ -3,7 +3,6 @@
 
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
-from chain.bank.keeper import BankKeeper
 from chain.context import Context
 from chain.gas import GasKV
 from chain.gov.content import Contents
@@ -16,6 +15,7 @@ from chain.gov.errors import (
     NoVotingPower,
     ProposalNotFound,
 )
+from chain.gov.expected_keepers import BankKeeper
 from chain.gov.keeper import GOV_ACCOUNT, GovKeeper
 from chain.gov.params import GovParams
 from chain.gov.tally import FIELD, VotingPower
@@ -31,18 +31,6 @@ from inferchain_pb.inference.v1.gov_pb2 import (
 
 MAX_TITLE = 140
 MAX_SUMMARY = 10_000
-
-
-def proposer_signer(msg: MsgSubmitProposal) -> list[str]:
-    return [msg.proposer]
-
-
-def depositor_signer(msg: MsgDeposit) -> list[str]:
-    return [msg.depositor]
-
-
-def voter_signer(msg: MsgVote) -> list[str]:
-    return [msg.voter]
 
 
 class GovMsgServer:

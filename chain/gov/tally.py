@@ -12,12 +12,10 @@ from dataclasses import dataclass
 
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
-from chain.bank.keeper import BankKeeper
-from chain.epochs.keeper import EpochKeeper
+from chain.gov.expected_keepers import BankKeeper, EpochKeeper, ValidationKeeper
 from chain.gov.keeper import GovKeeper
 from chain.gov.params import PPM, GovParams
 from chain.store import KVReader
-from chain.validation.keeper import ValidationKeeper
 from inferchain_pb.inference.v1.gov_pb2 import (
     VOTE_OPTION_ABSTAIN,
     VOTE_OPTION_NO,

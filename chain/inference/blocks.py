@@ -9,8 +9,8 @@ did its part, so no miss is counted).
 
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
-from chain.bank.keeper import BankKeeper
 from chain.context import Context
+from chain.inference.expected_keepers import BankKeeper
 from chain.inference.keeper import ESCROW_ACCOUNT, InferenceKeeper
 from inferchain_pb.inference.v1.inference_pb2 import EXPIRED, STARTED
 

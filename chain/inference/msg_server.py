@@ -7,15 +7,12 @@ escrow goes back, and the executor's work balance grows by the cost.
 """
 
 import math
-from collections.abc import Callable
 
-from google.protobuf.message import Message
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
-from chain.bank.keeper import BankKeeper
 from chain.context import Context
 from chain.inference import artifact, payload
 from chain.inference.draw import NoEligibleExecutor
@@ -37,6 +34,7 @@ from chain.inference.errors import (
     UnknownModel,
     WrongExecutor,
 )
+from chain.inference.expected_keepers import BankKeeper, InferenceHooks
 from chain.inference.keeper import ESCROW_ACCOUNT, DrawUnavailable, InferenceKeeper
 from chain.inference.params import InferenceParams
 from chain.tx.signature import verify as verify_secp256k1
@@ -64,11 +62,6 @@ MAX_STOP_SEQUENCES = 4
 MAX_STOP_LENGTH = 256
 
 
-def creator_signer(msg: Message) -> list[str]:
-    """Every inference message is signed by its creator."""
-    return [msg.creator]
-
-
 def _verify_ed25519(pubkey: bytes, message: bytes, signature: bytes, who: str) -> None:
     try:
         VerifyKey(pubkey).verify(message, signature)
@@ -77,15 +70,13 @@ def _verify_ed25519(pubkey: bytes, message: bytes, signature: bytes, who: str) -
 
 
 class InferenceMsgServer:
-    def __init__(self, keeper: InferenceKeeper, bank: BankKeeper) -> None:
+    def __init__(self, keeper: InferenceKeeper, bank: BankKeeper,
+                 hooks: InferenceHooks) -> None:
         self._keeper = keeper
         self._bank = bank
-        self._on_settled: list[Callable[[Context, Inference], None]] = []
-
-    def on_settled(self, listener: Callable[[Context, Inference], None]) -> None:
-        """Calls ``listener(ctx, inference)`` once an inference is FINISHED and paid for:
-        the validation module opens its task there, without the inference module knowing."""
-        self._on_settled.append(listener)
+        # Told once an inference is FINISHED and paid for: the validation module opens its
+        # task there, without the inference module knowing.
+        self._hooks = hooks
 
     def register(self, ctx: Context, msg: MsgRegisterParticipant) -> None:
         if self._keeper.participant(ctx.kv, msg.creator) is not None:
@@ -236,8 +227,7 @@ class InferenceMsgServer:
         self._keeper.save_inference(ctx.kv, inference, ctx.block.height, previous)
         ctx.emit("settle_inference", inference_id=inference.id, cost=str(cost),
                  refund=str(refund), executor=inference.executor)
-        for listener in self._on_settled:
-            listener(ctx, inference)
+        self._hooks.inference_settled(ctx, inference)
 
     def _registered(self, ctx: Context, addr: str) -> Participant:
         participant = self._keeper.participant(ctx.kv, addr)

@@ -56,7 +56,7 @@ def register(queries: QueryRouter, app: Application, moniker: str) -> None:
                ) -> inference_query.QueryStatusResponse:
         return inference_query.QueryStatusResponse(
             chain_id=app.chain_id, height=app.store.height, app_hash=app.store.app_hash,
-            modules=app.modules.names, block_time_unix_ns=app.last_block.get("time_ns", 0))
+            modules=app.modules.manager.names, block_time_unix_ns=app.last_block.get("time_ns", 0))
 
     queries.register("/cosmos.base.tendermint.v1beta1.Service/GetLatestBlock",
                      tm_query.GetLatestBlockRequest, tm_query.GetLatestBlockResponse,

@@ -22,7 +22,8 @@ from chain.errors import (
     UnknownExtensionOptions,
 )
 from chain.gas import MAX_GAS
-from chain.router import Route, Router
+from chain.module import Msg
+from chain.router import Router
 from chain.tx.canonical import parse_canonical
 
 SECP256K1_PUBKEY = "/cosmos.crypto.secp256k1.PubKey"
@@ -44,7 +45,7 @@ class DecodedTx:
     auth_info_bytes: bytes
     body: TxBody
     auth_info: AuthInfo
-    messages: list[tuple[Route, Message]]
+    messages: list[tuple[Msg, Message]]
     signers: list[Signer]
 
     @property

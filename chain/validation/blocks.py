@@ -5,15 +5,14 @@ epoch: settle the previous epoch's reputations (clean → up a step, misses → 
 invalidation → 0), lift INVALID, and fix the new epoch's members and weights. At
 ``reveal_window_blocks`` into an epoch: start judging the previous epoch's validators by their
 revealed seeds (DESIGN.md §3.8; chain/validation/judging.py, a bounded amount per block), and
-once that is done let the epoch be settled (chain/epochs/settlement.py).
+once that is done announce the epoch judged (the epochs module settles it then).
 """
 
 import logging
-from collections.abc import Callable
 
 from chain.context import Context
-from chain.epochs.keeper import EpochKeeper
-from chain.inference.keeper import InferenceKeeper, invalid_now
+from chain.inference.keeper import invalid_now
+from chain.validation.expected_keepers import EpochKeeper, InferenceKeeper
 from chain.validation.judging import Judging
 from chain.validation.keeper import ValidationKeeper
 from chain.validation.sampling import PPM
@@ -36,9 +35,9 @@ class ValidationBlocks:
         self.epochs = epochs
         self.tasks = tasks
         self.judging = Judging(keeper, epochs)
-        self._on_judged: list[Callable[[Context, int], None]] = []
 
-    def end_block(self, ctx: Context) -> None:
+    def end_block(self, ctx: Context) -> list[int]:
+        """Closes what is due; the epochs whose validators were judged in this block."""
         height = ctx.block.height
         for inference_id in self.keeper.windows_due(ctx.kv, height):
             task = self.keeper.task(ctx.kv, inference_id)
@@ -52,20 +51,13 @@ class ValidationBlocks:
                 self.tasks.tally(ctx, task)
         # Judge epoch e at the last height its seeds may be revealed: start(e + 1) + window − 1,
         # which may lie epochs later when the window is longer than an epoch.
-        # The judgement is spread over blocks (chain/validation/judging.py); the listeners run
+        # The judgement is spread over blocks (chain/validation/judging.py); an epoch is judged
         # in the block it completes.
         opened = height - self.keeper.params(ctx.kv).reveal_window_blocks + 1
         following = self.epochs.epoch_of(ctx.kv, opened)
         if opened >= 1 and following >= 1 and self.epochs.start_of(ctx.kv, following) == opened:
             self.judging.start(ctx, following - 1)
-        for epoch in self.judging.advance(ctx):
-            for listener in self._on_judged:
-                listener(ctx, epoch)
-
-    def on_judged(self, listener: Callable[[Context, int], None]) -> None:
-        """Run ``listener(ctx, epoch)`` once the epoch's validators are judged: the last
-        height its rewards may be claimed, when everything it owed is known."""
-        self._on_judged.append(listener)
+        return self.judging.advance(ctx)
 
     def epoch_start(self, ctx: Context, epoch: int) -> None:
         if epoch > 0:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from chain.context import Context
-from chain.epochs.keeper import EpochKeeper
+from chain.validation.expected_keepers import EpochKeeper
 from chain.validation.keeper import ValidationKeeper
 from chain.validation.sampling import threshold, ticket
 from inferchain_pb.inference.v1.validation_pb2 import (

@@ -6,9 +6,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from chain.context import Context
-from chain.epochs.keeper import EpochKeeper
 from chain.inference import payload
-from chain.inference.keeper import InferenceKeeper
 from chain.validation.errors import (
     BadEpoch,
     BadFigures,
@@ -21,6 +19,7 @@ from chain.validation.errors import (
     TaskNotFound,
     WindowClosed,
 )
+from chain.validation.expected_keepers import EpochKeeper, InferenceKeeper
 from chain.validation.keeper import ValidationKeeper
 from chain.validation.sampling import SEED_BYTES, seed_hash
 from chain.validation.tasks import Tasks

@@ -12,12 +12,11 @@ import logging
 
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
-from chain.bank.keeper import BankKeeper
 from chain.context import Context
-from chain.epochs.keeper import EpochKeeper
 from chain.inference.draw import MAX_AVAILABILITY_PPM, Candidate, draw_order
-from chain.inference.keeper import ESCROW_ACCOUNT, InferenceKeeper, invalid_now
+from chain.inference.keeper import ESCROW_ACCOUNT, invalid_now
 from chain.validation import canary
+from chain.validation.expected_keepers import BankKeeper, EpochKeeper, InferenceKeeper
 from chain.validation.keeper import ValidationKeeper
 from chain.validation.params import ValidationParams
 from chain.validation.sampling import PPM, check_probability_ppm

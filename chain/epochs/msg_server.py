@@ -19,9 +19,8 @@ from chain.epochs.errors import (
     NotParticipant,
     WindowClosed,
 )
+from chain.epochs.expected_keepers import InferenceKeeper, ValidationKeeper
 from chain.epochs.keeper import EpochKeeper
-from chain.inference.keeper import InferenceKeeper
-from chain.validation.keeper import ValidationKeeper
 from inferchain_pb.inference.v1.epochs_pb2 import (
     MsgPocValidation,
     MsgSubmitPoc,
@@ -33,7 +32,7 @@ from inferchain_pb.inference.v1.epochs_pb2 import (
 MAX_BATCH = 4096
 
 
-class PocMsgServer:
+class EpochsMsgServer:
     def __init__(self, epochs: EpochKeeper, inference: InferenceKeeper,
                  validation: ValidationKeeper) -> None:
         self._epochs = epochs
