@@ -17,31 +17,16 @@ import base64
 import hashlib
 import json
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from chain.app import CHAIN_ID_META, LAST_BLOCK_META, rfc3339
-from chain.auth import genesis as auth_genesis
-from chain.bank import genesis as bank_genesis
 from chain.config import NodeConfig
-from chain.epochs import genesis as epochs_genesis
 from chain.genesis_records import UnexportedState
-from chain.gov import genesis as gov_genesis
-from chain.inference import genesis as inference_genesis
 from chain.modules import Modules, build
 from chain.store import KVReader, Store
-from chain.validation import genesis as validation_genesis
 
-# Each module's export, in the order InitChain imports them.
-EXPORTS: tuple[tuple[str, Callable[[Modules, KVReader], dict[str, Any]]], ...] = (
-    ("auth", lambda m, state: auth_genesis.export_genesis(m.auth, state)),
-    ("bank", lambda m, state: bank_genesis.export_genesis(m.bank, state)),
-    ("inference", lambda m, state: inference_genesis.export_genesis(m.inference, state)),
-    ("epochs", lambda m, state: epochs_genesis.export_genesis(m.epochs, state)),
-    ("validation", lambda m, state: validation_genesis.export_genesis(m.validation, state)),
-    ("gov", lambda m, state: gov_genesis.export_genesis(m.gov, state)),
-)
 ED25519_KEY_TYPE = "tendermint/PubKeyEd25519"
 
 
@@ -66,14 +51,11 @@ class StateAt:
 
 def export_app_state(modules: Modules, state: KVReader) -> dict[str, Any]:
     """Every module's genesis section; raises UnexportedState if some state has none."""
-    exported = [name for name, _ in EXPORTS]
-    if sorted(exported) != sorted(modules.names):
-        raise UnexportedState(f"the app's modules are {sorted(modules.names)}, the export "
-                              f"covers {sorted(exported)}")
+    names = {module.name for module in modules.manager.modules}
     for key, _ in state.iterate(b""):
-        if key.split(b"/", 1)[0].decode(errors="replace") not in exported:
+        if key.split(b"/", 1)[0].decode(errors="replace") not in names:
             raise UnexportedState(f"key {key!r} belongs to no module")
-    return {name: export(modules, state) for name, export in EXPORTS}
+    return modules.manager.export_genesis(state)
 
 
 def export_genesis(modules: Modules, store: Store, base: dict[str, Any],

@@ -118,6 +118,10 @@ class ModuleManager:
         for module in self.modules:
             module.init_genesis(kv, app_state.get(module.name, {}))
 
+    def export_genesis(self, state: KVReader) -> dict:
+        """Every module's genesis section, in the order ``init_genesis`` writes them back."""
+        return {module.name: module.export_genesis(state) for module in self.modules}
+
     def begin_block(self, ctx: Context, block_hash: bytes) -> None:
         for module in self.hooks.modules("begin_block"):
             run_contained(ctx, f"{module.name} begin_block",

@@ -9,6 +9,7 @@ from chain.auth.keeper import AuthKeeper
 from chain.auth.query import AuthQueries
 from chain.gas import GasKV
 from chain.module import Module, Query, service_queries
+from chain.store import KVReader
 
 
 class AuthModule(Module):
@@ -27,3 +28,6 @@ class AuthModule(Module):
 
     def init_genesis(self, kv: GasKV, section: dict) -> None:
         genesis.init_genesis(self.keeper, kv, section)
+
+    def export_genesis(self, state: KVReader) -> dict:
+        return genesis.export_genesis(self.keeper, state)

@@ -11,6 +11,7 @@ from chain.bank.msg_server import BankMsgServer
 from chain.bank.query import BankQueries
 from chain.gas import GasKV
 from chain.module import Module, Msg, Query, service_queries
+from chain.store import KVReader
 
 
 class BankModule(Module):
@@ -34,3 +35,6 @@ class BankModule(Module):
 
     def init_genesis(self, kv: GasKV, section: dict) -> None:
         genesis.init_genesis(self.keeper, kv, section)
+
+    def export_genesis(self, state: KVReader) -> dict:
+        return genesis.export_genesis(self.keeper, state)

@@ -19,6 +19,7 @@ from chain.epochs.validator_set import ValidatorSet
 from chain.epochs.weights import Weights
 from chain.gas import GasKV
 from chain.module import Module, Msg, Query, service_queries
+from chain.store import KVReader
 from inferchain_pb.inference.v1 import query_pb2
 from inferchain_pb.inference.v1.epochs_pb2 import MsgPocValidation, MsgSubmitPoc
 
@@ -55,6 +56,9 @@ class EpochsModule(Module):
 
     def init_genesis(self, kv: GasKV, section: dict) -> None:
         genesis.init_genesis(self.keeper, kv, section)
+
+    def export_genesis(self, state: KVReader) -> dict:
+        return genesis.export_genesis(self.keeper, state)
 
     def begin_block(self, ctx: Context, block_hash: bytes) -> None:
         started = blocks.begin_block(self.keeper, ctx, block_hash)

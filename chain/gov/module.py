@@ -19,6 +19,7 @@ from chain.gov.query import GovQueries
 from chain.gov.tally import VotingPower
 from chain.module import Module, Msg, Query, service_queries
 from chain.params import ParamsKeeper
+from chain.store import KVReader
 from inferchain_pb.inference.v1 import query_pb2
 from inferchain_pb.inference.v1.gov_pb2 import MsgDeposit, MsgSubmitProposal, MsgVote
 
@@ -55,6 +56,9 @@ class GovModule(Module):
 
     def init_genesis(self, kv: GasKV, section: dict) -> None:
         genesis.init_genesis(self.keeper, kv, section)
+
+    def export_genesis(self, state: KVReader) -> dict:
+        return genesis.export_genesis(self.keeper, state)
 
     def end_block(self, ctx: Context) -> None:
         self._blocks.end_block(ctx)

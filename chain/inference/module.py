@@ -11,6 +11,7 @@ from chain.inference.keeper import InferenceKeeper
 from chain.inference.msg_server import InferenceMsgServer
 from chain.inference.query import InferenceQueries
 from chain.module import Module, Msg, Query, service_queries
+from chain.store import KVReader
 from inferchain_pb.inference.v1 import query_pb2
 from inferchain_pb.inference.v1.inference_pb2 import (
     MsgFinishInference,
@@ -56,6 +57,9 @@ class InferenceModule(Module):
 
     def init_genesis(self, kv: GasKV, section: dict) -> None:
         genesis.init_genesis(self.keeper, kv, section)
+
+    def export_genesis(self, state: KVReader) -> dict:
+        return genesis.export_genesis(self.keeper, state)
 
     def begin_block(self, ctx: Context, block_hash: bytes) -> None:
         blocks.begin_block(self.keeper, ctx, block_hash)

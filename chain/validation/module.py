@@ -6,6 +6,7 @@ from collections.abc import Callable
 from chain.context import Context
 from chain.gas import GasKV
 from chain.module import Module, Msg, Query, service_queries
+from chain.store import KVReader
 from chain.validation import genesis
 from chain.validation.blocks import ValidationBlocks
 from chain.validation.expected_keepers import (
@@ -57,6 +58,9 @@ class ValidationModule(Module):
 
     def init_genesis(self, kv: GasKV, section: dict) -> None:
         genesis.init_genesis(self.keeper, kv, section)
+
+    def export_genesis(self, state: KVReader) -> dict:
+        return genesis.export_genesis(self.keeper, state)
 
     def end_block(self, ctx: Context) -> None:
         for epoch in self._blocks.end_block(ctx):
