@@ -3,14 +3,16 @@ node, and owes the chain its MsgFinishInference (DESIGN.md §3.3-3.5).
 
 ``Executor.execute`` does three things, in order:
 
-1. **Admit.** It accepts only work the chain will accept from it: the request names this node
-   as executor; the transfer agent is a registered participant whose node key signed the
-   start payload (the very bytes ``MsgStartInference`` is checked against); the model is in
-   the registry, this node is registered serving it with the registry's weights and the node
-   key it signs with, and its ML node serves those weights; this node is pick ``attempt`` of
-   the chain's draw at ``draw_height``; and the inference is neither finished, expired, given
-   to someone else on chain, nor already executed here. Anything else raises
-   ``ExecutionRefused`` before a single token is generated.
+1. **Admit.** It accepts only work the chain will accept from it: the start names this node
+   as executor; it meets the chain's own start rules (``chain/inference/start_rules.py``):
+   the transfer agent is a registered participant whose node key signed the start payload,
+   the developer signed the request for that agent or allows it the escrow, and prompt plus
+   max_tokens fit the model's context; the model is in the registry, this node is registered
+   serving it with the registry's weights and the node key it signs with, and its ML node
+   serves those weights; this node is pick ``attempt`` of the chain's draw at
+   ``draw_height``; and the inference is neither finished, expired, given to someone else on
+   chain, nor already executed here. Anything else raises ``ExecutionRefused`` before a
+   single token is generated.
 2. **Stream.** One generation on the ML node with ``max(model.top_k, top_logprobs)``
    alternatives per token, so the logprobs the developer gets and the artifact the chain gets
    come from the same per-token data; each token is yielded as it comes.
