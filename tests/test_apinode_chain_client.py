@@ -32,6 +32,7 @@ from apinode.outbox_chain import outbox_confirm, outbox_submit
 from apinode.outbox_worker import OutboxWorker
 from apinode.store import Database, OutboxState
 from apinode.tx_sender import SimulationFailed, TxRejected, TxResult, TxSender
+from chain.errors import UnknownAddress
 from genesis.account_keys import AccountKey
 from genesis.solo import layout_solo
 from inferchain_pb.inference.v1.inference_pb2 import (
@@ -184,7 +185,7 @@ def test_a_tx_that_would_fail_is_not_broadcast(net: Net):
         with pytest.raises(TxRejected) as unfunded:
             await TxSender(channel, PrivateKey(), CHAIN_ID).send(
                 [send_msg(fresh_address(), fresh_address(), 1)])
-        assert unfunded.value.code == 9
+        assert unfunded.value.code == UnknownAddress.code
 
     net.run(scenario)
 
