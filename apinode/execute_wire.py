@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from apinode.openai_request import MAX_TOP_LOGPROBS
-from chain.inference import payload
 from inferchain_pb.inference.v1.inference_pb2 import MsgStartInference
 from mlnode.sampling_params import SamplingParams
 
@@ -80,10 +79,6 @@ class ExecuteRequest:
         return SamplingParams(temperature=start.temperature, top_p=start.top_p, top_k=0,
                               max_tokens=start.max_tokens, stop=tuple(start.stop),
                               seed=start.seed)
-
-    def start_payload(self) -> bytes:
-        """The bytes the transfer agent signed, built as the chain builds them."""
-        return payload.start_payload_of(self.start)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict, bytes as hex; ``from_json`` reads it back."""

@@ -311,8 +311,7 @@ def test_refusals_come_before_any_generation(net: Net, ml_address: str, tmp_path
                 (me, request_from(start(second)), "names executor"),
                 # Signed by a key that is not the TA's node key.
                 (me, changed(request_from(start(me)), ta_signature=SigningKey
-                             .generate().sign(request_from(start(me))
-                                              .start_payload()).signature),
+                             .generate().sign(payload.start_payload_of(start(me))).signature),
                  "signature"),
                 # A field the TA signed, changed afterwards.
                 (me, changed(request_from(start(me)), max_tokens=5), "signature"),
