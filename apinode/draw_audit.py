@@ -2,8 +2,9 @@
 
 The transfer agent, the executor and the chain compute the executor draw with one function
 over one fixed record (``InferenceKeeper.draw``, through the chain's Draw query), so a Start
-the chain refuses with code 10 (draw mismatch) or a forward an executor refuses because the
-draw names someone else means one of them is wrong (or a transfer agent cheats). Each one is
+the chain refuses as a draw mismatch (``DrawMismatch``, chain/inference/errors.py) or a
+forward an executor refuses because the draw names someone else means one of them is wrong
+(or a transfer agent cheats). Each one is
 logged at ERROR with both picks and the height, and counted; ``GET /health`` reports the
 counts as ``draw_mismatches`` so operators and tests can watch them.
 """
@@ -11,13 +12,13 @@ counts as ``draw_mismatches`` so operators and tests can watch them.
 import logging
 from dataclasses import dataclass
 
-from apinode.outbox import Entry
+from apinode.outbox import Entry, type_url
+from chain.inference.errors import DrawMismatch
+from inferchain_pb.inference.v1.inference_pb2 import MsgStartInference
 
 log = logging.getLogger(__name__)
 
-START_KIND = "start_inference"
-# The inference module's "draw mismatch" refusal (chain/inference/errors.py).
-DRAW_MISMATCH = ("inference", 10)
+START = type_url(MsgStartInference)
 
 
 @dataclass
@@ -36,8 +37,9 @@ class DrawAudit:
 
     def outbox_refusal(self, entry: Entry, codespace: str, code: int, reason: str) -> None:
         """Hears the outbox's refused entries (``outbox_submit``'s ``on_refused``)."""
-        if entry.kind == START_KIND and (codespace, code) == DRAW_MISMATCH:
-            self.start_refused(entry.key.removeprefix(START_KIND + ":"), reason)
+        if entry.type_url == START and (codespace, code) == (DrawMismatch.codespace,
+                                                            DrawMismatch.code):
+            self.start_refused(entry.message().inference_id, reason)
 
     def forward_refused(self, inference_id: str, transfer_agent: str, draw_height: int,
                         attempt: int, named: str, picked: str) -> None:

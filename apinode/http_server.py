@@ -21,9 +21,17 @@ from aiohttp import web
 
 from apinode import openai_errors as errors
 from apinode.api_keys import ApiKeys
-from apinode.execute_wire import EXECUTE_PATH, ExecutorFailed, encode
-from apinode.executor import Executed, ExecutedStep, ExecuteRequest, ExecutionRefused, Executor
-from apinode.mlnode_client import MlNodeClient, MlNodeError
+from apinode.execute_wire import (
+    EXECUTE_PATH,
+    Executed,
+    ExecutedStep,
+    ExecuteRequest,
+    ExecutionRefused,
+    ExecutorFailed,
+    encode,
+)
+from apinode.executor import Executor
+from apinode.mlnode_client import MlNodeError
 from apinode.openai_errors import ApiError
 from apinode.openai_request import CompletionRequest, parse_chat, parse_text
 from apinode.openai_response import (
@@ -42,7 +50,7 @@ from apinode.request_auth import (
     refuse_unsigned,
     verify_request,
 )
-from apinode.store import RequestLog
+from apinode.store import Database, RequestLog
 from apinode.transfer_agent import TransferAgent
 
 log = logging.getLogger(__name__)
@@ -68,13 +76,16 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 class HttpApi:
-    def __init__(self, agent: TransferAgent, executor: Executor, mlnode: MlNodeClient,
+    """The routes; developers' requests go to the transfer agent, forwards to the executor,
+    and each completion request leaves one ``request_log`` row in ``db``."""
+
+    def __init__(self, agent: TransferAgent, executor: Executor,
                  models: Callable[[], Awaitable[list[str]]], signature_window_s: int,
-                 keys: ApiKeys) -> None:
+                 keys: ApiKeys, db: Database) -> None:
         self._agent = agent
         self._keys = keys
         self._executor = executor
-        self._mlnode = mlnode
+        self._db = db
         self._models = models
         self._window = signature_window_s
         self._guard = ReplayGuard(signature_window_s)
@@ -149,7 +160,7 @@ class HttpApi:
 
     def _record(self, entry: RequestLog) -> None:
         """One request_log row per completion request, refused ones included."""
-        with self._executor.db.session() as session:
+        with self._db.session() as session:
             session.add(entry)
 
     async def _serve_completion(self, http: web.Request,
@@ -188,7 +199,7 @@ class HttpApi:
         try:
             async for item in stream:
                 if isinstance(item, ExecutedStep):
-                    tokens.extend(await self._output_tokens(request, [item]))
+                    tokens.extend(await self._agent.output_tokens(request, [item]))
                 else:
                     return ChoiceResult(inference_id, item.text, item.finish_reason,
                                         tuple(tokens), prompt_tokens)
@@ -213,7 +224,7 @@ class HttpApi:
             async for item in stream:
                 if isinstance(item, ExecutedStep):
                     completion_tokens += 1
-                    tokens = await self._output_tokens(request, [item])
+                    tokens = await self._agent.output_tokens(request, [item])
                     if item.text or request.logprobs:
                         await response.write(sse(chunks.content(0, item.text, tokens)))
                 else:
@@ -230,20 +241,6 @@ class HttpApi:
         finally:
             await stream.aclose()  # cancels the generation if it is still running
         return response, completion_tokens
-
-    async def _output_tokens(self, request: CompletionRequest,
-                             steps: list[ExecutedStep]) -> list[OutputToken]:
-        """Names the alternatives only when the developer asked for logprobs."""
-        if not request.top_logprobs:
-            return [OutputToken(s.token_id, s.text, s.logprob) for s in steps]
-        pieces = await self._mlnode.detokenize([t for s in steps for t in s.top_ids])
-        tokens, at = [], 0
-        for step in steps:
-            names = pieces[at:at + len(step.top_ids)]
-            at += len(step.top_ids)
-            tokens.append(OutputToken(step.token_id, step.text, step.logprob,
-                                      tuple(zip(names, step.top_logprobs, strict=True))))
-        return tokens
 
     async def execute(self, http: web.Request) -> web.StreamResponse:
         """Runs a forwarded request; refusals come back as a 409 before any token."""

@@ -27,36 +27,20 @@ from apinode.mlnode_client import MlNodeClient
 from apinode.outbox import Outbox
 from apinode.outbox_chain import outbox_confirm, outbox_submit
 from apinode.outbox_worker import OutboxWorker
-from apinode.poc.sprint import CHECK_KIND as POC_CHECK_KIND
-from apinode.poc.sprint import SUBMIT_KIND as POC_SUBMIT_KIND
 from apinode.poc.worker import PocWorker
 from apinode.store import Database
 from apinode.transfer_agent import TransferAgent
 from apinode.tx_sender import TxSender
 from apinode.validation.seeds import SeedStore
-from apinode.validation.worker import (
-    CLAIM_KIND,
-    COMMIT_KIND,
-    VALIDATION_KIND,
-    ValidatorWorker,
-)
+from apinode.validation.worker import ValidatorWorker
 from chain.inference import payload
-from inferchain_pb.inference.v1.epochs_pb2 import MsgPocValidation, MsgSubmitPoc
 from inferchain_pb.inference.v1.inference_pb2 import (
-    MsgFinishInference,
     MsgRegisterParticipant,
-    MsgStartInference,
     MsgUpdateParticipant,
     ServedModel,
 )
-from inferchain_pb.inference.v1.validation_pb2 import MsgClaimRewards, MsgCommitSeed, MsgValidation
 
 log = logging.getLogger(__name__)
-
-DECODE = {"start_inference": MsgStartInference, "finish_inference": MsgFinishInference,
-          "register_participant": MsgRegisterParticipant, COMMIT_KIND: MsgCommitSeed,
-          CLAIM_KIND: MsgClaimRewards, VALIDATION_KIND: MsgValidation,
-          POC_SUBMIT_KIND: MsgSubmitPoc, POC_CHECK_KIND: MsgPocValidation}
 
 
 async def register(config: ApiNodeConfig, sender: TxSender, chain: ChainQueries,
@@ -115,9 +99,8 @@ async def run(config: ApiNodeConfig) -> None:
         async def model_ids() -> list[str]:
             return [m.id for m in await chain.served_models()]
 
-        api = HttpApi(agent, executor, mlnode, model_ids, config.signature_window_s,
-                      ApiKeys(db))
-        worker = OutboxWorker(outbox, outbox_submit(sender, DECODE, audit.outbox_refusal),
+        api = HttpApi(agent, executor, model_ids, config.signature_window_s, ApiKeys(db), db)
+        worker = OutboxWorker(outbox, outbox_submit(sender, audit.outbox_refusal),
                               outbox_confirm(sender), interval_s=0.5)
         runner = web.AppRunner(api.app(), access_log=None)
         await runner.setup()

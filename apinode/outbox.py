@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from google.protobuf import descriptor_pool, message_factory
+from google.protobuf.message import DecodeError, Message
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -28,12 +30,22 @@ from apinode.store import Database, OutboxRow, OutboxState, utc_now
 MAX_ERROR_CHARS = 2000
 
 
+class Undecodable(Exception):
+    """An entry whose type URL names no message this process knows, or whose payload is not
+    one: the outbox can never send it."""
+
+
+def type_url(message: Message | type[Message]) -> str:
+    """The protobuf type URL of a message (or message class), as a tx's ``Any`` names it."""
+    return "/" + message.DESCRIPTOR.full_name
+
+
 @dataclass(frozen=True)
 class Entry:
     """A detached snapshot of one outbox row, safe to hand to code outside any session."""
 
     id: int
-    kind: str
+    type_url: str
     key: str
     payload: bytes
     state: OutboxState
@@ -44,9 +56,28 @@ class Entry:
 
     @classmethod
     def of(cls, row: OutboxRow) -> Entry:
-        return cls(id=row.id, kind=row.kind, key=row.key, payload=row.payload, state=row.state,
-                   attempts=row.attempts, last_error=row.last_error, tx_hash=row.tx_hash,
-                   sent_at=row.sent_at)
+        return cls(id=row.id, type_url=row.type_url, key=row.key, payload=row.payload,
+                   state=row.state, attempts=row.attempts, last_error=row.last_error,
+                   tx_hash=row.tx_hash, sent_at=row.sent_at)
+
+    @property
+    def message_name(self) -> str:
+        """``MsgStartInference`` for ``/inference.v1.MsgStartInference``, for log lines."""
+        return self.type_url.rsplit(".", 1)[-1]
+
+    def message(self) -> Message:
+        """The queued message, decoded by its type URL (any message type this process has
+        loaded, as every module that enqueues one has); ``Undecodable`` otherwise."""
+        try:
+            descriptor = descriptor_pool.Default().FindMessageTypeByName(
+                self.type_url.removeprefix("/"))
+        except KeyError:
+            raise Undecodable(f"no message type {self.type_url!r}") from None
+        message_type = message_factory.GetMessageClass(descriptor)
+        try:
+            return message_type.FromString(self.payload)
+        except DecodeError as exc:
+            raise Undecodable(f"payload is not a {message_type.__name__}: {exc}") from exc
 
 
 class Outbox:
@@ -66,16 +97,16 @@ class Outbox:
         self.max_delay_s = max_delay_s
         self.lease_s = lease_s
 
-    def enqueue(self, kind: str, key: str, payload: bytes, *,
-                session: Session | None = None) -> bool:
-        """Add a message unless one with ``key`` exists; True when it was added.
+    def enqueue(self, key: str, message: Message, *, session: Session | None = None) -> bool:
+        """Add ``message`` unless an entry with ``key`` exists; True when it was added.
 
         Pass ``session`` to enqueue in the caller's transaction, so that e.g. an executor's
         stored payload and its MsgFinishInference are kept together or not at all.
         """
         dialect = postgresql if self.db.dialect == "postgresql" else sqlite
         stmt = (dialect.insert(OutboxRow)
-                .values(kind=kind, key=key, payload=payload, state=OutboxState.PENDING,
+                .values(type_url=type_url(message), key=key,
+                        payload=message.SerializeToString(), state=OutboxState.PENDING,
                         attempts=0, next_attempt_at=utc_now())
                 .on_conflict_do_nothing(index_elements=[OutboxRow.key])
                 .returning(OutboxRow.id))

@@ -1,43 +1,47 @@
 """The outbox worker's chain side: entries into one tx through a ``TxSender``, and tx lookups.
 
-``OutboxWorker(outbox, outbox_submit(sender, decode), outbox_confirm(sender))`` drains an
-outbox whose entries are all signed by ``sender``'s key. A message that would fail on chain is
-found by simulation before anything is broadcast, and only that entry is rejected (to be
-retried on its own, and in the end failed with the chain's reason), so one bad message never
-holds up the others in its batch.
+``OutboxWorker(outbox, outbox_submit(sender), outbox_confirm(sender))`` drains an outbox
+whose entries are all signed by ``sender``'s key; each entry decodes by its type URL. A
+message that would fail on chain is found by simulation before anything is broadcast, and
+only that entry is rejected (to be retried on its own, and in the end failed with the chain's
+reason), so one bad message never holds up the others in its batch.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
-from apinode.outbox import Entry
+from apinode.outbox import Entry, Undecodable
 from apinode.outbox_worker import Confirm, Submit, SubmitResult
 from apinode.tx_sender import SimulationFailed, TxSender
+from chain.epochs import errors as epochs_errors
+from chain.inference import errors as inference_errors
+from chain.validation import errors as validation_errors
 
 log = logging.getLogger(__name__)
 
-# Refusals that mean "this exact message was committed before": the participant is
-# registered, the inference already started or finished (inference codespace codes 2, 6, 7).
-ALREADY_DONE = {("inference", 2), ("inference", 6), ("inference", 7),
-                # A seed already committed or revealed; a report already on record.
-                ("validation", 4), ("validation", 8),
-                # A PoC batch whose nonces are claimed already (a node's batches never share a
-                # nonce, so it is this very batch); a PoC verdict already on record.
-                ("epochs", 4), ("epochs", 8)}
+# Refusals, as (codespace, code), that mean "this exact message was committed before".
+ALREADY_DONE = frozenset((error.codespace, error.code) for error in (
+    # The participant is registered; the inference already started or finished.
+    inference_errors.ParticipantExists, inference_errors.DuplicateStart,
+    inference_errors.DuplicateFinish,
+    # A seed already committed or revealed; a report already on record.
+    validation_errors.SeedCommitted, validation_errors.DuplicateValidation,
+    # A PoC batch whose nonces are claimed already (a node's batches never share a nonce, so
+    # it is this very batch); a PoC verdict already on record.
+    epochs_errors.DuplicateNonce, epochs_errors.DuplicateVerdict))
 
 
 # Told of each entry the chain refuses: (entry, codespace, code, the chain's log).
 Refused = Callable[[Entry, str, int, str], None]
 
 
-def outbox_submit(sender: TxSender, decode: Mapping[str, type[Message]],
-                  on_refused: Refused | None = None) -> Submit:
-    """``submit`` for the worker; ``decode`` names the message class of each entry kind;
-    ``on_refused`` hears of each entry the chain refuses, before it is retried."""
+def outbox_submit(sender: TxSender, on_refused: Refused | None = None) -> Submit:
+    """``submit`` for the worker; ``on_refused`` hears of each entry the chain refuses,
+    before it is retried."""
 
     async def submit(entries: list[Entry]) -> SubmitResult:
         messages: dict[int, Message] = {}
@@ -50,14 +54,10 @@ def outbox_submit(sender: TxSender, decode: Mapping[str, type[Message]],
                 on_refused(by_id[entry_id], exc.codespace, exc.code, exc.log)
 
         for entry in entries:
-            message_type = decode.get(entry.kind)
-            if message_type is None:
-                rejected[entry.id] = f"no message type for outbox kind {entry.kind!r}"
-                continue
             try:
-                messages[entry.id] = message_type.FromString(entry.payload)
-            except DecodeError as exc:
-                rejected[entry.id] = f"payload is not a {message_type.__name__}: {exc}"
+                messages[entry.id] = entry.message()
+            except Undecodable as exc:
+                rejected[entry.id] = str(exc)
         if not messages:
             return SubmitResult(None, rejected)
         try:

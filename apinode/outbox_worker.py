@@ -141,8 +141,9 @@ class OutboxWorker:
 
 
 def _describe(entries: list[Entry]) -> str:
-    """``3 entries: start_inference×2, finish_inference×1`` for log lines."""
-    kinds = ", ".join(f"{kind}×{n}" for kind, n in Counter(e.kind for e in entries).items())
+    """``3 entries: MsgStartInference×2, MsgFinishInference×1`` for log lines."""
+    kinds = ", ".join(f"{name}×{n}" for name, n in
+                      Counter(e.message_name for e in entries).items())
     return f"{len(entries)} entries: {kinds}"
 
 

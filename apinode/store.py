@@ -3,7 +3,8 @@ validator's epoch seeds.
 
 One SQLAlchemy schema serves SQLite (the default: a file next to the node's config, nothing to
 install) and PostgreSQL (several API node processes sharing one database). Tables are created on
-open; the schema is small and additive, so there is no migrations framework.
+open; the schema is small and nearly additive, so there is no migrations framework: the few
+steps that bring an older database up to date are in ``apinode/store_upgrade.py``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from apinode.store_upgrade import upgrade_outbox
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -132,9 +135,10 @@ class OutboxRow(Base):
     __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at", "id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(64))  # e.g. "start_inference"
-    key: Mapped[str] = mapped_column(String(256), unique=True)  # dedupe: f"{kind}:{inference_id}"
-    payload: Mapped[bytes] = mapped_column(LargeBinary)  # a serialized protobuf message
+    # The message's protobuf type URL, e.g. "/inference.v1.MsgStartInference".
+    type_url: Mapped[str] = mapped_column(String(128))
+    key: Mapped[str] = mapped_column(String(256), unique=True)  # dedupe: "finish_inference:<id>"
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # the serialized message
     state: Mapped[OutboxState] = mapped_column(
         Enum(OutboxState, native_enum=False, length=16,
              values_callable=lambda states: [s.value for s in states]),
@@ -201,6 +205,7 @@ class Database:
         if engine.dialect.name == "sqlite":
             _configure_sqlite(engine)
         Base.metadata.create_all(engine)
+        upgrade_outbox(engine, OutboxRow.__table__.c.type_url)
         return cls(engine)
 
     @property

@@ -29,14 +29,23 @@ from nacl.signing import SigningKey
 
 from apinode import openai_errors as errors
 from apinode.chain_queries import ChainQueries, Draw
-from apinode.execute_wire import EXECUTE_PATH, ExecutorFailed, decode
-from apinode.executor import Executed, ExecutedStep, ExecuteRequest, ExecutionRefused, Executor
+from apinode.execute_wire import (
+    EXECUTE_PATH,
+    Executed,
+    ExecutedStep,
+    ExecuteRequest,
+    ExecutionRefused,
+    ExecutorFailed,
+    decode,
+)
+from apinode.executor import Executor
 from apinode.mlnode_client import MlNodeClient, MlNodeError
 from apinode.openai_request import CompletionRequest
+from apinode.openai_response import OutputToken
 from apinode.outbox import Outbox
 from apinode.request_auth import SignedRequest
 from apinode.spending import Spending
-from chain.inference import payload
+from chain.inference import payload, start_rules
 from inferchain_pb.inference.v1.inference_pb2 import Model, MsgStartInference, Participant
 
 log = logging.getLogger(__name__)
@@ -48,6 +57,11 @@ START_SHARE = 4
 MAX_DRAWS = 3
 # How often a transfer agent waiting for a first token looks at the chain's height.
 HEIGHT_POLL_S = 0.25
+
+
+def start_key(inference_id: str) -> str:
+    """The outbox key of an inference's MsgStartInference: one per inference."""
+    return f"start_inference:{inference_id}"
 
 
 class DrawExpired(Exception):
@@ -66,7 +80,7 @@ class Prepared:
     @property
     def cost(self) -> int:
         """The most the inference can cost: what the chain escrows at its start."""
-        return (len(self.prompt_ids) + self.request.max_tokens) * self.model.price_per_token
+        return start_rules.escrow(len(self.prompt_ids), self.request.max_tokens, self.model)
 
 
 class TransferAgent:
@@ -98,7 +112,7 @@ class TransferAgent:
             prompt = await self._mlnode.tokenize_chat(request.messages)
         else:
             prompt = await self._mlnode.tokenize_text(request.prompt)
-        if len(prompt.ids) + request.max_tokens > model.context_length:
+        if not start_rules.fits_context(len(prompt.ids), request.max_tokens, model):
             raise errors.context_length_exceeded(model.context_length, len(prompt.ids),
                                                  request.max_tokens, "messages")
         return Prepared(request, signed, model, tuple(prompt.ids))
@@ -156,18 +170,7 @@ class TransferAgent:
                    last_height: int) -> AsyncGenerator[Event] | None:
         """The executor's stream once its first token came by ``last_height``, its start
         queued; None when it refused or failed; DrawExpired when the draw ran out of time."""
-        request = prepared.request
-        seed = request.seed if request.seed is not None else secrets.randbits(64)
-        forward = self._signed_forward(
-            inference_id=inference_id, model_id=prepared.model.id,
-            developer=prepared.signed.developer, prompt_hash=prepared.signed.prompt_hash,
-            prompt_ids=prepared.prompt_ids, max_tokens=request.max_tokens, seed=seed,
-            temperature=request.temperature, top_p=request.top_p, stop=request.stop,
-            top_logprobs=request.top_logprobs, executor=executor,
-            draw_height=draw.draw_height, attempt=attempt, transfer_agent=self.address,
-            developer_pubkey=prepared.signed.pubkey,
-            request_signature=prepared.signed.signature,
-            request_timestamp=prepared.signed.timestamp)
+        forward = self._forward(prepared, inference_id, draw, attempt, executor)
         stream = self._link(executor, participants[executor].url, forward)
         try:
             first = await self._first_token(stream, last_height)
@@ -185,7 +188,7 @@ class TransferAgent:
                         exc)
             await stream.aclose()
             return None
-        self._start(forward, prepared)
+        self._start(forward.start, prepared)
         return _prepend(first, stream)
 
     async def _first_token(self, stream: AsyncIterator[Event], last_height: int) -> Event:
@@ -215,14 +218,22 @@ class TransferAgent:
             self._height, self._height_at = await self._chain.latest_height(), time.monotonic()
         return self._height
 
-    def _signed_forward(self, **fields: object) -> ExecuteRequest:
-        """The forward with this TA's node-key signature over its start payload."""
-        signed = payload.start_payload(
-            fields["inference_id"], fields["model_id"], fields["developer"],
-            fields["prompt_hash"], fields["max_tokens"], fields["seed"], fields["executor"],
-            fields["draw_height"], fields["attempt"], fields["transfer_agent"],
-            fields["temperature"], fields["top_p"], fields["stop"])
-        return ExecuteRequest(**fields, ta_signature=self._key.sign(signed).signature)
+    def _forward(self, prepared: Prepared, inference_id: str, draw: Draw, attempt: int,
+                 executor: str) -> ExecuteRequest:
+        """The start this TA sends the chain once ``executor`` answers, signed with its node
+        key: the executor runs it and checks it as the chain will."""
+        request, signed = prepared.request, prepared.signed
+        start = MsgStartInference(
+            creator=self.address, inference_id=inference_id, model_id=prepared.model.id,
+            developer=signed.developer, developer_pubkey=signed.pubkey,
+            request_signature=signed.signature, request_timestamp=signed.timestamp,
+            prompt_hash=signed.prompt_hash, prompt_ids=prepared.prompt_ids,
+            max_tokens=request.max_tokens,
+            seed=request.seed if request.seed is not None else secrets.randbits(64),
+            executor=executor, draw_height=draw.draw_height, attempt=attempt,
+            temperature=request.temperature, top_p=request.top_p, stop=request.stop)
+        start.ta_signature = self._key.sign(payload.start_payload_of(start)).signature
+        return ExecuteRequest(start, request.top_logprobs)
 
     def _link(self, executor: str, url: str, forward: ExecuteRequest) -> AsyncIterator[Event]:
         if executor == self.address:
@@ -245,22 +256,27 @@ class TransferAgent:
                 raise ExecutorFailed(f"the executor's stream broke off: {exc}") from exc
         raise ExecutorFailed("the executor's stream ended before the output was complete")
 
-    def _start(self, forward: ExecuteRequest, prepared: Prepared) -> None:
-        signed = prepared.signed
-        message = MsgStartInference(
-            creator=self.address, inference_id=forward.inference_id, model_id=forward.model_id,
-            developer=signed.developer, developer_pubkey=signed.pubkey,
-            request_signature=signed.signature, request_timestamp=signed.timestamp,
-            prompt_hash=signed.prompt_hash, prompt_ids=forward.prompt_ids,
-            max_tokens=forward.max_tokens, seed=forward.seed, executor=forward.executor,
-            draw_height=forward.draw_height, attempt=forward.attempt,
-            ta_signature=forward.ta_signature, temperature=forward.temperature,
-            top_p=forward.top_p, stop=forward.stop)
-        key = f"start_inference:{forward.inference_id}"
-        self._outbox.enqueue("start_inference", key, message.SerializeToString())
-        self._spending.queued(signed.developer, key, prepared.cost)
-        log.info("inference %s started with executor %s (attempt %d)", forward.inference_id,
-                 forward.executor, forward.attempt)
+    def _start(self, start: MsgStartInference, prepared: Prepared) -> None:
+        key = start_key(start.inference_id)
+        self._outbox.enqueue(key, start)
+        self._spending.queued(start.developer, key, prepared.cost)
+        log.info("inference %s started with executor %s (attempt %d)", start.inference_id,
+                 start.executor, start.attempt)
+
+    async def output_tokens(self, request: CompletionRequest,
+                            steps: list[ExecutedStep]) -> list[OutputToken]:
+        """The steps as the developer sees them: the alternatives named by this node's ML
+        node, only when the developer asked for logprobs."""
+        if not request.top_logprobs:
+            return [OutputToken(s.token_id, s.text, s.logprob) for s in steps]
+        pieces = await self._mlnode.detokenize([t for s in steps for t in s.top_ids])
+        tokens, at = [], 0
+        for step in steps:
+            names = pieces[at:at + len(step.top_ids)]
+            at += len(step.top_ids)
+            tokens.append(OutputToken(step.token_id, step.text, step.logprob,
+                                      tuple(zip(names, step.top_logprobs, strict=True))))
+        return tokens
 
 
 async def _prepend(first: Event, rest: AsyncGenerator[Event]) -> AsyncGenerator[Event]:

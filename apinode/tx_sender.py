@@ -6,8 +6,8 @@ SIGN_MODE_DIRECT and broadcasts in sync mode, which returns once the mempool has
 
 The account sequence is kept here rather than asked for before every tx, so a sender can put
 several txs in one block. It is fetched once and moved on per broadcast; when the chain says
-it is wrong (code 32: another process used the key, or a broadcast tx never made it into a
-block) the sender takes the sequence the chain expects and tries once more. Sends are
+it is wrong (``WrongSequence``: another process used the key, or a broadcast tx never made it
+into a block) the sender takes the sequence the chain expects and tries once more. Sends are
 serialized by a lock: two txs signed with the same sequence would have one refused.
 """
 
@@ -32,14 +32,12 @@ from google.protobuf.message import Message
 
 from apinode.chain_queries import DEFAULT_TIMEOUT_S, AuthAccount, ChainQueries, ChainQueryError
 from chain.auth.address import PREFIX
+from chain.errors import UnknownAddress, WrongSequence
 
 log = logging.getLogger(__name__)
 
 TX_SERVICE = "/cosmos.tx.v1beta1.Service/"
 DENOM = "ninfer"
-# Cosmos SDK codes the sender acts on.
-UNKNOWN_ADDRESS = 9
-WRONG_SEQUENCE = 32
 # How the chain words a simulation that fails and a wrong sequence (the SDK's own wording).
 SIMULATION_FAILED = re.compile(r"simulation failed \(code (\d+), codespace (\w*)\): (.*)",
                                re.DOTALL)
@@ -109,7 +107,7 @@ class TxSender:
             fee = math.ceil(gas * self.gas_price)
             timeout_height = await self.chain.latest_height() + self.timeout_blocks
             reply = await self._broadcast(messages, memo, gas, fee, timeout_height)
-            if reply.code == WRONG_SEQUENCE:
+            if reply.code == WrongSequence.code:
                 expected = await self._expected_sequence(reply.raw_log)
                 log.warning("tx sender %s: sequence %d refused, the chain expects %d; re-signing",
                             self.address, self._sequence, expected)
@@ -145,8 +143,9 @@ class TxSender:
     async def _fetch_account(self) -> AuthAccount:
         account = await self.chain.auth_account(self.address)
         if account is None:
-            raise TxRejected(UNKNOWN_ADDRESS, f"account {self.address} does not exist on chain: "
-                                              f"it must receive funds before it can send txs")
+            raise TxRejected(UnknownAddress.code,
+                             f"account {self.address} does not exist on chain: it must "
+                             f"receive funds before it can send txs")
         return account
 
     async def _simulate(self, messages: Sequence[Message], memo: str) -> int:
@@ -159,7 +158,7 @@ class TxSender:
         try:
             return await self._simulate_at(messages, memo, self._sequence)
         except SimulationFailed as exc:
-            if exc.code != WRONG_SEQUENCE:
+            if exc.code != WrongSequence.code:
                 raise
             expected = await self._expected_sequence(exc.log)
         if expected > self._sequence:

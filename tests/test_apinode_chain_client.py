@@ -14,7 +14,6 @@ from conftest import free_port
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.address import Address
 from cosmpy.crypto.keypairs import PrivateKey
-from cosmpy.protos.cosmos.bank.v1beta1.tx_pb2 import MsgSend
 from inference_actors import (
     MODEL_ID,
     PRICE,
@@ -33,19 +32,16 @@ from apinode.outbox_chain import outbox_confirm, outbox_submit
 from apinode.outbox_worker import OutboxWorker
 from apinode.store import Database, OutboxState
 from apinode.tx_sender import SimulationFailed, TxRejected, TxResult, TxSender
+from chain.errors import UnknownAddress
 from genesis.account_keys import AccountKey
 from genesis.solo import layout_solo
 from inferchain_pb.inference.v1.inference_pb2 import (
     FINISHED,
-    MsgFinishInference,
     MsgRegisterParticipant,
-    MsgStartInference,
     ServedModel,
 )
 
 CHAIN_ID = "inferchain-test"
-DECODE = {"start_inference": MsgStartInference, "finish_inference": MsgFinishInference,
-          "register_participant": MsgRegisterParticipant, "send": MsgSend}
 # The draw accepts a block hash up to 10 blocks old: slow blocks leave the TA's outbox time.
 BLOCK_INTERVAL_MS = 300
 
@@ -189,7 +185,7 @@ def test_a_tx_that_would_fail_is_not_broadcast(net: Net):
         with pytest.raises(TxRejected) as unfunded:
             await TxSender(channel, PrivateKey(), CHAIN_ID).send(
                 [send_msg(fresh_address(), fresh_address(), 1)])
-        assert unfunded.value.code == 9
+        assert unfunded.value.code == UnknownAddress.code
 
     net.run(scenario)
 
@@ -229,10 +225,10 @@ def test_outbox_commits_a_batch_and_fails_only_the_bad_entry(net: Net, tmp_path:
                                      node_pubkey=bytes(32),
                                      models=[ServedModel(model_id="no-such-model",
                                                          weights_sha256=WEIGHTS)])
-        outbox.enqueue("send", "send:a", send_msg(sender.address, to[0], 100).SerializeToString())
-        outbox.enqueue("register_participant", "register:bad", bad.SerializeToString())
-        outbox.enqueue("send", "send:b", send_msg(sender.address, to[1], 200).SerializeToString())
-        worker = OutboxWorker(outbox, outbox_submit(sender, DECODE), outbox_confirm(sender),
+        outbox.enqueue("send:a", send_msg(sender.address, to[0], 100))
+        outbox.enqueue("register:bad", bad)
+        outbox.enqueue("send:b", send_msg(sender.address, to[1], 200))
+        worker = OutboxWorker(outbox, outbox_submit(sender), outbox_confirm(sender),
                               interval_s=0.05)
         task = asyncio.create_task(worker.run())
         await settled([outbox] * 3, ["send:a", "register:bad", "send:b"])
@@ -263,10 +259,9 @@ def test_a_start_the_chain_refuses_for_its_draw_is_counted_as_a_mismatch(net: Ne
         start = start_msg(agent, net.actors[0], "mismatch-1", draw.order[1], draw.draw_height,
                           int(time.time()), [10, 11, 12], max_tokens=8)
         outbox = Outbox(Database.open(str(tmp_path / "ta.db")), max_attempts=1)
-        outbox.enqueue("start_inference", "start_inference:mismatch-1",
-                       start.SerializeToString())
+        outbox.enqueue("start_inference:mismatch-1", start)
         audit = DrawAudit()
-        worker = OutboxWorker(outbox, outbox_submit(net.sender(channel, 10), DECODE,
+        worker = OutboxWorker(outbox, outbox_submit(net.sender(channel, 10),
                                                     audit.outbox_refusal),
                               outbox_confirm(net.sender(channel, 10)), interval_s=0.05)
         await worker.step()
@@ -297,9 +292,9 @@ def test_start_and_finish_through_two_outboxes_settle_on_chain(net: Net, tmp_pat
         for name, actor, kind, message in [("ta", agent, "start_inference", start),
                                            ("executor", executor, "finish_inference", finish)]:
             outbox = Outbox(Database.open(str(tmp_path / f"{name}.db")))
-            outbox.enqueue(kind, f"{kind}:outbox-1", message.SerializeToString())
+            outbox.enqueue(f"{kind}:outbox-1", message)
             sender = TxSender(channel, net.key_of(actor.address), CHAIN_ID)
-            workers.append(OutboxWorker(outbox, outbox_submit(sender, DECODE),
+            workers.append(OutboxWorker(outbox, outbox_submit(sender),
                                         outbox_confirm(sender), interval_s=0.05))
             outboxes.append(outbox)
         tasks = [asyncio.create_task(w.run()) for w in workers]
@@ -320,10 +315,9 @@ def test_start_and_finish_through_two_outboxes_settle_on_chain(net: Net, tmp_pat
         # A crash after broadcasting but before recording it resends the finish: the chain
         # says it is already there, and the outbox counts it committed rather than failed.
         resend = Outbox(Database.open(str(tmp_path / "resend.db")))
-        resend.enqueue("finish_inference", "finish_inference:outbox-1",
-                       finish.SerializeToString())
+        resend.enqueue("finish_inference:outbox-1", finish)
         sender = TxSender(channel, net.key_of(executor.address), CHAIN_ID)
-        worker = OutboxWorker(resend, outbox_submit(sender, DECODE), outbox_confirm(sender))
+        worker = OutboxWorker(resend, outbox_submit(sender), outbox_confirm(sender))
         await worker.step()
         entry = resend.get("finish_inference:outbox-1")
         assert (entry.state, entry.tx_hash) == (OutboxState.COMMITTED, None)

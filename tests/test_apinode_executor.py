@@ -23,7 +23,8 @@ from inference_actors import MODEL_ID, PRICE, TOP_K, Actor, genesis_models, star
 from nacl.signing import SigningKey
 
 from apinode.chain_queries import ChainQueries
-from apinode.executor import ExecutedStep, ExecuteRequest, ExecutionRefused, Executor
+from apinode.execute_wire import ExecutedStep, ExecuteRequest, ExecutionRefused
+from apinode.executor import Executor
 from apinode.mlnode_client import MlNodeClient, MlNodeRefused
 from apinode.outbox import Outbox
 from apinode.outbox_chain import outbox_confirm, outbox_submit
@@ -152,16 +153,17 @@ def executor_for(actor: Actor, channel: grpc.aio.Channel, ml: MlNodeClient,
 
 
 def request_from(start: MsgStartInference, *, top_logprobs: int = 0) -> ExecuteRequest:
-    """What the TA forwards alongside ``start``: same ids, hash, sampling, draw, signature."""
-    return ExecuteRequest(
-        inference_id=start.inference_id, model_id=start.model_id, developer=start.developer,
-        prompt_hash=start.prompt_hash, prompt_ids=tuple(start.prompt_ids),
-        max_tokens=start.max_tokens, seed=start.seed, temperature=start.temperature,
-        top_p=start.top_p, stop=tuple(start.stop), top_logprobs=top_logprobs,
-        executor=start.executor,
-        draw_height=start.draw_height, attempt=start.attempt, transfer_agent=start.creator,
-        ta_signature=start.ta_signature, developer_pubkey=start.developer_pubkey,
-        request_signature=start.request_signature, request_timestamp=start.request_timestamp)
+    """What the TA forwards: the very start it will send the chain."""
+    return ExecuteRequest(start, top_logprobs)
+
+
+def changed(request: ExecuteRequest, **fields: object) -> ExecuteRequest:
+    """``request`` with some fields of its start set otherwise after the TA signed it."""
+    start = MsgStartInference()
+    start.CopyFrom(request.start)
+    for name, value in fields.items():
+        setattr(start, name, value)
+    return ExecuteRequest(start, request.top_logprobs)
 
 
 async def drawn(net: Net, chain: ChainQueries, inference_id: str) -> tuple[Actor, Actor, int]:
@@ -188,11 +190,11 @@ def forbid_generation(ml: MlNodeClient) -> None:
 
 def test_execute_request_travels_as_json():
     key = SigningKey.generate()
-    request = ExecuteRequest(
+    request = ExecuteRequest(MsgStartInference(
         inference_id="json-1", model_id=MODEL_ID, developer="infer1dev", prompt_hash=bytes(32),
         prompt_ids=(1, 2, 3), max_tokens=4, seed=2**64 - 1, temperature=0.0, top_p=1.0,
-        stop=("\n",), top_logprobs=20, executor="infer1ex", draw_height=7, attempt=1,
-        transfer_agent="infer1ta", ta_signature=key.sign(b"x").signature)
+        stop=("\n",), executor="infer1ex", draw_height=7, attempt=1,
+        creator="infer1ta", ta_signature=key.sign(b"x").signature), top_logprobs=20)
     wire = json.loads(json.dumps(request.to_json()))
     assert ExecuteRequest.from_json(wire) == request
     assert ExecuteRequest.from_json({**wire, "newer_field": 1}) == request
@@ -263,7 +265,7 @@ def test_drawn_executor_streams_and_its_finish_settles_on_chain(net: Net, ml_add
             # The TA's start and the executor's outbox meet on chain.
             sender = net.sender(channel, me)
             worker = OutboxWorker(executor.outbox,
-                                  outbox_submit(sender, {"finish_inference": MsgFinishInference}),
+                                  outbox_submit(sender),
                                   outbox_confirm(sender), interval_s=0.1)
             task = asyncio.create_task(worker.run())
             agent_sender = net.sender(channel, agent)
@@ -308,18 +310,17 @@ def test_refusals_come_before_any_generation(net: Net, ml_address: str, tmp_path
                 # Addressed to someone else.
                 (me, request_from(start(second)), "names executor"),
                 # Signed by a key that is not the TA's node key.
-                (me, dataclasses.replace(request_from(start(me)), ta_signature=SigningKey
-                                         .generate().sign(request_from(start(me))
-                                                          .start_payload()).signature),
+                (me, changed(request_from(start(me)), ta_signature=SigningKey
+                             .generate().sign(payload.start_payload_of(start(me))).signature),
                  "signature"),
                 # A field the TA signed, changed afterwards.
-                (me, dataclasses.replace(request_from(start(me)), max_tokens=5), "signature"),
+                (me, changed(request_from(start(me)), max_tokens=5), "signature"),
                 # A developer signature that is not over this request.
-                (me, dataclasses.replace(request_from(start(me)),
-                                         request_timestamp=now - 1), "developer's request"),
+                (me, changed(request_from(start(me)), request_timestamp=now - 1),
+                 "developer's request"),
                 # No developer signature and no allowance for this TA.
-                (me, dataclasses.replace(request_from(start(me)), request_signature=b"",
-                                         developer_pubkey=b"", request_timestamp=0),
+                (me, changed(request_from(start(me)), request_signature=b"",
+                             developer_pubkey=b"", request_timestamp=0),
                  "allows"),
                 # Signed by a node that is not a participant.
                 (me, request_from(start(me, net.developer)), "not a registered participant"),

@@ -11,11 +11,33 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import (
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    func,
+    insert,
+    select,
+)
 
 from apinode.outbox import Entry, Outbox
 from apinode.outbox_worker import OutboxWorker, SubmitResult
-from apinode.store import Base, Database, OutboxRow, OutboxState, Payload, RequestLog
+from apinode.store import (
+    Base,
+    Database,
+    OutboxRow,
+    OutboxState,
+    Payload,
+    RequestLog,
+    UTCDateTime,
+    utc_now,
+)
+from inferchain_pb.inference.v1.epochs_pb2 import MsgSubmitPoc
+from inferchain_pb.inference.v1.inference_pb2 import MsgFinishInference, MsgStartInference
 
 POSTGRES_URL = os.environ.get("INFERCHAIN_TEST_POSTGRES_URL", "")
 NO_POSTGRES = ("INFERCHAIN_TEST_POSTGRES_URL is not set: point it at a PostgreSQL database the "
@@ -38,9 +60,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def open_db(backend: str, tmp_path) -> Iterator[Callable[[], Database]]:
+def url(backend: str, tmp_path) -> str:
+    return POSTGRES_URL if backend == "postgresql" else f"sqlite:///{tmp_path / 'node.db'}"
+
+
+@pytest.fixture
+def open_db(backend: str, url: str) -> Iterator[Callable[[], Database]]:
     """Opens Databases on one fresh database; each call is a new engine, as a new process has."""
-    url = POSTGRES_URL if backend == "postgresql" else f"sqlite:///{tmp_path / 'node.db'}"
     if backend == "postgresql":
         drop_tables(url)
     opened: list[Database] = []
@@ -65,10 +91,10 @@ def keys(entries: list[Entry]) -> list[str]:
     return [e.key for e in entries]
 
 
-def fill(outbox: Outbox, n: int, kind: str = "start_inference") -> list[str]:
-    added = [f"{kind}:inf-{i:03d}" for i in range(n)]
+def fill(outbox: Outbox, n: int) -> list[str]:
+    added = [f"start_inference:inf-{i:03d}" for i in range(n)]
     for key in added:
-        assert outbox.enqueue(kind, key, key.encode())
+        assert outbox.enqueue(key, MsgStartInference(inference_id=key))
     return added
 
 
@@ -118,10 +144,12 @@ def test_request_log_crud(db: Database):
 
 def test_outbox_row_crud_and_aware_times(db: Database):
     outbox = Outbox(db)
-    assert outbox.enqueue("finish_inference", "finish_inference:inf-1", b"\x0a\x02pb")
+    finish = MsgFinishInference(inference_id="inf-1", output_ids=[7, 8])
+    assert outbox.enqueue("finish_inference:inf-1", finish)
     entry = outbox.get("finish_inference:inf-1")
-    assert (entry.kind, entry.payload, entry.state, entry.attempts) == (
-        "finish_inference", b"\x0a\x02pb", OutboxState.PENDING, 0)
+    assert (entry.type_url, entry.payload, entry.state, entry.attempts) == (
+        "/inference.v1.MsgFinishInference", finish.SerializeToString(), OutboxState.PENDING, 0)
+    assert entry.message() == finish
     with db.session() as s:
         row = s.get(OutboxRow, entry.id)
         assert row.next_attempt_at.tzinfo is not None and row.created_at <= datetime.now(UTC)
@@ -134,7 +162,8 @@ def test_an_error_rolls_the_whole_session_back(db: Database):
     outbox = Outbox(db)
     with pytest.raises(RuntimeError), db.session() as s:
         s.add(Payload(inference_id="inf-1", prompt={}, prompt_token_ids=[1]))
-        outbox.enqueue("finish_inference", "finish_inference:inf-1", b"m", session=s)
+        outbox.enqueue("finish_inference:inf-1", MsgFinishInference(inference_id="inf-1"),
+                       session=s)
         raise RuntimeError("crash before commit")
     with db.session() as s:
         assert s.get(Payload, "inf-1") is None
@@ -146,10 +175,57 @@ def test_an_error_rolls_the_whole_session_back(db: Database):
 
 def test_enqueue_is_idempotent_on_key(db: Database):
     outbox = Outbox(db)
-    assert outbox.enqueue("start_inference", "start_inference:inf-1", b"first")
-    assert not outbox.enqueue("start_inference", "start_inference:inf-1", b"second")
+    first, second = MsgStartInference(seed=1), MsgStartInference(seed=2)
+    assert outbox.enqueue("start_inference:inf-1", first)
+    assert not outbox.enqueue("start_inference:inf-1", second)
     assert outbox.pending_count() == 1
-    assert outbox.get("start_inference:inf-1").payload == b"first"
+    assert outbox.get("start_inference:inf-1").payload == first.SerializeToString()
+
+
+def test_an_outbox_of_kinds_is_upgraded_to_type_urls_in_place(url: str,
+                                                              open_db: Callable[[], Database]):
+    """A database an older node wrote: entries named by kind keep their place and decode."""
+    old = Table("outbox", MetaData(),
+                Column("id", Integer, primary_key=True, autoincrement=True),
+                Column("kind", String(64), nullable=False),
+                Column("key", String(256), unique=True, nullable=False),
+                Column("payload", LargeBinary, nullable=False),
+                Column("state", String(16), nullable=False),
+                Column("attempts", Integer, nullable=False),
+                Column("last_error", String),
+                Column("next_attempt_at", UTCDateTime, nullable=False),
+                Column("tx_hash", String(128)), Column("sent_at", UTCDateTime),
+                Column("created_at", UTCDateTime), Column("updated_at", UTCDateTime))
+    start = MsgStartInference(inference_id="inf-1", seed=7)
+    batch = MsgSubmitPoc(epoch=3)
+    engine = create_engine(url)
+    old.create(engine)
+    due = utc_now()
+    with engine.begin() as connection:
+        connection.execute(insert(old), [
+            {"kind": "start_inference", "key": "start_inference:inf-1",
+             "payload": start.SerializeToString(), "state": "pending", "attempts": 0,
+             "last_error": None, "next_attempt_at": due},
+            {"kind": "poc", "key": "poc:3:0", "payload": batch.SerializeToString(),
+             "state": "failed", "attempts": 10, "last_error": "out of attempts",
+             "next_attempt_at": due},
+            {"kind": "no_such_kind", "key": "odd:1", "payload": b"", "state": "pending",
+             "attempts": 2, "last_error": None, "next_attempt_at": due}])
+    engine.dispose()
+
+    outbox = Outbox(open_db())
+    entry = outbox.get("start_inference:inf-1")
+    assert (entry.type_url, entry.state, entry.attempts) == (
+        "/inference.v1.MsgStartInference", OutboxState.PENDING, 0)
+    assert entry.message() == start
+    kept = outbox.get("poc:3:0")
+    assert (kept.type_url, kept.state, kept.attempts, kept.last_error) == (
+        "/inference.v1.MsgSubmitPoc", OutboxState.FAILED, 10, "out of attempts")
+    assert kept.message() == batch
+    assert outbox.get("odd:1").type_url == "no_such_kind"
+    assert outbox.enqueue("finish_inference:inf-1", MsgFinishInference(inference_id="inf-1"))
+    assert keys(Outbox(open_db()).claim_batch(10, now=T0)) == [
+        "start_inference:inf-1", "odd:1", "finish_inference:inf-1"]  # opened again: unchanged
 
 
 def test_claim_takes_due_entries_oldest_first_and_leases_them(db: Database):
@@ -267,7 +343,7 @@ def test_worker_retries_a_failed_submit_then_commits(db: Database,
     assert outbox.get(added[0]).attempts == 2 and outbox.get(added[4]).attempts == 1
     assert "submit failed: broadcast: connection refused" in outbox.get(added[0]).last_error
     log = caplog.text
-    assert "will retry 3 entries: start_inference×3" in log and "committed (3 entries" in log
+    assert "will retry 3 entries: MsgStartInference×3" in log and "committed (3 entries" in log
 
 
 def test_rejected_entry_is_retried_alone_and_fails_without_sinking_the_batch(db: Database):

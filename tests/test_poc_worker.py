@@ -20,7 +20,7 @@ import pytest
 from apinode.chain_queries import EpochInfo
 from apinode.config import ApiNodeConfig, write_home
 from apinode.mlnode_client import MlNodeClient, PocClaim
-from apinode.outbox import Outbox
+from apinode.outbox import Outbox, type_url
 from apinode.outbox_chain import ALREADY_DONE
 from apinode.poc.sprint import fabricated_claims, split
 from apinode.poc.worker import PocWorker
@@ -148,9 +148,9 @@ class FakeChain:
     def deliver(self, outbox: Outbox) -> None:
         """Sends every due entry, as the outbox worker would, one tx per entry."""
         for entry in outbox.claim_batch(1000):
-            if entry.kind == "poc":
+            if entry.type_url == type_url(MsgSubmitPoc):
                 self.submit(MsgSubmitPoc.FromString(entry.payload))
-            elif entry.kind == "poc_check":
+            elif entry.type_url == type_url(MsgPocValidation):
                 self.validate(MsgPocValidation.FromString(entry.payload))
             outbox.mark_committed([entry.id])
 

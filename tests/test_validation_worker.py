@@ -21,7 +21,7 @@ from apinode.mlnode_client import (
     ScoredPosition,
     TokenStep,
 )
-from apinode.outbox import Entry, Outbox
+from apinode.outbox import Entry, Outbox, type_url
 from apinode.store import Database, OutboxState
 from apinode.validation.seeds import SeedStore
 from apinode.validation.worker import EpochDuty, ValidatorWorker
@@ -174,7 +174,7 @@ def deliver(outbox: Outbox, chain: FakeChain) -> list[Entry]:
     """What the outbox worker and the chain would do: commits land at the current height."""
     entries = outbox.claim_batch(1000)
     for entry in entries:
-        if entry.kind == "commit_seed":
+        if entry.type_url == type_url(MsgCommitSeed):
             msg = MsgCommitSeed.FromString(entry.payload)
             chain.commitments[(msg.creator, msg.epoch)] = SeedCommitment(
                 address=msg.creator, epoch=msg.epoch, seed_hash=msg.seed_hash,
@@ -185,7 +185,7 @@ def deliver(outbox: Outbox, chain: FakeChain) -> list[Entry]:
 
 def validations(outbox: Outbox, chain: FakeChain) -> dict[str, MsgValidation]:
     return {e.key: MsgValidation.FromString(e.payload) for e in deliver(outbox, chain)
-            if e.kind == "validation"}
+            if e.type_url == type_url(MsgValidation)}
 
 
 # --- seeds ----------------------------------------------------------------------------------

@@ -30,8 +30,9 @@ from inferchain_pb.inference.v1.epochs_pb2 import MsgSubmitPoc, PocNonce
 
 log = logging.getLogger(__name__)
 
-SUBMIT_KIND = "poc"
-CHECK_KIND = "poc_check"
+# Outbox keys: "poc:<epoch>:<first nonce>" per batch, "poc_check:<epoch>:<participant>".
+SUBMIT_KEY = "poc"
+CHECK_KEY = "poc_check"
 # Nonces per MsgSubmitPoc. The chain takes up to 4,096, but the outbox packs up to 32 messages
 # into one tx and CometBFT's mempool refuses txs over 1 MiB: 1,024 nonces are ~20 KB encoded.
 MAX_BATCH_NONCES = 1024
@@ -50,15 +51,15 @@ def batches(count: int) -> str:
 
 
 def submit_key(epoch: int, first_nonce: int) -> str:
-    return f"{SUBMIT_KIND}:{epoch}:{first_nonce}"
+    return f"{SUBMIT_KEY}:{epoch}:{first_nonce}"
 
 
 def submit_prefix(epoch: int) -> str:
-    return f"{SUBMIT_KIND}:{epoch}:"
+    return f"{SUBMIT_KEY}:{epoch}:"
 
 
 def check_key(epoch: int, participant: str) -> str:
-    return f"{CHECK_KIND}:{epoch}:{participant}"
+    return f"{CHECK_KEY}:{epoch}:{participant}"
 
 
 def split(claims: Sequence[PocClaim], size: int = MAX_BATCH_NONCES) -> list[list[PocClaim]]:
@@ -194,9 +195,8 @@ class Sprint:
             while self.pending:
                 batch = self.pending[:MAX_BATCH_NONCES]
                 message = submit_message(self.address, self.epoch, batch)
-                added = await asyncio.to_thread(self.outbox.enqueue, SUBMIT_KIND,
-                                                submit_key(self.epoch, batch[0].nonce),
-                                                message.SerializeToString())
+                added = await asyncio.to_thread(self.outbox.enqueue,
+                                                submit_key(self.epoch, batch[0].nonce), message)
                 del self.pending[:len(batch)]
                 if added:  # else an earlier run queued this very batch
                     self.queued_nonces += len(batch)

@@ -36,8 +36,6 @@ from apinode.mlnode_client import MlNodeClient, MlNodeError, PocClaim, PocVerdic
 from apinode.outbox import Outbox
 from apinode.poc.params import PocParams
 from apinode.poc.sprint import (
-    CHECK_KIND,
-    SUBMIT_KIND,
     Sprint,
     batches,
     check_key,
@@ -219,9 +217,8 @@ class PocWorker:
         made_up = split(claims)
         for batch in made_up:
             message = submit_message(self.address, epoch, batch)
-            await asyncio.to_thread(self.outbox.enqueue, SUBMIT_KIND,
-                                    submit_key(epoch, batch[0].nonce),
-                                    message.SerializeToString())
+            await asyncio.to_thread(self.outbox.enqueue, submit_key(epoch, batch[0].nonce),
+                                    message)
         self._fabricated.add(epoch)
         log.warning("PoC epoch %d: FAULT fabricate: submitted %s made-up nonces in %s, none "
                     "computed", epoch, f"{len(claims):,}", batches(len(made_up)))
@@ -303,8 +300,7 @@ class PocWorker:
         message = MsgPocValidation(creator=self.address, epoch=epoch, participant=participant,
                                    passed=verdict.passed, checked=len(verdict.checks),
                                    failed=verdict.failed)
-        await asyncio.to_thread(self.outbox.enqueue, CHECK_KIND, check_key(epoch, participant),
-                                message.SerializeToString())
+        await asyncio.to_thread(self.outbox.enqueue, check_key(epoch, participant), message)
         log.log(logging.INFO if verdict.passed else logging.WARNING,
                 "PoC check of %s (epoch %d, %s nonces claimed): %s; MsgPocValidation queued",
                 participant, epoch, f"{len(nonces):,}", _describe(verdict))

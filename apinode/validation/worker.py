@@ -59,9 +59,10 @@ from mlnode.sampling_params import SamplingParams
 
 log = logging.getLogger(__name__)
 
-COMMIT_KIND = "commit_seed"
-CLAIM_KIND = "claim_rewards"
-VALIDATION_KIND = "validation"
+# Outbox keys: "<prefix>:<epoch>" for seeds, "validation:<inference id>" for reports.
+COMMIT_KEY = "commit_seed"
+CLAIM_KEY = "claim_rewards"
+VALIDATION_KEY = "validation"
 # Finish heights per ValidationTasks query: the chain caps a query's range (1,000 heights),
 # and an empty answer must mean an empty range.
 FEED_SPAN_BLOCKS = 500
@@ -128,7 +129,7 @@ class Check:
         """Outbox key of the MsgValidation. A vote gets its own: the chain lists a vote only
         to voters with no report on record, so a report of this validator that never landed
         (say, it reached the chain after the deadline and failed) must not stop its vote."""
-        base = f"{VALIDATION_KIND}:{self.task.inference_id}"
+        base = f"{VALIDATION_KEY}:{self.task.inference_id}"
         return f"{base}:vote" if self.vote else base
 
     @property
@@ -225,8 +226,7 @@ class ValidatorWorker:
                 continue
             seed = await asyncio.to_thread(self.seeds.seed, epoch)  # stored before queued
             message = MsgCommitSeed(creator=self.address, epoch=epoch, seed_hash=seed_hash(seed))
-            if await asyncio.to_thread(self.outbox.enqueue, COMMIT_KIND,
-                                       f"{COMMIT_KIND}:{epoch}", message.SerializeToString()):
+            if await asyncio.to_thread(self.outbox.enqueue, f"{COMMIT_KEY}:{epoch}", message):
                 log.info("validator: seed for epoch %d stored, MsgCommitSeed queued (hash %s…)",
                          epoch, message.seed_hash[:8].hex())
             self._commits_queued.add(epoch)
@@ -248,7 +248,7 @@ class ValidatorWorker:
 
     async def _reveal(self, epoch: int) -> None:
         """Queue the epoch's reveal unless it is queued, revealed, or was never committed."""
-        key = f"{CLAIM_KIND}:{epoch}"
+        key = f"{CLAIM_KEY}:{epoch}"
         if await asyncio.to_thread(self.outbox.get, key) is not None:
             return
         commitment = await self.chain.seed_commitment(self.address, epoch)
@@ -260,8 +260,7 @@ class ValidatorWorker:
                       "in this node's database", epoch)
             return
         message = MsgClaimRewards(creator=self.address, epoch=epoch, seed=seed)
-        await asyncio.to_thread(self.outbox.enqueue, CLAIM_KIND, key,
-                                message.SerializeToString())
+        await asyncio.to_thread(self.outbox.enqueue, key, message)
         log.info("validator: epoch %d is over, MsgClaimRewards queued", epoch)
 
     async def votes(self, height: int) -> list[Check]:
@@ -401,8 +400,7 @@ class ValidatorWorker:
             message.inference_id, message.output_hash, message.distance_micro,
             message.rule_violations, message.ids_match, message.positions,
             message.creator)).signature
-        await asyncio.to_thread(self.outbox.enqueue, VALIDATION_KIND, check.key,
-                                message.SerializeToString())
+        await asyncio.to_thread(self.outbox.enqueue, check.key, message)
         if figures.ids_match:
             found = (f"distance {figures.distance:.6f} nats (model threshold "
                      f"{model.validation_threshold if model else '?'}), "

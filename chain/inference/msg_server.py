@@ -14,7 +14,7 @@ from nacl.signing import VerifyKey
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
 from chain.context import Context
-from chain.inference import artifact, payload
+from chain.inference import artifact, payload, start_rules
 from chain.inference.draw import NoEligibleExecutor
 from chain.inference.errors import (
     BadSignature,
@@ -26,7 +26,6 @@ from chain.inference.errors import (
     InvalidOutput,
     InvalidParticipant,
     InvalidPrompt,
-    NoAllowance,
     ParticipantExists,
     ParticipantNotFound,
     ReplayedRequest,
@@ -37,7 +36,6 @@ from chain.inference.errors import (
 from chain.inference.expected_keepers import BankKeeper, InferenceHooks
 from chain.inference.keeper import ESCROW_ACCOUNT, DrawUnavailable, InferenceKeeper
 from chain.inference.params import InferenceParams
-from chain.tx.signature import verify as verify_secp256k1
 from inferchain_pb.inference.v1.inference_pb2 import (
     EXPIRED,
     FINISHED,
@@ -111,9 +109,7 @@ class InferenceMsgServer:
         """An unsigned start is paid from what the developer allowed this transfer agent."""
         agent = address.decode(msg.creator)
         left = self._keeper.allowance(ctx.kv, developer, agent)
-        if left < escrow:
-            raise NoAllowance(f"{msg.developer} allows {msg.creator} {left} ninfer; this "
-                              f"inference escrows {escrow}")
+        start_rules.check_allowance(msg, left, escrow)
         self._keeper.set_allowance(ctx.kv, developer, agent, left - escrow)
 
     def start(self, ctx: Context, msg: MsgStartInference) -> None:
@@ -121,8 +117,7 @@ class InferenceMsgServer:
             raise DrawMismatch(f"draw height {msg.draw_height} is not a block height")
         params = self._keeper.params(ctx.kv)
         agent = self._registered(ctx, msg.creator)
-        _verify_ed25519(agent.node_pubkey, payload.start_payload_of(msg), msg.ta_signature,
-                        "the transfer agent")
+        start_rules.check_ta_signature(msg, agent)
         model = self._model(ctx, msg.model_id, live=True)
         self._check_prompt(msg, model, params)
         known = self._keeper.inference(ctx.kv, msg.inference_id)
@@ -136,7 +131,7 @@ class InferenceMsgServer:
         if not via_allowance:
             self._check_request(ctx, msg, params.request_time_window_s)
         self._check_draw(ctx, msg, model, params)
-        escrow = (len(msg.prompt_ids) + msg.max_tokens) * model.price_per_token
+        escrow = start_rules.escrow_of(msg, model)
         developer = address.decode(msg.developer)
         if via_allowance:
             self._spend_allowance(ctx, developer, msg, escrow)
@@ -300,25 +295,16 @@ class InferenceMsgServer:
                 any(not 0 < len(s) <= MAX_STOP_LENGTH for s in msg.stop):
             raise InvalidPrompt(f"at most {MAX_STOP_SEQUENCES} stop sequences of 1 to "
                                 f"{MAX_STOP_LENGTH} characters")
-        if len(msg.prompt_ids) + msg.max_tokens > model.context_length:
-            raise InvalidPrompt(f"prompt plus max_tokens exceeds the context of "
-                                f"{model.context_length}")
+        start_rules.check_context(msg, model)
 
     def _check_request(self, ctx: Context, msg: MsgStartInference, window: int) -> None:
         """The developer signed this very request for this transfer agent, recently, once."""
-        try:
-            owner = address.from_pubkey(msg.developer_pubkey)
-        except ValueError as exc:
-            raise BadSignature("developer_pubkey is not a secp256k1 key") from exc
-        if owner != address.decode(msg.developer):
-            raise BadSignature("developer_pubkey does not belong to the developer")
+        start_rules.check_request_key(msg)
         block_seconds = ctx.block.time_ns // 1_000_000_000
         if abs(block_seconds - msg.request_timestamp) > window:
             raise StaleRequest(f"request timestamp {msg.request_timestamp} is more than "
                                f"{window}s from the block time {block_seconds}")
-        message = payload.request_message(msg.prompt_hash, msg.request_timestamp, msg.creator)
-        if not verify_secp256k1(msg.developer_pubkey, message, msg.request_signature):
-            raise BadSignature("the developer's request signature does not verify")
+        start_rules.check_request_signature(msg)
         if not self._keeper.use_request_signature(ctx.kv, msg.request_signature):
             raise ReplayedRequest("this request signature was already used")
 

@@ -1,0 +1,68 @@
+"""The rules of MsgStartInference that need nothing but the records they are handed.
+
+The chain's start handler (``InferenceMsgServer.start``) applies them with what it reads from
+state; an executor applies the very same ones to a forwarded start before it spends a token on
+it, with what it reads from the chain's queries, so the two can never disagree about a start.
+Each check raises the chain error the handler answers with; nothing here reads or writes state.
+"""
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from chain.auth import address
+from chain.inference import payload
+from chain.inference.errors import BadSignature, InvalidPrompt, NoAllowance
+from chain.tx.signature import verify as verify_secp256k1
+from inferchain_pb.inference.v1.inference_pb2 import Model, MsgStartInference, Participant
+
+
+def escrow(prompt_tokens: int, max_tokens: int, model: Model) -> int:
+    """The most an inference can cost, taken from the developer when its start lands: every
+    prompt token and ``max_tokens`` output tokens at the model's price."""
+    return (prompt_tokens + max_tokens) * model.price_per_token
+
+
+def escrow_of(start: MsgStartInference, model: Model) -> int:
+    return escrow(len(start.prompt_ids), start.max_tokens, model)
+
+
+def fits_context(prompt_tokens: int, max_tokens: int, model: Model) -> bool:
+    return prompt_tokens + max_tokens <= model.context_length
+
+
+def check_context(start: MsgStartInference, model: Model) -> None:
+    if not fits_context(len(start.prompt_ids), start.max_tokens, model):
+        raise InvalidPrompt(f"prompt plus max_tokens exceeds the context of "
+                            f"{model.context_length}")
+
+
+def check_ta_signature(start: MsgStartInference, agent: Participant) -> None:
+    """The transfer agent's node key signed this start's payload."""
+    try:
+        VerifyKey(agent.node_pubkey).verify(payload.start_payload_of(start), start.ta_signature)
+    except (BadSignatureError, ValueError, TypeError) as exc:
+        raise BadSignature("the transfer agent's node-key signature does not verify") from exc
+
+
+def check_request_key(start: MsgStartInference) -> None:
+    """The request's secp256k1 key is the developer's."""
+    try:
+        owner = address.from_pubkey(start.developer_pubkey)
+    except ValueError as exc:
+        raise BadSignature("developer_pubkey is not a secp256k1 key") from exc
+    if owner != address.decode(start.developer):
+        raise BadSignature("developer_pubkey does not belong to the developer")
+
+
+def check_request_signature(start: MsgStartInference) -> None:
+    """The developer signed this prompt for this transfer agent at the request's timestamp."""
+    message = payload.request_message(start.prompt_hash, start.request_timestamp, start.creator)
+    if not verify_secp256k1(start.developer_pubkey, message, start.request_signature):
+        raise BadSignature("the developer's request signature does not verify")
+
+
+def check_allowance(start: MsgStartInference, allowed: int, escrowed: int) -> None:
+    """An unsigned start is paid from what the developer allows its transfer agent."""
+    if allowed < escrowed:
+        raise NoAllowance(f"{start.developer} allows {start.creator} {allowed} ninfer; this "
+                          f"inference escrows {escrowed}")
