@@ -355,6 +355,10 @@ class LocalNetwork:
             return found if found is not None and found.status in SETTLED else None
         return poll(settled, f"inference {inference_id} not settled on chain", timeout, 0.3)
 
+    def height(self) -> int:
+        """The latest committed height, which every query reads."""
+        return self.query("Status", q.QueryStatusRequest(), q.QueryStatusResponse).height
+
     def inferences(self, status: int) -> list[Inference]:
         return list(self.query("Inferences", q.QueryInferencesRequest(status=status),
                                q.QueryInferencesResponse).inferences)

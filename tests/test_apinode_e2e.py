@@ -90,17 +90,28 @@ def assert_consistent_books(network: LocalNetwork) -> None:
     """What the chain holds adds up: each settled inference cost its tokens at its price, each
     developer's escrow is what its open inferences hold, and its balance is its genesis funds
     less that escrow and what its settled inferences cost."""
-    finished = [i for status in (FINISHED, VALIDATED, VOTING) for i in network.inferences(status)]
-    started = network.inferences(STARTED)
+    finished, started, accounts = poll(lambda: books_at_one_height(network),
+                                       "the books read within one committed height", 60, 0.2)
     for inference in finished:
         assert inference.cost == ((inference.prompt_tokens + inference.output_tokens)
                                   * inference.price_per_token), inference
         assert inference.output_tokens == len(inference.output_ids) and inference.artifact
     for developer, funds in network.funds.items():
-        account = network.account(developer)
+        account = accounts[developer]
         assert account.escrow == sum(i.escrow for i in started if i.developer == developer)
         charged = sum(i.cost for i in finished if i.developer == developer)
         assert account.balance == funds - account.escrow - charged, developer
+
+
+def books_at_one_height(network: LocalNetwork) -> tuple[list, list, dict] | None:
+    """Settled and open inferences and the developers' accounts, all read while no block
+    committed: queries read the latest height, and an inference moving from one status to
+    another between two reads would be counted twice or not at all."""
+    height = network.height()
+    finished = [i for status in (FINISHED, VALIDATED, VOTING) for i in network.inferences(status)]
+    started = network.inferences(STARTED)
+    accounts = {developer: network.account(developer) for developer in network.funds}
+    return (finished, started, accounts) if network.height() == height else None
 
 
 @on_every_network
