@@ -3,14 +3,13 @@
 from chain.errors import InvalidRequest
 from chain.gas import GasKV
 from chain.inference.keeper import InferenceKeeper
+from chain.inference.model import MODEL_FIELDS, model_error
 from chain.inference.params import InferenceParams
 from inferchain_pb.inference.v1.inference_pb2 import Model, Participant, ServedModel
 
 # Nats of top-k logprob distance a validation accepts, from the calibration in
 # docs/verification.md: 1.5× the largest honest distance measured (bf16 executors).
 DEFAULT_VALIDATION_THRESHOLD = "0.15"
-MODEL_FIELDS = {"id", "weights_sha256", "price_per_token", "context_length",
-                "validation_threshold", "top_k"}
 
 
 def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
@@ -23,13 +22,17 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
                                  f"weights_sha256; unknown fields {sorted(unknown)}")
         if keeper.model(kv, raw["id"]) is not None:
             raise InvalidRequest(f"genesis lists model {raw['id']} twice")
-        keeper.set_model(kv, Model(
+        model = Model(
             id=raw["id"], weights_sha256=raw["weights_sha256"],
             price_per_token=int(raw.get("price_per_token", params.default_price_per_token)),
             context_length=int(raw.get("context_length", 8192)),
             validation_threshold=str(raw.get("validation_threshold",
                                              DEFAULT_VALIDATION_THRESHOLD)),
-            top_k=int(raw.get("top_k", params.top_k))))
+            top_k=int(raw.get("top_k", params.top_k)))
+        error = model_error(model)
+        if error is not None:
+            raise InvalidRequest(f"genesis model {raw['id']!r}: {error}")
+        keeper.set_model(kv, model)
     for raw in section.get("participants", []):
         for served in raw["models"]:
             model = keeper.model(kv, served["model_id"])
