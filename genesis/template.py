@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from chain.inference.model import MODEL_FIELDS, model_problems
+from chain.scales import PPM
 from genesis.addresses import validate_account_address
 from genesis.coins import Coin, parse_coins
 from genesis.timestamps import normalize_genesis_time
@@ -54,7 +55,6 @@ _TOP_KEYS = {"chain_id", "initial_height", "genesis_time", "accounts", "validato
              "models", "reputations", "participants"}
 _PARTICIPANT_KEYS = {"address", "url", "node_pubkey", "models", "weight", "consensus_pubkey"}
 _REPUTATION_KEYS = {"address", "reputation_ppm"}
-MAX_REPUTATION_PPM = 1_000_000
 _ACCOUNT_KEYS = {"address", "coins"}
 _VALIDATOR_KEYS = {"name", "power", "pub_key"}
 
@@ -326,9 +326,9 @@ def _reputations(value: object, problems: list[str]) -> tuple[Mapping[str, Any],
         where = f"reputations[{i}]"
         _keyed_by_address(entry, _REPUTATION_KEYS, where, problems)
         ppm = entry.get("reputation_ppm")
-        if not _is_int(ppm) or not 0 <= ppm <= MAX_REPUTATION_PPM:
+        if not _is_int(ppm) or not 0 <= ppm <= PPM:
             problems.append(f"{where}.reputation_ppm: must be an integer in "
-                            f"[0, {MAX_REPUTATION_PPM}]")
+                            f"[0, {PPM}]")
         reputations.append(dict(entry))
     return tuple(reputations)
 

@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from local_network import MODEL, SETTLED, ApiNode, LocalNetwork, MlNodes, poll
 
-from chain.inference.draw import MAX_AVAILABILITY_PPM
 from chain.inference.keeper import availability_ppm
+from chain.scales import PPM
 
 IN_FLIGHT = 8
 EPOCH_BLOCKS = 10
@@ -142,7 +142,7 @@ def test_every_answer_is_settled_while_an_ml_node_stalls_and_a_participant_refus
         assert not any(i.executor == refuser.address for i in settled.values())
 
         refusing = network.participant(refuser.address)
-        assert refusing.misses > 0 and availability_ppm(refusing) < MAX_AVAILABILITY_PPM
+        assert refusing.misses > 0 and availability_ppm(refusing) < PPM
         for index in range(len(network.nodes)):
             assert health(network, index)["draw_mismatches"] == {
                 "refused_starts": 0, "refused_forwards": 0}, network.nodes[index].log()

@@ -27,8 +27,9 @@ from apinode.validation.seeds import SeedStore
 from apinode.validation.worker import EpochDuty, ValidatorWorker
 from chain.inference import artifact, payload
 from chain.inference.artifact import ArtifactStep
+from chain.scales import PPM
 from chain.validation.query import MAX_HEIGHTS, MAX_TASKS
-from chain.validation.sampling import PPM, must_check
+from chain.validation.sampling import must_check
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model
 from inferchain_pb.inference.v1.validation_pb2 import (
     Epoch,

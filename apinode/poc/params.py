@@ -7,9 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from apinode.mlnode_client import PocShape
-
-MICRO = 1_000_000
-NANO = 1_000_000_000
+from chain.scales import NANO, PPM
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,7 @@ class PocParams:
 
     @property
     def target_distance(self) -> float:
-        return self.poc_target_distance_micro / MICRO
+        return self.poc_target_distance_micro / PPM
 
     @property
     def tolerance(self) -> float:

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 from apinode.mlnode_client import ScoredPosition
 from chain.inference.artifact import ArtifactStep
+from chain.scales import PPM
 from mlnode.rule_check import RuleCheck, obeys_rule
-
-MICRO = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class Figures:
 
     @property
     def distance_micro(self) -> int:
-        return round(self.distance * MICRO)
+        return round(self.distance * PPM)
 
 
 def ended_properly(output_ids: Sequence[int], max_tokens: int, eos_ids: Collection[int],

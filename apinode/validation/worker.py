@@ -42,9 +42,10 @@ from apinode.chain_queries import ChainQueries, ChainQueryError
 from apinode.fault_switch import fault_switch
 from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeInfo, MlNodeRefused
 from apinode.outbox import Outbox
-from apinode.validation.figures import MICRO, Figures, ended_properly, measure
+from apinode.validation.figures import Figures, ended_properly, measure
 from apinode.validation.seeds import SeedStore
 from chain.inference import artifact, payload
+from chain.scales import PPM
 from chain.validation.sampling import must_check, seed_hash
 from chain.validation.verdict import allowed_violations
 from inferchain_pb.inference.v1.inference_pb2 import Inference
@@ -87,7 +88,7 @@ class ValidationParams:
     def tolerance(self, greedy: bool) -> float:
         """Rounding allowed on a token: its argmax gap in nats when greedy, its CDF interval
         when sampled (the chain's two calibrated tolerances)."""
-        return (self.greedy_tolerance_micro if greedy else self.rule_tolerance_micro) / MICRO
+        return (self.greedy_tolerance_micro if greedy else self.rule_tolerance_micro) / PPM
 
 
 @dataclass(frozen=True)

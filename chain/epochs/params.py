@@ -5,10 +5,9 @@ from typing import ClassVar
 
 from chain.errors import InvalidRequest
 from chain.params import ModuleParams, bounded
+from chain.scales import NANO, PPM
 
 KEY = b"epochs/params"
-PPM = 1_000_000
-NANO = 1_000_000_000
 # ninfer all epochs together may mint (a billion INFER), well below 2^63.
 MAX_LIFETIME_EMISSION = 10**18
 

@@ -12,8 +12,8 @@ import logging
 
 from chain.context import Context
 from chain.epochs.keeper import EpochKeeper
-from chain.epochs.params import PPM
 from chain.inference.keeper import InferenceKeeper
+from chain.scales import PPM
 from inferchain_pb.inference.v1.epochs_pb2 import PocSubmission
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,8 @@ from chain.bank.coins import NATIVE_DENOM
 from chain.bank.keeper import BankKeeper
 from chain.epochs.keeper import EpochKeeper
 from chain.gov.keeper import GovKeeper
-from chain.gov.params import PPM, GovParams
+from chain.gov.params import GovParams
+from chain.scales import PPM
 from chain.store import KVReader
 from chain.validation.keeper import ValidationKeeper
 from inferchain_pb.inference.v1.gov_pb2 import (

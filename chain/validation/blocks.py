@@ -14,9 +14,9 @@ from collections.abc import Callable
 from chain.context import Context
 from chain.epochs.keeper import EpochKeeper
 from chain.inference.keeper import InferenceKeeper, invalid_now
+from chain.scales import PPM
 from chain.validation.judging import Judging
 from chain.validation.keeper import ValidationKeeper
-from chain.validation.sampling import PPM
 from chain.validation.tasks import Tasks
 from inferchain_pb.inference.v1.validation_pb2 import (
     IN_VOTE,

@@ -6,9 +6,9 @@ participants who already earned trust, instead of checking everyone at p_max.
 
 from chain.errors import InvalidRequest
 from chain.gas import GasKV
+from chain.scales import PPM
 from chain.validation.keeper import ValidationKeeper
 from chain.validation.params import ValidationParams
-from chain.validation.sampling import PPM
 
 
 def init_genesis(keeper: ValidationKeeper, kv: GasKV, section: dict) -> None:

@@ -15,12 +15,13 @@ from chain.bank.coins import NATIVE_DENOM
 from chain.bank.keeper import BankKeeper
 from chain.context import Context
 from chain.epochs.keeper import EpochKeeper
-from chain.inference.draw import MAX_AVAILABILITY_PPM, Candidate, draw_order
+from chain.inference.draw import Candidate, draw_order
 from chain.inference.keeper import ESCROW_ACCOUNT, InferenceKeeper, invalid_now
+from chain.scales import PPM
 from chain.validation import canary
 from chain.validation.keeper import ValidationKeeper
 from chain.validation.params import ValidationParams
-from chain.validation.sampling import PPM, check_probability_ppm
+from chain.validation.sampling import check_probability_ppm
 from chain.validation.verdict import (
     allowed_violations,
     passes,
@@ -114,7 +115,7 @@ class Tasks:
 
     def _open_vote(self, ctx: Context, task: ValidationTask, params: ValidationParams) -> None:
         members = self.keeper.members(ctx.kv, task.epoch) or EpochMembers()
-        candidates = [Candidate(m.address, m.weight, MAX_AVAILABILITY_PPM)
+        candidates = [Candidate(m.address, m.weight, PPM)
                       for m in members.members if m.address != task.executor and m.weight]
         voters = draw_order(task.inference_id + "/vote", self._block_hash(ctx), candidates) \
             if candidates else []
