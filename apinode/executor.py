@@ -48,7 +48,7 @@ from nacl.signing import SigningKey, VerifyKey
 from apinode.chain_queries import ChainQueries, ChainQueryError, ChainUnavailable
 from apinode.draw_audit import DrawAudit
 from apinode.fault_switch import fault_switch
-from apinode.mlnode_client import Finish, MlNodeClient, MlNodeError, MlNodeRefused, TokenStep
+from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeRefused
 from apinode.openai_request import MAX_TOP_LOGPROBS
 from apinode.outbox import Outbox
 from apinode.store import Database, Payload
@@ -65,6 +65,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     Participant,
 )
 from mlnode.sampling_params import SamplingParams
+from mlnode.types import Finished, TokenStep
 
 log = logging.getLogger(__name__)
 
@@ -422,13 +423,13 @@ class Executor:
         started = time.monotonic()
         wanted = request.top_logprobs
         steps: list[TokenStep] = []
-        finish: Finish | None = None
+        finish: Finished | None = None
         stream = self.mlnode.generate(request.prompt_ids, request.sampling,
                                       max(model.top_k, wanted))
         try:
             async with aclosing(stream):
                 async for event in stream:
-                    if isinstance(event, Finish):
+                    if isinstance(event, Finished):
                         finish = event
                         continue
                     steps.append(event)

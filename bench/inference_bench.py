@@ -395,9 +395,9 @@ def generate_real(files: ModelFiles, length: int) -> RealGeneration:
     """
     import transformers
 
-    from mlnode.engine import Finished
     from mlnode.sampling import SamplingParams
     from mlnode.torch_engine import TorchEngine
+    from mlnode.types import Finished
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()

@@ -27,11 +27,11 @@ from report import bench_parser, parse_bench_args, progress, publish, table
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig
 
 from mlnode.chat_tokenizer import ChatTokenizer
-from mlnode.engine import Finished
 from mlnode.model_store import DEFAULT_MODEL_ID, default_gguf, prepare
 from mlnode.rule_check import obeys_rule
 from mlnode.sampling import SamplingParams
 from mlnode.torch_engine import DTYPES, TorchEngine
+from mlnode.types import Finished
 
 TOP_K = 5  # the artifact's default top-k (DESIGN.md §3.5): what executor and validator compute
 CONCURRENCY = 8

@@ -30,10 +30,10 @@ from report import bench_parser, parse_bench_args, progress, publish, section, t
 from chain.scales import PPM
 from chain.validation.params import ValidationParams
 from chain.validation.sampling import check_probability_ppm, must_check
-from mlnode.engine import Finished
 from mlnode.model_store import DEFAULT_MODEL_ID, default_gguf, prepare
 from mlnode.sampling import SamplingParams
 from mlnode.torch_engine import TorchEngine
+from mlnode.types import Finished
 
 P_MIN_PPM, P_MAX_PPM = ValidationParams().p_min_ppm, ValidationParams().p_max_ppm
 WEIGHT = 100

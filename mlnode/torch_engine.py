@@ -10,12 +10,13 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from mlnode import limits
 from mlnode.chat_tokenizer import ChatTokenizer
 from mlnode.detokenizer import StreamText
-from mlnode.engine import EngineInfo, Finished, Load, ScoredPosition, TokenStep
+from mlnode.engine import Load
 from mlnode.generation import Event, Generation, id_set, top_logprobs
 from mlnode.model_store import ModelFiles
 from mlnode.sampling import SamplingParams, locate
 from mlnode.scheduler import Job, Scheduler
 from mlnode.torch_runner import TorchRunner
+from mlnode.types import EngineInfo, Finished, ScoredPosition, TokenStep
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass
 
 from chain.inference import artifact
 from chain.inference.artifact import ArtifactStep
-from mlnode.engine import Engine, Finished, TokenStep
+from mlnode.engine import Engine
 from mlnode.sampling_params import SamplingParams
+from mlnode.types import Finished, TokenStep
 
 EXECUTOR_TOP_K = 5  # what an executor records in its artifact (chain default)
 VALIDATOR_TOP_K = 20  # what a validator asks Score for (the ML node's cap)
