@@ -154,7 +154,7 @@ def build() -> Modules:
     epochs = EpochKeeper()
     validation = ValidationKeeper()
     tasks = Tasks(validation, inference, bank, epochs)
-    inference_msgs.on_settled(tasks.on_finished)
+    inference_msgs.on_finished(tasks.on_finished)
     validation_msgs = ValidationMsgServer(validation, inference, epochs, tasks)
     for message, handle in [(MsgCommitSeed, validation_msgs.commit_seed),
                             (MsgClaimRewards, validation_msgs.claim_rewards),

@@ -97,10 +97,10 @@ class TorchEngine:
         result: asyncio.Future[list[ScoredPosition]] = loop.create_future()
 
         def resolve(value: object, error: BaseException | None) -> None:
-            def settle() -> None:
+            def deliver() -> None:
                 if not result.done():
                     result.set_exception(error) if error else result.set_result(value)
-            loop.call_soon_threadsafe(settle)
+            loop.call_soon_threadsafe(deliver)
 
         def run(runner: TorchRunner) -> list[ScoredPosition]:
             logits = runner.score_logits(prompt_ids, output_ids)

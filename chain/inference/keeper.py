@@ -103,8 +103,8 @@ class InferenceKeeper:
         participant.consensus_pubkey = key
 
     def model(self, state: State, model_id: str) -> Model | None:
-        """A registered or retired model: inferences started before a retirement still
-        settle and are validated against the model's record."""
+        """A registered or retired model: inferences started before a retirement are still
+        charged and validated against the model's record."""
         found = load(state, MODEL + model_id.encode(), Model)
         return found if found is not None else self.retired_model(state, model_id)
 

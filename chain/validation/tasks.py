@@ -58,16 +58,16 @@ class Tasks:
         self.bank = bank
         self.epochs = epochs
 
-    def on_finished(self, ctx: Context, settled: Inference) -> None:
-        """Opens the task of a just-settled inference, and maybe plants its canary twin."""
+    def on_finished(self, ctx: Context, finished: Inference) -> None:
+        """Opens the task of a just-charged inference, and maybe plants its canary twin."""
         params = self.keeper.params(ctx.kv)
-        task = self._open(ctx, settled, params)
+        task = self._open(ctx, finished, params)
         block_hash = self._block_hash(ctx)
-        if params.canary_rate_ppm and canary.wins(block_hash, settled.id, params.canary_rate_ppm):
-            twin = canary.forge(settled, block_hash, params.max_rule_violations + 2)
+        if params.canary_rate_ppm and canary.wins(block_hash, finished.id, params.canary_rate_ppm):
+            twin = canary.forge(finished, block_hash, params.max_rule_violations + 2)
             if twin is not None and self.inference.inference(ctx.kv, twin.id) is None:
                 self.inference.save_inference(ctx.kv, twin, ctx.block.height, None)
-                self.keeper.mark_canary(ctx.kv, twin.id, settled.id)
+                self.keeper.mark_canary(ctx.kv, twin.id, finished.id)
                 self._open(ctx, twin, params, p_ppm=task.p_ppm)
 
     def _open(self, ctx: Context, inference: Inference, params: ValidationParams,
