@@ -91,12 +91,6 @@ class PocModelSpec:
         """Weights in the stack (no embeddings: inputs are vectors, not tokens)."""
         return self.layers * (4 * self.hidden ** 2 + 3 * self.hidden * self.ffn)
 
-    @property
-    def flops_per_nonce(self) -> int:
-        """Matrix-multiply FLOPs of one nonce's forward pass, attention scores included."""
-        attention = 2 * 2 * self.seq_len ** 2 * self.hidden * self.layers
-        return 2 * self.seq_len * self.parameters + attention
-
 
 @dataclass(frozen=True)
 class PocNonce:

@@ -363,14 +363,6 @@ class LocalNetwork:
         return self.query("Account", q.QueryAccountRequest(address=address),
                           q.QueryAccountResponse)
 
-    def participant_or_none(self, address: str) -> Participant | None:
-        try:
-            return self.participant(address)
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise
-
     def participant(self, address: str) -> Participant:
         return self.query("Participant", q.QueryParticipantRequest(address=address),
                           q.QueryParticipantResponse).participant
