@@ -22,17 +22,17 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
                                  f"weights_sha256; unknown fields {sorted(unknown)}")
         if keeper.model(kv, raw["id"]) is not None:
             raise InvalidRequest(f"genesis lists model {raw['id']} twice")
-        model = Model(
+        entry = Model(
             id=raw["id"], weights_sha256=raw["weights_sha256"],
             price_per_token=int(raw.get("price_per_token", params.default_price_per_token)),
             context_length=int(raw.get("context_length", 8192)),
             validation_threshold=str(raw.get("validation_threshold",
                                              DEFAULT_VALIDATION_THRESHOLD)),
             top_k=int(raw.get("top_k", params.top_k)))
-        error = model_error(model)
+        error = model_error(entry)
         if error is not None:
             raise InvalidRequest(f"genesis model {raw['id']!r}: {error}")
-        keeper.set_model(kv, model)
+        keeper.set_model(kv, entry)
     for raw in section.get("participants", []):
         for served in raw["models"]:
             model = keeper.model(kv, served["model_id"])
