@@ -38,7 +38,12 @@ from chain.inference.errors import (
     WrongExecutor,
 )
 from chain.inference.keeper import ESCROW_ACCOUNT, DrawUnavailable, InferenceKeeper
-from chain.inference.params import InferenceParams
+from chain.inference.params import (
+    MAX_STOP_LENGTH,
+    MAX_STOP_SEQUENCES,
+    MAX_TEMPERATURE,
+    InferenceParams,
+)
 from chain.tx.signature import verify as verify_secp256k1
 from inferchain_pb.inference.v1.inference_pb2 import (
     EXPIRED,
@@ -58,10 +63,6 @@ from inferchain_pb.inference.v1.inference_pb2 import (
 
 MAX_URL = 256
 MAX_ID = 128
-MAX_TEMPERATURE = 2.0
-# The ML node's limits (mlnode/limits.py), repeated: the chain imports no other part.
-MAX_STOP_SEQUENCES = 4
-MAX_STOP_LENGTH = 256
 
 
 def creator_signer(msg: Message) -> list[str]:
