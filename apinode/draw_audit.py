@@ -12,12 +12,11 @@ import logging
 from dataclasses import dataclass
 
 from apinode.outbox import Entry
+from chain.inference.errors import DrawMismatch
 
 log = logging.getLogger(__name__)
 
 START_KIND = "start_inference"
-# The inference module's "draw mismatch" refusal (chain/inference/errors.py).
-DRAW_MISMATCH = ("inference", 10)
 
 
 @dataclass
@@ -36,7 +35,8 @@ class DrawAudit:
 
     def outbox_refusal(self, entry: Entry, codespace: str, code: int, reason: str) -> None:
         """Hears the outbox's refused entries (``outbox_submit``'s ``on_refused``)."""
-        if entry.kind == START_KIND and (codespace, code) == DRAW_MISMATCH:
+        if entry.kind == START_KIND and codespace == DrawMismatch.codespace \
+                and code == DrawMismatch.code:
             self.start_refused(entry.key.removeprefix(START_KIND + ":"), reason)
 
     def forward_refused(self, inference_id: str, transfer_agent: str, draw_height: int,

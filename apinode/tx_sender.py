@@ -32,14 +32,12 @@ from google.protobuf.message import Message
 
 from apinode.chain_queries import DEFAULT_TIMEOUT_S, AuthAccount, ChainQueries, ChainQueryError
 from chain.auth.address import PREFIX
+from chain.bank.coins import NATIVE_DENOM
+from chain.errors import UnknownAddress, WrongSequence
 
 log = logging.getLogger(__name__)
 
 TX_SERVICE = "/cosmos.tx.v1beta1.Service/"
-DENOM = "ninfer"
-# Cosmos SDK codes the sender acts on.
-UNKNOWN_ADDRESS = 9
-WRONG_SEQUENCE = 32
 # How the chain words a simulation that fails and a wrong sequence (the SDK's own wording).
 SIMULATION_FAILED = re.compile(r"simulation failed \(code (\d+), codespace (\w*)\): (.*)",
                                re.DOTALL)
@@ -109,7 +107,7 @@ class TxSender:
             fee = math.ceil(gas * self.gas_price)
             timeout_height = await self.chain.latest_height() + self.timeout_blocks
             reply = await self._broadcast(messages, memo, gas, fee, timeout_height)
-            if reply.code == WRONG_SEQUENCE:
+            if reply.code == WrongSequence.code:
                 expected = await self._expected_sequence(reply.raw_log)
                 log.warning("tx sender %s: sequence %d refused, the chain expects %d; re-signing",
                             self.address, self._sequence, expected)
@@ -118,7 +116,7 @@ class TxSender:
             if reply.code:
                 raise TxRejected(reply.code, reply.raw_log)
             log.info("tx sender %s: broadcast tx %s (%s; gas %d, fee %d%s, sequence %d)",
-                     self.address, reply.txhash, _describe(messages), gas, fee, DENOM,
+                     self.address, reply.txhash, _describe(messages), gas, fee, NATIVE_DENOM,
                      self._sequence)
             self._sequence += 1
             return reply.txhash
@@ -145,8 +143,8 @@ class TxSender:
     async def _fetch_account(self) -> AuthAccount:
         account = await self.chain.auth_account(self.address)
         if account is None:
-            raise TxRejected(UNKNOWN_ADDRESS, f"account {self.address} does not exist on chain: "
-                                              f"it must receive funds before it can send txs")
+            raise TxRejected(UnknownAddress.code, f"account {self.address} does not exist on "
+                             f"chain: it must receive funds before it can send txs")
         return account
 
     async def _simulate(self, messages: Sequence[Message], memo: str) -> int:
@@ -159,7 +157,7 @@ class TxSender:
         try:
             return await self._simulate_at(messages, memo, self._sequence)
         except SimulationFailed as exc:
-            if exc.code != WRONG_SEQUENCE:
+            if exc.code != WrongSequence.code:
                 raise
             expected = await self._expected_sequence(exc.log)
         if expected > self._sequence:
@@ -200,7 +198,7 @@ class TxSender:
         for message in messages:
             tx.add_message(message)
         tx.seal(SigningCfg.direct(self._key.public_key, sequence),
-                fee=TxFee(amount=f"{fee}{DENOM}", gas_limit=gas), memo=memo,
+                fee=TxFee(amount=f"{fee}{NATIVE_DENOM}", gas_limit=gas), memo=memo,
                 timeout_height=timeout_height or None)
         tx.sign(self._key, self.chain_id, self._number, deterministic=True)
         return tx.complete().tx.SerializeToString()
