@@ -27,6 +27,7 @@ import torch
 import transformers
 from report import bench_parser, parse_bench_args, progress, publish, section, table
 
+from chain.inference.params import InferenceParams
 from chain.scales import PPM
 from chain.validation.params import ValidationParams
 from chain.validation.sampling import check_probability_ppm, must_check
@@ -37,8 +38,7 @@ from mlnode.types import Finished
 
 P_MIN_PPM, P_MAX_PPM = ValidationParams().p_min_ppm, ValidationParams().p_max_ppm
 WEIGHT = 100
-SCORE_TOP = 20  # what the validator worker asks for
-ARTIFACT_TOP = 5
+ARTIFACT_TOP = InferenceParams().top_k
 PROMPTS = ("Describe a walk through a market.", "Explain how a bicycle works.",
            "Write a short story about a fox.", "Give advice for a first garden.",
            "Describe the sea at night.", "Tell me about bread.")
@@ -82,7 +82,7 @@ async def generate(engine: TorchEngine, runs_wanted: int, tokens: int, members: 
 
 async def score_seconds(engine: TorchEngine, run: Run) -> float:
     start = time.perf_counter()
-    await engine.score(run.prompt, run.output, SCORE_TOP, run.sampling)
+    await engine.score(run.prompt, run.output, engine.info.max_top_logprobs, run.sampling)
     return time.perf_counter() - start
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from apinode.validation.figures import ended_properly, measure
-from bench.detection.workload import VALIDATOR_TOP_K, Record, progress
+from bench.detection.workload import Record, progress
 from mlnode.engine import InvalidRequest
 from mlnode.torch_engine import TorchEngine
 
@@ -60,8 +60,8 @@ async def check(validator: TorchEngine, record: Record) -> Result:
     if not record.output_ids:
         return mismatch
     try:
-        scored = await validator.score(record.prompt_ids, record.output_ids, VALIDATOR_TOP_K,
-                                       sampling)
+        scored = await validator.score(record.prompt_ids, record.output_ids,
+                                       validator.info.max_top_logprobs, sampling)
     except InvalidRequest:
         return mismatch
     text = validator.tokenizer.decode(record.output_ids)
