@@ -29,6 +29,7 @@ from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as pb_grpc
 from mlnode.rule_check import RuleCheck
 from mlnode.sampling_params import SamplingParams
 from mlnode.types import (
+    MAX_MESSAGE_BYTES,
     EngineInfo,
     Finished,
     PocCheck,
@@ -44,9 +45,6 @@ from mlnode.types import (
 DEFAULT_TIMEOUT_S = 30.0
 # A generation may queue behind a full batch and then run max_tokens steps on a CPU.
 DEFAULT_GENERATE_TIMEOUT_S = 900.0
-# The ML node sends up to 64 MiB (mlnode.server): a Score of a long output with k = 20 is
-# well over gRPC's default 4 MiB receive limit.
-MAX_MESSAGE_BYTES = 64 << 20
 UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 Reply = TypeVar("Reply", bound=Message)

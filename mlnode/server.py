@@ -22,11 +22,9 @@ from mlnode.poc.runner import PocRunner
 from mlnode.poc.verify import DEFAULT_TOLERANCE
 from mlnode.poc_seed import SEED_BYTES
 from mlnode.sampling import SamplingParams
-from mlnode.types import Finished, PocModelSpec, PocNonce, TokenStep
+from mlnode.types import MAX_MESSAGE_BYTES, Finished, PocModelSpec, PocNonce, TokenStep
 
 log = logging.getLogger(__name__)
-
-MAX_MESSAGE_BYTES = 64 << 20
 
 
 def sampling_from_pb(msg: pb.SamplingParams) -> SamplingParams:

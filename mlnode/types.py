@@ -10,6 +10,10 @@ from dataclasses import dataclass
 
 from mlnode.rule_check import RuleCheck
 
+# The largest gRPC message either side sends or accepts: a Score of a long output with k = 20
+# is well over gRPC's default 4 MiB.
+MAX_MESSAGE_BYTES = 64 << 20
+
 
 @dataclass(frozen=True)
 class TokenStep:
