@@ -29,10 +29,8 @@ from inferchain_pb.inference.v1.epochs_pb2 import Epoch, PocNonce, PocSubmission
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model, Participant
 from inferchain_pb.inference.v1.validation_pb2 import (
     EpochMembers,
-    ExecutorStats,
     SeedCommitment,
     ValidationTask,
-    ValidatorEpochRecord,
 )
 
 INFERENCE = "/inference.v1.Query/"
@@ -191,12 +189,6 @@ class ChainQueries:
                                 q.QuerySeedCommitmentResponse)
         return reply.commitment if reply else None
 
-    async def validation_task(self, inference_id: str) -> ValidationTask | None:
-        reply = await self.find(INFERENCE + "ValidationTask",
-                                q.QueryValidationTaskRequest(inference_id=inference_id),
-                                q.QueryValidationTaskResponse)
-        return reply.task if reply else None
-
     async def validation_tasks(self, from_height: int, to_height: int = 0,
                                limit: int = 0) -> list[ValidationTask]:
         """Tasks by finish height in [from_height, to_height] (0: latest), at most ``limit``."""
@@ -211,18 +203,6 @@ class ChainQueries:
                                 q.QueryPendingVotesRequest(voter=voter),
                                 q.QueryPendingVotesResponse)
         return list(reply.tasks)
-
-    async def executor_stats(self, address: str) -> ExecutorStats | None:
-        reply = await self.find(INFERENCE + "ExecutorStats",
-                                q.QueryExecutorStatsRequest(address=address),
-                                q.QueryExecutorStatsResponse)
-        return reply.stats if reply else None
-
-    async def validator_record(self, address: str, epoch: int) -> ValidatorEpochRecord | None:
-        reply = await self.find(INFERENCE + "ValidatorRecord",
-                                q.QueryValidatorRecordRequest(address=address, epoch=epoch),
-                                q.QueryValidatorRecordResponse)
-        return reply.record if reply else None
 
     async def poc_submissions(self, epoch: int) -> list[PocSubmission]:
         """Every participant's proof-of-compute submission in ``epoch``, with its verdicts."""

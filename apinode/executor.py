@@ -47,7 +47,7 @@ from apinode.chain_queries import ChainQueries, ChainQueryError, ChainUnavailabl
 from apinode.draw_audit import DrawAudit
 from apinode.execute_wire import Executed, ExecutedStep, ExecuteRequest, ExecutionRefused
 from apinode.fault_switch import fault_switch
-from apinode.mlnode_client import Finish, MlNodeClient, MlNodeError, MlNodeRefused, TokenStep
+from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeRefused
 from apinode.outbox import Outbox
 from apinode.store import Database, Payload
 from chain.errors import ChainError
@@ -60,6 +60,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     MsgFinishInference,
     Participant,
 )
+from mlnode.types import Finished, TokenStep
 
 log = logging.getLogger(__name__)
 
@@ -237,12 +238,12 @@ class Executor:
         inference_id, prompt_ids = request.start.inference_id, request.start.prompt_ids
         wanted = request.top_logprobs
         steps: list[TokenStep] = []
-        finish: Finish | None = None
+        finish: Finished | None = None
         stream = self.mlnode.generate(prompt_ids, request.sampling, max(model.top_k, wanted))
         try:
             async with aclosing(stream):
                 async for event in stream:
-                    if isinstance(event, Finish):
+                    if isinstance(event, Finished):
                         finish = event
                         continue
                     steps.append(event)

@@ -3,8 +3,8 @@ and proof of compute: prove (a stream of accepted nonces) and verify (a sample o
 
 Async over one ``grpc.aio`` channel that the client opens and reuses for every call; the ML
 node is a sidecar on loopback, so there is no pool and no retry here. Its answers come back as
-small dataclasses rather than protobuf messages, so callers (executor, validator, gateway)
-never touch ``inferchain_pb``.
+the ML node's own types (``mlnode.types``) rather than protobuf messages, so callers (executor,
+validator, gateway) never touch ``inferchain_pb``.
 
 Failures are sorted by what the caller should do about them:
 
@@ -19,7 +19,6 @@ Failures are sorted by what the caller should do about them:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
@@ -27,14 +26,25 @@ from google.protobuf.message import Message
 
 from inferchain_pb.mlnode.v1 import mlnode_pb2 as pb
 from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as pb_grpc
+from mlnode.rule_check import RuleCheck
 from mlnode.sampling_params import SamplingParams
+from mlnode.types import (
+    MAX_MESSAGE_BYTES,
+    EngineInfo,
+    Finished,
+    PocCheck,
+    PocModelSpec,
+    PocNonce,
+    PocProgress,
+    ScoredPosition,
+    Tokenized,
+    TokenStep,
+    VerifyReport,
+)
 
 DEFAULT_TIMEOUT_S = 30.0
 # A generation may queue behind a full batch and then run max_tokens steps on a CPU.
 DEFAULT_GENERATE_TIMEOUT_S = 900.0
-# The ML node sends up to 64 MiB (mlnode.server): a Score of a long output with k = 20 is
-# well over gRPC's default 4 MiB receive limit.
-MAX_MESSAGE_BYTES = 64 << 20
 UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 Reply = TypeVar("Reply", bound=Message)
@@ -57,109 +67,6 @@ class MlNodeRefused(MlNodeError):
 
 class MlNodeUnavailable(MlNodeError):
     """The ML node could not be reached or did not answer within the deadline."""
-
-
-@dataclass(frozen=True)
-class TokenStep:
-    """One generated (or scored) position: the token, its raw logprob, the top alternatives
-    most likely first, and the text the token adds to the output."""
-
-    token_id: int
-    logprob: float
-    top_ids: tuple[int, ...]
-    top_logprobs: tuple[float, ...]
-    text: str = ""
-
-
-@dataclass(frozen=True)
-class Finish:
-    """Closes a generation: ``reason`` is "stop" (EOS or a stop sequence) or "length"."""
-
-    reason: str
-    prompt_tokens: int
-
-
-@dataclass(frozen=True)
-class Tokenized:
-    """Token ids and the text they encode (the rendered chat template, for chat input)."""
-
-    ids: list[int]
-    text: str
-
-
-@dataclass(frozen=True)
-class ScoredPosition:
-    """Score's answer for one output position; the rule fields are zero without sampling."""
-
-    step: TokenStep
-    cdf_low: float
-    cdf_high: float
-    u: float
-    argmax_gap: float
-
-
-@dataclass(frozen=True)
-class PocShape:
-    """The PoC transformer's shape (the chain's epochs params ``poc_hidden`` … ``poc_seq_len``)."""
-
-    hidden: int
-    layers: int
-    heads: int
-    ffn: int
-    seq_len: int
-
-
-@dataclass(frozen=True)
-class PocClaim:
-    """A nonce and its output's distance to its target."""
-
-    nonce: int
-    distance: float
-
-
-@dataclass(frozen=True)
-class PocProgress:
-    """One chunk of a proof-of-compute stream: the nonces it accepted (ascending) and the
-    running totals over the whole request."""
-
-    accepted: tuple[PocClaim, ...]
-    computed: int
-    accepted_total: int
-
-
-@dataclass(frozen=True)
-class PocCheck:
-    """One sampled claim re-computed: what was claimed, what came out, and whether it holds."""
-
-    nonce: int
-    claimed: float
-    recomputed: float
-    ok: bool
-
-
-@dataclass(frozen=True)
-class PocVerdict:
-    """VerifyProofOfCompute's answer: every sampled check, and nonces claimed twice."""
-
-    passed: bool
-    checks: tuple[PocCheck, ...]
-    failed: int
-    duplicates: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class MlNodeInfo:
-    """What the ML node serves: the executor compares it with the chain's model registry."""
-
-    model_id: str
-    weights_sha256: str
-    dtype: str
-    device: str
-    engine: str
-    context_length: int
-    vocab_size: int
-    max_top_logprobs: int
-    eos_token_id: int
 
 
 class MlNodeClient:
@@ -189,9 +96,9 @@ class MlNodeClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def info(self) -> MlNodeInfo:
+    async def info(self) -> EngineInfo:
         reply = await self._unary("Info", self._stub.Info, pb.InfoRequest())
-        return MlNodeInfo(
+        return EngineInfo(
             model_id=reply.model_id, weights_sha256=reply.weights_sha256, dtype=reply.dtype,
             device=reply.device, engine=reply.engine, context_length=reply.context_length,
             vocab_size=reply.vocab_size, max_top_logprobs=reply.max_top_logprobs,
@@ -215,8 +122,8 @@ class MlNodeClient:
         return list(reply.pieces)
 
     async def generate(self, prompt_ids: Sequence[int], sampling: SamplingParams,
-                       top_logprobs: int) -> AsyncIterator[TokenStep | Finish]:
-        """One ``TokenStep`` per generated token, then one ``Finish``.
+                       top_logprobs: int) -> AsyncIterator[TokenStep | Finished]:
+        """One ``TokenStep`` per generated token, then one ``Finished``.
 
         Closing the iterator early (``aclose()``, or the consuming task being cancelled)
         cancels the call, and the ML node frees the request's batch row at once.
@@ -229,7 +136,7 @@ class MlNodeClient:
                 if chunk.HasField("step"):
                     yield _step(chunk.step)
                 else:
-                    yield Finish(chunk.finish_reason, chunk.prompt_tokens)
+                    yield Finished(chunk.finish_reason, chunk.prompt_tokens)
         except grpc.aio.AioRpcError as exc:
             raise _error("Generate", exc) from exc
         finally:
@@ -246,10 +153,11 @@ class MlNodeClient:
             request.sampling.CopyFrom(_sampling_to_pb(sampling))
         reply = await self._unary("Score", self._stub.Score, request,
                                   timeout=self.generate_timeout_s)
-        return [ScoredPosition(_step(p.step), p.cdf_low, p.cdf_high, p.u, p.argmax_gap)
+        return [ScoredPosition(_step(p.step), None if sampling is None else
+                               RuleCheck(p.cdf_low, p.cdf_high, p.u, p.argmax_gap))
                 for p in reply.positions]
 
-    async def proof_of_compute(self, shape: PocShape, seed: bytes, nonce_start: int,
+    async def proof_of_compute(self, shape: PocModelSpec, seed: bytes, nonce_start: int,
                                nonce_count: int, target_distance: float, *,
                                batch_size: int = 0, dtype: str = "float32"
                                ) -> AsyncIterator[PocProgress]:
@@ -263,17 +171,17 @@ class MlNodeClient:
         call = self._stub.ProofOfCompute(request)
         try:
             async for chunk in call:
-                yield PocProgress(tuple(PocClaim(n.nonce, n.distance) for n in chunk.accepted),
+                yield PocProgress(tuple(PocNonce(n.nonce, n.distance) for n in chunk.accepted),
                                   chunk.computed, chunk.accepted_total)
         except grpc.aio.AioRpcError as exc:
             raise _error("ProofOfCompute", exc) from exc
         finally:
             call.cancel()
 
-    async def verify_proof_of_compute(self, shape: PocShape, seed: bytes,
-                                      target_distance: float, claimed: Sequence[PocClaim],
+    async def verify_proof_of_compute(self, shape: PocModelSpec, seed: bytes,
+                                      target_distance: float, claimed: Sequence[PocNonce],
                                       sample_size: int, sample_seed: bytes,
-                                      tolerance: float) -> PocVerdict:
+                                      tolerance: float) -> VerifyReport:
         """Re-computes the sample of ``claimed`` that ``sample_seed`` picks (always float32)."""
         request = pb.PocVerifyRequest(
             spec=_shape_to_pb(shape), seed=seed, target_distance=target_distance,
@@ -281,9 +189,8 @@ class MlNodeClient:
             sample_size=sample_size, sample_seed=sample_seed, tolerance=tolerance)
         reply = await self._unary("VerifyProofOfCompute", self._stub.VerifyProofOfCompute,
                                   request, timeout=self.generate_timeout_s)
-        return PocVerdict(reply.passed, tuple(PocCheck(c.nonce, c.claimed, c.recomputed, c.ok)
-                                              for c in reply.checks),
-                          reply.failed, tuple(reply.duplicates))
+        return VerifyReport([PocCheck(c.nonce, c.claimed, c.recomputed, c.ok)
+                             for c in reply.checks], list(reply.duplicates))
 
     async def _unary(self, name: str, method: Callable[..., Awaitable[Reply]],
                      request: Message, timeout: float | None = None) -> Reply:
@@ -299,7 +206,7 @@ def _sampling_to_pb(sampling: SamplingParams) -> pb.SamplingParams:
                              stop=list(sampling.stop), seed=sampling.seed)
 
 
-def _shape_to_pb(shape: PocShape) -> pb.PocModelSpec:
+def _shape_to_pb(shape: PocModelSpec) -> pb.PocModelSpec:
     return pb.PocModelSpec(hidden=shape.hidden, layers=shape.layers, heads=shape.heads,
                            ffn=shape.ffn, seq_len=shape.seq_len)
 

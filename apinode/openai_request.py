@@ -6,8 +6,9 @@ field. Unknown fields are ignored, as OpenAI-compatible servers do, so clients t
 newer or vendor-specific options keep working; explicit ``null`` means "use the default",
 as it does for OpenAI.
 
-Limits follow OpenAI's API where it has one (temperature 0..2, at most 4 stop sequences,
-top_logprobs 0..20, legacy logprobs 0..5) and stay inside what ``mlnode.limits`` accepts (stop
+Limits follow OpenAI's API where it has one (temperature 0..2 and at most 4 stop sequences, as
+the chain's ``chain.inference.params`` holds them for starts; top_logprobs 0..20, legacy
+logprobs 0..5) and stay inside what ``mlnode.limits`` accepts (stop
 sequences of at most ``MAX_STOP_LENGTH`` characters, shared through the torch-free
 ``mlnode.sampling_params``). Our own choices: ``n`` is capped at 8 and each
 choice is served as its own independent inference (own executor draw, escrow and
@@ -30,12 +31,12 @@ from apinode.openai_fields import (
     require,
     string,
 )
+from chain.inference.params import MAX_STOP_SEQUENCES, MAX_TEMPERATURE
 from mlnode.sampling_params import MAX_STOP_LENGTH, SamplingParams
 
 CHAT_DEFAULT_MAX_TOKENS = 256
 TEXT_DEFAULT_MAX_TOKENS = 16  # OpenAI's and vLLM's default for the legacy endpoint
 MAX_N = 8
-MAX_STOP_SEQUENCES = 4
 MAX_TOP_LOGPROBS = 20
 MAX_TEXT_LOGPROBS = 5
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -107,7 +108,7 @@ def _common(fields: dict[str, Any]) -> dict[str, Any]:
     seed = integer(fields.get("seed"), "seed", None, -(_UINT64 >> 1), _UINT64 - 1)
     return {
         "model": _model(fields.get("model")),
-        "temperature": decimal(fields.get("temperature"), "temperature", 1.0, 0.0, 2.0),
+        "temperature": decimal(fields.get("temperature"), "temperature", 1.0, 0.0, MAX_TEMPERATURE),
         "top_p": decimal(fields.get("top_p"), "top_p", 1.0, 0.0, 1.0, low_open=True),
         "seed": None if seed is None else seed % _UINT64,
         "stop": _stop(fields.get("stop")),

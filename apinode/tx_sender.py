@@ -32,12 +32,12 @@ from google.protobuf.message import Message
 
 from apinode.chain_queries import DEFAULT_TIMEOUT_S, AuthAccount, ChainQueries, ChainQueryError
 from chain.auth.address import PREFIX
+from chain.bank.coins import NATIVE_DENOM
 from chain.errors import UnknownAddress, WrongSequence
 
 log = logging.getLogger(__name__)
 
 TX_SERVICE = "/cosmos.tx.v1beta1.Service/"
-DENOM = "ninfer"
 # How the chain words a simulation that fails and a wrong sequence (the SDK's own wording).
 SIMULATION_FAILED = re.compile(r"simulation failed \(code (\d+), codespace (\w*)\): (.*)",
                                re.DOTALL)
@@ -116,7 +116,7 @@ class TxSender:
             if reply.code:
                 raise TxRejected(reply.code, reply.raw_log)
             log.info("tx sender %s: broadcast tx %s (%s; gas %d, fee %d%s, sequence %d)",
-                     self.address, reply.txhash, _describe(messages), gas, fee, DENOM,
+                     self.address, reply.txhash, _describe(messages), gas, fee, NATIVE_DENOM,
                      self._sequence)
             self._sequence += 1
             return reply.txhash
@@ -199,7 +199,7 @@ class TxSender:
         for message in messages:
             tx.add_message(message)
         tx.seal(SigningCfg.direct(self._key.public_key, sequence),
-                fee=TxFee(amount=f"{fee}{DENOM}", gas_limit=gas), memo=memo,
+                fee=TxFee(amount=f"{fee}{NATIVE_DENOM}", gas_limit=gas), memo=memo,
                 timeout_height=timeout_height or None)
         tx.sign(self._key, self.chain_id, self._number, deterministic=True)
         return tx.complete().tx.SerializeToString()

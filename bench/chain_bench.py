@@ -59,6 +59,7 @@ from profiling import Profile, profile_finalize, profile_section
 from report import bench_parser, environment, parse_bench_args, progress, publish, section, table
 
 from chain.app import Application
+from chain.bank.coins import NATIVE_DENOM
 from chain.store import Store
 from chain.tx import ante
 from genesis.comet_config import find_cometbft
@@ -70,7 +71,6 @@ from inferchain_pb.inference.v1.query_pb2_grpc import QueryStub
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAIN_ID = "inferchain-bench"
-DENOM = "ninfer"
 FUNDS = 1_000_000_000_000
 SEND_AMOUNT = 1
 GAS_LIMIT = 200_000
@@ -185,9 +185,9 @@ def signed_send(sender: Account, recipient: Account, sequence: int, number: int)
     always does (the chain needs it on an account's first tx)."""
     tx = Transaction()
     tx.add_message(MsgSend(from_address=sender.address, to_address=recipient.address,
-                           amount=[Coin(denom=DENOM, amount=str(SEND_AMOUNT))]))
+                           amount=[Coin(denom=NATIVE_DENOM, amount=str(SEND_AMOUNT))]))
     tx.seal(SigningCfg.direct(sender.wallet.public_key(), sequence),
-            fee=TxFee(amount=f"{FEE}{DENOM}", gas_limit=GAS_LIMIT))
+            fee=TxFee(amount=f"{FEE}{NATIVE_DENOM}", gas_limit=GAS_LIMIT))
     tx.sign(sender.wallet.signer(), CHAIN_ID, number)
     return tx.complete().tx.SerializeToString()
 
@@ -243,7 +243,7 @@ def app_state(accounts: Sequence[Account]) -> dict[str, Any]:
     """Genesis app_state in the builder's format (genesis/builder.py), default params."""
     return {"auth": {"params": {}},
             "bank": {"balances": [{"address": a.address,
-                                   "coins": [{"denom": DENOM, "amount": str(FUNDS)}]}
+                                   "coins": [{"denom": NATIVE_DENOM, "amount": str(FUNDS)}]}
                                   for a in accounts]}}
 
 
@@ -370,7 +370,7 @@ def free_base_port(nodes: int) -> int:
 def funded_template(accounts: Sequence[Account]) -> Template:
     return parse_template({
         "chain_id": CHAIN_ID,
-        "accounts": [{"address": a.address, "coins": f"{FUNDS}{DENOM}"} for a in accounts],
+        "accounts": [{"address": a.address, "coins": f"{FUNDS}{NATIVE_DENOM}"} for a in accounts],
         "validators": [{"name": "val0", "power": 10}],
     })
 

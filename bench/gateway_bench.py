@@ -69,7 +69,7 @@ BLOCK_INTERVAL_MS = 300
 # CPU generation is slow: an inference must not expire, nor its draw age, while it runs.
 INFERENCE_PARAMS = {"expiration_blocks": 2000, "max_draw_age_blocks": 200}
 START_DEADLINE_S = 300  # the ML node loads (and on a first run converts) the model
-SETTLE_DEADLINE_S = 120  # a wave's inferences not FINISHED by then are reported, not waited on
+FINISH_DEADLINE_S = 120  # a wave's inferences not FINISHED by then are reported, not waited on
 POLL_S = 0.5
 REQUEST_TIMEOUT_S = 600
 DIRECT, GATEWAY = "direct", "gateway"
@@ -169,7 +169,7 @@ class Cpu:
 
 
 @dataclass(frozen=True)
-class Settled:
+class ChainRecord:
     """What the chain holds of the gateway's inferences by the end."""
 
     total: int
@@ -443,11 +443,11 @@ async def finished_on_chain(queries: QueryStub, network: Network, ids: Sequence[
     return done
 
 
-async def settle(queries: QueryStub, network: Network, ids: Sequence[str]) -> None:
-    """Waits until the chain has FINISHED the inferences, or SETTLE_DEADLINE_S has passed
+async def await_finished(queries: QueryStub, network: Network, ids: Sequence[str]) -> None:
+    """Waits until the chain has FINISHED the inferences, or FINISH_DEADLINE_S has passed
     (what is missing then shows in the final count)."""
     pending = set(ids)
-    deadline = time.monotonic() + SETTLE_DEADLINE_S
+    deadline = time.monotonic() + FINISH_DEADLINE_S
     while time.monotonic() < deadline:
         network.check_running()
         pending -= await finished_on_chain(queries, network, sorted(pending))
@@ -479,7 +479,7 @@ def schedule(settings: Settings) -> list[tuple[int, int, list[int]]]:
 
 
 async def measure(network: Network, settings: Settings
-                  ) -> tuple[list[Prompt], list[Wave], dict[tuple[str, int], Cpu], Settled]:
+                  ) -> tuple[list[Prompt], list[Wave], dict[tuple[str, int], Cpu], ChainRecord]:
     """A warm-up wave of each path at the top concurrency (not counted: connections, code
     paths and the batcher warm up), then the scheduled pairs of waves. After each gateway
     wave the bench waits until the chain has FINISHED its inferences, so the chain's work on
@@ -511,7 +511,7 @@ async def measure(network: Network, settings: Settings
                     ended = time.perf_counter()
                     new = [r.inference_id for r in wave.replies]
                     ids += new
-                    await settle(queries, network, new)
+                    await await_finished(queries, network, new)
                     lags.append(time.perf_counter() - ended)
                 network.check_running()
                 if pair >= 0:
@@ -520,7 +520,7 @@ async def measure(network: Network, settings: Settings
                     cpu[key] = cpu[key] + used if key in cpu else used
                     waves.append(wave)
         finished = await finished_on_chain(queries, network, ids)
-    return prompts, waves, cpu, Settled(len(ids), len(finished), lags)
+    return prompts, waves, cpu, ChainRecord(len(ids), len(finished), lags)
 
 
 # --- report ------------------------------------------------------------------------------
@@ -598,10 +598,10 @@ def cpu_table(waves: Sequence[Wave], cpu: dict[tuple[str, int], Cpu]) -> list[st
         "a wave's wall time when other processes load the machine.")
 
 
-def checks(prompts: Sequence[Prompt], waves: Sequence[Wave], settled: Settled,
+def checks(prompts: Sequence[Prompt], waves: Sequence[Wave], on_chain: ChainRecord,
            settings: Settings) -> list[str]:
     """That both paths did the same work: same outputs, full lengths, and the gateway's
-    inferences settled on chain."""
+    inferences FINISHED on chain."""
     texts = {(w.pair, r.prompt): r.text for w in waves if w.path == DIRECT for r in w.replies}
     gateway = [(w.pair, r) for w in waves if w.path == GATEWAY for r in w.replies]
     same = sum(r.text == texts[pair, r.prompt] for pair, r in gateway)
@@ -614,14 +614,14 @@ def checks(prompts: Sequence[Prompt], waves: Sequence[Wave], settled: Settled,
         f"- outputs: {full} of {len(every)} requests ran to max_tokens; {same} of "
         f"{len(gateway)} gateway outputs are the same text as the direct output of the same "
         "prompt in the same pair",
-        f"- on chain: {settled.finished} of {settled.total} gateway inferences (warm-up "
+        f"- on chain: {on_chain.finished} of {on_chain.total} gateway inferences (warm-up "
         f"included) FINISHED with the participant as executor; a wave's last one was "
-        f"FINISHED a median {statistics.median(settled.lag_s):.1f} s after its last response",
+        f"FINISHED a median {statistics.median(on_chain.lag_s):.1f} s after its last response",
     ]
 
 
 def report_lines(network: Network, prompts: Sequence[Prompt], waves: Sequence[Wave],
-                 cpu: dict[tuple[str, int], Cpu], settled: Settled, settings: Settings,
+                 cpu: dict[tuple[str, int], Cpu], on_chain: ChainRecord, settings: Settings,
                  load_before: float) -> list[str]:
     info = network.mlnode_info
     return [
@@ -634,7 +634,7 @@ def report_lines(network: Network, prompts: Sequence[Prompt], waves: Sequence[Wa
         *main_table(waves, settings), "",
         *cpu_table(waves, cpu), "",
         "### Checks", "",
-        *checks(prompts, waves, settled, settings),
+        *checks(prompts, waves, on_chain, settings),
     ]
 
 
@@ -650,8 +650,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp, \
             local_network(Path(tmp)) as network:
-        prompts, waves, cpu, settled = asyncio.run(measure(network, settings))
-        lines = report_lines(network, prompts, waves, cpu, settled, settings, load_before)
+        prompts, waves, cpu, on_chain = asyncio.run(measure(network, settings))
+        lines = report_lines(network, prompts, waves, cpu, on_chain, settings, load_before)
     publish(lines, out)
 
 

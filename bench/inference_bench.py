@@ -48,6 +48,7 @@ from report import (
 )
 
 from chain.app import Application
+from chain.bank.coins import NATIVE_DENOM
 from chain.inference import artifact, payload
 from chain.inference.artifact import ArtifactStep
 from chain.store import Store
@@ -75,7 +76,6 @@ from inference_actors import (  # noqa: E402
 )
 
 CHAIN_ID = "inferchain-bench"
-DENOM = "ninfer"
 FUNDS = 10**15
 GENESIS_TIME_S = 1_767_225_600  # 2026-01-01T00:00:00Z; block h has time GENESIS_TIME_S + h
 VOCAB = 49_152  # the default model's vocabulary
@@ -258,7 +258,7 @@ class BenchChain:
             time=Timestamp(seconds=GENESIS_TIME_S), chain_id=CHAIN_ID, initial_height=1,
             app_state_bytes=json.dumps({
                 "bank": {"balances": [{"address": a.address, "coins": [
-                    {"denom": DENOM, "amount": str(FUNDS)}]} for a in self.everyone]},
+                    {"denom": NATIVE_DENOM, "amount": str(FUNDS)}]} for a in self.everyone]},
                 "inference": {"models": genesis_models()}}).encode()))
         self.height = 0
         self.inferences = 0
@@ -395,9 +395,9 @@ def generate_real(files: ModelFiles, length: int) -> RealGeneration:
     """
     import transformers
 
-    from mlnode.engine import Finished
     from mlnode.sampling import SamplingParams
     from mlnode.torch_engine import TorchEngine
+    from mlnode.types import Finished
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()

@@ -30,7 +30,7 @@ from report import bench_parser, parse_bench_args, progress, publish, section, t
 from mlnode.poc import DEFAULT_TARGETS, PRESETS, PocModel, expected_acceptance, poc_seed, verify
 from mlnode.poc.model import weight
 from mlnode.poc.nonces import compute, default_batch_size, distances
-from mlnode.poc.spec import PocModelSpec
+from mlnode.types import PocModelSpec
 
 BLOCK_HASH = bytes.fromhex("7f" * 32)
 ADDRESS = "gonka1benchparticipant"

@@ -27,16 +27,18 @@ import torch
 import transformers
 from report import bench_parser, parse_bench_args, progress, publish, section, table
 
+from chain.inference.params import InferenceParams
+from chain.scales import PPM
+from chain.validation.params import ValidationParams
 from chain.validation.sampling import check_probability_ppm, must_check
-from mlnode.engine import Finished
 from mlnode.model_store import DEFAULT_MODEL_ID, default_gguf, prepare
 from mlnode.sampling import SamplingParams
 from mlnode.torch_engine import TorchEngine
+from mlnode.types import Finished
 
-P_MIN_PPM, P_MAX_PPM = 10_000, 1_000_000  # the validation module's defaults
+P_MIN_PPM, P_MAX_PPM = ValidationParams().p_min_ppm, ValidationParams().p_max_ppm
 WEIGHT = 100
-SCORE_TOP = 20  # what the validator worker asks for
-ARTIFACT_TOP = 5
+ARTIFACT_TOP = InferenceParams().top_k
 PROMPTS = ("Describe a walk through a market.", "Explain how a bicycle works.",
            "Write a short story about a fox.", "Give advice for a first garden.",
            "Describe the sea at night.", "Tell me about bread.")
@@ -80,7 +82,7 @@ async def generate(engine: TorchEngine, runs_wanted: int, tokens: int, members: 
 
 async def score_seconds(engine: TorchEngine, run: Run) -> float:
     start = time.perf_counter()
-    await engine.score(run.prompt, run.output, SCORE_TOP, run.sampling)
+    await engine.score(run.prompt, run.output, engine.info.max_top_logprobs, run.sampling)
     return time.perf_counter() - start
 
 
@@ -92,7 +94,7 @@ async def measure(args) -> list[list[str]]:
         seeds = [secrets.token_bytes(32) for _ in range(args.members)]
         generate_s = sum(r.seconds for r in runs)
         rows = []
-        for label, reputation in (("0 (newcomer)", 0), ("1,000,000 (full)", 1_000_000)):
+        for label, reputation in (("0 (newcomer)", 0), (f"{PPM:,} (full)", PPM)):
             progress(f"reputation {reputation}: deciding and scoring the assigned checks")
             score_s, checks = 0.0, 0
             for run in runs:
@@ -108,7 +110,7 @@ async def measure(args) -> list[list[str]]:
                 ratio = statistics.mean([await score_seconds(engine, r) for r in runs]) / (
                     generate_s / len(runs))
             rows.append([label,
-                         f"{check_probability_ppm(reputation, P_MIN_PPM, P_MAX_PPM) / 1e6:.2f}",
+                         f"{check_probability_ppm(reputation, P_MIN_PPM, P_MAX_PPM) / PPM:.2f}",
                          f"{per_inference:.4f}", f"{ratio:.3f}×",
                          f"{per_inference * ratio:.4f}×",
                          f"{score_s:.1f} s scoring / {generate_s:.1f} s generating"])

@@ -22,7 +22,6 @@ def error_class(name: str, code: int, codespace: str = "sdk") -> type[ChainError
 
 
 TxDecodeError = error_class("TxDecodeError", 2)
-InvalidSequence = error_class("InvalidSequence", 3)
 Unauthorized = error_class("Unauthorized", 4)
 InsufficientFunds = error_class("InsufficientFunds", 5)
 UnknownRequest = error_class("UnknownRequest", 6)
@@ -37,11 +36,8 @@ TooManySignatures = error_class("TooManySignatures", 14)
 NoSignatures = error_class("NoSignatures", 15)
 InvalidRequest = error_class("InvalidRequest", 18)
 TxTooLarge = error_class("TxTooLarge", 21)
-InvalidSigner = error_class("InvalidSigner", 24)
-InvalidChainId = error_class("InvalidChainId", 28)
 TxTimeoutHeight = error_class("TxTimeoutHeight", 30)
 UnknownExtensionOptions = error_class("UnknownExtensionOptions", 31)
-NotFound = error_class("NotFound", 38)
 WrongSequence = error_class("WrongSequence", 32)
 InvalidGasLimit = error_class("InvalidGasLimit", 41)
 

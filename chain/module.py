@@ -34,7 +34,7 @@ MsgHandler = Callable[[Context, Message], None]
 QueryHandler = Callable[[KVReader, Message], Message]
 
 # Every hook a module may implement, in the order the app's hook table lists them.
-HOOKS = ("begin_block", "end_block", "epoch_start", "epoch_judged", "inference_settled")
+HOOKS = ("begin_block", "end_block", "epoch_start", "epoch_judged", "inference_finished")
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ class Module:
         """Once an epoch's validators are judged (announced by the validation module): what
         the epoch owed is known, and its rewards may be settled."""
 
-    def inference_settled(self, ctx: Context, inference: Inference) -> None:
+    def inference_finished(self, ctx: Context, inference: Inference) -> None:
         """When an inference is FINISHED and paid for (announced by the inference module)."""
 
     def implements(self, hook: str) -> bool:

@@ -5,7 +5,7 @@ Block steps (begin- and end-block hooks) run on no user's gas, so each module's 
 contained like a transaction: it runs on its own branch of the block's state, and if it
 raises, its changes are discarded, the error is logged, and the block goes on. The same input
 raises on every node, so every node discards the same changes; only failures of the machine
-stop the node. The other hooks (an epoch's start, its judgement, a settled inference) run
+stop the node. The other hooks (an epoch's start, its judgement, a finished inference) run
 inside the step or message that announces them, and share its fate.
 """
 
@@ -34,7 +34,7 @@ class Hooks:
     """Runs each hook on the modules the app's hook table names, in that order.
 
     Modules that announce an event (the epochs module an epoch's start, validation an
-    epoch's judgement, inference a settled inference) are given this object before the
+    epoch's judgement, inference a finished inference) are given this object before the
     modules exist; ``bind`` then resolves the table against them, refusing a table that
     names a module that does not implement the hook or leaves out one that does.
     """
@@ -67,9 +67,9 @@ class Hooks:
         for module in self._modules["epoch_judged"]:
             module.epoch_judged(ctx, epoch)
 
-    def inference_settled(self, ctx: Context, inference: Inference) -> None:
-        for module in self._modules["inference_settled"]:
-            module.inference_settled(ctx, inference)
+    def inference_finished(self, ctx: Context, inference: Inference) -> None:
+        for module in self._modules["inference_finished"]:
+            module.inference_finished(ctx, inference)
 
 
 class ModuleManager:

@@ -33,10 +33,10 @@ HOOK_ORDER = {
     "begin_block": ("inference", "epochs"),
     # The epoch boundary, in an epoch's first block: the weights from the last epoch's proof
     # of compute, then the draw's weights fixed from them, then the last epoch's reputations
-    # settled and the new epoch's members fixed from the new weights.
+    # updated and the new epoch's members fixed from the new weights.
     "epoch_start": ("epochs", "inference", "validation"),
-    # After a Finish settles an inference: its validation task opens.
-    "inference_settled": ("validation",),
+    # After a Finish completes and charges an inference: its validation task opens.
+    "inference_finished": ("validation",),
     # After the block's txs: lone halves expire, then validation closes windows and votes
     # and judges validators, then gov closes deposit and voting periods.
     "end_block": ("inference", "validation", "gov"),

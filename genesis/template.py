@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chain.inference.model import MODEL_FIELDS, model_problems
+from chain.scales import PPM
 from genesis.addresses import validate_account_address
 from genesis.coins import Coin, parse_coins
 from genesis.timestamps import normalize_genesis_time
@@ -53,10 +55,6 @@ _TOP_KEYS = {"chain_id", "initial_height", "genesis_time", "accounts", "validato
              "models", "reputations", "participants"}
 _PARTICIPANT_KEYS = {"address", "url", "node_pubkey", "models", "weight", "consensus_pubkey"}
 _REPUTATION_KEYS = {"address", "reputation_ppm"}
-MAX_REPUTATION_PPM = 1_000_000
-_MODEL_KEYS = {"id", "weights_sha256", "price_per_token", "context_length",
-               "validation_threshold", "top_k"}
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 _ACCOUNT_KEYS = {"address", "coins"}
 _VALIDATOR_KEYS = {"name", "power", "pub_key"}
 
@@ -267,24 +265,21 @@ def _ed25519_pub_key(value: object, where: str, problems: list[str]) -> bytes | 
 
 
 def _models(value: object, problems: list[str]) -> tuple[Mapping[str, Any], ...]:
-    """[[models]]: id and the weights' sha256 are required; the chain defaults the rest."""
+    """[[models]]: id and the weights' sha256 are required, the chain defaults the rest, and
+    every field given is held to the registry's rule (``chain.inference.model``)."""
     models = []
     seen: set[str] = set()
     for i, entry in enumerate(_entries(value, "models", problems)):
         where = f"models[{i}]"
-        _unknown_keys(entry, _MODEL_KEYS, where, problems)
-        model_id, sha = entry.get("id"), entry.get("weights_sha256")
-        if not isinstance(model_id, str) or not model_id:
-            problems.append(f"{where}.id: must be a non-empty string")
-        elif model_id in seen:
-            problems.append(f"{where}.id: {model_id} is listed twice")
-        else:
+        _unknown_keys(entry, set(MODEL_FIELDS), where, problems)
+        invalid = model_problems({"id": entry.get("id"),
+                                  "weights_sha256": entry.get("weights_sha256"), **entry})
+        problems.extend(f"{where}.{name}: {why}" for name, why in invalid.items())
+        model_id = entry.get("id")
+        if "id" not in invalid:
+            if model_id in seen:
+                problems.append(f"{where}.id: {model_id} is listed twice")
             seen.add(model_id)
-        if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
-            problems.append(f"{where}.weights_sha256: must be 64 lower-case hex digits")
-        for key in ("price_per_token", "context_length", "top_k"):
-            if key in entry and (not _is_int(entry[key]) or entry[key] < 0):
-                problems.append(f"{where}.{key}: must be a non-negative integer")
         models.append(dict(entry))
     return tuple(models)
 
@@ -331,9 +326,9 @@ def _reputations(value: object, problems: list[str]) -> tuple[Mapping[str, Any],
         where = f"reputations[{i}]"
         _keyed_by_address(entry, _REPUTATION_KEYS, where, problems)
         ppm = entry.get("reputation_ppm")
-        if not _is_int(ppm) or not 0 <= ppm <= MAX_REPUTATION_PPM:
+        if not _is_int(ppm) or not 0 <= ppm <= PPM:
             problems.append(f"{where}.reputation_ppm: must be an integer in "
-                            f"[0, {MAX_REPUTATION_PPM}]")
+                            f"[0, {PPM}]")
         reputations.append(dict(entry))
     return tuple(reputations)
 

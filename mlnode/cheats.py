@@ -23,10 +23,11 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from mlnode.chat_tokenizer import ChatTokenizer
-from mlnode.engine import Engine, Finished, Load, ScoredPosition, TokenStep
+from mlnode.engine import Engine, Load
 from mlnode.model_store import ModelFiles
 from mlnode.sampling import SamplingParams
 from mlnode.torch_engine import DTYPES, TorchEngine
+from mlnode.types import Finished, ScoredPosition, TokenStep
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class ForgedEngine:
         self, prompt_ids: Sequence[int], sampling: SamplingParams, top_logprobs: int
     ) -> AsyncIterator[TokenStep | Finished]:
         steps: list[TokenStep] = []
-        finished = Finished("length")
+        finished = Finished("length", len(prompt_ids))
         async for event in self._cheap.generate(prompt_ids, sampling, top_logprobs):
             if isinstance(event, TokenStep):
                 steps.append(event)

@@ -9,51 +9,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mlnode.chat_tokenizer import ChatTokenizer
-from mlnode.rule_check import RuleCheck
 from mlnode.sampling import SamplingParams
+from mlnode.types import EngineInfo, Finished, ScoredPosition, TokenStep
 
 
 class InvalidRequest(ValueError):
     """A request the engine refuses; the message names the offending field."""
-
-
-@dataclass(frozen=True)
-class TokenStep:
-    """One output position: the token, its raw logprob and the top-k alternatives."""
-
-    token_id: int
-    logprob: float
-    top_ids: tuple[int, ...]
-    top_logprobs: tuple[float, ...]
-    text: str = ""
-
-
-@dataclass(frozen=True)
-class Finished:
-    """Ends a generation stream; ``reason`` is "stop" or "length"."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class ScoredPosition:
-    """Score's answer for one output position, with the sampling-rule facts when asked."""
-
-    step: TokenStep
-    rule: RuleCheck | None
-
-
-@dataclass(frozen=True)
-class EngineInfo:
-    model_id: str
-    weights_sha256: str
-    dtype: str
-    device: str
-    engine: str
-    context_length: int
-    vocab_size: int
-    max_top_logprobs: int
-    eos_token_id: int
 
 
 @dataclass(frozen=True)

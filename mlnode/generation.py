@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import torch
 
 from mlnode.detokenizer import StreamText
-from mlnode.engine import Finished, TokenStep
 from mlnode.sampling import SamplingParams, draw
+from mlnode.types import Finished, TokenStep
 
 Event = TokenStep | Finished | BaseException
 
@@ -67,5 +67,5 @@ class Generation:
                                     self.params.max_tokens)
         self.sink(TokenStep(token, float(logprobs[token]), ids, values, delta))
         if finish:
-            self.sink(Finished(finish))
+            self.sink(Finished(finish, len(self.prompt_ids)))
         return finish is not None

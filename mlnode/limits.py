@@ -7,8 +7,9 @@ whichever backend serves it, and never reaches the batch where it could hurt oth
 import math
 from collections.abc import Sequence
 
-from mlnode.engine import EngineInfo, InvalidRequest
+from mlnode.engine import InvalidRequest
 from mlnode.sampling_params import MAX_STOP_LENGTH, SamplingParams
+from mlnode.types import EngineInfo
 
 MAX_TEMPERATURE = 100.0
 MAX_STOP_SEQUENCES = 16

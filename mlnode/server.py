@@ -16,17 +16,15 @@ import grpc
 
 from inferchain_pb.mlnode.v1 import mlnode_pb2 as pb
 from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as pb_grpc
-from mlnode.engine import Engine, Finished, InvalidRequest, TokenStep
-from mlnode.poc import PocModelSpec, PocNonce
+from mlnode.engine import Engine, InvalidRequest
 from mlnode.poc.nonces import MAX_NONCE
+from mlnode.poc.runner import PocRunner
 from mlnode.poc.verify import DEFAULT_TOLERANCE
-from mlnode.poc.worker import PocWorker
 from mlnode.poc_seed import SEED_BYTES
 from mlnode.sampling import SamplingParams
+from mlnode.types import MAX_MESSAGE_BYTES, Finished, PocModelSpec, PocNonce, TokenStep
 
 log = logging.getLogger(__name__)
-
-MAX_MESSAGE_BYTES = 64 << 20
 
 
 def sampling_from_pb(msg: pb.SamplingParams) -> SamplingParams:
@@ -59,7 +57,7 @@ def check_poc_common(spec: pb.PocModelSpec, seed: bytes, target_distance: float
 class MLNodeService(pb_grpc.MLNodeServicer):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._poc = PocWorker(engine.info.device, self._busy)
+        self._poc = PocRunner(engine.info.device, self._busy)
 
     def _busy(self) -> bool:
         load = self._engine.load()
@@ -80,7 +78,7 @@ class MLNodeService(pb_grpc.MLNodeServicer):
                 async for event in stream:
                     if isinstance(event, Finished):
                         yield pb.GenerateChunk(finish_reason=event.reason,
-                                               prompt_tokens=len(prompt))
+                                               prompt_tokens=event.prompt_tokens)
                     else:
                         yield pb.GenerateChunk(step=step_to_pb(event), prompt_tokens=len(prompt))
         except InvalidRequest as exc:

@@ -10,12 +10,13 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from mlnode import limits
 from mlnode.chat_tokenizer import ChatTokenizer
 from mlnode.detokenizer import StreamText
-from mlnode.engine import EngineInfo, Finished, Load, ScoredPosition, TokenStep
+from mlnode.engine import Load
 from mlnode.generation import Event, Generation, id_set, top_logprobs
 from mlnode.model_store import ModelFiles
 from mlnode.sampling import SamplingParams, locate
 from mlnode.scheduler import Job, Scheduler
 from mlnode.torch_runner import TorchRunner
+from mlnode.types import EngineInfo, Finished, ScoredPosition, TokenStep
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,10 @@ class TorchEngine:
         result: asyncio.Future[list[ScoredPosition]] = loop.create_future()
 
         def resolve(value: object, error: BaseException | None) -> None:
-            def settle() -> None:
+            def deliver() -> None:
                 if not result.done():
                     result.set_exception(error) if error else result.set_result(value)
-            loop.call_soon_threadsafe(settle)
+            loop.call_soon_threadsafe(deliver)
 
         def run(runner: TorchRunner) -> list[ScoredPosition]:
             logits = runner.score_logits(prompt_ids, output_ids)

@@ -29,11 +29,12 @@ from vllm.v1.engine.async_llm import AsyncLLM
 from mlnode import limits
 from mlnode.chat_tokenizer import ChatTokenizer
 from mlnode.detokenizer import StreamText
-from mlnode.engine import EngineInfo, Finished, Load, ScoredPosition, TokenStep
+from mlnode.engine import Load
 from mlnode.generation import after_token, id_set
 from mlnode.model_store import ModelFiles
 from mlnode.sampling import SamplingParams
 from mlnode.torch_engine import MAX_TOP_LOGPROBS, score_positions
+from mlnode.types import EngineInfo, Finished, ScoredPosition, TokenStep
 from mlnode.vllm_rule import RULE_KEY, SeededRule, rule_args
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class VllmEngine:
                                                 sampling.max_tokens)
                     yield _step(token, position, top_logprobs, delta)
                     if finish:
-                        yield Finished(finish)
+                        yield Finished(finish, len(prompt_ids))
                         return
         raise RuntimeError("vLLM ended the request before max_tokens, EOS or a stop sequence")
 

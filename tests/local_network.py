@@ -58,7 +58,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
 from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as ml_grpc
 
 MODEL = genesis_models()[0]["id"]
-SETTLED = (FINISHED, VALIDATED, VOTING, INVALIDATED)
+CHARGED = (FINISHED, VALIDATED, VOTING, INVALIDATED)
 POOR_FUNDS = 1_000  # below any request's escrow: 10 tokens at the genesis price
 T = TypeVar("T")
 Reply = TypeVar("Reply", bound=Message)
@@ -348,12 +348,12 @@ class LocalNetwork:
             raise
 
     def finished(self, inference_id: str, timeout: float = 120) -> Inference:
-        """The inference once the chain has settled it (FINISHED, or already on to its
+        """The inference once the chain has charged it (FINISHED, or already on to its
         validation: VALIDATED, VOTING, INVALIDATED)."""
-        def settled() -> Inference | None:
+        def charged() -> Inference | None:
             found = self.inference(inference_id)
-            return found if found is not None and found.status in SETTLED else None
-        return poll(settled, f"inference {inference_id} not settled on chain", timeout, 0.3)
+            return found if found is not None and found.status in CHARGED else None
+        return poll(charged, f"inference {inference_id} not charged on chain", timeout, 0.3)
 
     def height(self) -> int:
         """The latest committed height, which every query reads."""
@@ -366,14 +366,6 @@ class LocalNetwork:
     def account(self, address: str) -> q.QueryAccountResponse:
         return self.query("Account", q.QueryAccountRequest(address=address),
                           q.QueryAccountResponse)
-
-    def participant_or_none(self, address: str) -> Participant | None:
-        try:
-            return self.participant(address)
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise
 
     def participant(self, address: str) -> Participant:
         return self.query("Participant", q.QueryParticipantRequest(address=address),

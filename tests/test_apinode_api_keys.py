@@ -127,7 +127,7 @@ def test_an_api_key_works_once_the_developer_grants_an_allowance(participant):
                 break
         except grpc.RpcError as exc:
             assert exc.code() == grpc.StatusCode.NOT_FOUND, exc
-        assert time.monotonic() < deadline, "the inference did not settle"
+        assert time.monotonic() < deadline, "the inference was not charged"
         time.sleep(0.5)
     assert found.via_allowance and found.transfer_agent == agent
     remaining = query(grpc_port, "Allowance", q.QueryAllowanceRequest(

@@ -95,7 +95,7 @@ async def landed(sender: TxSender, tx_hash: str, timeout_s: float = 15) -> TxRes
     raise TimeoutError(f"tx {tx_hash} not committed within {timeout_s}s")
 
 
-async def settled(outboxes: list[Outbox], keys: list[str], timeout_s: float = 20) -> None:
+async def drained(outboxes: list[Outbox], keys: list[str], timeout_s: float = 20) -> None:
     """Until no entry under ``keys`` is still owed to the chain."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -103,7 +103,7 @@ async def settled(outboxes: list[Outbox], keys: list[str], timeout_s: float = 20
         if all(e.state in (OutboxState.COMMITTED, OutboxState.FAILED) for e in entries):
             return
         await asyncio.sleep(0.1)
-    raise TimeoutError(f"outbox entries {keys} not settled within {timeout_s}s")
+    raise TimeoutError(f"outbox entries {keys} not drained within {timeout_s}s")
 
 
 def fresh_address() -> str:
@@ -231,7 +231,7 @@ def test_outbox_commits_a_batch_and_fails_only_the_bad_entry(net: Net, tmp_path:
         worker = OutboxWorker(outbox, outbox_submit(sender), outbox_confirm(sender),
                               interval_s=0.05)
         task = asyncio.create_task(worker.run())
-        await settled([outbox] * 3, ["send:a", "register:bad", "send:b"])
+        await drained([outbox] * 3, ["send:a", "register:bad", "send:b"])
         worker.stop()
         await task
         sent = [outbox.get("send:a"), outbox.get("send:b")]
@@ -272,7 +272,7 @@ def test_a_start_the_chain_refuses_for_its_draw_is_counted_as_a_mismatch(net: Ne
     net.run(scenario)
 
 
-def test_start_and_finish_through_two_outboxes_settle_on_chain(net: Net, tmp_path: Path):
+def test_start_and_finish_through_two_outboxes_are_charged_on_chain(net: Net, tmp_path: Path):
     async def scenario(channel: grpc.aio.Channel) -> None:
         chain = ChainQueries(channel)
         developer, mine = net.actors[0], [net.actors[7], net.actors[8]]
@@ -298,7 +298,7 @@ def test_start_and_finish_through_two_outboxes_settle_on_chain(net: Net, tmp_pat
                                         outbox_confirm(sender), interval_s=0.05))
             outboxes.append(outbox)
         tasks = [asyncio.create_task(w.run()) for w in workers]
-        await settled(outboxes, ["start_inference:outbox-1", "finish_inference:outbox-1"])
+        await drained(outboxes, ["start_inference:outbox-1", "finish_inference:outbox-1"])
         for worker in workers:
             worker.stop()
         await asyncio.gather(*tasks)

@@ -87,9 +87,9 @@ def assert_openai_error(error: object, code: str | None, param: str | None = Non
 
 
 def assert_consistent_books(network: LocalNetwork) -> None:
-    """What the chain holds adds up: each settled inference cost its tokens at its price, each
+    """What the chain holds adds up: each charged inference cost its tokens at its price, each
     developer's escrow is what its open inferences hold, and its balance is its genesis funds
-    less that escrow and what its settled inferences cost."""
+    less that escrow and what its charged inferences cost."""
     finished, started, accounts = poll(lambda: books_at_one_height(network),
                                        "the books read within one committed height", 60, 0.2)
     for inference in finished:
@@ -104,7 +104,7 @@ def assert_consistent_books(network: LocalNetwork) -> None:
 
 
 def books_at_one_height(network: LocalNetwork) -> tuple[list, list, dict] | None:
-    """Settled and open inferences and the developers' accounts, all read while no block
+    """Charged and open inferences and the developers' accounts, all read while no block
     committed: queries read the latest height, and an inference moving from one status to
     another between two reads would be counted twice or not at all."""
     height = network.height()
@@ -115,7 +115,7 @@ def books_at_one_height(network: LocalNetwork) -> tuple[list, list, dict] | None
 
 
 @on_every_network
-def test_chat_completion_with_logprobs_is_served_and_settled_on_chain(network: LocalNetwork
+def test_chat_completion_with_logprobs_is_served_and_charged_on_chain(network: LocalNetwork
                                                                       ) -> None:
     agent = network.nodes[0]
     before = network.account(network.developer.address).balance
@@ -245,9 +245,9 @@ def test_a_developer_cannot_be_answered_beyond_its_funds_by_sending_at_once(
         outcomes = list(pool.map(ask, range(6)))
     answered = [o for o in outcomes if isinstance(o, str)]
     assert answered and 402 in outcomes, outcomes
-    settled = [network.finished(inference_id) for inference_id in answered]
+    charged = [network.finished(inference_id) for inference_id in answered]
     spent = funds - network.account(fresh.address).balance
-    assert spent == sum(i.cost for i in settled) <= funds
+    assert spent == sum(i.cost for i in charged) <= funds
     assert_consistent_books(network)
 
 

@@ -208,7 +208,7 @@ def test_execute_request_travels_as_json():
         ExecuteRequest.from_json({k: v for k, v in wire.items() if k != "attempt"})
 
 
-def test_drawn_executor_streams_and_its_finish_settles_on_chain(net: Net, ml_address: str,
+def test_drawn_executor_streams_and_its_finish_is_charged_on_chain(net: Net, ml_address: str,
                                                                 tmp_path: Path):
     async def scenario(channel: grpc.aio.Channel) -> None:
         chain = ChainQueries(channel)

@@ -8,13 +8,13 @@ import pytest
 from chain.inference.artifact import (
     LOGPROB_FLOOR,
     LOGPROB_QUANTUM,
-    MAX_K,
     ArtifactError,
     ArtifactStep,
     decode,
     encode,
     json_size,
 )
+from chain.inference.params import MAX_TOP_K
 
 VOCAB = 49_152  # the default model's vocabulary
 
@@ -41,7 +41,7 @@ def random_step(rng: random.Random, k: int) -> ArtifactStep:
 
 
 def random_artifact(rng: random.Random, max_length: int = 300) -> tuple[int, list[ArtifactStep]]:
-    k = rng.randint(0, MAX_K)
+    k = rng.randint(0, MAX_TOP_K)
     return k, [random_step(rng, k) for _ in range(rng.randint(0, max_length))]
 
 
@@ -108,7 +108,7 @@ def test_a_token_that_matches_only_by_id_keeps_its_own_logprob():
 
 def test_encode_refuses_data_no_engine_produces():
     with pytest.raises(ValueError, match="k must be"):
-        encode([], MAX_K + 1)
+        encode([], MAX_TOP_K + 1)
     with pytest.raises(ValueError, match="more than k"):
         encode([ArtifactStep(1, -1.0, (1, 2), (-1.0, -2.0))], 1)
     with pytest.raises(ValueError, match="non-increasing"):

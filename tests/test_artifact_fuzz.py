@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from chain.inference.artifact import (
     LOGPROB_FLOOR,
-    MAX_K,
     MAX_TOKEN_ID,
     VERSION,
     ArtifactError,
@@ -20,6 +19,7 @@ from chain.inference.artifact import (
     encode,
     quantize,
 )
+from chain.inference.params import MAX_TOP_K
 
 FUZZ = settings(max_examples=300, deadline=None)
 token_ids = st.one_of(st.integers(0, 60), st.integers(0, MAX_TOKEN_ID))
@@ -31,7 +31,7 @@ logprobs = st.one_of(st.floats(LOGPROB_FLOOR * 2, 1.0, allow_nan=False),
 def artifacts(draw: st.DrawFn) -> tuple[int, list[ArtifactStep]]:
     """(k, steps) as an engine produces them: top logprobs most likely first, and the token
     often one of its alternatives, so both tag codes are exercised."""
-    k = draw(st.integers(0, MAX_K))
+    k = draw(st.integers(0, MAX_TOP_K))
     steps = []
     for _ in range(draw(st.integers(0, 6))):
         n = draw(st.integers(0, k))

@@ -1,5 +1,5 @@
 """Under concurrent load, with one ML node stalled for a while and one participant refusing
-every forward, every answer a developer receives is settled on chain and no honest transfer
+every forward, every answer a developer receives is charged on chain and no honest transfer
 agent or executor ever disagrees with the chain's draw.
 
 Real processes (tests/local_network.py): a solo chain with short epochs, four participants.
@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from local_network import MODEL, SETTLED, ApiNode, LocalNetwork, MlNodes, poll
+from local_network import CHARGED, MODEL, ApiNode, LocalNetwork, MlNodes, poll
 
-from chain.inference.draw import MAX_AVAILABILITY_PPM
 from chain.inference.keeper import availability_ppm
+from chain.scales import PPM
 
 IN_FLIGHT = 8
 EPOCH_BLOCKS = 10
@@ -92,7 +92,7 @@ def health(network: LocalNetwork, index: int) -> dict:
         return json.loads(reply.read())
 
 
-def test_every_answer_is_settled_while_an_ml_node_stalls_and_a_participant_refuses(
+def test_every_answer_is_charged_while_an_ml_node_stalls_and_a_participant_refuses(
         mlnodes: MlNodes, tmp_path) -> None:
     ports = mlnodes.ports
     honest = {"validator": False, "poc": False, "first_token_timeout_s": 60.0}
@@ -128,21 +128,21 @@ def test_every_answer_is_settled_while_an_ml_node_stalls_and_a_participant_refus
                 thread.result()
         assert not load.errors, load.errors
 
-        settled = {i: network.finished(i, timeout=60) for i in load.answered}
-        assert all(i.status in SETTLED for i in settled.values())
-        for inference in settled.values():
+        charged = {i: network.finished(i, timeout=60) for i in load.answered}
+        assert all(i.status in CHARGED for i in charged.values())
+        for inference in charged.values():
             assert inference.cost == ((inference.prompt_tokens + inference.output_tokens)
                                       * inference.price_per_token) > 0
         spent = network.funds[network.developer.address] - network.account(
             network.developer.address).balance
-        assert spent == sum(i.cost for i in settled.values())
+        assert spent == sum(i.cost for i in charged.values())
         for node in network.nodes:
-            executed = sum(1 for i in settled.values() if i.executor == node.address)
+            executed = sum(1 for i in charged.values() if i.executor == node.address)
             assert network.participant(node.address).completions == executed
-        assert not any(i.executor == refuser.address for i in settled.values())
+        assert not any(i.executor == refuser.address for i in charged.values())
 
         refusing = network.participant(refuser.address)
-        assert refusing.misses > 0 and availability_ppm(refusing) < MAX_AVAILABILITY_PPM
+        assert refusing.misses > 0 and availability_ppm(refusing) < PPM
         for index in range(len(network.nodes)):
             assert health(network, index)["draw_mismatches"] == {
                 "refused_starts": 0, "refused_forwards": 0}, network.nodes[index].log()

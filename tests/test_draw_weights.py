@@ -5,7 +5,7 @@ misses, completions and epoch boundaries came in between."""
 from inference_actors import finish_msg, start_msg
 from inference_net import T0, Net
 
-from chain.inference.draw import MAX_AVAILABILITY_PPM
+from chain.scales import PPM
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import FINISHED, MsgWithdrawParticipant
 
@@ -43,8 +43,8 @@ def test_a_draw_stays_valid_after_misses_completions_and_an_epoch_boundary():
     assert net.participant_record(net.actor(victim)).misses == 3
     while net.height < 1 + EPOCH:  # into epoch 1, whose record fixes the new availability
         net.block([])
-    assert draw_weights(net, drawn_at)[victim] == MAX_AVAILABILITY_PPM
-    assert draw_weights(net, net.height)[victim] == MAX_AVAILABILITY_PPM * 1 // 4
+    assert draw_weights(net, drawn_at)[victim] == PPM
+    assert draw_weights(net, net.height)[victim] == PPM * 1 // 4
     assert any(net.draw_at(i, net.height)[0] != drawn[i][0] for i in ids)
 
     window = net.query("Params", q.QueryParamsRequest()).params_json

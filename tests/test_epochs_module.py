@@ -30,7 +30,8 @@ from inferchain_pb.inference.v1.epochs_pb2 import (
 from inferchain_pb.inference.v1.epochs_pb2 import PocNonce as ChainNonce
 from inferchain_pb.inference.v1.inference_pb2 import INVALIDATED, MsgUpdateParticipant
 from inferchain_pb.inference.v1.validation_pb2 import MsgClaimRewards, MsgCommitSeed
-from mlnode.poc import PocModel, PocModelSpec, compute, poc_seed, verify
+from mlnode.poc import PocModel, compute, poc_seed, verify
+from mlnode.types import PocModelSpec
 
 EPOCH, POC_WINDOW, POC_CHECKS = 30, 10, 8
 DEFAULTS = EpochsParams()

@@ -489,6 +489,16 @@ def test_models_land_in_the_inference_registry_and_bad_ones_are_refused():
     assert "64 lower-case hex" in text and "listed twice" in text and "top_k" in text
 
 
+@pytest.mark.parametrize("model", [{"top_k": 0}, {"top_k": 21}, {"price_per_token": 0},
+                                   {"id": "two words"}, {"validation_threshold": "-1"}])
+def test_template_models_are_held_to_the_rule_model_proposals_meet(model):
+    with pytest.raises(TemplateError) as err:
+        parse_template({"chain_id": "c", "validators": [{"name": "v", "power": 1}],
+                        "models": [{"id": "m", "weights_sha256": "ab" * 32, **model}]})
+    (field,) = model
+    assert [p.split(":")[0] for p in err.value.problems] == [f"models[0].{field}"]
+
+
 def test_genesis_participants_and_reputations_are_checked_and_reach_app_state():
     key, = generate_account_keys(1)
     good = (f'[[participants]]\naddress = "{key.address}"\nurl = "http://127.0.0.1:8100"\n'

@@ -41,7 +41,7 @@ def test_start_then_finish_moves_exactly_the_right_amounts(net):
     net.assert_conserved()
 
 
-def test_finish_before_start_settles_when_the_start_arrives(net):
+def test_finish_before_start_is_charged_when_the_start_arrives(net):
     agent, executor, start = net.start("inf-2")
     assert net.one(executor.tx(finish_msg(executor, start, [5, 6]))).code == 0
     assert net.account(net.developer).escrow == 0

@@ -15,7 +15,6 @@ from mlnode.poc import (
     DEFAULT_TARGETS,
     PRESETS,
     PocModel,
-    PocNonce,
     compute,
     compute_batches,
     expected_acceptance,
@@ -26,6 +25,7 @@ from mlnode.poc import (
 from mlnode.poc.counter_rng import hash32, uniform_tensor
 from mlnode.poc.nonces import distances
 from mlnode.poc.target import target_for_acceptance
+from mlnode.types import PocNonce
 
 SPEC = PRESETS["tiny"]
 TARGET = DEFAULT_TARGETS["tiny"]

@@ -341,6 +341,23 @@ def test_genesis_params_out_of_bounds_are_refused_at_init_chain(section, words):
     assert words in refused.value.message
 
 
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("top_k", 0, "top_k must be an integer from 1 to 20"),
+    ("top_k", 21, "top_k must be an integer from 1 to 20"),
+    ("price_per_token", 0, "price_per_token must be an integer of at least 1"),
+    ("id", "two words", "id must be 1 to 128 letters"),
+    ("validation_threshold", "-0.1", "validation_threshold must be a non-negative decimal"),
+])
+def test_genesis_models_are_held_to_the_rule_model_proposals_meet(field, value, words):
+    app = Application(Store.memory())
+    model = {**genesis_models()[0], field: value}
+    with pytest.raises(InvalidRequest) as refused:
+        app.init_chain(abci.RequestInitChain(
+            chain_id="inferchain-test", initial_height=1,
+            app_state_bytes=json.dumps({"inference": {"models": [model]}}).encode()))
+    assert words in refused.value.message
+
+
 # --- the declared table and its documentation ----------------------------------------------
 
 

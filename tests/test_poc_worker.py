@@ -19,7 +19,7 @@ import pytest
 
 from apinode.chain_queries import EpochInfo
 from apinode.config import ApiNodeConfig, write_home
-from apinode.mlnode_client import MlNodeClient, PocClaim
+from apinode.mlnode_client import MlNodeClient
 from apinode.outbox import Outbox, type_url
 from apinode.outbox_chain import ALREADY_DONE
 from apinode.poc.sprint import fabricated_claims, split
@@ -33,16 +33,17 @@ from inferchain_pb.inference.v1.epochs_pb2 import (
     Epoch,
     MsgPocValidation,
     MsgSubmitPoc,
-    PocNonce,
     PocSubmission,
     PocVerdict,
 )
+from inferchain_pb.inference.v1.epochs_pb2 import PocNonce as ChainPocNonce
 from inferchain_pb.inference.v1.validation_pb2 import EpochMember, EpochMembers
 from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as ml_grpc
-from mlnode.engine import EngineInfo, Load
-from mlnode.poc import PocModel, PocModelSpec, compute, poc_seed
+from mlnode.engine import Load
+from mlnode.poc import PocModel, compute, poc_seed
 from mlnode.poc.target import target_for_acceptance
 from mlnode.server import MLNodeService
+from mlnode.types import EngineInfo, PocModelSpec, PocNonce
 
 ME, HONEST, FORGER = "infer1me", "infer1honest", "infer1forger"
 LENGTH, WINDOW, CHECKS = 100, 40, 20  # epoch e: PoC 1+100e … 40+100e, checks … 60+100e
@@ -67,10 +68,10 @@ def sample_seed(epoch: int) -> bytes:
     return hashlib.sha256(f"first block after the PoC window of {epoch}".encode()).digest()
 
 
-def honest_claims(address: str, epoch: int, count: int) -> list[PocClaim]:
+def honest_claims(address: str, epoch: int, count: int) -> list[PocNonce]:
     """What an honest prover finds among nonces 0 … count − 1, computed here directly."""
     model = PocModel(SPEC, poc_seed(block_hash(epoch), address))
-    return [PocClaim(n.nonce, n.distance) for n in compute(model, range(count), TARGET)]
+    return [PocNonce(n.nonce, n.distance) for n in compute(model, range(count), TARGET)]
 
 
 class FakeChain:
@@ -81,7 +82,7 @@ class FakeChain:
         self.params_json = dict(PARAMS)
         self.weights = {ME: 10, HONEST: 10, FORGER: 10}
         self.submissions: dict[int, dict[str, PocSubmission]] = {}
-        self.nonces: dict[tuple[int, str], list[PocNonce]] = {}
+        self.nonces: dict[tuple[int, str], list[ChainPocNonce]] = {}
 
     def current(self) -> Epoch:
         number = (self.height - 1) // LENGTH
@@ -111,7 +112,7 @@ class FakeChain:
     async def poc_submissions(self, epoch: int) -> list[PocSubmission]:
         return list(self.submissions.get(epoch, {}).values())
 
-    async def poc_nonces(self, epoch: int, participant: str) -> list[PocNonce]:
+    async def poc_nonces(self, epoch: int, participant: str) -> list[ChainPocNonce]:
         return list(self.nonces.get((epoch, participant), []))
 
     def submit(self, message: MsgSubmitPoc) -> None:
@@ -229,8 +230,8 @@ def queued(outbox: Outbox, epoch: int) -> list[MsgSubmitPoc]:
     return [MsgSubmitPoc.FromString(e.payload) for e in entries]
 
 
-def claims_of(messages: list[MsgSubmitPoc]) -> list[PocClaim]:
-    return [PocClaim(n.nonce, n.distance) for m in messages for n in m.nonces]
+def claims_of(messages: list[MsgSubmitPoc]) -> list[PocNonce]:
+    return [PocNonce(n.nonce, n.distance) for m in messages for n in m.nonces]
 
 
 def test_a_budget_is_computed_once_and_every_accepted_nonce_submitted_once(outbox,
@@ -373,7 +374,7 @@ def test_members_check_every_other_submission_once(outbox):
     for creator, claims in ((HONEST, honest), (FORGER, forged), (ME, mine)):
         for batch in split(claims):
             chain.submit(MsgSubmitPoc(creator=creator, epoch=0, nonces=[
-                PocNonce(nonce=c.nonce, distance=c.distance) for c in batch]))
+                ChainPocNonce(nonce=c.nonce, distance=c.distance) for c in batch]))
     chain.height = WINDOW  # the window's last height: the sample seed is not out yet
 
     async def scenario() -> None:
@@ -405,7 +406,7 @@ def test_a_participant_without_weight_checks_nothing(outbox):
     chain = FakeChain(height=WINDOW + 1)
     chain.weights[ME] = 0
     chain.submissions[0] = {HONEST: PocSubmission(epoch=0, participant=HONEST, nonces=1)}
-    chain.nonces[(0, HONEST)] = [PocNonce(nonce=1, distance=0.1)]
+    chain.nonces[(0, HONEST)] = [ChainPocNonce(nonce=1, distance=0.1)]
 
     async def scenario() -> None:
         async with ml_node() as mlnode:

@@ -185,7 +185,7 @@ def honest_artifact(port: int) -> tuple[list[int], list[ArtifactStep]]:
     return prompt, steps
 
 
-def settled_tasks(net: LocalNetwork, ids: list[str], timeout: float) -> list[ValidationTask]:
+def closed_tasks(net: LocalNetwork, ids: list[str], timeout: float) -> list[ValidationTask]:
     """The tasks once every window has closed (no more checks can come)."""
     def closed() -> list[ValidationTask] | None:
         tasks = [task(net, i) for i in ids]
@@ -262,7 +262,7 @@ def test_a_trusted_executor_is_checked_about_one_percent_of_the_time(mlnodes, tm
         artifact = honest_artifact(honest_port)
         wait_for_seeds(net, 0)  # the validators' seeds are fixed before any of these
         ids = execute_as(net, trusted, "trusted", TRUSTED_RUNS, artifact)
-        tasks = settled_tasks(net, ids, 300)
+        tasks = closed_tasks(net, ids, 300)
         assert {t.p_ppm for t in tasks} == {10_000}
         checked = [t for t in tasks if t.reports]
         sigma = (TRUSTED_RUNS * P_MIN * (1 - P_MIN)) ** 0.5
@@ -308,7 +308,7 @@ def test_reputation_rises_over_clean_epochs_and_the_checks_fall_with_it(mlnodes,
             observed.append((reputation, {t.p_ppm for t in tasks}, ids))
         rates = []
         for reputation, p_values, ids in observed:
-            checked = [t for t in settled_tasks(net, ids, 600) if t.reports]
+            checked = [t for t in closed_tasks(net, ids, 600) if t.reports]
             assert all(t.state == PASSED for t in checked)
             rates.append(len(checked) / RISING_RUNS)
             print(f"reputation {reputation / 1e6:.2f}: p = {min(p_values) / 1e6:.3f}, "

@@ -15,20 +15,16 @@ import pytest
 from nacl.signing import SigningKey
 
 from apinode.chain_queries import ChainUnavailable, EpochInfo
-from apinode.mlnode_client import (
-    MlNodeInfo,
-    MlNodeUnavailable,
-    ScoredPosition,
-    TokenStep,
-)
+from apinode.mlnode_client import MlNodeUnavailable
 from apinode.outbox import Entry, Outbox, type_url
 from apinode.store import Database, OutboxState
 from apinode.validation.seeds import SeedStore
 from apinode.validation.worker import EpochDuty, ValidatorWorker
 from chain.inference import artifact, payload
 from chain.inference.artifact import ArtifactStep
+from chain.scales import PPM
 from chain.validation.query import MAX_HEIGHTS, MAX_TASKS
-from chain.validation.sampling import PPM, must_check
+from chain.validation.sampling import must_check
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model
 from inferchain_pb.inference.v1.validation_pb2 import (
@@ -42,6 +38,8 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     ValidationReport,
     ValidationTask,
 )
+from mlnode.rule_check import RuleCheck
+from mlnode.types import EngineInfo, ScoredPosition, TokenStep
 
 ME, EXECUTOR, OTHER = "infer1me", "infer1executor", "infer1other"
 MODEL = "test/model"
@@ -143,8 +141,8 @@ class FakeMlNode:
         self.attempts: list[tuple[int, ...]] = []
         self.scored: list[tuple[int, ...]] = []
 
-    async def info(self) -> MlNodeInfo:
-        return MlNodeInfo(MODEL, "ab" * 32, "float32", "cpu", "fake", 2048, 100, 20, EOS)
+    async def info(self) -> EngineInfo:
+        return EngineInfo(MODEL, "ab" * 32, "float32", "cpu", "fake", 2048, 100, 20, EOS)
 
     async def score(self, prompt_ids, output_ids, top_logprobs, sampling) -> list[ScoredPosition]:
         self.attempts.append(tuple(output_ids))
@@ -156,7 +154,7 @@ class FakeMlNode:
         self.scored.append(tuple(output_ids))
         return [ScoredPosition(TokenStep(s.token_id, s.logprob + self.shift, s.top_ids,
                                          tuple(lp + self.shift for lp in s.top_logprobs)),
-                               cdf_low=0.25, cdf_high=0.75, u=0.5, argmax_gap=0.0)
+                               RuleCheck(cdf_low=0.25, cdf_high=0.75, u=0.5, argmax_gap=0.0))
                 for s in artifact.decode(inference.artifact)[1]]
 
     async def detokenize(self, token_ids) -> list[str]:

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from mlnode import model_store
-from mlnode.engine import Finished, TokenStep
 from mlnode.rule_check import obeys_rule
 from mlnode.sampling import SamplingParams
+from mlnode.types import Finished, TokenStep
 
 pytest.importorskip("vllm")
 from mlnode.vllm_engine import VllmEngine

@@ -6,10 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from apinode.mlnode_client import PocShape
-
-MICRO = 1_000_000
-NANO = 1_000_000_000
+from chain.scales import NANO, PPM
+from mlnode.types import PocModelSpec
 
 
 @dataclass(frozen=True)
@@ -37,13 +35,13 @@ class PocParams:
         return self.poc_window_blocks > 0
 
     @property
-    def shape(self) -> PocShape:
-        return PocShape(self.poc_hidden, self.poc_layers, self.poc_heads, self.poc_ffn,
-                        self.poc_seq_len)
+    def shape(self) -> PocModelSpec:
+        return PocModelSpec(self.poc_hidden, self.poc_layers, self.poc_heads, self.poc_ffn,
+                            self.poc_seq_len)
 
     @property
     def target_distance(self) -> float:
-        return self.poc_target_distance_micro / MICRO
+        return self.poc_target_distance_micro / PPM
 
     @property
     def tolerance(self) -> float:

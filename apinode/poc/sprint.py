@@ -24,9 +24,11 @@ from contextlib import suppress
 from dataclasses import dataclass
 
 from apinode.chain_queries import ChainQueries
-from apinode.mlnode_client import MlNodeClient, MlNodeError, PocClaim, PocShape
+from apinode.mlnode_client import MlNodeClient, MlNodeError
 from apinode.outbox import Outbox
-from inferchain_pb.inference.v1.epochs_pb2 import MsgSubmitPoc, PocNonce
+from inferchain_pb.inference.v1.epochs_pb2 import MsgSubmitPoc
+from inferchain_pb.inference.v1.epochs_pb2 import PocNonce as ChainPocNonce
+from mlnode.types import PocModelSpec, PocNonce
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +64,14 @@ def check_key(epoch: int, participant: str) -> str:
     return f"{CHECK_KEY}:{epoch}:{participant}"
 
 
-def split(claims: Sequence[PocClaim], size: int = MAX_BATCH_NONCES) -> list[list[PocClaim]]:
+def split(claims: Sequence[PocNonce], size: int = MAX_BATCH_NONCES) -> list[list[PocNonce]]:
     """``claims`` in consecutive batches of at most ``size``, order kept."""
     return [list(claims[i:i + size]) for i in range(0, len(claims), size)]
 
 
-def submit_message(creator: str, epoch: int, claims: Sequence[PocClaim]) -> MsgSubmitPoc:
+def submit_message(creator: str, epoch: int, claims: Sequence[PocNonce]) -> MsgSubmitPoc:
     return MsgSubmitPoc(creator=creator, epoch=epoch,
-                        nonces=[PocNonce(nonce=c.nonce, distance=c.distance) for c in claims])
+                        nonces=[ChainPocNonce(nonce=c.nonce, distance=c.distance) for c in claims])
 
 
 @dataclass(frozen=True)
@@ -108,11 +110,11 @@ async def resume_point(outbox: Outbox, chain: ChainQueries, epoch: int,
 
 
 def fabricated_claims(count: int, target_distance: float,
-                      rng: random.Random | None = None) -> list[PocClaim]:
+                      rng: random.Random | None = None) -> list[PocNonce]:
     """Made-up claims for the "fabricate" fault: random nonces, distances just under target."""
     rng = rng or random.SystemRandom()
     nonces = sorted({rng.getrandbits(64) for _ in range(count)})
-    return [PocClaim(n, target_distance * (1 - rng.uniform(1e-4, 1e-2))) for n in nonces]
+    return [PocNonce(n, target_distance * (1 - rng.uniform(1e-4, 1e-2))) for n in nonces]
 
 
 def fabricated_count(max_nonces: int) -> int:
@@ -128,7 +130,7 @@ class Sprint:
     cancelling the stream never interrupts a write.
     """
 
-    def __init__(self, *, epoch: int, address: str, seed: bytes, shape: PocShape,
+    def __init__(self, *, epoch: int, address: str, seed: bytes, shape: PocModelSpec,
                  target_distance: float, end_nonce: int | None, dtype: str,
                  mlnode: MlNodeClient, outbox: Outbox, resume: Queued,
                  height: int) -> None:
@@ -145,7 +147,7 @@ class Sprint:
         self.next_nonce = resume.next_nonce  # the first nonce not computed yet
         self.queued_nonces = resume.nonces
         self.batches = resume.batches
-        self.pending: list[PocClaim] = []
+        self.pending: list[PocNonce] = []
         self.last_flush_height = height
         self.closed = False
         self._task: asyncio.Task[None] | None = None

@@ -32,7 +32,7 @@ from contextlib import suppress
 
 from apinode.chain_queries import ChainQueries, ChainQueryError
 from apinode.fault_switch import fault_switch
-from apinode.mlnode_client import MlNodeClient, MlNodeError, PocClaim, PocVerdict
+from apinode.mlnode_client import MlNodeClient, MlNodeError
 from apinode.outbox import Outbox
 from apinode.poc.params import PocParams
 from apinode.poc.sprint import (
@@ -57,6 +57,7 @@ from inferchain_pb.inference.v1.epochs_pb2 import (
 )
 from inferchain_pb.inference.v1.validation_pb2 import EpochMembers
 from mlnode.poc_seed import poc_seed
+from mlnode.types import PocNonce, VerifyReport
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ class PocWorker:
         nonces = await self.chain.poc_nonces(epoch, participant)
         verdict = await self.mlnode.verify_proof_of_compute(
             params.shape, poc_seed(current.poc_block_hash, participant), params.target_distance,
-            [PocClaim(n.nonce, n.distance) for n in nonces], params.poc_sample_size,
+            [PocNonce(n.nonce, n.distance) for n in nonces], params.poc_sample_size,
             current.poc_sample_seed, params.tolerance)
         message = MsgPocValidation(creator=self.address, epoch=epoch, participant=participant,
                                    passed=verdict.passed, checked=len(verdict.checks),
@@ -311,12 +312,11 @@ class PocWorker:
             log.info(message)
 
 
-def _describe(verdict: PocVerdict) -> str:
+def _describe(verdict: VerifyReport) -> str:
     """``passed 20/20`` or ``FAILED: 20 of 20 sampled nonces do not hold (nonce 7 claims …)``."""
     checked = len(verdict.checks)
     if verdict.passed:
-        deviation = max((abs(c.recomputed - c.claimed) for c in verdict.checks), default=0.0)
-        return f"passed {checked}/{checked} (largest deviation {deviation:.1e})"
+        return f"passed {checked}/{checked} (largest deviation {verdict.max_deviation:.1e})"
     found = [f"FAILED: {verdict.failed} of {checked} sampled nonces do not hold"]
     bad = next((c for c in verdict.checks if not c.ok), None)
     if bad is not None:

@@ -18,11 +18,10 @@ figures the chain judges are computed one way only:
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from apinode.mlnode_client import ScoredPosition
 from chain.inference.artifact import ArtifactStep
-from mlnode.rule_check import RuleCheck, obeys_rule
-
-MICRO = 1_000_000
+from chain.scales import PPM
+from mlnode.rule_check import obeys_rule
+from mlnode.types import ScoredPosition
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class Figures:
 
     @property
     def distance_micro(self) -> int:
-        return round(self.distance * MICRO)
+        return round(self.distance * PPM)
 
 
 def ended_properly(output_ids: Sequence[int], max_tokens: int, eos_ids: Collection[int],
@@ -62,12 +61,13 @@ def measure(recorded: Sequence[ArtifactStep], output_ids: Sequence[int],
             scored: Sequence[ScoredPosition], *, greedy: bool, ended: bool,
             tolerance: float) -> Figures:
     """Figures for one inference: ``recorded`` is the executor's artifact, ``scored`` the
-    validator's Score of the same output ids (with sampling, so the rule facts are set)."""
+    validator's Score of the same output ids (with sampling, so the rule facts are set; a
+    position without them cannot show the rule was obeyed and counts as a violation)."""
     ids_match = ended and [s.token_id for s in recorded] == list(output_ids) \
         and len(scored) == len(output_ids)
     if not ids_match:
         return Figures(False, 0.0, 0, len(output_ids))
     distance = sum(position_distance(r, s) for r, s in zip(recorded, scored, strict=True))
-    violations = sum(not obeys_rule(RuleCheck(s.cdf_low, s.cdf_high, s.u, s.argmax_gap),
-                                    greedy, tolerance) for s in scored)
+    violations = sum(s.rule is None or not obeys_rule(s.rule, greedy, tolerance)
+                     for s in scored)
     return Figures(True, distance / len(scored), violations, len(scored))

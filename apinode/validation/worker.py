@@ -40,11 +40,12 @@ from nacl.signing import SigningKey
 
 from apinode.chain_queries import ChainQueries, ChainQueryError
 from apinode.fault_switch import fault_switch
-from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeInfo, MlNodeRefused
+from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeRefused
 from apinode.outbox import Outbox
-from apinode.validation.figures import MICRO, Figures, ended_properly, measure
+from apinode.validation.figures import Figures, ended_properly, measure
 from apinode.validation.seeds import SeedStore
 from chain.inference import artifact, payload
+from chain.scales import PPM
 from chain.validation.sampling import must_check, seed_hash
 from chain.validation.verdict import allowed_violations
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch
@@ -56,6 +57,7 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     ValidationTask,
 )
 from mlnode.sampling_params import SamplingParams
+from mlnode.types import EngineInfo
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,8 @@ FAULTS = {"", "skip-checks", "always-pass", "lie"}
 
 
 @dataclass(frozen=True)
-class ValidationParams:
-    """The validation module's params the worker uses (the chain's JSON has more)."""
+class CheckParams:
+    """The validation module's params a check follows (the chain's JSON has more)."""
 
     rule_tolerance_micro: int
     greedy_tolerance_micro: int
@@ -82,13 +84,13 @@ class ValidationParams:
     reveal_window_blocks: int
 
     @classmethod
-    def of(cls, raw: Mapping[str, Any]) -> ValidationParams:
+    def of(cls, raw: Mapping[str, Any]) -> CheckParams:
         return cls(**{f.name: int(raw[f.name]) for f in fields(cls)})
 
     def tolerance(self, greedy: bool) -> float:
         """Rounding allowed on a token: its argmax gap in nats when greedy, its CDF interval
         when sampled (the chain's two calibrated tolerances)."""
-        return (self.greedy_tolerance_micro if greedy else self.rule_tolerance_micro) / MICRO
+        return (self.greedy_tolerance_micro if greedy else self.rule_tolerance_micro) / PPM
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ class ValidatorWorker:
         self.rescan_margin_blocks = rescan_margin_blocks
         self.page_size = page_size
         self._stop = asyncio.Event()
-        self._info: MlNodeInfo | None = None
+        self._info: EngineInfo | None = None
         # Epochs whose seed is known to be queued for commit or settled for reveal.
         self._commits_queued: set[int] = set()
         self._reveals_done: set[int] = set()
@@ -202,7 +204,7 @@ class ValidatorWorker:
         """One pass: seeds, then votes, retries and newly assigned tasks, checked and queued."""
         height = await self.chain.latest_height()
         current = (await self.chain.epoch()).current
-        params = ValidationParams.of(await self.chain.params("validation"))
+        params = CheckParams.of(await self.chain.params("validation"))
         await self.commit_seeds(current.number)
         await self.reveal_seeds(current, height, params)
         checks = {check.key: check for check in await self.votes(height)}
@@ -233,7 +235,7 @@ class ValidatorWorker:
         self._commits_queued = {e for e in self._commits_queued if e >= current}
 
     async def reveal_seeds(self, current: Epoch, height: int,
-                           params: ValidationParams) -> None:
+                           params: CheckParams) -> None:
         """Queue MsgClaimRewards for each past epoch whose seed the chain holds unrevealed.
 
         The chain takes epoch e's reveal up to height start(e + 1) + reveal_window_blocks − 1,
@@ -271,7 +273,7 @@ class ValidatorWorker:
                 if await asyncio.to_thread(self.outbox.get, check.key) is None]
 
     async def assigned_tasks(self, height: int, current: Epoch,
-                             params: ValidationParams) -> list[Check]:
+                             params: CheckParams) -> list[Check]:
         """The tasks finished since the last step (up to ``height``) that the seed assigns.
 
         The feed is read in spans of finish heights (the chain answers at most 1,000 heights
@@ -350,7 +352,7 @@ class ValidatorWorker:
         self._duties[epoch] = duty
         return duty
 
-    async def run_checks(self, checks: list[Check], params: ValidationParams) -> None:
+    async def run_checks(self, checks: list[Check], params: CheckParams) -> None:
         """Checks ``concurrency`` at a time; a failed one is kept to retry on the next step."""
         running = asyncio.Semaphore(self.concurrency)
 
@@ -369,7 +371,7 @@ class ValidatorWorker:
 
         await asyncio.gather(*(one(check) for check in checks))
 
-    async def check(self, check: Check, params: ValidationParams) -> None:
+    async def check(self, check: Check, params: CheckParams) -> None:
         """Re-score one inference and queue the signed MsgValidation with its figures."""
         inference_id = check.task.inference_id
         if await asyncio.to_thread(self.outbox.get, check.key) is not None:
@@ -413,8 +415,8 @@ class ValidatorWorker:
                  "voted on" if check.vote else "checked", inference_id, inference.executor,
                  found)
 
-    async def measure(self, inference: Inference, info: MlNodeInfo,
-                      params: ValidationParams) -> Figures:
+    async def measure(self, inference: Inference, info: EngineInfo,
+                      params: CheckParams) -> Figures:
         """The figures for one inference, from a teacher-forced Score of its output under the
         sampling the transfer agent signed (so the ML node also locates every token in the
         seeded rule).
@@ -447,14 +449,14 @@ class ValidatorWorker:
         return measure(recorded, output_ids, scored, greedy=sampling.greedy, ended=ended,
                        tolerance=params.tolerance(sampling.greedy))
 
-    async def mlnode_info(self) -> MlNodeInfo:
+    async def mlnode_info(self) -> EngineInfo:
         """The ML node's model and limits, asked once."""
         if self._info is None:
             self._info = await self.mlnode.info()
         return self._info
 
 
-def _opposite(figures: Figures, params: ValidationParams, threshold: float) -> Figures:
+def _opposite(figures: Figures, params: CheckParams, threshold: float) -> Figures:
     """The "lie" fault: figures that give the chain the other verdict than the measured."""
     allowed = allowed_violations(params.max_rule_violations, params.rule_violations_per_1024,
                                  figures.positions)

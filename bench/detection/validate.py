@@ -9,10 +9,9 @@ inferences, one for sampled ones) can be chosen from the data.
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from apinode import mlnode_client
 from apinode.validation.figures import ended_properly, measure
-from bench.detection.workload import VALIDATOR_TOP_K, Record, progress
-from mlnode.engine import InvalidRequest, ScoredPosition
+from bench.detection.workload import Record, progress
+from mlnode.engine import InvalidRequest
 from mlnode.torch_engine import TorchEngine
 
 TOLERANCES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -54,15 +53,6 @@ class Result:
                 or self.excess(greedy_tolerance, sampled_tolerance, per_1024) > allowed)
 
 
-def as_client(position: ScoredPosition) -> mlnode_client.ScoredPosition:
-    """The engine's answer as the API node's client would return it over gRPC."""
-    step, rule = position.step, position.rule
-    assert rule is not None, "scored without sampling"
-    return mlnode_client.ScoredPosition(
-        mlnode_client.TokenStep(step.token_id, step.logprob, step.top_ids, step.top_logprobs),
-        rule.cdf_low, rule.cdf_high, rule.u, rule.argmax_gap)
-
-
 async def check(validator: TorchEngine, record: Record) -> Result:
     sampling = record.sampling
     mismatch = Result(record.scenario, record.length, sampling.temperature, False, 0.0,
@@ -70,8 +60,8 @@ async def check(validator: TorchEngine, record: Record) -> Result:
     if not record.output_ids:
         return mismatch
     try:
-        scored = [as_client(p) for p in await validator.score(
-            record.prompt_ids, record.output_ids, VALIDATOR_TOP_K, sampling)]
+        scored = await validator.score(record.prompt_ids, record.output_ids,
+                                       validator.info.max_top_logprobs, sampling)
     except InvalidRequest:
         return mismatch
     text = validator.tokenizer.decode(record.output_ids)

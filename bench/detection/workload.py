@@ -13,11 +13,12 @@ from dataclasses import asdict, dataclass
 
 from chain.inference import artifact
 from chain.inference.artifact import ArtifactStep
-from mlnode.engine import Engine, Finished, TokenStep
+from chain.inference.params import InferenceParams
+from mlnode.engine import Engine
 from mlnode.sampling_params import SamplingParams
+from mlnode.types import Finished, TokenStep
 
-EXECUTOR_TOP_K = 5  # what an executor records in its artifact (chain default)
-VALIDATOR_TOP_K = 20  # what a validator asks Score for (the ML node's cap)
+EXECUTOR_TOP_K = InferenceParams().top_k  # what an executor records in its artifact
 TEMPERATURES = (0.0, 0.7, 1.0)
 
 # Varied chat prompts: facts, code, lists, stories, other languages, arithmetic, open-ended.

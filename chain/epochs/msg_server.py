@@ -21,6 +21,7 @@ from chain.epochs.errors import (
 )
 from chain.epochs.expected_keepers import InferenceKeeper, ValidationKeeper
 from chain.epochs.keeper import EpochKeeper
+from chain.scales import PPM
 from inferchain_pb.inference.v1.epochs_pb2 import (
     MsgPocValidation,
     MsgSubmitPoc,
@@ -54,7 +55,7 @@ class EpochsMsgServer:
                 f"{current}'s is heights {params.start_of(current)}-{params.poc_end(current)})")
         if not 0 < len(msg.nonces) <= MAX_BATCH:
             raise BadBatch(f"a PoC batch holds 1 to {MAX_BATCH} nonces, got {len(msg.nonces)}")
-        target = params.poc_target_distance_micro / 1e6
+        target = params.poc_target_distance_micro / PPM
         seen: set[int] = set()
         for nonce in msg.nonces:
             if not math.isfinite(nonce.distance) or not 0 <= nonce.distance <= target:

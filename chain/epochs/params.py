@@ -5,10 +5,9 @@ from typing import ClassVar
 
 from chain.errors import InvalidRequest
 from chain.params import ModuleParams, bounded
+from chain.scales import NANO, PPM
 
 KEY = b"epochs/params"
-PPM = 1_000_000
-NANO = 1_000_000_000
 # ninfer all epochs together may mint (a billion INFER), well below 2^63.
 MAX_LIFETIME_EMISSION = 10**18
 
@@ -31,7 +30,7 @@ class EpochsParams(ModuleParams):
     # 100,000 (0 turns PoC off), and together shorter than the epoch.
     poc_window_blocks: int = bounded(60, 0, 100_000)
     poc_validation_window_blocks: int = bounded(30, 0, 100_000)
-    # The PoC transformer (mlnode/poc/spec.py; "tiny" by default, "realistic" on GPUs), the
+    # The PoC transformer (mlnode/poc/presets.py; "tiny" by default, "realistic" on GPUs), the
     # distance under which a nonce counts (millionths; ~2.9 % of nonces at the tiny shape),
     # how many nonces a member re-computes per submission, and the |recomputed − claimed|
     # it allows (billionths; float32 provers measure ≤ 4e-7 between CPU and GPU).

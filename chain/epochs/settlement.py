@@ -18,8 +18,9 @@ from chain.bank.coins import NATIVE_DENOM
 from chain.context import Context
 from chain.epochs.expected_keepers import BankKeeper, InferenceKeeper, ValidationKeeper
 from chain.epochs.keeper import EpochKeeper
-from chain.epochs.params import PPM, EpochsParams
+from chain.epochs.params import EpochsParams
 from chain.inference.keeper import ESCROW_ACCOUNT
+from chain.scales import PPM
 from inferchain_pb.inference.v1.epochs_pb2 import EpochReward, EpochSettlement
 from inferchain_pb.inference.v1.validation_pb2 import EpochMembers, ValidatorEpochRecord
 

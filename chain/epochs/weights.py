@@ -13,7 +13,7 @@ import logging
 from chain.context import Context
 from chain.epochs.expected_keepers import InferenceKeeper
 from chain.epochs.keeper import EpochKeeper
-from chain.epochs.params import PPM
+from chain.scales import PPM
 from inferchain_pb.inference.v1.epochs_pb2 import PocSubmission
 
 log = logging.getLogger(__name__)

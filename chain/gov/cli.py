@@ -27,6 +27,7 @@ from google.protobuf.any_pb2 import Any as AnyPb
 from google.protobuf.message import Message
 
 from chain.auth.address import PREFIX
+from chain.bank.coins import NATIVE_DENOM
 from inferchain_pb.inference.v1 import gov_pb2
 from inferchain_pb.inference.v1 import query_pb2 as q
 
@@ -138,7 +139,7 @@ class Node:
         chain_id = self.query("Status", q.QueryStatusRequest(), q.QueryStatusResponse).chain_id
         client = LedgerClient(NetworkConfig(
             chain_id=chain_id, url=f"grpc+http://{grpc_address}", fee_minimum_gas_price=0.01,
-            fee_denomination="ninfer", staking_denomination="ninfer"))
+            fee_denomination=NATIVE_DENOM, staking_denomination=NATIVE_DENOM))
         tx = Transaction()
         tx.add_message(message)
         submitted = prepare_and_broadcast_basic_transaction(client, tx, wallet)

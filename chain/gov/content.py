@@ -7,10 +7,8 @@ since the state may have changed meanwhile (another proposal, a module's own upd
 """
 
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 
 from google.protobuf.any_pb2 import Any as AnyPb
 from google.protobuf.message import DecodeError, Message
@@ -22,7 +20,7 @@ from chain.gov.errors import InvalidContent
 from chain.gov.expected_keepers import BankKeeper, InferenceKeeper
 from chain.gov.keeper import GovKeeper
 from chain.gov.params import GovParams
-from chain.inference.params import MAX_TOP_K
+from chain.inference.model import model_error
 from chain.params import ParamsKeeper
 from inferchain_pb.inference.v1.gov_pb2 import (
     ParamChange,
@@ -33,8 +31,6 @@ from inferchain_pb.inference.v1.gov_pb2 import (
 )
 from inferchain_pb.inference.v1.inference_pb2 import Model
 
-MODEL_ID = re.compile(r"[\w.:/-]{1,128}")
-SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 MAX_UPGRADE_NAME = 140
 MAX_UPGRADE_INFO = 4096
 
@@ -158,18 +154,6 @@ class Contents:
 
 
 def _check_model(model: Model) -> None:
-    if not MODEL_ID.fullmatch(model.id):
-        raise InvalidContent("model id must be 1 to 128 letters, digits or . _ : / -")
-    if not SHA256_HEX.fullmatch(model.weights_sha256):
-        raise InvalidContent("weights_sha256 must be 64 lowercase hex digits")
-    if model.price_per_token < 1 or model.context_length < 1:
-        raise InvalidContent("price_per_token and context_length must be at least 1")
-    if not 1 <= model.top_k <= MAX_TOP_K:
-        raise InvalidContent(f"top_k must be 1 to {MAX_TOP_K}")
-    try:
-        threshold = Decimal(model.validation_threshold)
-    except InvalidOperation:
-        threshold = Decimal("NaN")
-    if not threshold.is_finite() or threshold < 0:
-        raise InvalidContent(f"validation_threshold {model.validation_threshold!r} must be a "
-                             f"non-negative decimal")
+    error = model_error(model)
+    if error is not None:
+        raise InvalidContent(error)

@@ -5,9 +5,9 @@ from typing import ClassVar
 
 from chain.errors import InvalidRequest
 from chain.params import ModuleParams, bounded, flag
+from chain.scales import PPM
 
 KEY = b"gov/params"
-PPM = 1_000_000
 MAX_DEPOSIT = 10**18
 MAX_PERIOD_BLOCKS = 604_800
 

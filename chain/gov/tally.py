@@ -14,7 +14,8 @@ from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
 from chain.gov.expected_keepers import BankKeeper, EpochKeeper, ValidationKeeper
 from chain.gov.keeper import GovKeeper
-from chain.gov.params import PPM, GovParams
+from chain.gov.params import GovParams
+from chain.scales import PPM
 from chain.store import KVReader
 from inferchain_pb.inference.v1.gov_pb2 import (
     VOTE_OPTION_ABSTAIN,

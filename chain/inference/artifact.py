@@ -42,8 +42,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from chain.inference.params import MAX_TOP_K
+
 VERSION = 1
-MAX_K = 20
 LOGPROB_QUANTUM = 1 / 1024
 LOGPROB_FLOOR = -1024.0
 MAX_TOKEN_ID = (1 << 32) - 1  # token ids are uint32 in the ML node's protobuf messages
@@ -88,8 +89,8 @@ def encode(steps: Sequence[ArtifactStep], k: int) -> bytes:
     alternatives or not as many ids as logprobs, an id outside uint32, a NaN logprob, or top
     logprobs that increase.
     """
-    if not 0 <= k <= MAX_K:
-        raise ValueError(f"k must be in [0, {MAX_K}], got {k}")
+    if not 0 <= k <= MAX_TOP_K:
+        raise ValueError(f"k must be in [0, {MAX_TOP_K}], got {k}")
     out = bytearray([VERSION])
     _put(out, k)
     _put(out, len(steps))
@@ -107,7 +108,7 @@ def decode(data: bytes) -> tuple[int, list[ArtifactStep]]:
     version = reader.byte("version")
     if version != VERSION:
         raise ArtifactError(f"unknown artifact version {version}, expected {VERSION}")
-    k = reader.varint("k", MAX_K)
+    k = reader.varint("k", MAX_TOP_K)
     count = reader.varint("step count", (1 << 64) - 1)
     if count > reader.remaining():  # every step takes at least its tag byte
         raise ArtifactError(

@@ -22,7 +22,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-MAX_AVAILABILITY_PPM = 1_000_000
+from chain.scales import PPM
+
 BLOCK_HASH_SIZE = 32
 
 
@@ -36,7 +37,7 @@ class Candidate:
 
     address: str  # bech32 account address of the participant
     weight: int  # epoch weight (non-negative integer)
-    availability_ppm: int  # availability factor in parts per million, 0..1_000_000
+    availability_ppm: int  # availability factor in parts per million, 0..PPM
 
 
 def draw_order(inference_id: str, block_hash: bytes, candidates: Sequence[Candidate]) -> list[str]:
@@ -72,9 +73,9 @@ def _eligible(candidates: Sequence[Candidate]) -> list[tuple[str, int]]:
         seen.add(c.address)
         if c.weight < 0:
             raise ValueError(f"candidate {c.address} has negative weight {c.weight}")
-        if not 0 <= c.availability_ppm <= MAX_AVAILABILITY_PPM:
+        if not 0 <= c.availability_ppm <= PPM:
             raise ValueError(f"candidate {c.address} has availability {c.availability_ppm} ppm, "
-                             f"outside [0, {MAX_AVAILABILITY_PPM}]")
+                             f"outside [0, {PPM}]")
         if c.weight * c.availability_ppm > 0:
             eligible.append((c.address, c.weight * c.availability_ppm))
     return sorted(eligible)

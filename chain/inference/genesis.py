@@ -40,6 +40,7 @@ from chain.inference.keeper import (
     WORK,
     InferenceKeeper,
 )
+from chain.inference.model import MODEL_FIELDS, model_error
 from chain.inference.params import KEY as PARAMS_KEY
 from chain.inference.params import InferenceParams
 from chain.store import KVReader
@@ -55,8 +56,6 @@ from inferchain_pb.inference.v1.inference_pb2 import (
 # Nats of top-k logprob distance a validation accepts, from the calibration in
 # docs/verification.md: 1.5× the largest honest distance measured (bf16 executors).
 DEFAULT_VALIDATION_THRESHOLD = "0.15"
-MODEL_FIELDS = {"id", "weights_sha256", "price_per_token", "context_length",
-                "validation_threshold", "top_k"}
 # What a participant has done since it registered: an exported genesis states these, a new
 # chain's participants start from nothing (active, weight from the params).
 PARTICIPANT_COUNTS = ("completions", "misses", "registered_height", "invalid_since",
@@ -89,13 +88,17 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
                                  f"weights_sha256; unknown fields {sorted(unknown)}")
         if keeper.model(kv, raw["id"]) is not None:
             raise InvalidRequest(f"genesis lists model {raw['id']} twice")
-        keeper.set_model(kv, Model(
+        entry = Model(
             id=raw["id"], weights_sha256=raw["weights_sha256"],
             price_per_token=int(raw.get("price_per_token", params.default_price_per_token)),
             context_length=int(raw.get("context_length", 8192)),
             validation_threshold=str(raw.get("validation_threshold",
                                              DEFAULT_VALIDATION_THRESHOLD)),
-            top_k=int(raw.get("top_k", params.top_k))))
+            top_k=int(raw.get("top_k", params.top_k)))
+        error = model_error(entry)
+        if error is not None:
+            raise InvalidRequest(f"genesis model {raw['id']!r}: {error}")
+        keeper.set_model(kv, entry)
     # Before the participants: one may serve a model governance has retired since.
     import_records(kv, section, RECORDS)
     for raw in section.get("participants", []):

@@ -29,6 +29,7 @@ from chain.gas import GasKV
 from chain.inference.draw import Candidate, draw_order
 from chain.inference.params import KEY as PARAMS_KEY
 from chain.inference.params import InferenceParams
+from chain.scales import PPM
 from chain.store import KVReader
 from chain.store.records import load, save, uint64
 from inferchain_pb.inference.v1.inference_pb2 import (
@@ -53,7 +54,6 @@ ESCROW = b"inference/escrow/"
 REQUEST_SIG = b"inference/requestsig/"
 ALLOWANCE = b"inference/allowance/"
 CONSENSUS_KEY = b"inference/consensuskey/"
-MILLION = 1_000_000
 
 State = GasKV | KVReader
 
@@ -103,8 +103,8 @@ class InferenceKeeper:
         participant.consensus_pubkey = key
 
     def model(self, state: State, model_id: str) -> Model | None:
-        """A registered or retired model: inferences started before a retirement still
-        settle and are validated against the model's record."""
+        """A registered or retired model: inferences started before a retirement are still
+        charged and validated against the model's record."""
         found = load(state, MODEL + model_id.encode(), Model)
         return found if found is not None else self.retired_model(state, model_id)
 
@@ -334,4 +334,4 @@ def drawable(participant: Participant, draw_height: int) -> bool:
 def availability_ppm(participant: Participant) -> int:
     """Share of assigned inferences completed, with one free success so newcomers start at 1."""
     done = participant.completions + 1
-    return MILLION * done // (done + participant.misses)
+    return PPM * done // (done + participant.misses)

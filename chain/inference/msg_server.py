@@ -2,7 +2,7 @@
 
 Start and Finish may arrive in either order: whichever comes first is recorded and waits
 ``expiration_blocks`` for the other; the second one checks that both describe the same
-inference and settles it: the developer pays for the tokens actually used, the rest of the
+inference and charges it: the developer pays for the tokens actually used, the rest of the
 escrow goes back, and the executor's work balance grows by the cost.
 """
 
@@ -35,7 +35,12 @@ from chain.inference.errors import (
 )
 from chain.inference.expected_keepers import BankKeeper, InferenceHooks
 from chain.inference.keeper import ESCROW_ACCOUNT, DrawUnavailable, InferenceKeeper
-from chain.inference.params import InferenceParams
+from chain.inference.params import (
+    MAX_STOP_LENGTH,
+    MAX_STOP_SEQUENCES,
+    MAX_TEMPERATURE,
+    InferenceParams,
+)
 from inferchain_pb.inference.v1.inference_pb2 import (
     EXPIRED,
     FINISHED,
@@ -54,10 +59,6 @@ from inferchain_pb.inference.v1.inference_pb2 import (
 
 MAX_URL = 256
 MAX_ID = 128
-MAX_TEMPERATURE = 2.0
-# The ML node's limits (mlnode/limits.py), repeated: the chain imports no other part.
-MAX_STOP_SEQUENCES = 4
-MAX_STOP_LENGTH = 256
 
 
 def _verify_ed25519(pubkey: bytes, message: bytes, signature: bytes, who: str) -> None:
@@ -153,7 +154,7 @@ class InferenceMsgServer:
         inference.temperature, inference.top_p = msg.temperature, msg.top_p
         del inference.stop[:]
         inference.stop.extend(msg.stop)
-        self._settle_or_wait(ctx, inference, known, STARTED, params.expiration_blocks)
+        self._charge_or_wait(ctx, inference, known, STARTED, params.expiration_blocks)
         ctx.emit("start_inference", inference_id=msg.inference_id, executor=msg.executor,
                  developer=msg.developer, escrow=str(escrow))
 
@@ -188,24 +189,24 @@ class InferenceMsgServer:
         inference.finish_height, inference.finished = ctx.block.height, True
         if known is not None:
             self._check_start_matches(known, msg)
-        self._settle_or_wait(ctx, inference, known, INFERENCE_STATUS_UNSPECIFIED,
+        self._charge_or_wait(ctx, inference, known, INFERENCE_STATUS_UNSPECIFIED,
                              params.expiration_blocks)
         ctx.emit("finish_inference", inference_id=msg.inference_id, executor=msg.creator,
                  output_tokens=str(msg.output_tokens))
 
-    def _settle_or_wait(self, ctx: Context, inference: Inference, known: Inference | None,
+    def _charge_or_wait(self, ctx: Context, inference: Inference, known: Inference | None,
                         waiting: int, expiration_blocks: int) -> None:
-        """Settles when the other half is on record; otherwise records this half to wait."""
+        """Charges when the other half is on record; otherwise records this half to wait."""
         if known is not None:
             self._keeper.cancel_expiry(ctx.kv, known.id, known.expires_at)
-            self._settle(ctx, inference, known)
+            self._charge(ctx, inference, known)
             return
         inference.status = waiting
         inference.expires_at = ctx.block.height + expiration_blocks
         self._keeper.schedule_expiry(ctx.kv, inference.id, inference.expires_at)
         self._keeper.save_inference(ctx.kv, inference, ctx.block.height, None)
 
-    def _settle(self, ctx: Context, inference: Inference, previous: Inference) -> None:
+    def _charge(self, ctx: Context, inference: Inference, previous: Inference) -> None:
         """Charges the tokens used, refunds the rest, credits the executor's work balance."""
         cost = (inference.prompt_tokens + inference.output_tokens) * inference.price_per_token
         refund = inference.escrow - cost
@@ -222,7 +223,7 @@ class InferenceMsgServer:
         self._keeper.save_inference(ctx.kv, inference, ctx.block.height, previous)
         ctx.emit("settle_inference", inference_id=inference.id, cost=str(cost),
                  refund=str(refund), executor=inference.executor)
-        self._hooks.inference_settled(ctx, inference)
+        self._hooks.inference_finished(ctx, inference)
 
     def _registered(self, ctx: Context, addr: str) -> Participant:
         participant = self._keeper.participant(ctx.kv, addr)
@@ -232,7 +233,7 @@ class InferenceMsgServer:
 
     def _model(self, ctx: Context, model_id: str, live: bool = False) -> Model:
         """The model's record; ``live`` refuses a retired one (new starts, served models),
-        while a Finish still settles an inference started before the retirement."""
+        while a Finish still completes an inference started before the retirement."""
         model = self._keeper.model(ctx.kv, model_id)
         if model is None:
             raise UnknownModel(f"model {model_id!r} is not in the registry")

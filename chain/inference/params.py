@@ -8,6 +8,12 @@ from chain.params import ModuleParams, bounded
 KEY = b"inference/params"
 MAX_TOP_K = 20
 MAX_TOKENS = 131_072
+# A start's sampling: OpenAI's limits, which the API nodes apply to requests
+# (apinode/openai_request.py), inside the ML node's own (mlnode/limits.py; its stop length
+# repeated here, since the chain imports no other part).
+MAX_TEMPERATURE = 2.0
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_LENGTH = 256
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """What the validation module does at block and epoch boundaries.
 
 Every block: close the windows and votes whose deadline is this height. First block of an
-epoch: settle the previous epoch's reputations (clean → up a step, misses → down a step, an
+epoch: update the previous epoch's reputations (clean → up a step, misses → down a step, an
 invalidation → 0), lift INVALID, and fix the new epoch's members and weights. At
 ``reveal_window_blocks`` into an epoch: start judging the previous epoch's validators by their
 revealed seeds (DESIGN.md §3.8; chain/validation/judging.py, a bounded amount per block), and
@@ -12,10 +12,10 @@ import logging
 
 from chain.context import Context
 from chain.inference.keeper import invalid_now
+from chain.scales import PPM
 from chain.validation.expected_keepers import EpochKeeper, InferenceKeeper
 from chain.validation.judging import Judging
 from chain.validation.keeper import ValidationKeeper
-from chain.validation.sampling import PPM
 from chain.validation.tasks import Tasks
 from inferchain_pb.inference.v1.validation_pb2 import (
     IN_VOTE,
@@ -61,7 +61,7 @@ class ValidationBlocks:
 
     def epoch_start(self, ctx: Context, epoch: int) -> None:
         if epoch > 0:
-            self._settle_reputations(ctx, epoch - 1)
+            self._update_reputations(ctx, epoch - 1)
         members = [EpochMember(address=p.address, weight=p.weight)
                    for p in self.inference.participants(ctx.kv) if p.active and p.weight]
         self.keeper.set_members(ctx.kv, EpochMembers(
@@ -70,7 +70,7 @@ class ValidationBlocks:
         log.info("epoch %d: %d validators, total weight %d", epoch, len(members),
                  sum(m.weight for m in members))
 
-    def _settle_reputations(self, ctx: Context, epoch: int) -> None:
+    def _update_reputations(self, ctx: Context, epoch: int) -> None:
         params = self.keeper.params(ctx.kv)
         members = self.keeper.members(ctx.kv, epoch)
         member_addresses = {m.address for m in members.members} if members else set()

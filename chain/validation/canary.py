@@ -18,6 +18,7 @@ import hashlib
 
 from chain.inference import artifact, payload
 from chain.inference.artifact import ArtifactStep
+from chain.scales import PPM
 from inferchain_pb.inference.v1.inference_pb2 import Inference
 
 TAG = b"inferchain/canary/v1"
@@ -27,7 +28,7 @@ TICKETS = 1 << 64
 def wins(block_hash: bytes, inference_id: str, rate_ppm: int) -> bool:
     draw = int.from_bytes(hashlib.sha256(TAG + block_hash + inference_id.encode()).digest()[:8],
                           "big")
-    return draw < TICKETS * rate_ppm // 1_000_000
+    return draw < TICKETS * rate_ppm // PPM
 
 
 def twin_id(source_id: str, digest: bytes) -> str:

@@ -21,6 +21,7 @@ from chain.genesis_records import (
     import_records,
     names,
 )
+from chain.scales import PPM
 from chain.store import KVReader
 from chain.store.records import uint64
 from chain.validation.keeper import (
@@ -38,7 +39,6 @@ from chain.validation.keeper import (
 )
 from chain.validation.params import KEY as PARAMS_KEY
 from chain.validation.params import ValidationParams
-from chain.validation.sampling import PPM
 from inferchain_pb.inference.v1.validation_pb2 import (
     EpochMembers,
     ExecutorStats,

@@ -65,7 +65,7 @@ class Judging:
                 if left is None:
                     break
                 budget = left
-                self._settle_records(ctx, cursor.epoch, members)
+                self._finalize_records(ctx, cursor.epoch, members)
             self.keeper.end_judging(ctx.kv, cursor.epoch)
             completed.append(cursor.epoch)
         return completed
@@ -122,7 +122,7 @@ class Judging:
         for height in range(cursor.height + 1, last + 1):
             yield from self.keeper.tasks_finished_at(ctx.kv, height)
 
-    def _settle_records(self, ctx: Context, epoch: int, members: EpochMembers) -> None:
+    def _finalize_records(self, ctx: Context, epoch: int, members: EpochMembers) -> None:
         """Once every task is counted: what each member missed, and whether it was lazy."""
         submissions = list(self.epochs.submissions(ctx.kv, epoch))
         for member in members.members:

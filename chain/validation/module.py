@@ -69,5 +69,5 @@ class ValidationModule(Module):
     def epoch_start(self, ctx: Context, epoch: int) -> None:
         self._blocks.epoch_start(ctx, epoch)
 
-    def inference_settled(self, ctx: Context, inference: Inference) -> None:
+    def inference_finished(self, ctx: Context, inference: Inference) -> None:
         self._tasks.on_finished(ctx, inference)

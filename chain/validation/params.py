@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from chain.errors import InvalidRequest
 from chain.params import ModuleParams, bounded
-from chain.validation.sampling import PPM
+from chain.scales import PPM
 
 KEY = b"validation/params"
 MAX_WINDOW_BLOCKS = 100_000
@@ -30,7 +30,7 @@ class ValidationParams(ModuleParams):
     # p = p_min + (p_max − p_min) × (1 − reputation), in parts per million; each 0 to
     # 1000000 (p_max 0 checks nothing, which stops no block) and p_min <= p_max.
     p_min_ppm: int = bounded(10_000, 0, PPM)
-    p_max_ppm: int = bounded(1_000_000, 0, PPM)
+    p_max_ppm: int = bounded(PPM, 0, PPM)
     # Clean epochs from reputation 0 to full reputation: 1 to 10,000.
     epochs_to_max: int = bounded(30, 1, 10_000)
     # Blocks after an inference is finished during which validators may check it, and blocks

@@ -17,7 +17,8 @@ involved in the decision.
 import hashlib
 from decimal import Context, Decimal
 
-PPM = 1_000_000
+from chain.scales import PPM
+
 TICKET_SPACE = 1 << 64
 TICKET_TAG = b"inferchain/validate/v1"
 SEED_BYTES = 32

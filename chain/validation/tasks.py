@@ -13,13 +13,14 @@ import logging
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
 from chain.context import Context
-from chain.inference.draw import MAX_AVAILABILITY_PPM, Candidate, draw_order
+from chain.inference.draw import Candidate, draw_order
 from chain.inference.keeper import ESCROW_ACCOUNT, invalid_now
+from chain.scales import PPM
 from chain.validation import canary
 from chain.validation.expected_keepers import BankKeeper, EpochKeeper, InferenceKeeper
 from chain.validation.keeper import ValidationKeeper
 from chain.validation.params import ValidationParams
-from chain.validation.sampling import PPM, check_probability_ppm
+from chain.validation.sampling import check_probability_ppm
 from chain.validation.verdict import (
     allowed_violations,
     passes,
@@ -56,16 +57,16 @@ class Tasks:
         self.bank = bank
         self.epochs = epochs
 
-    def on_finished(self, ctx: Context, settled: Inference) -> None:
-        """Opens the task of a just-settled inference, and maybe plants its canary twin."""
+    def on_finished(self, ctx: Context, finished: Inference) -> None:
+        """Opens the task of a just-charged inference, and maybe plants its canary twin."""
         params = self.keeper.params(ctx.kv)
-        task = self._open(ctx, settled, params)
+        task = self._open(ctx, finished, params)
         block_hash = self._block_hash(ctx)
-        if params.canary_rate_ppm and canary.wins(block_hash, settled.id, params.canary_rate_ppm):
-            twin = canary.forge(settled, block_hash, params.max_rule_violations + 2)
+        if params.canary_rate_ppm and canary.wins(block_hash, finished.id, params.canary_rate_ppm):
+            twin = canary.forge(finished, block_hash, params.max_rule_violations + 2)
             if twin is not None and self.inference.inference(ctx.kv, twin.id) is None:
                 self.inference.save_inference(ctx.kv, twin, ctx.block.height, None)
-                self.keeper.mark_canary(ctx.kv, twin.id, settled.id)
+                self.keeper.mark_canary(ctx.kv, twin.id, finished.id)
                 self._open(ctx, twin, params, p_ppm=task.p_ppm)
 
     def _open(self, ctx: Context, inference: Inference, params: ValidationParams,
@@ -113,7 +114,7 @@ class Tasks:
 
     def _open_vote(self, ctx: Context, task: ValidationTask, params: ValidationParams) -> None:
         members = self.keeper.members(ctx.kv, task.epoch) or EpochMembers()
-        candidates = [Candidate(m.address, m.weight, MAX_AVAILABILITY_PPM)
+        candidates = [Candidate(m.address, m.weight, PPM)
                       for m in members.members if m.address != task.executor and m.weight]
         voters = draw_order(task.inference_id + "/vote", self._block_hash(ctx), candidates) \
             if candidates else []

@@ -12,10 +12,10 @@ executor's output (the lower median).
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 
+from chain.scales import PPM
 from inferchain_pb.inference.v1.inference_pb2 import Model
 from inferchain_pb.inference.v1.validation_pb2 import ValidationReport
 
-MICRO = 1_000_000
 FAILED_OUTRIGHT = (1 << 64) - 1
 
 
@@ -26,7 +26,7 @@ def threshold_micro(model: Model) -> int:
     except InvalidOperation as exc:
         raise ValueError(f"model {model.id} has threshold {model.validation_threshold!r}, "
                          f"not a decimal") from exc
-    return int(value * MICRO)
+    return int(value * PPM)
 
 
 def allowed_violations(fixed: int, per_1024: int, positions: int) -> int:

@@ -12,12 +12,11 @@ CPU-vs-GPU difference left is float rounding in the forward pass.
 """
 
 from mlnode.poc.model import PocModel
-from mlnode.poc.nonces import PocNonce, compute, compute_batches
-from mlnode.poc.spec import DEFAULT_TARGETS, PRESETS, PocModelSpec
+from mlnode.poc.nonces import compute, compute_batches
+from mlnode.poc.presets import DEFAULT_TARGETS, PRESETS
 from mlnode.poc.target import expected_acceptance
-from mlnode.poc.verify import VerifyReport, sample_claims, verify
+from mlnode.poc.verify import sample_claims, verify
 from mlnode.poc_seed import poc_seed
 
-__all__ = ["DEFAULT_TARGETS", "PRESETS", "PocModel", "PocModelSpec", "PocNonce", "VerifyReport",
-           "compute", "compute_batches", "expected_acceptance", "poc_seed", "sample_claims",
-           "verify"]
+__all__ = ["DEFAULT_TARGETS", "PRESETS", "PocModel", "compute", "compute_batches",
+           "expected_acceptance", "poc_seed", "sample_claims", "verify"]

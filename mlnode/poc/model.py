@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the usual torch alias
 
 from mlnode.poc.counter_rng import uniform_tensor
-from mlnode.poc.spec import PocModelSpec
 from mlnode.poc_seed import derive_key
+from mlnode.types import PocModelSpec
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _NORM_EPS = 1e-5

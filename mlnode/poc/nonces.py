@@ -11,24 +11,16 @@ normalised output and its target is below ``target_distance``.
 import itertools
 import struct
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 
 from mlnode.poc.counter_rng import hash32, key_words, uniform_from_hash
 from mlnode.poc.model import PocModel
 from mlnode.poc_seed import derive_key
+from mlnode.types import PocNonce
 
 MAX_NONCE = (1 << 64) - 1
 TOKENS_PER_BATCH = 8192  # positions per forward pass: enough to keep a GPU busy
-
-
-@dataclass(frozen=True)
-class PocNonce:
-    """A nonce and the distance its output landed at (a claim, when sent to validators)."""
-
-    nonce: int
-    distance: float
 
 
 def default_batch_size(model: PocModel) -> int:

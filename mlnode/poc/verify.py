@@ -15,42 +15,15 @@ docs/mlnode.md). It is also what a cheater gains: claiming nonces whose true dis
 import hashlib
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from mlnode.poc.model import PocModel
-from mlnode.poc.nonces import PocNonce, default_batch_size, distances
+from mlnode.poc.nonces import default_batch_size, distances
+from mlnode.types import PocCheck, PocNonce, VerifyReport
 
 # Measured (bench/results/poc-gpu.md): fp32 distances differ between an H200 and a CPU by at
 # most 3.6e-7; 1e-5 leaves a 28x margin and lets a cheater slip in nonces worth < 0.1 % of
 # its weight. bf16 provers land up to 1.9e-3 away and need a tolerance passed explicitly.
 DEFAULT_TOLERANCE = 1e-5
-
-
-@dataclass(frozen=True)
-class Check:
-    nonce: int
-    claimed: float
-    recomputed: float
-    ok: bool
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    checks: list[Check]
-    duplicates: list[int]  # nonces claimed more than once: each counts once at most
-
-    @property
-    def failed(self) -> int:
-        return sum(not c.ok for c in self.checks)
-
-    @property
-    def passed(self) -> bool:
-        return not self.duplicates and self.failed == 0
-
-    @property
-    def max_deviation(self) -> float:
-        """Largest |recomputed - claimed| in the sample: how close honest devices agree."""
-        return max((abs(c.recomputed - c.claimed) for c in self.checks), default=0.0)
 
 
 def sample_claims(claimed: Sequence[PocNonce], sample_size: int, sample_seed: bytes
@@ -73,8 +46,8 @@ def verify(model: PocModel, claimed: Sequence[PocNonce], target_distance: float,
     batch = default_batch_size(model)
     recomputed = [d for start in range(0, len(sample), batch)
                   for d in distances(model, [c.nonce for c in sample[start:start + batch]])]
-    checks = [Check(c.nonce, c.distance, r,
-                    ok=c.distance < target_distance and r < target_distance + tolerance
-                    and abs(r - c.distance) <= tolerance)
+    checks = [PocCheck(c.nonce, c.distance, r,
+                       ok=c.distance < target_distance and r < target_distance + tolerance
+                       and abs(r - c.distance) <= tolerance)
               for c, r in zip(sample, recomputed, strict=True)]
     return VerifyReport(checks, duplicates)

@@ -5,7 +5,7 @@ event loop and never inside the engine's scheduler, so Generate and Score are no
 behind a long sprint: the scheduler thread keeps stepping while a PoC chunk runs, and the two
 share the device. Each chunk is one forward pass of `batch_size` nonces (milliseconds on a
 GPU, well under a second for the tiny preset on a CPU). Between chunks, while the engine
-reports queued or running requests, the worker pauses for as long as its last chunk took, so
+reports queued or running requests, the runner pauses for as long as its last chunk took, so
 inference gets at least half of the device's time during a sprint; an idle engine lets PoC
 run flat out. The model of the last (spec, seed, dtype) is kept, since a prover streams many
 requests of one seed and generating realistic weights takes seconds.
@@ -18,14 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from mlnode.poc.model import DTYPES, PocModel
-from mlnode.poc.nonces import PocNonce, compute_batches
-from mlnode.poc.spec import PocModelSpec
-from mlnode.poc.verify import VerifyReport, verify
+from mlnode.poc.nonces import compute_batches
+from mlnode.poc.verify import verify
+from mlnode.types import PocModelSpec, PocNonce, VerifyReport
 
 T = TypeVar("T")
 
 
-class PocWorker:
+class PocRunner:
     def __init__(self, device: str, busy: Callable[[], bool]) -> None:
         """`busy` says whether inference is waiting or running (the engine's load)."""
         self._device = device

@@ -1,0 +1,64 @@
+"""What makes a model registry entry valid: the one rule for genesis, its template and proposals.
+
+A model reaches the registry three ways (the genesis template a person writes, the genesis
+file the chain reads, a governance proposal), and all three hold it to this rule, so no way
+in admits a model another would refuse.
+"""
+
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+
+from chain.inference.params import MAX_TOP_K
+from inferchain_pb.inference.v1.inference_pb2 import Model
+
+MODEL_ID = re.compile(r"[\w.:/-]{1,128}")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+MODEL_FIELDS = frozenset(field.name for field in Model.DESCRIPTOR.fields)
+
+
+def model_problems(fields: Mapping[str, object]) -> dict[str, str]:
+    """Each invalid field of a registry entry with why, as ``{field: "must be …"}``.
+
+    Only the fields given are checked: genesis fills the ones a template leaves out with
+    valid defaults. Values must already have the registry's types (a decimal string for
+    ``validation_threshold``, integers for the counts).
+    """
+    problems = {}
+    if "id" in fields and not (isinstance(fields["id"], str)
+                               and MODEL_ID.fullmatch(fields["id"])):
+        problems["id"] = "must be 1 to 128 letters, digits or . _ : / -"
+    if "weights_sha256" in fields and not (isinstance(fields["weights_sha256"], str)
+                                           and SHA256_HEX.fullmatch(fields["weights_sha256"])):
+        problems["weights_sha256"] = "must be 64 lower-case hex digits"
+    for name in ("price_per_token", "context_length"):
+        if name in fields and not _is_int_in(fields[name], 1, None):
+            problems[name] = "must be an integer of at least 1"
+    if "top_k" in fields and not _is_int_in(fields["top_k"], 1, MAX_TOP_K):
+        problems["top_k"] = f"must be an integer from 1 to {MAX_TOP_K}"
+    if "validation_threshold" in fields and not _is_threshold(fields["validation_threshold"]):
+        problems["validation_threshold"] = (f"must be a non-negative decimal string, got "
+                                            f"{fields['validation_threshold']!r}")
+    return problems
+
+
+def model_error(model: Model) -> str | None:
+    """The reasons ``model`` may not enter the registry, on one line; None when it may."""
+    problems = model_problems({field.name: getattr(model, field.name)
+                               for field in Model.DESCRIPTOR.fields})
+    return "; ".join(f"{name} {why}" for name, why in problems.items()) or None
+
+
+def _is_int_in(value: object, low: int, high: int | None) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool) and value >= low
+            and (high is None or value <= high))
+
+
+def _is_threshold(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        threshold = Decimal(value)
+    except InvalidOperation:
+        return False
+    return threshold.is_finite() and threshold >= 0
