@@ -1,5 +1,5 @@
 """Bearer API keys: the OpenAI client's usual way in, for developers who granted this
-transfer agent an allowance on chain (MsgGrantAllowance, DESIGN.md §3.1).
+transfer agent an allowance on chain (MsgGrantAllowance, docs/design.md §3.1).
 
 A key is issued to whoever proves control of an account with one signed request, and maps
 back to that account. The transfer agent then starts inferences without a per-request

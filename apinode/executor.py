@@ -1,5 +1,5 @@
 """The executor: runs an inference a transfer agent forwarded, on this participant's own ML
-node, and owes the chain its MsgFinishInference (DESIGN.md §3.3-3.5).
+node, and owes the chain its MsgFinishInference (docs/design.md §3.5).
 
 ``Executor.execute`` does three things, in order:
 

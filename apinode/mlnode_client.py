@@ -1,4 +1,4 @@
-"""The API node's client of its own ML node: tokenize, generate, score, info (DESIGN.md §5),
+"""The API node's client of its own ML node: tokenize, generate, score, info (docs/design.md §9),
 and proof of compute: prove (a stream of accepted nonces) and verify (a sample of claims).
 
 Async over one ``grpc.aio`` channel that the client opens and reuses for every call; the ML

@@ -1,4 +1,4 @@
-"""Plugs per-request signatures into the official ``openai`` client (DESIGN.md §3.1).
+"""Plugs per-request signatures into the official ``openai`` client (docs/design.md §3.1).
 
     client = openai.OpenAI(base_url=..., api_key="unused",
                            http_client=signed_http_client(private_key, transfer_agent))

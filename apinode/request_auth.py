@@ -1,4 +1,4 @@
-"""Per-request developer signatures (DESIGN.md §3.1), checked by the transfer agent.
+"""Per-request developer signatures (docs/design.md §3.1), checked by the transfer agent.
 
 The developer signs ``sha256(body) ‖ timestamp ‖ TA address`` with its account key; the
 same bytes go on chain in MsgStartInference, where the chain checks them again, so a

@@ -153,7 +153,7 @@ class OutboxRow(Base):
 
 
 class ValidatorSeed(Base):
-    """The secret seed a validator commits to for one epoch (DESIGN.md §3.8).
+    """The secret seed a validator commits to for one epoch (docs/design.md §6.1).
 
     Written before its hash is queued for the chain: a node that restarts after committing
     still knows which inferences the seed assigns it and can reveal it once the epoch is over.

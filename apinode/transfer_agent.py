@@ -1,5 +1,5 @@
 """The transfer agent: takes a developer's request, has the drawn executor run it, and
-starts the inference on chain (DESIGN.md §3, steps 1-4).
+starts the inference on chain (docs/design.md §3.4).
 
 The executor is the first of the chain's draw order that accepts the request; one that is
 unreachable, refuses, or sends no first token in time is skipped for the next pick (the

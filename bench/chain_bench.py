@@ -1,6 +1,6 @@
 """Chain benchmark: how fast the app executes blocks, and how fast a network commits txs.
 
-Two figures (DESIGN.md §2, §6), both over real, successful bank sends signed with cosmpy:
+Two figures (docs/design.md §2, §12), both over real, successful bank sends signed with cosmpy:
 
 - FinalizeBlock throughput in-process, on one core: an ``Application`` over a SQLite store
   executes blocks with no network in the way, so this is the state machine's ceiling. Blocks

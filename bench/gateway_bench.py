@@ -1,6 +1,6 @@
 """Gateway benchmark: what the API node's path costs on top of the ML node it drives.
 
-A developer reaches the model through the transfer agent and the executor (DESIGN.md §1,
+A developer reaches the model through the transfer agent and the executor (docs/design.md §1,
 §3): a signed OpenAI request, the TA's checks and executor draw, the executor's admission
 checks, the ML node's stream relayed as server-sent events, and the inference started and
 finished on chain. This bench prices that path against the plain ML node, on a real local

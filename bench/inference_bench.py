@@ -1,6 +1,6 @@
 """Inference benchmark: what one inference costs the chain, in bytes and in block time.
 
-Two figures (DESIGN.md §3.5, §6), both over MsgStartInference + MsgFinishInference pairs that
+Two figures (docs/design.md §5, §12), both over MsgStartInference + MsgFinishInference pairs that
 an in-process ``Application`` over a SQLite store accepted (every tx result code 0):
 
 - On-chain bytes per inference and per output token, k = 5, prompt ~100 tokens, outputs of

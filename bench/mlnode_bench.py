@@ -1,6 +1,6 @@
 """ML node benchmark: generation throughput and the cost of validating an inference.
 
-Two figures decide whether the torch engine is fit to serve (DESIGN.md §3.6, §5):
+Two figures decide whether the torch engine is fit to serve (docs/design.md §6.3, §9):
 
 - tokens/s at 1 and at 8 concurrent requests, because continuous batching only earns its
   complexity if eight requests together run faster than one at a time;

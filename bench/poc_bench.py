@@ -1,7 +1,7 @@
 """Proof-of-compute benchmark: nonces/s, the cost of checking a sample, and the CPU-vs-GPU
 distance differences that set the verification tolerance.
 
-Issue 7 asks for PoC nonces/s on CPU and GPU for the tiny and a realistic transformer, and
+Participants need PoC nonces/s on CPU and GPU for the tiny and a realistic transformer, and
 the time a validator needs to check a participant's sample. For each preset and dtype this
 measures, in one run:
 

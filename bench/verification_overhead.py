@@ -1,5 +1,5 @@
 """Network-wide verification overhead: validation compute over inference compute, at
-reputation 0 and at full reputation (issue 6's closing figure).
+reputation 0 and at full reputation.
 
 A network of ``--members`` equal-weight participants, each with a secret seed, serves
 ``--inferences`` real generations of the default model (temperature 0.7, ``--tokens`` each).

@@ -4,7 +4,7 @@ A validator must catch an executor that serves something cheaper than the regist
 while claiming it is that model. These engines are such executors: each reports the honest
 model id and the sha256 of the honest weights (that is the cheat) but computes its outputs
 differently. They exist so that tests and ``bench/detection`` can measure what the validator's
-figures (DESIGN.md §3.6) see for each kind of cheat; ``python -m mlnode serve --cheat ...``
+figures (docs/design.md §6.3) see for each kind of cheat; ``python -m mlnode serve --cheat ...``
 starts one. Never run them for real work.
 
 - ``int8``: every linear layer of the decoder is fake-quantized to int8 weights (symmetric,

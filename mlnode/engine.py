@@ -1,4 +1,4 @@
-"""The engine interface every model backend implements (DESIGN.md §5).
+"""The engine interface every model backend implements (docs/design.md §9).
 
 The gRPC service and the benchmarks talk to engines only through this interface, so the
 default ``torch`` engine and the production ``vllm`` engine are interchangeable.

@@ -1,4 +1,4 @@
-"""The seeded, replayable sampling rule (DESIGN.md §3.4), shared by executor and validator.
+"""The seeded, replayable sampling rule (docs/design.md §4), shared by executor and validator.
 
 At output position ``i`` the rule draws ``u_i = H(seed, i)`` in [0, 1) and picks the token
 whose cumulative probability, over tokens in id order after temperature, top-k and top-p,

@@ -301,7 +301,7 @@ def test_a_killed_executor_is_skipped_and_drains_its_outbox_after_restart(
     finish it owed, and serves; the chain's books add up throughout."""
     question = [{"role": "user", "content": "Name a colour."}]
     # Each request differs (its seed): identical signed bodies in the same second are
-    # replays by design (DESIGN.md §3.1: the signature covers body and timestamp only).
+    # replays by design (docs/design.md §3.1: the signature covers body and timestamp only).
     for n in range(3):
         reply = network.client(network.nodes[0]).chat.completions.create(
             model=MODEL, messages=question, max_tokens=4, temperature=0, seed=n)

@@ -21,7 +21,7 @@ ELIGIBLE = {"infer1alice", "infer1bob", "infer1carol", "infer1frank"}
 
 
 def reference_order(inference_id: str, block_hash: bytes, candidates: list[Candidate]) -> list[str]:
-    """The rule as DESIGN states it, rescanning the list after every pick."""
+    """The rule as docs/design.md §3.3 states it, rescanning the list after every pick."""
     remaining = sorted((c.address, c.weight * c.availability_ppm) for c in candidates
                        if c.weight * c.availability_ppm > 0)
     seed = hashlib.sha256(inference_id.encode() + block_hash).digest()

@@ -1,7 +1,7 @@
 """The epochs module through real signed transactions, driven in-process block by block:
 epoch stages, proof of compute (real nonces of the tiny PoC transformer, real verification),
 weights and the validator powers they set, and settlement with an exact account of every
-coin (DESIGN.md §4)."""
+coin (docs/design.md §7)."""
 
 import hashlib
 from fractions import Fraction

@@ -1,6 +1,6 @@
 """The validation module through real signed transactions, driven in-process block by block:
 seeds, sampled checks, votes, invalidation with refunds, INVALID status, reputation, lazy
-validators and canaries (DESIGN.md §3.6-3.8, §4)."""
+validators and canaries (docs/design.md §6)."""
 
 import hashlib
 import random

@@ -1,4 +1,4 @@
-"""CometBFT voting power follows epoch weight (DESIGN.md §2), in-process on the real
+"""CometBFT voting power follows epoch weight (docs/design.md §7.4), in-process on the real
 Application with real signed txs: FinalizeBlock's validator updates, block by block."""
 
 import hashlib

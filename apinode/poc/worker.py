@@ -1,4 +1,4 @@
-"""The PoC worker: the API node's side of proof of compute (DESIGN.md §4).
+"""The PoC worker: the API node's side of proof of compute (docs/design.md §7.2).
 
 Each step reads the chain's epoch and the epochs params, and acts on the epoch's stage:
 

@@ -1,4 +1,4 @@
-"""What a validator measures when it re-scores an inference (DESIGN.md §3.6).
+"""What a validator measures when it re-scores an inference (docs/design.md §6.3).
 
 One module, used by the validator worker, the calibration benchmark and the tests, so the
 figures the chain judges are computed one way only:

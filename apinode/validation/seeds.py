@@ -1,4 +1,4 @@
-"""A validator's epoch seeds, kept in the API node's database (DESIGN.md §3.8).
+"""A validator's epoch seeds, kept in the API node's database (docs/design.md §6.1).
 
 The seed decides which inferences the validator must check in an epoch, and the chain holds
 only its hash until the reveal. Losing it after the commit would leave the validator unable to

@@ -1,4 +1,4 @@
-"""The validator worker: the API node's side of validation (DESIGN.md §3.6-3.8, §4).
+"""The validator worker: the API node's side of validation (docs/design.md §6).
 
 Each step:
 

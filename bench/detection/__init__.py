@@ -1,2 +1,2 @@
-"""Calibration of the validator's detection thresholds (DESIGN.md §3.6): ``python -m
+"""Calibration of the validator's detection thresholds (docs/design.md §6.3): ``python -m
 bench.detection``. See ``__main__`` for what it measures and why."""

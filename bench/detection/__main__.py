@@ -2,7 +2,7 @@
 
 A validator re-scores an executor's output in one fp32 prefill and fails it when the ids do
 not match, when the mean logprob distance exceeds D, or when more than V + P × positions //
-1024 positions break the seeded sampling rule (DESIGN.md §3.6), counted at tolerance Tg
+1024 positions break the seeded sampling rule (docs/design.md §6.3), counted at tolerance Tg
 (argmax gap, nats) for a greedy inference and Ts (CDF interval, probability) for a sampled
 one. D, Tg, Ts, V and P must let every honest executor pass (fp32, bf16 or fp16, CPU or GPU,
 any batch) and catch as many cheats as possible, so they are measured, not guessed: this runs
@@ -243,7 +243,7 @@ def markdown(results: Sequence[Result], rule: report.Rule, command: str,
            f"`{gpu_meta['command']}` and scored here")
     return f"""## Calibration
 
-How the validator's thresholds were chosen (DESIGN.md §3.6). Every row below is real
+How the validator's thresholds were chosen (docs/design.md §6.3). Every row below is real
 inferences of the default model (SmolLM2-135M-Instruct, GGUF Q4_1 dequantized) run
 in-process, each scored by an honest fp32 CPU validator (`TorchEngine.score`, top 20, with the
 recorded sampling) and judged with `apinode/validation/figures.py` (`ended_properly`,

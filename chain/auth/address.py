@@ -1,4 +1,4 @@
-"""Bech32 account addresses with the chain's prefix (DESIGN.md §2)."""
+"""Bech32 account addresses with the chain's prefix (docs/design.md §2.3)."""
 
 import hashlib
 from functools import lru_cache

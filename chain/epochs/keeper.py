@@ -1,4 +1,4 @@
-"""Epoch arithmetic and the epochs module's state (DESIGN.md §4).
+"""Epoch arithmetic and the epochs module's state (docs/design.md §7).
 
 Epoch e covers heights [1 + e·L, (e + 1)·L]. Its first ``poc_window_blocks`` blocks are the
 proof-of-compute window, the next ``poc_validation_window_blocks`` the members' checks of

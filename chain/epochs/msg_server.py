@@ -1,4 +1,4 @@
-"""Proof-of-compute messages (DESIGN.md §4): participants submit the nonces they found in the
+"""Proof-of-compute messages (docs/design.md §7.2): participants submit the nonces they found in the
 PoC window; the epoch's members report their re-computation of a sample of each submission.
 
 The chain does the cheap checks only (the window, the target, no nonce twice); whether the

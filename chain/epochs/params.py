@@ -1,4 +1,4 @@
-"""Epochs params (DESIGN.md §4): the cycle's length and stages, proof of compute, rewards."""
+"""Epochs params (docs/design.md §7): the cycle's length and stages, proof of compute, rewards."""
 
 from dataclasses import dataclass
 from typing import ClassVar

@@ -1,4 +1,4 @@
-"""Settles an epoch's coins once its claim window closes (DESIGN.md §4).
+"""Settles an epoch's coins once its claim window closes (docs/design.md §7.5).
 
 Work coins are the fees an address earned in the epoch executing inferences and validating
 them (inference/work, already paid by developers and held in the escrow account). Reward

@@ -1,4 +1,4 @@
-"""CometBFT's validator set, kept in state: voting power follows epoch weight (DESIGN.md §2).
+"""CometBFT's validator set, kept in state: voting power follows epoch weight (docs/design.md §7.4).
 
 Key:
   epochs/consensus    ConsensusValidators: the set CometBFT has (as of the height it was set)

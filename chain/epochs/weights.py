@@ -1,4 +1,4 @@
-"""Weights from proof of compute, fixed at each epoch's first block (DESIGN.md §4).
+"""Weights from proof of compute, fixed at each epoch's first block (docs/design.md §7.3).
 
 A submission counts if the weight of the members who passed its sample is at least that of
 those who failed it (a tie keeps it, as in inference votes; unchecked counts). Its weight is

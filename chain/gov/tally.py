@@ -1,4 +1,4 @@
-"""Voting power and the tally (DESIGN.md §4: the network is changed by those who run it).
+"""Voting power and the tally (docs/design.md §8.2: the network is changed by those who run it).
 
 Power has one unit per chain, never a mix: with ``balance_votes`` off (the default), a
 participant votes with its weight among the current epoch's members and the total is the

@@ -1,4 +1,4 @@
-"""The compact binary encoding of an inference's per-token artifact (DESIGN §3.5).
+"""The compact binary encoding of an inference's per-token artifact (docs/design.md §5).
 
 For every output token the executor records its id, its logprob and the top-k alternatives (ids
 and logprobs, most likely first). Artifacts go on chain, so every byte is paid for by every node:

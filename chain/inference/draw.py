@@ -1,4 +1,5 @@
-"""The executor draw (DESIGN §3.3): who serves an inference, and who takes over when they fail.
+"""The executor draw (docs/design.md §3.3): who serves an inference, and who takes over when they
+fail.
 
 The API node runs it to pick the executor and the chain runs it again in MsgStartInference to
 refuse a transfer agent that names anyone else, so this one function is the rule. It is

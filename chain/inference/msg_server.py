@@ -1,4 +1,4 @@
-"""Turns inference messages into keeper and bank calls (DESIGN.md §3, steps 1-5).
+"""Turns inference messages into keeper and bank calls (docs/design.md §3).
 
 Start and Finish may arrive in either order: whichever comes first is recorded and waits
 ``expiration_blocks`` for the other; the second one checks that both describe the same
@@ -265,7 +265,7 @@ class InferenceMsgServer:
 
     def _check_consensus_key(self, ctx: Context, owner: str, key: bytes,
                              signature: bytes) -> None:
-        """A CometBFT validator key (DESIGN.md §2): 32 bytes, signed by itself for this
+        """A CometBFT validator key (docs/design.md §7.4): 32 bytes, signed by itself for this
         participant on this chain, no other participant's."""
         if len(key) != 32:
             raise InvalidParticipant("consensus_pubkey must be a 32-byte ed25519 public key "

@@ -35,7 +35,7 @@ def canonical(tag: bytes, *values: bytes | str | int | float) -> bytes:
 
 
 def request_message(prompt_hash: bytes, timestamp: int, transfer_agent: str) -> bytes:
-    """What the developer signs (DESIGN.md §3.1): sha256(body) ‖ timestamp ‖ TA address."""
+    """What the developer signs (docs/design.md §3.1): sha256(body) ‖ timestamp ‖ TA address."""
     return prompt_hash + struct.pack(">q", timestamp) + transfer_agent.encode()
 
 

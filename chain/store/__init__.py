@@ -1,4 +1,4 @@
-"""The chain's versioned key-value state and its app hash (DESIGN.md §2, "State")."""
+"""The chain's versioned key-value state and its app hash (docs/design.md §2.1)."""
 
 from chain.store.errors import HeightUnavailable, StaleOverlay, StoreCorrupted
 from chain.store.merkle import EMPTY_APP_HASH

@@ -4,7 +4,7 @@ Every block: close the windows and votes whose deadline is this height. First bl
 epoch: update the previous epoch's reputations (clean → up a step, misses → down a step, an
 invalidation → 0), lift INVALID, and fix the new epoch's members and weights. At
 ``reveal_window_blocks`` into an epoch: start judging the previous epoch's validators by their
-revealed seeds (DESIGN.md §3.8; chain/validation/judging.py, a bounded amount per block), and
+revealed seeds (docs/design.md §6.8; chain/validation/judging.py, a bounded amount per block), and
 once that is done announce the epoch judged (the epochs module settles it then).
 """
 

@@ -1,4 +1,4 @@
-"""Canary inferences (DESIGN.md §3.8): known-bad twins of real outputs the chain plants.
+"""Canary inferences (docs/design.md §6.9): known-bad twins of real outputs the chain plants.
 
 When a finished inference wins the canary lottery (from the block hash and its id), the chain
 records a twin: same model, prompt, sampling and executor, a fresh id of the same shape, and

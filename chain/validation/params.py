@@ -1,4 +1,4 @@
-"""Validation params (DESIGN.md §4): sampling rates, windows, vote size, verdict thresholds.
+"""Validation params (docs/design.md §6): sampling rates, windows, vote size, verdict thresholds.
 
 The verdict thresholds (the rule tolerances and allowed violations; the distance
 threshold is each model's ``validation_threshold``) come from the calibration in

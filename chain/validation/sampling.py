@@ -1,4 +1,4 @@
-"""Who must check an inference (DESIGN.md §4): the rule a validator applies with its secret
+"""Who must check an inference (docs/design.md §6.2): the rule a validator applies with its secret
 seed and the chain re-applies once the seed is revealed.
 
 The executor's reputation sets the probability that the inference is checked at all,

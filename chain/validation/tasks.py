@@ -1,4 +1,4 @@
-"""A finished inference's life in the validation module (DESIGN.md §3.6-3.8).
+"""A finished inference's life in the validation module (docs/design.md §6).
 
 finished → task OPEN for ``validation_window_blocks``; a passing report marks the inference
 VALIDATED, a failing one opens a vote (VOTING) among ``voters_per_vote`` members drawn from
@@ -175,7 +175,8 @@ class Tasks:
     def _share_fee(self, ctx: Context, task: ValidationTask) -> None:
         """Moves ``validator_fee_share_ppm`` of a validated inference's fee from the executor's
         earnings to the validators whose checks passed it, in equal parts, in the epoch the
-        fee was earned (DESIGN.md §4: work coins are fees earned executing and validating)."""
+        fee was earned (docs/design.md §7.5: work coins are fees earned executing and
+        validating)."""
         checkers = [r.validator for r in task.reports if r.passed]
         share_ppm = self.epochs.params(ctx.kv).validator_fee_share_ppm
         inference = self.inference.inference(ctx.kv, task.inference_id)

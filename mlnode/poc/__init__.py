@@ -1,4 +1,4 @@
-"""Proof of compute (DESIGN.md §4): the ML node's part of the epoch's PoC sprint.
+"""Proof of compute (docs/design.md §7.2): the ML node's part of the epoch's PoC sprint.
 
 At the start of an epoch each ML node evaluates a transformer with random weights on many
 nonces. Weights, inputs and the target direction all derive from ``seed = sha256(epoch block
