@@ -31,6 +31,7 @@ from test_epochs_module import DEFAULTS, SPEC, TARGET, name_consensus_key, nonce
 from chain.app import Application, rfc3339
 from chain.export import export_app_state, export_genesis
 from chain.genesis_records import UnexportedState
+from chain.modules import build
 from chain.store import Store
 from chain.validation.sampling import seed_hash
 from genesis.comet_config import find_cometbft
@@ -256,7 +257,7 @@ def replay(net: Net, height: int) -> Application:
     return app
 
 
-@pytest.mark.parametrize("module", ["auth", "bank", "inference", "epochs", "validation", "gov"])
+@pytest.mark.parametrize("module", [module.name for module in build().manager.modules])
 def test_every_key_prefix_a_module_declares_is_exported(module):
     """A record kind added to a keeper without a genesis kind fails here, whether or not any
     test's state holds such a record."""
