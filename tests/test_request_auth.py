@@ -156,3 +156,14 @@ def test_the_openai_http_client_signs_each_request_as_a_new_one(guard):
     client.post("http://ta.example/v1/inferchain/api-keys", content=b"{}")
     assert len(seen) == 3 and seen[0].prompt_hash == seen[1].prompt_hash
     assert len({s.nonce for s in seen}) == 3
+
+
+def test_a_database_from_an_older_node_gains_the_replay_table_on_open(url):
+    older = Database.open(url)
+    UsedRequest.__table__.drop(older.engine)
+    older.close()
+    upgraded = Database.open(url)
+    headers = sign()
+    check(headers, ReplayGuard(upgraded, WINDOW))
+    assert refusal(headers, ReplayGuard(upgraded, WINDOW)).code == "replayed_signature"
+    upgraded.close()
