@@ -174,7 +174,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "prompt_ids": _integers, "max_tokens": _integer, "seed": _integer, "temperature": _number,
     "top_p": _number, "stop": _texts, "executor": _text, "draw_height": _integer,
     "attempt": _integer, _CREATOR: _text, "ta_signature": _hex, "developer_pubkey": _hex,
-    "request_signature": _hex, "request_timestamp": _integer,
+    "request_signature": _hex, "request_timestamp": _integer, "request_nonce": _hex,
 }
 
 

@@ -84,7 +84,7 @@ class Executor:
 
     def __init__(self, address: str, node_key: SigningKey, chain: ChainQueries,
                  mlnode: MlNodeClient, db: Database, outbox: Outbox,
-                 audit: DrawAudit | None = None, fault: str = "") -> None:
+                 audit: DrawAudit | None = None, fault: str = "", *, chain_id: str) -> None:
         self.fault = fault_switch("executor", fault, FAULTS, "this node refuses forwards")
         self.audit = audit or DrawAudit()
         self.address = address
@@ -93,6 +93,7 @@ class Executor:
         self.mlnode = mlnode
         self.db = db
         self.outbox = outbox
+        self.chain_id = chain_id  # what the developer's request signature names
         self._running: set[str] = set()  # inference ids being executed in this process
 
     async def execute(self, request: ExecuteRequest) -> AsyncIterator[ExecutedStep | Executed]:
@@ -158,7 +159,7 @@ class Executor:
         if start.request_signature:
             with self._chain_refusal(request):
                 start_rules.check_request_key(start)
-                start_rules.check_request_signature(start)
+                start_rules.check_request_signature(start, self.chain_id)
             return
         allowed = await self.chain.allowance(start.developer, start.creator)
         with self._chain_refusal(request):

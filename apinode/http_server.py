@@ -44,6 +44,7 @@ from apinode.openai_response import (
     sse,
 )
 from apinode.request_auth import (
+    API_KEYS_PATH,
     ReplayGuard,
     SignedRequest,
     is_signed,
@@ -52,6 +53,7 @@ from apinode.request_auth import (
 )
 from apinode.store import Database, RequestLog
 from apinode.transfer_agent import TransferAgent
+from chain.inference.payload import RequestPurpose
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +83,15 @@ class HttpApi:
 
     def __init__(self, agent: TransferAgent, executor: Executor,
                  models: Callable[[], Awaitable[list[str]]], signature_window_s: int,
-                 keys: ApiKeys, db: Database) -> None:
+                 keys: ApiKeys, db: Database, chain_id: str) -> None:
         self._agent = agent
         self._keys = keys
         self._executor = executor
         self._db = db
         self._models = models
         self._window = signature_window_s
-        self._guard = ReplayGuard(signature_window_s)
+        self._chain_id = chain_id
+        self._guard = ReplayGuard(db, signature_window_s)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[openai_errors], client_max_size=MAX_BODY_BYTES)
@@ -96,21 +99,22 @@ class HttpApi:
         app.router.add_post("/v1/completions", self.text)
         app.router.add_get("/v1/models", self.models)
         app.router.add_post(EXECUTE_PATH, self.execute)
-        app.router.add_post("/v1/inferchain/api-keys", self.issue_key)
+        app.router.add_post(API_KEYS_PATH, self.issue_key)
         app.router.add_get("/health", self.health)
         return app
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "address": self._agent.address,
+                                  "chain_id": self._chain_id,
                                   "draw_mismatches": self._executor.audit.counts()})
 
     async def issue_key(self, http: web.Request) -> web.Response:
-        """A bearer key for the account that signed this request (any body, even {})."""
+        """A bearer key for the account that signed this request for a key (any body, even
+        {}); a signature made for a completion does not verify here."""
         body = await http.read()
         if not is_signed(http.headers):
             raise refuse_unsigned()
-        signed = verify_request(http.headers, body, self._agent.address, self._guard,
-                                self._window)
+        signed = await self._verify(http, body, RequestPurpose.API_KEY)
         key = await asyncio.to_thread(self._keys.issue, signed.developer)
         log.info("issued an API key to %s", signed.developer)
         return web.json_response({
@@ -122,8 +126,7 @@ class HttpApi:
     async def _requester(self, http: web.Request, body: bytes) -> SignedRequest:
         """Who pays: a signed request's account, or the account behind a bearer key."""
         if is_signed(http.headers):
-            return verify_request(http.headers, body, self._agent.address, self._guard,
-                                  self._window)
+            return await self._verify(http, body, RequestPurpose.INFERENCE)
         bearer = http.headers.get("Authorization", "")
         if not bearer.startswith("Bearer "):
             raise refuse_unsigned()
@@ -131,6 +134,11 @@ class HttpApi:
         if developer is None:
             raise errors.authentication_failed("Incorrect API key provided.")
         return SignedRequest(developer, b"", b"", 0, hashlib.sha256(body).digest())
+
+    async def _verify(self, http: web.Request, body: bytes,
+                      purpose: RequestPurpose) -> SignedRequest:
+        return await asyncio.to_thread(verify_request, http.headers, body, self._agent.address,
+                                       self._chain_id, purpose, self._guard, self._window)
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [

@@ -91,7 +91,7 @@ async def run(config: ApiNodeConfig) -> None:
         await register(config, sender, chain, mlnode)
         audit = DrawAudit()
         executor = Executor(sender.address, config.node_key(), chain, mlnode, db, outbox,
-                            audit, fault=config.executor_fault)
+                            audit, fault=config.executor_fault, chain_id=config.chain_id)
         agent = TransferAgent(sender.address, config.node_key(), chain, mlnode, executor,
                               outbox, session,
                               first_token_timeout_s=config.first_token_timeout_s)
@@ -99,7 +99,8 @@ async def run(config: ApiNodeConfig) -> None:
         async def model_ids() -> list[str]:
             return [m.id for m in await chain.served_models()]
 
-        api = HttpApi(agent, executor, model_ids, config.signature_window_s, ApiKeys(db), db)
+        api = HttpApi(agent, executor, model_ids, config.signature_window_s, ApiKeys(db), db,
+                      config.chain_id)
         worker = OutboxWorker(outbox, outbox_submit(sender, audit.outbox_refusal),
                               outbox_confirm(sender), interval_s=0.5)
         runner = web.AppRunner(api.app(), access_log=None)

@@ -1,44 +1,53 @@
 """Per-request developer signatures (docs/design.md §3.1), checked by the transfer agent.
 
-The developer signs ``sha256(body) ‖ timestamp ‖ TA address`` with its account key; the
-same bytes go on chain in MsgStartInference, where the chain checks them again, so a
-signature authorises exactly one request body, to one transfer agent, for a short time.
-Headers:
+The developer signs ``chain.inference.payload.request_message``: the chain id, the request's
+purpose (an inference, or an API key), the TA's address, sha256(body), a timestamp and a random
+nonce, with its account key. An inference's signature goes on chain in MsgStartInference, where
+the chain checks the same bytes again, so a signature authorises exactly one request body, for
+one purpose, to one transfer agent of one chain, once, for a short time. Headers:
   Authorization: Signature <base64 of the 64-byte r‖s>
   X-Requester-Address: the developer's infer1… address
   X-Requester-Pubkey: base64 of its 33-byte compressed secp256k1 key (the chain may not
                       know it yet: it learns an account's key from its first transaction)
   X-Timestamp: unix seconds
+  X-Request-Nonce: base64 of 16 random bytes
 """
 
 import base64
 import binascii
 import hashlib
+import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from coincurve import PrivateKey
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 
 from apinode.openai_errors import ApiError, authentication_failed
+from apinode.store import Database, UsedRequest
 from chain.auth import address
 from chain.errors import ChainError
-from chain.inference.payload import request_message
+from chain.inference.payload import REQUEST_NONCE_BYTES, RequestPurpose, request_message
 from chain.tx.signature import verify
 
 SCHEME = "Signature "
 ADDRESS_HEADER = "X-Requester-Address"
 PUBKEY_HEADER = "X-Requester-Pubkey"
 TIMESTAMP_HEADER = "X-Timestamp"
+NONCE_HEADER = "X-Request-Nonce"
+API_KEYS_PATH = "/v1/inferchain/api-keys"  # the endpoint that takes RequestPurpose.API_KEY
+PRUNE_EVERY_S = 60
 
 
 @dataclass(frozen=True)
 class SignedRequest:
     """A verified request: everything MsgStartInference needs from the developer.
 
-    A request authorised by a bearer API key has no pubkey, signature or timestamp (empty):
-    its start is paid from the developer's allowance for this transfer agent instead.
+    A request authorised by a bearer API key has no pubkey, signature, timestamp or nonce
+    (empty): its start is paid from the developer's allowance for this transfer agent instead.
     """
 
     developer: str
@@ -46,21 +55,27 @@ class SignedRequest:
     signature: bytes
     timestamp: int
     prompt_hash: bytes
+    nonce: bytes = b""
 
 
-def sign_request(private_key: bytes, body: bytes, transfer_agent: str,
-                 timestamp: int | None = None) -> dict[str, str]:
-    """The headers a developer adds to one request; low-S, as the chain demands."""
+def sign_request(private_key: bytes, body: bytes, transfer_agent: str, chain_id: str,
+                 purpose: RequestPurpose = RequestPurpose.INFERENCE,
+                 timestamp: int | None = None, nonce: bytes | None = None) -> dict[str, str]:
+    """The headers a developer adds to one request; low-S, as the chain demands. A fresh
+    random nonce each call: signing one body twice gives two distinct requests."""
     key = PrivateKey(private_key)
     stamp = int(time.time()) if timestamp is None else timestamp
-    message = request_message(hashlib.sha256(body).digest(), stamp, transfer_agent)
+    nonce = secrets.token_bytes(REQUEST_NONCE_BYTES) if nonce is None else nonce
+    message = request_message(chain_id, purpose, transfer_agent, hashlib.sha256(body).digest(),
+                              stamp, nonce)
     # libsecp256k1 always signs in low-S form; drop the recovery byte to get r‖s.
     signature = key.sign_recoverable(hashlib.sha256(message).digest(), hasher=None)[:64]
     pubkey = key.public_key.format(compressed=True)
     return {"Authorization": SCHEME + base64.b64encode(signature).decode(),
             ADDRESS_HEADER: address.encode(address.from_pubkey(pubkey)),
             PUBKEY_HEADER: base64.b64encode(pubkey).decode(),
-            TIMESTAMP_HEADER: str(stamp)}
+            TIMESTAMP_HEADER: str(stamp),
+            NONCE_HEADER: base64.b64encode(nonce).decode()}
 
 
 def is_signed(headers: Mapping[str, str]) -> bool:
@@ -68,56 +83,74 @@ def is_signed(headers: Mapping[str, str]) -> bool:
 
 
 class ReplayGuard:
-    """Signatures seen within the freshness window; older ones are refused as stale anyway."""
+    """The signed requests this transfer agent took, kept in its store until their timestamps
+    leave the freshness window (after that the timestamp check refuses them): a replay is
+    refused after a restart, and by every API node process that shares the database."""
 
-    def __init__(self, window_s: int, capacity: int = 100_000) -> None:
+    def __init__(self, db: Database, window_s: int) -> None:
+        self._db = db
         self._window = window_s
-        self._capacity = capacity
-        self._seen: OrderedDict[bytes, int] = OrderedDict()
+        self._pruned_at = 0
 
-    def first_use(self, signature: bytes, now: int) -> bool:
-        while self._seen and (next(iter(self._seen.values())) < now - 2 * self._window
-                              or len(self._seen) >= self._capacity):
-            self._seen.popitem(last=False)
-        if signature in self._seen:
+    def first_use(self, message: bytes, developer: str, timestamp: int, now: int) -> bool:
+        """Records the signed message; False if it was recorded before."""
+        expires = datetime.fromtimestamp(max(timestamp, now) + self._window, UTC)
+        digest = hashlib.sha256(message).hexdigest()
+        if now - self._pruned_at >= PRUNE_EVERY_S:
+            self._prune(now)
+        try:
+            with self._db.session() as session:
+                session.add(UsedRequest(digest=digest, developer=developer, expires_at=expires))
+        except IntegrityError:
             return False
-        self._seen[signature] = now
         return True
 
+    def _prune(self, now: int) -> None:
+        with self._db.session() as session:
+            session.execute(delete(UsedRequest).where(
+                UsedRequest.expires_at < datetime.fromtimestamp(now, UTC)))
+        self._pruned_at = now
 
-def verify_request(headers: Mapping[str, str], body: bytes, transfer_agent: str,
-                   guard: ReplayGuard, window_s: int, now: int | None = None) -> SignedRequest:
-    """Checks a signed request or raises the 401 that says what is wrong."""
+
+def verify_request(headers: Mapping[str, str], body: bytes, transfer_agent: str, chain_id: str,
+                   purpose: RequestPurpose, guard: ReplayGuard, window_s: int,
+                   now: int | None = None) -> SignedRequest:
+    """Checks a signed request or raises the 401 that says what is wrong. Blocking (a
+    signature check and a database write): call it off the event loop."""
     now = int(time.time()) if now is None else now
     try:
         signature = base64.b64decode(headers["Authorization"][len(SCHEME):], validate=True)
         pubkey = base64.b64decode(headers[PUBKEY_HEADER], validate=True)
         developer = headers[ADDRESS_HEADER]
         timestamp = int(headers[TIMESTAMP_HEADER])
+        nonce = base64.b64decode(headers[NONCE_HEADER], validate=True)
     except (KeyError, ValueError, binascii.Error) as exc:
         raise authentication_failed(
             f"A signed request needs Authorization: Signature <base64>, {ADDRESS_HEADER}, "
-            f"{PUBKEY_HEADER} and {TIMESTAMP_HEADER} headers ({exc}).",
+            f"{PUBKEY_HEADER}, {TIMESTAMP_HEADER} and {NONCE_HEADER} headers ({exc}).",
             "invalid_signature") from exc
+    if len(nonce) != REQUEST_NONCE_BYTES:
+        raise authentication_failed(f"{NONCE_HEADER} must be {REQUEST_NONCE_BYTES} bytes, "
+                                    f"base64-encoded.", "invalid_signature")
     if abs(now - timestamp) > window_s:
         raise authentication_failed(f"{TIMESTAMP_HEADER} {timestamp} is more than {window_s}s "
                                     f"from this node's clock ({now}).", "stale_signature")
+    prompt_hash = hashlib.sha256(body).digest()
+    message = request_message(chain_id, purpose, transfer_agent, prompt_hash, timestamp, nonce)
     try:
         owner = address.encode(address.from_pubkey(pubkey))
-        prompt_hash = hashlib.sha256(body).digest()
-        valid = owner == developer and verify(
-            pubkey, request_message(prompt_hash, timestamp, transfer_agent), signature)
+        valid = owner == developer and verify(pubkey, message, signature)
     except ChainError as exc:
         raise authentication_failed(f"Invalid signature: {exc.message}",
                                     "invalid_signature") from exc
     if not valid:
-        raise authentication_failed("The request signature does not verify for "
-                                    f"{developer} and transfer agent {transfer_agent}.",
-                                    "invalid_signature")
-    if not guard.first_use(signature, now):
+        raise authentication_failed(
+            f"The request signature does not verify for {developer}, purpose {purpose.value!r}, "
+            f"transfer agent {transfer_agent} on chain {chain_id}.", "invalid_signature")
+    if not guard.first_use(message, developer, timestamp, now):
         raise authentication_failed("This request signature was already used.",
                                     "replayed_signature")
-    return SignedRequest(developer, pubkey, signature, timestamp, prompt_hash)
+    return SignedRequest(developer, pubkey, signature, timestamp, prompt_hash, nonce)
 
 
 def refuse_unsigned() -> ApiError:

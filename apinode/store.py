@@ -1,10 +1,11 @@
-"""The API node's local storage: payloads, request log, the outbox of pending chain txs and the
-validator's epoch seeds.
+"""The API node's local storage: payloads, request log, API keys, the developers' signed requests
+already taken, the outbox of pending chain txs and the validator's epoch seeds.
 
 One SQLAlchemy schema serves SQLite (the default: a file next to the node's config, nothing to
 install) and PostgreSQL (several API node processes sharing one database). Tables are created on
-open; the schema is small and nearly additive, so there is no migrations framework: the few
-steps that bring an older database up to date are in ``apinode/store_upgrade.py``.
+open (a table an older database lacks, such as ``used_requests``, is added then); the schema is
+small and nearly additive, so there is no migrations framework: the few steps that change an
+existing table of an older database are in ``apinode/store_upgrade.py``.
 """
 
 from __future__ import annotations
@@ -119,6 +120,18 @@ class ApiKeyRow(Base):
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     developer: Mapped[str] = mapped_column(String(128), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class UsedRequest(Base):
+    """A developer's signed request this transfer agent took (apinode/request_auth.py), kept
+    until its timestamp is out of the freshness window, so the request is never taken twice:
+    not after a restart, nor by another API node process on the same database."""
+
+    __tablename__ = "used_requests"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the message
+    developer: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class OutboxState(enum.StrEnum):

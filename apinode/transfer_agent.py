@@ -227,6 +227,7 @@ class TransferAgent:
             creator=self.address, inference_id=inference_id, model_id=prepared.model.id,
             developer=signed.developer, developer_pubkey=signed.pubkey,
             request_signature=signed.signature, request_timestamp=signed.timestamp,
+            request_nonce=signed.nonce,
             prompt_hash=signed.prompt_hash, prompt_ids=prepared.prompt_ids,
             max_tokens=request.max_tokens,
             seed=request.seed if request.seed is not None else secrets.randbits(64),

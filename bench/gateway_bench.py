@@ -380,25 +380,19 @@ async def direct(stub: MLNodeStub, prompt: Prompt, settings: Settings) -> Reply:
 
 
 class Gateway:
-    """Streaming chat completions through the API node.
-
-    Each request carries a distinct ``user`` tag: the developer's signature covers the body
-    and a timestamp in whole seconds, so the same prompt twice within a second would be the
-    same signature, which the TA refuses as a replay.
-    """
+    """Streaming chat completions through the API node; each request is signed with a nonce
+    of its own, so the same prompt may go out any number of times at once."""
 
     def __init__(self, client: openai.AsyncOpenAI, settings: Settings) -> None:
         self._client = client
         self._settings = settings
-        self._sent = 0
 
     async def __call__(self, prompt: Prompt) -> Reply:
-        self._sent += 1
         start = time.perf_counter()
         stream = await self._client.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": prompt.text}],
             max_tokens=self._settings.max_tokens, temperature=0, seed=SEED, stream=True,
-            stream_options={"include_usage": True}, user=f"gateway-bench-{self._sent}")
+            stream_options={"include_usage": True})
         first = None
         tokens = 0
         inference_id = ""
@@ -484,7 +478,8 @@ async def measure(network: Network, settings: Settings
     paths and the batcher warm up), then the scheduled pairs of waves. After each gateway
     wave the bench waits until the chain has FINISHED its inferences, so the chain's work on
     their txs never falls on a direct wave."""
-    auth = SignedRequests(bytes.fromhex(network.developer.private_key_hex), network.agent)
+    auth = SignedRequests(bytes.fromhex(network.developer.private_key_hex), network.agent,
+                          CHAIN_ID)
     async with grpc.aio.insecure_channel(network.mlnode_grpc) as ml_channel, \
             grpc.aio.insecure_channel(network.chain_grpc) as chain_channel, \
             httpx.AsyncClient(auth=auth, timeout=REQUEST_TIMEOUT_S) as http:

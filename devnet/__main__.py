@@ -135,7 +135,7 @@ def announce(devnet: Devnet, addresses: list[str]) -> None:
     api_key = devnet.keys.get("api_key")
     if api_key is None:
         api_key = issue_key(f"http://{HOST}:{settings.api_port(0)}",
-                            developer["private_key_hex"], addresses[0])
+                            developer["private_key_hex"], addresses[0], CHAIN_ID)
         devnet.remember("api_key", api_key)
     grant_allowance(settings.chain_grpc(0), CHAIN_ID, developer, addresses[0])
     write_env(devnet.env_file, {

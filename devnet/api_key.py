@@ -11,19 +11,21 @@ import urllib.request
 
 import grpc
 
-from apinode.request_auth import sign_request
+from apinode.request_auth import API_KEYS_PATH, sign_request
 from apinode.tx_sender import TxSender
+from chain.inference.payload import RequestPurpose
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import MsgGrantAllowance
 
 ALLOWANCE = 10**15  # ninfer: the developer's whole genesis funds, so it never runs short
 
 
-def issue_key(api_url: str, private_key_hex: str, transfer_agent: str) -> str:
+def issue_key(api_url: str, private_key_hex: str, transfer_agent: str, chain_id: str) -> str:
     body = b"{}"
     request = urllib.request.Request(
-        f"{api_url}/v1/inferchain/api-keys", data=body, method="POST",
-        headers=sign_request(bytes.fromhex(private_key_hex), body, transfer_agent))
+        f"{api_url}{API_KEYS_PATH}", data=body, method="POST",
+        headers=sign_request(bytes.fromhex(private_key_hex), body, transfer_agent, chain_id,
+                             RequestPurpose.API_KEY))
     with urllib.request.urlopen(request, timeout=30) as reply:
         return json.loads(reply.read())["api_key"]
 

@@ -236,7 +236,8 @@ def write_env(path: Path, exports: dict[str, str]) -> None:
     text = ("# Written by `python -m devnet` once the network is ready; removed when it stops.\n"
             "# There are no API keys yet: sign every request with\n"
             "#   apinode.openai_signing.signed_http_client(\n"
-            "#       bytes.fromhex(INFERCHAIN_DEV_PRIVATE_KEY), INFERCHAIN_TA_ADDRESS)\n"
+            "#       bytes.fromhex(INFERCHAIN_DEV_PRIVATE_KEY), INFERCHAIN_TA_ADDRESS,\n"
+            "#       INFERCHAIN_CHAIN_ID)\n"
             + "".join(f"export {name}={shlex.quote(value)}\n" for name, value in exports.items()))
     partial = path.with_name(f".{path.name}.partial")
     _write_private(partial, text)

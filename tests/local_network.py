@@ -328,7 +328,7 @@ class LocalNetwork:
         """The official client, every request signed by ``developer`` for ``node`` as TA."""
         key = bytes.fromhex((developer or self.developer).private_key_hex)
         return openai.OpenAI(base_url=f"{node.url}/v1", api_key="unused", max_retries=0,
-                             http_client=signed_http_client(key, node.address))
+                             http_client=signed_http_client(key, node.address, CHAIN_ID))
 
     # The chain's side: inference.v1.Query.
 

@@ -104,7 +104,7 @@ def grant(grpc_port: int, developer, agent: str, limit: int) -> None:
 
 def test_an_api_key_works_once_the_developer_grants_an_allowance(participant):
     url, agent, developer, grpc_port, home = participant
-    signer = SignedRequests(bytes.fromhex(developer.private_key_hex), agent)
+    signer = SignedRequests(bytes.fromhex(developer.private_key_hex), agent, CHAIN_ID)
     issued = httpx.post(f"{url}/v1/inferchain/api-keys", content=b"{}", auth=signer).json()
     assert issued["developer"] == developer.address and issued["transfer_agent"] == agent
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=issued["api_key"], max_retries=0)

@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 from chain_client import GAS_PRICE, ledger
-from chain_nodes import funded_keys
+from chain_nodes import CHAIN_ID, funded_keys
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
 from local_network import (
@@ -30,7 +30,8 @@ from local_network import (
     postgres_databases,
 )
 
-from apinode.request_auth import sign_request
+from apinode.openai_signing import signed_http_client
+from apinode.request_auth import API_KEYS_PATH, sign_request
 from apinode.store import OutboxState
 from genesis.comet_config import find_cometbft
 from inferchain_pb.inference.v1.inference_pb2 import FINISHED, STARTED, VALIDATED, VOTING
@@ -159,7 +160,7 @@ def test_bad_input_gets_openai_errors_and_the_node_keeps_serving(network: LocalN
                           headers={"Content-Type": "application/json", **headers})
 
     malformed = b'{"model": "' + MODEL.encode() + b'", "messages": ['
-    reply = post(malformed, sign_request(key, malformed, agent.address))
+    reply = post(malformed, sign_request(key, malformed, agent.address, CHAIN_ID))
     assert reply.status_code == 400
     assert_openai_error(reply.json()["error"], None)
 
@@ -197,7 +198,7 @@ def test_bad_input_gets_openai_errors_and_the_node_keeps_serving(network: LocalN
     reply = post(body, {})
     assert reply.status_code == 401
     assert_openai_error(reply.json()["error"], "missing_signature")
-    headers = sign_request(key, body, agent.address)
+    headers = sign_request(key, body, agent.address, CHAIN_ID)
     assert post(body, headers).status_code == 200
     replayed = post(body, headers)
     assert replayed.status_code == 401
@@ -207,6 +208,63 @@ def test_bad_input_gets_openai_errors_and_the_node_keeps_serving(network: LocalN
     assert ok.usage.completion_tokens >= 1
     assert agent.process.poll() is None
     assert "/v1/chat/completions failed" not in agent.log()  # no refusal was an unexpected 500
+
+
+@on_solo
+def test_the_same_body_twice_is_two_requests_and_a_captured_one_is_taken_once(
+        network: LocalNetwork) -> None:
+    """The official client sends one body twice within a second: each request carries a
+    nonce of its own, so both are served and charged. A byte-identical copy of one of them,
+    presented again at its transfer agent (before and after that node restarts), at another
+    participant's, or at the API-key endpoint, is refused with an OpenAI-shaped 401 and starts
+    nothing; the developer pays for exactly the two answers."""
+    agent, other = network.nodes[0], network.nodes[1]
+    sent: list[httpx.Request] = []
+    client = openai.OpenAI(
+        base_url=f"{agent.url}/v1", api_key="unused", max_retries=0,
+        http_client=signed_http_client(bytes.fromhex(network.developer.private_key_hex),
+                                       agent.address, CHAIN_ID,
+                                       event_hooks={"request": [sent.append]}))
+    ask = partial(client.chat.completions.create, model=MODEL, messages=HI, max_tokens=2,
+                  temperature=0)
+    for _ in range(3):  # sent together; again should the two straddle a second boundary
+        sent.clear()
+        with ThreadPoolExecutor(2) as pool:
+            replies = list(pool.map(lambda _: ask(), range(2)))
+        if sent[0].headers["X-Timestamp"] == sent[1].headers["X-Timestamp"]:
+            break
+    assert sent[0].content == sent[1].content
+    assert sent[0].headers["X-Timestamp"] == sent[1].headers["X-Timestamp"]
+    answered = {r.model_extra["inference_id"] for r in replies}
+    assert len(answered) == 2
+    for inference_id in answered:
+        network.finished(inference_id)
+    assert_consistent_books(network)
+    before = network.account(network.developer.address)
+
+    captured = sent[0]
+
+    def replay(url: str) -> httpx.Response:
+        return httpx.post(url, content=captured.content, headers=dict(captured.headers),
+                          timeout=60)
+
+    def refused(reply: httpx.Response, code: str) -> str:
+        assert reply.status_code == 401, reply.text
+        assert_openai_error(reply.json()["error"], code)
+        return reply.json()["error"]["message"]
+
+    completions = "/v1/chat/completions"
+    assert "already used" in refused(replay(agent.url + completions), "replayed_signature")
+    assert f"transfer agent {other.address}" in refused(replay(other.url + completions),
+                                                        "invalid_signature")
+    assert "purpose 'api-key'" in refused(replay(agent.url + API_KEYS_PATH),
+                                          "invalid_signature")
+    agent.kill()
+    agent.start()
+    agent.wait_ready()
+    refused(replay(agent.url + completions), "replayed_signature")
+    assert network.account(network.developer.address) == before
+    assert_consistent_books(network)
 
 
 @on_solo
@@ -262,7 +320,7 @@ def test_an_executor_killed_mid_answer_ends_that_answer_with_an_error_and_nothin
     client = network.client(agent)
     by_address = {n.address: n for n in network.nodes}
     counting = [{"role": "user", "content": "Count from 1 to 1000, separated by commas."}]
-    for n in range(6):  # distinct seeds: same-second identical signed bodies are replays
+    for n in range(6):
         chunks = iter(client.chat.completions.create(model=MODEL, messages=counting,
                                                      max_tokens=300, temperature=0,
                                                      stream=True, seed=n))
@@ -300,8 +358,6 @@ def test_a_killed_executor_is_skipped_and_drains_its_outbox_after_restart(
     counts its misses; restarted on the same home it does not register again, sends the
     finish it owed, and serves; the chain's books add up throughout."""
     question = [{"role": "user", "content": "Name a colour."}]
-    # Each request differs (its seed): identical signed bodies in the same second are
-    # replays by design (docs/design.md §3.1: the signature covers body and timestamp only).
     for n in range(3):
         reply = network.client(network.nodes[0]).chat.completions.create(
             model=MODEL, messages=question, max_tokens=4, temperature=0, seed=n)

@@ -149,7 +149,8 @@ def executor_for(actor: Actor, channel: grpc.aio.Channel, ml: MlNodeClient,
                  path: Path) -> Executor:
     """An executor for ``actor`` with a database of its own."""
     db = Database.open(str(path / f"executor-{len(list(path.glob('*.db')))}.db"))
-    return Executor(actor.address, actor.node_key, ChainQueries(channel), ml, db, Outbox(db))
+    return Executor(actor.address, actor.node_key, ChainQueries(channel), ml, db, Outbox(db),
+                    chain_id=CHAIN_ID)
 
 
 def request_from(start: MsgStartInference, *, top_logprobs: int = 0) -> ExecuteRequest:
@@ -318,6 +319,10 @@ def test_refusals_come_before_any_generation(net: Net, ml_address: str, tmp_path
                 # A developer signature that is not over this request.
                 (me, changed(request_from(start(me)), request_timestamp=now - 1),
                  "developer's request"),
+                # A developer signature made for another chain.
+                (me, request_from(start_msg(agent, net.developer, "refuse-1", me.address, height,
+                                            now, [1, 2, 3], max_tokens=4,
+                                            chain_id="other-chain")), "developer's request"),
                 # No developer signature and no allowance for this TA.
                 (me, changed(request_from(start(me)), request_signature=b"",
                              developer_pubkey=b"", request_timestamp=0),

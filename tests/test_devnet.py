@@ -78,7 +78,8 @@ def test_devnet_serves_a_signed_chat_completion_and_stops_cleanly(tmp_path):
         signed = openai.OpenAI(
             base_url=env["OPENAI_BASE_URL"], api_key="unused", max_retries=0,
             http_client=signed_http_client(bytes.fromhex(env["INFERCHAIN_DEV_PRIVATE_KEY"]),
-                                           env["INFERCHAIN_TA_ADDRESS"]))
+                                           env["INFERCHAIN_TA_ADDRESS"],
+                                           env["INFERCHAIN_CHAIN_ID"]))
         assert "Paris" in signed.chat.completions.create(**ask).choices[0].message.content
 
         devnet.send_signal(signal.SIGTERM)

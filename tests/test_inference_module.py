@@ -5,6 +5,7 @@ import pytest
 from inference_actors import PRICE, finish_msg, start_msg
 from inference_net import T0, Net
 
+from chain.inference import payload
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import (
     EXPIRED,
@@ -100,6 +101,17 @@ def _refusal(net, case):
                            body=f"request {start.inference_id}".encode())
         assert replay.request_signature == start.request_signature
         return agent.tx(replay), 11, "already used"
+    if case in ("request signed for an API key", "request signed for another chain"):
+        # The developer's signature over this very body, for another purpose or chain.
+        other = ({"purpose": payload.RequestPurpose.API_KEY} if "API key" in case
+                 else {"chain_id": "other-chain"})
+        forged = start_msg(agent, net.developer, start.inference_id, executor.address,
+                           net.height, T0 + net.height, [1, 2, 3, 4], **other)
+        return agent.tx(forged), 9, "request signature does not verify"
+    if case == "request without its nonce":
+        start.ClearField("request_nonce")
+        start.ta_signature = agent.node_key.sign(payload.start_payload_of(start)).signature
+        return agent.tx(start), 9, "request_nonce must be 16 bytes"
     if case == "stale request":
         stale = start_msg(agent, net.developer, start.inference_id, executor.address,
                           net.height, T0 - 10_000, [1, 2, 3, 4])
@@ -110,7 +122,8 @@ def _refusal(net, case):
 @pytest.mark.parametrize("case", [
     "duplicate start", "duplicate finish", "finish by the wrong executor",
     "forged executor signature", "executor the draw did not pick", "developer without funds",
-    "replayed request signature", "stale request"])
+    "replayed request signature", "request signed for an API key",
+    "request signed for another chain", "request without its nonce", "stale request"])
 def test_refusals_have_clear_codes_and_keep_balances_consistent(net, case):
     raw, code, message = _refusal(net, case)
     balances = [net.balance(a) for a in net.all_accounts]
@@ -162,6 +175,7 @@ def _unsigned(start):
     start.ClearField("request_signature")
     start.ClearField("developer_pubkey")
     start.ClearField("request_timestamp")
+    start.ClearField("request_nonce")
     return start
 
 

@@ -305,7 +305,7 @@ class InferenceMsgServer:
         if abs(block_seconds - msg.request_timestamp) > window:
             raise StaleRequest(f"request timestamp {msg.request_timestamp} is more than "
                                f"{window}s from the block time {block_seconds}")
-        start_rules.check_request_signature(msg)
+        start_rules.check_request_signature(msg, ctx.block.chain_id)
         if not self._keeper.use_request_signature(ctx.kv, msg.request_signature):
             raise ReplayedRequest("this request signature was already used")
 

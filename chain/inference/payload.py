@@ -5,6 +5,7 @@ order, so a signature over one kind of payload can never be replayed as another,
 sides build the very same bytes from the same message.
 """
 
+import enum
 import hashlib
 import struct
 from collections.abc import Sequence
@@ -17,6 +18,16 @@ START_TAG = b"inferchain/start/v1"
 FINISH_TAG = b"inferchain/finish/v1"
 VALIDATION_TAG = b"inferchain/validation/v1"
 CONSENSUS_KEY_TAG = b"inferchain/consensus-key/v1"
+REQUEST_TAG = b"inferchain/request/v1"
+REQUEST_NONCE_BYTES = 16
+
+
+class RequestPurpose(enum.StrEnum):
+    """What a developer's request signature is for: each endpoint of a transfer agent checks
+    its own purpose, and the chain starts inferences for ``INFERENCE`` only."""
+
+    INFERENCE = "inference"  # an OpenAI completion, and the MsgStartInference it leads to
+    API_KEY = "api-key"  # issuing a bearer API key (/v1/inferchain/api-keys)
 
 
 def _field(value: bytes | str | int | float) -> bytes:
@@ -34,9 +45,15 @@ def canonical(tag: bytes, *values: bytes | str | int | float) -> bytes:
     return tag + b"".join(_field(v) for v in values)
 
 
-def request_message(prompt_hash: bytes, timestamp: int, transfer_agent: str) -> bytes:
-    """What the developer signs (docs/design.md §3.1): sha256(body) ‖ timestamp ‖ TA address."""
-    return prompt_hash + struct.pack(">q", timestamp) + transfer_agent.encode()
+def request_message(chain_id: str, purpose: RequestPurpose, transfer_agent: str,
+                    prompt_hash: bytes, timestamp: int, nonce: bytes) -> bytes:
+    """What the developer signs (docs/design.md §3.1). The chain, the purpose and the transfer
+    agent keep a signature from serving on another chain, at another endpoint or at another
+    agent; the random nonce makes every request unique, so sending one body twice in a second
+    is two requests and only a byte-identical copy is a replay. ``timestamp`` is unix seconds,
+    never negative (callers refuse a stale one first)."""
+    return canonical(REQUEST_TAG, chain_id, purpose.value, transfer_agent, prompt_hash,
+                     timestamp, nonce)
 
 
 def ids_hash(token_ids: Sequence[int]) -> bytes:

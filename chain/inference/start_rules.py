@@ -54,9 +54,16 @@ def check_request_key(start: MsgStartInference) -> None:
         raise BadSignature("developer_pubkey does not belong to the developer")
 
 
-def check_request_signature(start: MsgStartInference) -> None:
-    """The developer signed this prompt for this transfer agent at the request's timestamp."""
-    message = payload.request_message(start.prompt_hash, start.request_timestamp, start.creator)
+def check_request_signature(start: MsgStartInference, chain_id: str) -> None:
+    """The developer signed this prompt, for an inference on this chain through this transfer
+    agent, at the request's timestamp with the request's nonce."""
+    if len(start.request_nonce) != payload.REQUEST_NONCE_BYTES:
+        raise BadSignature(f"request_nonce must be {payload.REQUEST_NONCE_BYTES} bytes")
+    if start.request_timestamp < 0:
+        raise BadSignature("request_timestamp must not be negative")
+    message = payload.request_message(chain_id, payload.RequestPurpose.INFERENCE, start.creator,
+                                      start.prompt_hash, start.request_timestamp,
+                                      start.request_nonce)
     if not verify_secp256k1(start.developer_pubkey, message, start.request_signature):
         raise BadSignature("the developer's request signature does not verify")
 
