@@ -511,8 +511,8 @@ def settlement(net: Net, epoch: int):
 
 def test_a_seed_committed_after_its_epoch_began_is_refused_and_its_member_is_paid_nothing():
     """A member that skips epoch 1's checks and commits its seed only once the epoch is under
-    way (its first block, a later one, its last one) is refused every time: with no seed
-    committed ahead it can owe less than nobody, so it is judged lazy, its work coins are
+    way (its first block, a later one, its last one) is refused every time: without a seed
+    committed ahead it has nothing to reveal, so it is judged lazy, its work coins are
     burned and its reward is withheld. The members that committed during epoch 0 owe the
     checks from the epoch's first block on and are paid their full share."""
     net = make_net(participants=3)
@@ -525,8 +525,7 @@ def test_a_seed_committed_after_its_epoch_began_is_refused_and_its_member_is_pai
     inferences = finish_together(net, executed_by(net, late, 2, "late") +
                                  executed_by(net, honest[0], 1, "a") +
                                  executed_by(net, honest[1], 1, "b"))
-    first_finish = inferences[0].finish_height
-    assert first_finish == 1 + EPOCH + 1
+    assert inferences[0].finish_height == 1 + EPOCH + 1  # owed from the epoch's start
     check_assigned(net, inferences, late)
     refused.append(net.one(late.tx(late_commit)))
     to_height(net, 2 * EPOCH - 1)
