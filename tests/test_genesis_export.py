@@ -131,10 +131,10 @@ def net() -> Net:
         "gov": {"params": {"min_deposit": 1_000, "min_initial_deposit": 100,
                            "deposit_period_blocks": 3, "voting_period_blocks": 30}}})
     name_consensus_key(built, built.parts[0])
-    to_height(built, 1 + EPOCH)
-    poc_round(built, 1)
     ok(built.block([a.tx(MsgCommitSeed(creator=a.address, epoch=1,
                                        seed_hash=seed_hash(seed(a, 1)))) for a in built.parts]))
+    to_height(built, 1 + EPOCH)
+    poc_round(built, 1)
     to_height(built, epoch_info(built).poc_validation_end_height + 1)
     for i in range(3):
         executor, inference = finish(built, f"done-{i}")

@@ -342,7 +342,7 @@ def test_lazy_validators_are_caught_at_reveal_and_by_canaries(mlnodes, tmp_path)
     try:
         epoch = net.query("Epoch", q.QueryEpochRequest(), q.QueryEpochResponse).current
         judged, start = epoch.number, epoch.start_height
-        wait_for_seeds(net, judged)  # the checks of inferences after the commits are owed
+        wait_for_seeds(net, judged)  # committed before any of the epoch's inferences
         with ThreadPoolExecutor(3) as pool:
             ids = list(pool.map(lambda n: chat(net, n % 3, n), range(4)))
         finished = [net.finished(i) for i in ids]

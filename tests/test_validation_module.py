@@ -9,6 +9,7 @@ import pytest
 from inference_actors import Actor, finish_msg, start_msg, validation_msg
 from inference_net import T0, Net
 
+from chain.epochs.settlement import split_by_weight
 from chain.inference.keeper import invalid_now
 from chain.validation import judging
 from chain.validation.sampling import check_probability_ppm, must_check, seed_hash, threshold
@@ -47,10 +48,10 @@ FAIL = 3_000_000
 
 
 def make_net(participants: int = 5, reputations: list[dict] | None = None,
-             **validation: int) -> Net:
+             weights: list[int] | None = None, **validation: int) -> Net:
     params = {"validation_window_blocks": WINDOW, "voting_period_blocks": VOTING_PERIOD,
               "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0, **validation}
-    return Net(participants, expiration_blocks=50, extra_state={
+    return Net(participants, expiration_blocks=50, weights=weights, extra_state={
         "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 0}},
         "validation": {"params": params, "reputations": reputations or []}})
 
@@ -147,8 +148,8 @@ def test_seeds_are_committed_ahead_and_revealed_only_after_the_epoch():
 
 def test_a_newcomer_is_checked_by_every_member_and_passes():
     net = make_net(participants=3)
-    to_epoch(net, 1)
     commit_all(net, 1)
+    to_epoch(net, 1)
     executor, inference = finished(net, "new-1")
     found = task(net, "new-1")
     assert (found.state, found.p_ppm, found.epoch) == (OPEN, 1_000_000, 1)
@@ -164,8 +165,8 @@ def test_a_newcomer_is_checked_by_every_member_and_passes():
 
 def test_bad_reports_are_refused_and_change_nothing():
     net = make_net(participants=3, validation_window_blocks=20, reveal_window_blocks=30)
-    to_epoch(net, 1)
     commit_all(net, 1)
+    to_epoch(net, 1)
     executor, inference = finished(net, "bad-1")
     other = next(p for p in net.parts if p is not executor)
     forged = validation_msg(other, inference, PASS)
@@ -199,8 +200,8 @@ def test_bad_reports_are_refused_and_change_nothing():
 
 def test_a_failure_opens_a_vote_and_an_upheld_one_refunds_the_developer():
     net = make_net()
-    to_epoch(net, 1)
     commit_all(net, 1)
+    to_epoch(net, 1)
     executor, inference = finished(net, "cheat-1")
     developer_before = net.balance(net.developer)
     work_before = net.account(executor).work_balance
@@ -230,8 +231,8 @@ def test_a_failure_opens_a_vote_and_an_upheld_one_refunds_the_developer():
 
 def test_one_lying_voter_cannot_invalidate_an_honest_output():
     net = make_net()
-    to_epoch(net, 1)
     commit_all(net, 1)
+    to_epoch(net, 1)
     executor, inference = finished(net, "honest-1")
     liar = next(p for p in net.parts if p is not executor)
     assert net.one(liar.tx(validation_msg(liar, inference, FAIL))).code == 0
@@ -248,8 +249,8 @@ def test_one_lying_voter_cannot_invalidate_an_honest_output():
 
 def test_a_vote_closes_at_its_deadline_and_silent_voters_are_recorded():
     net = make_net()
-    to_epoch(net, 1)
     commit_all(net, 1)
+    to_epoch(net, 1)
     executor, inference = finished(net, "quiet-1")
     first = next(p for p in net.parts if p is not executor)
     assert net.one(first.tx(validation_msg(first, inference, FAIL))).code == 0
@@ -263,8 +264,8 @@ def test_a_vote_closes_at_its_deadline_and_silent_voters_are_recorded():
 
 def test_repeated_invalidations_make_an_executor_invalid_until_the_epoch_ends():
     net = make_net(participants=4, invalid_after_consecutive=2, voters_per_vote=1)
-    to_epoch(net, 1)
     commit_all(net, 1)
+    to_epoch(net, 1)
     cheater = None
     n = 0
     while cheater is None or stats(net, cheater).consecutive_invalidations < 2:
@@ -293,8 +294,8 @@ def test_reputation_sets_the_sampling_rate_and_grows_with_clean_epochs():
     trusted = net.parts[0].address
     net2 = make_net(participants=3, epochs_to_max=4, reputations=[
         {"address": trusted, "reputation_ppm": 1_000_000}])
-    to_epoch(net2, 1)
     commit_all(net2, 1)
+    to_epoch(net2, 1)
     for i in range(40):
         executor, _ = finished(net2, f"trust-{i}")
         if executor.address == trusted:
@@ -314,8 +315,8 @@ def test_reputation_sets_the_sampling_rate_and_grows_with_clean_epochs():
 @pytest.mark.parametrize("reveal", [REVEAL, EPOCH + 5])  # a window may outlast an epoch
 def test_a_validator_that_skips_its_checks_is_caught_at_seed_reveal(reveal):
     net = make_net(participants=3, reveal_window_blocks=reveal)
-    to_epoch(net, 1)
     commit_all(net, 1)
+    to_epoch(net, 1)
     lazy, honest, silent = net.parts
     for i in range(3):
         _, inference = finished(net, f"lazy-{i}")
@@ -342,8 +343,8 @@ def judged_records(net: Net, tasks: int) -> list:
     """Epoch 1 with ``tasks`` checked inferences, the lazy member checking none of its share;
     the members' records once judged, and how many blocks after the reveal window's last one
     the judgement took."""
-    to_epoch(net, 1)
     commit_all(net, 1)
+    to_epoch(net, 1)
     lazy, honest, _ = net.parts
     for i in range(tasks):
         _, inference = finished(net, f"judged-{i}")
@@ -374,8 +375,8 @@ def test_judging_validators_is_spread_over_blocks_and_counts_the_same(monkeypatc
 
 def test_a_validator_that_always_passes_is_caught_by_a_canary():
     net = make_net(participants=3, canary_rate_ppm=1_000_000)
-    to_epoch(net, 1)
     commit_all(net, 1)
+    to_epoch(net, 1)
     executor, inference = finished(net, "chatcmpl-0123456789abcdef")
     tasks = net.query("ValidationTasks", q.QueryValidationTasksRequest(
         from_height=net.height, to_height=net.height)).tasks
@@ -447,8 +448,8 @@ def test_a_start_drawn_before_its_executor_became_invalid_is_still_accepted():
     """INVALID applies to draws seeded from the height it began: a transfer agent that drew
     the executor before (its request already served) still gets its start accepted."""
     net = make_net(participants=3, invalid_after_consecutive=1, voters_per_vote=1)
-    to_epoch(net, 1)
     commit_all(net, 1)
+    to_epoch(net, 1)
     cheater, inference = finished(net, "first")
     drawn_at = net.height
     pending_id = next(f"pending-{i}" for i in range(100)
@@ -477,3 +478,115 @@ def test_the_verdict_allows_violations_by_length_and_takes_the_weighted_median()
     heavy = ValidationReport(ids_match=False, weight=3)
     assert vote_upholds_failure([heavy, clean, clean], 2, 150_000)
     assert weighted_median([(5, 1), (1, 1), (9, 2)]) == 5
+
+
+# Seed commitments come before the epoch they cover.
+
+def finish_together(net: Net, ids: list[str]) -> list[Inference]:
+    """Starts and finishes these inferences in one block."""
+    txs = []
+    for inference_id in ids:
+        agent, executor, start = net.start(inference_id, max_tokens=8)
+        txs += [agent.tx(start), executor.tx(finish_msg(executor, start, [7, 8, 9]))]
+    assert all(r.code == 0 for r in net.block(txs))
+    return [net.inference(i) for i in ids]
+
+
+def executed_by(net: Net, actor: Actor, count: int, prefix: str) -> list[str]:
+    """Inference ids the draw at the current height gives to ``actor`` first."""
+    return [i for i in (f"{prefix}-{n}" for n in range(200))
+            if net.draw(i)[0] == actor.address][:count]
+
+
+def check_assigned(net: Net, inferences: list[Inference], skipper: Actor) -> None:
+    """Every member but ``skipper`` reports a pass on the checks its seed assigns."""
+    txs = [c.tx(validation_msg(c, inference, PASS)) for inference in inferences
+           for c in assigned(net, task(net, inference.id)) if c is not skipper]
+    assert all(r.code == 0 for r in net.block(txs))
+
+
+def settlement(net: Net, epoch: int):
+    return net.query("EpochSettlement", q.QueryEpochSettlementRequest(epoch=epoch)).settlement
+
+
+def test_a_seed_committed_after_its_epoch_began_is_refused_and_its_member_is_paid_nothing():
+    """A member that skips epoch 1's checks and commits its seed only once the epoch is under
+    way (its first block, a later one, its last one) is refused every time: without a seed
+    committed ahead it has nothing to reveal, so it is judged lazy, its work coins are
+    burned and its reward is withheld. The members that committed during epoch 0 owe the
+    checks from the epoch's first block on and are paid their full share."""
+    net = make_net(participants=3)
+    *honest, late = net.parts
+    commit_all(net, 1, honest)
+    late_commit = MsgCommitSeed(creator=late.address, epoch=1,
+                                seed_hash=seed_hash(seed(late, 1)))
+    to_height(net, EPOCH)
+    refused = [net.one(late.tx(late_commit))]  # epoch 1's first block
+    inferences = finish_together(net, executed_by(net, late, 2, "late") +
+                                 executed_by(net, honest[0], 1, "a") +
+                                 executed_by(net, honest[1], 1, "b"))
+    assert inferences[0].finish_height == 1 + EPOCH + 1  # owed from the epoch's start
+    check_assigned(net, inferences, late)
+    refused.append(net.one(late.tx(late_commit)))
+    to_height(net, 2 * EPOCH - 1)
+    refused.append(net.one(late.tx(late_commit)))  # epoch 1's last block
+    assert net.height == 2 * EPOCH
+    assert [(r.codespace, r.code) for r in refused] == [("validation", 3)] * 3
+    assert "for epoch 2 only" in refused[-1].log
+    work = {a.address: net.account(a).work_balance for a in net.parts}
+    assert all(work.values())
+
+    to_epoch(net, 2)
+    claims = net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=1, seed=seed(a, 1)))
+                        for a in net.parts])
+    assert [(r.codespace, r.code) for r in claims] == [("", 0), ("", 0), ("validation", 5)]
+    balances = {a.address: net.balance(a) for a in net.parts}
+    to_height(net, 1 + 2 * EPOCH + REVEAL - 1)
+    late_record = record(net, late, 1)
+    assert late_record.settled and late_record.lazy and not late_record.committed
+    for actor in honest:
+        honest_record = record(net, actor, 1)
+        assert not honest_record.lazy and honest_record.required == honest_record.done > 0
+    settled = settlement(net, 1)
+    rewards = {r.address: r for r in settled.rewards}
+    weights, _ = members_total(net, 1)
+    shares = split_by_weight(settled.emission, weights)
+    assert not rewards[late.address].paid and rewards[late.address].reward_coins == 0
+    assert rewards[late.address].work_coins == work[late.address] > 0
+    assert settled.work_burned == work[late.address]
+    assert settled.withheld == shares[late.address] > 0
+    assert net.balance(late) == balances[late.address]
+    for actor in honest:
+        paid = rewards[actor.address]
+        assert paid.paid and paid.reward_coins == shares[actor.address] > 0
+        assert net.balance(actor) == balances[actor.address] + work[actor.address] + \
+            shares[actor.address]
+    net.assert_conserved()
+
+
+def test_genesis_members_commit_for_epoch_zero_until_its_first_inference_finishes():
+    """Epoch 0 has no epoch before it: its commitments are taken from its first block until
+    the first inference finishes, so every seed still precedes every task it is judged on. A
+    genesis member that commits later is refused and forfeits epoch 0 like one that never
+    committed."""
+    net = make_net(participants=3, weights=[100, 100, 100])
+    *honest, late = net.parts
+    commit_all(net, 0, honest)
+    inferences = finish_together(net, executed_by(net, late, 1, "late") +
+                                 executed_by(net, honest[0], 1, "a"))
+    refused = net.one(late.tx(MsgCommitSeed(creator=late.address, epoch=0,
+                                            seed_hash=seed_hash(seed(late, 0)))))
+    assert (refused.codespace, refused.code) == ("validation", 3)
+    check_assigned(net, inferences, late)
+    to_epoch(net, 1)
+    claims = net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=0, seed=seed(a, 0)))
+                        for a in net.parts])
+    assert [r.code for r in claims] == [0, 0, 5]
+    to_height(net, 1 + EPOCH + REVEAL - 1)
+    assert record(net, late, 0).lazy and not record(net, late, 0).committed
+    for actor in honest:  # reputation 0: every member checks every other's inference
+        assert not record(net, actor, 0).lazy and record(net, actor, 0).required == \
+            record(net, actor, 0).done == 1 + (actor is honest[1])
+    rewards = {r.address: r for r in settlement(net, 0).rewards}
+    assert [rewards[a.address].paid for a in net.parts] == [True, True, False]
+    assert rewards[late.address].work_coins > 0 and rewards[late.address].reward_coins == 0

@@ -169,16 +169,32 @@ def make_worker(db: Database, chain: FakeChain, ml: FakeMlNode, **kwargs) -> Val
 
 
 def deliver(outbox: Outbox, chain: FakeChain) -> list[Entry]:
-    """What the outbox worker and the chain would do: commits land at the current height."""
+    """What the outbox worker and the chain would do: commits land at the current height,
+    those for an epoch already begun are refused (epoch 0's only once a task exists)."""
     entries = outbox.claim_batch(1000)
+    current = (chain.height - 1) // LENGTH
     for entry in entries:
         if entry.type_url == type_url(MsgCommitSeed):
             msg = MsgCommitSeed.FromString(entry.payload)
+            if msg.epoch != current + 1 and (msg.epoch, current, chain.tasks) != (0, 0, []):
+                continue
             chain.commitments[(msg.creator, msg.epoch)] = SeedCommitment(
                 address=msg.creator, epoch=msg.epoch, seed_hash=msg.seed_hash,
                 commit_height=chain.height)
     outbox.mark_committed([e.id for e in entries])
     return entries
+
+
+def committed_in_epoch_zero(db: Database, chain: FakeChain, ml: FakeMlNode,
+                            **kwargs) -> ValidatorWorker:
+    """A worker whose seeds for epochs 0 and 1 landed at height 5; the chain then moves to
+    height 15, in epoch 1."""
+    chain.height = 5
+    worker = make_worker(db, chain, ml, **kwargs)
+    asyncio.run(worker.step())
+    deliver(Outbox(db), chain)
+    chain.height = 15
+    return worker
 
 
 def validations(outbox: Outbox, chain: FakeChain) -> dict[str, MsgValidation]:
@@ -201,48 +217,55 @@ def test_a_stored_seed_survives_reopening_the_database(open_db) -> None:
     assert store.epochs(4, 4) == [4]
 
 
-def test_seeds_are_committed_for_this_epoch_and_the_next_and_reused_after_a_restart(
-        open_db) -> None:
-    chain = FakeChain(height=15)  # epoch 1
+def test_seeds_are_committed_before_their_epoch_and_reused_after_a_restart(open_db) -> None:
+    chain = FakeChain(height=5)  # epoch 0, which no block precedes: its seed and epoch 1's
     db = open_db()
     asyncio.run(make_worker(db, chain, FakeMlNode(chain)).step())
     outbox = Outbox(db)
     store = SeedStore(db, ME)
-    for epoch in (1, 2):
+    for epoch in (0, 1):
         msg = MsgCommitSeed.FromString(outbox.get(f"commit_seed:{epoch}").payload)
         assert (msg.creator, msg.epoch) == (ME, epoch)
         assert msg.seed_hash == hashlib.sha256(store.get(epoch)).digest()
-    assert store.epochs(0, 100) == [1, 2]
-    seeds = {epoch: store.get(epoch) for epoch in (1, 2)}
+    assert store.epochs(0, 100) == [0, 1]
+    seeds = {epoch: store.get(epoch) for epoch in (0, 1)}
 
     # A new process on the same database: the committed seeds are the ones it uses.
     db = open_db()
     asyncio.run(make_worker(db, chain, FakeMlNode(chain)).step())
-    assert {e: SeedStore(db, ME).get(e) for e in (1, 2)} == seeds
+    assert {e: SeedStore(db, ME).get(e) for e in (0, 1)} == seeds
     entries = deliver(Outbox(db), chain)
-    assert sorted(e.key for e in entries) == ["commit_seed:1", "commit_seed:2"]
+    assert sorted(e.key for e in entries) == ["commit_seed:0", "commit_seed:1"]
 
-    chain.height = 21  # epoch 2: epoch 3's commit is queued early, epoch 1's seed revealed
+    chain.height = 11  # epoch 1's first block: epoch 2's commit is queued, epoch 0 revealed
     asyncio.run(make_worker(db, chain, FakeMlNode(chain)).step())
     entries = {e.key: e for e in deliver(Outbox(db), chain)}
-    assert set(entries) == {"commit_seed:3", "claim_rewards:1"}
-    reveal = MsgClaimRewards.FromString(entries["claim_rewards:1"].payload)
-    assert (reveal.creator, reveal.epoch, reveal.seed) == (ME, 1, seeds[1])
+    assert set(entries) == {"commit_seed:2", "claim_rewards:0"}
+    reveal = MsgClaimRewards.FromString(entries["claim_rewards:0"].payload)
+    assert (reveal.creator, reveal.epoch, reveal.seed) == (ME, 0, seeds[0])
+    assert chain.commitments[(ME, 2)].commit_height < 21
+
+    # A validator first started in epoch 2 commits for epoch 3 only: epoch 2 has begun.
+    chain.height = 25
+    other = ValidatorWorker(OTHER, NODE_KEY, chain, FakeMlNode(chain), SeedStore(db, OTHER),
+                            Outbox(db))
+    asyncio.run(other.step())
+    assert {e.key for e in deliver(Outbox(db), chain)} == {"commit_seed:3"}
 
 
 def test_no_reveal_once_the_window_closed_or_without_a_commitment(open_db) -> None:
     chain = FakeChain(height=15)
     db = open_db()
-    worker = make_worker(db, chain, FakeMlNode(chain))
+    worker = committed_in_epoch_zero(db, chain, FakeMlNode(chain))
     asyncio.run(worker.step())
-    deliver(Outbox(db), chain)  # epoch 1 and 2 commits land
+    deliver(Outbox(db), chain)  # epoch 2's commit lands
     del chain.commitments[(ME, 2)]
     chain.height = 36  # epoch 3; epoch 1's window closed at 21 + 5, epoch 2's is open
     asyncio.run(make_worker(db, chain, FakeMlNode(chain)).step())
     assert Outbox(db).get("claim_rewards:1") is None
     assert Outbox(db).get("claim_rewards:2") is None  # never landed: nothing to reveal
-    # Epoch 3 (current) and 4 are committed; nothing for epoch 2 is retried this late.
-    assert {e.key for e in deliver(Outbox(db), chain)} == {"commit_seed:3", "commit_seed:4"}
+    # Epoch 4 is committed; epoch 3 has begun, and nothing for epoch 2 is retried this late.
+    assert {e.key for e in deliver(Outbox(db), chain)} == {"commit_seed:4"}
 
 
 # --- which tasks ----------------------------------------------------------------------------
@@ -251,7 +274,7 @@ def test_assignment_is_the_chains_rule_with_the_executor_left_out_of_the_total()
     rng = random.Random(7)
     seed = rng.randbytes(32)
     weights = {ME: 30, EXECUTOR: 50, OTHER: 20}
-    duty = EpochDuty(epoch=4, seed=seed, commit_height=40, weights=weights, total_weight=100)
+    duty = EpochDuty(epoch=4, seed=seed, weights=weights, total_weight=100)
     decisions = []
     for i in range(400):
         task = ValidationTask(inference_id=f"inf-{i}", executor=EXECUTOR, epoch=4,
@@ -265,8 +288,8 @@ def test_assignment_is_the_chains_rule_with_the_executor_left_out_of_the_total()
     assert duty.assigned(certain, ME)
     assert not duty.assigned(ValidationTask(inference_id="x", executor=ME, epoch=4, p_ppm=PPM,
                                             finish_height=45), ME)  # never its own
-    assert not duty.assigned(ValidationTask(inference_id="x", executor=EXECUTOR, epoch=4,
-                                            p_ppm=PPM, finish_height=40), ME)  # not after commit
+    assert duty.assigned(ValidationTask(inference_id="x", executor=EXECUTOR, epoch=4,
+                                        p_ppm=PPM, finish_height=41), ME)  # the epoch's first
     assert not duty.assigned(ValidationTask(inference_id="x", executor=EXECUTOR, epoch=5,
                                             p_ppm=PPM, finish_height=45), ME)  # other epoch
     assert not duty.assigned(certain, "infer1stranger")  # not a member
@@ -281,11 +304,11 @@ def test_step_checks_assigned_tasks_and_queues_signed_figures(open_db) -> None:
     chain = FakeChain(height=15)
     db = open_db()
     ml = FakeMlNode(chain)
-    worker = make_worker(db, chain, ml)
+    worker = committed_in_epoch_zero(db, chain, ml)
+    chain.add("epoch-start", finish_height=11)  # owed: the seed was committed before
     asyncio.run(worker.step())
-    deliver(Outbox(db), chain)  # epoch 1's seed committed at height 15
+    assert set(validations(Outbox(db), chain)) == {"validation:epoch-start"}
 
-    chain.add("before-commit", finish_height=15)
     chain.add("mine", finish_height=16, executor=ME)
     chain.add("honest", finish_height=16)
     chain.add("greedy-length", finish_height=17, output_ids=(30, 31, 32, 33, 34, 35, 36, 37))
@@ -325,7 +348,7 @@ def test_a_restarted_worker_rescans_the_window_without_checking_twice(open_db) -
     chain = FakeChain(height=15)
     db = open_db()
     ml = FakeMlNode(chain)
-    asyncio.run(make_worker(db, chain, ml).step())
+    asyncio.run(committed_in_epoch_zero(db, chain, ml).step())
     deliver(Outbox(db), chain)
     chain.add("a", finish_height=16)
     chain.height = 17
@@ -344,7 +367,7 @@ def test_a_failed_check_is_retried_on_the_next_step(open_db) -> None:
     chain = FakeChain(height=15)
     db = open_db()
     ml = FakeMlNode(chain)
-    worker = make_worker(db, chain, ml)
+    worker = committed_in_epoch_zero(db, chain, ml)
     asyncio.run(worker.step())
     deliver(Outbox(db), chain)
     chain.add("a", finish_height=16)
@@ -372,7 +395,8 @@ def test_a_failed_check_is_retried_on_the_next_step(open_db) -> None:
 def test_many_tasks_at_one_height_are_paged_through(open_db) -> None:
     chain = FakeChain(height=15)
     db = open_db()
-    worker = make_worker(db, chain, FakeMlNode(chain), page_size=2, concurrency=3)
+    worker = committed_in_epoch_zero(db, chain, FakeMlNode(chain), page_size=2,
+                                     concurrency=3)
     asyncio.run(worker.step())
     deliver(Outbox(db), chain)
     for i in range(5):
@@ -396,7 +420,7 @@ def test_a_long_gap_is_read_in_spans_the_chain_answers(open_db) -> None:
     worker = make_worker(db, chain, FakeMlNode(chain))
     asyncio.run(worker.step())  # the feed stops at 15; the next step is 2,000 blocks later
     chain.commitments[(ME, 200)] = SeedCommitment(
-        address=ME, epoch=200, commit_height=2001,
+        address=ME, epoch=200, commit_height=1999,
         seed_hash=hashlib.sha256(SeedStore(db, ME).seed(200)).digest())
     chain.add("late", finish_height=2005)
     chain.height = 2010
@@ -409,7 +433,7 @@ def test_votes_are_rescored_once_under_their_own_key(open_db) -> None:
     chain = FakeChain(height=15)
     db = open_db()
     ml = FakeMlNode(chain)
-    worker = make_worker(db, chain, ml)
+    worker = committed_in_epoch_zero(db, chain, ml)
     asyncio.run(worker.step())
     deliver(Outbox(db), chain)
     task = chain.add("disputed", finish_height=16)

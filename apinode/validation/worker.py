@@ -3,11 +3,13 @@
 Each step:
 
 1. **Seeds.** Make sure a seed is stored and its hash queued for the chain (MsgCommitSeed) for
-   the current epoch and the next one. The next epoch's is committed early, during the current
-   one, because a validator's obligations in an epoch only start at its commit height: a
-   commit made at the epoch's start would leave its first blocks unchecked. Once an epoch is
-   over, its seed is revealed (MsgClaimRewards) while the chain's reveal window is open, so the
-   chain can recompute which checks the seed assigned.
+   the next epoch, at the first step of the current one: the chain takes a commitment only
+   before its epoch begins, and the validator owes the checks its seed assigns from the
+   epoch's first block (in epoch 0, which no block precedes, the commitment for epoch 0 too:
+   the chain takes it until the first inference finishes). A node that starts too late for an
+   epoch sits that epoch out. Once an epoch is over, its seed is revealed (MsgClaimRewards)
+   while the chain's reveal window is open, so the chain can recompute which checks the seed
+   assigned.
 2. **Votes.** Tasks in a vote this validator was drawn for (PendingVotes) are re-scored first:
    their deadlines are the shortest.
 3. **Tasks.** Follow the chain's feed of finished inferences (ValidationTasks by finish height)
@@ -95,25 +97,23 @@ class CheckParams:
 
 @dataclass(frozen=True)
 class EpochDuty:
-    """What decides this validator's checks in one epoch: its seed, when the seed's commit
-    landed, and the epoch's member weights (fixed at the epoch's first block)."""
+    """What decides this validator's checks in one epoch: its seed and the epoch's member
+    weights (fixed at the epoch's first block)."""
 
     epoch: int
     seed: bytes
-    commit_height: int
     weights: Mapping[str, int]
     total_weight: int
 
     def assigned(self, task: ValidationTask, validator: str) -> bool:
         """Whether ``validator`` must check ``task``: the chain's rule, applied in advance.
 
-        Only inferences finished after the commit count (the seed was fixed before they
-        existed), and the executor's own weight is left out of the total because it never
-        checks itself, so the others' shares still add up to the task's probability.
+        Every inference of the epoch counts (the commit preceded them all), and the executor's
+        own weight is left out of the total because it never checks itself, so the others'
+        shares still add up to the task's probability.
         """
         weight = self.weights.get(validator, 0)
-        if (task.epoch != self.epoch or task.executor == validator or weight == 0
-                or task.finish_height <= self.commit_height):
+        if task.epoch != self.epoch or task.executor == validator or weight == 0:
             return False
         total = self.total_weight - self.weights.get(task.executor, 0)
         return must_check(self.seed, task.inference_id, task.p_ppm, weight, total)
@@ -222,8 +222,9 @@ class ValidatorWorker:
         await self.run_checks(list(checks.values()), params)
 
     async def commit_seeds(self, current: int) -> None:
-        """Store a seed and queue its commit for the current and the next epoch, if not yet."""
-        for epoch in (current, current + 1):
+        """Store a seed and queue its commit for the next epoch (and, in epoch 0, for epoch 0),
+        if not yet: the chain refuses a commitment once its epoch began."""
+        for epoch in (0, 1) if current == 0 else (current + 1,):
             if epoch in self._commits_queued:
                 continue
             seed = await asyncio.to_thread(self.seeds.seed, epoch)  # stored before queued
@@ -323,7 +324,7 @@ class ValidatorWorker:
 
     def _duty_lookup(self) -> DutyOf:
         """``EpochDuty`` by epoch for one step. "No commitment" is remembered for the step
-        only: a commit may land later, and only tasks finished after it count anyway."""
+        only, so a commit the queried node had not seen yet is found on the next."""
         this_step: dict[int, EpochDuty | None] = {}
 
         async def duty_of(epoch: int) -> EpochDuty | None:
@@ -347,8 +348,8 @@ class ValidatorWorker:
             self._duties[epoch] = None
             return None
         members = (await self.chain.epoch(epoch)).members
-        duty = EpochDuty(epoch, seed, commitment.commit_height,
-                         {m.address: m.weight for m in members.members}, members.total_weight)
+        duty = EpochDuty(epoch, seed, {m.address: m.weight for m in members.members},
+                         members.total_weight)
         self._duties[epoch] = duty
         return duty
 

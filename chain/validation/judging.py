@@ -86,8 +86,7 @@ class Judging:
             reporters = {r.validator for r in task.reports}
             others = members.total_weight - weights.get(task.executor, 0)
             for checker in checkers:
-                if task.executor == checker.member.address or \
-                        task.finish_height <= checker.commitment.commit_height:
+                if task.executor == checker.member.address:
                     continue
                 key = (task.p_ppm, checker.member.weight, others)
                 if key not in thresholds:

@@ -99,6 +99,10 @@ class ValidationKeeper:
                 if found is not None:
                     yield found
 
+    def any_task(self, state: State) -> bool:
+        """Whether any inference has finished (a task exists) since the chain began."""
+        return next(iter(state.iterate(FINISHED)), None) is not None
+
     def windows_due(self, kv: GasKV, height: int) -> list[str]:
         return _due(kv, WINDOW, height)
 

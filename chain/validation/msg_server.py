@@ -43,11 +43,17 @@ class ValidationMsgServer:
         self._tasks = tasks
 
     def commit_seed(self, ctx: Context, msg: MsgCommitSeed) -> None:
+        """Takes a seed commitment only before any task it could be judged on exists: for
+        epoch e + 1 during epoch e, and for epoch 0, which no block precedes, until its first
+        inference finishes. A seed chosen later could be chosen knowing the epoch's tasks, or
+        excuse the member from them (docs/design.md §6.1)."""
         self._participant(ctx, msg.creator)
         current = self._epochs.epoch_of(ctx.kv, ctx.block.height)
-        if msg.epoch not in (current, current + 1):
-            raise BadEpoch(f"seeds are committed for the current epoch {current} or the next, "
-                           f"not {msg.epoch}")
+        genesis_open = msg.epoch == current == 0 and not self._keeper.any_task(ctx.kv)
+        if msg.epoch != current + 1 and not genesis_open:
+            raise BadEpoch(f"at height {ctx.block.height} a seed is committed for epoch "
+                           f"{current + 1} only (it must precede its epoch; epoch 0's its first "
+                           f"inference), not for epoch {msg.epoch}")
         if len(msg.seed_hash) != 32:
             raise BadSeed("seed_hash must be a 32-byte sha256 digest")
         if self._keeper.commitment(ctx.kv, msg.epoch, msg.creator) is not None:
