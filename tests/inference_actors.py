@@ -71,17 +71,20 @@ def genesis_models() -> list[dict]:
 def start_msg(agent: Actor, developer: Actor, inference_id: str, executor: str,
               draw_height: int, timestamp: int, prompt_ids: list[int], max_tokens: int = 16,
               attempt: int = 0, body: bytes | None = None,
-              temperature: float = 0.7) -> MsgStartInference:
+              temperature: float = 0.7, signed_request: bool = True) -> MsgStartInference:
+    """The agent's signed start; ``signed_request=False`` leaves out the developer's request
+    signature, so the developer's allowance for the agent pays."""
     prompt_hash = hashlib.sha256(body or f"request {inference_id}".encode()).digest()
-    request = payload.request_message(prompt_hash, timestamp, agent.address)
     msg = MsgStartInference(
         creator=agent.address, inference_id=inference_id, model_id=MODEL_ID,
-        developer=developer.address,
-        developer_pubkey=developer.wallet.public_key().public_key_bytes,
-        request_signature=developer.wallet.signer().sign(request, deterministic=True),
-        request_timestamp=timestamp, prompt_hash=prompt_hash, prompt_ids=prompt_ids,
+        developer=developer.address, prompt_hash=prompt_hash, prompt_ids=prompt_ids,
         max_tokens=max_tokens, seed=42, executor=executor, draw_height=draw_height,
         attempt=attempt, temperature=temperature, top_p=1.0)
+    if signed_request:
+        request = payload.request_message(prompt_hash, timestamp, agent.address)
+        msg.developer_pubkey = developer.wallet.public_key().public_key_bytes
+        msg.request_signature = developer.wallet.signer().sign(request, deterministic=True)
+        msg.request_timestamp = timestamp
     msg.ta_signature = agent.node_key.sign(payload.start_payload_of(msg)).signature
     return msg
 
