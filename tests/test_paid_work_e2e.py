@@ -11,7 +11,7 @@ participant 1, an honest executor.
 from collections.abc import Iterator
 
 import pytest
-from local_network import CHARGED, MODEL, LocalNetwork, MlNodes
+from local_network import CHARGED, MODEL, LocalNetwork, MlNodes, poll
 
 from apinode.store import OutboxState
 
@@ -60,7 +60,9 @@ def test_an_executor_is_paid_when_its_transfer_agent_withholds_every_start(
         assert not agent.outbox.with_prefix("start_inference:")
         relays = executor.outbox.with_prefix("relay_start:")
         assert sorted(e.key.removeprefix("relay_start:") for e in relays) == sorted(answered)
-        assert all(e.state == OutboxState.COMMITTED for e in relays)
+        poll(lambda: True if all(e.state == OutboxState.COMMITTED for e in
+                                 executor.outbox.with_prefix("relay_start:")) else None,
+             "the executor's relays confirmed", 30)
         assert "FAULT INJECTION 'withhold-start' is on" in agent.log()
     finally:
         network.close()
