@@ -13,6 +13,7 @@ from chain.inference import payload
 from chain.query import QueryError
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import (
+    EXPIRED,
     FINISHED,
     STARTED,
     MsgGrantAllowance,
@@ -189,4 +190,18 @@ def test_a_relayed_start_the_agent_did_not_sign_is_refused_and_moves_nothing(net
     assert sum(b - a for b, a in zip(balances, after, strict=True)) == FEE
     with pytest.raises(QueryError, match="not found"):
         net.inference(relay.start.inference_id)
+    net.assert_conserved()
+
+
+def test_a_late_relay_settles_the_executors_finish_even_after_it_expired(net):
+    agent, executor, start = net.start("slow-relay")
+    before = net.balance(net.developer)
+    assert net.one(executor.tx(finish_msg(executor, start, [5, 6]))).code == 0
+    for _ in range(5):
+        net.block([])
+    assert net.inference("slow-relay").status == EXPIRED
+    assert net.one(executor.tx(_relay(executor, start))).code == 0
+    assert net.inference("slow-relay").status == FINISHED
+    assert net.account(executor).work_balance == (4 + 2) * PRICE
+    assert net.balance(net.developer) == before - (4 + 2) * PRICE
     net.assert_conserved()

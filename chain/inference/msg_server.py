@@ -6,11 +6,11 @@ inference and charges it: the developer pays for the tokens actually used, the r
 escrow goes back, and the executor's work balance grows by the cost.
 
 A lone Finish is only a claim: a Start it does not fit (another executor, another model or
-prompt, token counts the start does not allow), or one coming after that Finish expired,
-voids it and waits for its own executor's Finish, so no Finish can keep a transfer agent's
-retry from starting, and a voided one is never paid. A Start comes from its transfer agent
-or, relayed exactly as the agent signed it, from the executor it names (MsgRelayStart): the
-first to land counts, the other is a DuplicateStart.
+prompt, token counts the start does not allow) voids it and waits for its own executor's
+Finish, so no Finish can keep a transfer agent's retry from starting, and a voided one is
+never paid; a Start it fits pairs with it, even after it expired. A Start comes from its
+transfer agent or, relayed exactly as the agent signed it, from the executor it names
+(MsgRelayStart): the first to land counts, the other is a DuplicateStart.
 """
 
 import math
@@ -143,8 +143,7 @@ class InferenceMsgServer:
         if known is not None and known.started:
             raise DuplicateStart(f"inference {msg.inference_id} was already started")
         void = None
-        if known is not None and (known.status == EXPIRED or
-                                  not self._finish_fits(known, msg)):
+        if known is not None and not self._finish_fits(known, msg):
             void, known = known, None
         via_allowance = not msg.request_signature
         if not via_allowance:
