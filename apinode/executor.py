@@ -260,10 +260,10 @@ class Executor:
                         finish = event
                         continue
                     steps.append(event)
-                    if len(steps) == 1:
-                        await asyncio.to_thread(self._relay, request.start)
                     yield ExecutedStep(event.token_id, event.text, event.logprob,
                                        event.top_ids[:wanted], event.top_logprobs[:wanted])
+                    if len(steps) == 1:  # once the first token is on its way, not before
+                        await asyncio.to_thread(self._relay, request.start)
         except (GeneratorExit, asyncio.CancelledError):
             log.warning("inference %s: the stream was closed after %d tokens; not finishing a "
                         "partial output, it will expire on chain", inference_id, len(steps))
