@@ -44,6 +44,14 @@ class ApiNodeConfig:
     # the chain counts a miss against this participant each time a transfer agent skips it.
     # Empty: an honest executor.
     executor_fault: str = ""
+    # Seconds an executor holds back the start it relays (MsgRelayStart) after its first
+    # token, so the transfer agent's own start normally lands first; the relay must still
+    # land within the draw window (inference param max_draw_age_blocks).
+    start_relay_delay_s: float = 1.0
+    # Fault injection for tests of the protocol only: "withhold-start" never sends a
+    # MsgStartInference, so the developer's answers go out unstarted and only the executors'
+    # relays get them paid. Empty: an honest transfer agent.
+    transfer_agent_fault: str = ""
     # Proof of compute (apinode.poc): prove in each epoch's PoC window on the ML node and check
     # the other members' proofs after it, whenever the chain runs PoC (epochs param
     # poc_window_blocks > 0). Off, the participant gets no weight from the next epoch on and

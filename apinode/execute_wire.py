@@ -43,9 +43,11 @@ class ExecuteRequest:
 
     ``start`` carries everything the executor runs: the prompt as token ids, the sampling, the
     draw and the developer's authorisation. The transfer agent's signature covers the start
-    payload only (ids, model, developer, prompt hash, max_tokens, seed, executor, draw,
-    sampling); the prompt ids are not signed by it (the chain checks them against the prompt
-    hash the developer signed only through the executor's output). Construction checks what
+    payload (ids, model, developer, prompt hash, max_tokens, seed, executor, draw, sampling,
+    the prompt ids' hash and the developer's request signature), so the executor can relay
+    this very start to the chain (MsgRelayStart) when the agent does not send it; the chain
+    checks the prompt ids against the prompt hash the developer signed only through the
+    executor's output. Construction checks what
     the start must hold and raises ValueError naming the field, so a malformed request from
     another node never reaches the chain or the ML node.
     """

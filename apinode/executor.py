@@ -15,7 +15,11 @@ node, and owes the chain its MsgFinishInference (docs/design.md §3.5).
    single token is generated.
 2. **Stream.** One generation on the ML node with ``max(model.top_k, top_logprobs)``
    alternatives per token, so the logprobs the developer gets and the artifact the chain gets
-   come from the same per-token data; each token is yielded as it comes.
+   come from the same per-token data; each token is yielded as it comes. At the first token
+   the start goes to the outbox too, as MsgRelayStart, held back ``relay_delay_s`` so the
+   transfer agent's own start normally lands first (the relay then finds it and sends
+   nothing): a transfer agent that takes the output and never starts the inference still pays
+   this node, and the developer is charged once either way (docs/design.md §3.5).
 3. **Finish.** The artifact (top ``model.top_k``), the output hash and the node key's
    signature over the finish payload make a MsgFinishInference; the payload row that serves
    validators later and the outbox entry that carries the message to the chain are written in
@@ -23,13 +27,13 @@ node, and owes the chain its MsgFinishInference (docs/design.md §3.5).
    the output, nor holds an output it forgot to report.
 
 A generation that does not end (the transfer agent closes the stream, the ML node fails) is
-not finished on chain: the inference expires, the developer is refunded in full and the miss
-counts against this executor. Finishing the partial output instead would charge the developer
-for an answer nobody received, and, worse, a transfer agent that closed the stream may already
-have handed the inference to the next pick of the draw: a finish from this node landing before
-that pick's start would make the chain refuse the start, and the developer's request would
-fail for good. Once the ML node has finished, the record is written even if the caller goes
-away meanwhile: the output is complete and the transfer agent has all of it.
+not finished on chain, and its relay is dropped if no tx carries it yet: the inference expires,
+the developer is refunded in full and the miss counts against this executor. Finishing the
+partial output instead would charge the developer for an answer nobody received, and a
+transfer agent that closed the stream may already have handed the inference to the next pick
+of the draw, whose start a relay of ours must not beat. Once the ML node has finished, the
+record is written even if the caller goes away meanwhile: the output is complete and the
+transfer agent has all of it.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     Inference,
     Model,
     MsgFinishInference,
+    MsgRelayStart,
+    MsgStartInference,
     Participant,
 )
 from mlnode.types import Finished, TokenStep
@@ -75,6 +81,11 @@ def finish_key(inference_id: str) -> str:
     return f"finish_inference:{inference_id}"
 
 
+def relay_key(inference_id: str) -> str:
+    """The outbox key of the start this node relays for an inference: one per inference."""
+    return f"relay_start:{inference_id}"
+
+
 class Executor:
     """Runs forwarded inferences for the participant at ``address``.
 
@@ -84,7 +95,8 @@ class Executor:
 
     def __init__(self, address: str, node_key: SigningKey, chain: ChainQueries,
                  mlnode: MlNodeClient, db: Database, outbox: Outbox,
-                 audit: DrawAudit | None = None, fault: str = "", *, chain_id: str) -> None:
+                 audit: DrawAudit | None = None, fault: str = "",
+                 relay_delay_s: float = 1.0, *, chain_id: str) -> None:
         self.fault = fault_switch("executor", fault, FAULTS, "this node refuses forwards")
         self.audit = audit or DrawAudit()
         self.address = address
@@ -94,6 +106,7 @@ class Executor:
         self.db = db
         self.outbox = outbox
         self.chain_id = chain_id  # what the developer's request signature names
+        self.relay_delay_s = relay_delay_s
         self._running: set[str] = set()  # inference ids being executed in this process
 
     async def execute(self, request: ExecuteRequest) -> AsyncIterator[ExecutedStep | Executed]:
@@ -250,9 +263,12 @@ class Executor:
                     steps.append(event)
                     yield ExecutedStep(event.token_id, event.text, event.logprob,
                                        event.top_ids[:wanted], event.top_logprobs[:wanted])
+                    if len(steps) == 1:  # once the first token is on its way, not before
+                        await asyncio.to_thread(self._relay, request.start)
         except (GeneratorExit, asyncio.CancelledError):
             log.warning("inference %s: the stream was closed after %d tokens; not finishing a "
                         "partial output, it will expire on chain", inference_id, len(steps))
+            self._drop_relay(inference_id)
             raise
         except MlNodeRefused as exc:
             log.warning("inference %s: the ML node refused it: %s", inference_id, exc)
@@ -260,8 +276,10 @@ class Executor:
         except MlNodeError as exc:
             log.warning("inference %s: the ML node failed after %d tokens, leaving it "
                         "unfinished: %s", inference_id, len(steps), exc)
+            self._drop_relay(inference_id)
             raise
         if finish is None or not steps:
+            self._drop_relay(inference_id)
             raise MlNodeError(f"the ML node ended inference {inference_id} after "
                               f"{len(steps)} tokens without a finished output")
         done = Executed(output_ids=tuple(s.token_id for s in steps),
@@ -276,6 +294,21 @@ class Executor:
                  done.finish_reason, time.monotonic() - started, size,
                  size / done.completion_tokens)
         yield done
+
+    def _relay(self, start: MsgStartInference) -> None:
+        """Queues the agent's signed start for this node to send, unless this node is the
+        agent (its own outbox sends the start)."""
+        if start.creator != self.address:
+            self.outbox.enqueue(relay_key(start.inference_id),
+                                MsgRelayStart(creator=self.address, start=start),
+                                delay_s=self.relay_delay_s)
+
+    def _drop_relay(self, inference_id: str) -> None:
+        """An output not delivered is not relayed; a relay some tx already carries stays
+        (the inference then expires, as one the agent started would). A short synchronous
+        write: this runs while the generator closes, where it cannot await."""
+        if self.outbox.discard_pending(relay_key(inference_id)):
+            log.info("inference %s: its start relay was dropped", inference_id)
 
     def _record(self, request: ExecuteRequest, done: Executed, steps: list[TokenStep],
                 k: int) -> int:

@@ -91,10 +91,12 @@ async def run(config: ApiNodeConfig) -> None:
         await register(config, sender, chain, mlnode)
         audit = DrawAudit()
         executor = Executor(sender.address, config.node_key(), chain, mlnode, db, outbox,
-                            audit, fault=config.executor_fault, chain_id=config.chain_id)
+                            audit, fault=config.executor_fault,
+                            relay_delay_s=config.start_relay_delay_s, chain_id=config.chain_id)
         agent = TransferAgent(sender.address, config.node_key(), chain, mlnode, executor,
                               outbox, session,
-                              first_token_timeout_s=config.first_token_timeout_s)
+                              first_token_timeout_s=config.first_token_timeout_s,
+                              fault=config.transfer_agent_fault)
 
         async def model_ids() -> list[str]:
             return [m.id for m in await chain.served_models()]

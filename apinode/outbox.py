@@ -97,17 +97,19 @@ class Outbox:
         self.max_delay_s = max_delay_s
         self.lease_s = lease_s
 
-    def enqueue(self, key: str, message: Message, *, session: Session | None = None) -> bool:
+    def enqueue(self, key: str, message: Message, *, session: Session | None = None,
+                delay_s: float = 0.0) -> bool:
         """Add ``message`` unless an entry with ``key`` exists; True when it was added.
 
         Pass ``session`` to enqueue in the caller's transaction, so that e.g. an executor's
-        stored payload and its MsgFinishInference are kept together or not at all.
+        stored payload and its MsgFinishInference are kept together or not at all; ``delay_s``
+        holds the entry back that long, so another node's copy of the message can land first.
         """
         dialect = postgresql if self.db.dialect == "postgresql" else sqlite
         stmt = (dialect.insert(OutboxRow)
                 .values(type_url=type_url(message), key=key,
                         payload=message.SerializeToString(), state=OutboxState.PENDING,
-                        attempts=0, next_attempt_at=utc_now())
+                        attempts=0, next_attempt_at=utc_now() + timedelta(seconds=delay_s))
                 .on_conflict_do_nothing(index_elements=[OutboxRow.key])
                 .returning(OutboxRow.id))
         if session is not None:
@@ -177,6 +179,16 @@ class Outbox:
                                    .order_by(OutboxRow.sent_at, OutboxRow.id)
                                    .limit(limit)).all()
             return [Entry.of(row) for row in rows]
+
+    def discard_pending(self, key: str) -> bool:
+        """Drop the entry with ``key`` if no tx carries it yet; True when it was dropped."""
+        with self.db.session() as session:
+            row = session.scalar(select(OutboxRow).where(OutboxRow.key == key,
+                                                         OutboxRow.state == OutboxState.PENDING))
+            if row is None:
+                return False
+            session.delete(row)
+            return True
 
     def get(self, key: str) -> Entry | None:
         with self.db.session() as session:

@@ -39,6 +39,7 @@ from apinode.execute_wire import (
     decode,
 )
 from apinode.executor import Executor
+from apinode.fault_switch import fault_switch
 from apinode.mlnode_client import MlNodeClient, MlNodeError
 from apinode.openai_request import CompletionRequest
 from apinode.openai_response import OutputToken
@@ -57,6 +58,9 @@ START_SHARE = 4
 MAX_DRAWS = 3
 # How often a transfer agent waiting for a first token looks at the chain's height.
 HEIGHT_POLL_S = 0.25
+# Misbehaviours a protocol test can switch on (ApiNodeConfig.transfer_agent_fault); "" is
+# honest. "withhold-start" never sends the chain a start: the executor relays it to be paid.
+FAULTS = frozenset({"", "withhold-start"})
 
 
 def start_key(inference_id: str) -> str:
@@ -87,7 +91,9 @@ class TransferAgent:
     def __init__(self, address: str, node_key: SigningKey, chain: ChainQueries,
                  mlnode: MlNodeClient, executor: Executor, outbox: Outbox,
                  session: aiohttp.ClientSession, max_attempts: int = 3,
-                 first_token_timeout_s: float = 120.0) -> None:
+                 first_token_timeout_s: float = 120.0, fault: str = "") -> None:
+        self.fault = fault_switch("transfer agent", fault, FAULTS,
+                                  "this agent takes outputs without starting them on chain")
         self.address = address
         self._key = node_key
         self._chain = chain
@@ -258,6 +264,10 @@ class TransferAgent:
         raise ExecutorFailed("the executor's stream ended before the output was complete")
 
     def _start(self, start: MsgStartInference, prepared: Prepared) -> None:
+        if self.fault == "withhold-start":
+            log.warning("inference %s: transfer agent fault 'withhold-start': its start is not "
+                        "sent", start.inference_id)
+            return
         key = start_key(start.inference_id)
         self._outbox.enqueue(key, start)
         self._spending.queued(start.developer, key, prepared.cost)

@@ -72,23 +72,24 @@ def start_msg(agent: Actor, developer: Actor, inference_id: str, executor: str,
               draw_height: int, timestamp: int, prompt_ids: list[int], max_tokens: int = 16,
               attempt: int = 0, body: bytes | None = None, temperature: float = 0.7,
               chain_id: str = "inferchain-test",
-              purpose: payload.RequestPurpose = payload.RequestPurpose.INFERENCE
-              ) -> MsgStartInference:
-    """A start the developer signed for ``purpose`` on ``chain_id``; the nonce follows from
-    the body, so the same body signs to the same request (a replay)."""
+              purpose: payload.RequestPurpose = payload.RequestPurpose.INFERENCE,
+              signed_request: bool = True) -> MsgStartInference:
+    """The agent's signed start. With ``signed_request`` the developer signed the request for
+    ``purpose`` on ``chain_id`` (the nonce follows from the body, so the same body signs to
+    the same request: a replay); without it the developer's allowance for the agent pays."""
     prompt_hash = hashlib.sha256(body or f"request {inference_id}".encode()).digest()
-    nonce = hashlib.sha256(b"nonce" + prompt_hash).digest()[:payload.REQUEST_NONCE_BYTES]
-    request = payload.request_message(chain_id, purpose, agent.address, prompt_hash, timestamp,
-                                      nonce)
     msg = MsgStartInference(
         creator=agent.address, inference_id=inference_id, model_id=MODEL_ID,
-        developer=developer.address,
-        developer_pubkey=developer.wallet.public_key().public_key_bytes,
-        request_signature=developer.wallet.signer().sign(request, deterministic=True),
-        request_timestamp=timestamp, request_nonce=nonce, prompt_hash=prompt_hash,
-        prompt_ids=prompt_ids,
+        developer=developer.address, prompt_hash=prompt_hash, prompt_ids=prompt_ids,
         max_tokens=max_tokens, seed=42, executor=executor, draw_height=draw_height,
         attempt=attempt, temperature=temperature, top_p=1.0)
+    if signed_request:
+        nonce = hashlib.sha256(b"nonce" + prompt_hash).digest()[:payload.REQUEST_NONCE_BYTES]
+        request = payload.request_message(chain_id, purpose, agent.address, prompt_hash,
+                                          timestamp, nonce)
+        msg.developer_pubkey = developer.wallet.public_key().public_key_bytes
+        msg.request_signature = developer.wallet.signer().sign(request, deterministic=True)
+        msg.request_timestamp, msg.request_nonce = timestamp, nonce
     msg.ta_signature = agent.node_key.sign(payload.start_payload_of(msg)).signature
     return msg
 

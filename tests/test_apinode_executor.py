@@ -301,9 +301,10 @@ def test_refusals_come_before_any_generation(net: Net, ml_address: str, tmp_path
             second = net.actor((await chain.draw("refuse-1", MODEL_ID, height)).order[1])
             now = int(time.time())
 
-            def start(executor: Actor, ta: Actor = agent) -> MsgStartInference:
+            def start(executor: Actor, ta: Actor = agent,
+                      signed_request: bool = True) -> MsgStartInference:
                 return start_msg(ta, net.developer, "refuse-1", executor.address, height, now,
-                                 [1, 2, 3], max_tokens=4)
+                                 [1, 2, 3], max_tokens=4, signed_request=signed_request)
 
             cases = [
                 # Addressed to the second pick as if it were the first.
@@ -324,9 +325,7 @@ def test_refusals_come_before_any_generation(net: Net, ml_address: str, tmp_path
                                             now, [1, 2, 3], max_tokens=4,
                                             chain_id="other-chain")), "developer's request"),
                 # No developer signature and no allowance for this TA.
-                (me, changed(request_from(start(me)), request_signature=b"",
-                             developer_pubkey=b"", request_timestamp=0),
-                 "allows"),
+                (me, request_from(start(me, signed_request=False)), "allows"),
                 # Signed by a node that is not a participant.
                 (me, request_from(start(me, net.developer)), "not a registered participant"),
             ]

@@ -170,12 +170,14 @@ def test_updates_change_the_url_and_a_withdrawn_participant_leaves_the_draw(net)
     assert again.code == 2 and "already registered" in again.log
 
 
-def _unsigned(start):
-    """The same start without the developer's request signature: the allowance path."""
+def _unsigned(agent, start):
+    """The same start without the developer's request signature: the allowance path, signed
+    again by its agent (the start payload covers the request signature)."""
     start.ClearField("request_signature")
     start.ClearField("developer_pubkey")
     start.ClearField("request_timestamp")
     start.ClearField("request_nonce")
+    start.ta_signature = agent.node_key.sign(payload.start_payload_of(start)).signature
     return start
 
 
@@ -184,7 +186,7 @@ def test_an_allowance_pays_for_unsigned_starts_and_refunds_refill_it(net):
     grant = MsgGrantAllowance(creator=net.developer.address, transfer_agent=agent.address,
                               limit=5_000)
     assert net.one(net.developer.tx(grant)).code == 0
-    assert net.one(agent.tx(_unsigned(start))).code == 0
+    assert net.one(agent.tx(_unsigned(agent, start))).code == 0
     escrow = (4 + 16) * PRICE
 
     def allowance() -> int:
@@ -197,7 +199,7 @@ def test_an_allowance_pays_for_unsigned_starts_and_refunds_refill_it(net):
     net.assert_conserved()
 
     def unsigned_by_agent(inference_id: str, max_tokens: int):
-        return _unsigned(start_msg(agent, net.developer, inference_id,
+        return _unsigned(agent, start_msg(agent, net.developer, inference_id,
                                    net.draw(inference_id)[0], net.height, T0 + net.height,
                                    [1, 2, 3, 4], max_tokens=max_tokens))
 
@@ -209,7 +211,8 @@ def test_an_allowance_pays_for_unsigned_starts_and_refunds_refill_it(net):
     assert allowance() == 0
     assert net.one(agent.tx(unsigned_by_agent("allow-3", 1))).code == 17
     stranger = next(p for p in net.parts if p is not agent)
-    unsigned = _unsigned(start_msg(stranger, net.developer, "allow-4", net.draw("allow-4")[0],
-                                   net.height, T0 + net.height, [1, 2, 3, 4]))
+    unsigned = _unsigned(stranger, start_msg(stranger, net.developer, "allow-4",
+                                             net.draw("allow-4")[0], net.height,
+                                             T0 + net.height, [1, 2, 3, 4]))
     assert net.one(stranger.tx(unsigned)).code == 17
     net.assert_conserved()

@@ -17,6 +17,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     MsgFinishInference,
     MsgGrantAllowance,
     MsgRegisterParticipant,
+    MsgRelayStart,
     MsgStartInference,
     MsgUpdateParticipant,
     MsgWithdrawParticipant,
@@ -39,6 +40,7 @@ class InferenceModule(Module):
                 Msg(MsgUpdateParticipant, "creator", self._msgs.update),
                 Msg(MsgWithdrawParticipant, "creator", self._msgs.withdraw),
                 Msg(MsgStartInference, "creator", self._msgs.start),
+                Msg(MsgRelayStart, "creator", self._msgs.relay_start),
                 Msg(MsgFinishInference, "creator", self._msgs.finish)]
 
     def queries(self, latest_height: Callable[[], int]) -> list[Query]:

@@ -4,6 +4,13 @@ Start and Finish may arrive in either order: whichever comes first is recorded a
 ``expiration_blocks`` for the other; the second one checks that both describe the same
 inference and charges it: the developer pays for the tokens actually used, the rest of the
 escrow goes back, and the executor's work balance grows by the cost.
+
+A lone Finish is only a claim: a Start it does not fit (another executor, another model or
+prompt, token counts the start does not allow) voids it and waits for its own executor's
+Finish, so no Finish can keep a transfer agent's retry from starting, and a voided one is
+never paid; a Start it fits pairs with it, even after it expired. A Start comes from its
+transfer agent or, relayed exactly as the agent signed it, from the executor it names
+(MsgRelayStart): the first to land counts, the other is a DuplicateStart.
 """
 
 import math
@@ -51,6 +58,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     MsgFinishInference,
     MsgGrantAllowance,
     MsgRegisterParticipant,
+    MsgRelayStart,
     MsgStartInference,
     MsgUpdateParticipant,
     MsgWithdrawParticipant,
@@ -113,6 +121,16 @@ class InferenceMsgServer:
         start_rules.check_allowance(msg, left, escrow)
         self._keeper.set_allowance(ctx.kv, developer, agent, left - escrow)
 
+    def relay_start(self, ctx: Context, msg: MsgRelayStart) -> None:
+        """The executor a start names submits it: the agent's node-key signature over the
+        whole start is the agent's consent, so it is applied exactly as the agent's own."""
+        if msg.creator != msg.start.executor:
+            raise WrongExecutor(f"only the executor the start names ({msg.start.executor}) "
+                                f"may relay it, not {msg.creator}")
+        self._registered(ctx, msg.creator)
+        self.start(ctx, msg.start)
+        ctx.emit("relay_start", inference_id=msg.start.inference_id, executor=msg.creator)
+
     def start(self, ctx: Context, msg: MsgStartInference) -> None:
         if msg.draw_height < 1:  # int64 on the wire; the signed payload packs it unsigned
             raise DrawMismatch(f"draw height {msg.draw_height} is not a block height")
@@ -124,10 +142,9 @@ class InferenceMsgServer:
         known = self._keeper.inference(ctx.kv, msg.inference_id)
         if known is not None and known.started:
             raise DuplicateStart(f"inference {msg.inference_id} was already started")
-        if known is not None and known.status == EXPIRED:
-            raise InferenceClosed(f"inference {msg.inference_id} has expired")
-        if known is not None:
-            self._check_finish_matches(known, msg)
+        void = None
+        if known is not None and not self._finish_fits(known, msg):
+            void, known = known, None
         via_allowance = not msg.request_signature
         if not via_allowance:
             self._check_request(ctx, msg, params.request_time_window_s)
@@ -154,7 +171,9 @@ class InferenceMsgServer:
         inference.temperature, inference.top_p = msg.temperature, msg.top_p
         del inference.stop[:]
         inference.stop.extend(msg.stop)
-        self._charge_or_wait(ctx, inference, known, STARTED, params.expiration_blocks)
+        if void is not None:
+            self._void_finish(ctx, void, msg.executor)
+        self._charge_or_wait(ctx, inference, known, STARTED, params.expiration_blocks, void)
         ctx.emit("start_inference", inference_id=msg.inference_id, executor=msg.executor,
                  developer=msg.developer, escrow=str(escrow))
 
@@ -168,8 +187,12 @@ class InferenceMsgServer:
         model = self._model(ctx, msg.model_id)
         self._check_output(msg, model)
         known = self._keeper.inference(ctx.kv, msg.inference_id)
-        if known is not None and known.finished:
+        if known is not None and known.finished and (known.status == FINISHED
+                                                     or known.executor == msg.creator):
             raise DuplicateFinish(f"inference {msg.inference_id} was already finished")
+        if known is not None and known.finished:
+            raise WrongExecutor(f"inference {msg.inference_id} holds a lone finish by "
+                                f"{known.executor}; a start naming {msg.creator} voids it")
         if known is not None and known.status != STARTED:
             raise InferenceClosed(f"inference {msg.inference_id} is closed")
         if known is not None and known.executor != msg.creator:
@@ -195,8 +218,10 @@ class InferenceMsgServer:
                  output_tokens=str(msg.output_tokens))
 
     def _charge_or_wait(self, ctx: Context, inference: Inference, known: Inference | None,
-                        waiting: int, expiration_blocks: int) -> None:
-        """Charges when the other half is on record; otherwise records this half to wait."""
+                        waiting: int, expiration_blocks: int,
+                        replaced: Inference | None = None) -> None:
+        """Charges when the other half is on record; otherwise records this half to wait, in
+        place of the ``replaced`` record (a voided lone Finish)."""
         if known is not None:
             self._keeper.cancel_expiry(ctx.kv, known.id, known.expires_at)
             self._charge(ctx, inference, known)
@@ -204,7 +229,15 @@ class InferenceMsgServer:
         inference.status = waiting
         inference.expires_at = ctx.block.height + expiration_blocks
         self._keeper.schedule_expiry(ctx.kv, inference.id, inference.expires_at)
-        self._keeper.save_inference(ctx.kv, inference, ctx.block.height, None)
+        self._keeper.save_inference(ctx.kv, inference, ctx.block.height, replaced)
+
+    def _void_finish(self, ctx: Context, finish: Inference, starter: str) -> None:
+        """Drops a lone Finish the start does not pair with: nothing was escrowed for it and
+        its executor gets nothing; a pending one's expiry goes with it."""
+        if finish.status != EXPIRED:
+            self._keeper.cancel_expiry(ctx.kv, finish.id, finish.expires_at)
+        ctx.emit("void_finish", inference_id=finish.id, executor=finish.executor,
+                 started_executor=starter)
 
     def _charge(self, ctx: Context, inference: Inference, previous: Inference) -> None:
         """Charges the tokens used, refunds the rest, credits the executor's work balance."""
@@ -350,15 +383,12 @@ class InferenceMsgServer:
                                   f"output tokens")
 
     @staticmethod
-    def _check_finish_matches(finish: Inference, start: MsgStartInference) -> None:
-        if finish.executor != start.executor:
-            raise WrongExecutor(f"inference {start.inference_id} was finished by "
-                                f"{finish.executor}, not the named executor {start.executor}")
-        if finish.model_id != start.model_id or finish.prompt_hash != start.prompt_hash:
-            raise InvalidOutput("the finish on record is for another model or prompt")
-        if finish.prompt_tokens != len(start.prompt_ids) or \
-                finish.output_tokens > start.max_tokens:
-            raise InvalidOutput("the finish on record does not fit this request's token counts")
+    def _finish_fits(finish: Inference, start: MsgStartInference) -> bool:
+        """The lone Finish on record is this start's executor's output for this request."""
+        return (finish.executor == start.executor and finish.model_id == start.model_id
+                and finish.prompt_hash == start.prompt_hash
+                and finish.prompt_tokens == len(start.prompt_ids)
+                and finish.output_tokens <= start.max_tokens)
 
     @staticmethod
     def _check_start_matches(start: Inference, finish: MsgFinishInference) -> None:
