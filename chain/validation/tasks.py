@@ -2,8 +2,8 @@
 
 finished → task OPEN for ``validation_window_blocks``; a passing report marks the inference
 VALIDATED, a failing one opens a vote (VOTING) among ``voters_per_vote`` members drawn from
-the block hash, the only members whose reports count from then on; their weighted median
-(a silent voter keeps the output) decides PASSED (VALIDATED) or FAILED
+the block hash, the only members whose reports count from then on; their median, one ballot
+each (a silent voter keeps the output), decides PASSED (VALIDATED) or FAILED
 (INVALIDATED: the developer is refunded from the executor's earnings, the executor's invalid
 counters rise and may make it INVALID for the epoch). A window that closes with reports is
 PASSED; with none, UNCHECKED. A report the vote went against costs its reporter a
@@ -132,8 +132,8 @@ class Tasks:
                  task.inference_id, ", ".join(task.voters), task.vote_deadline)
 
     def tally(self, ctx: Context, task: ValidationTask) -> None:
-        """Closes a vote: voters who did not report are recorded, the drawn voters' weighted
-        median decides, and the reports it went against are charged."""
+        """Closes a vote: voters who did not report are recorded, the drawn voters' median
+        decides, and the reports it went against are charged."""
         params = self.keeper.params(ctx.kv)
         model = self.inference.model(ctx.kv, task.model_id)
         reported = {r.validator for r in task.reports}
@@ -143,7 +143,7 @@ class Tasks:
                 record.missed_votes += 1
                 self.keeper.set_record(ctx.kv, record)
         self.keeper.close_vote(ctx.kv, task)
-        ballots = self._ballots(ctx, task)
+        ballots = self._ballots(task)
         failed = bool(ballots) and vote_upholds_failure(ballots, _allowed(params, task),
                                                         threshold_micro(model))
         task.state = FAILED if failed else PASSED
@@ -164,19 +164,18 @@ class Tasks:
             self._set_status(ctx, task.inference_id, VALIDATED)
             self._count_pass(ctx, task)
 
-    def _ballots(self, ctx: Context, task: ValidationTask) -> list[ValidationReport]:
-        """What the vote counts: the drawn voters' reports only, at their epoch weight, a
-        silent voter as a passing one, so that the output is invalidated only when voters
-        holding more than half of the drawn weight report it failing (docs/design.md §6.5)."""
-        members = self.keeper.members(ctx.kv, task.epoch) or EpochMembers()
-        weights = {m.address: m.weight for m in members.members}
+    def _ballots(self, task: ValidationTask) -> list[ValidationReport]:
+        """What the vote counts: one ballot per drawn voter, its report or, if it stayed
+        silent, a passing one (silence keeps the output). The draw already weighs members by
+        weight; weighing the drawn voters again would let one heavy member that is drawn
+        outvote the other two, so each counts once (docs/design.md §6.5)."""
         reports = {r.validator: r for r in task.reports}
         ballots = []
         for voter in task.voters:
             ballot = ValidationReport(validator=voter, ids_match=True)
             if voter in reports:
                 ballot.CopyFrom(reports[voter])
-            ballot.weight = weights.get(voter, 0)
+            ballot.weight = 1
             ballots.append(ballot)
         return ballots
 
