@@ -96,9 +96,11 @@ class Judging:
                     thresholds[key] = threshold(*key)
                 if task.finish_height > checker.commitment.commit_height and \
                         ticket(checker.commitment.seed, task.inference_id) < thresholds[key]:
-                    # Once a vote opened only its voters may report: the vote re-scores it.
-                    checker.record.required += 1
-                    checker.record.done += addr in reporters or bool(task.voters)
+                    # Once a vote opened only its voters may report: a check not made by
+                    # then is no longer owed (the vote re-scores the inference).
+                    reported = addr in reporters
+                    checker.record.required += reported or not task.voters
+                    checker.record.done += reported
                 elif addr in reporters and addr not in task.voters:
                     checker.record.unassigned_reports += 1
             budget -= max(1, len(checkers))
