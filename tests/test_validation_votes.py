@@ -272,3 +272,25 @@ def test_a_coalition_flips_a_vote_only_with_two_of_three_seats_as_often_as_drawn
     rate = flips / votes
     sigma = (float(exact) * (1 - float(exact)) / votes) ** 0.5
     assert abs(rate - float(exact)) < 4 * sigma, (flips, votes, float(exact))
+
+
+def test_one_heavy_member_never_flips_a_vote_whatever_its_weight():
+    """A member with 60 % of the weight is drawn into most votes, and opens each one by
+    failing an honest output: one ballot of three, it never invalidates one."""
+    net = Net(5, expiration_blocks=50, weights=[600, 100, 100, 100, 100], extra_state={
+        "epochs": {"params": {"epoch_length_blocks": 10_000, "poc_window_blocks": 0}},
+        "validation": {"params": {"validation_window_blocks": 4, "voting_period_blocks": 4,
+                                  "reveal_window_blocks": 10, "canary_rate_ppm": 0}}})
+    heavy = net.parts[0]
+    drawn = 0
+    for n in range(24):
+        executor, inference = finished(net, f"heavy-{n}")
+        if executor is heavy:
+            continue
+        assert net.one(heavy.tx(validation_msg(heavy, inference, FAIL))).code == 0
+        voters = vote_among(net, inference.id)
+        drawn += heavy in voters
+        net.block([v.tx(validation_msg(v, inference, PASS)) for v in voters if v is not heavy])
+        assert task(net, inference.id).state == PASSED
+        assert net.inference(inference.id).status == VALIDATED
+    assert drawn >= 5, drawn
