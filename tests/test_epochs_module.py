@@ -18,7 +18,7 @@ from chain.epochs.weights import capped_weights
 from chain.errors import InvalidRequest
 from chain.inference.payload import consensus_key_payload
 from chain.query import QueryError
-from chain.validation.sampling import seed_hash
+from chain.validation.sampling import must_check, seed_hash
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.epochs_pb2 import (
     INFERENCE,
@@ -242,6 +242,16 @@ def settle_net() -> Net:
                                   "invalid_after_consecutive": 1}}})
 
 
+def seed_assigns(net: Net, actor: Actor, inference_id: str) -> bool:
+    """Whether the checkers' seed of the task's epoch assigns ``actor`` the inference."""
+    found = net.query("ValidationTask", q.QueryValidationTaskRequest(
+        inference_id=inference_id)).task
+    members = net.query("Epoch", q.QueryEpochRequest(epoch=found.epoch)).members
+    weights = {m.address: m.weight for m in members.members}
+    return must_check(bytes([found.epoch]) * 32, inference_id, found.p_ppm,
+                      weights[actor.address], members.total_weight - weights[found.executor])
+
+
 class Ledger:
     """Checks after every block that coins are conserved, and that supply moved only by what
     the settlements minted and burned."""
@@ -308,9 +318,15 @@ def test_settlement_pays_weight_and_work_and_withholds_from_the_invalid_and_the_
             assert [r.code for r in results] == [0, 0], [r.log for r in results]
             inference = net.inference(inference_id)
             bad = executor is cheat
-            reporters = [a for a in checkers if a is not executor]
+            # Each checker reports what its seed assigned it, then the drawn voters, if any.
+            reporters = [a for a in checkers if a is not executor and
+                         seed_assigns(net, a, inference_id)]
             ledger.block([a.tx(validation_msg(a, inference, distance_micro=FAIL if bad
                                               else 1_000)) for a in reporters])
+            voters = net.query("ValidationTask", q.QueryValidationTaskRequest(
+                inference_id=inference_id)).task.voters
+            ledger.block([a.tx(validation_msg(a, inference, distance_micro=FAIL))
+                          for a in checkers if a.address in voters and a not in reporters])
     while net.height < 3 * S_EPOCH:
         ledger.block([])
     claim(2)

@@ -314,9 +314,10 @@ class ValidatorWorker:
         return found
 
     async def _must_check(self, task: ValidationTask, height: int, duty_of: DutyOf) -> bool:
-        """Assigned, still within its window, and not reported on by this validator yet
-        (a vote opened meanwhile does not close the window: the check is still owed)."""
+        """Assigned, still within its window, and not reported on by this validator yet;
+        once a vote opened, only its drawn voters report (the vote is the check)."""
         if (task.executor == self.address or height > task.deadline
+                or (task.voters and self.address not in task.voters)
                 or any(r.validator == self.address for r in task.reports)):
             return False
         duty = await duty_of(task.epoch)

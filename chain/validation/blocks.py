@@ -2,7 +2,8 @@
 
 Every block: close the windows and votes whose deadline is this height. First block of an
 epoch: update the previous epoch's reputations (clean → up a step, misses → down a step, an
-invalidation → 0), lift INVALID, and fix the new epoch's members and weights. At
+invalidation → 0; a report a vote went against already cost a step and makes the epoch
+unclean), lift INVALID, and fix the new epoch's members and weights. At
 ``reveal_window_blocks`` into an epoch: start judging the previous epoch's validators by their
 revealed seeds (docs/design.md §6.8; chain/validation/judging.py, a bounded amount per block), and
 once that is done announce the epoch judged (the epochs module settles it then).
@@ -87,7 +88,8 @@ class ValidationBlocks:
                 stats.reputation_ppm = 0
             elif misses:
                 stats.reputation_ppm = max(0, before - params.reputation_step_ppm)
-            elif participant.address in member_addresses:
+            elif participant.address in member_addresses and \
+                    not self.keeper.record(ctx.kv, epoch, participant.address).votes_against:
                 stats.reputation_ppm = min(PPM, before + params.reputation_step_ppm)
                 stats.clean_epochs += 1
             if stats.reputation_ppm != before:

@@ -1,7 +1,9 @@
 """Judging an epoch's validators by their revealed seeds, spread over blocks.
 
 Once an epoch's reveal window ends, the chain recomputes which of the epoch's inferences each
-member's seed assigned to it and whether it reported on them (chain/validation/sampling.py).
+member's seed assigned to it and whether it reported on them (chain/validation/sampling.py),
+and counts the reports it made on inferences neither its seed nor a vote gave it: the chain
+could not refuse them while the seed was secret, so they make the member lazy now.
 That is members × tasks lottery draws, and tasks are cheap to create, so doing them all in one
 block would let anyone stall block production by finishing many small inferences. Each block
 instead judges at most ``PAIRS_PER_BLOCK`` (task, member) pairs, resuming where the last block
@@ -86,14 +88,20 @@ class Judging:
             reporters = {r.validator for r in task.reports}
             others = members.total_weight - weights.get(task.executor, 0)
             for checker in checkers:
-                if task.executor == checker.member.address:
+                addr = checker.member.address
+                if task.executor == addr:
                     continue
                 key = (task.p_ppm, checker.member.weight, others)
                 if key not in thresholds:
                     thresholds[key] = threshold(*key)
                 if ticket(checker.commitment.seed, task.inference_id) < thresholds[key]:
-                    checker.record.required += 1
-                    checker.record.done += checker.member.address in reporters
+                    # Once a vote opened only its voters may report: a check not made by
+                    # then is no longer owed (the vote re-scores the inference).
+                    reported = addr in reporters
+                    checker.record.required += reported or not task.voters
+                    checker.record.done += reported
+                elif addr in reporters and addr not in task.voters:
+                    checker.record.unassigned_reports += 1
             budget -= max(1, len(checkers))
             cursor.height, cursor.inference_id = task.finish_height, task.inference_id
         for checker in checkers:
@@ -134,7 +142,8 @@ class Judging:
                 1 for s in submissions if s.participant != member.address
                 and all(v.validator != member.address for v in s.verdicts))
             record.lazy = (not record.revealed or record.missed > 0 or record.missed_votes > 0
-                           or record.canaries_passed > 0 or record.missed_poc_checks > 0)
+                           or record.canaries_passed > 0 or record.missed_poc_checks > 0
+                           or record.unassigned_reports > 0)
             record.settled = True
             self.keeper.set_record(ctx.kv, record)
             ctx.emit("validator_epoch", validator=member.address, epoch=str(epoch),
@@ -142,8 +151,8 @@ class Judging:
                      lazy=str(record.lazy).lower())
             log.log(logging.WARNING if record.lazy else logging.INFO,
                     "epoch %d validator %s: %d checks assigned, %d done, %d votes missed, "
-                    "%d PoC checks missed, %d canaries passed, seed %s%s", epoch,
-                    member.address, record.required, record.done, record.missed_votes,
-                    record.missed_poc_checks, record.canaries_passed,
+                    "%d PoC checks missed, %d canaries passed, %d unassigned reports, seed %s%s",
+                    epoch, member.address, record.required, record.done, record.missed_votes,
+                    record.missed_poc_checks, record.canaries_passed, record.unassigned_reports,
                     "revealed" if record.revealed else "NOT revealed",
                     " — LAZY, forfeits the epoch's rewards" if record.lazy else "")

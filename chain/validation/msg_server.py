@@ -26,6 +26,7 @@ from chain.validation.tasks import Tasks
 from inferchain_pb.inference.v1.inference_pb2 import Participant
 from inferchain_pb.inference.v1.validation_pb2 import (
     IN_VOTE,
+    OPEN,
     MsgClaimRewards,
     MsgCommitSeed,
     MsgValidation,
@@ -103,11 +104,15 @@ class ValidationMsgServer:
             raise DuplicateValidation(f"{msg.creator} already reported on {msg.inference_id}")
         weight = self._member_weight(ctx, task.epoch, msg.creator)
         height = ctx.block.height
-        # Every assigned check may be reported until the deadline, whatever a vote did
-        # meanwhile (the chain will ask for it at reveal); drawn voters until the vote ends.
-        in_window = height <= task.deadline
-        voting = task.state == IN_VOTE and height <= task.vote_deadline and \
-            msg.creator in task.voters
+        # Once a vote is open only its drawn voters report (docs/design.md §6.5): anyone else
+        # would weigh on an outcome the draw gave to others. Before, any member may report
+        # within the window: its assignment is secret until its seed is revealed, and
+        # judging then counts a report it was not assigned against it.
+        if task.voters and msg.creator not in task.voters:
+            raise NotAllowed(f"{msg.creator} was not drawn for the vote on "
+                             f"{msg.inference_id} (voters: {', '.join(task.voters)})")
+        in_window = task.state == OPEN and height <= task.deadline
+        voting = task.state == IN_VOTE and height <= task.vote_deadline
         if not (in_window or voting):
             raise WindowClosed(f"inference {msg.inference_id} takes no report from "
                                f"{msg.creator} now (task state "

@@ -2,10 +2,12 @@
 
 finished → task OPEN for ``validation_window_blocks``; a passing report marks the inference
 VALIDATED, a failing one opens a vote (VOTING) among ``voters_per_vote`` members drawn from
-the block hash; the vote's weighted median decides PASSED (VALIDATED) or FAILED
+the block hash, the only members whose reports count from then on; their median, one ballot
+each (a silent voter keeps the output), decides PASSED (VALIDATED) or FAILED
 (INVALIDATED: the developer is refunded from the executor's earnings, the executor's invalid
 counters rise and may make it INVALID for the epoch). A window that closes with reports is
-PASSED; with none, UNCHECKED.
+PASSED; with none, UNCHECKED. A report the vote went against costs its reporter a
+reputation step and its part of the validator fee.
 """
 
 import logging
@@ -130,7 +132,8 @@ class Tasks:
                  task.inference_id, ", ".join(task.voters), task.vote_deadline)
 
     def tally(self, ctx: Context, task: ValidationTask) -> None:
-        """Closes a vote: voters who did not report are recorded, the median decides."""
+        """Closes a vote: voters who did not report are recorded, the drawn voters' median
+        decides, and the reports it went against are charged."""
         params = self.keeper.params(ctx.kv)
         model = self.inference.model(ctx.kv, task.model_id)
         reported = {r.validator for r in task.reports}
@@ -140,10 +143,13 @@ class Tasks:
                 record.missed_votes += 1
                 self.keeper.set_record(ctx.kv, record)
         self.keeper.close_vote(ctx.kv, task)
-        failed = vote_upholds_failure(task.reports, _allowed(params, task),
-                                      threshold_micro(model))
+        ballots = self._ballots(task)
+        failed = bool(ballots) and vote_upholds_failure(ballots, _allowed(params, task),
+                                                        threshold_micro(model))
         task.state = FAILED if failed else PASSED
         self.keeper.set_task(ctx.kv, task)
+        if not self.keeper.is_canary(ctx.kv, task.inference_id):
+            self._charge_dissent(ctx, task, params, failed)
         ctx.emit("validation_outcome", inference_id=task.inference_id,
                  outcome="invalidated" if failed else "validated",
                  reports=str(len(task.reports)))
@@ -157,6 +163,38 @@ class Tasks:
         else:
             self._set_status(ctx, task.inference_id, VALIDATED)
             self._count_pass(ctx, task)
+
+    def _ballots(self, task: ValidationTask) -> list[ValidationReport]:
+        """What the vote counts: one ballot per drawn voter, its report or, if it stayed
+        silent, a passing one (silence keeps the output). The draw already weighs members by
+        weight; weighing the drawn voters again would let one heavy member that is drawn
+        outvote the other two, so each counts once (docs/design.md §6.5)."""
+        reports = {r.validator: r for r in task.reports}
+        ballots = []
+        for voter in task.voters:
+            ballot = ValidationReport(validator=voter, ids_match=True)
+            if voter in reports:
+                ballot.CopyFrom(reports[voter])
+            ballot.weight = 1
+            ballots.append(ballot)
+        return ballots
+
+    def _charge_dissent(self, ctx: Context, task: ValidationTask, params: ValidationParams,
+                        failed: bool) -> None:
+        """A report the vote went against costs its reporter a reputation step at once and
+        is counted in its epoch record (no clean-epoch step up); it earns no part of the
+        validator fee either (``_share_fee`` pays the reports that agree)."""
+        for report in task.reports:
+            if report.passed != failed:
+                continue
+            stats = self.keeper.stats(ctx.kv, report.validator)
+            stats.reputation_ppm = max(0, stats.reputation_ppm - params.reputation_step_ppm)
+            self.keeper.set_stats(ctx.kv, stats)
+            record = self.keeper.record(ctx.kv, task.epoch, report.validator)
+            record.votes_against += 1
+            self.keeper.set_record(ctx.kv, record)
+            ctx.emit("vote_against", inference_id=task.inference_id,
+                     validator=report.validator, reputation_ppm=str(stats.reputation_ppm))
 
     def close_window(self, ctx: Context, task: ValidationTask) -> None:
         self.keeper.close_window(ctx.kv, task)

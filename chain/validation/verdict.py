@@ -3,10 +3,10 @@
 A report fails when the output ids do not match, when more tokens break the seeded rule than
 the allowed violations (``allowed_violations``: a fixed part plus a share of the length), or
 when the logprob distance exceeds the model's threshold. A vote
-takes the weight-weighted median of the reports' effective distances (infinite for a report
-that failed on ids or rule), so the outcome moves only when validators holding at least half
-of the reporting weight say so: a few lying validators cannot flip it. A tie keeps the
-executor's output (the lower median).
+takes the weighted lower median of its ballots' effective distances (infinite for a report
+that failed on ids or rule); the validation module gives each drawn voter one ballot of weight
+1 (chain/validation/tasks.py), so the outcome moves only when more than half of the drawn
+voters say so. A tie keeps the executor's output (the lower median).
 """
 
 from collections.abc import Sequence

@@ -1,0 +1,296 @@
+"""Votes against a colluding minority, through real signed transactions driven in-process
+(docs/design.md §6.5): members outside a vote are refused, a report the vote goes against costs
+its reporter, and a coalition flips a vote only when it holds two of its three seats, as often
+as the draw gives it those seats."""
+
+from fractions import Fraction
+
+import pytest
+from inference_actors import Actor, validation_msg
+from inference_net import Net
+from test_validation_module import (
+    FAIL,
+    PASS,
+    assigned,
+    commit_all,
+    finished,
+    record,
+    seed,
+    stats,
+    task,
+    to_height,
+    vote_among,
+)
+
+from chain.scales import PPM
+from inferchain_pb.inference.v1.inference_pb2 import INVALIDATED, VALIDATED, Inference
+from inferchain_pb.inference.v1.validation_pb2 import (
+    FAILED,
+    IN_VOTE,
+    PASSED,
+    MsgClaimRewards,
+)
+
+EPOCH = 100
+REVEAL = 10
+FEE_SHARE_PPM = 100_000  # epochs.validator_fee_share_ppm's default
+STEP = -(-PPM // 30)  # one reputation step at the default epochs_to_max
+
+
+def make_net(participants: int, reputation_ppm: int, epoch: int = EPOCH, **validation) -> Net:
+    params = {"validation_window_blocks": 4, "voting_period_blocks": 4,
+              "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0, **validation}
+    net = Net(participants, expiration_blocks=50, extra_state={
+        "epochs": {"params": {"epoch_length_blocks": epoch, "poc_window_blocks": 0}},
+        "validation": {"params": params, "reputations": [
+            {"address": Actor.new(10 + i, 2 + i).address, "reputation_ppm": reputation_ppm}
+            for i in range(participants)]}})
+    to_height(net, 1 + epoch)
+    commit_all(net, 1)
+    return net
+
+
+def refused(net: Net, actor: Actor, inference: Inference, distance: int) -> None:
+    result = net.one(actor.tx(validation_msg(actor, inference, distance)))
+    assert (result.codespace, result.code) == ("validation", 7), result.log
+    assert "not drawn for the vote" in result.log
+
+
+def work(net: Net, actors: list[Actor]) -> dict[str, int]:
+    return {a.address: net.account(a).work_balance for a in actors}
+
+
+def unreported(net: Net, inference_id: str, actors: list[Actor]) -> list[Actor]:
+    reported = {r.validator for r in task(net, inference_id).reports}
+    return [a for a in actors if a.address not in reported]
+
+
+def opened_vote(net: Net, name: str, opener_of, before=None) -> tuple:
+    """Finishes inferences until the vote that ``opener_of``'s pick opens on one draws
+    neither it nor what ``before(executor, inference)`` returned (run first on each: reports
+    made ahead of the failing one); (executor, inference, opener, voters, that). An attempt
+    that drew them is voted to its end by the drawn voters passing the output."""
+    for attempt in range(20):
+        executor, inference = finished(net, f"{name}-{attempt}")
+        extra = before(executor, inference) if before else None
+        opener = opener_of(executor, inference, extra)
+        assert net.one(opener.tx(validation_msg(opener, inference, FAIL))).code == 0
+        voters = vote_among(net, inference.id)
+        if opener not in voters and extra not in voters:
+            return executor, inference, opener, voters, extra
+        net.block([v.tx(validation_msg(v, inference, PASS))
+                   for v in unreported(net, inference.id, voters)])
+    pytest.fail("the opener was drawn in every attempt")
+
+
+def test_colluders_outside_a_vote_are_refused_and_an_honest_output_stays_validated():
+    """Sixteen equal members, four colluding: one opens a vote on an honest output with a
+    failing report it was not assigned (the chain cannot refuse it while seeds are secret),
+    the other three are refused; the drawn voters keep the output, the executor is paid, and
+    at judging the opener's unassigned report makes it lazy."""
+    net = make_net(16, PPM, p_min_ppm=200_000)
+    used: set[str] = set()
+
+    def opener_of(executor: Actor, inference: Inference, _) -> Actor:
+        found = task(net, inference.id)
+        pick = next(p for p in net.parts if p is not executor and p.address not in used and
+                    p not in assigned(net, found))
+        used.add(pick.address)
+        return pick
+
+    def honest_checks(executor: Actor, inference: Inference) -> None:
+        checkers = assigned(net, task(net, inference.id))
+        net.block([c.tx(validation_msg(c, inference, PASS)) for c in checkers])
+
+    executor, inference, opener, voters, _ = opened_vote(net, "honest", opener_of, honest_checks)
+    developer_before = net.balance(net.developer)
+    found = task(net, inference.id)
+    colluders = [opener] + [p for p in net.parts if p not in voters and p is not executor
+                            and p is not opener and p not in assigned(net, found)][:3]
+    before = work(net, [executor, *net.parts])
+    for colluder in colluders[1:]:
+        refused(net, colluder, inference, FAIL)
+    assert len(task(net, inference.id).reports) == len(found.reports)
+    results = net.block([v.tx(validation_msg(v, inference, PASS))
+                         for v in unreported(net, inference.id, voters)])
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+    found = task(net, inference.id)
+    assert found.state == PASSED and net.inference(inference.id).status == VALIDATED
+    assert stats(net, executor).invalidations == 0
+    assert net.balance(net.developer) == developer_before  # no refund
+    passers = [r.validator for r in found.reports if r.passed]
+    each = inference.cost * FEE_SHARE_PPM // PPM // len(passers)
+    after = work(net, [executor, *net.parts])
+    assert after[executor.address] == before[executor.address] - each * len(passers) > 0
+    for actor in net.parts:
+        if actor is not executor:
+            assert after[actor.address] - before[actor.address] == \
+                (each if actor.address in passers else 0)
+    assert stats(net, opener).reputation_ppm == PPM - STEP
+    assert all(stats(net, c).reputation_ppm == PPM for c in colluders[1:])
+    net.assert_conserved()
+
+    to_height(net, 1 + 2 * EPOCH)
+    net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=1, seed=seed(a, 1)))
+               for a in net.parts])
+    to_height(net, 1 + 2 * EPOCH + REVEAL)
+    opened = record(net, opener, 1)
+    assert (opened.unassigned_reports, opened.votes_against, opened.lazy) == (1, 1, True)
+    for actor in colluders[1:] + voters:
+        judged = record(net, actor, 1)
+        assert judged.settled and not judged.lazy and judged.unassigned_reports == 0
+
+
+def test_colluders_cannot_rescue_a_cheating_output():
+    """A colluder passes a forged output ahead of the honest check (taken, no say, and
+    charged once the vote goes against it); the others are refused once the vote is open;
+    the drawn voters invalidate it and the developer is refunded."""
+    net = make_net(16, PPM, p_min_ppm=200_000)
+
+    def early_pass(executor: Actor, inference: Inference) -> Actor:
+        found = task(net, inference.id)
+        early = next(p for p in reversed(net.parts) if p is not executor and
+                     p not in assigned(net, found))
+        assert net.one(early.tx(validation_msg(early, inference, PASS))).code == 0
+        return early
+
+    def honest_opener(executor: Actor, _: Inference, early: Actor) -> Actor:
+        return next(p for p in net.parts if p not in (executor, early))
+
+    executor, inference, opener, voters, early = opened_vote(net, "forged", honest_opener,
+                                                              early_pass)
+    developer_before = net.balance(net.developer)
+    work_before = net.account(executor).work_balance
+    colluders = [p for p in net.parts if p not in voters and p not in (executor, opener, early)]
+    for colluder in colluders[:3]:
+        refused(net, colluder, inference, PASS)
+    assert task(net, inference.id).state == IN_VOTE
+    results = net.block([v.tx(validation_msg(v, inference, FAIL, rule_violations=5))
+                         for v in unreported(net, inference.id, voters)])
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+    assert task(net, inference.id).state == FAILED
+    assert net.inference(inference.id).status == INVALIDATED
+    assert net.balance(net.developer) == developer_before + inference.cost
+    assert net.account(executor).work_balance == work_before - inference.cost
+    assert stats(net, executor).invalidations == 1
+    assert stats(net, early).reputation_ppm == PPM - STEP
+    assert record(net, early, 1).votes_against == 1
+    for colluder in colluders[:3]:
+        assert stats(net, colluder).reputation_ppm == PPM
+        assert record(net, colluder, 1).votes_against == 0
+    net.assert_conserved()
+
+
+@pytest.mark.parametrize("honest_output", [True, False])
+def test_a_drawn_voter_against_the_outcome_loses_reputation_and_its_fee_share(honest_output):
+    """A liar among the drawn voters: failing an honest output or passing a forged one. The
+    vote goes against it: it loses a reputation step at once and earns no part of the
+    validator fee, and its epoch is not clean; the honest voters keep theirs."""
+    net = make_net(5, PPM // 2, epoch=40)
+    executor, inference = finished(net, "liar")
+    opener = next(p for p in net.parts if p is not executor)
+    assert net.one(opener.tx(validation_msg(opener, inference, FAIL))).code == 0
+    voters = vote_among(net, inference.id)
+    # Failing an honest output, the opener is the liar if drawn (its ballot counts once);
+    # passing a forged one, the liar is another voter.
+    liar = opener if honest_output and opener in voters else \
+        next(v for v in voters if v is not opener)
+    honest = [v for v in voters if v is not liar]
+    reputations = {a.address: stats(net, a).reputation_ppm for a in net.parts}
+    before = work(net, net.parts)
+    results = net.block([v.tx(validation_msg(v, inference, PASS if honest_output else FAIL))
+                         for v in honest if v is not opener] +
+                        [liar.tx(validation_msg(liar, inference, FAIL if honest_output
+                                                else PASS))] * (liar is not opener))
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+    assert task(net, inference.id).state == (PASSED if honest_output else FAILED)
+    after = work(net, net.parts)
+    assert stats(net, liar).reputation_ppm == reputations[liar.address] - STEP
+    assert after[liar.address] == before[liar.address]
+    assert record(net, liar, 1).votes_against == 1
+    each = inference.cost * FEE_SHARE_PPM // PPM // len(honest) if honest_output else 0
+    assert each > 0 or not honest_output
+    for voter in honest:
+        assert stats(net, voter).reputation_ppm == reputations[voter.address]
+        assert after[voter.address] - before[voter.address] == each
+        assert record(net, voter, 1).votes_against == 0
+    to_height(net, 1 + 2 * 40)  # epoch 1's reputations: the liar's epoch was not clean
+    assert stats(net, liar).reputation_ppm == reputations[liar.address] - STEP
+    for voter in honest:
+        assert stats(net, voter).reputation_ppm == reputations[voter.address] + STEP
+
+
+def seats_probability(weights: dict[str, int], coalition: set[str], seats: int,
+                      need: int) -> Fraction:
+    """Exact chance that the vote draw (weighted, without replacement, docs/design.md §3.3)
+    gives the coalition at least ``need`` of ``seats`` seats."""
+    def chance(left: dict[str, int], seats_left: int, held: int) -> Fraction:
+        if held >= need:
+            return Fraction(1)
+        if seats_left == 0 or held + seats_left < need:
+            return Fraction(0)
+        total = sum(left.values())
+        return sum((Fraction(w, total) * chance({a: x for a, x in left.items() if a != addr},
+                                                seats_left - 1, held + (addr in coalition))
+                    for addr, w in left.items()), Fraction(0))
+    return chance(dict(weights), seats, 0)
+
+
+def test_a_coalition_flips_a_vote_only_with_two_of_three_seats_as_often_as_drawn():
+    """Sixteen equal members, four colluding, on outputs of honest and of forging executors:
+    colluders open votes on honest outputs and fail them, pass forged ones, and report in
+    every vote they are drawn for. A vote where they hold fewer than two seats never flips;
+    over the votes, the flip rate matches the exact chance of two seats, 70/455 ≈ 0.154
+    (3s² − 2s³ ≈ 0.175 at s = 4/15 for many small members)."""
+    net = make_net(16, PPM, epoch=10_000, p_min_ppm=0, p_max_ppm=0,
+                   invalid_after_consecutive=100_000, invalid_min_count=100_000)
+    colluders = net.parts[:4]
+    flips = votes = 0
+    for n in range(400):
+        honest_output = n % 2 == 0
+        executor, inference = finished(net, f"seats-{n}")
+        if executor in colluders:
+            continue
+        opener = colluders[n % 4] if honest_output else \
+            next(p for p in net.parts[4:] if p is not executor)
+        assert net.one(opener.tx(validation_msg(opener, inference, FAIL))).code == 0
+        voters = vote_among(net, inference.id)
+        lie = PASS if not honest_output else FAIL
+        truth = PASS if honest_output else FAIL
+        net.block([v.tx(validation_msg(v, inference, lie if v in colluders else truth))
+                   for v in voters if v is not opener])
+        state = task(net, inference.id).state
+        flipped = state == (FAILED if honest_output else PASSED)
+        held = sum(v in colluders for v in voters)
+        assert state in (PASSED, FAILED)
+        assert flipped == (held >= 2), (inference.id, held, state)
+        flips += flipped
+        votes += 1
+    candidates = {p.address: 1 for p in net.parts[:-1]}  # an honest executor left out
+    exact = seats_probability(candidates, {c.address for c in colluders}, 3, 2)
+    assert exact == Fraction(70, 455)
+    rate = flips / votes
+    sigma = (float(exact) * (1 - float(exact)) / votes) ** 0.5
+    assert abs(rate - float(exact)) < 4 * sigma, (flips, votes, float(exact))
+
+
+def test_one_heavy_member_never_flips_a_vote_whatever_its_weight():
+    """A member with 60 % of the weight is drawn into most votes, and opens each one by
+    failing an honest output: one ballot of three, it never invalidates one."""
+    net = Net(5, expiration_blocks=50, weights=[600, 100, 100, 100, 100], extra_state={
+        "epochs": {"params": {"epoch_length_blocks": 10_000, "poc_window_blocks": 0}},
+        "validation": {"params": {"validation_window_blocks": 4, "voting_period_blocks": 4,
+                                  "reveal_window_blocks": 10, "canary_rate_ppm": 0}}})
+    heavy = net.parts[0]
+    drawn = 0
+    for n in range(24):
+        executor, inference = finished(net, f"heavy-{n}")
+        if executor is heavy:
+            continue
+        assert net.one(heavy.tx(validation_msg(heavy, inference, FAIL))).code == 0
+        voters = vote_among(net, inference.id)
+        drawn += heavy in voters
+        net.block([v.tx(validation_msg(v, inference, PASS)) for v in voters if v is not heavy])
+        assert task(net, inference.id).state == PASSED
+        assert net.inference(inference.id).status == VALIDATED
+    assert drawn >= 5, drawn
