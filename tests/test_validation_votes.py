@@ -45,8 +45,8 @@ def make_net(participants: int, reputation_ppm: int, epoch: int = EPOCH, **valid
         "validation": {"params": params, "reputations": [
             {"address": Actor.new(10 + i, 2 + i).address, "reputation_ppm": reputation_ppm}
             for i in range(participants)]}})
+    commit_all(net, 1)  # before epoch 1 begins: a commitment must precede its epoch
     to_height(net, 1 + epoch)
-    commit_all(net, 1)
     return net
 
 
@@ -105,8 +105,9 @@ def test_colluders_outside_a_vote_are_refused_and_an_honest_output_stays_validat
     executor, inference, opener, voters, _ = opened_vote(net, "honest", opener_of, honest_checks)
     developer_before = net.balance(net.developer)
     found = task(net, inference.id)
+    # The other three have reported nothing yet (openers of earlier attempts lost their votes).
     colluders = [opener] + [p for p in net.parts if p not in voters and p is not executor
-                            and p is not opener and p not in assigned(net, found)][:3]
+                            and p.address not in used and p not in assigned(net, found)][:3]
     before = work(net, [executor, *net.parts])
     for colluder in colluders[1:]:
         refused(net, colluder, inference, FAIL)
