@@ -68,6 +68,18 @@ def _verify_ed25519(pubkey: bytes, message: bytes, signature: bytes, who: str) -
         raise BadSignature(f"{who}'s node-key signature does not verify") from exc
 
 
+def _check_delivery(agent: Participant, inference_id: str, output_hash: bytes,
+                    signature: bytes) -> None:
+    """The transfer agent signed that it streamed exactly this output to the developer, so an
+    executor cannot be paid for tokens the developer never received."""
+    try:
+        VerifyKey(agent.node_pubkey).verify(
+            payload.delivery_payload(inference_id, output_hash, agent.address), signature)
+    except (BadSignatureError, ValueError, TypeError) as exc:
+        raise BadSignature(f"transfer agent {agent.address} did not sign delivery of this "
+                           f"output to the developer") from exc
+
+
 class InferenceMsgServer:
     def __init__(self, keeper: InferenceKeeper, bank: BankKeeper,
                  hooks: InferenceHooks) -> None:
@@ -128,6 +140,7 @@ class InferenceMsgServer:
             raise InferenceClosed(f"inference {msg.inference_id} has expired")
         if known is not None:
             self._check_finish_matches(known, msg)
+            _check_delivery(agent, known.id, known.output_hash, known.delivery_signature)
         via_allowance = not msg.request_signature
         if not via_allowance:
             self._check_request(ctx, msg, params.request_time_window_s)
@@ -175,6 +188,9 @@ class InferenceMsgServer:
         if known is not None and known.executor != msg.creator:
             raise WrongExecutor(f"inference {msg.inference_id} was assigned to "
                                 f"{known.executor}, not {msg.creator}")
+        if known is not None:
+            _check_delivery(self._registered(ctx, known.transfer_agent), msg.inference_id,
+                            msg.output_hash, msg.delivery_signature)
         inference = Inference()
         if known is not None:
             inference.CopyFrom(known)
@@ -186,6 +202,7 @@ class InferenceMsgServer:
         inference.artifact, inference.output_hash = msg.artifact, msg.output_hash
         inference.prompt_tokens, inference.output_tokens = msg.prompt_tokens, msg.output_tokens
         inference.executor_signature = msg.executor_signature
+        inference.delivery_signature = msg.delivery_signature
         inference.finish_height, inference.finished = ctx.block.height, True
         if known is not None:
             self._check_start_matches(known, msg)
