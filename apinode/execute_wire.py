@@ -3,7 +3,9 @@
 The transfer agent POSTs an ``ExecuteRequest`` as one JSON object to ``EXECUTE_PATH``; the
 executor refuses it with a 409 before any token (``ExecutionRefused``) or answers with one JSON
 object per line: {"step": …} for each output token, then {"executed": …}, or {"error": "…"}
-if it breaks off. Newline-delimited JSON keeps each token flowing as soon as it exists. A node
+if it breaks off. Newline-delimited JSON keeps each token flowing as soon as it exists. Once
+the stream ended with exactly the output ids it passed on, the transfer agent POSTs a
+``Delivery`` to ``DELIVERY_PATH``: its signature the executor's finish must carry. A node
 running its own pick passes the same objects without the JSON.
 """
 
@@ -20,6 +22,7 @@ from inferchain_pb.inference.v1.inference_pb2 import MsgStartInference
 from mlnode.sampling_params import SamplingParams
 
 EXECUTE_PATH = "/internal/v1/execute"
+DELIVERY_PATH = "/internal/v1/delivered"
 HASH_BYTES = 32  # sha256 prompt hash
 SIGNATURE_BYTES = 64  # ed25519
 
@@ -181,6 +184,28 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """The transfer agent's node-key signature over the delivery payload of an inference's
+    output (chain/inference/payload.py): it streamed exactly that output to the developer."""
+
+    inference_id: str
+    signature: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"inference_id": self.inference_id, "signature": self.signature.hex()}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Delivery:
+        """ValueError names the bad field."""
+        if not isinstance(data, Mapping):
+            raise ValueError("a delivery must be a JSON object")
+        signature = _hex(data.get("signature"), "signature")
+        if len(signature) != SIGNATURE_BYTES:
+            raise ValueError(f"signature must be {SIGNATURE_BYTES} bytes")
+        return cls(_text(data.get("inference_id"), "inference_id"), signature)
+
+
+@dataclass(frozen=True)
 class ExecutedStep:
     """One output token as the developer sees it: its top alternatives are the
     ``top_logprobs`` the request asked for (none when it asked for none)."""
@@ -194,7 +219,8 @@ class ExecutedStep:
 
 @dataclass(frozen=True)
 class Executed:
-    """Ends a successful execution; by now MsgFinishInference is in the executor's outbox."""
+    """Ends a successful execution; the executor holds the output and queues its
+    MsgFinishInference once the transfer agent's ``Delivery`` for it comes."""
 
     output_ids: tuple[int, ...]
     text: str

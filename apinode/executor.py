@@ -1,7 +1,7 @@
 """The executor: runs an inference a transfer agent forwarded, on this participant's own ML
 node, and owes the chain its MsgFinishInference (docs/design.md §3.5).
 
-``Executor.execute`` does three things, in order:
+``Executor.execute`` does these things, in order:
 
 1. **Admit.** It accepts only work the chain will accept from it: the start names this node
    as executor; it meets the chain's own start rules (``chain/inference/start_rules.py``):
@@ -18,13 +18,16 @@ node, and owes the chain its MsgFinishInference (docs/design.md §3.5).
    come from the same per-token data; each token is yielded as it comes. At the first token
    the start goes to the outbox too, as MsgRelayStart, held back ``relay_delay_s`` so the
    transfer agent's own start normally lands first (the relay then finds it and sends
-   nothing): a transfer agent that takes the output and never starts the inference still pays
-   this node, and the developer is charged once either way (docs/design.md §3.5).
-3. **Finish.** The artifact (top ``model.top_k``), the output hash and the node key's
-   signature over the finish payload make a MsgFinishInference; the payload row that serves
-   validators later and the outbox entry that carries the message to the chain are written in
-   one database transaction, so the node never owes the chain a finish it cannot back with
-   the output, nor holds an output it forgot to report.
+   nothing): a transfer agent that takes the output and never starts the inference cannot
+   leave the start off the chain, and the developer is charged once either way
+   (docs/design.md §3.5).
+3. **Record.** The output and its artifact (top ``model.top_k``) are stored in the payload
+   row that serves validators later, before the stream's closing ``Executed``.
+4. **Finish on delivery.** ``deliver`` takes the transfer agent's ``Delivery``, its node-key
+   signature that it streamed exactly the stored output to the developer, and queues the
+   MsgFinishInference (output hash, artifact, the node key's signature over the finish
+   payload, and the delivery signature) in the outbox. The chain charges nothing without that
+   signature, so no executor can settle more output than the developer received.
 
 A generation that does not end (the transfer agent closes the stream, the ML node fails) is
 not finished on chain, and its relay is dropped if no tx carries it yet: the inference expires,
@@ -33,7 +36,7 @@ partial output instead would charge the developer for an answer nobody received,
 transfer agent that closed the stream may already have handed the inference to the next pick
 of the draw, whose start a relay of ours must not beat. Once the ML node has finished, the
 record is written even if the caller goes away meanwhile: the output is complete and the
-transfer agent has all of it.
+transfer agent has all of it, so its delivery can still come.
 """
 
 from __future__ import annotations
@@ -45,11 +48,18 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
 
 import grpc
-from nacl.signing import SigningKey
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
 
 from apinode.chain_queries import ChainQueries, ChainQueryError, ChainUnavailable
 from apinode.draw_audit import DrawAudit
-from apinode.execute_wire import Executed, ExecutedStep, ExecuteRequest, ExecutionRefused
+from apinode.execute_wire import (
+    Delivery,
+    Executed,
+    ExecutedStep,
+    ExecuteRequest,
+    ExecutionRefused,
+)
 from apinode.fault_switch import fault_switch
 from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeRefused
 from apinode.outbox import Outbox
@@ -290,7 +300,7 @@ class Executor:
         size = await asyncio.shield(asyncio.to_thread(self._record, request, done, steps,
                                                       model.top_k))
         log.info("executed %s: %d tokens (%s) in %.1fs; artifact %d bytes (%.1f per token); "
-                 "MsgFinishInference queued", inference_id, done.completion_tokens,
+                 "MsgFinishInference waits for the delivery", inference_id, done.completion_tokens,
                  done.finish_reason, time.monotonic() - started, size,
                  size / done.completion_tokens)
         yield done
@@ -312,11 +322,10 @@ class Executor:
 
     def _record(self, request: ExecuteRequest, done: Executed, steps: list[TokenStep],
                 k: int) -> int:
-        """Payload row and outbox entry in one transaction; returns the artifact's size."""
+        """The payload row; returns the artifact's size."""
         start = request.start
         encoded = artifact.encode([ArtifactStep(s.token_id, s.logprob, s.top_ids[:k],
                                                 s.top_logprobs[:k]) for s in steps], k)
-        finish = self._finish_message(request, done, encoded)
         with self.db.session() as session:
             # The executor never sees the developer's messages, only the forwarded request:
             # kept whole, it holds the sampling a validator replays and the TA's signature.
@@ -324,18 +333,51 @@ class Executor:
                                 prompt_token_ids=list(start.prompt_ids),
                                 output_text=done.text, output_token_ids=list(done.output_ids),
                                 artifact=encoded))
-            self.outbox.enqueue(finish_key(start.inference_id), finish, session=session)
         return len(encoded)
 
-    def _finish_message(self, request: ExecuteRequest, done: Executed,
+    async def deliver(self, delivery: Delivery) -> None:
+        """Queues the finish of an output executed here once its transfer agent signed that it
+        streamed exactly that output; ExecutionRefused when the inference was not executed
+        here or the signature is not the agent's over the stored output, so nobody else can
+        make this node queue a finish the chain would refuse."""
+        row = await asyncio.to_thread(self._payload, delivery.inference_id)
+        if row is None or row.artifact is None:
+            raise ExecutionRefused(f"inference {delivery.inference_id} was not executed here")
+        request = ExecuteRequest.from_json(row.prompt)
+        agent = await self.chain.participant(request.start.creator)
+        output_hash = payload.ids_hash(row.output_token_ids)
+        try:
+            if agent is None:
+                raise ValueError("the transfer agent is not registered")
+            VerifyKey(agent.node_pubkey).verify(payload.delivery_payload(
+                delivery.inference_id, output_hash, agent.address), delivery.signature)
+        except (BadSignatureError, ValueError) as exc:
+            raise ExecutionRefused(f"the delivery of {delivery.inference_id} is not its transfer "
+                                   f"agent's signature over the output executed here") from exc
+        finish = self._finish_message(request, row.output_token_ids, row.artifact)
+        finish.delivery_signature = delivery.signature
+        if await asyncio.to_thread(self.outbox.enqueue, finish_key(delivery.inference_id),
+                                   finish):
+            log.info("inference %s delivered to the developer: MsgFinishInference queued",
+                     delivery.inference_id)
+
+    def _payload(self, inference_id: str) -> Payload | None:
+        with self.db.session() as session:
+            row = session.get(Payload, inference_id)
+            if row is not None:
+                session.expunge(row)
+            return row
+
+    def _finish_message(self, request: ExecuteRequest, output_ids: list[int],
                         encoded_artifact: bytes) -> MsgFinishInference:
-        """MsgFinishInference for ``done``, signed with the node key as the chain checks it."""
+        """MsgFinishInference for ``output_ids``, signed with the node key as the chain
+        checks it."""
         msg = MsgFinishInference(
             creator=self.address, inference_id=request.start.inference_id,
             model_id=request.start.model_id, prompt_hash=request.start.prompt_hash,
-            output_ids=done.output_ids, artifact=encoded_artifact,
-            output_hash=payload.ids_hash(done.output_ids), prompt_tokens=done.prompt_tokens,
-            output_tokens=done.completion_tokens)
+            output_ids=output_ids, artifact=encoded_artifact,
+            output_hash=payload.ids_hash(output_ids),
+            prompt_tokens=len(request.start.prompt_ids), output_tokens=len(output_ids))
         msg.executor_signature = self.node_key.sign(payload.finish_payload(
             msg.inference_id, msg.model_id, msg.prompt_hash, msg.output_hash,
             msg.prompt_tokens, msg.output_tokens, msg.artifact, msg.creator)).signature

@@ -22,7 +22,9 @@ from aiohttp import web
 from apinode import openai_errors as errors
 from apinode.api_keys import ApiKeys
 from apinode.execute_wire import (
+    DELIVERY_PATH,
     EXECUTE_PATH,
+    Delivery,
     Executed,
     ExecutedStep,
     ExecuteRequest,
@@ -99,6 +101,7 @@ class HttpApi:
         app.router.add_post("/v1/completions", self.text)
         app.router.add_get("/v1/models", self.models)
         app.router.add_post(EXECUTE_PATH, self.execute)
+        app.router.add_post(DELIVERY_PATH, self.delivered)
         app.router.add_post(API_KEYS_PATH, self.issue_key)
         app.router.add_get("/health", self.health)
         return app
@@ -249,6 +252,18 @@ class HttpApi:
         finally:
             await stream.aclose()  # cancels the generation if it is still running
         return response, completion_tokens
+
+    async def delivered(self, http: web.Request) -> web.Response:
+        """A transfer agent's delivery of an output this node executed: its finish goes out."""
+        try:
+            delivery = Delivery.from_json(json.loads(await http.read()))
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        try:
+            await self._executor.deliver(delivery)
+        except ExecutionRefused as exc:
+            return web.json_response({"error": exc.reason}, status=409)
+        return web.json_response({"inference_id": delivery.inference_id})
 
     async def execute(self, http: web.Request) -> web.StreamResponse:
         """Runs a forwarded request; refusals come back as a 409 before any token."""

@@ -153,8 +153,10 @@ class MlNodeClient:
             request.sampling.CopyFrom(_sampling_to_pb(sampling))
         reply = await self._unary("Score", self._stub.Score, request,
                                   timeout=self.generate_timeout_s)
-        return [ScoredPosition(_step(p.step), None if sampling is None else
-                               RuleCheck(p.cdf_low, p.cdf_high, p.u, p.argmax_gap))
+        if sampling is None:
+            return [ScoredPosition(_step(p.step), None) for p in reply.positions]
+        return [ScoredPosition(_step(p.step), RuleCheck(p.cdf_low, p.cdf_high, p.u, p.argmax_gap),
+                               RuleCheck(p.eos_cdf_low, p.eos_cdf_high, p.u, p.eos_argmax_gap))
                 for p in reply.positions]
 
     async def proof_of_compute(self, shape: PocModelSpec, seed: bytes, nonce_start: int,

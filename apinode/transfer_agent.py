@@ -13,6 +13,11 @@ to reach a block; an executor that is slower than that (a stalled ML node) is gi
 one that refused, and the request is drawn again under a fresh inference id at the latest
 height, where the executors that failed it are skipped (and charged a miss). Nothing reaches
 the developer before a first token that came in time.
+
+When the executor's stream ends with exactly the output ids this agent passed on to the
+developer, the agent signs their hash (the delivery payload) and gives the signature to the
+executor, whose MsgFinishInference must carry it: the chain charges the developer for no
+output this agent did not deliver whole (docs/design.md §3.5).
 """
 
 import asyncio
@@ -28,9 +33,11 @@ import aiohttp
 from nacl.signing import SigningKey
 
 from apinode import openai_errors as errors
-from apinode.chain_queries import ChainQueries, Draw
+from apinode.chain_queries import ChainQueries, ChainQueryError, Draw
 from apinode.execute_wire import (
+    DELIVERY_PATH,
     EXECUTE_PATH,
+    Delivery,
     Executed,
     ExecutedStep,
     ExecuteRequest,
@@ -195,7 +202,45 @@ class TransferAgent:
             await stream.aclose()
             return None
         self._start(forward.start, prepared)
-        return _prepend(first, stream)
+        return self._delivering(forward.start, participants[executor].url,
+                                _prepend(first, stream))
+
+    async def _delivering(self, start: MsgStartInference, url: str,
+                          stream: AsyncGenerator[Event]) -> AsyncGenerator[Event]:
+        """``stream`` as it is passed on; before its closing ``Executed``, the delivery goes
+        to the executor (a consumer may stop reading at ``Executed``)."""
+        passed: list[int] = []
+        async with contextlib.aclosing(stream):
+            async for item in stream:
+                if isinstance(item, Executed):
+                    await self._deliver(start, url, passed, item)
+                else:
+                    passed.append(item.token_id)
+                yield item
+
+    async def _deliver(self, start: MsgStartInference, url: str, passed: list[int],
+                       done: Executed) -> None:
+        """Signs that ``passed`` reached the developer and hands it to the executor; an end
+        that claims other output than the streamed one gets no signature. Failures are
+        logged: the developer's answer is complete either way."""
+        if list(done.output_ids) != passed:
+            log.warning("inference %s: executor %s ended with %d output ids but streamed %d; "
+                        "no delivery signed, so the chain will not charge it",
+                        start.inference_id, start.executor, len(done.output_ids), len(passed))
+            return
+        delivery = Delivery(start.inference_id, self._key.sign(payload.delivery_payload(
+            start.inference_id, payload.ids_hash(passed), self.address)).signature)
+        try:
+            if start.executor == self.address:
+                await self._executor.deliver(delivery)
+                return
+            async with self._session.post(url.rstrip("/") + DELIVERY_PATH,
+                                          json=delivery.to_json()) as reply:
+                if reply.status != 200:
+                    raise ExecutionRefused(f"HTTP {reply.status}: {(await reply.text())[:300]}")
+        except (ExecutionRefused, aiohttp.ClientError, ChainQueryError) as exc:
+            log.warning("inference %s: executor %s did not take the delivery: %s",
+                        start.inference_id, start.executor, exc)
 
     async def _first_token(self, stream: AsyncIterator[Event], last_height: int) -> Event:
         """The stream's first event; TimeoutError after ``first_token_timeout_s``, and

@@ -71,6 +71,7 @@ from inference_actors import (  # noqa: E402
     MODEL_ID,
     TOP_K,
     Actor,
+    delivery_signature,
     genesis_models,
     start_msg,
 )
@@ -203,6 +204,7 @@ def finish_msg(executor: Actor, start: MsgStartInference, steps: Sequence[Artifa
     msg.executor_signature = executor.node_key.sign(payload.finish_payload(
         msg.inference_id, msg.model_id, msg.prompt_hash, msg.output_hash, msg.prompt_tokens,
         msg.output_tokens, msg.artifact, msg.creator)).signature
+    msg.delivery_signature = delivery_signature(start, output_ids)
     return msg
 
 

@@ -13,6 +13,10 @@ starts one. Never run them for real work.
 - ``forge-prefill``: the tokens come from the skip-layers model, and the logprobs and top-k
   reported for them from one teacher-forced pass of the real model, so the logprob distance
   looks honest although the tokens were never sampled from the real model's distribution.
+- ``skip-eos``: the real model with its EOS logits masked, so where the seeded rule picks EOS
+  the output goes on to ``max_tokens`` (and the developer is billed for all of it), with the
+  real model's logprobs reported as in ``forge-prefill``: one broken rule position, which
+  the violation allowance alone would forgive.
 """
 
 import logging
@@ -24,6 +28,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from mlnode.chat_tokenizer import ChatTokenizer
 from mlnode.engine import Engine, Load
+from mlnode.generation import id_set
 from mlnode.model_store import ModelFiles
 from mlnode.sampling import SamplingParams
 from mlnode.torch_engine import DTYPES, TorchEngine
@@ -31,7 +36,7 @@ from mlnode.types import Finished, ScoredPosition, TokenStep
 
 log = logging.getLogger(__name__)
 
-CHEATS = ("int8", "skip-layers", "forge-prefill")
+CHEATS = ("int8", "skip-layers", "forge-prefill", "skip-eos")
 
 
 @torch.no_grad()
@@ -69,6 +74,19 @@ def skip_layers(model: PreTrainedModel, keep_every: int = 2) -> PreTrainedModel:
     if layer_types:
         config.layer_types = [layer_types[i] for i in kept]
     config.num_hidden_layers = len(kept)
+    return model
+
+
+def mask_eos(model: PreTrainedModel) -> PreTrainedModel:
+    """Makes the LM head's EOS logits -inf, in place: the model never ends an output."""
+    eos = sorted(id_set(model.config.eos_token_id)
+                 | id_set(getattr(model.generation_config, "eos_token_id", None)))
+
+    def never_eos(module: nn.Module, inputs: object, logits: torch.Tensor) -> torch.Tensor:
+        logits[..., eos] = float("-inf")
+        return logits
+
+    model.lm_head.register_forward_hook(never_eos)
     return model
 
 
@@ -141,7 +159,10 @@ def cheating_engine(cheat: str, files: ModelFiles, *, model_id: str, dtype: str 
 
     if cheat == "int8":
         return engine(fake_int8(load_model(files, dtype, device)))
-    cheap = engine(skip_layers(load_model(files, dtype, device)))
+    real = load_model(files, dtype, device)
+    if cheat == "skip-eos":
+        return ForgedEngine(engine(mask_eos(load_model(files, dtype, device))), engine(real))
+    cheap = engine(skip_layers(real))
     if cheat == "skip-layers":
         return cheap
     return ForgedEngine(cheap, engine(load_model(files, dtype, device)))

@@ -31,3 +31,13 @@ def obeys_rule(check: RuleCheck, greedy: bool, tolerance: float = DEFAULT_TOLERA
     if check.cdf_high - check.cdf_low <= 0.0:
         return False
     return check.cdf_low - tolerance <= check.u < check.cdf_high + tolerance
+
+
+
+def is_the_pick(check: RuleCheck, greedy: bool) -> bool:
+    """True when the rule, on these facts and without any tolerance, picks this token: u lies
+    in its CDF interval, or, greedy, it is the argmax. Where the output token breaks the rule
+    beyond rounding and EOS is the pick, the output should have ended there."""
+    if greedy:
+        return check.argmax_gap >= 0.0
+    return check.cdf_low <= check.u < check.cdf_high

@@ -96,8 +96,10 @@ class MLNodeService(pb_grpc.MLNodeServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return pb.ScoreResponse(positions=[
             pb.ScoredPosition(step=step_to_pb(p.step), cdf_low=p.rule.cdf_low,
-                              cdf_high=p.rule.cdf_high, u=p.rule.u, argmax_gap=p.rule.argmax_gap)
-            if p.rule else pb.ScoredPosition(step=step_to_pb(p.step))
+                              cdf_high=p.rule.cdf_high, u=p.rule.u, argmax_gap=p.rule.argmax_gap,
+                              eos_cdf_low=p.eos.cdf_low, eos_cdf_high=p.eos.cdf_high,
+                              eos_argmax_gap=p.eos.argmax_gap)
+            if p.rule and p.eos else pb.ScoredPosition(step=step_to_pb(p.step))
             for p in positions])
 
     async def Tokenize(  # noqa: N802

@@ -104,7 +104,8 @@ class TorchEngine:
 
         def run(runner: TorchRunner) -> list[ScoredPosition]:
             logits = runner.score_logits(prompt_ids, output_ids)
-            return score_positions(logits, output_ids, top_logprobs, sampling)
+            return score_positions(logits, output_ids, top_logprobs, sampling,
+                                   self.info.eos_token_id)
 
         self._scheduler.submit_job(Job(run, resolve))
         return await result
@@ -117,16 +118,22 @@ class TorchEngine:
 
 
 def score_positions(
-    logits: torch.Tensor, output_ids: Sequence[int], k: int, sampling: SamplingParams | None
+    logits: torch.Tensor, output_ids: Sequence[int], k: int, sampling: SamplingParams | None,
+    eos_id: int,
 ) -> list[ScoredPosition]:
-    """Per-position logprob, top-k and, when sampling is given, the rule's facts."""
+    """Per-position logprob, top-k and, when sampling is given, the rule's facts for the
+    token and for ``eos_id``."""
     logprobs = torch.log_softmax(logits, dim=-1)
     token = torch.tensor(list(output_ids), device=logits.device)
     chosen = logprobs.gather(1, token.unsqueeze(1)).squeeze(1).tolist()
     positions = []
     for i, tok in enumerate(output_ids):
         ids, values = top_logprobs(logprobs[i], k)
-        rule = locate(logits[i], sampling, i, tok) if sampling is not None else None
-        positions.append(ScoredPosition(TokenStep(tok, chosen[i], ids, values), rule))
+        if sampling is None:
+            positions.append(ScoredPosition(TokenStep(tok, chosen[i], ids, values), None))
+            continue
+        positions.append(ScoredPosition(TokenStep(tok, chosen[i], ids, values),
+                                        locate(logits[i], sampling, i, tok),
+                                        locate(logits[i], sampling, i, eos_id)))
     return positions
 

@@ -38,10 +38,13 @@ class Finished:
 @dataclass(frozen=True)
 class ScoredPosition:
     """Score's answer for one output position; ``rule`` (where the token sits for the seeded
-    sampling rule) is there when the Score asked with sampling params, else None."""
+    sampling rule) is there when the Score asked with sampling params, else None, and so is
+    ``eos``: where the engine's EOS token sits at the same position, so a validator can tell
+    that the rule picked EOS there and the output should have ended."""
 
     step: TokenStep
     rule: RuleCheck | None
+    eos: RuleCheck | None = None
 
 
 @dataclass(frozen=True)

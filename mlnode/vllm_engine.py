@@ -146,7 +146,8 @@ class VllmEngine:
         if out.prompt_token_id_logprobs is None:
             raise RuntimeError("vLLM returned no per-token scores for the output positions")
         logprobs = torch.from_numpy(out.prompt_token_id_logprobs)
-        return score_positions(logprobs, output_ids, top_logprobs, sampling)
+        return score_positions(logprobs, output_ids, top_logprobs, sampling,
+                               self.info.eos_token_id)
 
     async def _prefill(self, prompt_ids: Sequence[int], output_ids: Sequence[int],
                        **scoring: object) -> RequestOutput:

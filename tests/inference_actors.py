@@ -11,6 +11,7 @@ from chain_client import TxSpec, signed_tx
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
 from google.protobuf.message import Message
+from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 
 from chain.inference import artifact, payload
@@ -28,14 +29,21 @@ MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 WEIGHTS = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 PRICE = 100
 TOP_K = 5
+_BY_ADDRESS: dict[str, list["Actor"]] = {}
 
 
 @dataclass
 class Actor:
+    """A participant or developer with its account and node keys; every actor made is known
+    by address, so a finish can carry its start's transfer agent's delivery signature."""
+
     wallet: LocalWallet
     node_key: SigningKey = field(default_factory=SigningKey.generate)
     account_number: int = 0
     sequence: int = 0
+
+    def __post_init__(self) -> None:
+        _BY_ADDRESS.setdefault(self.address, []).append(self)
 
     @classmethod
     def new(cls, seed: int, account_number: int) -> "Actor":
@@ -96,8 +104,11 @@ def start_msg(agent: Actor, developer: Actor, inference_id: str, executor: str,
 
 def finish_msg(executor: Actor, start: MsgStartInference, output_ids: list[int],
                signer: SigningKey | None = None,
-               steps: list[ArtifactStep] | None = None) -> MsgFinishInference:
-    """The executor's finish; ``steps`` is the artifact (made up unless given)."""
+               steps: list[ArtifactStep] | None = None,
+               delivered: list[int] | None = None) -> MsgFinishInference:
+    """The executor's finish; ``steps`` is the artifact (made up unless given). It carries the
+    start's transfer agent's delivery signature over ``delivered`` (the output itself unless
+    given): what the agent streamed to the developer."""
     steps = steps or [ArtifactStep(t, -0.5, tuple(range(t, t + TOP_K)),
                                    tuple(-0.5 - i for i in range(TOP_K))) for t in output_ids]
     encoded = artifact.encode(steps, TOP_K)
@@ -110,7 +121,17 @@ def finish_msg(executor: Actor, start: MsgStartInference, output_ids: list[int],
     msg.executor_signature = (signer or executor.node_key).sign(payload.finish_payload(
         msg.inference_id, msg.model_id, msg.prompt_hash, msg.output_hash, msg.prompt_tokens,
         msg.output_tokens, msg.artifact, msg.creator)).signature
+    msg.delivery_signature = delivery_signature(
+        start, output_ids if delivered is None else delivered)
     return msg
+
+
+def delivery_signature(start: MsgStartInference, delivered: list[int]) -> bytes:
+    """The start's transfer agent's node-key signature that it streamed ``delivered``."""
+    agent = next(a for a in reversed(_BY_ADDRESS[start.creator])
+                 if _signed_by(a.node_key, payload.start_payload_of(start), start.ta_signature))
+    return agent.node_key.sign(payload.delivery_payload(
+        start.inference_id, payload.ids_hash(delivered), agent.address)).signature
 
 
 def validation_msg(validator: Actor, inference: Inference, distance_micro: int = 1_000,
@@ -124,3 +145,11 @@ def validation_msg(validator: Actor, inference: Inference, distance_micro: int =
         msg.inference_id, msg.output_hash, msg.distance_micro, msg.rule_violations,
         msg.ids_match, msg.positions, msg.creator)).signature
     return msg
+
+
+def _signed_by(key: SigningKey, message: bytes, signature: bytes) -> bool:
+    try:
+        key.verify_key.verify(message, signature)
+    except BadSignatureError:
+        return False
+    return True

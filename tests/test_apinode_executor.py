@@ -23,7 +23,7 @@ from inference_actors import MODEL_ID, PRICE, TOP_K, Actor, genesis_models, star
 from nacl.signing import SigningKey
 
 from apinode.chain_queries import ChainQueries
-from apinode.execute_wire import ExecutedStep, ExecuteRequest, ExecutionRefused
+from apinode.execute_wire import Delivery, ExecutedStep, ExecuteRequest, ExecutionRefused
 from apinode.executor import Executor
 from apinode.mlnode_client import MlNodeClient, MlNodeRefused
 from apinode.outbox import Outbox
@@ -175,6 +175,12 @@ async def drawn(net: Net, chain: ChainQueries, inference_id: str) -> tuple[Actor
     return executor, agent, draw.draw_height
 
 
+def delivery(inference_id: str, ids: list[int], agent: Actor) -> Delivery:
+    """``agent``'s signature that it streamed ``ids`` to the developer."""
+    return Delivery(inference_id, agent.node_key.sign(payload.delivery_payload(
+        inference_id, payload.ids_hash(ids), agent.address)).signature)
+
+
 async def collect(executor: Executor, request: ExecuteRequest) -> list:
     return [item async for item in executor.execute(request)]
 
@@ -233,9 +239,18 @@ def test_drawn_executor_streams_and_its_finish_is_charged_on_chain(net: Net, ml_
             assert done.finish_reason in ("stop", "length")
             assert all(len(s.top_ids) == len(s.top_logprobs) == TOP_K + 3 for s in steps)
 
+            # The finish waits for the transfer agent's delivery of exactly this output: one
+            # for more output than was streamed (or from anyone else) is refused.
+            assert executor.outbox.get("finish_inference:exec-1") is None
+            for ids_signed, signer in [([*ids, ids[-1]], agent), (ids, me)]:
+                with pytest.raises(ExecutionRefused, match="not its transfer agent's"):
+                    await executor.deliver(delivery("exec-1", ids_signed, signer))
+            assert executor.outbox.get("finish_inference:exec-1") is None
+            await executor.deliver(delivery("exec-1", ids, agent))
             entry = executor.outbox.get("finish_inference:exec-1")
             assert entry.state == OutboxState.PENDING
             finish = MsgFinishInference.FromString(entry.payload)
+            assert finish.delivery_signature == delivery("exec-1", ids, agent).signature
             with executor.db.session() as session:
                 stored = session.get(Payload, "exec-1")
                 assert (stored.prompt_token_ids, stored.output_token_ids,

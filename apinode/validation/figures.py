@@ -4,8 +4,12 @@ One module, used by the validator worker, the calibration benchmark and the test
 figures the chain judges are computed one way only:
 
 - ``ids_match``: the artifact's token ids are the output ids, the output is no longer than
-  ``max_tokens``, and an output that ends early ends with an EOS token or on a stop sequence.
-  A mismatch is a failure, never an "auto-pass".
+  ``max_tokens``, an output that ends early ends with an EOS token or on a stop sequence, and
+  it ends at its first end: no EOS token and no complete stop sequence before its last token,
+  and no position before the last whose token breaks the seeded rule where the rule picks EOS
+  (the Score's EOS facts) while the output goes on. A mismatch is a failure, never an
+  "auto-pass" and never a forgivable rule violation: an output that goes on past its end
+  bills the developer for tokens the request never allowed.
 - ``distance``: mean over output positions of the mean absolute difference between the
   executor's recorded logprobs (the sampled token's and its top-k alternatives') and the
   validator's. An alternative missing from the validator's (longer) top list is compared with
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 
 from chain.inference.artifact import ArtifactStep
 from chain.scales import PPM
-from mlnode.rule_check import obeys_rule
+from mlnode.rule_check import is_the_pick, obeys_rule
 from mlnode.types import ScoredPosition
 
 
@@ -37,13 +41,29 @@ class Figures:
 
 
 def ended_properly(output_ids: Sequence[int], max_tokens: int, eos_ids: Collection[int],
-                   text: str, stop: Sequence[str]) -> bool:
-    """An output stops at max_tokens, on EOS, or once its text holds a stop sequence."""
+                   pieces: Sequence[str], stop: Sequence[str]) -> bool:
+    """An output stops at max_tokens, on EOS, or once its text holds a stop sequence, and
+    not later: no EOS and no whole stop sequence before its last token. ``pieces`` are the
+    output ids' texts, one per id (a stop sequence split inside a multi-byte character is
+    not seen, which can only let an output pass)."""
     if not output_ids or len(output_ids) > max_tokens:
+        return False
+    before_last = "".join(pieces[:-1])
+    if any(t in eos_ids for t in output_ids[:-1]) or any(s and s in before_last for s in stop):
         return False
     if len(output_ids) == max_tokens or output_ids[-1] in eos_ids:
         return True
+    text = "".join(pieces)
     return any(s and s in text for s in stop)
+
+
+def skipped_eos(scored: Sequence[ScoredPosition], greedy: bool, tolerance: float) -> bool:
+    """Some position before the last breaks the rule beyond rounding where the rule picks
+    EOS: the output should have ended there. An executor whose rounding made it pick a
+    neighbour of EOS obeys within ``tolerance`` and is not caught here."""
+    return any(s.rule is not None and s.eos is not None
+               and not obeys_rule(s.rule, greedy, tolerance) and is_the_pick(s.eos, greedy)
+               for s in scored[:-1])
 
 
 def position_distance(recorded: ArtifactStep, scored: ScoredPosition) -> float:
@@ -64,7 +84,7 @@ def measure(recorded: Sequence[ArtifactStep], output_ids: Sequence[int],
     validator's Score of the same output ids (with sampling, so the rule facts are set; a
     position without them cannot show the rule was obeyed and counts as a violation)."""
     ids_match = ended and [s.token_id for s in recorded] == list(output_ids) \
-        and len(scored) == len(output_ids)
+        and len(scored) == len(output_ids) and not skipped_eos(scored, greedy, tolerance)
     if not ids_match:
         return Figures(False, 0.0, 0, len(output_ids))
     distance = sum(position_distance(r, s) for r, s in zip(recorded, scored, strict=True))

@@ -442,11 +442,11 @@ class ValidatorWorker:
         try:
             scored = await self.mlnode.score(inference.prompt_ids, output_ids,
                                              info.max_top_logprobs, sampling)
-            text = "".join(await self.mlnode.detokenize(output_ids))
+            pieces = await self.mlnode.detokenize(output_ids)
         except MlNodeRefused as exc:
             log.warning("validator: the ML node refuses to score %s: %s", inference.id, exc)
             return mismatch
-        ended = ended_properly(output_ids, inference.max_tokens, {info.eos_token_id}, text,
+        ended = ended_properly(output_ids, inference.max_tokens, {info.eos_token_id}, pieces,
                                sampling.stop)
         return measure(recorded, output_ids, scored, greedy=sampling.greedy, ended=ended,
                        tolerance=params.tolerance(sampling.greedy))

@@ -64,9 +64,9 @@ async def check(validator: TorchEngine, record: Record) -> Result:
                                        validator.info.max_top_logprobs, sampling)
     except InvalidRequest:
         return mismatch
-    text = validator.tokenizer.decode(record.output_ids)
+    pieces = [validator.tokenizer.decode([t]) for t in record.output_ids]
     ended = ended_properly(record.output_ids, sampling.max_tokens,
-                           {validator.info.eos_token_id}, text, sampling.stop)
+                           {validator.info.eos_token_id}, pieces, sampling.stop)
     figures = [measure(record.steps, record.output_ids, scored, greedy=sampling.greedy,
                        ended=ended, tolerance=t) for t in TOLERANCES]
     return Result(record.scenario, record.length, sampling.temperature, figures[0].ids_match,

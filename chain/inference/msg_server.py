@@ -76,6 +76,25 @@ def _verify_ed25519(pubkey: bytes, message: bytes, signature: bytes, who: str) -
         raise BadSignature(f"{who}'s node-key signature does not verify") from exc
 
 
+def _delivery_signed(agent: Participant, inference_id: str, output_hash: bytes,
+                    signature: bytes) -> bool:
+    """Whether the transfer agent signed that it streamed exactly this output to the
+    developer: without it an executor cannot be paid for tokens the developer never got."""
+    try:
+        VerifyKey(agent.node_pubkey).verify(
+            payload.delivery_payload(inference_id, output_hash, agent.address), signature)
+    except (BadSignatureError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _check_delivery(agent: Participant, inference_id: str, output_hash: bytes,
+                    signature: bytes) -> None:
+    if not _delivery_signed(agent, inference_id, output_hash, signature):
+        raise BadSignature(f"transfer agent {agent.address} did not sign delivery of this "
+                           f"output to the developer")
+
+
 class InferenceMsgServer:
     def __init__(self, keeper: InferenceKeeper, bank: BankKeeper,
                  hooks: InferenceHooks) -> None:
@@ -143,7 +162,9 @@ class InferenceMsgServer:
         if known is not None and known.started:
             raise DuplicateStart(f"inference {msg.inference_id} was already started")
         void = None
-        if known is not None and not self._finish_fits(known, msg):
+        if known is not None and not (
+                self._finish_fits(known, msg) and
+                _delivery_signed(agent, known.id, known.output_hash, known.delivery_signature)):
             void, known = known, None
         via_allowance = not msg.request_signature
         if not via_allowance:
@@ -198,6 +219,9 @@ class InferenceMsgServer:
         if known is not None and known.executor != msg.creator:
             raise WrongExecutor(f"inference {msg.inference_id} was assigned to "
                                 f"{known.executor}, not {msg.creator}")
+        if known is not None:
+            _check_delivery(self._registered(ctx, known.transfer_agent), msg.inference_id,
+                            msg.output_hash, msg.delivery_signature)
         inference = Inference()
         if known is not None:
             inference.CopyFrom(known)
@@ -209,6 +233,7 @@ class InferenceMsgServer:
         inference.artifact, inference.output_hash = msg.artifact, msg.output_hash
         inference.prompt_tokens, inference.output_tokens = msg.prompt_tokens, msg.output_tokens
         inference.executor_signature = msg.executor_signature
+        inference.delivery_signature = msg.delivery_signature
         inference.finish_height, inference.finished = ctx.block.height, True
         if known is not None:
             self._check_start_matches(known, msg)

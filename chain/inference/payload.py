@@ -28,6 +28,7 @@ class RequestPurpose(enum.StrEnum):
 
     INFERENCE = "inference"  # an OpenAI completion, and the MsgStartInference it leads to
     API_KEY = "api-key"  # issuing a bearer API key (/v1/inferchain/api-keys)
+DELIVERY_TAG = b"inferchain/delivery/v1"
 
 
 def _field(value: bytes | str | int | float) -> bytes:
@@ -89,6 +90,12 @@ def finish_payload(inference_id: str, model_id: str, prompt_hash: bytes, output_
                    executor: str) -> bytes:
     return canonical(FINISH_TAG, inference_id, model_id, prompt_hash, output_hash,
                      prompt_tokens, output_tokens, hashlib.sha256(artifact).digest(), executor)
+
+
+def delivery_payload(inference_id: str, output_hash: bytes, transfer_agent: str) -> bytes:
+    """What a transfer agent signs once the executor's stream ended: the output it passed on
+    to the developer, whole (docs/design.md §3.5). The chain charges no other output."""
+    return canonical(DELIVERY_TAG, inference_id, output_hash, transfer_agent)
 
 
 def validation_payload(inference_id: str, output_hash: bytes, distance_micro: int,

@@ -1,6 +1,8 @@
 """How the chain judges figures: one report's pass or fail, and a vote's robust outcome.
 
-A report fails when the output ids do not match, when more tokens break the seeded rule than
+A report fails when the output ids do not match (which includes an output that goes on past
+its EOS or stop: its extra tokens were never allowed, so that is no forgivable violation,
+docs/design.md §6.3), when more tokens break the seeded rule than
 the allowed violations (``allowed_violations``: a fixed part plus a share of the length), or
 when the logprob distance exceeds the model's threshold. A vote
 takes the weighted lower median of its ballots' effective distances (infinite for a report
