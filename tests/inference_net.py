@@ -25,16 +25,17 @@ class Net:
 
     def __init__(self, participants: int = 3, expiration_blocks: int = 5,
                  extra_state: dict | None = None, weights: list[int] | None = None,
-                 extra_supply: int = 0) -> None:
+                 extra_supply: int = 0, newcomers: int = 0) -> None:
         """``extra_state`` adds app_state sections (e.g. epochs and validation params);
         the participants are in genesis (members of epoch 0), with ``weights`` or else the
         inference param ``genesis_weight``: a participant registering later has no weight
-        until its proof of compute settles; ``extra_supply`` ninfer go to an account no actor
-        holds."""
+        until its proof of compute settles; ``newcomers`` funded accounts are left out of
+        genesis, to register later; ``extra_supply`` ninfer go to an account no actor holds."""
         self.developer = Actor.new(0, 0)
         self.poor = Actor.new(1, 1)
         self.parts = [Actor.new(10 + i, 2 + i) for i in range(participants)]
-        everyone = [self.developer, self.poor, *self.parts]
+        self.newcomers = [Actor.new(60 + i, 2 + participants + i) for i in range(newcomers)]
+        everyone = [self.developer, self.poor, *self.parts, *self.newcomers]
         balances = [{"address": a.address, "coins": [{"denom": "ninfer", "amount": str(
             5_000 if a is self.poor else FUNDS)}]} for a in everyone]
         if extra_supply:
