@@ -8,7 +8,7 @@ import json
 
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from google.protobuf.timestamp_pb2 import Timestamp
-from inference_actors import MODEL_ID, Actor, genesis_models, start_msg
+from inference_actors import MODEL_ID, Actor, genesis_models, genesis_participant, start_msg
 
 from chain.app import Application
 from chain.auth import address
@@ -47,12 +47,9 @@ class Net:
                 "bank": {"balances": balances},
                 "inference": {"params": {"expiration_blocks": expiration_blocks},
                               "models": genesis_models(),
-                              "participants": [{
-                                  "address": p.address, "url": f"http://127.0.0.1:{9000 + i}",
-                                  "node_pubkey": bytes(p.node_key.verify_key).hex(),
-                                  **({"weight": weights[i]} if weights else {}), "models": [
-                                      {"model_id": m.model_id, "weights_sha256":
-                                       m.weights_sha256} for m in p.register().models]}
+                              "participants": [
+                                  {**genesis_participant(p, f"http://127.0.0.1:{9000 + i}"),
+                                   **({"weight": weights[i]} if weights else {})}
                                   for i, p in enumerate(self.parts)]},
                 **(extra_state or {})}).encode())
         self.app.init_chain(self.init_request)
