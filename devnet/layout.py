@@ -22,7 +22,7 @@ from pathlib import Path
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.mnemonic import generate_mnemonic
 
-from apinode.config import write_home
+from apinode.config import ApiNodeConfig, write_home
 from genesis.account_keys import AccountKey, generate_account_keys
 from genesis.addresses import ACCOUNT_PREFIX
 from genesis.cli import DEFAULT_TEMPLATE
@@ -39,9 +39,10 @@ PARTICIPANT_FUNDS = "1000000000000ninfer"  # 1,000 INFER: gas for registration a
 # CPU generation is slow: an inference may take minutes to finish, and a TA may draw its
 # executor from a block that is a while old by the time the start reaches the chain.
 CPU_INFERENCE_PARAMS = {"expiration_blocks": 2000, "max_draw_age_blocks": 200}
-# One-minute epochs at 500 ms blocks, so participants who register after genesis validate
-# from the next minute on; windows long enough for CPU validators with a backlog. Each opens
-# with 10 s of proof of compute (the tiny transformer) and 10 s to check it.
+# One-minute epochs at 500 ms blocks, so weights follow the participants' proof of compute
+# (every participant the devnet starts is in genesis, with the genesis weight until then)
+# within minutes; windows long enough for CPU validators with a backlog. Each opens with 10 s
+# of proof of compute (the tiny transformer) and 10 s to check it.
 CPU_EPOCHS_PARAMS = {"epoch_length_blocks": 120, "poc_window_blocks": 20,
                      "poc_validation_window_blocks": 20}
 CPU_VALIDATION_PARAMS = {"validation_window_blocks": 120, "voting_period_blocks": 120,
@@ -182,13 +183,22 @@ def _developer_keys() -> dict:
             "private_key_hex": wallet.signer().private_key_hex}
 
 
-def _template(developer: dict, participants: list[AccountKey]) -> Template:
+def _template(developer: dict, participants: list[AccountKey], devnet: Devnet) -> Template:
+    """The chain's genesis. Its participants are the devnet's own, so they serve from the first
+    block: a participant registering later has no weight until its proof of compute settles."""
+    models = [dict(m) for m in load_template(DEFAULT_TEMPLATE).models]
+    served = [{"model_id": models[0]["id"], "weights_sha256": models[0]["weights_sha256"]}]
     return parse_template({
         "chain_id": CHAIN_ID,
         "accounts": [{"address": developer["address"], "coins": DEVELOPER_FUNDS}]
         + [{"address": k.address, "coins": PARTICIPANT_FUNDS} for k in participants],
         "validators": [{"name": "val0", "power": 10}],
-        "models": [dict(m) for m in load_template(DEFAULT_TEMPLATE).models],
+        "models": models,
+        "participants": [{
+            "address": k.address, "url": f"http://{HOST}:{devnet.settings.api_port(i)}",
+            "node_pubkey": bytes(ApiNodeConfig.load(devnet.participant_home(i))
+                                 .node_key().verify_key).hex(),
+            "models": served} for i, k in enumerate(participants)],
         "params": {"inference": CPU_INFERENCE_PARAMS, "epochs": CPU_EPOCHS_PARAMS,
                    "validation": CPU_VALIDATION_PARAMS},
     })
@@ -201,18 +211,18 @@ def _lay_out(staging: Path, settings: Settings) -> None:
             "participants": [{"address": k.address, "private_key_hex": k.private_key_hex}
                              for k in participants]}
     devnet = Devnet(staging, settings, keys)
-    template = _template(developer, participants)
-    if settings.consensus == "cometbft":
-        layout_localnet(template, devnet.chain_home(0).parent, validators=settings.chain_nodes,
-                        base_port=settings.base_port + CHAIN_OFFSET)
-    else:
-        layout_solo(template, devnet.chain_home(0), grpc_port=settings.chain_ports(0).grpc)
     for i, key in enumerate(participants):
         listen = f"{HOST}:{settings.api_port(i)}"
         write_home(devnet.participant_home(i), {
             "chain_id": CHAIN_ID, "listen": listen, "public_url": f"http://{listen}",
             "chain_grpc": settings.chain_grpc(i), "mlnode": f"{HOST}:{settings.mlnode_port(i)}",
         }, key.private_key_hex)
+    template = _template(developer, participants, devnet)
+    if settings.consensus == "cometbft":
+        layout_localnet(template, devnet.chain_home(0).parent, validators=settings.chain_nodes,
+                        base_port=settings.base_port + CHAIN_OFFSET)
+    else:
+        layout_solo(template, devnet.chain_home(0), grpc_port=settings.chain_ports(0).grpc)
     _write_private(staging / KEYS_FILE, json.dumps(keys, indent=2) + "\n")
     (staging / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=2) + "\n")
 

@@ -71,6 +71,14 @@ class Actor:
             models=[ServedModel(model_id=MODEL_ID, weights_sha256=WEIGHTS)])
 
 
+def genesis_participant(actor: Actor, url: str = "http://127.0.0.1:1") -> dict:
+    """The actor as a genesis participant serving the test model: a participant with weight
+    from the first block, which one registering later only gets from proof of compute."""
+    return {"address": actor.address, "url": url,
+            "node_pubkey": bytes(actor.node_key.verify_key).hex(),
+            "models": [{"model_id": MODEL_ID, "weights_sha256": WEIGHTS}]}
+
+
 def genesis_models() -> list[dict]:
     return [{"id": MODEL_ID, "weights_sha256": WEIGHTS, "price_per_token": PRICE,
              "context_length": 8192, "top_k": TOP_K, "validation_threshold": "0.15"}]

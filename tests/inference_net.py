@@ -8,7 +8,7 @@ import json
 
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from google.protobuf.timestamp_pb2 import Timestamp
-from inference_actors import MODEL_ID, Actor, genesis_models, start_msg
+from inference_actors import MODEL_ID, Actor, genesis_models, genesis_participant, start_msg
 
 from chain.app import Application
 from chain.auth import address
@@ -25,15 +25,17 @@ class Net:
 
     def __init__(self, participants: int = 3, expiration_blocks: int = 5,
                  extra_state: dict | None = None, weights: list[int] | None = None,
-                 extra_supply: int = 0) -> None:
+                 extra_supply: int = 0, newcomers: int = 0) -> None:
         """``extra_state`` adds app_state sections (e.g. epochs and validation params);
-        ``weights`` puts the participants in genesis with these weights (members of epoch 0)
-        instead of registering them in the first block; ``extra_supply`` ninfer go to an
-        account no actor holds."""
+        the participants are in genesis (members of epoch 0), with ``weights`` or else the
+        inference param ``genesis_weight``: a participant registering later has no weight
+        until its proof of compute settles; ``newcomers`` funded accounts are left out of
+        genesis, to register later; ``extra_supply`` ninfer go to an account no actor holds."""
         self.developer = Actor.new(0, 0)
         self.poor = Actor.new(1, 1)
         self.parts = [Actor.new(10 + i, 2 + i) for i in range(participants)]
-        everyone = [self.developer, self.poor, *self.parts]
+        self.newcomers = [Actor.new(60 + i, 2 + participants + i) for i in range(newcomers)]
+        everyone = [self.developer, self.poor, *self.parts, *self.newcomers]
         balances = [{"address": a.address, "coins": [{"denom": "ninfer", "amount": str(
             5_000 if a is self.poor else FUNDS)}]} for a in everyone]
         if extra_supply:
@@ -45,21 +47,16 @@ class Net:
                 "bank": {"balances": balances},
                 "inference": {"params": {"expiration_blocks": expiration_blocks},
                               "models": genesis_models(),
-                              "participants": [{
-                                  "address": p.address, "url": f"http://127.0.0.1:{9000 + i}",
-                                  "node_pubkey": bytes(p.node_key.verify_key).hex(),
-                                  "weight": w, "models": [
-                                      {"model_id": m.model_id, "weights_sha256":
-                                       m.weights_sha256} for m in p.register().models]}
-                                  for i, (p, w) in enumerate(zip(self.parts, weights or [],
-                                                                  strict=bool(weights)))]},
+                              "participants": [
+                                  {**genesis_participant(p, f"http://127.0.0.1:{9000 + i}"),
+                                   **({"weight": weights[i]} if weights else {})}
+                                  for i, p in enumerate(self.parts)]},
                 **(extra_state or {})}).encode())
         self.app.init_chain(self.init_request)
         # Every block so far, so that a replica can replay the chain (replica()).
         self.blocks: list[abci.RequestFinalizeBlock] = []
         self.height = 0
-        self.block([] if weights else [p.tx(p.register(f"http://127.0.0.1:{9000 + i}"))
-                                       for i, p in enumerate(self.parts)])
+        self.block([])
         self.all_accounts = everyone
 
     def block(self, txs: list[bytes]) -> list[abci.ExecTxResult]:

@@ -220,12 +220,14 @@ class LocalNetwork:
 
     def __init__(self, root: Path, mlnode_ports: list[int], consensus: str = "solo",
                  databases: list[str] | None = None, *, params: dict | None = None,
-                 in_genesis: bool = False, reputations: dict[str, int] | None = None,
+                 in_genesis: bool = True, reputations: dict[str, int] | None = None,
                  node_settings: list[dict] | None = None,
                  extra_accounts: list[AccountKey] | None = None,
                  extra_participants: list[dict] | None = None) -> None:
-        """``params`` overrides module params in genesis; ``in_genesis`` registers the
-        participants in genesis (so they are validators from the first epoch);
+        """``params`` overrides module params in genesis; ``in_genesis`` lists the participants
+        in genesis, as the devnet does (with the genesis weight: they serve and validate from
+        the first epoch); without it each API node registers on start and, like any newcomer,
+        has no weight until its proof of compute settles;
         ``reputations`` maps an address to its starting reputation (ppm);
         ``node_settings`` adds apinode.toml settings per participant; ``extra_accounts`` are
         funded in genesis for a test to act with directly, ``extra_participants`` registered

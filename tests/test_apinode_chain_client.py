@@ -2,6 +2,7 @@
 draining into real txs. Each test uses its own funded keys, so they do not depend on order."""
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from inference_actors import (
     Actor,
     finish_msg,
     genesis_models,
+    genesis_participant,
     start_msg,
 )
 from nacl.signing import SigningKey
@@ -44,10 +46,13 @@ from inferchain_pb.inference.v1.inference_pb2 import (
 CHAIN_ID = "inferchain-test"
 # The draw accepts a block hash up to 10 blocks old: slow blocks leave the TA's outbox time.
 BLOCK_INTERVAL_MS = 300
+SERVERS = 2
 
 
 class Net:
-    """The node's gRPC port and funded accounts: key i is genesis account number i."""
+    """The node's gRPC port and funded accounts: key i is genesis account number i; the last
+    SERVERS are genesis participants, the only ones with weight (those the tests register
+    have none until a proof of compute), so every draw picks one of them."""
 
     def __init__(self, port: int, keys: list[AccountKey]) -> None:
         self.port = port
@@ -72,15 +77,17 @@ class Net:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory):
-    keys = funded_keys(12)
+    keys = funded_keys(12 + SERVERS)
     port = free_port()
-    info = layout_solo(template(keys, models=genesis_models()),
-                       tmp_path_factory.mktemp("apinode-chain") / "home", grpc_port=port,
+    net = Net(port, keys)
+    spec = dataclasses.replace(template(keys, models=genesis_models()), participants=tuple(
+        genesis_participant(a) for a in net.actors[-SERVERS:]))
+    info = layout_solo(spec, tmp_path_factory.mktemp("apinode-chain") / "home", grpc_port=port,
                        block_interval_ms=BLOCK_INTERVAL_MS)
     node = ChainNode(info.home, port).start()
     try:
         node.wait_height(2)
-        yield Net(port, keys)
+        yield net
     finally:
         node.close()
 
@@ -280,7 +287,7 @@ def test_start_and_finish_through_two_outboxes_are_charged_on_chain(net: Net, tm
             sender = net.sender(channel, i)
             assert await landed(sender, await sender.send([actor.register()])) == (0, "")
         draw = await chain.draw("outbox-1", MODEL_ID)
-        # The draw may pick any registered participant; this module registered only its own.
+        # The draw picks a genesis participant: those registered here have no weight.
         executor = next(a for a in net.actors if a.address == draw.order[0])
         agent = next(a for a in mine if a is not executor)
         start = start_msg(agent, developer, "outbox-1", executor.address, draw.draw_height,

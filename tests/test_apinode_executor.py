@@ -1,4 +1,4 @@
-"""The executor against real processes: a solo chain node with three registered participants
+"""The executor against real processes: a solo chain node with three genesis participants
 and an ML node serving the real default model. Each test uses its own inference ids, so they
 do not depend on order; generations stay a few tokens long (the model makes ~10 tokens/s on a
 CPU)."""
@@ -19,7 +19,15 @@ from chain_nodes import ChainNode, funded_keys, template
 from conftest import ROOT, free_port, wait_healthy
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
-from inference_actors import MODEL_ID, PRICE, TOP_K, Actor, genesis_models, start_msg
+from inference_actors import (
+    MODEL_ID,
+    PRICE,
+    TOP_K,
+    Actor,
+    genesis_models,
+    genesis_participant,
+    start_msg,
+)
 from nacl.signing import SigningKey
 
 from apinode.chain_queries import ChainQueries
@@ -78,7 +86,7 @@ def ml_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 class Net:
-    """The chain's gRPC port; actors 0-2 are registered participants, actor 3 a developer."""
+    """The chain's gRPC port; actors 0-2 are genesis participants, actor 3 a developer."""
 
     def __init__(self, port: int, actors: list[Actor], keys: list[str]) -> None:
         self.port = port
@@ -111,25 +119,18 @@ class Net:
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     keys = funded_keys(PARTICIPANTS + 1)
     port = free_port()
-    spec = dataclasses.replace(template(keys, models=genesis_models()), params=PARAMS)
-    info = layout_solo(spec, tmp_path_factory.mktemp("executor-chain") / "home",
-                       grpc_port=port)
-    node = ChainNode(info.home, port).start()
     actors = [Actor(LocalWallet(PrivateKey(bytes.fromhex(k.private_key_hex)), prefix="infer"),
                     SigningKey.generate(), account_number=i) for i, k in enumerate(keys)]
     net = Net(port, actors, [k.private_key_hex for k in keys])
+    spec = dataclasses.replace(template(keys, models=genesis_models()), params=PARAMS,
+                               participants=tuple(
+                                   genesis_participant(p, f"http://127.0.0.1:{9000 + i}")
+                                   for i, p in enumerate(net.participants)))
+    info = layout_solo(spec, tmp_path_factory.mktemp("executor-chain") / "home",
+                       grpc_port=port)
+    node = ChainNode(info.home, port).start()
     try:
         node.wait_height(2)
-
-        async def register(channel: grpc.aio.Channel) -> None:
-            senders = [net.sender(channel, p) for p in net.participants]
-            hashes = await asyncio.gather(*(s.send([p.register(f"http://127.0.0.1:{9000 + i}")])
-                                            for i, (s, p) in enumerate(
-                                                zip(senders, net.participants, strict=True))))
-            for sender, tx_hash in zip(senders, hashes, strict=True):
-                assert await landed(sender, tx_hash) == (0, "")
-
-        net.run(register)
         yield net
     finally:
         node.close()

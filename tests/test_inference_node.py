@@ -1,5 +1,6 @@
 """The inference lifecycle on a real solo node: transactions and queries over gRPC."""
 
+import dataclasses
 import time
 
 import grpc
@@ -14,10 +15,21 @@ from inference_actors import MODEL_ID, PRICE, Actor, finish_msg, genesis_models,
 from nacl.signing import SigningKey
 
 from chain.auth import address
+from chain.epochs.params import EpochsParams
 from chain.inference.keeper import ESCROW_ACCOUNT
 from genesis.solo import layout_solo
 from inferchain_pb.inference.v1 import query_pb2 as q
+from inferchain_pb.inference.v1.epochs_pb2 import MsgSubmitPoc, PocNonce
 from inferchain_pb.inference.v1.inference_pb2 import FINISHED
+from mlnode.poc import PocModel, compute, poc_seed
+from mlnode.types import PocModelSpec
+
+# Epochs of 32 s at 200 ms blocks, 30 s of them for proof of compute (room for a loaded
+# machine): a participant that registers in epoch 0 proves its compute in epoch 0's window
+# and has weight from epoch 1 on.
+EPOCHS = EpochsParams(epoch_length_blocks=160, poc_window_blocks=150,
+                      poc_validation_window_blocks=1)
+POC_TRIES = 300  # about 7 nonces under the target
 
 
 def query(channel: grpc.Channel, name: str, request, response_type):
@@ -31,8 +43,11 @@ def query(channel: grpc.Channel, name: str, request, response_type):
 def node(tmp_path_factory):
     keys = funded_keys(4)
     port = free_port()
-    info = layout_solo(template(keys, models=genesis_models()),
-                       tmp_path_factory.mktemp("inference") / "home", grpc_port=port,
+    spec = dataclasses.replace(template(keys, models=genesis_models()), params={"epochs": {
+        "epoch_length_blocks": EPOCHS.epoch_length_blocks,
+        "poc_window_blocks": EPOCHS.poc_window_blocks,
+        "poc_validation_window_blocks": EPOCHS.poc_validation_window_blocks}})
+    info = layout_solo(spec, tmp_path_factory.mktemp("inference") / "home", grpc_port=port,
                        block_interval_ms=200)
     chain = ChainNode(info.home, port).start()
     chain.wait_height(2)
@@ -61,10 +76,33 @@ def committed(client, raw: bytes) -> None:
     raise TimeoutError(tx_hash)
 
 
+def current_epoch(channel: grpc.Channel):
+    return query(channel, "Epoch", q.QueryEpochRequest(), q.QueryEpochResponse).current
+
+
+def prove(channel: grpc.Channel, client, part: Actor) -> None:
+    """The participant passes a proof-of-compute epoch, as its API node would: real nonces in
+    epoch 0's PoC window (the chain has no members yet to check them, so they are accepted),
+    and weight from the next boundary."""
+    epoch = current_epoch(channel)
+    assert epoch.number == 0 and epoch.poc_block_hash, epoch
+    spec = PocModelSpec(hidden=EPOCHS.poc_hidden, layers=EPOCHS.poc_layers,
+                        heads=EPOCHS.poc_heads, ffn=EPOCHS.poc_ffn, seq_len=EPOCHS.poc_seq_len)
+    model = PocModel(spec, poc_seed(epoch.poc_block_hash, part.address))
+    nonces = [PocNonce(nonce=n.nonce, distance=n.distance) for n in compute(
+        model, range(POC_TRIES), EPOCHS.poc_target_distance_micro / 1e6)]
+    committed(client, part.tx(MsgSubmitPoc(creator=part.address, epoch=0, nonces=nonces)))
+    deadline = time.monotonic() + 120
+    while current_epoch(channel).number == 0:
+        assert time.monotonic() < deadline, "epoch 1 did not begin"
+        time.sleep(0.2)
+
+
 def test_register_start_finish_and_query_over_grpc(node):
     chain, client, channel, (developer, *parts) = node
     for i, part in enumerate(parts):
         committed(client, part.tx(part.register(f"http://127.0.0.1:{7000 + i}")))
+    prove(channel, client, parts[0])  # the others act as transfer agents only
     listed = query(channel, "Participants", q.QueryParticipantsRequest(),
                    q.QueryParticipantsResponse)
     assert {p.address for p in listed.participants} == {p.address for p in parts}

@@ -147,12 +147,11 @@ def test_seeds_are_committed_ahead_and_revealed_only_after_the_epoch():
 
 
 def test_a_newcomer_is_checked_by_every_member_and_passes():
-    net = make_net(participants=3)
-    commit_all(net, 1)
-    to_epoch(net, 1)
+    net = make_net(participants=3)  # genesis members of epoch 0, without a reputation yet
+    commit_all(net, 0)
     executor, inference = finished(net, "new-1")
     found = task(net, "new-1")
-    assert (found.state, found.p_ppm, found.epoch) == (OPEN, 1_000_000, 1)
+    assert (found.state, found.p_ppm, found.epoch) == (OPEN, 1_000_000, 0)
     checkers = assigned(net, found)
     assert {c.address for c in checkers} == {p.address for p in net.parts} - {executor.address}
     results = net.block([c.tx(validation_msg(c, inference, PASS)) for c in checkers])
@@ -310,11 +309,10 @@ def test_reputation_sets_the_sampling_rate_and_grows_with_clean_epochs():
             break
     else:
         pytest.fail("the trusted participant was never drawn")
-    to_epoch(net, 1)
     assert stats(net, net.parts[1]).reputation_ppm == 0
-    to_epoch(net, 2)  # epoch 1: a member, no misses, no invalidations
+    to_epoch(net, 1)  # epoch 0: a member, no misses, no invalidations
     assert stats(net, net.parts[1]).reputation_ppm == 250_000
-    to_epoch(net, 3)
+    to_epoch(net, 2)
     assert stats(net, net.parts[1]).reputation_ppm == 500_000
     assert check_probability_ppm(500_000, 10_000, 1_000_000) == 505_000
 
@@ -347,26 +345,25 @@ def test_a_validator_that_skips_its_checks_is_caught_at_seed_reveal(reveal):
 
 
 def judged_records(net: Net, tasks: int) -> list:
-    """Epoch 1 with ``tasks`` checked inferences, the lazy member checking none of its share;
+    """Epoch 0 with ``tasks`` checked inferences, the lazy member checking none of its share;
     the members' records once judged, and how many blocks after the reveal window's last one
     the judgement took."""
-    commit_all(net, 1)
-    to_epoch(net, 1)
+    commit_all(net, 0)
     lazy, honest, _ = net.parts
     for i in range(tasks):
         _, inference = finished(net, f"judged-{i}")
         net.block([c.tx(validation_msg(c, inference, PASS))
                    for c in assigned(net, task(net, inference.id)) if c is not lazy])
-    assert net.height < 1 + 2 * EPOCH, "the checks must all fall in epoch 1"
-    to_epoch(net, 2)
-    net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=1, seed=seed(a, 1)))
+    assert net.height < 1 + EPOCH, "the checks must all fall in epoch 0"
+    to_epoch(net, 1)
+    net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=0, seed=seed(a, 0)))
                for a in (lazy, honest)])
-    to_height(net, 1 + 2 * EPOCH + REVEAL - 1)
+    to_height(net, 1 + EPOCH + REVEAL - 1)
     blocks = 0
-    while not record(net, lazy, 1).settled:
+    while not record(net, lazy, 0).settled:
         blocks += 1
         net.block([])
-    return [record(net, a, 1) for a in net.parts], blocks
+    return [record(net, a, 0) for a in net.parts], blocks
 
 
 def test_judging_validators_is_spread_over_blocks_and_counts_the_same(monkeypatch):

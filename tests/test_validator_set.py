@@ -127,7 +127,7 @@ def test_genesis_validators_are_recorded(genesis_validators):
 
 
 def test_updates_only_at_epoch_boundaries_and_genesis_validators_leave(genesis_validators):
-    net = Net(3, extra_state=EPOCHS)  # registered at height 1, genesis weight 100
+    net = Net(3, extra_state=EPOCHS)  # in genesis, genesis weight 100
     seen = recording(net)
     a, b, c = net.parts
     results = net.block([a.tx(update_key(a, key("a"))), b.tx(update_key(b, key("b")))])

@@ -5,7 +5,9 @@ those who failed it (a tie keeps it, as in inference votes; unchecked counts). I
 its nonce count, capped at ``max_weight_share_ppm`` of all counted nonces, so no participant
 dominates the draw, the checks or governance. Participants that did not submit get 0. An
 epoch in which nobody submitted (proof of compute not running) leaves the weights as they
-were: otherwise a network without PoC would lose every executor at its first boundary.
+were: otherwise a network without PoC would lose every executor at its first boundary. That
+keeps genesis weights only: a participant registers with weight 0, so an account that never
+computed stays out of the draw, the members, governance and the validator set.
 """
 
 import logging

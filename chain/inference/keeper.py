@@ -225,16 +225,6 @@ class InferenceKeeper:
             if following <= oldest:
                 kv.delete(DRAW_WEIGHTS + uint64(start))
 
-    def add_draw_weight(self, kv: GasKV, participant: Participant) -> None:
-        """A participant registering mid-epoch joins the record in force with its weight and
-        full availability; ``drawable`` keeps it out of draws seeded before it registered."""
-        fixed = self.draw_weights(kv, participant.registered_height)
-        if fixed is None:
-            fixed = DrawWeights(from_height=0)
-        fixed.weights.append(DrawWeight(address=participant.address, weight=participant.weight,
-                                        availability_ppm=availability_ppm(participant)))
-        save(kv, DRAW_WEIGHTS + uint64(fixed.from_height), fixed)
-
     def work_balance(self, state: State, addr: bytes) -> int:
         """Fees earned and not yet settled, over every unsettled epoch."""
         return sum(int(value) for key, value in state.iterate(WORK) if key[-len(addr):] == addr

@@ -107,11 +107,11 @@ class InferenceMsgServer:
     def register(self, ctx: Context, msg: MsgRegisterParticipant) -> None:
         if self._keeper.participant(ctx.kv, msg.creator) is not None:
             raise ParticipantExists(f"{msg.creator} is already registered")
-        params = self._keeper.params(ctx.kv)
-        participant = Participant(address=msg.creator, weight=params.genesis_weight,
-                                  active=True, registered_height=ctx.block.height)
+        # Weight 0 until its first accepted proof of compute settles (docs/design.md §7.3):
+        # no draws, no member seat, no votes, no validator power for an account alone.
+        participant = Participant(address=msg.creator, weight=0, active=True,
+                                  registered_height=ctx.block.height)
         self._describe(ctx, participant, msg)
-        self._keeper.add_draw_weight(ctx.kv, participant)
         ctx.emit("register_participant", participant=msg.creator, url=msg.url)
 
     def update(self, ctx: Context, msg: MsgUpdateParticipant) -> None:

@@ -22,7 +22,7 @@ class InferenceParams(ModuleParams):
     governable: ClassVar[frozenset[str]] = frozenset({
         "expiration_blocks", "top_k", "max_prompt_tokens", "max_output_tokens",
         "default_price_per_token", "max_draw_age_blocks", "max_attempts",
-        "request_time_window_s", "genesis_weight"})
+        "request_time_window_s"})
     # Blocks a lone Start or Finish waits for its partner before the inference expires;
     # 1 to 100,000, so escrow locked by a lost partner comes back within days.
     expiration_blocks: int = bounded(20, 1, 100_000)
@@ -43,5 +43,7 @@ class InferenceParams(ModuleParams):
     # Seconds a developer's request signature stays valid around the block time: 10 (a
     # couple of blocks, else honest requests arrive stale) to a day.
     request_time_window_s: int = bounded(600, 10, 86_400)
-    # Weight each participant has until the epochs module sets weights: 1 to 1,000,000.
+    # Weight of a genesis participant that names none, until the first epoch whose proof of
+    # compute settles; 1 to 1,000,000. Genesis only: a participant registering later starts
+    # at 0 (docs/design.md §7.3), so no later value would reach anyone.
     genesis_weight: int = bounded(100, 1, 1_000_000)
