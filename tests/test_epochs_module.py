@@ -227,7 +227,7 @@ def test_an_epoch_without_poc_keeps_the_weights():
 
 # Settlement: several epochs, every coin accounted for at every height.
 
-S_EPOCH, S_REVEAL = 14, 9
+S_EPOCH, S_REVEAL = 20, 9  # an epoch holds a commit, a claim and 4 inferences of 3 blocks
 SHARE_PPM = 100_000
 INITIAL, DECAY_PPM = 1_000_000_007, 50_000
 
@@ -307,7 +307,7 @@ def test_settlement_pays_weight_and_work_and_withholds_from_the_invalid_and_the_
         results = ledger.block([a.tx(MsgCommitSeed(
             creator=a.address, epoch=epoch, seed_hash=seed_hash(bytes([epoch]) * 32)))
             for a in checkers])
-        assert all(r.code == 0 for r in results)
+        assert all(r.code == 0 for r in results), [r.log for r in results]
         if epoch:
             claim(epoch - 1)
         for i in range(4):

@@ -86,8 +86,8 @@ def test_going_on_past_a_complete_stop_sequence_or_an_eos_fails_outright():
 
 def test_an_output_that_skipped_its_eos_is_invalidated_and_refunded():
     net = make_net()
+    commit_all(net, 1)  # before its epoch: a commitment must precede it
     to_epoch(net, 1)
-    commit_all(net, 1)
     executor, inference = finished(net, "skip-eos", [4, 5, 6, 7])
     sampling = SamplingParams(temperature=inference.temperature, top_p=inference.top_p,
                               max_tokens=4, seed=inference.seed)
@@ -134,13 +134,21 @@ def test_a_finish_for_more_output_than_was_delivered_is_refused():
 
 
 def test_a_start_does_not_settle_a_waiting_finish_for_undelivered_output():
+    """The start voids the waiting finish (so no finish can block a start) and the inference
+    waits for one whose output the transfer agent signed as delivered."""
     net = make_net()
     agent, executor, start = net.start("first", max_tokens=8)
-    developer_before = net.balance(net.developer)
+    work_before = net.account(executor).work_balance
     inflated = finish_msg(executor, start, [7, 8, 9, 10], delivered=[7, 8])
     assert net.one(executor.tx(inflated)).code == 0  # waits: nobody can judge it yet
-    refused = net.one(agent.tx(start))
-    assert (refused.codespace, refused.code) == ("inference", 9), refused.log
-    assert net.balance(net.developer) == developer_before
-    assert not net.inference("first").started
+    assert net.one(agent.tx(start)).code == 0
+    voided = net.inference("first")
+    assert voided.started and voided.status == STARTED and not voided.output_ids
+    assert net.account(executor).work_balance == work_before
+    assert net.account(net.developer).escrow == voided.escrow
+    assert net.one(executor.tx(finish_msg(executor, start, [7, 8]))).code == 0
+    done = net.inference("first")
+    assert (done.status, done.cost) == (FINISHED, (len(start.prompt_ids) + 2) * PRICE)
+    assert net.account(executor).work_balance == work_before + done.cost
+    assert net.account(net.developer).escrow == 0
     net.assert_conserved()

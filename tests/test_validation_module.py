@@ -378,9 +378,9 @@ def test_judging_validators_is_spread_over_blocks_and_counts_the_same(monkeypatc
 
 
 def test_a_validator_that_always_passes_is_caught_by_a_canary():
+    # Genesis members in epoch 0, without a reputation yet: each checks every inference.
     net = make_net(participants=3, canary_rate_ppm=1_000_000)
-    commit_all(net, 1)
-    to_epoch(net, 1)
+    commit_all(net, 0)
     executor, inference = finished(net, "chatcmpl-0123456789abcdef")
     tasks = net.query("ValidationTasks", q.QueryValidationTasksRequest(
         from_height=net.height, to_height=net.height)).tasks
@@ -398,19 +398,19 @@ def test_a_validator_that_always_passes_is_caught_by_a_canary():
                blind.tx(validation_msg(blind, planted, PASS)),
                careful.tx(validation_msg(careful, inference, PASS)),
                careful.tx(validation_msg(careful, planted, FAIL, rule_violations=2))])
-    assert record(net, blind, 1).canaries_passed == 1
-    assert record(net, careful, 1).canaries_caught == 1
+    assert record(net, blind, 0).canaries_passed == 1
+    assert record(net, careful, 0).canaries_caught == 1
     # Both members already reported, so the vote closes at once: one pass against one fail
     # of equal weight is a tie, which keeps the output; a canary's outcome moves no coins.
     assert task(net, twin.inference_id).state == PASSED
     assert stats(net, executor).invalidations == 0  # canaries never count against executors
     assert net.balance(net.developer) == developer_before
-    to_epoch(net, 2)
-    net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=1, seed=seed(a, 1)))
+    to_epoch(net, 1)
+    net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=0, seed=seed(a, 0)))
                for a in net.parts])
-    to_height(net, 1 + 2 * EPOCH + REVEAL)
-    assert record(net, blind, 1).lazy
-    assert not record(net, careful, 1).lazy
+    to_height(net, 1 + EPOCH + REVEAL)
+    assert record(net, blind, 0).lazy
+    assert not record(net, careful, 0).lazy
     net.assert_conserved()
 
 
