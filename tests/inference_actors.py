@@ -68,14 +68,28 @@ def genesis_models() -> list[dict]:
              "context_length": 8192, "top_k": TOP_K, "validation_threshold": "0.15"}]
 
 
-def start_msg(agent: Actor, developer: Actor, inference_id: str, executor: str,
+def request_hash(label: str, body: bytes | None = None) -> bytes:
+    """The prompt hash of the request a test names ``label``."""
+    return hashlib.sha256(body or f"request {label}".encode()).digest()
+
+
+def request_id(agent: Actor, developer: Actor, label: str, timestamp: int,
+               body: bytes | None = None) -> str:
+    """The inference id the chain binds to the request ``label`` (payload.request_id)."""
+    return payload.request_id(developer.address, request_hash(label, body), timestamp,
+                              agent.address)
+
+
+def start_msg(agent: Actor, developer: Actor, label: str, executor: str,
               draw_height: int, timestamp: int, prompt_ids: list[int], max_tokens: int = 16,
               attempt: int = 0, body: bytes | None = None,
-              temperature: float = 0.7) -> MsgStartInference:
-    prompt_hash = hashlib.sha256(body or f"request {inference_id}".encode()).digest()
+              temperature: float = 0.7, refusals: tuple[bytes, ...] = ()) -> MsgStartInference:
+    """The start of the request a test names ``label``, under the id the chain binds to it."""
+    prompt_hash = request_hash(label, body)
     request = payload.request_message(prompt_hash, timestamp, agent.address)
     msg = MsgStartInference(
-        creator=agent.address, inference_id=inference_id, model_id=MODEL_ID,
+        creator=agent.address, model_id=MODEL_ID, refusals=refusals,
+        inference_id=request_id(agent, developer, label, timestamp, body),
         developer=developer.address,
         developer_pubkey=developer.wallet.public_key().public_key_bytes,
         request_signature=developer.wallet.signer().sign(request, deterministic=True),

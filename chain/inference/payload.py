@@ -17,6 +17,8 @@ START_TAG = b"inferchain/start/v1"
 FINISH_TAG = b"inferchain/finish/v1"
 VALIDATION_TAG = b"inferchain/validation/v1"
 CONSENSUS_KEY_TAG = b"inferchain/consensus-key/v1"
+REQUEST_ID_TAG = b"inferchain/request-id/v1"
+REFUSAL_TAG = b"inferchain/refusal/v1"
 
 
 def _field(value: bytes | str | int | float) -> bytes:
@@ -37,6 +39,20 @@ def canonical(tag: bytes, *values: bytes | str | int | float) -> bytes:
 def request_message(prompt_hash: bytes, timestamp: int, transfer_agent: str) -> bytes:
     """What the developer signs (docs/design.md §3.1): sha256(body) ‖ timestamp ‖ TA address."""
     return prompt_hash + struct.pack(">q", timestamp) + transfer_agent.encode()
+
+
+def request_id(developer: str, prompt_hash: bytes, timestamp: int, transfer_agent: str) -> str:
+    """The inference id of a request (docs/design.md §3.3): a hash of exactly what the developer
+    signs, and of the developer, so the transfer agent cannot pick an id to steer the draw
+    without breaking the developer's signature."""
+    return hashlib.sha256(canonical(REQUEST_ID_TAG, developer, prompt_hash,
+                                    struct.pack(">q", timestamp), transfer_agent)).hexdigest()
+
+
+def refusal_payload(inference_id: str, attempt: int, executor: str) -> bytes:
+    """What a drawn executor signs with its node key when it declines pick ``attempt`` of an
+    inference: the only evidence on which the chain charges it a miss for being skipped."""
+    return canonical(REFUSAL_TAG, inference_id, attempt, executor)
 
 
 def ids_hash(token_ids: Sequence[int]) -> bytes:
