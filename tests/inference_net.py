@@ -114,14 +114,15 @@ class Net:
         return self.draw_at(inference_id, self.height)
 
     def start(self, label: str, **kw) -> tuple:
-        """A start of the request ``label`` by an agent other than its drawn executor; the
-        inference is then known to ``inference`` by the label too."""
+        """A start of the request ``label`` by an agent other than its drawn executor where
+        one exists (else the agent runs it itself); the inference is then known to
+        ``inference`` by the label too."""
         attempt = kw.pop("attempt", 0)
         developer = kw.pop("developer", self.developer)
-        agent, executor = next(
-            (agent, self.actor(order[attempt])) for agent in self.parts
-            if (order := self.drawn(agent, label, developer, kw.get("body")))[attempt]
-            != agent.address)
+        picks = [(agent, self.actor(self.drawn(agent, label, developer,
+                                               kw.get("body"))[attempt]))
+                 for agent in self.parts]
+        agent, executor = next(((a, e) for a, e in picks if a is not e), picks[0])
         msg = start_msg(agent, developer, label, executor.address, self.height,
                         T0 + self.height, kw.pop("prompt_ids", [1, 2, 3, 4]), attempt=attempt,
                         **kw)
