@@ -153,15 +153,24 @@ class TransferAgent:
         participants = {p.address: p for p in await self._chain.participants()}
         last_height = draw.draw_height + max_age - max(1, max_age // START_SHARE)
         refusals: list[bytes] = []
-        for attempt, executor in enumerate(draw.order[:attempts]):
+        picks = draw.order[:attempts]
+        for attempt, executor in enumerate(picks):
+            now = await self._chain.latest_height()
+            if now >= last_height:
+                break
+            # Each pick but the last waits for its first token at most half the time left,
+            # so a stalled executor leaves the next picks time within the one draw.
+            pick_last = last_height if attempt == len(picks) - 1 else \
+                now + max(1, (last_height - now) // 2)
             forward = self._forward(prepared, inference_id, timestamp, draw, attempt,
                                     executor, refusals)
             try:
-                served = await self._try(prepared, forward, participants, last_height)
+                served = await self._try(prepared, forward, participants, pick_last,
+                                         last_height)
             except DrawExpired as exc:
-                log.warning("inference %s: executor %s (attempt %d): %s; giving up",
+                log.warning("inference %s: gave up on executor %s (attempt %d): %s",
                             inference_id, executor, attempt, exc)
-                break
+                served = b""
             if not isinstance(served, bytes):
                 return inference_id, served
             refusals.append(served)
@@ -180,15 +189,15 @@ class TransferAgent:
             await asyncio.sleep(HEIGHT_POLL_S)
 
     async def _try(self, prepared: Prepared, forward: ExecuteRequest,
-                   participants: dict[str, Participant],
+                   participants: dict[str, Participant], pick_last: int,
                    last_height: int) -> AsyncGenerator[Event] | bytes:
-        """The executor's stream once its first token came by ``last_height``, its start
-        queued; when it refused or failed, its signed refusal (empty if none); DrawExpired
-        when the draw ran out of time."""
+        """The executor's stream once its first token came, waiting until ``pick_last`` and
+        by ``last_height`` at the latest, its start queued; when it refused or failed, its
+        signed refusal (empty if none); DrawExpired when its time ran out."""
         start = forward.start
         stream = self._link(start.executor, participants[start.executor].url, forward)
         try:
-            first = await self._first_token(stream, last_height)
+            first = await self._first_token(stream, pick_last)
             height = await self._chain.latest_height()
             if height > last_height:
                 raise DrawExpired(f"the first token came at height {height}, past {last_height}"

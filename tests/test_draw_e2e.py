@@ -82,8 +82,8 @@ class Load:
 
 
 def gave_up_on(network: LocalNetwork, executor: ApiNode) -> bool:
-    """Whether a transfer agent waited out its draw on ``executor`` and drew again."""
-    return any(f"executor {executor.address}" in line and "drawing again" in line
+    """Whether a transfer agent waited out its time on ``executor`` and moved on."""
+    return any(f"gave up on executor {executor.address}" in line
                for node in network.nodes for line in node.log().splitlines())
 
 
@@ -112,7 +112,7 @@ def test_every_answer_is_charged_while_an_ml_node_stalls_and_a_participant_refus
                 stalled.send_signal(signal.SIGSTOP)
                 stalled_at = network.chain.height()
                 load.wait_for(BEFORE + DURING)
-                # Stalled until a transfer agent has given up on it and drawn again.
+                # Stalled until a transfer agent has given up on it for the next pick.
                 poll(lambda: True if gave_up_on(network, sleeper) else None,
                      "no transfer agent gave up on the stalled executor", 120)
                 stalled.send_signal(signal.SIGCONT)
