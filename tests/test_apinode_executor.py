@@ -292,9 +292,9 @@ def test_drawn_executor_streams_and_its_finish_is_charged_on_chain(net: Net, ml_
             agent_sender = net.sender(channel, agent)
             assert await landed(agent_sender, await agent_sender.send([start])) == (0, "")
             deadline = time.monotonic() + 30
-            finish = f"finish_inference:{inference_id}"
-            while executor.outbox.get(finish).state != OutboxState.COMMITTED:
-                assert time.monotonic() < deadline, executor.outbox.get(finish)
+            owed = f"finish_inference:{inference_id}"
+            while executor.outbox.get(owed).state != OutboxState.COMMITTED:
+                assert time.monotonic() < deadline, executor.outbox.get(owed)
                 await asyncio.sleep(0.1)
             worker.stop()
             await task
