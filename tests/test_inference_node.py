@@ -91,7 +91,7 @@ def test_register_start_finish_and_query_over_grpc(node):
     listed = query(channel, "Participants", q.QueryParticipantsRequest(),
                    q.QueryParticipantsResponse)
     assert {p.address for p in listed.participants} == {p.address for p in parts}
-    now = int(time.time())
+    now = int(time.time()) + 1  # whole seconds: a block from this second predates the parts
     for agent in parts:  # one that is not its own executor, where the draws allow
         draw = request_draw(channel, request_id(agent, developer, "node-1", now), now)
         if draw.order[0] != agent.address:
