@@ -13,9 +13,10 @@ for the chain.
 The chain accepts a start only while its draw height is among the last
 ``max_draw_age_blocks`` blocks. So that every answer the developer receives is settled on
 chain, the first token must come while a quarter of that window is still left for the start
-to reach a block; once an executor is slower than that (a stalled ML node) the request fails
-(503), since its draw cannot be taken again. Nothing reaches the developer before a first
-token that came in time.
+to reach a block. The draw cannot be taken again, so each pick but the last waits for its
+first token at most half the blocks left until then and a slower one (a stalled ML node) is
+given up on for the next pick; when none answers in time the request fails (503). Nothing
+reaches the developer before a first token that came in time.
 """
 
 import asyncio
