@@ -13,8 +13,8 @@ for the chain.
 The chain accepts a start only while its draw height is among the last
 ``max_draw_age_blocks`` blocks. So that every answer the developer receives is settled on
 chain, the first token must come while a quarter of that window is still left for the start
-to reach a block. The draw cannot be taken again, so each pick but the last waits for its
-first token at most half the blocks left until then and a slower one (a stalled ML node) is
+to reach a block. The draw cannot be taken again, so each pick waits for its first token at
+most an equal share of the blocks left until then and a slower one (a stalled ML node) is
 given up on for the next pick; when none answers in time the request fails (503). Nothing
 reaches the developer before a first token that came in time.
 """
@@ -159,10 +159,9 @@ class TransferAgent:
             now = await self._chain.latest_height()
             if now >= last_height:
                 break
-            # Each pick but the last waits for its first token at most half the time left,
-            # so a stalled executor leaves the next picks time within the one draw.
-            pick_last = last_height if attempt == len(picks) - 1 else \
-                now + max(1, (last_height - now) // 2)
+            # Each pick waits for its first token at most an equal share of the time left,
+            # so a stalled executor leaves the next picks theirs within the one draw.
+            pick_last = now + max(1, (last_height - now) // (len(picks) - attempt))
             forward = self._forward(prepared, inference_id, timestamp, draw, attempt,
                                     executor, refusals)
             try:

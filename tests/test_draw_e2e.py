@@ -27,7 +27,8 @@ from chain.scales import PPM
 
 IN_FLIGHT = 8
 EPOCH_BLOCKS = 10
-DRAW_WINDOW = 40
+# The request's whole time for its three picks (one draw per request): 30 blocks each.
+DRAW_WINDOW = 120
 # Answers before the stall, during it (at least; it lasts until a transfer agent has given up
 # on the stalled executor), and after the resume.
 BEFORE, DURING, AFTER = 8, 16, 16
