@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 Event = ExecutedStep | Executed
 # The share of the draw window (1/4) kept for the start to reach a block after the first token.
 START_SHARE = 4
+# API-key stamps remembered before the ones in the past are dropped.
+STAMPS_KEPT = 1024
 # How long a request waits for the chain's first block at or after its timestamp.
 DRAW_BLOCK_WAIT_S = 30.0
 # How often a transfer agent waiting for a first token looks at the chain's height.
@@ -104,6 +106,7 @@ class TransferAgent:
         self._first_token_timeout = first_token_timeout_s
         self._height, self._height_at = 0, -HEIGHT_POLL_S
         self._spending = Spending(outbox)
+        self._stamps: dict[tuple[str, bytes], int] = {}  # API-key requests' last stamps
 
     async def prepare(self, request: CompletionRequest, signed: SignedRequest) -> Prepared:
         """Model, prompt ids, context and balance checks: the developer's errors, early."""
@@ -146,8 +149,7 @@ class TransferAgent:
         max_age = int(params["max_draw_age_blocks"])
         attempts = min(self._attempts, int(params["max_attempts"]))
         signed = prepared.signed
-        # An API-key request is stamped here: this agent signs on the developer's behalf.
-        timestamp = signed.timestamp or int(time.time())
+        timestamp = signed.timestamp or self._stamp(signed)
         inference_id = payload.request_id(signed.developer, signed.prompt_hash, timestamp,
                                           self.address)
         draw = await self._request_draw(inference_id, prepared.model.id, timestamp)
@@ -175,6 +177,17 @@ class TransferAgent:
                 return inference_id, served
             refusals.append(served)
         raise errors.no_executor(prepared.model.id)
+
+    def _stamp(self, signed: SignedRequest) -> int:
+        """An API-key request's timestamp, which this agent signs on the developer's behalf:
+        now, or a second past the last stamp of the same developer and body, so that identical
+        requests still get distinct inference ids."""
+        now = int(time.time())
+        if len(self._stamps) > STAMPS_KEPT:  # only stamps from now on can still collide
+            self._stamps = {k: v for k, v in self._stamps.items() if v >= now}
+        key = (signed.developer, signed.prompt_hash)
+        self._stamps[key] = max(now, self._stamps.get(key, 0) + 1)
+        return self._stamps[key]
 
     async def _request_draw(self, inference_id: str, model_id: str, timestamp: int) -> Draw:
         """The draw at the first block at or after ``timestamp``, once the chain has it."""
