@@ -141,15 +141,18 @@ class ChainQueries:
                                 q.QueryModelResponse)
         return reply.model if reply else None
 
-    async def draw(self, inference_id: str, model_id: str, draw_height: int = 0) -> Draw:
-        """The executor order the chain will hold the transfer agent to; 0 = latest height.
+    async def draw(self, inference_id: str, model_id: str, draw_height: int = 0,
+                   request_timestamp: int = 0) -> Draw:
+        """The executor order the chain will hold the transfer agent to; at ``draw_height``,
+        else at the height bound to ``request_timestamp``, else at the latest height.
 
         Raises ``ChainQueryError`` with FAILED_PRECONDITION when nobody can serve the model
-        (a 503 for the developer) and NOT_FOUND for an unknown model or height.
+        (a 503 for the developer) and NOT_FOUND for an unknown model or height (or no block
+        at or after the timestamp yet).
         """
         reply = await self.call(INFERENCE + "Draw", q.QueryDrawRequest(
-            inference_id=inference_id, model_id=model_id, draw_height=draw_height),
-            q.QueryDrawResponse)
+            inference_id=inference_id, model_id=model_id, draw_height=draw_height,
+            request_timestamp=request_timestamp), q.QueryDrawResponse)
         return Draw(list(reply.order), reply.draw_height)
 
     async def inference(self, inference_id: str) -> Inference | None:

@@ -1,7 +1,8 @@
 """What a transfer agent and an executor exchange, in process or between nodes over HTTP.
 
 The transfer agent POSTs an ``ExecuteRequest`` as one JSON object to ``EXECUTE_PATH``; the
-executor refuses it with a 409 before any token (``ExecutionRefused``) or answers with one JSON
+executor refuses it with a 409 before any token (``ExecutionRefused``; the JSON body's "refusal"
+is its signed refusal in hex, or empty) or answers with one JSON
 object per line: {"step": …} for each output token, then {"executed": …}, or {"error": "…"}
 if it breaks off. Newline-delimited JSON keeps each token flowing as soon as it exists. Once
 the stream ended with exactly the output ids it passed on, the transfer agent POSTs a
@@ -28,11 +29,17 @@ SIGNATURE_BYTES = 64  # ed25519
 
 
 class ExecutionRefused(Exception):
-    """The executor will not run the request; ``reason`` says why, for the transfer agent."""
+    """The executor will not run the request; ``reason`` says why, for the transfer agent.
 
-    def __init__(self, reason: str) -> None:
+    ``refusal`` is the executor's node-key signature over the refusal payload when it declines
+    a request it could have run (chain/inference/payload.py): the evidence a later start
+    carries to charge it a miss. Empty when the request itself is at fault.
+    """
+
+    def __init__(self, reason: str, refusal: bytes = b"") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.refusal = refusal
 
 
 class ExecutorFailed(Exception):

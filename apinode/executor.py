@@ -81,8 +81,8 @@ from mlnode.types import Finished, TokenStep
 log = logging.getLogger(__name__)
 
 # Misbehaviours a protocol test can switch on (ApiNodeConfig.executor_fault); "" is honest.
-# "refuse-all" refuses every forward before a token, so the transfer agents skip this node
-# and the chain counts a miss against it each time.
+# "refuse-all" refuses every forward before a token with a signed refusal, so the transfer
+# agents skip this node and the chain counts a miss against it each time.
 FAULTS = frozenset({"", "refuse-all"})
 
 
@@ -131,7 +131,7 @@ class Executor:
         """
         start = request.start
         if self.fault == "refuse-all":
-            raise self._refuse(request, "executor fault 'refuse-all' is on")
+            raise self._refuse(request, "executor fault 'refuse-all' is on", signed=True)
         if start.inference_id in self._running:
             raise self._refuse(request, "this inference is already being executed here")
         self._running.add(start.inference_id)
@@ -221,17 +221,25 @@ class Executor:
             raise self._refuse(request, "the prompt differs from the one started on chain")
 
     async def _check_draw(self, request: ExecuteRequest) -> None:
-        """This node is pick ``attempt`` of the draw the chain will recompute."""
+        """The id and draw height are the request's own, and this node is pick ``attempt`` of
+        the draw the chain will recompute."""
         start = request.start
+        with self._chain_refusal(request):
+            start_rules.check_request_id(start)
         try:
-            draw = await self.chain.draw(start.inference_id, start.model_id, start.draw_height)
+            draw = await self.chain.draw(start.inference_id, start.model_id,
+                                         request_timestamp=start.request_timestamp)
         except ChainUnavailable:
             raise
         except ChainQueryError as exc:
             if exc.code not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
                 raise
-            raise self._refuse(request, f"the chain has no draw at height "
-                                        f"{start.draw_height}: {exc.details}") from exc
+            raise self._refuse(request, f"the chain has no draw for a request stamped "
+                                        f"{start.request_timestamp}: {exc.details}") from exc
+        if draw.draw_height != start.draw_height:
+            raise self._refuse(request, f"a request stamped {start.request_timestamp} draws "
+                                        f"at height {draw.draw_height}, not "
+                                        f"{start.draw_height}")
         picked = draw.order[start.attempt] if start.attempt < len(draw.order) else "nobody"
         if picked != self.address:
             self.audit.forward_refused(start.inference_id, start.creator, start.draw_height,
@@ -251,10 +259,17 @@ class Executor:
         except ChainError as exc:
             raise self._refuse(request, exc.message) from None
 
-    def _refuse(self, request: ExecuteRequest, reason: str) -> ExecutionRefused:
-        log.warning("refusing inference %s from transfer agent %s: %s",
-                    request.start.inference_id, request.start.creator, reason)
-        return ExecutionRefused(reason)
+    def _refuse(self, request: ExecuteRequest, reason: str,
+                signed: bool = False) -> ExecutionRefused:
+        """``signed``: this node declines work it could do, and says so with its node key, so
+        the chain may charge it the miss (docs/design.md §3.3); a refusal for the request's own
+        fault is never signed."""
+        start = request.start
+        log.warning("refusing inference %s from transfer agent %s: %s", start.inference_id,
+                    start.creator, reason)
+        refusal = self.node_key.sign(payload.refusal_payload(
+            start.inference_id, start.attempt, self.address)).signature if signed else b""
+        return ExecutionRefused(reason, refusal)
 
     async def _run(self, request: ExecuteRequest,
                    model: Model) -> AsyncIterator[ExecutedStep | Executed]:

@@ -275,7 +275,8 @@ class HttpApi:
         try:
             first = await anext(stream)
         except ExecutionRefused as exc:
-            return web.json_response({"error": exc.reason}, status=409)
+            return web.json_response({"error": exc.reason, "refusal": exc.refusal.hex()},
+                                     status=409)
         except MlNodeError as exc:
             return web.json_response({"error": str(exc)}, status=422)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})

@@ -1,18 +1,22 @@
 """The transfer agent: takes a developer's request, has the drawn executor run it, and
 starts the inference on chain (docs/design.md §3.4).
 
-The executor is the first of the chain's draw order that accepts the request; one that is
-unreachable, refuses, or sends no first token in time is skipped for the next pick (the
-chain counts a miss for each skipped one). MsgStartInference goes to the outbox once an
-executor has produced its first token, so the response never waits for the chain.
+The request fixes its own draw (docs/design.md §3.3): its inference id is the hash of what the
+developer signed (``payload.request_id``) and its draw height is the first block at or after
+its timestamp, so this agent only reads the draw. The executor is the first of the draw order
+that accepts the request; one that is unreachable, refuses, or sends no first token in time is
+skipped for the next pick. The chain counts a miss for a skipped pick only when the start
+carries its signed refusal, which a refusing executor sends with its 409. MsgStartInference
+goes to the outbox once an executor has produced its first token, so the response never waits
+for the chain.
 
 The chain accepts a start only while its draw height is among the last
 ``max_draw_age_blocks`` blocks. So that every answer the developer receives is settled on
 chain, the first token must come while a quarter of that window is still left for the start
-to reach a block; an executor that is slower than that (a stalled ML node) is given up on like
-one that refused, and the request is drawn again under a fresh inference id at the latest
-height, where the executors that failed it are skipped (and charged a miss). Nothing reaches
-the developer before a first token that came in time.
+to reach a block. The draw cannot be taken again, so each pick waits for its first token at
+most an equal share of the blocks left until then and a slower one (a stalled ML node) is
+given up on for the next pick; when none answers in time the request fails (503). Nothing
+reaches the developer before a first token that came in time.
 
 When the executor's stream ends with exactly the output ids this agent passed on to the
 developer, the agent signs their hash (the delivery payload) and gives the signature to the
@@ -22,14 +26,15 @@ output this agent did not deliver whole (docs/design.md §3.5).
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
+import grpc
 from nacl.signing import SigningKey
 
 from apinode import openai_errors as errors
@@ -61,8 +66,9 @@ log = logging.getLogger(__name__)
 Event = ExecutedStep | Executed
 # The share of the draw window (1/4) kept for the start to reach a block after the first token.
 START_SHARE = 4
-# Draws per request: a fresh one when the last one's executors all failed or its time ran out.
-MAX_DRAWS = 3
+# API-key stamps remembered before the ones in the past are dropped.
+# How long a request waits for the chain's first block at or after its timestamp.
+DRAW_BLOCK_WAIT_S = 30.0
 # How often a transfer agent waiting for a first token looks at the chain's height.
 HEIGHT_POLL_S = 0.25
 # Misbehaviours a protocol test can switch on (ApiNodeConfig.transfer_agent_fault); "" is
@@ -153,56 +159,76 @@ class TransferAgent:
         params = await self._chain.params()
         max_age = int(params["max_draw_age_blocks"])
         attempts = min(self._attempts, int(params["max_attempts"]))
-        failed: set[str] = set()
-        for _ in range(MAX_DRAWS):
-            inference_id = uuid.uuid4().hex
-            draw = await self._chain.draw(inference_id, prepared.model.id)
-            participants = {p.address: p for p in await self._chain.participants()}
-            picks = [(attempt, executor) for attempt, executor in
-                     enumerate(draw.order[:attempts]) if executor not in failed]
-            if not picks:
+        signed = prepared.signed
+        # An API-key request is stamped and made unique here, on the developer's behalf.
+        timestamp = signed.timestamp or int(time.time())
+        nonce = signed.nonce or secrets.token_bytes(payload.REQUEST_NONCE_BYTES)
+        inference_id = payload.request_id(signed.developer, signed.prompt_hash, timestamp,
+                                          self.address, nonce)
+        draw = await self._request_draw(inference_id, prepared.model.id, timestamp)
+        participants = {p.address: p for p in await self._chain.participants()}
+        last_height = draw.draw_height + max_age - max(1, max_age // START_SHARE)
+        refusals: list[bytes] = []
+        picks = draw.order[:attempts]
+        for attempt, executor in enumerate(picks):
+            now = await self._chain.latest_height()
+            if now >= last_height:
                 break
-            last_height = draw.draw_height + max_age - max(1, max_age // START_SHARE)
-            for tried, (attempt, executor) in enumerate(picks):
-                try:
-                    served = await self._try(prepared, inference_id, draw, attempt, executor,
-                                             participants, last_height)
-                except DrawExpired as exc:
-                    log.warning("inference %s: executor %s (attempt %d): %s; drawing again at "
-                                "the latest height", inference_id, executor, attempt, exc)
-                    if not tried:  # it had the draw's whole time; a later pick had less
-                        failed.add(executor)
-                    break
-                if served is not None:
-                    return inference_id, served
-                failed.add(executor)
+            # Each pick waits for its first token at most an equal share of the time left,
+            # so a stalled executor leaves the next picks theirs within the one draw.
+            pick_last = now + max(1, (last_height - now) // (len(picks) - attempt))
+            forward = self._forward(prepared, inference_id, timestamp, nonce, draw, attempt,
+                                    executor, refusals)
+            try:
+                served = await self._try(prepared, forward, participants, pick_last,
+                                         last_height)
+            except DrawExpired as exc:
+                log.warning("inference %s: gave up on executor %s (attempt %d): %s",
+                            inference_id, executor, attempt, exc)
+                served = b""
+            if not isinstance(served, bytes):
+                return inference_id, served
+            refusals.append(served)
         raise errors.no_executor(prepared.model.id)
 
-    async def _try(self, prepared: Prepared, inference_id: str, draw: Draw, attempt: int,
-                   executor: str, participants: dict[str, Participant],
-                   last_height: int) -> AsyncGenerator[Event] | None:
-        """The executor's stream once its first token came by ``last_height``, its start
-        queued; None when it refused or failed; DrawExpired when the draw ran out of time."""
-        forward = self._forward(prepared, inference_id, draw, attempt, executor)
-        stream = self._link(executor, participants[executor].url, forward)
+    async def _request_draw(self, inference_id: str, model_id: str, timestamp: int) -> Draw:
+        """The draw at the first block at or after ``timestamp``, once the chain has it."""
+        give_up = time.monotonic() + DRAW_BLOCK_WAIT_S
+        while True:
+            try:
+                return await self._chain.draw(inference_id, model_id,
+                                              request_timestamp=timestamp)
+            except ChainQueryError as exc:
+                if exc.code != grpc.StatusCode.NOT_FOUND or time.monotonic() > give_up:
+                    raise
+            await asyncio.sleep(HEIGHT_POLL_S)
+
+    async def _try(self, prepared: Prepared, forward: ExecuteRequest,
+                   participants: dict[str, Participant], pick_last: int,
+                   last_height: int) -> AsyncGenerator[Event] | bytes:
+        """The executor's stream once its first token came, waiting until ``pick_last`` and
+        by ``last_height`` at the latest, its start queued; when it refused or failed, its
+        signed refusal (empty if none); DrawExpired when its time ran out."""
+        start = forward.start
+        stream = self._link(start.executor, participants[start.executor].url, forward)
         try:
-            first = await self._first_token(stream, last_height)
+            first = await self._first_token(stream, pick_last)
             height = await self._chain.latest_height()
             if height > last_height:
                 raise DrawExpired(f"the first token came at height {height}, past {last_height}"
-                                  f" (draw height {draw.draw_height})")
+                                  f" (draw height {start.draw_height})")
         except DrawExpired:
             await stream.aclose()
             raise
         except (ExecutionRefused, ExecutorFailed, MlNodeError, aiohttp.ClientError,
                 TimeoutError, StopAsyncIteration) as exc:
             log.warning("inference %s: executor %s (attempt %d) failed before its first "
-                        "token: %s; moving to the next pick", inference_id, executor, attempt,
-                        exc)
+                        "token: %s; moving to the next pick", start.inference_id,
+                        start.executor, start.attempt, exc)
             await stream.aclose()
-            return None
-        self._start(forward.start, prepared)
-        return self._delivering(forward.start, participants[executor].url,
+            return exc.refusal if isinstance(exc, ExecutionRefused) else b""
+        self._start(start, prepared)
+        return self._delivering(start, participants[start.executor].url,
                                 _prepend(first, stream))
 
     async def _delivering(self, start: MsgStartInference, url: str,
@@ -269,21 +295,24 @@ class TransferAgent:
             self._height, self._height_at = await self._chain.latest_height(), time.monotonic()
         return self._height
 
-    def _forward(self, prepared: Prepared, inference_id: str, draw: Draw, attempt: int,
-                 executor: str) -> ExecuteRequest:
+    def _forward(self, prepared: Prepared, inference_id: str, timestamp: int, nonce: bytes,
+                 draw: Draw, attempt: int, executor: str,
+                 refusals: list[bytes]) -> ExecuteRequest:
         """The start this TA sends the chain once ``executor`` answers, signed with its node
-        key: the executor runs it and checks it as the chain will."""
+        key: the executor runs it and checks it as the chain will. ``refusals`` are the
+        skipped picks' signed refusals (empty where a pick sent none)."""
         request, signed = prepared.request, prepared.signed
         start = MsgStartInference(
             creator=self.address, inference_id=inference_id, model_id=prepared.model.id,
             developer=signed.developer, developer_pubkey=signed.pubkey,
-            request_signature=signed.signature, request_timestamp=signed.timestamp,
-            request_nonce=signed.nonce,
+            request_signature=signed.signature, request_timestamp=timestamp,
+            request_nonce=nonce,
             prompt_hash=signed.prompt_hash, prompt_ids=prepared.prompt_ids,
             max_tokens=request.max_tokens,
             seed=request.seed if request.seed is not None else secrets.randbits(64),
             executor=executor, draw_height=draw.draw_height, attempt=attempt,
-            temperature=request.temperature, top_p=request.top_p, stop=request.stop)
+            temperature=request.temperature, top_p=request.top_p, stop=request.stop,
+            refusals=refusals[:attempt])
         start.ta_signature = self._key.sign(payload.start_payload_of(start)).signature
         return ExecuteRequest(start, request.top_logprobs)
 
@@ -296,7 +325,9 @@ class TransferAgent:
         async with self._session.post(url.rstrip("/") + EXECUTE_PATH,
                                       json=forward.to_json()) as reply:
             if reply.status != 200:
-                raise ExecutionRefused(f"HTTP {reply.status}: {(await reply.text())[:300]}")
+                text = await reply.text()
+                raise ExecutionRefused(f"HTTP {reply.status}: {text[:300]}",
+                                       _signed_refusal(reply.status, text))
             try:
                 async for line in reply.content:
                     if line.strip():
@@ -333,6 +364,16 @@ class TransferAgent:
             tokens.append(OutputToken(step.token_id, step.text, step.logprob,
                                       tuple(zip(names, step.top_logprobs, strict=True))))
         return tokens
+
+
+def _signed_refusal(status: int, body: str) -> bytes:
+    """The signed refusal in an executor's 409 (apinode/execute_wire.py), or empty."""
+    if status != 409:
+        return b""
+    try:
+        return bytes.fromhex(json.loads(body).get("refusal", ""))
+    except (ValueError, TypeError, AttributeError):
+        return b""
 
 
 async def _prepend(first: Event, rest: AsyncGenerator[Event]) -> AsyncGenerator[Event]:

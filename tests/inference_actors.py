@@ -84,28 +84,49 @@ def genesis_models() -> list[dict]:
              "context_length": 8192, "top_k": TOP_K, "validation_threshold": "0.15"}]
 
 
-def start_msg(agent: Actor, developer: Actor, inference_id: str, executor: str,
+def request_hash(label: str, body: bytes | None = None) -> bytes:
+    """The prompt hash of the request a test names ``label``."""
+    return hashlib.sha256(body or f"request {label}".encode()).digest()
+
+
+def request_nonce(label: str, body: bytes | None = None) -> bytes:
+    """The nonce of the request ``label``: it follows from the body, so the same body signs to
+    the same request (a replay)."""
+    return hashlib.sha256(b"nonce" + request_hash(label, body)).digest()[
+        :payload.REQUEST_NONCE_BYTES]
+
+
+def request_id(agent: Actor, developer: Actor, label: str, timestamp: int,
+               body: bytes | None = None) -> str:
+    """The inference id the chain binds to the request ``label`` (payload.request_id)."""
+    return payload.request_id(developer.address, request_hash(label, body), timestamp,
+                              agent.address, request_nonce(label, body))
+
+
+def start_msg(agent: Actor, developer: Actor, label: str, executor: str,
               draw_height: int, timestamp: int, prompt_ids: list[int], max_tokens: int = 16,
               attempt: int = 0, body: bytes | None = None, temperature: float = 0.7,
               chain_id: str = "inferchain-test",
               purpose: payload.RequestPurpose = payload.RequestPurpose.INFERENCE,
-              signed_request: bool = True) -> MsgStartInference:
-    """The agent's signed start. With ``signed_request`` the developer signed the request for
-    ``purpose`` on ``chain_id`` (the nonce follows from the body, so the same body signs to
-    the same request: a replay); without it the developer's allowance for the agent pays."""
-    prompt_hash = hashlib.sha256(body or f"request {inference_id}".encode()).digest()
+              signed_request: bool = True, refusals: tuple[bytes, ...] = ()
+              ) -> MsgStartInference:
+    """The start of the request a test names ``label``, under the id the chain binds to it.
+    With ``signed_request`` the developer signed the request for ``purpose`` on ``chain_id``;
+    without it the developer's allowance for the agent pays (the agent stamped it)."""
+    prompt_hash = request_hash(label, body)
+    nonce = request_nonce(label, body)
     msg = MsgStartInference(
-        creator=agent.address, inference_id=inference_id, model_id=MODEL_ID,
-        developer=developer.address, prompt_hash=prompt_hash, prompt_ids=prompt_ids,
+        creator=agent.address, model_id=MODEL_ID, refusals=refusals,
+        inference_id=request_id(agent, developer, label, timestamp, body),
+        developer=developer.address, request_timestamp=timestamp, request_nonce=nonce,
+        prompt_hash=prompt_hash, prompt_ids=prompt_ids,
         max_tokens=max_tokens, seed=42, executor=executor, draw_height=draw_height,
         attempt=attempt, temperature=temperature, top_p=1.0)
     if signed_request:
-        nonce = hashlib.sha256(b"nonce" + prompt_hash).digest()[:payload.REQUEST_NONCE_BYTES]
         request = payload.request_message(chain_id, purpose, agent.address, prompt_hash,
                                           timestamp, nonce)
         msg.developer_pubkey = developer.wallet.public_key().public_key_bytes
         msg.request_signature = developer.wallet.signer().sign(request, deterministic=True)
-        msg.request_timestamp, msg.request_nonce = timestamp, nonce
     msg.ta_signature = agent.node_key.sign(payload.start_payload_of(msg)).signature
     return msg
 

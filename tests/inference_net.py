@@ -8,7 +8,14 @@ import json
 
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from google.protobuf.timestamp_pb2 import Timestamp
-from inference_actors import MODEL_ID, Actor, genesis_models, genesis_participant, start_msg
+from inference_actors import (
+    MODEL_ID,
+    Actor,
+    genesis_models,
+    genesis_participant,
+    request_id,
+    start_msg,
+)
 
 from chain.app import Application
 from chain.auth import address
@@ -56,6 +63,7 @@ class Net:
         # Every block so far, so that a replica can replay the chain (replica()).
         self.blocks: list[abci.RequestFinalizeBlock] = []
         self.height = 0
+        self.ids: dict[str, str] = {}  # request label → inference id, for starts built here
         self.block([])
         self.all_accounts = everyone
 
@@ -101,14 +109,28 @@ class Net:
     def actor(self, addr: str) -> Actor:
         return next(p for p in self.parts if p.address == addr)
 
-    def start(self, inference_id: str, **kw) -> tuple:
-        order = self.draw(inference_id)
+    def drawn(self, agent: Actor, label: str, developer: Actor | None = None,
+              body: bytes | None = None) -> list[str]:
+        """The draw order of the request ``label`` that ``agent`` takes now (stamped with the
+        latest block's time, so it draws at the latest height)."""
+        inference_id = request_id(agent, developer or self.developer, label, T0 + self.height,
+                                  body)
+        return self.draw_at(inference_id, self.height)
+
+    def start(self, label: str, **kw) -> tuple:
+        """A start of the request ``label`` by an agent other than its drawn executor where
+        one exists (else the agent runs it itself); the inference is then known to
+        ``inference`` by the label too."""
         attempt = kw.pop("attempt", 0)
-        executor = self.actor(order[attempt])
-        agent = next(p for p in self.parts if p.address != executor.address)
-        msg = start_msg(agent, kw.pop("developer", self.developer), inference_id,
-                        executor.address, self.height, T0 + self.height,
-                        kw.pop("prompt_ids", [1, 2, 3, 4]), attempt=attempt, **kw)
+        developer = kw.pop("developer", self.developer)
+        picks = [(agent, self.actor(self.drawn(agent, label, developer,
+                                               kw.get("body"))[attempt]))
+                 for agent in self.parts]
+        agent, executor = next(((a, e) for a, e in picks if a is not e), picks[0])
+        msg = start_msg(agent, developer, label, executor.address, self.height,
+                        T0 + self.height, kw.pop("prompt_ids", [1, 2, 3, 4]), attempt=attempt,
+                        **kw)
+        self.ids[label] = msg.inference_id
         return agent, executor, msg
 
     def balance(self, actor_or_raw) -> int:
@@ -124,7 +146,9 @@ class Net:
             address=actor.address)).participant
 
     def inference(self, inference_id: str):
-        return self.query("Inference", q.QueryInferenceRequest(id=inference_id)).inference
+        """The inference by id, or by the label of a request ``start`` built."""
+        return self.query("Inference", q.QueryInferenceRequest(
+            id=self.ids.get(inference_id, inference_id))).inference
 
     def assert_conserved(self) -> None:
         """The escrow account holds exactly all escrows plus all work balances."""

@@ -378,6 +378,21 @@ class LocalNetwork:
             inference_id=inference_id, model_id=MODEL, draw_height=draw_height),
             q.QueryDrawResponse).order)
 
+    def request_draw(self, inference_id: str, timestamp: int) -> tuple[list[str], int]:
+        """The draw order and height of a request stamped ``timestamp``, once the chain has
+        its draw block (the first at or after the timestamp)."""
+        def found() -> tuple[list[str], int] | None:
+            try:
+                reply = self.query("Draw", q.QueryDrawRequest(
+                    inference_id=inference_id, model_id=MODEL, request_timestamp=timestamp),
+                    q.QueryDrawResponse)
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    return None
+                raise
+            return list(reply.order), reply.draw_height
+        return poll(found, f"the draw block of timestamp {timestamp}", 30)
+
     # The API nodes' side.
 
     def executor_of(self, inference_id: str) -> tuple[ApiNode, Entry]:

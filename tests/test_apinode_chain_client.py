@@ -23,11 +23,12 @@ from inference_actors import (
     finish_msg,
     genesis_models,
     genesis_participant,
+    request_id,
     start_msg,
 )
 from nacl.signing import SigningKey
 
-from apinode.chain_queries import ChainQueries, ChainQueryError, ChainUnavailable
+from apinode.chain_queries import ChainQueries, ChainQueryError, ChainUnavailable, Draw
 from apinode.draw_audit import DrawAudit
 from apinode.outbox import Outbox
 from apinode.outbox_chain import outbox_confirm, outbox_submit
@@ -261,10 +262,12 @@ def test_a_start_the_chain_refuses_for_its_draw_is_counted_as_a_mismatch(net: Ne
         for i, actor in ((10, agent), (11, other)):
             sender = net.sender(channel, i)
             assert await landed(sender, await sender.send([actor.register()])) == (0, "")
-        draw = await chain.draw("mismatch-1", MODEL_ID)
+        now = int(time.time())
+        draw = await request_draw(chain, request_id(agent, net.actors[0], "mismatch-1", now),
+                                  now)
         # The second pick named as the first: the chain's draw disagrees.
         start = start_msg(agent, net.actors[0], "mismatch-1", draw.order[1], draw.draw_height,
-                          int(time.time()), [10, 11, 12], max_tokens=8)
+                          now, [10, 11, 12], max_tokens=8)
         outbox = Outbox(Database.open(str(tmp_path / "ta.db")), max_attempts=1)
         outbox.enqueue("start_inference:mismatch-1", start)
         audit = DrawAudit()
@@ -279,6 +282,17 @@ def test_a_start_the_chain_refuses_for_its_draw_is_counted_as_a_mismatch(net: Ne
     net.run(scenario)
 
 
+async def request_draw(chain: ChainQueries, inference_id: str, timestamp: int) -> Draw:
+    """The draw of a request stamped ``timestamp``, once the chain has its draw block."""
+    while True:
+        try:
+            return await chain.draw(inference_id, MODEL_ID, request_timestamp=timestamp)
+        except ChainQueryError as exc:
+            if exc.code != grpc.StatusCode.NOT_FOUND:
+                raise
+        await asyncio.sleep(0.2)
+
+
 def test_start_and_finish_through_two_outboxes_are_charged_on_chain(net: Net, tmp_path: Path):
     async def scenario(channel: grpc.aio.Channel) -> None:
         chain = ChainQueries(channel)
@@ -286,12 +300,12 @@ def test_start_and_finish_through_two_outboxes_are_charged_on_chain(net: Net, tm
         for i, actor in zip((7, 8), mine, strict=True):
             sender = net.sender(channel, i)
             assert await landed(sender, await sender.send([actor.register()])) == (0, "")
-        draw = await chain.draw("outbox-1", MODEL_ID)
         # The draw picks a genesis participant: those registered here have no weight.
+        agent, now = mine[0], int(time.time())
+        draw = await request_draw(chain, request_id(agent, developer, "outbox-1", now), now)
         executor = next(a for a in net.actors if a.address == draw.order[0])
-        agent = next(a for a in mine if a is not executor)
         start = start_msg(agent, developer, "outbox-1", executor.address, draw.draw_height,
-                          int(time.time()), [10, 11, 12], max_tokens=8)
+                          now, [10, 11, 12], max_tokens=8)
         finish = finish_msg(executor, start, [5, 6])
         before = await chain.account(developer.address)
 
@@ -313,7 +327,7 @@ def test_start_and_finish_through_two_outboxes_are_charged_on_chain(net: Net, tm
         assert outboxes[0].get("start_inference:outbox-1").state == OutboxState.COMMITTED
         assert outboxes[1].get("finish_inference:outbox-1").state == OutboxState.COMMITTED
 
-        found = await chain.inference("outbox-1")
+        found = await chain.inference(start.inference_id)
         assert (found.status, found.executor, found.transfer_agent, found.cost) == (
             FINISHED, executor.address, agent.address, 5 * PRICE)
         after = await chain.account(developer.address)

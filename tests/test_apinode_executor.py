@@ -26,11 +26,12 @@ from inference_actors import (
     Actor,
     genesis_models,
     genesis_participant,
+    request_id,
     start_msg,
 )
 from nacl.signing import SigningKey
 
-from apinode.chain_queries import ChainQueries
+from apinode.chain_queries import ChainQueries, ChainQueryError
 from apinode.execute_wire import Delivery, ExecutedStep, ExecuteRequest, ExecutionRefused
 from apinode.executor import Executor
 from apinode.mlnode_client import MlNodeClient, MlNodeRefused
@@ -168,12 +169,24 @@ def changed(request: ExecuteRequest, **fields: object) -> ExecuteRequest:
     return ExecuteRequest(start, request.top_logprobs)
 
 
-async def drawn(net: Net, chain: ChainQueries, inference_id: str) -> tuple[Actor, Actor, int]:
-    """(executor, a transfer agent that is not it, draw height) by the chain's own draw."""
-    draw = await chain.draw(inference_id, MODEL_ID)
-    executor = net.actor(draw.order[0])
-    agent = next(p for p in net.participants if p is not executor)
-    return executor, agent, draw.draw_height
+async def drawn(net: Net, chain: ChainQueries,
+                label: str) -> tuple[Actor, Actor, int, int, list[str]]:
+    """(executor, a transfer agent that is not it, draw height, timestamp, draw order) of the
+    request ``label`` stamped now, by the chain's own draw once its draw block exists."""
+    now = int(time.time())
+    for agent in net.participants:
+        inference_id = request_id(agent, net.developer, label, now)
+        while True:
+            try:
+                draw = await chain.draw(inference_id, MODEL_ID, request_timestamp=now)
+                break
+            except ChainQueryError as exc:
+                if exc.code != grpc.StatusCode.NOT_FOUND:
+                    raise
+                await asyncio.sleep(0.2)
+        if draw.order[0] != agent.address:
+            return net.actor(draw.order[0]), agent, draw.draw_height, now, draw.order
+    raise AssertionError(f"every agent draws itself for {label}")
 
 
 def delivery(inference_id: str, ids: list[int], agent: Actor) -> Delivery:
@@ -223,10 +236,11 @@ def test_drawn_executor_streams_and_its_finish_is_charged_on_chain(net: Net, ml_
         async with MlNodeClient(ml_address) as ml:
             prompt = await ml.tokenize_chat([("user", QUESTION)])
             assert "France" in prompt.text
-            me, agent, height = await drawn(net, chain, "exec-1")
+            me, agent, height, now, _ = await drawn(net, chain, "exec-1")
             executor = executor_for(me, channel, ml, tmp_path)
-            start = start_msg(agent, net.developer, "exec-1", me.address, height,
-                              int(time.time()), prompt.ids, max_tokens=8)
+            start = start_msg(agent, net.developer, "exec-1", me.address, height, now,
+                              prompt.ids, max_tokens=8)
+            inference_id = start.inference_id
             # The developer asked for more alternatives than the artifact keeps.
             request = ExecuteRequest.from_json(json.loads(json.dumps(
                 request_from(start, top_logprobs=TOP_K + 3).to_json())))
@@ -242,18 +256,18 @@ def test_drawn_executor_streams_and_its_finish_is_charged_on_chain(net: Net, ml_
 
             # The finish waits for the transfer agent's delivery of exactly this output: one
             # for more output than was streamed (or from anyone else) is refused.
-            assert executor.outbox.get("finish_inference:exec-1") is None
+            assert executor.outbox.get(f"finish_inference:{inference_id}") is None
             for ids_signed, signer in [([*ids, ids[-1]], agent), (ids, me)]:
                 with pytest.raises(ExecutionRefused, match="not its transfer agent's"):
-                    await executor.deliver(delivery("exec-1", ids_signed, signer))
-            assert executor.outbox.get("finish_inference:exec-1") is None
-            await executor.deliver(delivery("exec-1", ids, agent))
-            entry = executor.outbox.get("finish_inference:exec-1")
+                    await executor.deliver(delivery(inference_id, ids_signed, signer))
+            assert executor.outbox.get(f"finish_inference:{inference_id}") is None
+            await executor.deliver(delivery(inference_id, ids, agent))
+            entry = executor.outbox.get(f"finish_inference:{inference_id}")
             assert entry.state == OutboxState.PENDING
             finish = MsgFinishInference.FromString(entry.payload)
-            assert finish.delivery_signature == delivery("exec-1", ids, agent).signature
+            assert finish.delivery_signature == delivery(inference_id, ids, agent).signature
             with executor.db.session() as session:
-                stored = session.get(Payload, "exec-1")
+                stored = session.get(Payload, inference_id)
                 assert (stored.prompt_token_ids, stored.output_token_ids,
                         stored.output_text) == (prompt.ids, ids, done.text)
                 assert stored.artifact == finish.artifact
@@ -288,13 +302,14 @@ def test_drawn_executor_streams_and_its_finish_is_charged_on_chain(net: Net, ml_
             agent_sender = net.sender(channel, agent)
             assert await landed(agent_sender, await agent_sender.send([start])) == (0, "")
             deadline = time.monotonic() + 30
-            while executor.outbox.get("finish_inference:exec-1").state != OutboxState.COMMITTED:
-                assert time.monotonic() < deadline, executor.outbox.get("finish_inference:exec-1")
+            owed = f"finish_inference:{inference_id}"
+            while executor.outbox.get(owed).state != OutboxState.COMMITTED:
+                assert time.monotonic() < deadline, executor.outbox.get(owed)
                 await asyncio.sleep(0.1)
             worker.stop()
             await task
 
-            found = await chain.inference("exec-1")
+            found = await chain.inference(inference_id)
             assert (found.status, found.executor, found.transfer_agent) == (
                 FINISHED, me.address, agent.address)
             assert (list(found.output_ids), found.artifact) == (ids, finish.artifact)
@@ -313,9 +328,8 @@ def test_refusals_come_before_any_generation(net: Net, ml_address: str, tmp_path
         chain = ChainQueries(channel)
         async with MlNodeClient(ml_address) as ml:
             forbid_generation(ml)
-            me, agent, height = await drawn(net, chain, "refuse-1")
-            second = net.actor((await chain.draw("refuse-1", MODEL_ID, height)).order[1])
-            now = int(time.time())
+            me, agent, height, now, order = await drawn(net, chain, "refuse-1")
+            second = net.actor(order[1])
 
             def start(executor: Actor, ta: Actor = agent,
                       signed_request: bool = True) -> MsgStartInference:
@@ -368,10 +382,10 @@ def test_a_closed_stream_finishes_nothing(net: Net, ml_address: str, tmp_path: P
         async with MlNodeClient(ml_address) as ml:
             # Greedy, this prompt runs to max_tokens: 200 tokens take the model over 15s.
             prompt = await ml.tokenize_chat([("user", LONG_ANSWER)])
-            me, agent, height = await drawn(net, chain, "closed-1")
+            me, agent, height, now, _ = await drawn(net, chain, "closed-1")
             executor = executor_for(me, channel, ml, tmp_path)
-            start = start_msg(agent, net.developer, "closed-1", me.address, height,
-                              int(time.time()), prompt.ids, max_tokens=200, temperature=0.0)
+            start = start_msg(agent, net.developer, "closed-1", me.address, height, now,
+                              prompt.ids, max_tokens=200, temperature=0.0)
             stream = executor.execute(request_from(start))
             assert isinstance(await anext(stream), ExecutedStep)
             with grpc.insecure_channel(ml_address) as ml_channel:
@@ -384,14 +398,14 @@ def test_a_closed_stream_finishes_nothing(net: Net, ml_address: str, tmp_path: P
                     await asyncio.sleep(0.1)
             assert executor.outbox.pending_count() == 0
             with executor.db.session() as session:
-                assert session.get(Payload, "closed-1") is None
+                assert session.get(Payload, start.inference_id) is None
             executor.db.close()
 
             # An invalid sampling request is the ML node's to refuse, with its own message.
-            me, agent, height = await drawn(net, chain, "closed-2")
+            me, agent, height, now, _ = await drawn(net, chain, "closed-2")
             bad = executor_for(me, channel, ml, tmp_path)
-            start = start_msg(agent, net.developer, "closed-2", me.address, height,
-                              int(time.time()), prompt.ids, max_tokens=4, temperature=500.0)
+            start = start_msg(agent, net.developer, "closed-2", me.address, height, now,
+                              prompt.ids, max_tokens=4, temperature=500.0)
             with pytest.raises(MlNodeRefused, match="temperature"):
                 await collect(bad, request_from(start))
             assert bad.outbox.pending_count() == 0

@@ -2,9 +2,10 @@
 transfer agent computed at height H is the one MsgStartInference checks later, whatever
 misses, completions and epoch boundaries came in between."""
 
-from inference_actors import finish_msg, start_msg
+from inference_actors import finish_msg, request_id, start_msg
 from inference_net import T0, Net
 
+from chain.inference import payload
 from chain.scales import PPM
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import FINISHED, MsgWithdrawParticipant
@@ -29,15 +30,25 @@ def test_a_draw_stays_valid_after_misses_completions_and_an_epoch_boundary():
     """Participants register in block 1, after epoch 0's record was fixed: they join it."""
     net = short_epochs()
     drawn_at = net.height  # block 1: before any miss or completion
-    ids = [f"fixed-{i}" for i in range(24)]
-    drawn = {i: net.draw_at(i, drawn_at) for i in ids}
+    agent = net.parts[-1]  # takes every request; the draws below leave it out as executor
+    drawn = {label: order for label in (f"fixed-{i}" for i in range(60))
+             if (order := net.drawn(agent, label))[0] != agent.address}
+    ids = list(drawn)[:24]
+    drawn = {i: drawn[i] for i in ids}
     victim = drawn[ids[0]][0]
-    # The victim misses three times (each start names the next pick), and the others
-    # complete inferences: every availability the draw once read from moves.
-    misses = [i for i in (f"miss-{n}" for n in range(60)) if net.draw(i)[0] == victim][:3]
+    # The victim refuses three times (each start names the next pick with its signed
+    # refusal), and the others complete inferences: every availability the draw once read
+    # from moves.
+    misses = [label for label in (f"miss-{n}" for n in range(60))
+              if net.drawn(agent, label)[0] == victim][:3]
     txs = []
-    for inference_id in misses:
-        agent, executor, start = net.start(inference_id, attempt=1)
+    for label in misses:
+        inference_id = request_id(agent, net.developer, label, T0 + net.height)
+        refusal = net.actor(victim).node_key.sign(
+            payload.refusal_payload(inference_id, 0, victim)).signature
+        executor = net.actor(net.drawn(agent, label)[1])
+        start = start_msg(agent, net.developer, label, executor.address, net.height,
+                          T0 + net.height, [1, 2, 3, 4], attempt=1, refusals=(refusal,))
         txs += [agent.tx(start), executor.tx(finish_msg(executor, start, [5, 6]))]
     assert [r.code for r in net.block(txs)] == [0] * len(txs)
     assert net.participant_record(net.actor(victim)).misses == 3
@@ -45,18 +56,20 @@ def test_a_draw_stays_valid_after_misses_completions_and_an_epoch_boundary():
         net.block([])
     assert draw_weights(net, drawn_at)[victim] == PPM
     assert draw_weights(net, net.height)[victim] == PPM * 1 // 4
-    assert any(net.draw_at(i, net.height)[0] != drawn[i][0] for i in ids)
+    assert any(net.draw_at(request_id(agent, net.developer, i, T0 + drawn_at),
+                            net.height)[0] != drawn[i][0] for i in ids)
 
     window = net.query("Params", q.QueryParamsRequest()).params_json
     assert '"max_draw_age_blocks": 10' in window
     assert net.height - drawn_at <= 10
     starts, signed = [], []
-    for inference_id in ids[:6]:
-        assert net.draw_at(inference_id, drawn_at) == drawn[inference_id]
-        executor = net.actor(drawn[inference_id][0])
-        agent = next(p for p in net.parts if p is not executor)
-        start = start_msg(agent, net.developer, inference_id, executor.address, drawn_at,
-                          T0 + net.height, [1, 2, 3])
+    for label in ids[:6]:
+        assert net.draw_at(request_id(agent, net.developer, label, T0 + drawn_at),
+                           drawn_at) == drawn[label]
+        executor = net.actor(drawn[label][0])
+        start = start_msg(agent, net.developer, label, executor.address, drawn_at,
+                          T0 + drawn_at, [1, 2, 3])
+        net.ids[label] = start.inference_id
         starts.append((executor, start))
         signed.append(agent.tx(start))
     results = net.block(signed) + net.block(
@@ -69,13 +82,12 @@ def test_a_draw_stays_valid_after_misses_completions_and_an_epoch_boundary():
 def test_a_withdrawal_leaves_draws_from_its_height_and_keeps_earlier_ones():
     net = short_epochs()
     drawn_at = net.height
-    leaving = net.parts[0]
-    inference_id = next(i for i in (f"w-{n}" for n in range(60))
-                        if net.draw_at(i, drawn_at)[0] == leaving.address)
+    leaving, agent = net.parts[0], net.parts[1]
+    label = next(i for i in (f"w-{n}" for n in range(60))
+                 if net.drawn(agent, i)[0] == leaving.address)
     assert net.one(leaving.tx(MsgWithdrawParticipant(creator=leaving.address))).code == 0
     assert all(leaving.address not in net.draw(f"after-{n}") for n in range(20))
-    agent = net.parts[1]
-    start = start_msg(agent, net.developer, inference_id, leaving.address, drawn_at,
-                      T0 + net.height, [1, 2, 3])
+    start = start_msg(agent, net.developer, label, leaving.address, drawn_at,
+                      T0 + drawn_at, [1, 2, 3])
     result = net.one(agent.tx(start))
     assert result.code == 0, result.log

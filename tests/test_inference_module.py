@@ -86,26 +86,29 @@ def _refusal(net, case):
             "signature does not verify"
     if case == "executor the draw did not pick":
         wrong = next(p for p in net.parts if p.address != executor.address)
-        forged = start_msg(agent, net.developer, start.inference_id, wrong.address,
+        forged = start_msg(agent, net.developer, f"bad-{case}", wrong.address,
                            net.height, T0 + net.height, [1, 2, 3, 4])
         return agent.tx(forged), 10, "picks"
     if case == "developer without funds":
-        poor = start_msg(agent, net.poor, start.inference_id, executor.address, net.height,
-                         T0 + net.height, [1, 2, 3, 4], max_tokens=1000)
+        drawn = net.drawn(agent, f"bad-{case}", net.poor)[0]
+        poor = start_msg(agent, net.poor, f"bad-{case}", drawn, net.height, T0 + net.height,
+                         [1, 2, 3, 4], max_tokens=1000)
         return agent.tx(poor), 5, "smaller than"
     if case == "replayed request signature":
         assert net.one(agent.tx(start)).code == 0
-        # The same signed request (body, timestamp, agent) presented for another inference.
-        replay = start_msg(agent, net.developer, "bad-replay-2", net.draw("bad-replay-2")[0],
+        # The same signed request (body, timestamp, agent) presented again: its id is the
+        # request's, so it names the inference already started.
+        replay = start_msg(agent, net.developer, "bad-replay-2", executor.address,
                            net.height, start.request_timestamp, [1, 2, 3, 4],
-                           body=f"request {start.inference_id}".encode())
+                           body=f"request bad-{case}".encode())
         assert replay.request_signature == start.request_signature
-        return agent.tx(replay), 11, "already used"
+        assert replay.inference_id == start.inference_id
+        return agent.tx(replay), 6, "already started"
     if case in ("request signed for an API key", "request signed for another chain"):
         # The developer's signature over this very body, for another purpose or chain.
         other = ({"purpose": payload.RequestPurpose.API_KEY} if "API key" in case
                  else {"chain_id": "other-chain"})
-        forged = start_msg(agent, net.developer, start.inference_id, executor.address,
+        forged = start_msg(agent, net.developer, f"bad-{case}", executor.address,
                            net.height, T0 + net.height, [1, 2, 3, 4], **other)
         return agent.tx(forged), 9, "request signature does not verify"
     if case == "request without its nonce":
@@ -113,7 +116,7 @@ def _refusal(net, case):
         start.ta_signature = agent.node_key.sign(payload.start_payload_of(start)).signature
         return agent.tx(start), 9, "request_nonce must be 16 bytes"
     if case == "stale request":
-        stale = start_msg(agent, net.developer, start.inference_id, executor.address,
+        stale = start_msg(agent, net.developer, f"bad-{case}", executor.address,
                           net.height, T0 - 10_000, [1, 2, 3, 4])
         return agent.tx(stale), 12, "from the block time"
     raise AssertionError(case)
@@ -135,10 +138,13 @@ def test_refusals_have_clear_codes_and_keep_balances_consistent(net, case):
     net.assert_conserved()
 
 
-def test_fallback_attempts_follow_the_draw_order_and_count_misses(net):
-    order = net.draw("inf-fallback")
+def test_fallback_attempts_follow_the_draw_order_and_count_misses_on_a_signed_refusal(net):
     agent, executor, start = net.start("inf-fallback", attempt=1)
+    order = net.drawn(agent, "inf-fallback")
     assert executor.address == order[1]
+    refusal = net.actor(order[0]).node_key.sign(
+        payload.refusal_payload(start.inference_id, 0, order[0])).signature
+    start.refusals.append(refusal)
     assert net.one(agent.tx(start)).code == 0
     skipped = net.query("Participant", q.QueryParticipantRequest(address=order[0]))
     assert skipped.participant.misses == 1
@@ -148,11 +154,11 @@ def test_inferences_by_status_follow_the_chain(net):
     agent, executor, start = net.start("inf-list")
     net.one(agent.tx(start))
     started = net.query("Inferences", q.QueryInferencesRequest(status=STARTED))
-    assert [i.id for i in started.inferences] == ["inf-list"]
+    assert [i.id for i in started.inferences] == [net.ids["inf-list"]]
     net.one(executor.tx(finish_msg(executor, start, [4, 4])))
     finished = net.query("Inferences", q.QueryInferencesRequest(
         status=FINISHED, from_height=net.height, to_height=net.height))
-    assert [i.id for i in finished.inferences] == ["inf-list"]
+    assert [i.id for i in finished.inferences] == [net.ids["inf-list"]]
     assert not net.query("Inferences", q.QueryInferencesRequest(status=STARTED)).inferences
 
 
@@ -172,11 +178,10 @@ def test_updates_change_the_url_and_a_withdrawn_participant_leaves_the_draw(net)
 
 def _unsigned(agent, start):
     """The same start without the developer's request signature: the allowance path, signed
-    again by its agent (the start payload covers the request signature)."""
+    again by its agent (the start payload covers the request signature). Timestamp and nonce
+    stay: the agent stamps an API-key request itself, and the id binds them."""
     start.ClearField("request_signature")
     start.ClearField("developer_pubkey")
-    start.ClearField("request_timestamp")
-    start.ClearField("request_nonce")
     start.ta_signature = agent.node_key.sign(payload.start_payload_of(start)).signature
     return start
 
@@ -198,9 +203,9 @@ def test_an_allowance_pays_for_unsigned_starts_and_refunds_refill_it(net):
     assert allowance() == 5_000 - (4 + 2) * PRICE
     net.assert_conserved()
 
-    def unsigned_by_agent(inference_id: str, max_tokens: int):
-        return _unsigned(agent, start_msg(agent, net.developer, inference_id,
-                                   net.draw(inference_id)[0], net.height, T0 + net.height,
+    def unsigned_by_agent(label: str, max_tokens: int):
+        return _unsigned(agent, start_msg(agent, net.developer, label,
+                                   net.drawn(agent, label)[0], net.height, T0 + net.height,
                                    [1, 2, 3, 4], max_tokens=max_tokens))
 
     refused = net.one(agent.tx(unsigned_by_agent("allow-2", 100)))
@@ -212,7 +217,7 @@ def test_an_allowance_pays_for_unsigned_starts_and_refunds_refill_it(net):
     assert net.one(agent.tx(unsigned_by_agent("allow-3", 1))).code == 17
     stranger = next(p for p in net.parts if p is not agent)
     unsigned = _unsigned(stranger, start_msg(stranger, net.developer, "allow-4",
-                                             net.draw("allow-4")[0], net.height,
-                                             T0 + net.height, [1, 2, 3, 4]))
+                                   net.drawn(stranger, "allow-4")[0],
+                                   net.height, T0 + net.height, [1, 2, 3, 4]))
     assert net.one(stranger.tx(unsigned)).code == 17
     net.assert_conserved()

@@ -11,7 +11,15 @@ from conftest import free_port
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
 from cosmpy.protos.cosmos.tx.v1beta1 import service_pb2 as tx_service
-from inference_actors import MODEL_ID, PRICE, Actor, finish_msg, genesis_models, start_msg
+from inference_actors import (
+    MODEL_ID,
+    PRICE,
+    Actor,
+    finish_msg,
+    genesis_models,
+    request_id,
+    start_msg,
+)
 from nacl.signing import SigningKey
 
 from chain.auth import address
@@ -37,6 +45,21 @@ def query(channel: grpc.Channel, name: str, request, response_type):
                                request_serializer=lambda m: m.SerializeToString(),
                                response_deserializer=response_type.FromString)
     return call(request, timeout=5)
+
+
+def request_draw(channel: grpc.Channel, inference_id: str,
+                 timestamp: int) -> q.QueryDrawResponse:
+    """The draw of a request stamped ``timestamp``, once the chain has its draw block."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return query(channel, "Draw", q.QueryDrawRequest(
+                inference_id=inference_id, model_id=MODEL_ID, request_timestamp=timestamp),
+                q.QueryDrawResponse)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -106,17 +129,19 @@ def test_register_start_finish_and_query_over_grpc(node):
     listed = query(channel, "Participants", q.QueryParticipantsRequest(),
                    q.QueryParticipantsResponse)
     assert {p.address for p in listed.participants} == {p.address for p in parts}
-    draw = query(channel, "Draw", q.QueryDrawRequest(inference_id="node-1", model_id=MODEL_ID),
-                 q.QueryDrawResponse)
+    now = int(time.time()) + 1  # whole seconds: a block from this second predates the parts
+    for agent in parts:  # one that is not its own executor, where the draws allow
+        draw = request_draw(channel, request_id(agent, developer, "node-1", now), now)
+        if draw.order[0] != agent.address:
+            break
     executor = next(p for p in parts if p.address == draw.order[0])
-    agent = next(p for p in parts if p is not executor)
-    start = start_msg(agent, developer, "node-1", executor.address, draw.draw_height,
-                      int(time.time()), [10, 11, 12], max_tokens=8)
+    start = start_msg(agent, developer, "node-1", executor.address, draw.draw_height, now,
+                      [10, 11, 12], max_tokens=8)
     before = query(channel, "Account", q.QueryAccountRequest(address=developer.address),
                    q.QueryAccountResponse)
     committed(client, agent.tx(start))
     committed(client, executor.tx(finish_msg(executor, start, [5, 6])))
-    found = query(channel, "Inference", q.QueryInferenceRequest(id="node-1"),
+    found = query(channel, "Inference", q.QueryInferenceRequest(id=start.inference_id),
                   q.QueryInferenceResponse).inference
     assert (found.status, found.executor, found.cost) == (FINISHED, executor.address,
                                                           5 * PRICE)

@@ -130,7 +130,7 @@ def test_the_largest_limit_is_served_up_to_the_cap_not_refused(net):
     reply = _ask(net, "/inference.v1.Query/Inferences", q.QueryInferencesRequest(
         status=1, limit=(1 << 32) - 1).SerializeToString())
     found = q.QueryInferencesResponse.FromString(reply.value).inferences
-    assert reply.code == 0 and [i.id for i in found] == ["fuzz-inference"]
+    assert reply.code == 0 and [i.id for i in found] == [net.ids["fuzz-inference"]]
 
 
 @pytest.mark.parametrize("name", ["Inferences", "ValidationTasks"])

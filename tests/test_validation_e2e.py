@@ -18,7 +18,7 @@ import pytest
 from chain_client import broadcast_raw, ledger
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
-from inference_actors import WEIGHTS, Actor, finish_msg, start_msg
+from inference_actors import WEIGHTS, Actor, finish_msg, request_id, start_msg
 from local_network import MODEL, LocalNetwork, MlNodes, poll
 
 from chain.inference.artifact import ArtifactStep
@@ -207,16 +207,18 @@ def execute_as(net: LocalNetwork, executor: Actor, prefix: str, count: int,
     ids: list[str] = []
     n = 0
     while len(ids) < count:
-        draw_height = height(net)
+        stamp = int(time.time())
+        draw_height = net.request_draw(
+            request_id(executor, developer, f"{prefix}-0", stamp), stamp)[1]
         batch = []
         while len(batch) < 200 and len(ids) + len(batch) // 2 < count:
             n += 1
-            inference_id = f"{prefix}-{n}"
+            label = f"{prefix}-{n}"
+            inference_id = request_id(executor, developer, label, stamp)
             if net.draw(inference_id, draw_height)[0] != executor.address:
                 continue
-            start = start_msg(executor, developer, inference_id, executor.address,
-                              draw_height, int(time.time()), prompt, max_tokens=2,
-                              temperature=0.0)
+            start = start_msg(executor, developer, label, executor.address,
+                              draw_height, stamp, prompt, max_tokens=2, temperature=0.0)
             batch += [start, finish_msg(executor, start, output, steps=steps)]
         code, log, _ = broadcast_raw(client, executor.tx(*batch, gas_limit=100_000_000))
         assert code == 0, log

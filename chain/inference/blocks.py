@@ -16,8 +16,10 @@ from inferchain_pb.inference.v1.inference_pb2 import EXPIRED, STARTED
 
 
 def begin_block(keeper: InferenceKeeper, ctx: Context, block_hash: bytes) -> None:
-    keep = keeper.params(ctx.kv).max_draw_age_blocks + 1
-    keeper.record_block_hash(ctx.kv, ctx.block.height, block_hash, keep)
+    # One more than the draw window: the start check reads the time of the block before the
+    # oldest draw height too (InferenceKeeper.request_draw_height).
+    keep = keeper.params(ctx.kv).max_draw_age_blocks + 2
+    keeper.record_block_hash(ctx.kv, ctx.block.height, block_hash, ctx.block.time_ns, keep)
 
 
 def epoch_start(keeper: InferenceKeeper, ctx: Context, epoch: int) -> None:

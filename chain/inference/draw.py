@@ -4,8 +4,10 @@ fail.
 The API node runs it to pick the executor and the chain runs it again in MsgStartInference to
 refuse a transfer agent that names anyone else, so this one function is the rule. It is
 integer-only (hashes and integer arithmetic, no floats) so that every node computes the same
-order on every platform, and the whole order is a function of public data: neither the TA nor
-the developer can steer a request, only replay the draw.
+order on every platform, and the whole order is a function of public data. The start rules
+make both inputs the request's own (docs/design.md §3.3): the inference id is the hash of what
+the developer signed and the block is the first at or after the request's timestamp, so the
+TA can only replay the draw, not steer it.
 
 Rule: seed = sha256(inference_id utf-8 ‖ block_hash). Candidates with effective weight
 weight × availability_ppm > 0 are sorted by address. Pick j (j = 0, 1, …) takes the 256-bit

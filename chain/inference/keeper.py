@@ -7,7 +7,8 @@ Keys:
   inference/inference/<id>                     Inference
   inference/expiry/<height>/<id>               lone Start or Finish expiring at that height
   inference/status/<status>/<height>/<id>      by status and height of the last change
-  inference/blockhash/<height>                 recent block hashes, seeding the draw
+  inference/blockhash/<height>                 recent block hashes, seeding the draw, each
+                                               followed by its block time (8-byte ns)
   inference/drawweights/<height>               DrawWeights: the draw's candidate weights from
                                                that height on (fixed at epoch starts)
   inference/work/<height>/<addr>               fees earned by inferences finished at that
@@ -26,7 +27,7 @@ from collections.abc import Iterator
 from chain.auth import address
 from chain.errors import InvalidRequest
 from chain.gas import GasKV
-from chain.inference.draw import Candidate, draw_order
+from chain.inference.draw import BLOCK_HASH_SIZE, Candidate, draw_order
 from chain.inference.params import KEY as PARAMS_KEY
 from chain.inference.params import InferenceParams
 from chain.scales import PPM
@@ -165,13 +166,38 @@ class InferenceKeeper:
             ids.append(key[len(EXPIRY) + 8:].decode())
         return ids
 
-    def record_block_hash(self, kv: GasKV, height: int, block_hash: bytes, keep: int) -> None:
-        kv.set(BLOCK_HASH + uint64(height), block_hash)
+    def record_block_hash(self, kv: GasKV, height: int, block_hash: bytes, time_ns: int,
+                          keep: int) -> None:
+        kv.set(BLOCK_HASH + uint64(height), block_hash + uint64(time_ns))
         if height > keep:
             kv.delete(BLOCK_HASH + uint64(height - keep))
 
     def block_hash(self, state: State, height: int) -> bytes | None:
-        return state.get(BLOCK_HASH + uint64(height))
+        found = state.get(BLOCK_HASH + uint64(height))
+        return found[:BLOCK_HASH_SIZE] if found is not None else None
+
+    def block_time_ns(self, state: State, height: int) -> int | None:
+        found = state.get(BLOCK_HASH + uint64(height))
+        if found is None or len(found) != BLOCK_HASH_SIZE + 8:
+            return None
+        return int.from_bytes(found[BLOCK_HASH_SIZE:], "big")
+
+    def request_draw_height(self, state: State, timestamp: int) -> int | None:
+        """The height a request signed at ``timestamp`` (seconds) draws at: the first kept
+        block whose time is at or after it, a block nobody knew when the request was signed.
+        None while no such block exists yet, or when the one before it is no longer kept (its
+        time, and so whether the later block is the first, cannot be told)."""
+        bound = timestamp * 1_000_000_000
+        before: int | None = None  # the previous kept block's time
+        for key, value in state.iterate(BLOCK_HASH):
+            height = int.from_bytes(key[len(BLOCK_HASH):], "big")
+            time_ns = int.from_bytes(value[BLOCK_HASH_SIZE:], "big") \
+                if len(value) == BLOCK_HASH_SIZE + 8 else None
+            if time_ns is not None and time_ns >= bound:
+                return height if height == 1 or (before is not None and before < bound) \
+                    else None
+            before = time_ns
+        return None
 
     def draw(self, state: State, inference_id: str, model: Model,
              draw_height: int) -> list[str]:

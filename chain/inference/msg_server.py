@@ -167,8 +167,9 @@ class InferenceMsgServer:
                 _delivery_signed(agent, known.id, known.output_hash, known.delivery_signature)):
             void, known = known, None
         via_allowance = not msg.request_signature
+        self._check_timestamp(ctx, msg, params.request_time_window_s)
         if not via_allowance:
-            self._check_request(ctx, msg, params.request_time_window_s)
+            self._check_request(ctx, msg)
         self._check_draw(ctx, msg, model, params)
         escrow = start_rules.escrow_of(msg, model)
         developer = address.decode(msg.developer)
@@ -356,13 +357,17 @@ class InferenceMsgServer:
                                 f"{MAX_STOP_LENGTH} characters")
         start_rules.check_context(msg, model)
 
-    def _check_request(self, ctx: Context, msg: MsgStartInference, window: int) -> None:
-        """The developer signed this very request for this transfer agent, recently, once."""
-        start_rules.check_request_key(msg)
+    @staticmethod
+    def _check_timestamp(ctx: Context, msg: MsgStartInference, window: int) -> None:
+        """The request is recent: its timestamp fixes its draw height, signed or not."""
         block_seconds = ctx.block.time_ns // 1_000_000_000
         if abs(block_seconds - msg.request_timestamp) > window:
             raise StaleRequest(f"request timestamp {msg.request_timestamp} is more than "
                                f"{window}s from the block time {block_seconds}")
+
+    def _check_request(self, ctx: Context, msg: MsgStartInference) -> None:
+        """The developer signed this very request for this transfer agent, once."""
+        start_rules.check_request_key(msg)
         start_rules.check_request_signature(msg, ctx.block.chain_id)
         if not self._keeper.use_request_signature(ctx.kv, msg.request_signature):
             raise ReplayedRequest("this request signature was already used")
@@ -376,6 +381,11 @@ class InferenceMsgServer:
         if msg.attempt >= params.max_attempts:
             raise DrawMismatch(f"attempt {msg.attempt} is past the last allowed "
                                f"({params.max_attempts - 1})")
+        start_rules.check_request_id(msg)
+        bound = self._keeper.request_draw_height(ctx.kv, msg.request_timestamp)
+        if msg.draw_height != bound:
+            raise DrawMismatch(f"a request stamped {msg.request_timestamp} draws at height "
+                               f"{bound or 'none yet'}, not {msg.draw_height}")
         try:
             order = self._keeper.draw(ctx.kv, msg.inference_id, model, msg.draw_height)
         except DrawUnavailable as exc:
@@ -388,8 +398,10 @@ class InferenceMsgServer:
             picked = order[msg.attempt] if msg.attempt < len(order) else "nobody"
             raise DrawMismatch(f"the draw at height {msg.draw_height} picks {picked} for "
                                f"attempt {msg.attempt}, not {msg.executor}")
-        for skipped in order[:msg.attempt]:
-            participant = self._keeper.participant(ctx.kv, skipped)
+        skipped = [self._keeper.participant(ctx.kv, address) for address in order[:msg.attempt]]
+        charged = [p for j, p in enumerate(skipped)
+                   if start_rules.refused(msg, j, p.address, p.node_pubkey)]
+        for participant in charged:  # after every check, so a forged refusal charges nobody
             participant.misses += 1
             self._keeper.set_participant(ctx.kv, participant)
 

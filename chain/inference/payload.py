@@ -29,6 +29,8 @@ class RequestPurpose(enum.StrEnum):
     INFERENCE = "inference"  # an OpenAI completion, and the MsgStartInference it leads to
     API_KEY = "api-key"  # issuing a bearer API key (/v1/inferchain/api-keys)
 DELIVERY_TAG = b"inferchain/delivery/v1"
+REQUEST_ID_TAG = b"inferchain/request-id/v1"
+REFUSAL_TAG = b"inferchain/refusal/v1"
 
 
 def _field(value: bytes | str | int | float) -> bytes:
@@ -55,6 +57,23 @@ def request_message(chain_id: str, purpose: RequestPurpose, transfer_agent: str,
     never negative (callers refuse a stale one first)."""
     return canonical(REQUEST_TAG, chain_id, purpose.value, transfer_agent, prompt_hash,
                      timestamp, nonce)
+
+
+def request_id(developer: str, prompt_hash: bytes, timestamp: int, transfer_agent: str,
+               nonce: bytes) -> str:
+    """The inference id of a request (docs/design.md §3.3): a hash of exactly what the developer
+    signs, and of the developer, so the transfer agent cannot pick an id to steer the draw
+    without breaking the developer's signature; the nonce keeps two sendings of one body in
+    one second two inferences."""
+    return hashlib.sha256(canonical(REQUEST_ID_TAG, developer, prompt_hash,
+                                    struct.pack(">q", timestamp), transfer_agent,
+                                    nonce)).hexdigest()
+
+
+def refusal_payload(inference_id: str, attempt: int, executor: str) -> bytes:
+    """What a drawn executor signs with its node key when it declines pick ``attempt`` of an
+    inference: the only evidence on which the chain charges it a miss for being skipped."""
+    return canonical(REFUSAL_TAG, inference_id, attempt, executor)
 
 
 def ids_hash(token_ids: Sequence[int]) -> bytes:

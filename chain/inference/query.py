@@ -91,7 +91,13 @@ class InferenceQueries:
                                       work_balance=self._keeper.work_balance(state, raw))
 
     def draw(self, state: KVReader, req: q.QueryDrawRequest) -> q.QueryDrawResponse:
-        height = height_arg(req.draw_height, "draw_height") or self._latest_height()
+        height = height_arg(req.draw_height, "draw_height")
+        if not height and req.request_timestamp:
+            height = self._keeper.request_draw_height(state, req.request_timestamp)
+            if height is None:
+                raise QueryError(grpc.StatusCode.NOT_FOUND, f"no block is at or after "
+                                 f"{req.request_timestamp} yet, or it is no longer kept")
+        height = height or self._latest_height()
         found = self._keeper.model(state, req.model_id)
         if found is None:
             raise _not_found(f"model {req.model_id!r}")

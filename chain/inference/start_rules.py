@@ -11,7 +11,7 @@ from nacl.signing import VerifyKey
 
 from chain.auth import address
 from chain.inference import payload
-from chain.inference.errors import BadSignature, InvalidPrompt, NoAllowance
+from chain.inference.errors import BadSignature, DrawMismatch, InvalidPrompt, NoAllowance
 from chain.tx.signature import verify as verify_secp256k1
 from inferchain_pb.inference.v1.inference_pb2 import Model, MsgStartInference, Participant
 
@@ -66,6 +66,32 @@ def check_request_signature(start: MsgStartInference, chain_id: str) -> None:
                                       start.request_nonce)
     if not verify_secp256k1(start.developer_pubkey, message, start.request_signature):
         raise BadSignature("the developer's request signature does not verify")
+
+
+def check_request_id(start: MsgStartInference) -> None:
+    """The inference id is the request's own (payload.request_id), not one the transfer agent
+    picked: the draw is seeded by it, so a chosen id would be a chosen executor."""
+    expected = payload.request_id(start.developer, start.prompt_hash, start.request_timestamp,
+                                  start.creator, start.request_nonce)
+    if start.inference_id != expected:
+        raise DrawMismatch(f"inference id {start.inference_id[:64]!r} is not the request's id "
+                           f"{expected}")
+
+
+def refused(start: MsgStartInference, attempt: int, executor: str, agent_key: bytes) -> bool:
+    """Whether the start carries pick ``attempt``'s signed refusal (``agent_key`` is that
+    executor's node key); False when it carries none. A signature that is there but does not
+    verify raises BadSignature: forged evidence refuses the whole start."""
+    if attempt >= len(start.refusals) or not start.refusals[attempt]:
+        return False
+    try:
+        VerifyKey(agent_key).verify(
+            payload.refusal_payload(start.inference_id, attempt, executor),
+            start.refusals[attempt])
+    except (BadSignatureError, ValueError, TypeError) as exc:
+        raise BadSignature(f"the refusal for attempt {attempt} is not {executor}'s node-key "
+                           f"signature") from exc
+    return True
 
 
 def check_allowance(start: MsgStartInference, allowed: int, escrowed: int) -> None:

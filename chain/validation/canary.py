@@ -66,7 +66,7 @@ def forge(source: Inference, block_hash: bytes, min_edits: int) -> Inference | N
         return None
     twin = Inference()
     twin.CopyFrom(source)
-    twin.id = twin_id(source.id, digest[16:])
+    twin.id = twin_id(source.id, hashlib.sha256(digest).digest())
     del twin.output_ids[:]
     twin.output_ids.extend(s.token_id for s in steps)
     twin.artifact = artifact.encode(steps, k)
