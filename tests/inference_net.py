@@ -117,16 +117,21 @@ class Net:
                                   body)
         return self.draw_at(inference_id, self.height)
 
+    def serving(self, label: str, developer: Actor | None = None, body: bytes | None = None,
+                attempt: int = 0) -> tuple[Actor, Actor]:
+        """The (agent, executor) that ``start`` gives the request ``label`` now: an agent other
+        than its drawn executor where one exists."""
+        picks = [(agent, self.actor(self.drawn(agent, label, developer, body)[attempt]))
+                 for agent in self.parts]
+        return next(((a, e) for a, e in picks if a is not e), picks[0])
+
     def start(self, label: str, **kw) -> tuple:
         """A start of the request ``label`` by an agent other than its drawn executor where
         one exists (else the agent runs it itself); the inference is then known to
         ``inference`` by the label too."""
         attempt = kw.pop("attempt", 0)
         developer = kw.pop("developer", self.developer)
-        picks = [(agent, self.actor(self.drawn(agent, label, developer,
-                                               kw.get("body"))[attempt]))
-                 for agent in self.parts]
-        agent, executor = next(((a, e) for a, e in picks if a is not e), picks[0])
+        agent, executor = self.serving(label, developer, kw.get("body"), attempt)
         msg = start_msg(agent, developer, label, executor.address, self.height,
                         T0 + self.height, kw.pop("prompt_ids", [1, 2, 3, 4]), attempt=attempt,
                         **kw)

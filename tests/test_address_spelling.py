@@ -99,10 +99,9 @@ def test_every_message_refuses_an_address_spelled_otherwise():
     assert net.balance(member) == member_balance  # nothing sent, no fee under another name
     # A start naming the developer or the drawn executor otherwise: no escrow, no inference.
     for field, code in (("developer", ("sdk", 7)), ("executor", ("inference", 10))):
-        order = net.draw("spelled")
-        agent = next(a for a in net.parts if a.address != order[0])
-        start = start_msg(agent, newcomer, "spelled", order[0], net.height, T0 + net.height,
-                          [1, 2, 3, 4], max_tokens=8)
+        agent, executor = net.serving("spelled", newcomer)
+        start = start_msg(agent, newcomer, "spelled", executor.address, net.height,
+                          T0 + net.height, [1, 2, 3, 4], max_tokens=8)
         setattr(start, field, getattr(start, field).upper())
         start.ta_signature = agent.node_key.sign(payload.start_payload_of(start)).signature
         raw = agent.tx(start)
@@ -147,9 +146,8 @@ def test_a_lazy_members_work_coins_burn_whatever_spelling_it_tries():
                                             seed_hash=seed_hash(bytes([i]) * 32)))
                          for i, a in enumerate(net.parts)])
     assert all(r.code == 0 for r in commits)
-    ids = [i for i in (f"work-{n}" for n in range(200))
-           if net.draw(i)[0] == lazy.address][:2] + \
-        [next(i for i in (f"h-{n}" for n in range(200)) if net.draw(i)[0] == honest[0].address)]
+    ids = [i for i in (f"work-{n}" for n in range(200)) if net.serving(i)[1] is lazy][:2] + \
+        [next(i for i in (f"h-{n}" for n in range(200)) if net.serving(i)[1] is honest[0])]
     txs = []
     for inference_id in ids:
         agent, executor, start = net.start(inference_id, max_tokens=8)

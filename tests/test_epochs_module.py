@@ -320,11 +320,11 @@ def test_settlement_pays_weight_and_work_and_withholds_from_the_invalid_and_the_
             bad = executor is cheat
             # Each checker reports what its seed assigned it, then the drawn voters, if any.
             reporters = [a for a in checkers if a is not executor and
-                         seed_assigns(net, a, inference_id)]
+                         seed_assigns(net, a, inference.id)]
             ledger.block([a.tx(validation_msg(a, inference, distance_micro=FAIL if bad
                                               else 1_000)) for a in reporters])
             voters = net.query("ValidationTask", q.QueryValidationTaskRequest(
-                inference_id=inference_id)).task.voters
+                inference_id=inference.id)).task.voters
             ledger.block([a.tx(validation_msg(a, inference, distance_micro=FAIL))
                           for a in checkers if a.address in voters and a not in reporters])
     while net.height < 3 * S_EPOCH:

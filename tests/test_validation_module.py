@@ -499,9 +499,9 @@ def finish_together(net: Net, ids: list[str]) -> list[Inference]:
 
 
 def executed_by(net: Net, actor: Actor, count: int, prefix: str) -> list[str]:
-    """Inference ids the draw at the current height gives to ``actor`` first."""
+    """Requests that ``Net.start`` now gives ``actor`` to execute."""
     return [i for i in (f"{prefix}-{n}" for n in range(200))
-            if net.draw(i)[0] == actor.address][:count]
+            if net.serving(i)[1] is actor][:count]
 
 
 def check_assigned(net: Net, inferences: list[Inference], skipper: Actor) -> None:
