@@ -7,13 +7,18 @@ Real processes (tests/local_network.py): a solo chain and two participants with 
 (``delivery_interval_tokens``) = 4. Participant 0 is the developer's transfer agent with the
 "withhold-delivery" fault (it signs delivery of the first 4 tokens only) and refuses to
 execute itself ("refuse-all"), so every request runs on participant 1, an honest executor.
+Participant 0's validator worker is honest: the prefixes, cut short by the agent's missing
+signatures rather than ending on EOS or max_tokens, pass their checks.
 """
 
 from collections.abc import Iterator
 
 import openai
 import pytest
-from local_network import CHARGED, MODEL, LocalNetwork, MlNodes
+from local_network import MODEL, LocalNetwork, MlNodes
+from test_validation_e2e import FAST_WORKER, ONE_LONG_EPOCH, all_checked, wait_for_seeds
+
+from inferchain_pb.inference.v1.inference_pb2 import VALIDATED
 
 K = 4
 COUNTING = [{"role": "user", "content": "Count from 1 to 1000, separated by commas."}]
@@ -41,15 +46,17 @@ def streamed_tokens(chunks: Iterator) -> tuple[int, bool, str]:
 
 def test_a_transfer_agent_withholding_delivery_pays_for_the_signed_prefix(
         mlnodes: MlNodes, tmp_path) -> None:
-    shared = {"validator": False, "poc": False, "delivery_interval_tokens": K,
+    shared = {**FAST_WORKER, "poc": False, "delivery_interval_tokens": K,
               "delivery_wait_s": 2.0}
     network = LocalNetwork(
         tmp_path, mlnodes.ports,
-        params={"inference": {"max_draw_age_blocks": 40, "expiration_blocks": 100}},
+        params={**ONE_LONG_EPOCH,
+                "inference": {"max_draw_age_blocks": 40, "expiration_blocks": 100}},
         node_settings=[{**shared, "transfer_agent_fault": "withhold-delivery",
                         "executor_fault": "refuse-all"}, shared])
     agent, executor = network.nodes
     try:
+        wait_for_seeds(network, 0)
         client = network.client(agent)
         # Six tokens: the output completes, but its agent signs only the first four.
         done, clean, completed_id = streamed_tokens(client.chat.completions.create(
@@ -62,8 +69,13 @@ def test_a_transfer_agent_withholding_delivery_pays_for_the_signed_prefix(
             stream=True, logprobs=True))
         assert (cut, clean) == (2 * K, False)
 
-        charged = [network.finished(i, timeout=60) for i in (completed_id, stopped_id)]
-        assert all(i.status in CHARGED for i in charged)
+        ids = [completed_id, stopped_id]
+        for inference_id in ids:
+            network.finished(inference_id, timeout=60)
+        tasks = all_checked(network, ids)
+        charged = [network.inference(i) for i in ids]
+        assert all(i.status == VALIDATED for i in charged)
+        assert all(r.passed and r.ids_match for t in tasks.values() for r in t.reports)
         for inference in charged:
             assert (inference.executor, inference.transfer_agent) == (executor.address,
                                                                       agent.address)
