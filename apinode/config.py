@@ -50,8 +50,17 @@ class ApiNodeConfig:
     start_relay_delay_s: float = 1.0
     # Fault injection for tests of the protocol only: "withhold-start" never sends a
     # MsgStartInference, so the developer's answers go out unstarted and only the executors'
-    # relays get them paid. Empty: an honest transfer agent.
+    # relays get them paid; "withhold-delivery" signs delivery of the first
+    # delivery_interval_tokens tokens only. Empty: an honest transfer agent.
     transfer_agent_fault: str = ""
+    # K: a transfer agent signs delivery of the output so far every K tokens it passes on, and
+    # an executor takes the next token only while fewer than K it passed on lack a signature,
+    # so a transfer agent can take at most K tokens unpaid. Keep the network's default: an
+    # executor with a smaller K than its transfer agent stalls until delivery_wait_s.
+    delivery_interval_tokens: int = 16
+    # Seconds an executor waits for the next delivery signature (mid-stream, and for the
+    # signature of the whole output after it) before it stops and finishes what is signed.
+    delivery_wait_s: float = 30.0
     # Proof of compute (apinode.poc): prove in each epoch's PoC window on the ML node and check
     # the other members' proofs after it, whenever the chain runs PoC (epochs param
     # poc_window_blocks > 0). Off, the participant gets no weight from the next epoch on and

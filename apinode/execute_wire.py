@@ -4,10 +4,11 @@ The transfer agent POSTs an ``ExecuteRequest`` as one JSON object to ``EXECUTE_P
 executor refuses it with a 409 before any token (``ExecutionRefused``; the JSON body's "refusal"
 is its signed refusal in hex, or empty) or answers with one JSON
 object per line: {"step": …} for each output token, then {"executed": …}, or {"error": "…"}
-if it breaks off. Newline-delimited JSON keeps each token flowing as soon as it exists. Once
-the stream ended with exactly the output ids it passed on, the transfer agent POSTs a
-``Delivery`` to ``DELIVERY_PATH``: its signature the executor's finish must carry. A node
-running its own pick passes the same objects without the JSON.
+if it breaks off. Newline-delimited JSON keeps each token flowing as soon as it exists. Every
+``delivery_interval_tokens`` tokens it passed on, and when the stream ends, the transfer agent
+POSTs a ``Delivery`` to ``DELIVERY_PATH``: its signature over the output so far, which the
+executor's finish must carry. A node running its own pick passes the same objects without the
+JSON.
 """
 
 from __future__ import annotations
@@ -192,14 +193,18 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
 
 @dataclass(frozen=True)
 class Delivery:
-    """The transfer agent's node-key signature over the delivery payload of an inference's
-    output (chain/inference/payload.py): it streamed exactly that output to the developer."""
+    """The transfer agent's node-key signature that the first ``output_tokens`` ids of an
+    inference's output reached the developer: over the delivery payload of those ids when the
+    stream ended with exactly them, over the prefix delivery payload while it streams
+    (chain/inference/payload.py)."""
 
     inference_id: str
+    output_tokens: int
     signature: bytes
 
     def to_json(self) -> dict[str, Any]:
-        return {"inference_id": self.inference_id, "signature": self.signature.hex()}
+        return {"inference_id": self.inference_id, "output_tokens": self.output_tokens,
+                "signature": self.signature.hex()}
 
     @classmethod
     def from_json(cls, data: Any) -> Delivery:
@@ -209,7 +214,10 @@ class Delivery:
         signature = _hex(data.get("signature"), "signature")
         if len(signature) != SIGNATURE_BYTES:
             raise ValueError(f"signature must be {SIGNATURE_BYTES} bytes")
-        return cls(_text(data.get("inference_id"), "inference_id"), signature)
+        tokens = _integer(data.get("output_tokens"), "output_tokens")
+        if tokens < 1:
+            raise ValueError("output_tokens must be at least 1")
+        return cls(_text(data.get("inference_id"), "inference_id"), tokens, signature)
 
 
 @dataclass(frozen=True)
@@ -227,7 +235,8 @@ class ExecutedStep:
 @dataclass(frozen=True)
 class Executed:
     """Ends a successful execution; the executor holds the output and queues its
-    MsgFinishInference once the transfer agent's ``Delivery`` for it comes."""
+    MsgFinishInference once the transfer agent's ``Delivery`` of all of it comes (or, failing
+    that, of the longest prefix the agent signed)."""
 
     output_ids: tuple[int, ...]
     text: str

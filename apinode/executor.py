@@ -21,35 +21,43 @@ node, and owes the chain its MsgFinishInference (docs/design.md §3.5).
    nothing): a transfer agent that takes the output and never starts the inference cannot
    leave the start off the chain, and the developer is charged once either way
    (docs/design.md §3.5).
-3. **Record.** The output and its artifact (top ``model.top_k``) are stored in the payload
+3. **Keep within reach of the deliveries.** ``deliver`` takes the transfer agent's
+   ``Delivery``s, its node-key signatures that the output so far reached the developer (every
+   ``delivery_interval_tokens`` tokens, then all of it), and holds the longest. The next
+   token is taken from the ML node only while fewer than ``delivery_interval_tokens`` passed
+   on lack one; past ``delivery_wait_s`` without the next, the generation stops. So a transfer
+   agent that withholds its signatures gets at most that many tokens unpaid.
+4. **Record.** The output and its artifact (top ``model.top_k``) are stored in the payload
    row that serves validators later, before the stream's closing ``Executed``.
-4. **Finish on delivery.** ``deliver`` takes the transfer agent's ``Delivery``, its node-key
-   signature that it streamed exactly the stored output to the developer, and queues the
-   MsgFinishInference (output hash, artifact, the node key's signature over the finish
-   payload, and the delivery signature) in the outbox. The chain charges nothing without that
-   signature, so no executor can settle more output than the developer received.
+5. **Finish.** Once the signature of the complete output comes, or ``delivery_wait_s`` after
+   the stream ended without it (the agent withholds it, closed the stream, or the ML node
+   failed), the MsgFinishInference of the longest output the agent signed (its ids, hash and
+   artifact, the node key's signature over the finish payload, and the delivery signature)
+   goes to the outbox. The chain charges nothing without a delivery signature, so no executor
+   can settle more output than the developer received, nor be left unpaid for more than
+   ``delivery_interval_tokens`` tokens it delivered (docs/design.md §3.5).
 
-A generation that does not end (the transfer agent closes the stream, the ML node fails) is
-not finished on chain, and its relay is dropped if no tx carries it yet: the inference expires,
-the developer is refunded in full and the miss counts against this executor. Finishing the
-partial output instead would charge the developer for an answer nobody received, and a
-transfer agent that closed the stream may already have handed the inference to the next pick
-of the draw, whose start a relay of ours must not beat. Once the ML node has finished, the
-record is written even if the caller goes away meanwhile: the output is complete and the
-transfer agent has all of it, so its delivery can still come.
+A generation no delivery signature covers is not finished on chain, and its relay is dropped
+if no tx carries it yet: the inference expires, the developer is refunded in full and the
+miss counts against this executor. A transfer agent that closed the stream before passing
+anything on may already have handed the inference to the next pick of the draw, whose start a
+relay of ours must not beat. Once the ML node has finished, the record is written even if the
+caller goes away meanwhile: the output is complete and the transfer agent has all of it, so
+its delivery can still come.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
+from dataclasses import dataclass, field
 
 import grpc
-from nacl.exceptions import BadSignatureError
-from nacl.signing import SigningKey, VerifyKey
+from nacl.signing import SigningKey
 
 from apinode.chain_queries import ChainQueries, ChainQueryError, ChainUnavailable
 from apinode.draw_audit import DrawAudit
@@ -59,14 +67,16 @@ from apinode.execute_wire import (
     ExecutedStep,
     ExecuteRequest,
     ExecutionRefused,
+    ExecutorFailed,
 )
 from apinode.fault_switch import fault_switch
-from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeRefused
+from apinode.mlnode_client import MlNodeClient, MlNodeError
 from apinode.outbox import Outbox
 from apinode.store import Database, Payload
 from chain.errors import ChainError
 from chain.inference import artifact, payload, start_rules
 from chain.inference.artifact import ArtifactStep
+from chain.inference.delivery import Delivered, signed_delivery
 from inferchain_pb.inference.v1.inference_pb2 import (
     EXPIRED,
     Inference,
@@ -96,6 +106,43 @@ def relay_key(inference_id: str) -> str:
     return f"relay_start:{inference_id}"
 
 
+@dataclass
+class _Run:
+    """An inference being executed here, or waiting for its last delivery: the tokens passed
+    on so far and the longest delivery of them its transfer agent signed."""
+
+    request: ExecuteRequest
+    agent: Participant
+    top_k: int
+    steps: list[TokenStep] = field(default_factory=list)
+    complete: bool = False  # the ML node finished the output and Executed went out
+    over: bool = False  # no more tokens come: the finish waits for deliveries only
+    held: Delivery | None = None
+    held_kind: Delivered | None = None
+    signed: asyncio.Event = field(default_factory=asyncio.Event)  # set on a longer delivery
+
+    @property
+    def delivered(self) -> int:
+        return self.held.output_tokens if self.held else 0
+
+    @property
+    def settled(self) -> bool:
+        """The agent signed all of the output: the finish need not wait any longer."""
+        return self.delivered == len(self.steps) and (
+            not self.complete or self.held_kind is Delivered.WHOLE)
+
+    def hold(self, delivery: Delivery, kind: Delivered) -> None:
+        """Keeps the longest delivery (a whole one over a prefix of the same length)."""
+        if delivery.output_tokens > self.delivered or (
+                delivery.output_tokens == self.delivered and kind is Delivered.WHOLE):
+            self.held, self.held_kind = delivery, kind
+            self.signed.set()
+
+    def recorded(self) -> list[ArtifactStep]:
+        return [ArtifactStep(s.token_id, s.logprob, s.top_ids[:self.top_k],
+                             s.top_logprobs[:self.top_k]) for s in self.steps]
+
+
 class Executor:
     """Runs forwarded inferences for the participant at ``address``.
 
@@ -106,7 +153,10 @@ class Executor:
     def __init__(self, address: str, node_key: SigningKey, chain: ChainQueries,
                  mlnode: MlNodeClient, db: Database, outbox: Outbox,
                  audit: DrawAudit | None = None, fault: str = "",
-                 relay_delay_s: float = 1.0, *, chain_id: str) -> None:
+                 relay_delay_s: float = 1.0, delivery_interval_tokens: int = 16,
+                 delivery_wait_s: float = 30.0, *, chain_id: str) -> None:
+        if delivery_interval_tokens < 1:
+            raise ValueError("delivery_interval_tokens must be at least 1")
         self.fault = fault_switch("executor", fault, FAULTS, "this node refuses forwards")
         self.audit = audit or DrawAudit()
         self.address = address
@@ -117,7 +167,11 @@ class Executor:
         self.outbox = outbox
         self.chain_id = chain_id  # what the developer's request signature names
         self.relay_delay_s = relay_delay_s
+        self.delivery_interval_tokens = delivery_interval_tokens
+        self.delivery_wait_s = delivery_wait_s
         self._running: set[str] = set()  # inference ids being executed in this process
+        self._runs: dict[str, _Run] = {}  # executed here, not yet finished or given up
+        self._settling: set[asyncio.Task] = set()
 
     async def execute(self, request: ExecuteRequest) -> AsyncIterator[ExecutedStep | Executed]:
         """Each output token as an ``ExecutedStep``, then one ``Executed``.
@@ -134,20 +188,23 @@ class Executor:
             raise self._refuse(request, "executor fault 'refuse-all' is on", signed=True)
         if start.inference_id in self._running:
             raise self._refuse(request, "this inference is already being executed here")
+        if start.inference_id in self._runs:
+            raise self._refuse(request, "this inference was already executed here")
         self._running.add(start.inference_id)
         try:
-            model = await self._admit(request)
+            model, agent = await self._admit(request)
             log.info("executing %s for transfer agent %s: %d prompt tokens, max_tokens %d, "
                      "seed %d, attempt %d", start.inference_id, start.creator,
                      len(start.prompt_ids), start.max_tokens, start.seed, start.attempt)
-            async for item in self._run(request, model):
+            async for item in self._run(_Run(request, agent, model.top_k)):
                 yield item
         finally:
             self._running.discard(start.inference_id)
 
-    async def _admit(self, request: ExecuteRequest) -> Model:
-        """The model to run, once every check that the chain will make of us has passed; the
-        start's own rules are the chain's (chain/inference/start_rules.py)."""
+    async def _admit(self, request: ExecuteRequest) -> tuple[Model, Participant]:
+        """The model to run and the transfer agent's record, once every check that the chain
+        will make of us has passed; the start's own rules are the chain's
+        (chain/inference/start_rules.py)."""
         start = request.start
         if start.executor != self.address:
             raise self._refuse(request, f"the request names executor {start.executor}, "
@@ -172,7 +229,7 @@ class Executor:
         await self._check_draw(request)
         if await asyncio.to_thread(self._executed_here, start.inference_id):
             raise self._refuse(request, "this inference was already executed here")
-        return model
+        return model, agent
 
     async def _check_developer(self, request: ExecuteRequest, model: Model) -> None:
         """The developer authorised this request as the chain will check it: by a request
@@ -248,8 +305,11 @@ class Executor:
                                         f"{picked} for attempt {start.attempt}, not this node")
 
     def _executed_here(self, inference_id: str) -> bool:
+        """A stored output, or the finish of a prefix of one that stopped early."""
         with self.db.session() as session:
-            return session.get(Payload, inference_id) is not None
+            if session.get(Payload, inference_id) is not None:
+                return True
+        return self.outbox.get(finish_key(inference_id)) is not None
 
     @contextmanager
     def _chain_refusal(self, request: ExecuteRequest) -> Iterator[None]:
@@ -271,14 +331,14 @@ class Executor:
             start.inference_id, start.attempt, self.address)).signature if signed else b""
         return ExecutionRefused(reason, refusal)
 
-    async def _run(self, request: ExecuteRequest,
-                   model: Model) -> AsyncIterator[ExecutedStep | Executed]:
+    async def _run(self, run: _Run) -> AsyncIterator[ExecutedStep | Executed]:
         started = time.monotonic()
+        request, steps = run.request, run.steps
         inference_id, prompt_ids = request.start.inference_id, request.start.prompt_ids
         wanted = request.top_logprobs
-        steps: list[TokenStep] = []
         finish: Finished | None = None
-        stream = self.mlnode.generate(prompt_ids, request.sampling, max(model.top_k, wanted))
+        self._runs[inference_id] = run
+        stream = self.mlnode.generate(prompt_ids, request.sampling, max(run.top_k, wanted))
         try:
             async with aclosing(stream):
                 async for event in stream:
@@ -290,21 +350,20 @@ class Executor:
                                        event.top_ids[:wanted], event.top_logprobs[:wanted])
                     if len(steps) == 1:  # once the first token is on its way, not before
                         await asyncio.to_thread(self._relay, request.start)
+                    await self._await_delivery(run)
         except (GeneratorExit, asyncio.CancelledError):
-            log.warning("inference %s: the stream was closed after %d tokens; not finishing a "
-                        "partial output, it will expire on chain", inference_id, len(steps))
-            self._drop_relay(inference_id)
+            log.warning("inference %s: the stream was closed after %d tokens; finishing the "
+                        "longest output its transfer agent signed delivery of",
+                        inference_id, len(steps))
+            self._settle_later(run)
             raise
-        except MlNodeRefused as exc:
-            log.warning("inference %s: the ML node refused it: %s", inference_id, exc)
-            raise
-        except MlNodeError as exc:
-            log.warning("inference %s: the ML node failed after %d tokens, leaving it "
-                        "unfinished: %s", inference_id, len(steps), exc)
-            self._drop_relay(inference_id)
+        except (MlNodeError, ExecutorFailed) as exc:
+            log.warning("inference %s stopped after %d tokens: %s", inference_id, len(steps),
+                        exc)
+            self._settle_later(run)
             raise
         if finish is None or not steps:
-            self._drop_relay(inference_id)
+            self._settle_later(run)
             raise MlNodeError(f"the ML node ended inference {inference_id} after "
                               f"{len(steps)} tokens without a finished output")
         done = Executed(output_ids=tuple(s.token_id for s in steps),
@@ -312,13 +371,62 @@ class Executor:
                         prompt_tokens=len(prompt_ids), completion_tokens=len(steps))
         # Shielded: the output is complete, so the record is written even if our caller is
         # cancelled now (the thread would run on anyway; the shield makes that certain).
-        size = await asyncio.shield(asyncio.to_thread(self._record, request, done, steps,
-                                                      model.top_k))
+        size = await asyncio.shield(asyncio.to_thread(self._record, request, done,
+                                                      run.recorded(), run.top_k))
+        run.complete = True
+        self._settle_later(run)
         log.info("executed %s: %d tokens (%s) in %.1fs; artifact %d bytes (%.1f per token); "
                  "MsgFinishInference waits for the delivery", inference_id, done.completion_tokens,
                  done.finish_reason, time.monotonic() - started, size,
                  size / done.completion_tokens)
         yield done
+
+    async def _await_delivery(self, run: _Run) -> None:
+        """Returns once the next token would not put ``delivery_interval_tokens`` or more
+        passed-on tokens beyond the longest delivery held; ExecutorFailed after
+        ``delivery_wait_s`` without one."""
+        deadline = time.monotonic() + self.delivery_wait_s
+        while len(run.steps) - run.delivered >= self.delivery_interval_tokens:
+            run.signed.clear()
+            try:
+                await asyncio.wait_for(run.signed.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                raise ExecutorFailed(
+                    f"the transfer agent signed delivery of {run.delivered} of the "
+                    f"{len(run.steps)} tokens passed on and no more within "
+                    f"{self.delivery_wait_s:g}s; stopping") from None
+
+    def _settle_later(self, run: _Run) -> None:
+        """Settles the run in the background: a closing generator cannot wait for it."""
+        run.over = True
+        task = asyncio.get_running_loop().create_task(self._settle(run))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _settle(self, run: _Run) -> None:
+        """Queues the finish of the longest output the agent signed delivery of, once it
+        signed all of it or ``delivery_wait_s`` passed; with no signature, drops the relay
+        (the inference expires: a refund, and a miss against this node)."""
+        inference_id = run.request.start.inference_id
+        try:
+            deadline = time.monotonic() + self.delivery_wait_s
+            while run.steps and not run.settled and time.monotonic() < deadline:
+                run.signed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(run.signed.wait(), deadline - time.monotonic())
+            if run.held is None:
+                if run.steps:
+                    log.warning("inference %s: its transfer agent signed delivery of none of "
+                                "its %d tokens; not finishing it", inference_id, len(run.steps))
+                self._drop_relay(inference_id)
+                return
+            await self._queue_finish(run.request, run.recorded(), run.top_k, run.held)
+            if not run.settled:
+                log.warning("inference %s: its transfer agent signed delivery of %d of the %d "
+                            "tokens passed on; finishing those", inference_id, run.delivered,
+                            len(run.steps))
+        finally:
+            self._runs.pop(inference_id, None)
 
     def _relay(self, start: MsgStartInference) -> None:
         """Queues the agent's signed start for this node to send, unless this node is the
@@ -335,12 +443,11 @@ class Executor:
         if self.outbox.discard_pending(relay_key(inference_id)):
             log.info("inference %s: its start relay was dropped", inference_id)
 
-    def _record(self, request: ExecuteRequest, done: Executed, steps: list[TokenStep],
+    def _record(self, request: ExecuteRequest, done: Executed, recorded: list[ArtifactStep],
                 k: int) -> int:
         """The payload row; returns the artifact's size."""
         start = request.start
-        encoded = artifact.encode([ArtifactStep(s.token_id, s.logprob, s.top_ids[:k],
-                                                s.top_logprobs[:k]) for s in steps], k)
+        encoded = artifact.encode(recorded, k)
         with self.db.session() as session:
             # The executor never sees the developer's messages, only the forwarded request:
             # kept whole, it holds the sampling a validator replays and the TA's signature.
@@ -351,30 +458,52 @@ class Executor:
         return len(encoded)
 
     async def deliver(self, delivery: Delivery) -> None:
-        """Queues the finish of an output executed here once its transfer agent signed that it
-        streamed exactly that output; ExecutionRefused when the inference was not executed
-        here or the signature is not the agent's over the stored output, so nobody else can
-        make this node queue a finish the chain would refuse."""
+        """Holds a transfer agent's signature that a prefix (or all) of an output executed here
+        reached the developer; once the run is over, queues the finish of what it signs.
+        ExecutionRefused when the inference was not executed here or the signature is not the
+        agent's over output executed here (a whole delivery only over the complete output), so
+        nobody else can make this node queue a finish the chain or a validator would refuse."""
+        run = self._runs.get(delivery.inference_id)
+        if run is not None:
+            run.hold(delivery, self._checked(delivery, run.agent,
+                                             [s.token_id for s in run.steps], run.complete))
+            if run.over and run.settled and run.held is delivery:
+                await self._queue_finish(run.request, run.recorded(), run.top_k, delivery)
+            return
         row = await asyncio.to_thread(self._payload, delivery.inference_id)
         if row is None or row.artifact is None:
             raise ExecutionRefused(f"inference {delivery.inference_id} was not executed here")
         request = ExecuteRequest.from_json(row.prompt)
         agent = await self.chain.participant(request.start.creator)
-        output_hash = payload.ids_hash(row.output_token_ids)
-        try:
-            if agent is None:
-                raise ValueError("the transfer agent is not registered")
-            VerifyKey(agent.node_pubkey).verify(payload.delivery_payload(
-                delivery.inference_id, output_hash, agent.address), delivery.signature)
-        except (BadSignatureError, ValueError) as exc:
+        self._checked(delivery, agent, row.output_token_ids, True)
+        k, recorded = artifact.decode(row.artifact)
+        await self._queue_finish(request, recorded, k, delivery)
+
+    @staticmethod
+    def _checked(delivery: Delivery, agent: Participant | None, output_ids: list[int],
+                 complete: bool) -> Delivered:
+        """The kind of delivery the agent signed over the first ``output_tokens`` ids."""
+        tokens, kind = delivery.output_tokens, None
+        if agent is not None and tokens <= len(output_ids):
+            kind = signed_delivery(agent, delivery.inference_id,
+                                   payload.ids_hash(output_ids[:tokens]), delivery.signature)
+        if kind is None or (kind is Delivered.WHOLE
+                            and not (complete and tokens == len(output_ids))):
             raise ExecutionRefused(f"the delivery of {delivery.inference_id} is not its transfer "
-                                   f"agent's signature over the output executed here") from exc
-        finish = self._finish_message(request, row.output_token_ids, row.artifact)
+                                   f"agent's signature over the output executed here")
+        return kind
+
+    async def _queue_finish(self, request: ExecuteRequest, recorded: list[ArtifactStep], k: int,
+                            delivery: Delivery) -> None:
+        """Queues the finish of the delivered prefix of ``recorded``, once per inference."""
+        delivered = recorded[:delivery.output_tokens]
+        finish = self._finish_message(request, [s.token_id for s in delivered],
+                                      artifact.encode(delivered, k))
         finish.delivery_signature = delivery.signature
         if await asyncio.to_thread(self.outbox.enqueue, finish_key(delivery.inference_id),
                                    finish):
-            log.info("inference %s delivered to the developer: MsgFinishInference queued",
-                     delivery.inference_id)
+            log.info("inference %s: %d output tokens delivered to the developer: "
+                     "MsgFinishInference queued", delivery.inference_id, len(delivered))
 
     def _payload(self, inference_id: str) -> Payload | None:
         with self.db.session() as session:

@@ -285,6 +285,6 @@ class HttpApi:
         try:
             async for item in stream:
                 await response.write(encode(item))
-        except MlNodeError as exc:
+        except (MlNodeError, ExecutorFailed) as exc:
             await response.write(encode(str(exc)))
         return response

@@ -92,11 +92,14 @@ async def run(config: ApiNodeConfig) -> None:
         audit = DrawAudit()
         executor = Executor(sender.address, config.node_key(), chain, mlnode, db, outbox,
                             audit, fault=config.executor_fault,
-                            relay_delay_s=config.start_relay_delay_s, chain_id=config.chain_id)
+                            relay_delay_s=config.start_relay_delay_s,
+                            delivery_interval_tokens=config.delivery_interval_tokens,
+                            delivery_wait_s=config.delivery_wait_s, chain_id=config.chain_id)
         agent = TransferAgent(sender.address, config.node_key(), chain, mlnode, executor,
                               outbox, session,
                               first_token_timeout_s=config.first_token_timeout_s,
-                              fault=config.transfer_agent_fault)
+                              fault=config.transfer_agent_fault,
+                              delivery_interval_tokens=config.delivery_interval_tokens)
 
         async def model_ids() -> list[str]:
             return [m.id for m in await chain.served_models()]

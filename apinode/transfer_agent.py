@@ -18,10 +18,13 @@ most an equal share of the blocks left until then and a slower one (a stalled ML
 given up on for the next pick; when none answers in time the request fails (503). Nothing
 reaches the developer before a first token that came in time.
 
-When the executor's stream ends with exactly the output ids this agent passed on to the
-developer, the agent signs their hash (the delivery payload) and gives the signature to the
-executor, whose MsgFinishInference must carry it: the chain charges the developer for no
-output this agent did not deliver whole (docs/design.md §3.5).
+Every ``delivery_interval_tokens`` tokens it passes on to the developer, the agent signs the
+hash of the output so far (the prefix delivery payload), and when the stream ends with exactly
+the output ids it passed on, their hash (the delivery payload); each signature goes to the
+executor in the background, never holding up the stream. The executor's MsgFinishInference
+must carry one: the chain charges the developer for no output this agent did not deliver, and
+the executor, which runs at most that many tokens ahead of the signatures it holds, is paid
+for the longest prefix signed (docs/design.md §3.5).
 """
 
 import asyncio
@@ -73,7 +76,9 @@ DRAW_BLOCK_WAIT_S = 30.0
 HEIGHT_POLL_S = 0.25
 # Misbehaviours a protocol test can switch on (ApiNodeConfig.transfer_agent_fault); "" is
 # honest. "withhold-start" never sends the chain a start: the executor relays it to be paid.
-FAULTS = frozenset({"", "withhold-start"})
+# "withhold-delivery" signs delivery of the first delivery_interval_tokens tokens only, takes
+# the rest of the output and never signs it: the executor stops and is paid for that prefix.
+FAULTS = frozenset({"", "withhold-start", "withhold-delivery"})
 
 
 def start_key(inference_id: str) -> str:
@@ -104,9 +109,12 @@ class TransferAgent:
     def __init__(self, address: str, node_key: SigningKey, chain: ChainQueries,
                  mlnode: MlNodeClient, executor: Executor, outbox: Outbox,
                  session: aiohttp.ClientSession, max_attempts: int = 3,
-                 first_token_timeout_s: float = 120.0, fault: str = "") -> None:
+                 first_token_timeout_s: float = 120.0, fault: str = "",
+                 delivery_interval_tokens: int = 16) -> None:
         self.fault = fault_switch("transfer agent", fault, FAULTS,
-                                  "this agent takes outputs without starting them on chain")
+                                  "this agent takes outputs without starting them on chain"
+                                  if fault == "withhold-start" else
+                                  "this agent takes outputs without signing their delivery")
         self.address = address
         self._key = node_key
         self._chain = chain
@@ -118,6 +126,8 @@ class TransferAgent:
         self._first_token_timeout = first_token_timeout_s
         self._height, self._height_at = 0, -HEIGHT_POLL_S
         self._spending = Spending(outbox)
+        self._delivery_interval = delivery_interval_tokens
+        self._deliveries: set[asyncio.Task] = set()  # signatures on their way to executors
 
     async def prepare(self, request: CompletionRequest, signed: SignedRequest) -> Prepared:
         """Model, prompt ids, context and balance checks: the developer's errors, early."""
@@ -233,29 +243,55 @@ class TransferAgent:
 
     async def _delivering(self, start: MsgStartInference, url: str,
                           stream: AsyncGenerator[Event]) -> AsyncGenerator[Event]:
-        """``stream`` as it is passed on; before its closing ``Executed``, the delivery goes
-        to the executor (a consumer may stop reading at ``Executed``)."""
+        """``stream`` as it is passed on. Once every ``delivery_interval_tokens`` tokens the
+        consumer took, and when the stream ends however it ends, a delivery of the output so
+        far goes to the executor: of all of it (before ``Executed``, as a consumer may stop
+        reading there) when the end names exactly the ids passed on. An end that claims other
+        output than the streamed one gets only the prefix signed."""
         passed: list[int] = []
-        async with contextlib.aclosing(stream):
-            async for item in stream:
-                if isinstance(item, Executed):
-                    await self._deliver(start, url, passed, item)
-                else:
+        signed = 0
+        try:
+            async with contextlib.aclosing(stream):
+                async for item in stream:
+                    if isinstance(item, Executed):
+                        if list(item.output_ids) == passed:
+                            self._send_delivery(start, url, passed, whole=True)
+                            signed = len(passed)
+                        else:
+                            log.warning("inference %s: executor %s ended with %d output ids but "
+                                        "streamed %d; its output is signed only as a prefix",
+                                        start.inference_id, start.executor,
+                                        len(item.output_ids), len(passed))
+                        yield item
+                        continue
                     passed.append(item.token_id)
-                yield item
+                    yield item
+                    if len(passed) % self._delivery_interval == 0:
+                        self._send_delivery(start, url, passed, whole=False)
+                        signed = len(passed)
+        finally:
+            if len(passed) > signed:
+                self._send_delivery(start, url, passed, whole=False)
 
-    async def _deliver(self, start: MsgStartInference, url: str, passed: list[int],
-                       done: Executed) -> None:
-        """Signs that ``passed`` reached the developer and hands it to the executor; an end
-        that claims other output than the streamed one gets no signature. Failures are
-        logged: the developer's answer is complete either way."""
-        if list(done.output_ids) != passed:
-            log.warning("inference %s: executor %s ended with %d output ids but streamed %d; "
-                        "no delivery signed, so the chain will not charge it",
-                        start.inference_id, start.executor, len(done.output_ids), len(passed))
+    def _send_delivery(self, start: MsgStartInference, url: str, passed: list[int], *,
+                       whole: bool) -> None:
+        """Signs that ``passed`` reached the developer (all of the output when ``whole``, a
+        prefix of it otherwise) and sends it to the executor in the background."""
+        if self.fault == "withhold-delivery" and (whole or
+                                                  len(passed) > self._delivery_interval):
+            log.warning("inference %s: transfer agent fault 'withhold-delivery': delivery of "
+                        "%d tokens not signed", start.inference_id, len(passed))
             return
-        delivery = Delivery(start.inference_id, self._key.sign(payload.delivery_payload(
-            start.inference_id, payload.ids_hash(passed), self.address)).signature)
+        signed = (payload.delivery_payload if whole else payload.prefix_delivery_payload)(
+            start.inference_id, payload.ids_hash(passed), self.address)
+        delivery = Delivery(start.inference_id, len(passed), self._key.sign(signed).signature)
+        task = asyncio.get_running_loop().create_task(self._deliver(start, url, delivery))
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver(self, start: MsgStartInference, url: str, delivery: Delivery) -> None:
+        """Hands a delivery to the executor. Failures are logged: the developer's answer goes
+        on either way."""
         try:
             if start.executor == self.address:
                 await self._executor.deliver(delivery)
@@ -265,8 +301,8 @@ class TransferAgent:
                 if reply.status != 200:
                     raise ExecutionRefused(f"HTTP {reply.status}: {(await reply.text())[:300]}")
         except (ExecutionRefused, aiohttp.ClientError, ChainQueryError) as exc:
-            log.warning("inference %s: executor %s did not take the delivery: %s",
-                        start.inference_id, start.executor, exc)
+            log.warning("inference %s: executor %s did not take the delivery of %d tokens: %s",
+                        start.inference_id, start.executor, delivery.output_tokens, exc)
 
     async def _first_token(self, stream: AsyncIterator[Event], last_height: int) -> Event:
         """The stream's first event; TimeoutError after ``first_token_timeout_s``, and

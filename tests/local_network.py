@@ -395,15 +395,16 @@ class LocalNetwork:
 
     # The API nodes' side.
 
-    def executor_of(self, inference_id: str) -> tuple[ApiNode, Entry]:
+    def executor_of(self, inference_id: str, timeout: float = 10) -> tuple[ApiNode, Entry]:
         """The node that ran an inference, found by the finish its outbox owes the chain
-        (an executor records it before it sends the last line of the answer)."""
+        (an executor queues it once the transfer agent's delivery signature, sent beside the
+        answer's last line, reaches it)."""
         key = f"finish_inference:{inference_id}"
-        for node in self.nodes:
-            entry = node.outbox.get(key)
-            if entry is not None:
-                return node, entry
-        raise AssertionError(f"no API node recorded a finish for {inference_id}")
+
+        def owing() -> tuple[ApiNode, Entry] | None:
+            return next(((node, entry) for node in self.nodes
+                         if (entry := node.outbox.get(key)) is not None), None)
+        return poll(owing, f"no API node recorded a finish for {inference_id}", timeout, 0.05)
 
 
 def kill_while_owing(node: ApiNode, key: str, timeout: float = 30) -> bool:

@@ -189,9 +189,11 @@ async def drawn(net: Net, chain: ChainQueries,
     raise AssertionError(f"every agent draws itself for {label}")
 
 
-def delivery(inference_id: str, ids: list[int], agent: Actor) -> Delivery:
-    """``agent``'s signature that it streamed ``ids`` to the developer."""
-    return Delivery(inference_id, agent.node_key.sign(payload.delivery_payload(
+def delivery(inference_id: str, ids: list[int], agent: Actor, whole: bool = True) -> Delivery:
+    """``agent``'s signature that it streamed ``ids`` to the developer: the whole output, or
+    the prefix of it streamed so far."""
+    signed = payload.delivery_payload if whole else payload.prefix_delivery_payload
+    return Delivery(inference_id, len(ids), agent.node_key.sign(signed(
         inference_id, payload.ids_hash(ids), agent.address)).signature)
 
 
@@ -255,11 +257,18 @@ def test_drawn_executor_streams_and_its_finish_is_charged_on_chain(net: Net, ml_
             assert all(len(s.top_ids) == len(s.top_logprobs) == TOP_K + 3 for s in steps)
 
             # The finish waits for the transfer agent's delivery of exactly this output: one
-            # for more output than was streamed (or from anyone else) is refused.
+            # for more output than was streamed, for ids it did not produce, from anyone
+            # else, or one claiming a prefix is the whole output, is refused.
             assert executor.outbox.get(f"finish_inference:{inference_id}") is None
-            for ids_signed, signer in [([*ids, ids[-1]], agent), (ids, me)]:
+            for ids_signed, signer, whole in [
+                    ([*ids, ids[-1]], agent, True), (ids, me, True),
+                    ([*ids, ids[-1]], agent, False), ([ids[0] + 1], agent, False),
+                    (ids[:1], me, False), (ids[:-1], agent, True)]:
                 with pytest.raises(ExecutionRefused, match="not its transfer agent's"):
-                    await executor.deliver(delivery(inference_id, ids_signed, signer))
+                    await executor.deliver(delivery(inference_id, ids_signed, signer, whole))
+            assert executor.outbox.get(f"finish_inference:{inference_id}") is None
+            # A prefix is held, but the complete output's finish waits for the whole one.
+            await executor.deliver(delivery(inference_id, ids[:1], agent, whole=False))
             assert executor.outbox.get(f"finish_inference:{inference_id}") is None
             await executor.deliver(delivery(inference_id, ids, agent))
             entry = executor.outbox.get(f"finish_inference:{inference_id}")

@@ -15,6 +15,7 @@ from inference_actors import PRICE, finish_msg, validation_msg
 from test_validation_module import commit_all, finished, make_net, task, to_epoch, vote_among
 
 from apinode.validation.figures import Figures, ended_properly, measure
+from chain.inference import payload
 from chain.inference.artifact import ArtifactStep
 from chain.validation.params import ValidationParams
 from chain.validation.verdict import allowed_violations
@@ -150,5 +151,35 @@ def test_a_start_does_not_settle_a_waiting_finish_for_undelivered_output():
     done = net.inference("first")
     assert (done.status, done.cost) == (FINISHED, (len(start.prompt_ids) + 2) * PRICE)
     assert net.account(executor).work_balance == work_before + done.cost
+    assert net.account(net.developer).escrow == 0
+    net.assert_conserved()
+
+
+def test_a_finish_with_the_prefix_its_transfer_agent_signed_settles_those_tokens_only():
+    """A transfer agent that stopped signing leaves the executor the prefix it signed: that
+    settles, charged for its tokens; a prefix signature over other ids, or by another key,
+    is refused and changes nothing."""
+    net = make_net()
+    agent, executor, start = net.start("prefix", max_tokens=8)
+    assert net.one(agent.tx(start)).code == 0
+    escrow = net.account(net.developer).escrow
+
+    def prefix_signature(key, ids: list[int]) -> bytes:
+        return key.sign(payload.prefix_delivery_payload(
+            "prefix", payload.ids_hash(ids), agent.address)).signature
+
+    for forged in (prefix_signature(agent.node_key, [7, 9]),
+                   prefix_signature(executor.node_key, [7, 8])):
+        finish = finish_msg(executor, start, [7, 8])
+        finish.delivery_signature = forged
+        refused = net.one(executor.tx(finish))
+        assert (refused.codespace, refused.code) == ("inference", 9), refused.log
+        assert net.inference("prefix").status == STARTED
+        assert net.account(net.developer).escrow == escrow
+    finish = finish_msg(executor, start, [7, 8])
+    finish.delivery_signature = prefix_signature(agent.node_key, [7, 8])
+    assert net.one(executor.tx(finish)).code == 0
+    done = net.inference("prefix")
+    assert (done.status, done.cost) == (FINISHED, (len(start.prompt_ids) + 2) * PRICE)
     assert net.account(net.developer).escrow == 0
     net.assert_conserved()

@@ -22,11 +22,12 @@ from apinode.validation.seeds import SeedStore
 from apinode.validation.worker import EpochDuty, ValidatorWorker
 from chain.inference import artifact, payload
 from chain.inference.artifact import ArtifactStep
+from chain.inference.delivery import Delivered
 from chain.scales import PPM
 from chain.validation.query import MAX_HEIGHTS, MAX_TASKS
 from chain.validation.sampling import must_check
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch
-from inferchain_pb.inference.v1.inference_pb2 import Inference, Model
+from inferchain_pb.inference.v1.inference_pb2 import Inference, Model, Participant
 from inferchain_pb.inference.v1.validation_pb2 import (
     EpochMember,
     EpochMembers,
@@ -41,7 +42,8 @@ from inferchain_pb.inference.v1.validation_pb2 import (
 from mlnode.rule_check import RuleCheck
 from mlnode.types import EngineInfo, ScoredPosition, TokenStep
 
-ME, EXECUTOR, OTHER = "infer1me", "infer1executor", "infer1other"
+ME, EXECUTOR, OTHER, AGENT = "infer1me", "infer1executor", "infer1other", "infer1agent"
+AGENT_KEY = SigningKey(bytes(range(1, 33)))
 MODEL = "test/model"
 EOS = 2
 LENGTH = 10  # blocks per epoch: epoch e is heights [1 + 10e, 10(e + 1)]
@@ -112,16 +114,27 @@ class FakeChain:
     async def model(self, model_id: str) -> Model | None:
         return Model(id=model_id, validation_threshold="0.05", top_k=2)
 
+    async def participant(self, address: str) -> Participant | None:
+        if address != AGENT:
+            return None
+        return Participant(address=AGENT, node_pubkey=bytes(AGENT_KEY.verify_key))
+
     def add(self, inference_id: str, finish_height: int, *, executor: str = EXECUTOR,
-            p_ppm: int = PPM, output_ids: tuple[int, ...] = (11, 12, EOS)) -> ValidationTask:
-        """A finished inference, honest, and its open validation task."""
+            p_ppm: int = PPM, output_ids: tuple[int, ...] = (11, 12, EOS),
+            delivered: Delivered = Delivered.WHOLE) -> ValidationTask:
+        """A finished inference, honest, and its open validation task; ``delivered``: what
+        its transfer agent signed of the output."""
         steps = [ArtifactStep(t, -0.125, (t, 7 if t != 7 else 8), (-0.125, -2.5))
                  for t in output_ids]
+        signed = (payload.delivery_payload if delivered is Delivered.WHOLE
+                  else payload.prefix_delivery_payload)(
+            inference_id, payload.ids_hash(output_ids), AGENT)
         self.inferences[inference_id] = Inference(
             id=inference_id, model_id=MODEL, executor=executor, prompt_ids=[1, 5, 9],
             output_ids=output_ids, artifact=artifact.encode(steps, 2),
             output_hash=payload.ids_hash(output_ids), max_tokens=8, seed=42,
-            temperature=0.5, top_p=1.0)
+            temperature=0.5, top_p=1.0, transfer_agent=AGENT,
+            delivery_signature=AGENT_KEY.sign(signed).signature)
         task = ValidationTask(
             inference_id=inference_id, model_id=MODEL, executor=executor,
             epoch=(finish_height - 1) // LENGTH, p_ppm=p_ppm, finish_height=finish_height,
@@ -342,6 +355,26 @@ def test_step_checks_assigned_tasks_and_queues_signed_figures(open_db) -> None:
     asyncio.run(worker.step())
     shifted = validations(Outbox(db), chain)["validation:shifted"]
     assert (shifted.ids_match, shifted.distance_micro) == (True, 500_000)
+
+
+def test_an_output_its_transfer_agent_signed_as_a_prefix_may_end_early(open_db) -> None:
+    """An output cut short because its transfer agent stopped signing is honest; the same
+    output signed as whole ends before EOS, a stop sequence or max_tokens, and fails."""
+    chain = FakeChain(height=15)
+    db = open_db()
+    worker = committed_in_epoch_zero(db, chain, FakeMlNode(chain))
+    chain.add("prefix", finish_height=16, output_ids=(11, 12, 13), delivered=Delivered.PREFIX)
+    chain.add("cut", finish_height=16, output_ids=(21, 22, 23))
+    chain.add("past-eos", finish_height=16, output_ids=(31, EOS, 33),
+              delivered=Delivered.PREFIX)
+    chain.height = 17
+    asyncio.run(worker.step())
+    queued = validations(Outbox(db), chain)
+    assert (queued["validation:prefix"].ids_match, queued["validation:prefix"].positions) == (
+        True, 3)
+    assert not queued["validation:cut"].ids_match
+    # A prefix still may not go on past its EOS.
+    assert not queued["validation:past-eos"].ids_match
 
 
 def test_a_restarted_worker_rescans_the_window_without_checking_twice(open_db) -> None:

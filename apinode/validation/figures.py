@@ -4,7 +4,9 @@ One module, used by the validator worker, the calibration benchmark and the test
 figures the chain judges are computed one way only:
 
 - ``ids_match``: the artifact's token ids are the output ids, the output is no longer than
-  ``max_tokens``, an output that ends early ends with an EOS token or on a stop sequence, and
+  ``max_tokens``, an output that ends early ends with an EOS token or on a stop sequence
+  (unless its transfer agent signed it as a prefix: it stopped signing there, and the
+  executor stopped within a few tokens of it, as it must, docs/design.md §3.5), and
   it ends at its first end: no EOS token and no complete stop sequence before its last token,
   and no position before the last whose token breaks the seeded rule where the rule picks EOS
   (the Score's EOS facts) while the output goes on. A mismatch is a failure, never an
@@ -41,17 +43,18 @@ class Figures:
 
 
 def ended_properly(output_ids: Sequence[int], max_tokens: int, eos_ids: Collection[int],
-                   pieces: Sequence[str], stop: Sequence[str]) -> bool:
+                   pieces: Sequence[str], stop: Sequence[str], prefix: bool = False) -> bool:
     """An output stops at max_tokens, on EOS, or once its text holds a stop sequence, and
-    not later: no EOS and no whole stop sequence before its last token. ``pieces`` are the
-    output ids' texts, one per id (a stop sequence split inside a multi-byte character is
-    not seen, which can only let an output pass)."""
+    not later: no EOS and no whole stop sequence before its last token. A ``prefix`` (the
+    output its transfer agent signed as delivered so far) may stop anywhere before that.
+    ``pieces`` are the output ids' texts, one per id (a stop sequence split inside a
+    multi-byte character is not seen, which can only let an output pass)."""
     if not output_ids or len(output_ids) > max_tokens:
         return False
     before_last = "".join(pieces[:-1])
     if any(t in eos_ids for t in output_ids[:-1]) or any(s and s in before_last for s in stop):
         return False
-    if len(output_ids) == max_tokens or output_ids[-1] in eos_ids:
+    if prefix or len(output_ids) == max_tokens or output_ids[-1] in eos_ids:
         return True
     text = "".join(pieces)
     return any(s and s in text for s in stop)

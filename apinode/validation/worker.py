@@ -47,6 +47,7 @@ from apinode.outbox import Outbox
 from apinode.validation.figures import Figures, ended_properly, measure
 from apinode.validation.seeds import SeedStore
 from chain.inference import artifact, payload
+from chain.inference.delivery import Delivered, signed_delivery
 from chain.scales import PPM
 from chain.validation.sampling import must_check, seed_hash
 from chain.validation.verdict import allowed_violations
@@ -446,8 +447,12 @@ class ValidatorWorker:
         except MlNodeRefused as exc:
             log.warning("validator: the ML node refuses to score %s: %s", inference.id, exc)
             return mismatch
+        agent = await self.chain.participant(inference.transfer_agent)
+        prefix = agent is not None and signed_delivery(
+            agent, inference.id, inference.output_hash,
+            inference.delivery_signature) is Delivered.PREFIX
         ended = ended_properly(output_ids, inference.max_tokens, {info.eos_token_id}, pieces,
-                               sampling.stop)
+                               sampling.stop, prefix)
         return measure(recorded, output_ids, scored, greedy=sampling.greedy, ended=ended,
                        tolerance=params.tolerance(sampling.greedy))
 

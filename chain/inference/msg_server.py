@@ -22,6 +22,7 @@ from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
 from chain.context import Context
 from chain.inference import artifact, payload, start_rules
+from chain.inference.delivery import signed_delivery
 from chain.inference.draw import NoEligibleExecutor
 from chain.inference.errors import (
     BadSignature,
@@ -78,14 +79,10 @@ def _verify_ed25519(pubkey: bytes, message: bytes, signature: bytes, who: str) -
 
 def _delivery_signed(agent: Participant, inference_id: str, output_hash: bytes,
                     signature: bytes) -> bool:
-    """Whether the transfer agent signed that it streamed exactly this output to the
-    developer: without it an executor cannot be paid for tokens the developer never got."""
-    try:
-        VerifyKey(agent.node_pubkey).verify(
-            payload.delivery_payload(inference_id, output_hash, agent.address), signature)
-    except (BadSignatureError, ValueError, TypeError):
-        return False
-    return True
+    """Whether the transfer agent signed that this output, whole or as the prefix it had
+    streamed so far, reached the developer: without it an executor cannot be paid for tokens
+    the developer never got."""
+    return signed_delivery(agent, inference_id, output_hash, signature) is not None
 
 
 def _check_delivery(agent: Participant, inference_id: str, output_hash: bytes,

@@ -31,6 +31,7 @@ class RequestPurpose(enum.StrEnum):
 DELIVERY_TAG = b"inferchain/delivery/v1"
 REQUEST_ID_TAG = b"inferchain/request-id/v1"
 REFUSAL_TAG = b"inferchain/refusal/v1"
+PREFIX_DELIVERY_TAG = b"inferchain/delivery-prefix/v1"
 
 
 def _field(value: bytes | str | int | float) -> bytes:
@@ -115,6 +116,14 @@ def delivery_payload(inference_id: str, output_hash: bytes, transfer_agent: str)
     """What a transfer agent signs once the executor's stream ended: the output it passed on
     to the developer, whole (docs/design.md §3.5). The chain charges no other output."""
     return canonical(DELIVERY_TAG, inference_id, output_hash, transfer_agent)
+
+
+def prefix_delivery_payload(inference_id: str, output_hash: bytes, transfer_agent: str) -> bytes:
+    """What a transfer agent signs every few tokens while it streams: the output so far
+    reached the developer (docs/design.md §3.5). A finish may carry it, so an executor is paid
+    for the longest prefix delivered even when the agent withholds the rest; its own tag tells
+    validators that this output may stop short of its end without the executor's fault."""
+    return canonical(PREFIX_DELIVERY_TAG, inference_id, output_hash, transfer_agent)
 
 
 def validation_payload(inference_id: str, output_hash: bytes, distance_micro: int,
