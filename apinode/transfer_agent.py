@@ -209,6 +209,8 @@ class TransferAgent:
                 return await self._chain.draw(inference_id, model_id,
                                               request_timestamp=timestamp)
             except ChainQueryError as exc:
+                if exc.code == grpc.StatusCode.FAILED_PRECONDITION:  # nobody has weight for it
+                    raise errors.no_executor(model_id) from exc
                 if exc.code != grpc.StatusCode.NOT_FOUND or time.monotonic() > give_up:
                     raise
             await asyncio.sleep(HEIGHT_POLL_S)

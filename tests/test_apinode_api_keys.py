@@ -16,6 +16,7 @@ import pytest
 from chain_nodes import ROOT, ChainNode, funded_keys
 from conftest import free_port, wait_healthy
 from inference_actors import PRICE, genesis_models
+from nacl.signing import SigningKey
 
 from apinode.config import write_home
 from apinode.openai_signing import SignedRequests
@@ -40,11 +41,23 @@ def participant(tmp_path_factory):
     root = tmp_path_factory.mktemp("apikeys")
     developer, operator = funded_keys(2)
     grpc_port, ml_port, http_port = free_port(), free_port(), free_port()
+    home = root / "participant"
+    url = f"http://127.0.0.1:{http_port}"
+    write_home(home, {"chain_id": CHAIN_ID, "listen": f"127.0.0.1:{http_port}",
+                      "public_url": url, "chain_grpc": f"127.0.0.1:{grpc_port}",
+                      "mlnode": f"127.0.0.1:{ml_port}"}, operator.private_key_hex)
+    node_key = SigningKey(bytes.fromhex((home / "node.key").read_text().strip()))
+    model = genesis_models()[0]
     template = parse_template({
         "chain_id": CHAIN_ID, "validators": [{"name": "val0", "power": 10}],
         "accounts": [{"address": k.address, "coins": "1000000000000ninfer"}
                      for k in (developer, operator)],
         "models": genesis_models(),
+        # In genesis: a participant registering later has no weight until its proof of compute.
+        "participants": [{"address": operator.address, "url": url,
+                          "node_pubkey": bytes(node_key.verify_key).hex(),
+                          "models": [{"model_id": model["id"],
+                                      "weights_sha256": model["weights_sha256"]}]}],
         "params": {"inference": {"expiration_blocks": 2000, "max_draw_age_blocks": 200}}})
     info = layout_solo(template, root / "chain", grpc_port=grpc_port, block_interval_ms=300)
     chain = ChainNode(info.home, grpc_port).start()
@@ -55,11 +68,6 @@ def participant(tmp_path_factory):
     try:
         with grpc.insecure_channel(f"127.0.0.1:{ml_port}") as channel:
             wait_healthy(ml_grpc.MLNodeStub(channel), ml, root / "mlnode.log")
-        home = root / "participant"
-        url = f"http://127.0.0.1:{http_port}"
-        write_home(home, {"chain_id": CHAIN_ID, "listen": f"127.0.0.1:{http_port}",
-                          "public_url": url, "chain_grpc": f"127.0.0.1:{grpc_port}",
-                          "mlnode": f"127.0.0.1:{ml_port}"}, operator.private_key_hex)
         api = spawn(["-m", "apinode", "serve", "--home", str(home)], root / "apinode.log")
         processes.append(api)
         deadline = time.monotonic() + 300

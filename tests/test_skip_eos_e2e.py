@@ -19,6 +19,9 @@ from inferchain_pb.inference.v1.inference_pb2 import INVALIDATED, VALIDATED
 from inferchain_pb.inference.v1.validation_pb2 import FAILED
 
 MAX_TOKENS = 40
+# Low enough that where an honest answer ends, EOS holds most of the sampled mass: a skip is
+# caught only where EOS's interval is wider than the rule's tolerance (docs/verification.md).
+TEMPERATURE = 0.3
 # Questions an honest answer ends well before MAX_TOKENS.
 QUESTIONS = ["What is the capital of France? Answer in one word.",
              "What is 2 + 2? Answer with a number.",
@@ -37,7 +40,7 @@ def mlnodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int
 def ask(net: LocalNetwork, n: int) -> str:
     reply = net.client(net.nodes[1]).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": QUESTIONS[n % len(QUESTIONS)]}],
-        max_tokens=MAX_TOKENS, temperature=0.7, seed=2000 + n)
+        max_tokens=MAX_TOKENS, temperature=TEMPERATURE, seed=2000 + n)
     return reply.model_extra["inference_id"]
 
 
