@@ -34,6 +34,12 @@ ALREADY_DONE = frozenset((error.codespace, error.code) for error in (
     # it is this very batch); a PoC verdict already on record.
     epochs_errors.DuplicateNonce, epochs_errors.DuplicateVerdict))
 
+# Refusals that can never turn into acceptance and leave nothing owed: a report or claim the
+# chain no longer takes (its window closed, a vote opened that did not draw this node).
+# Retrying them would only keep the node owing the chain for ever.
+MOOT = frozenset((error.codespace, error.code) for error in (
+    validation_errors.WindowClosed, validation_errors.NotAllowed))
+
 
 # Told of each entry the chain refuses: (entry, codespace, code, the chain's log).
 Refused = Callable[[Entry, str, int, str], None]
@@ -63,7 +69,7 @@ def outbox_submit(sender: TxSender, on_refused: Refused | None = None) -> Submit
         try:
             return SubmitResult(await sender.send(list(messages.values())), rejected)
         except SimulationFailed as exc:
-            if len(messages) == 1 and (exc.codespace, exc.code) in ALREADY_DONE:
+            if len(messages) == 1 and _settled_by(exc):
                 return SubmitResult(None, rejected, frozenset(messages))
             if len(messages) == 1:
                 refuse(next(iter(messages)), exc)
@@ -75,7 +81,7 @@ def outbox_submit(sender: TxSender, on_refused: Refused | None = None) -> Submit
             try:
                 await sender.simulate([message])
             except SimulationFailed as exc:
-                if (exc.codespace, exc.code) in ALREADY_DONE:
+                if _settled_by(exc):
                     done.add(entry_id)
                 else:
                     refuse(entry_id, exc)
@@ -87,6 +93,15 @@ def outbox_submit(sender: TxSender, on_refused: Refused | None = None) -> Submit
                             frozenset(done))
 
     return submit
+
+
+def _settled_by(refusal: SimulationFailed) -> bool:
+    """Whether the refusal leaves nothing owed: done before, or moot now."""
+    key = (refusal.codespace, refusal.code)
+    if key in MOOT:
+        log.warning("outbox: the chain no longer takes this message (%s); dropped",
+                    refusal.log)
+    return key in ALREADY_DONE or key in MOOT
 
 
 def outbox_confirm(sender: TxSender) -> Confirm:
