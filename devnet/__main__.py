@@ -124,6 +124,16 @@ def start_network(devnet: Devnet, supervisor: Supervisor) -> list[str]:
         supervisor.wait_until(lambda u=url: api_health(u) is not None, f"API node {i}",
                               APINODE_START_S)
         addresses.append(api_health(url)["address"])
+
+    explorer = f"http://{HOST}:{settings.explorer_port}"
+    supervisor.start("explorer", "explorer",
+                     ["-m", "explorer", "--chain-grpc", settings.chain_grpc(0),
+                      "--listen", f"{HOST}:{settings.explorer_port}",
+                      "--mlnode", f"{HOST}:{settings.mlnode_port(0)}"],
+                     devnet.logs / "explorer.log")
+    # Ready once it has followed the chain's head (its /health is its status).
+    supervisor.wait_until(lambda: (api_health(explorer) or {}).get("up", False), "explorer",
+                          APINODE_START_S)
     return addresses
 
 
@@ -147,6 +157,7 @@ def announce(devnet: Devnet, addresses: list[str]) -> None:
         "INFERCHAIN_DEV_ADDRESS": developer["address"],
         "INFERCHAIN_DEV_PRIVATE_KEY": developer["private_key_hex"],
         "INFERCHAIN_TA_ADDRESS": addresses[0],
+        "INFERCHAIN_EXPLORER": f"http://{HOST}:{settings.explorer_port}",
     })
     for i, address in enumerate(addresses):
         say(f"participant {i}: API http://{HOST}:{settings.api_port(i)}, "
@@ -155,6 +166,7 @@ def announce(devnet: Devnet, addresses: list[str]) -> None:
     say(f"ready: {settings.participants} participants, {settings.consensus} consensus, "
         f"chain {CHAIN_ID}, Cosmos gRPC {settings.chain_grpc(0)}")
     say(f"OpenAI base URL: {base_url}")
+    say(f"explorer: http://{HOST}:{settings.explorer_port}")
     say(f"developer API key: {api_key} (paid from the developer's on-chain allowance for TA "
         f"{addresses[0]}; signed requests work too)")
     say(f"developer account: {developer['address']} (key and mnemonic in "

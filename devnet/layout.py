@@ -49,8 +49,10 @@ CPU_VALIDATION_PARAMS = {"validation_window_blocks": 120, "voting_period_blocks"
                          "reveal_window_blocks": 300}
 # Participant i owns the ports BASE+10*i .. BASE+10*i+9: its API node on +0, its ML node on
 # +1, its chain node (genesis.localnet's layout shifted by 5) on +5 P2P, +6 CometBFT RPC,
-# +7 ABCI, +8 Cosmos gRPC. A solo chain is participant 0's chain node.
+# +7 ABCI, +8 Cosmos gRPC. A solo chain is participant 0's chain node. The network explorer
+# (python -m explorer) serves on participant 0's +9.
 API_OFFSET, MLNODE_OFFSET, CHAIN_OFFSET = 0, 1, 5
+EXPLORER_OFFSET = 9
 
 SETTINGS_FILE = "devnet.json"
 KEYS_FILE = "keys.json"
@@ -78,6 +80,10 @@ class Settings:
     def mlnode_port(self, participant: int) -> int:
         return self.base_port + PORTS_PER_NODE * participant + MLNODE_OFFSET
 
+    @property
+    def explorer_port(self) -> int:
+        return self.base_port + EXPLORER_OFFSET
+
     def chain_ports(self, node: int) -> NodePorts:
         return localnet_ports(self.base_port + CHAIN_OFFSET, node)
 
@@ -88,7 +94,7 @@ class Settings:
     def listening_ports(self) -> list[int]:
         """Every port the network listens on (a solo node serves only gRPC)."""
         ports = [p for i in range(self.participants)
-                 for p in (self.api_port(i), self.mlnode_port(i))]
+                 for p in (self.api_port(i), self.mlnode_port(i))] + [self.explorer_port]
         for node in range(self.chain_nodes):
             chain = self.chain_ports(node)
             ports += ([chain.p2p, chain.rpc, chain.abci, chain.grpc]

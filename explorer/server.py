@@ -232,6 +232,7 @@ def _routes(app: web.Application, explorer: Explorer) -> None:
     router = app.router
     router.add_get("/", explorer.status_page, name="status")
     router.add_get("/api/status", explorer.status_json)
+    router.add_get("/health", explorer.status_json)
     router.add_get("/blocks", explorer.blocks_page, name="blocks")
     router.add_get("/participants", explorer.participants_page, name="participants")
     router.add_get("/participants/{address}", explorer.participant_page, name="participant")

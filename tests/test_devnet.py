@@ -1,6 +1,7 @@
 """`python -m devnet` as a user runs it: ready once ROOT/env appears, serves a signed chat
 completion through the official openai client, and stops cleanly on SIGTERM."""
 
+import json
 import random
 import shlex
 import signal
@@ -8,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import openai
@@ -67,7 +69,10 @@ def test_devnet_serves_a_signed_chat_completion_and_stops_cleanly(tmp_path):
     try:
         env = wait_for_env(root / "env", devnet, output)
         children = psutil.Process(devnet.pid).children(recursive=True)
-        assert len(children) == 1 + 2 * PARTICIPANTS  # a solo chain node, ML and API nodes
+        # A solo chain node, ML and API nodes, and the explorer.
+        assert len(children) == 1 + 2 * PARTICIPANTS + 1
+        with urllib.request.urlopen(f"{env['INFERCHAIN_EXPLORER']}/api/status") as reply:
+            assert json.load(reply)["chain_id"] == env["INFERCHAIN_CHAIN_ID"]
         ask = {"model": genesis_models()[0]["id"], "max_tokens": 12, "temperature": 0,
                "messages": [{"role": "user", "content": "What is the capital of France?"}]}
         # The plain client with the printed API key, as the README shows...
