@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp_jinja2
 import grpc
@@ -26,11 +26,11 @@ from aiohttp import web
 from apinode.chain_queries import ChainQueries, ChainQueryError, ChainUnavailable
 from apinode.mlnode_client import MlNodeClient
 from explorer.block_follower import BlockFollower
-from explorer.chain_reader import ChainReader
+from explorer.chain_reader import ChainReader, ParticipantRow
 from explorer.token_view import decode_artifact
 from inferchain_pb.inference.v1.epochs_pb2 import EpochStage
 from inferchain_pb.inference.v1.gov_pb2 import ProposalStatus, VoteOption
-from inferchain_pb.inference.v1.inference_pb2 import InferenceStatus
+from inferchain_pb.inference.v1.inference_pb2 import Inference, InferenceStatus
 from inferchain_pb.inference.v1.validation_pb2 import TaskState
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ RECENT_INFERENCES = 50
 EPOCHS_LISTED = 10
 # A query the node refused because of the id in the URL: the thing does not exist.
 NOT_FOUND_CODES = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -52,6 +53,7 @@ class Explorer:
         self.chain_grpc = chain_grpc
         self.mlnode_address = mlnode
         self.poll_s = poll_s
+        self._at_head: dict[str, tuple[int, Any]] = {}
 
     async def start(self) -> None:
         self.channel = grpc.aio.insecure_channel(self.chain_grpc)
@@ -68,6 +70,24 @@ class Explorer:
             await self.mlnode.close()
         await self.channel.close()
 
+    async def at_head(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
+        """``fetch()``'s answer, asked once per block while the chain is up: the list pages
+        scan the chain's indexes, and every open page refreshes every few seconds."""
+        head = self.follower.head
+        cached = self._at_head.get(key)
+        if head.up and cached is not None and cached[0] == head.height:
+            return cached[1]
+        value = await fetch()
+        self._at_head[key] = (head.height, value)
+        return value
+
+    async def recent_inferences(self) -> list[Inference]:
+        return await self.at_head("inferences", lambda: self.reader.recent_inferences(
+            RECENT_INFERENCES))
+
+    async def participants(self) -> list[ParticipantRow]:
+        return await self.at_head("participants", self.reader.participants)
+
     def page(self, request: web.Request, template: str, context: dict[str, Any]
              ) -> web.Response:
         return aiohttp_jinja2.render_template(template, request, {
@@ -76,8 +96,8 @@ class Explorer:
     async def status_page(self, request: web.Request) -> web.Response:
         return self.page(request, "status.html", {
             "blocks": list(self.follower.blocks)[:10],
-            "inferences": await self.reader.recent_inferences(10),
-            "participants": await self.reader.participants()})
+            "inferences": (await self.recent_inferences())[:10],
+            "participants": await self.participants()})
 
     async def status_json(self, request: web.Request) -> web.Response:
         return web.json_response(self.follower.head.as_json())
@@ -87,7 +107,7 @@ class Explorer:
 
     async def participants_page(self, request: web.Request) -> web.Response:
         return self.page(request, "participants.html",
-                         {"participants": await self.reader.participants()})
+                         {"participants": await self.participants()})
 
     async def participant_page(self, request: web.Request) -> web.Response:
         address = request.match_info["address"]
@@ -99,7 +119,7 @@ class Explorer:
 
     async def inferences_page(self, request: web.Request) -> web.Response:
         return self.page(request, "inferences.html", {
-            "inferences": await self.reader.recent_inferences(RECENT_INFERENCES)})
+            "inferences": await self.recent_inferences()})
 
     async def inference_page(self, request: web.Request) -> web.Response:
         inference_id = request.match_info["id"]
