@@ -5,8 +5,9 @@ openai client and a proposal submitted with ``python -m chain gov``.
 It shows the height advancing without a reload, an inference found by its id with its
 executor, cost, status, verdict and decoded artifact (every output token with its top-k),
 participants with their weights, a settled epoch and the proposal with its tally; that text
-from the chain (a stop sequence, a proposal title) is shown as text and never runs; that an
-unknown id is a 404 page; and that a chain node that is down is shown, not crashed on.
+from the chain (a model output with a <script> element, a stop sequence, a proposal title)
+is shown as text and never runs; that an unknown id is a 404 page; and that a chain node
+that is down is shown, not crashed on.
 """
 
 import json
@@ -34,7 +35,10 @@ PARAMS = {"epochs": {"epoch_length_blocks": 60},
                          "reveal_window_blocks": 30, "canary_rate_ppm": 0},
           "gov": {"min_deposit": 1_000, "min_initial_deposit": 1_000,
                   "voting_period_blocks": 400}}
-# Anyone's text that reaches the chain: the developer's stop sequence, a proposer's title.
+# Anyone's text that reaches the chain: the model's output (greedy, this prompt makes the
+# default model write a <script> element calling alert), the developer's stop sequence, a
+# proposer's title.
+HTML_PROMPT = "Write a minimal HTML page with a <script> tag that calls alert."
 HOSTILE_STOP = "</code><script>window.pwned = 1</script>"
 HOSTILE_TITLE = "<script>window.pwned = 2</script><img src=x onerror=\"window.pwned = 3\">"
 WAIT_MS = 120_000
@@ -70,9 +74,11 @@ def submit_proposal(net: LocalNetwork, path: Path) -> int:
 def test_the_explorer_shows_the_network_live(network, tmp_path):
     net, mlnode_port = network
     reply = net.client(net.nodes[0]).chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=6,
+        model=MODEL, messages=[{"role": "user", "content": HTML_PROMPT}], max_tokens=24,
         temperature=0, seed=7, stop=[HOSTILE_STOP])
     inference_id = reply.model_extra["inference_id"]
+    output = reply.choices[0].message.content
+    assert "<script>" in output  # the model's greedy answer: markup the page must not run
     proposal_id = submit_proposal(net, tmp_path / "proposal.json")
     inference = net.finished(inference_id)
     k, steps = decode(inference.artifact)
@@ -80,6 +86,8 @@ def test_the_explorer_shows_the_network_live(network, tmp_path):
     with explorer_process(tmp_path / "explorer.log", f"127.0.0.1:{net.chain.grpc_port}",
                           f"127.0.0.1:{mlnode_port}") as url, chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        dialogs = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         page.goto(url)
         assert page.locator("#head-chain").inner_text() == "inferchain-test"
         first = int(page.locator("#head-height").inner_text())
@@ -113,10 +121,9 @@ def test_the_explorer_shows_the_network_live(network, tmp_path):
             assert ids == list(step.top_ids)
             assert rows.nth(i).locator(".token").first.inner_text() != ""
         # Output text from the ML node's tokenizer, and the stop sequence as plain text.
-        assert page.locator("#inference-output").inner_text().strip() == \
-            reply.choices[0].message.content.strip()
+        assert page.locator("#inference-output").inner_text().strip() == output.strip()
         assert page.locator("#inference-stop code").inner_text() == HOSTILE_STOP
-        assert page.evaluate("window.pwned") is None
+        assert page.evaluate("window.pwned") is None and dialogs == []
         assert page.locator("main script").count() == 0
         page.screenshot(path=str(SCREENSHOT))
 
@@ -144,7 +151,7 @@ def test_the_explorer_shows_the_network_live(network, tmp_path):
                           q.QueryProposalTallyResponse).tally
         assert f"of {tally.total_power}" in page.locator("#tally").inner_text()
         assert page.locator("main img").count() == 0
-        assert page.evaluate("window.pwned") is None
+        assert page.evaluate("window.pwned") is None and dialogs == []
 
         missing = page.goto(f"{url}/inferences/no-such-inference")
         assert missing.status == 404
