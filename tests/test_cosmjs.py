@@ -9,19 +9,18 @@ JSON and the assertions are here. cosmpy, over the node's gRPC, checks the same 
 
 import json
 import math
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 from chain_client import ledger
-from chain_nodes import FUNDS, ROOT, ChainNode, funded_keys, template
+from chain_nodes import FUNDS, ChainNode, funded_keys, template
+from cosmjs_client import client_flow
 from local_network import free_port_block
 
 from genesis.localnet import PORTS_PER_NODE, layout_localnet
 
-COSMJS = ROOT / "tests" / "cosmjs"
 AMOUNT = 12_345
 GAS_MULTIPLIER = Decimal("1.4")  # cosmjs's for an "auto" fee
 
@@ -43,15 +42,8 @@ def chain(tmp_path_factory) -> Iterator[dict]:
 @pytest.fixture(scope="module")
 def flow(chain) -> dict:
     """What client_flow.js saw, run once against the chain."""
-    if not (COSMJS / "node_modules" / "@cosmjs" / "stargate").is_dir():
-        pytest.fail("cosmjs is not installed in tests/cosmjs: run `make cosmjs` (npm ci)")
     sender, recipient = chain["keys"]
-    request = {"rpc": chain["rpc"], "sender_key": sender.private_key_hex,
-               "recipient": recipient.address, "amount": AMOUNT}
-    run = subprocess.run(["node", "client_flow.js", json.dumps(request)], cwd=COSMJS,
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, f"{run.stderr}\n{chain['node'].log_tail()}"
-    return json.loads(run.stdout)
+    return client_flow(chain["rpc"], sender.private_key_hex, recipient.address, AMOUNT)
 
 
 def test_cosmjs_reads_chain_id_height_account_balances_and_inference_queries(chain, flow):
