@@ -152,7 +152,8 @@ async function main() {
   client.disconnect();
   signing.disconnect();
   comet.disconnect();
-  process.stdout.write(JSON.stringify(out) + "\n");
+  // Exit once written: cosmjs leaves the poll timer of a refused broadcast pending (a minute).
+  process.stdout.write(JSON.stringify(out) + "\n", () => process.exit(0));
 }
 
 main().catch((error) => {
