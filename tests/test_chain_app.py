@@ -6,6 +6,9 @@ import pytest
 from chain_client import TxSpec, send_msg, signed_tx
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
+from cosmpy.protos.cosmos.auth.v1beta1.query_pb2 import QueryAccountRequest
+from cosmpy.protos.cosmos.tx.signing.v1beta1.signing_pb2 import SignMode
+from cosmpy.protos.cosmos.tx.v1beta1.service_pb2 import SimulateRequest, SimulateResponse
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -13,6 +16,7 @@ from chain.app import Application
 from chain.auth.params import AuthParams
 from chain.bank.params import BankParams
 from chain.errors import ChainError
+from chain.services.tx_service import SIMULATE_PATH, register_abci_simulate
 from chain.store import Store
 
 CHAIN_ID = "inferchain-test"
@@ -107,3 +111,60 @@ def test_a_simulation_without_a_fee_counts_the_fee_transfer_the_real_tx_makes():
         fee=simulated.gas_used)).tx.SerializeToString()])
     assert real.tx_results[0].code == 0, real.tx_results[0].log
     assert simulated.gas_used >= real.tx_results[0].gas_used - 200
+
+
+def cosmjs_simulation_tx(wallet_: LocalWallet, message: list, sequence: int) -> bytes:
+    """A tx as cosmjs's SigningStargateClient.simulate builds it: no fee, no gas limit, sign
+    mode SIGN_MODE_UNSPECIFIED and one empty signature."""
+    tx = signed_tx(wallet_, TxSpec(message, sequence=sequence, account_number=0)).tx
+    tx.auth_info.fee.Clear()
+    tx.auth_info.fee.SetInParent()
+    tx.auth_info.signer_infos[0].mode_info.single.mode = SignMode.SIGN_MODE_UNSPECIFIED
+    del tx.signatures[:]
+    tx.signatures.append(b"")
+    return tx.SerializeToString()
+
+
+def test_abci_query_simulates_a_cosmjs_tx_which_consensus_still_refuses():
+    alice, bob = wallet(1), wallet(2)
+    app = started(genesis(alice, bob))
+    register_abci_simulate(app.queries, app)
+    run_block(app, 1, [])
+    message = [send_msg(str(alice.address()), str(bob.address()), 5)]
+    unsigned = cosmjs_simulation_tx(alice, message, sequence=0)
+    reply = app.query(abci.RequestQuery(
+        path=SIMULATE_PATH, data=SimulateRequest(tx_bytes=unsigned).SerializeToString()))
+    assert (reply.code, reply.height) == (0, 1), reply.log
+    estimate = SimulateResponse.FromString(reply.value).gas_info.gas_used
+    real = run_block(app, 2, [signed_tx(alice, TxSpec(
+        message, sequence=0, account_number=0, gas_limit=estimate,
+        fee=estimate)).tx.SerializeToString()])
+    assert real.tx_results[0].code == 0, real.tx_results[0].log
+    assert real.tx_results[0].gas_used <= estimate
+    checked = app.check_tx(abci.RequestCheckTx(tx=cosmjs_simulation_tx(alice, message, 1)))
+    assert (checked.code, checked.log) == (
+        18, "only SIGN_MODE_DIRECT single signatures are supported")
+    broke = cosmjs_simulation_tx(alice, [send_msg(str(alice.address()), str(bob.address()),
+                                                  10**9)], sequence=1)
+    failed = app.query(abci.RequestQuery(
+        path=SIMULATE_PATH, data=SimulateRequest(tx_bytes=broke).SerializeToString()))
+    assert (failed.code, failed.codespace) == (18, "sdk")
+    assert failed.log.startswith("rpc error: code = InvalidArgument desc = simulation failed "
+                                 "(code 5, codespace sdk): spendable balance"), failed.log
+    assert app.store.height == 2
+
+
+def test_abci_query_errors_read_as_the_cosmos_sdk_writes_them():
+    app = started(genesis(wallet(1)))
+    run_block(app, 1, [])
+    missing = str(wallet(9).address())
+    reply = app.query(abci.RequestQuery(
+        path="/cosmos.auth.v1beta1.Query/Account",
+        data=QueryAccountRequest(address=missing).SerializeToString()))
+    assert (reply.code, reply.log) == (
+        38, f"rpc error: code = NotFound desc = account {missing} not found")
+    reply = app.query(abci.RequestQuery(
+        path="/cosmos.auth.v1beta1.Query/Account",
+        data=QueryAccountRequest(address=missing.upper()).SerializeToString()))
+    assert reply.code == 18
+    assert reply.log.startswith("rpc error: code = InvalidArgument desc = address: "), reply.log

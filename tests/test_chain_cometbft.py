@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from chain_client import TxSpec, broadcast_raw, ledger, send_msg, signed_tx
 from chain_nodes import ChainNode, funded_keys, template
+from cosmjs_client import client_flow
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
 
@@ -39,7 +40,7 @@ def free_base_port() -> int:
 
 class Localnet:
     def __init__(self, root, validators: int = 4) -> None:
-        keys = funded_keys(2)
+        self.keys = keys = funded_keys(2)
         self.wallets = [LocalWallet(PrivateKey(bytes.fromhex(k.private_key_hex)), prefix="infer")
                         for k in keys]
         self.infos = layout_localnet(template(keys), root, validators=validators,
@@ -95,6 +96,25 @@ def test_cosmpy_against_a_cometbft_node(localnet):
     fee = int(spent.response.gas_wanted * 0.01 + 0.999999)
     localnet.nodes[3].wait_height(spent.response.height)
     assert other.query_bank_balance(fresh.address(), "ninfer") == 777_000 - 1_000 - fee
+
+
+def test_cosmjs_sends_through_one_validator_and_every_validator_indexes_the_tx(localnet):
+    alice, bob = localnet.keys
+    seen = client_flow(localnet.infos[1].ports.rpc_url, alice.private_key_hex, bob.address,
+                       4_321)
+    delivered = seen["delivered"]
+    assert delivered["code"] == 0 and seen["looked_up"]["hash"] == delivered["hash"]
+    before, after = seen["balances_before"], seen["balances_after"]
+    assert int(after[bob.address]) - int(before[bob.address]) == 4_321
+    assert [seen[bad]["code"] for bad in ("overspend", "wrong_chain", "bad_signature")] == \
+        [5, 4, 4]
+    assert seen["balances_final"] == after
+    for index in (0, 2, 3):
+        localnet.nodes[index].wait_height(delivered["height"])
+        indexed = localnet.rpc(index, f"tx?hash=0x{delivered['hash']}")
+        assert (int(indexed["height"]), indexed["tx_result"]["code"]) == (delivered["height"], 0)
+        found = localnet.rpc(index, f'tx_search?query="tx.height={delivered["height"]}"')
+        assert [tx["hash"] for tx in found["txs"]] == [delivered["hash"]]
 
 
 def test_all_validators_agree_at_every_height(localnet):

@@ -1,5 +1,6 @@
 """`python -m devnet` as a user runs it: ready once ROOT/env appears, serves a signed chat
-completion through the official openai client, and stops cleanly on SIGTERM."""
+completion through the official openai client, and stops cleanly on SIGTERM; with CometBFT
+consensus it exports CometBFT's RPC, through which cosmjs sends tokens."""
 
 import json
 import random
@@ -15,9 +16,11 @@ from pathlib import Path
 import openai
 import psutil  # installed with accelerate
 from conftest import ROOT, START_TIMEOUT_S
+from cosmjs_client import client_flow
 from inference_actors import genesis_models
 
 from apinode.openai_signing import signed_http_client
+from genesis.account_keys import generate_account_keys
 
 PARTICIPANTS = 2
 PORTS = 10 * PARTICIPANTS
@@ -98,3 +101,25 @@ def test_devnet_serves_a_signed_chat_completion_and_stops_cleanly(tmp_path):
         for child in children:
             if child.is_running():
                 child.kill()
+
+
+def test_a_cometbft_devnet_exports_its_rpc_and_cosmjs_sends_through_it(tmp_path):
+    root, output = tmp_path / "devnet", tmp_path / "devnet.out"
+    with output.open("w") as out:
+        devnet = subprocess.Popen(
+            [sys.executable, "-m", "devnet", "--participants", "1", "--consensus", "cometbft",
+             "--root", str(root), "--base-port", str(free_base_port())],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        env = wait_for_env(root / "env", devnet, output)
+        recipient = generate_account_keys(1)[0].address
+        seen = client_flow(env["INFERCHAIN_COMET_RPC"], env["INFERCHAIN_DEV_PRIVATE_KEY"],
+                           recipient, 1_000)
+        assert seen["chain_id"] == env["INFERCHAIN_CHAIN_ID"]
+        assert seen["delivered"]["code"] == 0
+        assert seen["balances_after"][recipient] == "1000"
+        assert f"CometBFT RPC (cosmjs, Keplr-style wallets): {env['INFERCHAIN_COMET_RPC']}" \
+            in output.read_text()
+    finally:
+        devnet.terminate()
+        devnet.wait(timeout=60)

@@ -13,8 +13,9 @@ from inference_actors import MODEL_ID
 from inference_net import Net
 from proto_strategies import build, messages
 
-from chain.query import QueryError
+from chain.query import QueryError, abci_log
 from chain.services import node_query
+from chain.services.tx_service import register_abci_simulate
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.gov_pb2 import (
     PROPOSAL_STATUS_VOTING_PERIOD,
@@ -38,6 +39,7 @@ def net() -> Net:
     chain = Net(extra_state={"gov": {"params": {"min_deposit": 1_000,
                                                 "min_initial_deposit": 1_000}}})
     node_query.register(chain.app.queries, chain.app, moniker="fuzz")
+    register_abci_simulate(chain.app.queries, chain.app)
     agent, _, start = chain.start("fuzz-inference")
     assert chain.one(agent.tx(start)).code == 0
     content = AnyPb()
@@ -77,7 +79,7 @@ def test_every_query_answers_random_requests_with_a_clear_code(net, data):
     try:
         direct = net.app.queries.call(path, request)
     except QueryError as exc:
-        assert reply.code != 0 and exc.message == reply.log
+        assert reply.code != 0 and reply.log == abci_log(exc)
     else:
         assert reply.code == 0 and direct.SerializeToString() == reply.value
 
@@ -157,6 +159,7 @@ def test_a_handler_that_fails_unexpectedly_answers_internal_and_is_logged_once(n
     finally:
         del net.app.queries.methods["/fuzz.v1.Query/Broken"]
     assert (reply.code, reply.codespace) == (1, "sdk")
-    assert reply.log == "internal error in query /fuzz.v1.Query/Broken: KeyError: 'lost'"
+    assert reply.log == ("rpc error: code = Internal desc = internal error in query "
+                         "/fuzz.v1.Query/Broken: KeyError: 'lost'")
     failures = [r for r in caplog.records if r.exc_info]
     assert len(failures) == 1 and "Broken" in failures[0].getMessage()

@@ -7,13 +7,15 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 
 from chain.query import QueryError, QueryRouter
+from chain.services.tx_service import SERVICE as TX_SERVICE
 from chain.services.tx_service import TxService
 
 log = logging.getLogger(__name__)
 
 
 def query_handlers(queries: QueryRouter) -> list[grpc.GenericRpcHandler]:
-    """One generic handler per gRPC service named in the query paths.
+    """One generic handler per gRPC service named in the query paths, but the tx service's:
+    TxService serves it (its Simulate is also a query path, for ABCI Query's sake).
 
     Requests arrive as bytes and are decoded here, so undecodable ones are answered
     INVALID_ARGUMENT as ABCI Query answers them, rather than gRPC's generic INTERNAL.
@@ -21,6 +23,8 @@ def query_handlers(queries: QueryRouter) -> list[grpc.GenericRpcHandler]:
     services: dict[str, dict[str, grpc.RpcMethodHandler]] = defaultdict(dict)
     for path, method in queries.methods.items():
         service, name = path.lstrip("/").split("/")
+        if service == TX_SERVICE:
+            continue
 
         async def call(data: bytes, context: grpc.aio.ServicerContext, path: str = path,
                        request_type: type[Message] = method.request_type) -> Message:

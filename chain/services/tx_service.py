@@ -6,6 +6,10 @@ whatever arrives is re-read as raw bytes and verified over exactly those bytes.
 Simulations share the event loop with ABCI and block production. Each is bounded by the node's
 simulation gas limit, and they run one at a time, each after a turn of the loop: however many
 arrive, consensus requests that are waiting are served between two of them.
+
+Simulate is also an ABCI query path, as in the Cosmos SDK: CometBFT-RPC clients (cosmjs's
+``SigningStargateClient.simulate``) estimate gas with ``abci_query`` on
+"/cosmos.tx.v1beta1.Service/Simulate". Both answer through ``simulation``.
 """
 
 import asyncio
@@ -16,10 +20,39 @@ from cosmpy.protos.cosmos.tx.v1beta1 import service_pb2 as tx_service
 from cosmpy.protos.cosmos.tx.v1beta1.tx_pb2 import Tx
 
 from chain.app import Application, abci_events
+from chain.query import QueryError, QueryRouter, invalid
 from chain.services.broadcast import Broadcaster
+from chain.store import KVReader
 from chain.tx.decode import tx_hash
 
 SERVICE = "cosmos.tx.v1beta1.Service"
+SIMULATE_PATH = f"/{SERVICE}/Simulate"
+
+
+def simulation(app: Application, req: tx_service.SimulateRequest
+               ) -> tx_service.SimulateResponse:
+    """The tx's gas and events as the mempool's state would run it; QueryError when it fails."""
+    raw = req.tx_bytes or (req.tx.SerializeToString() if req.HasField("tx") else b"")
+    if not raw:
+        raise invalid("empty tx")
+    outcome = app.simulate(raw)
+    if not outcome.ok:
+        raise invalid(f"simulation failed (code {outcome.code}, codespace "
+                      f"{outcome.codespace}): {outcome.log}")
+    return tx_service.SimulateResponse(
+        gas_info=GasInfo(gas_wanted=outcome.gas_wanted, gas_used=outcome.gas_used),
+        result=Result(events=abci_events(outcome.events)))
+
+
+def register_abci_simulate(queries: QueryRouter, app: Application) -> None:
+    """Answers Simulate through ABCI Query; gRPC clients get TxService's own, which takes its
+    turn among the other requests on the event loop."""
+    def simulate(state: KVReader, req: tx_service.SimulateRequest
+                 ) -> tx_service.SimulateResponse:
+        return simulation(app, req)
+
+    queries.register(SIMULATE_PATH, tx_service.SimulateRequest, tx_service.SimulateResponse,
+                     simulate)
 
 
 class TxService:
@@ -30,19 +63,12 @@ class TxService:
 
     async def simulate(self, req: tx_service.SimulateRequest,
                        context: grpc.aio.ServicerContext) -> tx_service.SimulateResponse:
-        raw = req.tx_bytes or (req.tx.SerializeToString() if req.HasField("tx") else b"")
-        if not raw:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty tx")
         async with self._simulating:
             await asyncio.sleep(0)
-            outcome = self._app.simulate(raw)
-        if not outcome.ok:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"simulation failed (code {outcome.code}, codespace "
-                                f"{outcome.codespace}): {outcome.log}")
-        return tx_service.SimulateResponse(
-            gas_info=GasInfo(gas_wanted=outcome.gas_wanted, gas_used=outcome.gas_used),
-            result=Result(events=abci_events(outcome.events)))
+            try:
+                return simulation(self._app, req)
+            except QueryError as exc:
+                await context.abort(exc.status, exc.message)
 
     async def broadcast_tx(self, req: tx_service.BroadcastTxRequest,
                            context: grpc.aio.ServicerContext) -> tx_service.BroadcastTxResponse:

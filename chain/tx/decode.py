@@ -57,7 +57,10 @@ def tx_hash(raw: bytes) -> bytes:
     return hashlib.sha256(raw).digest()
 
 
-def decode(raw: bytes, router: Router, sig_limit: int) -> DecodedTx:
+def decode(raw: bytes, router: Router, sig_limit: int, simulate: bool = False) -> DecodedTx:
+    """The tx's parts; ``simulate`` also takes SIGN_MODE_UNSPECIFIED, which a simulation's
+    unsigned signer infos carry (cosmjs's, as the Cosmos SDK takes them: it checks the sign
+    mode only where it verifies the signature, which simulation skips)."""
     envelope, body, auth_info = TxRaw(), TxBody(), AuthInfo()
     parse_canonical(envelope, raw, "tx")
     parse_canonical(body, envelope.body_bytes, "tx body")
@@ -84,10 +87,11 @@ def decode(raw: bytes, router: Router, sig_limit: int) -> DecodedTx:
     if not len(infos) == len(signatures) == len(addresses):
         raise InvalidRequest(f"tx has {len(addresses)} signer(s), {len(infos)} signer info(s) "
                              f"and {len(signatures)} signature(s); they must match")
+    modes = (SignMode.SIGN_MODE_DIRECT, SignMode.SIGN_MODE_UNSPECIFIED) if simulate else \
+        (SignMode.SIGN_MODE_DIRECT,)
     signers = []
     for addr, info, signature in zip(addresses, infos, signatures, strict=True):
-        if not info.mode_info.HasField("single") or \
-                info.mode_info.single.mode != SignMode.SIGN_MODE_DIRECT:
+        if not info.mode_info.HasField("single") or info.mode_info.single.mode not in modes:
             raise InvalidRequest("only SIGN_MODE_DIRECT single signatures are supported")
         pubkey = None
         if info.HasField("public_key"):

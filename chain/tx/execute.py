@@ -65,7 +65,8 @@ class TxRunner:
         """Runs one tx; in simulate mode ``simulate_gas_cap`` replaces the tx's gas limit."""
         outcome = Outcome(tx_hash(raw))
         try:
-            tx = decode(raw, self._router, self._auth.params(state).tx_sig_limit)
+            tx = decode(raw, self._router, self._auth.params(state).tx_sig_limit,
+                        simulate=mode is Mode.SIMULATE)
         except ENVIRONMENT_ERRORS:
             raise
         except Exception as exc:
