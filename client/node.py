@@ -47,9 +47,10 @@ class Node:
                 raise CliError(not_found) from exc
             raise from_rpc(exc, self.address) from exc
 
-    def inference(self, name: str, request: Message, reply_type: type[Reply]) -> Reply:
+    def inference(self, name: str, request: Message, reply_type: type[Reply],
+                  not_found: str = "") -> Reply:
         """A call to the chain's own query service (proto/inference/v1/query.proto)."""
-        return self.call(INFERENCE + name, request, reply_type)
+        return self.call(INFERENCE + name, request, reply_type, not_found)
 
     def status(self) -> q.QueryStatusResponse:
         return self.inference("Status", q.QueryStatusRequest(), q.QueryStatusResponse)

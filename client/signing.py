@@ -22,6 +22,7 @@ from chain.bank.coins import NATIVE_DENOM
 from client.arguments import parse_amount, parse_gas_price
 from client.errors import CliError
 from client.node import Node
+from client.output import as_dict
 from genesis.addresses import ACCOUNT_PREFIX
 
 TX_SERVICE = "/cosmos.tx.v1beta1.Service/"
@@ -128,9 +129,11 @@ class Signer:
 
 
 def _outcome(response: TxResponse, plan: dict) -> dict:
-    outcome = {"txhash": response.txhash, "code": response.code, "height": response.height,
-               "gas_wanted": response.gas_wanted or plan["gas_limit"],
-               "gas_used": response.gas_used, "fee": plan["fee"], "raw_log": response.raw_log}
+    """The tx's outcome in the JSON form ``query tx`` prints (64-bit numbers as strings); the
+    gas limit and fee are the plan's, which a sync broadcast's reply does not repeat."""
+    reply = as_dict(response)
+    outcome = {key: reply[key] for key in ("txhash", "code", "height", "gas_used", "raw_log")}
+    outcome.update(gas_wanted=str(plan["gas_limit"]), fee=plan["fee"])
     if response.events:
         outcome["events"] = [{"type": e.type, "attributes": {a.key: a.value
                                                              for a in e.attributes}}

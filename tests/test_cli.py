@@ -270,7 +270,8 @@ def test_bank_send_moves_exactly_the_amount_and_pays_the_chains_fee(chain: Chain
     gas_limit, gas_used = int(sent["gas_wanted"]), int(sent["gas_used"])
     fee = math.ceil(gas_limit * GAS_PRICE)
     assert sent["fee"] == f"{fee}ninfer"
-    assert gas_used <= gas_limit <= math.ceil(gas_used * Decimal("1.3")) + 1
+    assert gas_limit == planned["gas_limit"]
+    assert planned["gas_estimate"] * 0.9 <= gas_used <= planned["gas_estimate"] <= gas_limit
     assert chain.balance(recipient) == 12345
     assert chain.balance(chain.alice) == before - 12345 - fee
     found = chain.ok("query", "tx", sent["txhash"])
@@ -297,9 +298,9 @@ def test_refused_sends_say_why_and_change_nothing(chain: Chain):
                           "--yes")
     assert "the chain refused tx" in refused and "insufficient fee" in refused
     assert "code 13" in refused
-    assert "bad coin '12abc'" in chain.fails(*send, recipient, "12abc", "--yes")
+    assert "bad coin '1.5ninfer'" in chain.fails(*send, recipient, "1.5ninfer", "--yes")
     assert "amount must be positive" in chain.fails(*send, recipient, "0ninfer", "--yes")
-    assert "bad coin '-5ninfer'" in chain.fails(*send, recipient, "-5ninfer", "--yes")
+    assert "bad coin 'ninfer5'" in chain.fails(*send, recipient, "ninfer5", "--yes")
     assert "recipient: invalid address" in chain.fails(*send, "infer1bad", "1ninfer", "--yes")
     assert "no key named 'mallory'" in chain.fails("tx", "bank", "send", "mallory", recipient,
                                                    "1ninfer", "--yes")
@@ -367,7 +368,7 @@ def test_gov_submit_deposit_vote(chain: Chain, tmp_path: Path):
     proposal.write_text(json.dumps({
         "title": "Cheaper memos", "summary": "shorter memo limit", "deposit": 1_000,
         "messages": [{"@type": "/inference.v1.ParamChange", "module": "auth",
-                      "key": "max_memo_characters", "value": 128}]}))
+                      "param": "max_memo_characters", "value": 128}]}))
     before = chain.balance(chain.alice)
     submitted = chain.send("gov", "submit-proposal", str(proposal), "--from", "alice")
     pid = next(e["attributes"]["proposal_id"] for e in submitted["events"]
@@ -392,7 +393,8 @@ def test_gov_submit_deposit_vote(chain: Chain, tmp_path: Path):
     assert "proposal 999 does not exist" in chain.fails("tx", "gov", "vote", "999", "yes",
                                                         "--from", "alice", "--yes")
     bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
+    bad.write_text(json.dumps({"title": "t", "deposit": 1_000, "messages": [
+        {"@type": "/inference.v1.ParamChange", "module": "auth", "key": "x"}]}))
     assert f"proposal file {bad}" in chain.fails("tx", "gov", "submit-proposal", str(bad),
                                                  "--from", "alice", "--yes")
     assert "No such file" in chain.fails("tx", "gov", "submit-proposal",

@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> None:
     try:
         args.handler(args, resolve(args))
     except CliError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print("Error: " + " ".join(line.strip() for line in str(exc).splitlines()),
+              file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("Error: interrupted", file=sys.stderr)
