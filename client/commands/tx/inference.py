@@ -72,7 +72,7 @@ def withdraw(args: argparse.Namespace, signer: str, node: Node) -> list[Message]
 
 
 def grant_allowance(args: argparse.Namespace, signer: str, node: Node) -> list[Message]:
-    return [MsgGrantAllowance(creator=signer, limit=min(args.limit, (1 << 64) - 1),
+    return [MsgGrantAllowance(creator=signer, limit=args.limit,
                               transfer_agent=parse_address(args.transfer_agent,
                                                            "transfer agent"))]
 
