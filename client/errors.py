@@ -18,7 +18,7 @@ def from_rpc(exc: grpc.RpcError, node: str) -> CliError:
                         f"check --node or `inferchain config set node`")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return CliError(f"the node at {node} did not answer in time")
-    if code == grpc.StatusCode.NOT_FOUND:
+    if code == grpc.StatusCode.NOT_FOUND and "not found" not in details:
         return CliError(f"not found: {details}")
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return CliError(f"the node at {node} does not serve this query ({details})")

@@ -131,9 +131,9 @@ class Signer:
 def _outcome(response: TxResponse, plan: dict) -> dict:
     """The tx's outcome in the JSON form ``query tx`` prints (64-bit numbers as strings); the
     gas limit and fee are the plan's, which a sync broadcast's reply does not repeat."""
-    reply = as_dict(response)
-    outcome = {key: reply[key] for key in ("txhash", "code", "height", "gas_used", "raw_log")}
-    outcome.update(gas_wanted=str(plan["gas_limit"]), fee=plan["fee"])
+    reply = {**as_dict(response), "gas_wanted": str(plan["gas_limit"]), "fee": plan["fee"]}
+    outcome = {key: reply[key] for key in ("txhash", "code", "height", "gas_wanted",
+                                           "gas_used", "fee", "raw_log")}
     if response.events:
         outcome["events"] = [{"type": e.type, "attributes": {a.key: a.value
                                                              for a in e.attributes}}
