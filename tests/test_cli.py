@@ -29,7 +29,8 @@ from genesis.template import parse_template
 ROOT = Path(__file__).resolve().parent.parent
 # The console script pip installed beside this interpreter: what an operator runs.
 INFERCHAIN = Path(sys.executable).parent / "inferchain"
-GAS_PRICE = Decimal("0.01")
+# Not the default 0.01: the client must read the price the chain asks for.
+GAS_PRICE = Decimal("0.025")
 GOV = {"min_deposit": 2_000, "min_initial_deposit": 1_000, "voting_period_blocks": 100_000,
        "balance_votes": True}
 
@@ -45,7 +46,8 @@ class Chain:
         data = {"chain_id": CHAIN_ID, "validators": [{"name": "val0", "power": 10}],
                 "accounts": [{"address": a, "coins": f"{FUNDS}ninfer"}
                              for a in (self.alice, self.bob)],
-                "models": genesis_models(), "params": {"gov": GOV}}
+                "models": genesis_models(),
+                "params": {"gov": GOV, "auth": {"min_gas_price": str(GAS_PRICE)}}}
         if consensus == "solo":
             port = free_port()
             home = layout_solo(parse_template(data), root / "node", grpc_port=port,
