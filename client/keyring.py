@@ -102,13 +102,13 @@ class Keyring:
         return KeyInfo(name=name, address=record["address"],
                        pubkey=base64.b64decode(record["pubkey"]))
 
-    def list(self) -> list[KeyInfo]:
+    def entries(self) -> list[KeyInfo]:
         return [self.info(name) for name in self.names()]
 
     def find(self, name_or_address: str) -> KeyInfo:
         """A key by its name, or by its address (as ``tx bank send FROM`` takes either)."""
         if name_or_address.startswith(ACCOUNT_PREFIX + "1"):
-            for key in self.list():
+            for key in self.entries():
                 if key.address == name_or_address:
                     return key
             raise CliError(f"no key with address {name_or_address} in the {self.backend} "
@@ -131,7 +131,7 @@ class Keyring:
         self.check_new(name)
         path = self._path(name)
         address = str(Address(key.public_key, prefix=ACCOUNT_PREFIX))
-        for other in self.list():
+        for other in self.entries():
             if other.address == address:
                 raise CliError(f"this key is already in the keyring as {other.name!r}")
         if self.needs_passphrase():

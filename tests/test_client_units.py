@@ -30,7 +30,7 @@ def test_file_keyring_seals_the_key_and_opens_it_only_with_the_passphrase(tmp_pa
         keyring.add("k2", PrivateKey(), "another passphrase")
     with pytest.raises(CliError, match="at least 8"):
         keyring.add("k3", PrivateKey(), "short")
-    assert [k.name for k in keyring.list()] == ["k"]
+    assert [k.name for k in keyring.entries()] == ["k"]
     assert keyring.find(info.address).name == "k"
 
 
@@ -39,7 +39,7 @@ def test_test_keyring_is_plain_and_apart_from_the_file_one(tmp_path: Path):
     Keyring(tmp_path, "test").add("k", key, None)
     assert json.loads((tmp_path / "keyring-test" / "k.json").read_text())["secret"] == {
         "private_key_hex": key.private_key_hex}
-    assert Keyring(tmp_path, "file").list() == []
+    assert Keyring(tmp_path, "file").entries() == []
 
 
 def test_a_mnemonic_derives_the_wallets_key():

@@ -67,8 +67,8 @@ def import_hex(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def list_keys(args: argparse.Namespace, settings: Settings) -> None:
-    output.show([k.public() for k in Keyring(settings.home, settings.keyring_backend).list()],
-                settings.output)
+    keyring = Keyring(settings.home, settings.keyring_backend)
+    output.show([k.public() for k in keyring.entries()], settings.output)
 
 
 def show_key(args: argparse.Namespace, settings: Settings) -> None:
