@@ -1,5 +1,6 @@
 """``inferchain node start --home DIR``, ``inferchain export --home DIR``, ``inferchain gov …``:
-the chain's command line."""
+the chain's command line; ``keys``, ``query``, ``tx``, ``status`` and ``config`` are the
+client's (client/, docs/cli.md)."""
 
 import argparse
 import asyncio
@@ -13,6 +14,7 @@ from chain.genesis_records import UnexportedState
 from chain.gov import cli as gov_cli
 from chain.node import run_node
 from chain.store import HeightUnavailable
+from client import commands as client_commands
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,7 +31,11 @@ def main(argv: list[str] | None = None) -> None:
     exporter.add_argument("--height", type=int, help="the height to export (default: latest)")
     exporter.add_argument("--output", type=Path, help="the genesis file (default: stdout)")
     gov_cli.add_parser(parts)
+    client_commands.add_parsers(parts)
     args = parser.parse_args(argv)
+    if args.part in client_commands.GROUPS:
+        client_commands.run(args)
+        return
     if args.part == "gov":
         gov_cli.run(args)
         return

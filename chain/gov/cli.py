@@ -109,12 +109,23 @@ def proposal_file(path: Path) -> dict[str, Any]:
 
 def _message(args: argparse.Namespace, signer: str) -> Message:
     if args.command == "submit":
-        return gov_pb2.MsgSubmitProposal(proposer=signer, **proposal_file(args.file))
+        return submit_message(args.file, signer)
     if args.command == "deposit":
-        return gov_pb2.MsgDeposit(depositor=signer, proposal_id=args.proposal_id,
-                                  amount=args.amount)
-    return gov_pb2.MsgVote(voter=signer, proposal_id=args.proposal_id,
-                           option=OPTIONS[args.option])
+        return deposit_message(args.proposal_id, args.amount, signer)
+    return vote_message(args.proposal_id, args.option, signer)
+
+
+def submit_message(path: Path, proposer: str) -> gov_pb2.MsgSubmitProposal:
+    return gov_pb2.MsgSubmitProposal(proposer=proposer, **proposal_file(path))
+
+
+def deposit_message(proposal_id: int, amount: int, depositor: str) -> gov_pb2.MsgDeposit:
+    return gov_pb2.MsgDeposit(depositor=depositor, proposal_id=proposal_id, amount=amount)
+
+
+def vote_message(proposal_id: int, option: str, voter: str) -> gov_pb2.MsgVote:
+    """``option`` is one of OPTIONS' names: yes, no, abstain, no_with_veto."""
+    return gov_pb2.MsgVote(voter=voter, proposal_id=proposal_id, option=OPTIONS[option])
 
 
 def _key_hex(value: str) -> str:
@@ -151,24 +162,36 @@ class Node:
 
     def read(self, args: argparse.Namespace) -> Any:
         if args.command == "proposals":
-            status = getattr(gov_pb2, f"PROPOSAL_STATUS_{args.status.upper()}") \
-                if args.status else 0
-            reply = self.query("Proposals", q.QueryProposalsRequest(status=status),
-                               q.QueryProposalsResponse)
-            return [_dict(p) for p in reply.proposals]
+            return self.proposals(args.status)
         if args.command == "proposal":
-            pid = args.proposal_id
-            return {"proposal": _dict(self.query("Proposal", q.QueryProposalRequest(
-                        proposal_id=pid), q.QueryProposalResponse).proposal),
-                    "votes": [_dict(v) for v in self.query("ProposalVotes",
-                              q.QueryProposalVotesRequest(proposal_id=pid),
-                              q.QueryProposalVotesResponse).votes],
-                    "tally": _dict(self.query("ProposalTally", q.QueryProposalTallyRequest(
-                        proposal_id=pid), q.QueryProposalTallyResponse).tally)}
+            return self.proposal(args.proposal_id)
         if args.command == "params":
-            return {m: json.loads(self.query("Params", q.QueryParamsRequest(module=m),
-                                             q.QueryParamsResponse).params_json)
-                    for m in args.modules}
+            return self.params(args.modules)
+        return self.upgrade_plan()
+
+    def proposals(self, status: str | None) -> list[dict]:
+        """Every proposal, or those whose status is ``status`` (e.g. ``voting_period``)."""
+        value = getattr(gov_pb2, f"PROPOSAL_STATUS_{status.upper()}") if status else 0
+        reply = self.query("Proposals", q.QueryProposalsRequest(status=value),
+                           q.QueryProposalsResponse)
+        return [_dict(p) for p in reply.proposals]
+
+    def proposal(self, pid: int) -> dict:
+        """One proposal with its votes and tally."""
+        return {"proposal": _dict(self.query("Proposal", q.QueryProposalRequest(
+                    proposal_id=pid), q.QueryProposalResponse).proposal),
+                "votes": [_dict(v) for v in self.query("ProposalVotes",
+                          q.QueryProposalVotesRequest(proposal_id=pid),
+                          q.QueryProposalVotesResponse).votes],
+                "tally": _dict(self.query("ProposalTally", q.QueryProposalTallyRequest(
+                    proposal_id=pid), q.QueryProposalTallyResponse).tally)}
+
+    def params(self, modules: list[str]) -> dict[str, Any]:
+        return {m: json.loads(self.query("Params", q.QueryParamsRequest(module=m),
+                                         q.QueryParamsResponse).params_json)
+                for m in modules}
+
+    def upgrade_plan(self) -> dict:
         return _dict(self.query("UpgradePlan", q.QueryUpgradePlanRequest(),
                                 q.QueryUpgradePlanResponse).plan)
 
