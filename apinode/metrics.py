@@ -27,6 +27,8 @@ LATENCY_BUCKETS = (0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
 TOKENS_PER_S_BUCKETS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 UNMATCHED_ROUTE = "unmatched"
+# Why a transfer agent gave up on a pick (docs/metrics.md); each shows from the start, at 0.
+FALLBACK_REASONS = ("refused", "failed", "timeout", "draw_expired")
 
 
 class ApiMetrics:
@@ -51,6 +53,8 @@ class ApiMetrics:
         self.fallbacks = Counter("inferchain_api_executor_fallbacks",
                                  "Picks a transfer agent gave up on for the next executor",
                                  ["reason"], registry=r)
+        for reason in FALLBACK_REASONS:
+            self.fallbacks.labels(reason)
 
     def watch_outbox(self, outbox: Outbox) -> None:
         self.registry.register(OutboxCollector(outbox))

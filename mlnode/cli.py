@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from mlnode.engine import Engine
-from mlnode.metrics import MlNodeMetrics
+from mlnode.metrics import MlNodeMetrics, serve_metrics
 from mlnode.model_store import DEFAULT_MODEL_ID, default_gguf, prepare
 
 log = logging.getLogger("mlnode")
@@ -65,8 +65,13 @@ def main(argv: list[str] | None = None) -> None:
     from mlnode.server import serve as serve_grpc
 
     metrics = MlNodeMetrics()
-    asyncio.run(serve_grpc(build_engine(args, metrics), args.host, args.port, metrics,
-                           args.metrics_port))
+    # Before the model loads, so a port that cannot be served stops the node at once.
+    metrics_server = serve_metrics(metrics.registry, args.host, args.metrics_port)
+    try:
+        asyncio.run(serve_grpc(build_engine(args, metrics), args.host, args.port, metrics))
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
 
 
 def _path(value: str) -> Path:

@@ -18,7 +18,7 @@ import grpc
 from inferchain_pb.mlnode.v1 import mlnode_pb2 as pb
 from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as pb_grpc
 from mlnode.engine import Engine, InvalidRequest
-from mlnode.metrics import MlNodeMetrics, serve_metrics
+from mlnode.metrics import MlNodeMetrics
 from mlnode.poc.nonces import MAX_NONCE
 from mlnode.poc.runner import PocRunner
 from mlnode.poc.verify import DEFAULT_TOLERANCE
@@ -200,10 +200,10 @@ class MLNodeService(pb_grpc.MLNodeServicer):
                                 ok=c.ok) for c in report.checks])
 
 
-async def serve(engine: Engine, host: str, port: int, metrics: MlNodeMetrics | None = None,
-                metrics_port: int = 0) -> None:
+async def serve(engine: Engine, host: str, port: int,
+                metrics: MlNodeMetrics | None = None) -> None:
     """Serves until SIGTERM or SIGINT, then drains in-flight calls and closes the engine;
-    with a ``metrics_port``, serves ``metrics`` there too."""
+    ``metrics`` hears what the service does."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
     service = MLNodeService(engine, metrics)
@@ -211,7 +211,6 @@ async def serve(engine: Engine, host: str, port: int, metrics: MlNodeMetrics | N
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:
         raise OSError(f"cannot listen on {host}:{port}")
-    metrics_server = serve_metrics(service.metrics.registry, host, metrics_port)
     await server.start()
     log.info("ML node serving %s on %s:%d", engine.info.model_id, host, bound)
     stop = asyncio.Event()
@@ -223,7 +222,5 @@ async def serve(engine: Engine, host: str, port: int, metrics: MlNodeMetrics | N
         log.info("shutting down")
     finally:
         await server.stop(grace=2)
-        if metrics_server is not None:
-            metrics_server.shutdown()
         service.close()
         engine.close()
