@@ -6,6 +6,7 @@ metrics cost a few increments per request and one per token; the outbox is read 
 store only when a scrape asks for it.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ LATENCY_BUCKETS = (0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
 TOKENS_PER_S_BUCKETS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 UNMATCHED_ROUTE = "unmatched"
+CLIENT_GONE = 499  # the client went away before its answer was complete (nginx's code)
 # Why a transfer agent gave up on a pick (docs/metrics.md); each shows from the start, at 0.
 FALLBACK_REASONS = ("refused", "failed", "timeout", "draw_expired")
 
@@ -74,6 +76,9 @@ class ApiMetrics:
             return response
         except web.HTTPException as exc:
             status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = CLIENT_GONE
             raise
         finally:
             self.requests.labels(name, str(status)).inc()

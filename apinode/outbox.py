@@ -215,7 +215,7 @@ class Outbox:
         owed = [OutboxState.PENDING, OutboxState.SENT]
         with self.db.session() as session:
             counts = dict(session.execute(select(OutboxRow.state, func.count())
-                                          .group_by(OutboxRow.state)).tuples().all())
+                                          .group_by(OutboxRow.state)).all())
             oldest = session.scalar(select(func.min(OutboxRow.created_at))
                                     .where(OutboxRow.state.in_(owed)))
             return counts, oldest

@@ -5,8 +5,10 @@ import asyncio
 import logging
 from pathlib import Path
 
+from prometheus_client import start_http_server
+
 from mlnode.engine import Engine
-from mlnode.metrics import MlNodeMetrics, serve_metrics
+from mlnode.metrics import MlNodeMetrics
 from mlnode.model_store import DEFAULT_MODEL_ID, default_gguf, prepare
 
 log = logging.getLogger("mlnode")
@@ -65,8 +67,15 @@ def main(argv: list[str] | None = None) -> None:
     from mlnode.server import serve as serve_grpc
 
     metrics = MlNodeMetrics()
-    # Before the model loads, so a port that cannot be served stops the node at once.
-    metrics_server = serve_metrics(metrics.registry, args.host, args.metrics_port)
+    metrics_server = None
+    if args.metrics_port:  # before the model loads: a port in use stops the node at once
+        try:
+            metrics_server, _ = start_http_server(args.metrics_port, args.host, metrics.registry)
+        except OSError as exc:
+            parser.error(f"--metrics-port {args.metrics_port}: cannot serve metrics on "
+                         f"{args.host}:{args.metrics_port} ({exc.strerror or exc}); choose a "
+                         "free port, or 0 for none")
+        log.info("metrics at http://%s:%d/metrics", args.host, args.metrics_port)
     try:
         asyncio.run(serve_grpc(build_engine(args, metrics), args.host, args.port, metrics))
     finally:

@@ -2,14 +2,13 @@
 
 The node owns its registry, so several in one process keep apart. The gRPC service counts
 tokens and times score jobs; the torch scheduler reports each decode step's batch size; the
-queue is read from the engine only when a scrape asks. The ML node imports nothing of the
-chain, so it serves its registry itself rather than through chain.metrics.
+queue is read from the engine only when a scrape asks. The command line serves the registry
+(``--metrics-port``).
 """
 
 import logging
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from mlnode.engine import Engine
 
@@ -44,16 +43,3 @@ class MlNodeMetrics:
         self.queued.set_function(lambda: engine.load().queued)
         self.running.set_function(lambda: engine.load().running)
 
-
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> WSGIServer | None:
-    """Serves ``registry`` at http://host:port/metrics; None when ``port`` is 0 (off);
-    SystemExit naming --metrics-port when the port cannot be served."""
-    if port == 0:
-        return None
-    try:
-        server, _ = start_http_server(port, host, registry)
-    except OSError as exc:
-        raise SystemExit(f"mlnode: --metrics-port {port}: cannot serve metrics on {host}:{port} "
-                         f"({exc.strerror or exc}); choose a free port, or 0 for none") from exc
-    log.info("metrics at http://%s:%d/metrics", host, port)
-    return server

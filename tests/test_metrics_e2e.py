@@ -197,7 +197,7 @@ def test_an_api_node_whose_metrics_port_is_no_port_stops_saying_so(tmp_path):
 def test_an_ml_node_whose_metrics_port_is_taken_stops_before_loading_its_model(taken_port):
     out = refused_start(["-m", "mlnode", "serve", "--port", str(free_port()),
                          "--metrics-port", str(taken_port)])
-    assert (f"mlnode: --metrics-port {taken_port}: cannot serve metrics on "
+    assert (f"mlnode: error: --metrics-port {taken_port}: cannot serve metrics on "
             f"127.0.0.1:{taken_port} (Address already in use)") in out, out
     assert "torch engine ready" not in out
 
