@@ -16,14 +16,17 @@ from pathlib import Path
 import grpc
 import openai
 import pytest
+from chain_client import TxSpec, broadcast_raw, ledger, send_msg, signed_tx
 from chain_nodes import ROOT, funded_keys, template
 from conftest import free_port
 from local_network import MODEL, LocalNetwork, MlNodes, poll
 from metrics_scrape import Scrape
 from mlnode_client import chat_ids
+from test_chain_cometbft import Localnet
 
 from apinode.config import write_home
 from genesis.app_config import add_metrics_port
+from genesis.comet_config import find_cometbft
 from genesis.solo import layout_solo
 from inferchain_pb.mlnode.v1 import mlnode_pb2 as pb
 from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as pb_grpc
@@ -127,6 +130,37 @@ def test_the_chain_height_in_metrics_keeps_rising(metered: Metered):
     first = Scrape(metered.chain).value("inferchain_chain_height")
     poll(lambda: Scrape(metered.chain).value("inferchain_chain_height") > first or None,
          "the height in the chain node's metrics to rise", 30)
+
+
+@pytest.mark.skipif(find_cometbft() is None, reason="cometbft is not installed (make cometbft)")
+def test_a_cometbft_node_counts_what_its_app_sees_in_check_tx_and_blocks(tmp_path):
+    net = Localnet(tmp_path / "net", validators=1)
+    metrics_port = free_port()
+    add_metrics_port(net.infos[0].home, metrics_port)
+    node = net.nodes[0].start()
+    try:
+        node.wait_height(2)
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        client = ledger(net.infos[0].ports.grpc)
+        alice, bob = net.wallets
+        sent = client.send_tokens(bob.address(), 1_000, "ninfer", alice).wait_to_complete()
+        assert sent.response.code == 0
+        number = client.query_account(alice.address()).number
+        stale = signed_tx(alice, TxSpec([send_msg(str(alice.address()), str(bob.address()), 1)],
+                                        sequence=0, account_number=number)).tx.SerializeToString()
+        assert broadcast_raw(client, stale)[0] == 32  # the sequence is used: CheckTx refuses it
+        node.wait_height(sent.response.height + 1)
+        scrape = Scrape(url)
+        assert scrape.value("inferchain_chain_height") >= sent.response.height
+        assert scrape.value("inferchain_chain_checktx_total", kind="new", code="0") >= 1
+        assert scrape.value("inferchain_chain_checktx_total", kind="new", codespace="sdk",
+                            code="32") == 1
+        assert scrape.value("inferchain_chain_txs_total", code="0") >= 1
+        assert scrape.value("inferchain_chain_mempool_txs") == 0  # the block carried the send
+        assert scrape.value("inferchain_chain_finalize_block_seconds_count") >= 2
+        assert scrape.value("inferchain_chain_block_interval_seconds_count") >= 1
+    finally:
+        node.close()
 
 
 # A metrics port the process cannot serve.
