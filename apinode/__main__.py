@@ -3,10 +3,12 @@
 import argparse
 import asyncio
 import logging
+import sys
 from pathlib import Path
 
 from apinode.config import ApiNodeConfig
 from apinode.node import run
+from chain.metrics import MetricsUnavailable
 
 
 def main() -> None:
@@ -18,7 +20,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run(ApiNodeConfig.load(args.home.resolve())))
+    try:
+        asyncio.run(run(ApiNodeConfig.load(args.home.resolve())))
+    except MetricsUnavailable as exc:
+        sys.exit(f"apinode: {exc}")
 
 
 main()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
+from chain.metrics import check_port
+
 
 @dataclass(frozen=True)
 class ApiNodeConfig:
@@ -82,6 +84,9 @@ class ApiNodeConfig:
     # The participant's CometBFT priv_validator_key.json, if it runs a validator: its public
     # key is registered on chain, and the validator's voting power follows the epoch weight.
     consensus_key_file: str = ""
+    # Prometheus metrics at http://HOST:PORT/metrics, HOST being listen's (docs/metrics.md);
+    # 0: none.
+    metrics_port: int = 0
 
     @classmethod
     def load(cls, home: Path) -> "ApiNodeConfig":
@@ -90,7 +95,9 @@ class ApiNodeConfig:
         unknown = set(raw) - (set(cls.__dataclass_fields__) - {"home"})
         if unknown:
             raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
-        return cls(home=home, **raw)
+        config = cls(home=home, **raw)
+        check_port(config.metrics_port, f"{path}: metrics_port")
+        return config
 
     @property
     def database_url(self) -> str:

@@ -33,6 +33,7 @@ from apinode.execute_wire import (
     encode,
 )
 from apinode.executor import Executor
+from apinode.metrics import ApiMetrics
 from apinode.mlnode_client import MlNodeError
 from apinode.openai_errors import ApiError
 from apinode.openai_request import CompletionRequest, parse_chat, parse_text
@@ -85,8 +86,9 @@ class HttpApi:
 
     def __init__(self, agent: TransferAgent, executor: Executor,
                  models: Callable[[], Awaitable[list[str]]], signature_window_s: int,
-                 keys: ApiKeys, db: Database, chain_id: str) -> None:
+                 keys: ApiKeys, db: Database, chain_id: str, metrics: ApiMetrics) -> None:
         self._agent = agent
+        self._metrics = metrics
         self._keys = keys
         self._executor = executor
         self._db = db
@@ -96,7 +98,8 @@ class HttpApi:
         self._guard = ReplayGuard(db, signature_window_s)
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[openai_errors], client_max_size=MAX_BODY_BYTES)
+        app = web.Application(middlewares=[self._metrics.middleware, openai_errors],
+                              client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.text)
         app.router.add_get("/v1/models", self.models)
@@ -159,7 +162,7 @@ class HttpApi:
         started = time.monotonic()
         entry = RequestLog(status="error", http_status=500)
         try:
-            response = await self._serve_completion(http, parse, entry)
+            response = await self._serve_completion(http, parse, entry, started)
             entry.status, entry.http_status = "ok", response.status
             return response
         except ApiError as exc:
@@ -176,7 +179,7 @@ class HttpApi:
 
     async def _serve_completion(self, http: web.Request,
                                 parse: Callable[[bytes], CompletionRequest],
-                                entry: RequestLog) -> web.StreamResponse:
+                                entry: RequestLog, started: float) -> web.StreamResponse:
         if (http.content_length or 0) > MAX_BODY_BYTES:
             raise errors.request_too_large(MAX_BODY_BYTES)
         body = await http.read()
@@ -190,6 +193,7 @@ class HttpApi:
             inference_id, stream = await self._agent.serve(prepared)
         except MlNodeError as exc:
             raise errors.invalid_request(str(exc)) from exc
+        first_token_s = time.monotonic() - started
         entry.inference_id = inference_id
         log.info("inference %s for %s: %d prompt tokens, stream=%s", inference_id,
                  signed.developer, len(prepared.prompt_ids), request.stream)
@@ -200,6 +204,8 @@ class HttpApi:
             result = await self._collect(request, inference_id, stream, len(prepared.prompt_ids))
             entry.completion_tokens = len(result.tokens)
             response = web.json_response(completion_body(request, [result]))
+        self._metrics.completed(first_token_s, entry.completion_tokens,
+                                time.monotonic() - started)
         log.info("inference %s served", inference_id)
         return response
 

@@ -23,6 +23,7 @@ from apinode.config import ApiNodeConfig
 from apinode.draw_audit import DrawAudit
 from apinode.executor import Executor
 from apinode.http_server import HttpApi
+from apinode.metrics import ApiMetrics
 from apinode.mlnode_client import MlNodeClient
 from apinode.outbox import Outbox
 from apinode.outbox_chain import outbox_confirm, outbox_submit
@@ -34,6 +35,7 @@ from apinode.tx_sender import TxSender
 from apinode.validation.seeds import SeedStore
 from apinode.validation.worker import ValidatorWorker
 from chain.inference import payload
+from chain.metrics import serve_metrics
 from inferchain_pb.inference.v1.inference_pb2 import (
     MsgRegisterParticipant,
     MsgUpdateParticipant,
@@ -86,6 +88,10 @@ async def run(config: ApiNodeConfig) -> None:
     sender = TxSender(channel, config.account_key(), config.chain_id, gas_price=config.gas_price)
     db = Database.open(config.database_url)
     outbox = Outbox(db)
+    metrics = ApiMetrics()
+    metrics.watch_outbox(outbox)
+    metrics_server = serve_metrics(metrics.registry, config.listen_host_port()[0],
+                                   config.metrics_port, f"{config.home}/apinode.toml: metrics_port")
     async with MlNodeClient(config.mlnode) as mlnode, aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)) as session:
         await register(config, sender, chain, mlnode)
@@ -99,13 +105,14 @@ async def run(config: ApiNodeConfig) -> None:
                               outbox, session,
                               first_token_timeout_s=config.first_token_timeout_s,
                               fault=config.transfer_agent_fault,
-                              delivery_interval_tokens=config.delivery_interval_tokens)
+                              delivery_interval_tokens=config.delivery_interval_tokens,
+                              metrics=metrics)
 
         async def model_ids() -> list[str]:
             return [m.id for m in await chain.served_models()]
 
         api = HttpApi(agent, executor, model_ids, config.signature_window_s, ApiKeys(db), db,
-                      config.chain_id)
+                      config.chain_id, metrics)
         worker = OutboxWorker(outbox, outbox_submit(sender, audit.outbox_refusal),
                               outbox_confirm(sender), interval_s=0.5)
         runner = web.AppRunner(api.app(), access_log=None)
@@ -150,4 +157,6 @@ async def run(config: ApiNodeConfig) -> None:
         await draining
         await runner.cleanup()
     await channel.close()
+    if metrics_server is not None:
+        metrics_server.close()
     db.close()

@@ -209,6 +209,17 @@ class Outbox:
             return session.scalar(select(func.count()).select_from(OutboxRow).where(
                 OutboxRow.state.in_([OutboxState.PENDING, OutboxState.SENT]))) or 0
 
+    def depth(self) -> tuple[dict[OutboxState, int], datetime | None]:
+        """Entries per state, and when the oldest entry still owed (pending or sent) was
+        enqueued (None when none is)."""
+        owed = [OutboxState.PENDING, OutboxState.SENT]
+        with self.db.session() as session:
+            counts = dict(session.execute(select(OutboxRow.state, func.count())
+                                          .group_by(OutboxRow.state)).all())
+            oldest = session.scalar(select(func.min(OutboxRow.created_at))
+                                    .where(OutboxRow.state.in_(owed)))
+            return counts, oldest
+
     def _update(self, ids: Iterable[int], **values: object) -> None:
         with self.db.session() as session:
             session.execute(update(OutboxRow).where(OutboxRow.id.in_(list(ids))).values(**values))

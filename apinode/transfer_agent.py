@@ -55,6 +55,7 @@ from apinode.execute_wire import (
 )
 from apinode.executor import Executor
 from apinode.fault_switch import fault_switch
+from apinode.metrics import ApiMetrics
 from apinode.mlnode_client import MlNodeClient, MlNodeError
 from apinode.openai_request import CompletionRequest
 from apinode.openai_response import OutputToken
@@ -110,12 +111,13 @@ class TransferAgent:
                  mlnode: MlNodeClient, executor: Executor, outbox: Outbox,
                  session: aiohttp.ClientSession, max_attempts: int = 3,
                  first_token_timeout_s: float = 120.0, fault: str = "",
-                 delivery_interval_tokens: int = 16) -> None:
+                 delivery_interval_tokens: int = 16, metrics: ApiMetrics | None = None) -> None:
         self.fault = fault_switch("transfer agent", fault, FAULTS,
                                   "this agent takes outputs without starting them on chain"
                                   if fault == "withhold-start" else
                                   "this agent takes outputs without signing their delivery")
         self.address = address
+        self._metrics = metrics or ApiMetrics()
         self._key = node_key
         self._chain = chain
         self._mlnode = mlnode
@@ -195,6 +197,7 @@ class TransferAgent:
             except DrawExpired as exc:
                 log.warning("inference %s: gave up on executor %s (attempt %d): %s",
                             inference_id, executor, attempt, exc)
+                self._metrics.fallbacks.labels("draw_expired").inc()
                 served = b""
             if not isinstance(served, bytes):
                 return inference_id, served
@@ -237,6 +240,7 @@ class TransferAgent:
             log.warning("inference %s: executor %s (attempt %d) failed before its first "
                         "token: %s; moving to the next pick", start.inference_id,
                         start.executor, start.attempt, exc)
+            self._metrics.fallbacks.labels(_fallback_reason(exc)).inc()
             await stream.aclose()
             return exc.refusal if isinstance(exc, ExecutionRefused) else b""
         self._start(start, prepared)
@@ -402,6 +406,13 @@ class TransferAgent:
             tokens.append(OutputToken(step.token_id, step.text, step.logprob,
                                       tuple(zip(names, step.top_logprobs, strict=True))))
         return tokens
+
+
+def _fallback_reason(exc: BaseException) -> str:
+    """The ``reason`` label of a pick given up on before its first token."""
+    if isinstance(exc, ExecutionRefused):
+        return "refused"
+    return "timeout" if isinstance(exc, TimeoutError) else "failed"
 
 
 def _signed_refusal(status: int, body: str) -> bytes:

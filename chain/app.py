@@ -14,6 +14,7 @@ changes; Commit only writes what FinalizeBlock built and parses nothing a user s
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,6 +29,7 @@ from chain.config import NodeConfig
 from chain.context import BlockInfo, Context, Event
 from chain.errors import ENVIRONMENT_ERRORS
 from chain.gas import GasKV, GasMeter
+from chain.metrics import ChainMetrics
 from chain.modules import Modules, build
 from chain.query import QueryRouter
 from chain.store import Overlay, Store
@@ -69,8 +71,11 @@ class Application(BaseApplication):
     vote extensions, no state-sync snapshots, every proposal accepted)."""
 
     def __init__(self, store: Store,
-                 simulate_gas_limit: int = NodeConfig.simulate_gas_limit) -> None:
+                 simulate_gas_limit: int = NodeConfig.simulate_gas_limit,
+                 metrics: ChainMetrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics or ChainMetrics()
+        self.metrics.height.set(store.height)
         self.simulate_gas_limit = simulate_gas_limit
         self.modules: Modules = build()
         self.queries = QueryRouter(self)
@@ -115,6 +120,8 @@ class Application(BaseApplication):
         except Exception as exc:
             return abci.ResponseCheckTx(code=INTERNAL_ERROR, codespace="sdk",
                                         log=_internal("CheckTx", exc))
+        self.metrics.check_tx(outcome.hash, req.type == abci.RECHECK, outcome.codespace,
+                              outcome.code)
         return abci.ResponseCheckTx(code=outcome.code, codespace=outcome.codespace,
                                     log=outcome.log, gas_wanted=outcome.gas_wanted,
                                     gas_used=outcome.gas_used)
@@ -141,6 +148,7 @@ class Application(BaseApplication):
         return BlockInfo(self.chain_id, self.store.height + 1, self.last_block.get("time_ns", 0))
 
     def finalize_block(self, req: abci.RequestFinalizeBlock) -> abci.ResponseFinalizeBlock:
+        started = time.perf_counter()
         expected = self.store.height + 1 if self.store.height else self._initial_height
         if req.height != expected:
             raise RuntimeError(f"FinalizeBlock for height {req.height}, expected {expected}")
@@ -161,6 +169,8 @@ class Application(BaseApplication):
         tx_responses = [_tx_response(block, o).SerializeToString() for o in outcomes]
         self._pending = PendingBlock(block, state, outcomes, tx_responses, header)
         failpoint.hit(failpoint.AFTER_FINALIZE, req.height)
+        self.metrics.finalized([(o.codespace, o.code) for o in outcomes],
+                               time.perf_counter() - started)
         return abci.ResponseFinalizeBlock(
             app_hash=app_hash, events=abci_events(hooks.events),
             validator_updates=validator_updates,
@@ -180,6 +190,7 @@ class Application(BaseApplication):
             return []
 
     def commit(self, req: abci.RequestCommit) -> abci.ResponseCommit:
+        started = time.perf_counter()
         pending = self._pending
         if pending is None:
             raise RuntimeError("Commit without FinalizeBlock")
@@ -190,6 +201,9 @@ class Application(BaseApplication):
         meta[CHAIN_ID_META] = self.chain_id.encode()
         self.store.commit(pending.state, pending.block.height, meta)
         failpoint.hit(failpoint.AFTER_COMMIT, pending.block.height)
+        self.metrics.committed(pending.block.height, [o.hash for o in pending.outcomes],
+                               pending.block.time_ns, self.last_block.get("time_ns", 0),
+                               time.perf_counter() - started)
         self.last_block = header
         self._pending = self._genesis = None
         self._check = self.store.begin_block()

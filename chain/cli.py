@@ -12,6 +12,7 @@ from pathlib import Path
 from chain import export
 from chain.genesis_records import UnexportedState
 from chain.gov import cli as gov_cli
+from chain.metrics import MetricsUnavailable
 from chain.node import run_node
 from chain.store import HeightUnavailable
 from client import commands as client_commands
@@ -44,7 +45,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run_node(args.home.resolve()))
+    try:
+        asyncio.run(run_node(args.home.resolve()))
+    except MetricsUnavailable as exc:
+        sys.exit(f"inferchain node: {exc}")
 
 
 def _export(args: argparse.Namespace) -> None:

@@ -4,6 +4,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from chain.metrics import check_port
+
 MODES = ("solo", "cometbft")
 
 
@@ -19,6 +21,9 @@ class NodeConfig:
     # The gas one Simulate may use, whatever the tx's own limit: a bound on how long one
     # client's simulation holds the node.
     simulate_gas_limit: int = 50_000_000
+    # Prometheus metrics at http://HOST:PORT/metrics, HOST being grpc_listen's (docs/metrics.md);
+    # 0: none.
+    metrics_port: int = 0
 
     @property
     def genesis_file(self) -> Path:
@@ -42,4 +47,5 @@ class NodeConfig:
         config = cls(home=home, **raw)
         if config.mode not in MODES:
             raise ValueError(f"{path}: mode must be one of {MODES}, not {config.mode!r}")
+        check_port(config.metrics_port, f"{path}: metrics_port")
         return config

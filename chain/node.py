@@ -21,6 +21,7 @@ from pathlib import Path
 from chain.abci.server import AbciServer
 from chain.app import Application
 from chain.config import NodeConfig
+from chain.metrics import ChainMetrics, serve_metrics
 from chain.services import node_query
 from chain.services.broadcast import CometBroadcaster
 from chain.services.grpc_server import start_grpc
@@ -55,7 +56,10 @@ async def run_node(home: Path) -> None:
     config = NodeConfig.load(home)
     config.database.parent.mkdir(parents=True, exist_ok=True)
     store = Store.open(config.database)
-    app = Application(store, simulate_gas_limit=config.simulate_gas_limit)
+    metrics = ChainMetrics()
+    metrics_server = serve_metrics(metrics.registry, _split(config.grpc_listen)[0],
+                                   config.metrics_port, f"{home}/config/app.toml: metrics_port")
+    app = Application(store, simulate_gas_limit=config.simulate_gas_limit, metrics=metrics)
     node_query.register(app.queries, app, moniker=home.name)
     register_abci_simulate(app.queries, app)
     log.info("node %s starting in %s mode at height %d", home.name, config.mode, store.height)
@@ -96,4 +100,6 @@ async def run_node(home: Path) -> None:
         await abci.close()
     if isinstance(broadcaster, CometBroadcaster):
         await broadcaster.close()
+    if metrics_server is not None:
+        metrics_server.close()
     store.close()

@@ -107,6 +107,7 @@ def start_network(devnet: Devnet, supervisor: Supervisor) -> list[str]:
             supervisor.start("ml", f"ML node {i}",
                              ["-m", "mlnode", "serve", "--engine", "torch",
                               "--port", str(settings.mlnode_port(i)),
+                              "--metrics-port", str(settings.metrics_port(i, "mlnode")),
                               "--max-batch", str(MLNODE_MAX_BATCH)],
                              devnet.logs / f"mlnode{i}.log", env=MLNODE_ENV)
         for i in batch:
@@ -160,11 +161,15 @@ def announce(devnet: Devnet, addresses: list[str]) -> None:
         "INFERCHAIN_DEV_PRIVATE_KEY": developer["private_key_hex"],
         "INFERCHAIN_TA_ADDRESS": addresses[0],
         "INFERCHAIN_EXPLORER": f"http://{HOST}:{settings.explorer_port}",
+        **{f"INFERCHAIN_METRICS_{p.upper()}": url
+           for p, url in settings.metrics_urls(0).items()},
     })
     for i, address in enumerate(addresses):
         say(f"participant {i}: API http://{HOST}:{settings.api_port(i)}, "
             f"ML node {HOST}:{settings.mlnode_port(i)}, chain {settings.chain_grpc(i)}, "
             f"account {address}")
+        say(f"participant {i} metrics: " + ", ".join(
+            f"{p} {url}" for p, url in settings.metrics_urls(i).items()))
     say(f"ready: {settings.participants} participants, {settings.consensus} consensus, "
         f"chain {CHAIN_ID}, Cosmos gRPC {settings.chain_grpc(0)}")
     if settings.consensus == "cometbft":

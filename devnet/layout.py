@@ -25,6 +25,7 @@ from cosmpy.mnemonic import generate_mnemonic
 from apinode.config import ApiNodeConfig, write_home
 from genesis.account_keys import AccountKey, generate_account_keys
 from genesis.addresses import ACCOUNT_PREFIX
+from genesis.app_config import add_metrics_port
 from genesis.cli import DEFAULT_TEMPLATE
 from genesis.homes import HOST, NodePorts
 from genesis.localnet import PORTS_PER_NODE, layout_localnet, localnet_ports
@@ -49,9 +50,12 @@ CPU_VALIDATION_PARAMS = {"validation_window_blocks": 120, "voting_period_blocks"
                          "reveal_window_blocks": 300}
 # Participant i owns the ports BASE+10*i .. BASE+10*i+9: its API node on +0, its ML node on
 # +1, its chain node (genesis.localnet's layout shifted by 5) on +5 P2P, +6 CometBFT RPC,
-# +7 ABCI, +8 Cosmos gRPC. A solo chain is participant 0's chain node. The network explorer
-# (python -m explorer) serves on participant 0's +9.
+# +7 ABCI, +8 Cosmos gRPC. A solo chain is participant 0's chain node. Each process serves
+# its Prometheus metrics (docs/metrics.md) on a port of its own: the API node's on +2, the ML
+# node's on +3, the chain node's on +4. The network explorer (python -m explorer) serves on
+# participant 0's +9.
 API_OFFSET, MLNODE_OFFSET, CHAIN_OFFSET = 0, 1, 5
+METRICS_OFFSETS = {"api": 2, "mlnode": 3, "chain": 4}
 EXPLORER_OFFSET = 9
 
 SETTINGS_FILE = "devnet.json"
@@ -84,6 +88,16 @@ class Settings:
     def explorer_port(self) -> int:
         return self.base_port + EXPLORER_OFFSET
 
+    def metrics_port(self, participant: int, process: str) -> int:
+        """Where participant's ``process`` (a key of METRICS_OFFSETS) serves its metrics."""
+        return self.base_port + PORTS_PER_NODE * participant + METRICS_OFFSETS[process]
+
+    def metrics_urls(self, participant: int) -> dict[str, str]:
+        """Each of the participant's processes' /metrics URL (its chain node's if it runs one)."""
+        processes = [p for p in METRICS_OFFSETS if p != "chain" or participant < self.chain_nodes]
+        return {p: f"http://{HOST}:{self.metrics_port(participant, p)}/metrics"
+                for p in processes}
+
     def chain_ports(self, node: int) -> NodePorts:
         return localnet_ports(self.base_port + CHAIN_OFFSET, node)
 
@@ -94,8 +108,10 @@ class Settings:
     def listening_ports(self) -> list[int]:
         """Every port the network listens on (a solo node serves only gRPC)."""
         ports = [p for i in range(self.participants)
-                 for p in (self.api_port(i), self.mlnode_port(i))] + [self.explorer_port]
+                 for p in (self.api_port(i), self.mlnode_port(i), self.metrics_port(i, "api"),
+                           self.metrics_port(i, "mlnode"))] + [self.explorer_port]
         for node in range(self.chain_nodes):
+            ports.append(self.metrics_port(node, "chain"))
             chain = self.chain_ports(node)
             ports += ([chain.p2p, chain.rpc, chain.abci, chain.grpc]
                       if self.consensus == "cometbft" else [chain.grpc])
@@ -222,6 +238,7 @@ def _lay_out(staging: Path, settings: Settings) -> None:
         write_home(devnet.participant_home(i), {
             "chain_id": CHAIN_ID, "listen": listen, "public_url": f"http://{listen}",
             "chain_grpc": settings.chain_grpc(i), "mlnode": f"{HOST}:{settings.mlnode_port(i)}",
+            "metrics_port": settings.metrics_port(i, "api"),
         }, key.private_key_hex)
     template = _template(developer, participants, devnet)
     if settings.consensus == "cometbft":
@@ -229,6 +246,8 @@ def _lay_out(staging: Path, settings: Settings) -> None:
                         base_port=settings.base_port + CHAIN_OFFSET)
     else:
         layout_solo(template, devnet.chain_home(0), grpc_port=settings.chain_ports(0).grpc)
+    for node in range(settings.chain_nodes):
+        add_metrics_port(devnet.chain_home(node), settings.metrics_port(node, "chain"))
     _write_private(staging / KEYS_FILE, json.dumps(keys, indent=2) + "\n")
     (staging / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=2) + "\n")
 

@@ -5,6 +5,8 @@
     grpc_listen = "127.0.0.1:9090"
     comet_rpc = "http://127.0.0.1:26657"
     block_interval_ms = 500     # used in solo mode only
+
+and, where a caller turns metrics on (``add_metrics_port``), ``metrics_port = 26660``.
 """
 
 from dataclasses import dataclass
@@ -46,3 +48,10 @@ def write_app_toml(home: Path, config: AppConfig) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(config.to_toml(), encoding="utf-8")
     return path
+
+
+def add_metrics_port(home: Path, port: int) -> None:
+    """Turns on the node's Prometheus metrics (docs/metrics.md) at ``port`` in a laid-out
+    home's app.toml, which has no metrics_port of its own."""
+    with (home / "config" / "app.toml").open("a", encoding="utf-8") as app_toml:
+        app_toml.write(f"metrics_port = {port}\n")

@@ -20,7 +20,7 @@ starts one. Never run them for real work.
 """
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import torch
 from torch import nn
@@ -146,7 +146,8 @@ def load_model(files: ModelFiles, dtype: str, device: str) -> PreTrainedModel:
 
 
 def cheating_engine(cheat: str, files: ModelFiles, *, model_id: str, dtype: str = "float32",
-                    device: str = "cpu", max_batch: int = 16) -> Engine:
+                    device: str = "cpu", max_batch: int = 16,
+                    on_step: Callable[[int], None] | None = None) -> Engine:
     """An engine that cheats as ``cheat`` says while claiming ``model_id`` and its weights."""
     if cheat not in CHEATS:
         raise ValueError(f"unknown cheat {cheat!r}, expected one of {', '.join(CHEATS)}")
@@ -155,7 +156,8 @@ def cheating_engine(cheat: str, files: ModelFiles, *, model_id: str, dtype: str 
 
     def engine(model: PreTrainedModel) -> TorchEngine:
         return TorchEngine(model, tokenizer, model_id=model_id,
-                           weights_sha256=files.weights_sha256, max_batch=max_batch)
+                           weights_sha256=files.weights_sha256, max_batch=max_batch,
+                           on_step=on_step)
 
     if cheat == "int8":
         return engine(fake_int8(load_model(files, dtype, device)))

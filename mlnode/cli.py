@@ -5,13 +5,16 @@ import asyncio
 import logging
 from pathlib import Path
 
+from prometheus_client import start_http_server
+
 from mlnode.engine import Engine
+from mlnode.metrics import MlNodeMetrics
 from mlnode.model_store import DEFAULT_MODEL_ID, default_gguf, prepare
 
 log = logging.getLogger("mlnode")
 
 
-def build_engine(args: argparse.Namespace) -> Engine:
+def build_engine(args: argparse.Namespace, metrics: MlNodeMetrics) -> Engine:
     files = prepare(args.model) if args.model else prepare(default_gguf())
     model_id = args.model_id or DEFAULT_MODEL_ID
     if args.cheat:
@@ -20,7 +23,8 @@ def build_engine(args: argparse.Namespace) -> Engine:
         from mlnode.cheats import cheating_engine
 
         return cheating_engine(args.cheat, files, model_id=model_id, dtype=args.dtype,
-                               device=args.device, max_batch=args.max_batch)
+                               device=args.device, max_batch=args.max_batch,
+                               on_step=metrics.batch_size.observe)
     if args.engine == "vllm":
         from mlnode.vllm_engine import VllmEngine
 
@@ -29,7 +33,8 @@ def build_engine(args: argparse.Namespace) -> Engine:
     from mlnode.torch_engine import TorchEngine
 
     return TorchEngine.from_files(files, model_id=model_id, dtype=args.dtype,
-                                  device=args.device, max_batch=args.max_batch)
+                                  device=args.device, max_batch=args.max_batch,
+                                  on_step=metrics.batch_size.observe)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,14 +54,33 @@ def main(argv: list[str] | None = None) -> None:
                             "calibration only; see mlnode/cheats.py)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=50051)
+    serve.add_argument("--metrics-port", type=int, default=0,
+                       help="serve Prometheus metrics at http://HOST:PORT/metrics (0: none)")
     serve.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    if not 0 <= args.metrics_port <= 65535:
+        parser.error(f"--metrics-port must be a port number from 1 to 65535, or 0 for no "
+                     f"metrics; got {args.metrics_port}")
 
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from mlnode.server import serve as serve_grpc
 
-    asyncio.run(serve_grpc(build_engine(args), args.host, args.port))
+    metrics = MlNodeMetrics()
+    metrics_server = None
+    if args.metrics_port:  # before the model loads: a port in use stops the node at once
+        try:
+            metrics_server, _ = start_http_server(args.metrics_port, args.host, metrics.registry)
+        except OSError as exc:
+            parser.error(f"--metrics-port {args.metrics_port}: cannot serve metrics on "
+                         f"{args.host}:{args.metrics_port} ({exc.strerror or exc}); choose a "
+                         "free port, or 0 for none")
+        log.info("metrics at http://%s:%d/metrics", args.host, args.metrics_port)
+    try:
+        asyncio.run(serve_grpc(build_engine(args, metrics), args.host, args.port, metrics))
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
 
 
 def _path(value: str) -> Path:

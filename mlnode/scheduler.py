@@ -29,9 +29,12 @@ class Job:
 
 
 class Scheduler:
-    def __init__(self, runner: TorchRunner, max_batch: int) -> None:
+    def __init__(self, runner: TorchRunner, max_batch: int,
+                 on_step: Callable[[int], None] | None = None) -> None:
+        """``on_step`` hears each decode step's batch size (the ML node's metrics)."""
         self._runner = runner
         self._max_batch = max_batch
+        self._on_step = on_step
         self._wake = threading.Condition()
         self._waiting: deque[Generation] = deque()
         self._jobs: deque[Job] = deque()
@@ -108,6 +111,8 @@ class Scheduler:
         if not self._running:
             return
         assert self._batch is not None
+        if self._on_step is not None:
+            self._on_step(len(self._running))
         logits = self._runner.decode(self._batch, [g.output_ids[-1] for g in self._running])
         done = {i for i, (g, row) in enumerate(zip(self._running, logits, strict=True))
                 if g.advance(row)}

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import math
 import signal
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -17,6 +18,7 @@ import grpc
 from inferchain_pb.mlnode.v1 import mlnode_pb2 as pb
 from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as pb_grpc
 from mlnode.engine import Engine, InvalidRequest
+from mlnode.metrics import MlNodeMetrics
 from mlnode.poc.nonces import MAX_NONCE
 from mlnode.poc.runner import PocRunner
 from mlnode.poc.verify import DEFAULT_TOLERANCE
@@ -55,8 +57,10 @@ def check_poc_common(spec: pb.PocModelSpec, seed: bytes, target_distance: float
 
 
 class MLNodeService(pb_grpc.MLNodeServicer):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, metrics: MlNodeMetrics | None = None) -> None:
         self._engine = engine
+        self.metrics = metrics or MlNodeMetrics()
+        self.metrics.watch(engine)
         self._poc = PocRunner(engine.info.device, self._busy)
 
     def _busy(self) -> bool:
@@ -80,6 +84,7 @@ class MLNodeService(pb_grpc.MLNodeServicer):
                         yield pb.GenerateChunk(finish_reason=event.reason,
                                                prompt_tokens=event.prompt_tokens)
                     else:
+                        self.metrics.generated_tokens.inc()
                         yield pb.GenerateChunk(step=step_to_pb(event), prompt_tokens=len(prompt))
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -88,12 +93,15 @@ class MLNodeService(pb_grpc.MLNodeServicer):
         self, request: pb.ScoreRequest, context: grpc.aio.ServicerContext
     ) -> pb.ScoreResponse:
         sampling = sampling_from_pb(request.sampling) if request.HasField("sampling") else None
+        started = time.perf_counter()
         try:
             positions = await self._engine.score(list(request.prompt_ids),
                                                  list(request.output_ids),
                                                  request.top_logprobs, sampling)
         except InvalidRequest as exc:
+            self.metrics.score_refused.inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        self.metrics.score_seconds.observe(time.perf_counter() - started)
         return pb.ScoreResponse(positions=[
             pb.ScoredPosition(step=step_to_pb(p.step), cdf_low=p.rule.cdf_low,
                               cdf_high=p.rule.cdf_high, u=p.rule.u, argmax_gap=p.rule.argmax_gap,
@@ -192,11 +200,13 @@ class MLNodeService(pb_grpc.MLNodeServicer):
                                 ok=c.ok) for c in report.checks])
 
 
-async def serve(engine: Engine, host: str, port: int) -> None:
-    """Serves until SIGTERM or SIGINT, then drains in-flight calls and closes the engine."""
+async def serve(engine: Engine, host: str, port: int,
+                metrics: MlNodeMetrics | None = None) -> None:
+    """Serves until SIGTERM or SIGINT, then drains in-flight calls and closes the engine;
+    ``metrics`` hears what the service does."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
-    service = MLNodeService(engine)
+    service = MLNodeService(engine, metrics)
     pb_grpc.add_MLNodeServicer_to_server(service, server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:

@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
@@ -33,6 +33,7 @@ class TorchEngine:
         model_id: str,
         weights_sha256: str,
         max_batch: int = 16,
+        on_step: Callable[[int], None] | None = None,
     ) -> None:
         self._model = model.eval()
         self.tokenizer = tokenizer
@@ -50,16 +51,18 @@ class TorchEngine:
             max_top_logprobs=MAX_TOP_LOGPROBS,
             eos_token_id=min(self._eos_ids) if self._eos_ids else 0,
         )
-        self._scheduler = Scheduler(TorchRunner(model), max_batch)
+        self._scheduler = Scheduler(TorchRunner(model), max_batch, on_step)
         log.info("torch engine ready: %s on %s (%s), batch up to %d", model_id, self.info.device,
                  self.info.dtype, max_batch)
 
     @classmethod
     def from_files(cls, files: ModelFiles, *, model_id: str, dtype: str = "float32",
-             device: str = "cpu", max_batch: int = 16) -> "TorchEngine":
+             device: str = "cpu", max_batch: int = 16,
+             on_step: Callable[[int], None] | None = None) -> "TorchEngine":
+        """``on_step`` hears each decode step's batch size."""
         model = AutoModelForCausalLM.from_pretrained(files.path, dtype=DTYPES[dtype]).to(device)
         return cls(model, ChatTokenizer.from_folder(files.path), model_id=model_id,
-                   weights_sha256=files.weights_sha256, max_batch=max_batch)
+                   weights_sha256=files.weights_sha256, max_batch=max_batch, on_step=on_step)
 
     async def generate(
         self, prompt_ids: Sequence[int], sampling: SamplingParams, top_logprobs: int

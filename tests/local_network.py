@@ -43,6 +43,7 @@ from apinode.openai_signing import signed_http_client
 from apinode.outbox import Entry, Outbox
 from apinode.store import Database, OutboxRow, OutboxState
 from genesis.account_keys import AccountKey
+from genesis.app_config import add_metrics_port
 from genesis.localnet import PORTS_PER_NODE, layout_localnet
 from genesis.solo import layout_solo
 from genesis.template import parse_template
@@ -113,16 +114,20 @@ def free_port_block(size: int) -> int:
 
 class MlNodes:
     """``count`` ML node processes serving the default model, started side by side;
-    ``cheats[i]``, when given, starts node i with that ``--cheat`` variant."""
+    ``cheats[i]``, when given, starts node i with that ``--cheat`` variant; with ``metrics``,
+    each serves its metrics on a port of ``metrics_ports``."""
 
-    def __init__(self, root: Path, count: int, cheats: list[str | None] | None = None) -> None:
+    def __init__(self, root: Path, count: int, cheats: list[str | None] | None = None,
+                 metrics: bool = False) -> None:
         self.ports = [free_port() for _ in range(count)]
+        self.metrics_ports = [free_port() if metrics else 0 for _ in range(count)]
         self.processes: list[subprocess.Popen] = []
         try:
             for i, port in enumerate(self.ports):
                 cheat = cheats[i] if cheats else None
                 self.processes.append(spawn(
                     ["-m", "mlnode", "serve", "--port", str(port), "--max-batch", "4",
+                     "--metrics-port", str(self.metrics_ports[i]),
                      *(["--cheat", cheat] if cheat else [])], root / f"mlnode{i}.log",
                     # One torch thread each, as in the devnet: several ML nodes, each with
                     # a thread per core, oversubscribe a small machine and all slow down.
@@ -223,7 +228,8 @@ class LocalNetwork:
                  in_genesis: bool = True, reputations: dict[str, int] | None = None,
                  node_settings: list[dict] | None = None,
                  extra_accounts: list[AccountKey] | None = None,
-                 extra_participants: list[dict] | None = None) -> None:
+                 extra_participants: list[dict] | None = None,
+                 chain_metrics_port: int = 0) -> None:
         """``params`` overrides module params in genesis; ``in_genesis`` lists the participants
         in genesis, as the devnet does (with the genesis weight: they serve and validate from
         the first epoch); without it each API node registers on start and, like any newcomer,
@@ -231,7 +237,9 @@ class LocalNetwork:
         ``reputations`` maps an address to its starting reputation (ppm);
         ``node_settings`` adds apinode.toml settings per participant; ``extra_accounts`` are
         funded in genesis for a test to act with directly, ``extra_participants`` registered
-        there (template [[participants]] entries)."""
+        there (template [[participants]] entries); ``chain_metrics_port`` is the chain node's
+        metrics_port (0: none)."""
+        self.chain_metrics_port = chain_metrics_port
         self.extra_participants = extra_participants or []
         self.root = root
         self.developer, self.poor, *keys = funded_keys(2 + len(mlnode_ports))
@@ -295,6 +303,8 @@ class LocalNetwork:
             home, grpc_port = info.home, info.ports.grpc
         else:
             raise ValueError(f"unknown consensus {consensus!r}")
+        if self.chain_metrics_port:
+            add_metrics_port(home, self.chain_metrics_port)
         chain = ChainNode(home, grpc_port).start()
         try:
             chain.wait_height(2)

@@ -18,6 +18,7 @@ import psutil  # installed with accelerate
 from conftest import ROOT, START_TIMEOUT_S
 from cosmjs_client import client_flow
 from inference_actors import genesis_models
+from metrics_scrape import Scrape
 
 from apinode.openai_signing import signed_http_client
 from genesis.account_keys import generate_account_keys
@@ -63,10 +64,11 @@ def wait_for_env(path: Path, devnet: subprocess.Popen, output: Path) -> dict[str
 
 def test_devnet_serves_a_signed_chat_completion_and_stops_cleanly(tmp_path):
     root, output = tmp_path / "devnet", tmp_path / "devnet.out"
+    base_port = free_base_port()
     with output.open("w") as out:
         devnet = subprocess.Popen(
             [sys.executable, "-m", "devnet", "--participants", str(PARTICIPANTS),
-             "--root", str(root), "--base-port", str(free_base_port())],
+             "--root", str(root), "--base-port", str(base_port)],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     children: list[psutil.Process] = []
     try:
@@ -89,6 +91,15 @@ def test_devnet_serves_a_signed_chat_completion_and_stops_cleanly(tmp_path):
                                            env["INFERCHAIN_TA_ADDRESS"],
                                            env["INFERCHAIN_CHAIN_ID"]))
         assert "Paris" in signed.chat.completions.create(**ask).choices[0].message.content
+        # Participant 0's processes serve their metrics where ROOT/env says, and the banner
+        # lists every participant's.
+        assert Scrape(env["INFERCHAIN_METRICS_CHAIN"]).value("inferchain_chain_height") > 0
+        assert Scrape(env["INFERCHAIN_METRICS_API"]).value(
+            "inferchain_api_requests_total", route="/v1/chat/completions", code="200") == 2
+        assert Scrape(env["INFERCHAIN_METRICS_MLNODE"]).value(
+            "inferchain_mlnode_generated_tokens_total") >= 0
+        assert (f"participant 1 metrics: api http://127.0.0.1:{base_port + 12}/metrics, "
+                f"mlnode http://127.0.0.1:{base_port + 13}/metrics\n") in output.read_text()
 
         devnet.send_signal(signal.SIGTERM)
         assert devnet.wait(timeout=60) == 0, output.read_text()
