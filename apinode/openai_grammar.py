@@ -109,14 +109,7 @@ def _tools(value: Any) -> list[dict[str, Any]]:
     tools, names = [], set()
     for i, tool in enumerate(value):
         where = f"tools[{i}]"
-        require(tool, dict, where, "an object")
-        if tool.get("type") != "function":
-            raise invalid_request(f"Invalid value: {tool.get('type')!r}. Supported values are: "
-                                  "'function'.", f"{where}.type", "invalid_value")
-        function = tool.get("function")
-        if function is None:
-            raise missing(f"{where}.function")
-        require(function, dict, f"{where}.function", "an object")
+        function = function_of(tool, where)
         name = _name(function.get("name"), f"{where}.function.name")
         if name in names:
             raise invalid_request(f"Invalid 'tools': function name {name!r} is not unique.",
@@ -131,6 +124,21 @@ def _tools(value: Any) -> list[dict[str, Any]]:
         boolean(function.get("strict"), f"{where}.function.strict", False)
         tools.append({"type": "function", "function": clean})
     return tools
+
+
+def function_of(entry: Any, where: str, default_type: str | None = None) -> dict[str, Any]:
+    """The ``function`` object of a ``{"type": "function", "function": {...}}`` entry (a tool,
+    or a call in an assistant message, whose type may be left out: ``default_type``)."""
+    require(entry, dict, where, "an object")
+    kind = entry.get("type", default_type)
+    if kind != "function":
+        raise invalid_request(f"Invalid value: {kind!r}. Supported values are: 'function'.",
+                              f"{where}.type", "invalid_value")
+    function = entry.get("function")
+    if function is None:
+        raise missing(f"{where}.function")
+    require(function, dict, f"{where}.function", "an object")
+    return function
 
 
 def _tool_choice(value: Any, tools: list[dict[str, Any]]) -> str:

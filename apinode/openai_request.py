@@ -32,7 +32,7 @@ from apinode.openai_fields import (
     require,
     string,
 )
-from apinode.openai_grammar import Constraint, parse_constraint
+from apinode.openai_grammar import Constraint, function_of, parse_constraint
 from chain.inference.params import MAX_STOP_SEQUENCES, MAX_TEMPERATURE
 from mlnode.sampling_params import MAX_STOP_LENGTH, SamplingParams
 
@@ -172,14 +172,7 @@ def _tool_calls(value: Any, where: str) -> str:
     calls = []
     for i, call in enumerate(value):
         at = f"{where}[{i}]"
-        require(call, dict, at, "an object")
-        if call.get("type", "function") != "function":
-            raise invalid_request(f"Invalid value: {call.get('type')!r}. Supported values are: "
-                                  "'function'.", f"{at}.type", "invalid_value")
-        function = call.get("function")
-        if function is None:
-            raise missing(f"{at}.function")
-        require(function, dict, f"{at}.function", "an object")
+        function = function_of(call, at, default_type="function")
         calls.append({"id": string(call.get("id"), f"{at}.id", required=True),
                       "type": "function",
                       "function": {"name": string(function.get("name"), f"{at}.function.name",
