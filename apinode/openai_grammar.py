@@ -21,7 +21,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, SchemaError
 
 from apinode.openai_errors import ApiError, invalid_request
-from apinode.openai_fields import boolean, empty_array, invalid_type, missing, require, string
+from apinode.openai_fields import boolean, invalid_type, missing, require, string
 from mlnode import tool_format
 from mlnode.sampling_params import MAX_GRAMMAR_LENGTH
 
@@ -97,11 +97,10 @@ def _response_format(value: Any) -> tuple[str, str] | None:
 
 
 def _tools(value: Any) -> list[dict[str, Any]]:
+    """The tools, checked; none for an empty array, as vLLM takes it."""
     if value is None:
         return []
     require(value, list, "tools", "an array")
-    if not value:
-        raise empty_array("tools")
     if len(value) > MAX_TOOLS:
         raise invalid_request(f"Invalid 'tools': array too long. Expected an array with maximum "
                               f"length {MAX_TOOLS}, but got an array with length {len(value)} "

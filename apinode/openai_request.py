@@ -143,16 +143,24 @@ def _messages(value: Any) -> tuple[Message, ...]:
     require(value, list, "messages", "an array")
     if not value:
         raise empty_array("messages")
-    return tuple(_message(m, f"messages[{i}]") for i, m in enumerate(value))
+    messages: list[Message] = []
+    for i, message in enumerate(value):
+        called = any(len(m) > 2 and m[2] for m in messages)
+        messages.append(_message(message, f"messages[{i}]", called))
+    return tuple(messages)
 
 
-def _message(value: Any, where: str) -> Message:
+def _message(value: Any, where: str, called: bool) -> Message:
+    """One message; a ``tool`` message only once an assistant message made tool calls
+    (``called``), as it answers one of them."""
     require(value, dict, where, "an object")
     role = string(value.get("role"), f"{where}.role", required=True)
-    if role not in ROLES:
+    if role not in ROLES or (role == "tool" and not called):
+        roles = [r for r in ROLES if r != "tool" or called]
         raise invalid_request(f"Invalid value: '{role}'. Supported values are: "
-                              f"{', '.join(repr(r) for r in ROLES)}.", f"{where}.role",
-                              "invalid_value")
+                              f"{', '.join(repr(r) for r in roles)}"
+                              f"{'' if called else ' (tool only after tool_calls)'}.",
+                              f"{where}.role", "invalid_value")
     calls = _tool_calls(value.get("tool_calls"), f"{where}.tool_calls") \
         if role == "assistant" else ""
     if role == "tool":

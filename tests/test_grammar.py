@@ -11,6 +11,7 @@ import torch
 
 from apinode.openai_errors import ApiError
 from apinode.openai_grammar import parse_constraint
+from apinode.openai_request import parse_chat
 from chain.inference import payload, start_rules
 from chain.inference.errors import InvalidPrompt
 from chain.inference.params import MAX_GRAMMAR_LENGTH
@@ -156,7 +157,7 @@ def test_tool_choices_become_structural_tags_over_the_functions_they_allow():
     ({"response_format": {"type": "json_schema", "json_schema": {
         "name": "x", "schema": {"type": "object"}, "strict": "yes"}}},
      "response_format.json_schema.strict"),
-    ({"tools": []}, "tools"),
+    ({"tools": {}}, "tools"),
     ({"tools": [TOOLS[1], TOOLS[1]]}, "tools[1].function.name"),
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": []}}]},
      "tools[0].function.parameters"),
@@ -183,3 +184,23 @@ def test_the_chain_refuses_a_malformed_grammar_and_the_signature_covers_it():
     other = MsgStartInference(grammar_kind="json_schema", grammar='{"type":"array"}')
     assert payload.start_payload_of(start) != payload.start_payload_of(other)
     assert payload.start_payload_of(start) != payload.start_payload_of(MsgStartInference())
+
+
+def test_a_second_turn_carries_the_calls_and_the_tool_answer():
+    calls = [{"id": "call_1", "type": "function",
+              "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}]
+    body = {"model": "m", "tools": TOOLS, "messages": [
+        {"role": "user", "content": "1 + 2?"},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "call_1", "content": "3"}]}
+    request = parse_chat(json.dumps(body).encode())
+    assert request.messages[1] == ("assistant", "", json.dumps(calls, separators=(",", ":")), "")
+    assert request.messages[2] == ("tool", "3", "", "call_1")
+    for messages, param in [(body["messages"][2:], "messages[0].role"),
+                            ([*body["messages"][:2], {"role": "tool", "content": "3"}],
+                             "messages[2].tool_call_id"),
+                            ([{"role": "assistant", "tool_calls": [{"id": "c"}]}],
+                             "messages[0].tool_calls[0].function")]:
+        with pytest.raises(ApiError) as bad:
+            parse_chat(json.dumps({**body, "messages": messages}).encode())
+        assert bad.value.body()["error"]["param"] == param

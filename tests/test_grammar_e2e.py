@@ -117,7 +117,7 @@ def test_a_named_tool_call_streams_as_tool_call_deltas(honest, served):
     stream = client(honest).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "Add 2 and 3."}], tools=TOOLS,
         tool_choice={"type": "function", "function": {"name": "add"}}, seed=41, stream=True,
-        **SAMPLING)
+        parallel_tool_calls=False, **SAMPLING)
     deltas, finish, ids = [], None, set()
     for chunk in stream:
         ids.add(chunk.model_extra["inference_id"])
