@@ -93,8 +93,9 @@ class SeededRule(LogitsProcessor):
             position = pos + 1 - rule.prompt_len
             if position < 0:
                 continue
-            # The grammar moves on by the token drawn, the only one vLLM can then sample; a
-            # position computed again (a preempted request) is past it and left unmasked.
+            # The grammar moves on by the token drawn, the only one vLLM can then sample. A
+            # preempted request is recomputed and sampled again only at its next position, the
+            # grammar's; the guard keeps any other row from moving the grammar twice.
             grammar = rule.grammar if rule.grammar and position == rule.at else None
             token = draw(logits[row], rule.rule, position,
                          grammar.allowed() if grammar else None)
