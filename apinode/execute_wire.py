@@ -91,7 +91,8 @@ class ExecuteRequest:
         start = self.start
         return SamplingParams(temperature=start.temperature, top_p=start.top_p, top_k=0,
                               max_tokens=start.max_tokens, stop=tuple(start.stop),
-                              seed=start.seed)
+                              seed=start.seed, grammar_kind=start.grammar_kind,
+                              grammar=start.grammar)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict, bytes as hex; ``from_json`` reads it back."""
@@ -188,6 +189,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "top_p": _number, "stop": _texts, "executor": _text, "draw_height": _integer,
     "attempt": _integer, _CREATOR: _text, "ta_signature": _hex, "developer_pubkey": _hex,
     "request_signature": _hex, "request_timestamp": _integer, "request_nonce": _hex,
+    "grammar_kind": _text, "grammar": _text,
 }
 
 

@@ -237,15 +237,23 @@ class HttpApi:
         if opening is not None:
             await response.write(sse(opening))
         completion_tokens = 0
+        held: list[OutputToken] = []  # an output that may hold tool calls is sent whole
         try:
             async for item in stream:
                 if isinstance(item, ExecutedStep):
                     completion_tokens += 1
                     tokens = await self._agent.output_tokens(request, [item])
-                    if item.text or request.logprobs:
+                    if request.constraint.calls_tools:
+                        held.extend(tokens)
+                    elif item.text or request.logprobs:
                         await response.write(sse(chunks.content(0, item.text, tokens)))
                 else:
-                    await response.write(sse(chunks.finish(0, item.finish_reason)))
+                    reason = item.finish_reason
+                    if request.constraint.calls_tools:
+                        pieces, reason = chunks.calls(0, item.text, held, reason)
+                        for piece in pieces:
+                            await response.write(sse(piece))
+                    await response.write(sse(chunks.finish(0, reason)))
                     usage = chunks.usage(Usage(prompt_tokens, completion_tokens))
                     if usage is not None:
                         await response.write(sse(usage))

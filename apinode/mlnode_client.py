@@ -104,11 +104,17 @@ class MlNodeClient:
             vocab_size=reply.vocab_size, max_top_logprobs=reply.max_top_logprobs,
             eos_token_id=reply.eos_token_id)
 
-    async def tokenize_chat(self, messages: Sequence[tuple[str, str]]) -> Tokenized:
-        """(role, content) pairs through the model's chat template, ready for the reply."""
-        chat = pb.ChatMessages(messages=[pb.ChatMessage(role=role, content=content)
-                                         for role, content in messages])
-        reply = await self._unary("Tokenize", self._stub.Tokenize, pb.TokenizeRequest(chat=chat))
+    async def tokenize_chat(self, messages: Sequence[tuple[str, ...]], tools: str = "",
+                            grammar_kind: str = "", grammar: str = "") -> Tokenized:
+        """(role, content) pairs, or (role, content, tool_calls, tool_call_id) tuples, with the
+        tools' JSON through the model's chat template, ready for the reply. A grammar given is
+        compiled too: MlNodeRefused when the ML node cannot build it."""
+        chat = pb.ChatMessages(messages=[pb.ChatMessage(role=m[0], content=m[1],
+                                                        tool_calls=m[2] if len(m) > 2 else "",
+                                                        tool_call_id=m[3] if len(m) > 3 else "")
+                                         for m in messages], tools=tools)
+        reply = await self._unary("Tokenize", self._stub.Tokenize, pb.TokenizeRequest(
+            chat=chat, grammar_kind=grammar_kind, grammar=grammar))
         return Tokenized(list(reply.token_ids), reply.text)
 
     async def tokenize_text(self, text: str) -> Tokenized:
@@ -205,7 +211,8 @@ class MlNodeClient:
 def _sampling_to_pb(sampling: SamplingParams) -> pb.SamplingParams:
     return pb.SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p,
                              top_k=sampling.top_k, max_tokens=sampling.max_tokens,
-                             stop=list(sampling.stop), seed=sampling.seed)
+                             stop=list(sampling.stop), seed=sampling.seed,
+                             grammar_kind=sampling.grammar_kind, grammar=sampling.grammar)
 
 
 def _shape_to_pb(shape: PocModelSpec) -> pb.PocModelSpec:

@@ -16,7 +16,8 @@ choice is served as its own independent inference (own executor draw, escrow and
 as the unsigned 64-bit value the chain and the sampling rule use.
 """
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from apinode.openai_errors import invalid_request
@@ -31,6 +32,7 @@ from apinode.openai_fields import (
     require,
     string,
 )
+from apinode.openai_grammar import Constraint, function_of, parse_constraint
 from chain.inference.params import MAX_STOP_SEQUENCES, MAX_TEMPERATURE
 from mlnode.sampling_params import MAX_STOP_LENGTH, SamplingParams
 
@@ -39,7 +41,11 @@ TEXT_DEFAULT_MAX_TOKENS = 16  # OpenAI's and vLLM's default for the legacy endpo
 MAX_N = 8
 MAX_TOP_LOGPROBS = 20
 MAX_TEXT_LOGPROBS = 5
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
+         "tool": "tool"}
+# A chat message: (role, content), or, for an assistant's tool calls and a tool's answer,
+# (role, content, tool_calls as canonical JSON, tool_call_id).
+Message = tuple[str, str] | tuple[str, str, str, str]
 _UINT64 = 1 << 64
 
 
@@ -47,7 +53,9 @@ _UINT64 = 1 << 64
 class CompletionRequest:
     """One chat or text completion request, with every default filled in.
 
-    ``messages`` holds (role, content) pairs for chat; ``prompt`` the text for completions.
+    ``messages`` holds (role, content) pairs for chat (with tool calls and the call id where
+    a message has them); ``prompt`` the text for completions. ``constraint`` is the grammar
+    and tools of ``response_format``/``tools``/``tool_choice`` (apinode/openai_grammar.py).
     ``logprobs``/``top_logprobs`` are the same for both endpoints: the legacy integer
     ``logprobs=k`` becomes ``logprobs=True, top_logprobs=k``. ``seed`` None means the transfer
     agent picks one.
@@ -55,7 +63,7 @@ class CompletionRequest:
 
     kind: Literal["chat", "text"]
     model: str
-    messages: tuple[tuple[str, str], ...] = ()
+    messages: tuple[Message, ...] = ()
     prompt: str = ""
     max_tokens: int = CHAT_DEFAULT_MAX_TOKENS
     temperature: float = 1.0
@@ -68,6 +76,7 @@ class CompletionRequest:
     top_logprobs: int = 0
     n: int = 1
     user: str | None = None
+    constraint: Constraint = field(default_factory=Constraint)
 
 
 def parse_chat(body: bytes) -> CompletionRequest:
@@ -83,7 +92,7 @@ def parse_chat(body: bytes) -> CompletionRequest:
     return CompletionRequest(
         kind="chat", messages=_messages(fields.get("messages")),
         max_tokens=max_tokens if newer is None else newer, logprobs=logprobs, top_logprobs=top,
-        **_common(fields))
+        constraint=parse_constraint(fields), **_common(fields))
 
 
 def parse_text(body: bytes) -> CompletionRequest:
@@ -99,7 +108,9 @@ def parse_text(body: bytes) -> CompletionRequest:
 def sampling_for(request: CompletionRequest, seed: int) -> SamplingParams:
     """The ML node's sampling parameters, with the seed the transfer agent fixed."""
     return SamplingParams(temperature=request.temperature, top_p=request.top_p, top_k=0,
-                          max_tokens=request.max_tokens, stop=request.stop, seed=seed)
+                          max_tokens=request.max_tokens, stop=request.stop, seed=seed,
+                          grammar_kind=request.constraint.grammar_kind,
+                          grammar=request.constraint.grammar)
 
 
 def _common(fields: dict[str, Any]) -> dict[str, Any]:
@@ -126,23 +137,58 @@ def _model(value: Any) -> str:
     return string(value, "model")
 
 
-def _messages(value: Any) -> tuple[tuple[str, str], ...]:
+def _messages(value: Any) -> tuple[Message, ...]:
     if value is None:
         raise missing("messages")
     require(value, list, "messages", "an array")
     if not value:
         raise empty_array("messages")
-    return tuple(_message(m, f"messages[{i}]") for i, m in enumerate(value))
+    messages: list[Message] = []
+    for i, message in enumerate(value):
+        called = any(len(m) > 2 and m[2] for m in messages)
+        messages.append(_message(message, f"messages[{i}]", called))
+    return tuple(messages)
 
 
-def _message(value: Any, where: str) -> tuple[str, str]:
+def _message(value: Any, where: str, called: bool) -> Message:
+    """One message; a ``tool`` message only once an assistant message made tool calls
+    (``called``), as it answers one of them."""
     require(value, dict, where, "an object")
     role = string(value.get("role"), f"{where}.role", required=True)
-    if role not in ROLES:
+    if role not in ROLES or (role == "tool" and not called):
+        roles = [r for r in ROLES if r != "tool" or called]
         raise invalid_request(f"Invalid value: '{role}'. Supported values are: "
-                              f"{', '.join(repr(r) for r in ROLES)}.", f"{where}.role",
-                              "invalid_value")
+                              f"{', '.join(repr(r) for r in roles)}"
+                              f"{'' if called else ' (tool only after tool_calls)'}.",
+                              f"{where}.role", "invalid_value")
+    calls = _tool_calls(value.get("tool_calls"), f"{where}.tool_calls") \
+        if role == "assistant" else ""
+    if role == "tool":
+        call_id = string(value.get("tool_call_id"), f"{where}.tool_call_id", required=True)
+        return "tool", _content(value.get("content"), f"{where}.content"), "", call_id
+    if calls:  # an assistant that called tools may have no content
+        content = value.get("content")
+        return role, "" if content is None else _content(content, f"{where}.content"), calls, ""
     return ROLES[role], _content(value.get("content"), f"{where}.content")
+
+
+def _tool_calls(value: Any, where: str) -> str:
+    """An assistant's tool calls as canonical JSON, or "" for none."""
+    if value is None:
+        return ""
+    require(value, list, where, "an array")
+    calls = []
+    for i, call in enumerate(value):
+        at = f"{where}[{i}]"
+        function = function_of(call, at, default_type="function")
+        calls.append({"id": string(call.get("id"), f"{at}.id", required=True),
+                      "type": "function",
+                      "function": {"name": string(function.get("name"), f"{at}.function.name",
+                                                  required=True),
+                                   "arguments": string(function.get("arguments"),
+                                                       f"{at}.function.arguments",
+                                                       required=True)}})
+    return json.dumps(calls, ensure_ascii=False, separators=(",", ":")) if calls else ""
 
 
 def _content(value: Any, where: str) -> str:

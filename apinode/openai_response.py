@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apinode.openai_request import CompletionRequest
+from mlnode import tool_format
 
 SSE_DONE = b"data: [DONE]\n\n"
 MIN_LOGPROB = -9999.0  # JSON has no -inf; vLLM clamps to the same value
@@ -62,18 +63,39 @@ def response_id(request: CompletionRequest) -> str:
     return f"{'chatcmpl' if request.kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
 
 
+def reply_message(request: CompletionRequest, text: str) -> dict[str, Any]:
+    """The assistant message of a chat choice: with tool calls, when the request offered tools
+    to call and the output holds calls in the tool-call format (mlnode/tool_format.py), then
+    the text outside them, or null, as content."""
+    if not request.constraint.calls_tools:
+        return {"role": "assistant", "content": text, "refusal": None}
+    rest, calls = tool_format.parse_calls(text)
+    if not calls:
+        return {"role": "assistant", "content": text, "refusal": None}
+    return {"role": "assistant", "content": rest or None, "refusal": None, "tool_calls": [
+        {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+         "function": {"name": name, "arguments": arguments}} for name, arguments in calls]}
+
+
+def finish_reason(message: dict[str, Any], reason: str) -> str:
+    """OpenAI's "tool_calls" for an output that ended in tool calls."""
+    return "tool_calls" if message.get("tool_calls") and reason == "stop" else reason
+
+
 def completion_body(request: CompletionRequest, results: Sequence[ChoiceResult],
                     created: int | None = None) -> dict[str, Any]:
     """The whole non-streaming response, choices in the order given."""
     choices = []
     for index, result in enumerate(results):
         logprobs = _logprobs(request, result.tokens, 0)
+        reason = result.finish_reason
         if request.kind == "chat":
-            choice = {"index": index, "message": {"role": "assistant", "content": result.text,
-                                                  "refusal": None}}
+            message = reply_message(request, result.text)
+            choice = {"index": index, "message": message}
+            reason = finish_reason(message, reason)
         else:
             choice = {"index": index, "text": result.text}
-        choices.append({**choice, "logprobs": logprobs, "finish_reason": result.finish_reason,
+        choices.append({**choice, "logprobs": logprobs, "finish_reason": reason,
                         "inference_id": result.inference_id})
     return {
         "id": response_id(request),
@@ -116,6 +138,25 @@ class ChunkStream:
         self._offsets[index] += sum(len(t.text) for t in tokens)
         piece = {"delta": {"content": text}} if self._request.kind == "chat" else {"text": text}
         return self._chunk(index, {**piece, "logprobs": logprobs, "finish_reason": None})
+
+    def calls(self, index: int, text: str, tokens: Sequence[OutputToken],
+              reason: str) -> tuple[list[dict[str, Any]], str]:
+        """The chunks of a whole output that may hold tool calls, which a stream holds back
+        until the output ends: its content, if any, then one delta with every call, as
+        OpenAI's ``delta.tool_calls`` entries (index, id, type, name and all arguments at
+        once); and the finish reason, "tool_calls" when it made calls."""
+        message = reply_message(self._request, text)
+        logprobs = _logprobs(self._request, tokens, self._offsets[index])
+        if not message.get("tool_calls"):
+            return [self.content(index, text, tokens)], reason
+        chunks = []
+        if message["content"]:
+            chunks.append(self._chunk(index, {"delta": {"content": message["content"]},
+                                              "logprobs": None, "finish_reason": None}))
+        deltas = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+        chunks.append(self._chunk(index, {"delta": {"tool_calls": deltas},
+                                          "logprobs": logprobs, "finish_reason": None}))
+        return chunks, finish_reason(message, reason)
 
     def finish(self, index: int, reason: str) -> dict[str, Any]:
         piece = {"delta": {}} if self._request.kind == "chat" else {"text": ""}

@@ -56,7 +56,8 @@ from apinode.execute_wire import (
 from apinode.executor import Executor
 from apinode.fault_switch import fault_switch
 from apinode.metrics import ApiMetrics
-from apinode.mlnode_client import MlNodeClient, MlNodeError
+from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeRefused
+from apinode.openai_grammar import refused_grammar
 from apinode.openai_request import CompletionRequest
 from apinode.openai_response import OutputToken
 from apinode.outbox import Outbox
@@ -140,7 +141,13 @@ class TransferAgent:
         if model is None:
             raise errors.model_not_found(request.model)
         if request.kind == "chat":
-            prompt = await self._mlnode.tokenize_chat(request.messages)
+            constraint = request.constraint
+            try:
+                prompt = await self._mlnode.tokenize_chat(request.messages, constraint.tools,
+                                                          constraint.grammar_kind,
+                                                          constraint.grammar)
+            except MlNodeRefused as exc:
+                raise refused_grammar(exc, constraint) from exc
         else:
             prompt = await self._mlnode.tokenize_text(request.prompt)
         if not start_rules.fits_context(len(prompt.ids), request.max_tokens, model):
@@ -354,7 +361,8 @@ class TransferAgent:
             seed=request.seed if request.seed is not None else secrets.randbits(64),
             executor=executor, draw_height=draw.draw_height, attempt=attempt,
             temperature=request.temperature, top_p=request.top_p, stop=request.stop,
-            refusals=refusals[:attempt])
+            refusals=refusals[:attempt], grammar_kind=request.constraint.grammar_kind,
+            grammar=request.constraint.grammar)
         start.ta_signature = self._key.sign(payload.start_payload_of(start)).signature
         return ExecuteRequest(start, request.top_logprobs)
 

@@ -17,8 +17,11 @@ starts one. Never run them for real work.
   the output goes on to ``max_tokens`` (and the developer is billed for all of it), with the
   real model's logprobs reported as in ``forge-prefill``: one broken rule position, which
   the violation allowance alone would forgive.
+- ``ignore-grammar``: the real model sampled by the seeded rule without the request's
+  grammar mask (docs/design.md §4): a JSON or tool-call request answered in free text.
 """
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -36,7 +39,7 @@ from mlnode.types import Finished, ScoredPosition, TokenStep
 
 log = logging.getLogger(__name__)
 
-CHEATS = ("int8", "skip-layers", "forge-prefill", "skip-eos")
+CHEATS = ("int8", "skip-layers", "forge-prefill", "skip-eos", "ignore-grammar")
 
 
 @torch.no_grad()
@@ -140,6 +143,16 @@ class ForgedEngine:
         self._real.close()
 
 
+class GrammarBlindEngine(TorchEngine):
+    """Generates as if no request carried a grammar; scores honestly."""
+
+    def generate(
+        self, prompt_ids: Sequence[int], sampling: SamplingParams, top_logprobs: int
+    ) -> AsyncIterator[TokenStep | Finished]:
+        free = dataclasses.replace(sampling, grammar_kind="", grammar="")
+        return super().generate(prompt_ids, free, top_logprobs)
+
+
 def load_model(files: ModelFiles, dtype: str, device: str) -> PreTrainedModel:
     """The honest model, as ``TorchEngine.from_files`` loads it."""
     return AutoModelForCausalLM.from_pretrained(files.path, dtype=DTYPES[dtype]).to(device)
@@ -161,6 +174,9 @@ def cheating_engine(cheat: str, files: ModelFiles, *, model_id: str, dtype: str 
 
     if cheat == "int8":
         return engine(fake_int8(load_model(files, dtype, device)))
+    if cheat == "ignore-grammar":
+        return GrammarBlindEngine(load_model(files, dtype, device), tokenizer, model_id=model_id,
+                                  weights_sha256=files.weights_sha256, max_batch=max_batch)
     real = load_model(files, dtype, device)
     if cheat == "skip-eos":
         return ForgedEngine(engine(mask_eos(load_model(files, dtype, device))), engine(real))

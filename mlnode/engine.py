@@ -6,11 +6,14 @@ default ``torch`` engine and the production ``vllm`` engine are interchangeable.
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mlnode.chat_tokenizer import ChatTokenizer
 from mlnode.sampling import SamplingParams
 from mlnode.types import EngineInfo, Finished, ScoredPosition, TokenStep
+
+if TYPE_CHECKING:
+    from mlnode.grammar import Grammars
 
 
 class InvalidRequest(ValueError):
@@ -28,6 +31,7 @@ class Load:
 class Engine(Protocol):
     info: EngineInfo
     tokenizer: ChatTokenizer
+    grammars: "Grammars"
 
     def generate(
         self, prompt_ids: Sequence[int], sampling: SamplingParams, top_logprobs: int

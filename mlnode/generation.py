@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mlnode.detokenizer import StreamText
+from mlnode.grammar import GrammarState
 from mlnode.sampling import SamplingParams, draw
 from mlnode.types import Finished, TokenStep
 
@@ -54,12 +55,17 @@ class Generation:
     eos_ids: frozenset[int]
     text: StreamText
     sink: Callable[[Event], None]
+    grammar: GrammarState | None = None
     output_ids: list[int] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
     def advance(self, logits: torch.Tensor) -> bool:
-        """Draws the next token from this row's logits, streams it; True when finished."""
-        token = draw(logits, self.params, len(self.output_ids))
+        """Draws the next token from this row's logits, among those the grammar allows,
+        streams it; True when finished."""
+        allowed = self.grammar.allowed() if self.grammar else None
+        token = draw(logits, self.params, len(self.output_ids), allowed)
+        if self.grammar:
+            self.grammar.accept(token)
         logprobs = torch.log_softmax(logits, dim=-1)
         ids, values = top_logprobs(logprobs, self.top_k)
         self.output_ids.append(token)

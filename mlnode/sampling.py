@@ -51,8 +51,20 @@ def cumulative(probs: torch.Tensor) -> torch.Tensor:
     return cdf / cdf[-1]
 
 
-def draw(logits: torch.Tensor, params: SamplingParams, position: int) -> int:
-    """The token the rule picks at ``position`` from one position's logits."""
+def grammar_mask(logits: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    """The logits with every token the request's grammar forbids at -inf (mlnode/grammar.py);
+    ``allowed`` is None for a request without a grammar. Applied before temperature, top-p
+    and the draw, so a forbidden token has probability 0 and is never the rule's pick."""
+    if allowed is None:
+        return logits
+    return logits.masked_fill(~allowed.to(logits.device), float("-inf"))
+
+
+def draw(logits: torch.Tensor, params: SamplingParams, position: int,
+         allowed: torch.Tensor | None = None) -> int:
+    """The token the rule picks at ``position`` from one position's logits, among the tokens
+    the grammar ``allowed``."""
+    logits = grammar_mask(logits, allowed)
     if params.greedy:
         return int(torch.argmax(logits))
     cdf = cumulative(distribution(logits, params))
@@ -61,8 +73,12 @@ def draw(logits: torch.Tensor, params: SamplingParams, position: int) -> int:
     return min(index, cdf.numel() - 1)
 
 
-def locate(logits: torch.Tensor, params: SamplingParams, position: int, token: int) -> RuleCheck:
-    """Facts a validator needs to judge whether ``token`` obeys the rule at ``position``."""
+def locate(logits: torch.Tensor, params: SamplingParams, position: int, token: int,
+           allowed: torch.Tensor | None = None) -> RuleCheck:
+    """Facts a validator needs to judge whether ``token`` obeys the rule at ``position``, with
+    the grammar's ``allowed`` tokens: a forbidden token gets an empty interval and a gap of
+    -inf, so it never obeys the rule."""
+    logits = grammar_mask(logits, allowed)
     logprobs = torch.log_softmax(logits.float(), dim=-1)
     gap = float(logprobs[token] - logprobs.max())
     if params.greedy:

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 
 # The longest stop sequence any engine or gateway accepts.
 MAX_STOP_LENGTH = 256
+# Grammar kinds an ML node builds (mlnode/grammar.py); "" is no grammar.
+GRAMMAR_KINDS = ("", "json_schema", "structural_tag")
+# The longest grammar text (canonical JSON) any engine, gateway or start accepts.
+MAX_GRAMMAR_LENGTH = 32768
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,9 @@ class SamplingParams:
     max_tokens: int = 16
     stop: tuple[str, ...] = ()
     seed: int = 0
+    # Grammar-constrained decoding: GRAMMAR_KINDS and the grammar's canonical JSON text.
+    grammar_kind: str = ""
+    grammar: str = ""
 
     @property
     def greedy(self) -> bool:

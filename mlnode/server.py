@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 def sampling_from_pb(msg: pb.SamplingParams) -> SamplingParams:
     return SamplingParams(temperature=msg.temperature, top_p=msg.top_p, top_k=msg.top_k,
-                          max_tokens=msg.max_tokens, stop=tuple(msg.stop), seed=msg.seed)
+                          max_tokens=msg.max_tokens, stop=tuple(msg.stop), seed=msg.seed,
+                          grammar_kind=msg.grammar_kind, grammar=msg.grammar)
 
 
 def step_to_pb(step: TokenStep) -> pb.TokenStep:
@@ -113,19 +114,28 @@ class MLNodeService(pb_grpc.MLNodeServicer):
     async def Tokenize(  # noqa: N802
         self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext
     ) -> pb.TokenizeResponse:
-        if request.WhichOneof("input") == "chat":
-            messages = [(m.role, m.content) for m in request.chat.messages]
-            if not messages:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "chat has no messages")
-            if any(role not in ("system", "user", "assistant") for role, _ in messages):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                    "chat roles must be system, user or assistant")
-            text = self._engine.tokenizer.render_chat(messages)
-        else:
-            text = request.text
+        try:
+            if request.grammar_kind or request.grammar:
+                self._engine.grammars.compile(request.grammar_kind, request.grammar)
+            if request.WhichOneof("input") == "chat":
+                text = self._render_chat(request.chat)
+            else:
+                text = request.text
+        except (InvalidRequest, ValueError, KeyError, TypeError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if not text:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "text is empty")
         return pb.TokenizeResponse(token_ids=self._engine.tokenizer.tokenize(text), text=text)
+
+    def _render_chat(self, chat: pb.ChatMessages) -> str:
+        """The chat's prompt text; ValueError, KeyError or TypeError when a message, its
+        tool calls or the tools are malformed."""
+        if not chat.messages:
+            raise ValueError("chat has no messages")
+        if any(m.role not in ("system", "user", "assistant", "tool") for m in chat.messages):
+            raise ValueError("chat roles must be system, user, assistant or tool")
+        messages = [(m.role, m.content, m.tool_calls, m.tool_call_id) for m in chat.messages]
+        return self._engine.tokenizer.render_chat(messages, chat.tools)
 
     async def Detokenize(  # noqa: N802
         self, request: pb.DetokenizeRequest, context: grpc.aio.ServicerContext

@@ -12,8 +12,10 @@ from mlnode.chat_tokenizer import ChatTokenizer
 from mlnode.detokenizer import StreamText
 from mlnode.engine import Load
 from mlnode.generation import Event, Generation, id_set, top_logprobs
+from mlnode.grammar import Grammars
 from mlnode.model_store import ModelFiles
-from mlnode.sampling import SamplingParams, locate
+from mlnode.rule_check import RuleCheck
+from mlnode.sampling import SamplingParams, locate, uniform
 from mlnode.scheduler import Job, Scheduler
 from mlnode.torch_runner import TorchRunner
 from mlnode.types import EngineInfo, Finished, ScoredPosition, TokenStep
@@ -51,6 +53,7 @@ class TorchEngine:
             max_top_logprobs=MAX_TOP_LOGPROBS,
             eos_token_id=min(self._eos_ids) if self._eos_ids else 0,
         )
+        self.grammars = Grammars(tokenizer.hf, config.vocab_size, self._eos_ids)
         self._scheduler = Scheduler(TorchRunner(model), max_batch, on_step)
         log.info("torch engine ready: %s on %s (%s), batch up to %d", model_id, self.info.device,
                  self.info.dtype, max_batch)
@@ -75,7 +78,8 @@ class TorchEngine:
             loop.call_soon_threadsafe(events.put_nowait, event)
 
         generation = Generation(list(prompt_ids), sampling, top_logprobs, self._eos_ids,
-                                StreamText(self.tokenizer.decode, sampling.stop), sink)
+                                StreamText(self.tokenizer.decode, sampling.stop), sink,
+                                self.grammars.start(sampling))
         self._scheduler.submit(generation)
         try:
             while True:
@@ -96,6 +100,9 @@ class TorchEngine:
         sampling: SamplingParams | None,
     ) -> list[ScoredPosition]:
         limits.check_score(prompt_ids, output_ids, top_logprobs, sampling, self.info)
+        grammars = self.grammars if sampling is not None else None
+        if grammars is not None:
+            grammars.start(sampling)  # refuses a grammar that cannot be built, before the queue
         loop = asyncio.get_running_loop()
         result: asyncio.Future[list[ScoredPosition]] = loop.create_future()
 
@@ -108,7 +115,7 @@ class TorchEngine:
         def run(runner: TorchRunner) -> list[ScoredPosition]:
             logits = runner.score_logits(prompt_ids, output_ids)
             return score_positions(logits, output_ids, top_logprobs, sampling,
-                                   self.info.eos_token_id)
+                                   self.info.eos_token_id, grammars)
 
         self._scheduler.submit_job(Job(run, resolve))
         return await result
@@ -122,10 +129,17 @@ class TorchEngine:
 
 def score_positions(
     logits: torch.Tensor, output_ids: Sequence[int], k: int, sampling: SamplingParams | None,
-    eos_id: int,
+    eos_id: int, grammars: Grammars | None = None,
 ) -> list[ScoredPosition]:
     """Per-position logprob, top-k and, when sampling is given, the rule's facts for the
-    token and for ``eos_id``."""
+    token and for ``eos_id``, under the request's grammar mask as the executor applied it.
+
+    From the first token the grammar forbids on, the output has left the grammar and no mask
+    exists any more: every such position is reported as a broken rule (empty interval, gap
+    -inf), since no output that obeyed the grammar holds it.
+    """
+    grammar = grammars.start(sampling) if grammars is not None and sampling else None
+    off_grammar = False
     logprobs = torch.log_softmax(logits, dim=-1)
     token = torch.tensor(list(output_ids), device=logits.device)
     chosen = logprobs.gather(1, token.unsqueeze(1)).squeeze(1).tolist()
@@ -135,8 +149,14 @@ def score_positions(
         if sampling is None:
             positions.append(ScoredPosition(TokenStep(tok, chosen[i], ids, values), None))
             continue
-        positions.append(ScoredPosition(TokenStep(tok, chosen[i], ids, values),
-                                        locate(logits[i], sampling, i, tok),
-                                        locate(logits[i], sampling, i, eos_id)))
+        step = TokenStep(tok, chosen[i], ids, values)
+        if off_grammar:
+            broken = RuleCheck(0.0, 0.0, uniform(sampling.seed, i), float("-inf"))
+            positions.append(ScoredPosition(step, broken, broken))
+            continue
+        allowed = grammar.allowed() if grammar else None
+        positions.append(ScoredPosition(step, locate(logits[i], sampling, i, tok, allowed),
+                                        locate(logits[i], sampling, i, eos_id, allowed)))
+        off_grammar = grammar is not None and not grammar.accept(tok)
     return positions
 

@@ -31,6 +31,7 @@ from mlnode.chat_tokenizer import ChatTokenizer
 from mlnode.detokenizer import StreamText
 from mlnode.engine import Load
 from mlnode.generation import after_token, id_set
+from mlnode.grammar import Grammars
 from mlnode.model_store import ModelFiles
 from mlnode.sampling import SamplingParams
 from mlnode.torch_engine import MAX_TOP_LOGPROBS, score_positions
@@ -71,6 +72,7 @@ class VllmEngine:
             max_top_logprobs=MAX_TOP_LOGPROBS,
             eos_token_id=min(self._eos_ids) if self._eos_ids else 0,
         )
+        self.grammars = Grammars(tokenizer.hf, self.info.vocab_size, self._eos_ids)
         log.info("vllm engine ready: %s (%s), batch up to %d", model_id, self.info.dtype,
                  max_batch)
 
@@ -93,11 +95,12 @@ class VllmEngine:
         self, prompt_ids: Sequence[int], sampling: SamplingParams, top_logprobs: int
     ) -> AsyncIterator[TokenStep | Finished]:
         limits.check_generate(prompt_ids, sampling, top_logprobs, self.info)
+        self.grammars.start(sampling)  # refuses a grammar that cannot be built, here
         params = VllmParams(
             temperature=0.0, max_tokens=sampling.max_tokens, logprobs=top_logprobs,
             ignore_eos=True, stop_token_ids=sorted(self._eos_ids), detokenize=False,
             output_kind=RequestOutputKind.DELTA,
-            extra_args={RULE_KEY: rule_args(sampling, len(prompt_ids))})
+            extra_args={RULE_KEY: rule_args(sampling, len(prompt_ids), self._eos_ids)})
         text = StreamText(self.tokenizer.decode, sampling.stop)
         output_ids: list[int] = []
         stream = self._engine.generate(TokensPrompt(prompt_token_ids=list(prompt_ids)), params,
@@ -147,7 +150,7 @@ class VllmEngine:
             raise RuntimeError("vLLM returned no per-token scores for the output positions")
         logprobs = torch.from_numpy(out.prompt_token_id_logprobs)
         return score_positions(logprobs, output_ids, top_logprobs, sampling,
-                               self.info.eos_token_id)
+                               self.info.eos_token_id, self.grammars)
 
     async def _prefill(self, prompt_ids: Sequence[int], output_ids: Sequence[int],
                        **scoring: object) -> RequestOutput:

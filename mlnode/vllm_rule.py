@@ -13,7 +13,11 @@ vllm-project/vllm#56497). vLLM refuses a processor of the wrong interface at sta
 version or runner mismatch fails loudly instead of sampling without the rule.
 """
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 import torch
+from transformers import AutoTokenizer
 from vllm.config import VllmConfig
 from vllm.sampling_params import SamplingParams as VllmParams
 from vllm.v1.worker.gpu.sample.logits_processor import (
@@ -22,21 +26,37 @@ from vllm.v1.worker.gpu.sample.logits_processor import (
     LogitsProcRequestState,
 )
 
+from mlnode.grammar import Grammars, GrammarState
 from mlnode.sampling import SamplingParams, draw
 
 RULE_KEY = "inferchain_rule"
 
 
-def rule_args(params: SamplingParams, prompt_len: int) -> dict[str, float | int]:
+def rule_args(params: SamplingParams, prompt_len: int,
+              stop_ids: Iterable[int]) -> dict[str, float | int | str | list[int]]:
     """What the processor needs of a request, as plain values ``extra_args`` can carry."""
     return {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k,
-            "seed": params.seed, "prompt_len": prompt_len}
+            "seed": params.seed, "prompt_len": prompt_len, "grammar_kind": params.grammar_kind,
+            "grammar": params.grammar, "stop_ids": sorted(stop_ids)}
+
+
+@dataclass
+class _Row:
+    """A slot's rule, its prompt length and, with a grammar, where the output stands in it:
+    the grammar's state and the output position it is at."""
+
+    rule: SamplingParams
+    prompt_len: int
+    grammar: GrammarState | None
+    at: int = 0
 
 
 class SeededRule(LogitsProcessor):
     def __init__(self, vllm_config: VllmConfig, req_states: LogitsProcRequestState) -> None:
         super().__init__(vllm_config, req_states)
-        self._rules: dict[int, tuple[SamplingParams, int]] = {}  # slot -> (rule, prompt length)
+        self._config = vllm_config
+        self._rules: dict[int, _Row] = {}
+        self._grammars: Grammars | None = None  # built on the first request with a grammar
 
     def add_request(self, req_idx: int, sampling_params: VllmParams) -> bool:
         args = (sampling_params.extra_args or {}).get(RULE_KEY)
@@ -45,9 +65,20 @@ class SeededRule(LogitsProcessor):
             self._rules.pop(req_idx, None)
             return False
         rule = SamplingParams(temperature=args["temperature"], top_p=args["top_p"],
-                              top_k=args["top_k"], seed=args["seed"])
-        self._rules[req_idx] = (rule, args["prompt_len"])
+                              top_k=args["top_k"], seed=args["seed"],
+                              grammar_kind=args["grammar_kind"], grammar=args["grammar"])
+        self._rules[req_idx] = _Row(rule, args["prompt_len"],
+                                    self._grammars_for(args["stop_ids"]).start(rule)
+                                    if rule.grammar_kind else None)
         return True
+
+    def _grammars_for(self, stop_ids: list[int]) -> Grammars:
+        """The worker's own grammar compiler, over the tokenizer the engine loaded."""
+        if self._grammars is None:
+            model = self._config.model_config
+            self._grammars = Grammars(AutoTokenizer.from_pretrained(model.tokenizer),
+                                      model.get_vocab_size(), stop_ids)
+        return self._grammars
 
     def apply(self, logits: torch.Tensor, ctx: LogitsContext) -> torch.Tensor:
         if not self._rules:
@@ -59,10 +90,18 @@ class SeededRule(LogitsProcessor):
                 continue
             # Row ``pos`` predicts the token at pos + 1. A row that ends a chunk of a longer
             # prompt has no output position yet; vLLM discards what it samples there.
-            position = pos + 1 - rule[1]
+            position = pos + 1 - rule.prompt_len
             if position < 0:
                 continue
-            token = draw(logits[row], rule[0], position)
+            # The grammar moves on by the token drawn, the only one vLLM can then sample. A
+            # preempted request is recomputed and sampled again only at its next position, the
+            # grammar's; the guard keeps any other row from moving the grammar twice.
+            grammar = rule.grammar if rule.grammar and position == rule.at else None
+            token = draw(logits[row], rule.rule, position,
+                         grammar.allowed() if grammar else None)
+            if grammar:
+                grammar.accept(token)
+                rule.at += 1
             logits[row, :token] = float("-inf")
             logits[row, token + 1:] = float("-inf")
         return logits

@@ -439,7 +439,8 @@ class ValidatorWorker:
             return mismatch
         sampling = SamplingParams(temperature=inference.temperature, top_p=inference.top_p,
                                   top_k=0, max_tokens=inference.max_tokens,
-                                  stop=tuple(inference.stop), seed=inference.seed)
+                                  stop=tuple(inference.stop), seed=inference.seed,
+                                  grammar_kind=inference.grammar_kind, grammar=inference.grammar)
         try:
             scored = await self.mlnode.score(inference.prompt_ids, output_ids,
                                              info.max_top_logprobs, sampling)

@@ -190,6 +190,7 @@ class InferenceMsgServer:
         inference.temperature, inference.top_p = msg.temperature, msg.top_p
         del inference.stop[:]
         inference.stop.extend(msg.stop)
+        inference.grammar_kind, inference.grammar = msg.grammar_kind, msg.grammar
         if void is not None:
             self._void_finish(ctx, void, msg.executor)
         self._charge_or_wait(ctx, inference, known, STARTED, params.expiration_blocks, void)
@@ -352,6 +353,7 @@ class InferenceMsgServer:
                 any(not 0 < len(s) <= MAX_STOP_LENGTH for s in msg.stop):
             raise InvalidPrompt(f"at most {MAX_STOP_SEQUENCES} stop sequences of 1 to "
                                 f"{MAX_STOP_LENGTH} characters")
+        start_rules.check_grammar(msg)
         start_rules.check_context(msg, model)
 
     @staticmethod

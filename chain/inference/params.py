@@ -14,6 +14,10 @@ MAX_TOKENS = 131_072
 MAX_TEMPERATURE = 2.0
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_LENGTH = 256
+# A start's grammar (docs/design.md §4): the kinds an ML node builds and the longest grammar
+# text, as mlnode/sampling_params.py holds them.
+GRAMMAR_KINDS = ("", "json_schema", "structural_tag")
+MAX_GRAMMAR_LENGTH = 32768
 
 
 @dataclass(frozen=True)

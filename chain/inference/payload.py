@@ -86,15 +86,17 @@ def start_payload(inference_id: str, model_id: str, developer: str, prompt_hash:
                   max_tokens: int, seed: int, executor: str, draw_height: int, attempt: int,
                   transfer_agent: str, temperature: float, top_p: float,
                   stop: Sequence[str], prompt_ids: Sequence[int],
-                  request_signature: bytes) -> bytes:
+                  request_signature: bytes, grammar_kind: str = "", grammar: str = "") -> bytes:
     """What the transfer agent signs: the request as the executor must run it, sampling
     included, so neither the executor nor a validator can be handed other settings; and the
     prompt ids and the developer's request signature (empty: paid from the allowance), so a
     start its executor relays (MsgRelayStart) charges the developer exactly what the agent
-    signed for."""
+    signed for. The grammar (docs/design.md §4) is sampling too: an executor handed none
+    where the agent signed one would answer in free text."""
     return canonical(START_TAG, inference_id, model_id, developer, prompt_hash, max_tokens,
                      seed, executor, draw_height, attempt, transfer_agent, float(temperature),
-                     float(top_p), len(stop), *stop, ids_hash(prompt_ids), request_signature)
+                     float(top_p), len(stop), *stop, ids_hash(prompt_ids), request_signature,
+                     grammar_kind, grammar)
 
 
 def start_payload_of(msg: "MsgStartInference") -> bytes:
@@ -102,7 +104,7 @@ def start_payload_of(msg: "MsgStartInference") -> bytes:
     return start_payload(msg.inference_id, msg.model_id, msg.developer, msg.prompt_hash,
                          msg.max_tokens, msg.seed, msg.executor, msg.draw_height, msg.attempt,
                          msg.creator, msg.temperature, msg.top_p, msg.stop, msg.prompt_ids,
-                         msg.request_signature)
+                         msg.request_signature, msg.grammar_kind, msg.grammar)
 
 
 def finish_payload(inference_id: str, model_id: str, prompt_hash: bytes, output_hash: bytes,

@@ -6,12 +6,15 @@ it, with what it reads from the chain's queries, so the two can never disagree a
 Each check raises the chain error the handler answers with; nothing here reads or writes state.
 """
 
+import json
+
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from chain.auth import address
 from chain.inference import payload
 from chain.inference.errors import BadSignature, DrawMismatch, InvalidPrompt, NoAllowance
+from chain.inference.params import GRAMMAR_KINDS, MAX_GRAMMAR_LENGTH
 from chain.tx.signature import verify as verify_secp256k1
 from inferchain_pb.inference.v1.inference_pb2 import Model, MsgStartInference, Participant
 
@@ -34,6 +37,25 @@ def check_context(start: MsgStartInference, model: Model) -> None:
     if not fits_context(len(start.prompt_ids), start.max_tokens, model):
         raise InvalidPrompt(f"prompt plus max_tokens exceeds the context of "
                             f"{model.context_length}")
+
+
+def check_grammar(start: MsgStartInference) -> None:
+    """The grammar is a known kind with the JSON object text it needs, or absent: what no ML
+    node could build never starts, and a start records at most MAX_GRAMMAR_LENGTH of it."""
+    if start.grammar_kind not in GRAMMAR_KINDS:
+        raise InvalidPrompt(f"grammar_kind must be one of {GRAMMAR_KINDS[1:]} or empty")
+    if not start.grammar_kind:
+        if start.grammar:
+            raise InvalidPrompt("grammar is set without a grammar_kind")
+        return
+    if not 0 < len(start.grammar) <= MAX_GRAMMAR_LENGTH:
+        raise InvalidPrompt(f"grammar must be 1 to {MAX_GRAMMAR_LENGTH} characters")
+    try:
+        parsed = json.loads(start.grammar)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidPrompt("grammar is not JSON text") from exc
+    if not isinstance(parsed, dict):
+        raise InvalidPrompt("grammar must be a JSON object")
 
 
 def check_ta_signature(start: MsgStartInference, agent: Participant) -> None:
