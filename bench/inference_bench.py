@@ -73,6 +73,8 @@ from inference_actors import (  # noqa: E402
     Actor,
     delivery_signature,
     genesis_models,
+    genesis_participant,
+    request_id,
     start_msg,
 )
 
@@ -261,11 +263,12 @@ class BenchChain:
             app_state_bytes=json.dumps({
                 "bank": {"balances": [{"address": a.address, "coins": [
                     {"denom": NATIVE_DENOM, "amount": str(FUNDS)}]} for a in self.everyone]},
-                "inference": {"models": genesis_models()}}).encode()))
+                "inference": {"models": genesis_models(), "participants": [
+                    genesis_participant(p, f"http://127.0.0.1:{9000 + i}")
+                    for i, p in enumerate(self.parts)]}}).encode()))
         self.height = 0
         self.inferences = 0
-        self.run_block([p.tx(p.register(f"http://127.0.0.1:{9000 + i}"), chain_id=CHAIN_ID)
-                        for i, p in enumerate(self.parts)])
+        self.run_block([])
 
     def request(self, txs: list[bytes]) -> abci.RequestFinalizeBlock:
         height = self.height + 1
@@ -298,14 +301,17 @@ class BenchChain:
         executor is the one the chain will draw, the transfer agent another participant, and
         the developer signs a distinct request."""
         self.inferences += 1
-        inference_id = f"bench-{self.inferences}"
+        label = f"bench-{self.inferences}"
+        body = f"{label}: {len(prompt_ids)} prompt tokens".encode()
+        timestamp = GENESIS_TIME_S + self.height
+        agent = self.parts[self.inferences % len(self.parts)]
         order = self.app.queries.call("/inference.v1.Query/Draw", inference_query.QueryDrawRequest(
-            inference_id=inference_id, model_id=MODEL_ID)).order
+            inference_id=request_id(agent, self.developer, label, timestamp, body),
+            model_id=MODEL_ID, draw_height=self.height)).order
         executor = next(p for p in self.parts if p.address == order[0])
-        agent = self.parts[(self.parts.index(executor) + 1) % len(self.parts)]
-        start = start_msg(agent, self.developer, inference_id, executor.address, self.height,
-                          GENESIS_TIME_S + self.height, prompt_ids, max_tokens=len(steps),
-                          body=f"{inference_id}: {len(prompt_ids)} prompt tokens".encode())
+        start = start_msg(agent, self.developer, label, executor.address, self.height,
+                          timestamp, prompt_ids, max_tokens=len(steps), body=body,
+                          chain_id=CHAIN_ID)
         finish = finish_msg(executor, start, steps)
         start_tx = agent.tx(start, chain_id=CHAIN_ID)
         finish_tx = executor.tx(finish, chain_id=CHAIN_ID)

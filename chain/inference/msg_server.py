@@ -409,10 +409,10 @@ class InferenceMsgServer:
         if msg.output_hash != payload.ids_hash(msg.output_ids):
             raise InvalidOutput("output_hash is not the hash of the output ids")
         try:
-            k, steps = artifact.decode(msg.artifact)
+            k, token_ids = artifact.token_ids(msg.artifact)
         except artifact.ArtifactError as exc:
             raise InvalidArtifact(f"artifact does not decode: {exc}") from exc
-        if k != model.top_k or [s.token_id for s in steps] != list(msg.output_ids):
+        if k != model.top_k or token_ids != list(msg.output_ids):
             raise InvalidArtifact(f"artifact must hold top-{model.top_k} for exactly the "
                                   f"output tokens")
 
