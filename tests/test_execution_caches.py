@@ -18,7 +18,7 @@ from test_gov_module import param, proposal, proposal_id, submit, vote
 from chain.app import Application
 from chain.auth.params import AuthParams
 from chain.gas import GasKV, GasMeter
-from chain.store import Store
+from chain.store import StaleOverlay, Store
 from chain.verified_signatures import VERIFIED, VerifiedSignatures, verify_ed25519
 from inferchain_pb.inference.v1.gov_pb2 import PROPOSAL_STATUS_PASSED, VOTE_OPTION_YES
 
@@ -205,3 +205,29 @@ def test_a_cold_node_and_a_node_warmed_by_checktx_agree_on_every_block():
     assert cold_results == [[], *results]  # Net starts with an empty block
     assert cold.store.app_hash == warm.app.store.app_hash
     assert json.loads(cold.store.get_meta("last_block")) == warm.app.last_block
+
+
+def test_committed_reads_are_remembered_for_one_height_only(tmp_path):
+    """A layer remembers what it read from SQLite (a key, a whole prefix), never past a Commit:
+    the old layer then refuses every read, remembered or not, and a new one reads anew."""
+    with Store.open(tmp_path / "state.sqlite") as store:
+        first = store.begin_block()
+        first.set(b"p/a", b"1")
+        first.set(b"p/b", b"2")
+        store.commit(first, 1)
+        old = store.begin_block()
+        assert old.get(b"p/a") == b"1"
+        assert list(old.iterate(b"p/")) == [(b"p/a", b"1"), (b"p/b", b"2")]
+        assert list(old.iterate(b"p/")) == [(b"p/a", b"1"), (b"p/b", b"2")]
+        second = store.begin_block()
+        second.set(b"p/a", b"3")
+        second.delete(b"p/b")
+        second.set(b"p/c", b"4")
+        assert list(second.iterate(b"p/")) == [(b"p/a", b"3"), (b"p/c", b"4")]
+        store.commit(second, 2)
+        for read in (lambda: old.get(b"p/a"), lambda: list(old.iterate(b"p/"))):
+            with pytest.raises(StaleOverlay):
+                read()
+        new = store.begin_block()
+        assert new.get(b"p/a") == b"3" and new.get(b"p/b") is None
+        assert list(new.iterate(b"p/")) == [(b"p/a", b"3"), (b"p/c", b"4")]
