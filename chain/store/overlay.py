@@ -95,6 +95,8 @@ class Overlay:
         first = end = bisect.bisect_left(keys, prefix)
         while end < len(keys) and keys[end].startswith(prefix):
             end += 1
+        if first == end:  # nothing of mine to lay over: the parent's entries as they are
+            return self._parent.iterate(prefix)
         mine = [(k, changes[k]) for k in keys[first:end]]
         return merge(self._parent.iterate(prefix), mine)
 
