@@ -18,14 +18,16 @@ from collections import OrderedDict
 
 from nacl.signing import VerifyKey
 
+Entry = tuple[str, bytes, bytes, bytes]
 MAX_ENTRIES = 65_536  # about 25 MiB; a full mempool's worth of txs and their node-key signatures
 
 
 class VerifiedSignatures:
-    """A bounded LRU set of (public key, sha256 of the message, signature) that verified."""
+    """A bounded LRU set of (scheme, public key, sha256 of the message, signature) that
+    verified; the scheme keeps one scheme's entry from ever answering for another's."""
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
-        self._entries: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
+        self._entries: OrderedDict[Entry, None] = OrderedDict()
         self._max = max_entries
         self._lock = threading.Lock()
         self.hits = 0
@@ -34,7 +36,7 @@ class VerifiedSignatures:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def seen(self, key: tuple[bytes, bytes, bytes]) -> bool:
+    def seen(self, key: Entry) -> bool:
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
@@ -43,7 +45,7 @@ class VerifiedSignatures:
             self.misses += 1
             return False
 
-    def add(self, key: tuple[bytes, bytes, bytes]) -> None:
+    def add(self, key: Entry) -> None:
         with self._lock:
             self._entries[key] = None
             self._entries.move_to_end(key)
@@ -63,7 +65,7 @@ def verify_ed25519(pubkey: bytes, message: bytes, signature: bytes) -> None:
     """``VerifyKey(pubkey).verify(message, signature)``, raising what it raises
     (BadSignatureError, ValueError, TypeError), answered from the cache when this very
     signature already verified."""
-    key = (bytes(pubkey), hashlib.sha256(message).digest(), bytes(signature))
+    key = ("ed25519", bytes(pubkey), hashlib.sha256(message).digest(), bytes(signature))
     if VERIFIED.seen(key):
         return
     VerifyKey(pubkey).verify(message, signature)

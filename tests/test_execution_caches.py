@@ -9,7 +9,7 @@ import pytest
 from chain_client import send_msg
 from cosmpy.protos.cosmos.tx.v1beta1.tx_pb2 import TxBody, TxRaw
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
-from inference_actors import finish_msg
+from inference_actors import Actor, finish_msg
 from inference_net import Net
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
@@ -19,6 +19,7 @@ from chain.app import Application
 from chain.auth.params import AuthParams
 from chain.gas import GasKV, GasMeter
 from chain.store import StaleOverlay, Store
+from chain.tx.signature import verify as secp256k1_verify
 from chain.verified_signatures import VERIFIED, VerifiedSignatures, verify_ed25519
 from inferchain_pb.inference.v1.gov_pb2 import PROPOSAL_STATUS_PASSED, VOTE_OPTION_YES
 
@@ -101,6 +102,19 @@ def test_a_node_key_signature_is_remembered_for_its_key_message_and_signature_on
     assert VERIFIED.hits == 1 and len(VERIFIED) == 1
 
 
+def test_a_verified_tx_signature_never_answers_for_a_node_key_signature():
+    """The same (key, message, signature) bytes verified as secp256k1 are no ed25519
+    signature: a 33-byte key is not an ed25519 key, cached or not."""
+    wallet = Actor.new(0, 0).wallet
+    pubkey = wallet.public_key().public_key_bytes
+    signature = wallet.signer().sign(b"sign doc", deterministic=True)
+    assert secp256k1_verify(pubkey, b"sign doc", signature)
+    assert len(VERIFIED) == 1
+    with pytest.raises(ValueError):
+        verify_ed25519(pubkey, b"sign doc", signature)
+    assert VERIFIED.hits == 0
+
+
 def test_a_forged_finish_fails_in_its_block_after_the_honest_one_was_checked():
     net = Net()
     agent, executor, start = net.start("cached", max_tokens=8)
@@ -117,7 +131,7 @@ def test_a_forged_finish_fails_in_its_block_after_the_honest_one_was_checked():
 
 def test_the_cache_keeps_only_its_most_recently_used_entries():
     cache = VerifiedSignatures(max_entries=2)
-    a, b, c = ((n * 33, n * 32, n * 64) for n in (b"a", b"b", b"c"))
+    a, b, c = (("ed25519", n * 32, n * 32, n * 64) for n in (b"a", b"b", b"c"))
     cache.add(a)
     cache.add(b)
     assert cache.seen(a)

@@ -24,7 +24,7 @@ def verify(pubkey: bytes, sign_bytes: bytes, signature: bytes) -> bool:
     if int.from_bytes(signature[32:], "big") > _HALF_ORDER:
         raise Unauthorized("signature is not in low-S form")
     digest = hashlib.sha256(sign_bytes).digest()
-    cached = (bytes(pubkey), digest, bytes(signature))
+    cached = ("secp256k1", bytes(pubkey), digest, bytes(signature))
     if VERIFIED.seen(cached):
         return True
     try:
