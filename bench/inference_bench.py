@@ -12,7 +12,14 @@ an in-process ``Application`` over a SQLite store accepted (every tx result code
 - Pairs per second executed by FinalizeBlock on one core, start and finish of each inference
   in the same block (start first), against bank MsgSend txs/s on the same app in the same
   run: the ratio says how much heavier an inference pair is than a transfer, which is what
-  bounds the inferences per block a chain of this code can carry.
+  bounds the inferences per block a chain of this code can carry. Each kind of block runs
+  twice per round: once straight into FinalizeBlock (every signature verified in the block, as
+  on a node that never saw the txs) and once after CheckTx of every tx (as on a node whose
+  mempool received them: chain/verified_signatures.py then answers for the signatures).
+  Figures are CPU time, since the machine running them is usually shared.
+- The chain's artifact reader (``artifact.token_ids``) against the reference decoder
+  (``artifact.decode``) on the same artifacts, interleaved: what a finish's check costs now
+  against what it cost before.
 
 ``--profile`` adds a cProfile of one pair block, to show where a pair's time goes. Progress
 goes to stderr, the report (markdown) to stdout. Run ``python bench/inference_bench.py -h``.

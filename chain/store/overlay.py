@@ -108,8 +108,9 @@ class Overlay:
         if not isinstance(self._parent, Overlay):
             raise TypeError("a block overlay is persisted with Store.commit, not write()")
         parent = self._parent
-        for key in self._changes.keys() - parent._changes.keys():
-            bisect.insort(parent._sorted, key)
+        for key in self._changes:  # not a set difference, which would walk the parent's keys
+            if key not in parent._changes:
+                bisect.insort(parent._sorted, key)
         parent._changes.update(self._changes)
         parent._revision += 1
         self._changes.clear()
