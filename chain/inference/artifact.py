@@ -38,7 +38,7 @@ artifact has exactly one byte string, hence one hash. Anything else raises Artif
 
 The chain itself only needs k and the token ids of an artifact it checks, and checks every
 finish in every block, so ``token_ids`` reads them with numpy and one pass over whole varints
-instead of ``decode``'s byte at a time: about 15 times faster at 512 tokens
+instead of ``decode``'s byte at a time: 4 times faster at 32 tokens, 8 at 512
 (bench/inference_bench.py). It accepts exactly what ``decode`` accepts: any input it is not
 sure of (anything invalid, or an unusually long varint) goes to ``decode`` itself, which then
 raises its own error (tests/test_artifact_fuzz.py compares the two).
