@@ -12,7 +12,14 @@ an in-process ``Application`` over a SQLite store accepted (every tx result code
 - Pairs per second executed by FinalizeBlock on one core, start and finish of each inference
   in the same block (start first), against bank MsgSend txs/s on the same app in the same
   run: the ratio says how much heavier an inference pair is than a transfer, which is what
-  bounds the inferences per block a chain of this code can carry.
+  bounds the inferences per block a chain of this code can carry. Each kind of block runs
+  twice per round: once straight into FinalizeBlock (every signature verified in the block, as
+  on a node that never saw the txs) and once after CheckTx of every tx (as on a node whose
+  mempool received them: chain/verified_signatures.py then answers for the signatures).
+  Figures are CPU time, since the machine running them is usually shared.
+- The chain's artifact reader (``artifact.token_ids``) against the reference decoder
+  (``artifact.decode``) on the same artifacts, interleaved: what a finish's check costs now
+  against what it cost before.
 
 ``--profile`` adds a cProfile of one pair block, to show where a pair's time goes. Progress
 goes to stderr, the report (markdown) to stdout. Run ``python bench/inference_bench.py -h``.
@@ -73,6 +80,8 @@ from inference_actors import (  # noqa: E402
     Actor,
     delivery_signature,
     genesis_models,
+    genesis_participant,
+    request_id,
     start_msg,
 )
 
@@ -143,6 +152,7 @@ class BlockTiming:
     """
 
     length: int | None  # output tokens of the block's pairs; None for a block of sends
+    checked: bool  # every tx went through CheckTx first, as a node's mempool does
     txs: int
     finalize_s: float
     finalize_cpu_s: float
@@ -261,11 +271,12 @@ class BenchChain:
             app_state_bytes=json.dumps({
                 "bank": {"balances": [{"address": a.address, "coins": [
                     {"denom": NATIVE_DENOM, "amount": str(FUNDS)}]} for a in self.everyone]},
-                "inference": {"models": genesis_models()}}).encode()))
+                "inference": {"models": genesis_models(), "participants": [
+                    genesis_participant(p, f"http://127.0.0.1:{9000 + i}")
+                    for i, p in enumerate(self.parts)]}}).encode()))
         self.height = 0
         self.inferences = 0
-        self.run_block([p.tx(p.register(f"http://127.0.0.1:{9000 + i}"), chain_id=CHAIN_ID)
-                        for i, p in enumerate(self.parts)])
+        self.run_block([])
 
     def request(self, txs: list[bytes]) -> abci.RequestFinalizeBlock:
         height = self.height + 1
@@ -283,8 +294,21 @@ class BenchChain:
                                    f"{result.code}: {result.log}")
         self.app.commit(abci.RequestCommit())
 
-    def run_block(self, txs: list[bytes]) -> tuple[float, float]:
-        """Executes and commits the next block; returns FinalizeBlock's wall and CPU seconds."""
+    def check(self, txs: list[bytes]) -> None:
+        """CheckTx of every tx, as the mempool of a node that received them does before they
+        are in a block: the signatures that verify are then known (chain/verified_signatures.py)
+        when the block executes."""
+        for index, tx in enumerate(txs):
+            result = self.app.check_tx(abci.RequestCheckTx(tx=tx))
+            if result.code != 0:
+                raise RuntimeError(f"CheckTx of tx {index} failed with code {result.code}: "
+                                   f"{result.log}")
+
+    def run_block(self, txs: list[bytes], checked: bool = False) -> tuple[float, float]:
+        """Executes and commits the next block, its txs first through CheckTx when `checked`;
+        returns FinalizeBlock's wall and CPU seconds."""
+        if checked:
+            self.check(txs)
         request = self.request(txs)
         start, start_cpu = time.perf_counter(), time.process_time()
         response = self.app.finalize_block(request)
@@ -298,14 +322,17 @@ class BenchChain:
         executor is the one the chain will draw, the transfer agent another participant, and
         the developer signs a distinct request."""
         self.inferences += 1
-        inference_id = f"bench-{self.inferences}"
+        label = f"bench-{self.inferences}"
+        body = f"{label}: {len(prompt_ids)} prompt tokens".encode()
+        timestamp = GENESIS_TIME_S + self.height
+        agent = self.parts[self.inferences % len(self.parts)]
         order = self.app.queries.call("/inference.v1.Query/Draw", inference_query.QueryDrawRequest(
-            inference_id=inference_id, model_id=MODEL_ID)).order
+            inference_id=request_id(agent, self.developer, label, timestamp, body),
+            model_id=MODEL_ID, draw_height=self.height)).order
         executor = next(p for p in self.parts if p.address == order[0])
-        agent = self.parts[(self.parts.index(executor) + 1) % len(self.parts)]
-        start = start_msg(agent, self.developer, inference_id, executor.address, self.height,
-                          GENESIS_TIME_S + self.height, prompt_ids, max_tokens=len(steps),
-                          body=f"{inference_id}: {len(prompt_ids)} prompt tokens".encode())
+        start = start_msg(agent, self.developer, label, executor.address, self.height,
+                          timestamp, prompt_ids, max_tokens=len(steps), body=body,
+                          chain_id=CHAIN_ID)
         finish = finish_msg(executor, start, steps)
         start_tx = agent.tx(start, chain_id=CHAIN_ID)
         finish_tx = executor.tx(finish, chain_id=CHAIN_ID)
@@ -354,15 +381,50 @@ def throughput(chain: BenchChain, settings: Settings
         progress(f"throughput: round {round_number}/{settings.repeats}"
                  f"{' (warm-up)' if round_number == 0 else ''}")
         for length in (None, *LENGTHS):
-            if length is None:
-                txs = chain.send_block()
-            else:
-                txs, block_sizes = chain.pair_block(rng, length)
-                sizes[length] += block_sizes
-            wall, cpu = chain.run_block(txs)
-            if round_number:
-                timings.append(BlockTiming(length, len(txs), wall, cpu))
+            for checked in (False, True):
+                if length is None:
+                    txs = chain.send_block()
+                else:
+                    txs, block_sizes = chain.pair_block(rng, length)
+                    sizes[length] += block_sizes
+                wall, cpu = chain.run_block(txs, checked)
+                if round_number:
+                    timings.append(BlockTiming(length, checked, len(txs), wall, cpu))
     return timings, sizes
+
+
+@dataclass(frozen=True)
+class CodecTiming:
+    """Seconds per artifact of the reference decoder and of the chain's token-id reader."""
+
+    length: int
+    decode_s: float
+    token_ids_s: float
+
+
+def codec_timings(settings: Settings) -> list[CodecTiming]:
+    """Times ``artifact.decode`` (the reference codec, a byte at a time, every step built) and
+    ``artifact.token_ids`` (what a finish's check runs) over the same synthetic artifacts,
+    interleaved, after checking that both read the same ids."""
+    rng = random.Random(7)
+    rows = []
+    for length in LENGTHS:
+        blobs = [artifact.encode(synthetic_steps(rng, length), TOP_K)
+                 for _ in range(PAIRS_PER_BLOCK)]
+        for blob in blobs:
+            k, steps = artifact.decode(blob)
+            if artifact.token_ids(blob) != (k, [s.token_id for s in steps]):
+                raise RuntimeError("artifact.token_ids and artifact.decode disagree")
+        spent: dict[str, list[float]] = {"decode": [], "token_ids": []}
+        for _ in range(settings.repeats):
+            for name, read in (("decode", artifact.decode), ("token_ids", artifact.token_ids)):
+                start = time.process_time()
+                for blob in blobs:
+                    read(blob)
+                spent[name].append((time.process_time() - start) / len(blobs))
+        rows.append(CodecTiming(length, statistics.median(spent["decode"]),
+                                statistics.median(spent["token_ids"])))
+    return rows
 
 
 # --- a real artifact ---------------------------------------------------------------------
@@ -490,31 +552,56 @@ def json_table(rows: Sequence[SizeRow]) -> list[str]:
 
 
 def throughput_table(timings: Sequence[BlockTiming]) -> list[str]:
-    """Medians per kind of block; the ratio is a pair's time over a MsgSend tx's time."""
+    """Medians per kind of block; the ratios are a pair's (or send's) time over a MsgSend tx's
+    time in a block not checked first, and a checked block's time over the same kind's
+    unchecked one."""
     cells = []
     send_s = None
     for length in (None, *LENGTHS):
-        group = [t for t in timings if t.length == length]
-        finalize_s = statistics.median(t.finalize_s for t in group)
-        items = group[0].txs if length is None else group[0].txs // 2
-        per_item = finalize_s / items
-        send_s = send_s or per_item
-        name = (f"{items} bank MsgSend" if length is None
-                else f"{items} pairs, {length} output tokens")
-        unit = "tx" if length is None else "pair"
-        on_cpu = statistics.median(t.finalize_cpu_s / t.finalize_s for t in group)
-        cells.append([name, f"{group[0].txs}", f"{len(group)}", f"{finalize_s * 1000:.1f} ms",
-                      f"{per_item * 1000:.2f} ms", f"{1 / per_item:,.0f} {unit}s/s",
-                      f"{per_item / send_s:.2f}×", f"{on_cpu:.0%}"])
+        unchecked_s = None
+        for checked in (False, True):
+            group = [t for t in timings if t.length == length and t.checked == checked]
+            # CPU time: the app runs on one thread, and on a shared machine wall time also
+            # counts the time other processes held the core.
+            finalize_s = statistics.median(t.finalize_cpu_s for t in group)
+            items = group[0].txs if length is None else group[0].txs // 2
+            per_item = finalize_s / items
+            send_s = send_s or per_item
+            unchecked_s = unchecked_s or per_item
+            name = (f"{items} bank MsgSend" if length is None
+                    else f"{items} pairs, {length} output tokens")
+            unit = "tx" if length is None else "pair"
+            on_cpu = statistics.median(t.finalize_cpu_s / t.finalize_s for t in group)
+            cells.append([name, "yes" if checked else "no", f"{group[0].txs}", f"{len(group)}",
+                          f"{finalize_s * 1000:.1f} ms", f"{per_item * 1000:.2f} ms",
+                          f"{1 / per_item:,.0f} {unit}s/s", f"{per_item / send_s:.2f}×",
+                          f"{per_item / unchecked_s:.2f}×", f"{on_cpu:.0%}"])
     return section(
         f"FinalizeBlock in-process, one core ({PARTICIPANTS} participants, all txs code 0)",
-        table(["block", "txs", "blocks timed", "FinalizeBlock", "per pair / per tx",
-               "pairs/s or txs/s", "× a MsgSend's time", "on CPU"], cells),
+        table(["block", "CheckTx first", "txs", "blocks timed", "FinalizeBlock CPU",
+               "per pair / per tx", "pairs/s or txs/s", "× a MsgSend's time",
+               "× not checked first", "on CPU"], cells, text_columns=2),
         "Medians over the blocks, send and pair blocks interleaved in the same run. A pair is "
         "MsgStartInference then MsgFinishInference of the same inference in the same block "
-        "(100-token prompt, synthetic artifact); × a MsgSend's time is a pair's FinalizeBlock "
-        "time over one send's. On CPU is this process's CPU time over FinalizeBlock's wall "
-        "time.")
+        "(100-token prompt, synthetic artifact). CheckTx first: every tx of the block went "
+        "through CheckTx before FinalizeBlock (untimed), as on a node whose mempool received "
+        "it, so its signatures that verified are not verified again (chain/verified_signatures"
+        ".py); without it, the block verifies every signature itself, as a node that never "
+        "saw the txs does. Times are this process's CPU time in FinalizeBlock (the app is one "
+        "thread; on a shared machine wall time also counts other processes' turns). × a "
+        "MsgSend's time is over one unchecked send's. On CPU is CPU time over wall time.")
+
+
+def codec_table(rows: Sequence[CodecTiming]) -> list[str]:
+    cells = [[f"{r.length}", f"{r.decode_s * 1e6:,.0f} µs", f"{r.token_ids_s * 1e6:,.0f} µs",
+              f"{r.decode_s / r.token_ids_s:.1f}×"] for r in rows]
+    return section(
+        f"Reading an artifact (k = {TOP_K}): the reference decoder against the chain's reader",
+        table(["output tokens", "artifact.decode", "artifact.token_ids", "speed-up"], cells),
+        f"CPU time per artifact, medians of {PAIRS_PER_BLOCK}-artifact rounds, both readers "
+        "interleaved in the same run over the same synthetic artifacts (checked to give the "
+        "same ids). A finish's check ran artifact.decode before; it runs token_ids now, which "
+        "accepts exactly the same bytes (tests/test_artifact_token_ids.py).")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -524,6 +611,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             Store.open(Path(tmp) / "app.sqlite") as store:
         chain = BenchChain(store)
         timings, sizes = throughput(chain, settings)
+        progress("timing the artifact readers")
+        codec = codec_timings(settings)
         rows = [mean_size("synthetic", sizes[n]) for n in LENGTHS]
         profile = None
         if settings.profile:
@@ -537,7 +626,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             chain.run_block([start_tx, finish_tx])
             rows.append(mean_size(f"real ({DEFAULT_MODEL_ID.split('/')[-1]})", [size]))
     lines = [*inference_environment(load_before, real), "", *bytes_table(rows), "",
-             *json_table(rows), "", *throughput_table(timings)]
+             *json_table(rows), "", *throughput_table(timings), "", *codec_table(codec)]
     if profile is not None:
         lines += ["", *profile_section(
             f"cProfile of one FinalizeBlock of {PAIRS_PER_BLOCK} pairs, {LENGTHS[1]} output "

@@ -166,7 +166,9 @@ class Application(BaseApplication):
         header = {"height": req.height, "time_ns": time_ns, "hash": req.hash.hex(),
                   "proposer": req.proposer_address.hex(), "txs": [t.hex() for t in req.txs]}
         app_hash = self.store.app_hash_of(state)
-        tx_responses = [_tx_response(block, o).SerializeToString() for o in outcomes]
+        events = [abci_events(o.events) for o in outcomes]  # built once, for both answers
+        tx_responses = [_tx_response(block, o, e).SerializeToString()
+                        for o, e in zip(outcomes, events, strict=True)]
         self._pending = PendingBlock(block, state, outcomes, tx_responses, header)
         failpoint.hit(failpoint.AFTER_FINALIZE, req.height)
         self.metrics.finalized([(o.codespace, o.code) for o in outcomes],
@@ -176,7 +178,7 @@ class Application(BaseApplication):
             validator_updates=validator_updates,
             tx_results=[abci.ExecTxResult(code=o.code, codespace=o.codespace, log=o.log,
                                           gas_wanted=o.gas_wanted, gas_used=o.gas_used,
-                                          events=abci_events(o.events)) for o in outcomes])
+                                          events=e) for o, e in zip(outcomes, events, strict=True)])
 
     def _validator_updates(self, hooks: Context) -> list[abci.ValidatorUpdate]:
         """CometBFT's validator changes; a failure to compute them leaves the set as it is."""
@@ -228,13 +230,13 @@ class Application(BaseApplication):
         return response
 
 
-def _tx_response(block: BlockInfo, outcome: Outcome) -> TxResponse:
+def _tx_response(block: BlockInfo, outcome: Outcome, events: list[abci.Event]) -> TxResponse:
     """The tx's stored result, built from what execution decoded: nothing is parsed again."""
     response = TxResponse(
         height=block.height, txhash=outcome.hash.hex().upper(), codespace=outcome.codespace,
         code=outcome.code, raw_log=outcome.log, gas_wanted=outcome.gas_wanted,
         gas_used=outcome.gas_used, timestamp=rfc3339(block.time_ns),
-        events=abci_events(outcome.events))
+        events=events)
     if outcome.tx is not None:
         tx = Tx(body=outcome.tx.body, auth_info=outcome.tx.auth_info,
                 signatures=[signer.signature for signer in outcome.tx.signers])

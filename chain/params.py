@@ -23,6 +23,9 @@ from chain.store import KVReader
 BOUNDS = "bounds"
 # Longest shown form of a refused value in an error: the message names it, not echoes it.
 SHOWN_CHARS = 40
+# Params parsed from stored bytes, by class and bytes: frozen, so safe to hand out again.
+_PARSED: dict[tuple[type, bytes], "ModuleParams"] = {}
+_PARSED_MAX = 256
 
 
 class Readable(Protocol):
@@ -137,9 +140,24 @@ class ModuleParams:
 
     @classmethod
     def stored(cls, state: Readable, key: bytes) -> Self:
-        """The params kept under ``key``, or the defaults before genesis wrote any."""
+        """The params kept under ``key``, or the defaults before genesis wrote any.
+
+        Every tx reads some module's params, so the parsed params are remembered by their
+        exact stored bytes (and class): the read itself (and its gas) still happens on the
+        state at hand, and only the JSON parse and bounds checks of bytes already parsed are
+        skipped. A change by governance is new bytes, seen by the very next read.
+        """
         data = state.get(key)
-        return cls() if data is None else cls.from_dict(json.loads(data))
+        if data is None:
+            return cls()
+        memo = (cls, bytes(data))
+        parsed = _PARSED.get(memo)
+        if parsed is None:
+            parsed = cls.from_dict(json.loads(data))
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[memo] = parsed
+        return parsed
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()

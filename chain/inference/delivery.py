@@ -8,9 +8,9 @@ end on EOS, a stop sequence or max_tokens, since a prefix stops where the agent 
 import enum
 
 from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
 
 from chain.inference import payload
+from chain.verified_signatures import verify_ed25519
 from inferchain_pb.inference.v1.inference_pb2 import Participant
 
 
@@ -25,8 +25,8 @@ def signed_delivery(agent: Participant, inference_id: str, output_hash: bytes,
     for kind, build in ((Delivered.WHOLE, payload.delivery_payload),
                         (Delivered.PREFIX, payload.prefix_delivery_payload)):
         try:
-            VerifyKey(agent.node_pubkey).verify(
-                build(inference_id, output_hash, agent.address), signature)
+            verify_ed25519(agent.node_pubkey, build(inference_id, output_hash, agent.address),
+                           signature)
         except (BadSignatureError, ValueError, TypeError):
             continue
         return kind

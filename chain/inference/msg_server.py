@@ -16,7 +16,6 @@ transfer agent or, relayed exactly as the agent signed it, from the executor it 
 import math
 
 from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
 
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
@@ -49,6 +48,7 @@ from chain.inference.params import (
     MAX_TEMPERATURE,
     InferenceParams,
 )
+from chain.verified_signatures import verify_ed25519
 from inferchain_pb.inference.v1.inference_pb2 import (
     EXPIRED,
     FINISHED,
@@ -72,7 +72,7 @@ MAX_ID = 128
 
 def _verify_ed25519(pubkey: bytes, message: bytes, signature: bytes, who: str) -> None:
     try:
-        VerifyKey(pubkey).verify(message, signature)
+        verify_ed25519(pubkey, message, signature)
     except (BadSignatureError, ValueError, TypeError) as exc:
         raise BadSignature(f"{who}'s node-key signature does not verify") from exc
 
@@ -328,8 +328,8 @@ class InferenceMsgServer:
             raise InvalidParticipant("consensus_pubkey must be a 32-byte ed25519 public key "
                                      "(priv_validator_key.json's pub_key) or empty")
         try:
-            VerifyKey(key).verify(payload.consensus_key_payload(ctx.block.chain_id, owner, key),
-                                  signature)
+            verify_ed25519(key, payload.consensus_key_payload(ctx.block.chain_id, owner, key),
+                           signature)
         except (BadSignatureError, ValueError) as exc:
             raise InvalidParticipant("consensus_key_signature is not the consensus key's "
                                      "signature of this registration") from exc
@@ -411,10 +411,10 @@ class InferenceMsgServer:
         if msg.output_hash != payload.ids_hash(msg.output_ids):
             raise InvalidOutput("output_hash is not the hash of the output ids")
         try:
-            k, steps = artifact.decode(msg.artifact)
+            k, token_ids = artifact.token_ids(msg.artifact)
         except artifact.ArtifactError as exc:
             raise InvalidArtifact(f"artifact does not decode: {exc}") from exc
-        if k != model.top_k or [s.token_id for s in steps] != list(msg.output_ids):
+        if k != model.top_k or token_ids != list(msg.output_ids):
             raise InvalidArtifact(f"artifact must hold top-{model.top_k} for exactly the "
                                   f"output tokens")
 

@@ -79,7 +79,7 @@ def refusal_payload(inference_id: str, attempt: int, executor: str) -> bytes:
 
 def ids_hash(token_ids: Sequence[int]) -> bytes:
     """sha256 over the ids as 4-byte big-endian integers: the output hash on chain."""
-    return hashlib.sha256(b"".join(struct.pack(">I", t) for t in token_ids)).digest()
+    return hashlib.sha256(struct.pack(f">{len(token_ids)}I", *token_ids)).digest()
 
 
 def start_payload(inference_id: str, model_id: str, developer: str, prompt_hash: bytes,

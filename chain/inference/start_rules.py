@@ -9,13 +9,13 @@ Each check raises the chain error the handler answers with; nothing here reads o
 import json
 
 from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
 
 from chain.auth import address
 from chain.inference import payload
 from chain.inference.errors import BadSignature, DrawMismatch, InvalidPrompt, NoAllowance
 from chain.inference.params import GRAMMAR_KINDS, MAX_GRAMMAR_LENGTH
 from chain.tx.signature import verify as verify_secp256k1
+from chain.verified_signatures import verify_ed25519
 from inferchain_pb.inference.v1.inference_pb2 import Model, MsgStartInference, Participant
 
 
@@ -61,7 +61,7 @@ def check_grammar(start: MsgStartInference) -> None:
 def check_ta_signature(start: MsgStartInference, agent: Participant) -> None:
     """The transfer agent's node key signed this start's payload."""
     try:
-        VerifyKey(agent.node_pubkey).verify(payload.start_payload_of(start), start.ta_signature)
+        verify_ed25519(agent.node_pubkey, payload.start_payload_of(start), start.ta_signature)
     except (BadSignatureError, ValueError, TypeError) as exc:
         raise BadSignature("the transfer agent's node-key signature does not verify") from exc
 
@@ -107,9 +107,8 @@ def refused(start: MsgStartInference, attempt: int, executor: str, agent_key: by
     if attempt >= len(start.refusals) or not start.refusals[attempt]:
         return False
     try:
-        VerifyKey(agent_key).verify(
-            payload.refusal_payload(start.inference_id, attempt, executor),
-            start.refusals[attempt])
+        verify_ed25519(agent_key, payload.refusal_payload(start.inference_id, attempt, executor),
+                       start.refusals[attempt])
     except (BadSignatureError, ValueError, TypeError) as exc:
         raise BadSignature(f"the refusal for attempt {attempt} is not {executor}'s node-key "
                            f"signature") from exc

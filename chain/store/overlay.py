@@ -5,6 +5,7 @@ when it succeeds, and a failed transaction's branch is simply dropped. Nothing r
 `Store.commit`.
 """
 
+import bisect
 import heapq
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
@@ -48,6 +49,10 @@ class Overlay:
     def __init__(self, parent: KVReader) -> None:
         self._parent = parent
         self._changes: dict[bytes, Change] = {}
+        # The changed keys in order, so iterate finds a prefix's by bisection instead of
+        # scanning every change: a block's overlay holds thousands by its last tx, and the
+        # draw iterates the participants at every start.
+        self._sorted: list[bytes] = []
         self._revision = 0
 
     @property
@@ -72,17 +77,27 @@ class Overlay:
     def set(self, key: bytes, value: bytes) -> None:
         _check_key(key)
         _check_value(value)
-        self._changes[key] = value
-        self._revision += 1
+        self._change(key, value)
 
     def delete(self, key: bytes) -> None:
         _check_key(key)
-        self._changes[key] = None
+        self._change(key, None)
+
+    def _change(self, key: bytes, value: Change) -> None:
+        if key not in self._changes:
+            bisect.insort(self._sorted, key)
+        self._changes[key] = value
         self._revision += 1
 
     def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Ascending keys under `prefix` as they were when called: later writes are not seen."""
-        mine = sorted((k, v) for k, v in self._changes.items() if k.startswith(prefix))
+        keys, changes = self._sorted, self._changes
+        first = end = bisect.bisect_left(keys, prefix)
+        while end < len(keys) and keys[end].startswith(prefix):
+            end += 1
+        if first == end:  # nothing of mine to lay over: the parent's entries as they are
+            return self._parent.iterate(prefix)
+        mine = [(k, changes[k]) for k in keys[first:end]]
         return merge(self._parent.iterate(prefix), mine)
 
     def branch(self) -> "Overlay":
@@ -92,6 +107,11 @@ class Overlay:
         """Folds this branch's changes into its parent and empties it."""
         if not isinstance(self._parent, Overlay):
             raise TypeError("a block overlay is persisted with Store.commit, not write()")
-        self._parent._changes.update(self._changes)
-        self._parent._revision += 1
+        parent = self._parent
+        for key in self._changes:  # not a set difference, which would walk the parent's keys
+            if key not in parent._changes:
+                bisect.insort(parent._sorted, key)
+        parent._changes.update(self._changes)
+        parent._revision += 1
         self._changes.clear()
+        self._sorted.clear()

@@ -25,6 +25,8 @@ from chain.store.schema import connect
 # Range reads fetch this many rows per statement instead of holding a cursor open for as long as
 # the caller takes, which would keep the lock and block commits.
 _PAGE = 512
+# What one committed-state layer remembers of its reads (keys plus scanned entries) at most.
+_MAX_REMEMBERED = 200_000
 
 _LATEST = "SELECT key, value FROM state WHERE key >= :start {upper} ORDER BY key LIMIT :page"
 # SQLite takes the bare `value` from the row holding MAX(height): the key's value as of :height.
@@ -53,11 +55,18 @@ class _Committed:
     """The bottom layer of a block overlay: the committed state at the height it was begun on.
 
     Reads fail once another block is committed, rather than silently mixing two states.
+    Since that state cannot change under it, what it read is remembered for the layer's life
+    (one block, or one mempool's check state until the next Commit): a block reads the same
+    params, participants and accounts at almost every tx, and SQLite is then asked once. A
+    prefix is remembered only once it was iterated to its end.
     """
 
     def __init__(self, store: "Store", height: int) -> None:
         self.store = store
         self.height = height
+        self._reads: dict[bytes, bytes | None] = {}
+        self._scans: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        self._remembered = 0
 
     def check(self) -> None:
         if self.store.height != self.height:
@@ -66,13 +75,36 @@ class _Committed:
 
     def get(self, key: bytes) -> bytes | None:
         self.check()
-        return self.store.get(key)
+        if key in self._reads:
+            return self._reads[key]
+        value = self.store.get(key)
+        if self._remember(1):
+            self._reads[key] = value
+        return value
 
     def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         self.check()
+        known = self._scans.get(prefix)
+        if known is not None:
+            for entry in known:
+                self.check()
+                yield entry
+            return
+        rows = []
         for key, value in self.store._scan(_LATEST, prefix):
             self.check()
+            rows.append((key, value))
             yield key, value
+        if self._remember(len(rows) + 1):
+            self._scans[prefix] = rows
+
+    def _remember(self, entries: int) -> bool:
+        """Whether ``entries`` more fit under _MAX_REMEMBERED; a check state that lives long
+        over a large state stops remembering rather than holding the state in memory."""
+        if self._remembered + entries > _MAX_REMEMBERED:
+            return False
+        self._remembered += entries
+        return True
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,23 @@ from coincurve import PublicKey
 from coincurve.ecdsa import cdata_to_der, deserialize_compact
 
 from chain.errors import InvalidPubKey, Unauthorized
+from chain.verified_signatures import VERIFIED
 
 _ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HALF_ORDER = _ORDER >> 1
 
 
 def verify(pubkey: bytes, sign_bytes: bytes, signature: bytes) -> bool:
-    """True when ``signature`` signs sha256(sign_bytes) under ``pubkey``; raises on bad form."""
+    """True when ``signature`` signs sha256(sign_bytes) under ``pubkey``; raises on bad form.
+    A signature that verified before is answered from chain/verified_signatures.py."""
     if len(signature) != 64:
         raise Unauthorized(f"signature must be 64 bytes r||s, got {len(signature)}")
     if int.from_bytes(signature[32:], "big") > _HALF_ORDER:
         raise Unauthorized("signature is not in low-S form")
+    digest = hashlib.sha256(sign_bytes).digest()
+    cached = ("secp256k1", bytes(pubkey), digest, bytes(signature))
+    if VERIFIED.seen(cached):
+        return True
     try:
         key = PublicKey(pubkey)
     except ValueError as exc:
@@ -29,4 +35,7 @@ def verify(pubkey: bytes, sign_bytes: bytes, signature: bytes) -> bool:
         der = cdata_to_der(deserialize_compact(signature))
     except ValueError:
         return False
-    return key.verify(der, hashlib.sha256(sign_bytes).digest(), hasher=None)
+    if not key.verify(der, digest, hasher=None):
+        return False
+    VERIFIED.add(cached)
+    return True

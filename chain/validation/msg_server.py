@@ -3,7 +3,6 @@
 import hmac
 
 from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
 
 from chain.context import Context
 from chain.inference import payload
@@ -23,6 +22,7 @@ from chain.validation.expected_keepers import EpochKeeper, InferenceKeeper
 from chain.validation.keeper import ValidationKeeper
 from chain.validation.sampling import SEED_BYTES, seed_hash
 from chain.validation.tasks import Tasks
+from chain.verified_signatures import verify_ed25519
 from inferchain_pb.inference.v1.inference_pb2 import Participant
 from inferchain_pb.inference.v1.validation_pb2 import (
     IN_VOTE,
@@ -87,7 +87,7 @@ class ValidationMsgServer:
     def validation(self, ctx: Context, msg: MsgValidation) -> None:
         validator = self._participant(ctx, msg.creator)
         try:
-            VerifyKey(validator.node_pubkey).verify(payload.validation_payload(
+            verify_ed25519(validator.node_pubkey, payload.validation_payload(
                 msg.inference_id, msg.output_hash, msg.distance_micro, msg.rule_violations,
                 msg.ids_match, msg.positions, msg.creator), msg.validator_signature)
         except (BadSignatureError, ValueError, TypeError) as exc:
