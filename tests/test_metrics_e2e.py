@@ -97,10 +97,13 @@ def test_requests_tokens_blocks_and_score_jobs_show_in_each_process_metrics(mete
         return scrape if scrape.value("inferchain_chain_height") > height_before else None
 
     chain = poll(risen, "the chain's height to rise", 30)
-    # Two starts and two finishes went through CheckTx into blocks, and succeeded there.
-    assert chain.value("inferchain_chain_checktx_total", kind="new", code="0") >= 4
-    assert chain.value("inferchain_chain_txs_total", code="0") >= 4
-    assert chain.value("inferchain_chain_block_txs_sum") >= 4
+    # Two starts and two finishes went through CheckTx into blocks, and succeeded there. The
+    # node's outbox may carry several of them in one tx, so only one tx is certain; and in
+    # solo mode every tx a block carries passed CheckTx first.
+    executed = chain.value("inferchain_chain_txs_total", code="0")
+    assert executed >= 1
+    assert chain.value("inferchain_chain_checktx_total", kind="new", code="0") >= executed
+    assert chain.value("inferchain_chain_block_txs_sum") >= executed
     assert chain.value("inferchain_chain_block_txs_count") >= chain.value(
         "inferchain_chain_height") - 1  # every block since the first
     assert chain.value("inferchain_chain_finalize_block_seconds_count") >= 1
