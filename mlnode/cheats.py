@@ -17,8 +17,12 @@ starts one. Never run them for real work.
   the output goes on to ``max_tokens`` (and the developer is billed for all of it), with the
   real model's logprobs reported as in ``forge-prefill``: one broken rule position, which
   the violation allowance alone would forgive.
+- ``ignore-transforms``: the real model and the real rule, but the request's presence and
+  frequency penalties and logit biases are dropped: cheaper to batch, and the output the
+  developer asked to steer is not steered.
 """
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Sequence
 
@@ -36,7 +40,7 @@ from mlnode.types import Finished, ScoredPosition, TokenStep
 
 log = logging.getLogger(__name__)
 
-CHEATS = ("int8", "skip-layers", "forge-prefill", "skip-eos")
+CHEATS = ("int8", "skip-layers", "forge-prefill", "skip-eos", "ignore-transforms")
 
 
 @torch.no_grad()
@@ -140,6 +144,32 @@ class ForgedEngine:
         self._real.close()
 
 
+class TransformIgnoringEngine:
+    """The real engine, generating as if the request had asked for no logit transform; it
+    still scores (validates others) with the whole rule."""
+
+    def __init__(self, real: TorchEngine) -> None:
+        self._real = real
+        self.info = real.info
+        self.tokenizer = real.tokenizer
+
+    def generate(self, prompt_ids: Sequence[int], sampling: SamplingParams,
+                 top_logprobs: int) -> AsyncIterator[TokenStep | Finished]:
+        plain = dataclasses.replace(sampling, presence_penalty=0.0, frequency_penalty=0.0,
+                                    logit_bias=())
+        return self._real.generate(prompt_ids, plain, top_logprobs)
+
+    async def score(self, prompt_ids: Sequence[int], output_ids: Sequence[int],
+                    top_logprobs: int, sampling: SamplingParams | None) -> list[ScoredPosition]:
+        return await self._real.score(prompt_ids, output_ids, top_logprobs, sampling)
+
+    def load(self) -> Load:
+        return self._real.load()
+
+    def close(self) -> None:
+        self._real.close()
+
+
 def load_model(files: ModelFiles, dtype: str, device: str) -> PreTrainedModel:
     """The honest model, as ``TorchEngine.from_files`` loads it."""
     return AutoModelForCausalLM.from_pretrained(files.path, dtype=DTYPES[dtype]).to(device)
@@ -159,6 +189,8 @@ def cheating_engine(cheat: str, files: ModelFiles, *, model_id: str, dtype: str 
 
     if cheat == "int8":
         return engine(fake_int8(load_model(files, dtype, device)))
+    if cheat == "ignore-transforms":
+        return TransformIgnoringEngine(engine(load_model(files, dtype, device)))
     real = load_model(files, dtype, device)
     if cheat == "skip-eos":
         return ForgedEngine(engine(mask_eos(load_model(files, dtype, device))), engine(real))

@@ -59,7 +59,7 @@ class Generation:
 
     def advance(self, logits: torch.Tensor) -> bool:
         """Draws the next token from this row's logits, streams it; True when finished."""
-        token = draw(logits, self.params, len(self.output_ids))
+        token = draw(logits, self.params, len(self.output_ids), self.output_ids)
         logprobs = torch.log_softmax(logits, dim=-1)
         ids, values = top_logprobs(logprobs, self.top_k)
         self.output_ids.append(token)

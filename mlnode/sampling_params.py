@@ -8,6 +8,11 @@ from dataclasses import dataclass
 
 # The longest stop sequence any engine or gateway accepts.
 MAX_STOP_LENGTH = 256
+# OpenAI's bounds on the logit transform: penalties in [-2, 2], biases in [-100, 100], at most
+# 300 biased tokens (the chain holds starts to the same, chain/inference/params.py).
+MAX_PENALTY = 2.0
+MAX_LOGIT_BIAS = 100.0
+MAX_LOGIT_BIAS_ENTRIES = 300
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,15 @@ class SamplingParams:
     max_tokens: int = 16
     stop: tuple[str, ...] = ()
     seed: int = 0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    # (token id, bias) pairs, token ids strictly ascending.
+    logit_bias: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def transforms(self) -> bool:
+        """Whether the rule adjusts the logits before temperature (docs/design.md §4)."""
+        return bool(self.presence_penalty or self.frequency_penalty or self.logit_bias)
 
     @property
     def greedy(self) -> bool:

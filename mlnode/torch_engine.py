@@ -132,8 +132,9 @@ def score_positions(
         if sampling is None:
             positions.append(ScoredPosition(TokenStep(tok, chosen[i], ids, values), None))
             continue
+        previous = output_ids[:i]
         positions.append(ScoredPosition(TokenStep(tok, chosen[i], ids, values),
-                                        locate(logits[i], sampling, i, tok),
-                                        locate(logits[i], sampling, i, eos_id)))
+                                        locate(logits[i], sampling, i, tok, previous),
+                                        locate(logits[i], sampling, i, eos_id, previous)))
     return positions
 

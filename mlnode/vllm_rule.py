@@ -8,6 +8,11 @@ loaded by name, so the worker imports only this module, not the engine. Rows are
 time with the shared ``draw`` itself (a host sync per row): a batched copy of the rule would be
 faster, and a second implementation for executor and validator to disagree about.
 
+The rule's penalties count the output tokens before each position. The processor keeps each
+slot's output itself: every token it draws is the only one it leaves unmasked, so it is the
+token vLLM samples; a row recomputed at an earlier position (a preempted request) cuts the
+history back to that position first.
+
 Targets the MRV2 interface ``vllm.v1.worker.gpu.sample.logits_processor`` (vLLM 0.33; added by
 vllm-project/vllm#56497). vLLM refuses a processor of the wrong interface at start-up, so a
 version or runner mismatch fails loudly instead of sampling without the rule.
@@ -27,16 +32,20 @@ from mlnode.sampling import SamplingParams, draw
 RULE_KEY = "inferchain_rule"
 
 
-def rule_args(params: SamplingParams, prompt_len: int) -> dict[str, float | int]:
+def rule_args(params: SamplingParams, prompt_len: int) -> dict[str, object]:
     """What the processor needs of a request, as plain values ``extra_args`` can carry."""
     return {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k,
-            "seed": params.seed, "prompt_len": prompt_len}
+            "seed": params.seed, "prompt_len": prompt_len,
+            "presence_penalty": params.presence_penalty,
+            "frequency_penalty": params.frequency_penalty,
+            "logit_bias": [[token, bias] for token, bias in params.logit_bias]}
 
 
 class SeededRule(LogitsProcessor):
     def __init__(self, vllm_config: VllmConfig, req_states: LogitsProcRequestState) -> None:
         super().__init__(vllm_config, req_states)
-        self._rules: dict[int, tuple[SamplingParams, int]] = {}  # slot -> (rule, prompt length)
+        # slot -> (rule, prompt length, the output drawn so far)
+        self._rules: dict[int, tuple[SamplingParams, int, list[int]]] = {}
 
     def add_request(self, req_idx: int, sampling_params: VllmParams) -> bool:
         args = (sampling_params.extra_args or {}).get(RULE_KEY)
@@ -45,8 +54,11 @@ class SeededRule(LogitsProcessor):
             self._rules.pop(req_idx, None)
             return False
         rule = SamplingParams(temperature=args["temperature"], top_p=args["top_p"],
-                              top_k=args["top_k"], seed=args["seed"])
-        self._rules[req_idx] = (rule, args["prompt_len"])
+                              top_k=args["top_k"], seed=args["seed"],
+                              presence_penalty=args["presence_penalty"],
+                              frequency_penalty=args["frequency_penalty"],
+                              logit_bias=tuple((t, b) for t, b in args["logit_bias"]))
+        self._rules[req_idx] = (rule, args["prompt_len"], [])
         return True
 
     def apply(self, logits: torch.Tensor, ctx: LogitsContext) -> torch.Tensor:
@@ -62,7 +74,10 @@ class SeededRule(LogitsProcessor):
             position = pos + 1 - rule[1]
             if position < 0:
                 continue
-            token = draw(logits[row], rule[0], position)
+            history = rule[2]
+            del history[position:]
+            token = draw(logits[row], rule[0], position, history)
+            history.append(token)
             logits[row, :token] = float("-inf")
             logits[row, token + 1:] = float("-inf")
         return logits

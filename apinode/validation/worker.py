@@ -41,6 +41,7 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from apinode.chain_queries import ChainQueries, ChainQueryError
+from apinode.execute_wire import transform_of
 from apinode.fault_switch import fault_switch
 from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeRefused
 from apinode.outbox import Outbox
@@ -439,7 +440,8 @@ class ValidatorWorker:
             return mismatch
         sampling = SamplingParams(temperature=inference.temperature, top_p=inference.top_p,
                                   top_k=0, max_tokens=inference.max_tokens,
-                                  stop=tuple(inference.stop), seed=inference.seed)
+                                  stop=tuple(inference.stop), seed=inference.seed,
+                                  **transform_of(inference))
         try:
             scored = await self.mlnode.score(inference.prompt_ids, output_ids,
                                              info.max_top_logprobs, sampling)
