@@ -30,7 +30,8 @@ from inferchain_pb.mlnode.v1 import mlnode_pb2 as ml
 from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as ml_grpc
 
 CHEAT = "ignore-transforms"
-REPETITIVE = "Repeat after me, again and again: the cat sat on the mat, the cat sat on the mat."
+# Greedy answers "Hello, hello, hello, ..." (29 repeats in 32 tokens).
+REPETITIVE = "Write the word 'hello' twenty times."
 # Every inference a test here served: the validators' verdicts are checked on all of them.
 SERVED: list[str] = []
 
