@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from apinode.openai_request import MAX_TOP_LOGPROBS
-from inferchain_pb.inference.v1.inference_pb2 import MsgStartInference
+from inferchain_pb.inference.v1.inference_pb2 import Inference, LogitBias, MsgStartInference
 from mlnode.sampling_params import SamplingParams
 
 EXECUTE_PATH = "/internal/v1/execute"
@@ -79,8 +79,10 @@ class ExecuteRequest:
             raise ValueError("prompt_ids must be a non-empty list of uint32 token ids")
         if start.max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
-        if not (math.isfinite(start.temperature) and math.isfinite(start.top_p)):
-            raise ValueError("temperature and top_p must be finite")
+        if not all(math.isfinite(v) for v in (start.temperature, start.top_p,
+                                              start.presence_penalty, start.frequency_penalty,
+                                              *(b.bias for b in start.logit_bias))):
+            raise ValueError("temperature, top_p, penalties and logit biases must be finite")
         if not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS:
             raise ValueError(f"top_logprobs must be 0 to {MAX_TOP_LOGPROBS}")
         if start.draw_height < 1:
@@ -91,8 +93,7 @@ class ExecuteRequest:
         start = self.start
         return SamplingParams(temperature=start.temperature, top_p=start.top_p, top_k=0,
                               max_tokens=start.max_tokens, stop=tuple(start.stop),
-                              seed=start.seed, grammar_kind=start.grammar_kind,
-                              grammar=start.grammar)
+                              seed=start.seed, **transform_of(start))
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict, bytes as hex; ``from_json`` reads it back."""
@@ -116,7 +117,9 @@ class ExecuteRequest:
         for name, parse in _PARSERS.items():
             value = parse(data[name], name)
             try:
-                if isinstance(value, tuple):
+                if name == "logit_bias":
+                    start.logit_bias.extend(LogitBias(token_id=t, bias=b) for t, b in value)
+                elif isinstance(value, tuple):
                     getattr(start, _field(name)).extend(value)
                 else:
                     setattr(start, _field(name), value)
@@ -137,12 +140,21 @@ def _json_name(field: str) -> str:
     return _CREATOR if field == "creator" else field
 
 
+def transform_of(start: MsgStartInference | Inference) -> dict[str, Any]:
+    """The logit transform and grammar a start (or the inference it started) signed for, as
+    ``SamplingParams`` keyword arguments: what the executor runs and a validator replays."""
+    return {"grammar_kind": start.grammar_kind, "grammar": start.grammar,
+            "presence_penalty": start.presence_penalty,
+            "frequency_penalty": start.frequency_penalty,
+            "logit_bias": tuple((b.token_id, b.bias) for b in start.logit_bias)}
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, str | int | float):
         return value
-    return list(value)
+    return [[v.token_id, v.bias] if isinstance(v, LogitBias) else v for v in value]
 
 
 def _text(value: Any, name: str) -> str:
@@ -176,6 +188,13 @@ def _integers(value: Any, name: str) -> tuple[int, ...]:
     return tuple(_integer(v, name) for v in value)
 
 
+def _biases(value: Any, name: str) -> tuple[tuple[int, float], ...]:
+    if not isinstance(value, list) or not all(isinstance(v, list) and len(v) == 2
+                                              for v in value):
+        raise ValueError(f"{name} must be a list of [token id, bias] pairs")
+    return tuple((_integer(t, name), _number(b, name)) for t, b in value)
+
+
 def _texts(value: Any, name: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ValueError(f"{name} must be a list of strings")
@@ -190,6 +209,8 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "attempt": _integer, _CREATOR: _text, "ta_signature": _hex, "developer_pubkey": _hex,
     "request_signature": _hex, "request_timestamp": _integer, "request_nonce": _hex,
     "grammar_kind": _text, "grammar": _text,
+    "presence_penalty": _number, "frequency_penalty": _number, "logit_bias": _biases,
+    "choice_index": _integer, "choices": _integer,
 }
 
 

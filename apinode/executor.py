@@ -282,6 +282,7 @@ class Executor:
         the draw the chain will recompute."""
         start = request.start
         with self._chain_refusal(request):
+            start_rules.check_transform(start)
             start_rules.check_request_id(start)
         try:
             draw = await self.chain.draw(start.inference_id, start.model_id,

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from apinode import openai_errors as errors
 from apinode.api_keys import ApiKeys
+from apinode.choice_streams import Served, merged, serve_choices
 from apinode.execute_wire import (
     DELIVERY_PATH,
     EXECUTE_PATH,
@@ -188,26 +189,39 @@ class HttpApi:
         signed = await self._requester(http, body)
         entry.developer = signed.developer
         prepared = await self._agent.prepare(request, signed)
-        entry.prompt_tokens = len(prepared.prompt_ids)
+        entry.prompt_tokens = len(prepared.prompt_ids) * request.n
         try:
-            inference_id, stream = await self._agent.serve(prepared)
+            served = await serve_choices(self._agent, prepared)
         except MlNodeError as exc:
             raise errors.invalid_request(str(exc)) from exc
         first_token_s = time.monotonic() - started
-        entry.inference_id = inference_id
-        log.info("inference %s for %s: %d prompt tokens, stream=%s", inference_id,
+        ids = [inference_id for inference_id, _ in served]
+        entry.inference_id = ids[0]
+        log.info("inference %s for %s: %d prompt tokens, stream=%s", ", ".join(ids),
                  signed.developer, len(prepared.prompt_ids), request.stream)
         if request.stream:
             response, entry.completion_tokens = await self._stream(
-                http, request, inference_id, stream, len(prepared.prompt_ids))
+                http, request, served, len(prepared.prompt_ids))
         else:
-            result = await self._collect(request, inference_id, stream, len(prepared.prompt_ids))
-            entry.completion_tokens = len(result.tokens)
-            response = web.json_response(completion_body(request, [result]))
+            results = await self._collect_all(request, served, len(prepared.prompt_ids))
+            entry.completion_tokens = sum(len(r.tokens) for r in results)
+            response = web.json_response(completion_body(request, results))
         self._metrics.completed(first_token_s, entry.completion_tokens,
                                 time.monotonic() - started)
-        log.info("inference %s served", inference_id)
+        log.info("inference %s served", ", ".join(ids))
         return response
+
+    async def _collect_all(self, request: CompletionRequest, served: list[Served],
+                           prompt_tokens: int) -> list[ChoiceResult]:
+        """Every choice's result, index order; the first that breaks off fails them all."""
+        tasks = [asyncio.ensure_future(self._collect(request, inference_id, stream,
+                                                     prompt_tokens))
+                 for inference_id, stream in served]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
 
     async def _collect(self, request: CompletionRequest, inference_id: str,
                        stream: AsyncGenerator[ExecutedStep | Executed],
@@ -226,46 +240,58 @@ class HttpApi:
             await stream.aclose()
         raise EXECUTOR_FAILED
 
-    async def _stream(self, http: web.Request, request: CompletionRequest, inference_id: str,
-                      stream: AsyncGenerator[ExecutedStep | Executed],
-                      prompt_tokens: int) -> tuple[web.StreamResponse, int]:
+    async def _stream(self, http: web.Request, request: CompletionRequest,
+                      served: list[Served], prompt_tokens: int) -> tuple[web.StreamResponse, int]:
+        """Server-sent events of every choice as its tokens come, each chunk naming its
+        choice; usage and ``[DONE]`` once all have finished."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                                "Cache-Control": "no-cache"})
         await response.prepare(http)
-        chunks = ChunkStream(request, [inference_id])
-        opening = chunks.opening(0)
-        if opening is not None:
-            await response.write(sse(opening))
-        completion_tokens = 0
-        held: list[OutputToken] = []  # an output that may hold tool calls is sent whole
+        ids = [inference_id for inference_id, _ in served]
+        chunks = ChunkStream(request, ids)
+        for index in range(len(served)):
+            opening = chunks.opening(index)
+            if opening is not None:
+                await response.write(sse(opening))
+        completion_tokens = [0] * len(served)
+        # An output that may hold tool calls is sent whole, once its choice has finished.
+        held: list[list[OutputToken]] = [[] for _ in served]
+        finished = 0
+        events = merged([stream for _, stream in served])
         try:
-            async for item in stream:
+            async for index, item in events:
+                if isinstance(item, Exception):
+                    if not isinstance(item, MlNodeError | ExecutorFailed):
+                        raise item
+                    log.warning("inference %s broke off mid-stream: %s", ids[index], item)
+                    await response.write(sse(EXECUTOR_FAILED.body()))
+                    break
                 if isinstance(item, ExecutedStep):
-                    completion_tokens += 1
+                    completion_tokens[index] += 1
                     tokens = await self._agent.output_tokens(request, [item])
                     if request.constraint.calls_tools:
-                        held.extend(tokens)
+                        held[index].extend(tokens)
                     elif item.text or request.logprobs:
-                        await response.write(sse(chunks.content(0, item.text, tokens)))
-                else:
-                    reason = item.finish_reason
-                    if request.constraint.calls_tools:
-                        pieces, reason = chunks.calls(0, item.text, held, reason)
-                        for piece in pieces:
-                            await response.write(sse(piece))
-                    await response.write(sse(chunks.finish(0, reason)))
-                    usage = chunks.usage(Usage(prompt_tokens, completion_tokens))
+                        await response.write(sse(chunks.content(index, item.text, tokens)))
+                    continue
+                reason = item.finish_reason
+                if request.constraint.calls_tools:
+                    pieces, reason = chunks.calls(index, item.text, held[index], reason)
+                    for piece in pieces:
+                        await response.write(sse(piece))
+                await response.write(sse(chunks.finish(index, reason)))
+                finished += 1
+                if finished == len(served):
+                    usage = chunks.usage(Usage(prompt_tokens * len(served),
+                                               sum(completion_tokens)))
                     if usage is not None:
                         await response.write(sse(usage))
                     await response.write(SSE_DONE)
-        except (MlNodeError, ExecutorFailed) as exc:
-            log.warning("inference %s broke off mid-stream: %s", inference_id, exc)
-            await response.write(sse(EXECUTOR_FAILED.body()))
         except ConnectionError:
-            log.info("inference %s: the client disconnected mid-stream", inference_id)
+            log.info("inference %s: the client disconnected mid-stream", ", ".join(ids))
         finally:
-            await stream.aclose()  # cancels the generation if it is still running
-        return response, completion_tokens
+            await events.aclose()  # cancels the generations still running
+        return response, sum(completion_tokens)
 
     async def delivered(self, http: web.Request) -> web.Response:
         """A transfer agent's delivery of an output this node executed: its finish goes out."""

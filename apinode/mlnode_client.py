@@ -212,7 +212,11 @@ def _sampling_to_pb(sampling: SamplingParams) -> pb.SamplingParams:
     return pb.SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p,
                              top_k=sampling.top_k, max_tokens=sampling.max_tokens,
                              stop=list(sampling.stop), seed=sampling.seed,
-                             grammar_kind=sampling.grammar_kind, grammar=sampling.grammar)
+                             grammar_kind=sampling.grammar_kind, grammar=sampling.grammar,
+                             presence_penalty=sampling.presence_penalty,
+                             frequency_penalty=sampling.frequency_penalty,
+                             logit_bias=[pb.LogitBias(token_id=t, bias=b)
+                                         for t, b in sampling.logit_bias])
 
 
 def _shape_to_pb(shape: PocModelSpec) -> pb.PocModelSpec:

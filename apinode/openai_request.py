@@ -2,18 +2,21 @@
 
 Everything a developer can get wrong is caught here, before the transfer agent escrows funds
 or draws an executor, and reported as OpenAI reports it: a 400 whose ``param`` names the
-field. Unknown fields are ignored, as OpenAI-compatible servers do, so clients that send
-newer or vendor-specific options keep working; explicit ``null`` means "use the default",
-as it does for OpenAI.
+field. Every field of OpenAI's own is either honoured or refused by name (``_unsupported``):
+none that would change the output is silently dropped. Fields OpenAI does not define are
+ignored, as OpenAI-compatible servers do, so clients that send vendor-specific options keep
+working; explicit ``null`` means "use the default", as it does for OpenAI.
 
 Limits follow OpenAI's API where it has one (temperature 0..2 and at most 4 stop sequences, as
 the chain's ``chain.inference.params`` holds them for starts; top_logprobs 0..20, legacy
 logprobs 0..5) and stay inside what ``mlnode.limits`` accepts (stop
 sequences of at most ``MAX_STOP_LENGTH`` characters, shared through the torch-free
-``mlnode.sampling_params``). Our own choices: ``n`` is capped at 8 and each
-choice is served as its own independent inference (own executor draw, escrow and
-``inference_id``); seeds may be any signed 64-bit or unsigned 64-bit integer and are stored
-as the unsigned 64-bit value the chain and the sampling rule use.
+``mlnode.sampling_params``). Penalties (-2..2) and logit biases (-100..100 on at most 300 token
+ids) are OpenAI's bounds, the chain's for starts; whether each biased id is in the model's
+vocabulary the transfer agent asks its ML node. Our own choices: ``n`` is capped at the
+chain's 8 and each choice is served as its own independent inference (own executor draw,
+escrow and ``inference_id``); seeds may be any signed 64-bit or unsigned 64-bit integer and
+are stored as the unsigned 64-bit value the chain and the sampling rule use.
 """
 
 import json
@@ -33,12 +36,19 @@ from apinode.openai_fields import (
     string,
 )
 from apinode.openai_grammar import Constraint, function_of, parse_constraint
-from chain.inference.params import MAX_STOP_SEQUENCES, MAX_TEMPERATURE
+from chain.inference.params import (
+    MAX_CHOICES,
+    MAX_LOGIT_BIAS,
+    MAX_LOGIT_BIAS_ENTRIES,
+    MAX_PENALTY,
+    MAX_STOP_SEQUENCES,
+    MAX_TEMPERATURE,
+)
 from mlnode.sampling_params import MAX_STOP_LENGTH, SamplingParams
 
 CHAT_DEFAULT_MAX_TOKENS = 256
 TEXT_DEFAULT_MAX_TOKENS = 16  # OpenAI's and vLLM's default for the legacy endpoint
-MAX_N = 8
+MAX_N = MAX_CHOICES
 MAX_TOP_LOGPROBS = 20
 MAX_TEXT_LOGPROBS = 5
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
@@ -77,11 +87,16 @@ class CompletionRequest:
     n: int = 1
     user: str | None = None
     constraint: Constraint = field(default_factory=Constraint)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    # (token id, bias), ids ascending
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
 
 def parse_chat(body: bytes) -> CompletionRequest:
     """A ``POST /v1/chat/completions`` body; ``max_completion_tokens`` wins over ``max_tokens``."""
     fields = json_object(body)
+    _unsupported(fields, CHAT_REFUSED)
     max_tokens = integer(fields.get("max_tokens"), "max_tokens", CHAT_DEFAULT_MAX_TOKENS, 1)
     newer = integer(fields.get("max_completion_tokens"), "max_completion_tokens", None, 1)
     logprobs = boolean(fields.get("logprobs"), "logprobs", False)
@@ -98,11 +113,17 @@ def parse_chat(body: bytes) -> CompletionRequest:
 def parse_text(body: bytes) -> CompletionRequest:
     """A ``POST /v1/completions`` body; ``logprobs`` is the legacy integer 0..5."""
     fields = json_object(body)
+    _unsupported(fields, TEXT_REFUSED)
     k = integer(fields.get("logprobs"), "logprobs", None, 0, MAX_TEXT_LOGPROBS)
-    return CompletionRequest(
+    request = CompletionRequest(
         kind="text", prompt=_prompt(fields.get("prompt")),
         max_tokens=integer(fields.get("max_tokens"), "max_tokens", TEXT_DEFAULT_MAX_TOKENS, 1),
         logprobs=k is not None, top_logprobs=k or 0, **_common(fields))
+    if fields.get("best_of") not in (None, request.n):
+        raise invalid_request("Unsupported value for 'best_of': only best_of equal to n (or "
+                              "unset) is served; every completion generated is returned.",
+                              "best_of", "unsupported_parameter")
+    return request
 
 
 def sampling_for(request: CompletionRequest, seed: int) -> SamplingParams:
@@ -110,7 +131,10 @@ def sampling_for(request: CompletionRequest, seed: int) -> SamplingParams:
     return SamplingParams(temperature=request.temperature, top_p=request.top_p, top_k=0,
                           max_tokens=request.max_tokens, stop=request.stop, seed=seed,
                           grammar_kind=request.constraint.grammar_kind,
-                          grammar=request.constraint.grammar)
+                          grammar=request.constraint.grammar,
+                          presence_penalty=request.presence_penalty,
+                          frequency_penalty=request.frequency_penalty,
+                          logit_bias=request.logit_bias)
 
 
 def _common(fields: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +151,58 @@ def _common(fields: dict[str, Any]) -> dict[str, Any]:
         "include_usage": _include_usage(fields.get("stream_options"), stream),
         "n": integer(fields.get("n"), "n", 1, 1, MAX_N),
         "user": string(fields.get("user"), "user"),
+        "presence_penalty": decimal(fields.get("presence_penalty"), "presence_penalty", 0.0,
+                                    -MAX_PENALTY, MAX_PENALTY),
+        "frequency_penalty": decimal(fields.get("frequency_penalty"), "frequency_penalty", 0.0,
+                                     -MAX_PENALTY, MAX_PENALTY),
+        "logit_bias": _logit_bias(fields.get("logit_bias")),
     }
+
+
+# OpenAI fields this network does not serve, refused whenever they ask for anything: a value
+# that is not null (or, where a dict maps a field to the values it accepts, not one of those).
+# response_format, tools, tool_choice and parallel_tool_calls belong to constrained decoding.
+CHAT_REFUSED: dict[str, tuple[object, ...]] = {
+    "functions": (), "function_call": (), "audio": (), "prediction": (),
+    "reasoning_effort": (), "web_search_options": (), "store": (False,),
+    "service_tier": ("auto", "default"), "modalities": (["text"],),
+}
+TEXT_REFUSED: dict[str, tuple[object, ...]] = {
+    "echo": (False,), "suffix": (), "store": (False,), "service_tier": ("auto", "default"),
+}
+
+
+def _unsupported(fields: dict[str, Any], refused: dict[str, tuple[object, ...]]) -> None:
+    for name, accepted in refused.items():
+        value = fields.get(name)
+        if value is not None and not any(value == a and type(value) is type(a)
+                                         for a in accepted):
+            allowed = " or ".join(repr(a) for a in (None, *accepted))
+            raise invalid_request(f"Unsupported value for '{name}': this network accepts only "
+                                  f"{allowed} (it cannot honour {repr(value)[:100]}).", name,
+                                  "unsupported_parameter")
+
+
+def _logit_bias(value: Any) -> tuple[tuple[int, float], ...]:
+    """OpenAI's map of token id (a decimal string) to a bias in [-100, 100], ids ascending."""
+    if value is None:
+        return ()
+    require(value, dict, "logit_bias", "an object")
+    if len(value) > MAX_LOGIT_BIAS_ENTRIES:
+        raise invalid_request(f"Invalid 'logit_bias': too many properties. Expected an object "
+                              f"with at most {MAX_LOGIT_BIAS_ENTRIES} properties, but got "
+                              f"{len(value)} instead.", "logit_bias", "invalid_value")
+    biases: dict[int, float] = {}
+    for key, bias in value.items():
+        if not (key.isascii() and key.isdigit()) or int(key) >= 1 << 32:
+            raise invalid_request(f"Invalid key in 'logit_bias': {key!r} is not a token id.",
+                                  "logit_bias", "invalid_value")
+        if int(key) in biases:
+            raise invalid_request(f"Invalid 'logit_bias': token id {int(key)} appears twice.",
+                                  "logit_bias", "invalid_value")
+        biases[int(key)] = decimal(bias, f"logit_bias.{key}", 0.0, -MAX_LOGIT_BIAS,
+                                   MAX_LOGIT_BIAS)
+    return tuple(sorted(biases.items()))
 
 
 def _model(value: Any) -> str:

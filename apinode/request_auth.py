@@ -4,7 +4,9 @@ The developer signs ``chain.inference.payload.request_message``: the chain id, t
 purpose (an inference, or an API key), the TA's address, sha256(body), a timestamp and a random
 nonce, with its account key. An inference's signature goes on chain in MsgStartInference, where
 the chain checks the same bytes again, so a signature authorises exactly one request body, for
-one purpose, to one transfer agent of one chain, once, for a short time. Headers:
+one purpose, to one transfer agent of one chain, once, for a short time. A body asking for
+``n`` > 1 completions signs ``n`` too; the chain starts one inference per choice index.
+Headers:
   Authorization: Signature <base64 of the 64-byte r‖s>
   X-Requester-Address: the developer's infer1… address
   X-Requester-Pubkey: base64 of its 33-byte compressed secp256k1 key (the chain may not
@@ -16,6 +18,7 @@ one purpose, to one transfer agent of one chain, once, for a short time. Headers
 import base64
 import binascii
 import hashlib
+import json
 import secrets
 import time
 from collections.abc import Mapping
@@ -58,6 +61,19 @@ class SignedRequest:
     nonce: bytes = b""
 
 
+def requested_choices(body: bytes, purpose: RequestPurpose) -> int:
+    """How many completions (OpenAI's ``n``) an inference request body asks for, as both the
+    developer and the transfer agent read it for the signed message: 1 for anything else (a
+    body that does not parse is refused before its signature matters)."""
+    if purpose is not RequestPurpose.INFERENCE:
+        return 1
+    try:
+        n = json.loads(body).get("n")
+    except (ValueError, AttributeError, RecursionError):
+        return 1
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+
+
 def sign_request(private_key: bytes, body: bytes, transfer_agent: str, chain_id: str,
                  purpose: RequestPurpose = RequestPurpose.INFERENCE,
                  timestamp: int | None = None, nonce: bytes | None = None) -> dict[str, str]:
@@ -67,7 +83,7 @@ def sign_request(private_key: bytes, body: bytes, transfer_agent: str, chain_id:
     stamp = int(time.time()) if timestamp is None else timestamp
     nonce = secrets.token_bytes(REQUEST_NONCE_BYTES) if nonce is None else nonce
     message = request_message(chain_id, purpose, transfer_agent, hashlib.sha256(body).digest(),
-                              stamp, nonce)
+                              stamp, nonce, requested_choices(body, purpose))
     # libsecp256k1 always signs in low-S form; drop the recovery byte to get r‖s.
     signature = key.sign_recoverable(hashlib.sha256(message).digest(), hasher=None)[:64]
     pubkey = key.public_key.format(compressed=True)
@@ -136,7 +152,8 @@ def verify_request(headers: Mapping[str, str], body: bytes, transfer_agent: str,
         raise authentication_failed(f"{TIMESTAMP_HEADER} {timestamp} is more than {window_s}s "
                                     f"from this node's clock ({now}).", "stale_signature")
     prompt_hash = hashlib.sha256(body).digest()
-    message = request_message(chain_id, purpose, transfer_agent, prompt_hash, timestamp, nonce)
+    message = request_message(chain_id, purpose, transfer_agent, prompt_hash, timestamp, nonce,
+                              requested_choices(body, purpose))
     try:
         owner = address.encode(address.from_pubkey(pubkey))
         valid = owner == developer and verify(pubkey, message, signature)

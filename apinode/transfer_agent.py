@@ -29,9 +29,11 @@ for the longest prefix signed (docs/design.md §3.5).
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import secrets
+import struct
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
@@ -64,7 +66,12 @@ from apinode.outbox import Outbox
 from apinode.request_auth import SignedRequest
 from apinode.spending import Spending
 from chain.inference import payload, start_rules
-from inferchain_pb.inference.v1.inference_pb2 import Model, MsgStartInference, Participant
+from inferchain_pb.inference.v1.inference_pb2 import (
+    LogitBias,
+    Model,
+    MsgStartInference,
+    Participant,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +88,7 @@ HEIGHT_POLL_S = 0.25
 # "withhold-delivery" signs delivery of the first delivery_interval_tokens tokens only, takes
 # the rest of the output and never signs it: the executor stops and is paid for that prefix.
 FAULTS = frozenset({"", "withhold-start", "withhold-delivery"})
+CHOICE_SEED_TAG = b"inferchain/choice-seed/v1"
 
 
 def start_key(inference_id: str) -> str:
@@ -94,12 +102,16 @@ class DrawExpired(Exception):
 
 @dataclass(frozen=True)
 class Prepared:
-    """A request that passed every check the TA can make before choosing an executor."""
+    """A request that passed every check the TA can make before choosing an executor, with
+    the timestamp and nonce its inference ids derive from (an API-key request's are this
+    agent's, chosen once for all its choices)."""
 
     request: CompletionRequest
     signed: SignedRequest
     model: Model
     prompt_ids: tuple[int, ...]
+    timestamp: int
+    nonce: bytes
 
     @property
     def cost(self) -> int:
@@ -134,9 +146,6 @@ class TransferAgent:
 
     async def prepare(self, request: CompletionRequest, signed: SignedRequest) -> Prepared:
         """Model, prompt ids, context and balance checks: the developer's errors, early."""
-        if request.n != 1:
-            raise errors.invalid_request("n > 1 is not supported yet: each inference needs "
-                                         "its own signed request.", "n")
         model = await self._chain.model(request.model)
         if model is None:
             raise errors.model_not_found(request.model)
@@ -153,12 +162,24 @@ class TransferAgent:
         if not start_rules.fits_context(len(prompt.ids), request.max_tokens, model):
             raise errors.context_length_exceeded(model.context_length, len(prompt.ids),
                                                  request.max_tokens, "messages")
-        return Prepared(request, signed, model, tuple(prompt.ids))
+        if request.logit_bias:
+            vocab = (await self._mlnode.info()).vocab_size
+            unknown = [t for t, _ in request.logit_bias if t >= vocab]
+            if unknown:
+                raise errors.invalid_request(
+                    f"Invalid 'logit_bias': token id {unknown[0]} is not in the vocabulary of "
+                    f"{model.id} ({vocab} tokens).", "logit_bias", "invalid_value")
+        # An API-key request is stamped and made unique here, on the developer's behalf.
+        return Prepared(request, signed, model, tuple(prompt.ids),
+                        signed.timestamp or int(time.time()),
+                        signed.nonce or secrets.token_bytes(payload.REQUEST_NONCE_BYTES))
 
-    async def serve(self, prepared: Prepared) -> tuple[str, AsyncGenerator[Event]]:
-        """The inference id and its stream, once an executor has sent a first token in time
-        for its start to reach the chain; refused (402) unless the developer's funds cover it
-        on top of what its other requests at this agent hold (apinode/spending.py)."""
+    async def serve(self, prepared: Prepared,
+                    choice: int = 0) -> tuple[str, AsyncGenerator[Event]]:
+        """The inference id and stream of one choice of the request (``request.n`` of them,
+        each an inference of its own), once an executor has sent a first token in time for
+        its start to reach the chain; refused (402) unless the developer's funds cover it on
+        top of what its other requests at this agent hold (apinode/spending.py)."""
         developer = prepared.signed.developer
 
         async def balance() -> int:
@@ -172,18 +193,16 @@ class TransferAgent:
             funds.append((f"its allowance for transfer agent {self.address}; grant more "
                           f"with MsgGrantAllowance", allowance))
         async with self._spending.hold(developer, prepared.cost, funds):
-            return await self._serve(prepared)
+            return await self._serve(prepared, choice)
 
-    async def _serve(self, prepared: Prepared) -> tuple[str, AsyncGenerator[Event]]:
+    async def _serve(self, prepared: Prepared,
+                     choice: int) -> tuple[str, AsyncGenerator[Event]]:
         params = await self._chain.params()
         max_age = int(params["max_draw_age_blocks"])
         attempts = min(self._attempts, int(params["max_attempts"]))
-        signed = prepared.signed
-        # An API-key request is stamped and made unique here, on the developer's behalf.
-        timestamp = signed.timestamp or int(time.time())
-        nonce = signed.nonce or secrets.token_bytes(payload.REQUEST_NONCE_BYTES)
+        signed, timestamp, nonce = prepared.signed, prepared.timestamp, prepared.nonce
         inference_id = payload.request_id(signed.developer, signed.prompt_hash, timestamp,
-                                          self.address, nonce)
+                                          self.address, nonce, choice, prepared.request.n)
         draw = await self._request_draw(inference_id, prepared.model.id, timestamp)
         participants = {p.address: p for p in await self._chain.participants()}
         last_height = draw.draw_height + max_age - max(1, max_age // START_SHARE)
@@ -196,8 +215,8 @@ class TransferAgent:
             # Each pick waits for its first token at most an equal share of the time left,
             # so a stalled executor leaves the next picks theirs within the one draw.
             pick_last = now + max(1, (last_height - now) // (len(picks) - attempt))
-            forward = self._forward(prepared, inference_id, timestamp, nonce, draw, attempt,
-                                    executor, refusals)
+            forward = self._forward(prepared, inference_id, choice, draw, attempt, executor,
+                                    refusals)
             try:
                 served = await self._try(prepared, forward, participants, pick_last,
                                          last_height)
@@ -344,25 +363,28 @@ class TransferAgent:
             self._height, self._height_at = await self._chain.latest_height(), time.monotonic()
         return self._height
 
-    def _forward(self, prepared: Prepared, inference_id: str, timestamp: int, nonce: bytes,
-                 draw: Draw, attempt: int, executor: str,
-                 refusals: list[bytes]) -> ExecuteRequest:
-        """The start this TA sends the chain once ``executor`` answers, signed with its node
-        key: the executor runs it and checks it as the chain will. ``refusals`` are the
-        skipped picks' signed refusals (empty where a pick sent none)."""
+    def _forward(self, prepared: Prepared, inference_id: str, choice: int, draw: Draw,
+                 attempt: int, executor: str, refusals: list[bytes]) -> ExecuteRequest:
+        """The start of choice ``choice`` this TA sends the chain once ``executor`` answers,
+        signed with its node key: the executor runs it and checks it as the chain will.
+        ``refusals`` are the skipped picks' signed refusals (empty where a pick sent none)."""
         request, signed = prepared.request, prepared.signed
+        seed = secrets.randbits(64) if request.seed is None else choice_seed(request.seed,
+                                                                             choice)
         start = MsgStartInference(
             creator=self.address, inference_id=inference_id, model_id=prepared.model.id,
             developer=signed.developer, developer_pubkey=signed.pubkey,
-            request_signature=signed.signature, request_timestamp=timestamp,
-            request_nonce=nonce,
+            request_signature=signed.signature, request_timestamp=prepared.timestamp,
+            request_nonce=prepared.nonce,
             prompt_hash=signed.prompt_hash, prompt_ids=prepared.prompt_ids,
-            max_tokens=request.max_tokens,
-            seed=request.seed if request.seed is not None else secrets.randbits(64),
+            max_tokens=request.max_tokens, seed=seed,
             executor=executor, draw_height=draw.draw_height, attempt=attempt,
             temperature=request.temperature, top_p=request.top_p, stop=request.stop,
             refusals=refusals[:attempt], grammar_kind=request.constraint.grammar_kind,
-            grammar=request.constraint.grammar)
+            grammar=request.constraint.grammar, presence_penalty=request.presence_penalty,
+            frequency_penalty=request.frequency_penalty,
+            logit_bias=[LogitBias(token_id=t, bias=b) for t, b in request.logit_bias],
+            choice_index=choice, choices=request.n)
         start.ta_signature = self._key.sign(payload.start_payload_of(start)).signature
         return ExecuteRequest(start, request.top_logprobs)
 
@@ -421,6 +443,16 @@ def _fallback_reason(exc: BaseException) -> str:
     if isinstance(exc, ExecutionRefused):
         return "refused"
     return "timeout" if isinstance(exc, TimeoutError) else "failed"
+
+
+def choice_seed(seed: int, choice: int) -> int:
+    """The seed of choice ``choice`` of a request that fixed ``seed``: the seed itself for the
+    first, so n = 1 is OpenAI's reproducible seed, and a hash of both for the others, so n
+    choices differ yet the same request gives the same n."""
+    if choice == 0:
+        return seed
+    digest = hashlib.sha256(CHOICE_SEED_TAG + struct.pack(">QI", seed, choice)).digest()
+    return int.from_bytes(digest[:8], "big")
 
 
 def _signed_refusal(status: int, body: str) -> bytes:

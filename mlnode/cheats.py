@@ -19,6 +19,9 @@ starts one. Never run them for real work.
   the violation allowance alone would forgive.
 - ``ignore-grammar``: the real model sampled by the seeded rule without the request's
   grammar mask (docs/design.md §4): a JSON or tool-call request answered in free text.
+- ``ignore-transforms``: the real model and the real rule, but the request's presence and
+  frequency penalties and logit biases are dropped: cheaper to batch, and the output the
+  developer asked to steer is not steered.
 """
 
 import dataclasses
@@ -39,7 +42,8 @@ from mlnode.types import Finished, ScoredPosition, TokenStep
 
 log = logging.getLogger(__name__)
 
-CHEATS = ("int8", "skip-layers", "forge-prefill", "skip-eos", "ignore-grammar")
+CHEATS = ("int8", "skip-layers", "forge-prefill", "skip-eos", "ignore-grammar",
+          "ignore-transforms")
 
 
 @torch.no_grad()
@@ -153,6 +157,18 @@ class GrammarBlindEngine(TorchEngine):
         return super().generate(prompt_ids, free, top_logprobs)
 
 
+class TransformIgnoringEngine(TorchEngine):
+    """Generates as if the request had asked for no logit transform; scores (validates
+    others) with the whole rule."""
+
+    def generate(
+        self, prompt_ids: Sequence[int], sampling: SamplingParams, top_logprobs: int
+    ) -> AsyncIterator[TokenStep | Finished]:
+        plain = dataclasses.replace(sampling, presence_penalty=0.0, frequency_penalty=0.0,
+                                    logit_bias=())
+        return super().generate(prompt_ids, plain, top_logprobs)
+
+
 def load_model(files: ModelFiles, dtype: str, device: str) -> PreTrainedModel:
     """The honest model, as ``TorchEngine.from_files`` loads it."""
     return AutoModelForCausalLM.from_pretrained(files.path, dtype=DTYPES[dtype]).to(device)
@@ -174,9 +190,11 @@ def cheating_engine(cheat: str, files: ModelFiles, *, model_id: str, dtype: str 
 
     if cheat == "int8":
         return engine(fake_int8(load_model(files, dtype, device)))
-    if cheat == "ignore-grammar":
-        return GrammarBlindEngine(load_model(files, dtype, device), tokenizer, model_id=model_id,
-                                  weights_sha256=files.weights_sha256, max_batch=max_batch)
+    blind = {"ignore-grammar": GrammarBlindEngine, "ignore-transforms": TransformIgnoringEngine}
+    if cheat in blind:
+        return blind[cheat](load_model(files, dtype, device), tokenizer, model_id=model_id,
+                            weights_sha256=files.weights_sha256, max_batch=max_batch,
+                            on_step=on_step)
     real = load_model(files, dtype, device)
     if cheat == "skip-eos":
         return ForgedEngine(engine(mask_eos(load_model(files, dtype, device))), engine(real))

@@ -63,7 +63,7 @@ class Generation:
         """Draws the next token from this row's logits, among those the grammar allows,
         streams it; True when finished."""
         allowed = self.grammar.allowed() if self.grammar else None
-        token = draw(logits, self.params, len(self.output_ids), allowed)
+        token = draw(logits, self.params, len(self.output_ids), self.output_ids, allowed)
         if self.grammar:
             self.grammar.accept(token)
         logprobs = torch.log_softmax(logits, dim=-1)

@@ -8,7 +8,13 @@ import math
 from collections.abc import Sequence
 
 from mlnode.engine import InvalidRequest
-from mlnode.sampling_params import MAX_STOP_LENGTH, SamplingParams
+from mlnode.sampling_params import (
+    MAX_LOGIT_BIAS,
+    MAX_LOGIT_BIAS_ENTRIES,
+    MAX_PENALTY,
+    MAX_STOP_LENGTH,
+    SamplingParams,
+)
 from mlnode.types import EngineInfo
 
 MAX_TEMPERATURE = 100.0
@@ -42,6 +48,27 @@ def check_sampling(params: SamplingParams, info: EngineInfo) -> None:
         raise InvalidRequest(f"{len(params.stop)} stop sequences; at most {MAX_STOP_SEQUENCES}")
     if any(not s or len(s) > MAX_STOP_LENGTH for s in params.stop):
         raise InvalidRequest(f"stop sequences must be 1 to {MAX_STOP_LENGTH} characters")
+    check_transforms(params, info)
+
+
+def check_transforms(params: SamplingParams, info: EngineInfo) -> None:
+    """The logit transform's bounds (OpenAI's), with every biased id in the vocabulary."""
+    for name in ("presence_penalty", "frequency_penalty"):
+        value = getattr(params, name)
+        if not math.isfinite(value) or not -MAX_PENALTY <= value <= MAX_PENALTY:
+            raise InvalidRequest(f"{name} {value} is outside [-{MAX_PENALTY}, {MAX_PENALTY}]")
+    if len(params.logit_bias) > MAX_LOGIT_BIAS_ENTRIES:
+        raise InvalidRequest(f"{len(params.logit_bias)} logit biases; at most "
+                             f"{MAX_LOGIT_BIAS_ENTRIES}")
+    ids = [token for token, _ in params.logit_bias]
+    if any(a >= b for a, b in zip(ids, ids[1:], strict=False)):
+        raise InvalidRequest("logit_bias token ids must be strictly ascending")
+    if ids and ids[-1] >= info.vocab_size:
+        raise InvalidRequest(f"logit_bias names unknown token id {ids[-1]} (vocabulary has "
+                             f"{info.vocab_size} tokens)")
+    if any(not math.isfinite(b) or not -MAX_LOGIT_BIAS <= b <= MAX_LOGIT_BIAS
+           for _, b in params.logit_bias):
+        raise InvalidRequest(f"logit biases must be in [-{MAX_LOGIT_BIAS}, {MAX_LOGIT_BIAS}]")
 
 
 def check_generate(

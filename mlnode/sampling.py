@@ -1,15 +1,18 @@
 """The seeded, replayable sampling rule (docs/design.md §4), shared by executor and validator.
 
-At output position ``i`` the rule draws ``u_i = H(seed, i)`` in [0, 1) and picks the token
-whose cumulative probability, over tokens in id order after temperature, top-k and top-p,
-first exceeds ``u_i``. Because ``u_i`` is public once the seed is, anyone who recomputes the
-distribution can check that every sampled token is the one the rule picks, up to float
-rounding. Temperature 0 is argmax. Keeping the rule in one small module is what makes the
+At output position ``i`` the rule first adjusts the logits (``adjust``: OpenAI's presence and
+frequency penalties on the output tokens before ``i``, then the logit biases), then draws
+``u_i = H(seed, i)`` in [0, 1) and picks the token whose cumulative probability, over tokens
+in id order after temperature, top-k and top-p, first exceeds ``u_i``. Because ``u_i`` is
+public once the seed is, anyone who recomputes the distribution can check that every sampled
+token is the one the rule picks, up to float rounding. Temperature 0 is the argmax of the
+adjusted logits. Keeping the rule in one small module is what makes the
 executor's and the validator's arithmetic the same.
 """
 
 import hashlib
 import struct
+from collections.abc import Sequence
 
 import torch
 
@@ -25,13 +28,43 @@ def uniform(seed: int, position: int) -> float:
     return (int.from_bytes(digest[:8], "big") >> (64 - _U_BITS)) / float(1 << _U_BITS)
 
 
-def distribution(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
-    """The probabilities the rule samples from, for one position's logits (shape [vocab]).
+def adjust(logits: torch.Tensor, params: SamplingParams,
+           previous: Sequence[int] = ()) -> torch.Tensor:
+    """One position's logits after the request's transform, in float32: OpenAI's
+    ``logits[t] -= presence·[count(t) > 0] + frequency·count(t)``, counting ``t`` among the
+    ``previous`` output tokens (never the prompt), then ``logits[t] += bias[t]``.
+
+    The one place a request may change the logits before the draw, so executor and
+    validator apply the very same arithmetic; a further transform (a constraint mask)
+    belongs next to this one.
+    """
+    adjusted = logits.float()
+    if not params.transforms:
+        return adjusted
+    adjusted = adjusted.clone()
+    if previous and (params.presence_penalty or params.frequency_penalty):
+        ids = torch.tensor(list(previous), dtype=torch.long, device=adjusted.device)
+        counts = torch.bincount(ids, minlength=adjusted.numel())[:adjusted.numel()].float()
+        adjusted -= params.presence_penalty * (counts > 0).float()
+        adjusted -= params.frequency_penalty * counts
+    if params.logit_bias:
+        ids = torch.tensor([t for t, _ in params.logit_bias], dtype=torch.long,
+                           device=adjusted.device)
+        biases = torch.tensor([b for _, b in params.logit_bias], dtype=torch.float32,
+                              device=adjusted.device)
+        adjusted.index_add_(0, ids, biases)
+    return adjusted
+
+
+def distribution(logits: torch.Tensor, params: SamplingParams,
+                 previous: Sequence[int] = ()) -> torch.Tensor:
+    """The probabilities the rule samples from, for one position's logits (shape [vocab])
+    after ``previous`` output tokens.
 
     Computed in float32 whatever the model's dtype, so that executor and validator differ
     only by the rounding of the logits themselves.
     """
-    scaled = logits.float() / params.temperature
+    scaled = adjust(logits, params, previous) / params.temperature
     probs = torch.softmax(scaled, dim=-1)
     if params.top_k and params.top_k < probs.numel():
         kth = torch.topk(probs, params.top_k).values[-1]
@@ -53,37 +86,39 @@ def cumulative(probs: torch.Tensor) -> torch.Tensor:
 
 def grammar_mask(logits: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
     """The logits with every token the request's grammar forbids at -inf (mlnode/grammar.py);
-    ``allowed`` is None for a request without a grammar. Applied before temperature, top-p
-    and the draw, so a forbidden token has probability 0 and is never the rule's pick."""
+    ``allowed`` is None for a request without a grammar. A forbidden token has probability 0
+    whatever the transform adds to it, so it is never the rule's pick."""
     if allowed is None:
         return logits
     return logits.masked_fill(~allowed.to(logits.device), float("-inf"))
 
 
 def draw(logits: torch.Tensor, params: SamplingParams, position: int,
-         allowed: torch.Tensor | None = None) -> int:
-    """The token the rule picks at ``position`` from one position's logits, among the tokens
-    the grammar ``allowed``."""
+         previous: Sequence[int] = (), allowed: torch.Tensor | None = None) -> int:
+    """The token the rule picks at ``position`` from one position's logits, after the
+    ``previous`` output tokens (the penalties count them), among the tokens the grammar
+    ``allowed``."""
     logits = grammar_mask(logits, allowed)
     if params.greedy:
-        return int(torch.argmax(logits))
-    cdf = cumulative(distribution(logits, params))
+        return int(torch.argmax(adjust(logits, params, previous)))
+    cdf = cumulative(distribution(logits, params, previous))
     u = torch.tensor([uniform(params.seed, position)], dtype=torch.float64, device=cdf.device)
     index = int(torch.searchsorted(cdf, u, right=True))
     return min(index, cdf.numel() - 1)
 
 
 def locate(logits: torch.Tensor, params: SamplingParams, position: int, token: int,
-           allowed: torch.Tensor | None = None) -> RuleCheck:
-    """Facts a validator needs to judge whether ``token`` obeys the rule at ``position``, with
-    the grammar's ``allowed`` tokens: a forbidden token gets an empty interval and a gap of
-    -inf, so it never obeys the rule."""
+           previous: Sequence[int] = (), allowed: torch.Tensor | None = None) -> RuleCheck:
+    """Facts a validator needs to judge whether ``token`` obeys the rule at ``position``,
+    after the ``previous`` output tokens and with the grammar's ``allowed`` tokens: a
+    forbidden token gets an empty interval and a gap of -inf, so it never obeys the rule."""
     logits = grammar_mask(logits, allowed)
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    adjusted = adjust(logits, params, previous)
+    logprobs = torch.log_softmax(adjusted, dim=-1)
     gap = float(logprobs[token] - logprobs.max())
     if params.greedy:
         return RuleCheck(0.0, 0.0, 0.0, gap)
-    cdf = cumulative(distribution(logits, params))
+    cdf = cumulative(distribution(logits, params, previous))
     high = float(cdf[token])
     low = float(cdf[token - 1]) if token > 0 else 0.0
     return RuleCheck(low, high, uniform(params.seed, position), gap)

@@ -12,6 +12,11 @@ MAX_STOP_LENGTH = 256
 GRAMMAR_KINDS = ("", "json_schema", "structural_tag")
 # The longest grammar text (canonical JSON) any engine, gateway or start accepts.
 MAX_GRAMMAR_LENGTH = 32768
+# OpenAI's bounds on the logit transform: penalties in [-2, 2], biases in [-100, 100], at most
+# 300 biased tokens (the chain holds starts to the same, chain/inference/params.py).
+MAX_PENALTY = 2.0
+MAX_LOGIT_BIAS = 100.0
+MAX_LOGIT_BIAS_ENTRIES = 300
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,15 @@ class SamplingParams:
     # Grammar-constrained decoding: GRAMMAR_KINDS and the grammar's canonical JSON text.
     grammar_kind: str = ""
     grammar: str = ""
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    # (token id, bias) pairs, token ids strictly ascending.
+    logit_bias: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def transforms(self) -> bool:
+        """Whether the rule adjusts the logits before temperature (docs/design.md §4)."""
+        return bool(self.presence_penalty or self.frequency_penalty or self.logit_bias)
 
     @property
     def greedy(self) -> bool:

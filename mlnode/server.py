@@ -32,7 +32,10 @@ log = logging.getLogger(__name__)
 def sampling_from_pb(msg: pb.SamplingParams) -> SamplingParams:
     return SamplingParams(temperature=msg.temperature, top_p=msg.top_p, top_k=msg.top_k,
                           max_tokens=msg.max_tokens, stop=tuple(msg.stop), seed=msg.seed,
-                          grammar_kind=msg.grammar_kind, grammar=msg.grammar)
+                          grammar_kind=msg.grammar_kind, grammar=msg.grammar,
+                          presence_penalty=msg.presence_penalty,
+                          frequency_penalty=msg.frequency_penalty,
+                          logit_bias=tuple((b.token_id, b.bias) for b in msg.logit_bias))
 
 
 def step_to_pb(step: TokenStep) -> pb.TokenStep:

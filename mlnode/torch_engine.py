@@ -155,8 +155,10 @@ def score_positions(
             positions.append(ScoredPosition(step, broken, broken))
             continue
         allowed = grammar.allowed() if grammar else None
-        positions.append(ScoredPosition(step, locate(logits[i], sampling, i, tok, allowed),
-                                        locate(logits[i], sampling, i, eos_id, allowed)))
+        previous = output_ids[:i]
+        positions.append(ScoredPosition(
+            step, locate(logits[i], sampling, i, tok, previous, allowed),
+            locate(logits[i], sampling, i, eos_id, previous, allowed)))
         off_grammar = grammar is not None and not grammar.accept(tok)
     return positions
 

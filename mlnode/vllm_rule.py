@@ -8,13 +8,18 @@ loaded by name, so the worker imports only this module, not the engine. Rows are
 time with the shared ``draw`` itself (a host sync per row): a batched copy of the rule would be
 faster, and a second implementation for executor and validator to disagree about.
 
+The rule's penalties count the output tokens before each position. The processor keeps each
+slot's output itself: every token it draws is the only one it leaves unmasked, so it is the
+token vLLM samples; a row recomputed at an earlier position (a preempted request) cuts the
+history back to that position first.
+
 Targets the MRV2 interface ``vllm.v1.worker.gpu.sample.logits_processor`` (vLLM 0.33; added by
 vllm-project/vllm#56497). vLLM refuses a processor of the wrong interface at start-up, so a
 version or runner mismatch fails loudly instead of sampling without the rule.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import AutoTokenizer
@@ -33,21 +38,26 @@ RULE_KEY = "inferchain_rule"
 
 
 def rule_args(params: SamplingParams, prompt_len: int,
-              stop_ids: Iterable[int]) -> dict[str, float | int | str | list[int]]:
+              stop_ids: Iterable[int]) -> dict[str, object]:
     """What the processor needs of a request, as plain values ``extra_args`` can carry."""
     return {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k,
             "seed": params.seed, "prompt_len": prompt_len, "grammar_kind": params.grammar_kind,
-            "grammar": params.grammar, "stop_ids": sorted(stop_ids)}
+            "grammar": params.grammar, "stop_ids": sorted(stop_ids),
+            "presence_penalty": params.presence_penalty,
+            "frequency_penalty": params.frequency_penalty,
+            "logit_bias": [[token, bias] for token, bias in params.logit_bias]}
 
 
 @dataclass
 class _Row:
-    """A slot's rule, its prompt length and, with a grammar, where the output stands in it:
-    the grammar's state and the output position it is at."""
+    """A slot's rule, its prompt length, the output drawn so far (the penalties count it) and,
+    with a grammar, where the output stands in it: the grammar's state and the output
+    position it is at."""
 
     rule: SamplingParams
     prompt_len: int
     grammar: GrammarState | None
+    history: list[int] = field(default_factory=list)
     at: int = 0
 
 
@@ -66,7 +76,10 @@ class SeededRule(LogitsProcessor):
             return False
         rule = SamplingParams(temperature=args["temperature"], top_p=args["top_p"],
                               top_k=args["top_k"], seed=args["seed"],
-                              grammar_kind=args["grammar_kind"], grammar=args["grammar"])
+                              grammar_kind=args["grammar_kind"], grammar=args["grammar"],
+                              presence_penalty=args["presence_penalty"],
+                              frequency_penalty=args["frequency_penalty"],
+                              logit_bias=tuple((t, b) for t, b in args["logit_bias"]))
         self._rules[req_idx] = _Row(rule, args["prompt_len"],
                                     self._grammars_for(args["stop_ids"]).start(rule)
                                     if rule.grammar_kind else None)
@@ -96,9 +109,12 @@ class SeededRule(LogitsProcessor):
             # The grammar moves on by the token drawn, the only one vLLM can then sample. A
             # preempted request is recomputed and sampled again only at its next position, the
             # grammar's; the guard keeps any other row from moving the grammar twice.
+            history = rule.history
+            del history[position:]
             grammar = rule.grammar if rule.grammar and position == rule.at else None
-            token = draw(logits[row], rule.rule, position,
+            token = draw(logits[row], rule.rule, position, history,
                          grammar.allowed() if grammar else None)
+            history.append(token)
             if grammar:
                 grammar.accept(token)
                 rule.at += 1

@@ -97,10 +97,11 @@ def request_nonce(label: str, body: bytes | None = None) -> bytes:
 
 
 def request_id(agent: Actor, developer: Actor, label: str, timestamp: int,
-               body: bytes | None = None) -> str:
-    """The inference id the chain binds to the request ``label`` (payload.request_id)."""
+               body: bytes | None = None, choice: int = 0, choices: int = 0) -> str:
+    """The inference id the chain binds to choice ``choice`` of the request ``label``
+    (payload.request_id)."""
     return payload.request_id(developer.address, request_hash(label, body), timestamp,
-                              agent.address, request_nonce(label, body))
+                              agent.address, request_nonce(label, body), choice, choices)
 
 
 def start_msg(agent: Actor, developer: Actor, label: str, executor: str,
@@ -108,23 +109,29 @@ def start_msg(agent: Actor, developer: Actor, label: str, executor: str,
               attempt: int = 0, body: bytes | None = None, temperature: float = 0.7,
               chain_id: str = "inferchain-test",
               purpose: payload.RequestPurpose = payload.RequestPurpose.INFERENCE,
-              signed_request: bool = True, refusals: tuple[bytes, ...] = ()
-              ) -> MsgStartInference:
-    """The start of the request a test names ``label``, under the id the chain binds to it.
-    With ``signed_request`` the developer signed the request for ``purpose`` on ``chain_id``;
-    without it the developer's allowance for the agent pays (the agent stamped it)."""
+              signed_request: bool = True, refusals: tuple[bytes, ...] = (),
+              choice: int = 0, choices: int = 0, signed_choices: int | None = None,
+              **transform: object) -> MsgStartInference:
+    """The start of choice ``choice`` of the request a test names ``label`` (of
+    ``choices``), under the id the chain binds to it; ``transform`` sets the start's
+    penalties and logit biases. With ``signed_request`` the developer signed the request
+    for ``purpose`` on ``chain_id``, asking for ``signed_choices`` completions (``choices``
+    unless given); without it the developer's allowance for the agent pays (the agent
+    stamped it)."""
     prompt_hash = request_hash(label, body)
     nonce = request_nonce(label, body)
     msg = MsgStartInference(
         creator=agent.address, model_id=MODEL_ID, refusals=refusals,
-        inference_id=request_id(agent, developer, label, timestamp, body),
+        inference_id=request_id(agent, developer, label, timestamp, body, choice, choices),
         developer=developer.address, request_timestamp=timestamp, request_nonce=nonce,
         prompt_hash=prompt_hash, prompt_ids=prompt_ids,
         max_tokens=max_tokens, seed=42, executor=executor, draw_height=draw_height,
-        attempt=attempt, temperature=temperature, top_p=1.0)
+        attempt=attempt, temperature=temperature, top_p=1.0, choice_index=choice,
+        choices=choices, **transform)
     if signed_request:
-        request = payload.request_message(chain_id, purpose, agent.address, prompt_hash,
-                                          timestamp, nonce)
+        request = payload.request_message(
+            chain_id, purpose, agent.address, prompt_hash, timestamp, nonce,
+            choices if signed_choices is None else signed_choices)
         msg.developer_pubkey = developer.wallet.public_key().public_key_bytes
         msg.request_signature = developer.wallet.signer().sign(request, deterministic=True)
     msg.ta_signature = agent.node_key.sign(payload.start_payload_of(msg)).signature

@@ -44,6 +44,7 @@ from chain.inference import artifact, payload
 from genesis.solo import layout_solo
 from inferchain_pb.inference.v1.inference_pb2 import (
     FINISHED,
+    LogitBias,
     MsgFinishInference,
     MsgStartInference,
 )
@@ -217,14 +218,23 @@ def test_execute_request_travels_as_json():
         inference_id="json-1", model_id=MODEL_ID, developer="infer1dev", prompt_hash=bytes(32),
         prompt_ids=(1, 2, 3), max_tokens=4, seed=2**64 - 1, temperature=0.0, top_p=1.0,
         stop=("\n",), executor="infer1ex", draw_height=7, attempt=1,
-        creator="infer1ta", ta_signature=key.sign(b"x").signature), top_logprobs=20)
+        creator="infer1ta", ta_signature=key.sign(b"x").signature, presence_penalty=0.5,
+        frequency_penalty=-2.0, logit_bias=[LogitBias(token_id=3, bias=-100.0),
+                                            LogitBias(token_id=9, bias=2.5)],
+        choice_index=2, choices=3), top_logprobs=20)
     wire = json.loads(json.dumps(request.to_json()))
     assert ExecuteRequest.from_json(wire) == request
+    assert request.sampling.logit_bias == ((3, -100.0), (9, 2.5))
+    assert (request.sampling.presence_penalty, request.sampling.frequency_penalty) == (0.5, -2.0)
     assert ExecuteRequest.from_json({**wire, "newer_field": 1}) == request
     for bad, field in [({"max_tokens": "4"}, "max_tokens"), ({"seed": True}, "seed"),
                        ({"prompt_hash": "zz"}, "prompt_hash"), ({"stop": "\n"}, "stop"),
                        ({"prompt_ids": []}, "prompt_ids"), ({"top_logprobs": 21}, "top_logprobs"),
-                       ({"ta_signature": "00"}, "ta_signature"), ({"seed": 2**64}, "seed")]:
+                       ({"ta_signature": "00"}, "ta_signature"), ({"seed": 2**64}, "seed"),
+                       ({"logit_bias": {"3": 1}}, "logit_bias"),
+                       ({"logit_bias": [[3, "1"]]}, "logit_bias"),
+                       ({"presence_penalty": "x"}, "presence_penalty"),
+                       ({"choice_index": -1}, "choice_index")]:
         with pytest.raises(ValueError, match=field):
             ExecuteRequest.from_json({**wire, **bad})
     with pytest.raises(ValueError, match="missing fields: attempt"):

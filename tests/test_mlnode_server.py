@@ -60,6 +60,10 @@ def test_score_reproduces_generated_logprobs_and_top_k(mlnode, prompt):
     {"temperature": 0.7, "top_p": 0.9, "top_k": 40, "seed": 2},
     {"temperature": 1.3, "top_p": 1.0, "top_k": 5, "seed": 3},
     {"temperature": 0.0, "top_p": 1.0, "seed": 4},
+    {"temperature": 0.8, "top_p": 0.95, "seed": 6, "presence_penalty": 1.5,
+     "frequency_penalty": 0.5, "logit_bias": [pb.LogitBias(token_id=13, bias=4.0),
+                                              pb.LogitBias(token_id=216, bias=-100.0)]},
+    {"temperature": 0.0, "top_p": 1.0, "seed": 7, "frequency_penalty": 2.0},
 ])
 def test_every_sampled_token_obeys_the_seeded_rule(mlnode, prompt, sampling):
     out = generate(mlnode, prompt, max_tokens=32, **sampling)
@@ -67,6 +71,21 @@ def test_every_sampled_token_obeys_the_seeded_rule(mlnode, prompt, sampling):
     greedy = sampling["temperature"] == 0.0
     checks = [RuleCheck(p.cdf_low, p.cdf_high, p.u, p.argmax_gap) for p in scored]
     assert all(obeys_rule(c, greedy) for c in checks)
+
+
+def test_an_output_generated_with_a_bias_breaks_the_rule_scored_without_it(mlnode, prompt):
+    banana = pb.LogitBias(token_id=21285, bias=100.0)
+    out = generate(mlnode, prompt, max_tokens=8, temperature=0.7, seed=8, logit_bias=[banana])
+    assert out.ids == [21285] * 8
+    honest = score(mlnode, prompt, out.ids, temperature=0.7, top_p=1.0, seed=8, max_tokens=8,
+                   logit_bias=[banana])
+    assert all(obeys_rule(RuleCheck(p.cdf_low, p.cdf_high, p.u, p.argmax_gap), False)
+               for p in honest)
+    plain = score(mlnode, prompt, out.ids, temperature=0.7, top_p=1.0, seed=8, max_tokens=8)
+    broken = [not obeys_rule(RuleCheck(p.cdf_low, p.cdf_high, p.u, p.argmax_gap), False)
+              for p in plain]
+    # The first banana is the bias's alone; later ones the model half expects by then.
+    assert broken[0] and sum(broken) >= 3, broken
 
 
 def test_a_forged_token_breaks_the_rule(mlnode, prompt):
@@ -123,6 +142,15 @@ BAD_GENERATE = [
     ({"sampling": {"max_tokens": 0}}, "max_tokens"),
     ({"top_logprobs": 21}, "top_logprobs"),
     ({"sampling": {"stop": [""]}}, "stop"),
+    ({"sampling": {"presence_penalty": 2.5}}, "presence_penalty"),
+    ({"sampling": {"frequency_penalty": float("nan")}}, "frequency_penalty"),
+    ({"sampling": {"logit_bias": [pb.LogitBias(token_id=49152, bias=1.0)]}},
+     "unknown token id 49152"),
+    ({"sampling": {"logit_bias": [pb.LogitBias(token_id=5, bias=100.5)]}}, "logit biases"),
+    ({"sampling": {"logit_bias": [pb.LogitBias(token_id=9, bias=1.0),
+                                  pb.LogitBias(token_id=5, bias=1.0)]}}, "strictly ascending"),
+    ({"sampling": {"logit_bias": [pb.LogitBias(token_id=t, bias=1.0) for t in range(301)]}},
+     "at most 300"),
 ]
 
 

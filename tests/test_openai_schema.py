@@ -62,9 +62,25 @@ def test_max_completion_tokens_wins_over_max_tokens():
 
 def test_null_means_default_and_unknown_fields_are_ignored():
     r = chat(temperature=None, top_p=None, seed=None, stop=None, n=None, stream=None,
-             logprobs=None, top_logprobs=None, user=None, frequency_penalty=0.5,
+             logprobs=None, top_logprobs=None, user=None, frequency_penalty=None,
+             presence_penalty=None, logit_bias=None, store=None, service_tier=None,
              tools=[], response_format={"type": "text"}, some_vendor_field={"x": 1})
     assert r == chat()
+
+
+def test_penalties_and_logit_bias_reach_the_sampling_parameters():
+    r = chat(presence_penalty=1.5, frequency_penalty=-0.5, logit_bias={"42": 100, "7": -1.5})
+    assert (r.presence_penalty, r.frequency_penalty) == (1.5, -0.5)
+    assert r.logit_bias == ((7, -1.5), (42, 100.0))
+    sampling = sampling_for(r, seed=3)
+    assert (sampling.presence_penalty, sampling.frequency_penalty) == (1.5, -0.5)
+    assert sampling.logit_bias == ((7, -1.5), (42, 100.0)) and sampling.transforms
+
+
+def test_fields_that_change_nothing_are_accepted_in_their_harmless_values():
+    assert chat(store=False, service_tier="auto", modalities=["text"],
+                metadata={"k": "v"}) == chat()
+    assert text(echo=False, best_of=2, n=2).n == 2
 
 
 def test_a_single_stop_string_and_seeds_of_either_sign():
@@ -144,6 +160,25 @@ INVALID_CHAT = [
     ({"n": 0}, "n", "below minimum"),
     ({"n": 9}, "n", "above maximum"),
     ({"user": 7}, "user", "expected a string"),
+    ({"presence_penalty": 2.5}, "presence_penalty", "above maximum"),
+    ({"frequency_penalty": -2.01}, "frequency_penalty", "below minimum"),
+    ({"frequency_penalty": "1"}, "frequency_penalty", "expected a decimal"),
+    ({"logit_bias": [1, 2]}, "logit_bias", "expected an object"),
+    ({"logit_bias": {"abc": 1}}, "logit_bias", "is not a token id"),
+    ({"logit_bias": {"-3": 1}}, "logit_bias", "is not a token id"),
+    ({"logit_bias": {"7": 1, "07": 2}}, "logit_bias", "appears twice"),
+    ({"logit_bias": {"7": 100.5}}, "logit_bias.7", "above maximum"),
+    ({"logit_bias": {"7": True}}, "logit_bias.7", "expected a decimal"),
+    ({"logit_bias": {str(i): 1 for i in range(301)}}, "logit_bias", "at most 300"),
+    ({"functions": [{"name": "f"}]}, "functions", "Unsupported value"),
+    ({"function_call": "auto"}, "function_call", "Unsupported value"),
+    ({"audio": {"voice": "alloy"}}, "audio", "Unsupported value"),
+    ({"modalities": ["text", "audio"]}, "modalities", "Unsupported value"),
+    ({"prediction": {"type": "content", "content": "x"}}, "prediction", "Unsupported value"),
+    ({"reasoning_effort": "low"}, "reasoning_effort", "Unsupported value"),
+    ({"web_search_options": {}}, "web_search_options", "Unsupported value"),
+    ({"store": True}, "store", "Unsupported value"),
+    ({"service_tier": "flex"}, "service_tier", "Unsupported value"),
 ]
 
 
@@ -169,6 +204,11 @@ INVALID_TEXT = [
     ({"logprobs": True}, "logprobs", "expected an integer, but got a boolean"),
     ({"logprobs": 6}, "logprobs", "above maximum"),
     ({"max_tokens": -1}, "max_tokens", "below minimum"),
+    ({"echo": True}, "echo", "Unsupported value"),
+    ({"suffix": "end"}, "suffix", "Unsupported value"),
+    ({"best_of": 3}, "best_of", "best_of equal to n"),
+    ({"n": 2, "best_of": 1}, "best_of", "best_of equal to n"),
+    ({"logit_bias": {"1": -101}}, "logit_bias.1", "below minimum"),
 ]
 
 

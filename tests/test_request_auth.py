@@ -75,6 +75,19 @@ def test_a_signed_request_verifies_and_its_signature_is_what_the_chain_checks(gu
     assert len(signed.nonce) == 16 and verify(signed.pubkey, message, signed.signature)
 
 
+def test_a_request_for_n_choices_signs_n_so_the_chain_starts_no_more(guard):
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                       "n": 3}).encode()
+    signed = check(sign(body), guard, body=body)
+    three = request_message(CHAIN, INFERENCE, AGENT, signed.prompt_hash, signed.timestamp,
+                            signed.nonce, 3)
+    assert verify(signed.pubkey, three, signed.signature)
+    for other in (1, 2, 4):
+        assert not verify(signed.pubkey, request_message(
+            CHAIN, INFERENCE, AGENT, signed.prompt_hash, signed.timestamp, signed.nonce, other),
+            signed.signature)
+
+
 @pytest.mark.parametrize(("tamper", "code"), [
     (lambda h: {**h, "X-Timestamp": str(NOW - 120)}, "stale_signature"),
     (lambda h: {k: v for k, v in h.items() if k != "X-Requester-Pubkey"}, "invalid_signature"),

@@ -8,6 +8,7 @@ import torch
 from mlnode.rule_check import obeys_rule
 from mlnode.sampling import (
     SamplingParams,
+    adjust,
     cumulative,
     distribution,
     draw,
@@ -72,3 +73,42 @@ def test_a_token_outside_the_nucleus_never_obeys_the_rule():
     logits = logits_of([0.05, 0.4, 0.3, 0.25])
     params = SamplingParams(top_p=0.65, seed=1)
     assert not any(obeys_rule(locate(logits, params, i, 0), greedy=False) for i in range(100))
+
+
+def test_adjust_is_openais_penalty_and_bias_formula_over_the_output_so_far():
+    logits = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    params = SamplingParams(presence_penalty=0.5, frequency_penalty=0.25,
+                            logit_bias=((0, 10.0), (4, -3.0)))
+    previous = [1, 1, 1, 3]
+    expected = [1.0 + 10.0, 2.0 - 0.5 - 3 * 0.25, 3.0, 4.0 - 0.5 - 0.25, 5.0 - 3.0]
+    assert adjust(logits, params, previous).tolist() == pytest.approx(expected)
+    assert adjust(logits, SamplingParams(), previous).tolist() == logits.tolist()
+    assert logits.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]  # the model's logits are left alone
+
+
+def test_a_bias_of_plus_100_makes_a_token_the_greedy_pick_and_minus_100_bans_the_argmax():
+    logits = logits_of([0.05, 0.7, 0.2, 0.05])
+    greedy = SamplingParams(temperature=0.0)
+    assert draw(logits, greedy, 0) == 1
+    assert draw(logits, SamplingParams(temperature=0.0, logit_bias=((3, 100.0),)), 0) == 3
+    assert draw(logits, SamplingParams(temperature=0.0, logit_bias=((1, -100.0),)), 0) == 2
+    sampled = SamplingParams(temperature=1.0, seed=5, logit_bias=((1, -100.0),))
+    assert all(draw(logits, sampled, i) != 1 for i in range(300))
+
+
+def test_penalties_lower_the_repeated_token_and_the_rule_check_needs_the_same_history():
+    logits = logits_of([0.6, 0.3, 0.1])
+    params = SamplingParams(temperature=0.0, frequency_penalty=2.0)
+    assert draw(logits, params, 0, []) == 0
+    assert draw(logits, params, 1, [0]) == 1  # 0 repeated once costs it 2.0 of logit
+    assert obeys_rule(locate(logits, params, 1, 1, [0]), greedy=True)
+    assert not obeys_rule(locate(logits, params, 1, 1, []), greedy=True)
+    sampled = SamplingParams(temperature=1.0, seed=11, presence_penalty=2.0,
+                             frequency_penalty=1.0)
+    output: list[int] = []
+    for position in range(50):
+        token = draw(logits, sampled, position, output)
+        assert obeys_rule(locate(logits, sampled, position, token, output), greedy=False)
+        output.append(token)
+    plain = [draw(logits, SamplingParams(temperature=1.0, seed=11), i) for i in range(50)]
+    assert output.count(0) < plain.count(0)

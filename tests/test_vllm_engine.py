@@ -82,3 +82,20 @@ def test_temperature_zero_is_argmax(engine):
     scored = loop.run_until_complete(
         vllm.score(prompt(vllm), [step.token_id for step in steps], TOP_K, GREEDY))
     assert all(obeys_rule(position.rule, greedy=True) for position in scored)
+
+
+TRANSFORMED = SamplingParams(temperature=0.9, top_p=0.95, max_tokens=24, seed=99,
+                             presence_penalty=1.0, frequency_penalty=0.8,
+                             logit_bias=((13, 3.0), (21285, -100.0)))
+
+
+def test_the_logit_transform_runs_inside_vllm_as_the_validator_replays_it(engine):
+    """Penalties need the output so far, which the logits processor keeps itself: every token
+    must obey the rule Score replays from the output ids."""
+    vllm, loop = engine
+    output = [step.token_id for step in generate(engine, TRANSFORMED)]
+    assert 21285 not in output
+    scored = loop.run_until_complete(vllm.score(prompt(vllm), output, TOP_K, TRANSFORMED))
+    assert all(obeys_rule(position.rule, greedy=False) for position in scored)
+    forced = SamplingParams(temperature=0.0, max_tokens=6, logit_bias=((21285, 100.0),))
+    assert [step.token_id for step in generate(engine, forced)] == [21285] * 6

@@ -41,6 +41,7 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from apinode.chain_queries import ChainQueries, ChainQueryError
+from apinode.execute_wire import transform_of
 from apinode.fault_switch import fault_switch
 from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeRefused
 from apinode.outbox import Outbox
@@ -440,7 +441,7 @@ class ValidatorWorker:
         sampling = SamplingParams(temperature=inference.temperature, top_p=inference.top_p,
                                   top_k=0, max_tokens=inference.max_tokens,
                                   stop=tuple(inference.stop), seed=inference.seed,
-                                  grammar_kind=inference.grammar_kind, grammar=inference.grammar)
+                                  **transform_of(inference))
         try:
             scored = await self.mlnode.score(inference.prompt_ids, output_ids,
                                              info.max_top_logprobs, sampling)

@@ -316,9 +316,11 @@ class InferenceKeeper:
             self.set_allowance(kv, developer, agent,
                                self.allowance(kv, developer, agent) + refund)
 
-    def use_request_signature(self, kv: GasKV, signature: bytes) -> bool:
-        """Marks a developer request signature used; False if it was already."""
-        key = REQUEST_SIG + hashlib.sha256(signature).digest()
+    def use_request_signature(self, kv: GasKV, signature: bytes, choice: int = 0) -> bool:
+        """Marks a developer request signature used for one of its choices (OpenAI's n: one
+        start per choice index); False if it was already."""
+        suffix = b"" if choice == 0 else uint64(choice)
+        key = REQUEST_SIG + hashlib.sha256(signature + suffix).digest()
         if kv.get(key) is not None:
             return False
         kv.set(key, b"")

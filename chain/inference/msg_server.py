@@ -191,6 +191,10 @@ class InferenceMsgServer:
         del inference.stop[:]
         inference.stop.extend(msg.stop)
         inference.grammar_kind, inference.grammar = msg.grammar_kind, msg.grammar
+        inference.presence_penalty = msg.presence_penalty
+        inference.frequency_penalty = msg.frequency_penalty
+        del inference.logit_bias[:]
+        inference.logit_bias.extend(msg.logit_bias)
         if void is not None:
             self._void_finish(ctx, void, msg.executor)
         self._charge_or_wait(ctx, inference, known, STARTED, params.expiration_blocks, void)
@@ -354,6 +358,7 @@ class InferenceMsgServer:
             raise InvalidPrompt(f"at most {MAX_STOP_SEQUENCES} stop sequences of 1 to "
                                 f"{MAX_STOP_LENGTH} characters")
         start_rules.check_grammar(msg)
+        start_rules.check_transform(msg)
         start_rules.check_context(msg, model)
 
     @staticmethod
@@ -368,8 +373,10 @@ class InferenceMsgServer:
         """The developer signed this very request for this transfer agent, once."""
         start_rules.check_request_key(msg)
         start_rules.check_request_signature(msg, ctx.block.chain_id)
-        if not self._keeper.use_request_signature(ctx.kv, msg.request_signature):
-            raise ReplayedRequest("this request signature was already used")
+        if not self._keeper.use_request_signature(ctx.kv, msg.request_signature,
+                                                  msg.choice_index):
+            raise ReplayedRequest(f"this request signature was already used for choice "
+                                  f"{msg.choice_index}")
 
     def _check_draw(self, ctx: Context, msg: MsgStartInference, model: Model,
                     params: InferenceParams) -> None:

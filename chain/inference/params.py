@@ -18,6 +18,13 @@ MAX_STOP_LENGTH = 256
 # text, as mlnode/sampling_params.py holds them.
 GRAMMAR_KINDS = ("", "json_schema", "structural_tag")
 MAX_GRAMMAR_LENGTH = 32768
+# The logit transform's bounds (OpenAI's; mlnode/sampling_params.py holds the ML node's
+# copy): penalties in [-2, 2], biases in [-100, 100] on at most 300 tokens.
+MAX_PENALTY = 2.0
+MAX_LOGIT_BIAS = 100.0
+MAX_LOGIT_BIAS_ENTRIES = 300
+# Completions one request may ask for (OpenAI's n), each started as its own inference.
+MAX_CHOICES = 8
 
 
 @dataclass(frozen=True)

@@ -50,25 +50,29 @@ def canonical(tag: bytes, *values: bytes | str | int | float) -> bytes:
 
 
 def request_message(chain_id: str, purpose: RequestPurpose, transfer_agent: str,
-                    prompt_hash: bytes, timestamp: int, nonce: bytes) -> bytes:
+                    prompt_hash: bytes, timestamp: int, nonce: bytes, choices: int = 1) -> bytes:
     """What the developer signs (docs/design.md §3.1). The chain, the purpose and the transfer
     agent keep a signature from serving on another chain, at another endpoint or at another
     agent; the random nonce makes every request unique, so sending one body twice in a second
     is two requests and only a byte-identical copy is a replay. ``timestamp`` is unix seconds,
-    never negative (callers refuse a stale one first)."""
+    never negative (callers refuse a stale one first). A request for ``choices`` > 1
+    completions (OpenAI's n) signs that number too: the chain starts no more than it says."""
+    extra = (choices,) if choices > 1 else ()
     return canonical(REQUEST_TAG, chain_id, purpose.value, transfer_agent, prompt_hash,
-                     timestamp, nonce)
+                     timestamp, nonce, *extra)
 
 
 def request_id(developer: str, prompt_hash: bytes, timestamp: int, transfer_agent: str,
-               nonce: bytes) -> str:
+               nonce: bytes, choice: int = 0, choices: int = 1) -> str:
     """The inference id of a request (docs/design.md §3.3): a hash of exactly what the developer
     signs, and of the developer, so the transfer agent cannot pick an id to steer the draw
     without breaking the developer's signature; the nonce keeps two sendings of one body in
-    one second two inferences."""
+    one second two inferences. Each choice of a request for ``choices`` > 1 completions is
+    its own inference, whose id also names its index."""
+    extra = (choice, choices) if choices > 1 else ()
     return hashlib.sha256(canonical(REQUEST_ID_TAG, developer, prompt_hash,
                                     struct.pack(">q", timestamp), transfer_agent,
-                                    nonce)).hexdigest()
+                                    nonce, *extra)).hexdigest()
 
 
 def refusal_payload(inference_id: str, attempt: int, executor: str) -> bytes:
@@ -86,17 +90,22 @@ def start_payload(inference_id: str, model_id: str, developer: str, prompt_hash:
                   max_tokens: int, seed: int, executor: str, draw_height: int, attempt: int,
                   transfer_agent: str, temperature: float, top_p: float,
                   stop: Sequence[str], prompt_ids: Sequence[int],
-                  request_signature: bytes, grammar_kind: str = "", grammar: str = "") -> bytes:
-    """What the transfer agent signs: the request as the executor must run it, sampling
-    included, so neither the executor nor a validator can be handed other settings; and the
-    prompt ids and the developer's request signature (empty: paid from the allowance), so a
-    start its executor relays (MsgRelayStart) charges the developer exactly what the agent
-    signed for. The grammar (docs/design.md §4) is sampling too: an executor handed none
-    where the agent signed one would answer in free text."""
+                  request_signature: bytes, grammar_kind: str = "", grammar: str = "",
+                  presence_penalty: float = 0.0, frequency_penalty: float = 0.0,
+                  logit_bias: Sequence[tuple[int, float]] = (), choice_index: int = 0,
+                  choices: int = 0) -> bytes:
+    """What the transfer agent signs: the request as the executor must run it, sampling, its
+    grammar and its logit transform included, so neither the executor nor a validator can be
+    handed other settings (an executor handed no grammar where the agent signed one would
+    answer in free text); and the prompt ids and the developer's request signature (empty:
+    paid from the allowance), so a start its executor relays (MsgRelayStart) charges the
+    developer exactly what the agent signed for."""
+    biases = [value for token, bias in logit_bias for value in (token, float(bias))]
     return canonical(START_TAG, inference_id, model_id, developer, prompt_hash, max_tokens,
                      seed, executor, draw_height, attempt, transfer_agent, float(temperature),
                      float(top_p), len(stop), *stop, ids_hash(prompt_ids), request_signature,
-                     grammar_kind, grammar)
+                     grammar_kind, grammar, float(presence_penalty), float(frequency_penalty),
+                     len(logit_bias), *biases, choice_index, choices)
 
 
 def start_payload_of(msg: "MsgStartInference") -> bytes:
@@ -104,7 +113,10 @@ def start_payload_of(msg: "MsgStartInference") -> bytes:
     return start_payload(msg.inference_id, msg.model_id, msg.developer, msg.prompt_hash,
                          msg.max_tokens, msg.seed, msg.executor, msg.draw_height, msg.attempt,
                          msg.creator, msg.temperature, msg.top_p, msg.stop, msg.prompt_ids,
-                         msg.request_signature, msg.grammar_kind, msg.grammar)
+                         msg.request_signature, msg.grammar_kind, msg.grammar,
+                         msg.presence_penalty, msg.frequency_penalty,
+                         [(b.token_id, b.bias) for b in msg.logit_bias], msg.choice_index,
+                         msg.choices)
 
 
 def finish_payload(inference_id: str, model_id: str, prompt_hash: bytes, output_hash: bytes,

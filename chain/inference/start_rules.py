@@ -7,13 +7,27 @@ Each check raises the chain error the handler answers with; nothing here reads o
 """
 
 import json
+import math
 
 from nacl.exceptions import BadSignatureError
 
 from chain.auth import address
 from chain.inference import payload
-from chain.inference.errors import BadSignature, DrawMismatch, InvalidPrompt, NoAllowance
-from chain.inference.params import GRAMMAR_KINDS, MAX_GRAMMAR_LENGTH
+from chain.inference.errors import (
+    BadSignature,
+    DrawMismatch,
+    InvalidPrompt,
+    InvalidSampling,
+    NoAllowance,
+)
+from chain.inference.params import (
+    GRAMMAR_KINDS,
+    MAX_CHOICES,
+    MAX_GRAMMAR_LENGTH,
+    MAX_LOGIT_BIAS,
+    MAX_LOGIT_BIAS_ENTRIES,
+    MAX_PENALTY,
+)
 from chain.tx.signature import verify as verify_secp256k1
 from chain.verified_signatures import verify_ed25519
 from inferchain_pb.inference.v1.inference_pb2 import Model, MsgStartInference, Participant
@@ -58,6 +72,33 @@ def check_grammar(start: MsgStartInference) -> None:
         raise InvalidPrompt("grammar must be a JSON object")
 
 
+def check_transform(start: MsgStartInference) -> None:
+    """The logit transform within OpenAI's bounds, one bias per token id in ascending order
+    (the order the signed payload and the rule take them in), and the choice within the
+    request's: the sampling rule a validator replays is then well defined. Whether each id is
+    in the model's vocabulary only the ML node knows; it refuses the rest."""
+    for name in ("presence_penalty", "frequency_penalty"):
+        value = getattr(start, name)
+        if not (math.isfinite(value) and -MAX_PENALTY <= value <= MAX_PENALTY):
+            raise InvalidSampling(f"{name} must be in [-{MAX_PENALTY:g}, {MAX_PENALTY:g}]")
+    if len(start.logit_bias) > MAX_LOGIT_BIAS_ENTRIES:
+        raise InvalidSampling(f"at most {MAX_LOGIT_BIAS_ENTRIES} logit biases, not "
+                              f"{len(start.logit_bias)}")
+    ids = [b.token_id for b in start.logit_bias]
+    if any(a >= b for a, b in zip(ids, ids[1:], strict=False)):
+        raise InvalidSampling("logit_bias token ids must be strictly ascending")
+    if any(not (math.isfinite(b.bias) and -MAX_LOGIT_BIAS <= b.bias <= MAX_LOGIT_BIAS)
+           for b in start.logit_bias):
+        raise InvalidSampling(f"logit biases must be in [-{MAX_LOGIT_BIAS:g}, "
+                              f"{MAX_LOGIT_BIAS:g}]")
+    if start.choices > MAX_CHOICES:
+        raise InvalidSampling(f"a request may ask for at most {MAX_CHOICES} choices, not "
+                              f"{start.choices}")
+    if start.choice_index >= max(start.choices, 1):
+        raise InvalidSampling(f"choice_index {start.choice_index} is not below the request's "
+                              f"{max(start.choices, 1)} choices")
+
+
 def check_ta_signature(start: MsgStartInference, agent: Participant) -> None:
     """The transfer agent's node key signed this start's payload."""
     try:
@@ -85,7 +126,7 @@ def check_request_signature(start: MsgStartInference, chain_id: str) -> None:
         raise BadSignature("request_timestamp must not be negative")
     message = payload.request_message(chain_id, payload.RequestPurpose.INFERENCE, start.creator,
                                       start.prompt_hash, start.request_timestamp,
-                                      start.request_nonce)
+                                      start.request_nonce, start.choices)
     if not verify_secp256k1(start.developer_pubkey, message, start.request_signature):
         raise BadSignature("the developer's request signature does not verify")
 
@@ -94,7 +135,8 @@ def check_request_id(start: MsgStartInference) -> None:
     """The inference id is the request's own (payload.request_id), not one the transfer agent
     picked: the draw is seeded by it, so a chosen id would be a chosen executor."""
     expected = payload.request_id(start.developer, start.prompt_hash, start.request_timestamp,
-                                  start.creator, start.request_nonce)
+                                  start.creator, start.request_nonce, start.choice_index,
+                                  start.choices)
     if start.inference_id != expected:
         raise DrawMismatch(f"inference id {start.inference_id[:64]!r} is not the request's id "
                            f"{expected}")
