@@ -45,12 +45,12 @@ def test_the_rule_never_picks_a_token_the_grammar_forbids_and_judges_one_a_viola
     logits = torch.tensor([math.log(p) for p in (0.4, 0.3, 0.2, 0.1)])
     allowed = torch.tensor([False, True, False, True])
     for params in (SamplingParams(temperature=1.0, seed=5), SamplingParams(temperature=0.0)):
-        picks = {draw(logits, params, i, allowed) for i in range(100)}
+        picks = {draw(logits, params, i, allowed=allowed) for i in range(100)}
         assert picks <= {1, 3} and 1 in picks
         for i in range(20):
-            pick = draw(logits, params, i, allowed)
-            assert obeys_rule(locate(logits, params, i, pick, allowed), params.greedy)
-            assert not obeys_rule(locate(logits, params, i, 0, allowed), params.greedy)
+            pick = draw(logits, params, i, allowed=allowed)
+            assert obeys_rule(locate(logits, params, i, pick, allowed=allowed), params.greedy)
+            assert not obeys_rule(locate(logits, params, i, 0, allowed=allowed), params.greedy)
     # Without the mask the favourite comes back: the mask, not the logits, kept it out.
     assert draw(logits, SamplingParams(temperature=0.0), 0) == 0
 
