@@ -43,8 +43,13 @@ test: install cometbft
 lint: install
 	$(VENV)/bin/ruff check .
 
-bench: install
-	$(PY) bench/mlnode_bench.py
+# Every bench script in its short mode (--quick), one after another, each printing its table;
+# bench/README.md says what each measures and how long its full run (no --quick) takes.
+BENCHES := $(shell grep -l '__name__ == "__main__"' bench/*.py)
+bench: install cometbft
+	set -e; for bench in $(BENCHES); do \
+		echo "== $$bench --quick"; PATH="$(GOBIN):$$PATH" $(PY) $$bench --quick; \
+	done
 
 # Options through ARGS, e.g. make devnet ARGS="--participants 4 --consensus cometbft".
 devnet: install

@@ -73,6 +73,8 @@ from inference_actors import (  # noqa: E402
     Actor,
     delivery_signature,
     genesis_models,
+    genesis_participant,
+    request_id,
     start_msg,
 )
 
@@ -244,8 +246,9 @@ def mean_size(label: str, sizes: Sequence[PairSize]) -> SizeRow:
 
 
 class BenchChain:
-    """An Application over a SQLite store, with PARTICIPANTS registered participants and one
-    funded developer, driven with FinalizeBlock and Commit as CometBFT would.
+    """An Application over a SQLite store, with PARTICIPANTS genesis participants (the weight a
+    draw needs comes from genesis or proof of compute) and one funded developer, driven with
+    FinalizeBlock and Commit as CometBFT would.
 
     Txs are signed right before their block, outside the timing, because a start names the
     executor drawn from the latest committed block hash and must be signed after it.
@@ -261,11 +264,12 @@ class BenchChain:
             app_state_bytes=json.dumps({
                 "bank": {"balances": [{"address": a.address, "coins": [
                     {"denom": NATIVE_DENOM, "amount": str(FUNDS)}]} for a in self.everyone]},
-                "inference": {"models": genesis_models()}}).encode()))
+                "inference": {"models": genesis_models(), "participants": [
+                    genesis_participant(p, f"http://127.0.0.1:{9000 + i}")
+                    for i, p in enumerate(self.parts)]}}).encode()))
         self.height = 0
         self.inferences = 0
-        self.run_block([p.tx(p.register(f"http://127.0.0.1:{9000 + i}"), chain_id=CHAIN_ID)
-                        for i, p in enumerate(self.parts)])
+        self.run_block([])  # the first block fixes the weights its successors draw with
 
     def request(self, txs: list[bytes]) -> abci.RequestFinalizeBlock:
         height = self.height + 1
@@ -295,17 +299,20 @@ class BenchChain:
     def pair(self, prompt_ids: list[int], steps: Sequence[ArtifactStep]
              ) -> tuple[bytes, bytes, PairSize]:
         """A signed start and finish of a new inference, valid in the next block: the
-        executor is the one the chain will draw, the transfer agent another participant, and
-        the developer signs a distinct request."""
+        developer signs a distinct request, stamped with the latest block's time, to a transfer
+        agent taken round robin; the executor is the one the chain draws for it, the agent
+        itself at times, as on a real network."""
         self.inferences += 1
-        inference_id = f"bench-{self.inferences}"
+        label, timestamp = f"bench-{self.inferences}", GENESIS_TIME_S + self.height
+        body = f"{label}: {len(prompt_ids)} prompt tokens".encode()
+        agent = self.parts[self.inferences % len(self.parts)]
+        inference_id = request_id(agent, self.developer, label, timestamp, body)
         order = self.app.queries.call("/inference.v1.Query/Draw", inference_query.QueryDrawRequest(
-            inference_id=inference_id, model_id=MODEL_ID)).order
+            inference_id=inference_id, model_id=MODEL_ID, draw_height=self.height)).order
         executor = next(p for p in self.parts if p.address == order[0])
-        agent = self.parts[(self.parts.index(executor) + 1) % len(self.parts)]
-        start = start_msg(agent, self.developer, inference_id, executor.address, self.height,
-                          GENESIS_TIME_S + self.height, prompt_ids, max_tokens=len(steps),
-                          body=f"{inference_id}: {len(prompt_ids)} prompt tokens".encode())
+        start = start_msg(agent, self.developer, label, executor.address, self.height,
+                          timestamp, prompt_ids, max_tokens=len(steps), body=body,
+                          chain_id=CHAIN_ID)
         finish = finish_msg(executor, start, steps)
         start_tx = agent.tx(start, chain_id=CHAIN_ID)
         finish_tx = executor.tx(finish, chain_id=CHAIN_ID)
