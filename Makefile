@@ -45,10 +45,13 @@ lint: install
 
 # Every bench script in its short mode (--quick), one after another, each printing its table;
 # bench/README.md says what each measures and how long its full run (no --quick) takes.
+# One torch thread per process unless OMP_NUM_THREADS says otherwise: on a shared 2-core
+# machine two threads wait on each other (the devnet and bench.detection measured it).
 BENCHES := $(shell grep -l '__name__ == "__main__"' bench/*.py)
 bench: install cometbft
 	set -e; for bench in $(BENCHES); do \
-		echo "== $$bench --quick"; PATH="$(GOBIN):$$PATH" $(PY) $$bench --quick; \
+		echo "== $$bench --quick"; \
+		OMP_NUM_THREADS="$${OMP_NUM_THREADS:-1}" PATH="$(GOBIN):$$PATH" $(PY) $$bench --quick; \
 	done
 
 # Options through ARGS, e.g. make devnet ARGS="--participants 4 --consensus cometbft".
