@@ -45,7 +45,7 @@ import openai
 from cpu_time import machine_busy_s, process_cpu_s
 from report import bench_parser, environment, parse_bench_args, progress, publish, section, table
 
-from apinode.config import write_home
+from apinode.config import ApiNodeConfig, write_home
 from apinode.openai_signing import SignedRequests
 from genesis.account_keys import AccountKey, generate_account_keys
 from genesis.cli import DEFAULT_TEMPLATE
@@ -67,7 +67,10 @@ CONCURRENCY = (1, 8)
 SEED = 7
 BLOCK_INTERVAL_MS = 300
 # CPU generation is slow: an inference must not expire, nor its draw age, while it runs.
-INFERENCE_PARAMS = {"expiration_blocks": 2000, "max_draw_age_blocks": 200}
+# The participant is in genesis, which gives it its weight, and no proof-of-compute window
+# takes that away in the middle of a run.
+PARAMS = {"inference": {"expiration_blocks": 2000, "max_draw_age_blocks": 200},
+          "epochs": {"poc_window_blocks": 0}}
 START_DEADLINE_S = 300  # the ML node loads (and on a first run converts) the model
 FINISH_DEADLINE_S = 120  # a wave's inferences not FINISHED by then are reported, not waited on
 POLL_S = 0.5
@@ -273,13 +276,12 @@ class Network:
             service.check_running()
 
 
-def start_chain(workdir: Path, accounts: Sequence[AccountKey], stack: ExitStack
-                ) -> tuple[Service, str]:
-    port = free_port()
+def start_chain(workdir: Path, accounts: Sequence[AccountKey], participant: dict, port: int,
+                stack: ExitStack) -> tuple[Service, str]:
     template = parse_template({
         "chain_id": CHAIN_ID, "validators": [{"name": "val0", "power": 10}],
         "accounts": [{"address": a.address, "coins": FUNDS} for a in accounts],
-        "models": MODELS, "params": {"inference": INFERENCE_PARAMS}})
+        "models": MODELS, "participants": [participant], "params": PARAMS})
     info = layout_solo(template, workdir / "chain", grpc_port=port,
                        block_interval_ms=BLOCK_INTERVAL_MS)
     service = Service("chain node", ["-m", "chain", "node", "start", "--home", str(info.home)],
@@ -293,8 +295,8 @@ def start_chain(workdir: Path, accounts: Sequence[AccountKey], stack: ExitStack
     return service, address
 
 
-def start_mlnode(workdir: Path, stack: ExitStack) -> tuple[Service, str, ml.InfoResponse]:
-    port = free_port()
+def start_mlnode(workdir: Path, port: int, stack: ExitStack
+                 ) -> tuple[Service, str, ml.InfoResponse]:
     service = Service("ML node", ["-m", "mlnode", "serve", "--port", str(port)],
                       workdir / "mlnode.log")
     stack.callback(service.stop)
@@ -306,15 +308,28 @@ def start_mlnode(workdir: Path, stack: ExitStack) -> tuple[Service, str, ml.Info
         return service, address, stub.Info(ml.InfoRequest(), timeout=10)
 
 
-def start_apinode(workdir: Path, key: AccountKey, chain_grpc: str, mlnode_grpc: str,
-                  stack: ExitStack) -> tuple[Service, str, str]:
-    """The participant's API node; it registers itself on chain before it listens, so its
-    health answer means it can serve."""
+def participant_home(workdir: Path, key: AccountKey, chain_port: int, mlnode_port: int
+                     ) -> tuple[ApiNodeConfig, dict]:
+    """The participant's API node home, and the participant as genesis names it (with the
+    home's node key), so that it has weight from the first block."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     home = workdir / "participant"
     write_home(home, {"chain_id": CHAIN_ID, "listen": f"127.0.0.1:{port}", "public_url": url,
-                      "chain_grpc": chain_grpc, "mlnode": mlnode_grpc}, key.private_key_hex)
+                      "chain_grpc": f"127.0.0.1:{chain_port}",
+                      "mlnode": f"127.0.0.1:{mlnode_port}"}, key.private_key_hex)
+    config = ApiNodeConfig.load(home)
+    return config, {"address": key.address, "url": url,
+                    "node_pubkey": bytes(config.node_key().verify_key).hex(),
+                    "models": [{"model_id": m["id"], "weights_sha256": m["weights_sha256"]}
+                               for m in MODELS]}
+
+
+def start_apinode(workdir: Path, config: ApiNodeConfig, stack: ExitStack
+                  ) -> tuple[Service, str, str]:
+    """The participant's API node; its health answer means it follows the chain and can
+    serve."""
+    url, home = config.public_url, config.home
     service = Service("API node", ["-m", "apinode", "serve", "--home", str(home)],
                       workdir / "apinode.log")
     stack.callback(service.stop)
@@ -335,15 +350,18 @@ def local_network(workdir: Path) -> Iterator[Network]:
     services: list[Service] = []
     with ExitStack() as stack:
         try:
+            chain_port, mlnode_port = free_port(), free_port()
+            config, genesis_participant = participant_home(workdir, participant, chain_port,
+                                                           mlnode_port)
             progress("starting the chain node")
-            chain, chain_grpc = start_chain(workdir, [developer, participant], stack)
+            chain, chain_grpc = start_chain(workdir, [developer, participant],
+                                            genesis_participant, chain_port, stack)
             services.append(chain)
             progress("starting the ML node (loads the model)")
-            mlnode, mlnode_grpc, info = start_mlnode(workdir, stack)
+            mlnode, mlnode_grpc, info = start_mlnode(workdir, mlnode_port, stack)
             services.append(mlnode)
-            progress("starting the API node (registers the participant)")
-            apinode, url, agent = start_apinode(workdir, participant, chain_grpc, mlnode_grpc,
-                                                stack)
+            progress("starting the API node")
+            apinode, url, agent = start_apinode(workdir, config, stack)
             services.append(apinode)
             yield Network(chain, mlnode, apinode, chain_grpc, mlnode_grpc, url, agent,
                           developer, info)

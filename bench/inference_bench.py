@@ -254,8 +254,9 @@ def mean_size(label: str, sizes: Sequence[PairSize]) -> SizeRow:
 
 
 class BenchChain:
-    """An Application over a SQLite store, with PARTICIPANTS registered participants and one
-    funded developer, driven with FinalizeBlock and Commit as CometBFT would.
+    """An Application over a SQLite store, with PARTICIPANTS genesis participants (the weight a
+    draw needs comes from genesis or proof of compute) and one funded developer, driven with
+    FinalizeBlock and Commit as CometBFT would.
 
     Txs are signed right before their block, outside the timing, because a start names the
     executor drawn from the latest committed block hash and must be signed after it.
@@ -319,8 +320,9 @@ class BenchChain:
     def pair(self, prompt_ids: list[int], steps: Sequence[ArtifactStep]
              ) -> tuple[bytes, bytes, PairSize]:
         """A signed start and finish of a new inference, valid in the next block: the
-        executor is the one the chain will draw, the transfer agent another participant, and
-        the developer signs a distinct request."""
+        developer signs a distinct request, stamped with the latest block's time, to a transfer
+        agent taken round robin; the executor is the one the chain draws for it, the agent
+        itself at times, as on a real network."""
         self.inferences += 1
         label = f"bench-{self.inferences}"
         body = f"{label}: {len(prompt_ids)} prompt tokens".encode()

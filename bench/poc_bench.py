@@ -45,6 +45,7 @@ class Settings:
     sample: int
     seconds: float
     cross_nonces: int
+    whole_batches: bool  # prove whole batches, as a prover does; else about `seconds` worth
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path | None
                         help="how long each proving measurement runs (about)")
     parser.add_argument("--cross-nonces", type=int, default=8,
                         help="realistic-preset nonces recomputed on the CPU (CUDA only)")
-    args = parse_bench_args(parser, "smoke run: 1 s per measurement, sample of 8", argv)
+    args = parse_bench_args(parser, "smoke run: 1 s per measurement, not rounded up to a whole "
+                            "batch (a realistic one takes minutes on a CPU), sample of 8", argv)
     presets = tuple(args.presets.split(","))
     if unknown := set(presets) - set(PRESETS):
         parser.error(f"unknown presets {sorted(unknown)}; choose from {sorted(PRESETS)}")
@@ -91,7 +93,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path | None
         parser.error("--device cuda: torch sees no CUDA device here")
     layers = args.realistic_layers or (None if args.device == "cuda" else 2)
     settings = Settings(args.device, presets, layers, 8 if args.quick else args.sample,
-                        1.0 if args.quick else args.seconds, args.cross_nonces)
+                        1.0 if args.quick else args.seconds, args.cross_nonces,
+                        whole_batches=not args.quick)
     return settings, args.out
 
 
@@ -127,8 +130,9 @@ def prove(model: PocModel, preset: str, dtype: str, build_s: float, settings: Se
         distances(model, range(warm))
     per_nonce = (clock.now() - start) / warm
     batches = max(1, round(settings.seconds / (per_nonce * batch)))
-    count = max(batches * batch, settings.sample)
-    progress(f"{preset} {dtype}: proving {count} nonces in batches of {batch}")
+    count = max(batches * batch if settings.whole_batches else round(settings.seconds / per_nonce),
+                settings.sample)
+    progress(f"{preset} {dtype}: proving {count} nonces, {min(count, batch)} per batch")
     start = clock.now()
     every = compute(model, range(count), 2.0)
     prove_s = clock.now() - start

@@ -12,13 +12,17 @@ import os
 import platform
 import sqlite3
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+STARTED = time.monotonic()  # this module is imported as the bench starts
+
 
 def progress(message: str) -> None:
-    """Progress goes to stderr, so stdout holds only the report."""
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
+    """Progress goes to stderr, so stdout holds only the report; each line says how long the
+    bench has run, so that a long step shows how long it took."""
+    print(f"[bench {time.monotonic() - STARTED:4.0f}s] {message}", file=sys.stderr, flush=True)
 
 
 def bench_parser(doc: str | None) -> argparse.ArgumentParser:

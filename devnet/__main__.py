@@ -21,6 +21,7 @@ from cosmpy.protos.cosmos.base.tendermint.v1beta1 import query_pb2 as tm_query
 from cosmpy.protos.cosmos.base.tendermint.v1beta1.query_pb2_grpc import ServiceStub
 
 from devnet.api_key import grant_allowance, issue_key
+from devnet.gas_price import min_gas_price
 from devnet.layout import (
     CHAIN_ID,
     CONSENSUS,
@@ -149,6 +150,7 @@ def announce(devnet: Devnet, addresses: list[str]) -> None:
                             developer["private_key_hex"], addresses[0], CHAIN_ID)
         devnet.remember("api_key", api_key)
     grant_allowance(settings.chain_grpc(0), CHAIN_ID, developer, addresses[0])
+    gas_price = min_gas_price(settings.chain_grpc(0))
     write_env(devnet.env_file, {
         "OPENAI_BASE_URL": base_url,
         "OPENAI_API_KEY": api_key,
@@ -156,6 +158,7 @@ def announce(devnet: Devnet, addresses: list[str]) -> None:
         **({"INFERCHAIN_COMET_RPC": settings.chain_ports(0).rpc_url}
            if settings.consensus == "cometbft" else {}),
         "INFERCHAIN_CHAIN_ID": CHAIN_ID,
+        "INFERCHAIN_MIN_GAS_PRICE": gas_price,
         "INFERCHAIN_DEV_MNEMONIC": developer["mnemonic"],
         "INFERCHAIN_DEV_ADDRESS": developer["address"],
         "INFERCHAIN_DEV_PRIVATE_KEY": developer["private_key_hex"],
@@ -172,6 +175,8 @@ def announce(devnet: Devnet, addresses: list[str]) -> None:
             f"{p} {url}" for p, url in settings.metrics_urls(i).items()))
     say(f"ready: {settings.participants} participants, {settings.consensus} consensus, "
         f"chain {CHAIN_ID}, Cosmos gRPC {settings.chain_grpc(0)}")
+    say(f"minimum gas price: {gas_price} (a tx's fee must be at least its gas limit times "
+        "this; cosmpy's NetworkConfig takes it as fee_minimum_gas_price)")
     if settings.consensus == "cometbft":
         say(f"CometBFT RPC (cosmjs, Keplr-style wallets): {settings.chain_ports(0).rpc_url}")
     say(f"OpenAI base URL: {base_url}")

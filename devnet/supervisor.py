@@ -16,6 +16,7 @@ from pathlib import Path
 
 STOP_TIMEOUT_S = 30
 POLL_S = 0.5
+PROGRESS_S = 10
 LOG_TAIL_LINES = 30
 
 
@@ -72,14 +73,25 @@ class Supervisor:
 
     def wait_until(self, ready: Callable[[], bool], what: str, timeout_s: float) -> None:
         """Polls `ready` while watching every process, so a crash is reported at once
-        instead of as a timeout."""
-        deadline = time.monotonic() + timeout_s
+        instead of as a timeout. Every PROGRESS_S it says what it is waiting on and for how
+        long: a first start converts the model for a minute or more, which must not look
+        like a hang."""
+        started = time.monotonic()
+        next_report = started + PROGRESS_S
         while True:
             self.check()
             if ready():
+                self._say(f"{what} ready after {time.monotonic() - started:.0f}s")
                 return
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            waited = now - started
+            if waited > timeout_s:
                 raise TimeoutError(f"{what} not ready after {timeout_s:.0f}s")
+            if now >= next_report:
+                logs = [str(s.log) for t in self._tiers.values() for s in t if s.name == what]
+                self._say(f"waiting for {what}: {waited:.0f}s so far, giving up after "
+                          f"{timeout_s:.0f}s" + (f" (log {logs[0]})" if logs else ""))
+                next_report += PROGRESS_S
             time.sleep(POLL_S)
 
     def watch(self) -> None:

@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlnode.progress_log import logged_progress
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -81,17 +83,20 @@ def _convert(gguf: Path, target: Path) -> None:
     """Dequantizes the GGUF into a safetensors folder, published atomically by rename."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("converting %s into %s (first start only)", gguf.name, target)
+    log.info("converting %s into %s (first start only, about a minute on 2 cores)",
+             gguf.name, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        with logged_progress(log, "model conversion 1/2: reading and dequantizing the GGUF"):
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
         # The tensors are already dequantized; only the GGUF marker blocks saving them.
         model.hf_quantizer = None
         model.config.__dict__.pop("quantization_config", None)
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
+        with logged_progress(log, "model conversion 2/2: writing safetensors"):
+            model.save_pretrained(staging, safe_serialization=True)
+            tokenizer.save_pretrained(staging)
         (staging / _DONE).write_text(gguf.name + "\n")
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)

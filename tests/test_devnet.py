@@ -1,8 +1,11 @@
-"""`python -m devnet` as a user runs it: ready once ROOT/env appears, serves a signed chat
-completion through the official openai client, and stops cleanly on SIGTERM; with CometBFT
-consensus it exports CometBFT's RPC, through which cosmjs sends tokens."""
+"""`python -m devnet` as a user runs it: ready once ROOT/env appears, announces the chain's
+minimum gas price, serves a signed chat completion through the official openai client, serves
+each process's metrics, runs every README example that is not marked otherwise, and stops
+cleanly on SIGTERM; with CometBFT consensus it exports CometBFT's RPC, through which cosmjs
+sends tokens."""
 
 import json
+import os
 import random
 import shlex
 import signal
@@ -15,16 +18,23 @@ from pathlib import Path
 
 import openai
 import psutil  # installed with accelerate
+import pytest
 from conftest import ROOT, START_TIMEOUT_S
 from cosmjs_client import client_flow
+from cosmpy.aerial.client import LedgerClient, NetworkConfig
+from cosmpy.aerial.exceptions import BroadcastError
+from cosmpy.aerial.wallet import LocalWallet
 from inference_actors import genesis_models
 from metrics_scrape import Scrape
+from readme_blocks import readme_blocks
 
 from apinode.openai_signing import signed_http_client
+from chain.auth.params import AuthParams
 from genesis.account_keys import generate_account_keys
 
 PARTICIPANTS = 2
 PORTS = 10 * PARTICIPANTS
+README_BLOCK_TIMEOUT_S = 600
 
 
 def free_base_port() -> int:
@@ -62,8 +72,49 @@ def wait_for_env(path: Path, devnet: subprocess.Popen, output: Path) -> dict[str
     return read_env(path)
 
 
+def test_every_readme_block_runs_or_says_why_not():
+    blocks = readme_blocks()
+    for block in blocks:
+        if block.runs:
+            block.command()  # raises for a language that cannot run
+    assert {b.language for b in blocks if b.runs} >= {"python", "sh"}
+
+
+def cosmpy_ledger(env: dict[str, str], gas_price: float) -> LedgerClient:
+    return LedgerClient(NetworkConfig(
+        chain_id=env["INFERCHAIN_CHAIN_ID"], url=f"grpc+http://{env['INFERCHAIN_GRPC']}",
+        fee_minimum_gas_price=gas_price, fee_denomination="ninfer",
+        staking_denomination="ninfer"))
+
+
+def check_min_gas_price(env: dict[str, str], root: Path, output: Path) -> None:
+    """The price the devnet prints and exports is the one in the chain's genesis, and a
+    cosmpy client with the usual zero price is refused for it."""
+    genesis = json.loads((root / "chain" / "val0" / "config" / "genesis.json").read_text())
+    price = AuthParams.from_dict(genesis["app_state"]["auth"]["params"]).min_gas_price
+    assert env["INFERCHAIN_MIN_GAS_PRICE"] == f"{price}ninfer"
+    assert f"minimum gas price: {price}ninfer" in output.read_text()
+    developer = LocalWallet.from_mnemonic(env["INFERCHAIN_DEV_MNEMONIC"], prefix="infer")
+    recipient = LocalWallet.generate(prefix="infer").address()
+    with pytest.raises(BroadcastError, match="insufficient fee"):
+        cosmpy_ledger(env, 0).send_tokens(recipient, 1, "ninfer", developer)
+
+
+def run_readme_blocks(env: dict[str, str], cwd: Path) -> None:
+    """Each README block as a user runs it after `source .devnet/env`, from `cwd`, which
+    holds the devnet's .devnet/."""
+    for block in readme_blocks():
+        if not block.runs:
+            continue
+        result = subprocess.run(block.command(), cwd=cwd, env={**os.environ, **env},
+                                capture_output=True, text=True, timeout=README_BLOCK_TIMEOUT_S)
+        assert result.returncode == 0, f"README.md:{block.line}:\n{result.stderr}"
+        assert result.stdout.strip(), f"README.md:{block.line} printed nothing"
+
+
 def test_devnet_serves_a_signed_chat_completion_and_stops_cleanly(tmp_path):
-    root, output = tmp_path / "devnet", tmp_path / "devnet.out"
+    # ROOT is .devnet in the directory the README's examples run from, as in a checkout.
+    root, output = tmp_path / ".devnet", tmp_path / "devnet.out"
     base_port = free_base_port()
     with output.open("w") as out:
         devnet = subprocess.Popen(
@@ -100,6 +151,9 @@ def test_devnet_serves_a_signed_chat_completion_and_stops_cleanly(tmp_path):
             "inferchain_mlnode_generated_tokens_total") >= 0
         assert (f"participant 1 metrics: api http://127.0.0.1:{base_port + 12}/metrics, "
                 f"mlnode http://127.0.0.1:{base_port + 13}/metrics\n") in output.read_text()
+        assert f"API node {PARTICIPANTS - 1} ready after" in output.read_text()
+        check_min_gas_price(env, root, output)
+        run_readme_blocks(env, tmp_path)
 
         devnet.send_signal(signal.SIGTERM)
         assert devnet.wait(timeout=60) == 0, output.read_text()
