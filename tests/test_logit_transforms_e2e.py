@@ -69,11 +69,23 @@ def honest_output(net: LocalNetwork, **ask: object) -> list[int]:
     for _ in range(12):
         reply = client.chat.completions.create(model=MODEL, **ask)
         inference = net.finished(reply.model_extra["inference_id"])
+        # The cheater's answers to a strong transform break the rule at many positions and are
+        # judged at the end too: once validators invalidate enough of them it leaves the
+        # draw, so a later test may never meet it again.
+        if inference.executor == cheater(net) and strong(ask):
+            SERVED.append(inference.id)
         if inference.executor != cheater(net):
             SERVED.append(inference.id)
             assert len(inference.output_ids) == reply.usage.completion_tokens
             return list(inference.output_ids)
     raise AssertionError("the cheater was drawn twelve times in a row")
+
+
+def strong(ask: dict) -> bool:
+    """A transform that moves the rule's pick at most positions: a forcing bias (+100), or a
+    full penalty on the repetitive prompt."""
+    return (100 in ask.get("logit_bias", {}).values()
+            or 2.0 in (ask.get("frequency_penalty"), ask.get("presence_penalty")))
 
 
 def token_of(port: int, text: str) -> int:
