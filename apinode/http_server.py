@@ -73,6 +73,11 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     except ApiError as exc:
         return web.json_response(exc.body(), status=exc.status)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        if not request.path.startswith("/v1/"):
+            raise
+        error = errors.invalid_url(request.method, request.path)
+        return web.json_response(error.body(), status=error.status)
     except web.HTTPException:
         raise
     except Exception:

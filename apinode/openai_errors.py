@@ -9,12 +9,13 @@ same situation, so tools that match on them keep working:
   ``empty_array``, ``missing_required_parameter`` and ``context_length_exceeded``;
 - 401 ``invalid_request_error`` / ``invalid_api_key`` (OpenAI has no ``authentication_error``
   type; signature failures reuse the type with codes of our own);
-- 404 ``invalid_request_error`` / ``model_not_found``;
+- 404 ``invalid_request_error`` / ``model_not_found``, and ``invalid_url`` for a route the
+  node does not serve (``/v1/embeddings`` among them: the network serves generation);
 - 429 ``requests`` / ``rate_limit_exceeded``.
 
 Where OpenAI has no equivalent we chose: 402 for an on-chain balance too small for the escrow
 (OpenAI signals its own ``insufficient_quota`` with a 429; we keep that type and code but use
-402 as the issue asks, since retrying does not help), 413 ``request_too_large`` for a body over
+402, since retrying does not help), 413 ``request_too_large`` for a body over
 the size limit, and 503 ``server_error`` / ``no_executor`` when no participant serves the model.
 """
 
@@ -70,6 +71,12 @@ def authentication_failed(message: str, code: str = "invalid_api_key") -> ApiErr
 
 def insufficient_balance(message: str) -> ApiError:
     return ApiError(402, message, error_type="insufficient_quota", code="insufficient_quota")
+
+
+def invalid_url(method: str, path: str) -> ApiError:
+    """OpenAI's answer to a route it does not have, so ``openai`` raises ``NotFoundError``."""
+    return ApiError(404, f"Invalid URL ({method} {path}): this network serves chat and text "
+                    "completions and the model list only.", code="invalid_url")
 
 
 def model_not_found(model: str) -> ApiError:

@@ -176,6 +176,12 @@ def test_bad_input_gets_openai_errors_and_the_node_keeps_serving(network: LocalN
     with pytest.raises(openai.NotFoundError) as bad:
         signed.chat.completions.create(model="no-such-model", messages=HI)
     assert_openai_error(bad.value.body, "model_not_found", "model")
+    with pytest.raises(openai.NotFoundError) as bad:  # the network serves generation only
+        signed.embeddings.create(model=MODEL, input="hello")
+    assert_openai_error(bad.value.body, "invalid_url")
+    assert "POST /v1/embeddings" in bad.value.body["message"]
+    assert httpx.get(f"{agent.url}/v1/chat/completions", timeout=30).json()["error"][
+        "code"] == "invalid_url"
     with pytest.raises(openai.BadRequestError) as bad:  # the model's context is 8192 tokens
         signed.chat.completions.create(
             model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hello " * 9000}])
