@@ -101,12 +101,16 @@ def check_min_gas_price(env: dict[str, str], root: Path, output: Path) -> None:
 
 
 def run_readme_blocks(env: dict[str, str], cwd: Path) -> None:
-    """Each README block as a user runs it after `source .devnet/env`, from `cwd`, which
-    holds the devnet's .devnet/."""
+    """Each README block as a user runs it after `source .devnet/env` with the virtual
+    environment active, from `cwd`, which holds the devnet's .devnet/; HOME is `cwd` too, so
+    the client's config and test keyring stay in the test's directory."""
+    venv_bin = str(Path(sys.executable).parent)
+    user = {**os.environ, **env, "HOME": str(cwd),
+            "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"}
     for block in readme_blocks():
         if not block.runs:
             continue
-        result = subprocess.run(block.command(), cwd=cwd, env={**os.environ, **env},
+        result = subprocess.run(block.command(), cwd=cwd, env=user,
                                 capture_output=True, text=True, timeout=README_BLOCK_TIMEOUT_S)
         assert result.returncode == 0, f"README.md:{block.line}:\n{result.stderr}"
         assert result.stdout.strip(), f"README.md:{block.line} printed nothing"
