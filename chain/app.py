@@ -32,6 +32,9 @@ from chain.gas import GasKV, GasMeter
 from chain.metrics import ChainMetrics
 from chain.modules import Modules, build
 from chain.query import QueryRouter
+from chain.snapshots.format import FORMAT, Metadata
+from chain.snapshots.restore import Restorer
+from chain.snapshots.store import SnapshotStore
 from chain.store import Overlay, Store
 from chain.tx.decode import tx_hash
 from chain.tx.execute import Mode, Outcome
@@ -68,12 +71,19 @@ def rfc3339(time_ns: int) -> str:
 
 class Application(BaseApplication):
     """Answers the ABCI methods a chain needs; the rest keep BaseApplication's answers (no
-    vote extensions, no state-sync snapshots, every proposal accepted)."""
+    vote extensions, every proposal accepted, and no snapshots unless given a snapshot
+    store)."""
 
     def __init__(self, store: Store,
                  simulate_gas_limit: int = NodeConfig.simulate_gas_limit,
-                 metrics: ChainMetrics | None = None) -> None:
+                 metrics: ChainMetrics | None = None,
+                 snapshots: SnapshotStore | None = None, network_chain_id: str = "") -> None:
+        """``snapshots``, when given, turns state sync on: this node takes and serves its own
+        snapshots, and restores a peer's of the chain ``network_chain_id`` (its genesis's)."""
         self.store = store
+        self.snapshots = snapshots
+        self.restorer = None if snapshots is None else Restorer(
+            snapshots.root / ".restoring", network_chain_id, _restored_meta)
         self.metrics = metrics or ChainMetrics()
         self.metrics.height.set(store.height)
         self.simulate_gas_limit = simulate_gas_limit
@@ -209,10 +219,54 @@ class Application(BaseApplication):
         self.last_block = header
         self._pending = self._genesis = None
         self._check = self.store.begin_block()
+        if self.snapshots is not None and self.snapshots.due(pending.block.height):
+            self.snapshots.take(self.store, pending.block.height, self.chain_id, header)
         log.log(logging.INFO if pending.outcomes else logging.DEBUG,
                 "committed height %d: %d tx(s), app hash %s", pending.block.height,
                 len(pending.outcomes), header["app_hash"][:16])
         return abci.ResponseCommit()
+
+    def list_snapshots(self, req: abci.RequestListSnapshots) -> abci.ResponseListSnapshots:
+        if self.snapshots is None:
+            return abci.ResponseListSnapshots()
+        return abci.ResponseListSnapshots(snapshots=[
+            abci.Snapshot(height=s.height, format=FORMAT, chunks=s.chunks, hash=s.hash,
+                          metadata=s.metadata) for s in self.snapshots.list()])
+
+    def load_snapshot_chunk(self, req: abci.RequestLoadSnapshotChunk
+                            ) -> abci.ResponseLoadSnapshotChunk:
+        if self.snapshots is None:
+            return abci.ResponseLoadSnapshotChunk()
+        return abci.ResponseLoadSnapshotChunk(
+            chunk=self.snapshots.load_chunk(req.height, req.format, req.chunk))
+
+    def offer_snapshot(self, req: abci.RequestOfferSnapshot) -> abci.ResponseOfferSnapshot:
+        if self.restorer is None:
+            return super().offer_snapshot(req)
+        try:
+            result = self.restorer.offer(self.store, req)
+        except Exception:
+            log.exception("OfferSnapshot failed; refusing the snapshot")
+            result = abci.ResponseOfferSnapshot.REJECT
+        return abci.ResponseOfferSnapshot(result=result)
+
+    def apply_snapshot_chunk(self, req: abci.RequestApplySnapshotChunk
+                             ) -> abci.ResponseApplySnapshotChunk:
+        if self.restorer is None:
+            return super().apply_snapshot_chunk(req)
+        try:
+            response = self.restorer.apply(self.store, req)
+        except Exception:
+            log.exception("ApplySnapshotChunk failed; refusing the snapshot")
+            return abci.ResponseApplySnapshotChunk(
+                result=abci.ResponseApplySnapshotChunk.REJECT_SNAPSHOT)
+        restored = self.restorer.restored
+        if restored is not None and restored.height == self.store.height:
+            self.chain_id = restored.chain_id
+            self.last_block = json.loads(self.store.get_meta(LAST_BLOCK_META) or b"{}")
+            self._check = self.store.begin_block()
+            self.metrics.height.set(self.store.height)
+        return response
 
     def query(self, req: abci.RequestQuery) -> abci.ResponseQuery:
         try:
@@ -244,6 +298,13 @@ def _tx_response(block: BlockInfo, outcome: Outcome, events: list[abci.Event]) -
         packed.Pack(tx, type_url_prefix="/")
         response.tx.CopyFrom(packed)
     return response
+
+
+def _restored_meta(metadata: Metadata) -> dict[str, bytes]:
+    """The node bookkeeping a node restored from a snapshot starts from: what Commit would have
+    stored at that height, less the block's txs and the tx index, which are not in the state."""
+    return {LAST_BLOCK_META: json.dumps({**metadata.last_block, "txs": []}).encode(),
+            CHAIN_ID_META: metadata.chain_id.encode()}
 
 
 def _internal(method: str, exc: Exception) -> str:

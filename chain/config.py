@@ -5,8 +5,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chain.metrics import check_port
+from chain.snapshots.store import SnapshotSettings
 
 MODES = ("solo", "cometbft")
+# Each snapshot setting's range: chunks stay under CometBFT's 16 MB p2p chunk message.
+SNAPSHOT_BOUNDS = (("snapshot_interval", 0, 1_000_000), ("snapshot_keep_recent", 1, 100),
+                   ("snapshot_chunk_bytes", 1 << 10, 8 << 20))
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,12 @@ class NodeConfig:
     # Prometheus metrics at http://HOST:PORT/metrics, HOST being grpc_listen's (docs/metrics.md);
     # 0: none.
     metrics_port: int = 0
+    # State-sync snapshots (docs/chain.md, "State sync"): one every snapshot_interval
+    # committed blocks (0: none), the last snapshot_keep_recent kept, cut into chunks of
+    # snapshot_chunk_bytes.
+    snapshot_interval: int = 100
+    snapshot_keep_recent: int = 2
+    snapshot_chunk_bytes: int = 1 << 20
 
     @property
     def genesis_file(self) -> Path:
@@ -32,6 +42,15 @@ class NodeConfig:
     @property
     def database(self) -> Path:
         return self.home / "data" / "app.sqlite"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.home / "data" / "snapshots"
+
+    @property
+    def snapshots(self) -> SnapshotSettings:
+        return SnapshotSettings(self.snapshot_interval, self.snapshot_keep_recent,
+                                self.snapshot_chunk_bytes)
 
     @classmethod
     def load(cls, home: Path) -> "NodeConfig":
@@ -48,4 +67,9 @@ class NodeConfig:
         if config.mode not in MODES:
             raise ValueError(f"{path}: mode must be one of {MODES}, not {config.mode!r}")
         check_port(config.metrics_port, f"{path}: metrics_port")
+        for name, low, high in SNAPSHOT_BOUNDS:
+            value = getattr(config, name)
+            if type(value) is not int or not low <= value <= high:
+                raise ValueError(f"{path}: {name} must be an integer in {low}..{high}, "
+                                 f"not {value!r}")
         return config

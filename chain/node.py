@@ -11,6 +11,7 @@ CometBFT's handshake replays any block the app had not committed.
 import asyncio
 import ctypes
 import ctypes.util
+import json
 import logging
 import shutil
 import signal
@@ -26,6 +27,7 @@ from chain.services import node_query
 from chain.services.broadcast import CometBroadcaster
 from chain.services.grpc_server import start_grpc
 from chain.services.tx_service import TxService, register_abci_simulate
+from chain.snapshots.store import SnapshotStore
 from chain.solo import SoloChain
 from chain.store import Store
 
@@ -59,7 +61,10 @@ async def run_node(home: Path) -> None:
     metrics = ChainMetrics()
     metrics_server = serve_metrics(metrics.registry, _split(config.grpc_listen)[0],
                                    config.metrics_port, f"{home}/config/app.toml: metrics_port")
-    app = Application(store, simulate_gas_limit=config.simulate_gas_limit, metrics=metrics)
+    snapshots = SnapshotStore(config.snapshot_dir, config.snapshots)
+    genesis_chain_id = json.loads(config.genesis_file.read_text())["chain_id"]
+    app = Application(store, simulate_gas_limit=config.simulate_gas_limit, metrics=metrics,
+                      snapshots=snapshots, network_chain_id=genesis_chain_id)
     node_query.register(app.queries, app, moniker=home.name)
     register_abci_simulate(app.queries, app)
     log.info("node %s starting in %s mode at height %d", home.name, config.mode, store.height)
@@ -102,4 +107,5 @@ async def run_node(home: Path) -> None:
         await broadcaster.close()
     if metrics_server is not None:
         metrics_server.close()
+    snapshots.wait()
     store.close()

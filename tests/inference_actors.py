@@ -29,6 +29,10 @@ MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 WEIGHTS = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 PRICE = 100
 TOP_K = 5
+# The serving dtype the genesis registry gives the test model (it names none).
+DTYPE = "float32"
+# The evidence test's honest reference mean in the test registry, in micro-nats.
+REFERENCE_MICRO = 50_000
 _BY_ADDRESS: dict[str, list["Actor"]] = {}
 
 
@@ -68,7 +72,7 @@ class Actor:
     def register(self, url: str = "http://127.0.0.1:1") -> MsgRegisterParticipant:
         return MsgRegisterParticipant(
             creator=self.address, url=url, node_pubkey=bytes(self.node_key.verify_key),
-            models=[ServedModel(model_id=MODEL_ID, weights_sha256=WEIGHTS)])
+            models=[ServedModel(model_id=MODEL_ID, weights_sha256=WEIGHTS, dtype=DTYPE)])
 
 
 def genesis_participant(actor: Actor, url: str = "http://127.0.0.1:1") -> dict:
@@ -80,8 +84,11 @@ def genesis_participant(actor: Actor, url: str = "http://127.0.0.1:1") -> dict:
 
 
 def genesis_models() -> list[dict]:
+    """The test registry: the default model with a threshold wide enough for any dtype, and
+    an evidence reference to match (the tests' passing figures stay far below it)."""
     return [{"id": MODEL_ID, "weights_sha256": WEIGHTS, "price_per_token": PRICE,
-             "context_length": 8192, "top_k": TOP_K, "validation_threshold": "0.15"}]
+             "context_length": 8192, "top_k": TOP_K, "validation_threshold": "0.15",
+             "reference_distance_micro": REFERENCE_MICRO}]
 
 
 def request_hash(label: str, body: bytes | None = None) -> bytes:
@@ -97,11 +104,23 @@ def request_nonce(label: str, body: bytes | None = None) -> bytes:
 
 
 def request_id(agent: Actor, developer: Actor, label: str, timestamp: int,
-               body: bytes | None = None, choice: int = 0, choices: int = 0) -> str:
+               body: bytes | None = None, choice: int = 0, choices: int = 0,
+               signed: bool = True) -> str:
     """The inference id the chain binds to choice ``choice`` of the request ``label``
-    (payload.request_id)."""
+    (payload.request_id); not ``signed``: an API-key request the agent stamped."""
     return payload.request_id(developer.address, request_hash(label, body), timestamp,
-                              agent.address, request_nonce(label, body), choice, choices)
+                              agent.address,
+                              _nonce(agent, developer, label, timestamp, body, choices, signed),
+                              choice, choices)
+
+
+def _nonce(agent: Actor, developer: Actor, label: str, timestamp: int, body: bytes | None,
+           choices: int, signed: bool) -> bytes:
+    """A signed request's nonce is the developer's; an API-key request's follows from it."""
+    if signed:
+        return request_nonce(label, body)
+    return payload.key_request_nonce(agent.address, developer.address,
+                                     request_hash(label, body), timestamp, choices)
 
 
 def start_msg(agent: Actor, developer: Actor, label: str, executor: str,
@@ -119,10 +138,11 @@ def start_msg(agent: Actor, developer: Actor, label: str, executor: str,
     unless given); without it the developer's allowance for the agent pays (the agent
     stamped it)."""
     prompt_hash = request_hash(label, body)
-    nonce = request_nonce(label, body)
+    nonce = _nonce(agent, developer, label, timestamp, body, choices, signed_request)
     msg = MsgStartInference(
         creator=agent.address, model_id=MODEL_ID, refusals=refusals,
-        inference_id=request_id(agent, developer, label, timestamp, body, choice, choices),
+        inference_id=request_id(agent, developer, label, timestamp, body, choice, choices,
+                                signed_request),
         developer=developer.address, request_timestamp=timestamp, request_nonce=nonce,
         prompt_hash=prompt_hash, prompt_ids=prompt_ids,
         max_tokens=max_tokens, seed=42, executor=executor, draw_height=draw_height,
@@ -153,10 +173,10 @@ def finish_msg(executor: Actor, start: MsgStartInference, output_ids: list[int],
         creator=executor.address, inference_id=start.inference_id, model_id=start.model_id,
         prompt_hash=start.prompt_hash, output_ids=output_ids, artifact=encoded,
         output_hash=output_hash, prompt_tokens=len(start.prompt_ids),
-        output_tokens=len(output_ids))
+        output_tokens=len(output_ids), serving_dtype=DTYPE)
     msg.executor_signature = (signer or executor.node_key).sign(payload.finish_payload(
         msg.inference_id, msg.model_id, msg.prompt_hash, msg.output_hash, msg.prompt_tokens,
-        msg.output_tokens, msg.artifact, msg.creator)).signature
+        msg.output_tokens, msg.artifact, msg.creator, msg.serving_dtype)).signature
     msg.delivery_signature = delivery_signature(
         start, output_ids if delivered is None else delivered)
     return msg
@@ -167,7 +187,8 @@ def delivery_signature(start: MsgStartInference, delivered: list[int]) -> bytes:
     agent = next(a for a in reversed(_BY_ADDRESS[start.creator])
                  if _signed_by(a.node_key, payload.start_payload_of(start), start.ta_signature))
     return agent.node_key.sign(payload.delivery_payload(
-        start.inference_id, payload.ids_hash(delivered), agent.address)).signature
+        start.inference_id, payload.ids_hash(delivered), agent.address,
+        start.executor)).signature
 
 
 def validation_msg(validator: Actor, inference: Inference, distance_micro: int = 1_000,

@@ -19,6 +19,7 @@ from inference_actors import (
 
 from chain.app import Application
 from chain.auth import address
+from chain.inference import start_rules
 from chain.inference.keeper import ESCROW_ACCOUNT
 from chain.store import Store
 from inferchain_pb.inference.v1 import query_pb2 as q
@@ -32,12 +33,13 @@ class Net:
 
     def __init__(self, participants: int = 3, expiration_blocks: int = 5,
                  extra_state: dict | None = None, weights: list[int] | None = None,
-                 extra_supply: int = 0, newcomers: int = 0) -> None:
+                 extra_supply: int = 0, newcomers: int = 0, reputation_ppm: int = 0) -> None:
         """``extra_state`` adds app_state sections (e.g. epochs and validation params);
         the participants are in genesis (members of epoch 0), with ``weights`` or else the
         inference param ``genesis_weight``: a participant registering later has no weight
         until its proof of compute settles; ``newcomers`` funded accounts are left out of
-        genesis, to register later; ``extra_supply`` ninfer go to an account no actor holds."""
+        genesis, to register later; ``extra_supply`` ninfer go to an account no actor holds;
+        ``reputation_ppm``: every participant's starting reputation."""
         self.developer = Actor.new(0, 0)
         self.poor = Actor.new(1, 1)
         self.parts = [Actor.new(10 + i, 2 + i) for i in range(participants)]
@@ -48,6 +50,10 @@ class Net:
         if extra_supply:
             balances.append({"address": Actor.new(99, 99).address, "coins": [
                 {"denom": "ninfer", "amount": str(extra_supply)}]})
+        state = dict(extra_state or {})
+        if reputation_ppm:
+            state["validation"] = {**state.get("validation", {}), "reputations": [
+                {"address": p.address, "reputation_ppm": reputation_ppm} for p in self.parts]}
         self.app = Application(Store.memory())
         self.init_request = abci.RequestInitChain(
             chain_id="inferchain-test", initial_height=1, app_state_bytes=json.dumps({
@@ -58,7 +64,7 @@ class Net:
                                   {**genesis_participant(p, f"http://127.0.0.1:{9000 + i}"),
                                    **({"weight": weights[i]} if weights else {})}
                                   for i, p in enumerate(self.parts)]},
-                **(extra_state or {})}).encode())
+                **state}).encode())
         self.app.init_chain(self.init_request)
         # Every block so far, so that a replica can replay the chain (replica()).
         self.blocks: list[abci.RequestFinalizeBlock] = []
@@ -80,6 +86,7 @@ class Net:
         self.blocks.append(request)
         result = self.app.finalize_block(request)
         self.app.commit(abci.RequestCommit())
+        self.last_block = result
         return list(result.tx_results)
 
     def replica(self) -> Application:
@@ -110,18 +117,21 @@ class Net:
         return next(p for p in self.parts if p.address == addr)
 
     def drawn(self, agent: Actor, label: str, developer: Actor | None = None,
-              body: bytes | None = None) -> list[str]:
+              body: bytes | None = None, signed: bool = True) -> list[str]:
         """The draw order of the request ``label`` that ``agent`` takes now (stamped with the
-        latest block's time, so it draws at the latest height)."""
+        latest block's time, so it draws at the latest height); not ``signed``: an API-key
+        request, whose picks never include its agent (start_rules.executor_order)."""
         inference_id = request_id(agent, developer or self.developer, label, T0 + self.height,
-                                  body)
-        return self.draw_at(inference_id, self.height)
+                                  body, signed=signed)
+        order = self.draw_at(inference_id, self.height)
+        return start_rules.executor_order(order, agent.address, signed)
 
     def serving(self, label: str, developer: Actor | None = None, body: bytes | None = None,
-                attempt: int = 0) -> tuple[Actor, Actor]:
+                attempt: int = 0, signed: bool = True) -> tuple[Actor, Actor]:
         """The (agent, executor) that ``start`` gives the request ``label`` now: an agent other
         than its drawn executor where one exists."""
-        picks = [(agent, self.actor(self.drawn(agent, label, developer, body)[attempt]))
+        picks = [(agent, self.actor(self.drawn(agent, label, developer, body,
+                                               signed)[attempt]))
                  for agent in self.parts]
         return next(((a, e) for a, e in picks if a is not e), picks[0])
 
@@ -131,7 +141,8 @@ class Net:
         ``inference`` by the label too."""
         attempt = kw.pop("attempt", 0)
         developer = kw.pop("developer", self.developer)
-        agent, executor = self.serving(label, developer, kw.get("body"), attempt)
+        agent, executor = self.serving(label, developer, kw.get("body"), attempt,
+                                       kw.get("signed_request", True))
         msg = start_msg(agent, developer, label, executor.address, self.height,
                         T0 + self.height, kw.pop("prompt_ids", [1, 2, 3, 4]), attempt=attempt,
                         **kw)

@@ -7,17 +7,16 @@ import hashlib
 from fractions import Fraction
 
 import pytest
+from coin_ledger import Ledger
 from inference_actors import Actor, finish_msg, validation_msg
 from inference_net import Net
 from nacl.signing import SigningKey
 
-from chain.bank.keeper import BALANCE_PREFIX, SUPPLY_PREFIX
 from chain.epochs.params import EpochsParams
 from chain.epochs.settlement import emission, split_by_weight
 from chain.epochs.weights import capped_weights
 from chain.errors import InvalidRequest
 from chain.inference.payload import consensus_key_payload
-from chain.query import QueryError
 from chain.validation.sampling import must_check, seed_hash
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.epochs_pb2 import (
@@ -28,7 +27,11 @@ from inferchain_pb.inference.v1.epochs_pb2 import (
     MsgSubmitPoc,
 )
 from inferchain_pb.inference.v1.epochs_pb2 import PocNonce as ChainNonce
-from inferchain_pb.inference.v1.inference_pb2 import INVALIDATED, MsgUpdateParticipant
+from inferchain_pb.inference.v1.inference_pb2 import (
+    INVALIDATED,
+    MsgUpdateParticipant,
+    MsgWithdrawParticipant,
+)
 from inferchain_pb.inference.v1.validation_pb2 import MsgClaimRewards, MsgCommitSeed
 from mlnode.poc import PocModel, compute, poc_seed, verify
 from mlnode.types import PocModelSpec
@@ -248,51 +251,13 @@ def seed_assigns(net: Net, actor: Actor, inference_id: str) -> bool:
         inference_id=inference_id)).task
     members = net.query("Epoch", q.QueryEpochRequest(epoch=found.epoch)).members
     weights = {m.address: m.weight for m in members.members}
-    return must_check(bytes([found.epoch]) * 32, inference_id, found.p_ppm,
+    return must_check(bytes([found.epoch]) * 32, inference_id, found.expected_checks_ppm,
                       weights[actor.address], members.total_weight - weights[found.executor])
-
-
-class Ledger:
-    """Checks after every block that coins are conserved, and that supply moved only by what
-    the settlements minted and burned."""
-
-    def __init__(self, net: Net) -> None:
-        self.net = net
-        self.supply = self.total_supply()
-        self.settled: set[int] = set()
-
-    def total_supply(self) -> int:
-        state = self.net.app.store.begin_block()
-        return int(state.get(SUPPLY_PREFIX + b"ninfer"))
-
-    def block(self, txs: list[bytes]) -> list:
-        results = self.net.block(txs)
-        state = self.net.app.store.begin_block()
-        balances = sum(int(v) for k, v in state.iterate(BALANCE_PREFIX)
-                       if k.endswith(b"/ninfer"))
-        supply = self.total_supply()
-        assert balances == supply, "every coin is in some account"
-        self.net.assert_conserved()  # escrow account = escrows + unsettled work
-        change = 0
-        for epoch in range(self.net.height // S_EPOCH + 1):
-            if epoch in self.settled:
-                continue
-            try:
-                found = self.net.query("EpochSettlement",
-                                       q.QueryEpochSettlementRequest(epoch=epoch)).settlement
-            except QueryError:  # not settled yet
-                continue
-            assert found.height == self.net.height
-            self.settled.add(epoch)
-            change += found.minted - found.work_burned
-        assert supply - self.supply == change, "supply moves only by settlements"
-        self.supply = supply
-        return results
 
 
 def test_settlement_pays_weight_and_work_and_withholds_from_the_invalid_and_the_lazy():
     net = settle_net()
-    ledger = Ledger(net)
+    ledger = Ledger(net, S_EPOCH)
     honest, lazy, cheat = net.parts[:3], net.parts[3], net.parts[4]
     checkers = [*honest, cheat]  # the cheat executes badly but checks honestly
     def claim(epoch: int) -> None:
@@ -383,3 +348,42 @@ def test_inconsistent_epochs_params_are_refused(bad):
     with pytest.raises(InvalidRequest, match="epochs param"):
         EpochsParams(epoch_length_blocks=30, **bad)
 
+
+
+def test_a_participant_that_withdrew_after_proving_has_no_weight_from_the_next_boundary():
+    net = poc_net(max_weight_share_ppm=1_000_000)
+    stayer, leaver, other = net.parts
+    to_height(net, 1 + EPOCH)
+    current = epoch_info(net)
+    found = {a.address: nonces_found(current.poc_block_hash, a, 4000) for a in (stayer, leaver)}
+    for actor in (stayer, leaver):
+        assert submit(net, actor, 1, found[actor.address]).code == 0
+    keys = {a.address: name_consensus_key(net, a) for a in net.parts}
+    to_height(net, current.poc_end_height + 1)
+    assert check_all(net, 1, net.parts) == {stayer.address: True, leaver.address: True}
+    assert net.one(leaver.tx(MsgWithdrawParticipant(creator=leaver.address))).code == 0
+    assert weight(net, leaver) == 100  # the epoch's weights stay until its end
+
+    to_height(net, 1 + 2 * EPOCH)
+    assert weight(net, leaver) == 0 and weight(net, stayer) == len(found[stayer.address])
+    submissions = {s.participant: s for s in net.query(
+        "PocSubmissions", q.QueryPocSubmissionsRequest(epoch=1)).submissions}
+    assert submissions[leaver.address].accepted and submissions[leaver.address].weight == 0
+    members = net.query("Epoch", q.QueryEpochRequest(epoch=2)).members
+    # Its nonces are no part of the total either: the stayer holds all of the weight.
+    assert {m.address: m.weight for m in members.members} == {
+        stayer.address: len(found[stayer.address])}
+    powers = {v.pubkey: v.power for v in net.query(
+        "ConsensusValidators", q.QueryConsensusValidatorsRequest()).validators.validators}
+    assert powers == {keys[stayer.address]: len(found[stayer.address])}
+    late = submit(net, leaver, 2, nonces_found(epoch_info(net).poc_block_hash, leaver, 500))
+    assert late.code == 2 and "not an active participant" in late.log
+    assert all(leaver.address not in net.draw(f"gone-{i}") for i in range(20))
+
+
+def test_a_withdrawn_participant_loses_its_weight_even_where_weights_stay():
+    net = poc_net(poc_window_blocks=0, poc_validation_window_blocks=0)
+    a = net.parts[0]
+    assert net.one(a.tx(MsgWithdrawParticipant(creator=a.address))).code == 0
+    to_height(net, 1 + EPOCH)
+    assert [weight(net, p) for p in net.parts] == [0, 100, 100]

@@ -6,7 +6,7 @@ import json
 import pytest
 from google.protobuf.any_pb2 import Any as AnyPb
 from google.protobuf.message import Message
-from inference_actors import MODEL_ID, PRICE, WEIGHTS, Actor
+from inference_actors import DTYPE, MODEL_ID, PRICE, WEIGHTS, Actor
 from inference_net import Net
 
 from chain.gov.keeper import GOV_ACCOUNT
@@ -124,7 +124,7 @@ def test_a_model_price_change_prices_the_very_next_start(net):
     new_price = PRICE * 3
     pid = proposal_id(submit(net, net.developer, packed(UpdateModel(model=Model(
         id=MODEL_ID, weights_sha256=WEIGHTS, price_per_token=new_price, context_length=8192,
-        validation_threshold="0.15", top_k=5)))))
+        validation_threshold="0.15", top_k=5, serving_dtype=DTYPE)))))
     assert run_vote(net, pid, [VOTE_OPTION_YES] * 3).status == PROPOSAL_STATUS_PASSED
     agent, _, start = net.start("priced-after-vote")
     result = net.one(agent.tx(start))
@@ -168,8 +168,8 @@ def test_missing_quorum_or_a_veto_changes_nothing(net):
      "weights_sha256 must be 64"),
     (packed(RegisterModel(model=Model(id=MODEL_ID, weights_sha256=WEIGHTS, price_per_token=1,
                                       context_length=1, top_k=1,
-                                      validation_threshold="0.1"))), MIN_DEPOSIT, 3,
-     "already used"),
+                                      validation_threshold="0.1", serving_dtype=DTYPE))),
+     MIN_DEPOSIT, 3, "already used"),
     (packed(RetireModel(model_id="no-such-model")), MIN_DEPOSIT, 3, "not in the registry"),
     (param("inference", "top_k", 7), MIN_INITIAL - 1, 4, "below the minimum 100ninfer"),
 ])
@@ -250,12 +250,13 @@ def test_balance_votes_let_accounts_vote_with_their_ninfer():
 
 def test_a_registered_model_can_be_served_and_a_retired_one_cannot(net):
     new_model = Model(id="acme/new-model", weights_sha256=NEW_WEIGHTS, price_per_token=7,
-                      context_length=4096, validation_threshold="0.2", top_k=5)
+                      context_length=4096, validation_threshold="0.2", top_k=5,
+                  serving_dtype=DTYPE)
     serve_both = MsgUpdateParticipant(
         creator=net.parts[0].address, url="http://127.0.0.1:9000",
         node_pubkey=bytes(net.parts[0].node_key.verify_key),
-        models=[ServedModel(model_id=MODEL_ID, weights_sha256=WEIGHTS),
-                ServedModel(model_id=new_model.id, weights_sha256=NEW_WEIGHTS)])
+        models=[ServedModel(model_id=MODEL_ID, weights_sha256=WEIGHTS, dtype=DTYPE),
+                ServedModel(model_id=new_model.id, weights_sha256=NEW_WEIGHTS, dtype=DTYPE)])
     refused = net.one(net.parts[0].tx(serve_both))
     assert refused.code != 0 and "not in the registry" in refused.log
     pid = proposal_id(submit(net, net.developer, packed(RegisterModel(model=new_model))))
@@ -273,7 +274,8 @@ def test_a_registered_model_can_be_served_and_a_retired_one_cannot(net):
 
 def test_a_content_that_fails_at_execution_leaves_state_as_it_was(net):
     model = Model(id="acme/raced", weights_sha256=NEW_WEIGHTS, price_per_token=7,
-                  context_length=4096, validation_threshold="0.2", top_k=5)
+                  context_length=4096, validation_threshold="0.2", top_k=5,
+                  serving_dtype=DTYPE)
     first = proposal_id(submit(net, net.developer, packed(RegisterModel(model=model))))
     second = proposal_id(submit(net, net.parts[0], param("inference", "top_k", 7),
                                 packed(RegisterModel(model=model))))
@@ -287,6 +289,27 @@ def test_a_content_that_fails_at_execution_leaves_state_as_it_was(net):
     assert "content 1" in failed.result and "already used" in failed.result
     assert params(net, "inference")["top_k"] == 5  # content 0 was rolled back with it
     assert failed.deposits_refunded and net.balance(net.parts[0]) == before + MIN_DEPOSIT
+
+
+def test_governance_retunes_a_models_evidence_reference_but_never_its_serving_dtype(net):
+    (current,) = net.query("Models", q.QueryModelsRequest()).models
+    retuned = Model()
+    retuned.CopyFrom(current)
+    retuned.reference_distance_micro, retuned.evidence_bet_ppm = 250, 500_000
+    retuned.validation_threshold = "0.0005"
+    pid = proposal_id(submit(net, net.developer, packed(UpdateModel(model=retuned))))
+    assert run_vote(net, pid, [VOTE_OPTION_YES] * 3).status == PROPOSAL_STATUS_PASSED
+    assert net.query("Models", q.QueryModelsRequest()).models == [retuned]
+    halved = Model()
+    halved.CopyFrom(retuned)
+    halved.serving_dtype = "bfloat16"
+    refused = submit(net, net.developer, packed(UpdateModel(model=halved)))
+    assert refused.code != 0 and "keeps the serving dtype float32" in refused.log
+    assert net.query("Models", q.QueryModelsRequest()).models == [retuned]
+    refused = submit(net, net.developer, packed(UpdateModel(model=Model(
+        id=MODEL_ID, weights_sha256=WEIGHTS, price_per_token=1, context_length=1, top_k=1,
+        validation_threshold="0.1", serving_dtype=DTYPE, evidence_bet_ppm=1_000_000))))
+    assert refused.code != 0 and "evidence_bet_ppm" in refused.log
 
 
 def test_a_software_upgrade_plan_is_recorded_for_operators(net):

@@ -176,22 +176,12 @@ def test_updates_change_the_url_and_a_withdrawn_participant_leaves_the_draw(net)
     assert again.code == 2 and "already registered" in again.log
 
 
-def _unsigned(agent, start):
-    """The same start without the developer's request signature: the allowance path, signed
-    again by its agent (the start payload covers the request signature). Timestamp and nonce
-    stay: the agent stamps an API-key request itself, and the id binds them."""
-    start.ClearField("request_signature")
-    start.ClearField("developer_pubkey")
-    start.ta_signature = agent.node_key.sign(payload.start_payload_of(start)).signature
-    return start
-
-
 def test_an_allowance_pays_for_unsigned_starts_and_refunds_refill_it(net):
-    agent, executor, start = net.start("allow-1", max_tokens=16)
+    agent, executor, start = net.start("allow-1", max_tokens=16, signed_request=False)
     grant = MsgGrantAllowance(creator=net.developer.address, transfer_agent=agent.address,
                               limit=5_000)
     assert net.one(net.developer.tx(grant)).code == 0
-    assert net.one(agent.tx(_unsigned(agent, start))).code == 0
+    assert net.one(agent.tx(start)).code == 0
     escrow = (4 + 16) * PRICE
 
     def allowance() -> int:
@@ -204,9 +194,9 @@ def test_an_allowance_pays_for_unsigned_starts_and_refunds_refill_it(net):
     net.assert_conserved()
 
     def unsigned_by_agent(label: str, max_tokens: int):
-        return _unsigned(agent, start_msg(agent, net.developer, label,
-                                   net.drawn(agent, label)[0], net.height, T0 + net.height,
-                                   [1, 2, 3, 4], max_tokens=max_tokens))
+        return start_msg(agent, net.developer, label,
+                         net.drawn(agent, label, signed=False)[0], net.height, T0 + net.height,
+                         [1, 2, 3, 4], max_tokens=max_tokens, signed_request=False)
 
     refused = net.one(agent.tx(unsigned_by_agent("allow-2", 100)))
     assert refused.code == 17 and "allows" in refused.log
@@ -216,8 +206,8 @@ def test_an_allowance_pays_for_unsigned_starts_and_refunds_refill_it(net):
     assert allowance() == 0
     assert net.one(agent.tx(unsigned_by_agent("allow-3", 1))).code == 17
     stranger = next(p for p in net.parts if p is not agent)
-    unsigned = _unsigned(stranger, start_msg(stranger, net.developer, "allow-4",
-                                   net.drawn(stranger, "allow-4")[0],
-                                   net.height, T0 + net.height, [1, 2, 3, 4]))
+    unsigned = start_msg(stranger, net.developer, "allow-4",
+                         net.drawn(stranger, "allow-4", signed=False)[0],
+                         net.height, T0 + net.height, [1, 2, 3, 4], signed_request=False)
     assert net.one(stranger.tx(unsigned)).code == 17
     net.assert_conserved()

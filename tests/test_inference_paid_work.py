@@ -6,7 +6,7 @@ a lone Finish by an executor the landing start does not name is voided, never pa
 """
 
 import pytest
-from inference_actors import PRICE, Actor, finish_msg, start_msg
+from inference_actors import PRICE, Actor, delivery_signature, finish_msg, start_msg
 from inference_net import T0, Net
 
 from chain.inference import payload
@@ -29,8 +29,13 @@ def net() -> Net:
     return Net(participants=4)
 
 
-def _relay(executor: Actor, start: MsgStartInference) -> MsgRelayStart:
-    return MsgRelayStart(creator=executor.address, start=start)
+def _relay(executor: Actor, start: MsgStartInference,
+           delivered: tuple[int, ...] = (7,)) -> MsgRelayStart:
+    """The start as ``executor`` relays it, with its agent's signature that ``delivered`` of
+    its output reached the developer."""
+    return MsgRelayStart(creator=executor.address, start=start,
+                         delivered_hash=payload.ids_hash(delivered),
+                         delivery_signature=delivery_signature(start, list(delivered)))
 
 
 def _misses(net: Net, who: Actor) -> int:
@@ -81,7 +86,7 @@ def test_an_allowance_start_relayed_spends_the_allowance_once(net):
     grant = MsgGrantAllowance(creator=net.developer.address, transfer_agent=agent.address,
                               limit=5_000)
     assert net.one(net.developer.tx(grant)).code == 0
-    executor = net.actor(net.drawn(agent, "allowed")[0])
+    executor = net.actor(net.drawn(agent, "allowed", signed=False)[0])
     start = start_msg(agent, net.developer, "allowed", executor.address, net.height,
                       T0 + net.height, [1, 2, 3, 4], signed_request=False)
     assert net.one(executor.tx(_relay(executor, start))).code == 0
@@ -164,18 +169,20 @@ def test_an_expired_stray_finish_does_not_close_the_inference(net):
 
 def _tampered(net: Net, case: str) -> tuple[Actor, MsgRelayStart, int, str]:
     agent, executor, start = net.start(f"tamper-{case}")
+    relay = _relay(executor, start)
     if case == "more prompt tokens":
-        start.prompt_ids.extend([9, 9, 9, 9])  # a bigger bill than the agent signed
-        return executor, _relay(executor, start), 9, "transfer agent's node-key signature"
+        relay.start.prompt_ids.extend([9, 9, 9, 9])  # a bigger bill than the agent signed
+        return executor, relay, 9, "transfer agent's node-key signature"
     if case == "more output tokens":
-        start.max_tokens += 100
-        return executor, _relay(executor, start), 9, "transfer agent's node-key signature"
+        relay.start.max_tokens += 100
+        return executor, relay, 9, "transfer agent's node-key signature"
     if case == "request signature dropped":
-        start.ClearField("request_signature")  # to spend an allowance instead
-        return executor, _relay(executor, start), 9, "transfer agent's node-key signature"
+        relay.start.ClearField("request_signature")  # to spend an allowance instead
+        return executor, relay, 9, "transfer agent's node-key signature"
     if case == "signed by the executor's own key":
-        start.ta_signature = executor.node_key.sign(payload.start_payload_of(start)).signature
-        return executor, _relay(executor, start), 9, "transfer agent's node-key signature"
+        relay.start.ta_signature = executor.node_key.sign(
+            payload.start_payload_of(relay.start)).signature
+        return executor, relay, 9, "transfer agent's node-key signature"
     if case == "relayed by another participant":
         other = next(p for p in net.parts if p not in (agent, executor))
         return other, _relay(other, start), 8, "only the executor the start names"
@@ -208,4 +215,36 @@ def test_a_late_relay_settles_the_executors_finish_even_after_it_expired(net):
     assert net.inference("slow-relay").status == FINISHED
     assert net.account(executor).work_balance == (4 + 2) * PRICE
     assert net.balance(net.developer) == before - (4 + 2) * PRICE
+    net.assert_conserved()
+
+
+def test_a_pick_that_refused_the_forward_cannot_relay_its_start_to_block_the_retry(net):
+    """The hostile first pick refuses the forward, then relays the attempt-0 start the
+    forward carried: without the agent's delivery of its output, or with the delivery the
+    agent signed for the second pick's output, the relay is refused and moves nothing; the
+    agent's retry starts and its executor is paid."""
+    agent, first, second, start0, start1 = _attempts(net, "hijacked")
+    developer_before = net.balance(net.developer)
+    undelivered = MsgRelayStart(creator=first.address, start=start0)
+    copied = MsgRelayStart(creator=first.address, start=start0,
+                           delivered_hash=payload.ids_hash([1, 2]),
+                           delivery_signature=delivery_signature(start1, [1, 2]))
+    for relay in (undelivered, copied):
+        refused = net.one(first.tx(relay))
+        assert (refused.codespace, refused.code) == ("inference", 60), refused.log
+        assert "signed no delivery" in refused.log
+        with pytest.raises(QueryError, match="not found"):
+            net.inference("hijacked")
+    # The relay and the retry in one block, the relay first: still only the retry starts.
+    both = net.block([first.tx(undelivered), agent.tx(start1)])
+    assert [r.code for r in both] == [60, 0], [r.log for r in both]
+    assert net.inference("hijacked").executor == second.address
+    assert net.one(second.tx(finish_msg(second, start1, [1, 2]))).code == 0
+    cost = (4 + 2) * PRICE
+    done = net.inference("hijacked")
+    assert (done.status, done.executor) == (FINISHED, second.address)
+    assert net.account(second).work_balance == cost
+    assert net.account(first).work_balance == 0
+    assert net.participant_record(first).completions == 0
+    assert net.balance(net.developer) == developer_before - cost
     net.assert_conserved()

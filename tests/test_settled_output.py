@@ -166,7 +166,8 @@ def test_a_finish_with_the_prefix_its_transfer_agent_signed_settles_those_tokens
 
     def prefix_signature(key, ids: list[int]) -> bytes:
         return key.sign(payload.prefix_delivery_payload(
-            start.inference_id, payload.ids_hash(ids), agent.address)).signature
+            start.inference_id, payload.ids_hash(ids), agent.address,
+            executor.address)).signature
 
     for forged in (prefix_signature(agent.node_key, [7, 9]),
                    prefix_signature(executor.node_key, [7, 8])):

@@ -2,7 +2,9 @@
 seeds, sampled checks, votes, invalidation with refunds, INVALID status, reputation, lazy
 validators and canaries (docs/design.md §6)."""
 
+import decimal
 import hashlib
+import math
 import random
 
 import pytest
@@ -11,8 +13,16 @@ from inference_net import T0, Net
 
 from chain.epochs.settlement import split_by_weight
 from chain.inference.keeper import invalid_now
+from chain.scales import PPM
 from chain.validation import judging
-from chain.validation.sampling import check_probability_ppm, must_check, seed_hash, threshold
+from chain.validation.params import ValidationParams
+from chain.validation.sampling import (
+    check_probability_ppm,
+    expected_checks_ppm,
+    must_check,
+    seed_hash,
+    threshold,
+)
 from chain.validation.verdict import (
     allowed_violations,
     passes,
@@ -110,7 +120,7 @@ def assigned(net: Net, found: ValidationTask) -> list[Actor]:
     weights, total = members_total(net, found.epoch)
     others = total - weights.get(found.executor, 0)
     return [a for a in net.parts if a.address != found.executor and
-            must_check(seed(a, found.epoch), found.inference_id, found.p_ppm,
+            must_check(seed(a, found.epoch), found.inference_id, found.expected_checks_ppm,
                        weights[a.address], others)]
 
 
@@ -153,6 +163,7 @@ def test_a_newcomer_is_checked_by_every_member_and_passes():
     executor, inference = finished(net, "new-1")
     found = task(net, "new-1")
     assert (found.state, found.p_ppm, found.epoch) == (OPEN, 1_000_000, 0)
+    assert found.expected_checks_ppm == 2_000_000  # both others: a share of 1/2 each
     checkers = assigned(net, found)
     assert {c.address for c in checkers} == {p.address for p in net.parts} - {executor.address}
     results = net.block([c.tx(validation_msg(c, inference, PASS)) for c in checkers])
@@ -425,29 +436,77 @@ def test_window_without_checks_leaves_the_inference_unchecked():
     assert net.inference("skip-1").status == FINISHED
 
 
-def test_the_sampling_rule_checks_each_inference_with_probability_p():
-    """Over many inference ids: the share checked by at least one member is p, and each
-    member's share follows its weight (q = 1 − (1 − p)^(w/W): about proportional at small p)."""
+def test_the_sampling_rule_owes_each_inference_a_bounded_number_of_checks_split_by_weight():
+    """Over many inference ids: an inference of check probability p is owed −ln(1 − p)
+    checks, at most two, whatever the number of members; each member's share follows its
+    weight; and the share checked by nobody is at most 1 − p (e^−2 past the cap)."""
     rng = random.Random(7)
-    weights = [100, 300, 100]  # the executor's weight is left out of the total
-    seeds = [rng.randbytes(32) for _ in weights]
-    for p_ppm in (10_000, 200_000):
-        n = 20_000
-        checked, per_member = 0, [0, 0, 0]
-        for i in range(n):
-            hits = [must_check(s, f"inf-{i}", p_ppm, w, sum(weights))
-                    for s, w in zip(seeds, weights, strict=True)]
-            checked += any(hits)
-            per_member = [c + h for c, h in zip(per_member, hits, strict=True)]
-        p = p_ppm / 1e6
-        sigma = (n * p * (1 - p)) ** 0.5
-        assert abs(checked - n * p) < 4 * sigma, (p, checked)
-        expected = (1 - (1 - p) ** 0.6) / (1 - (1 - p) ** 0.2)  # weight 300 vs 100 of 500
-        if p_ppm == 200_000:
-            assert abs(per_member[1] / per_member[0] - expected) < 0.2 * expected
-    assert threshold(1_000_000, 1, 10) == 1 << 64
-    assert all(must_check(s, "any", 1_000_000, 1, 10) for s in seeds)
+    cap = ValidationParams().max_expected_checks_ppm
+    n = 8_000
+    for members in (3, 15, 63):  # the others: the executor is left out of the total
+        weights = [300 if m == 0 else 100 for m in range(members)]
+        seeds = [rng.randbytes(32) for _ in weights]
+        for p_ppm in (10_000, 500_000, PPM):
+            checks_ppm = expected_checks_ppm(p_ppm, cap)
+            assert checks_ppm == min(cap, int(-math.log1p(-p_ppm / PPM) * PPM)) \
+                if p_ppm < PPM else cap
+            expected = sum(min(1.0, checks_ppm / PPM * w / sum(weights)) for w in weights)
+            counted, nobody, per_member = 0, 0, [0] * members
+            for i in range(n):
+                hits = [must_check(s, f"inf-{i}", checks_ppm, w, sum(weights))
+                        for s, w in zip(seeds, weights, strict=True)]
+                counted += sum(hits)
+                nobody += not any(hits)
+                per_member = [c + h for c, h in zip(per_member, hits, strict=True)]
+            assert expected <= checks_ppm / PPM + 1e-9 and checks_ppm <= 2 * PPM
+            assert abs(counted / n - expected) < 4 * math.sqrt(expected / n) + 1e-9, \
+                (members, p_ppm, counted / n, expected)
+            unchecked = max(1 - p_ppm / PPM, math.exp(-2))
+            assert nobody / n <= unchecked + 4 * math.sqrt(unchecked / n), (members, p_ppm)
+            if p_ppm == 500_000 and members == 63:  # small shares: in proportion to weight
+                ratio = per_member[0] / (sum(per_member[1:]) / (members - 1))
+                assert abs(ratio - 3) < 0.6, ratio
+    assert threshold(2 * PPM, 1, 2) == 1 << 64  # a share of 1/2 owes both checks
+    assert threshold(2 * PPM, 1, 4) == 1 << 63
     assert threshold(0, 1, 10) == 0
+    assert expected_checks_ppm(0, cap) == 0 and expected_checks_ppm(PPM, 0) == 0
+
+
+def test_the_assignment_is_the_same_integer_on_every_node_whatever_its_decimal_settings():
+    """Nodes agree on who checks: m is computed in a private 40-digit decimal context and the
+    threshold in integers, so a process whose global decimal context differs (precision,
+    rounding) gets the same figures; they are the exact floors of the definitions."""
+    cap = ValidationParams().max_expected_checks_ppm
+    cases = [(p, w, total) for p in (1, 10_000, 505_000, 864_664, 999_999, PPM)
+             for w, total in ((1, 3), (7, 100), (300, 6_300), (10**12, 3 * 10**12 + 1))]
+    before = [(expected_checks_ppm(p, cap), threshold(expected_checks_ppm(p, cap), w, total))
+              for p, w, total in cases]
+    with decimal.localcontext() as other:
+        other.prec, other.rounding = 6, decimal.ROUND_UP
+        after = [(expected_checks_ppm(p, cap),
+                  threshold(expected_checks_ppm(p, cap), w, total)) for p, w, total in cases]
+    assert before == after
+    assert expected_checks_ppm(500_000, cap) == 693_147  # ln 2 = 0.6931471805…
+    assert expected_checks_ppm(10_000, cap) == 10_050  # −ln 0.99 = 0.0100503358…
+
+
+def test_an_executor_learns_nothing_of_its_next_check_from_the_checks_it_saw():
+    """During the epoch an executor sees, on chain, which of its finished inferences each
+    member reported on; the seed behind them stays secret until the epoch is over. Those
+    reports tell it nothing about the next inference: over many members' seeds, the chance
+    that a member checks the next one is q whether or not it checked each of the last two."""
+    rng = random.Random(11)
+    checks_ppm, weight, total = 2 * PPM, 1, 6  # q = 1/3
+    q = threshold(checks_ppm, weight, total) / 2**64
+    seen: dict[tuple[bool, bool], list[bool]] = {}
+    for _ in range(30_000):
+        seed = rng.randbytes(32)
+        past = tuple(must_check(seed, f"inf-{i}", checks_ppm, weight, total) for i in (1, 2))
+        seen.setdefault(past, []).append(must_check(seed, "inf-3", checks_ppm, weight, total))
+    assert len(seen) == 4
+    for past, nexts in seen.items():
+        rate = sum(nexts) / len(nexts)
+        assert abs(rate - q) < 4 * math.sqrt(q * (1 - q) / len(nexts)), (past, rate)
 
 
 def test_a_start_drawn_before_its_executor_became_invalid_is_still_accepted():

@@ -22,7 +22,9 @@ from test_validation_module import (
     vote_among,
 )
 
+from chain.epochs.params import EpochsParams
 from chain.scales import PPM
+from chain.validation.keeper import BOND_ACCOUNT
 from inferchain_pb.inference.v1.inference_pb2 import INVALIDATED, VALIDATED, Inference
 from inferchain_pb.inference.v1.validation_pb2 import (
     FAILED,
@@ -33,7 +35,7 @@ from inferchain_pb.inference.v1.validation_pb2 import (
 
 EPOCH = 100
 REVEAL = 10
-FEE_SHARE_PPM = 100_000  # epochs.validator_fee_share_ppm's default
+FEE_SHARE_PPM = EpochsParams().validator_fee_share_ppm  # the default share
 STEP = -(-PPM // 30)  # one reputation step at the default epochs_to_max
 
 
@@ -242,9 +244,11 @@ def test_a_coalition_flips_a_vote_only_with_two_of_three_seats_as_often_as_drawn
     colluders open votes on honest outputs and fail them, pass forged ones, and report in
     every vote they are drawn for. A vote where they hold fewer than two seats never flips;
     over the votes, the flip rate matches the exact chance of two seats, 70/455 ≈ 0.154
-    (3s² − 2s³ ≈ 0.175 at s = 4/15 for many small members)."""
+    (3s² − 2s³ ≈ 0.175 at s = 4/15 for many small members). Vote bonds are off: hundreds
+    of votes in one epoch would lock more than the test accounts hold, and the bond does
+    not change who sits in a vote."""
     net = make_net(16, PPM, epoch=10_000, p_min_ppm=0, p_max_ppm=0,
-                   invalid_after_consecutive=100_000, invalid_min_count=100_000)
+                   invalid_after_consecutive=100_000, invalid_min_count=100_000, vote_bond=0)
     colluders = net.parts[:4]
     flips = votes = 0
     for n in range(400):
@@ -295,3 +299,90 @@ def test_one_heavy_member_never_flips_a_vote_whatever_its_weight():
         assert task(net, inference.id).state == PASSED
         assert net.inference(inference.id).status == VALIDATED
     assert drawn >= 5, drawn
+
+
+def test_every_vote_a_sacrificial_member_forces_costs_its_bond_at_the_reveal():
+    """One member opens votes on five honest outputs its seed did not assign it (the chain
+    cannot tell while seeds are secret): each failing report locks the vote bond. Another,
+    assigned, opens one vote and a third, unassigned, never reveals. At the reveal the
+    sacrificial member's five bonds are burned and its reputation drops to 0 at once; the
+    assigned opener's comes back whatever the vote decided; the silent one's burns when the
+    epoch is judged. The price of forcing a vote is the bond plus a reputation step."""
+    net = make_net(16, PPM, p_min_ppm=200_000)
+    bond = 100_000_000  # validation.vote_bond's default
+    fee = 20_000  # what every test tx pays (inference_actors.Actor.tx)
+    bank = net.app.modules.bank
+    sacrificed, silent = net.parts[1], net.parts[2]
+
+    def coins(raw: bytes) -> int:
+        return bank.balance(net.app.store.begin_block(), raw, "ninfer")
+
+    def supply() -> int:
+        return bank.supply(net.app.store.begin_block(), "ninfer")
+
+    def force(opener_of, label: str) -> tuple[Actor, Inference]:
+        """Finishes inferences until ``opener_of(executor, its task)`` names an opener the
+        vote does not draw; it opens that vote with a failing report (its balance paying fee
+        and bond) and the drawn voters keep the output."""
+        for attempt in range(40):
+            executor, inference = finished(net, f"{label}-{attempt}")
+            opener = opener_of(executor, task(net, inference.id))
+            if opener is None:
+                continue
+            before = net.balance(opener)
+            assert net.one(opener.tx(validation_msg(opener, inference, FAIL))).code == 0
+            assert net.balance(opener) == before - fee - bond
+            voters = vote_among(net, inference.id)
+            net.block([v.tx(validation_msg(v, inference, PASS))
+                       for v in unreported(net, inference.id, voters)])
+            assert task(net, inference.id).state == PASSED
+            if opener not in voters:
+                return opener, inference
+            drawn[opener.address] = drawn.get(opener.address, 0) + 1  # the vote gave it
+        pytest.fail(f"{label}: no inference to open as wanted")
+
+    drawn: dict[str, int] = {}  # votes an opener opened and was then drawn into
+
+    def unassigned(member: Actor):
+        return lambda executor, found: None if executor is member or \
+            member in assigned(net, found) else member
+
+    def any_assigned(executor: Actor, found) -> Actor | None:
+        return next((a for a in assigned(net, found) if a not in (sacrificed, silent)), None)
+
+    forced = [force(unassigned(sacrificed), f"forced-{n}")[1] for n in range(5)]
+    honest, _ = force(any_assigned, "assigned")
+    force(unassigned(silent), "silent")
+    assert coins(BOND_ACCOUNT) == (7 + sum(drawn.values())) * bond
+    lost = 5 + drawn.get(sacrificed.address, 0)  # every vote it opened went against it
+    assert stats(net, sacrificed).reputation_ppm == max(0, PPM - lost * STEP)
+    held = {a.address: net.balance(a) for a in (sacrificed, honest, silent)}
+    assert honest not in (sacrificed, silent)
+
+    to_height(net, 1 + 2 * EPOCH)
+    supply_before = supply()
+    results = net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=1, seed=seed(a, 1)))
+                         for a in net.parts if a is not silent])
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+    # The sacrificial member's bonds burn; those of votes that drew it come back, as does
+    # the assigned opener's.
+    assert net.balance(sacrificed) == \
+        held[sacrificed.address] - fee + drawn.get(sacrificed.address, 0) * bond
+    assert stats(net, sacrificed).reputation_ppm == 0
+    assert net.balance(honest) == \
+        held[honest.address] - fee + (1 + drawn.get(honest.address, 0)) * bond
+    assert coins(BOND_ACCOUNT) == (1 + drawn.get(silent.address, 0)) * bond  # until judging
+    burned_at_reveal = supply_before - supply()
+    assert burned_at_reveal == len(forced) * bond
+    to_height(net, 1 + 2 * EPOCH + REVEAL)
+    # Judging burns the silent member's bond (settlement mints the epoch's rewards then, so
+    # supply says nothing here): it leaves the bond account and never reaches its owner.
+    assert coins(BOND_ACCOUNT) == 0 and net.balance(silent) == held[silent.address]
+    opened = record(net, sacrificed, 1)
+    assert opened.lazy and opened.unassigned_reports == len(forced)
+    assert not record(net, honest, 1).lazy
+    print(f"\nforcing {len(forced)} votes cost the sacrificial member {len(forced) * bond} "
+          f"ninfer in bonds ({bond} each, burned at its reveal), its reputation ({PPM} ppm → "
+          f"{max(0, PPM - lost * STEP)} as the votes went against it, 0 at the reveal) and "
+          f"the "
+          f"epoch's rewards; the assigned opener got its bond back")

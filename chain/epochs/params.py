@@ -48,7 +48,9 @@ class EpochsParams(ModuleParams):
     # 0 to 2e9 billionths: a tolerance of 2 accepts any distance.
     poc_tolerance_nano: int = bounded(10_000, 0, 2 * NANO)
     # No participant's weight exceeds this share of all accepted nonces; 0 would weigh none.
-    max_weight_share_ppm: int = bounded(250_000, 1, PPM)
+    # Just under a third: below it no participant gains by splitting into sybils
+    # (docs/economics.md), and none holds a third of the voting power alone.
+    max_weight_share_ppm: int = bounded(333_333, 1, PPM)
     # Reward coins minted for epoch e: initial_epoch_reward × (1 − reward_decay_ppm/1e6)^e.
     # At most 1e15 ninfer (a million INFER) an epoch and a decay of at least 1 ppm, and
     # together at most MAX_LIFETIME_EMISSION over all epochs: every epoch's emission, and
@@ -56,7 +58,9 @@ class EpochsParams(ModuleParams):
     initial_epoch_reward: int = bounded(1_000_000_000_000, 0, 10**15)
     reward_decay_ppm: int = bounded(2_000, 1, PPM)
     # Of a validated inference's fee, the share that goes to the validators who checked it.
-    validator_fee_share_ppm: int = bounded(100_000, 0, PPM)
+    # Half: paid at rate p, it is what low reputation costs, and it must outweigh the compute
+    # a cheat below the INVALID thresholds saves (docs/economics.md).
+    validator_fee_share_ppm: int = bounded(500_000, 0, PPM)
 
     def check_consistency(self) -> None:
         if self.poc_window_blocks and \

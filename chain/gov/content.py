@@ -125,6 +125,10 @@ class Contents:
         current = self._live_model(ctx, msg.model.id)
         if current.weights_sha256 != msg.model.weights_sha256:
             raise InvalidContent("an update keeps the weights; other weights are a new model")
+        if current.serving_dtype != msg.model.serving_dtype:
+            # Participants declared the model in its dtype; another precision is a new model.
+            raise InvalidContent(f"an update keeps the serving dtype {current.serving_dtype}; "
+                                 f"another dtype is a new model")
         self._inference.set_model(ctx.kv, msg.model)
         ctx.emit("update_model", proposal_id=str(proposal_id), model_id=msg.model.id,
                  price_per_token=str(msg.model.price_per_token))

@@ -19,14 +19,15 @@ class Delivered(enum.Enum):
     PREFIX = "prefix"  # this much of the output had reached the developer so far
 
 
-def signed_delivery(agent: Participant, inference_id: str, output_hash: bytes,
+def signed_delivery(agent: Participant, executor: str, inference_id: str, output_hash: bytes,
                     signature: bytes) -> Delivered | None:
-    """The kind of delivery ``agent``'s node key signed for this output; None if neither."""
+    """The kind of delivery ``agent``'s node key signed for this output of ``executor``'s;
+    None if neither."""
     for kind, build in ((Delivered.WHOLE, payload.delivery_payload),
                         (Delivered.PREFIX, payload.prefix_delivery_payload)):
         try:
-            verify_ed25519(agent.node_pubkey, build(inference_id, output_hash, agent.address),
-                           signature)
+            verify_ed25519(agent.node_pubkey,
+                           build(inference_id, output_hash, agent.address, executor), signature)
         except (BadSignatureError, ValueError, TypeError):
             continue
         return kind

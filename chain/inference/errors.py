@@ -20,3 +20,7 @@ InvalidParticipant = error_class("InvalidParticipant", 15, SPACE)
 InferenceClosed = error_class("InferenceClosed", 16, SPACE)
 NoAllowance = error_class("NoAllowance", 17, SPACE)
 InvalidSampling = error_class("InvalidSampling", 18, SPACE)
+UndeliveredRelay = error_class("UndeliveredRelay", 60, SPACE)
+UnevidencedSkip = error_class("UnevidencedSkip", 61, SPACE)
+# A served model's or a finish's dtype is not the model's registered serving dtype.
+WrongServingDtype = error_class("WrongServingDtype", 70, SPACE)

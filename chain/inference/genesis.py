@@ -40,7 +40,7 @@ from chain.inference.keeper import (
     WORK,
     InferenceKeeper,
 )
-from chain.inference.model import MODEL_FIELDS, model_error
+from chain.inference.model import DEFAULT_REFERENCES, DEFAULT_THRESHOLDS, MODEL_FIELDS, model_error
 from chain.inference.params import KEY as PARAMS_KEY
 from chain.inference.params import InferenceParams
 from chain.store import KVReader
@@ -55,7 +55,9 @@ from inferchain_pb.inference.v1.inference_pb2 import (
 
 # Nats of top-k logprob distance a validation accepts, from the calibration in
 # docs/verification.md: 1.5× the largest honest distance measured (bf16 executors).
-DEFAULT_VALIDATION_THRESHOLD = "0.15"
+# The precision a genesis model is served in when its entry names none: the devnet and the
+# tests run fp32 ML nodes on CPU.
+DEFAULT_SERVING_DTYPE = "float32"
 # What a participant has done since it registered: an exported genesis states these, a new
 # chain's participants start from nothing (active, weight from the params).
 PARTICIPANT_COUNTS = ("completions", "misses", "registered_height", "invalid_since",
@@ -88,13 +90,17 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
                                  f"weights_sha256; unknown fields {sorted(unknown)}")
         if keeper.model(kv, raw["id"]) is not None:
             raise InvalidRequest(f"genesis lists model {raw['id']} twice")
+        dtype = raw.get("serving_dtype", DEFAULT_SERVING_DTYPE)
+        reference, bet = DEFAULT_REFERENCES.get(dtype, (0, 0))
         entry = Model(
             id=raw["id"], weights_sha256=raw["weights_sha256"],
             price_per_token=int(raw.get("price_per_token", params.default_price_per_token)),
             context_length=int(raw.get("context_length", 8192)),
             validation_threshold=str(raw.get("validation_threshold",
-                                             DEFAULT_VALIDATION_THRESHOLD)),
-            top_k=int(raw.get("top_k", params.top_k)))
+                                             DEFAULT_THRESHOLDS.get(dtype, ""))),
+            top_k=int(raw.get("top_k", params.top_k)), serving_dtype=str(dtype),
+            reference_distance_micro=int(raw.get("reference_distance_micro", reference)),
+            evidence_bet_ppm=int(raw.get("evidence_bet_ppm", bet)))
         error = model_error(entry)
         if error is not None:
             raise InvalidRequest(f"genesis model {raw['id']!r}: {error}")
@@ -108,6 +114,10 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
                 raise InvalidRequest(f"genesis participant {raw['address']} serves "
                                      f"{served['model_id']!r}, which the registry does not list "
                                      f"with those weights")
+            if served.get("dtype", model.serving_dtype) != model.serving_dtype:
+                raise InvalidRequest(f"genesis participant {raw['address']} serves "
+                                     f"{model.id} in {served['dtype']}, not its registered "
+                                     f"{model.serving_dtype}")
         if keeper.participant(kv, raw["address"]) is not None:
             raise InvalidRequest(f"genesis lists participant {raw['address']} twice")
         try:
@@ -120,7 +130,8 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
                                  f"be 64 hex digits (ed25519), no other participant's")
         participant = Participant(
             address=raw["address"], url=raw["url"], node_pubkey=bytes.fromhex(raw["node_pubkey"]),
-            models=[ServedModel(model_id=m["model_id"], weights_sha256=m["weights_sha256"])
+            models=[ServedModel(model_id=m["model_id"], weights_sha256=m["weights_sha256"],
+                                dtype=keeper.model(kv, m["model_id"]).serving_dtype)
                     for m in raw["models"]],
             weight=int(raw.get("weight", params.genesis_weight)), active=True)
         _set_counts(participant, raw)
@@ -160,7 +171,10 @@ def export_genesis(keeper: InferenceKeeper, state: KVReader) -> dict[str, Any]:
             "models": [{"id": m.id, "weights_sha256": m.weights_sha256,
                         "price_per_token": m.price_per_token,
                         "context_length": m.context_length,
-                        "validation_threshold": m.validation_threshold, "top_k": m.top_k}
+                        "validation_threshold": m.validation_threshold, "top_k": m.top_k,
+                        "serving_dtype": m.serving_dtype,
+                        "reference_distance_micro": m.reference_distance_micro,
+                        "evidence_bet_ppm": m.evidence_bet_ppm}
                        for m in keeper.models(state)],
             "participants": participants,
             **export_records(state, "inference", RECORDS,
@@ -171,8 +185,8 @@ def _participant_entry(participant: Participant) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "address": participant.address, "url": participant.url,
         "node_pubkey": participant.node_pubkey.hex(),
-        "models": [{"model_id": m.model_id, "weights_sha256": m.weights_sha256}
-                   for m in participant.models],
+        "models": [{"model_id": m.model_id, "weights_sha256": m.weights_sha256,
+                    "dtype": m.dtype} for m in participant.models],
         "weight": participant.weight, "active": participant.active,
         **{name: getattr(participant, name) for name in PARTICIPANT_COUNTS}}
     if participant.consensus_pubkey:

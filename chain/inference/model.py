@@ -15,6 +15,21 @@ from inferchain_pb.inference.v1.inference_pb2 import Model
 MODEL_ID = re.compile(r"[\w.:/-]{1,128}")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 MODEL_FIELDS = frozenset(field.name for field in Model.DESCRIPTOR.fields)
+# The precisions a model can be registered to be served in (docs/design.md §2).
+# Below 1,000,000, so one report of distance 0 never zeroes an executor's evidence wealth.
+MAX_BET_PPM = 999_999
+SERVING_DTYPES = ("float32", "bfloat16", "float16")
+# The calibrated per-inference distance threshold D for each serving dtype, used when a
+# genesis entry gives none: 1.5× the largest honest distance with executor and validator in
+# that dtype, rounded up (docs/verification.md, "Per serving dtype"). fp32 needs no
+# half-precision slack; fp16 is calibrated against an fp32 validator, so it keeps that margin.
+DEFAULT_THRESHOLDS = {"float32": "0.00048", "bfloat16": "0.15", "float16": "0.019"}
+# The evidence test's honest reference per serving dtype, (μ0 in micro-nats, bet in ppm):
+# 1.25× the largest honest class mean with executor and validator in that dtype, and the bet
+# that makes the int8 substitute's evidence grow fastest (docs/verification.md, "Per serving
+# dtype"). fp16 has no calibration with an fp16 validator yet: its test is off (0).
+DEFAULT_REFERENCES = {"float32": (304, 900_000), "bfloat16": (73_972, 900_000),
+                      "float16": (0, 0)}
 
 
 def model_problems(fields: Mapping[str, object]) -> dict[str, str]:
@@ -36,6 +51,14 @@ def model_problems(fields: Mapping[str, object]) -> dict[str, str]:
             problems[name] = "must be an integer of at least 1"
     if "top_k" in fields and not _is_int_in(fields["top_k"], 1, MAX_TOP_K):
         problems["top_k"] = f"must be an integer from 1 to {MAX_TOP_K}"
+    if "serving_dtype" in fields and fields["serving_dtype"] not in SERVING_DTYPES:
+        problems["serving_dtype"] = f"must be one of {', '.join(SERVING_DTYPES)}"
+    if "reference_distance_micro" in fields and not _is_int_in(
+            fields["reference_distance_micro"], 0, None):
+        problems["reference_distance_micro"] = "must be an integer of at least 0"
+    if "evidence_bet_ppm" in fields and not _is_int_in(fields["evidence_bet_ppm"], 0,
+                                                        MAX_BET_PPM):
+        problems["evidence_bet_ppm"] = f"must be an integer from 0 to {MAX_BET_PPM}"
     if "validation_threshold" in fields and not _is_threshold(fields["validation_threshold"]):
         problems["validation_threshold"] = (f"must be a non-negative decimal string, got "
                                             f"{fields['validation_threshold']!r}")

@@ -37,8 +37,10 @@ from chain.inference.errors import (
     ParticipantNotFound,
     ReplayedRequest,
     StaleRequest,
+    UndeliveredRelay,
     UnknownModel,
     WrongExecutor,
+    WrongServingDtype,
 )
 from chain.inference.expected_keepers import BankKeeper, InferenceHooks
 from chain.inference.keeper import ESCROW_ACCOUNT, DrawUnavailable, InferenceKeeper
@@ -77,19 +79,19 @@ def _verify_ed25519(pubkey: bytes, message: bytes, signature: bytes, who: str) -
         raise BadSignature(f"{who}'s node-key signature does not verify") from exc
 
 
-def _delivery_signed(agent: Participant, inference_id: str, output_hash: bytes,
-                    signature: bytes) -> bool:
-    """Whether the transfer agent signed that this output, whole or as the prefix it had
-    streamed so far, reached the developer: without it an executor cannot be paid for tokens
-    the developer never got."""
-    return signed_delivery(agent, inference_id, output_hash, signature) is not None
+def _delivery_signed(agent: Participant, executor: str, inference_id: str,
+                     output_hash: bytes, signature: bytes) -> bool:
+    """Whether the transfer agent signed that this output of ``executor``'s, whole or as the
+    prefix it had streamed so far, reached the developer: without it an executor cannot be
+    paid for tokens the developer never got."""
+    return signed_delivery(agent, executor, inference_id, output_hash, signature) is not None
 
 
-def _check_delivery(agent: Participant, inference_id: str, output_hash: bytes,
+def _check_delivery(agent: Participant, executor: str, inference_id: str, output_hash: bytes,
                     signature: bytes) -> None:
-    if not _delivery_signed(agent, inference_id, output_hash, signature):
+    if not _delivery_signed(agent, executor, inference_id, output_hash, signature):
         raise BadSignature(f"transfer agent {agent.address} did not sign delivery of this "
-                           f"output to the developer")
+                           f"output of {executor}'s to the developer")
 
 
 class InferenceMsgServer:
@@ -139,11 +141,21 @@ class InferenceMsgServer:
 
     def relay_start(self, ctx: Context, msg: MsgRelayStart) -> None:
         """The executor a start names submits it: the agent's node-key signature over the
-        whole start is the agent's consent, so it is applied exactly as the agent's own."""
+        whole start is the agent's consent, so it is applied exactly as the agent's own, once
+        the agent also signed that some of this executor's output reached the developer. A
+        pick that refused the forward, or served nothing, holds no such signature: its relay
+        cannot take the inference id from the agent's next attempt (docs/design.md §3.5)."""
         if msg.creator != msg.start.executor:
             raise WrongExecutor(f"only the executor the start names ({msg.start.executor}) "
                                 f"may relay it, not {msg.creator}")
         self._registered(ctx, msg.creator)
+        agent = self._registered(ctx, msg.start.creator)
+        if not _delivery_signed(agent, msg.creator, msg.start.inference_id, msg.delivered_hash,
+                                msg.delivery_signature):
+            raise UndeliveredRelay(f"transfer agent {agent.address} signed no delivery of "
+                                   f"{msg.creator}'s output of inference "
+                                   f"{msg.start.inference_id}; only a start whose output "
+                                   f"reached the developer is relayed")
         self.start(ctx, msg.start)
         ctx.emit("relay_start", inference_id=msg.start.inference_id, executor=msg.creator)
 
@@ -161,7 +173,8 @@ class InferenceMsgServer:
         void = None
         if known is not None and not (
                 self._finish_fits(known, msg) and
-                _delivery_signed(agent, known.id, known.output_hash, known.delivery_signature)):
+                _delivery_signed(agent, known.executor, known.id, known.output_hash,
+                                 known.delivery_signature)):
             void, known = known, None
         via_allowance = not msg.request_signature
         self._check_timestamp(ctx, msg, params.request_time_window_s)
@@ -206,9 +219,13 @@ class InferenceMsgServer:
         executor = self._registered(ctx, msg.creator)
         _verify_ed25519(executor.node_pubkey, payload.finish_payload(
             msg.inference_id, msg.model_id, msg.prompt_hash, msg.output_hash,
-            msg.prompt_tokens, msg.output_tokens, msg.artifact, msg.creator),
+            msg.prompt_tokens, msg.output_tokens, msg.artifact, msg.creator, msg.serving_dtype),
             msg.executor_signature, "the executor")
         model = self._model(ctx, msg.model_id)
+        if msg.serving_dtype != model.serving_dtype:
+            raise WrongServingDtype(f"the finish says it was served in "
+                                    f"{msg.serving_dtype or 'no dtype'}; {model.id} is served "
+                                    f"in {model.serving_dtype}")
         self._check_output(msg, model)
         known = self._keeper.inference(ctx.kv, msg.inference_id)
         if known is not None and known.finished and (known.status == FINISHED
@@ -223,8 +240,8 @@ class InferenceMsgServer:
             raise WrongExecutor(f"inference {msg.inference_id} was assigned to "
                                 f"{known.executor}, not {msg.creator}")
         if known is not None:
-            _check_delivery(self._registered(ctx, known.transfer_agent), msg.inference_id,
-                            msg.output_hash, msg.delivery_signature)
+            _check_delivery(self._registered(ctx, known.transfer_agent), msg.creator,
+                            msg.inference_id, msg.output_hash, msg.delivery_signature)
         inference = Inference()
         if known is not None:
             inference.CopyFrom(known)
@@ -237,6 +254,7 @@ class InferenceMsgServer:
         inference.prompt_tokens, inference.output_tokens = msg.prompt_tokens, msg.output_tokens
         inference.executor_signature = msg.executor_signature
         inference.delivery_signature = msg.delivery_signature
+        inference.serving_dtype = msg.serving_dtype
         inference.finish_height, inference.finished = ctx.block.height, True
         if known is not None:
             self._check_start_matches(known, msg)
@@ -315,6 +333,10 @@ class InferenceMsgServer:
             if served.weights_sha256 != model.weights_sha256:
                 raise InvalidParticipant(f"weights {served.weights_sha256[:16]}… are not model "
                                          f"{model.id}'s {model.weights_sha256[:16]}…")
+            if served.dtype != model.serving_dtype:
+                raise WrongServingDtype(f"model {model.id} is served in {model.serving_dtype}, "
+                                        f"not {served.dtype or 'no dtype'}: a participant "
+                                        f"whose ML node cannot serve it so does not declare it")
         if msg.consensus_pubkey:
             self._check_consensus_key(ctx, participant.address, msg.consensus_pubkey,
                                       msg.consensus_key_signature)
@@ -388,18 +410,21 @@ class InferenceMsgServer:
             raise DrawMismatch(f"attempt {msg.attempt} is past the last allowed "
                                f"({params.max_attempts - 1})")
         start_rules.check_request_id(msg)
+        if not msg.request_signature:
+            start_rules.check_key_nonce(msg)
         bound = self._keeper.request_draw_height(ctx.kv, msg.request_timestamp)
         if msg.draw_height != bound:
             raise DrawMismatch(f"a request stamped {msg.request_timestamp} draws at height "
                                f"{bound or 'none yet'}, not {msg.draw_height}")
         try:
-            order = self._keeper.draw(ctx.kv, msg.inference_id, model, msg.draw_height)
+            drawn = self._keeper.draw(ctx.kv, msg.inference_id, model, msg.draw_height)
         except DrawUnavailable as exc:
             raise DrawMismatch(str(exc)) from exc
         except NoEligibleExecutor as exc:
             raise DrawMismatch(f"no participant can serve {model.id}") from exc
         except ValueError as exc:
             raise DrawMismatch(f"the draw cannot be computed: {exc}") from exc
+        order = start_rules.executor_order(drawn, msg.creator, bool(msg.request_signature))
         if msg.attempt >= len(order) or order[msg.attempt] != msg.executor:
             picked = order[msg.attempt] if msg.attempt < len(order) else "nobody"
             raise DrawMismatch(f"the draw at height {msg.draw_height} picks {picked} for "
@@ -407,6 +432,7 @@ class InferenceMsgServer:
         skipped = [self._keeper.participant(ctx.kv, address) for address in order[:msg.attempt]]
         charged = [p for j, p in enumerate(skipped)
                    if start_rules.refused(msg, j, p.address, p.node_pubkey)]
+        start_rules.check_self_service(msg, len(charged))
         for participant in charged:  # after every check, so a forged refusal charges nobody
             participant.misses += 1
             self._keeper.set_participant(ctx.kv, participant)

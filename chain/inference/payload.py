@@ -31,6 +31,7 @@ class RequestPurpose(enum.StrEnum):
 DELIVERY_TAG = b"inferchain/delivery/v1"
 REQUEST_ID_TAG = b"inferchain/request-id/v1"
 REFUSAL_TAG = b"inferchain/refusal/v1"
+KEY_NONCE_TAG = b"inferchain/key-nonce/v1"
 PREFIX_DELIVERY_TAG = b"inferchain/delivery-prefix/v1"
 
 
@@ -73,6 +74,17 @@ def request_id(developer: str, prompt_hash: bytes, timestamp: int, transfer_agen
     return hashlib.sha256(canonical(REQUEST_ID_TAG, developer, prompt_hash,
                                     struct.pack(">q", timestamp), transfer_agent,
                                     nonce, *extra)).hexdigest()
+
+
+def key_request_nonce(transfer_agent: str, developer: str, prompt_hash: bytes,
+                      timestamp: int, choices: int = 1) -> bytes:
+    """The nonce of an API-key request (docs/design.md §3.3): no developer signs it, so it is
+    a hash of what the request already fixes, not a choice of the transfer agent's; the agent
+    can then vary an API-key request's inference id only through its timestamp."""
+    extra = (choices,) if choices > 1 else ()
+    return hashlib.sha256(canonical(KEY_NONCE_TAG, transfer_agent, developer, prompt_hash,
+                                    struct.pack(">q", timestamp), *extra)
+                          ).digest()[:REQUEST_NONCE_BYTES]
 
 
 def refusal_payload(inference_id: str, attempt: int, executor: str) -> bytes:
@@ -121,23 +133,29 @@ def start_payload_of(msg: "MsgStartInference") -> bytes:
 
 def finish_payload(inference_id: str, model_id: str, prompt_hash: bytes, output_hash: bytes,
                    prompt_tokens: int, output_tokens: int, artifact: bytes,
-                   executor: str) -> bytes:
+                   executor: str, serving_dtype: str) -> bytes:
+    """What an executor signs over its output, the dtype it says it served in included."""
     return canonical(FINISH_TAG, inference_id, model_id, prompt_hash, output_hash,
-                     prompt_tokens, output_tokens, hashlib.sha256(artifact).digest(), executor)
+                     prompt_tokens, output_tokens, hashlib.sha256(artifact).digest(), executor,
+                     serving_dtype)
 
 
-def delivery_payload(inference_id: str, output_hash: bytes, transfer_agent: str) -> bytes:
+def delivery_payload(inference_id: str, output_hash: bytes, transfer_agent: str,
+                     executor: str) -> bytes:
     """What a transfer agent signs once the executor's stream ended: the output it passed on
-    to the developer, whole (docs/design.md §3.5). The chain charges no other output."""
-    return canonical(DELIVERY_TAG, inference_id, output_hash, transfer_agent)
+    to the developer, whole (docs/design.md §3.5). The chain charges no other output. It names
+    the executor whose output it was, so no other pick can present it (a relayed start needs
+    one, §3.5)."""
+    return canonical(DELIVERY_TAG, inference_id, output_hash, transfer_agent, executor)
 
 
-def prefix_delivery_payload(inference_id: str, output_hash: bytes, transfer_agent: str) -> bytes:
+def prefix_delivery_payload(inference_id: str, output_hash: bytes, transfer_agent: str,
+                            executor: str) -> bytes:
     """What a transfer agent signs every few tokens while it streams: the output so far
     reached the developer (docs/design.md §3.5). A finish may carry it, so an executor is paid
     for the longest prefix delivered even when the agent withholds the rest; its own tag tells
     validators that this output may stop short of its end without the executor's fault."""
-    return canonical(PREFIX_DELIVERY_TAG, inference_id, output_hash, transfer_agent)
+    return canonical(PREFIX_DELIVERY_TAG, inference_id, output_hash, transfer_agent, executor)
 
 
 def validation_payload(inference_id: str, output_hash: bytes, distance_micro: int,

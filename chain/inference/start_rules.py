@@ -19,6 +19,7 @@ from chain.inference.errors import (
     InvalidPrompt,
     InvalidSampling,
     NoAllowance,
+    UnevidencedSkip,
 )
 from chain.inference.params import (
     GRAMMAR_KINDS,
@@ -140,6 +141,37 @@ def check_request_id(start: MsgStartInference) -> None:
     if start.inference_id != expected:
         raise DrawMismatch(f"inference id {start.inference_id[:64]!r} is not the request's id "
                            f"{expected}")
+
+
+def check_key_nonce(start: MsgStartInference) -> None:
+    """An API-key (allowance) start's nonce is the one its request fixes
+    (payload.key_request_nonce): the agent stamps it but cannot grind it for a draw it likes."""
+    expected = payload.key_request_nonce(start.creator, start.developer, start.prompt_hash,
+                                         start.request_timestamp, start.choices)
+    if start.request_nonce != expected:
+        raise DrawMismatch(f"an API-key request's nonce is {expected.hex()}, derived from the "
+                           f"request, not {start.request_nonce.hex()[:64]}")
+
+
+def executor_order(order: list[str], transfer_agent: str, signed: bool) -> list[str]:
+    """The picks a start may name, from the draw's order: an API-key start's (not ``signed``
+    by its developer) never its own transfer agent, unless nobody else serves the model, since
+    that agent stamps the request and could wait for a timestamp whose draw names itself
+    (docs/design.md §3.3)."""
+    if signed:
+        return order
+    return [p for p in order if p != transfer_agent] or order
+
+
+def check_self_service(start: MsgStartInference, evidenced: int) -> None:
+    """A transfer agent names itself past pick 0 only when every pick before it refused with
+    its signature (``evidenced`` of them did): skipping picks without evidence never brings
+    the work to the agent, so its own executions stay at its draw share."""
+    if start.executor == start.creator and evidenced < start.attempt:
+        raise UnevidencedSkip(f"transfer agent {start.creator} names itself at attempt "
+                              f"{start.attempt} with {evidenced} of the {start.attempt} "
+                              f"picks before it refused; it serves itself past a pick only "
+                              f"on that pick's signed refusal")
 
 
 def refused(start: MsgStartInference, attempt: int, executor: str, agent_key: bytes) -> bool:

@@ -58,7 +58,10 @@ class ValidationBlocks:
         following = self.epochs.epoch_of(ctx.kv, opened)
         if opened >= 1 and following >= 1 and self.epochs.start_of(ctx.kv, following) == opened:
             self.judging.start(ctx, following - 1)
-        return self.judging.advance(ctx)
+        judged = self.judging.advance(ctx)
+        for epoch in judged:
+            self.tasks.forfeit_bonds(ctx, epoch)
+        return judged
 
     def epoch_start(self, ctx: Context, epoch: int) -> None:
         if epoch > 0:

@@ -3,7 +3,8 @@
 Starting reputations let a network that migrates from another one (or a test) begin with
 participants who already earned trust, instead of checking everyone at p_max. An exported
 genesis carries instead every record the module keeps: epoch members, seed commitments,
-tasks and their queues, executor stats, validator records, canaries and judging cursors.
+tasks and their queues, executor stats, validator records, canaries, judging cursors and
+vote bonds.
 """
 
 from dataclasses import asdict
@@ -25,6 +26,7 @@ from chain.scales import PPM
 from chain.store import KVReader
 from chain.store.records import uint64
 from chain.validation.keeper import (
+    BOND,
     CANARY,
     COMMIT,
     FINISHED,
@@ -46,6 +48,7 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     SeedCommitment,
     ValidationTask,
     ValidatorEpochRecord,
+    VoteBond,
 )
 
 _BY_HEIGHT = (("height", Uint()), ("inference_id", Text()))
@@ -62,6 +65,8 @@ RECORDS = (
              lambda r: uint64(r.epoch) + address.decode(r.address)),
     Keyed("canaries", CANARY, (("inference_id", Text()),), "source_id", Text()),
     Messages("judging", JUDGING, JudgingCursor, lambda c: uint64(c.epoch)),
+    Messages("vote_bonds", BOND, VoteBond, lambda b: uint64(b.epoch) + address.decode(
+        b.member) + b"/" + b.inference_id.encode()),
 )
 # Keys the module's own sections carry (params and the like) rather than records.
 STRUCTURED = (PARAMS_KEY,)

@@ -10,9 +10,6 @@ instead judges at most ``PAIRS_PER_BLOCK`` (task, member) pairs, resuming where 
 stopped (a JudgingCursor per epoch); epochs are judged oldest first. A network whose epoch fits
 the budget is judged in the block its reveal window ends, as before; a larger one a few blocks
 later, and its settlement follows when the judgement completes.
-
-The check thresholds depend only on (p, member weight, others' weight), so they are computed
-once per block for each distinct triple rather than once per pair.
 """
 
 import logging
@@ -22,7 +19,7 @@ from dataclasses import dataclass
 from chain.context import Context
 from chain.validation.expected_keepers import EpochKeeper
 from chain.validation.keeper import ValidationKeeper
-from chain.validation.sampling import threshold, ticket
+from chain.validation.sampling import must_check
 from inferchain_pb.inference.v1.validation_pb2 import (
     EpochMember,
     EpochMembers,
@@ -78,7 +75,6 @@ class Judging:
         once the epoch's last task is counted, or None if the budget ran out first."""
         checkers = self._checkers(ctx, cursor.epoch, members)
         weights = {m.address: m.weight for m in members.members}
-        thresholds: dict[tuple[int, int, int], int] = {}
         last = self.epochs.start_of(ctx.kv, cursor.epoch + 1) - 1
         paused = False
         for task in self._tasks_from(ctx, cursor, last):
@@ -91,10 +87,8 @@ class Judging:
                 addr = checker.member.address
                 if task.executor == addr:
                     continue
-                key = (task.p_ppm, checker.member.weight, others)
-                if key not in thresholds:
-                    thresholds[key] = threshold(*key)
-                if ticket(checker.commitment.seed, task.inference_id) < thresholds[key]:
+                if must_check(checker.commitment.seed, task.inference_id,
+                              task.expected_checks_ppm, checker.member.weight, others):
                     # Once a vote opened only its voters may report: a check not made by
                     # then is no longer owed (the vote re-scores the inference).
                     reported = addr in reporters

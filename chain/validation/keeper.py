@@ -11,8 +11,10 @@ Keys (heights and epochs as 8-byte big-endian, so prefixes iterate in order):
   validation/record/<epoch>/<addr>              ValidatorEpochRecord
   validation/canary/<id>                        a planted known-bad twin (value: source id)
   validation/judging/<epoch>                    JudgingCursor of an epoch being judged
+  validation/bond/<epoch>/<addr>/<id>           VoteBond of a vote opened before a reveal
 """
 
+import hashlib
 from collections.abc import Iterator
 
 from chain.auth import address
@@ -28,6 +30,7 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     SeedCommitment,
     ValidationTask,
     ValidatorEpochRecord,
+    VoteBond,
 )
 
 MEMBERS = b"validation/members/"
@@ -40,6 +43,9 @@ STATS = b"validation/stats/"
 RECORD = b"validation/record/"
 CANARY = b"validation/canary/"
 JUDGING = b"validation/judging/"
+BOND = b"validation/bond/"
+# The module account holding vote bonds until the reveal that returns or burns them.
+BOND_ACCOUNT = hashlib.sha256(b"validation_vote_bonds").digest()[:20]
 
 State = GasKV | KVReader
 
@@ -165,3 +171,18 @@ class ValidationKeeper:
 
     def mark_canary(self, kv: GasKV, inference_id: str, source_id: str) -> None:
         kv.set(CANARY + inference_id.encode(), source_id.encode())
+
+    def add_bond(self, kv: GasKV, bond: VoteBond) -> None:
+        save(kv, _bond_key(bond.epoch, bond.member) + bond.inference_id.encode(), bond)
+
+    def bonds(self, state: State, epoch: int, addr: str | None = None) -> list[VoteBond]:
+        """The bonds held for ``epoch`` (of one member, if given)."""
+        prefix = _bond_key(epoch, addr) if addr else BOND + uint64(epoch)
+        return [VoteBond.FromString(value) for _, value in state.iterate(prefix)]
+
+    def drop_bond(self, kv: GasKV, bond: VoteBond) -> None:
+        kv.delete(_bond_key(bond.epoch, bond.member) + bond.inference_id.encode())
+
+
+def _bond_key(epoch: int, addr: str) -> bytes:
+    return BOND + uint64(epoch) + address.decode(addr) + b"/"

@@ -82,6 +82,7 @@ class ValidationMsgServer:
             raise BadSeed("the seed does not match the commitment")
         commitment.seed, commitment.reveal_height = msg.seed, ctx.block.height
         self._keeper.set_commitment(ctx.kv, commitment)
+        self._tasks.settle_bonds(ctx, msg.epoch, msg.creator, msg.seed)
         ctx.emit("claim_rewards", validator=msg.creator, epoch=str(msg.epoch))
 
     def validation(self, ctx: Context, msg: MsgValidation) -> None:

@@ -22,15 +22,20 @@ class ValidationParams(ModuleParams):
     # Not reveal_window_blocks: the height an epoch's validators are judged at follows from it,
     # so changing it mid-way could judge an epoch twice or never.
     governable: ClassVar[frozenset[str]] = frozenset({
-        "p_min_ppm", "p_max_ppm", "epochs_to_max", "validation_window_blocks",
-        "voting_period_blocks", "voters_per_vote", "rule_tolerance_micro",
-        "greedy_tolerance_micro", "max_rule_violations", "rule_violations_per_1024",
-        "invalid_after_consecutive", "invalid_min_count",
-        "invalid_rate_ppm", "canary_rate_ppm"})
+        "p_min_ppm", "p_max_ppm", "max_expected_checks_ppm", "epochs_to_max",
+        "validation_window_blocks", "voting_period_blocks", "voters_per_vote",
+        "rule_tolerance_micro", "greedy_tolerance_micro", "max_rule_violations",
+        "rule_violations_per_1024", "invalid_after_consecutive", "invalid_min_count",
+        "invalid_rate_ppm", "canary_rate_ppm", "vote_bond", "evidence_alpha_ppm"})
     # p = p_min + (p_max − p_min) × (1 − reputation), in parts per million; each 0 to
     # 1000000 (p_max 0 checks nothing, which stops no block) and p_min <= p_max.
     p_min_ppm: int = bounded(10_000, 0, PPM)
     p_max_ppm: int = bounded(PPM, 0, PPM)
+    # The checks an inference is owed in all, on average, whatever its p: −ln(1 − p) capped
+    # at this (chain/validation/sampling.py), so a newcomer's inference costs the network two
+    # re-scores however many members it has. In millionths of a check: 0 (nothing is checked,
+    # as with p_max 0) to 100 checks.
+    max_expected_checks_ppm: int = bounded(2 * PPM, 0, 100 * PPM)
     # Clean epochs from reputation 0 to full reputation: 1 to 10,000.
     epochs_to_max: int = bounded(30, 1, 10_000)
     # Blocks after an inference is finished during which validators may check it, and blocks
@@ -63,6 +68,14 @@ class ValidationParams(ModuleParams):
     invalid_rate_ppm: int = bounded(200_000, 0, PPM)
     # Chance per finished inference that the chain plants a known-bad twin (a canary).
     canary_rate_ppm: int = bounded(5_000, 0, PPM)
+    # ninfer a member locks to open a vote before its seed is revealed (docs/design.md §6.5):
+    # returned if its seed assigned it the check, burned if not. 0 (no bond) to 10^15 (a
+    # million INFER); 0.1 INFER by default, a hundred inferences' fees at the default price.
+    vote_bond: int = bounded(100_000_000, 0, 10**15)
+    # The evidence test's false-positive bound per honest participant-epoch, α in parts per
+    # million (chain/validation/evidence.py): an executor whose evidence wealth reaches 1/α
+    # within an epoch is INVALID for it. 0 turns the test off; at most 100,000 (10%).
+    evidence_alpha_ppm: int = bounded(1_000, 0, 100_000)
 
     def check_consistency(self) -> None:
         if self.p_min_ppm > self.p_max_ppm:

@@ -2,16 +2,22 @@
 seed and the chain re-applies once the seed is revealed.
 
 The executor's reputation sets the probability that the inference is checked at all,
-``p = p_min + (p_max − p_min) × (1 − reputation)``. That probability is split across the
-epoch's other members by weight: member V checks with probability
-``q_V = 1 − (1 − p)^(w_V / W)`` (W: the members' total weight without the executor), so the
-chance that nobody checks is ``Π (1 − p)^(w_V / W) = 1 − p`` and each member's share of the
-checks follows its weight. At ``p = 1`` every member checks; at small p, ``q_V ≈ p w_V / W``.
+``p = p_min + (p_max − p_min) × (1 − reputation)``. What the epoch's other members owe for it
+is ``m = −ln(1 − p)`` checks on average, capped at ``max_expected_checks`` (2 by default), and
+each member V carries its weight's share of them: it checks with probability
+``q_V = min(1, m × w_V / W)`` (W: the members' total weight without the executor).
 
-V checks when ``ticket(seed, inference id) < threshold(q_V)``, both 64-bit integers. The
-threshold is computed with ``decimal`` at a fixed precision (its exp and ln are correctly
-rounded), so every node and every validator gets the same integer; no binary floats are
-involved in the decision.
+So the expected number of checks is ``m`` (fewer only where a member's share is capped at 1),
+however many members there are: a newcomer (p = 1) costs 2 re-scores, not one per member. The
+chance that nobody checks, ``Π (1 − q_V) ≤ Π e^(−m w_V / W) = e^(−m)``, is at most ``1 − p``
+below the cap (at small p, about 1% checked at 1% sampled) and at most e^(−2) ≈ 13.5% above
+it; a cheating newcomer is caught across its inferences rather than on each one
+(docs/validation.md). Each member's checks follow its weight.
+
+V checks when ``ticket(seed, inference id) < threshold(m, w_V, W)``, both 64-bit integers. ``m``
+is computed once, when the inference is finished, with ``decimal`` at a fixed precision (its ln
+is correctly rounded) and kept in the task; the threshold is then integer arithmetic. Every
+node and every validator gets the same integers; no binary floats are involved.
 """
 
 import hashlib
@@ -30,16 +36,24 @@ def check_probability_ppm(reputation_ppm: int, p_min_ppm: int, p_max_ppm: int) -
     return p_min_ppm + (p_max_ppm - p_min_ppm) * (PPM - reputation_ppm) // PPM
 
 
-def threshold(p_ppm: int, weight: int, total_weight: int) -> int:
-    """Tickets below this integer are checks for a member of ``weight`` out of ``total_weight``."""
-    if weight <= 0 or total_weight <= 0 or p_ppm <= 0:
+def expected_checks_ppm(p_ppm: int, max_checks_ppm: int) -> int:
+    """``min(−ln(1 − p), max)`` checks, in millionths, rounded down: the checks an inference
+    checked with probability p is owed in all."""
+    if p_ppm <= 0 or max_checks_ppm <= 0:
         return 0
     if p_ppm >= PPM:
-        return TICKET_SPACE
+        return max_checks_ppm
     miss = _DECIMAL.divide(Decimal(PPM - p_ppm), Decimal(PPM))
-    share = _DECIMAL.divide(Decimal(weight), Decimal(total_weight))
-    stay = _DECIMAL.exp(_DECIMAL.multiply(_DECIMAL.ln(miss), share))
-    return int(_DECIMAL.multiply(_DECIMAL.subtract(Decimal(1), stay), Decimal(TICKET_SPACE)))
+    checks = _DECIMAL.multiply(_DECIMAL.minus(_DECIMAL.ln(miss)), Decimal(PPM))
+    return min(max_checks_ppm, int(checks))
+
+
+def threshold(checks_ppm: int, weight: int, total_weight: int) -> int:
+    """Tickets below this integer are checks for a member of ``weight`` out of
+    ``total_weight``: ``min(1, m × weight / total)`` of the ticket space."""
+    if weight <= 0 or total_weight <= 0 or checks_ppm <= 0:
+        return 0
+    return min(TICKET_SPACE, checks_ppm * weight * TICKET_SPACE // (PPM * total_weight))
 
 
 def ticket(seed: bytes, inference_id: str) -> int:
@@ -48,9 +62,9 @@ def ticket(seed: bytes, inference_id: str) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def must_check(seed: bytes, inference_id: str, p_ppm: int, weight: int,
+def must_check(seed: bytes, inference_id: str, checks_ppm: int, weight: int,
                total_weight: int) -> bool:
-    return ticket(seed, inference_id) < threshold(p_ppm, weight, total_weight)
+    return ticket(seed, inference_id) < threshold(checks_ppm, weight, total_weight)
 
 
 def seed_hash(seed: bytes) -> bytes:

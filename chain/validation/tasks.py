@@ -7,7 +7,9 @@ each (a silent voter keeps the output), decides PASSED (VALIDATED) or FAILED
 (INVALIDATED: the developer is refunded from the executor's earnings, the executor's invalid
 counters rise and may make it INVALID for the epoch). A window that closes with reports is
 PASSED; with none, UNCHECKED. A report the vote went against costs its reporter a
-reputation step and its part of the validator fee.
+reputation step and its part of the validator fee. A failing report opens the vote only with
+its reporter's vote bond, settled by the reporter's seed: returned at the reveal if the seed
+assigned it the check, burned (and its reputation reset) if not or if it never reveals.
 """
 
 import logging
@@ -18,11 +20,12 @@ from chain.context import Context
 from chain.inference.draw import Candidate, draw_order
 from chain.inference.keeper import ESCROW_ACCOUNT, invalid_now
 from chain.scales import PPM
-from chain.validation import canary
+from chain.validation import canary, evidence
+from chain.validation.errors import NotAllowed, NoVoteBond
 from chain.validation.expected_keepers import BankKeeper, EpochKeeper, InferenceKeeper
-from chain.validation.keeper import ValidationKeeper
+from chain.validation.keeper import BOND_ACCOUNT, ValidationKeeper
 from chain.validation.params import ValidationParams
-from chain.validation.sampling import check_probability_ppm
+from chain.validation.sampling import check_probability_ppm, expected_checks_ppm, must_check
 from chain.validation.verdict import (
     allowed_violations,
     passes,
@@ -46,6 +49,7 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     ExecutorStats,
     ValidationReport,
     ValidationTask,
+    VoteBond,
 )
 
 log = logging.getLogger(__name__)
@@ -79,7 +83,9 @@ class Tasks:
         task = ValidationTask(
             inference_id=inference.id, model_id=inference.model_id,
             executor=inference.executor, epoch=self.epochs.epoch_of(ctx.kv, ctx.block.height),
-            p_ppm=p_ppm, finish_height=ctx.block.height,
+            p_ppm=p_ppm,
+            expected_checks_ppm=expected_checks_ppm(p_ppm, params.max_expected_checks_ppm),
+            finish_height=ctx.block.height,
             deadline=ctx.block.height + params.validation_window_blocks, state=OPEN,
             positions=len(inference.output_ids))
         self.keeper.add_task(ctx.kv, task)
@@ -109,10 +115,78 @@ class Tasks:
         if task.state == OPEN and report.passed:
             self._set_status(ctx, task.inference_id, VALIDATED, only_from_finished=True)
         elif task.state == OPEN:
+            self._bond_opener(ctx, task, report.validator, params)
             self._open_vote(ctx, task, params)
         self.keeper.set_task(ctx.kv, task)
         if task.state == IN_VOTE and set(task.voters) <= {r.validator for r in task.reports}:
             self.tally(ctx, task)  # every drawn voter has reported (maybe before the vote)
+
+    def _bond_opener(self, ctx: Context, task: ValidationTask, member: str,
+                     params: ValidationParams) -> None:
+        """A member opens a vote only on a check its seed gave it (docs/design.md §6.5). Once
+        its seed is revealed the chain knows at once and refuses any other; before, the
+        member locks ``vote_bond``, which the reveal returns or burns (``settle_bonds``), so
+        every vote forced without an assignment costs its opener that much."""
+        commitment = self.keeper.commitment(ctx.kv, task.epoch, member)
+        if commitment is not None and commitment.seed:
+            if not self._assigned(ctx, task, member, commitment.seed):
+                raise NotAllowed(f"{member}'s revealed seed did not assign it "
+                                 f"{task.inference_id}: its report opens no vote")
+            return
+        if not params.vote_bond:
+            return
+        raw = address.decode(member)
+        if self.bank.balance(ctx.kv, raw, NATIVE_DENOM) < params.vote_bond:
+            raise NoVoteBond(f"a failing report opens a vote with a bond of {params.vote_bond} "
+                             f"ninfer, returned when the reveal shows the check assigned; "
+                             f"{member} holds less")
+        self.bank.send(ctx, raw, BOND_ACCOUNT, {NATIVE_DENOM: params.vote_bond})
+        self.keeper.add_bond(ctx.kv, VoteBond(member=member, epoch=task.epoch,
+                                              inference_id=task.inference_id,
+                                              amount=params.vote_bond))
+        ctx.emit("vote_bond", inference_id=task.inference_id, validator=member,
+                 amount=str(params.vote_bond))
+
+    def _assigned(self, ctx: Context, task: ValidationTask, member: str, seed: bytes) -> bool:
+        """Whether ``seed`` gave ``member`` the check of ``task`` (chain/validation/sampling.py),
+        by the weights judging uses."""
+        members = self.keeper.members(ctx.kv, task.epoch) or EpochMembers()
+        weights = {m.address: m.weight for m in members.members}
+        return must_check(seed, task.inference_id, task.expected_checks_ppm,
+                          weights.get(member, 0),
+                          members.total_weight - weights.get(task.executor, 0))
+
+    def settle_bonds(self, ctx: Context, epoch: int, member: str, seed: bytes) -> None:
+        """At ``member``'s reveal: each bond of a vote its seed assigned it (or that drew it
+        as a voter, as judging counts it) comes back; each other one is burned and the
+        member's reputation drops to 0 at once."""
+        for bond in self.keeper.bonds(ctx.kv, epoch, member):
+            task = self.keeper.task(ctx.kv, bond.inference_id)
+            self.keeper.drop_bond(ctx.kv, bond)
+            if task is not None and (member in task.voters or
+                                     self._assigned(ctx, task, member, seed)):
+                self.bank.send(ctx, BOND_ACCOUNT, address.decode(member),
+                               {NATIVE_DENOM: bond.amount})
+                ctx.emit("vote_bond_returned", inference_id=bond.inference_id,
+                         validator=member, amount=str(bond.amount))
+                continue
+            self._forfeit(ctx, bond, "its seed did not assign it the check")
+            stats = self.keeper.stats(ctx.kv, member)
+            stats.reputation_ppm = 0
+            self.keeper.set_stats(ctx.kv, stats)
+
+    def forfeit_bonds(self, ctx: Context, epoch: int) -> None:
+        """Once ``epoch`` is judged, the bonds of members that never revealed are burned."""
+        for bond in self.keeper.bonds(ctx.kv, epoch):
+            self.keeper.drop_bond(ctx.kv, bond)
+            self._forfeit(ctx, bond, "it never revealed its seed")
+
+    def _forfeit(self, ctx: Context, bond: VoteBond, why: str) -> None:
+        self.bank.burn(ctx.kv, BOND_ACCOUNT, {NATIVE_DENOM: bond.amount})
+        ctx.emit("vote_bond_burned", inference_id=bond.inference_id, validator=bond.member,
+                 amount=str(bond.amount))
+        log.warning("validator %s forfeits its bond of %d ninfer for the vote it opened on %s: "
+                    "%s", bond.member, bond.amount, bond.inference_id, why)
 
     def _open_vote(self, ctx: Context, task: ValidationTask, params: ValidationParams) -> None:
         members = self.keeper.members(ctx.kv, task.epoch) or EpochMembers()
@@ -209,6 +283,39 @@ class Tasks:
         stats.consecutive_invalidations = 0
         self.keeper.set_stats(ctx.kv, stats)
         self._share_fee(ctx, task)
+        self._add_evidence(ctx, task)
+
+    def _add_evidence(self, ctx: Context, task: ValidationTask) -> None:
+        """Adds a passed check to its executor's evidence for the task's epoch: the sums of
+        the figures, and one bet of the sequential test (chain/validation/evidence.py). The
+        figures are the report of lower median distance, so one lying report among several
+        moves nothing, and an INVALID participant's reports are no evidence. Crossing 1/α
+        makes the executor INVALID for the epoch, as enough invalidations would."""
+        matched = sorted((r.distance_micro, r.rule_violations) for r in task.reports
+                         if r.ids_match and not self._invalid_now(ctx, r.validator))
+        if not matched:
+            return
+        distance, violations = matched[(len(matched) - 1) // 2]
+        model = self.inference.model(ctx.kv, task.model_id)
+        record = self.keeper.record(ctx.kv, task.epoch, task.executor)
+        record.evidence_checks += 1
+        record.evidence_distance_micro += distance
+        record.evidence_violations += violations
+        record.evidence_positions += task.positions
+        if not record.evidence_crossed:
+            record.evidence_wealth = evidence.bet(
+                record.evidence_wealth or evidence.WEALTH_ONE, distance,
+                model.reference_distance_micro, threshold_micro(model), model.evidence_bet_ppm)
+            record.evidence_crossed = evidence.crossed(
+                record.evidence_wealth, self.keeper.params(ctx.kv).evidence_alpha_ppm)
+        self.keeper.set_record(ctx.kv, record)
+        if record.evidence_crossed and not record.invalid:
+            log.warning("executor %s: its evidence crossed the line after %d checks of epoch "
+                        "%d (mean distance %d micro-nats, reference %d)", task.executor,
+                        record.evidence_checks, task.epoch,
+                        record.evidence_distance_micro // record.evidence_checks,
+                        model.reference_distance_micro)
+            self._make_invalid(ctx, task.executor, task.epoch, "evidence")
 
     def _share_fee(self, ctx: Context, task: ValidationTask) -> None:
         """Moves ``validator_fee_share_ppm`` of a validated inference's fee from the executor's
@@ -253,20 +360,26 @@ class Tasks:
         stats.epoch_invalidations += 1
         self.keeper.set_stats(ctx.kv, stats)
         if _invalid(stats, params):
-            participant = self.inference.participant(ctx.kv, task.executor)
-            if participant is not None and not invalid_now(participant):
-                participant.invalid_since, participant.invalid_until = ctx.block.height, 0
-                self.inference.set_participant(ctx.kv, participant)
-                record = self.keeper.record(ctx.kv, self.epochs.epoch_of(
-                    ctx.kv, ctx.block.height), task.executor)
-                record.invalid = True
-                self.keeper.set_record(ctx.kv, record)
-                ctx.emit("participant_invalid", participant=task.executor,
-                         epoch=str(task.epoch))
-                log.warning("participant %s is INVALID for epoch %d: %d invalidations (%d in "
-                            "a row)", task.executor, self.epochs.epoch_of(
-                                ctx.kv, ctx.block.height), stats.epoch_invalidations,
-                            stats.consecutive_invalidations)
+            self._make_invalid(ctx, task.executor, self.epochs.epoch_of(
+                ctx.kv, ctx.block.height), f"{stats.epoch_invalidations} invalidations "
+                f"({stats.consecutive_invalidations} in a row)")
+
+    def _invalid_now(self, ctx: Context, address: str) -> bool:
+        participant = self.inference.participant(ctx.kv, address)
+        return participant is not None and invalid_now(participant)
+
+    def _make_invalid(self, ctx: Context, executor: str, epoch: int, reason: str) -> None:
+        """INVALID from this block (no routing) and for ``epoch`` (no rewards)."""
+        record = self.keeper.record(ctx.kv, epoch, executor)
+        record.invalid = True
+        self.keeper.set_record(ctx.kv, record)
+        participant = self.inference.participant(ctx.kv, executor)
+        if participant is None or invalid_now(participant):
+            return
+        participant.invalid_since, participant.invalid_until = ctx.block.height, 0
+        self.inference.set_participant(ctx.kv, participant)
+        ctx.emit("participant_invalid", participant=executor, epoch=str(epoch), reason=reason)
+        log.warning("participant %s is INVALID for epoch %d: %s", executor, epoch, reason)
 
     def _set_status(self, ctx: Context, inference_id: str, status: int,
                     only_from_finished: bool = False) -> Inference:

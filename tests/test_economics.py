@@ -1,0 +1,129 @@
+"""Economic security under the default parameters (docs/economics.md): a short version of
+`python -m bench.economics`. The simulation plays strategies on the chain's own handlers
+and block steps, in process, each against an honest run from the same genesis and draws,
+with every coin audited at every height; the expected-value model covers the strategies
+at the scale of a real epoch, at the end of each detection interval that favours the
+cheater."""
+
+import logging
+
+import pytest
+
+from bench.economics import model, rates
+from bench.economics.model import Economy, Params
+from bench.economics.simulation import Play, Setup, Simulation, compare
+from chain.epochs.params import EpochsParams
+
+SETUP = Setup(members=4, epochs=2)
+FRACTIONS = (0.01, 0.1, 0.5, 1.0)
+COALITIONS = (0.1, 0.2, 0.33)
+# What no parameter makes unprofitable (docs/economics.md, "What still pays").
+UNDETECTED = {("int8", 8), ("int8", 32), ("int8", 128), ("forge-prefill-int8", 8),
+              ("forge-prefill-int8", 32)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def quiet_chain():
+    logging.disable(logging.WARNING)  # every forfeit is logged; the assertions say it
+    yield
+    logging.disable(logging.NOTSET)
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    return Simulation(SETUP, Play()).run()
+
+
+def last_height(setup: Setup) -> int:
+    return setup.epochs * setup.epoch_length + 10
+
+
+def test_an_honest_run_settles_every_epoch_and_conserves_coins_at_every_height(baseline):
+    # The Ledger asserts conservation after each block; the first block is genesis's.
+    assert baseline.heights == last_height(SETUP) - 1
+    assert baseline.lazy_epochs == baseline.invalid_epochs == baseline.invalidated == 0
+    assert all(profit > 0 for profit in baseline.profits)  # launch: the reward is paid
+
+
+@pytest.mark.parametrize("play, caught", [
+    (Play("cheat", (0,), cheat="skip-layers", f=0.25), "invalidated"),
+    (Play("cheat", (0,), cheat="wrong-seed", f=1.0), "invalid_epochs"),
+    (Play("skip", (0,), lazy="skip", g=0.5), "lazy_epochs"),
+    (Play("refuse", (0,), serving="refuse"), None),
+])
+def test_deviations_the_chain_punishes_earn_less_than_honest_play(baseline, play, caught):
+    margin = compare(SETUP, play, baseline)
+    assert margin.heights == last_height(SETUP) - 1  # audited at every height
+    assert margin.margin < 0, (play, margin.honest, margin.deviant)
+    if caught:
+        assert getattr(margin.run, caught) > 0
+
+
+def test_a_validator_passing_without_computing_is_caught_by_its_canaries():
+    """With a canary behind every inference the short run meets them for certain; the
+    model below shows the default rate's expectation."""
+    setup = Setup(members=4, epochs=2, canary_rate_ppm=1_000_000)
+    margin = compare(setup, Play("blind", (0,), lazy="blind-pass", g=1.0))
+    assert margin.run.lazy_epochs > 0
+    assert margin.margin < 0
+
+
+def test_a_cheat_pays_only_where_no_check_detects_it():
+    """Every cheat class the checks can catch (the low end of its 95 % interval above 0)
+    loses against honest play at every f, shielded or not by a coalition below a third;
+    the undetected ones are the documented exceptions."""
+    params, economy = Params(), Economy()
+    paying = set()
+    for cheat in rates.CHEATS:
+        for length in (8, 128):
+            low = rates.detection(cheat.name, length).interval[0]
+            margins = [model.cheating_executor(params, economy, f, low, cheat.saving).margin
+                       for f in FRACTIONS]
+            if max(margins) >= 0:
+                paying.add((cheat.name, length))
+            if low > 0 and length == 128:
+                for s in COALITIONS:
+                    shielded = model.shielded_detection(low, s)
+                    assert all(model.cheating_executor(params, economy, f, shielded,
+                                                       cheat.saving).margin < 0
+                               for f in FRACTIONS), (cheat.name, s)
+    assert paying == {p for p in UNDETECTED if p[1] in (8, 128)}
+
+
+def test_the_defaults_make_the_other_strategies_lose_except_the_documented_ones():
+    params = Params()
+    for regime in ("late", "launch"):
+        economy = Economy(regime=regime)
+        losing = [model.lazy_validator(params, economy, kind, g)
+                  for kind in ("skip", "blind-pass") for g in (0.1, 1.0)]
+        losing += [model.coalition_against_truth(params, economy, s, level)
+                   for s in COALITIONS for level in (None, 0)]
+        losing += [model.fabricated_nonces(params, economy, phi) for phi in (0.01, 0.1, 0.5)]
+        losing += [model.free_rider(params, economy, kind) for kind in ("silent", "refuse")]
+        losing += [model.sybil_split(params, economy, share, 2) for share in (0.1, 0.2, 0.3)]
+        for outcome in losing:
+            assert outcome.margin < 0, (regime, outcome)
+        paying = [model.lazy_validator(params, economy, "history-aware", 1.0),
+                  model.screening_shortcut(params, economy),
+                  model.transfer_agent(params, economy, "withhold-start")]
+        for outcome in paying:
+            assert outcome.margin > 0, (regime, outcome)
+
+
+def test_the_previous_defaults_let_a_subtle_cheat_a_coalition_and_a_sybil_pay():
+    """Why the defaults changed: at a 10 % validator fee share and a 25 % weight cap."""
+    old = Params(epochs=EpochsParams(validator_fee_share_ppm=100_000,
+                                     max_weight_share_ppm=250_000))
+    economy = Economy()
+    low = rates.detection("forge-prefill-int8", 128).interval[0]
+    saving = next(c.saving for c in rates.CHEATS if c.name == "forge-prefill-int8")
+    assert model.cheating_executor(old, economy, 1.0, low, saving).margin > 0
+    assert model.cheating_executor(Params(), economy, 1.0, low, saving).margin < 0
+    assert model.coalition_against_truth(old, economy, 0.33, level=0).margin > 0
+    assert model.sybil_split(old, economy, 0.3, 2).margin > 0
+
+
+def test_detection_intervals_are_exact_clopper_pearson():
+    assert rates.clopper_pearson(0, 30, 0.95) == (0.0, pytest.approx(0.1157, abs=1e-4))
+    low, high = rates.clopper_pearson(6, 6, 0.95)
+    assert low == pytest.approx(0.5407, abs=1e-4) and high == 1.0

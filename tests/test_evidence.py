@@ -1,0 +1,125 @@
+"""Evidence accumulates per executor and epoch (docs/design.md §6.7), through the chain's real
+handlers in process: every passed check adds its figures to the executor's epoch record and
+one bet of the sequential test; an executor whose outputs are further from the validators'
+than the registry's honest reference crosses 1/α and is INVALID for the epoch (no rewards, no
+routing), while honest executors' evidence shrinks."""
+
+import random
+
+from inference_actors import Actor, finish_msg, validation_msg
+from inference_net import Net
+
+from chain.inference.keeper import invalid_now
+from chain.validation import evidence
+from chain.validation.verdict import threshold_micro
+from inferchain_pb.inference.v1 import query_pb2 as q
+
+EPOCH = 200
+WINDOW = 2
+ALPHA_PPM = 1_000
+
+
+def make_net() -> Net:
+    return Net(4, expiration_blocks=50, extra_state={
+        "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 0}},
+        "validation": {"params": {"validation_window_blocks": WINDOW, "voting_period_blocks": 2,
+                                  "reveal_window_blocks": 10, "canary_rate_ppm": 0,
+                                  "evidence_alpha_ppm": ALPHA_PPM}}})
+
+
+def record(net: Net, actor: Actor, epoch: int):
+    return net.query("ValidatorRecord", q.QueryValidatorRecordRequest(
+        address=actor.address, epoch=epoch)).record
+
+
+def check_one(net: Net, label: str, distance_of) -> tuple[Actor, list[int], int]:
+    """One inference started, finished and checked by every other member (newcomers are
+    checked with p = 1), each reporting ``distance_of(executor, checker)``; its window closes."""
+    agent, executor, start = net.start(label, max_tokens=8)
+    results = net.block([agent.tx(start), executor.tx(finish_msg(executor, start, [7, 8, 9]))])
+    assert [r.code for r in results] == [0, 0], [r.log for r in results]
+    inference = net.inference(start.inference_id)
+    distances = [distance_of(executor, c) for c in net.parts if c is not executor]
+    results = net.block([c.tx(validation_msg(c, inference, d)) for c, d in zip(
+        [c for c in net.parts if c is not executor], distances, strict=True)])
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+    for _ in range(WINDOW + 1):
+        net.block([])
+    epoch = net.query("ValidationTask", q.QueryValidationTaskRequest(
+        inference_id=start.inference_id)).task.epoch
+    return executor, distances, epoch
+
+
+def test_a_substitute_is_caught_by_its_accumulated_evidence_and_honest_executors_never():
+    net = make_net()
+    (model,) = net.query("Models", q.QueryModelsRequest()).models
+    reference, cap = model.reference_distance_micro, threshold_micro(model)
+    cheater = net.parts[-1]  # net.start's first agent, parts[0], is seldom its executor
+    rng = random.Random(7)
+    # Honest figures spread around 0.8 μ0; the substitute's sit at 1.7 μ0, every one of them
+    # under the per-inference threshold, so each of its checks passes alone.
+    honest = lambda: rng.randint(reference // 2, reference * 11 // 10)  # noqa: E731
+    substitute = reference * 17 // 10
+    assert substitute < cap
+    expected: dict[tuple[str, int], list[int]] = {}  # (executor, epoch) -> wealth, n, sum
+    caught_after = caught_epoch = None
+    for i in range(60):
+        executor, distances, epoch = check_one(
+            net, f"evidence-{i}", lambda e, _: substitute if e is cheater else honest())
+        median = sorted(distances)[(len(distances) - 1) // 2]
+        mine = expected.setdefault((executor.address, epoch), [evidence.WEALTH_ONE, 0, 0])
+        if not evidence.crossed(mine[0], ALPHA_PPM):
+            mine[0] = evidence.bet(mine[0], median, reference, cap, model.evidence_bet_ppm)
+        mine[1], mine[2] = mine[1] + 1, mine[2] + median
+        if executor is cheater and evidence.crossed(mine[0], ALPHA_PPM):
+            caught_after, caught_epoch = mine[1], epoch
+            break
+    for (address, epoch), (wealth, checks, total) in expected.items():
+        found = record(net, net.actor(address), epoch)
+        assert (found.evidence_checks, found.evidence_distance_micro, found.evidence_wealth) == (
+            checks, total, wealth)
+        assert found.evidence_positions == 3 * checks
+    assert caught_after is not None, "the substitute was never caught"
+    caught = record(net, cheater, caught_epoch)
+    assert caught.evidence_checks == caught_after
+    assert caught.evidence_crossed and caught.invalid
+    assert invalid_now(net.participant_record(cheater))
+    honest_checks = 0
+    for actor in net.parts[:-1]:
+        for epoch in {e for _, e in expected}:
+            clean = record(net, actor, epoch)
+            honest_checks += clean.evidence_checks
+            assert not clean.evidence_crossed and not clean.invalid
+            if clean.evidence_checks >= 5:
+                assert clean.evidence_wealth < evidence.WEALTH_ONE  # under H0 it shrinks
+        assert not invalid_now(net.participant_record(actor))
+    assert honest_checks >= 20
+
+
+def test_one_lying_checker_among_three_cannot_push_an_honest_executor_over():
+    net = make_net()
+    (model,) = net.query("Models", q.QueryModelsRequest()).models
+    liar = net.parts[0]
+    cap = threshold_micro(model)
+    honest = model.reference_distance_micro // 2
+    epochs = {check_one(net, f"liar-{i}", lambda _, c: cap if c is liar else honest)[2]
+              for i in range(30)}
+    checked = 0
+    for actor in net.parts[1:]:
+        for epoch in epochs:
+            found = record(net, actor, epoch)
+            checked += found.evidence_checks
+            assert found.evidence_distance_micro == honest * found.evidence_checks
+            assert not found.evidence_crossed and not found.invalid
+    assert checked > 10
+
+
+def test_one_report_weighs_at_most_one_plus_three_bets_and_never_zeroes_the_wealth():
+    one = evidence.WEALTH_ONE
+    # A report at the model's threshold, 300 μ0 away, counts as 4 μ0: a factor of 1 + 3b.
+    assert evidence.bet(one, 150_000, 500, 150_000, 900_000) == one * 37 // 10
+    assert evidence.bet(one, 0, 500, 150_000, 999_999) > 0
+    assert evidence.bet(one, 500, 500, 150_000, 900_000) == one  # at μ0 nothing moves
+    assert evidence.bet(one, 10**6, 0, 150_000, 900_000) == one  # no reference: no test
+    assert not evidence.crossed(one * 999, 1_000) and evidence.crossed(one * 1_000, 1_000)
+    assert not evidence.crossed(one * 10**6, 0)  # α = 0 turns the test off
