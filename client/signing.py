@@ -7,6 +7,7 @@ chain asks today even after governance changed it.
 """
 
 import math
+import re
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -30,6 +31,19 @@ MODES = {"sync": tx_service.BROADCAST_MODE_SYNC, "async": tx_service.BROADCAST_M
          "block": tx_service.BROADCAST_MODE_SYNC}
 # How long ``--broadcast-mode block`` waits for the tx to be in a block.
 BLOCK_WAIT_S = 60.0
+# The chain's refusal of a stale sequence (chain/tx/ante.py, code 32). The committed account
+# that the client reads lags the node's mempool when another sender with the same key (the
+# operator's own API node) has a tx waiting there; the refusal names the sequence to use.
+SEQUENCE_MISMATCH = re.compile(r"account sequence mismatch, expected (\d+), got (\d+)")
+SEQUENCE_TRIES = 5
+
+
+def expected_sequence(refusal: str, sent: int) -> int | None:
+    """The sequence the chain asks for instead of ``sent``, if ``refusal`` is that complaint."""
+    found = SEQUENCE_MISMATCH.search(refusal)
+    if found is None or int(found.group(2)) != sent or int(found.group(1)) == sent:
+        return None
+    return int(found.group(1))
 
 
 @dataclass(frozen=True)
@@ -60,8 +74,19 @@ class Signer:
         plan = {"signer": self.address, "account_number": account.account_number,
                 "sequence": account.sequence}
         if options.gas == "auto":
-            simulated = self.simulate(messages, options, account.account_number,
-                                      account.sequence)
+            for _ in range(SEQUENCE_TRIES):
+                try:
+                    simulated = self.simulate(messages, options, account.account_number,
+                                              plan["sequence"])
+                    break
+                except CliError as exc:
+                    expected = expected_sequence(str(exc), plan["sequence"])
+                    if expected is None:
+                        raise
+                    plan["sequence"] = expected
+            else:
+                raise CliError(f"the account's sequence kept moving under this transaction "
+                               f"({SEQUENCE_TRIES} tries): another sender uses the key")
             plan["gas_estimate"] = simulated
             gas_limit = math.ceil(simulated * options.gas_adjustment)
         else:
@@ -86,12 +111,21 @@ class Signer:
         return reply.gas_info.gas_used
 
     def send(self, messages: list[Message], options: TxOptions, plan: dict) -> dict:
-        """Broadcasts the planned tx; the outcome, or a CliError carrying the chain's refusal."""
-        raw = self._signed(messages, options.memo, plan["account_number"], plan["sequence"],
-                           TxFee(amount=plan["fee"], gas_limit=plan["gas_limit"]))
-        reply = self._node.call(TX_SERVICE + "BroadcastTx", tx_service.BroadcastTxRequest(
-            tx_bytes=raw, mode=MODES[options.broadcast_mode]), tx_service.BroadcastTxResponse)
-        response = reply.tx_response
+        """Broadcasts the planned tx, signed again at the sequence the chain names if another
+        sender of the key took the planned one; the outcome, or a CliError carrying the
+        chain's refusal."""
+        sequence = plan["sequence"]
+        for _ in range(SEQUENCE_TRIES):
+            raw = self._signed(messages, options.memo, plan["account_number"], sequence,
+                               TxFee(amount=plan["fee"], gas_limit=plan["gas_limit"]))
+            reply = self._node.call(TX_SERVICE + "BroadcastTx", tx_service.BroadcastTxRequest(
+                tx_bytes=raw, mode=MODES[options.broadcast_mode]),
+                tx_service.BroadcastTxResponse)
+            response = reply.tx_response
+            expected = expected_sequence(response.raw_log, sequence) if response.code else None
+            if expected is None:
+                break
+            sequence = expected
         if response.code:
             raise CliError(f"the chain refused tx {response.txhash} (code {response.code}, "
                            f"codespace {response.codespace or 'sdk'}): {response.raw_log}")

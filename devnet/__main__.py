@@ -45,6 +45,10 @@ MLNODE_MAX_BATCH = 4
 # three concurrent requests 4-6x faster than torch's default of a thread per core, which
 # oversubscribes the cores. An OMP_NUM_THREADS already set in the environment wins.
 MLNODE_ENV = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+# The engines an ML node can run, each with the python whose environment has it: vLLM
+# lives in its own environment (`make vllm`), its torch pin differing from the project's.
+ROOT_DIR = Path(__file__).resolve().parent.parent
+ENGINE_PYTHON = {"torch": Path(sys.executable), "vllm": ROOT_DIR / ".venv-vllm" / "bin" / "python"}
 CHAIN_START_S = 120
 MLNODE_START_S = 600  # the first start on a new machine converts the model's GGUF
 APINODE_START_S = 120
@@ -88,9 +92,10 @@ def api_health(url: str) -> dict | None:
         return None
 
 
-def start_network(devnet: Devnet, supervisor: Supervisor) -> list[str]:
-    """Starts chain, ML and API nodes, each tier once the one it needs is ready; returns
-    the participants' account addresses as their API nodes report them."""
+def start_network(devnet: Devnet, supervisor: Supervisor, engines: list[str]) -> list[str]:
+    """Starts chain, ML and API nodes (participant i's ML node on ``engines[i]``), each tier
+    once the one it needs is ready; returns the participants' account addresses as their API
+    nodes report them."""
     settings = devnet.settings
     for node in range(settings.chain_nodes):
         supervisor.start("chain", f"chain node val{node}",
@@ -105,12 +110,13 @@ def start_network(devnet: Devnet, supervisor: Supervisor) -> list[str]:
     # which concurrent first starts would each do, and replace under one another.
     for batch in ([0], range(1, settings.participants)):
         for i in batch:
-            supervisor.start("ml", f"ML node {i}",
-                             ["-m", "mlnode", "serve", "--engine", "torch",
+            supervisor.start("ml", f"ML node {i} ({engines[i]})",
+                             ["-m", "mlnode", "serve", "--engine", engines[i],
                               "--port", str(settings.mlnode_port(i)),
                               "--metrics-port", str(settings.metrics_port(i, "mlnode")),
                               "--max-batch", str(MLNODE_MAX_BATCH)],
-                             devnet.logs / f"mlnode{i}.log", env=MLNODE_ENV)
+                             devnet.logs / f"mlnode{i}.log", env=MLNODE_ENV,
+                             python=ENGINE_PYTHON[engines[i]])
         for i in batch:
             address = f"{HOST}:{settings.mlnode_port(i)}"
             supervisor.wait_until(lambda a=address: mlnode_serving(a), f"ML node {i}",
@@ -199,12 +205,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--base-port", type=int, default=None,
                         help="participant i uses ports BASE+10*i .. BASE+10*i+9 (default 8100)")
     parser.add_argument("--root", type=Path, default=Path(".devnet"))
+    parser.add_argument("--engine", default="torch",
+                        help="the ML nodes' engine: torch or vllm (needs `make vllm`), or one "
+                             "per participant, comma-separated (e.g. vllm,torch,torch)")
     parser.add_argument("--fresh", action="store_true",
                         help="wipe ROOT and lay out a new network (new chain, new keys)")
     args = parser.parse_args(argv)
     if args.participants is not None and args.participants < 1:
         parser.error("--participants must be at least 1")
     return args
+
+
+def participant_engines(spec: str, participants: int) -> list[str]:
+    """Each participant's engine from --engine: one for all, or one per participant."""
+    engines = spec.split(",")
+    unknown = sorted(set(engines) - set(ENGINE_PYTHON))
+    if unknown:
+        raise DevnetError(f"--engine {spec}: {', '.join(unknown)} is not an engine; choose "
+                          f"from {', '.join(ENGINE_PYTHON)}")
+    if len(engines) not in (1, participants):
+        raise DevnetError(f"--engine {spec} names {len(engines)} engines for {participants} "
+                          "participants: give one for all, or one per participant")
+    missing = sorted({e for e in engines if not ENGINE_PYTHON[e].exists()})
+    if missing:
+        raise DevnetError(f"--engine {spec}: {ENGINE_PYTHON[missing[0]]} is missing; install "
+                          "the vLLM environment with `make vllm`")
+    return engines * participants if len(engines) == 1 else engines
 
 
 def prepare(args: argparse.Namespace) -> Settings:
@@ -233,19 +259,21 @@ def main(argv: list[str] | None = None) -> int:
     args.root = args.root.resolve()
     try:
         settings = prepare(args)
+        engines = participant_engines(args.engine, settings.participants)
         devnet, resumed = open_devnet(args.root, settings, args.fresh)
     except DevnetError as err:
         print(f"devnet: {err}", file=sys.stderr)
         return 2
     say(f"{'resuming' if resumed else 'laid out'} {devnet.root}: {settings.participants} "
-        f"participants, {settings.consensus} consensus, ports from {settings.base_port}")
+        f"participants, {settings.consensus} consensus, ports from {settings.base_port}, "
+        f"ML nodes on {', '.join(engines)}")
     devnet.env_file.unlink(missing_ok=True)
     supervisor = Supervisor(say)
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     code = 0
     try:
-        announce(devnet, start_network(devnet, supervisor))
+        announce(devnet, start_network(devnet, supervisor, engines))
         supervisor.watch()
     except Stop:
         say("stopping: API nodes, then ML nodes, then the chain")

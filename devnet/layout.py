@@ -182,15 +182,18 @@ class Devnet:
         _write_private(self.root / KEYS_FILE, json.dumps(self.keys, indent=2) + "\n")
 
 
-def open_devnet(root: Path, settings: Settings, fresh: bool) -> tuple[Devnet, bool]:
-    """The devnet at ROOT, laid out now if needed; the flag says whether it was resumed."""
+def open_devnet(root: Path, settings: Settings, fresh: bool, *, params: dict | None = None,
+                node_config: list[dict] | None = None) -> tuple[Devnet, bool]:
+    """The devnet at ROOT, laid out now if needed; the flag says whether it was resumed.
+    A new layout takes ``params`` (module name -> genesis params over the devnet's) and
+    ``node_config[i]`` (apinode.toml settings over participant i's)."""
     if fresh and root.exists():
         shutil.rmtree(root)
     resumed = (root / SETTINGS_FILE).exists()
     if not resumed:
         staging = root.parent / f".{root.name}.partial"
         shutil.rmtree(staging, ignore_errors=True)
-        _lay_out(staging, settings)
+        _lay_out(staging, settings, params or {}, node_config)
         root.parent.mkdir(parents=True, exist_ok=True)
         staging.rename(root)  # replaces an empty ROOT, as rename(2) does
     keys = json.loads((root / KEYS_FILE).read_text())
@@ -205,7 +208,8 @@ def _developer_keys() -> dict:
             "private_key_hex": wallet.signer().private_key_hex}
 
 
-def _template(developer: dict, participants: list[AccountKey], devnet: Devnet) -> Template:
+def _template(developer: dict, participants: list[AccountKey], devnet: Devnet,
+              params: dict) -> Template:
     """The chain's genesis. Its participants are the devnet's own, so they serve from the first
     block: a participant registering later has no weight until its proof of compute settles."""
     models = [dict(m) for m in load_template(DEFAULT_TEMPLATE).models]
@@ -221,12 +225,15 @@ def _template(developer: dict, participants: list[AccountKey], devnet: Devnet) -
             "node_pubkey": bytes(ApiNodeConfig.load(devnet.participant_home(i))
                                  .node_key().verify_key).hex(),
             "models": served} for i, k in enumerate(participants)],
-        "params": {"inference": CPU_INFERENCE_PARAMS, "epochs": CPU_EPOCHS_PARAMS,
-                   "validation": CPU_VALIDATION_PARAMS},
+        "params": {**params,
+                   "inference": {**CPU_INFERENCE_PARAMS, **params.get("inference", {})},
+                   "epochs": {**CPU_EPOCHS_PARAMS, **params.get("epochs", {})},
+                   "validation": {**CPU_VALIDATION_PARAMS, **params.get("validation", {})}},
     })
 
 
-def _lay_out(staging: Path, settings: Settings) -> None:
+def _lay_out(staging: Path, settings: Settings, params: dict,
+            node_config: list[dict] | None) -> None:
     developer = _developer_keys()
     participants = generate_account_keys(settings.participants)
     keys = {"developer": developer,
@@ -239,8 +246,9 @@ def _lay_out(staging: Path, settings: Settings) -> None:
             "chain_id": CHAIN_ID, "listen": listen, "public_url": f"http://{listen}",
             "chain_grpc": settings.chain_grpc(i), "mlnode": f"{HOST}:{settings.mlnode_port(i)}",
             "metrics_port": settings.metrics_port(i, "api"),
+            **(node_config[i] if node_config else {}),
         }, key.private_key_hex)
-    template = _template(developer, participants, devnet)
+    template = _template(developer, participants, devnet, params)
     if settings.consensus == "cometbft":
         layout_localnet(template, devnet.chain_home(0).parent, validators=settings.chain_nodes,
                         base_port=settings.base_port + CHAIN_OFFSET)

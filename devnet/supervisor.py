@@ -27,6 +27,8 @@ class Service:
     name: str
     process: subprocess.Popen
     log: Path
+    argv: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
 
     def tail(self, lines: int = LOG_TAIL_LINES) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -50,19 +52,34 @@ class Supervisor:
         self._say = say
 
     def start(self, tier: str, name: str, argv: list[str], log: Path,
-              env: dict[str, str] | None = None) -> Service:
+              env: dict[str, str] | None = None, python: Path | None = None) -> Service:
+        """Runs ``python`` (this one by default) with ``argv``."""
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("a") as out:
             out.write(f"--- devnet started {name} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
             out.flush()
             process = subprocess.Popen(
-                [sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT,
+                [str(python or sys.executable), *argv], stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
-        service = Service(name, process, log)
+        service = Service(name, process, log, tuple(argv), tuple((env or {}).items()))
         self._tiers.setdefault(tier, []).append(service)
         self._say(f"started {name} (pid {process.pid}), log {log}")
         return service
+
+    def service(self, name: str) -> Service:
+        """The process now running (or last run) under ``name``."""
+        return next(s for services in self._tiers.values() for s in services if s.name == name)
+
+    def restart(self, name: str) -> Service:
+        """Starts ``name`` again as it was first started, once its process has ended (a crash
+        or a kill): the new process takes its place in its tier."""
+        old = self.service(name)
+        if old.process.poll() is None:
+            raise RuntimeError(f"{name} is still running (pid {old.process.pid})")
+        tier = next(t for t, services in self._tiers.items() if old in services)
+        self._tiers[tier].remove(old)
+        return self.start(tier, name, list(old.argv), old.log, dict(old.env))
 
     def check(self) -> None:
         """Raises ProcessExited for the first process that is no longer running."""

@@ -1,4 +1,4 @@
-"""Command line: `python -m genesis {build,localnet,solo,keys}`.
+"""Command line: `python -m genesis {build,localnet,solo,keys,hash}`.
 
     python -m genesis keys --count 2 [--json]
     python -m genesis build --template T.toml --out genesis.json [--keys-dir DIR]
@@ -6,6 +6,7 @@
                            [--block-interval-ms 500]
     python -m genesis localnet --validators 4 --out DIR [--template T.toml] [--base-port 26600]
                                [--timeout-commit 500ms]
+    python -m genesis hash genesis.json   # the hash joining nodes check (`inferchain init`)
 
 --template defaults to genesis/default_template.toml. Errors go to stderr with exit status 2.
 """
@@ -20,6 +21,7 @@ from genesis.builder import build_genesis, write_genesis
 from genesis.comet_keys import Ed25519Key, write_priv_validator_key, write_priv_validator_state
 from genesis.homes import NodeInfo, require_empty_dir
 from genesis.localnet import DEFAULT_BASE_PORT, layout_localnet
+from genesis.network_genesis import genesis_hash, read_genesis
 from genesis.solo import SOLO_PORTS, layout_solo
 from genesis.template import Template, load_template
 
@@ -70,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     localnet.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
     localnet.add_argument("--timeout-commit", default="500ms", help="a Go duration")
     localnet.set_defaults(run=_localnet)
+
+    hashed = commands.add_parser("hash", help="print a genesis.json's hash, which a joining "
+                                 "node checks (`inferchain init --genesis-hash`)")
+    hashed.add_argument("genesis", type=Path)
+    hashed.set_defaults(run=lambda args: print(genesis_hash(read_genesis(args.genesis))))
     return parser
 
 

@@ -84,3 +84,14 @@ def write_priv_validator_state(home: Path) -> Path:
 def write_node_key(home: Path, key: Ed25519Key) -> Path:
     """Writes HOME/config/node_key.json for `key`."""
     return _write_private_json(home / "config" / "node_key.json", {"priv_key": key.priv_key_json()})
+
+
+def read_priv_validator_key(path: Path) -> SigningKey:
+    """The signing key of a CometBFT priv_validator_key.json, refused unless its private key
+    (Go's seed ‖ public key) and its public key belong together."""
+    keys = json.loads(path.read_text())
+    private = base64.b64decode(keys["priv_key"]["value"])
+    key = SigningKey(private[:32])
+    if len(private) != 64 or bytes(key.verify_key) != base64.b64decode(keys["pub_key"]["value"]):
+        raise ValueError(f"{path}: not a CometBFT ed25519 validator key pair")
+    return key

@@ -311,9 +311,10 @@ def _participants(value: object, problems: list[str]) -> tuple[Mapping[str, Any]
                             f"validator's ed25519 key)")
         models = entry.get("models")
         if not isinstance(models, list) or not models or not all(
-                isinstance(m, Mapping) and set(m) == {"model_id", "weights_sha256"}
-                for m in models):
-            problems.append(f"{where}.models: a non-empty list of {{model_id, weights_sha256}}")
+                isinstance(m, Mapping) and {"model_id", "weights_sha256"} <= set(m)
+                <= {"model_id", "weights_sha256", "dtype"} for m in models):
+            problems.append(f"{where}.models: a non-empty list of {{model_id, weights_sha256}} "
+                            f"with an optional dtype")
         if "weight" in entry and (not _is_int(entry["weight"]) or entry["weight"] < 0):
             problems.append(f"{where}.weight: must be a non-negative integer")
         participants.append(dict(entry))

@@ -7,6 +7,8 @@ import json
 import socket
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,6 +49,19 @@ class Localnet:
                                      base_port=free_base_port(), timeout_commit="300ms")
         self.nodes = [ChainNode(i.home, i.ports.grpc) for i in self.infos]
 
+    @contextmanager
+    def running(self, height: int = 2) -> Iterator["Localnet"]:
+        """Every validator started and past ``height``; all closed on the way out."""
+        try:
+            for node in self.nodes:
+                node.start()
+            for node in self.nodes:
+                node.wait_height(height)
+            yield self
+        finally:
+            for node in self.nodes:
+                node.close()
+
     def rpc(self, index: int, path: str) -> dict:
         url = f"{self.infos[index].ports.rpc_url}/{path}"
         with urllib.request.urlopen(url, timeout=5) as reply:
@@ -73,14 +88,8 @@ class Localnet:
 
 @pytest.fixture(scope="module")
 def localnet(tmp_path_factory):
-    net = Localnet(tmp_path_factory.mktemp("localnet") / "net")
-    for node in net.nodes:
-        node.start()
-    for node in net.nodes:
-        node.wait_height(2)
-    yield net
-    for node in net.nodes:
-        node.close()
+    with Localnet(tmp_path_factory.mktemp("localnet") / "net").running() as net:
+        yield net
 
 
 def test_cosmpy_against_a_cometbft_node(localnet):

@@ -338,7 +338,8 @@ def test_inference_register_update_allowance_withdraw(chain: Chain, tmp_path: Pa
     assert done["code"] == 0
     participant = chain.ok("query", "inference", "participant", chain.bob)
     assert participant["url"] == "http://127.0.0.1:1" and participant["active"] is True
-    assert participant["models"] == [{"model_id": MODEL_ID, "weights_sha256": WEIGHTS}]
+    assert participant["models"] == [{"model_id": MODEL_ID, "weights_sha256": WEIGHTS,
+                                      "dtype": "float32"}]
     assert participant["node_pubkey"] == base64.b64encode(bytes(node_key.verify_key)).decode()
     listed = chain.ok("query", "inference", "participants")["participants"]
     assert [p["address"] for p in listed] == [chain.bob]

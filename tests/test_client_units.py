@@ -14,6 +14,7 @@ from cosmpy.mnemonic import generate_mnemonic
 from client import arguments, output, settings
 from client.errors import CliError
 from client.keyring import Keyring, key_from_mnemonic
+from client.signing import expected_sequence
 
 
 def test_file_keyring_seals_the_key_and_opens_it_only_with_the_passphrase(tmp_path: Path):
@@ -89,3 +90,14 @@ def test_text_output_nests_like_yaml(capsys: pytest.CaptureFixture[str]):
     output.show({"a": 1, "b": {"c": True, "d": []}, "e": [{"f": "g", "h": "i"}, "j"]}, "text")
     assert capsys.readouterr().out.splitlines() == [
         "a: 1", "b:", "  c: true", "  d: []", "e:", "  - f: g", "    h: i", "  - j"]
+
+
+def test_a_stale_sequence_refusal_names_the_sequence_to_sign_again_with():
+    """The chain's words for a stale sequence (chain/tx/ante.py) when the operator's API node
+    has a tx of the same key in the mempool; anything else is not retried."""
+    refusal = "simulation failed (code 32, codespace sdk): account sequence mismatch, " \
+              "expected 28, got 27"
+    assert expected_sequence(refusal, 27) == 28
+    assert expected_sequence(refusal, 28) is None  # not the sequence this client sent
+    assert expected_sequence("account sequence mismatch, expected 27, got 27", 27) is None
+    assert expected_sequence("insufficient funds: 5ninfer < 9ninfer", 27) is None

@@ -76,6 +76,8 @@ def test_the_documented_entry_points_are_all_found():
     documented = {"inferchain", "inferchain-mlnode", "python -m chain", "python -m mlnode",
                   "python -m apinode", "python -m genesis", "python -m devnet",
                   "python -m bench.detection", "python -m bench.detection.gpu_dump",
+                  "python -m bench.economics",
+                  "python -m bench.chaos",
                   *(f"python bench/{name}.py" for name in (
                       "chain_bench", "gateway_bench", "inference_bench", "mlnode_bench",
                       "poc_bench", "verification_overhead"))}

@@ -1,6 +1,6 @@
 """The chain's versioned key-value state and its app hash (docs/design.md §2.1)."""
 
-from chain.store.errors import HeightUnavailable, StaleOverlay, StoreCorrupted
+from chain.store.errors import HeightUnavailable, RestoreMismatch, StaleOverlay, StoreCorrupted
 from chain.store.merkle import EMPTY_APP_HASH
 from chain.store.overlay import KVReader, Overlay
 from chain.store.sqlite_store import Store
@@ -10,6 +10,7 @@ __all__ = [
     "HeightUnavailable",
     "KVReader",
     "Overlay",
+    "RestoreMismatch",
     "StaleOverlay",
     "Store",
     "StoreCorrupted",

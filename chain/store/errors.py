@@ -11,3 +11,7 @@ class HeightUnavailable(LookupError):
 
 class StoreCorrupted(RuntimeError):
     """The rows on disk no longer hash to the recorded app hash; the node must not serve them."""
+
+
+class RestoreMismatch(ValueError):
+    """A restored state does not hash to the app hash it was restored for; nothing was kept."""

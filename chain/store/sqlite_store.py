@@ -9,7 +9,7 @@ row (key, height, value or NULL), so queries can read any height that `prune` ha
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import groupby
@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from chain import failpoint
-from chain.store.errors import HeightUnavailable, StaleOverlay, StoreCorrupted
+from chain.store.errors import HeightUnavailable, RestoreMismatch, StaleOverlay, StoreCorrupted
 from chain.store.merkle import EMPTY_BUCKET_HASH, BucketTree, bucket_hash, bucket_of
 from chain.store.overlay import Overlay, merge
 from chain.store.schema import connect
@@ -189,6 +189,43 @@ class Store:
             self._preview_cache = None
         return preview.app_hash
 
+    def restore(self, height: int, app_hash: bytes, entries: Iterable[tuple[bytes, bytes]],
+                meta: Mapping[str, bytes]) -> None:
+        """Fills an empty store with the state at `height` (state sync), if it hashes to
+        `app_hash`; otherwise raises RestoreMismatch and the store stays empty.
+
+        Everything is written in one SQLite transaction, checked against the recomputed root
+        before it commits; keys must come in ascending order. History starts at `height`.
+        """
+        if type(height) is not int or height < 1:
+            raise ValueError(f"cannot restore height {height!r}")
+        with self._lock:
+            if self._height != 0:
+                raise ValueError(f"cannot restore into a store at height {self._height}: "
+                                 "state sync needs an empty store")
+            with self._transaction() as db:
+                for page in _pages(entries):
+                    db.executemany("INSERT INTO state (key, value, bucket) VALUES (?, ?, ?)",
+                                   [(k, v, bucket_of(k)) for k, v in page])
+                    db.executemany("INSERT INTO history (key, height, value) VALUES (?, ?, ?)",
+                                   [(k, height, v) for k, v in page])
+                rows = db.execute("SELECT bucket, key, value FROM state ORDER BY bucket, key")
+                buckets = {bucket: bucket_hash((key, value) for _, key, value in group)
+                           for bucket, group in groupby(rows, key=lambda row: row[0])}
+                tree = BucketTree(buckets)
+                if tree.root != app_hash:
+                    raise RestoreMismatch(f"the restored state hashes to {tree.root.hex()}, "
+                                          f"not the trusted {app_hash.hex()}")
+                db.executemany("INSERT INTO buckets (bucket, hash) VALUES (?, ?)",
+                               buckets.items())
+                db.execute("UPDATE head SET height = ?, app_hash = ?, earliest = ?",
+                           (height, app_hash, height))
+                for name, value in meta.items():
+                    _put_meta(db, name, value)
+            self._tree = tree
+            self._height, self._app_hash, self._earliest = height, app_hash, height
+            self._preview_cache = None
+
     def get(self, key: bytes) -> bytes | None:
         """The latest committed value."""
         with self._lock:
@@ -338,6 +375,18 @@ class Store:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
+
+
+def _pages(entries: Iterable[tuple[bytes, bytes]]) -> Iterator[list[tuple[bytes, bytes]]]:
+    """Entries in lists of _PAGE * 16, so a large restore is never held in memory at once."""
+    page: list[tuple[bytes, bytes]] = []
+    for entry in entries:
+        page.append(entry)
+        if len(page) == _PAGE * 16:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
 def _put_meta(db: sqlite3.Connection, name: str, value: bytes) -> None:

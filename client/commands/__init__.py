@@ -4,11 +4,11 @@
 import argparse
 import sys
 
-from client.commands import config, keys, query, status, tx
+from client.commands import config, init, keys, query, status, tx
 from client.errors import CliError
 from client.settings import resolve
 
-GROUPS = {"keys": keys, "query": query, "tx": tx, "status": status, "config": config}
+GROUPS = {"init": init, "keys": keys, "query": query, "tx": tx, "status": status, "config": config}
 
 
 def add_parsers(parts: argparse._SubParsersAction) -> None:
