@@ -15,7 +15,9 @@ or a 503 to the developer), a ``ChainQueryError`` when the node refused the quer
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any, NamedTuple, TypeVar
 
 import grpc
@@ -37,6 +39,8 @@ INFERENCE = "/inference.v1.Query/"
 AUTH_ACCOUNT = "/cosmos.auth.v1beta1.Query/Account"
 LATEST_BLOCK = "/cosmos.base.tendermint.v1beta1.Service/GetLatestBlock"
 DEFAULT_TIMEOUT_S = 10.0
+# How often a node waiting on the chain's height asks for it.
+HEIGHT_POLL_S = 0.25
 # The node is down, restarting or overloaded: nothing was decided, so asking again may work.
 UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
@@ -225,6 +229,22 @@ class ChainQueries:
         reply = await self.call(LATEST_BLOCK, tm_query.GetLatestBlockRequest(),
                                 tm_query.GetLatestBlockResponse)
         return reply.block.header.height
+
+    async def reached(self, height: int, wait_s: float, lead_blocks: int) -> bool:
+        """Whether this node has applied ``height``, waiting up to ``wait_s`` for it: a peer
+        acts on a block as soon as its own node applies it, and ours may apply it a moment
+        later. A height more than ``lead_blocks`` past ours is no such lag and gets False at
+        once, so a peer naming far heights cannot keep waits (and their queries) running."""
+        give_up = time.monotonic() + wait_s
+        latest = await self.latest_height()
+        if height > latest + lead_blocks:
+            return False
+        while latest < height:
+            if time.monotonic() >= give_up:
+                return False
+            await asyncio.sleep(HEIGHT_POLL_S)
+            latest = await self.latest_height()
+        return True
 
     async def auth_account(self, address: str) -> AuthAccount | None:
         """Account number and sequence; None until the account first receives funds."""

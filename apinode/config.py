@@ -5,8 +5,6 @@ The account key (secp256k1, hex) signs the participant's transactions; the node 
 beside the config, readable by the operator only.
 """
 
-import base64
-import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +12,7 @@ from pathlib import Path
 from nacl.signing import SigningKey
 
 from chain.metrics import check_port
+from genesis.comet_keys import read_priv_validator_key
 
 
 @dataclass(frozen=True)
@@ -43,8 +42,9 @@ class ApiNodeConfig:
     # pick (it gives up sooner when the draw would become too old for the chain to start).
     first_token_timeout_s: float = 120.0
     # Fault injection for tests of the protocol only: "refuse-all" refuses every forward, so
-    # the chain counts a miss against this participant each time a transfer agent skips it.
-    # Empty: an honest executor.
+    # the chain counts a miss against this participant each time a transfer agent skips it;
+    # "refuse-and-relay" refuses unsigned and relays the forwarded start without a delivery,
+    # which the chain refuses. Empty: an honest executor.
     executor_fault: str = ""
     # Seconds an executor holds back the start it relays (MsgRelayStart) after its first
     # token, so the transfer agent's own start normally lands first; the relay must still
@@ -116,14 +116,7 @@ class ApiNodeConfig:
         node signs its registration with it, proving the validator is this participant's."""
         if not self.consensus_key_file:
             return None
-        path = self.home / self.consensus_key_file
-        keys = json.loads(path.read_text())
-        private = base64.b64decode(keys["priv_key"]["value"])  # Go's seed ‖ public key
-        key = SigningKey(private[:32])
-        if len(private) != 64 or bytes(key.verify_key) != base64.b64decode(
-                keys["pub_key"]["value"]):
-            raise ValueError(f"{path}: not a CometBFT ed25519 validator key pair")
-        return key
+        return read_priv_validator_key(self.home / self.consensus_key_file)
 
     def listen_host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")

@@ -15,18 +15,18 @@ node, and owes the chain its MsgFinishInference (docs/design.md §3.5).
    single token is generated.
 2. **Stream.** One generation on the ML node with ``max(model.top_k, top_logprobs)``
    alternatives per token, so the logprobs the developer gets and the artifact the chain gets
-   come from the same per-token data; each token is yielded as it comes. At the first token
-   the start goes to the outbox too, as MsgRelayStart, held back ``relay_delay_s`` so the
-   transfer agent's own start normally lands first (the relay then finds it and sends
-   nothing): a transfer agent that takes the output and never starts the inference cannot
-   leave the start off the chain, and the developer is charged once either way
-   (docs/design.md §3.5).
+   come from the same per-token data; each token is yielded as it comes.
 3. **Keep within reach of the deliveries.** ``deliver`` takes the transfer agent's
    ``Delivery``s, its node-key signatures that the output so far reached the developer (every
    ``delivery_interval_tokens`` tokens, then all of it), and holds the longest. The next
    token is taken from the ML node only while fewer than ``delivery_interval_tokens`` passed
    on lack one; past ``delivery_wait_s`` without the next, the generation stops. So a transfer
-   agent that withholds its signatures gets at most that many tokens unpaid.
+   agent that withholds its signatures gets at most that many tokens unpaid. With the first
+   delivery it holds, the start goes to the outbox too, as MsgRelayStart carrying that
+   delivery, held back ``relay_delay_s`` so the transfer agent's own start normally lands
+   first (the relay then finds it and sends nothing): a transfer agent that takes the output
+   and never starts the inference cannot leave the start off the chain, and the developer is
+   charged once either way (docs/design.md §3.5).
 4. **Record.** The output and its artifact (top ``model.top_k``) are stored in the payload
    row that serves validators later, before the stream's closing ``Executed``.
 5. **Finish.** Once the signature of the complete output comes, or ``delivery_wait_s`` after
@@ -37,11 +37,11 @@ node, and owes the chain its MsgFinishInference (docs/design.md §3.5).
    can settle more output than the developer received, nor be left unpaid for more than
    ``delivery_interval_tokens`` tokens it delivered (docs/design.md §3.5).
 
-A generation no delivery signature covers is not finished on chain, and its relay is dropped
-if no tx carries it yet: the inference expires, the developer is refunded in full and the
-miss counts against this executor. A transfer agent that closed the stream before passing
-anything on may already have handed the inference to the next pick of the draw, whose start a
-relay of ours must not beat. Once the ML node has finished, the record is written even if the
+A generation no delivery signature covers is neither relayed nor finished on chain: the
+inference expires, the developer is refunded in full and the miss counts against this
+executor. A transfer agent that closed the stream before passing anything on may already have
+handed the inference to the next pick of the draw, whose start the chain keeps from any relay
+without a delivery. Once the ML node has finished, the record is written even if the
 caller goes away meanwhile: the output is complete and the transfer agent has all of it, so
 its delivery can still come.
 """
@@ -93,7 +93,15 @@ log = logging.getLogger(__name__)
 # Misbehaviours a protocol test can switch on (ApiNodeConfig.executor_fault); "" is honest.
 # "refuse-all" refuses every forward before a token with a signed refusal, so the transfer
 # agents skip this node and the chain counts a miss against it each time.
-FAULTS = frozenset({"", "refuse-all"})
+# "refuse-and-relay" refuses every forward without a signed refusal and sends the start it
+# carried as MsgRelayStart with no delivery, to take the inference from the agent's next pick:
+# the chain refuses such a relay (undelivered, code 60) and the next pick serves and is paid.
+FAULTS = frozenset({"", "refuse-all", "refuse-and-relay"})
+# How long a forward waits for this node to apply the block its draw names, when that block is
+# at most DRAW_LAG_BLOCKS past this node's latest: the transfer agent's node may apply it a
+# moment before ours.
+DRAW_LAG_WAIT_S = 10.0
+DRAW_LAG_BLOCKS = 3
 
 
 def finish_key(inference_id: str) -> str:
@@ -186,6 +194,10 @@ class Executor:
         start = request.start
         if self.fault == "refuse-all":
             raise self._refuse(request, "executor fault 'refuse-all' is on", signed=True)
+        if self.fault == "refuse-and-relay":
+            await asyncio.to_thread(self.outbox.enqueue, relay_key(start.inference_id),
+                                    MsgRelayStart(creator=self.address, start=start))
+            raise self._refuse(request, "executor fault 'refuse-and-relay' is on")
         if start.inference_id in self._running:
             raise self._refuse(request, "this inference is already being executed here")
         if start.inference_id in self._runs:
@@ -209,19 +221,28 @@ class Executor:
         if start.executor != self.address:
             raise self._refuse(request, f"the request names executor {start.executor}, "
                                         f"not this node ({self.address})")
-        agent, me, model, known, served = await asyncio.gather(
-            self.chain.participant(start.creator), self.chain.participant(self.address),
-            self.chain.model(start.model_id), self.chain.inference(start.inference_id),
-            self.mlnode.info())
+        # Only a registered agent's signed forward may make this node wait (below).
+        agent = await self.chain.participant(start.creator)
         if agent is None:
             raise self._refuse(request, f"transfer agent {start.creator} is not a "
                                         f"registered participant")
         with self._chain_refusal(request):
             start_rules.check_ta_signature(start, agent)
+        # Every check after this reads this node's state at or after the draw's block, which
+        # is at least what the agent's node held when it checked the request.
+        if not await self.chain.reached(start.draw_height, DRAW_LAG_WAIT_S, DRAW_LAG_BLOCKS):
+            raise self._refuse(request, f"this node has not applied block {start.draw_height}, "
+                                        f"the draw the request names, within "
+                                        f"{DRAW_LAG_WAIT_S:g}s (it waits only for a block at "
+                                        f"most {DRAW_LAG_BLOCKS} past its latest)")
+        me, model, known, served = await asyncio.gather(
+            self.chain.participant(self.address), self.chain.model(start.model_id),
+            self.chain.inference(start.inference_id), self.mlnode.info())
         if model is None:
             raise self._refuse(request, f"model {start.model_id!r} is not in the registry")
         await self._check_developer(request, model)
-        self._check_serving(request, me, model, served.model_id, served.weights_sha256)
+        self._check_serving(request, me, model, served.model_id, served.weights_sha256,
+                            served.dtype)
         with self._chain_refusal(request):
             start_rules.check_context(start, model)
         if known is not None:
@@ -246,7 +267,7 @@ class Executor:
             start_rules.check_allowance(start, allowed, start_rules.escrow_of(start, model))
 
     def _check_serving(self, request: ExecuteRequest, me: Participant | None, model: Model,
-                       ml_model_id: str, ml_weights: str) -> None:
+                       ml_model_id: str, ml_weights: str, ml_dtype: str) -> None:
         """This node's registration and ML node fit the model, so the chain takes its finish."""
         if me is None:
             raise self._refuse(request, f"this node ({self.address}) is not a registered "
@@ -262,6 +283,9 @@ class Executor:
             raise self._refuse(request, f"the ML node serves {ml_model_id} with weights "
                                         f"{ml_weights[:16]}…, not {model.id}'s "
                                         f"{model.weights_sha256[:16]}…")
+        if ml_dtype != model.serving_dtype:
+            raise self._refuse(request, f"the ML node serves {model.id} in {ml_dtype}, not its "
+                                        f"registered {model.serving_dtype}")
 
     def _check_known(self, request: ExecuteRequest, known: Inference) -> None:
         """What the chain already holds of this inference leaves room for our finish."""
@@ -284,6 +308,8 @@ class Executor:
         with self._chain_refusal(request):
             start_rules.check_transform(start)
             start_rules.check_request_id(start)
+            if not start.request_signature:
+                start_rules.check_key_nonce(start)
         try:
             draw = await self.chain.draw(start.inference_id, start.model_id,
                                          request_timestamp=start.request_timestamp)
@@ -298,7 +324,9 @@ class Executor:
             raise self._refuse(request, f"a request stamped {start.request_timestamp} draws "
                                         f"at height {draw.draw_height}, not "
                                         f"{start.draw_height}")
-        picked = draw.order[start.attempt] if start.attempt < len(draw.order) else "nobody"
+        order = start_rules.executor_order(list(draw.order), start.creator,
+                                           bool(start.request_signature))
+        picked = order[start.attempt] if start.attempt < len(order) else "nobody"
         if picked != self.address:
             self.audit.forward_refused(start.inference_id, start.creator, start.draw_height,
                                        start.attempt, self.address, picked)
@@ -349,8 +377,6 @@ class Executor:
                     steps.append(event)
                     yield ExecutedStep(event.token_id, event.text, event.logprob,
                                        event.top_ids[:wanted], event.top_logprobs[:wanted])
-                    if len(steps) == 1:  # once the first token is on its way, not before
-                        await asyncio.to_thread(self._relay, request.start)
                     await self._await_delivery(run)
         except (GeneratorExit, asyncio.CancelledError):
             log.warning("inference %s: the stream was closed after %d tokens; finishing the "
@@ -406,8 +432,8 @@ class Executor:
 
     async def _settle(self, run: _Run) -> None:
         """Queues the finish of the longest output the agent signed delivery of, once it
-        signed all of it or ``delivery_wait_s`` passed; with no signature, drops the relay
-        (the inference expires: a refund, and a miss against this node)."""
+        signed all of it or ``delivery_wait_s`` passed; with no signature, nothing (the
+        inference expires: a refund, and a miss against this node)."""
         inference_id = run.request.start.inference_id
         try:
             deadline = time.monotonic() + self.delivery_wait_s
@@ -419,7 +445,6 @@ class Executor:
                 if run.steps:
                     log.warning("inference %s: its transfer agent signed delivery of none of "
                                 "its %d tokens; not finishing it", inference_id, len(run.steps))
-                self._drop_relay(inference_id)
                 return
             await self._queue_finish(run.request, run.recorded(), run.top_k, run.held)
             if not run.settled:
@@ -429,20 +454,15 @@ class Executor:
         finally:
             self._runs.pop(inference_id, None)
 
-    def _relay(self, start: MsgStartInference) -> None:
-        """Queues the agent's signed start for this node to send, unless this node is the
-        agent (its own outbox sends the start)."""
+    def _relay(self, start: MsgStartInference, delivery: Delivery, output_ids: list[int]) -> None:
+        """Queues the agent's signed start for this node to send with the delivery it holds
+        (the chain relays no start without one), unless this node is the agent (its own
+        outbox sends the start) or a relay is queued already."""
         if start.creator != self.address:
-            self.outbox.enqueue(relay_key(start.inference_id),
-                                MsgRelayStart(creator=self.address, start=start),
-                                delay_s=self.relay_delay_s)
-
-    def _drop_relay(self, inference_id: str) -> None:
-        """An output not delivered is not relayed; a relay some tx already carries stays
-        (the inference then expires, as one the agent started would). A short synchronous
-        write: this runs while the generator closes, where it cannot await."""
-        if self.outbox.discard_pending(relay_key(inference_id)):
-            log.info("inference %s: its start relay was dropped", inference_id)
+            self.outbox.enqueue(relay_key(start.inference_id), MsgRelayStart(
+                creator=self.address, start=start,
+                delivered_hash=payload.ids_hash(output_ids[:delivery.output_tokens]),
+                delivery_signature=delivery.signature), delay_s=self.relay_delay_s)
 
     def _record(self, request: ExecuteRequest, done: Executed, recorded: list[ArtifactStep],
                 k: int) -> int:
@@ -466,8 +486,9 @@ class Executor:
         nobody else can make this node queue a finish the chain or a validator would refuse."""
         run = self._runs.get(delivery.inference_id)
         if run is not None:
-            run.hold(delivery, self._checked(delivery, run.agent,
-                                             [s.token_id for s in run.steps], run.complete))
+            output_ids = [s.token_id for s in run.steps]
+            run.hold(delivery, self._checked(delivery, run.agent, output_ids, run.complete))
+            await asyncio.to_thread(self._relay, run.request.start, delivery, output_ids)
             if run.over and run.settled and run.held is delivery:
                 await self._queue_finish(run.request, run.recorded(), run.top_k, delivery)
             return
@@ -477,16 +498,17 @@ class Executor:
         request = ExecuteRequest.from_json(row.prompt)
         agent = await self.chain.participant(request.start.creator)
         self._checked(delivery, agent, row.output_token_ids, True)
+        await asyncio.to_thread(self._relay, request.start, delivery, row.output_token_ids)
         k, recorded = artifact.decode(row.artifact)
         await self._queue_finish(request, recorded, k, delivery)
 
-    @staticmethod
-    def _checked(delivery: Delivery, agent: Participant | None, output_ids: list[int],
+    def _checked(self, delivery: Delivery, agent: Participant | None, output_ids: list[int],
                  complete: bool) -> Delivered:
-        """The kind of delivery the agent signed over the first ``output_tokens`` ids."""
+        """The kind of delivery the agent signed over the first ``output_tokens`` ids of this
+        node's output."""
         tokens, kind = delivery.output_tokens, None
         if agent is not None and tokens <= len(output_ids):
-            kind = signed_delivery(agent, delivery.inference_id,
+            kind = signed_delivery(agent, self.address, delivery.inference_id,
                                    payload.ids_hash(output_ids[:tokens]), delivery.signature)
         if kind is None or (kind is Delivered.WHOLE
                             and not (complete and tokens == len(output_ids))):
@@ -498,8 +520,12 @@ class Executor:
                             delivery: Delivery) -> None:
         """Queues the finish of the delivered prefix of ``recorded``, once per inference."""
         delivered = recorded[:delivery.output_tokens]
+        # Admission checked the ML node serves in the model's registered dtype, which no
+        # update changes: the finish says so, signed.
+        model = await self.chain.model(request.start.model_id)
         finish = self._finish_message(request, [s.token_id for s in delivered],
-                                      artifact.encode(delivered, k))
+                                      artifact.encode(delivered, k),
+                                      model.serving_dtype if model else "")
         finish.delivery_signature = delivery.signature
         if await asyncio.to_thread(self.outbox.enqueue, finish_key(delivery.inference_id),
                                    finish):
@@ -514,7 +540,7 @@ class Executor:
             return row
 
     def _finish_message(self, request: ExecuteRequest, output_ids: list[int],
-                        encoded_artifact: bytes) -> MsgFinishInference:
+                        encoded_artifact: bytes, serving_dtype: str) -> MsgFinishInference:
         """MsgFinishInference for ``output_ids``, signed with the node key as the chain
         checks it."""
         msg = MsgFinishInference(
@@ -522,8 +548,10 @@ class Executor:
             model_id=request.start.model_id, prompt_hash=request.start.prompt_hash,
             output_ids=output_ids, artifact=encoded_artifact,
             output_hash=payload.ids_hash(output_ids),
-            prompt_tokens=len(request.start.prompt_ids), output_tokens=len(output_ids))
+            prompt_tokens=len(request.start.prompt_ids), output_tokens=len(output_ids),
+            serving_dtype=serving_dtype)
         msg.executor_signature = self.node_key.sign(payload.finish_payload(
             msg.inference_id, msg.model_id, msg.prompt_hash, msg.output_hash,
-            msg.prompt_tokens, msg.output_tokens, msg.artifact, msg.creator)).signature
+            msg.prompt_tokens, msg.output_tokens, msg.artifact, msg.creator,
+            msg.serving_dtype)).signature
         return msg

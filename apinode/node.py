@@ -69,10 +69,15 @@ async def register(config: ApiNodeConfig, sender: TxSender, chain: ChainQueries,
     if model is None or model.weights_sha256 != info.weights_sha256:
         raise RuntimeError(f"the ML node serves {info.model_id} ({info.weights_sha256[:16]}…), "
                            "which the chain's model registry does not list")
+    if info.dtype != model.serving_dtype:
+        raise RuntimeError(f"the ML node serves {info.model_id} in {info.dtype}; the registry "
+                           f"fixes {model.serving_dtype}, so this participant cannot declare it "
+                           f"(start the ML node with --dtype {model.serving_dtype})")
     node_key = config.node_key()
     await sender.send([MsgRegisterParticipant(
         creator=sender.address, url=config.public_url, node_pubkey=bytes(node_key.verify_key),
-        models=[ServedModel(model_id=info.model_id, weights_sha256=info.weights_sha256)],
+        models=[ServedModel(model_id=info.model_id, weights_sha256=info.weights_sha256,
+                            dtype=info.dtype)],
         consensus_pubkey=pubkey, consensus_key_signature=signature)])
     for _ in range(60):
         if await chain.participant(sender.address) is not None:

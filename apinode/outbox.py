@@ -180,16 +180,6 @@ class Outbox:
                                    .limit(limit)).all()
             return [Entry.of(row) for row in rows]
 
-    def discard_pending(self, key: str) -> bool:
-        """Drop the entry with ``key`` if no tx carries it yet; True when it was dropped."""
-        with self.db.session() as session:
-            row = session.scalar(select(OutboxRow).where(OutboxRow.key == key,
-                                                         OutboxRow.state == OutboxState.PENDING))
-            if row is None:
-                return False
-            session.delete(row)
-            return True
-
     def get(self, key: str) -> Entry | None:
         with self.db.session() as session:
             row = session.scalar(select(OutboxRow).where(OutboxRow.key == key))

@@ -43,7 +43,7 @@ import grpc
 from nacl.signing import SigningKey
 
 from apinode import openai_errors as errors
-from apinode.chain_queries import ChainQueries, ChainQueryError, Draw
+from apinode.chain_queries import HEIGHT_POLL_S, ChainQueries, ChainQueryError, Draw
 from apinode.execute_wire import (
     DELIVERY_PATH,
     EXECUTE_PATH,
@@ -56,6 +56,7 @@ from apinode.execute_wire import (
     decode,
 )
 from apinode.executor import Executor
+from apinode.executor_health import ExecutorHealth
 from apinode.fault_switch import fault_switch
 from apinode.metrics import ApiMetrics
 from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeRefused
@@ -78,11 +79,8 @@ log = logging.getLogger(__name__)
 Event = ExecutedStep | Executed
 # The share of the draw window (1/4) kept for the start to reach a block after the first token.
 START_SHARE = 4
-# API-key stamps remembered before the ones in the past are dropped.
 # How long a request waits for the chain's first block at or after its timestamp.
 DRAW_BLOCK_WAIT_S = 30.0
-# How often a transfer agent waiting for a first token looks at the chain's height.
-HEIGHT_POLL_S = 0.25
 # Misbehaviours a protocol test can switch on (ApiNodeConfig.transfer_agent_fault); "" is
 # honest. "withhold-start" never sends the chain a start: the executor relays it to be paid.
 # "withhold-delivery" signs delivery of the first delivery_interval_tokens tokens only, takes
@@ -122,7 +120,7 @@ class Prepared:
 class TransferAgent:
     def __init__(self, address: str, node_key: SigningKey, chain: ChainQueries,
                  mlnode: MlNodeClient, executor: Executor, outbox: Outbox,
-                 session: aiohttp.ClientSession, max_attempts: int = 3,
+                 session: aiohttp.ClientSession,
                  first_token_timeout_s: float = 120.0, fault: str = "",
                  delivery_interval_tokens: int = 16, metrics: ApiMetrics | None = None) -> None:
         self.fault = fault_switch("transfer agent", fault, FAULTS,
@@ -137,12 +135,13 @@ class TransferAgent:
         self._executor = executor
         self._outbox = outbox
         self._session = session
-        self._attempts = max_attempts
         self._first_token_timeout = first_token_timeout_s
         self._height, self._height_at = 0, -HEIGHT_POLL_S
         self._spending = Spending(outbox)
         self._delivery_interval = delivery_interval_tokens
         self._deliveries: set[asyncio.Task] = set()  # signatures on their way to executors
+        self._stamps: dict[tuple[str, bytes], int] = {}  # API-key stamps not yet in the past
+        self._health = ExecutorHealth()
 
     async def prepare(self, request: CompletionRequest, signed: SignedRequest) -> Prepared:
         """Model, prompt ids, context and balance checks: the developer's errors, early."""
@@ -169,10 +168,25 @@ class TransferAgent:
                 raise errors.invalid_request(
                     f"Invalid 'logit_bias': token id {unknown[0]} is not in the vocabulary of "
                     f"{model.id} ({vocab} tokens).", "logit_bias", "invalid_value")
-        # An API-key request is stamped and made unique here, on the developer's behalf.
-        return Prepared(request, signed, model, tuple(prompt.ids),
-                        signed.timestamp or int(time.time()),
-                        signed.nonce or secrets.token_bytes(payload.REQUEST_NONCE_BYTES))
+        if signed.signature:
+            return Prepared(request, signed, model, tuple(prompt.ids), signed.timestamp,
+                            signed.nonce)
+        # An API-key request is stamped here, on the developer's behalf; its nonce follows
+        # from the stamp (docs/design.md §3.3).
+        stamp = self._stamp(signed.developer, signed.prompt_hash)
+        return Prepared(request, signed, model, tuple(prompt.ids), stamp,
+                        payload.key_request_nonce(self.address, signed.developer,
+                                                  signed.prompt_hash, stamp, request.n))
+
+    def _stamp(self, developer: str, prompt_hash: bytes) -> int:
+        """Now, or a second after this agent's last stamp of the same body by the same
+        developer: an API-key request's id follows from its stamp, so two identical requests
+        in one second need two."""
+        now = int(time.time())
+        self._stamps = {k: v for k, v in self._stamps.items() if v >= now}
+        stamp = max(now, self._stamps.get((developer, prompt_hash), now - 1) + 1)
+        self._stamps[(developer, prompt_hash)] = stamp
+        return stamp
 
     async def serve(self, prepared: Prepared,
                     choice: int = 0) -> tuple[str, AsyncGenerator[Event]]:
@@ -199,22 +213,43 @@ class TransferAgent:
                      choice: int) -> tuple[str, AsyncGenerator[Event]]:
         params = await self._chain.params()
         max_age = int(params["max_draw_age_blocks"])
-        attempts = min(self._attempts, int(params["max_attempts"]))
+        attempts = int(params["max_attempts"])
         signed, timestamp, nonce = prepared.signed, prepared.timestamp, prepared.nonce
         inference_id = payload.request_id(signed.developer, signed.prompt_hash, timestamp,
                                           self.address, nonce, choice, prepared.request.n)
         draw = await self._request_draw(inference_id, prepared.model.id, timestamp)
         participants = {p.address: p for p in await self._chain.participants()}
         last_height = draw.draw_height + max_age - max(1, max_age // START_SHARE)
-        refusals: list[bytes] = []
-        picks = draw.order[:attempts]
-        for attempt, executor in enumerate(picks):
+        picks = start_rules.executor_order(list(draw.order), self.address,
+                                           bool(signed.signature))[:attempts]
+        refusals = [b""] * len(picks)  # each pick's signed refusal, once it sent one
+        # Picks in draw order; one that failed this agent lately goes to the back instead,
+        # so the memory changes who is tried first, never who may serve.
+        tries = list(range(len(picks)))
+        deferred: set[int] = set()
+        while tries:
+            attempt = tries.pop(0)
+            executor = picks[attempt]
+            if executor == self.address and not all(refusals[:attempt]):
+                # The chain takes this agent past a pick only on that pick's signed refusal.
+                log.info("inference %s: not serving itself at attempt %d: a pick before it "
+                         "left no signed refusal", inference_id, attempt)
+                continue
             now = await self._chain.latest_height()
             if now >= last_height:
                 break
-            # Each pick waits for its first token at most an equal share of the time left,
+            if attempt not in deferred and self._health.passes_over(picks, attempt,
+                                                                    self.address):
+                log.info("inference %s: trying executor %s (attempt %d) after the others: it "
+                         "failed this agent within the last minute", inference_id, executor,
+                         attempt)
+                self._metrics.fallbacks.labels("recently_failed").inc()
+                deferred.add(attempt)
+                tries.append(attempt)
+                continue
+            # Each try waits for its first token at most an equal share of the time left,
             # so a stalled executor leaves the next picks theirs within the one draw.
-            pick_last = now + max(1, (last_height - now) // (len(picks) - attempt))
+            pick_last = now + max(1, (last_height - now) // (len(tries) + 1))
             forward = self._forward(prepared, inference_id, choice, draw, attempt, executor,
                                     refusals)
             try:
@@ -227,7 +262,7 @@ class TransferAgent:
                 served = b""
             if not isinstance(served, bytes):
                 return inference_id, served
-            refusals.append(served)
+            refusals[attempt] = served
         raise errors.no_executor(prepared.model.id)
 
     async def _request_draw(self, inference_id: str, model_id: str, timestamp: int) -> Draw:
@@ -268,24 +303,34 @@ class TransferAgent:
                         start.executor, start.attempt, exc)
             self._metrics.fallbacks.labels(_fallback_reason(exc)).inc()
             await stream.aclose()
-            return exc.refusal if isinstance(exc, ExecutionRefused) else b""
+            if isinstance(exc, ExecutionRefused):
+                return exc.refusal
+            self._health.failed(start.executor)
+            return b""
+        self._health.served(start.executor)
         self._start(start, prepared)
         return self._delivering(start, participants[start.executor].url,
-                                _prepend(first, stream))
+                                _prepend(first, stream), prepared.request.stream)
 
     async def _delivering(self, start: MsgStartInference, url: str,
-                          stream: AsyncGenerator[Event]) -> AsyncGenerator[Event]:
+                          stream: AsyncGenerator[Event], streamed: bool
+                          ) -> AsyncGenerator[Event]:
         """``stream`` as it is passed on. Once every ``delivery_interval_tokens`` tokens the
         consumer took, and when the stream ends however it ends, a delivery of the output so
         far goes to the executor: of all of it (before ``Executed``, as a consumer may stop
         reading there) when the end names exactly the ids passed on. An end that claims other
-        output than the streamed one gets only the prefix signed."""
+        output than the streamed one gets only the prefix signed. A whole answer (not
+        ``streamed``) reaches the developer only once it has ended: one that breaks off reaches
+        it as an error, with none of its tokens, so it gets no closing prefix signature (only
+        the periodic ones it already had, without which the executor would not go on)."""
         passed: list[int] = []
         signed = 0
+        ended = False
         try:
             async with contextlib.aclosing(stream):
                 async for item in stream:
                     if isinstance(item, Executed):
+                        ended = True
                         if list(item.output_ids) == passed:
                             self._send_delivery(start, url, passed, whole=True)
                             signed = len(passed)
@@ -302,7 +347,7 @@ class TransferAgent:
                         self._send_delivery(start, url, passed, whole=False)
                         signed = len(passed)
         finally:
-            if len(passed) > signed:
+            if len(passed) > signed and (streamed or ended):
                 self._send_delivery(start, url, passed, whole=False)
 
     def _send_delivery(self, start: MsgStartInference, url: str, passed: list[int], *,
@@ -315,7 +360,7 @@ class TransferAgent:
                         "%d tokens not signed", start.inference_id, len(passed))
             return
         signed = (payload.delivery_payload if whole else payload.prefix_delivery_payload)(
-            start.inference_id, payload.ids_hash(passed), self.address)
+            start.inference_id, payload.ids_hash(passed), self.address, start.executor)
         delivery = Delivery(start.inference_id, len(passed), self._key.sign(signed).signature)
         task = asyncio.get_running_loop().create_task(self._deliver(start, url, delivery))
         self._deliveries.add(task)

@@ -37,14 +37,15 @@ def wait_healthy(stub: pb_grpc.MLNodeStub, process: subprocess.Popen, log: Path)
     raise TimeoutError(f"ML node not healthy after {START_TIMEOUT_S}s:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="session")
-def mlnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pb_grpc.MLNodeStub]:
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+
+
+def serve_mlnode(python: Path, engine: str, log: Path) -> Iterator[pb_grpc.MLNodeStub]:
     """A real `python -m mlnode serve` process with the default model, fp32 on CPU."""
     port = free_port()
-    log = tmp_path_factory.mktemp("mlnode") / "mlnode.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mlnode", "serve", "--engine", "torch", "--port", str(port),
+            [str(python), "-m", "mlnode", "serve", "--engine", engine, "--port", str(port),
              "--max-batch", "8"],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ,
                                                                  "PYTHONUNBUFFERED": "1"})
@@ -60,3 +61,28 @@ def mlnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pb_grpc.MLNodeS
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def vllm_python() -> Path:
+    """The vLLM environment's python (`make vllm`); CI must have it, elsewhere its tests
+    skip with the command that installs it."""
+    if not VLLM_PYTHON.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{VLLM_PYTHON} is missing: CI installs it with `make vllm`")
+        pytest.skip(f"{VLLM_PYTHON} is missing: `make vllm` installs it")
+    return VLLM_PYTHON
+
+
+@pytest.fixture(scope="session")
+def mlnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pb_grpc.MLNodeStub]:
+    """The torch engine's ML node."""
+    yield from serve_mlnode(Path(sys.executable), "torch",
+                            tmp_path_factory.mktemp("mlnode") / "mlnode.log")
+
+
+@pytest.fixture(scope="module")
+def vllm_mlnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pb_grpc.MLNodeStub]:
+    """The vLLM engine's ML node, run by the vLLM environment's python; stopped after the
+    module that uses it, so its engine and KV cache do not outlive it."""
+    yield from serve_mlnode(vllm_python(), "vllm",
+                            tmp_path_factory.mktemp("vllm-mlnode") / "mlnode.log")

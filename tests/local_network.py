@@ -115,10 +115,10 @@ def free_port_block(size: int) -> int:
 class MlNodes:
     """``count`` ML node processes serving the default model, started side by side;
     ``cheats[i]``, when given, starts node i with that ``--cheat`` variant; with ``metrics``,
-    each serves its metrics on a port of ``metrics_ports``."""
+    each serves its metrics on a port of ``metrics_ports``; all compute in ``dtype``."""
 
     def __init__(self, root: Path, count: int, cheats: list[str | None] | None = None,
-                 metrics: bool = False) -> None:
+                 metrics: bool = False, dtype: str = "float32") -> None:
         self.ports = [free_port() for _ in range(count)]
         self.metrics_ports = [free_port() if metrics else 0 for _ in range(count)]
         self.processes: list[subprocess.Popen] = []
@@ -127,6 +127,7 @@ class MlNodes:
                 cheat = cheats[i] if cheats else None
                 self.processes.append(spawn(
                     ["-m", "mlnode", "serve", "--port", str(port), "--max-batch", "4",
+                     "--dtype", dtype,
                      "--metrics-port", str(self.metrics_ports[i]),
                      *(["--cheat", cheat] if cheat else [])], root / f"mlnode{i}.log",
                     # One torch thread each, as in the devnet: several ML nodes, each with
@@ -229,7 +230,7 @@ class LocalNetwork:
                  node_settings: list[dict] | None = None,
                  extra_accounts: list[AccountKey] | None = None,
                  extra_participants: list[dict] | None = None,
-                 chain_metrics_port: int = 0) -> None:
+                 chain_metrics_port: int = 0, models: list[dict] | None = None) -> None:
         """``params`` overrides module params in genesis; ``in_genesis`` lists the participants
         in genesis, as the devnet does (with the genesis weight: they serve and validate from
         the first epoch); without it each API node registers on start and, like any newcomer,
@@ -238,8 +239,9 @@ class LocalNetwork:
         ``node_settings`` adds apinode.toml settings per participant; ``extra_accounts`` are
         funded in genesis for a test to act with directly, ``extra_participants`` registered
         there (template [[participants]] entries); ``chain_metrics_port`` is the chain node's
-        metrics_port (0: none)."""
+        metrics_port (0: none); ``models`` replaces the registry (genesis_models())."""
         self.chain_metrics_port = chain_metrics_port
+        self.models = models or genesis_models()
         self.extra_participants = extra_participants or []
         self.root = root
         self.developer, self.poor, *keys = funded_keys(2 + len(mlnode_ports))
@@ -267,7 +269,7 @@ class LocalNetwork:
 
     def _start_chain(self, consensus: str, participants: list[AccountKey], params: dict,
                      in_genesis: bool, reputations: dict[str, int]) -> ChainNode:
-        model = genesis_models()[0]
+        model = self.models[0]
         genesis_participants = [
             {"address": k.address, "url": f"http://127.0.0.1:{port}",
              "node_pubkey": bytes(node_key.verify_key).hex(),
@@ -280,7 +282,7 @@ class LocalNetwork:
                          for address, funds in self.funds.items()]
                         + [{"address": k.address, "coins": f"{FUNDS}ninfer"}
                            for k in [*participants, *self.extra_accounts]],
-            "models": genesis_models(),
+            "models": self.models,
             # CPU generation is slow: let a lone half wait long enough for its partner.
             # Proof of compute only where a test asks for it: the others keep genesis weights.
             "params": {**params, "inference": {"expiration_blocks": 2000,

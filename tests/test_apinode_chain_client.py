@@ -26,10 +26,14 @@ from inference_actors import (
     request_id,
     start_msg,
 )
+from local_network import MlNodes
 from nacl.signing import SigningKey
 
 from apinode.chain_queries import ChainQueries, ChainQueryError, ChainUnavailable, Draw
+from apinode.config import ApiNodeConfig
 from apinode.draw_audit import DrawAudit
+from apinode.mlnode_client import MlNodeClient
+from apinode.node import register
 from apinode.outbox import Outbox
 from apinode.outbox_chain import outbox_confirm, outbox_submit
 from apinode.outbox_worker import OutboxWorker
@@ -163,6 +167,27 @@ def test_each_participant_registers_with_its_own_sender(net: Net):
         assert (found.url, found.active) == ("http://127.0.0.1:8001", True)
 
     net.run(scenario)
+
+
+def test_an_api_node_whose_ml_node_computes_in_another_dtype_does_not_declare_the_model(
+        net: Net, tmp_path: Path):
+    """The registry serves the model in fp32; a bf16 ML node's participant is not registered
+    (the chain would refuse its declaration too: tests/test_serving_dtype.py)."""
+    nodes = MlNodes(tmp_path, 1, dtype="bfloat16")
+    config = ApiNodeConfig(home=tmp_path, chain_id=CHAIN_ID)
+
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        chain = ChainQueries(channel)
+        async with MlNodeClient(f"127.0.0.1:{nodes.ports[0]}") as mlnode:
+            assert (await mlnode.info()).dtype == "bfloat16"
+            with pytest.raises(RuntimeError, match="in bfloat16; the registry fixes float32"):
+                await register(config, net.sender(channel, 9), chain, mlnode)
+        assert await chain.participant(net.actors[9].address) is None
+
+    try:
+        net.run(scenario)
+    finally:
+        nodes.close()
 
 
 def test_several_messages_go_in_one_tx(net: Net):

@@ -6,9 +6,13 @@ chain, and a solo chain whose API nodes keep their stores in PostgreSQL. Bad inp
 executor are shown on the solo network, the one with three participants.
 """
 
+import hashlib
+import json
 import math
 import os
-from collections.abc import Iterator
+import secrets
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from functools import partial
@@ -23,6 +27,7 @@ from cosmpy.crypto.keypairs import PrivateKey
 from local_network import (
     MODEL,
     POOR_FUNDS,
+    ApiNode,
     LocalNetwork,
     MlNodes,
     kill_while_owing,
@@ -33,6 +38,7 @@ from local_network import (
 from apinode.openai_signing import signed_http_client
 from apinode.request_auth import API_KEYS_PATH, sign_request
 from apinode.store import OutboxState
+from chain.inference.payload import REQUEST_NONCE_BYTES, request_id
 from genesis.comet_config import find_cometbft
 from inferchain_pb.inference.v1.inference_pb2 import FINISHED, STARTED, VALIDATED, VOTING
 
@@ -381,18 +387,23 @@ def test_a_killed_executor_is_skipped_and_drains_its_outbox_after_restart(
 
     others = [n for n in network.nodes if n is not victim]
     misses = {n.address: network.participant(n.address).misses for n in network.nodes}
-    client = network.client(others[0])
-    skips = 0
+    agent = others[0]
+    client = network.client(agent)
     for n in range(20):  # the victim is first in a draw a third of the time
         reply = client.chat.completions.create(model=MODEL, messages=question, max_tokens=2,
                                                seed=100 + n)
         assert reply.usage.completion_tokens >= 1
         inference = network.finished(reply.model_extra["inference_id"])
         assert inference.executor in {n.address for n in others}
-        skips += inference.attempt  # with one node down, only it can have been skipped
-        if skips:
+        if inference.attempt:
+            # Passed over: the killed executor first, then perhaps the agent's own pick,
+            # which it may not take past a pick that left no signed refusal.
+            order = network.draw(inference.id, inference.draw_height)
+            assert order[0] == victim.address, (order, inference.attempt)
+            assert set(order[1:inference.attempt]) <= {agent.address}, order
             break
-    assert skips == 1, "no request drew the killed executor first"
+    else:
+        pytest.fail("no request drew the killed executor first")
     assert all(network.participant(n.address).misses == misses[n.address]
                for n in network.nodes)
     assert_consistent_books(network)
@@ -413,4 +424,54 @@ def test_a_killed_executor_is_skipped_and_drains_its_outbox_after_restart(
     reply = network.client(victim).chat.completions.create(model=MODEL, messages=HI,
                                                             max_tokens=2)
     network.finished(reply.model_extra["inference_id"])
+    assert_consistent_books(network)
+
+
+def stamped_for(network: LocalNetwork, agent: ApiNode, body: bytes,
+                wanted: Callable[[list[str]], bool]) -> dict[str, str]:
+    """The developer's signed headers for ``body`` at ``agent``, stamped a second ago, with a
+    nonce whose draw is ``wanted``: the id hashes what the developer signs, so a developer can
+    pick among nonces (an agent cannot), which lets the test know the draw beforehand."""
+    key = bytes.fromhex(network.developer.private_key_hex)
+    stamp = int(time.time()) - 1
+    for _ in range(200):
+        nonce = secrets.token_bytes(REQUEST_NONCE_BYTES)
+        inference_id = request_id(network.developer.address, hashlib.sha256(body).digest(),
+                                  stamp, agent.address, nonce)
+        order, _ = network.request_draw(inference_id, stamp)
+        if wanted(order):
+            return {**sign_request(key, body, agent.address, CHAIN_ID, timestamp=stamp,
+                                   nonce=nonce), "Content-Type": "application/json"}
+    pytest.fail("no nonce of 200 gave the wanted draw")
+
+
+@on_solo
+def test_an_executor_that_failed_lately_is_tried_last_and_still_serves(
+        network: LocalNetwork) -> None:
+    """A transfer agent that saw an executor fail tries it after the later picks for a
+    minute, but still tries it: with that executor back from a restart and the other one
+    dead, a request whose draw is (it, the agent, the dead one) is served by it, although the
+    agent may not serve itself past a pick that left no signed refusal."""
+    agent, back, dead = network.nodes
+    body = json.dumps({"model": MODEL, "messages": HI, "max_tokens": 2}).encode()
+    url = f"{agent.url}/v1/chat/completions"
+    back.kill()
+    reply = httpx.post(url, content=body, timeout=120, headers=stamped_for(
+        network, agent, body, lambda order: order[0] == back.address))
+    assert reply.status_code == 200, reply.text
+    assert f"executor {back.address} (attempt 0) failed before its first token" in agent.log()
+    back.start()
+    back.wait_ready()
+    dead.kill()
+    try:
+        reply = httpx.post(url, content=body, timeout=120, headers=stamped_for(
+            network, agent, body,
+            lambda order: order == [back.address, agent.address, dead.address]))
+        assert reply.status_code == 200, reply.text
+        assert f"trying executor {back.address} (attempt 0) after the others" in agent.log()
+        served = network.finished(reply.json()["inference_id"])
+        assert (served.executor, served.attempt) == (back.address, 0)
+    finally:
+        dead.start()
+        dead.wait_ready()
     assert_consistent_books(network)

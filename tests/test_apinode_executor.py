@@ -193,12 +193,13 @@ async def drawn(net: Net, chain: ChainQueries,
     raise AssertionError(f"every agent draws itself for {label} in twenty seconds")
 
 
-def delivery(inference_id: str, ids: list[int], agent: Actor, whole: bool = True) -> Delivery:
-    """``agent``'s signature that it streamed ``ids`` to the developer: the whole output, or
-    the prefix of it streamed so far."""
+def delivery(inference_id: str, ids: list[int], agent: Actor, executor: Actor,
+             whole: bool = True) -> Delivery:
+    """``agent``'s signature that it streamed ``ids`` of ``executor``'s output to the
+    developer: the whole output, or the prefix of it streamed so far."""
     signed = payload.delivery_payload if whole else payload.prefix_delivery_payload
     return Delivery(inference_id, len(ids), agent.node_key.sign(signed(
-        inference_id, payload.ids_hash(ids), agent.address)).signature)
+        inference_id, payload.ids_hash(ids), agent.address, executor.address)).signature)
 
 
 async def collect(executor: Executor, request: ExecuteRequest) -> list:
@@ -278,16 +279,16 @@ def test_drawn_executor_streams_and_its_finish_is_charged_on_chain(net: Net, ml_
                     ([*ids, ids[-1]], agent, False), ([ids[0] + 1], agent, False),
                     (ids[:1], me, False), (ids[:-1], agent, True)]:
                 with pytest.raises(ExecutionRefused, match="not its transfer agent's"):
-                    await executor.deliver(delivery(inference_id, ids_signed, signer, whole))
+                    await executor.deliver(delivery(inference_id, ids_signed, signer, me, whole))
             assert executor.outbox.get(f"finish_inference:{inference_id}") is None
             # A prefix is held, but the complete output's finish waits for the whole one.
-            await executor.deliver(delivery(inference_id, ids[:1], agent, whole=False))
+            await executor.deliver(delivery(inference_id, ids[:1], agent, me, whole=False))
             assert executor.outbox.get(f"finish_inference:{inference_id}") is None
-            await executor.deliver(delivery(inference_id, ids, agent))
+            await executor.deliver(delivery(inference_id, ids, agent, me))
             entry = executor.outbox.get(f"finish_inference:{inference_id}")
             assert entry.state == OutboxState.PENDING
             finish = MsgFinishInference.FromString(entry.payload)
-            assert finish.delivery_signature == delivery(inference_id, ids, agent).signature
+            assert finish.delivery_signature == delivery(inference_id, ids, agent, me).signature
             with executor.db.session() as session:
                 stored = session.get(Payload, inference_id)
                 assert (stored.prompt_token_ids, stored.output_token_ids,
@@ -394,6 +395,37 @@ def test_refusals_come_before_any_generation(net: Net, ml_address: str, tmp_path
                 # Only the draw disagreement is a draw mismatch, counted for /health.
                 assert executor.audit.refused_forwards == (reason.startswith("picks"))
                 executor.db.close()
+
+    net.run(scenario)
+
+
+def test_a_forward_waits_a_bounded_time_for_the_block_its_draw_names(
+        net: Net, ml_address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The agent's node may apply the draw's block before ours, so the executor waits for it;
+    a forward naming a block this node does not reach in time is refused once the wait runs
+    out, and one naming a far block at once, without waiting."""
+    monkeypatch.setattr("apinode.executor.DRAW_LAG_WAIT_S", 0.0)
+
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        chain = ChainQueries(channel)
+        ahead = await chain.latest_height() + 2
+        assert await chain.reached(ahead, 30, 3)
+        assert await chain.latest_height() >= ahead
+        # Far past this node: no wait (a wait would outlast the 60 s given).
+        far = chain.reached(await chain.latest_height() + 10_000, 600, 3)
+        assert not await asyncio.wait_for(far, 60)
+        async with MlNodeClient(ml_address) as ml:
+            forbid_generation(ml)
+            me, agent, _, now, _ = await drawn(net, chain, "lag-1")
+            executor = executor_for(me, channel, ml, tmp_path)
+            for lead in (3, 10_000):
+                named = await chain.latest_height() + lead
+                start = start_msg(agent, net.developer, "lag-1", me.address, named, now,
+                                  [1, 2, 3], max_tokens=4)
+                with pytest.raises(ExecutionRefused, match=f"not applied block {named}"):
+                    await collect(executor, request_from(start))
+                assert executor.outbox.pending_count() == 0
+            executor.db.close()
 
     net.run(scenario)
 

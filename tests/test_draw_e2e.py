@@ -8,7 +8,9 @@ forward (executor fault "refuse-all"), so each skip counts a miss against it and
 availability falls below 1 from one epoch's draw weights to the next; participant 3's ML node
 is stopped (SIGSTOP) for a stretch of requests and resumed (SIGCONT), so its executor stalls
 and is skipped. Throughout, two healthy executors below their batch limit (4 rows each, 8
-requests in flight) remain, so no request may be refused.
+requests in flight) remain, and every participant is among a request's picks (a transfer agent
+serves itself past a silent pick only on a signed refusal, so the other healthy executor must
+be one of them), so no request may be refused.
 """
 
 import itertools
@@ -27,8 +29,9 @@ from chain.scales import PPM
 
 IN_FLIGHT = 8
 EPOCH_BLOCKS = 10
-# The request's whole time for its three picks (one draw per request): 30 blocks each.
+# The request's whole time for its four picks (one draw per request): 22 blocks each.
 DRAW_WINDOW = 120
+ATTEMPTS = 4
 # Answers before the stall, during it (at least; it lasts until a transfer agent has given up
 # on the stalled executor), and after the resume.
 BEFORE, DURING, AFTER = 8, 16, 16
@@ -99,7 +102,7 @@ def test_every_answer_is_charged_while_an_ml_node_stalls_and_a_participant_refus
     honest = {"validator": False, "poc": False, "first_token_timeout_s": 60.0}
     network = LocalNetwork(
         tmp_path, [ports[0], ports[1], ports[0], ports[2]],
-        params={"inference": {"max_draw_age_blocks": DRAW_WINDOW},
+        params={"inference": {"max_draw_age_blocks": DRAW_WINDOW, "max_attempts": ATTEMPTS},
                 "epochs": {"epoch_length_blocks": EPOCH_BLOCKS}},
         node_settings=[honest, honest, {**honest, "executor_fault": "refuse-all"}, honest])
     stalled = mlnodes.processes[2]

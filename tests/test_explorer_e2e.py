@@ -34,8 +34,11 @@ REFRESH_SCREENSHOT = os.environ.get("INFERCHAIN_REFRESH_SCREENSHOT") == "1"
 # Short epochs, so epoch 0 settles (its claim window closed) within the test; proof of
 # compute stays off (LocalNetwork's default), so the genesis weights hold.
 PARAMS = {"epochs": {"epoch_length_blocks": 60},
+          # Three checks per newcomer inference: the heaviest of the three other members
+          # checks every one, so the inference shown is always checked.
           "validation": {"validation_window_blocks": 20, "voting_period_blocks": 10,
-                         "reveal_window_blocks": 30, "canary_rate_ppm": 0},
+                         "reveal_window_blocks": 30, "canary_rate_ppm": 0,
+                         "max_expected_checks_ppm": 3_000_000},
           "gov": {"min_deposit": 1_000, "min_initial_deposit": 1_000,
                   "voting_period_blocks": 400}}
 # Anyone's text that reaches the chain: the model's output (greedy, this prompt makes the

@@ -19,7 +19,8 @@ from inferchain_pb.inference.v1.gov_pb2 import PROPOSAL_STATUS_PASSED
 from inferchain_pb.inference.v1.inference_pb2 import MsgUpdateParticipant, ServedModel
 
 NEW_MODEL = {"id": "acme/tiny-chat", "weights_sha256": "cd" * 32, "price_per_token": 50,
-             "context_length": 2048, "validation_threshold": "0.2", "top_k": 5}
+             "context_length": 2048, "validation_threshold": "0.2", "top_k": 5,
+             "serving_dtype": "float32"}
 # 100 blocks of 300 ms: time for two CLI processes to start and vote on a loaded machine.
 GOV = {"min_deposit": 1_000, "min_initial_deposit": 1_000, "voting_period_blocks": 100}
 
@@ -64,9 +65,9 @@ def test_a_model_registered_by_proposal_is_listed_once_served(tmp_path: Path):
         update = MsgUpdateParticipant(
             creator=participant.address, url=participant.url,
             node_pubkey=bytes(net.node_keys[0].verify_key),
-            models=[ServedModel(model_id=MODEL, weights_sha256=WEIGHTS),
+            models=[ServedModel(model_id=MODEL, weights_sha256=WEIGHTS, dtype="float32"),
                     ServedModel(model_id=NEW_MODEL["id"],
-                                weights_sha256=NEW_MODEL["weights_sha256"])])
+                                weights_sha256=NEW_MODEL["weights_sha256"], dtype="float32")])
         code, log, _ = broadcast_raw(client, signed_tx(wallet, TxSpec(
             [update], sequence=account.sequence, account_number=account.number,
             gas_limit=400_000, fee=4_000)).tx.SerializeToString())

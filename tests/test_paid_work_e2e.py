@@ -11,7 +11,7 @@ participant 1, an honest executor.
 from collections.abc import Iterator
 
 import pytest
-from local_network import CHARGED, MODEL, LocalNetwork, MlNodes, poll
+from local_network import CHARGED, MODEL, ApiNode, LocalNetwork, MlNodes, poll
 
 from apinode.store import OutboxState
 
@@ -25,6 +25,22 @@ def mlnodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlNodes]:
     nodes.close()
 
 
+def ask_and_settle(network: LocalNetwork, agent: ApiNode, requests: int) -> tuple[list[str], list]:
+    """Asks ``requests`` short greedy questions through ``agent``, each answered; returns
+    their inference ids and each inference once charged on chain."""
+    client = network.client(agent)
+    answered = []
+    for seed in range(requests):
+        reply = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "Name a colour."}],
+            max_tokens=4, temperature=0, seed=seed)
+        assert reply.choices[0].message.content
+        answered.append(reply.model_extra["inference_id"])
+    charged = [network.finished(i, timeout=60) for i in answered]
+    assert all(i.status in CHARGED for i in charged)
+    return answered, charged
+
+
 def test_an_executor_is_paid_when_its_transfer_agent_withholds_every_start(
         mlnodes: MlNodes, tmp_path) -> None:
     quiet = {"validator": False, "poc": False}
@@ -34,17 +50,7 @@ def test_an_executor_is_paid_when_its_transfer_agent_withholds_every_start(
                         "executor_fault": "refuse-all"}, quiet])
     agent, executor = network.nodes
     try:
-        client = network.client(agent)
-        answered = []
-        for seed in range(REQUESTS):
-            reply = client.chat.completions.create(
-                model=MODEL, messages=[{"role": "user", "content": "Name a colour."}],
-                max_tokens=4, temperature=0, seed=seed)
-            assert reply.choices[0].message.content
-            answered.append(reply.model_extra["inference_id"])
-
-        charged = [network.finished(i, timeout=60) for i in answered]
-        assert all(i.status in CHARGED for i in charged)
+        answered, charged = ask_and_settle(network, agent, REQUESTS)
         assert all((i.executor, i.transfer_agent) == (executor.address, agent.address)
                    for i in charged)
         for inference in charged:

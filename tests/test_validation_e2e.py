@@ -7,8 +7,11 @@ the official openai client, and validator workers that re-score on their own ML 
 - A newcomer's every inference is checked; a participant with full reputation about 1%.
 - A validator that skips its checks is found at seed reveal; one that passes everything is
   caught by a canary.
+- A participant serving an int8 copy whose every output passes its check alone is caught by
+  its evidence accumulated across the epoch, while honest fp32 participants never are.
 """
 
+import math
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,11 +21,22 @@ import pytest
 from chain_client import broadcast_raw, ledger
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
-from inference_actors import WEIGHTS, Actor, finish_msg, request_id, start_msg
+from inference_actors import (
+    WEIGHTS,
+    Actor,
+    finish_msg,
+    genesis_models,
+    request_id,
+    start_msg,
+)
 from local_network import MODEL, LocalNetwork, MlNodes, poll
 
 from chain.inference.artifact import ArtifactStep
 from chain.inference.keeper import invalid_now
+from chain.inference.model import DEFAULT_REFERENCES
+from chain.scales import PPM
+from chain.validation.params import ValidationParams
+from chain.validation.sampling import expected_checks_ppm
 from genesis.account_keys import AccountKey, generate_account_keys
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import INVALIDATED, VALIDATED
@@ -45,10 +59,15 @@ FAST_WORKER = {"validator_interval_s": 0.5}
 # No epoch boundary during the test: INVALID lasts until the epoch ends.
 # Windows of minutes: a newcomer is checked by every member, and on two CPU cores the checks
 # queue behind generation.
+# Three checks owed per newcomer inference instead of two: each of up to three other members
+# of equal weight then checks every inference, which `all_checked` and the verdicts below count
+# on (two leave one in 27 unchecked among three equal members; the rule itself is tested in
+# test_validation_module.py and measured by bench/verification_overhead.py).
 ONE_LONG_EPOCH = {"epochs": {"epoch_length_blocks": 100_000},
                   "validation": {"validation_window_blocks": 600, "voting_period_blocks": 300,
                                  "reveal_window_blocks": 900, "canary_rate_ppm": 0,
-                                 "invalid_after_consecutive": 2}}
+                                 "invalid_after_consecutive": 2,
+                                 "max_expected_checks_ppm": 3_000_000}}
 # Open-ended asks, so that answers run to max_tokens: a forged output's rule violations grow
 # with its length (calibration: every forgery of 32 tokens caught; 8 tokens can slip).
 PROMPTS = ["Write a story about a fox.", "Describe a walk through a market.",
@@ -64,6 +83,14 @@ def mlnodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int
     nodes.close()
 
 
+@pytest.fixture(scope="module")
+def int8_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """An ML node serving fake-int8 weights while claiming the registered fp32 model."""
+    nodes = MlNodes(tmp_path_factory.mktemp("int8"), 1, cheats=["int8"])
+    yield nodes.ports[0]
+    nodes.close()
+
+
 def task(net: LocalNetwork, inference_id: str) -> ValidationTask:
     return net.query("ValidationTask", q.QueryValidationTaskRequest(inference_id=inference_id),
                      q.QueryValidationTaskResponse).task
@@ -74,6 +101,23 @@ def chat(net: LocalNetwork, node_index: int, n: int) -> str:
         model=MODEL, messages=[{"role": "user", "content": PROMPTS[n % len(PROMPTS)]}],
         max_tokens=16, temperature=0.7, seed=1000 + n)
     return reply.model_extra["inference_id"]
+
+
+def chat_until_drawn(net: LocalNetwork, cheater: str, agents: list[int], needed: int,
+                     rounds: int) -> list[str]:
+    """Inference ids of chats sent two at a time through the API nodes ``agents`` until the
+    draw gave ``cheater`` ``needed`` of them and every participant one (at most ``rounds``
+    pairs)."""
+    ids: list[str] = []
+    with ThreadPoolExecutor(2) as pool:
+        for round_ in range(rounds):
+            ids += pool.map(lambda n: chat(net, agents[n % len(agents)], n),
+                            range(2 * round_, 2 * round_ + 2))
+            executors = [net.finished(i).executor for i in ids]
+            if executors.count(cheater) >= needed and len(set(executors)) == len(net.nodes):
+                break
+    assert executors.count(cheater) >= needed, executors
+    return ids
 
 
 def wait_for_seeds(net: LocalNetwork, epoch: int) -> None:
@@ -93,8 +137,9 @@ def height(net: LocalNetwork) -> int:
 
 
 def all_checked(net: LocalNetwork, ids: list[str]) -> dict[str, ValidationTask]:
-    """Waits until every member but the executor reported on each inference (a newcomer is
-    checked by all, p = 1) and no vote is open; returns the tasks."""
+    """Waits until every member but the executor reported on each inference (a newcomer's is
+    owed three checks under ONE_LONG_EPOCH, one by each of up to three equal others) and no
+    vote is open; returns the tasks."""
     members = {m.address for m in net.query("Epoch", q.QueryEpochRequest(),
                                             q.QueryEpochResponse).members.members}
 
@@ -120,18 +165,10 @@ def test_a_cheating_executor_is_caught_while_honest_ones_never_are(mlnodes, tmp_
         cheater, liar = net.nodes[0].address, net.nodes[1].address
         wait_for_seeds(net, 0)
         before = net.account(net.developer.address).balance
-        ids: list[str] = []
         # Two caught forgeries in a row make the cheater INVALID. The draw gives it a quarter
         # of the requests: 48 leave it fewer than two about once in 60,000 runs (16 left it
         # fewer once in 16).
-        with ThreadPoolExecutor(2) as pool:
-            for round_ in range(24):
-                ids += pool.map(lambda n: chat(net, 2 + n % 2, n), range(2 * round_,
-                                                                            2 * round_ + 2))
-                executors = [net.finished(i).executor for i in ids]
-                if executors.count(cheater) >= 2 and len(set(executors)) == 4:
-                    break
-        assert executors.count(cheater) >= 2, executors
+        ids = chat_until_drawn(net, cheater, [2, 3], 2, 24)
 
         tasks = all_checked(net, ids)
         inferences = {i: net.inference(i) for i in ids}
@@ -277,7 +314,8 @@ def test_a_trusted_executor_is_checked_about_one_percent_of_the_time(mlnodes, tm
 
 
 # Reputation from 0 to full in two clean epochs: p = 1, then 0.505, then p_min = 0.01. At
-# p = 1 the three workers make 120 checks on one shared CPU ML node: a window of 90 s.
+# p = 1 the three workers make about 80 checks (two per inference) on one shared CPU ML node:
+# a window of 90 s.
 RISING_EPOCHS = {"epochs": {"epoch_length_blocks": 150},
                  "validation": {"epochs_to_max": 2, "validation_window_blocks": 300,
                                 "voting_period_blocks": 20, "reveal_window_blocks": 320,
@@ -287,8 +325,10 @@ RISING_RUNS = 40
 
 def test_reputation_rises_over_clean_epochs_and_the_checks_fall_with_it(mlnodes, tmp_path):
     """A newcomer (reputation 0) executes 40 honest inferences in each of three epochs; the
-    three validator workers check what their seeds tell them to. Observed: every one in the
-    first epoch, about half in the second, about 1% in the third."""
+    three validator workers check what their seeds tell them to. Observed: two checks per
+    inference in the first epoch (the cap, not one per member), −ln(1 − 0.505) ≈ 0.70 in the
+    second, about 0.01 in the third, each member a third of them; and the share checked by
+    anyone is 1 − (1 − m/3)^3 of that m: 96%, 55%, 1%."""
     honest_port, _ = mlnodes
     rising, key, entry = own_participant(1_000_000)
     net = LocalNetwork(tmp_path, [honest_port] * 3, in_genesis=True, extra_accounts=[key],
@@ -308,19 +348,26 @@ def test_reputation_rises_over_clean_epochs_and_the_checks_fall_with_it(mlnodes,
             tasks = [task(net, i) for i in ids]
             assert all(t.epoch == epoch for t in tasks), "a batch crossed an epoch boundary"
             observed.append((reputation, {t.p_ppm for t in tasks}, ids))
-        rates = []
-        for reputation, p_values, ids in observed:
-            checked = [t for t in closed_tasks(net, ids, 600) if t.reports]
-            assert all(t.state == PASSED for t in checked)
-            rates.append(len(checked) / RISING_RUNS)
-            print(f"reputation {reputation / 1e6:.2f}: p = {min(p_values) / 1e6:.3f}, "
-                  f"{len(checked)} of {RISING_RUNS} checked")
         assert [r for r, _, _ in observed] == [0, 500_000, 1_000_000]
         assert [p for _, p, _ in observed] == [{1_000_000}, {505_000}, {10_000}]
-        assert rates[0] == 1.0
-        sigma = (RISING_RUNS * 0.505 * 0.495) ** 0.5 / RISING_RUNS
-        assert abs(rates[1] - 0.505) < 4 * sigma, rates
-        assert rates[2] <= 4 / RISING_RUNS, rates  # Poisson(0.4): P(≥ 5) ≈ 6e-5
+        cap = ValidationParams().max_expected_checks_ppm
+        for reputation, p_values, ids in observed:
+            tasks = closed_tasks(net, ids, 600)
+            checks_ppm, = {t.expected_checks_ppm for t in tasks}
+            assert checks_ppm == expected_checks_ppm(min(p_values), cap)
+            checked = [t for t in tasks if t.reports]
+            assert all(t.state == PASSED for t in checked)
+            # Each of the three equal members checks an inference with probability m / 3.
+            each = min(1.0, checks_ppm / PPM / 3)
+            checks = sum(len(t.reports) for t in tasks)
+            assert abs(checks - 3 * each * RISING_RUNS) <= 4 * math.sqrt(
+                3 * RISING_RUNS * each * (1 - each)) + 2, (reputation, checks)
+            anyone = 1 - (1 - each) ** 3
+            assert abs(len(checked) - anyone * RISING_RUNS) <= 4 * math.sqrt(
+                RISING_RUNS * anyone * (1 - anyone)) + 2, (reputation, len(checked))
+            print(f"reputation {reputation / 1e6:.2f}: p = {min(p_values) / 1e6:.3f}, "
+                  f"{checks / RISING_RUNS:.2f} checks per inference (m = {checks_ppm / PPM:.3f}), "
+                  f"{len(checked)} of {RISING_RUNS} checked")
     finally:
         net.close()
 
@@ -365,5 +412,46 @@ def test_lazy_validators_are_caught_at_reveal_and_by_canaries(mlnodes, tmp_path)
         assert skipper.revealed and skipper.required > 0 and skipper.done == 0, skipper
         assert skipper.lazy
         assert blind.revealed and blind.canaries_passed > 0 and blind.lazy, blind
+    finally:
+        net.close()
+
+
+def test_an_int8_substitute_passes_every_check_alone_and_is_caught_by_its_epoch_evidence(
+        mlnodes, int8_port, tmp_path):
+    """The registry keeps bf16's per-inference slack (D = 0.15 nats), which an int8 copy's
+    outputs (about 0.09 nats from fp32) pass one by one; its evidence, bet against the fp32
+    honest reference, crosses 1/α within the epoch. Honest fp32 executors never do."""
+    honest_port, _ = mlnodes
+    reference, bet = DEFAULT_REFERENCES["float32"]
+    # Each of the substitute's checks, at about 300 times μ0, is clipped at 4 μ0: it multiplies
+    # the evidence by 1 + 3b, and 1/α = 1,000 is reached after this many.
+    factor = 1 + 3 * bet / 1_000_000
+    checks_to_cross = next(n for n in range(1, 100) if factor ** n >= 1_000)
+    model = {**genesis_models()[0], "validation_threshold": "0.15",
+             "reference_distance_micro": reference, "evidence_bet_ppm": bet}
+    net = LocalNetwork(tmp_path, [int8_port, *[honest_port] * 3], params=ONE_LONG_EPOCH,
+                       in_genesis=True,
+                       node_settings=[FAST_WORKER] * 4, models=[model])
+    try:
+        cheater = net.nodes[0].address
+        wait_for_seeds(net, 0)
+        ids = chat_until_drawn(net, cheater, [1, 2, 3], checks_to_cross, 40)
+        all_checked(net, ids)
+        tasks = closed_tasks(net, ids, 900)
+        # Every one of the substitute's outputs passed its checks alone.
+        assert all(t.state == PASSED for t in tasks), [(t.executor, t.state) for t in tasks]
+        records = {node.address: net.query(
+            "ValidatorRecord", q.QueryValidatorRecordRequest(address=node.address, epoch=0),
+            q.QueryValidatorRecordResponse).record for node in net.nodes}
+        caught = records[cheater]
+        assert caught.evidence_crossed and caught.invalid, caught
+        assert caught.evidence_distance_micro > caught.evidence_checks * reference
+        assert invalid_now(net.participant(cheater))
+        for address, record in records.items():
+            if address != cheater:
+                assert not record.evidence_crossed and not record.invalid, record
+                assert record.evidence_checks == 0 or \
+                    record.evidence_distance_micro < record.evidence_checks * reference
+        assert sum(r.evidence_checks for a, r in records.items() if a != cheater) >= 3
     finally:
         net.close()

@@ -24,8 +24,9 @@ from chain.inference import artifact, payload
 from chain.inference.artifact import ArtifactStep
 from chain.inference.delivery import Delivered
 from chain.scales import PPM
+from chain.validation.params import ValidationParams
 from chain.validation.query import MAX_HEIGHTS, MAX_TASKS
-from chain.validation.sampling import must_check
+from chain.validation.sampling import expected_checks_ppm, must_check
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model, Participant
 from inferchain_pb.inference.v1.validation_pb2 import (
@@ -47,6 +48,7 @@ AGENT_KEY = SigningKey(bytes(range(1, 33)))
 MODEL = "test/model"
 EOS = 2
 LENGTH = 10  # blocks per epoch: epoch e is heights [1 + 10e, 10(e + 1)]
+CHECKS_PPM = ValidationParams().max_expected_checks_ppm
 PARAMS = {"rule_tolerance_micro": 100, "greedy_tolerance_micro": 100, "max_rule_violations": 0,
           "rule_violations_per_1024": 0, "validation_window_blocks": 20,
           "reveal_window_blocks": 5, "voting_period_blocks": 5, "p_min_ppm": 10_000}
@@ -112,7 +114,7 @@ class FakeChain:
         return self.inferences.get(inference_id)
 
     async def model(self, model_id: str) -> Model | None:
-        return Model(id=model_id, validation_threshold="0.05", top_k=2)
+        return Model(id=model_id, validation_threshold="0.05", top_k=2, serving_dtype="float32")
 
     async def participant(self, address: str) -> Participant | None:
         if address != AGENT:
@@ -128,7 +130,7 @@ class FakeChain:
                  for t in output_ids]
         signed = (payload.delivery_payload if delivered is Delivered.WHOLE
                   else payload.prefix_delivery_payload)(
-            inference_id, payload.ids_hash(output_ids), AGENT)
+            inference_id, payload.ids_hash(output_ids), AGENT, executor)
         self.inferences[inference_id] = Inference(
             id=inference_id, model_id=MODEL, executor=executor, prompt_ids=[1, 5, 9],
             output_ids=output_ids, artifact=artifact.encode(steps, 2),
@@ -137,7 +139,9 @@ class FakeChain:
             delivery_signature=AGENT_KEY.sign(signed).signature)
         task = ValidationTask(
             inference_id=inference_id, model_id=MODEL, executor=executor,
-            epoch=(finish_height - 1) // LENGTH, p_ppm=p_ppm, finish_height=finish_height,
+            epoch=(finish_height - 1) // LENGTH, p_ppm=p_ppm,
+            expected_checks_ppm=expected_checks_ppm(p_ppm, CHECKS_PPM),
+            finish_height=finish_height,
             deadline=finish_height + PARAMS["validation_window_blocks"], state=TaskState.OPEN)
         self.tasks.append(task)
         return task
@@ -291,24 +295,28 @@ def test_assignment_is_the_chains_rule_with_the_executor_left_out_of_the_total()
     decisions = []
     for i in range(400):
         task = ValidationTask(inference_id=f"inf-{i}", executor=EXECUTOR, epoch=4,
-                              p_ppm=300_000, finish_height=41 + i % 9)
+                              expected_checks_ppm=300_000, finish_height=41 + i % 9)
         decisions.append(duty.assigned(task, ME))
         assert decisions[-1] == must_check(seed, task.inference_id, 300_000, 30, 50)
     assert 0 < sum(decisions) < 400
 
-    certain = ValidationTask(inference_id="x", executor=EXECUTOR, epoch=4, p_ppm=PPM,
-                             finish_height=45)
+    # Two checks at p = 1: a member of 60% of the others' weight owes each one.
+    certain = ValidationTask(inference_id="x", executor=EXECUTOR, epoch=4,
+                             expected_checks_ppm=2 * PPM, finish_height=45)
     assert duty.assigned(certain, ME)
-    assert not duty.assigned(ValidationTask(inference_id="x", executor=ME, epoch=4, p_ppm=PPM,
-                                            finish_height=45), ME)  # never its own
-    assert duty.assigned(ValidationTask(inference_id="x", executor=EXECUTOR, epoch=4,
-                                        p_ppm=PPM, finish_height=41), ME)  # the epoch's first
-    assert not duty.assigned(ValidationTask(inference_id="x", executor=EXECUTOR, epoch=5,
-                                            p_ppm=PPM, finish_height=45), ME)  # other epoch
+    never = ValidationTask(inference_id="x", executor=ME, epoch=4, expected_checks_ppm=2 * PPM,
+                           finish_height=45)
+    assert not duty.assigned(never, ME)  # never its own
+    first = ValidationTask(inference_id="x", executor=EXECUTOR, epoch=4,
+                           expected_checks_ppm=2 * PPM, finish_height=41)
+    assert duty.assigned(first, ME)  # the epoch's first height
+    other = ValidationTask(inference_id="x", executor=EXECUTOR, epoch=5,
+                           expected_checks_ppm=2 * PPM, finish_height=45)
+    assert not duty.assigned(other, ME)  # another epoch
     assert not duty.assigned(certain, "infer1stranger")  # not a member
     # An executor outside the epoch takes nothing off the total.
     outsider = [ValidationTask(inference_id=f"o-{i}", executor="infer1new", epoch=4,
-                               p_ppm=300_000, finish_height=50) for i in range(200)]
+                               expected_checks_ppm=300_000, finish_height=50) for i in range(200)]
     assert [duty.assigned(t, ME) for t in outsider] == [
         must_check(seed, t.inference_id, 300_000, 30, 100) for t in outsider]
 

@@ -118,7 +118,7 @@ class EpochDuty:
         if task.epoch != self.epoch or task.executor == validator or weight == 0:
             return False
         total = self.total_weight - self.weights.get(task.executor, 0)
-        return must_check(self.seed, task.inference_id, task.p_ppm, weight, total)
+        return must_check(self.seed, task.inference_id, task.expected_checks_ppm, weight, total)
 
 
 @dataclass(frozen=True)
@@ -391,6 +391,11 @@ class ValidatorWorker:
                         inference_id, inference.model_id, info.model_id)
             return
         model = await self.chain.model(inference.model_id)
+        if model is not None and info.dtype != model.serving_dtype:
+            log.warning("validator: cannot check %s: %s is scored in its registered %s, this "
+                        "node's ML node computes in %s", inference_id, model.id,
+                        model.serving_dtype, info.dtype)
+            return
         if self.fault == "always-pass":
             figures = Figures(True, 0.0, 0, len(inference.output_ids))
         else:
@@ -451,7 +456,7 @@ class ValidatorWorker:
             return mismatch
         agent = await self.chain.participant(inference.transfer_agent)
         prefix = agent is not None and signed_delivery(
-            agent, inference.id, inference.output_hash,
+            agent, inference.executor, inference.id, inference.output_hash,
             inference.delivery_signature) is Delivered.PREFIX
         ended = ended_properly(output_ids, inference.max_tokens, {info.eos_token_id}, pieces,
                                sampling.stop, prefix)
