@@ -1,8 +1,14 @@
-"""Command line of the ML node: ``python -m mlnode serve --engine torch --port 50051``."""
+"""Command line of the ML node: ``python -m mlnode serve --engine torch --port 50051``.
+
+``--config FILE`` reads the same settings from a TOML file (keys named as the flags, with
+``_`` for ``-``: ``engine = "vllm"``, ``max_batch = 32``), as ``inferchain init`` writes one;
+a flag on the command line wins over the file.
+"""
 
 import argparse
 import asyncio
 import logging
+import tomllib
 from pathlib import Path
 
 from prometheus_client import start_http_server
@@ -58,7 +64,12 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--metrics-port", type=int, default=0,
                        help="serve Prometheus metrics at http://HOST:PORT/metrics (0: none)")
     serve.add_argument("--log-level", default="INFO")
+    serve.add_argument("--config", type=_path, default=None,
+                       help="a TOML file of these settings (a flag given here wins)")
     args = parser.parse_args(argv)
+    if args.config is not None:
+        _apply_config(serve, args.config)
+        args = parser.parse_args(argv)
     if not 0 <= args.metrics_port <= 65535:
         parser.error(f"--metrics-port must be a port number from 1 to 65535, or 0 for no "
                      f"metrics; got {args.metrics_port}")
@@ -89,3 +100,27 @@ def _path(value: str) -> Path:
     if not path.exists():
         raise argparse.ArgumentTypeError(f"{value} does not exist")
     return path
+
+
+def _apply_config(serve: argparse.ArgumentParser, path: Path) -> None:
+    """Makes the file's settings the defaults, each checked as its flag would be."""
+    try:
+        settings = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        serve.error(f"--config {path}: {exc}")
+    flags = {action.dest: action for action in serve._actions if action.dest != "config"}
+    for key, value in settings.items():
+        action = flags.get(key)
+        if action is None or action.dest == "help":
+            serve.error(f"--config {path}: unknown setting {key!r}; known: "
+                        f"{', '.join(sorted(k for k in flags if k != 'help'))}")
+        if action.choices is not None and value not in action.choices:
+            serve.error(f"--config {path}: {key} = {value!r} is not one of "
+                        f"{', '.join(map(str, action.choices))}")
+        try:
+            if action.type is not None and not isinstance(value, str | int):
+                raise ValueError(type(value).__name__)
+            serve.set_defaults(**{key: action.type(value) if action.type is not None
+                                  and isinstance(value, str) else value})
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
+            serve.error(f"--config {path}: {key} = {value!r} is not a valid value ({exc})")

@@ -64,14 +64,20 @@ class Generation:
         streams it; True when finished."""
         allowed = self.grammar.allowed() if self.grammar else None
         token = draw(logits, self.params, len(self.output_ids), self.output_ids, allowed)
-        if self.grammar:
-            self.grammar.accept(token)
         logprobs = torch.log_softmax(logits, dim=-1)
         ids, values = top_logprobs(logprobs, self.top_k)
+        return self.record(token, float(logprobs[token]), ids, values)
+
+    def record(self, token: int, logprob: float, ids: tuple[int, ...],
+               values: tuple[float, ...]) -> bool:
+        """Takes ``token``, drawn by the rule elsewhere (on the device, for a whole batch),
+        with its raw logprob and this request's top-k; streams it; True when finished."""
+        if self.grammar:
+            self.grammar.accept(token)
         self.output_ids.append(token)
         delta, finish = after_token(self.text, self.output_ids, self.eos_ids,
                                     self.params.max_tokens)
-        self.sink(TokenStep(token, float(logprobs[token]), ids, values, delta))
+        self.sink(TokenStep(token, logprob, ids, values, delta))
         if finish:
             self.sink(Finished(finish, len(self.prompt_ids)))
         return finish is not None

