@@ -75,6 +75,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from chain_client import send_msg  # noqa: E402
 from inference_actors import (  # noqa: E402
+    DTYPE,
     MODEL_ID,
     TOP_K,
     Actor,
@@ -210,10 +211,10 @@ def finish_msg(executor: Actor, start: MsgStartInference, steps: Sequence[Artifa
         creator=executor.address, inference_id=start.inference_id, model_id=start.model_id,
         prompt_hash=start.prompt_hash, output_ids=output_ids,
         artifact=artifact.encode(steps, TOP_K), output_hash=payload.ids_hash(output_ids),
-        prompt_tokens=len(start.prompt_ids), output_tokens=len(output_ids))
+        prompt_tokens=len(start.prompt_ids), output_tokens=len(output_ids), serving_dtype=DTYPE)
     msg.executor_signature = executor.node_key.sign(payload.finish_payload(
         msg.inference_id, msg.model_id, msg.prompt_hash, msg.output_hash, msg.prompt_tokens,
-        msg.output_tokens, msg.artifact, msg.creator)).signature
+        msg.output_tokens, msg.artifact, msg.creator, msg.serving_dtype)).signature
     msg.delivery_signature = delivery_signature(start, output_ids)
     return msg
 

@@ -1,0 +1,433 @@
+"""The exact expected-value model: each strategy's profit per epoch against honest play.
+
+Every figure comes from the chain's own parameter objects (defaults unless overridden) and
+the measured rates of `rates.py`; the economy (members, traffic, prices, what compute costs)
+is an explicit `Economy`. A strategy's outcome is a set of atoms (probability, profit) for one
+epoch of the deviant, so its mean and variance are exact sums; where the chain's rules are
+only bounded (noted at each), the bound is the one that favours the deviant, so a negative
+margin is a proof and a positive one may overstate the gain.
+
+Profit is in ninfer per epoch: reward coins + work coins (fees earned executing, less the
+validator fee share paid, plus shares earned validating) − the compute spent, priced at
+``cost_share`` of the fee it earns. Two regimes bracket the emission schedule: ``launch``
+(epoch 0's emission, split by weight) and ``late`` (emission decayed to nothing, so only
+work coins are at stake: the regime where forfeiting an epoch deters least).
+"""
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from bench.economics import rates
+from chain.auth.params import AuthParams
+from chain.epochs.params import EpochsParams
+from chain.epochs.settlement import emission
+from chain.inference.params import InferenceParams
+from chain.scales import PPM
+from chain.validation.params import ValidationParams
+from chain.validation.sampling import check_probability_ppm, expected_checks_ppm
+
+START_TX_GAS = 150_000  # a MsgStartInference tx's gas limit, as the API node's outbox sets it
+POC_TXS_PER_MEMBER = 3  # commit, claim and one PoC submission per identity and epoch
+
+
+@dataclass(frozen=True)
+class Params:
+    """The chain parameters the strategies face: defaults unless a run overrides them."""
+
+    validation: ValidationParams = field(default_factory=ValidationParams)
+    epochs: EpochsParams = field(default_factory=EpochsParams)
+    inference: InferenceParams = field(default_factory=InferenceParams)
+    auth: AuthParams = field(default_factory=AuthParams)
+
+    def checks(self, level: int) -> float:
+        """Checks an inference of an executor ``level`` reputation steps up (0 = newcomer)
+        is owed in all, on average (chain/validation/sampling.py)."""
+        v = self.validation
+        reputation = min(PPM, level * v.reputation_step_ppm)
+        p_ppm = check_probability_ppm(reputation, v.p_min_ppm, v.p_max_ppm)
+        return expected_checks_ppm(p_ppm, v.max_expected_checks_ppm) / PPM
+
+    def assigned(self, level: int, members: int) -> float:
+        """The chance that one of ``members`` equal members owes a check of another's
+        inference: its equal share of the checks, at most 1."""
+        return min(1.0, self.checks(level) / (members - 1))
+
+    def checked(self, level: int, members: int) -> float:
+        """The chance that an inference is checked at all, among ``members`` equal members."""
+        return 1 - (1 - self.assigned(level, members)) ** (members - 1)
+
+    @property
+    def levels(self) -> int:
+        return self.validation.epochs_to_max
+
+    @property
+    def fee_share(self) -> float:
+        return self.epochs.validator_fee_share_ppm / PPM
+
+
+@dataclass(frozen=True)
+class Economy:
+    """The network the strategies play in: equal members unless a coalition is named."""
+
+    members: int = 10
+    executions: int = 200  # inferences the deviant executes per epoch (its draw share)
+    tokens: int = 200  # prompt + output tokens per inference
+    price: int = 100  # ninfer per token (the default model's registry price)
+    cost_share: float = 0.9  # compute cost of an inference over its fee
+    score_over_generate: float = rates.SCORE_OVER_GENERATE
+    regime: str = "late"  # "launch": epoch 0's emission; "late": emission ≈ 0
+
+    @property
+    def fee(self) -> int:
+        return self.tokens * self.price
+
+    @property
+    def weight_share(self) -> float:
+        return 1 / self.members
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A strategy's epoch: exact mean and standard deviation of the deviant's profit, and
+    the honest profit in the same seat."""
+
+    strategy: str
+    setting: str
+    mean: float
+    sd: float
+    honest: float
+
+    @property
+    def margin(self) -> float:
+        return self.mean - self.honest
+
+
+def reward_share(params: Params, economy: Economy, share: float) -> float:
+    if economy.regime == "late":
+        return 0.0
+    return emission(params.epochs, 0) * share
+
+
+def binomial_pmf(n: int, p: float) -> np.ndarray:
+    """P(X = k), k = 0..n, for X ~ Bin(n, p), from log-factorials (exact to rounding)."""
+    k = np.arange(n + 1)
+    if p <= 0.0:
+        return (k == 0).astype(float)
+    if p >= 1.0:
+        return (k == n).astype(float)
+    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1)))])
+    log_pmf = log_fact[n] - log_fact[k] - log_fact[n - k] + k * math.log(p) + \
+        (n - k) * math.log1p(-p)
+    return np.exp(log_pmf)
+
+
+def moments(atoms: Iterable[tuple[float, float]]) -> tuple[float, float]:
+    """(mean, sd) of a discrete distribution given as (probability, value) atoms."""
+    total = mean = square = 0.0
+    for probability, value in atoms:
+        total += probability
+        mean += probability * value
+        square += probability * value * value
+    mean /= total
+    return mean, math.sqrt(max(0.0, square / total - mean * mean))
+
+
+def honest_profit(params: Params, economy: Economy, share: float | None = None) -> float:
+    """An honest member at full reputation: its reward share, its fees less the validator
+    share of its checked inferences, the fee shares its own checks earn, less compute."""
+    share = economy.weight_share if share is None else share
+    n, fee, kappa = economy.executions, economy.fee, economy.cost_share
+    p = params.checked(params.levels, economy.members)
+    checks = params.checks(params.levels) * n  # equal members: as many owed as received
+    return reward_share(params, economy, share) + n * fee * (1 - kappa - params.fee_share * p) \
+        + checks * fee * (params.fee_share - economy.score_over_generate * kappa)
+
+
+# --- cheating executor -------------------------------------------------------------------
+
+
+def _invalid_rule(k: np.ndarray, passed: np.ndarray, v: ValidationParams) -> np.ndarray:
+    """The rate rule of INVALID at the epoch's end (the consecutive rule and the rule holding
+    earlier in the epoch only add to it: leaving them out favours the cheater)."""
+    return (k >= v.invalid_min_count) & (k * PPM >= (k + passed) * v.invalid_rate_ppm)
+
+
+def _binomial_rows(sizes: np.ndarray, p: float, width: int) -> np.ndarray:
+    """Row i: the pmf of Bin(sizes[i], p) over 0..width-1 (zero past sizes[i])."""
+    k = np.arange(width)[None, :]
+    n = sizes[:, None]
+    if p <= 0.0:
+        return (k == 0) * np.ones_like(n, dtype=float)
+    if p >= 1.0:
+        return (k == n).astype(float)
+    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, width + 1)))])
+    valid = k <= n
+    safe = np.where(valid, n - k, 0)
+    log_pmf = log_fact[n] - log_fact[np.minimum(k, width)] - log_fact[safe] + \
+        k * math.log(p) + safe * math.log1p(-p)
+    return np.where(valid, np.exp(log_pmf), 0.0)
+
+
+def _cheater_level(params: Params, economy: Economy, level: int, f: float, d: float,
+                   saving: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """One epoch of a cheater at reputation ``level``: P(no invalidation), and the joint
+    probabilities and profits over (invalidated k, checked and passed z)."""
+    n, fee, kappa = economy.executions, economy.fee, economy.cost_share
+    p = params.checked(level, economy.members)
+    caught = p * f * d
+    cost = kappa * fee * n * (1 - f * saving)
+    # What it earns validating does not depend on its own reputation: it checks others.
+    keep = reward_share(params, economy, economy.weight_share) + params.checks(params.levels) * \
+        n * fee * (params.fee_share - economy.score_over_generate * kappa)
+    pk = binomial_pmf(n, caught)
+    pass_given_left = 0.0 if caught >= 1 else p * (1 - f * d) / (1 - caught)
+    k = np.arange(n + 1)
+    joint = pk[:, None] * _binomial_rows(n - k, pass_given_left, n + 1)
+    passed = np.arange(n + 1)[None, :]
+    kk = k[:, None]
+    invalid = _invalid_rule(kk, passed, params.validation)
+    # INVALID: nothing paid, and its compute counted as 0 (a bound in the cheater's favour).
+    profit = np.where(invalid, 0.0,
+                      keep + fee * (n - kk) - params.fee_share * fee * passed - cost)
+    return float(pk[0]), joint, profit
+
+
+def cheating_executor(params: Params, economy: Economy, f: float, d: float,
+                      saving: float, setting: str = "") -> Outcome:
+    """A cheater that serves a cheaper model on a share ``f`` of its inferences, forever.
+
+    Its reputation is a Markov chain: an epoch with an invalidation sends it to 0 (p = 1
+    next epoch), a clean one up one step (p falls to p_min after ``epochs_to_max``). Its
+    long-run epoch is the chain's stationary mixture of the levels' epochs."""
+    top = params.levels
+    stay, joints, profits = zip(*(_cheater_level(params, economy, level, f, d, saving)
+                                  for level in range(top + 1)), strict=True)
+    weights = np.zeros(top + 1)
+    if stay[top] >= 1.0:  # never caught: it keeps full reputation
+        weights[top] = 1.0
+    else:
+        weights[0] = 1.0
+        for level in range(1, top + 1):
+            weights[level] = weights[level - 1] * stay[level - 1]
+        weights[top] /= 1 - stay[top]
+        weights /= weights.sum()
+    probability = np.concatenate([w * j.ravel() for w, j in zip(weights, joints, strict=True)])
+    value = np.concatenate([v.ravel() for v in profits])
+    mean = float(probability @ value / probability.sum())
+    sd = math.sqrt(max(0.0, float(probability @ (value - mean) ** 2 / probability.sum())))
+    return Outcome("cheating executor", setting or f"f={f:g} d={d:.3f}", mean, sd,
+                   honest_profit(params, economy))
+
+
+def shielded_detection(d: float, coalition: float, voters: int = 3) -> float:
+    """The detection a coalition of weight ``coalition`` leaves its own cheater: a check
+    counts only when an outside member makes it (one checker, drawn by weight: the bound
+    for p ≪ 1) and the vote it opens is not flipped by coalition seats."""
+    return d * (1 - coalition) * (1 - seats_to_flip(coalition, voters))
+
+
+def seats_to_flip(coalition: float, voters: int = 3) -> float:
+    """P(the coalition holds a majority of a vote's seats): many members of small weight,
+    seats drawn by weight (docs/design.md §6.5: 3s² − 2s³ for three voters)."""
+    need = voters // 2 + 1
+    return sum(math.comb(voters, j) * coalition ** j * (1 - coalition) ** (voters - j)
+               for j in range(need, voters + 1))
+
+
+# --- lazy validators -----------------------------------------------------------------------
+
+
+def _owed_checks(params: Params, economy: Economy) -> np.ndarray:
+    """Distribution of the checks a member owes in an epoch: every other member's
+    executions, each assigned to it with probability p × its share of the others' weight."""
+    others = economy.executions * (economy.members - 1)
+    q = params.assigned(params.levels, economy.members)
+    return binomial_pmf(others, q)
+
+
+def lazy_validator(params: Params, economy: Economy, kind: str, g: float) -> Outcome:
+    """A member that does ``g`` of its owed checks the lazy way ``kind``:
+
+    - ``skip``: not at all. Judging at reveal recomputes its assignment: one miss is lazy.
+    - ``blind-pass``: reports pass without computing; its canary twins (one per finished
+      inference with probability canary_rate, assigned by the same rule) catch it.
+    - ``history-aware``: passes without computing, but tells canaries apart (they have no
+      MsgFinishInference in the tx history) and fails them: nothing catches it while the
+      outputs it passes are honest.
+    - ``copy``: copies another member's report on the same inference when one exists,
+      computes otherwise; nothing catches a copy of a correct report.
+    """
+    n, fee, kappa = economy.executions, economy.fee, economy.cost_share
+    check_cost = economy.score_over_generate * kappa * fee
+    share_earned = params.fee_share * fee
+    base = reward_share(params, economy, economy.weight_share) + \
+        n * fee * (1 - params.fee_share * params.checked(params.levels, economy.members)) - \
+        kappa * n * fee
+    owed = _owed_checks(params, economy)
+    canary = params.validation.canary_rate_ppm / PPM
+    q = params.assigned(params.levels, economy.members)
+    others = n * (economy.members - 1)
+    atoms = []
+    for x in np.nonzero(owed > 1e-12)[0]:
+        if kind == "skip":
+            clean = (1 - g) ** x
+            done = (1 - g) * x
+            atoms.append((owed[x] * clean, base + x * (share_earned - check_cost)))
+            if clean < 1:
+                done_if_caught = (done - x * clean) / (1 - clean)
+                atoms.append((owed[x] * (1 - clean), -kappa * n * fee
+                              - done_if_caught * check_cost))
+        elif kind == "blind-pass":
+            canaries = binomial_pmf(int(round(others * canary)), q)
+            for y in np.nonzero(canaries > 1e-12)[0]:
+                clean = (1 - g) ** y
+                spent = (1 - g) * (x + y) * check_cost
+                atoms.append((owed[x] * canaries[y] * clean, base + x * share_earned - spent))
+                atoms.append((owed[x] * canaries[y] * (1 - clean), -kappa * n * fee - spent))
+        elif kind == "history-aware":
+            atoms.append((owed[x], base + x * share_earned - (1 - g) * x * check_cost))
+        elif kind == "copy":
+            others_check = 1 - (1 - q) ** (economy.members - 2)
+            atoms.append((owed[x], base + x * share_earned
+                          - x * (1 - g * others_check) * check_cost))
+        else:
+            raise ValueError(f"unknown lazy kind {kind!r}")
+    mean, sd = moments(atoms)
+    return Outcome("lazy validator", f"{kind} g={g:g}", mean, sd,
+                   honest_profit(params, economy))
+
+
+# --- coalitions ----------------------------------------------------------------------------
+
+
+def coalition_against_truth(params: Params, economy: Economy, s: float,
+                            level: int | None = None) -> Outcome:
+    """A coalition of weight ``s`` fails every honest output it is assigned, without
+    re-scoring it, and votes "fail" in every vote it sits in; per member of it.
+
+    Bound in its favour: every victim is INVALID from the epoch's first block, so all its
+    draws go to the others (the coalition takes share s of them at its own fee margin). Its
+    price: it earns no fee share on those checks, and every vote it loses (1 − P(2 of 3
+    seats) of them) costs each of its reporters a reputation step and makes its epoch
+    unclean, so its members fall to reputation 0 (``level``, else the fall from full
+    reputation) and pay the fee share at p = 1 on their own executions. What it saves is the
+    re-score of each check. The victims' rewards are withheld, not paid to anyone."""
+    n, fee, kappa = economy.executions, economy.fee, economy.cost_share
+    flip = seats_to_flip(s, params.validation.voters_per_vote)
+    start = params.levels if level is None else level
+    p_own, p_before = params.checked(0, economy.members), params.checked(start, economy.members)
+    checks = params.checks(params.levels) * n
+    taken = (1 - s) * n  # each victim's draws, shared out by weight
+    served = n + taken
+    mean = reward_share(params, economy, economy.weight_share) + \
+        served * fee * (1 - kappa - params.fee_share * p_own)
+    honest = reward_share(params, economy, economy.weight_share) + \
+        n * fee * (1 - kappa - params.fee_share * p_before) + \
+        checks * fee * (params.fee_share - economy.score_over_generate * kappa)
+    setting = f"s={s:g} (flips {flip:.1%})" + (f", from reputation {start}" if level is not None
+                                                else "")
+    return Outcome("coalition votes against the truth", setting, mean, 0.0, honest)
+
+
+# --- proof of compute ------------------------------------------------------------------
+
+
+def fabricated_nonces(params: Params, economy: Economy, phi: float) -> Outcome:
+    """Claims a share ``phi`` of its nonces without computing them: weight × 1/(1 − phi)
+    if every one of the ``poc_sample_size`` nonces the checkers re-compute is real (each
+    fabricated one fails its check), weight 0 for the next epoch otherwise."""
+    sample = params.epochs.poc_sample_size
+    survive = (1 - phi) ** sample
+    honest = honest_profit(params, economy)
+    inflated = honest / (1 - phi)  # reward and draws both follow weight
+    mean = survive * inflated
+    sd = math.sqrt(survive * (1 - survive)) * inflated
+    return Outcome("PoC: claim uncomputed nonces", f"phi={phi:g}", mean, sd, honest)
+
+
+def screening_shortcut(params: Params, economy: Economy) -> Outcome:
+    """Screens nonces at half depth and finishes only the promising ones: 1.36× the
+    accepted nonces per compute, every one of them genuine, so no check can refuse them."""
+    honest = honest_profit(params, economy)
+    others = economy.members - 1
+    share = rates.POC_SCREENING_GAIN / (others + rates.POC_SCREENING_GAIN)
+    gained = replace(economy, executions=int(round(economy.executions * share
+                                                   * economy.members)))
+    mean = honest_profit(params, gained, share)
+    return Outcome("PoC: half-depth screening", f"{rates.POC_SCREENING_GAIN}× nonces", mean,
+                   0.0, honest)
+
+
+# --- free riding, sybils, transfer agents ---------------------------------------------
+
+
+def free_rider(params: Params, economy: Economy, kind: str, level: int | None = None
+               ) -> Outcome:
+    """Keeps its weight (PoC done) but serves none of its draws: ``silent`` ones are skipped
+    without a miss (the chain cannot tell silence from a dead node), ``refuse`` ones carry
+    its signed refusal, a miss each, which scales its reward by finished / (finished +
+    expired) = 0. At ``level`` (a newcomer's climb) the honest seat it is compared with
+    serves at that reputation's check probability; the free rider's reputation climbs all
+    the same, since every clean epoch moves it up."""
+    n, fee, kappa = economy.executions, economy.fee, economy.cost_share
+    start = params.levels if level is None else level
+    checks = params.checks(params.levels) * n
+    validation = checks * fee * (params.fee_share - economy.score_over_generate * kappa)
+    reward = reward_share(params, economy, economy.weight_share)
+    paid = params.fee_share * params.checked(start, economy.members)
+    honest = reward + n * fee * (1 - kappa - paid) + validation
+    setting = kind + (f", at reputation level {start}" if level is not None else "")
+    return Outcome("free rider", setting, (reward if kind == "silent" else 0.0) + validation,
+                   0.0, honest)
+
+
+def sybil_split(params: Params, economy: Economy, compute_share: float, parts: int) -> Outcome:
+    """One participant with ``compute_share`` of all accepted nonces registers as ``parts``
+    identities. Weight is capped at max_weight_share_ppm of all accepted nonces per
+    identity, so a split lifts a capped participant; each identity pays its own commit,
+    claim and PoC txs and re-computes every other member's PoC sample."""
+    cap = params.epochs.max_weight_share_ppm / PPM
+    total_executions = economy.executions * economy.members
+
+    def seat(share: float, identities: int) -> float:
+        weight = min(share / identities, cap) * identities
+        others = 1 - share
+        fraction = weight / (weight + others)
+        served = replace(economy, executions=int(round(total_executions * fraction)))
+        return honest_profit(params, served, fraction)
+
+    tx_fee = START_TX_GAS * float(params.auth.min_gas_price) * POC_TXS_PER_MEMBER
+    mean = seat(compute_share, parts) - (parts - 1) * tx_fee
+    return Outcome("sybil split", f"{compute_share:.0%} of compute in {parts}", mean, 0.0,
+                   seat(compute_share, 1))
+
+
+def transfer_agent(params: Params, economy: Economy, kind: str) -> Outcome:
+    """A transfer agent is paid nothing for the role; what it does changes only its own
+    executions of its own requests (share w of them) and the start txs it pays for.
+
+    - ``drop``: drops every request: loses its executions of them.
+    - ``withhold-start``: never sends the start; the executor's relay (MsgRelayStart) starts
+      it and pays that tx's fee instead.
+    - ``favour-self``: re-stamps each API-key request (its own timestamp and nonce) until the
+      draw names it among the first ``max_attempts``, so it executes them all."""
+    n, fee, kappa = economy.executions, economy.fee, economy.cost_share
+    requests = n  # a TA handling as many requests as it executes
+    w = economy.weight_share
+    margin_each = fee * (1 - kappa - params.fee_share *
+                         params.checked(params.levels, economy.members))
+    start_fee = START_TX_GAS * float(params.auth.min_gas_price)
+    honest = honest_profit(params, economy) - requests * start_fee
+    if kind == "drop":
+        mean = honest - requests * w * margin_each + requests * start_fee
+    elif kind == "withhold-start":
+        mean = honest + requests * (1 - w) * start_fee
+    elif kind == "favour-self":
+        mean = honest + requests * (1 - w) * margin_each
+    else:
+        raise ValueError(f"unknown transfer agent kind {kind!r}")
+    return Outcome("transfer agent", kind, mean, 0.0, honest)
+

@@ -1,0 +1,412 @@
+"""The strategies played on the chain's own state machine, in process, epoch after epoch.
+
+One `Application` (tests/inference_net.py's `Net`) executes every block as CometBFT would:
+real signed transactions through the ante handler and the message handlers (starts, relayed
+starts, finishes, refusals, seed commitments and reveals, validation reports and votes), and
+the real block steps (task windows, votes, canaries, judging, reputation, INVALID, epoch
+settlement). Nothing of the chain is modelled here: only what each participant chooses to
+send. Executors' outputs are not generated: whether a cheated output fails an honest
+re-score is drawn from the calibrated detection rate of its cheat (`rates.py`), and an honest
+validator reports what that re-score would measure (canaries always fail it, as
+chain/validation/canary.py builds them to).
+
+Every scenario runs twice from the same genesis and the same random draws: once with every
+participant honest (the baseline) and once with the deviants playing their strategy, so the
+deviant's margin is measured against the honest profit of the very same seat in the same
+run. Profit = balance change (rewards, work, validator fee shares, less every tx fee it paid)
+− the compute it spent (inference at ``cost_share`` × fee, less a cheat's saving; a re-score at
+``score_over_generate`` of that). After every block `Ledger` checks that coins are conserved.
+"""
+
+import random
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.economics import rates
+from chain.inference import payload
+from chain.query import QueryError
+from chain.validation.sampling import must_check, seed_hash
+from inferchain_pb.inference.v1 import query_pb2 as q
+from inferchain_pb.inference.v1.inference_pb2 import MsgRelayStart
+from inferchain_pb.inference.v1.validation_pb2 import MsgClaimRewards, MsgCommitSeed
+
+ROOT = Path(__file__).resolve().parents[2]
+# The in-process chain driver and its actors (real keys, real signed txs) live with the
+# tests, which are not a package; bench/inference_bench.py imports them the same way.
+sys.path.insert(0, str(ROOT / "tests"))
+from coin_ledger import Ledger  # noqa: E402
+from inference_actors import (  # noqa: E402
+    Actor,
+    finish_msg,
+    request_id,
+    start_msg,
+    validation_msg,
+)
+from inference_net import T0, Net  # noqa: E402
+
+PROMPT_TOKENS = 136
+OUTPUT_TOKENS = 64  # prompt + output = 200 tokens, the model's Economy
+PASS_DISTANCE, FAIL_DISTANCE = 1_000, 3_000_000  # micro-nats: well under / over 0.15
+# A reveal settles every vote bond its member locked in the epoch (one per vote it opened):
+# with a canary behind every inference that is dozens, past 200k gas (the API node simulates).
+GAS = {"start": 400_000, "finish": 400_000, "report": 300_000, "seed": 200_000,
+       "reveal": 2_000_000}
+
+
+@dataclass(frozen=True)
+class Play:
+    """What the deviants do; a default `Play` is every participant honest."""
+
+    name: str = "honest"
+    deviants: tuple[int, ...] = ()
+    cheat: str = ""  # cheat class served on a share `f` of the deviants' inferences
+    f: float = 0.0
+    lazy: str = ""  # skip | blind-pass | copy, on a share `g` of owed checks
+    g: float = 0.0
+    coalition: str = ""  # against | shield: the deviants vote as one
+    serving: str = ""  # silent | refuse: free riding on every draw that names a deviant
+    agent: str = ""  # drop | withhold-start | favour-self: as transfer agent
+
+    def is_deviant(self, index: int) -> bool:
+        return index in self.deviants
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The network the scenarios run on: a few members, short epochs, default economics."""
+
+    members: int = 5
+    epochs: int = 4
+    epoch_length: int = 20
+    inferences_per_block: int = 2
+    regime: str = "launch"  # "late": no emission, only work coins at stake
+    cost_share: float = 0.9
+    score_over_generate: float = rates.SCORE_OVER_GENERATE
+    canary_rate_ppm: int = 5_000
+    seed: int = 1
+    reputation_ppm: int = 0  # every member's at genesis
+
+    def genesis_state(self) -> dict:
+        """Epoch and validation windows shortened to fit the short epochs; every economic
+        parameter (rewards, fee share, reputation, INVALID) stays at the chain's default,
+        except the emission, which the late regime sets to 0."""
+        epochs = {"epoch_length_blocks": self.epoch_length, "poc_window_blocks": 0,
+                  "poc_validation_window_blocks": 0}
+        if self.regime == "late":
+            epochs["initial_epoch_reward"] = 0
+        return {"epochs": {"params": epochs},
+                "validation": {"params": {"validation_window_blocks": 3,
+                                          "voting_period_blocks": 3,
+                                          "reveal_window_blocks": 8,
+                                          "canary_rate_ppm": self.canary_rate_ppm}}}
+
+
+@dataclass
+class Seat:
+    """What one participant spent off chain, beside its balance on chain."""
+
+    compute: float = 0.0
+
+
+@dataclass
+class Run:
+    """One scenario's outcome: each participant's profit, and what the chain recorded."""
+
+    play: Play
+    profits: list[float]
+    per_epoch: list[list[float]]
+    heights: int
+    invalidated: int = 0
+    lazy_epochs: int = 0
+    invalid_epochs: int = 0
+    notes: dict[str, int] = field(default_factory=dict)
+
+
+def epoch_seed(index: int, epoch: int) -> bytes:
+    return bytes([index + 1, epoch % 256]) * 16
+
+
+class Simulation:
+    """Plays one `Play` on a fresh chain; `run()` returns the profits."""
+
+    def __init__(self, setup: Setup, play: Play) -> None:
+        self.setup, self.play = setup, play
+        self.net = Net(setup.members, expiration_blocks=10, extra_state=setup.genesis_state(),
+                       reputation_ppm=setup.reputation_ppm)
+        self.ledger = Ledger(self.net, setup.epoch_length)
+        self.parts = self.net.parts
+        self.index = {p.address: i for i, p in enumerate(self.parts)}
+        self.seats = [Seat() for _ in self.parts]
+        self.start_balances = [self.net.balance(p) for p in self.parts]
+        self.rng = random.Random(setup.seed)  # the same draws in the baseline and the play
+        self.lazy_rng = random.Random(setup.seed + 1)  # the deviants' own coin flips
+        self.deferred: list[tuple[int, str]] = []  # copiers waiting for a report to copy
+        self.truth: dict[str, str] = {}  # inference id → good | hidden | caught
+        self.ours: set[str] = set()
+        self.reported: set[tuple[str, int]] = set()
+        self.requests = 0
+        self.notes: dict[str, int] = {}
+        detection = rates.detection(play.cheat, 128) if play.cheat else None
+        self.detect_rate = detection.rate if detection else 0.0
+        self.saving = next((c.saving for c in rates.CHEATS if c.name == play.cheat), 0.0)
+        self.fee = (PROMPT_TOKENS + OUTPUT_TOKENS) * 100
+
+    # -- blocks ------------------------------------------------------------------------
+
+    def block(self, txs: Sequence[bytes]) -> list:
+        return self.ledger.block(list(txs))
+
+    def run(self) -> Run:
+        s = self.setup
+        per_epoch = []
+        last = [self.net.balance(p) for p in self.parts]
+        spent = [0.0] * len(self.parts)
+        self.commit(0)
+        for epoch in range(s.epochs):
+            first = 1 + epoch * s.epoch_length
+            while self.net.height < first + s.epoch_length - 1:
+                height = self.net.height + 1
+                txs: list[bytes] = []
+                if height == first + s.epoch_length - 3:
+                    txs += self.commit_txs(epoch + 1)
+                if epoch and height == first + 1:
+                    txs += self.claim_txs(epoch - 1)
+                if first + 1 < height < first + s.epoch_length - 8:
+                    txs += self.inference_txs(s.inferences_per_block)
+                txs += self.report_txs(epoch)
+                self.block(txs)
+            now = [self.net.balance(p) for p in self.parts]
+            compute = [seat.compute for seat in self.seats]
+            per_epoch.append([n - b - (c - sp) for n, b, c, sp in
+                              zip(now, last, compute, spent, strict=True)])
+            last, spent = now, compute
+        # Reveal the last epoch and let it settle.
+        self.block(self.claim_txs(s.epochs - 1))
+        while self.net.height < s.epochs * s.epoch_length + 10:
+            self.block(self.report_txs(s.epochs))
+        profits = [self.net.balance(p) - b - seat.compute
+                   for p, b, seat in zip(self.parts, self.start_balances, self.seats,
+                                         strict=True)]
+        return Run(self.play, profits, per_epoch, self.ledger.heights_checked,
+                   invalidated=sum(t == "caught" for t in self.truth.values()),
+                   lazy_epochs=self.count_records("lazy"),
+                   invalid_epochs=self.count_records("invalid"), notes=self.notes)
+
+    def count_records(self, flag: str) -> int:
+        found = 0
+        for epoch in range(self.setup.epochs):
+            for i in self.play.deviants:
+                record = self.net.query("ValidatorRecord", q.QueryValidatorRecordRequest(
+                    address=self.parts[i].address, epoch=epoch)).record
+                found += bool(getattr(record, flag))
+        return found
+
+    # -- seeds -------------------------------------------------------------------------
+
+    def commit(self, epoch: int) -> None:
+        self.block(self.commit_txs(epoch))
+
+    def commit_txs(self, epoch: int) -> list[bytes]:
+        return [p.tx(MsgCommitSeed(creator=p.address, epoch=epoch,
+                                   seed_hash=seed_hash(epoch_seed(i, epoch))),
+                     gas_limit=GAS["seed"]) for i, p in enumerate(self.parts)]
+
+    def claim_txs(self, epoch: int) -> list[bytes]:
+        return [p.tx(MsgClaimRewards(creator=p.address, epoch=epoch,
+                                     seed=epoch_seed(i, epoch)), gas_limit=GAS["reveal"])
+                for i, p in enumerate(self.parts)]
+
+    # -- inferences --------------------------------------------------------------------
+
+    def inference_txs(self, count: int) -> list[bytes]:
+        txs = []
+        for _ in range(count):
+            txs += self.request()
+        return txs
+
+    def request(self) -> list[bytes]:
+        """One developer request: its agent (round robin, a dropping agent passes it on),
+        the chain's draw, and what the drawn executor does with it."""
+        self.requests += 1
+        agent_index = self.requests % len(self.parts)
+        while self.play.agent == "drop" and self.play.is_deviant(agent_index):
+            self.notes["dropped"] = self.notes.get("dropped", 0) + 1
+            agent_index = (agent_index + 1) % len(self.parts)
+        agent = self.parts[agent_index]
+        label = f"r{self.requests}"
+        if self.play.agent == "favour-self" and self.play.is_deviant(agent_index):
+            label = self.favoured_label(agent, label)
+        order = self.order(agent, label)
+        attempt, refusals = 0, ()
+        while attempt < len(order) - 1 and self.play.serving and \
+                self.play.is_deviant(self.index[order[attempt]]):
+            if self.play.serving == "refuse":
+                inference_id = request_id(agent, self.net.developer, label, T0 + self.net.height)
+                refusals = (*refusals, self.parts[self.index[order[attempt]]].node_key.sign(
+                    payload.refusal_payload(inference_id, attempt, order[attempt])).signature)
+            self.notes["skipped"] = self.notes.get("skipped", 0) + 1
+            attempt += 1
+        executor_index = self.index[order[attempt]]
+        executor = self.parts[executor_index]
+        start = start_msg(agent, self.net.developer, label, executor.address, self.net.height,
+                          T0 + self.net.height, list(range(1, PROMPT_TOKENS + 1)),
+                          max_tokens=OUTPUT_TOKENS, attempt=attempt, refusals=refusals)
+        self.ours.add(start.inference_id)
+        # Both draws are made for every request, so the baseline sees the same stream.
+        cheats, caught = self.rng.random() < self.play.f, self.rng.random() < self.detect_rate
+        cheated = bool(self.play.cheat) and self.play.is_deviant(executor_index) and cheats
+        self.truth[start.inference_id] = ("caught" if caught else "hidden") if cheated \
+            else "good"
+        seat = self.seats[executor_index]
+        seat.compute += self.setup.cost_share * self.fee * (1 - (self.saving if cheated else 0))
+        if self.play.agent == "withhold-start" and self.play.is_deviant(agent_index) and \
+                agent is not executor:
+            begun = executor.tx(MsgRelayStart(creator=executor.address, start=start),
+                                gas_limit=GAS["start"])
+        else:
+            begun = agent.tx(start, gas_limit=GAS["start"])
+        # Signed after the start: when the agent is its own executor, the sequences follow.
+        return [begun, executor.tx(finish_msg(executor, start, [7 + t % 90 for t in range(
+            OUTPUT_TOKENS)]), gas_limit=GAS["finish"])]
+
+    def order(self, agent: Actor, label: str) -> list[str]:
+        inference_id = request_id(agent, self.net.developer, label, T0 + self.net.height)
+        return self.net.draw_at(inference_id, self.net.height)
+
+    def favoured_label(self, agent: Actor, label: str) -> str:
+        """The agent re-stamps the request (its own nonce and timestamp on an API-key
+        request) until the draw names it first: up to 16 tries."""
+        for attempt in range(16):
+            candidate = f"{label}/{attempt}"
+            if self.order(agent, candidate)[0] == agent.address:
+                self.notes["favoured"] = self.notes.get("favoured", 0) + 1
+                return candidate
+        return label
+
+    # -- validation --------------------------------------------------------------------
+
+    def report_txs(self, epoch: int) -> list[bytes]:
+        """Reports on the tasks of the last block (the members their seeds assign) and the
+        ballots of open votes, each member as its play says."""
+        txs = self.copied_txs()  # the copiers of the block before, first
+        height = self.net.height
+        tasks = self.net.query("ValidationTasks", q.QueryValidationTasksRequest(
+            from_height=height, to_height=height)).tasks
+        members = {}
+        for task in tasks:
+            if task.epoch not in members:
+                found = self.net.query("Epoch", q.QueryEpochRequest(epoch=task.epoch)).members
+                members[task.epoch] = ({m.address: m.weight for m in found.members},
+                                       found.total_weight)
+            weights, total = members[task.epoch]
+            for i, member in enumerate(self.parts):
+                if member.address == task.executor or member.address not in weights:
+                    continue
+                if not must_check(epoch_seed(i, task.epoch), task.inference_id,
+                                  task.expected_checks_ppm, weights[member.address],
+                                  total - weights.get(task.executor, 0)):
+                    continue
+                verdict = self.verdict(i, task, ballot=False)
+                if verdict is not None:
+                    txs.append(self.report(member, task.inference_id, verdict))
+        for i, member in enumerate(self.parts):
+            for task in self.net.query("PendingVotes", q.QueryPendingVotesRequest(
+                    voter=member.address)).tasks:
+                if (task.inference_id, i) in self.reported:
+                    continue
+                verdict = self.verdict(i, task, ballot=True)
+                if verdict is not None:
+                    txs.append(self.report(member, task.inference_id, verdict))
+        return txs
+
+    def copied_txs(self) -> list[bytes]:
+        """A copier, a block later: the first report on the task if one came (or nothing
+        once a vote opened: the vote is the check), its own re-score otherwise."""
+        txs = []
+        waiting, self.deferred = self.deferred, []
+        for i, inference_id in waiting:
+            task = self.net.query("ValidationTask", q.QueryValidationTaskRequest(
+                inference_id=inference_id)).task
+            if task.voters:
+                self.reported.discard((inference_id, i))  # a drawn copier casts its ballot
+                self.notes["copier excused by a vote"] = \
+                    self.notes.get("copier excused by a vote", 0) + 1
+                continue
+            if task.reports:
+                self.notes["copied"] = self.notes.get("copied", 0) + 1
+                passed = task.reports[0].passed
+            else:
+                passed = self.rescore(i, self.truth.get(inference_id, "canary")
+                                      in ("good", "hidden"))
+            txs.append(self.report(self.parts[i], inference_id, passed))
+        return txs
+
+    def verdict(self, i: int, task, ballot: bool) -> bool | None:
+        """Whether member ``i`` reports a pass (True), a fail (False) or nothing (None), and
+        whether it pays for a re-score to know."""
+        truth = self.truth.get(task.inference_id, "canary")
+        honest = truth in ("good", "hidden")  # what an honest re-score says
+        play = self.play
+        self.reported.add((task.inference_id, i))
+        if play.is_deviant(i) and play.coalition:
+            executor_is_ours = play.is_deviant(self.index[task.executor])
+            if play.coalition == "shield" and executor_is_ours:
+                return True
+            if play.coalition == "against" and not executor_is_ours and truth != "canary":
+                return False
+        if play.is_deviant(i) and play.lazy and not ballot and self.lazy_rng.random() < play.g:
+            if play.lazy == "skip":
+                return None
+            if play.lazy == "blind-pass":
+                return True
+            if play.lazy == "copy":
+                self.deferred.append((i, task.inference_id))
+                return None
+        return self.rescore(i, honest)
+
+    def rescore(self, i: int, honest: bool) -> bool:
+        """Member ``i`` re-scores an output (paying for it) and reports what it measured."""
+        self.seats[i].compute += self.setup.score_over_generate * self.setup.cost_share * \
+            self.fee
+        return honest
+
+    def report(self, member: Actor, inference_id: str, passed: bool) -> bytes:
+        try:
+            inference = self.net.inference(inference_id)
+        except QueryError:
+            raise AssertionError(f"task without inference {inference_id}") from None
+        return member.tx(validation_msg(member, inference, distance_micro=PASS_DISTANCE
+                                        if passed else FAIL_DISTANCE), gas_limit=GAS["report"])
+
+
+@dataclass(frozen=True)
+class Margin:
+    """A play against the honest baseline of the same run, for the deviants' seats."""
+
+    play: Play
+    honest: float
+    deviant: float
+    per_epoch_sd: float
+    heights: int
+    run: Run
+
+    @property
+    def margin(self) -> float:
+        return self.deviant - self.honest
+
+
+def compare(setup: Setup, play: Play, baseline: Run | None = None) -> Margin:
+    """Runs ``play`` and, unless given, the honest baseline from the same genesis and draws;
+    the deviants' summed profit in each."""
+    baseline = baseline or Simulation(setup, Play()).run()
+    played = Simulation(setup, play).run()
+    seats = play.deviants
+    honest = sum(baseline.profits[i] for i in seats)
+    deviant = sum(played.profits[i] for i in seats)
+    diffs = [sum(p[i] for i in seats) - sum(b[i] for i in seats)
+             for p, b in zip(played.per_epoch, baseline.per_epoch, strict=True)]
+    mean = sum(diffs) / len(diffs)
+    sd = (sum((d - mean) ** 2 for d in diffs) / max(1, len(diffs) - 1)) ** 0.5
+    return Margin(play, honest, deviant, sd, played.heights, played)
