@@ -14,6 +14,8 @@ decode and its static decode (``mlnode/static_decode.py``) over one loaded model
 1 and 8 concurrent, decode ms/token of one stream against the HBM floor (the bytes of weights
 a decode step reads over the memory's peak bandwidth), and whether both decodes produced the
 same tokens for the same seeds, over sampling settings that exercise every part of the rule.
+On CUDA it also times one stream of static decode with lookahead off (each step launched
+only once the previous one's tokens are handed out), the baseline for what lookahead gains.
 
 It drives ``TorchEngine`` in-process through its async interface, the way the gRPC service
 does, and prints a markdown table. Run ``python bench/mlnode_bench.py --help``.
@@ -145,11 +147,11 @@ def build_model(settings: Settings) -> tuple[PreTrainedModel, ChatTokenizer, str
     return model, tokenizer, "random-llama3-8b-shape", "random"
 
 
-def build_engine(built: tuple[PreTrainedModel, ChatTokenizer, str, str], decode: str
-                 ) -> TorchEngine:
+def build_engine(built: tuple[PreTrainedModel, ChatTokenizer, str, str], decode: str,
+                 lookahead: bool | None = None) -> TorchEngine:
     model, tokenizer, model_id, sha256 = built
     return TorchEngine(model, tokenizer, model_id=model_id, weights_sha256=sha256,
-                       decode=decode)
+                       decode=decode, lookahead=lookahead)
 
 
 async def generate(engine: TorchEngine, prompt_ids: list[int], params: SamplingParams
@@ -363,6 +365,8 @@ async def compare_decodes(settings: Settings) -> list[Row]:
             violations[decode] = await rule_violations(engine, checked)
         finally:
             engine.close()
+    if settings.device == "cuda":
+        rows += await lookahead_rows(built, plain, figures["static"][0])
     same = sum(a == b for a, b in zip(outputs["eager"], outputs["static"], strict=True))
     tokens = sum(len(o) for o in outputs["eager"])
     agree = sum(common_prefix(a, b)
@@ -378,6 +382,23 @@ async def compare_decodes(settings: Settings) -> list[Row]:
                         "default tolerance)"))
     floor_rows(rows, settings, built[0], figures)
     return rows
+
+
+async def lookahead_rows(built: tuple[PreTrainedModel, ChatTokenizer, str, str],
+                         plain: Sequence[tuple[list[int], SamplingParams]], gap: float
+                         ) -> list[Row]:
+    """One stream of static decode with lookahead off, on the same model and requests."""
+    engine = build_engine(built, "static", lookahead=False)
+    try:
+        await warm_up(engine)
+        alone = statistics.median(await stream_gaps(engine, plain))
+    finally:
+        engine.close()
+    detail = (f"{alone * 1000:.2f} ms/token without lookahead, {gap * 1000:.2f} ms/token with "
+              f"it (median of {len(plain)} requests each)")
+    return [Row("static: 1 stream, lookahead off", f"{alone * 1000:.2f} ms/token",
+                "each step launched once the previous one's tokens are handed out"),
+            Row("static: lookahead gain, 1 stream", f"{alone / gap:.2f}×", detail)]
 
 
 async def rule_violations(engine: TorchEngine,

@@ -13,6 +13,8 @@ and can be recorded in a CUDA graph:
 - the others: softmax of logits / temperature (divided as the reference divides on that
   device), top-k (a row without one keeps all tokens),
   top-p over the descending stable order (a row with top_p = 1 keeps all), renormalised;
+  a batch in which no row truncates skips the sort and the top-p scan, which then keep
+  every token and change no value (a sort over the vocabulary is the draw's largest cost);
   the float64 cumulative sum in id order, normalised to end at 1, and the first token whose
   cumulative probability exceeds u_i.
 
@@ -86,11 +88,17 @@ class RuleRows:
             tensor[target] = tensor[source]
 
 
-def pick(logits: torch.Tensor, rows: RuleRows, start: int, k: int
+def truncates(params: SamplingParams, vocab: int) -> bool:
+    """Whether a request's top-k or top-p can drop tokens from its distribution."""
+    return 0 < params.top_k < vocab or params.top_p < 1.0
+
+
+def pick(logits: torch.Tensor, rows: RuleRows, start: int, k: int, truncate: bool = True
          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draws a token for each row of ``logits`` ([batch, vocab]), row r being slot
     ``start + r``; returns the tokens, their raw logprobs and the raw top-``k`` ids and
-    logprobs, all on the device."""
+    logprobs, all on the device. ``truncate`` False promises that no row has a top-k or
+    top-p (``truncates``), and draws the same tokens without sorting."""
     end = start + logits.shape[0]
     logits = logits.float()
     masked = logits.masked_fill(~rows.allowed[start:end], float("-inf"))
@@ -105,12 +113,15 @@ def pick(logits: torch.Tensor, rows: RuleRows, start: int, k: int
     # reciprocal, the CPU divides; each device here repeats what the reference does there.
     scaled = adjusted * temperature.reciprocal() if logits.is_cuda else adjusted / temperature
     probs = torch.softmax(scaled, dim=-1)
-    ordered, order = torch.sort(probs, dim=-1, descending=True, stable=True)
-    kth = ordered.gather(1, rows.top_k[start:end, None] - 1)
-    probs = torch.where(probs >= kth, probs, torch.zeros_like(probs))
-    ordered = torch.where(ordered >= kth, ordered, torch.zeros_like(ordered))
-    cdf = torch.stack([_row_cdf(probs[r], ordered[r], order[r], rows.top_p[start + r],
-                                rows.nucleus[start + r]) for r in range(probs.shape[0])])
+    if truncate:
+        ordered, order = torch.sort(probs, dim=-1, descending=True, stable=True)
+        kth = ordered.gather(1, rows.top_k[start:end, None] - 1)
+        probs = torch.where(probs >= kth, probs, torch.zeros_like(probs))
+        ordered = torch.where(ordered >= kth, ordered, torch.zeros_like(ordered))
+        cdf = torch.stack([_row_cdf(probs[r], ordered[r], order[r], rows.top_p[start + r],
+                                    rows.nucleus[start + r]) for r in range(probs.shape[0])])
+    else:
+        cdf = torch.stack([_cdf(probs[r]) for r in range(probs.shape[0])])
     drawn = torch.searchsorted(cdf, rows.u[start:end, None], right=True).squeeze(1)
     drawn = drawn.clamp(max=cdf.shape[1] - 1)
     token = torch.where(rows.greedy[start:end], best, drawn)
@@ -130,7 +141,11 @@ def _row_cdf(probs: torch.Tensor, ordered: torch.Tensor, order: torch.Tensor,
     before = torch.cumsum(ordered, dim=0) - ordered
     keep_sorted = (before < top_p * ordered.sum()) | ~nucleus
     keep = torch.zeros_like(keep_sorted).scatter(0, order, keep_sorted)
-    probs = torch.where(keep, probs, torch.zeros_like(probs))
+    return _cdf(torch.where(keep, probs, torch.zeros_like(probs)))
+
+
+def _cdf(probs: torch.Tensor) -> torch.Tensor:
+    """One row's kept probabilities renormalised, and their float64 CDF ending at 1."""
     probs = probs / probs.sum()
     cdf = torch.cumsum(probs.double(), dim=0)
     return cdf / cdf[-1]

@@ -39,9 +39,12 @@ class TorchEngine:
         max_batch: int = 16,
         on_step: Callable[[int], None] | None = None,
         decode: str = "auto",
+        lookahead: bool | None = None,
     ) -> None:
         """``decode``: ``static`` (``mlnode.static_decode``), ``eager`` (the reference
-        path), or ``auto``: static on CUDA, eager elsewhere."""
+        path), or ``auto``: static on CUDA, eager elsewhere. ``lookahead``: whether static
+        decode launches each step before the previous one's tokens are handed out (default:
+        on CUDA); on the CPU it only shows that the bookkeeping gives the same streams."""
         self._model = model.eval()
         self.tokenizer = tokenizer
         config = model.config
@@ -64,8 +67,8 @@ class TorchEngine:
         runner = TorchRunner(model)
         if decode == "auto":
             decode = "static" if runner.device.type == "cuda" else "eager"
-        batch = (StaticBatch(runner, max_batch, MAX_TOP_LOGPROBS) if decode == "static"
-                 else EagerBatch(runner))
+        batch = (StaticBatch(runner, max_batch, MAX_TOP_LOGPROBS, lookahead=lookahead)
+                 if decode == "static" else EagerBatch(runner))
         self._scheduler = Scheduler(runner, batch, max_batch, on_step)
         log.info("torch engine ready: %s on %s (%s), batch up to %d, %s decode", model_id,
                  self.info.device, self.info.dtype, max_batch, decode)
@@ -74,12 +77,12 @@ class TorchEngine:
     def from_files(cls, files: ModelFiles, *, model_id: str, dtype: str = "float32",
              device: str = "cpu", max_batch: int = 16,
              on_step: Callable[[int], None] | None = None,
-             decode: str = "auto") -> "TorchEngine":
+             decode: str = "auto", lookahead: bool | None = None) -> "TorchEngine":
         """``on_step`` hears each decode step's batch size."""
         model = AutoModelForCausalLM.from_pretrained(files.path, dtype=DTYPES[dtype]).to(device)
         return cls(model, ChatTokenizer.from_folder(files.path), model_id=model_id,
                    weights_sha256=files.weights_sha256, max_batch=max_batch, on_step=on_step,
-                   decode=decode)
+                   decode=decode, lookahead=lookahead)
 
     async def generate(
         self, prompt_ids: Sequence[int], sampling: SamplingParams, top_logprobs: int

@@ -9,7 +9,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from mlnode import fused_decode
-from mlnode.batch_rule import RuleRows, count, pick
+from mlnode.batch_rule import RuleRows, count, pick, truncates
 from mlnode.fused_decode import FusedLlamaDecode
 from mlnode.model_store import DEFAULT_MODEL_ID, default_gguf, prepare
 from mlnode.rule_check import obeys_rule
@@ -62,12 +62,34 @@ def test_the_batched_rule_draws_what_the_reference_rule_draws():
     assert rows.counts.sum(dim=1).tolist() == [40.0] * len(VARIANTS)
 
 
+def test_a_batch_without_top_k_or_top_p_draws_the_same_without_sorting():
+    """Rows that truncate nothing (greedy, temperatures, penalties, biases) get bit-identical
+    tokens, logprobs and top-k from the draw that skips the sort as from the full draw."""
+    plain = [p for p in VARIANTS if not truncates(p, VOCAB)]
+    assert len(plain) < len(VARIANTS) and any(truncates(p, VOCAB) for p in VARIANTS)
+    generator = torch.Generator().manual_seed(1)
+    rows = RuleRows.empty(len(plain), VOCAB, torch.device("cpu"))
+    for slot, params in enumerate(plain):
+        rows.set(slot, params)
+    for position in range(20):
+        logits = torch.randn(len(plain), VOCAB, generator=generator) * 3
+        rows.u.copy_(torch.tensor([uniform(p.seed, position) for p in plain],
+                                  dtype=torch.float64))
+        full = pick(logits, rows, 0, 5, truncate=True)
+        fast = pick(logits, rows, 0, 5, truncate=False)
+        for a, b in zip(full, fast, strict=True):
+            assert torch.equal(a, b), position
+        count(rows, 0, full[0])
+
+
 @pytest.fixture(scope="module")
 def engines():
     files = prepare(default_gguf())
     built = {decode: TorchEngine.from_files(files, model_id=DEFAULT_MODEL_ID, max_batch=3,
                                             decode=decode)
              for decode in ("eager", "static")}
+    built["lookahead"] = TorchEngine.from_files(files, model_id=DEFAULT_MODEL_ID, max_batch=3,
+                                                decode="static", lookahead=True)
     yield built
     for engine in built.values():
         engine.close()
@@ -96,9 +118,10 @@ def obeyed(engine: TorchEngine, prompt_ids: list[int], output: list[int],
     return [obeys_rule(p.rule, params.greedy) for p in scored]
 
 
-def agree(engines: dict[str, TorchEngine], requests: list[tuple[list[int], SamplingParams]]
-          ) -> int:
-    """Runs the requests through both engines; returns how many streams are identical.
+def agree(engines: dict[str, TorchEngine], requests: list[tuple[list[int], SamplingParams]],
+          path: str = "static") -> int:
+    """Runs the requests through the eager engine and ``path``'s; returns how many streams
+    are identical.
 
     Identical means the same tokens and texts, logprobs and top-k within 1e-4. The two paths
     compute the logits with different attention kernels, so a stream may part where u_i
@@ -106,10 +129,11 @@ def agree(engines: dict[str, TorchEngine], requests: list[tuple[list[int], Sampl
     there both tokens must pass a validator's check, and the static stream must pass it
     everywhere.
     """
-    eager, static = run_all(engines["eager"], requests), run_all(engines["static"], requests)
+    eager, static = run_all(engines["eager"], requests), run_all(engines[path], requests)
     same = 0
     for (prompt_ids, params), a, b in zip(requests, eager, static, strict=True):
         ids_a, ids_b = [s.token_id for s in a], [s.token_id for s in b]
+        assert len(ids_b) <= params.max_tokens
         if ids_a == ids_b:
             same += 1
         part = next((i for i, (x, y) in enumerate(zip(ids_a, ids_b, strict=False))
@@ -125,17 +149,33 @@ def agree(engines: dict[str, TorchEngine], requests: list[tuple[list[int], Sampl
     return same
 
 
-def test_static_decode_streams_what_eager_decode_streams(engines):
-    """Ten requests, one per branch of the rule plus a JSON-schema grammar, through three
-    slots: requests wait, join running ones, and leave while others run on, so slots are
-    refilled and compacted; the streams are the eager engine's, up to rounding."""
-    tokenizer = engines["eager"].tokenizer
+def rule_requests(engine: TorchEngine, lengths: tuple[int, int, int]
+                  ) -> list[tuple[list[int], SamplingParams]]:
+    """Ten requests, one per branch of the rule plus a JSON-schema grammar, over three
+    prompts and ``lengths`` max_tokens in turn."""
+    tokenizer = engine.tokenizer
     prompts = ["Tell me about the moon.", "Name three colours.", "Say hello in French."]
     params = [*VARIANTS, SamplingParams(seed=8, grammar_kind="json_schema", grammar=JSON_SCHEMA)]
-    requests = [(tokenizer.tokenize(tokenizer.render_chat([("user", prompts[i % 3])])),
-                 SamplingParams(**{**vars(p), "max_tokens": 6 + 2 * (i % 3)}))
-                for i, p in enumerate(params)]
+    return [(tokenizer.tokenize(tokenizer.render_chat([("user", prompts[i % 3])])),
+             SamplingParams(**{**vars(p), "max_tokens": lengths[i % 3]}))
+            for i, p in enumerate(params)]
+
+
+def test_static_decode_streams_what_eager_decode_streams(engines):
+    """Ten requests through three slots: requests wait, join running ones, and leave while
+    others run on, so slots are refilled and compacted; the streams are the eager engine's,
+    up to rounding."""
+    requests = rule_requests(engines["eager"], (6, 8, 10))
     assert agree(engines, requests) >= len(requests) - 2
+
+
+def test_steps_launched_ahead_stream_what_eager_decode_streams(engines):
+    """The same kind of requests with each step launched before the previous one's tokens
+    are handed out (CUDA's way, run here on the CPU): rows that finish have their extra step
+    thrown away, rows admitted meanwhile wait a step, the grammar request is stepped one at a
+    time, and every stream is still the eager engine's, up to rounding, and no longer."""
+    requests = rule_requests(engines["eager"], (5, 8, 11))
+    assert agree(engines, requests, "lookahead") >= len(requests) - 2
 
 
 def test_a_row_that_outgrows_the_static_cache_keeps_its_tokens(engines):
