@@ -376,9 +376,14 @@ def test_reputation_rises_over_clean_epochs_and_the_checks_fall_with_it(mlnodes,
 # network to start and a few generations and their checks on two busy CPU cores. Every
 # finished inference gets a canary twin, so the blind validator is certain to meet one (at
 # half the rate, four inferences left the epoch without a canary one run in sixteen).
+# Four checks owed per newcomer inference, so each of the other four members (equal weights)
+# checks every one: with the default two, each checks an inference with probability 1/2, and a
+# member that served two of the four was required no check at all in about one run in four,
+# which the required > 0 below cannot allow.
 SHORT_EPOCHS = {"epochs": {"epoch_length_blocks": 300},
                 "validation": {"validation_window_blocks": 60, "voting_period_blocks": 30,
-                               "reveal_window_blocks": 100, "canary_rate_ppm": 1_000_000}}
+                               "reveal_window_blocks": 100, "canary_rate_ppm": 1_000_000,
+                               "max_expected_checks_ppm": 4_000_000}}
 
 
 def test_lazy_validators_are_caught_at_reveal_and_by_canaries(mlnodes, tmp_path):
