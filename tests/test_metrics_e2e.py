@@ -78,8 +78,11 @@ def test_requests_tokens_blocks_and_score_jobs_show_in_each_process_metrics(mete
     completion_tokens = reply.usage.completion_tokens + stream[-1].usage.completion_tokens
     assert reply.usage.completion_tokens >= 1 and stream[-1].usage.completion_tokens >= 1
 
-    api = Scrape(metered.api)
-    assert api.value("inferchain_api_requests_total", route=CHAT_ROUTE, code="200") >= 2
+    # A streamed request is counted once its response has closed, which can come a moment
+    # after the client read its last chunk.
+    api = poll(lambda: (lambda s: s if s.value("inferchain_api_requests_total", route=CHAT_ROUTE,
+                                               code="200") >= 2 else None)(Scrape(metered.api)),
+               "both answered requests counted", 30)
     assert api.value("inferchain_api_requests_total", route=CHAT_ROUTE, code="400") >= 1
     assert api.value("inferchain_api_request_seconds_count", route=CHAT_ROUTE) >= 3
     assert api.value("inferchain_api_time_to_first_token_seconds_count") >= 2
