@@ -102,6 +102,10 @@ FAULTS = frozenset({"", "refuse-all", "refuse-and-relay"})
 # moment before ours.
 DRAW_LAG_WAIT_S = 10.0
 DRAW_LAG_BLOCKS = 3
+# Queueing a finish that failed (the store unreachable) is tried again this many times, the
+# waits doubling up to the cap: about two minutes in all.
+FINISH_QUEUE_ATTEMPTS = 12
+FINISH_QUEUE_MAX_DELAY_S = 15.0
 
 
 def finish_key(inference_id: str) -> str:
@@ -122,6 +126,7 @@ class _Run:
     request: ExecuteRequest
     agent: Participant
     top_k: int
+    serving_dtype: str  # the model's, checked at admission: the finish says it, signed
     steps: list[TokenStep] = field(default_factory=list)
     complete: bool = False  # the ML node finished the output and Executed went out
     over: bool = False  # no more tokens come: the finish waits for deliveries only
@@ -208,7 +213,8 @@ class Executor:
             log.info("executing %s for transfer agent %s: %d prompt tokens, max_tokens %d, "
                      "seed %d, attempt %d", start.inference_id, start.creator,
                      len(start.prompt_ids), start.max_tokens, start.seed, start.attempt)
-            async for item in self._run(_Run(request, agent, model.top_k)):
+            async for item in self._run(_Run(request, agent, model.top_k,
+                                             model.serving_dtype)):
                 yield item
         finally:
             self._running.discard(start.inference_id)
@@ -446,13 +452,33 @@ class Executor:
                     log.warning("inference %s: its transfer agent signed delivery of none of "
                                 "its %d tokens; not finishing it", inference_id, len(run.steps))
                 return
-            await self._queue_finish(run.request, run.recorded(), run.top_k, run.held)
+            await self._queue_finish_retrying(run, run.held)
             if not run.settled:
                 log.warning("inference %s: its transfer agent signed delivery of %d of the %d "
                             "tokens passed on; finishing those", inference_id, run.delivered,
                             len(run.steps))
         finally:
             self._runs.pop(inference_id, None)
+
+    async def _queue_finish_retrying(self, run: _Run, delivery: Delivery) -> None:
+        """Queues the run's finish, trying again while the store is unreachable (a database
+        restart): the finish is the executor's pay, and nothing else would queue it."""
+        inference_id = run.request.start.inference_id
+        for attempt in range(1, FINISH_QUEUE_ATTEMPTS + 1):
+            try:
+                await self._queue_finish(run.request, run.recorded(), run.top_k, delivery,
+                                         run.serving_dtype)
+                return
+            except Exception as exc:
+                if attempt == FINISH_QUEUE_ATTEMPTS:
+                    log.error("inference %s: could not queue its MsgFinishInference after %d "
+                              "attempts (%s); it will expire unpaid", inference_id, attempt,
+                              exc)
+                    return
+                delay = min(FINISH_QUEUE_MAX_DELAY_S, 2 ** attempt * 0.25)
+                log.warning("inference %s: queueing its MsgFinishInference failed (%s); "
+                            "trying again in %.1fs", inference_id, exc, delay)
+                await asyncio.sleep(delay)
 
     def _relay(self, start: MsgStartInference, delivery: Delivery, output_ids: list[int]) -> None:
         """Queues the agent's signed start for this node to send with the delivery it holds
@@ -490,17 +516,21 @@ class Executor:
             run.hold(delivery, self._checked(delivery, run.agent, output_ids, run.complete))
             await asyncio.to_thread(self._relay, run.request.start, delivery, output_ids)
             if run.over and run.settled and run.held is delivery:
-                await self._queue_finish(run.request, run.recorded(), run.top_k, delivery)
+                await self._queue_finish(run.request, run.recorded(), run.top_k, delivery,
+                                         run.serving_dtype)
             return
         row = await asyncio.to_thread(self._payload, delivery.inference_id)
         if row is None or row.artifact is None:
             raise ExecutionRefused(f"inference {delivery.inference_id} was not executed here")
         request = ExecuteRequest.from_json(row.prompt)
-        agent = await self.chain.participant(request.start.creator)
+        agent, model = await asyncio.gather(self.chain.participant(request.start.creator),
+                                            self.chain.model(request.start.model_id))
         self._checked(delivery, agent, row.output_token_ids, True)
         await asyncio.to_thread(self._relay, request.start, delivery, row.output_token_ids)
         k, recorded = artifact.decode(row.artifact)
-        await self._queue_finish(request, recorded, k, delivery)
+        # Executed here, so admitted in the model's dtype, which no update changes.
+        await self._queue_finish(request, recorded, k, delivery,
+                                 model.serving_dtype if model else "")
 
     def _checked(self, delivery: Delivery, agent: Participant | None, output_ids: list[int],
                  complete: bool) -> Delivered:
@@ -517,15 +547,13 @@ class Executor:
         return kind
 
     async def _queue_finish(self, request: ExecuteRequest, recorded: list[ArtifactStep], k: int,
-                            delivery: Delivery) -> None:
-        """Queues the finish of the delivered prefix of ``recorded``, once per inference."""
+                            delivery: Delivery, serving_dtype: str) -> None:
+        """Queues the finish of the delivered prefix of ``recorded``, once per inference. It
+        asks the chain nothing: a finish owed while this node's chain node is down still
+        goes to the outbox, which sends it once the chain is back."""
         delivered = recorded[:delivery.output_tokens]
-        # Admission checked the ML node serves in the model's registered dtype, which no
-        # update changes: the finish says so, signed.
-        model = await self.chain.model(request.start.model_id)
         finish = self._finish_message(request, [s.token_id for s in delivered],
-                                      artifact.encode(delivered, k),
-                                      model.serving_dtype if model else "")
+                                      artifact.encode(delivered, k), serving_dtype)
         finish.delivery_signature = delivery.signature
         if await asyncio.to_thread(self.outbox.enqueue, finish_key(delivery.inference_id),
                                    finish):

@@ -11,6 +11,7 @@ the same shape, logged, and the node keeps serving.
 """
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -18,9 +19,11 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from aiohttp import web
+from sqlalchemy.exc import OperationalError
 
 from apinode import openai_errors as errors
 from apinode.api_keys import ApiKeys
+from apinode.chain_queries import ChainUnavailable
 from apinode.choice_streams import Served, merged, serve_choices
 from apinode.execute_wire import (
     DELIVERY_PATH,
@@ -35,7 +38,7 @@ from apinode.execute_wire import (
 )
 from apinode.executor import Executor
 from apinode.metrics import ApiMetrics
-from apinode.mlnode_client import MlNodeError
+from apinode.mlnode_client import MlNodeError, MlNodeUnavailable
 from apinode.openai_errors import ApiError
 from apinode.openai_request import CompletionRequest, parse_chat, parse_text
 from apinode.openai_response import (
@@ -65,6 +68,13 @@ MAX_BODY_BYTES = 4 << 20
 EXECUTOR_FAILED = ApiError(502, "The executor broke off before the answer was complete.",
                            "server_error", code="executor_failed")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The node's own parts, by the error that says one does not answer: (what, OpenAI error code).
+UNAVAILABLE_PARTS: dict[type[Exception], tuple[str, str]] = {
+    ChainUnavailable: ("chain node", "chain_unavailable"),
+    MlNodeUnavailable: ("ML node", "mlnode_unavailable"),
+    OperationalError: ("database", "store_unavailable"),
+}
+UNAVAILABLE = tuple(UNAVAILABLE_PARTS)
 
 
 @web.middleware
@@ -80,6 +90,14 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return web.json_response(error.body(), status=error.status)
     except web.HTTPException:
         raise
+    except UNAVAILABLE as exc:
+        # One of the node's own parts is down or slow (restarting, say): the developer may
+        # try again, or another participant's endpoint. An operator's log needs one line.
+        part, code = next(v for k, v in UNAVAILABLE_PARTS.items() if isinstance(exc, k))
+        log.warning("%s %s: refused, its %s is unavailable: %s", request.method, request.path,
+                    part, str(exc).splitlines()[0][:300])
+        error = errors.unavailable(part, code)
+        return web.json_response(error.body(), status=error.status)
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         error = ApiError(500, "The node failed to serve this request.", "server_error")
@@ -325,11 +343,17 @@ class HttpApi:
         except MlNodeError as exc:
             return web.json_response({"error": str(exc)}, status=422)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-        await response.prepare(http)
-        await response.write(encode(first))
         try:
+            await response.prepare(http)
+            await response.write(encode(first))
             async for item in stream:
                 await response.write(encode(item))
         except (MlNodeError, ExecutorFailed) as exc:
-            await response.write(encode(str(exc)))
+            with contextlib.suppress(ConnectionError):
+                await response.write(encode(str(exc)))
+        except ConnectionError:
+            log.info("inference %s: the transfer agent closed its stream",
+                     forward.start.inference_id)
+        finally:
+            await stream.aclose()  # the executor finishes what the agent signed delivery of
         return response

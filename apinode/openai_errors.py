@@ -16,7 +16,11 @@ same situation, so tools that match on them keep working:
 Where OpenAI has no equivalent we chose: 402 for an on-chain balance too small for the escrow
 (OpenAI signals its own ``insufficient_quota`` with a 429; we keep that type and code but use
 402, since retrying does not help), 413 ``request_too_large`` for a body over
-the size limit, and 503 ``server_error`` / ``no_executor`` when no participant serves the model.
+the size limit, 503 ``server_error`` / ``no_executor`` when no participant serves the model,
+and 503 ``server_error`` with ``chain_unavailable``, ``mlnode_unavailable`` or
+``store_unavailable`` while the node cannot reach its own chain node, ML node or database, and
+``chain_stalled`` while the chain makes no block: the client's retries, or another participant's
+endpoint, get an answer, and nothing was billed.
 """
 
 from typing import Any
@@ -91,3 +95,14 @@ def rate_limited(message: str) -> ApiError:
 def no_executor(model: str) -> ApiError:
     return ApiError(503, f"No participant can serve `{model}` right now; try again later.",
                     error_type="server_error", code="no_executor")
+
+
+def unavailable(part: str, code: str) -> ApiError:
+    """One of the node's own parts (its chain node, ML node or store) does not answer."""
+    return ApiError(503, f"This node cannot reach its {part} just now; try again shortly, or "
+                         "through another participant.", error_type="server_error", code=code)
+
+
+def chain_stalled(waited_s: float) -> ApiError:
+    return ApiError(503, f"The chain has made no block for the request in {waited_s:g}s; try "
+                         "again later.", error_type="server_error", code="chain_stalled")

@@ -105,11 +105,16 @@ def _settled_by(refusal: SimulationFailed) -> bool:
 
 
 def outbox_confirm(sender: TxSender) -> Confirm:
-    """``confirm`` for the worker: True once the tx succeeded, False if it failed in a block."""
+    """``confirm`` for the worker: True once the tx succeeded, False if it failed in a block
+    or can never land (another tx of the sender's took its sequence)."""
 
     async def confirm(tx_hash: str) -> bool | None:
         result = await sender.tx_result(tx_hash)
         if result is None:
+            if await sender.superseded(tx_hash):
+                log.warning("outbox: tx %s was dropped from the mempool and another tx took "
+                            "its sequence; its messages go out again", tx_hash)
+                return False
             return None
         if result.code:
             log.warning("outbox: tx %s failed in its block (code %d): %s", tx_hash, result.code,

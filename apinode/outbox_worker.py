@@ -40,7 +40,8 @@ class SubmitResult:
 
 
 Submit = Callable[[list[Entry]], Awaitable[SubmitResult]]
-# True: committed and succeeded; False: in a block but failed; None: not found (yet).
+# True: committed and succeeded; False: failed in a block, or can never land; None: not
+# found (yet).
 Confirm = Callable[[str], Awaitable[bool | None]]
 
 
@@ -102,7 +103,7 @@ class OutboxWorker:
                 await asyncio.to_thread(self.outbox.mark_committed, [e.id for e in entries])
                 log.info("outbox: tx %s committed (%s)", tx_hash, _describe(entries))
             elif found is False:
-                await self._retry(entries, f"tx {tx_hash} failed on chain")
+                await self._retry(entries, f"tx {tx_hash} failed on chain or can never land")
             elif _age_s(entries[0]) > self.confirm_timeout_s:
                 await self._retry(entries, f"tx {tx_hash} not found on chain after "
                                            f"{self.confirm_timeout_s:g}s")

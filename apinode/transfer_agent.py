@@ -87,6 +87,18 @@ DRAW_BLOCK_WAIT_S = 30.0
 # the rest of the output and never signs it: the executor stops and is paid for that prefix.
 FAULTS = frozenset({"", "withhold-start", "withhold-delivery"})
 CHOICE_SEED_TAG = b"inferchain/choice-seed/v1"
+# A delivery the executor could not take (5xx, no connection) is handed over again, waiting
+# DELIVERY_RETRY_S × the attempt number between tries: about 45 s in all.
+DELIVERY_ATTEMPTS = 6
+DELIVERY_RETRY_S = 3.0
+
+
+class DeliveryRefused(Exception):
+    """The executor refused a delivery for good: trying again cannot change its answer."""
+
+
+class DeliveryUnavailable(Exception):
+    """The executor could not take a delivery just now (its own chain node or store down)."""
 
 
 def start_key(inference_id: str) -> str:
@@ -275,8 +287,10 @@ class TransferAgent:
             except ChainQueryError as exc:
                 if exc.code == grpc.StatusCode.FAILED_PRECONDITION:  # nobody has weight for it
                     raise errors.no_executor(model_id) from exc
-                if exc.code != grpc.StatusCode.NOT_FOUND or time.monotonic() > give_up:
+                if exc.code != grpc.StatusCode.NOT_FOUND:
                     raise
+                if time.monotonic() > give_up:
+                    raise errors.chain_stalled(DRAW_BLOCK_WAIT_S) from exc
             await asyncio.sleep(HEIGHT_POLL_S)
 
     async def _try(self, prepared: Prepared, forward: ExecuteRequest,
@@ -367,19 +381,38 @@ class TransferAgent:
         task.add_done_callback(self._deliveries.discard)
 
     async def _deliver(self, start: MsgStartInference, url: str, delivery: Delivery) -> None:
-        """Hands a delivery to the executor. Failures are logged: the developer's answer goes
-        on either way."""
-        try:
-            if start.executor == self.address:
-                await self._executor.deliver(delivery)
+        """Hands a delivery to the executor, again while it cannot take it for now (its node
+        restarting, its chain node or store down): the delivery is what the executor is paid
+        for. A refusal ends it; failures are logged, and the developer's answer goes on
+        either way."""
+        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+            try:
+                await self._hand_over(start, url, delivery)
                 return
-            async with self._session.post(url.rstrip("/") + DELIVERY_PATH,
-                                          json=delivery.to_json()) as reply:
-                if reply.status != 200:
-                    raise ExecutionRefused(f"HTTP {reply.status}: {(await reply.text())[:300]}")
-        except (ExecutionRefused, aiohttp.ClientError, ChainQueryError) as exc:
-            log.warning("inference %s: executor %s did not take the delivery of %d tokens: %s",
-                        start.inference_id, start.executor, delivery.output_tokens, exc)
+            except DeliveryRefused as exc:
+                error: Exception = exc
+                break
+            except Exception as exc:  # not taken for now: the executor's node or store down
+                error = exc
+            if attempt < DELIVERY_ATTEMPTS:
+                await asyncio.sleep(DELIVERY_RETRY_S * attempt)
+        log.warning("inference %s: executor %s did not take the delivery of %d tokens: %s",
+                    start.inference_id, start.executor, delivery.output_tokens, error)
+
+    async def _hand_over(self, start: MsgStartInference, url: str, delivery: Delivery) -> None:
+        """One try; DeliveryRefused when the executor refused it for good (HTTP 4xx)."""
+        if start.executor == self.address:
+            try:
+                await self._executor.deliver(delivery)
+            except ExecutionRefused as exc:
+                raise DeliveryRefused(exc.reason) from exc
+            return
+        async with self._session.post(url.rstrip("/") + DELIVERY_PATH,
+                                      json=delivery.to_json()) as reply:
+            if reply.status == 200:
+                return
+            reason = f"HTTP {reply.status}: {(await reply.text())[:300]}"
+            raise (DeliveryRefused if reply.status < 500 else DeliveryUnavailable)(reason)
 
     async def _first_token(self, stream: AsyncIterator[Event], last_height: int) -> Event:
         """The stream's first event; TimeoutError after ``first_token_timeout_s``, and

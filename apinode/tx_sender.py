@@ -17,7 +17,7 @@ import asyncio
 import logging
 import math
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import NamedTuple
@@ -46,6 +46,8 @@ EXPECTED_SEQUENCE = re.compile(r"expected (\d+), got \d+")
 # makes the simulation pay (and count the gas of) the fee transfer the real tx will make.
 SIMULATION_GAS_LIMIT = 10_000_000
 SIMULATION_FEE = 1
+# Broadcast txs whose sequence a sender remembers, to tell a dropped one from a slow one.
+REMEMBERED_TXS = 4096
 
 
 class TxRejected(Exception):
@@ -91,6 +93,7 @@ class TxSender:
         self._lock = asyncio.Lock()
         self._number: int | None = None
         self._sequence = 0
+        self._sequences: OrderedDict[str, int] = OrderedDict()  # tx hash → its sequence
 
     async def send(self, messages: Sequence[Message], memo: str = "") -> str:
         """Broadcast ``messages`` as one tx and return its hash once the mempool took it.
@@ -118,6 +121,9 @@ class TxSender:
             log.info("tx sender %s: broadcast tx %s (%s; gas %d, fee %d%s, sequence %d)",
                      self.address, reply.txhash, _describe(messages), gas, fee, NATIVE_DENOM,
                      self._sequence)
+            self._sequences[reply.txhash.upper()] = self._sequence
+            while len(self._sequences) > REMEMBERED_TXS:
+                self._sequences.popitem(last=False)
             self._sequence += 1
             return reply.txhash
 
@@ -132,6 +138,23 @@ class TxSender:
         reply = await self.chain.find(TX_SERVICE + "GetTx", tx_service.GetTxRequest(hash=tx_hash),
                                       tx_service.GetTxResponse)
         return TxResult(reply.tx_response.code, reply.tx_response.raw_log) if reply else None
+
+    async def superseded(self, tx_hash: str) -> bool:
+        """Whether a tx this sender broadcast can never land: it is not in a block, and a
+        committed tx of this account already used its sequence.
+
+        A mempool can drop a tx it took (a node restarted, a recheck refused it), and a later
+        tx signed at the same sequence then takes its place; waiting out a timeout for the
+        dropped one would let the messages it carried miss their deadlines on chain. Unknown
+        hashes (signed before this process started) are never declared superseded."""
+        sequence = self._sequences.get(tx_hash.upper())
+        if sequence is None:
+            return False
+        account = await self.chain.auth_account(self.address)
+        if account is None or account.sequence <= sequence:
+            return False
+        # The tx may have landed between the caller's look-up and the account's.
+        return await self.tx_result(tx_hash) is None
 
     async def _ensure_account(self) -> None:
         if self._number is None:

@@ -132,6 +132,11 @@ class Application(BaseApplication):
                                         log=_internal("CheckTx", exc))
         self.metrics.check_tx(outcome.hash, req.type == abci.RECHECK, outcome.codespace,
                               outcome.code)
+        if outcome.code and req.type == abci.RECHECK:
+            # The mempool drops a tx it had taken: its sender hears of it from no one else.
+            log.info("mempool: tx %s no longer passes after the last block and is dropped "
+                     "(code %d, %s): %s", outcome.hash.hex().upper(), outcome.code,
+                     outcome.codespace, outcome.log)
         return abci.ResponseCheckTx(code=outcome.code, codespace=outcome.codespace,
                                     log=outcome.log, gas_wanted=outcome.gas_wanted,
                                     gas_used=outcome.gas_used)

@@ -248,6 +248,50 @@ def test_sender_recovers_from_a_wrong_sequence(net: Net):
     net.run(scenario)
 
 
+def test_a_tx_the_mempool_lost_is_declared_dead_once_another_takes_its_sequence(
+        tmp_path: Path):
+    """A node restarted between a broadcast and its block forgets its mempool: the sender's
+    next tx takes the lost one's sequence, and from then on the outbox's confirm says the lost
+    tx failed (so its entries go out again) instead of waiting out the confirm timeout."""
+    keys = funded_keys(2)
+    port = free_port()
+    # Slow blocks: the kill right after the broadcast lands before the next block.
+    info = layout_solo(template(keys), tmp_path / "home", grpc_port=port,
+                       block_interval_ms=3000)
+    node = ChainNode(info.home, port).start()
+    to = fresh_address()
+
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        sender = TxSender(channel, keys[0].private_key_hex, CHAIN_ID)
+        confirm = outbox_confirm(sender)
+        for _ in range(5):  # until a broadcast tx is lost with the mempool
+            lost = await sender.send([send_msg(sender.address, to, 1)])
+            node.kill()
+            node.start().wait_height(node.height() + 1)
+            if await sender.tx_result(lost) is None:
+                break
+        else:
+            pytest.fail("every broadcast tx reached a block before the node was killed")
+        # Still nothing took its sequence: it is only unseen.
+        assert not await sender.superseded(lost)
+        assert await confirm(lost) is None
+        taken = await sender.send([send_msg(sender.address, to, 2)])
+        assert await landed(sender, taken) == (0, "")
+        assert await sender.superseded(lost)
+        assert await confirm(lost) is False
+        assert not await sender.superseded(taken)
+        assert await confirm(taken) is True
+        # A hash this sender never broadcast is never declared dead.
+        assert not await sender.superseded("AB" * 32)
+        assert (await sender.chain.account(to)).balance == 2
+
+    try:
+        node.wait_height(2)
+        Net(port, keys).run(scenario)
+    finally:
+        node.close()
+
+
 def test_outbox_commits_a_batch_and_fails_only_the_bad_entry(net: Net, tmp_path: Path):
     async def scenario(channel: grpc.aio.Channel) -> None:
         sender = net.sender(channel, 6)

@@ -466,3 +466,49 @@ def test_a_closed_stream_finishes_nothing(net: Net, ml_address: str, tmp_path: P
             bad.db.close()
 
     net.run(scenario)
+
+
+def test_a_finish_owed_while_the_chain_node_is_down_is_queued_and_lands_later(
+        net: Net, ml_address: str, tmp_path: Path):
+    """The agent's delivery reaches the executor while the executor's own chain node is
+    unreachable: the finish it owes still goes to the outbox (the finish needs nothing from
+    the chain), and the outbox sends it once a chain node answers again."""
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        chain = ChainQueries(channel)
+        async with MlNodeClient(ml_address) as ml:
+            prompt = await ml.tokenize_chat([("user", QUESTION)])
+            me, agent, height, now, _ = await drawn(net, chain, "chain-down-1")
+            executor = executor_for(me, channel, ml, tmp_path)
+            start = start_msg(agent, net.developer, "chain-down-1", me.address, height, now,
+                              prompt.ids, max_tokens=4)
+            *steps, _ = await collect(executor, request_from(start))
+            ids = [s.token_id for s in steps]
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}") as dead:
+                executor.chain = ChainQueries(dead, timeout_s=1.0)
+                with pytest.raises(ChainQueryError):
+                    await executor.chain.latest_height()
+                await executor.deliver(delivery(start.inference_id, ids, agent, me))
+            owed = f"finish_inference:{start.inference_id}"
+            finish = MsgFinishInference.FromString(executor.outbox.get(owed).payload)
+            model = await chain.model(MODEL_ID)
+            assert (list(finish.output_ids), finish.serving_dtype) == (ids,
+                                                                      model.serving_dtype)
+
+            # The chain is back: the start and the queued finish meet and are charged.
+            sender = net.sender(channel, me)
+            worker = OutboxWorker(executor.outbox, outbox_submit(sender),
+                                  outbox_confirm(sender), interval_s=0.1)
+            task = asyncio.create_task(worker.run())
+            agent_sender = net.sender(channel, agent)
+            assert await landed(agent_sender, await agent_sender.send([start])) == (0, "")
+            deadline = time.monotonic() + 30
+            while executor.outbox.get(owed).state != OutboxState.COMMITTED:
+                assert time.monotonic() < deadline, executor.outbox.get(owed)
+                await asyncio.sleep(0.1)
+            worker.stop()
+            await task
+            found = await chain.inference(start.inference_id)
+            assert (found.status, list(found.output_ids)) == (FINISHED, ids)
+            executor.db.close()
+
+    net.run(scenario)

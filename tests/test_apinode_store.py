@@ -372,7 +372,7 @@ def test_tx_failed_on_chain_is_resubmitted(db: Database):
     chain.failed_on_chain.add("TX0000")
     asyncio.run(drain(outbox, worker(outbox, chain)))
     assert chain.submitted()[key] == 2 and outbox.get(key).tx_hash == "TX0001"
-    assert outbox.get(key).last_error == "tx TX0000 failed on chain"
+    assert outbox.get(key).last_error == "tx TX0000 failed on chain or can never land"
 
 
 # --- restarts and concurrent workers --------------------------------------------------------

@@ -182,7 +182,12 @@ def audit(network: ChaosNetwork, load: Load, faults: list[Fault], opening: Openi
                     f"; billed {i[:12]}… (status {chain[i].status}, {chain[i].output_tokens} "
                     f"tokens, executor {chain[i].executor[-6:]}, TA "
                     f"{chain[i].transfer_agent[-6:]}, start height {chain[i].start_height})"
-                    for i in billed_unanswered[:6]), lost == 0)
+                    for i in billed_unanswered[:6]) + "".join(
+                    f"; unsettled {i[:12]}… ("
+                    + (f"status {chain[i].status}, executor {chain[i].executor[-6:]}, TA "
+                       f"{chain[i].transfer_agent[-6:]}, start height {chain[i].start_height})"
+                       if i in chain else "not on chain)")
+                    for i in unsettled[:6]), lost == 0)
 
     # Charges: the developer paid exactly what its inferences cost, once. An invalidated
     # inference is refunded from its executor's unsettled work, which may fall short of its

@@ -36,6 +36,7 @@ from inferchain_pb.inference.v1 import query_pb2 as q
 
 MODEL = load_template(DEFAULT_TEMPLATE).models[0]["id"]
 READY_TIMEOUT_S = 600
+ENGINE = "torch"  # every participant's ML node: the default engine, on the CPU
 SMALL_FS_NODE = 3  # the validator whose home is on a filesystem of its own
 Reply = TypeVar("Reply", bound=Message)
 
@@ -141,7 +142,8 @@ class ChaosNetwork:
 
     def start(self) -> None:
         self._started = True
-        self.addresses = start_network(self.devnet, self.supervisor)
+        self.addresses = start_network(self.devnet, self.supervisor,
+                                       [ENGINE] * self.participants)
         developer = self.devnet.developer
         for i, address in enumerate(self.addresses):
             self.api_keys.append(issue_key(self.api_url(i), developer["private_key_hex"],
@@ -181,7 +183,8 @@ class ChaosNetwork:
 
     @staticmethod
     def service_name(kind: str, i: int) -> str:
-        return {"chain": f"chain node val{i}", "ml": f"ML node {i}", "api": f"API node {i}"}[kind]
+        return {"chain": f"chain node val{i}", "ml": f"ML node {i} ({ENGINE})",
+                "api": f"API node {i}"}[kind]
 
     def signal(self, kind: str, i: int, sig: signal.Signals) -> None:
         """Sends ``sig`` to the process's whole group: a chain node with its CometBFT, an ML
