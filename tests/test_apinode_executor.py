@@ -202,6 +202,25 @@ def delivery(inference_id: str, ids: list[int], agent: Actor, executor: Actor,
         inference_id, payload.ids_hash(ids), agent.address, executor.address)).signature)
 
 
+async def meet_on_chain(net: Net, channel: grpc.aio.Channel, executor: Executor, me: Actor,
+                        agent: Actor, start: MsgStartInference) -> None:
+    """The agent sends its start; the executor's outbox worker sends the finish it owes,
+    until that finish is committed."""
+    sender = net.sender(channel, me)
+    worker = OutboxWorker(executor.outbox, outbox_submit(sender), outbox_confirm(sender),
+                          interval_s=0.1)
+    task = asyncio.create_task(worker.run())
+    agent_sender = net.sender(channel, agent)
+    assert await landed(agent_sender, await agent_sender.send([start])) == (0, "")
+    deadline = time.monotonic() + 30
+    owed = f"finish_inference:{start.inference_id}"
+    while executor.outbox.get(owed).state != OutboxState.COMMITTED:
+        assert time.monotonic() < deadline, executor.outbox.get(owed)
+        await asyncio.sleep(0.1)
+    worker.stop()
+    await task
+
+
 async def collect(executor: Executor, request: ExecuteRequest) -> list:
     return [item async for item in executor.execute(request)]
 
@@ -317,20 +336,7 @@ def test_drawn_executor_streams_and_its_finish_is_charged_on_chain(net: Net, ml_
                                                                        strict=True)) < 1e-2
 
             # The TA's start and the executor's outbox meet on chain.
-            sender = net.sender(channel, me)
-            worker = OutboxWorker(executor.outbox,
-                                  outbox_submit(sender),
-                                  outbox_confirm(sender), interval_s=0.1)
-            task = asyncio.create_task(worker.run())
-            agent_sender = net.sender(channel, agent)
-            assert await landed(agent_sender, await agent_sender.send([start])) == (0, "")
-            deadline = time.monotonic() + 30
-            owed = f"finish_inference:{inference_id}"
-            while executor.outbox.get(owed).state != OutboxState.COMMITTED:
-                assert time.monotonic() < deadline, executor.outbox.get(owed)
-                await asyncio.sleep(0.1)
-            worker.stop()
-            await task
+            await meet_on_chain(net, channel, executor, me, agent, start)
 
             found = await chain.inference(inference_id)
             assert (found.status, found.executor, found.transfer_agent) == (
@@ -495,18 +501,7 @@ def test_a_finish_owed_while_the_chain_node_is_down_is_queued_and_lands_later(
                                                                       model.serving_dtype)
 
             # The chain is back: the start and the queued finish meet and are charged.
-            sender = net.sender(channel, me)
-            worker = OutboxWorker(executor.outbox, outbox_submit(sender),
-                                  outbox_confirm(sender), interval_s=0.1)
-            task = asyncio.create_task(worker.run())
-            agent_sender = net.sender(channel, agent)
-            assert await landed(agent_sender, await agent_sender.send([start])) == (0, "")
-            deadline = time.monotonic() + 30
-            while executor.outbox.get(owed).state != OutboxState.COMMITTED:
-                assert time.monotonic() < deadline, executor.outbox.get(owed)
-                await asyncio.sleep(0.1)
-            worker.stop()
-            await task
+            await meet_on_chain(net, channel, executor, me, agent, start)
             found = await chain.inference(start.inference_id)
             assert (found.status, list(found.output_ids)) == (FINISHED, ids)
             executor.db.close()
