@@ -57,7 +57,9 @@ from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf.message import Message
 from nacl.signing import SigningKey
+from sqlalchemy import update
 
 from apinode.chain_queries import ChainQueries, ChainQueryError, ChainUnavailable
 from apinode.draw_audit import DrawAudit
@@ -70,8 +72,10 @@ from apinode.execute_wire import (
     ExecutorFailed,
 )
 from apinode.fault_switch import fault_switch
+from apinode.inference_keys import FINISH, RELAY, START, finish_key, relay_key
+from apinode.inference_keys import parse as parse_key
 from apinode.mlnode_client import MlNodeClient, MlNodeError
-from apinode.outbox import Outbox
+from apinode.outbox import Entry, Outbox
 from apinode.store import Database, Payload
 from chain.errors import ChainError
 from chain.inference import artifact, payload, start_rules
@@ -106,16 +110,6 @@ DRAW_LAG_BLOCKS = 3
 # waits doubling up to the cap: about two minutes in all.
 FINISH_QUEUE_ATTEMPTS = 12
 FINISH_QUEUE_MAX_DELAY_S = 15.0
-
-
-def finish_key(inference_id: str) -> str:
-    """The outbox key of an inference's MsgFinishInference: one per inference."""
-    return f"finish_inference:{inference_id}"
-
-
-def relay_key(inference_id: str) -> str:
-    """The outbox key of the start this node relays for an inference: one per inference."""
-    return f"relay_start:{inference_id}"
 
 
 @dataclass
@@ -485,10 +479,16 @@ class Executor:
         (the chain relays no start without one), unless this node is the agent (its own
         outbox sends the start) or a relay is queued already."""
         if start.creator != self.address:
-            self.outbox.enqueue(relay_key(start.inference_id), MsgRelayStart(
-                creator=self.address, start=start,
-                delivered_hash=payload.ids_hash(output_ids[:delivery.output_tokens]),
-                delivery_signature=delivery.signature), delay_s=self.relay_delay_s)
+            self.outbox.enqueue(relay_key(start.inference_id),
+                                self._relay_message(start, delivery, output_ids),
+                                delay_s=self.relay_delay_s)
+
+    def _relay_message(self, start: MsgStartInference, delivery: Delivery,
+                       output_ids: list[int]) -> MsgRelayStart:
+        return MsgRelayStart(
+            creator=self.address, start=start,
+            delivered_hash=payload.ids_hash(output_ids[:delivery.output_tokens]),
+            delivery_signature=delivery.signature)
 
     def _record(self, request: ExecuteRequest, done: Executed, recorded: list[ArtifactStep],
                 k: int) -> int:
@@ -551,14 +551,58 @@ class Executor:
         """Queues the finish of the delivered prefix of ``recorded``, once per inference. It
         asks the chain nothing: a finish owed while this node's chain node is down still
         goes to the outbox, which sends it once the chain is back."""
-        delivered = recorded[:delivery.output_tokens]
-        finish = self._finish_message(request, [s.token_id for s in delivered],
-                                      artifact.encode(delivered, k), serving_dtype)
-        finish.delivery_signature = delivery.signature
-        if await asyncio.to_thread(self.outbox.enqueue, finish_key(delivery.inference_id),
-                                   finish):
+        finish = self._finish_of(request, recorded, k, delivery, serving_dtype)
+        if await asyncio.to_thread(self._enqueue_finish, finish, delivery):
             log.info("inference %s: %d output tokens delivered to the developer: "
-                     "MsgFinishInference queued", delivery.inference_id, len(delivered))
+                     "MsgFinishInference queued", delivery.inference_id, finish.output_tokens)
+
+    def _enqueue_finish(self, finish: MsgFinishInference, delivery: Delivery) -> bool:
+        """Queues the finish and keeps the delivery it was made with in the payload row (a
+        complete run has one), in one transaction; False when a finish was queued before."""
+        with self.db.session() as session:
+            if not self.outbox.enqueue(finish_key(delivery.inference_id), finish,
+                                       session=session):
+                return False
+            session.execute(update(Payload)
+                            .where(Payload.inference_id == delivery.inference_id)
+                            .values(delivered_tokens=delivery.output_tokens,
+                                    delivery_signature=delivery.signature))
+            return True
+
+    async def repair(self, entry: Entry) -> Message | None:
+        """The message of an outbox entry whose stored bytes no longer decode (a damaged
+        row), made again and stored in its place; None when this node cannot make it.
+
+        It can for the entries of an inference this node executed to the end: its payload
+        row holds the forwarded start, the output and its artifact, and the delivery the
+        finish was made with, so the finish and the relay come out byte for byte as they
+        were queued (ed25519 signatures are deterministic), and so does the start when this
+        node was also the inference's transfer agent. A run that stopped early keeps no
+        payload row: its finish is lost with its row, as is any other entry of the node's."""
+        parsed = parse_key(entry.key)
+        if parsed is None:
+            return None
+        kind, inference_id = parsed
+        row = await asyncio.to_thread(self._payload, inference_id)
+        if row is None or row.artifact is None:
+            return None
+        request = ExecuteRequest.from_json(row.prompt)
+        message: Message | None = None
+        if kind == START and request.start.creator == self.address:
+            message = request.start
+        elif kind in (FINISH, RELAY) and row.delivered_tokens is not None:
+            delivery = Delivery(inference_id, row.delivered_tokens,
+                                row.delivery_signature or b"")
+            if kind == RELAY:
+                message = self._relay_message(request.start, delivery, row.output_token_ids)
+            else:
+                model = await self.chain.model(request.start.model_id)
+                k, recorded = artifact.decode(row.artifact)
+                message = self._finish_of(request, recorded, k, delivery,
+                                          model.serving_dtype if model else "")
+        if message is not None:
+            await asyncio.to_thread(self.outbox.rewrite, entry.id, message)
+        return message
 
     def _payload(self, inference_id: str) -> Payload | None:
         with self.db.session() as session:
@@ -566,6 +610,16 @@ class Executor:
             if row is not None:
                 session.expunge(row)
             return row
+
+    def _finish_of(self, request: ExecuteRequest, recorded: list[ArtifactStep], k: int,
+                   delivery: Delivery, serving_dtype: str) -> MsgFinishInference:
+        """MsgFinishInference of the prefix of ``recorded`` that ``delivery`` signs, with its
+        delivery signature."""
+        delivered = recorded[:delivery.output_tokens]
+        finish = self._finish_message(request, [s.token_id for s in delivered],
+                                      artifact.encode(delivered, k), serving_dtype)
+        finish.delivery_signature = delivery.signature
+        return finish
 
     def _finish_message(self, request: ExecuteRequest, output_ids: list[int],
                         encoded_artifact: bytes, serving_dtype: str) -> MsgFinishInference:

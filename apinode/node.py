@@ -118,7 +118,8 @@ async def run(config: ApiNodeConfig) -> None:
 
         api = HttpApi(agent, executor, model_ids, config.signature_window_s, ApiKeys(db), db,
                       config.chain_id, metrics)
-        worker = OutboxWorker(outbox, outbox_submit(sender, audit.outbox_refusal),
+        worker = OutboxWorker(outbox, outbox_submit(sender, audit.outbox_refusal,
+                                                    executor.repair),
                               outbox_confirm(sender), interval_s=0.5)
         runner = web.AppRunner(api.app(), access_log=None)
         await runner.setup()

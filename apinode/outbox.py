@@ -142,6 +142,11 @@ class Outbox:
         """Record that a broadcast tx carries these entries; the worker then confirms it."""
         self._update(ids, state=OutboxState.SENT, tx_hash=tx_hash, sent_at=now or utc_now())
 
+    def rewrite(self, entry_id: int, message: Message) -> None:
+        """Stores ``message`` as the entry's payload again, in place of bytes that no longer
+        decode; its key, state and attempts stay."""
+        self._update([entry_id], type_url=type_url(message), payload=message.SerializeToString())
+
     def mark_committed(self, ids: Iterable[int]) -> None:
         self._update(ids, state=OutboxState.COMMITTED)
 

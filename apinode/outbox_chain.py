@@ -10,7 +10,7 @@ reason), so one bad message never holds up the others in its batch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from google.protobuf.message import Message
 
@@ -43,11 +43,15 @@ MOOT = frozenset((error.codespace, error.code) for error in (
 
 # Told of each entry the chain refuses: (entry, codespace, code, the chain's log).
 Refused = Callable[[Entry, str, int, str], None]
+# Makes again (and stores) the message of an entry whose bytes do not decode; None if it can't.
+Repair = Callable[[Entry], Awaitable[Message | None]]
 
 
-def outbox_submit(sender: TxSender, on_refused: Refused | None = None) -> Submit:
+def outbox_submit(sender: TxSender, on_refused: Refused | None = None,
+                  repair: Repair | None = None) -> Submit:
     """``submit`` for the worker; ``on_refused`` hears of each entry the chain refuses,
-    before it is retried."""
+    before it is retried; ``repair`` is asked for the message of an entry that does not
+    decode (a damaged row) before the entry is given up on."""
 
     async def submit(entries: list[Entry]) -> SubmitResult:
         messages: dict[int, Message] = {}
@@ -63,7 +67,15 @@ def outbox_submit(sender: TxSender, on_refused: Refused | None = None) -> Submit
             try:
                 messages[entry.id] = entry.message()
             except Undecodable as exc:
-                rejected[entry.id] = str(exc)
+                rebuilt = await repair(entry) if repair is not None else None
+                if rebuilt is None:
+                    log.error("outbox: entry %s does not decode (%s) and cannot be made "
+                              "again", entry.key, exc)
+                    rejected[entry.id] = str(exc)
+                else:
+                    log.warning("outbox: entry %s did not decode (%s); made again from the "
+                                "node's records", entry.key, exc)
+                    messages[entry.id] = rebuilt
         if not messages:
             return SubmitResult(None, rejected)
         try:

@@ -5,7 +5,8 @@ One SQLAlchemy schema serves SQLite (the default: a file next to the node's conf
 install) and PostgreSQL (several API node processes sharing one database). Tables are created on
 open (a table an older database lacks, such as ``used_requests``, is added then); the schema is
 small and nearly additive, so there is no migrations framework: the few steps that change an
-existing table of an older database are in ``apinode/store_upgrade.py``.
+existing table of an older database (a renamed column, a column added since) are in
+``apinode/store_upgrade.py``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from apinode.store_upgrade import upgrade_outbox
+from apinode.store_upgrade import add_missing_columns, upgrade_outbox
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -90,6 +91,11 @@ class Payload(Base):
     output_text: Mapped[str] = mapped_column(Text, default="")
     output_token_ids: Mapped[list[int]] = mapped_column(default=list)
     artifact: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The transfer agent's delivery the executor's finish was made with, written with that
+    # finish: with the output above it makes the finish (and the relay) again, byte for byte,
+    # should their outbox rows be damaged.
+    delivered_tokens: Mapped[int | None]
+    delivery_signature: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
 
@@ -219,6 +225,7 @@ class Database:
             _configure_sqlite(engine)
         Base.metadata.create_all(engine)
         upgrade_outbox(engine, OutboxRow.__table__.c.type_url)
+        add_missing_columns(engine, Payload.__table__)
         return cls(engine)
 
     @property

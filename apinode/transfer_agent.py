@@ -58,6 +58,7 @@ from apinode.execute_wire import (
 from apinode.executor import Executor
 from apinode.executor_health import ExecutorHealth
 from apinode.fault_switch import fault_switch
+from apinode.inference_keys import start_key
 from apinode.metrics import ApiMetrics
 from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeRefused
 from apinode.openai_grammar import refused_grammar
@@ -99,11 +100,6 @@ class DeliveryRefused(Exception):
 
 class DeliveryUnavailable(Exception):
     """The executor could not take a delivery just now (its own chain node or store down)."""
-
-
-def start_key(inference_id: str) -> str:
-    """The outbox key of an inference's MsgStartInference: one per inference."""
-    return f"start_inference:{inference_id}"
 
 
 class DrawExpired(Exception):

@@ -30,20 +30,22 @@ from inference_actors import (
     start_msg,
 )
 from nacl.signing import SigningKey
+from sqlalchemy import update
 
 from apinode.chain_queries import ChainQueries, ChainQueryError
 from apinode.execute_wire import Delivery, ExecutedStep, ExecuteRequest, ExecutionRefused
 from apinode.executor import Executor
 from apinode.mlnode_client import MlNodeClient, MlNodeRefused
-from apinode.outbox import Outbox
+from apinode.outbox import Outbox, Undecodable
 from apinode.outbox_chain import outbox_confirm, outbox_submit
 from apinode.outbox_worker import OutboxWorker
-from apinode.store import Database, OutboxState, Payload
+from apinode.store import Database, OutboxRow, OutboxState, Payload
 from apinode.tx_sender import TxSender
 from chain.inference import artifact, payload
 from genesis.solo import layout_solo
 from inferchain_pb.inference.v1.inference_pb2 import (
     FINISHED,
+    Inference,
     LogitBias,
     MsgFinishInference,
     MsgStartInference,
@@ -203,12 +205,12 @@ def delivery(inference_id: str, ids: list[int], agent: Actor, executor: Actor,
 
 
 async def meet_on_chain(net: Net, channel: grpc.aio.Channel, executor: Executor, me: Actor,
-                        agent: Actor, start: MsgStartInference) -> None:
+                        agent: Actor, start: MsgStartInference) -> Inference:
     """The agent sends its start; the executor's outbox worker sends the finish it owes,
-    until that finish is committed."""
+    until that finish is committed. Returns the inference as the chain then has it."""
     sender = net.sender(channel, me)
-    worker = OutboxWorker(executor.outbox, outbox_submit(sender), outbox_confirm(sender),
-                          interval_s=0.1)
+    worker = OutboxWorker(executor.outbox, outbox_submit(sender, repair=executor.repair),
+                          outbox_confirm(sender), interval_s=0.1)
     task = asyncio.create_task(worker.run())
     agent_sender = net.sender(channel, agent)
     assert await landed(agent_sender, await agent_sender.send([start])) == (0, "")
@@ -219,6 +221,21 @@ async def meet_on_chain(net: Net, channel: grpc.aio.Channel, executor: Executor,
         await asyncio.sleep(0.1)
     worker.stop()
     await task
+    return await ChainQueries(channel).inference(start.inference_id)
+
+
+async def executed_here(net: Net, channel: grpc.aio.Channel, ml: MlNodeClient, path: Path,
+                        label: str) -> tuple[Actor, Actor, Executor, MsgStartInference,
+                                             list[int]]:
+    """(executor, agent, the executor's Executor, start, output ids) of the request
+    ``label``, drawn now and executed to the end (four tokens), no delivery signed yet."""
+    prompt = await ml.tokenize_chat([("user", QUESTION)])
+    me, agent, height, now, _ = await drawn(net, ChainQueries(channel), label)
+    executor = executor_for(me, channel, ml, path)
+    start = start_msg(agent, net.developer, label, me.address, height, now, prompt.ids,
+                      max_tokens=4)
+    *steps, _ = await collect(executor, request_from(start))
+    return me, agent, executor, start, [s.token_id for s in steps]
 
 
 async def collect(executor: Executor, request: ExecuteRequest) -> list:
@@ -336,9 +353,7 @@ def test_drawn_executor_streams_and_its_finish_is_charged_on_chain(net: Net, ml_
                                                                        strict=True)) < 1e-2
 
             # The TA's start and the executor's outbox meet on chain.
-            await meet_on_chain(net, channel, executor, me, agent, start)
-
-            found = await chain.inference(inference_id)
+            found = await meet_on_chain(net, channel, executor, me, agent, start)
             assert (found.status, found.executor, found.transfer_agent) == (
                 FINISHED, me.address, agent.address)
             assert (list(found.output_ids), found.artifact) == (ids, finish.artifact)
@@ -482,13 +497,8 @@ def test_a_finish_owed_while_the_chain_node_is_down_is_queued_and_lands_later(
     async def scenario(channel: grpc.aio.Channel) -> None:
         chain = ChainQueries(channel)
         async with MlNodeClient(ml_address) as ml:
-            prompt = await ml.tokenize_chat([("user", QUESTION)])
-            me, agent, height, now, _ = await drawn(net, chain, "chain-down-1")
-            executor = executor_for(me, channel, ml, tmp_path)
-            start = start_msg(agent, net.developer, "chain-down-1", me.address, height, now,
-                              prompt.ids, max_tokens=4)
-            *steps, _ = await collect(executor, request_from(start))
-            ids = [s.token_id for s in steps]
+            me, agent, executor, start, ids = await executed_here(net, channel, ml, tmp_path,
+                                                                  "chain-down-1")
             async with grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}") as dead:
                 executor.chain = ChainQueries(dead, timeout_s=1.0)
                 with pytest.raises(ChainQueryError):
@@ -501,9 +511,57 @@ def test_a_finish_owed_while_the_chain_node_is_down_is_queued_and_lands_later(
                                                                       model.serving_dtype)
 
             # The chain is back: the start and the queued finish meet and are charged.
-            await meet_on_chain(net, channel, executor, me, agent, start)
-            found = await chain.inference(start.inference_id)
+            found = await meet_on_chain(net, channel, executor, me, agent, start)
             assert (found.status, list(found.output_ids)) == (FINISHED, ids)
+            executor.db.close()
+
+    net.run(scenario)
+
+
+def test_damaged_outbox_rows_of_a_complete_run_are_made_again_byte_for_byte(
+        net: Net, ml_address: str, tmp_path: Path):
+    """The bytes of the finish and relay rows an executor queued are overwritten (a damaged
+    disk, a bad write): the outbox worker makes each again from the payload row and the
+    delivery kept with it, exactly as first queued, and the finish lands and is charged."""
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        async with MlNodeClient(ml_address) as ml:
+            me, agent, executor, start, ids = await executed_here(net, channel, ml, tmp_path,
+                                                                  "damaged-row-1")
+            executor.relay_delay_s = 3600  # the agent's start lands: the relay stays queued
+            await executor.deliver(delivery(start.inference_id, ids, agent, me))
+            keys = [f"finish_inference:{start.inference_id}",
+                    f"relay_start:{start.inference_id}"]
+            queued = {key: executor.outbox.get(key).payload for key in keys}
+            with executor.db.session() as session:
+                session.execute(update(OutboxRow).where(OutboxRow.key.in_(keys))
+                                .values(payload=b"\xff\xfe not a protobuf message"))
+            relay = executor.outbox.get(keys[1])
+            with pytest.raises(Undecodable):
+                relay.message()
+
+            assert (await executor.repair(relay)).SerializeToString() == queued[keys[1]]
+            found = await meet_on_chain(net, channel, executor, me, agent, start)
+            assert {key: executor.outbox.get(key).payload for key in keys} == queued
+            assert (found.status, list(found.output_ids)) == (FINISHED, ids)
+            executor.db.close()
+
+    net.run(scenario)
+
+
+def test_a_damaged_row_the_node_keeps_nothing_to_rebuild_from_is_not_made_up(
+        net: Net, ml_address: str, tmp_path: Path):
+    """Only an inference executed here to the end can be made again: a damaged row of any
+    other key, or of an inference with no payload row here, is left to fail as it is."""
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        async with MlNodeClient(ml_address) as ml:
+            me = net.participants[0]
+            executor = executor_for(me, channel, ml, tmp_path)
+            for key in ("finish_inference:never-ran-here", "relay_start:never-ran-here",
+                        "start_inference:never-ran-here", "commit_seed:3"):
+                executor.outbox.enqueue(key, MsgFinishInference(inference_id=key))
+                entry = executor.outbox.get(key)
+                assert await executor.repair(entry) is None
+                assert executor.outbox.get(key).payload == entry.payload
             executor.db.close()
 
     net.run(scenario)

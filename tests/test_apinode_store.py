@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import (
+    JSON,
     Column,
     Integer,
     LargeBinary,
@@ -234,6 +235,37 @@ def test_an_outbox_of_kinds_is_upgraded_to_type_urls_in_place(url: str,
     assert outbox.enqueue("finish_inference:inf-1", MsgFinishInference(inference_id="inf-1"))
     assert keys(Outbox(open_db()).claim_batch(10, now=T0)) == [
         "start_inference:inf-1", "odd:1", "finish_inference:inf-1"]  # opened again: unchanged
+
+
+def test_payloads_of_an_older_node_gain_the_delivery_columns_empty(
+        url: str, open_db: Callable[[], Database]):
+    """A payloads table from before the delivery was kept: its rows stay and read as "no
+    delivery recorded"; the columns are added once, however often the store is opened."""
+    old = Table("payloads", MetaData(),
+                Column("inference_id", String(128), primary_key=True),
+                Column("prompt", JSON), Column("prompt_token_ids", JSON),
+                Column("output_text", String), Column("output_token_ids", JSON),
+                Column("artifact", LargeBinary), Column("created_at", UTCDateTime),
+                Column("updated_at", UTCDateTime))
+    engine = create_engine(url)
+    old.create(engine)
+    with engine.begin() as connection:
+        connection.execute(insert(old), [{
+            "inference_id": "inf-1", "prompt": {"prompt": "hi"}, "prompt_token_ids": [1, 2],
+            "output_text": "yo", "output_token_ids": [3], "artifact": b"art",
+            "created_at": utc_now(), "updated_at": utc_now()}])
+    engine.dispose()
+
+    open_db()
+    db = open_db()
+    with db.session() as session:
+        row = session.get(Payload, "inf-1")
+        assert (row.output_token_ids, row.artifact, row.delivered_tokens,
+                row.delivery_signature) == ([3], b"art", None, None)
+        row.delivered_tokens, row.delivery_signature = 1, b"sig"
+    with db.session() as session:
+        row = session.get(Payload, "inf-1")
+        assert (row.delivered_tokens, row.delivery_signature) == (1, b"sig")
 
 
 def test_claim_takes_due_entries_oldest_first_and_leases_them(db: Database):
