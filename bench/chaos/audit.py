@@ -265,9 +265,11 @@ def audit(network: ChaosNetwork, load: Load, faults: list[Fault], opening: Openi
         report.misses[address] = (grown, expired)
     unfair = {a: m for a, m in report.misses.items() if m[0] != m[1]}
     skips = sum(n for _, n, _ in report.slow_skips)
+    slowest = max((s for _, _, s in report.slow_skips), default=0.0)
     report.goal("slow executor skipped, charged a miss only as the protocol allows",
                 f"{skips} requests skipped a stopped node for a later pick (first-token "
-                f"timeout {timeout:g}s); misses grew by exactly the expired lone starts at "
+                f"timeout {timeout:g}s; the slowest answered in {slowest:.1f}s all told); "
+                f"misses grew by exactly the expired lone starts at "
                 f"{len(report.misses) - len(unfair)} of {len(report.misses)} participants",
                 not unfair)
 

@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import grpc
 import httpx
 import openai
 from cosmpy.aerial.client import LedgerClient, NetworkConfig
@@ -193,7 +194,14 @@ class Load:
                 self.transfers_sent += 1
             except Exception as exc:  # a node down or a sequence race: counted, audited
                 self.transfer_errors += 1
-                self.transfer_error = repr(exc)[:300]
+                self.transfer_error = _one_line(exc)
+
+
+def _one_line(exc: Exception) -> str:
+    """A refusal as one short line for the report's table: gRPC's own text spans lines."""
+    if isinstance(exc, grpc.RpcError) and isinstance(exc, grpc.Call):
+        return f"{exc.code().name}: {exc.details()}"[:300]
+    return " ".join(repr(exc).split())[:300]
 
 
 def ledger(network: ChaosNetwork, node: int) -> LedgerClient:
