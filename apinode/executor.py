@@ -398,8 +398,12 @@ class Executor:
                         prompt_tokens=len(prompt_ids), completion_tokens=len(steps))
         # Shielded: the output is complete, so the record is written even if our caller is
         # cancelled now (the thread would run on anyway; the shield makes that certain).
-        size = await asyncio.shield(asyncio.to_thread(self._record, request, done,
-                                                      run.recorded(), run.top_k))
+        try:
+            size = await asyncio.shield(asyncio.to_thread(self._record, request, done,
+                                                          run.recorded(), run.top_k))
+        except Exception:  # the store is down: what the agent signed so far still settles
+            self._settle_later(run)
+            raise
         run.complete = True
         self._settle_later(run)
         log.info("executed %s: %d tokens (%s) in %.1fs; artifact %d bytes (%.1f per token); "

@@ -74,7 +74,6 @@ UNAVAILABLE_PARTS: dict[type[Exception], tuple[str, str]] = {
     MlNodeUnavailable: ("ML node", "mlnode_unavailable"),
     OperationalError: ("database", "store_unavailable"),
 }
-UNAVAILABLE = tuple(UNAVAILABLE_PARTS)
 
 
 @web.middleware
@@ -90,18 +89,27 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return web.json_response(error.body(), status=error.status)
     except web.HTTPException:
         raise
-    except UNAVAILABLE as exc:
-        # One of the node's own parts is down or slow (restarting, say): the developer may
-        # try again, or another participant's endpoint. An operator's log needs one line.
-        part, code = next(v for k, v in UNAVAILABLE_PARTS.items() if isinstance(exc, k))
-        log.warning("%s %s: refused, its %s is unavailable: %s", request.method, request.path,
-                    part, str(exc).splitlines()[0][:300])
-        error = errors.unavailable(part, code)
+    except Exception as exc:
+        if request.writer.output_size > 0:
+            # A streamed answer has begun: no status can follow it, and a second response
+            # would leave the client waiting on a stream nobody ends. aiohttp logs the error
+            # and closes the connection, which the client sees as a broken stream.
+            raise
+        error = failure(request, exc)
         return web.json_response(error.body(), status=error.status)
-    except Exception:
-        log.exception("%s %s failed", request.method, request.path)
-        error = ApiError(500, "The node failed to serve this request.", "server_error")
-        return web.json_response(error.body(), status=500)
+
+
+def failure(request: web.Request, exc: Exception) -> ApiError:
+    """The OpenAI error for a failure no handler answered, logged for the operator: a 503
+    naming the node's own part that does not answer (restarting, say: the developer may try
+    again, or another participant's endpoint), in one line; else a 500, with its traceback."""
+    for kind, (part, code) in UNAVAILABLE_PARTS.items():
+        if isinstance(exc, kind):
+            log.warning("%s %s: refused, its %s is unavailable: %s", request.method,
+                        request.path, part, str(exc).splitlines()[0][:300])
+            return errors.unavailable(part, code)
+    log.error("%s %s failed", request.method, request.path, exc_info=exc)
+    return ApiError(500, "The node failed to serve this request.", "server_error")
 
 
 class HttpApi:
@@ -283,11 +291,12 @@ class HttpApi:
         events = merged([stream for _, stream in served])
         try:
             async for index, item in events:
-                if isinstance(item, Exception):
-                    if not isinstance(item, MlNodeError | ExecutorFailed):
-                        raise item
+                if isinstance(item, MlNodeError | ExecutorFailed):
                     log.warning("inference %s broke off mid-stream: %s", ids[index], item)
                     await response.write(sse(EXECUTOR_FAILED.body()))
+                    break
+                if isinstance(item, Exception):  # this node failed (its store, say)
+                    await response.write(sse(failure(http, item).body()))
                     break
                 if isinstance(item, ExecutedStep):
                     completion_tokens[index] += 1
@@ -354,6 +363,10 @@ class HttpApi:
         except ConnectionError:
             log.info("inference %s: the transfer agent closed its stream",
                      forward.start.inference_id)
+        except Exception as exc:  # this node failed (its store, say): the agent hears why
+            error = failure(http, exc)
+            with contextlib.suppress(ConnectionError):
+                await response.write(encode(error.message))
         finally:
             await stream.aclose()  # the executor finishes what the agent signed delivery of
         return response

@@ -87,10 +87,17 @@ class Outbox:
     ``next_attempt_at`` forward: other workers skip it meanwhile, and if this worker dies before
     ``mark_sent`` the entry falls due again by itself. Counting at claim time also means an entry
     that crashes the worker every time still ends ``failed`` instead of looping forever.
+
+    The lease is short because what it holds back can expire: a finish claimed by a worker
+    that was killed waits out the lease before the restarted node sends it, and an inference
+    expires ``expiration_blocks`` after its start (20 by default, half a minute or so). A
+    lease that runs out while its worker is still submitting (a slow chain node) only lets
+    another process on the same database send the entry too, which the chain takes once
+    (delivery is at least once anyway).
     """
 
     def __init__(self, db: Database, *, max_attempts: int = 10, base_delay_s: float = 1.0,
-                 max_delay_s: float = 60.0, lease_s: float = 120.0) -> None:
+                 max_delay_s: float = 60.0, lease_s: float = 10.0) -> None:
         self.db = db
         self.max_attempts = max_attempts
         self.base_delay_s = base_delay_s

@@ -15,7 +15,12 @@ it for a long run."""
 import logging
 from pathlib import Path
 
+from bench.chaos.audit import planted
 from bench.chaos.soak import SoakOptions, soak
+from chain.inference import artifact
+from chain.inference.artifact import ArtifactStep
+from chain.validation.canary import forge
+from inferchain_pb.inference.v1.inference_pb2 import FINISHED, Inference
 
 log = logging.getLogger(__name__)
 TIMING_GOALS = ("p99 latency",)
@@ -35,3 +40,20 @@ def test_the_network_loses_nothing_while_every_fault_class_strikes_once(tmp_path
     assert report.figures["requests"] > 50 and report.outcomes["answered"] > 30
     assert network.small_fs is None or any(f.kind == "fill chain disk"
                                            for f in schedule.faults)
+
+
+def test_the_audit_tells_the_chains_canaries_from_the_developers_inferences():
+    """A canary copies a real inference's start under another id: the audit leaves it out of
+    the developer's requests and charges, and keeps every inference the developer sent, the
+    canary's source and one that happens to share its prompt with others included."""
+    steps = [ArtifactStep(t, -0.1, (t, t + 1), (-0.1, -2.5)) for t in (11, 12, 13, 14)]
+    source = Inference(id="inf-" + "a" * 64, executor="exec", prompt_hash=b"p" * 32, seed=7,
+                       start_height=40, status=FINISHED, prompt_ids=[1, 2, 3, 4, 5],
+                       output_ids=[s.token_id for s in steps], artifact=artifact.encode(steps, 2),
+                       executor_signature=b"s" * 64, cost=100)
+    twin = forge(source, b"h" * 32, 2)
+    same_prompt = Inference(id="inf-" + "b" * 64, executor="exec", prompt_hash=b"p" * 32,
+                            seed=8, start_height=41, executor_signature=b"t" * 64)
+    chain = {i.id: i for i in (source, twin, same_prompt)}
+    assert twin is not None and twin.id not in (source.id, same_prompt.id)
+    assert planted(chain) == {twin.id}

@@ -7,6 +7,7 @@ import asyncio
 import threading
 from collections.abc import Iterator
 
+import aiohttp
 import grpc
 import openai
 import pytest
@@ -33,9 +34,14 @@ def base_url() -> Iterator[str]:
     the attempts per model."""
     attempts: dict[str, int] = {}
 
-    async def completions(request: web.Request) -> web.Response:
-        model = (await request.json())["model"]
+    async def completions(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        model = body["model"]
         attempts[model] = attempts.get(model, 0) + 1
+        if body.get("stream"):  # the answer has begun when the part stops answering
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            await response.write(b'data: {"choices": []}\n\n')
         raise FAILURES[model]
 
     port = free_port()
@@ -54,7 +60,7 @@ def base_url() -> Iterator[str]:
         thread.join(10)
         loop.run_until_complete(runner.cleanup())
         loop.close()
-    assert attempts == {"chain": 1, "mlnode": 1, "store": 1, "bug": 1, "retried": 3}
+    assert attempts == {"chain": 1, "mlnode": 1, "store": 2, "bug": 1, "retried": 3}
 
 
 def ask(base_url: str, model: str, retries: int = 0) -> openai.APIStatusError:
@@ -87,3 +93,21 @@ def test_the_official_client_retries_a_503(base_url: str):
     FAILURES["retried"] = FAILURES["chain"]
     error = ask(base_url, "retried", retries=2)
     assert (error.status_code, error.code) == (503, "chain_unavailable")
+
+
+def test_a_stream_its_node_fails_in_the_middle_of_is_broken_off_not_left_open(base_url: str):
+    """Once an answer has begun no status can follow it: the reader (a developer's client, or
+    a transfer agent reading its executor's lines) gets what was sent, then a broken stream,
+    never a second response spliced into the first nor a stream nobody ends."""
+    async def read() -> list[bytes]:
+        lines = []
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session, \
+                session.post(f"{base_url}/chat/completions",
+                             json={"model": "store", "stream": True}) as reply:
+            assert reply.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                async for line in reply.content:
+                    lines.append(line)
+        return lines
+
+    assert asyncio.run(read()) == [b'data: {"choices": []}\n', b"\n"]

@@ -124,6 +124,17 @@ def wait_settled(network: ChaosNetwork, developer: str, from_height: int, answer
         time.sleep(5)
 
 
+def planted(chain: dict[str, Inference]) -> set[str]:
+    """The canaries among the developer's inferences (chain/validation/canary.py): a twin
+    copies its source's start (seed, prompt, executor, start height) under another id, with
+    a spoiled output and no executor signature, which every real finish carries. Nobody sent
+    them and no coins move for them, so the audit of requests and charges leaves them out."""
+    starts = Counter((i.seed, i.prompt_hash, i.executor, i.start_height)
+                     for i in chain.values())
+    return {i.id for i in chain.values() if not i.executor_signature
+            and starts[(i.seed, i.prompt_hash, i.executor, i.start_height)] > 1}
+
+
 def p99(values: list[float]) -> float:
     if not values:
         return 0.0
@@ -163,6 +174,8 @@ def audit(network: ChaosNetwork, load: Load, faults: list[Fault], opening: Openi
     say("audit: waiting for the chain to settle every answered and open inference")
     chain = wait_settled(network, developer, opening.height, answered, settle_timeout, say)
     end_height = network.height()
+    canaries = planted(chain)
+    chain = {i: inference for i, inference in chain.items() if i not in canaries}
 
     # Requests: answered and settled once, or refused with nothing billed.
     report.outcomes = Counter(o.result for o in outcomes)
@@ -211,7 +224,8 @@ def audit(network: ChaosNetwork, load: Load, faults: list[Fault], opening: Openi
                 f"({sum(i.status in CHARGED for i in chain.values())} settled inferences, "
                 f"{held} held by {sum(i.status == STARTED for i in chain.values())} open), "
                 f"less up to {refundable} refunded for "
-                f"{sum(i.status == INVALIDATED for i in chain.values())} invalidated",
+                f"{sum(i.status == INVALIDATED for i in chain.values())} invalidated; "
+                f"{len(canaries)} canaries the chain planted left out",
                 -refundable <= extra <= 0)
     report.goal("every finished inference settled exactly once",
                 f"{len(answered) - len(unsettled)} of {len(answered)} answered inferences "
