@@ -63,6 +63,16 @@ def outbox_submit(sender: TxSender, on_refused: Refused | None = None,
             if on_refused is not None:
                 on_refused(by_id[entry_id], exc.codespace, exc.code, exc.log)
 
+        async def settled(entry_id: int) -> bool:
+            """Whether the chain's "already done" can be taken as done: see
+            ``_own_tx_pending``; if not, the entry waits for its own tx and is retried."""
+            pending = await _own_tx_pending(sender, by_id[entry_id])
+            if pending:
+                rejected[entry_id] = (f"the chain node's pending state already holds it, maybe "
+                                      f"only through this node's own tx {pending}, which no "
+                                      f"block carries yet")
+            return not pending
+
         for entry in entries:
             try:
                 messages[entry.id] = entry.message()
@@ -82,7 +92,9 @@ def outbox_submit(sender: TxSender, on_refused: Refused | None = None,
             return SubmitResult(await sender.send(list(messages.values())), rejected)
         except SimulationFailed as exc:
             if len(messages) == 1 and _settled_by(exc):
-                return SubmitResult(None, rejected, frozenset(messages))
+                entry_id = next(iter(messages))
+                done_now = frozenset(messages) if await settled(entry_id) else frozenset()
+                return SubmitResult(None, rejected, done_now)
             if len(messages) == 1:
                 refuse(next(iter(messages)), exc)
                 return SubmitResult(None, rejected)
@@ -93,10 +105,10 @@ def outbox_submit(sender: TxSender, on_refused: Refused | None = None,
             try:
                 await sender.simulate([message])
             except SimulationFailed as exc:
-                if _settled_by(exc):
-                    done.add(entry_id)
-                else:
+                if not _settled_by(exc):
                     refuse(entry_id, exc)
+                elif await settled(entry_id):
+                    done.add(entry_id)
         # Each passing alone but not together (say, two starts of one inference) raises here,
         # and the worker retries the whole batch.
         good = [message for entry_id, message in messages.items()
@@ -105,6 +117,23 @@ def outbox_submit(sender: TxSender, on_refused: Refused | None = None,
                             frozenset(done))
 
     return submit
+
+
+async def _own_tx_pending(sender: TxSender, entry: Entry) -> str | None:
+    """The hash of the entry's own last tx when that tx may still sit in the chain node's
+    mempool; None when it is in a block (succeeded or failed) or can never land, or when the
+    entry was never sent.
+
+    A simulation runs on the mempool's state, pending txs included: "already started",
+    "already finished" may be the entry's own earlier tx, not yet in a block. A chain node
+    whose consensus halted (a full disk) keeps such a tx, and answers so, until it restarts
+    and forgets it: counting the entry done then would lose it."""
+    if not entry.tx_hash:
+        return None
+    if await sender.tx_result(entry.tx_hash) is not None or \
+            await sender.superseded(entry.tx_hash):
+        return None
+    return entry.tx_hash
 
 
 def _settled_by(refusal: SimulationFailed) -> bool:

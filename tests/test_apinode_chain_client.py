@@ -5,6 +5,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -36,8 +37,8 @@ from apinode.mlnode_client import MlNodeClient
 from apinode.node import register
 from apinode.outbox import Outbox
 from apinode.outbox_chain import outbox_confirm, outbox_submit
-from apinode.outbox_worker import OutboxWorker
-from apinode.store import Database, OutboxState
+from apinode.outbox_worker import OutboxWorker, SubmitResult
+from apinode.store import Database, OutboxState, utc_now
 from apinode.tx_sender import SimulationFailed, TxRejected, TxResult, TxSender
 from chain.errors import UnknownAddress
 from genesis.account_keys import AccountKey
@@ -284,6 +285,52 @@ def test_a_tx_the_mempool_lost_is_declared_dead_once_another_takes_its_sequence(
         # A hash this sender never broadcast is never declared dead.
         assert not await sender.superseded("AB" * 32)
         assert (await sender.chain.account(to)).balance == 2
+
+    try:
+        node.wait_height(2)
+        Net(port, keys).run(scenario)
+    finally:
+        node.close()
+
+
+def test_already_done_only_in_the_mempool_through_its_own_pending_tx_is_not_done(
+        tmp_path: Path):
+    """The simulation runs on the mempool's state: once an entry's own tx is broadcast, its
+    message simulates as "already done" before any block carries it. A chain node whose
+    consensus halted answers so until it restarts and forgets the tx, so the outbox waits for
+    that tx (retrying the entry) and counts the entry done only once its tx is in a block."""
+    keys = funded_keys(1)
+    port = free_port()
+    # Slow blocks: the second submit comes while the first tx waits for its block.
+    info = layout_solo(template(keys, models=genesis_models()), tmp_path / "home",
+                       grpc_port=port, block_interval_ms=6000)
+    node = ChainNode(info.home, port).start()
+
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        sender = TxSender(channel, keys[0].private_key_hex, CHAIN_ID)
+        db = Database.open(str(tmp_path / "outbox.db"))
+        outbox = Outbox(db)
+        submit = outbox_submit(sender)
+        key = f"register:{sender.address}"
+        outbox.enqueue(key, MsgRegisterParticipant(
+            creator=sender.address, url="http://127.0.0.1:1",
+            node_pubkey=SigningKey.generate().verify_key.encode(),
+            models=[ServedModel(model_id=MODEL_ID, weights_sha256=WEIGHTS, dtype="float32")]))
+        entry, = outbox.claim_batch(1)
+        first = await submit([entry])
+        assert first.tx_hash and not first.done
+        outbox.mark_sent([entry.id], first.tx_hash)
+        # Its confirm timed out, say: the entry goes out again while its tx is pending.
+        outbox.mark_retry([entry.id], "not found on chain")
+        again, = outbox.claim_batch(1, now=utc_now() + timedelta(minutes=5))
+        assert await sender.tx_result(first.tx_hash) is None
+        waiting = await submit([again])
+        assert (waiting.tx_hash, waiting.done) == (None, frozenset())
+        assert first.tx_hash in waiting.rejected[entry.id]
+        # Once the tx is in a block, the refusal means what it says.
+        assert await landed(sender, first.tx_hash) == (0, "")
+        assert await submit([again]) == SubmitResult(None, {}, frozenset({entry.id}))
+        db.close()
 
     try:
         node.wait_height(2)
