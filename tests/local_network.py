@@ -425,7 +425,8 @@ def kill_while_owing(node: ApiNode, key: str, timeout: float = 30) -> bool:
 
     The kill lands while the entry is unclaimed or already in a broadcast tx, never while the
     outbox worker holds its lease mid-broadcast: a lease outlives the process (that is what
-    keeps two workers off one entry) and would hold the entry back for minutes after restart.
+    keeps two workers off one entry) and would hold the entry back for the lease's length
+    after restart.
     """
     def state() -> OutboxState | None:
         entry = node.outbox.get(key)
