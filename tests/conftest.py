@@ -1,4 +1,5 @@
-"""Fixtures that start real processes: an ML node serving the real default model."""
+"""Fixtures that start real processes (an ML node serving the real default model), and the
+report of their logs when a test that ran them fails."""
 
 import os
 import socket
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from failure_logs import excerpts
 
 from inferchain_pb.mlnode.v1 import mlnode_pb2 as pb
 from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as pb_grpc
@@ -86,3 +88,16 @@ def vllm_mlnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pb_grpc.ML
     module that uses it, so its engine and KV cache do not outlive it."""
     yield from serve_mlnode(vllm_python(), "vllm",
                             tmp_path_factory.mktemp("vllm-mlnode") / "mlnode.log")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failed test that ran processes under its ``tmp_path`` reports their logs' warnings,
+    errors and last lines: CI keeps nothing else of them."""
+    outcome = yield
+    report = outcome.get_result()
+    root = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.failed and call.when == "call" and isinstance(root, Path):
+        text = excerpts(root)
+        if text:
+            report.sections.append(("logs of the test's processes", text))
