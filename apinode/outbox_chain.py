@@ -98,22 +98,28 @@ def outbox_submit(sender: TxSender, on_refused: Refused | None = None,
             if len(messages) == 1:
                 refuse(next(iter(messages)), exc)
                 return SubmitResult(None, rejected)
-            log.warning("outbox: a batch of %d messages would fail (%s); simulating each alone "
-                        "to find the failing ones", len(messages), exc.log)
+            log.warning("outbox: a batch of %d messages would fail (%s); adding them one at a "
+                        "time to find the failing ones", len(messages), exc.log)
+        # Each message is simulated after the ones kept before it: one that fails alone is
+        # refused (or found done); one that passes alone but not after the others (two
+        # reports of one inference, two starts) waits for the next attempt, by when the
+        # earlier one is on its way and the chain tells what is left of it.
+        kept: dict[int, Message] = {}
         done: set[int] = set()
         for entry_id, message in messages.items():
-            try:
-                await sender.simulate([message])
-            except SimulationFailed as exc:
-                if not _settled_by(exc):
-                    refuse(entry_id, exc)
-                elif await settled(entry_id):
-                    done.add(entry_id)
-        # Each passing alone but not together (say, two starts of one inference) raises here,
-        # and the worker retries the whole batch.
-        good = [message for entry_id, message in messages.items()
-                if entry_id not in rejected and entry_id not in done]
-        return SubmitResult(await sender.send(good) if good else None, rejected,
+            with_kept = await _refusal(sender, [*kept.values(), message])
+            if with_kept is None:
+                kept[entry_id] = message
+                continue
+            alone = await _refusal(sender, [message]) if kept else with_kept
+            if alone is None:
+                rejected[entry_id] = (f"it would fail after another message of its batch "
+                                      f"({with_kept.log}); sent again on its own")
+            elif not _settled_by(alone):
+                refuse(entry_id, alone)
+            elif await settled(entry_id):
+                done.add(entry_id)
+        return SubmitResult(await sender.send(list(kept.values())) if kept else None, rejected,
                             frozenset(done))
 
     return submit
@@ -134,6 +140,15 @@ async def _own_tx_pending(sender: TxSender, entry: Entry) -> str | None:
             await sender.superseded(entry.tx_hash):
         return None
     return entry.tx_hash
+
+
+async def _refusal(sender: TxSender, messages: list[Message]) -> SimulationFailed | None:
+    """Why ``messages`` as one tx would fail now; None if it would not."""
+    try:
+        await sender.simulate(messages)
+    except SimulationFailed as exc:
+        return exc
+    return None
 
 
 def _settled_by(refusal: SimulationFailed) -> bool:

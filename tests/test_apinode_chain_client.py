@@ -83,7 +83,7 @@ class Net:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory):
-    keys = funded_keys(12 + SERVERS)
+    keys = funded_keys(13 + SERVERS)
     port = free_port()
     net = Net(port, keys)
     spec = dataclasses.replace(template(keys, models=genesis_models()), participants=tuple(
@@ -365,6 +365,35 @@ def test_outbox_commits_a_batch_and_fails_only_the_bad_entry(net: Net, tmp_path:
         assert (failed.state, failed.attempts) == (OutboxState.FAILED, 2)
         assert "no-such-model" in failed.last_error
         assert [(await sender.chain.account(a)).balance for a in to] == [100, 200]
+        db.close()
+
+    net.run(scenario)
+
+
+def test_two_copies_in_one_batch_land_once_and_neither_fails(net: Net, tmp_path: Path):
+    """One message queued under two keys (a validator's check and its vote on one inference):
+    each copy passes alone but not after the other. The first goes out; the second waits an
+    attempt, then finds its message on chain and counts as committed, instead of the pair
+    being retried together until both fail."""
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        actor, sender = net.actors[12], net.sender(channel, 12)
+        db = Database.open(str(tmp_path / "outbox.db"))
+        outbox = Outbox(db, max_attempts=2, base_delay_s=0.05)
+        outbox.enqueue("register:check", actor.register())
+        outbox.enqueue("register:vote", actor.register())
+        worker = OutboxWorker(outbox, outbox_submit(sender), outbox_confirm(sender),
+                              interval_s=0.05)
+        task = asyncio.create_task(worker.run())
+        await drained([outbox] * 2, ["register:check", "register:vote"])
+        worker.stop()
+        await task
+        first, second = outbox.get("register:check"), outbox.get("register:vote")
+        assert (first.state, first.attempts) == (OutboxState.COMMITTED, 1)
+        assert await sender.tx_result(first.tx_hash) == (0, "")
+        assert (second.state, second.attempts, second.tx_hash) == (
+            OutboxState.COMMITTED, 2, None)
+        assert "would fail after another message of its batch" in second.last_error
+        assert (await sender.chain.participant(actor.address)).address == actor.address
         db.close()
 
     net.run(scenario)

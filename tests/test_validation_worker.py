@@ -491,6 +491,42 @@ def test_votes_are_rescored_once_under_their_own_key(open_db) -> None:
     assert validations(Outbox(db), chain)["validation:disputed:vote"].ids_match
 
 
+def test_a_vote_whose_report_is_on_its_way_is_not_scored_twice(open_db) -> None:
+    """A vote drawn while this validator's own report on the task is still queued: the report
+    counts as the vote once it lands, so nothing more is queued; if that report fails, the
+    vote is scored and queued under its own key."""
+    chain = FakeChain(height=15)
+    db = open_db()
+    ml = FakeMlNode(chain)
+    worker = committed_in_epoch_zero(db, chain, ml)
+    asyncio.run(worker.step())
+    deliver(Outbox(db), chain)
+    task = chain.add("disputed", finish_height=16)
+    chain.height = 17
+    asyncio.run(worker.step())
+    outbox = Outbox(db)
+    assert outbox.get("validation:disputed").state == OutboxState.PENDING
+    # Another member's failing report opens a vote that draws this one before its report lands.
+    chain.tasks.remove(task)
+    task.state = TaskState.IN_VOTE
+    task.voters.extend([OTHER, ME])
+    task.vote_deadline = 25
+    chain.votes.append(task)
+    chain.height = 18
+    asyncio.run(worker.step())
+    assert outbox.get("validation:disputed:vote") is None
+    assert ml.scored == [(11, 12, EOS)]
+    entry, = outbox.claim_batch(10)
+    outbox.mark_sent([entry.id], "AB" * 32)
+    asyncio.run(worker.step())
+    assert outbox.get("validation:disputed:vote") is None
+    Outbox(db, max_attempts=1).mark_retry([entry.id], "tx failed in its block")
+    chain.height = 19
+    asyncio.run(worker.step())
+    assert outbox.get("validation:disputed:vote").state == OutboxState.PENDING
+    assert ml.scored == [(11, 12, EOS)] * 2
+
+
 def test_run_outlives_chain_failures_and_stops(open_db) -> None:
     class FlakyChain(FakeChain):
         failures = 3

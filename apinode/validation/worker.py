@@ -45,6 +45,7 @@ from apinode.execute_wire import transform_of
 from apinode.fault_switch import fault_switch
 from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeRefused
 from apinode.outbox import Outbox
+from apinode.store import OutboxState
 from apinode.validation.figures import Figures, ended_properly, measure
 from apinode.validation.seeds import SeedStore
 from chain.inference import artifact, payload
@@ -273,7 +274,17 @@ class ValidatorWorker:
         checks = [Check(task, vote=True) for task in await self.chain.pending_votes(self.address)
                   if task.executor != self.address and height <= task.vote_deadline]
         return [check for check in checks
-                if await asyncio.to_thread(self.outbox.get, check.key) is None]
+                if not await asyncio.to_thread(self._vote_owed, check)]
+
+    def _vote_owed(self, vote: Check) -> bool:
+        """Whether the outbox already owes the chain this vote: queued as a vote, or as this
+        validator's report on the task still on its way (a drawn voter's report counts as its
+        vote, and the chain lists the vote until that report lands). A report that failed
+        leaves the vote to be made."""
+        if self.outbox.get(vote.key) is not None:
+            return True
+        report = self.outbox.get(Check(vote.task, vote=False).key)
+        return report is not None and report.state in (OutboxState.PENDING, OutboxState.SENT)
 
     async def assigned_tasks(self, height: int, current: Epoch,
                              params: CheckParams) -> list[Check]:
