@@ -121,6 +121,15 @@ class FakeChain:
             return None
         return Participant(address=AGENT, node_pubkey=bytes(AGENT_KEY.verify_key))
 
+    def open_vote(self, task: ValidationTask) -> None:
+        """A vote on ``task`` drawing OTHER and this validator, open until height 25; the task
+        then leaves the feed of open tasks."""
+        self.tasks.remove(task)
+        task.state = TaskState.IN_VOTE
+        task.voters.extend([OTHER, ME])
+        task.vote_deadline = 25
+        self.votes.append(task)
+
     def add(self, inference_id: str, finish_height: int, *, executor: str = EXECUTOR,
             p_ppm: int = PPM, output_ids: tuple[int, ...] = (11, 12, EOS),
             delivered: Delivered = Delivered.WHOLE) -> ValidationTask:
@@ -477,12 +486,7 @@ def test_votes_are_rescored_once_under_their_own_key(open_db) -> None:
     worker = committed_in_epoch_zero(db, chain, ml)
     asyncio.run(worker.step())
     deliver(Outbox(db), chain)
-    task = chain.add("disputed", finish_height=16)
-    chain.tasks.remove(task)  # only the vote path sees it
-    task.state = TaskState.IN_VOTE
-    task.voters.extend([OTHER, ME])
-    task.vote_deadline = 25
-    chain.votes.append(task)
+    chain.open_vote(chain.add("disputed", finish_height=16))  # only the vote path sees it
     chain.height = 17
     asyncio.run(worker.step())
     assert Outbox(db).get("validation:disputed:vote").state == OutboxState.PENDING
@@ -507,11 +511,7 @@ def test_a_vote_whose_report_is_on_its_way_is_not_scored_twice(open_db) -> None:
     outbox = Outbox(db)
     assert outbox.get("validation:disputed").state == OutboxState.PENDING
     # Another member's failing report opens a vote that draws this one before its report lands.
-    chain.tasks.remove(task)
-    task.state = TaskState.IN_VOTE
-    task.voters.extend([OTHER, ME])
-    task.vote_deadline = 25
-    chain.votes.append(task)
+    chain.open_vote(task)
     chain.height = 18
     asyncio.run(worker.step())
     assert outbox.get("validation:disputed:vote") is None
