@@ -41,6 +41,11 @@ class ApiNodeConfig:
     # Seconds a transfer agent waits for an executor's first token before trying the next
     # pick (it gives up sooner when the draw would become too old for the chain to start).
     first_token_timeout_s: float = 120.0
+    # Seconds a transfer agent waits for each next token once the first came; past it the
+    # answer is broken off as the executor's failure (the developer gets the error, the
+    # executor is paid for the tokens passed on). Keep it above delivery_wait_s: an executor
+    # may wait that long for a delivery signature before its next token.
+    token_gap_timeout_s: float = 60.0
     # Fault injection for tests of the protocol only: "refuse-all" refuses every forward, so
     # the chain counts a miss against this participant each time a transfer agent skips it;
     # "refuse-and-relay" refuses unsigned and relays the forwarded start without a delivery,
@@ -97,6 +102,10 @@ class ApiNodeConfig:
             raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
         config = cls(home=home, **raw)
         check_port(config.metrics_port, f"{path}: metrics_port")
+        for name in ("first_token_timeout_s", "token_gap_timeout_s", "delivery_wait_s"):
+            value = getattr(config, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"{path}: {name} must be a positive number of seconds")
         return config
 
     @property

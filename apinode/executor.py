@@ -188,7 +188,8 @@ class Executor:
         Other errors: ``ChainUnavailable`` (the chain node cannot be asked, nothing decided),
         ``MlNodeRefused`` (the ML node found the prompt or sampling invalid), ``MlNodeError``
         (it failed; mid-stream, the inference is left unfinished). Read the stream through to
-        ``Executed``: closing it earlier cancels the generation and finishes nothing.
+        ``Executed``: closing it earlier cancels the generation, and only the prefix the
+        transfer agent signed delivery of is finished.
         """
         start = request.start
         if self.fault == "refuse-all":

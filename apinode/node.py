@@ -109,6 +109,7 @@ async def run(config: ApiNodeConfig) -> None:
         agent = TransferAgent(sender.address, config.node_key(), chain, mlnode, executor,
                               outbox, session,
                               first_token_timeout_s=config.first_token_timeout_s,
+                              token_gap_timeout_s=config.token_gap_timeout_s,
                               fault=config.transfer_agent_fault,
                               delivery_interval_tokens=config.delivery_interval_tokens,
                               metrics=metrics)

@@ -130,7 +130,8 @@ class TransferAgent:
                  mlnode: MlNodeClient, executor: Executor, outbox: Outbox,
                  session: aiohttp.ClientSession,
                  first_token_timeout_s: float = 120.0, fault: str = "",
-                 delivery_interval_tokens: int = 16, metrics: ApiMetrics | None = None) -> None:
+                 delivery_interval_tokens: int = 16, metrics: ApiMetrics | None = None,
+                 token_gap_timeout_s: float = 60.0) -> None:
         self.fault = fault_switch("transfer agent", fault, FAULTS,
                                   "this agent takes outputs without starting them on chain"
                                   if fault == "withhold-start" else
@@ -144,6 +145,7 @@ class TransferAgent:
         self._outbox = outbox
         self._session = session
         self._first_token_timeout = first_token_timeout_s
+        self._token_gap_timeout = token_gap_timeout_s
         self._height, self._height_at = 0, -HEIGHT_POLL_S
         self._spending = Spending(outbox)
         self._delivery_interval = delivery_interval_tokens
@@ -319,8 +321,9 @@ class TransferAgent:
             return b""
         self._health.served(start.executor)
         self._start(start, prepared)
+        paced = _paced(stream, self._token_gap_timeout)
         return self._delivering(start, participants[start.executor].url,
-                                _prepend(first, stream), prepared.request.stream)
+                                _prepend(first, paced), prepared.request.stream)
 
     async def _delivering(self, start: MsgStartInference, url: str,
                           stream: AsyncGenerator[Event], streamed: bool
@@ -537,6 +540,26 @@ def _signed_refusal(status: int, body: str) -> bytes:
         return bytes.fromhex(json.loads(body).get("refusal", ""))
     except (ValueError, TypeError, AttributeError):
         return b""
+
+
+async def _paced(stream: AsyncGenerator[Event], gap_s: float) -> AsyncGenerator[Event]:
+    """``stream`` while each event comes within ``gap_s`` of the one before; ExecutorFailed
+    once one does not. An executor that stops sending after its first token but keeps the
+    connection open (a stalled ML node, or on purpose) would otherwise hold the developer's
+    request, and this node's, for ever; it is paid for what was passed on before."""
+    async with contextlib.aclosing(stream):
+        while True:
+            try:
+                async with asyncio.timeout(gap_s) as gap:
+                    item = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if not gap.expired():
+                    raise
+                raise ExecutorFailed(f"the executor sent nothing for {gap_s:g}s "
+                                     f"mid-answer") from None
+            yield item
 
 
 async def _prepend(first: Event, rest: AsyncGenerator[Event]) -> AsyncGenerator[Event]:
