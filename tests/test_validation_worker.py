@@ -527,6 +527,24 @@ def test_a_vote_whose_report_is_on_its_way_is_not_scored_twice(open_db) -> None:
     assert ml.scored == [(11, 12, EOS)] * 2
 
 
+def test_a_task_seen_as_assigned_and_as_a_vote_in_one_step_is_scored_once(open_db) -> None:
+    """A vote can open on a task before this validator got to its assigned check: the step
+    that finds both makes the vote only, so no second report on the task is queued."""
+    chain = FakeChain(height=15)
+    db = open_db()
+    ml = FakeMlNode(chain)
+    worker = committed_in_epoch_zero(db, chain, ml)
+    asyncio.run(worker.step())
+    deliver(Outbox(db), chain)
+    task = chain.add("disputed", finish_height=16)
+    chain.open_vote(task)
+    chain.tasks.append(task)  # still in the feed of finished tasks
+    chain.height = 17
+    asyncio.run(worker.step())
+    assert set(validations(Outbox(db), chain)) == {"validation:disputed:vote"}
+    assert ml.scored == [(11, 12, EOS)]
+
+
 def test_run_outlives_chain_failures_and_stops(open_db) -> None:
     class FlakyChain(FakeChain):
         failures = 3
