@@ -22,6 +22,11 @@ class Admission:
     gas_used: int = 0
 
 
+class BroadcastUnavailable(Exception):
+    """The consensus engine could not be asked (its RPC not listening yet while it starts or
+    replays, or gone): nothing was admitted, and the client may send the tx again."""
+
+
 class Broadcaster(Protocol):
     async def broadcast(self, tx: bytes) -> Admission: ...
 
@@ -38,15 +43,22 @@ class CometBroadcaster:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         payload = {"jsonrpc": "2.0", "id": 1, "method": "broadcast_tx_sync",
                    "params": {"tx": base64.b64encode(tx).decode()}}
-        async with self._session.post(self._url, json=payload) as reply:
-            body = json.loads(await reply.text())
-        if "error" in body:
-            error = body["error"]
-            return Admission(code=1, codespace="cometbft",
-                             log=f"{error.get('message', '')}: {error.get('data', '')}")
-        result = body["result"]
-        return Admission(code=int(result["code"]), codespace=result.get("codespace", ""),
-                         log=result.get("log", ""))
+        try:
+            async with self._session.post(self._url, json=payload) as reply:
+                body = json.loads(await reply.text())
+            if "error" in body:
+                error = body["error"]
+                return Admission(code=1, codespace="cometbft",
+                                 log=f"{error.get('message', '')}: {error.get('data', '')}")
+            result = body["result"]
+            return Admission(code=int(result["code"]), codespace=result.get("codespace", ""),
+                             log=result.get("log", ""))
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+            log.warning("broadcast: CometBFT's RPC at %s did not take the tx: %r",
+                        self._url, exc)
+            raise BroadcastUnavailable(
+                f"this node's CometBFT cannot take txs now (it is starting, replaying or down: "
+                f"{type(exc).__name__}); send the tx again later") from exc
 
     async def close(self) -> None:
         if self._session is not None:

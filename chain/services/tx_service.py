@@ -21,7 +21,7 @@ from cosmpy.protos.cosmos.tx.v1beta1.tx_pb2 import Tx
 
 from chain.app import Application, abci_events
 from chain.query import QueryError, QueryRouter, invalid
-from chain.services.broadcast import Broadcaster
+from chain.services.broadcast import Broadcaster, BroadcastUnavailable
 from chain.store import KVReader
 from chain.tx.decode import tx_hash
 
@@ -77,7 +77,10 @@ class TxService:
                                 "only BROADCAST_MODE_SYNC and BROADCAST_MODE_ASYNC are supported")
         if not req.tx_bytes:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty tx")
-        admission = await self._broadcaster.broadcast(req.tx_bytes)
+        try:
+            admission = await self._broadcaster.broadcast(req.tx_bytes)
+        except BroadcastUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         return tx_service.BroadcastTxResponse(tx_response=TxResponse(
             txhash=tx_hash(req.tx_bytes).hex().upper(), code=admission.code,
             codespace=admission.codespace, raw_log=admission.log,
