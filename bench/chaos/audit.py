@@ -81,14 +81,22 @@ def chain_inferences(network: ChaosNetwork, developer: str, from_height: int,
     return found
 
 
-def app_hashes(network: ChaosNetwork, to_height: int) -> tuple[int, list[int]]:
-    """(heights compared, heights where the chain nodes' app hashes differ). Each node is
-    read up to its own latest height (one a block behind the others refuses a range past
-    it), and the heights all nodes hold are compared."""
+def app_hashes(network: ChaosNetwork, to_height: int) -> tuple[int, list[int], list[int]]:
+    """(heights compared, heights where the chain nodes' app hashes differ, nodes whose
+    CometBFT did not answer). Each node is read up to its own latest height (one a block
+    behind the others refuses a range past it), and the heights all answering nodes hold are
+    compared."""
     by_node: list[dict[int, str]] = []
+    silent: list[int] = []
     for node in range(network.participants):
-        with urllib.request.urlopen(f"{network.comet_rpc(node)}/status", timeout=10) as reply:
-            latest = int(json.loads(reply.read())["result"]["sync_info"]["latest_block_height"])
+        try:
+            with urllib.request.urlopen(f"{network.comet_rpc(node)}/status",
+                                        timeout=10) as reply:
+                status = json.loads(reply.read())
+        except OSError:  # a node that never came back: the recovery goal says so too
+            silent.append(node)
+            continue
+        latest = int(status["result"]["sync_info"]["latest_block_height"])
         hashes: dict[int, str] = {}
         top = min(to_height, latest)
         for low in range(1, top + 1, HEADERS_PER_CALL):
@@ -101,9 +109,9 @@ def app_hashes(network: ChaosNetwork, to_height: int) -> tuple[int, list[int]]:
                 continue
             hashes.update((int(m["header"]["height"]), m["header"]["app_hash"]) for m in metas)
         by_node.append(hashes)
-    heights = sorted(set.intersection(*(set(h) for h in by_node)))
+    heights = sorted(set.intersection(*(set(h) for h in by_node))) if by_node else []
     differing = [h for h in heights if len({hashes[h] for hashes in by_node}) > 1]
-    return len(heights), differing
+    return len(heights), differing, silent
 
 
 def wait_settled(network: ChaosNetwork, developer: str, from_height: int, answered: set[str],
@@ -246,12 +254,14 @@ def audit(network: ChaosNetwork, load: Load, faults: list[Fault], opening: Openi
     report.figures.update(transfers=sequence)
 
     # Consensus: one app hash per height.
-    heights, differing = app_hashes(network, end_height - 1)
+    heights, differing, silent = app_hashes(network, end_height - 1)
     report.figures.update(heights=heights)
     report.goal("same app hash on every node at every height",
-                f"{heights} of {end_height - 1} heights × {network.participants} nodes, "
-                f"{len(differing)} differ"
-                + (f" (first {differing[0]})" if differing else ""), not differing)
+                f"{heights} of {end_height - 1} heights × "
+                f"{network.participants - len(silent)} nodes, {len(differing)} differ"
+                + (f" (first {differing[0]})" if differing else "")
+                + (f"; not compared: {', '.join(f'val{n}' for n in silent)}, whose CometBFT "
+                   f"does not answer" if silent else ""), not differing and not silent)
 
     # Latency: answered requests during a fault against the fault-free run.
     windows = [(f.injected, f.recovered) for f in faults]

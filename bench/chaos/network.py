@@ -7,6 +7,7 @@ killed one as it was first started.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -104,7 +105,13 @@ class SmallFilesystem:
     def free(self) -> None:
         self.filler.unlink(missing_ok=True)
 
-    def unmount(self) -> None:
+    def unmount(self, keep_logs_in: Path) -> None:
+        """Unmounts the tmpfs, and everything on it with it, but its ``*.log`` files (a
+        CometBFT that did not come back after the disk was freed says why only there), which
+        are copied to ``keep_logs_in`` as ``<folder>-<name>``."""
+        for log_file in self.path.rglob("*.log"):
+            with contextlib.suppress(OSError):
+                shutil.copyfile(log_file, keep_logs_in / f"{self.path.name}-{log_file.name}")
         subprocess.run(["umount", "-l", str(self.path)], check=False)
 
 
@@ -154,7 +161,7 @@ class ChaosNetwork:
         if self._started:
             self.supervisor.stop_all()
         if self.small_fs is not None:
-            self.small_fs.unmount()
+            self.small_fs.unmount(self.devnet.logs)
         self.postgres.stop()
         shutil.rmtree(self.postgres.root, ignore_errors=True)
 
