@@ -20,6 +20,7 @@ from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
 
 from genesis.comet_config import find_cometbft
+from genesis.homes import NodePorts
 from genesis.localnet import layout_localnet
 from inferchain_pb.inference.v1 import query_pb2 as q
 
@@ -158,6 +159,20 @@ def test_hostile_txs_and_queries_leave_every_validator_committing(localnet):
         assert running(comet_pid(node))
     assert client.send_tokens(bob.address(), 5, "ninfer", alice).wait_to_complete() \
         .response.code == 0
+
+
+@contextmanager
+def one_validator(root: Path) -> Iterator[tuple[ChainNode, NodePorts]]:
+    """A one-validator CometBFT localnet node that has made block 2, and its ports; closed on
+    the way out."""
+    info, = layout_localnet(template(funded_keys(1)), root / "net", validators=1,
+                            base_port=free_base_port(), timeout_commit="200ms")
+    node = ChainNode(info.home, info.ports.grpc).start()
+    try:
+        node.wait_height(2)
+        yield node, info.ports
+    finally:
+        node.close()
 
 
 def comet_pid(node) -> int:

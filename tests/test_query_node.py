@@ -13,10 +13,9 @@ import grpc
 import pytest
 from chain_nodes import ChainNode, funded_keys, template
 from conftest import free_port
-from test_chain_cometbft import comet_pid, free_base_port, running
+from test_chain_cometbft import comet_pid, one_validator, running
 
 from genesis.comet_config import find_cometbft
-from genesis.localnet import layout_localnet
 from genesis.solo import layout_solo
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.query_pb2_grpc import QueryStub
@@ -56,17 +55,13 @@ def test_a_solo_node_refuses_out_of_range_enums_by_grpc_and_keeps_committing(tmp
 
 @pytest.mark.skipif(find_cometbft() is None, reason="cometbft is not installed (make cometbft)")
 def test_a_cometbft_node_answers_abci_query_with_code_18_and_keeps_running(tmp_path):
-    info, = layout_localnet(template(funded_keys(1)), tmp_path / "net", validators=1,
-                            base_port=free_base_port(), timeout_commit="200ms")
-    node = ChainNode(info.home, info.ports.grpc).start()
-    try:
-        node.wait_height(2)
+    with one_validator(tmp_path) as (node, ports):
         comet = comet_pid(node)
         for name, request in OUT_OF_RANGE:
             query = urllib.parse.urlencode({
                 "path": f'"/inference.v1.Query/{name}"',
                 "data": "0x" + request.SerializeToString().hex()})
-            with urllib.request.urlopen(f"{info.ports.rpc_url}/abci_query?{query}",
+            with urllib.request.urlopen(f"{ports.rpc_url}/abci_query?{query}",
                                         timeout=5) as reply:
                 answer = json.loads(reply.read())["result"]["response"]
             assert (answer["code"], answer["codespace"]) == (18, "sdk"), answer
@@ -74,5 +69,3 @@ def test_a_cometbft_node_answers_abci_query_with_code_18_and_keeps_running(tmp_p
         height = node.height()
         node.wait_height(height + 3)
         assert running(comet)
-    finally:
-        node.close()
