@@ -223,6 +223,15 @@ def committed_in_epoch_zero(db: Database, chain: FakeChain, ml: FakeMlNode,
     return worker
 
 
+def checking_worker(db: Database, chain: FakeChain, ml: FakeMlNode) -> ValidatorWorker:
+    """``committed_in_epoch_zero`` with its first step at height 15 taken and delivered: a
+    worker with nothing queued, ready for the tasks a test adds."""
+    worker = committed_in_epoch_zero(db, chain, ml)
+    asyncio.run(worker.step())
+    deliver(Outbox(db), chain)
+    return worker
+
+
 def validations(outbox: Outbox, chain: FakeChain) -> dict[str, MsgValidation]:
     return {e.key: MsgValidation.FromString(e.payload) for e in deliver(outbox, chain)
             if e.type_url == type_url(MsgValidation)}
@@ -417,9 +426,7 @@ def test_a_failed_check_is_retried_on_the_next_step(open_db) -> None:
     chain = FakeChain(height=15)
     db = open_db()
     ml = FakeMlNode(chain)
-    worker = committed_in_epoch_zero(db, chain, ml)
-    asyncio.run(worker.step())
-    deliver(Outbox(db), chain)
+    worker = checking_worker(db, chain, ml)
     chain.add("a", finish_height=16)
     chain.height = 17
     ml.down = True
@@ -483,9 +490,7 @@ def test_votes_are_rescored_once_under_their_own_key(open_db) -> None:
     chain = FakeChain(height=15)
     db = open_db()
     ml = FakeMlNode(chain)
-    worker = committed_in_epoch_zero(db, chain, ml)
-    asyncio.run(worker.step())
-    deliver(Outbox(db), chain)
+    worker = checking_worker(db, chain, ml)
     chain.open_vote(chain.add("disputed", finish_height=16))  # only the vote path sees it
     chain.height = 17
     asyncio.run(worker.step())
@@ -502,9 +507,7 @@ def test_a_vote_whose_report_is_on_its_way_is_not_scored_twice(open_db) -> None:
     chain = FakeChain(height=15)
     db = open_db()
     ml = FakeMlNode(chain)
-    worker = committed_in_epoch_zero(db, chain, ml)
-    asyncio.run(worker.step())
-    deliver(Outbox(db), chain)
+    worker = checking_worker(db, chain, ml)
     task = chain.add("disputed", finish_height=16)
     chain.height = 17
     asyncio.run(worker.step())
@@ -533,9 +536,7 @@ def test_a_task_seen_as_assigned_and_as_a_vote_in_one_step_is_scored_once(open_d
     chain = FakeChain(height=15)
     db = open_db()
     ml = FakeMlNode(chain)
-    worker = committed_in_epoch_zero(db, chain, ml)
-    asyncio.run(worker.step())
-    deliver(Outbox(db), chain)
+    worker = checking_worker(db, chain, ml)
     task = chain.add("disputed", finish_height=16)
     chain.open_vote(task)
     chain.tasks.append(task)  # still in the feed of finished tasks
