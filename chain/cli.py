@@ -13,7 +13,7 @@ from chain import export
 from chain.genesis_records import UnexportedState
 from chain.gov import cli as gov_cli
 from chain.metrics import MetricsUnavailable
-from chain.node import run_node
+from chain.node import NodeFailed, run_node
 from chain.store import HeightUnavailable
 from client import commands as client_commands
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(run_node(args.home.resolve()))
-    except MetricsUnavailable as exc:
+    except (MetricsUnavailable, NodeFailed) as exc:
         sys.exit(f"inferchain node: {exc}")
 
 

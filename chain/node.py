@@ -4,8 +4,12 @@ In cometbft mode the node also starts CometBFT itself (``cometbft start --home H
 pointed at the app's ABCI socket, so one command runs a participant's chain node. If the node
 process dies, however it dies, CometBFT is killed with it (on Linux, by the kernel's parent-
 death signal): a CometBFT left behind still holds its ports and its peers' connections, and
-the restarted node's CometBFT could not join. Restarting the node restarts both, and
-CometBFT's handshake replays any block the app had not committed.
+the restarted node's CometBFT could not join. The other way round, a CometBFT that exits on
+its own (a failed write on a full disk, a store it cannot open) stops the node with an error:
+a node left answering queries without consensus looks alive to its supervisor while it falls
+behind for good. Restarting the node restarts both, and CometBFT's handshake replays any
+block the app had not committed. CometBFT runs in a process group of its own, so a Ctrl-C
+at the terminal reaches only the node, which stops CometBFT first.
 """
 
 import asyncio
@@ -34,6 +38,11 @@ from chain.store import Store
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+COMET_STOP_TIMEOUT_S = 30
+
+
+class NodeFailed(Exception):
+    """The node stopped on its own, not by a signal: its supervisor should restart it."""
 
 
 def cometbft_binary(configured: str) -> str:
@@ -87,19 +96,33 @@ async def run_node(home: Path) -> None:
         comet_log = (home / "cometbft.log").open("ab")
         comet = subprocess.Popen([cometbft_binary(config.cometbft_binary), "start", "--home",
                                   str(home)], stdout=comet_log, stderr=subprocess.STDOUT,
-                                 preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                                 process_group=0)
         log.info("CometBFT started (pid %d), log in %s", comet.pid, comet_log.name)
     grpc_server = await start_grpc(config.grpc_listen, app.queries, TxService(app, broadcaster))
     waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait([waiter, *background], return_when=asyncio.FIRST_COMPLETED)
+    comet_exit = asyncio.create_task(asyncio.to_thread(comet.wait)) if comet else None
+    watched = [waiter, *background, *([comet_exit] if comet_exit else [])]
+    await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+    failure = None
     for task in background:
         if task.done() and task.exception():
-            log.error("block production failed: %r", task.exception())
+            failure = f"block production failed: {task.exception()!r}"
         task.cancel()
+    if comet_exit is not None and comet_exit.done() and not stop.is_set():
+        failure = (f"CometBFT exited on its own with code {comet_exit.result()}; why is in "
+                   f"{home / 'cometbft.log'}")
+    if failure:
+        log.error("%s; the node stops", failure)
     log.info("shutting down")
-    if comet is not None:
+    if comet is not None and comet_exit is not None:
         comet.terminate()
-        await asyncio.to_thread(comet.wait, 30)
+        try:
+            await asyncio.wait_for(asyncio.shield(comet_exit), COMET_STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("CometBFT did not stop within %ds; killing it", COMET_STOP_TIMEOUT_S)
+            comet.kill()
+            await comet_exit
     await grpc_server.stop(grace=1)
     if abci is not None:
         await abci.close()
@@ -109,3 +132,5 @@ async def run_node(home: Path) -> None:
         metrics_server.close()
     snapshots.wait()
     store.close()
+    if failure:
+        raise NodeFailed(failure)
