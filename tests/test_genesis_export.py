@@ -122,14 +122,21 @@ def proposal(net: Net, proposer: Actor) -> int:
 def net() -> Net:
     """Two epochs of activity, exported in the middle of the third, with open work of
     every kind: a PoC round settled, a task in vote, an unfinished start, a proposal in its
-    voting period, an allowance, a canary, judged validators and a settled epoch."""
-    built = Net(4, expiration_blocks=50, extra_state={
-        "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": POC_WINDOW,
-                              "poc_validation_window_blocks": POC_CHECKS}},
-        "validation": {"params": {"validation_window_blocks": 4, "voting_period_blocks": 6,
-                                  "reveal_window_blocks": 10, "canary_rate_ppm": 500_000}},
-        "gov": {"params": {"min_deposit": 1_000, "min_initial_deposit": 100,
-                           "deposit_period_blocks": 3, "voting_period_blocks": 30}}})
+    voting period, an allowance, a canary, judged validators and a settled epoch; a request
+    window short enough that the first requests' signatures are forgotten and the last ones'
+    are not."""
+    built = Net(4, expiration_blocks=50, inference_params={"request_time_window_s": 20},
+                extra_state={
+                    "epochs": {"params": {"epoch_length_blocks": EPOCH,
+                                          "poc_window_blocks": POC_WINDOW,
+                                          "poc_validation_window_blocks": POC_CHECKS}},
+                    "validation": {"params": {"validation_window_blocks": 4,
+                                              "voting_period_blocks": 6,
+                                              "reveal_window_blocks": 10,
+                                              "canary_rate_ppm": 500_000}},
+                    "gov": {"params": {"min_deposit": 1_000, "min_initial_deposit": 100,
+                                       "deposit_period_blocks": 3,
+                                       "voting_period_blocks": 30}}})
     name_consensus_key(built, built.parts[0])
     ok(built.block([a.tx(MsgCommitSeed(creator=a.address, epoch=1,
                                        seed_hash=seed_hash(seed(a, 1)))) for a in built.parts]))
@@ -195,7 +202,7 @@ def test_the_exported_state_holds_records_of_every_common_kind(net):
         "bank": ["balances", "supply"],
         "inference": ["participants", "models", "inferences", "status_index", "expiries",
                       "block_hashes", "draw_weights", "work", "escrows", "allowances",
-                      "request_signatures"],
+                      "request_signatures", "request_signature_floor"],
         "epochs": ["consensus_validators", "seed_hashes", "sample_seeds", "poc_submissions",
                    "settlements"],
         "validation": ["members", "seed_commitments", "tasks", "finished_index",

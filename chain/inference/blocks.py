@@ -1,5 +1,6 @@
-"""What the inference module does at every block: remember its hash, expire lone halves;
-and at every epoch's first block: fix the draw's weights for the epoch.
+"""What the inference module does at every block: remember its hash, expire lone halves,
+forget used request signatures whose requests can no longer start; and at every epoch's
+first block: fix the draw's weights for the epoch.
 
 The block hash seeds executor draws for the next ``max_draw_age_blocks`` blocks. A Start
 without its Finish past ``expiration_blocks`` is refunded in full and counts as a miss for
@@ -29,6 +30,8 @@ def epoch_start(keeper: InferenceKeeper, ctx: Context, epoch: int) -> None:
 
 
 def end_block(keeper: InferenceKeeper, bank: BankKeeper, ctx: Context) -> None:
+    window = keeper.params(ctx.kv).request_time_window_s
+    keeper.forget_request_signatures(ctx.kv, ctx.block.time_ns // 1_000_000_000 - window)
     for inference_id in keeper.due(ctx.kv, ctx.block.height):
         inference = keeper.inference(ctx.kv, inference_id)
         keeper.cancel_expiry(ctx.kv, inference_id, inference.expires_at)

@@ -14,7 +14,12 @@ Keys:
   inference/work/<height>/<addr>               fees earned by inferences finished at that
                                                height, paid out at the epoch's settlement
   inference/escrow/<addr>                      a developer's coins held for open inferences
-  inference/requestsig/<sha256(signature)>     request signatures already used
+  inference/requestsig/<timestamp>/<sha256(signature)>
+                                               request signatures already used, by their
+                                               request's timestamp (8-byte seconds), kept
+                                               while that timestamp is inside the window
+  inference/requestsigfloor                    timestamps below it have had their used
+                                               signatures forgotten (8-byte seconds)
   inference/allowance/<developer>/<agent>      what a developer lets a transfer agent spend
   inference/consensuskey/<ed25519 key>         the participant that named this validator key
 Escrowed and earned coins sit in the module account ESCROW_ACCOUNT, so the bank's supply
@@ -53,6 +58,7 @@ DRAW_WEIGHTS = b"inference/drawweights/"
 WORK = b"inference/work/"
 ESCROW = b"inference/escrow/"
 REQUEST_SIG = b"inference/requestsig/"
+REQUEST_SIG_FLOOR = b"inference/requestsigfloor"
 ALLOWANCE = b"inference/allowance/"
 CONSENSUS_KEY = b"inference/consensuskey/"
 
@@ -316,15 +322,40 @@ class InferenceKeeper:
             self.set_allowance(kv, developer, agent,
                                self.allowance(kv, developer, agent) + refund)
 
-    def use_request_signature(self, kv: GasKV, signature: bytes, choice: int = 0) -> bool:
+    def use_request_signature(self, kv: GasKV, signature: bytes, timestamp: int,
+                              choice: int = 0) -> bool:
         """Marks a developer request signature used for one of its choices (OpenAI's n: one
-        start per choice index); False if it was already."""
+        start per choice index); False if it was already. Keyed under the request's
+        timestamp first, so the entries that fall out of the window are a key range."""
         suffix = b"" if choice == 0 else uint64(choice)
-        key = REQUEST_SIG + hashlib.sha256(signature + suffix).digest()
+        key = REQUEST_SIG + uint64(timestamp) + hashlib.sha256(signature + suffix).digest()
         if kv.get(key) is not None:
             return False
         kv.set(key, b"")
         return True
+
+    def request_signature_floor(self, state: State) -> int:
+        """Requests stamped before this (unix seconds) can no longer be told from replays:
+        their used signatures were forgotten."""
+        found = state.get(REQUEST_SIG_FLOOR)
+        return int.from_bytes(found, "big") if found else 0
+
+    def forget_request_signatures(self, kv: GasKV, before: int) -> int:
+        """Forgets the used signatures of requests stamped before ``before`` and raises the
+        floor past them, so that no later window, however wide governance makes it, lets
+        one of them start again. How many were forgotten."""
+        forgotten = []
+        for key, _ in kv.iterate(REQUEST_SIG):
+            if int.from_bytes(key[len(REQUEST_SIG):len(REQUEST_SIG) + 8], "big") >= before:
+                break
+            forgotten.append(key)
+        if not forgotten:
+            return 0
+        for key in forgotten:
+            kv.delete(key)
+        newest = int.from_bytes(forgotten[-1][len(REQUEST_SIG):len(REQUEST_SIG) + 8], "big")
+        kv.set(REQUEST_SIG_FLOOR, uint64(max(newest + 1, self.request_signature_floor(kv))))
+        return len(forgotten)
 
     @staticmethod
     def _status_key(status: int, height: int, inference_id: str) -> bytes:

@@ -179,6 +179,7 @@ class InferenceMsgServer:
         via_allowance = not msg.request_signature
         self._check_timestamp(ctx, msg, params.request_time_window_s)
         if not via_allowance:
+            self._check_remembered(ctx, msg)
             self._check_request(ctx, msg)
         self._check_draw(ctx, msg, model, params)
         escrow = start_rules.escrow_of(msg, model)
@@ -391,12 +392,21 @@ class InferenceMsgServer:
             raise StaleRequest(f"request timestamp {msg.request_timestamp} is more than "
                                f"{window}s from the block time {block_seconds}")
 
+    def _check_remembered(self, ctx: Context, msg: MsgStartInference) -> None:
+        """The chain still remembers the signatures used at the request's timestamp: one
+        stamped before the floor could be a replay it can no longer tell."""
+        floor = self._keeper.request_signature_floor(ctx.kv)
+        if msg.request_timestamp < floor:
+            raise StaleRequest(f"request timestamp {msg.request_timestamp} is before {floor}: "
+                               f"signatures used before then are no longer kept, so a replay "
+                               f"could not be told apart")
+
     def _check_request(self, ctx: Context, msg: MsgStartInference) -> None:
         """The developer signed this very request for this transfer agent, once."""
         start_rules.check_request_key(msg)
         start_rules.check_request_signature(msg, ctx.block.chain_id)
         if not self._keeper.use_request_signature(ctx.kv, msg.request_signature,
-                                                  msg.choice_index):
+                                                  msg.request_timestamp, msg.choice_index):
             raise ReplayedRequest(f"this request signature was already used for choice "
                                   f"{msg.choice_index}")
 
