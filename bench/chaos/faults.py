@@ -91,11 +91,14 @@ class Schedule:
             if time.monotonic() >= until:
                 return
             self.say(f"fault: {name}")
+            exits = len(self.network.exited)
             try:
                 fault = inject()
             except TimeoutError as exc:  # a process that did not come back: a finding
                 fault = Fault("", "", time.monotonic(), note=f"not recovered: {exc}")
             fault.kind = name
+            fault.note += "".join(f"; {exited} while awaited, restarted"
+                                  for exited in self.network.exited[exits:])
             self.faults.append(fault)
             self.say(f"fault: {name} on {fault.target}: recovered in {fault.recovery_s:.1f}s"
                      + (f" ({fault.note})" if fault.note else ""))

@@ -130,6 +130,7 @@ class ChaosNetwork:
         self.small_fs_refusal = ""
         self.supervisor = Supervisor(say)
         self.api_keys: list[str] = []
+        self.exited: list[str] = []
         self.addresses: list[str] = []
         self._started = False
         self.postgres.init().start()
@@ -220,9 +221,17 @@ class ChaosNetwork:
         return heights[i] >= max(heights) - 1
 
     def wait_ready(self, kind: str, i: int, timeout: float = READY_TIMEOUT_S) -> float:
-        """Seconds until the process is ready again."""
+        """Seconds until the process is ready again. One that exits meanwhile (a chain node
+        whose CometBFT died) is restarted, as an operator's supervisor restarts a process that
+        exits with an error, and named in ``exited``."""
         started = time.monotonic()
         while not self.ready(kind, i):
+            service = self.supervisor.service(self.service_name(kind, i))
+            if service.process.poll() is not None:
+                self.exited.append(f"{service.name} (exit code {service.process.returncode})")
+                self.say(f"{service.name} exited with code {service.process.returncode} "
+                         f"while it was awaited; restarting it (log {service.log})")
+                self.restart(kind, i)
             if time.monotonic() - started > timeout:
                 raise TimeoutError(f"{self.service_name(kind, i)} not ready after {timeout:g}s; "
                                    f"log {self.supervisor.service(self.service_name(kind, i)).log}")
