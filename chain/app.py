@@ -14,6 +14,7 @@ changes; Commit only writes what FinalizeBlock built and parses nothing a user s
 
 import json
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from chain.gas import GasKV, GasMeter
 from chain.metrics import ChainMetrics
 from chain.modules import Modules, build
 from chain.query import QueryRouter
+from chain.retention import Retention
 from chain.snapshots.format import FORMAT, Metadata
 from chain.snapshots.restore import Restorer
 from chain.snapshots.store import SnapshotStore
@@ -77,11 +79,15 @@ class Application(BaseApplication):
     def __init__(self, store: Store,
                  simulate_gas_limit: int = NodeConfig.simulate_gas_limit,
                  metrics: ChainMetrics | None = None,
-                 snapshots: SnapshotStore | None = None, network_chain_id: str = "") -> None:
+                 snapshots: SnapshotStore | None = None, network_chain_id: str = "",
+                 retention: Retention | None = None) -> None:
         """``snapshots``, when given, turns state sync on: this node takes and serves its own
-        snapshots, and restores a peer's of the chain ``network_chain_id`` (its genesis's)."""
+        snapshots, and restores a peer's of the chain ``network_chain_id`` (its genesis's).
+        ``retention``: how much state history and how many CometBFT blocks it keeps (all by
+        default)."""
         self.store = store
         self.snapshots = snapshots
+        self.retention = retention or Retention()
         self.restorer = None if snapshots is None else Restorer(
             snapshots.root / ".restoring", network_chain_id, _restored_meta)
         self.metrics = metrics or ChainMetrics()
@@ -229,7 +235,27 @@ class Application(BaseApplication):
         log.log(logging.INFO if pending.outcomes else logging.DEBUG,
                 "committed height %d: %d tx(s), app hash %s", pending.block.height,
                 len(pending.outcomes), header["app_hash"][:16])
-        return abci.ResponseCommit()
+        self._prune_history(pending.block.height)
+        oldest = self.snapshots.oldest() if self.snapshots is not None else None
+        return abci.ResponseCommit(
+            retain_height=self.retention.retain_height(pending.block.height, oldest))
+
+    def _prune_history(self, height: int) -> None:
+        """Drops state history older than the node keeps (``history_keep_blocks``)."""
+        writing = self.snapshots.writing() if self.snapshots is not None else None
+        keep = self.retention.history_keep(height, writing)
+        if keep is None:
+            return
+        started = time.perf_counter()
+        try:
+            deleted = self.store.prune(keep)
+        except (OSError, sqlite3.Error) as exc:
+            # The block is committed; pruning is bookkeeping and the next one catches up.
+            log.warning("pruning state history failed at height %d (tried again in %d "
+                        "blocks): %r", height, self.retention.prune_every, exc)
+            return
+        log.info("state history pruned to heights %d and later: %d rows deleted in %.2fs",
+                 self.store.earliest_height, deleted, time.perf_counter() - started)
 
     def list_snapshots(self, req: abci.RequestListSnapshots) -> abci.ResponseListSnapshots:
         if self.snapshots is None:

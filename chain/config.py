@@ -5,12 +5,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chain.metrics import check_port
+from chain.retention import Retention
 from chain.snapshots.store import SnapshotSettings
 
 MODES = ("solo", "cometbft")
-# Each snapshot setting's range: chunks stay under CometBFT's 16 MB p2p chunk message.
-SNAPSHOT_BOUNDS = (("snapshot_interval", 0, 1_000_000), ("snapshot_keep_recent", 1, 100),
-                   ("snapshot_chunk_bytes", 1 << 10, 8 << 20))
+# Each bounded setting's range: snapshot chunks stay under CometBFT's 16 MB p2p chunk message.
+BOUNDS = (("snapshot_interval", 0, 1_000_000), ("snapshot_keep_recent", 1, 100),
+          ("snapshot_chunk_bytes", 1 << 10, 8 << 20), ("history_keep_blocks", 0, 1 << 40),
+          ("min_retain_blocks", 0, 1 << 40))
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,10 @@ class NodeConfig:
     snapshot_interval: int = 100
     snapshot_keep_recent: int = 2
     snapshot_chunk_bytes: int = 1 << 20
+    # What the node keeps of the past (chain/retention.py): heights of state history (0: all)
+    # and CometBFT blocks (0: all).
+    history_keep_blocks: int = 10_000
+    min_retain_blocks: int = 0
 
     @property
     def genesis_file(self) -> Path:
@@ -46,6 +52,10 @@ class NodeConfig:
     @property
     def snapshot_dir(self) -> Path:
         return self.home / "data" / "snapshots"
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(self.history_keep_blocks, self.min_retain_blocks)
 
     @property
     def snapshots(self) -> SnapshotSettings:
@@ -67,7 +77,7 @@ class NodeConfig:
         if config.mode not in MODES:
             raise ValueError(f"{path}: mode must be one of {MODES}, not {config.mode!r}")
         check_port(config.metrics_port, f"{path}: metrics_port")
-        for name, low, high in SNAPSHOT_BOUNDS:
+        for name, low, high in BOUNDS:
             value = getattr(config, name)
             if type(value) is not int or not low <= value <= high:
                 raise ValueError(f"{path}: {name} must be an integer in {low}..{high}, "

@@ -73,7 +73,8 @@ async def run_node(home: Path) -> None:
     snapshots = SnapshotStore(config.snapshot_dir, config.snapshots)
     genesis_chain_id = json.loads(config.genesis_file.read_text())["chain_id"]
     app = Application(store, simulate_gas_limit=config.simulate_gas_limit, metrics=metrics,
-                      snapshots=snapshots, network_chain_id=genesis_chain_id)
+                      snapshots=snapshots, network_chain_id=genesis_chain_id,
+                      retention=config.retention)
     node_query.register(app.queries, app, moniker=home.name)
     register_abci_simulate(app.queries, app)
     log.info("node %s starting in %s mode at height %d", home.name, config.mode, store.height)

@@ -162,11 +162,13 @@ def test_hostile_txs_and_queries_leave_every_validator_committing(localnet):
 
 
 @contextmanager
-def one_validator(root: Path) -> Iterator[tuple[ChainNode, NodePorts]]:
+def one_validator(root: Path, settings: str = "") -> Iterator[tuple[ChainNode, NodePorts]]:
     """A one-validator CometBFT localnet node that has made block 2, and its ports; closed on
-    the way out."""
+    the way out. ``settings``: lines added to its app.toml."""
     info, = layout_localnet(template(funded_keys(1)), root / "net", validators=1,
                             base_port=free_base_port(), timeout_commit="200ms")
+    with (info.home / "config" / "app.toml").open("a") as app_toml:
+        app_toml.write(settings)
     node = ChainNode(info.home, info.ports.grpc).start()
     try:
         node.wait_height(2)

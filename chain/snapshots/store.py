@@ -58,6 +58,7 @@ class SnapshotStore:
         self.settings = settings
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
+        self._writing: int | None = None
         root.mkdir(parents=True, exist_ok=True)
         for partial in root.glob(".*.partial"):
             shutil.rmtree(partial)
@@ -91,8 +92,20 @@ class SnapshotStore:
             self._worker = threading.Thread(
                 target=self._write, args=(store, height, store.app_hash, chain_id, last_block),
                 name=f"snapshot-{height}", daemon=True)
+            self._writing = height
             self._worker.start()
         return True
+
+    def writing(self) -> int | None:
+        """The height of the snapshot being written: its state history must stay readable
+        until it is done."""
+        with self._lock:
+            return self._writing
+
+    def oldest(self) -> int | None:
+        """The lowest height this node offers a snapshot of."""
+        with self._lock:
+            return min(self._snapshots, default=None)
 
     def wait(self) -> None:
         """Waits for a snapshot being written; for shutdown and tests."""
@@ -102,6 +115,14 @@ class SnapshotStore:
 
     def _write(self, store: Store, height: int, app_hash: bytes, chain_id: str,
                last_block: dict) -> None:
+        try:
+            self._write_folder(store, height, app_hash, chain_id, last_block)
+        finally:
+            with self._lock:
+                self._writing = None
+
+    def _write_folder(self, store: Store, height: int, app_hash: bytes, chain_id: str,
+                      last_block: dict) -> None:
         started = time.perf_counter()
         partial = self.root / f".{height}.partial"
         try:
