@@ -48,6 +48,9 @@ APP_VERSION = 1
 CHAIN_ID_META = "chain_id"
 LAST_BLOCK_META = "last_block"
 TX_META_PREFIX = "tx/"
+# The hashes of the txs of one height (32 bytes each), so their results can be dropped with
+# that height's history; the height zero-padded, so names sort by height.
+TXS_AT_META = "txs_at/"
 INTERNAL_ERROR = 1  # the sdk codespace's code for an internal error
 
 
@@ -221,6 +224,8 @@ class Application(BaseApplication):
         meta = {TX_META_PREFIX + o.hash.hex().upper(): response
                 for o, response in zip(pending.outcomes, pending.tx_responses, strict=True)}
         meta[LAST_BLOCK_META] = json.dumps(header).encode()
+        if pending.outcomes:
+            meta[_txs_at(pending.block.height)] = b"".join(o.hash for o in pending.outcomes)
         meta[CHAIN_ID_META] = self.chain_id.encode()
         self.store.commit(pending.state, pending.block.height, meta)
         failpoint.hit(failpoint.AFTER_COMMIT, pending.block.height)
@@ -249,13 +254,24 @@ class Application(BaseApplication):
         started = time.perf_counter()
         try:
             deleted = self.store.prune(keep)
+            dropped = self._drop_tx_results(self.store.earliest_height)
         except (OSError, sqlite3.Error) as exc:
             # The block is committed; pruning is bookkeeping and the next one catches up.
             log.warning("pruning state history failed at height %d (tried again in %d "
                         "blocks): %r", height, self.retention.prune_every, exc)
             return
-        log.info("state history pruned to heights %d and later: %d rows deleted in %.2fs",
-                 self.store.earliest_height, deleted, time.perf_counter() - started)
+        log.info("state history pruned to heights %d and later: %d rows and %d tx results "
+                 "deleted in %.2fs", self.store.earliest_height, deleted, dropped,
+                 time.perf_counter() - started)
+
+    def _drop_tx_results(self, earliest: int) -> int:
+        """GetTx answers for the txs of the heights whose history is kept: the results of
+        older ones go with it. How many were dropped."""
+        heights = self.store.meta_between(TXS_AT_META, _txs_at(earliest))
+        results = [TX_META_PREFIX + hashes[i:i + 32].hex().upper()
+                   for _, hashes in heights for i in range(0, len(hashes), 32)]
+        self.store.drop_meta([*results, *(name for name, _ in heights)])
+        return len(results)
 
     def list_snapshots(self, req: abci.RequestListSnapshots) -> abci.ResponseListSnapshots:
         if self.snapshots is None:
@@ -342,3 +358,7 @@ def _internal(method: str, exc: Exception) -> str:
     """Logs an unexpected failure of a method that must answer, and the answer's log."""
     log.exception("%s failed with an internal error; answering it as an error", method)
     return f"internal error: {type(exc).__name__}"
+
+
+def _txs_at(height: int) -> str:
+    return f"{TXS_AT_META}{height:020d}"

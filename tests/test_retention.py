@@ -18,6 +18,7 @@ from chain.config import NodeConfig
 from chain.export import export_genesis
 from chain.retention import PRUNE_EVERY_MAX, Retention
 from chain.store import HeightUnavailable, Store
+from chain.tx.decode import tx_hash
 from genesis.comet_config import find_cometbft
 
 
@@ -40,9 +41,12 @@ def test_the_retain_height_keeps_the_blocks_asked_for_and_the_oldest_snapshot():
 
 def test_a_pruning_node_agrees_on_every_app_hash_and_reads_only_the_heights_it_keeps():
     net = Net(3)
+    sent = []  # (height, tx hash)
     for label in ("a", "b", "c", "d"):
         agent, _, start = net.start(label)
-        assert net.one(agent.tx(start)).code == 0
+        raw = agent.tx(start)
+        assert net.one(raw).code == 0
+        sent.append((net.height, tx_hash(raw).hex()))
         for _ in range(3):
             net.block([])
     pruning = Application(Store.memory(), retention=Retention(history_keep_blocks=4))
@@ -58,6 +62,11 @@ def test_a_pruning_node_agrees_on_every_app_hash_and_reads_only_the_heights_it_k
     assert kept == export_genesis(net.app.modules, net.app.store, BASE, earliest)
     with pytest.raises(HeightUnavailable):
         export_genesis(pruning.modules, pruning.store, BASE, earliest - 1)
+    # GetTx answers for the txs of the kept heights; older results went with their history.
+    assert [pruning.committed_tx(h) is not None for _, h in sent] == \
+        [height >= earliest for height, _ in sent]
+    assert all(net.app.committed_tx(h) is not None for _, h in sent)
+    assert sent[0][0] < earliest <= sent[-1][0]
 
 
 @pytest.mark.parametrize(("line", "message"), [

@@ -271,10 +271,16 @@ class Store:
             self._earliest = cutoff
         return deleted
 
-    def put_meta(self, name: str, value: bytes) -> None:
-        """Saves node bookkeeping at once; pass `meta` to `commit` to save it with a block."""
+    def meta_between(self, start: str, end: str) -> list[tuple[str, bytes]]:
+        """The bookkeeping entries whose names sort in [start, end)."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT name, value FROM node_meta WHERE name >= ? AND name < ? ORDER BY name",
+                (start, end)).fetchall()
+
+    def drop_meta(self, names: Iterable[str]) -> None:
         with self._transaction() as db:
-            _put_meta(db, name, value)
+            db.executemany("DELETE FROM node_meta WHERE name = ?", [(n,) for n in names])
 
     def get_meta(self, name: str) -> bytes | None:
         with self._lock:
