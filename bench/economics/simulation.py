@@ -20,7 +20,7 @@ run. Profit = balance change (rewards, work, validator fee shares, less every tx
 
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +87,7 @@ class Setup:
     canary_rate_ppm: int = 5_000
     seed: int = 1
     reputation_ppm: int = 0  # every member's at genesis
+    request_window_s: int = 0  # the inference param request_time_window_s; 0: its default
 
     def genesis_state(self) -> dict:
         """Epoch and validation windows shortened to fit the short epochs; every economic
@@ -134,7 +135,9 @@ class Simulation:
     def __init__(self, setup: Setup, play: Play) -> None:
         self.setup, self.play = setup, play
         self.net = Net(setup.members, expiration_blocks=10, extra_state=setup.genesis_state(),
-                       reputation_ppm=setup.reputation_ppm)
+                       reputation_ppm=setup.reputation_ppm, inference_params={
+                           "request_time_window_s": setup.request_window_s}
+                       if setup.request_window_s else None)
         self.ledger = Ledger(self.net, setup.epoch_length)
         self.parts = self.net.parts
         self.index = {p.address: i for i, p in enumerate(self.parts)}
@@ -158,7 +161,8 @@ class Simulation:
     def block(self, txs: Sequence[bytes]) -> list:
         return self.ledger.block(list(txs))
 
-    def run(self) -> Run:
+    def run(self, after_epoch: Callable[[int], None] | None = None) -> Run:
+        """Plays every epoch; ``after_epoch(epoch)`` runs once each epoch's blocks are in."""
         s = self.setup
         per_epoch = []
         last = [self.net.balance(p) for p in self.parts]
@@ -182,6 +186,8 @@ class Simulation:
             per_epoch.append([n - b - (c - sp) for n, b, c, sp in
                               zip(now, last, compute, spent, strict=True)])
             last, spent = now, compute
+            if after_epoch is not None:
+                after_epoch(epoch)
         # Reveal the last epoch and let it settle.
         self.block(self.claim_txs(s.epochs - 1))
         while self.net.height < s.epochs * s.epoch_length + 10:

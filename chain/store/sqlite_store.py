@@ -271,6 +271,24 @@ class Store:
             self._earliest = cutoff
         return deleted
 
+    def footprint(self) -> dict[str, int]:
+        """Rows and key + value bytes of the current state, its history and the node's
+        bookkeeping (tx results): what the store holds beside SQLite's own overhead."""
+        with self._lock:
+            figures = {}
+            for table, name_column in (("state", "key"), ("history", "key"),
+                                       ("node_meta", "name")):
+                rows, size = self._db.execute(
+                    f"SELECT COUNT(*), COALESCE(SUM(LENGTH({name_column}) + "
+                    f"COALESCE(LENGTH(value), 0)), 0) FROM {table}").fetchone()
+                figures[f"{table}_rows"], figures[f"{table}_bytes"] = rows, size
+            return figures
+
+    def put_meta(self, name: str, value: bytes) -> None:
+        """Saves node bookkeeping at once; pass `meta` to `commit` to save it with a block."""
+        with self._transaction() as db:
+            _put_meta(db, name, value)
+
     def meta_between(self, start: str, end: str) -> list[tuple[str, bytes]]:
         """The bookkeeping entries whose names sort in [start, end)."""
         with self._lock:
