@@ -14,7 +14,6 @@ from test_chain_cometbft import one_validator
 from test_genesis_export import BASE
 
 from chain.app import Application
-from chain.config import NodeConfig
 from chain.export import export_genesis
 from chain.retention import PRUNE_EVERY_MAX, Retention
 from chain.store import HeightUnavailable, Store
@@ -67,18 +66,6 @@ def test_a_pruning_node_agrees_on_every_app_hash_and_reads_only_the_heights_it_k
         [height >= earliest for height, _ in sent]
     assert all(net.app.committed_tx(h) is not None for _, h in sent)
     assert sent[0][0] < earliest <= sent[-1][0]
-
-
-@pytest.mark.parametrize(("line", "message"), [
-    ("history_keep_blocks = -1", "history_keep_blocks must be an integer in 0.."),
-    ("min_retain_blocks = 1.5", "min_retain_blocks must be an integer in 0.."),
-    ("history_keep_blocks = \"all\"", "history_keep_blocks must be an integer"),
-])
-def test_retention_settings_out_of_bounds_stop_the_node_at_start(tmp_path, line, message):
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "app.toml").write_text(f'mode = "cometbft"\n{line}\n')
-    with pytest.raises(ValueError, match=message):
-        NodeConfig.load(tmp_path)
 
 
 def rpc(url: str, path: str) -> dict:

@@ -13,7 +13,6 @@ from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from test_chain_app import CHAIN_ID, genesis, run_block, wallet
 
 from chain.app import Application
-from chain.config import NodeConfig
 from chain.snapshots.format import Metadata, chunk_hash, snapshot_hash
 from chain.snapshots.store import SnapshotSettings, SnapshotStore
 from chain.store import EMPTY_APP_HASH, RestoreMismatch, Store
@@ -269,19 +268,6 @@ def test_snapshots_survive_a_restart_and_partial_ones_are_cleared(source, tmp_pa
     partial.mkdir()
     reopened = SnapshotStore(app.snapshots.root, SETTINGS)
     assert [s.height for s in reopened.list()] == [6, 3] and not partial.exists()
-
-
-@pytest.mark.parametrize(("line", "message"), [
-    ("snapshot_interval = -1", "snapshot_interval must be an integer in 0..1000000"),
-    ("snapshot_keep_recent = 0", "snapshot_keep_recent must be an integer in 1..100"),
-    ("snapshot_chunk_bytes = 100", "snapshot_chunk_bytes must be an integer in 1024..8388608"),
-    ("snapshot_chunk_bytes = true", "snapshot_chunk_bytes must be an integer"),
-])
-def test_snapshot_settings_out_of_bounds_stop_the_node_at_start(tmp_path, line, message):
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "app.toml").write_text(f'mode = "cometbft"\n{line}\n')
-    with pytest.raises(ValueError, match=message):
-        NodeConfig.load(tmp_path)
 
 
 def test_the_store_restores_only_into_an_empty_store_and_keeps_a_mismatch_out(source):
