@@ -1,5 +1,5 @@
 """Calibration per serving dtype, and the per-participant evidence test: ``python -m
-bench.detection.dtypes [--quick]``.
+bench.detection.dtypes [--quick] [--dtypes float16 --device cuda]``.
 
 The registry fixes each model's serving dtype, so executors and validators compute in the same
 precision and each dtype gets its own thresholds (docs/design.md §6.3). For every dtype this
@@ -14,6 +14,11 @@ measures:
   its wealth crosses 1/α (bootstrapped participant-epochs drawn from its outputs), and how many
   bootstrapped honest participant-epochs cross (the test bounds it by α).
 
+``--device cuda`` runs the executors (honest and int8) and the validator on a GPU instead,
+and labels the live honest executors ``honest-cuda-<dtype>``: fp16 is calibrated that way,
+since an fp16 validator on the development machines' two cores is far too slow, which is
+also why the default (CPU) run covers float32 and bfloat16 only.
+
 Prints the tables as markdown (the "Per dtype" part of docs/verification.md) and saves the
 per-pair figures to ``--save-results`` so ``--from-results`` can rebuild the report.
 """
@@ -23,6 +28,8 @@ import asyncio
 import dataclasses
 import json
 import math
+import os
+import platform
 import random
 import sys
 import tempfile
@@ -41,7 +48,9 @@ from mlnode.cheats import cheating_engine
 from mlnode.model_store import DEFAULT_MODEL_ID, default_gguf, prepare
 from mlnode.torch_engine import TorchEngine
 
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16", "float16")
+# What a run without --dtypes calibrates: fp16 needs a GPU validator (see the docstring).
+DEFAULT_DTYPES = ("float32", "bfloat16")
 HONEST = {8: 60, 32: 20}
 INT8 = {8: 40, 32: 20}
 GPU_LIMIT = 60
@@ -57,21 +66,26 @@ def scaled(counts: dict[int, int], scale: float) -> dict[int, int]:
     return {length: max(2, round(n * scale)) for length, n in counts.items()}
 
 
-async def run_dtype(files: object, dtype: str, scale: float, gpu: list) -> list[Result]:
-    validator = TorchEngine.from_files(files, model_id=DEFAULT_MODEL_ID, dtype=dtype, max_batch=8)
-    executor = TorchEngine.from_files(files, model_id=DEFAULT_MODEL_ID, dtype=dtype, max_batch=8)
+async def run_dtype(files: object, dtype: str, scale: float, gpu: list,
+                    device: str = "cpu") -> list[Result]:
+    """Executors and validator all on ``device``, as a network serving ``dtype`` there would
+    run them; the bundled H200 records of ``dtype`` are scored by the same validator."""
+    kind = device.split(":")[0]
+    engine = {"model_id": DEFAULT_MODEL_ID, "dtype": dtype, "device": device, "max_batch": 8}
+    validator = TorchEngine.from_files(files, **engine)
+    executor = TorchEngine.from_files(files, **engine)
     records = []
     for length, n in scaled(HONEST, scale).items():
         records += await generate_all(executor, make_cases(n, length, f"honest-{dtype}"),
-                                      f"honest-cpu-{dtype}", 8)
+                                      f"honest-{kind}-{dtype}", 8)
     executor.close()
-    cheat = cheating_engine("int8", files, model_id=DEFAULT_MODEL_ID, dtype=dtype, max_batch=8)
+    cheat = cheating_engine("int8", files, **engine)
     for length, n in scaled(INT8, scale).items():
         records += await generate_all(cheat, make_cases(n, length, f"int8-{dtype}"),
                                       f"int8-{dtype}", 8)
     cheat.close()
     records += [r for r in gpu if r.scenario == f"honest-gpu-{dtype}"]
-    progress(f"scoring {len(records)} records with a {dtype} CPU validator")
+    progress(f"scoring {len(records)} records with a {dtype} {kind} validator")
     results = await check_all(validator, records)
     validator.close()
     return results
@@ -144,7 +158,18 @@ def evidence(results: Sequence[Result], dtype: str, rng: random.Random,
                     tokens_sorted[q], crossed_by, means)
 
 
-def markdown(all_results: dict[str, list[Result]], found: list[Evidence], command: str) -> str:
+def host(device: str) -> str:
+    """Where the figures were computed: the GPU for a cuda run, else the CPU, with torch's
+    version (half-precision kernels, hence distances, change with both)."""
+    if device.startswith("cuda"):
+        where = torch.cuda.get_device_name(torch.device(device))
+    else:
+        where = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    return f"{where}, torch {torch.__version__}"
+
+
+def markdown(all_results: dict[str, list[Result]], found: list[Evidence], command: str,
+             machine: str | None = None) -> str:
     rows = []
     for dtype, results in all_results.items():
         for scenario in dict.fromkeys(r.scenario for r in results):
@@ -162,8 +187,9 @@ def markdown(all_results: dict[str, list[Result]], found: list[Evidence], comman
           " / ".join(map(str, e.checks_to_cross)), e.tokens_to_cross,
           "; ".join(f"{s}: {c}/{n}" for s, (c, n) in e.honest_crossed.items()))
          for e in found])
+    where = f" Machine: {machine}." if machine else ""
     return (f"Command: {command}; α = {ALPHA_PPM / 1e6:g} per participant-epoch, honest "
-            f"epochs of {EPOCH_CHECKS:,} checks.\n\n{figures}\n\n{tests}\n")
+            f"epochs of {EPOCH_CHECKS:,} checks.{where}\n\n{figures}\n\n{tests}\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -171,7 +197,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.detection.dtypes", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="scale 0.25, 200 epochs each")
-    parser.add_argument("--dtypes", default=",".join(DTYPES))
+    parser.add_argument("--dtypes", default=",".join(DEFAULT_DTYPES),
+                        help=f"comma-separated, of {', '.join(DTYPES)} (float16: with "
+                             "--device cuda)")
+    parser.add_argument("--device", default="cpu",
+                        help="where executors and validator run (cpu, or cuda for float16)")
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--save-results", type=Path,
@@ -181,6 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--from-results", type=Path, nargs="+", default=None,
                         help="report from saved figures (one file per run, e.g. per dtype)")
     args = parser.parse_args(argv)
+    unknown = set(args.dtypes.split(",")) - set(DTYPES)
+    if unknown:
+        parser.error(f"unknown dtype(s) {', '.join(sorted(unknown))}; known: {', '.join(DTYPES)}")
     scale, epochs = (min(args.scale, 0.25), 200) if args.quick else (args.scale, None)
     torch.set_num_threads(1)
     started = time.monotonic()
@@ -190,21 +223,25 @@ def main(argv: list[str] | None = None) -> None:
                        for saved in runs for d, rs in saved["results"].items()}
         command = "; ".join(f"`python -m bench.detection.dtypes {' '.join(saved['argv'])}` "
                             f"({saved['seconds'] / 60:.0f} min)" for saved in runs)
+        # Files saved before the machine was recorded say nothing about it.
+        where = "; ".join(dict.fromkeys(saved["machine"] for saved in runs
+                                        if saved.get("machine"))) or None
     else:
         files = prepare(default_gguf())
         gpu, _ = gpu_records(DEFAULT_GPU_JSON, args.gpu_limit)
         gpu = [r for r in gpu if r.length in HONEST]
-        all_results = {d: asyncio.run(run_dtype(files, d, scale, gpu))
+        all_results = {d: asyncio.run(run_dtype(files, d, scale, gpu, args.device))
                        for d in args.dtypes.split(",")}
         seconds = time.monotonic() - started
+        where = host(args.device)
         args.save_results.write_text(json.dumps({
             "results": {d: [dataclasses.asdict(r) for r in rs] for d, rs in all_results.items()},
-            "seconds": seconds, "argv": argv}))
+            "seconds": seconds, "argv": argv, "machine": where}))
         command = f"`python -m bench.detection.dtypes {' '.join(argv)}` ({seconds / 60:.0f} min)"
     rng = random.Random(args.seed)
     found = [evidence(rs, d, rng, epochs or HONEST_EPOCHS, epochs or CHEAT_EPOCHS)
              for d, rs in all_results.items()]
-    print(markdown(all_results, found, command))
+    print(markdown(all_results, found, command, where))
 
 
 if __name__ == "__main__":
