@@ -10,7 +10,7 @@ from inference_actors import DTYPE, MODEL_ID, WEIGHTS, finish_msg, genesis_model
 from inference_net import Net
 
 from chain.inference import payload
-from chain.inference.model import DEFAULT_THRESHOLDS
+from chain.inference.model import DEFAULT_REFERENCES, DEFAULT_THRESHOLDS
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import (
     STARTED,
@@ -86,6 +86,7 @@ def test_genesis_fills_each_dtype_with_its_calibrated_threshold_and_reference():
     sha = "ab" * 32
     found = registry(genesis([{"id": "plain", "weights_sha256": sha},
                               {"id": "half", "weights_sha256": sha, "serving_dtype": "bfloat16"},
+                              {"id": "fp16", "weights_sha256": sha, "serving_dtype": "float16"},
                               {"id": "tuned", "weights_sha256": sha, "serving_dtype": "bfloat16",
                                "validation_threshold": "0.2",
                                "reference_distance_micro": 60_000}]))
@@ -95,6 +96,12 @@ def test_genesis_fills_each_dtype_with_its_calibrated_threshold_and_reference():
     # fp32 arithmetic on both sides needs none of bf16's slack.
     assert float(DEFAULT_THRESHOLDS["float32"]) * 100 < float(DEFAULT_THRESHOLDS["bfloat16"])
     assert found["half"].reference_distance_micro > found["plain"].reference_distance_micro > 0
+    # Every dtype's evidence test is on: its reference and bet come from its calibration.
+    for entry in found.values():
+        assert entry.reference_distance_micro > 0 and entry.evidence_bet_ppm > 0, entry
+    assert (found["fp16"].validation_threshold, found["fp16"].reference_distance_micro,
+            found["fp16"].evidence_bet_ppm) == (DEFAULT_THRESHOLDS["float16"],
+                                                *DEFAULT_REFERENCES["float16"])
     assert (found["tuned"].validation_threshold, found["tuned"].reference_distance_micro) == (
         "0.2", 60_000)
 
