@@ -81,13 +81,24 @@ def chain_inferences(network: ChaosNetwork, developer: str, from_height: int,
     return found
 
 
-def app_hashes(network: ChaosNetwork, to_height: int) -> tuple[int, list[int], list[int]]:
-    """(heights compared, heights where the chain nodes' app hashes differ, nodes whose
-    CometBFT did not answer). Each node is read up to its own latest height (one a block
-    behind the others refuses a range past it), and the heights all answering nodes hold are
-    compared."""
-    by_node: list[dict[int, str]] = []
+@dataclass
+class Agreement:
+    """What the nodes' block headers say about consensus."""
+
+    heights: int  # heights compared (held by at least two answering nodes)
+    differing: list[int]  # heights where the app hashes differ
+    silent: list[int]  # nodes whose CometBFT did not answer
+    # Heights at or below a node's own latest that its block store holds no header for
+    # (CometBFT answers null for them): node → those heights, left out of the comparison.
+    holes: dict[int, list[int]]
+
+
+def app_hashes(network: ChaosNetwork, to_height: int) -> Agreement:
+    """Each node is read up to its own latest height (one a block behind the others refuses
+    a range past it); every height is compared among the nodes that hold it."""
+    by_node: dict[int, dict[int, str]] = {}
     silent: list[int] = []
+    holes: dict[int, list[int]] = {}
     for node in range(network.participants):
         try:
             with urllib.request.urlopen(f"{network.comet_rpc(node)}/status",
@@ -107,11 +118,19 @@ def app_hashes(network: ChaosNetwork, to_height: int) -> tuple[int, list[int], l
                     metas = json.loads(reply.read())["result"]["block_metas"]
             except urllib.error.HTTPError:  # heights this node does not serve: not compared
                 continue
-            hashes.update((int(m["header"]["height"]), m["header"]["app_hash"]) for m in metas)
-        by_node.append(hashes)
-    heights = sorted(set.intersection(*(set(h) for h in by_node))) if by_node else []
-    differing = [h for h in heights if len({hashes[h] for hashes in by_node}) > 1]
-    return len(heights), differing, silent
+            hashes.update((int(m["header"]["height"]), m["header"]["app_hash"])
+                          for m in metas if m)
+            missing = [h for h in range(low, high + 1) if h not in hashes]
+            if missing and len(metas) == high - low + 1:
+                holes.setdefault(node, []).extend(missing)
+        by_node[node] = hashes
+    compared, differing = 0, []
+    for height in range(1, to_height + 1):
+        held = [hashes[height] for hashes in by_node.values() if height in hashes]
+        compared += len(held) >= 2
+        if len(set(held)) > 1:
+            differing.append(height)
+    return Agreement(compared, differing, silent, holes)
 
 
 def wait_settled(network: ChaosNetwork, developer: str, from_height: int, answered: set[str],
@@ -254,14 +273,18 @@ def audit(network: ChaosNetwork, load: Load, faults: list[Fault], opening: Openi
     report.figures.update(transfers=sequence)
 
     # Consensus: one app hash per height.
-    heights, differing, silent = app_hashes(network, end_height - 1)
-    report.figures.update(heights=heights)
+    agreement = app_hashes(network, end_height - 1)
+    differing, silent = agreement.differing, agreement.silent
+    report.figures.update(heights=agreement.heights)
     report.goal("same app hash on every node at every height",
-                f"{heights} of {end_height - 1} heights × "
+                f"{agreement.heights} of {end_height - 1} heights × "
                 f"{network.participants - len(silent)} nodes, {len(differing)} differ"
                 + (f" (first {differing[0]})" if differing else "")
                 + (f"; not compared: {', '.join(f'val{n}' for n in silent)}, whose CometBFT "
-                   f"does not answer" if silent else ""), not differing and not silent)
+                   f"does not answer" if silent else "")
+                + "".join(f"; val{n}'s block store has no header at {len(h)} heights "
+                          f"(first {h[0]})" for n, h in agreement.holes.items()),
+                not differing and not silent)
 
     # Latency: answered requests during a fault against the fault-free run.
     windows = [(f.injected, f.recovered) for f in faults]
