@@ -14,6 +14,7 @@ import random
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -97,8 +98,9 @@ class Schedule:
             except TimeoutError as exc:  # a process that did not come back: a finding
                 fault = Fault("", "", time.monotonic(), note=f"not recovered: {exc}")
             fault.kind = name
-            fault.note += "".join(f"; {exited} while awaited, restarted"
-                                  for exited in self.network.exited[exits:])
+            fault.note += "".join(
+                f"; {exited} ({count}× while awaited, restarted each time)"
+                for exited, count in Counter(self.network.exited[exits:]).items())
             self.faults.append(fault)
             self.say(f"fault: {name} on {fault.target}: recovered in {fault.recovery_s:.1f}s"
                      + (f" ({fault.note})" if fault.note else ""))

@@ -37,6 +37,7 @@ from inferchain_pb.inference.v1 import query_pb2 as q
 
 MODEL = load_template(DEFAULT_TEMPLATE).models[0]["id"]
 READY_TIMEOUT_S = 600
+RESTART_PAUSE_MAX_S = 30
 ENGINE = "torch"  # every participant's ML node: the default engine, on the CPU
 SMALL_FS_NODE = 3  # the validator whose home is on a filesystem of its own
 Reply = TypeVar("Reply", bound=Message)
@@ -225,12 +226,17 @@ class ChaosNetwork:
         whose CometBFT died) is restarted, as an operator's supervisor restarts a process that
         exits with an error, and named in ``exited``."""
         started = time.monotonic()
+        pause = 1.0
         while not self.ready(kind, i):
             service = self.supervisor.service(self.service_name(kind, i))
             if service.process.poll() is not None:
-                self.exited.append(f"{service.name} (exit code {service.process.returncode})")
+                self.exited.append(f"{service.name} exited with code "
+                                   f"{service.process.returncode}")
                 self.say(f"{service.name} exited with code {service.process.returncode} "
-                         f"while it was awaited; restarting it (log {service.log})")
+                         f"while it was awaited; restarting it in {pause:g}s "
+                         f"(log {service.log})")
+                time.sleep(pause)  # a supervisor backs off a process that keeps exiting
+                pause = min(2 * pause, RESTART_PAUSE_MAX_S)
                 self.restart(kind, i)
             if time.monotonic() - started > timeout:
                 raise TimeoutError(f"{self.service_name(kind, i)} not ready after {timeout:g}s; "

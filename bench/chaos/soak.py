@@ -30,7 +30,10 @@ class SoakOptions:
     participants: int = 4
     first_token_timeout_s: float = 8.0
     expiration_blocks: int = 120
-    small_fs_mb: int = 64
+    # The validator's home grows about 40 MB per 1,000 blocks (CometBFT's block store and
+    # WAL, the app's state and history, logs): a 64 MB one filled up of itself near height
+    # 1,100 of a 20-minute run, and no restart could bring the node back.
+    small_fs_mb: int = 256
     gap_s: float = 10.0
     latency_multiple: float = 10.0
     root: Path | None = None
