@@ -73,6 +73,11 @@ def _status_prefix(status: int) -> bytes:
     return STATUS + bytes([status])
 
 
+def _request_stamp(key: bytes) -> int:
+    """The request timestamp a used-signature key is filed under."""
+    return int.from_bytes(key[len(REQUEST_SIG):len(REQUEST_SIG) + 8], "big")
+
+
 class DrawUnavailable(ValueError):
     """The draw at that height cannot be computed: its block hash or weights are gone."""
 
@@ -346,14 +351,14 @@ class InferenceKeeper:
         one of them start again. How many were forgotten."""
         forgotten = []
         for key, _ in kv.iterate(REQUEST_SIG):
-            if int.from_bytes(key[len(REQUEST_SIG):len(REQUEST_SIG) + 8], "big") >= before:
+            if _request_stamp(key) >= before:
                 break
             forgotten.append(key)
         if not forgotten:
             return 0
         for key in forgotten:
             kv.delete(key)
-        newest = int.from_bytes(forgotten[-1][len(REQUEST_SIG):len(REQUEST_SIG) + 8], "big")
+        newest = _request_stamp(forgotten[-1])
         kv.set(REQUEST_SIG_FLOOR, uint64(max(newest + 1, self.request_signature_floor(kv))))
         return len(forgotten)
 
