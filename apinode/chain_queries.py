@@ -26,6 +26,7 @@ from cosmpy.protos.cosmos.auth.v1beta1.auth_pb2 import BaseAccount
 from cosmpy.protos.cosmos.base.tendermint.v1beta1 import query_pb2 as tm_query
 from google.protobuf.message import Message
 
+from chain.query import HEIGHT_HEADER
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch, PocNonce, PocSubmission
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model, Participant
@@ -96,20 +97,24 @@ class ChainQueries:
         self.channel = channel
         self.timeout_s = timeout_s
 
-    async def call(self, path: str, request: Message, reply_type: type[Reply]) -> Reply:
-        """One unary call by method path, its failures turned into this module's errors."""
+    async def call(self, path: str, request: Message, reply_type: type[Reply],
+                   height: int = 0) -> Reply:
+        """One unary call by method path, as of ``height`` (0: the latest), its failures
+        turned into this module's errors."""
         method = self.channel.unary_unary(path, request_serializer=_serialize,
                                           response_deserializer=reply_type.FromString)
         try:
-            return await method(request, timeout=self.timeout_s)
+            return await method(request, timeout=self.timeout_s,
+                                metadata=((HEIGHT_HEADER, str(height)),) if height else None)
         except grpc.aio.AioRpcError as exc:
             error = ChainUnavailable if exc.code() in UNREACHABLE else ChainQueryError
             raise error(path, exc.code(), exc.details() or "") from exc
 
-    async def find(self, path: str, request: Message, reply_type: type[Reply]) -> Reply | None:
+    async def find(self, path: str, request: Message, reply_type: type[Reply],
+                   height: int = 0) -> Reply | None:
         """``call``, except that NOT_FOUND answers None."""
         try:
-            return await self.call(path, request, reply_type)
+            return await self.call(path, request, reply_type, height)
         except ChainQueryError as exc:
             if exc.code == grpc.StatusCode.NOT_FOUND:
                 return None
@@ -159,10 +164,10 @@ class ChainQueries:
             request_timestamp=request_timestamp), q.QueryDrawResponse)
         return Draw(list(reply.order), reply.draw_height)
 
-    async def inference(self, inference_id: str) -> Inference | None:
+    async def inference(self, inference_id: str, height: int = 0) -> Inference | None:
         reply = await self.find(INFERENCE + "Inference",
                                 q.QueryInferenceRequest(id=inference_id),
-                                q.QueryInferenceResponse)
+                                q.QueryInferenceResponse, height)
         return reply.inference if reply else None
 
     async def account(self, address: str) -> Balances:

@@ -17,7 +17,6 @@ import base64
 import hashlib
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,28 +24,13 @@ from chain.app import CHAIN_ID_META, LAST_BLOCK_META, rfc3339
 from chain.config import NodeConfig
 from chain.genesis_records import UnexportedState
 from chain.modules import Modules, build
-from chain.store import KVReader, Store
+from chain.store import KVReader, StateAt, Store
 
 ED25519_KEY_TYPE = "tendermint/PubKeyEd25519"
 
 
 class NodeRunning(RuntimeError):
     """A node still serves the home: its state may move while it is read."""
-
-
-class StateAt:
-    """The committed state as of one height, read from the store's history: a consistent
-    view whatever is committed meanwhile."""
-
-    def __init__(self, store: Store, height: int) -> None:
-        self._store = store
-        self._height = height
-
-    def get(self, key: bytes) -> bytes | None:
-        return self._store.get_at(key, self._height)
-
-    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        return self._store.iterate_at(prefix, self._height)
 
 
 def export_app_state(modules: Modules, state: KVReader) -> dict[str, Any]:

@@ -3,7 +3,11 @@
 Each module declares its query methods (its ``module.py``) and the app registers them here;
 the gRPC server and the ABCI ``Query`` call both look them up by the same path, e.g.
 "/cosmos.bank.v1beta1.Query/Balance".
-Queries read the latest committed state, never a block in progress.
+Queries read the latest committed state, never a block in progress, or the state as of a
+past height the node still keeps history for (``history_keep_blocks``): named by the gRPC
+metadata ``x-cosmos-block-height``, as the Cosmos SDK names it, or by ABCI Query's
+``height``. That is how a settled inference's task, or any record dropped since, is read as
+it was (docs/chain.md).
 
 Queries never raise past the router: a request is untrusted input, and an exception out of
 ABCI Query would stop CometBFT. Handlers check every field they use with the ``*_arg``
@@ -26,7 +30,7 @@ from google.protobuf.message import DecodeError, Message
 
 from chain.auth import address
 from chain.errors import ChainError
-from chain.store import KVReader
+from chain.store import HeightUnavailable, KVReader, StateAt
 
 if TYPE_CHECKING:
     from chain.app import Application
@@ -37,6 +41,8 @@ log = logging.getLogger(__name__)
 MAX_PAGE = 1000
 # The most heights one query over a height range scans: the store scans one prefix per height.
 MAX_HEIGHT_SPAN = 1000
+# The gRPC metadata key naming the height a query reads at, as the Cosmos SDK's.
+HEIGHT_HEADER = "x-cosmos-block-height"
 # ABCI codes in the "sdk" codespace, as the Cosmos SDK numbers them.
 _ABCI_CODES = {grpc.StatusCode.NOT_FOUND: 38, grpc.StatusCode.INTERNAL: 1}
 _INVALID_REQUEST = 18
@@ -108,13 +114,16 @@ class QueryRouter:
             raise ValueError(f"query {path} is registered twice")
         self.methods[path] = QueryMethod(request_type, response_type, handle)
 
-    def call(self, path: str, request: Message) -> Message:
-        """The handler's response; QueryError, and nothing else, when it cannot answer."""
+    def call(self, path: str, request: Message, height: int = 0) -> Message:
+        """The handler's response at ``height`` (0: the latest); QueryError, and nothing
+        else, when it cannot answer."""
         method = self.methods.get(path)
         if method is None:
             raise QueryError(grpc.StatusCode.UNIMPLEMENTED, f"unknown query path {path}")
         try:
-            return method.handle(self._app.store.begin_block(), request)
+            return method.handle(self._state_at(height), request)
+        except HeightUnavailable as exc:
+            raise self._gone(height) from exc
         except QueryError:
             raise
         except ChainError as exc:
@@ -124,6 +133,21 @@ class QueryRouter:
             raise QueryError(grpc.StatusCode.INTERNAL,
                              f"internal error in query {path}: {type(exc).__name__}: {exc}"
                              ) from exc
+
+    def _state_at(self, height: int) -> KVReader:
+        store = self._app.store
+        if height < 0 or height > store.height:
+            raise invalid(f"height {height} is not a committed height (latest {store.height})")
+        if not height or height == store.height:
+            return store.begin_block()
+        if height < store.earliest_height:
+            raise self._gone(height)
+        return StateAt(store, height)
+
+    def _gone(self, height: int) -> QueryError:
+        return QueryError(grpc.StatusCode.NOT_FOUND, (
+            f"height {height} is no longer kept: this node keeps state history from height "
+            f"{self._app.store.earliest_height} (history_keep_blocks)"))
 
     def abci_query(self, req: abci.RequestQuery) -> abci.ResponseQuery:
         """Never raises: CometBFT stops on an exception reply."""
@@ -139,8 +163,10 @@ class QueryRouter:
             return abci.ResponseQuery(code=2, codespace="sdk", height=height,
                                       log=f"cannot decode request: {exc}")
         try:
-            response = self.call(req.path, request)
+            response = self.call(req.path, request, req.height)
         except QueryError as exc:
             return abci.ResponseQuery(code=_ABCI_CODES.get(exc.status, _INVALID_REQUEST),
-                                      codespace="sdk", height=height, log=abci_log(exc))
-        return abci.ResponseQuery(value=response.SerializeToString(), height=height)
+                                      codespace="sdk", height=req.height or height,
+                                      log=abci_log(exc))
+        return abci.ResponseQuery(value=response.SerializeToString(),
+                                  height=req.height or height)

@@ -6,7 +6,7 @@ from collections import defaultdict
 import grpc
 from google.protobuf.message import DecodeError, Message
 
-from chain.query import QueryError, QueryRouter
+from chain.query import HEIGHT_HEADER, QueryError, QueryRouter
 from chain.services.tx_service import SERVICE as TX_SERVICE
 from chain.services.tx_service import TxService
 
@@ -33,8 +33,12 @@ def query_handlers(queries: QueryRouter) -> list[grpc.GenericRpcHandler]:
             except (DecodeError, RecursionError) as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                     f"cannot decode request: {exc}")
+            named = dict(context.invocation_metadata() or ()).get(HEIGHT_HEADER, "0")
+            if not named.isdigit() or len(named) > 19:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"{HEIGHT_HEADER} {named[:40]!r} is not a block height")
             try:
-                return queries.call(path, request)
+                return queries.call(path, request, int(named))
             except QueryError as exc:
                 await context.abort(exc.status, exc.message)
 

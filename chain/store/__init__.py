@@ -4,6 +4,7 @@ from chain.store.errors import HeightUnavailable, RestoreMismatch, StaleOverlay,
 from chain.store.merkle import EMPTY_APP_HASH
 from chain.store.overlay import KVReader, Overlay
 from chain.store.sqlite_store import Store
+from chain.store.state_at import StateAt
 
 __all__ = [
     "EMPTY_APP_HASH",
@@ -12,6 +13,7 @@ __all__ = [
     "Overlay",
     "RestoreMismatch",
     "StaleOverlay",
+    "StateAt",
     "Store",
     "StoreCorrupted",
 ]
