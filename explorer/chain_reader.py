@@ -88,10 +88,11 @@ class ChainReader:
         found.sort(key=lambda i: (i.status_height, i.id), reverse=True)
         return found[:limit]
 
-    async def validation_task(self, inference_id: str) -> ValidationTask | None:
+    async def validation_task(self, inference_id: str, height: int = 0
+                              ) -> ValidationTask | None:
         reply = await self.queries.find(INFERENCE + "ValidationTask",
                                         q.QueryValidationTaskRequest(inference_id=inference_id),
-                                        q.QueryValidationTaskResponse)
+                                        q.QueryValidationTaskResponse, height)
         return reply.task if reply else None
 
     async def settlement(self, epoch: int) -> EpochSettlement | None:

@@ -126,11 +126,18 @@ class Explorer:
         inference = await self.reader.queries.inference(inference_id)
         if inference is None:
             raise web.HTTPNotFound(text=f"no inference {inference_id}")
+        summary, height = None, 0
+        if inference.summarized_height:
+            # Settled: shown as it stood in the block before, while the node keeps that
+            # height's history; the summary alone after that.
+            height = inference.summarized_height - 1
+            whole = await self.reader.queries.inference(inference_id, height)
+            if whole is not None:
+                summary, inference = inference, whole
         return self.page(request, "inference.html", {
-            "inference": inference,
-            "task": await self.reader.validation_task(inference_id),
-            "artifact": await decode_artifact(inference.artifact, list(inference.output_ids),
-                                              self.mlnode)})
+            "inference": inference, "summary": summary,
+            "task": await self.reader.validation_task(inference_id, height),
+            "artifact": await decode_artifact(inference, self.mlnode)})
 
     async def epochs_page(self, request: web.Request) -> web.Response:
         info = await self.reader.queries.epoch()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from apinode.mlnode_client import MlNodeClient, MlNodeError
 from chain.inference.artifact import ArtifactError, ArtifactStep, decode
+from inferchain_pb.inference.v1.inference_pb2 import Inference
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,15 @@ class DecodedArtifact:
     problem: str
 
 
-async def decode_artifact(artifact: bytes, output_ids: list[int],
+async def decode_artifact(inference: Inference,
                           mlnode: MlNodeClient | None) -> DecodedArtifact:
+    if inference.summarized_height:
+        return DecodedArtifact(0, [], None, (
+            f"state keeps only this inference's summary since height "
+            f"{inference.summarized_height}, when its epoch was settled: the output and its "
+            f"artifact are in its Finish transaction (full record sha256 "
+            f"{inference.record_sha256.hex()})"))
+    artifact, output_ids = inference.artifact, list(inference.output_ids)
     if not artifact:
         return DecodedArtifact(0, [], None, "no artifact on chain yet")
     try:

@@ -21,8 +21,10 @@ from chain.app import Application
 from chain.auth import address
 from chain.inference import start_rules
 from chain.inference.keeper import ESCROW_ACCOUNT
-from chain.store import Store
+from chain.store import StateAt, Store
+from chain.validation.keeper import ValidationKeeper
 from inferchain_pb.inference.v1 import query_pb2 as q
+from inferchain_pb.inference.v1.validation_pb2 import ValidationTask
 
 FUNDS = 10_000_000_000
 T0 = 1_700_000_000
@@ -163,6 +165,15 @@ class Net:
     def participant_record(self, actor: Actor):
         return self.query("Participant", q.QueryParticipantRequest(
             address=actor.address)).participant
+
+    def closed_task(self, inference_id: str) -> ValidationTask:
+        """An inference's validation task as it stood in the block before its epoch's
+        settlement cut the inference to a summary and dropped the task, read from the
+        store's history."""
+        summarized = self.inference(inference_id).summarized_height
+        assert summarized, f"inference {inference_id} is not summarized"
+        return ValidationKeeper().task(StateAt(self.app.store, summarized - 1),
+                                       self.ids.get(inference_id, inference_id))
 
     def inference(self, inference_id: str):
         """The inference by id, or by the label of a request ``start`` built."""

@@ -35,6 +35,7 @@ from google.protobuf.message import Message
 from inference_actors import genesis_models
 from nacl.signing import SigningKey
 from psycopg import sql
+from settled_records import query_at, validation_task
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
@@ -56,6 +57,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     Inference,
     Participant,
 )
+from inferchain_pb.inference.v1.validation_pb2 import ValidationTask
 from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as ml_grpc
 
 MODEL = genesis_models()[0]["id"]
@@ -346,11 +348,12 @@ class LocalNetwork:
 
     # The chain's side: inference.v1.Query.
 
-    def query(self, name: str, request: Message, reply_type: type[Reply]) -> Reply:
-        call = self._channel.unary_unary(f"/inference.v1.Query/{name}",
-                                         request_serializer=lambda m: m.SerializeToString(),
-                                         response_deserializer=reply_type.FromString)
-        return call(request, timeout=5)
+    def query(self, name: str, request: Message, reply_type: type[Reply],
+              height: int = 0) -> Reply:
+        return query_at(self._channel, name, request, reply_type, height)
+
+    def task(self, inference_id: str) -> ValidationTask:
+        return validation_task(self.query, inference_id)
 
     def inference(self, inference_id: str) -> Inference | None:
         try:

@@ -45,7 +45,8 @@ def test_the_network_loses_nothing_while_every_fault_class_strikes_once(tmp_path
 def test_the_audit_tells_the_chains_canaries_from_the_developers_inferences():
     """A canary copies a real inference's start under another id: the audit leaves it out of
     the developer's requests and charges, and keeps every inference the developer sent, the
-    canary's source and one that happens to share its prompt with others included."""
+    canary's source (whole or summarized) and one that happens to share its prompt with
+    others included."""
     steps = [ArtifactStep(t, -0.1, (t, t + 1), (-0.1, -2.5)) for t in (11, 12, 13, 14)]
     source = Inference(id="inf-" + "a" * 64, executor="exec", prompt_hash=b"p" * 32, seed=7,
                        start_height=40, status=FINISHED, prompt_ids=[1, 2, 3, 4, 5],
@@ -56,4 +57,10 @@ def test_the_audit_tells_the_chains_canaries_from_the_developers_inferences():
                             seed=8, start_height=41, executor_signature=b"t" * 64)
     chain = {i.id: i for i in (source, twin, same_prompt)}
     assert twin is not None and twin.id not in (source.id, same_prompt.id)
-    assert planted(chain) == {twin.id}
+    known = {source.id, same_prompt.id}
+    assert planted(chain, known) == {twin.id}
+    # Once its epoch settles the source reads back as a summary: no prompt, seed or
+    # signature; its twin, not yet summarized, is still told apart.
+    summary = Inference(id=source.id, executor="exec", start_height=40, status=FINISHED,
+                        cost=100, summarized_height=90, record_sha256=b"r" * 32)
+    assert planted({**chain, source.id: summary}, known) == {twin.id}

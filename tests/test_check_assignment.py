@@ -32,10 +32,10 @@ def record(simulation: Simulation, index: int):
 def test_a_newcomers_inference_gets_two_checks_whatever_the_network_size(members):
     simulation = epoch_of(members)
     net = simulation.net
-    tasks = [net.query("ValidationTask", q.QueryValidationTaskRequest(inference_id=i)).task
-             for i in simulation.ours]
+    tasks = [net.closed_task(i) for i in simulation.ours]
     assert {(t.p_ppm, t.expected_checks_ppm) for t in tasks} == {(PPM, 2 * PPM)}
     checks = sum(len(t.reports) for t in tasks)
+    assert checks == sum(net.inference(i).checks for i in simulation.ours)
     # Each of the N − 1 others checks with probability 2 / (N − 1), independently.
     q_each = 2 / (members - 1)
     sigma = math.sqrt(len(tasks) * (members - 1) * q_each * (1 - q_each))

@@ -7,6 +7,7 @@ engines agree on the model and on the seeded sampling rule."""
 import signal
 import subprocess
 import sys
+from functools import partial
 
 import grpc
 import openai
@@ -14,6 +15,7 @@ import pytest
 from conftest import ROOT, vllm_python
 from inference_actors import genesis_models
 from local_network import CHARGED, poll
+from settled_records import query_at, validation_task
 from test_devnet import free_base_port, wait_for_env
 
 from apinode.openai_signing import signed_http_client
@@ -105,12 +107,15 @@ def test_a_vllm_executors_answer_is_validated_by_a_torch_validator(tmp_path):
         assert executed, f"the draw never chose the vLLM participant in {MAX_REQUESTS} requests"
 
         def validated():
-            reply = chain_query(chain, "ValidationTask",
-                                q.QueryValidationTaskRequest(inference_id=executed),
-                                q.QueryValidationTaskResponse)
-            if reply is None or not reply.task.reports:
+            try:
+                found = validation_task(partial(query_at, chain), executed)
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    return None
+                raise
+            if not found.reports:
                 return None
-            return reply.task if charged(chain, executed).status == VALIDATED else None
+            return found if charged(chain, executed).status == VALIDATED else None
         task = poll(validated, f"the torch validator's report on {executed}", 600, 1.0)
         assert [(r.validator != vllm_participant, r.passed) for r in task.reports] == \
             [(True, True)]

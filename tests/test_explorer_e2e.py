@@ -4,7 +4,9 @@ openai client and a proposal submitted with ``python -m chain gov``.
 
 It shows the height advancing without a reload, an inference found by its id with its
 executor, cost, status, verdict and decoded artifact (every output token with its top-k),
-participants with their weights, a settled epoch and the proposal with its tally; that text
+participants with their weights, a settled epoch, the inference once its epoch is settled
+(the chain keeps only its summary; the page shows it as it was from the node's history) and
+the proposal with its tally; that text
 from the chain (a model output with a <script> element, a stop sequence, a proposal title)
 is shown as text and never runs; that an unknown id is a 404 page; and that a chain node
 that is down is shown, not crashed on.
@@ -148,6 +150,16 @@ def test_the_explorer_shows_the_network_live(network, tmp_path):
         settlement = net.query("EpochSettlement", q.QueryEpochSettlementRequest(epoch=0),
                                q.QueryEpochSettlementResponse).settlement
         assert page.locator("#rewards-0 tr:has(td)").count() == len(settlement.rewards) > 0
+
+        # Once its epoch is settled the chain keeps only the inference's summary: the page
+        # says so and shows it as it stood in the block before, from the node's history.
+        summarized = poll(lambda: net.inference(inference_id).summarized_height or None,
+                          "the inference cut to its summary", 180, 1.0)
+        page.goto(f"{url}/inferences/{inference_id}")
+        assert f"since height {summarized}" in \
+            page.locator("#inference-summarized").inner_text()
+        assert page.locator("#artifact > tbody > tr:has(td)").count() == len(steps)
+        assert page.locator("#verdicts td.good").count() > 0
 
         page.goto(f"{url}/proposals")
         title = page.locator("#proposals td.proposal-title")

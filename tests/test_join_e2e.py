@@ -48,6 +48,7 @@ from conftest import free_port, wait_healthy
 from inference_actors import genesis_models
 from local_network import CHARGED, ApiNode, MlNodes, free_port_block, poll, stop_all, wait_http
 from nacl.signing import SigningKey
+from settled_records import query_at, validation_task
 from test_consensus_power_e2e import comet_powers, rpc, validator_pubkey
 
 from apinode.config import write_home
@@ -189,11 +190,8 @@ class Network:
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.infos[0].ports.grpc}")
         stack.callback(self.channel.close)
 
-    def query(self, name: str, request, reply_type):
-        call = self.channel.unary_unary(f"/inference.v1.Query/{name}",
-                                        request_serializer=lambda m: m.SerializeToString(),
-                                        response_deserializer=reply_type.FromString)
-        return call(request, timeout=5)
+    def query(self, name: str, request, reply_type, height: int = 0):
+        return query_at(self.channel, name, request, reply_type, height)
 
     def height(self) -> int:
         return self.query("Status", q.QueryStatusRequest(), q.QueryStatusResponse).height
@@ -221,8 +219,7 @@ class Network:
                           q.QueryInferenceResponse).inference
 
     def task(self, inference_id: str) -> ValidationTask:
-        return self.query("ValidationTask", q.QueryValidationTaskRequest(
-            inference_id=inference_id), q.QueryValidationTaskResponse).task
+        return validation_task(self.query, inference_id)
 
     def draw_order(self, inference_id: str, height: int) -> list[str]:
         return list(self.query("Draw", q.QueryDrawRequest(

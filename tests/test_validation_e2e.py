@@ -91,9 +91,6 @@ def int8_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     nodes.close()
 
 
-def task(net: LocalNetwork, inference_id: str) -> ValidationTask:
-    return net.query("ValidationTask", q.QueryValidationTaskRequest(inference_id=inference_id),
-                     q.QueryValidationTaskResponse).task
 
 
 def chat(net: LocalNetwork, node_index: int, n: int) -> str:
@@ -144,7 +141,7 @@ def all_checked(net: LocalNetwork, ids: list[str]) -> dict[str, ValidationTask]:
                                             q.QueryEpochResponse).members.members}
 
     def done() -> dict[str, ValidationTask] | None:
-        tasks = {i: task(net, i) for i in ids}
+        tasks = {i: net.task(i) for i in ids}
         for found in tasks.values():
             if {r.validator for r in found.reports} != members - {found.executor} or \
                     found.state == IN_VOTE:
@@ -225,7 +222,7 @@ def honest_artifact(port: int) -> tuple[list[int], list[ArtifactStep]]:
 def closed_tasks(net: LocalNetwork, ids: list[str], timeout: float) -> list[ValidationTask]:
     """The tasks once every window has closed (no more checks can come)."""
     def closed() -> list[ValidationTask] | None:
-        tasks = [task(net, i) for i in ids]
+        tasks = [net.task(i) for i in ids]
         return tasks if all(t.state in (PASSED, FAILED, UNCHECKED) for t in tasks) else None
     return poll(closed, "every validation window closed", timeout, 1.0)
 
@@ -345,7 +342,7 @@ def test_reputation_rises_over_clean_epochs_and_the_checks_fall_with_it(mlnodes,
             reputation = net.query("ExecutorStats", q.QueryExecutorStatsRequest(
                 address=rising.address), q.QueryExecutorStatsResponse).stats.reputation_ppm
             ids = execute_as(net, rising, f"rising-{epoch}", RISING_RUNS, artifact)
-            tasks = [task(net, i) for i in ids]
+            tasks = [net.task(i) for i in ids]
             assert all(t.epoch == epoch for t in tasks), "a batch crossed an epoch boundary"
             observed.append((reputation, {t.p_ppm for t in tasks}, ids))
         assert [r for r, _, _ in observed] == [0, 500_000, 1_000_000]

@@ -23,6 +23,8 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 
+import grpc
+
 from bench.chaos.faults import Fault
 from bench.chaos.load import TRANSFER, Load, Outcome, ledger
 from bench.chaos.network import ChaosNetwork
@@ -69,8 +71,10 @@ def participant(network: ChaosNetwork, address: str):
 
 
 def chain_inferences(network: ChaosNetwork, developer: str, from_height: int,
-                     to_height: int) -> dict[str, Inference]:
-    """Every inference of ``developer`` whose status last changed in the range."""
+                     to_height: int, known: set[str]) -> dict[str, Inference]:
+    """Every inference of ``developer`` whose status last changed in the range and is not yet
+    summarized (the status index lists those), and each of the ``known`` ids, read by id:
+    once its epoch is settled an inference is a summary, out of the index."""
     found: dict[str, Inference] = {}
     for status in (STARTED, *CHARGED, EXPIRED):
         for low in range(from_height, to_height + 1, HEIGHT_SPAN):
@@ -78,6 +82,14 @@ def chain_inferences(network: ChaosNetwork, developer: str, from_height: int,
                 status=status, from_height=low, to_height=min(low + HEIGHT_SPAN - 1, to_height),
                 limit=1000), q.QueryInferencesResponse)
             found.update((i.id, i) for i in reply.inferences if i.developer == developer)
+    for inference_id in sorted(known - set(found)):
+        try:
+            found[inference_id] = network.query(
+                "Inference", q.QueryInferenceRequest(id=inference_id),
+                q.QueryInferenceResponse).inference
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
     return found
 
 
@@ -134,13 +146,13 @@ def app_hashes(network: ChaosNetwork, to_height: int) -> Agreement:
 
 
 def wait_settled(network: ChaosNetwork, developer: str, from_height: int, answered: set[str],
-                 timeout: float, say) -> dict[str, Inference]:
+                 known: set[str], timeout: float, say) -> dict[str, Inference]:
     """The developer's inferences once no start is left open and every answered one is on
     chain past its start (charged, or expired), or as they stand after ``timeout`` (an open
     start expires after the chain's ``expiration_blocks``)."""
     started = time.monotonic()
     while True:
-        found = chain_inferences(network, developer, from_height, network.height())
+        found = chain_inferences(network, developer, from_height, network.height(), known)
         open_ = [i for i in found.values() if i.status == STARTED]
         # An answered inference that expired stays unsettled for good: no use waiting on it.
         unsettled = [i for i in answered if i not in found or found[i].status == STARTED]
@@ -151,15 +163,16 @@ def wait_settled(network: ChaosNetwork, developer: str, from_height: int, answer
         time.sleep(5)
 
 
-def planted(chain: dict[str, Inference]) -> set[str]:
+def planted(chain: dict[str, Inference], known: set[str]) -> set[str]:
     """The canaries among the developer's inferences (chain/validation/canary.py): a twin
-    copies its source's start (seed, prompt, executor, start height) under another id, with
-    a spoiled output and no executor signature, which every real finish carries. Nobody sent
-    them and no coins move for them, so the audit of requests and charges leaves them out."""
-    starts = Counter((i.seed, i.prompt_hash, i.executor, i.start_height)
-                     for i in chain.values())
-    return {i.id for i in chain.values() if not i.executor_signature
-            and starts[(i.seed, i.prompt_hash, i.executor, i.start_height)] > 1}
+    copies its source's start (executor, start height, prompt, seed) under an id no request
+    of the load had, with a spoiled output and no executor signature, which every real
+    finish carries. Nobody sent them and no coins move for them, so the audit of requests
+    and charges leaves them out. Its source may already be a summary (no prompt, seed or
+    signature), so the match is on executor and start height."""
+    starts = Counter((i.executor, i.start_height) for i in chain.values())
+    return {i.id for i in chain.values() if i.id not in known and not i.executor_signature
+            and starts[(i.executor, i.start_height)] > 1}
 
 
 def p99(values: list[float]) -> float:
@@ -198,16 +211,17 @@ def audit(network: ChaosNetwork, load: Load, faults: list[Fault], opening: Openi
     outcomes = load.snapshot()
     developer = network.developer["address"]
     answered = {o.inference_id for o in outcomes if o.result == "answered"}
+    by_id = {o.inference_id: o for o in outcomes if o.inference_id}
     say("audit: waiting for the chain to settle every answered and open inference")
-    chain = wait_settled(network, developer, opening.height, answered, settle_timeout, say)
+    chain = wait_settled(network, developer, opening.height, answered, set(by_id),
+                         settle_timeout, say)
     end_height = network.height()
-    canaries = planted(chain)
+    canaries = planted(chain, set(by_id))
     chain = {i: inference for i, inference in chain.items() if i not in canaries}
 
     # Requests: answered and settled once, or refused with nothing billed.
     report.outcomes = Counter(o.result for o in outcomes)
     report.request_rows = outcome_rows(outcomes)
-    by_id = {o.inference_id: o for o in outcomes if o.inference_id}
     unsettled = sorted(i for i in answered if i not in chain or chain[i].status not in CHARGED)
     billed_unanswered, cut_overcharged = [], []
     for inference in chain.values():

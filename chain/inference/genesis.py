@@ -1,9 +1,9 @@
 """Inference's part of genesis: params, the model registry, and any initial participants.
 
 An exported genesis carries the participants as they stand (counts, heights, status) and
-every other record the module keeps (retired models, inferences and their indexes, block
-hashes, draw weights, work, escrows, allowances, used request signatures), and it restores
-the draw weights in force instead of fixing new ones.
+every other record the module keeps (retired models, inferences, their summaries and
+indexes, block hashes, draw weights, work, escrows, allowances, used request signatures), and
+it restores the draw weights in force instead of fixing new ones.
 """
 
 from dataclasses import asdict
@@ -39,6 +39,7 @@ from chain.inference.keeper import (
     REQUEST_SIG_FLOOR,
     RETIRED_MODEL,
     STATUS,
+    SUMMARY,
     WORK,
     InferenceKeeper,
 )
@@ -50,6 +51,7 @@ from chain.store.records import uint64
 from inferchain_pb.inference.v1.inference_pb2 import (
     DrawWeights,
     Inference,
+    InferenceSummary,
     Model,
     Participant,
     ServedModel,
@@ -67,6 +69,8 @@ PARTICIPANT_COUNTS = ("completions", "misses", "registered_height", "invalid_sin
 RECORDS = (
     Messages("retired_models", RETIRED_MODEL, Model, lambda m: m.id.encode()),
     Messages("inferences", INFERENCE, Inference, lambda i: i.id.encode()),
+    Keyed("inference_summaries", SUMMARY, (("inference_id", Text()),), "summary",
+          InferenceSummary),
     Keyed("expiries", EXPIRY, (("height", Uint()), ("inference_id", Text()))),
     Keyed("status_index", STATUS,
           (("status", Uint(1)), ("height", Uint()), ("inference_id", Text()))),

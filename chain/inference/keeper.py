@@ -4,7 +4,8 @@ Keys:
   inference/participant/<addr>                 Participant
   inference/model/<id>                         Model
   inference/retired/<id>                       Model retired by governance
-  inference/inference/<id>                     Inference
+  inference/inference/<id>                     Inference, while it can still change
+  inference/summary/<id>                       InferenceSummary, once nothing can change it
   inference/expiry/<height>/<id>               lone Start or Finish expiring at that height
   inference/status/<status>/<height>/<id>      by status and height of the last change
   inference/blockhash/<height>                 recent block hashes, seeding the draw, each
@@ -42,6 +43,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     DrawWeight,
     DrawWeights,
     Inference,
+    InferenceSummary,
     Model,
     Participant,
 )
@@ -51,6 +53,7 @@ PARTICIPANT = b"inference/participant/"
 MODEL = b"inference/model/"
 RETIRED_MODEL = b"inference/retired/"
 INFERENCE = b"inference/inference/"
+SUMMARY = b"inference/summary/"
 EXPIRY = b"inference/expiry/"
 STATUS = b"inference/status/"
 BLOCK_HASH = b"inference/blockhash/"
@@ -136,12 +139,42 @@ class InferenceKeeper:
         save(kv, MODEL + model.id.encode(), model)
 
     def inference(self, state: State, inference_id: str) -> Inference | None:
-        return load(state, INFERENCE + inference_id.encode(), Inference)
+        """The full record while the inference can change, else the one read back from its
+        summary (``summarized_height`` set, prompt, output and artifact empty)."""
+        found = load(state, INFERENCE + inference_id.encode(), Inference)
+        if found is not None:
+            return found
+        summary = load(state, SUMMARY + inference_id.encode(), InferenceSummary)
+        return _from_summary(inference_id, summary) if summary is not None else None
+
+    def summarize(self, kv: GasKV, inference_id: str, checks: int, height: int) -> None:
+        """Replaces the full record by its summary and takes it out of the status index:
+        called once nothing can change the inference (its epoch settled, its checks closed).
+        The summary keeps what a developer or an auditor asks of a settled inference and the
+        sha256 of the record it replaced."""
+        data = kv.get(INFERENCE + inference_id.encode())
+        if data is None:
+            return
+        record = Inference.FromString(data)
+        kv.delete(self._status_key(record.status, record.status_height, inference_id))
+        kv.delete(INFERENCE + inference_id.encode())
+        save(kv, SUMMARY + inference_id.encode(), InferenceSummary(
+            status=record.status, model_id=record.model_id,
+            developer=_raw(record.developer), transfer_agent=_raw(record.transfer_agent),
+            executor=_raw(record.executor), cost=record.cost,
+            prompt_tokens=record.prompt_tokens, output_tokens=record.output_tokens,
+            start_height=record.start_height, finish_height=record.finish_height,
+            status_height=record.status_height, started=record.started,
+            finished=record.finished, record_sha256=hashlib.sha256(data).digest(),
+            summarized_height=height, checks=checks))
 
     def save_inference(self, kv: GasKV, inference: Inference, height: int,
                        previous: Inference | None) -> None:
-        """Stores the inference and moves it in the status index to (status, height)."""
-        if previous is not None:
+        """Stores the inference and moves it in the status index to (status, height). A
+        summarized ``previous`` (a lone Finish that a later Start voids) leaves with it."""
+        if previous is not None and previous.summarized_height:
+            kv.delete(SUMMARY + previous.id.encode())
+        elif previous is not None:
             kv.delete(self._status_key(previous.status, previous.status_height, previous.id))
         inference.status_height = height
         save(kv, INFERENCE + inference.id.encode(), inference)
@@ -161,6 +194,15 @@ class InferenceKeeper:
                 found = self.inference(state, key[len(prefix):].decode())
                 if found is not None:
                     yield found
+
+    def ids_by_status_at(self, state: State, status: int, height: int,
+                         after_id: str = "") -> list[str]:
+        """Ids of the inferences whose status changed to ``status`` at ``height``, in
+        order, after ``after_id``."""
+        prefix = _status_prefix(status) + uint64(height)
+        after = after_id.encode()
+        return [key[len(prefix):].decode() for key, _ in state.iterate(prefix)
+                if not after or key[len(prefix):] > after]
 
     def schedule_expiry(self, kv: GasKV, inference_id: str, height: int) -> None:
         kv.set(EXPIRY + uint64(height) + inference_id.encode(), b"")
@@ -365,6 +407,26 @@ class InferenceKeeper:
     @staticmethod
     def _status_key(status: int, height: int, inference_id: str) -> bytes:
         return _status_prefix(status) + uint64(height) + inference_id.encode()
+
+
+def _raw(addr: str) -> bytes:
+    return address.decode(addr) if addr else b""
+
+
+def _bech32(raw: bytes) -> str:
+    return address.encode(raw) if raw else ""
+
+
+def _from_summary(inference_id: str, summary: InferenceSummary) -> Inference:
+    return Inference(
+        id=inference_id, status=summary.status, model_id=summary.model_id,
+        developer=_bech32(summary.developer), transfer_agent=_bech32(summary.transfer_agent),
+        executor=_bech32(summary.executor), cost=summary.cost,
+        prompt_tokens=summary.prompt_tokens, output_tokens=summary.output_tokens,
+        start_height=summary.start_height, finish_height=summary.finish_height,
+        status_height=summary.status_height, started=summary.started,
+        finished=summary.finished, record_sha256=summary.record_sha256,
+        summarized_height=summary.summarized_height, checks=summary.checks)
 
 
 def invalid_now(participant: Participant) -> bool:

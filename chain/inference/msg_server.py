@@ -463,8 +463,11 @@ class InferenceMsgServer:
 
     @staticmethod
     def _finish_fits(finish: Inference, start: MsgStartInference) -> bool:
-        """The lone Finish on record is this start's executor's output for this request."""
-        return (finish.executor == start.executor and finish.model_id == start.model_id
+        """The lone Finish on record is this start's executor's output for this request. A
+        summarized one never is: its output left state when its epoch settled, so the Start
+        voids it and waits for a Finish of its own."""
+        return (not finish.summarized_height
+                and finish.executor == start.executor and finish.model_id == start.model_id
                 and finish.prompt_hash == start.prompt_hash
                 and finish.prompt_tokens == len(start.prompt_ids)
                 and finish.output_tokens <= start.max_tokens)

@@ -6,7 +6,9 @@ invalidation → 0; a report a vote went against already cost a step and makes t
 unclean), lift INVALID, and fix the new epoch's members and weights. At
 ``reveal_window_blocks`` into an epoch: start judging the previous epoch's validators by their
 revealed seeds (docs/design.md §6.8; chain/validation/judging.py, a bounded amount per block), and
-once that is done announce the epoch judged (the epochs module settles it then).
+once that is done announce the epoch judged (the epochs module settles it then). Once an epoch
+is settled: cut its inferences to their summaries, a bounded amount per block
+(chain/validation/summaries.py).
 """
 
 import logging
@@ -17,6 +19,7 @@ from chain.scales import PPM
 from chain.validation.expected_keepers import EpochKeeper, InferenceKeeper
 from chain.validation.judging import Judging
 from chain.validation.keeper import ValidationKeeper
+from chain.validation.summaries import Summaries
 from chain.validation.tasks import Tasks
 from inferchain_pb.inference.v1.validation_pb2 import (
     IN_VOTE,
@@ -36,6 +39,7 @@ class ValidationBlocks:
         self.epochs = epochs
         self.tasks = tasks
         self.judging = Judging(keeper, epochs)
+        self.summaries = Summaries(keeper, inference, epochs, tasks)
 
     def end_block(self, ctx: Context) -> list[int]:
         """Closes what is due; the epochs whose validators were judged in this block."""
@@ -61,6 +65,7 @@ class ValidationBlocks:
         judged = self.judging.advance(ctx)
         for epoch in judged:
             self.tasks.forfeit_bonds(ctx, epoch)
+        self.summaries.advance(ctx)
         return judged
 
     def epoch_start(self, ctx: Context, epoch: int) -> None:

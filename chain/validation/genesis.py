@@ -3,8 +3,8 @@
 Starting reputations let a network that migrates from another one (or a test) begin with
 participants who already earned trust, instead of checking everyone at p_max. An exported
 genesis carries instead every record the module keeps: epoch members, seed commitments,
-tasks and their queues, executor stats, validator records, canaries, judging cursors and
-vote bonds.
+tasks and their queues, executor stats, validator records, canaries, judging and summary
+cursors and vote bonds.
 """
 
 from dataclasses import asdict
@@ -34,6 +34,7 @@ from chain.validation.keeper import (
     MEMBERS,
     RECORD,
     STATS,
+    SUMMARIZING,
     TASK,
     VOTE,
     WINDOW,
@@ -46,6 +47,7 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     ExecutorStats,
     JudgingCursor,
     SeedCommitment,
+    SummaryCursor,
     ValidationTask,
     ValidatorEpochRecord,
     VoteBond,
@@ -65,6 +67,7 @@ RECORDS = (
              lambda r: uint64(r.epoch) + address.decode(r.address)),
     Keyed("canaries", CANARY, (("inference_id", Text()),), "source_id", Text()),
     Messages("judging", JUDGING, JudgingCursor, lambda c: uint64(c.epoch)),
+    Messages("summarizing", SUMMARIZING, SummaryCursor, lambda c: uint64(c.epoch)),
     Messages("vote_bonds", BOND, VoteBond, lambda b: uint64(b.epoch) + address.decode(
         b.member) + b"/" + b.inference_id.encode()),
 )

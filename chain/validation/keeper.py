@@ -11,6 +11,8 @@ Keys (heights and epochs as 8-byte big-endian, so prefixes iterate in order):
   validation/record/<epoch>/<addr>              ValidatorEpochRecord
   validation/canary/<id>                        a planted known-bad twin (value: source id)
   validation/judging/<epoch>                    JudgingCursor of an epoch being judged
+  validation/summarizing/<epoch>                SummaryCursor of a settled epoch whose
+                                                inferences are being cut to summaries
   validation/bond/<epoch>/<addr>/<id>           VoteBond of a vote opened before a reveal
 """
 
@@ -28,6 +30,7 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     ExecutorStats,
     JudgingCursor,
     SeedCommitment,
+    SummaryCursor,
     ValidationTask,
     ValidatorEpochRecord,
     VoteBond,
@@ -43,6 +46,7 @@ STATS = b"validation/stats/"
 RECORD = b"validation/record/"
 CANARY = b"validation/canary/"
 JUDGING = b"validation/judging/"
+SUMMARIZING = b"validation/summarizing/"
 BOND = b"validation/bond/"
 # The module account holding vote bonds until the reveal that returns or burns them.
 BOND_ACCOUNT = hashlib.sha256(b"validation_vote_bonds").digest()[:20]
@@ -90,6 +94,20 @@ class ValidationKeeper:
 
     def set_task(self, kv: GasKV, task: ValidationTask) -> None:
         save(kv, TASK + task.inference_id.encode(), task)
+
+    def drop_task(self, kv: GasKV, task: ValidationTask) -> None:
+        """Forgets a closed task, with its index entry and canary mark."""
+        kv.delete(TASK + task.inference_id.encode())
+        kv.delete(FINISHED + uint64(task.finish_height) + task.inference_id.encode())
+        kv.delete(CANARY + task.inference_id.encode())
+
+    def task_ids_finished_at(self, state: State, height: int, after_id: str = "") -> list[str]:
+        """Ids of the tasks whose inference finished at ``height``, in order, after
+        ``after_id``."""
+        prefix = FINISHED + uint64(height)
+        after = after_id.encode()
+        return [key[len(prefix):].decode() for key, _ in state.iterate(prefix)
+                if not after or key[len(prefix):] > after]
 
     def tasks_finished(self, state: State, from_height: int,
                        to_height: int) -> Iterator[ValidationTask]:
@@ -158,6 +176,16 @@ class ValidationKeeper:
 
     def end_judging(self, kv: GasKV, epoch: int) -> None:
         kv.delete(JUDGING + uint64(epoch))
+
+    def summary_cursors(self, state: State) -> list[SummaryCursor]:
+        """Settled epochs whose inferences are being summarized, oldest first."""
+        return [SummaryCursor.FromString(value) for _, value in state.iterate(SUMMARIZING)]
+
+    def set_summary_cursor(self, kv: GasKV, cursor: SummaryCursor) -> None:
+        save(kv, SUMMARIZING + uint64(cursor.epoch), cursor)
+
+    def end_summary_cursor(self, kv: GasKV, epoch: int) -> None:
+        kv.delete(SUMMARIZING + uint64(epoch))
 
     def record(self, state: State, epoch: int, addr: str) -> ValidatorEpochRecord:
         found = load(state, RECORD + uint64(epoch) + address.decode(addr), ValidatorEpochRecord)

@@ -65,6 +65,7 @@ class ValidationModule(Module):
     def end_block(self, ctx: Context) -> None:
         for epoch in self._blocks.end_block(ctx):
             self._hooks.epoch_judged(ctx, epoch)
+            self._blocks.summaries.start(ctx, epoch)
 
     def epoch_start(self, ctx: Context, epoch: int) -> None:
         self._blocks.epoch_start(ctx, epoch)

@@ -95,6 +95,11 @@ class ValidationMsgServer:
             raise BadSignature("the validator's node-key signature does not verify") from exc
         task = self._keeper.task(ctx.kv, msg.inference_id)
         if task is None:
+            known = self._inference.inference(ctx.kv, msg.inference_id)
+            if known is not None and known.summarized_height:
+                raise WindowClosed(f"inference {msg.inference_id} was settled and summarized "
+                                   f"at height {known.summarized_height}: it takes no more "
+                                   f"reports")
             raise TaskNotFound(f"no finished inference {msg.inference_id!r} to validate")
         if task.executor == msg.creator:
             raise NotAllowed("an executor never validates its own inference")

@@ -205,6 +205,13 @@ class Tasks:
         log.info("inference %s failed a validation; vote among %s until height %d",
                  task.inference_id, ", ".join(task.voters), task.vote_deadline)
 
+    def summarize(self, ctx: Context, task: ValidationTask) -> None:
+        """Cuts a closed task's inference to its summary and forgets the task
+        (chain/validation/summaries.py)."""
+        self.inference.summarize(ctx.kv, task.inference_id, len(task.reports),
+                                 ctx.block.height)
+        self.keeper.drop_task(ctx.kv, task)
+
     def tally(self, ctx: Context, task: ValidationTask) -> None:
         """Closes a vote: voters who did not report are recorded, the drawn voters' median
         decides, and the reports it went against are charged."""
