@@ -3,7 +3,8 @@ about 160 bytes: status, cost, parties, token counts, heights, the number of che
 sha256 of the full record it replaced. Prompt, output, artifact, validation task, index
 entries and canary marks leave state; what a developer asks of a settled inference still
 answers, nothing about it can be started, finished or reported again, and a node replaying the
-chain agrees on every app hash. In-process chain, real handlers and replay."""
+chain agrees on every app hash. An epoch's own records go once `settled_epochs_kept` later
+epochs are settled. In-process chain, real handlers and replay."""
 
 import hashlib
 
@@ -156,3 +157,30 @@ def test_a_large_epoch_is_summarized_a_bounded_number_per_block(monkeypatch):
     assert keys(net, SUMMARIZING) == keys(net, TASK) == []
     net.replica()
 
+
+def test_settling_an_epoch_drops_the_records_of_the_epoch_kept_before_it():
+    net = Net(4, extra_state={
+        "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 0,
+                              "settled_epochs_kept": 1}},
+        "validation": {"params": {"validation_window_blocks": 2, "voting_period_blocks": 2,
+                                  "reveal_window_blocks": REVEAL}}})
+    finished(net, "epoch 0")
+
+    def epoch_keys(epoch: int) -> list[bytes]:
+        """Records keyed by the epoch under the modules' per-epoch prefixes."""
+        prefixes = (b"validation/members/", b"validation/commit/", b"validation/record/",
+                    b"epochs/seedhash/", b"epochs/settlement/")
+        return [k for p in prefixes for k in keys(net, p + epoch.to_bytes(8, "big"))]
+
+    run_to(net, SETTLED)
+    assert any(k.startswith(b"epochs/settlement/") for k in epoch_keys(0))
+    assert any(k.startswith(b"validation/record/") for k in epoch_keys(0))
+    run_to(net, SETTLED + EPOCH - 1)
+    assert epoch_keys(0)
+    net.block([])  # epoch 1 settles: epoch 0's records go, epoch 1's stay
+    assert epoch_keys(0) == [] and epoch_keys(1)
+    with pytest.raises(QueryError, match="epoch 0 was settled; its records were dropped"):
+        net.query("EpochSettlement", q.QueryEpochSettlementRequest(epoch=0))
+    assert net.query("EpochSettlement", q.QueryEpochSettlementRequest(epoch=1)).settlement
+    net.replica()
+    net.assert_conserved()

@@ -88,13 +88,17 @@ class Setup:
     seed: int = 1
     reputation_ppm: int = 0  # every member's at genesis
     request_window_s: int = 0  # the inference param request_time_window_s; 0: its default
+    # The epochs param settled_epochs_kept; 0: every epoch of the run, whose validator
+    # records the run's outcome reads at the end.
+    settled_epochs_kept: int = 0
 
     def genesis_state(self) -> dict:
         """Epoch and validation windows shortened to fit the short epochs; every economic
         parameter (rewards, fee share, reputation, INVALID) stays at the chain's default,
         except the emission, which the late regime sets to 0."""
         epochs = {"epoch_length_blocks": self.epoch_length, "poc_window_blocks": 0,
-                  "poc_validation_window_blocks": 0}
+                  "poc_validation_window_blocks": 0,
+                  "settled_epochs_kept": self.settled_epochs_kept or self.epochs + 1}
         if self.regime == "late":
             epochs["initial_epoch_reward"] = 0
         return {"epochs": {"params": epochs},

@@ -122,6 +122,17 @@ class EpochKeeper:
             found.extend(PocNonceBatch.FromString(data).nonces)
         return found
 
+    def forget_epoch(self, kv: GasKV, epoch: int) -> int:
+        """Drops every record of a long-settled epoch; how many keys went."""
+        keys = [SEED_HASH + uint64(epoch), SAMPLE_SEED + uint64(epoch),
+                SETTLEMENT + uint64(epoch)]
+        for prefix in (SUBMISSION, BATCH, NONCE):
+            keys.extend(k for k, _ in kv.iterate(prefix + uint64(epoch)))
+        present = [k for k in keys if kv.get(k) is not None]
+        for key in present:
+            kv.delete(key)
+        return len(present)
+
     def prune_nonces(self, kv: GasKV, epoch: int) -> None:
         """Drops an epoch's nonces once its weights are settled; the summaries stay."""
         for prefix in (BATCH, NONCE):

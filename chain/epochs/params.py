@@ -21,7 +21,7 @@ class EpochsParams(ModuleParams):
         "poc_hidden", "poc_layers", "poc_heads", "poc_ffn", "poc_seq_len",
         "poc_target_distance_micro", "poc_sample_size", "poc_tolerance_nano",
         "max_weight_share_ppm", "initial_epoch_reward", "reward_decay_ppm",
-        "validator_fee_share_ppm"})
+        "validator_fee_share_ppm", "settled_epochs_kept"})
     # 1 to 1,000,000 blocks (about two months at 5-second blocks): weights and rewards
     # change once per epoch, so a longer one would freeze them.
     epoch_length_blocks: int = bounded(600, 1, 1_000_000)
@@ -61,6 +61,11 @@ class EpochsParams(ModuleParams):
     # Half: paid at rate p, it is what low reputation costs, and it must outweigh the compute
     # a cheat below the INVALID thresholds saves (docs/economics.md).
     validator_fee_share_ppm: int = bounded(500_000, 0, PPM)
+    # How many settled epochs keep their records (members, seed commitments, validator
+    # records, PoC submissions, seeds, the settlement): settling epoch e drops those of
+    # e − settled_epochs_kept. At least 1: nothing reads an epoch's records once the next
+    # one is settled; an epoch's inferences are summaries by then anyway.
+    settled_epochs_kept: int = bounded(10, 1, 1_000_000)
 
     def check_consistency(self) -> None:
         if self.poc_window_blocks and \

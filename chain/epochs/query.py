@@ -47,6 +47,12 @@ class EpochsQueries:
                    ) -> q.QueryEpochSettlementResponse:
         found = self._keeper.settlement(state, req.epoch)
         if found is None:
+            kept = self._keeper.params(state).settled_epochs_kept
+            if req.epoch + kept < 1 << 64 and \
+                    self._keeper.settlement(state, req.epoch + kept) is not None:
+                raise QueryError(grpc.StatusCode.NOT_FOUND, (
+                    f"epoch {req.epoch} was settled; its records were dropped when epoch "
+                    f"{req.epoch + kept} was (the chain keeps {kept} settled epochs)"))
             raise QueryError(grpc.StatusCode.NOT_FOUND,
                              f"epoch {req.epoch} is not settled yet")
         return q.QueryEpochSettlementResponse(settlement=found)

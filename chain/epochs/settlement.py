@@ -7,7 +7,8 @@ divided among the epoch's members by weight (largest remainder, so the shares su
 emission exactly), each share scaled by the member's finished / (finished + expired)
 inferences as an executor. INVALID participants, lazy validators and members that did not
 claim receive nothing: their work coins are burned and their reward coins are never minted,
-so supply grows by exactly what was paid.
+so supply grows by exactly what was paid. Settling epoch e drops the records of epoch
+e − ``settled_epochs_kept``, the settlement among them.
 """
 
 import logging
@@ -115,3 +116,7 @@ class Settlement:
         log.info("epoch %d settled: emission %d, minted %d, withheld %d; work paid %d, "
                  "burned %d", epoch, scheduled, result.minted, result.withheld,
                  result.work_paid, result.work_burned)
+        old = epoch - params.settled_epochs_kept
+        if old >= 0:
+            log.info("epoch %d settled: epoch %d's %d records dropped", epoch, old,
+                     self.epochs.forget_epoch(ctx.kv, old))

@@ -8,7 +8,8 @@ unclean), lift INVALID, and fix the new epoch's members and weights. At
 revealed seeds (docs/design.md §6.8; chain/validation/judging.py, a bounded amount per block), and
 once that is done announce the epoch judged (the epochs module settles it then). Once an epoch
 is settled: cut its inferences to their summaries, a bounded amount per block
-(chain/validation/summaries.py).
+(chain/validation/summaries.py), and drop the records of the epoch ``settled_epochs_kept``
+before it.
 """
 
 import logging
@@ -67,6 +68,15 @@ class ValidationBlocks:
             self.tasks.forfeit_bonds(ctx, epoch)
         self.summaries.advance(ctx)
         return judged
+
+    def forget_epoch(self, ctx: Context, settled: int) -> None:
+        """Once ``settled`` is settled, the records of the epoch ``settled_epochs_kept``
+        before it go (the epochs module drops its own part of them at the same time)."""
+        old = settled - self.epochs.params(ctx.kv).settled_epochs_kept
+        if old >= 0:
+            dropped = self.keeper.forget_epoch(ctx.kv, old)
+            log.info("epoch %d settled: epoch %d's %d validation records dropped", settled,
+                     old, dropped)
 
     def epoch_start(self, ctx: Context, epoch: int) -> None:
         if epoch > 0:

@@ -177,6 +177,16 @@ class ValidationKeeper:
     def end_judging(self, kv: GasKV, epoch: int) -> None:
         kv.delete(JUDGING + uint64(epoch))
 
+    def forget_epoch(self, kv: GasKV, epoch: int) -> int:
+        """Drops the members, seed commitments and validator records of a long-settled
+        epoch (its vote bonds were returned or burned when it was judged); how many keys
+        went."""
+        keys = [k for prefix in (MEMBERS, COMMIT, RECORD)
+                for k, _ in kv.iterate(prefix + uint64(epoch))]
+        for key in keys:
+            kv.delete(key)
+        return len(keys)
+
     def summary_cursors(self, state: State) -> list[SummaryCursor]:
         """Settled epochs whose inferences are being summarized, oldest first."""
         return [SummaryCursor.FromString(value) for _, value in state.iterate(SUMMARIZING)]

@@ -66,6 +66,7 @@ class ValidationModule(Module):
         for epoch in self._blocks.end_block(ctx):
             self._hooks.epoch_judged(ctx, epoch)
             self._blocks.summaries.start(ctx, epoch)
+            self._blocks.forget_epoch(ctx, epoch)
 
     def epoch_start(self, ctx: Context, epoch: int) -> None:
         self._blocks.epoch_start(ctx, epoch)
