@@ -187,11 +187,9 @@ class InferenceKeeper:
         One prefix scan per height: the store iterates by prefix only, and a scan from the
         first height would grow with the chain's age, so callers bound the range.
         """
-        status_prefix = _status_prefix(status)
         for height in range(max(from_height, 1), to_height + 1):
-            prefix = status_prefix + uint64(height)
-            for key, _ in state.iterate(prefix):
-                found = self.inference(state, key[len(prefix):].decode())
+            for inference_id in self.ids_by_status_at(state, status, height):
+                found = self.inference(state, inference_id)
                 if found is not None:
                     yield found
 

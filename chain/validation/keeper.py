@@ -117,11 +117,7 @@ class ValidationKeeper:
         first task ever would grow with the chain's age.
         """
         for height in range(max(from_height, 1), to_height + 1):
-            prefix = FINISHED + uint64(height)
-            for key, _ in state.iterate(prefix):
-                found = self.task(state, key[len(prefix):].decode())
-                if found is not None:
-                    yield found
+            yield from self.tasks_finished_at(state, height)
 
     def any_task(self, state: State) -> bool:
         """Whether any inference has finished (a task exists) since the chain began."""
@@ -158,12 +154,8 @@ class ValidationKeeper:
     def tasks_finished_at(self, state: State, height: int,
                           after_id: str = "") -> Iterator[ValidationTask]:
         """Tasks whose inference finished at ``height``, in id order, after ``after_id``."""
-        prefix = FINISHED + uint64(height)
-        after = after_id.encode()
-        for key, _ in state.iterate(prefix):
-            if after and key[len(prefix):] <= after:
-                continue
-            found = self.task(state, key[len(prefix):].decode())
+        for inference_id in self.task_ids_finished_at(state, height, after_id):
+            found = self.task(state, inference_id)
             if found is not None:
                 yield found
 
