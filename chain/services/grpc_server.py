@@ -34,7 +34,7 @@ def query_handlers(queries: QueryRouter) -> list[grpc.GenericRpcHandler]:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                     f"cannot decode request: {exc}")
             named = dict(context.invocation_metadata() or ()).get(HEIGHT_HEADER, "0")
-            if not named.isdigit() or len(named) > 19:
+            if not (named.isascii() and named.isdigit()) or len(named) > 19:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                     f"{HEIGHT_HEADER} {named[:40]!r} is not a block height")
             try:
