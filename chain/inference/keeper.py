@@ -38,7 +38,7 @@ from chain.inference.params import KEY as PARAMS_KEY
 from chain.inference.params import InferenceParams
 from chain.scales import PPM
 from chain.store import KVReader
-from chain.store.records import load, save, uint64
+from chain.store.records import ids_under, load, save, uint64
 from inferchain_pb.inference.v1.inference_pb2 import (
     DrawWeight,
     DrawWeights,
@@ -197,10 +197,7 @@ class InferenceKeeper:
                          after_id: str = "") -> list[str]:
         """Ids of the inferences whose status changed to ``status`` at ``height``, in
         order, after ``after_id``."""
-        prefix = _status_prefix(status) + uint64(height)
-        after = after_id.encode()
-        return [key[len(prefix):].decode() for key, _ in state.iterate(prefix)
-                if not after or key[len(prefix):] > after]
+        return ids_under(state, _status_prefix(status) + uint64(height), after_id)
 
     def schedule_expiry(self, kv: GasKV, inference_id: str, height: int) -> None:
         kv.set(EXPIRY + uint64(height) + inference_id.encode(), b"")

@@ -27,3 +27,11 @@ def load(state: GasKV | KVReader, key: bytes, message: type[M]) -> M | None:
 
 def save(kv: GasKV, key: bytes, message: Message) -> None:
     kv.set(key, message.SerializeToString(deterministic=True))
+
+
+def ids_under(state: GasKV | KVReader, prefix: bytes, after_id: str = "") -> list[str]:
+    """The ids that end the keys under ``prefix`` (an index's entries at one height), in key
+    order, after ``after_id``: where a pass that stopped at ``after_id`` resumes."""
+    after = after_id.encode()
+    return [key[len(prefix):].decode() for key, _ in state.iterate(prefix)
+            if not after or key[len(prefix):] > after]

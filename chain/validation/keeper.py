@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from chain.auth import address
 from chain.gas import GasKV
 from chain.store import KVReader
-from chain.store.records import load, save, uint64
+from chain.store.records import ids_under, load, save, uint64
 from chain.validation.params import KEY as PARAMS_KEY
 from chain.validation.params import ValidationParams
 from inferchain_pb.inference.v1.validation_pb2 import (
@@ -104,10 +104,7 @@ class ValidationKeeper:
     def task_ids_finished_at(self, state: State, height: int, after_id: str = "") -> list[str]:
         """Ids of the tasks whose inference finished at ``height``, in order, after
         ``after_id``."""
-        prefix = FINISHED + uint64(height)
-        after = after_id.encode()
-        return [key[len(prefix):].decode() for key, _ in state.iterate(prefix)
-                if not after or key[len(prefix):] > after]
+        return ids_under(state, FINISHED + uint64(height), after_id)
 
     def tasks_finished(self, state: State, from_height: int,
                        to_height: int) -> Iterator[ValidationTask]:
