@@ -17,6 +17,8 @@ an in-process ``Application`` over a SQLite store accepted (every tx result code
   on a node that never saw the txs) and once after CheckTx of every tx (as on a node whose
   mempool received them: chain/verified_signatures.py then answers for the signatures).
   Figures are CPU time, since the machine running them is usually shared.
+- Pairs per second on a network of 250 participants against one of 16, blocks interleaved:
+  whether a pair's cost grows with the number of participants the draw chooses among.
 - The chain's artifact reader (``artifact.token_ids``) against the reference decoder
   (``artifact.decode``) on the same artifacts, interleaved: what a finish's check costs now
   against what it cost before.
@@ -93,6 +95,9 @@ VOCAB = 49_152  # the default model's vocabulary
 LENGTHS = (32, 128, 512)
 PROMPT_TOKENS = 100
 PARTICIPANTS = 16
+# The network sizes a start's cost is compared over: a draw reads the participants it picks,
+# not all of them. 250 is the most the test actors allow (their keys are seeded by one byte).
+NETWORK_SIZES = (PARTICIPANTS, 250)
 PAIRS_PER_BLOCK = 50
 SENDS_PER_BLOCK = 2 * PAIRS_PER_BLOCK  # as many txs as a pair block, so blocks compare alike
 # The default model at temperature 0.7 samples a top-5 token 94% of the time (artifact.py);
@@ -255,7 +260,7 @@ def mean_size(label: str, sizes: Sequence[PairSize]) -> SizeRow:
 
 
 class BenchChain:
-    """An Application over a SQLite store, with PARTICIPANTS genesis participants (the weight a
+    """An Application over a SQLite store, with genesis participants (the weight a
     draw needs comes from genesis or proof of compute) and one funded developer, driven with
     FinalizeBlock and Commit as CometBFT would.
 
@@ -263,9 +268,9 @@ class BenchChain:
     executor drawn from the latest committed block hash and must be signed after it.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, participants: int = PARTICIPANTS) -> None:
         self.developer = Actor.new(0, 0)
-        self.parts = [Actor.new(1 + i, 1 + i) for i in range(PARTICIPANTS)]
+        self.parts = [Actor.new(1 + i, 1 + i) for i in range(participants)]
         self.everyone = [self.developer, *self.parts]
         self.app = Application(store)
         self.app.init_chain(abci.RequestInitChain(
@@ -394,6 +399,22 @@ def throughput(chain: BenchChain, settings: Settings
                 if round_number:
                     timings.append(BlockTiming(length, checked, len(txs), wall, cpu))
     return timings, sizes
+
+
+def network_size_timings(chains: dict[int, BenchChain], settings: Settings
+                         ) -> dict[int, list[float]]:
+    """FinalizeBlock CPU seconds of checked blocks of 32-token pairs on networks of each size,
+    the sizes interleaved round by round; a first round warms up and is left out."""
+    rng = random.Random(20260102)
+    timings: dict[int, list[float]] = {size: [] for size in chains}
+    for round_number in range(settings.repeats + 1):
+        progress(f"network sizes: round {round_number}/{settings.repeats}")
+        for size, chain in chains.items():
+            txs, _ = chain.pair_block(rng, LENGTHS[0])
+            _, cpu = chain.run_block(txs, checked=True)
+            if round_number:
+                timings[size].append(cpu)
+    return timings
 
 
 @dataclass(frozen=True)
@@ -595,6 +616,25 @@ def throughput_table(timings: Sequence[BlockTiming]) -> list[str]:
         "MsgSend's time is over one unchecked send's. On CPU is CPU time over wall time.")
 
 
+def network_size_table(timings: dict[int, list[float]]) -> list[str]:
+    baseline = None
+    cells = []
+    for size, cpus in timings.items():
+        rate = PAIRS_PER_BLOCK / statistics.median(cpus)
+        baseline = baseline or rate
+        cells.append([f"{size}", f"{len(cpus)}", f"{statistics.median(cpus) * 1000:.1f} ms",
+                      f"{rate:,.0f}", f"{rate / baseline:.2f}×"])
+    return section(
+        f"Pairs/s by network size (FinalizeBlock, one core, {PAIRS_PER_BLOCK} pairs of "
+        f"{LENGTHS[0]} output tokens, checked first)",
+        table(["participants", "blocks timed", "FinalizeBlock CPU", "pairs/s",
+               f"vs {NETWORK_SIZES[0]}"], cells),
+        "Medians of CPU time, the networks' blocks interleaved in the same run; every "
+        "participant is a genesis participant serving the model, and every pair is drawn "
+        "from all of them. A start reads the draw's pool (built once per draw-weights "
+        "record) and the participants it picks, so a pair costs the same on a larger network.")
+
+
 def codec_table(rows: Sequence[CodecTiming]) -> list[str]:
     cells = [[f"{r.length}", f"{r.decode_s * 1e6:,.0f} µs", f"{r.token_ids_s * 1e6:,.0f} µs",
               f"{r.decode_s / r.token_ids_s:.1f}×"] for r in rows]
@@ -611,9 +651,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings, out = parse_args(argv)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="inference-bench-") as tmp, \
-            Store.open(Path(tmp) / "app.sqlite") as store:
+            Store.open(Path(tmp) / "app.sqlite") as store, \
+            Store.open(Path(tmp) / "large.sqlite") as large_store:
         chain = BenchChain(store)
         timings, sizes = throughput(chain, settings)
+        by_size = network_size_timings(
+            {NETWORK_SIZES[0]: chain, NETWORK_SIZES[1]: BenchChain(large_store, NETWORK_SIZES[1])},
+            settings)
         progress("timing the artifact readers")
         codec = codec_timings(settings)
         rows = [mean_size("synthetic", sizes[n]) for n in LENGTHS]
@@ -629,7 +673,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             chain.run_block([start_tx, finish_tx])
             rows.append(mean_size(f"real ({DEFAULT_MODEL_ID.split('/')[-1]})", [size]))
     lines = [*inference_environment(load_before, real), "", *bytes_table(rows), "",
-             *json_table(rows), "", *throughput_table(timings), "", *codec_table(codec)]
+             *json_table(rows), "", *throughput_table(timings), "",
+             *network_size_table(by_size), "", *codec_table(codec)]
     if profile is not None:
         lines += ["", *profile_section(
             f"cProfile of one FinalizeBlock of {PAIRS_PER_BLOCK} pairs, {LENGTHS[1]} output "

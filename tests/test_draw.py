@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from chain.inference.draw import Candidate, NoEligibleExecutor, draw_order
+from chain.inference.draw import Candidate, DrawPool, NoEligibleExecutor, draw_order
 
 BLOCK = hashlib.sha256(b"block 42").digest()
 PARTICIPANTS = [
@@ -57,6 +57,40 @@ def test_the_order_is_the_rule_as_designed():
         block = rng.randbytes(32)
         assert draw_order(f"inf-{i}", block, candidates) == reference_order(
             f"inf-{i}", block, candidates)
+
+
+def test_one_pool_serves_many_draws_read_in_any_interleaving():
+    """Orders from one pool are independent: reading one pick by pick while others are read
+    gives the order a fresh draw gives, so a pool built once serves every start."""
+    pool = DrawPool(PARTICIPANTS)
+    orders = {f"inf-{i}": pool.order(f"inf-{i}", BLOCK) for i in range(30)}
+    read: dict[str, list[str]] = {name: [] for name in orders}
+    rng = random.Random(9)
+    while orders:
+        name = rng.choice(sorted(orders))
+        pick = next(orders[name], None)
+        if pick is None:
+            del orders[name]
+        else:
+            read[name].append(pick)
+    for name, order in read.items():
+        assert order == reference_order(name, BLOCK, PARTICIPANTS)
+
+
+def test_a_pool_computes_only_the_picks_read(monkeypatch):
+    """Reading the first pick of a 20,000-candidate pool hashes the seed and one pick, not
+    the whole order: a start pays for the picks it checks."""
+    candidates = [Candidate(f"infer1p{n:05d}", 1 + n % 7, 1_000_000) for n in range(20_000)]
+    expected = draw_order("inf-1", BLOCK, candidates)[:2]
+    pool = DrawPool(candidates)
+    hashed = []
+    sha256 = hashlib.sha256
+    monkeypatch.setattr(hashlib, "sha256", lambda data: hashed.append(data) or sha256(data))
+    order = pool.order("inf-1", BLOCK)
+    assert next(order) == expected[0]
+    assert len(hashed) == 2  # the seed, pick 0
+    assert next(order) == expected[1]
+    assert len(hashed) == 3
 
 
 def test_different_inference_ids_and_blocks_give_different_executors():

@@ -6,6 +6,7 @@ from inference_actors import finish_msg, request_id, start_msg
 from inference_net import T0, Net
 
 from chain.inference import payload
+from chain.inference.draw import Candidate, draw_order
 from chain.scales import PPM
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import FINISHED, MsgWithdrawParticipant
@@ -91,3 +92,24 @@ def test_a_withdrawal_leaves_draws_from_its_height_and_keeps_earlier_ones():
                       T0 + drawn_at, [1, 2, 3])
     result = net.one(agent.tx(start))
     assert result.code == 0, result.log
+
+
+def test_a_pick_that_is_no_candidate_is_passed_over_and_the_others_keep_their_places():
+    """The draw picks from the whole draw-weights record and passes over whoever is no
+    candidate at its height: after a withdrawal in the middle of an epoch, every order is the
+    record's full order with the leaver taken out, so nobody else moves, and a start reads
+    the participants it picks rather than every participant."""
+    net = short_epochs()
+    leaving = net.parts[0]
+    assert net.one(leaving.tx(MsgWithdrawParticipant(creator=leaving.address))).code == 0
+    keeper, state = net.app.modules.inference, net.app.store.begin_block()
+    record = keeper.draw_weights(state, net.height)
+    assert record.from_height < net.height  # fixed before the withdrawal, the leaver in it
+    pool = [Candidate(w.address, w.weight, w.availability_ppm) for w in record.weights]
+    assert leaving.address in {c.address for c in pool}
+    block_hash = keeper.block_hash(state, net.height)
+    for n in range(30):
+        inference_id = f"passed-over-{n}"
+        full = draw_order(inference_id, block_hash, pool)
+        assert net.draw_at(inference_id, net.height) == [a for a in full
+                                                         if a != leaving.address]

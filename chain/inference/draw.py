@@ -18,11 +18,13 @@ total / 2^256, nothing for any total a chain can hold (2^-100 even for a total o
 
 Picks use a Fenwick tree over the effective weights, so the full order of n candidates costs
 O(n log n) rather than the O(n²) of rescanning the list after every pick: the chain computes
-it inside a transaction, and a model may have thousands of participants.
+it inside a transaction, and a model may have thousands of participants. A ``DrawPool``
+builds the tree once for many draws and computes an order only as far as it is read, so a
+start, which needs its first few picks, costs O(log n) per pick after the shared build.
 """
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from chain.scales import PPM
@@ -43,27 +45,46 @@ class Candidate:
     availability_ppm: int  # availability factor in parts per million, 0..PPM
 
 
-def draw_order(inference_id: str, block_hash: bytes, candidates: Sequence[Candidate]) -> list[str]:
-    """Every eligible address in draw order: the executor first, then the TA's fallbacks.
+class DrawPool:
+    """The candidates of a draw with their prefix sums built, so that many draws from the
+    same candidates (every start of an epoch draws from one draw-weights record) share the
+    O(n) build and each pays only for the picks it reads."""
 
-    ``block_hash`` must be 32 bytes (a CometBFT block hash): a fixed length keeps the seed's
-    concatenation unambiguous, so no other (inference id, hash) pair gives the same seed.
-    """
-    if len(block_hash) != BLOCK_HASH_SIZE:
-        raise ValueError(f"block_hash must be {BLOCK_HASH_SIZE} bytes, got {len(block_hash)}")
-    eligible = _eligible(candidates)
-    if not eligible:
-        raise NoEligibleExecutor(
-            f"none of {len(candidates)} candidates has a positive weight × availability")
-    seed = hashlib.sha256(inference_id.encode() + block_hash).digest()
-    tree = _Fenwick([weight for _, weight in eligible])
-    order = []
-    for j in range(len(eligible)):
-        digest = hashlib.sha256(seed + j.to_bytes(8, "big")).digest()
-        index = tree.find(int.from_bytes(digest, "big") % tree.total)
-        order.append(eligible[index][0])
-        tree.remove(index)
-    return order
+    def __init__(self, candidates: Sequence[Candidate]) -> None:
+        eligible = _eligible(candidates)
+        if not eligible:
+            raise NoEligibleExecutor(
+                f"none of {len(candidates)} candidates has a positive weight × availability")
+        self._addresses = [address for address, _ in eligible]
+        self._tree = _Fenwick([weight for _, weight in eligible])
+
+    def __len__(self) -> int:
+        return len(self._addresses)
+
+    def order(self, inference_id: str, block_hash: bytes) -> Iterator[str]:
+        """Every eligible address in draw order, computed pick by pick as it is read.
+
+        ``block_hash`` must be 32 bytes (a CometBFT block hash): a fixed length keeps the
+        seed's concatenation unambiguous, so no other (inference id, hash) pair gives the
+        same seed.
+        """
+        if len(block_hash) != BLOCK_HASH_SIZE:
+            raise ValueError(f"block_hash must be {BLOCK_HASH_SIZE} bytes, "
+                             f"got {len(block_hash)}")
+        return self._picks(hashlib.sha256(inference_id.encode() + block_hash).digest())
+
+    def _picks(self, seed: bytes) -> Iterator[str]:
+        tree = self._tree.copy()
+        for j in range(len(self._addresses)):
+            digest = hashlib.sha256(seed + j.to_bytes(8, "big")).digest()
+            index = tree.find(int.from_bytes(digest, "big") % tree.total)
+            yield self._addresses[index]
+            tree.remove(index)
+
+
+def draw_order(inference_id: str, block_hash: bytes, candidates: Sequence[Candidate]) -> list[str]:
+    """Every eligible address in draw order: the executor first, then the TA's fallbacks."""
+    return list(DrawPool(candidates).order(inference_id, block_hash))
 
 
 def _eligible(candidates: Sequence[Candidate]) -> list[tuple[str, int]]:
@@ -96,6 +117,14 @@ class _Fenwick:
             if parent <= self.size:
                 self.tree[parent] += self.tree[i]
         self.total = sum(weights)
+
+    def copy(self) -> "_Fenwick":
+        """An independent tree to remove picks from; list copies run at C speed, far below
+        the Python loop that builds a tree."""
+        twin = _Fenwick.__new__(_Fenwick)
+        twin.size, twin.weights, twin.tree, twin.total = \
+            self.size, list(self.weights), list(self.tree), self.total
+        return twin
 
     def find(self, target: int) -> int:
         """The index whose cumulative range [before, before + weight) contains target."""

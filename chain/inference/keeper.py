@@ -27,13 +27,14 @@ Escrowed and earned coins sit in the module account ESCROW_ACCOUNT, so the bank'
 never changes and ESCROW_ACCOUNT's balance always equals escrows plus work balances.
 """
 
+import functools
 import hashlib
 from collections.abc import Iterator
 
 from chain.auth import address
 from chain.errors import InvalidRequest
 from chain.gas import GasKV
-from chain.inference.draw import BLOCK_HASH_SIZE, Candidate, draw_order
+from chain.inference.draw import BLOCK_HASH_SIZE, Candidate, DrawPool, NoEligibleExecutor
 from chain.inference.params import KEY as PARAMS_KEY
 from chain.inference.params import InferenceParams
 from chain.scales import PPM
@@ -64,6 +65,9 @@ REQUEST_SIG = b"inference/requestsig/"
 REQUEST_SIG_FLOOR = b"inference/requestsigfloor"
 ALLOWANCE = b"inference/allowance/"
 CONSENSUS_KEY = b"inference/consensuskey/"
+# Draw pools kept built: the draw window reaches one or two draw-weights records, and queries
+# of older heights may want a few more.
+POOLS_KEPT = 4
 
 State = GasKV | KVReader
 
@@ -248,43 +252,58 @@ class InferenceKeeper:
         return None
 
     def draw(self, state: State, inference_id: str, model: Model,
-             draw_height: int) -> list[str]:
-        """The draw order of ``inference_id`` seeded at ``draw_height``: the one computation
-        behind MsgStartInference's check and the Draw query that transfer agents and
-        executors use, so all of them agree whatever happened after ``draw_height``.
+             draw_height: int) -> Iterator[str]:
+        """The draw order of ``inference_id`` seeded at ``draw_height``, computed pick by pick
+        as it is read: the one computation behind MsgStartInference's check and the Draw
+        query that transfer agents and executors use, so all of them agree whatever happened
+        after ``draw_height``.
+
+        The picks come from the draw-weights record in force at ``draw_height`` (its pool
+        built once for every draw from it); a pick that is not a candidate then (registered
+        after it, withdrawn or INVALID at it, or not serving the model now) is passed over.
+        Reading a participant per pick instead of every participant per draw keeps a start's
+        cost flat as the network grows, and passing over leaves each candidate's chances as
+        if the pool had held the candidates only: a weighted draw without replacement ranks
+        any subset as it would rank that subset alone.
 
         Raises DrawUnavailable when the height's hash or weights are no longer kept, and
-        NoEligibleExecutor when nobody could be drawn then.
+        NoEligibleExecutor (when the order is read) when nobody could be drawn then.
         """
         block_hash = self.block_hash(state, draw_height)
         if block_hash is None:
             raise DrawUnavailable(f"no block hash recorded for height {draw_height}")
-        return draw_order(inference_id, block_hash, self.candidates(state, model, draw_height))
-
-    def candidates(self, state: State, model: Model, draw_height: int) -> list[Candidate]:
-        """Participants serving the model that a draw seeded at ``draw_height`` may pick:
-        registered and not withdrawn by then, not INVALID then, with the weights fixed for
-        that height. Nothing that changes after ``draw_height`` (a completion, a miss, an
-        epoch's new weights) moves the draw: a transfer agent's draw stays the chain's."""
-        fixed = self.draw_weights(state, draw_height)
-        if fixed is None:
+        record = self._draw_weights_record(state, draw_height)
+        if record is None:
             raise DrawUnavailable(f"no draw weights recorded for height {draw_height}")
-        weights = {w.address: w for w in fixed.weights}
-        return [Candidate(p.address, weights[p.address].weight,
-                          weights[p.address].availability_ppm)
-                for p in self.participants(state)
-                if p.address in weights and drawable(p, draw_height)
-                and any(m.model_id == model.id and m.weights_sha256 == model.weights_sha256
-                        for m in p.models)]
+        picks = _pool_of(record).order(inference_id, block_hash)
+        return self._candidates(state, picks, model, draw_height)
+
+    def _candidates(self, state: State, picks: Iterator[str], model: Model,
+                    draw_height: int) -> Iterator[str]:
+        drawn = False
+        for pick in picks:
+            participant = self.participant(state, pick)
+            if participant is not None and drawable(participant, draw_height) and any(
+                    m.model_id == model.id and m.weights_sha256 == model.weights_sha256
+                    for m in participant.models):
+                drawn = True
+                yield pick
+        if not drawn:
+            raise NoEligibleExecutor(f"nobody serving {model.id} could be drawn at height "
+                                     f"{draw_height}")
 
     def draw_weights(self, state: State, height: int) -> DrawWeights | None:
         """The record in force at ``height``: the latest one from at or before it."""
+        found = self._draw_weights_record(state, height)
+        return DrawWeights.FromString(found) if found is not None else None
+
+    def _draw_weights_record(self, state: State, height: int) -> bytes | None:
         found = None
         for key, data in state.iterate(DRAW_WEIGHTS):
             if int.from_bytes(key[len(DRAW_WEIGHTS):], "big") > height:
                 break
             found = data
-        return DrawWeights.FromString(found) if found is not None else None
+        return found
 
     def fix_draw_weights(self, kv: GasKV, height: int, max_draw_age: int) -> None:
         """Fixes every participant's weight and availability for draws seeded from
@@ -422,6 +441,14 @@ def _from_summary(inference_id: str, summary: InferenceSummary) -> Inference:
         status_height=summary.status_height, started=summary.started,
         finished=summary.finished, record_sha256=summary.record_sha256,
         summarized_height=summary.summarized_height, checks=summary.checks)
+
+
+@functools.lru_cache(maxsize=POOLS_KEPT)
+def _pool_of(record: bytes) -> DrawPool:
+    """The pool of a draw-weights record, by the record's bytes: a pure function of them, so
+    every state (CheckTx's, a block's, a query's) and thread may share it."""
+    return DrawPool([Candidate(w.address, w.weight, w.availability_ppm)
+                     for w in DrawWeights.FromString(record).weights])
 
 
 def invalid_now(participant: Participant) -> bool:

@@ -428,13 +428,14 @@ class InferenceMsgServer:
                                f"{bound or 'none yet'}, not {msg.draw_height}")
         try:
             drawn = self._keeper.draw(ctx.kv, msg.inference_id, model, msg.draw_height)
+            order = start_rules.executor_order(drawn, msg.creator, bool(msg.request_signature),
+                                               picks=msg.attempt + 1)
         except DrawUnavailable as exc:
             raise DrawMismatch(str(exc)) from exc
         except NoEligibleExecutor as exc:
             raise DrawMismatch(f"no participant can serve {model.id}") from exc
         except ValueError as exc:
             raise DrawMismatch(f"the draw cannot be computed: {exc}") from exc
-        order = start_rules.executor_order(drawn, msg.creator, bool(msg.request_signature))
         if msg.attempt >= len(order) or order[msg.attempt] != msg.executor:
             picked = order[msg.attempt] if msg.attempt < len(order) else "nobody"
             raise DrawMismatch(f"the draw at height {msg.draw_height} picks {picked} for "

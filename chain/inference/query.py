@@ -102,7 +102,7 @@ class InferenceQueries:
         if found is None:
             raise _not_found(f"model {req.model_id!r}")
         try:
-            order = self._keeper.draw(state, req.inference_id, found, height)
+            order = list(self._keeper.draw(state, req.inference_id, found, height))
         except DrawUnavailable as exc:
             raise QueryError(grpc.StatusCode.NOT_FOUND, str(exc)) from exc
         except NoEligibleExecutor as exc:

@@ -8,6 +8,7 @@ Each check raises the chain error the handler answers with; nothing here reads o
 
 import json
 import math
+from collections.abc import Iterable
 
 from nacl.exceptions import BadSignatureError
 
@@ -153,14 +154,23 @@ def check_key_nonce(start: MsgStartInference) -> None:
                            f"request, not {start.request_nonce.hex()[:64]}")
 
 
-def executor_order(order: list[str], transfer_agent: str, signed: bool) -> list[str]:
-    """The picks a start may name, from the draw's order: an API-key start's (not ``signed``
-    by its developer) never its own transfer agent, unless nobody else serves the model, since
-    that agent stamps the request and could wait for a timestamp whose draw names itself
+def executor_order(drawn: Iterable[str], transfer_agent: str, signed: bool,
+                   picks: int | None = None) -> list[str]:
+    """The picks a start may name, from the draw's order (its first ``picks``, reading no more
+    of a lazily computed order than they need): an API-key start's (not ``signed`` by its
+    developer) never its own transfer agent, unless nobody else serves the model, since that
+    agent stamps the request and could wait for a timestamp whose draw names itself
     (docs/design.md §3.3)."""
-    if signed:
-        return order
-    return [p for p in order if p != transfer_agent] or order
+    order: list[str] = []
+    agent_drawn = False
+    for pick in drawn:
+        if signed or pick != transfer_agent:
+            order.append(pick)
+            if len(order) == picks:
+                break
+        else:
+            agent_drawn = True
+    return order or ([transfer_agent] if agent_drawn else [])
 
 
 def check_self_service(start: MsgStartInference, evidenced: int) -> None:
