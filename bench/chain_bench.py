@@ -548,32 +548,42 @@ def wait_committed(watcher: Node, nodes: Sequence[Node], hashes: set[str],
     return time.perf_counter()
 
 
-def drive(name: str, nodes: list[Node], txs: Sequence[bytes]) -> NetworkRun:
-    """Broadcasts every tx (CONCURRENCY in flight, tx i to node i mod len(nodes)) and waits
-    until all are committed; then checks each one's result and counts the blocks they took."""
+def drive(name: str, nodes: list[Node], phases: Sequence[Sequence[Sequence[bytes]]]
+          ) -> NetworkRun:
+    """Broadcasts each phase's lanes at once (lane i to node i mod len(nodes), each lane's txs
+    one after another, in order) and waits until all of the phase is committed before the
+    next phase starts; then checks each tx's result and counts the blocks they took. A lane
+    keeps one account's txs in sequence order, and a phase waits for the one before it when
+    its txs need the earlier ones executed (an inference's finish after its start)."""
+    txs = [raw for phase in phases for lane in phase for raw in lane]
     hashes = [tx_hash_hex(t) for t in txs]
     watcher = nodes[0]
     stop = threading.Event()  # set when the wait fails, so the lanes quit instead of running on
 
-    def send(lane: int) -> None:
+    def send(lane: int, raws: Sequence[bytes]) -> None:
         node = nodes[lane % len(nodes)]
-        for raw in txs[lane::CONCURRENCY]:
+        for raw in raws:
             if stop.is_set():
                 return
             node.broadcast(raw)
 
-    progress(f"{name}: broadcasting {len(txs):,} txs over {len(nodes)} node(s)")
-    with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
+    progress(f"{name}: broadcasting {len(txs):,} txs in {len(phases)} phase(s) over "
+             f"{len(nodes)} node(s)")
+    workers = max(len(phase) for phase in phases)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         seen = watcher.height()
         cpu_start, start = cpu_now(nodes), time.perf_counter()
-        lanes = [pool.submit(send, lane) for lane in range(CONCURRENCY)]
         try:
-            end = wait_committed(watcher, nodes, set(hashes), lanes, seen)
+            for phase in phases:
+                lanes = [pool.submit(send, lane, raws) for lane, raws in enumerate(phase)]
+                end = wait_committed(watcher, nodes, {tx_hash_hex(t) for lane in phase
+                                                      for t in lane}, lanes, seen)
+                for lane in lanes:
+                    lane.result()
+                seen = watcher.height()
         finally:
             stop.set()
         cpu = cpu_now(nodes) - cpu_start
-        for lane in lanes:
-            lane.result()
     progress(f"{name}: all committed after {end - start:.1f} s; checking results")
     heights = set()
     for tx_hash in hashes:
@@ -598,18 +608,19 @@ def network_bench(accounts: Sequence[Account], workdir: Path, cometbft: str
     progress(f"end to end: signing {len(accounts):,} txs")
     txs = [signed_send(a, accounts[(i + 1) % len(accounts)], 0, i)
            for i, a in enumerate(accounts)]
+    phases = [[txs[lane::CONCURRENCY] for lane in range(CONCURRENCY)]]
     port = free_port()
     solo = layout_solo(template, workdir / "solo", grpc_port=port,
                        block_interval_ms=SOLO_BLOCK_INTERVAL_MS)
     progress("solo: starting the node")
     with running([Node(solo.home, port)], cometbft) as nodes:
-        solo_run = drive("solo", nodes, txs)
+        solo_run = drive("solo", nodes, phases)
     infos = layout_localnet(template, workdir / "localnet", validators=VALIDATORS,
                             base_port=free_base_port(VALIDATORS), timeout_commit=TIMEOUT_COMMIT)
     progress(f"localnet: starting {VALIDATORS} validators")
     with running([Node(i.home, i.ports.grpc, i.ports.rpc_url) for i in infos],
                  cometbft) as nodes:
-        localnet_run = drive(f"localnet, {VALIDATORS} validators", nodes, txs)
+        localnet_run = drive(f"localnet, {VALIDATORS} validators", nodes, phases)
     return [solo_run, localnet_run]
 
 
