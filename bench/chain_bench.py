@@ -699,12 +699,19 @@ def exit_on_sigterm(signum: int, frame: object) -> None:
     sys.exit(128 + signum)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    settings, out = parse_args(argv)
+def network_bench_setup() -> str:
+    """What a bench that starts nodes needs first: SIGTERM unwinding (so its nodes stop and
+    its temp dirs go) and the CometBFT binary, or an exit that says how to install it."""
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     cometbft = find_cometbft()
     if cometbft is None:
         sys.exit("cometbft is not installed (make cometbft); the localnet figure needs it")
+    return cometbft
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings, out = parse_args(argv)
+    cometbft = network_bench_setup()
     load_before = os.getloadavg()[0]
     accounts = make_accounts(max(IN_PROCESS_ACCOUNTS, settings.e2e_txs))
     with tempfile.TemporaryDirectory(prefix="chain-bench-") as tmp:

@@ -26,7 +26,6 @@ Progress goes to stderr, the report (markdown) to stdout. Run
 
 import os
 import random
-import signal
 import sys
 import tempfile
 import time
@@ -45,9 +44,9 @@ from chain_bench import (
     comet_environment,
     cpu_table,
     drive,
-    exit_on_sigterm,
     free_base_port,
     free_port,
+    network_bench_setup,
     running,
 )
 from cosmpy.protos.cosmos.auth.v1beta1 import query_pb2 as auth_query
@@ -64,7 +63,6 @@ from inference_bench import (
 from report import bench_parser, parse_bench_args, progress, publish, section, table
 
 from chain.bank.coins import NATIVE_DENOM
-from genesis.comet_config import find_cometbft
 from genesis.localnet import layout_localnet
 from genesis.solo import layout_solo
 from genesis.template import Template, parse_template
@@ -233,10 +231,7 @@ def pairs_table(runs: Sequence[NetworkRun]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     settings, out = parse_args(argv)
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
-    cometbft = find_cometbft()
-    if cometbft is None:
-        sys.exit("cometbft is not installed (make cometbft); the localnet figure needs it")
+    cometbft = network_bench_setup()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="pair-bench-") as tmp:
         runs = network_bench(settings.pairs, Path(tmp), cometbft)
