@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import grpc
 from cosmpy.protos.cosmos.base.tendermint.v1beta1 import query_pb2 as tm_query
 
-from apinode.chain_queries import INFERENCE, LATEST_BLOCK, ChainQueries
+from apinode.chain_queries import INFERENCE, LATEST_BLOCK, ChainQueries, ChainQueryError
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.epochs_pb2 import EpochSettlement
 from inferchain_pb.inference.v1.gov_pb2 import Proposal, TallyResult, Vote
@@ -97,10 +98,20 @@ class ChainReader:
 
     async def settlement(self, epoch: int) -> EpochSettlement | None:
         """What epoch ``epoch`` paid; None until it is settled."""
-        reply = await self.queries.find(INFERENCE + "EpochSettlement",
-                                        q.QueryEpochSettlementRequest(epoch=epoch),
-                                        q.QueryEpochSettlementResponse)
-        return reply.settlement if reply else None
+        return (await self.settlement_or_reason(epoch))[0]
+
+    async def settlement_or_reason(self, epoch: int) -> tuple[EpochSettlement | None, str]:
+        """What epoch ``epoch`` paid, or None and the chain's reason there is nothing to show:
+        not settled yet, or settled so long ago that its records were dropped."""
+        try:
+            reply = await self.queries.call(INFERENCE + "EpochSettlement",
+                                            q.QueryEpochSettlementRequest(epoch=epoch),
+                                            q.QueryEpochSettlementResponse)
+        except ChainQueryError as exc:
+            if exc.code != grpc.StatusCode.NOT_FOUND:
+                raise
+            return None, exc.details
+        return reply.settlement, ""
 
     async def proposals(self) -> list[ProposalRow]:
         reply = await self.queries.call(INFERENCE + "Proposals", q.QueryProposalsRequest(),

@@ -149,10 +149,10 @@ class Explorer:
 
     async def epoch_page(self, request: web.Request) -> web.Response:
         number = _number(request.match_info["number"], "epoch")
-        settlement = await self.reader.settlement(number)
+        settlement, reason = await self.reader.settlement_or_reason(number)
         info = await self.reader.queries.epoch(number)
         if settlement is None and info.members.epoch != number:
-            raise web.HTTPNotFound(text=f"no epoch {number}")
+            raise web.HTTPNotFound(text=f"nothing to show for epoch {number}: {reason}")
         return self.page(request, "epoch.html", {
             "number": number, "settlement": settlement, "members": info.members,
             "current": info.current})

@@ -177,6 +177,9 @@ def test_the_explorer_shows_the_network_live(network, tmp_path):
         assert page.locator("h1").inner_text() == "Not found"
         assert "no-such-inference" in page.locator("#error-message").inner_text()
         assert page.goto(f"{url}/proposals/99999").status == 404
+        assert page.goto(f"{url}/epochs/99999").status == 404
+        assert page.locator("#error-message").inner_text() == \
+            "nothing to show for epoch 99999: epoch 99999 is not settled yet"
         assert page.goto(f"{url}/participants/not-an-address").status == 404
 
 
