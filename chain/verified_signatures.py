@@ -22,9 +22,11 @@ Entry = tuple[str, bytes, bytes, bytes]
 MAX_ENTRIES = 65_536  # about 25 MiB; a full mempool's worth of txs and their node-key signatures
 
 
-class VerifiedSignatures:
-    """A bounded LRU set of (scheme, public key, sha256 of the message, signature) that
-    verified; the scheme keeps one scheme's entry from ever answering for another's."""
+class VerifiedSet:
+    """A bounded LRU set of facts checked true, each a tuple of bytes led by its kind: here
+    (scheme, public key, sha256 of the message, signature) that verified, the scheme keeping
+    one scheme's entry from ever answering for another's; chain/inference/matched_artifacts.py
+    keeps artifacts that matched their output in one of its own."""
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self._entries: OrderedDict[Entry, None] = OrderedDict()
@@ -58,7 +60,7 @@ class VerifiedSignatures:
             self.hits = self.misses = 0
 
 
-VERIFIED = VerifiedSignatures()
+VERIFIED = VerifiedSet()
 
 
 def verify_ed25519(pubkey: bytes, message: bytes, signature: bytes) -> None:

@@ -9,7 +9,7 @@ import pytest
 from chain_client import send_msg
 from cosmpy.protos.cosmos.tx.v1beta1.tx_pb2 import TxBody, TxRaw
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
-from inference_actors import Actor, finish_msg
+from inference_actors import TOP_K, Actor, finish_msg
 from inference_net import Net
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
@@ -18,9 +18,11 @@ from test_gov_module import param, proposal, proposal_id, submit, vote
 from chain.app import Application
 from chain.auth.params import AuthParams
 from chain.gas import GasKV, GasMeter
+from chain.inference.artifact import ArtifactStep
+from chain.inference.matched_artifacts import MATCHED
 from chain.store import StaleOverlay, Store
 from chain.tx.signature import verify as secp256k1_verify
-from chain.verified_signatures import VERIFIED, VerifiedSignatures, verify_ed25519
+from chain.verified_signatures import VERIFIED, VerifiedSet, verify_ed25519
 from inferchain_pb.inference.v1.gov_pb2 import PROPOSAL_STATUS_PASSED, VOTE_OPTION_YES
 
 UNAUTHORIZED = 4
@@ -30,8 +32,10 @@ BAD_SIGNATURE = 9
 @pytest.fixture(autouse=True)
 def cold_cache():
     VERIFIED.clear()
+    MATCHED.clear()
     yield
     VERIFIED.clear()
+    MATCHED.clear()
 
 
 def resigned(raw: bytes, signature: bytes | None = None, body: TxBody | None = None) -> bytes:
@@ -129,8 +133,35 @@ def test_a_forged_finish_fails_in_its_block_after_the_honest_one_was_checked():
     assert result.code == BAD_SIGNATURE and "executor" in result.log
 
 
+def test_an_artifact_read_at_checktx_is_not_read_again_and_answers_for_its_output_only():
+    """A finish's artifact that matched its output at CheckTx is not read again when its
+    block executes; the same artifact bytes under another output (another output hash) are
+    read again and refused."""
+    net = Net()
+    agent, executor, start = net.start("matched", max_tokens=8)
+    assert net.one(agent.tx(start)).code == 0
+    MATCHED.clear()
+    honest = finish_msg(executor, start, [3, 4])
+    honest_tx = executor.tx(honest)
+    assert check(net, honest_tx).code == 0
+    assert (len(MATCHED), MATCHED.hits) == (1, 0)
+    net.block([])  # a new check state: the finish's sequence is free again
+    executor.sequence -= 1
+    steps = [ArtifactStep(t, -0.5, tuple(range(t, t + TOP_K)),
+                          tuple(-0.5 - i for i in range(TOP_K))) for t in (3, 4)]
+    borrowed = finish_msg(executor, start, [3, 5], steps=steps)
+    assert borrowed.artifact == honest.artifact
+    refused = check(net, executor.tx(borrowed))
+    assert refused.code != 0 and "artifact must hold" in refused.log
+    assert (len(MATCHED), MATCHED.hits) == (1, 0)
+    net.block([])
+    assert net.one(honest_tx).code == 0
+    # Net.block's CheckTx and the block itself both found it: the artifact was not read.
+    assert (len(MATCHED), MATCHED.hits) == (1, 2)
+
+
 def test_the_cache_keeps_only_its_most_recently_used_entries():
-    cache = VerifiedSignatures(max_entries=2)
+    cache = VerifiedSet(max_entries=2)
     a, b, c = (("ed25519", n * 32, n * 32, n * 64) for n in (b"a", b"b", b"c"))
     cache.add(a)
     cache.add(b)

@@ -20,7 +20,7 @@ from nacl.exceptions import BadSignatureError
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
 from chain.context import Context
-from chain.inference import artifact, payload, start_rules
+from chain.inference import artifact, matched_artifacts, payload, start_rules
 from chain.inference.delivery import signed_delivery
 from chain.inference.draw import NoEligibleExecutor
 from chain.inference.errors import (
@@ -454,6 +454,9 @@ class InferenceMsgServer:
             raise InvalidOutput("output_tokens must equal the number of output ids, at least 1")
         if msg.output_hash != payload.ids_hash(msg.output_ids):
             raise InvalidOutput("output_hash is not the hash of the output ids")
+        matched = matched_artifacts.entry(msg.artifact, msg.output_hash, model.top_k)
+        if matched_artifacts.MATCHED.seen(matched):
+            return
         try:
             k, token_ids = artifact.token_ids(msg.artifact)
         except artifact.ArtifactError as exc:
@@ -461,6 +464,7 @@ class InferenceMsgServer:
         if k != model.top_k or token_ids != list(msg.output_ids):
             raise InvalidArtifact(f"artifact must hold top-{model.top_k} for exactly the "
                                   f"output tokens")
+        matched_artifacts.MATCHED.add(matched)
 
     @staticmethod
     def _finish_fits(finish: Inference, start: MsgStartInference) -> bool:
