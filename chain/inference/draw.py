@@ -58,9 +58,6 @@ class DrawPool:
         self._addresses = [address for address, _ in eligible]
         self._tree = _Fenwick([weight for _, weight in eligible])
 
-    def __len__(self) -> int:
-        return len(self._addresses)
-
     def order(self, inference_id: str, block_hash: bytes) -> Iterator[str]:
         """Every eligible address in draw order, computed pick by pick as it is read.
 
