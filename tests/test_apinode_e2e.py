@@ -453,6 +453,11 @@ def test_an_executor_that_failed_lately_is_tried_last_and_still_serves(
     dead, a request whose draw is (it, the agent, the dead one) is served by it, although the
     agent may not serve itself past a pick that left no signed refusal."""
     agent, back, dead = network.nodes
+    # The agent starts afresh: an earlier test on this network may have left it remembering
+    # that one of these executors failed it, and it would then put that one off at once.
+    agent.kill()
+    agent.start()
+    agent.wait_ready()
     body = json.dumps({"model": MODEL, "messages": HI, "max_tokens": 2}).encode()
     url = f"{agent.url}/v1/chat/completions"
     back.kill()
