@@ -37,10 +37,22 @@ PORTS = 10 * PARTICIPANTS
 README_BLOCK_TIMEOUT_S = 600
 
 
+def ephemeral_floor() -> int:
+    """The lowest port the kernel picks for a socket that binds port 0 or connects out."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_base_port() -> int:
-    """A base whose block of ports is free now; a random start keeps parallel runs apart."""
+    """A base whose block of ports is free now; a random start keeps parallel runs apart.
+    The block lies below the kernel's ephemeral range: a port free when checked could
+    otherwise go to any process's outgoing or auto-bound socket before the devnet binds it
+    (an ML node's vLLM engine opens such sockets while loading, before the node listens)."""
+    top = max(20000 + PORTS, ephemeral_floor() - PORTS)
     for _ in range(200):
-        base = random.randrange(20000, 60000, 10)
+        base = random.randrange(20000, top, 10)
         try:
             for port in range(base, base + PORTS):
                 with socket.socket() as s:
