@@ -179,6 +179,21 @@ class Outbox:
             session.flush()
             return [Entry.of(row) for row in failed]
 
+    def postpone(self, ids: Iterable[int], error: str, delay_s: float,
+                 now: datetime | None = None) -> None:
+        """Hands claimed entries back, due again in ``delay_s``, without counting the claim as
+        an attempt: the chain node could not be reached, so nothing judged them. Backing off
+        instead would leave a finish waiting long after its chain node is back, while its
+        inference nears its expiry, and a long outage would fail entries for good."""
+        now = now or utc_now()
+        with self.db.session() as session:
+            for row in session.scalars(select(OutboxRow).where(OutboxRow.id.in_(list(ids)))):
+                row.last_error = error[:MAX_ERROR_CHARS]
+                row.attempts = max(row.attempts - 1, 0)
+                row.state = OutboxState.PENDING
+                row.next_attempt_at = now + timedelta(seconds=delay_s)
+            session.flush()
+
     def backoff_s(self, attempts: int) -> float:
         """Delay after the ``attempts``-th failed attempt: base, 2×base, 4×base, ... up to cap."""
         return min(self.max_delay_s, self.base_delay_s * 2 ** max(attempts - 1, 0))

@@ -137,7 +137,7 @@ async def _own_tx_pending(sender: TxSender, entry: Entry) -> str | None:
     if not entry.tx_hash:
         return None
     if await sender.tx_result(entry.tx_hash) is not None or \
-            await sender.superseded(entry.tx_hash):
+            await sender.never_lands(entry.tx_hash):
         return None
     return entry.tx_hash
 
@@ -167,9 +167,10 @@ def outbox_confirm(sender: TxSender) -> Confirm:
     async def confirm(tx_hash: str) -> bool | None:
         result = await sender.tx_result(tx_hash)
         if result is None:
-            if await sender.superseded(tx_hash):
-                log.warning("outbox: tx %s was dropped from the mempool and another tx took "
-                            "its sequence; its messages go out again", tx_hash)
+            if await sender.never_lands(tx_hash):
+                log.warning("outbox: tx %s was dropped from the mempool (another tx took its "
+                            "sequence, or its timeout height passed); its messages go out "
+                            "again", tx_hash)
                 return False
             return None
         if result.code:

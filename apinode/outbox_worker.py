@@ -16,10 +16,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 
+from apinode.chain_queries import ChainUnavailable
 from apinode.outbox import Entry, Outbox
 from apinode.store import utc_now
 
 log = logging.getLogger(__name__)
+
+# A log line names at most this many entries' keys, each cut to KEY_CHARS characters: an
+# inference's key keeps 16 hex digits of its id, enough to find it.
+KEYS_LOGGED = 8
+KEY_CHARS = 33
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,12 @@ class OutboxWorker:
             return False
         try:
             result = await self.submit(batch)
+        except ChainUnavailable as exc:
+            log.warning("outbox: chain node unreachable (%s); %s wait for it", exc,
+                        _describe(batch))
+            await asyncio.to_thread(self.outbox.postpone, [e.id for e in batch],
+                                    f"chain node unreachable: {exc}", self.interval_s)
+            return False
         except Exception as exc:
             await self._retry(batch, f"submit failed: {exc}")
             return False
@@ -142,10 +154,18 @@ class OutboxWorker:
 
 
 def _describe(entries: list[Entry]) -> str:
-    """``3 entries: MsgStartInference×2, MsgFinishInference×1`` for log lines."""
+    """``3 entries: MsgStartInference×2, MsgFinishInference×1; keys finish_inference:9f2c…``
+    for log lines: the keys (each cut to KEY_CHARS) let an operator follow one inference's
+    message from its queueing to the tx that carried it."""
     kinds = ", ".join(f"{name}×{n}" for name, n in
                       Counter(e.message_name for e in entries).items())
-    return f"{len(entries)} entries: {kinds}"
+    keys = " ".join(_short(e.key) for e in entries[:KEYS_LOGGED])
+    more = f" and {len(entries) - KEYS_LOGGED} more" if len(entries) > KEYS_LOGGED else ""
+    return f"{len(entries)} entries: {kinds}; keys {keys}{more}"
+
+
+def _short(key: str) -> str:
+    return key if len(key) <= KEY_CHARS else key[:KEY_CHARS] + "…"
 
 
 def _age_s(entry: Entry) -> float:

@@ -76,12 +76,15 @@ class TxSender:
 
     ``timeout_blocks`` sets each tx's timeout height that many blocks past the latest one: a tx
     that has not landed by then never will, so a caller that gives up on it and sends the same
-    messages again cannot have them land twice. Keep it below the time the caller waits.
+    messages again cannot have them land twice, and ``never_lands`` can say so as soon as the
+    chain is there. Keep it well below the deadlines of what the txs carry (an inference
+    expires ``expiration_blocks``, 20 by default, after its start): a tx lost with a restarted
+    node's mempool is known lost, and its messages sent again, within that many blocks.
     """
 
     def __init__(self, channel: grpc.aio.Channel, private_key: str | PrivateKey, chain_id: str,
                  *, gas_price: float = 0.01, gas_adjustment: float = 1.3,
-                 timeout_blocks: int = 30, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+                 timeout_blocks: int = 8, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self._key = (private_key if isinstance(private_key, PrivateKey)
                      else PrivateKey(bytes.fromhex(private_key)))
         self.address = str(Address(self._key.public_key, prefix=PREFIX))
@@ -93,7 +96,8 @@ class TxSender:
         self._lock = asyncio.Lock()
         self._number: int | None = None
         self._sequence = 0
-        self._sequences: OrderedDict[str, int] = OrderedDict()  # tx hash → its sequence
+        # tx hash → (its sequence, its timeout height)
+        self._sent: OrderedDict[str, tuple[int, int]] = OrderedDict()
 
     async def send(self, messages: Sequence[Message], memo: str = "") -> str:
         """Broadcast ``messages`` as one tx and return its hash once the mempool took it.
@@ -121,9 +125,9 @@ class TxSender:
             log.info("tx sender %s: broadcast tx %s (%s; gas %d, fee %d%s, sequence %d)",
                      self.address, reply.txhash, _describe(messages), gas, fee, NATIVE_DENOM,
                      self._sequence)
-            self._sequences[reply.txhash.upper()] = self._sequence
-            while len(self._sequences) > REMEMBERED_TXS:
-                self._sequences.popitem(last=False)
+            self._sent[reply.txhash.upper()] = (self._sequence, timeout_height)
+            while len(self._sent) > REMEMBERED_TXS:
+                self._sent.popitem(last=False)
             self._sequence += 1
             return reply.txhash
 
@@ -139,20 +143,24 @@ class TxSender:
                                       tx_service.GetTxResponse)
         return TxResult(reply.tx_response.code, reply.tx_response.raw_log) if reply else None
 
-    async def superseded(self, tx_hash: str) -> bool:
-        """Whether a tx this sender broadcast can never land: it is not in a block, and a
-        committed tx of this account already used its sequence.
+    async def never_lands(self, tx_hash: str) -> bool:
+        """Whether a tx this sender broadcast can never land: it is not in a block, and either
+        a committed tx of this account already used its sequence or the chain has committed
+        its timeout height.
 
-        A mempool can drop a tx it took (a node restarted, a recheck refused it), and a later
-        tx signed at the same sequence then takes its place; waiting out a timeout for the
+        A mempool can drop a tx it took (a node restarted, a recheck refused it); a later tx
+        signed at the same sequence then takes its place, or, when this sender has nothing
+        else to send, the timeout height passes. Waiting out a wall-clock timeout for the
         dropped one would let the messages it carried miss their deadlines on chain. Unknown
-        hashes (signed before this process started) are never declared superseded."""
-        sequence = self._sequences.get(tx_hash.upper())
-        if sequence is None:
+        hashes (signed before this process started) are never declared lost."""
+        sent = self._sent.get(tx_hash.upper())
+        if sent is None:
             return False
-        account = await self.chain.auth_account(self.address)
-        if account is None or account.sequence <= sequence:
-            return False
+        sequence, timeout_height = sent
+        if await self.chain.latest_height() < timeout_height:
+            account = await self.chain.auth_account(self.address)
+            if account is None or account.sequence <= sequence:
+                return False
         # The tx may have landed between the caller's look-up and the account's.
         return await self.tx_result(tx_hash) is None
 

@@ -249,11 +249,12 @@ def test_sender_recovers_from_a_wrong_sequence(net: Net):
     net.run(scenario)
 
 
-def test_a_tx_the_mempool_lost_is_declared_dead_once_another_takes_its_sequence(
+def test_a_tx_the_mempool_lost_is_declared_dead_once_another_takes_its_sequence_or_its_timeout(
         tmp_path: Path):
-    """A node restarted between a broadcast and its block forgets its mempool: the sender's
-    next tx takes the lost one's sequence, and from then on the outbox's confirm says the lost
-    tx failed (so its entries go out again) instead of waiting out the confirm timeout."""
+    """A node restarted between a broadcast and its block forgets its mempool: once the
+    sender's next tx takes the lost one's sequence, or, for a sender with nothing more to
+    send, once the chain commits the lost tx's timeout height, the outbox's confirm says the
+    lost tx failed (so its entries go out again) instead of waiting out the confirm timeout."""
     keys = funded_keys(2)
     port = free_port()
     # Slow blocks: the kill right after the broadcast lands before the next block.
@@ -265,26 +266,36 @@ def test_a_tx_the_mempool_lost_is_declared_dead_once_another_takes_its_sequence(
     async def scenario(channel: grpc.aio.Channel) -> None:
         sender = TxSender(channel, keys[0].private_key_hex, CHAIN_ID)
         confirm = outbox_confirm(sender)
+        lost = await lost_with_the_mempool(sender, to)
+        # Still nothing took its sequence and its timeout height is blocks away: only unseen.
+        assert not await sender.never_lands(lost)
+        assert await confirm(lost) is None
+        taken = await sender.send([send_msg(sender.address, to, 2)])
+        assert await landed(sender, taken) == (0, "")
+        assert await sender.never_lands(lost)
+        assert await confirm(lost) is False
+        assert not await sender.never_lands(taken)
+        assert await confirm(taken) is True
+        # A hash this sender never broadcast is never declared dead.
+        assert not await sender.never_lands("AB" * 32)
+        assert (await sender.chain.account(to)).balance == 2
+
+        # A sender with nothing more to send: its lost tx is dead once its timeout passed.
+        quiet = TxSender(channel, keys[1].private_key_hex, CHAIN_ID, timeout_blocks=2)
+        lost = await lost_with_the_mempool(quiet, to)
+        timeout_height = await quiet.chain.latest_height() + 2
+        while await quiet.chain.latest_height() < timeout_height:
+            await asyncio.sleep(0.5)
+        assert await outbox_confirm(quiet)(lost) is False
+
+    async def lost_with_the_mempool(sender: TxSender, to: str) -> str:
         for _ in range(5):  # until a broadcast tx is lost with the mempool
             lost = await sender.send([send_msg(sender.address, to, 1)])
             node.kill()
             node.start().wait_height(node.height() + 1)
             if await sender.tx_result(lost) is None:
-                break
-        else:
-            pytest.fail("every broadcast tx reached a block before the node was killed")
-        # Still nothing took its sequence: it is only unseen.
-        assert not await sender.superseded(lost)
-        assert await confirm(lost) is None
-        taken = await sender.send([send_msg(sender.address, to, 2)])
-        assert await landed(sender, taken) == (0, "")
-        assert await sender.superseded(lost)
-        assert await confirm(lost) is False
-        assert not await sender.superseded(taken)
-        assert await confirm(taken) is True
-        # A hash this sender never broadcast is never declared dead.
-        assert not await sender.superseded("AB" * 32)
-        assert (await sender.chain.account(to)).balance == 2
+                return lost
+        pytest.fail("every broadcast tx reached a block before the node was killed")
 
     try:
         node.wait_height(2)

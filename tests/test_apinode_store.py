@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
+import grpc
 import pytest
 from sqlalchemy import (
     JSON,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     select,
 )
 
+from apinode.chain_queries import ChainUnavailable
 from apinode.outbox import Entry, Outbox
 from apinode.outbox_worker import OutboxWorker, SubmitResult
 from apinode.store import (
@@ -329,8 +331,9 @@ def test_sent_and_committed_states(db: Database):
 class FakeChain:
     """Broadcasts into a dict: ``fail_next`` submits raise, txs never broadcast are not found."""
 
-    def __init__(self, fail_next: int = 0) -> None:
+    def __init__(self, fail_next: int = 0, unreachable_next: int = 0) -> None:
         self.fail_next = fail_next
+        self.unreachable_next = unreachable_next
         self.txs: dict[str, list[str]] = {}
         self.failed_on_chain: set[str] = set()
         self.reject: dict[str, str] = {}
@@ -338,6 +341,10 @@ class FakeChain:
 
     async def submit(self, entries: list[Entry]) -> SubmitResult:
         with self.lock:
+            if self.unreachable_next:
+                self.unreachable_next -= 1
+                raise ChainUnavailable("/cosmos.tx.v1beta1.Service/Simulate",
+                                       grpc.StatusCode.UNAVAILABLE, "connection refused")
             if self.fail_next:
                 self.fail_next -= 1
                 raise ConnectionError("broadcast: connection refused")
@@ -384,6 +391,19 @@ def test_worker_retries_a_failed_submit_then_commits(db: Database,
     assert "submit failed: broadcast: connection refused" in outbox.get(added[0]).last_error
     log = caplog.text
     assert "will retry 3 entries: MsgStartInference×3" in log and "committed (3 entries" in log
+
+
+def test_an_unreachable_chain_node_costs_no_attempt_and_no_backoff(db: Database):
+    """A chain node down for longer than the entries have attempts: nothing judged them, so
+    they are tried again at the worker's pace, never failed, and land once it is back."""
+    outbox = Outbox(db, base_delay_s=30, max_attempts=3)
+    added = fill(outbox, 2)
+    chain = FakeChain(unreachable_next=8)
+    asyncio.run(drain(outbox, worker(outbox, chain)))
+    assert chain.submitted() == Counter(added)
+    entry = outbox.get(added[0])
+    assert (entry.state, entry.attempts) == (OutboxState.COMMITTED, 1)
+    assert "chain node unreachable" in entry.last_error
 
 
 def test_rejected_entry_is_retried_alone_and_fails_without_sinking_the_batch(db: Database):
