@@ -126,6 +126,7 @@ async def run(config: ApiNodeConfig) -> None:
         await runner.setup()
         await web.TCPSite(runner, *config.listen_host_port()).start()
         log.info("API node %s listening on %s", sender.address, config.listen)
+        await agent.resume_deliveries()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -118,6 +118,22 @@ class RequestLog(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
 
 
+class OwedDelivery(Base):
+    """A transfer agent's closing delivery signature (of the whole output, or of the part a
+    stream that broke off passed on) not yet handed to its executor. The developer already
+    has that output and the signature is what the executor is paid for, so it is kept until
+    the executor took or refused it, and an agent that restarts meanwhile hands it over."""
+
+    __tablename__ = "owed_deliveries"
+
+    inference_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    executor: Mapped[str] = mapped_column(String(128))
+    url: Mapped[str] = mapped_column(Text)
+    output_tokens: Mapped[int]
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+
+
 class ApiKeyRow(Base):
     """A bearer API key this transfer agent issued: only its sha256 is kept."""
 

@@ -65,6 +65,7 @@ from apinode.openai_grammar import refused_grammar
 from apinode.openai_request import CompletionRequest
 from apinode.openai_response import OutputToken
 from apinode.outbox import Outbox
+from apinode.owed_deliveries import OwedDeliveries
 from apinode.request_auth import SignedRequest
 from apinode.spending import Spending
 from chain.inference import payload, start_rules
@@ -92,6 +93,9 @@ CHOICE_SEED_TAG = b"inferchain/choice-seed/v1"
 # DELIVERY_RETRY_S × the attempt number between tries: about 45 s in all.
 DELIVERY_ATTEMPTS = 6
 DELIVERY_RETRY_S = 3.0
+# A kept delivery older than this when the agent restarts is dropped: its inference expired
+# on chain long before (expiration_blocks, 20 by default).
+OWED_DELIVERY_MAX_AGE_S = 600.0
 
 
 class DeliveryRefused(Exception):
@@ -150,6 +154,7 @@ class TransferAgent:
         self._spending = Spending(outbox)
         self._delivery_interval = delivery_interval_tokens
         self._deliveries: set[asyncio.Task] = set()  # signatures on their way to executors
+        self._owed = OwedDeliveries(outbox.db)
         self._stamps: dict[tuple[str, bytes], int] = {}  # API-key stamps not yet in the past
         self._health = ExecutorHealth()
 
@@ -345,7 +350,12 @@ class TransferAgent:
                     if isinstance(item, Executed):
                         ended = True
                         if list(item.output_ids) == passed:
-                            self._send_delivery(start, url, passed, whole=True)
+                            # Kept before the developer has the end: from then on the
+                            # executor is owed it, even across this agent's restart.
+                            delivery = self._sign_delivery(start, passed, whole=True)
+                            if delivery is not None:
+                                await self._keep(start.executor, url, delivery)
+                                self._hand_over_later(start.executor, url, delivery, kept=True)
                             signed = len(passed)
                         else:
                             log.warning("inference %s: executor %s ended with %d output ids but "
@@ -357,36 +367,78 @@ class TransferAgent:
                     passed.append(item.token_id)
                     yield item
                     if len(passed) % self._delivery_interval == 0:
-                        self._send_delivery(start, url, passed, whole=False)
+                        delivery = self._sign_delivery(start, passed, whole=False)
+                        if delivery is not None:
+                            self._hand_over_later(start.executor, url, delivery, kept=False)
                         signed = len(passed)
         finally:
             if len(passed) > signed and (streamed or ended):
-                self._send_delivery(start, url, passed, whole=False)
+                delivery = self._sign_delivery(start, passed, whole=False)
+                if delivery is not None:  # the stream's close cannot wait: kept in background
+                    self._hand_over_later(start.executor, url, delivery, kept=True, keep=True)
 
-    def _send_delivery(self, start: MsgStartInference, url: str, passed: list[int], *,
-                       whole: bool) -> None:
-        """Signs that ``passed`` reached the developer (all of the output when ``whole``, a
-        prefix of it otherwise) and sends it to the executor in the background."""
+    def _sign_delivery(self, start: MsgStartInference, passed: list[int], *,
+                       whole: bool) -> Delivery | None:
+        """The signature that ``passed`` reached the developer (all of the output when
+        ``whole``, a prefix of it otherwise); None where a test's fault withholds it."""
         if self.fault == "withhold-delivery" and (whole or
                                                   len(passed) > self._delivery_interval):
             log.warning("inference %s: transfer agent fault 'withhold-delivery': delivery of "
                         "%d tokens not signed", start.inference_id, len(passed))
-            return
+            return None
         signed = (payload.delivery_payload if whole else payload.prefix_delivery_payload)(
             start.inference_id, payload.ids_hash(passed), self.address, start.executor)
-        delivery = Delivery(start.inference_id, len(passed), self._key.sign(signed).signature)
-        task = asyncio.get_running_loop().create_task(self._deliver(start, url, delivery))
+        return Delivery(start.inference_id, len(passed), self._key.sign(signed).signature)
+
+    async def _keep(self, executor: str, url: str, delivery: Delivery) -> None:
+        """Stores a closing delivery until its executor has it; a store that is down costs
+        only that durability (the hand-over goes on from memory)."""
+        try:
+            await asyncio.to_thread(self._owed.owe, executor, url, delivery)
+        except Exception as exc:
+            log.warning("inference %s: could not keep its delivery for executor %s (%s); it "
+                        "is handed over from memory only", delivery.inference_id, executor, exc)
+
+    def _hand_over_later(self, executor: str, url: str, delivery: Delivery, *, kept: bool,
+                         keep: bool = False) -> None:
+        """Hands ``delivery`` over in the background (storing it first when ``keep``); a
+        ``kept`` one leaves the store once the executor took or refused it, or the agent gave
+        up on it."""
+
+        async def deliver() -> None:
+            if keep:
+                await self._keep(executor, url, delivery)
+            await self._deliver(executor, url, delivery)
+            if kept:
+                try:
+                    await asyncio.to_thread(self._owed.settle, delivery.inference_id)
+                except Exception as exc:  # handed over again after a restart: harmless
+                    log.warning("inference %s: could not drop its handed-over delivery: %s",
+                                delivery.inference_id, exc)
+
+        task = asyncio.get_running_loop().create_task(deliver())
         self._deliveries.add(task)
         task.add_done_callback(self._deliveries.discard)
 
-    async def _deliver(self, start: MsgStartInference, url: str, delivery: Delivery) -> None:
+    async def resume_deliveries(self) -> int:
+        """Hands over again, in the background, the closing deliveries a previous run of this
+        agent kept and did not finish handing over; how many."""
+        owed = await asyncio.to_thread(self._owed.owed, OWED_DELIVERY_MAX_AGE_S)
+        for executor, url, delivery in owed:
+            self._hand_over_later(executor, url, delivery, kept=True)
+        if owed:
+            log.info("transfer agent: handing over %d deliveries a previous run still owed "
+                     "their executors", len(owed))
+        return len(owed)
+
+    async def _deliver(self, executor: str, url: str, delivery: Delivery) -> None:
         """Hands a delivery to the executor, again while it cannot take it for now (its node
         restarting, its chain node or store down): the delivery is what the executor is paid
         for. A refusal ends it; failures are logged, and the developer's answer goes on
         either way."""
         for attempt in range(1, DELIVERY_ATTEMPTS + 1):
             try:
-                await self._hand_over(start, url, delivery)
+                await self._hand_over(executor, url, delivery)
                 return
             except DeliveryRefused as exc:
                 error: Exception = exc
@@ -396,11 +448,11 @@ class TransferAgent:
             if attempt < DELIVERY_ATTEMPTS:
                 await asyncio.sleep(DELIVERY_RETRY_S * attempt)
         log.warning("inference %s: executor %s did not take the delivery of %d tokens: %s",
-                    start.inference_id, start.executor, delivery.output_tokens, error)
+                    delivery.inference_id, executor, delivery.output_tokens, error)
 
-    async def _hand_over(self, start: MsgStartInference, url: str, delivery: Delivery) -> None:
+    async def _hand_over(self, executor: str, url: str, delivery: Delivery) -> None:
         """One try; DeliveryRefused when the executor refused it for good (HTTP 4xx)."""
-        if start.executor == self.address:
+        if executor == self.address:
             try:
                 await self._executor.deliver(delivery)
             except ExecutionRefused as exc:

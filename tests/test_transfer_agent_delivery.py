@@ -1,7 +1,8 @@
 """A transfer agent hands each delivery signature to its executor over HTTP: the signature is
 what the executor is paid for, so one the executor could not take for now (a 5xx while its
 chain node or store is down, a refused connection while it restarts) is handed over again,
-and one it refused (a 4xx) is not. Played against a real HTTP server on loopback."""
+one it refused (a 4xx) is not, and a closing one survives the agent's own restart. Played
+against a real HTTP server on loopback."""
 
 import asyncio
 from pathlib import Path
@@ -19,9 +20,9 @@ from apinode.execute_wire import DELIVERY_PATH, Delivery
 from apinode.executor import Executor
 from apinode.mlnode_client import MlNodeClient
 from apinode.outbox import Outbox
+from apinode.owed_deliveries import OwedDeliveries
 from apinode.store import Database
 from apinode.transfer_agent import TransferAgent
-from inferchain_pb.inference.v1.inference_pb2 import MsgStartInference
 
 AGENT = "infer1agent"
 EXECUTOR = "infer1executor"
@@ -64,8 +65,7 @@ async def hand_over(tmp_path: Path, endpoint: ExecutorEndpoint, inference_ids: l
             executor = Executor(AGENT, key, chain, ml, db, Outbox(db), chain_id="test")
             agent = TransferAgent(AGENT, key, chain, ml, executor, Outbox(db), session)
             sent = [asyncio.create_task(agent._deliver(
-                MsgStartInference(inference_id=i, executor=EXECUTOR),
-                f"http://127.0.0.1:{port}", Delivery(i, 4, b"\x01" * 64)))
+                EXECUTOR, f"http://127.0.0.1:{port}", Delivery(i, 4, b"\x01" * 64)))
                 for i in inference_ids]
             if serve_after_s:
                 await asyncio.sleep(serve_after_s)
@@ -98,3 +98,53 @@ def test_a_delivery_to_an_executor_that_is_restarting_reaches_it_once_it_listens
     endpoint = ExecutorEndpoint({})
     asyncio.run(hand_over(tmp_path, endpoint, ["restarting"], free_port(), serve_after_s=0.2))
     assert endpoint.handed == ["restarting"]
+
+
+def test_a_closing_delivery_owed_when_the_agent_dies_is_handed_over_by_its_next_run(
+        tmp_path: Path):
+    """The developer has the whole output, the executor is restarting, and the agent is
+    killed while it waits to hand the signature over: the agent's next run, on the same
+    store, hands it over, and nothing stays owed afterwards."""
+    endpoint = ExecutorEndpoint({})
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    db = Database.open(str(tmp_path / "agent.db"))
+    dead = f"127.0.0.1:{free_port()}"
+    key = SigningKey.generate()
+
+    def agent(session: aiohttp.ClientSession, channel: grpc.aio.Channel,
+              ml: MlNodeClient) -> TransferAgent:
+        chain = ChainQueries(channel)
+        executor = Executor(AGENT, key, chain, ml, db, Outbox(db), chain_id="test")
+        return TransferAgent(AGENT, key, chain, ml, executor, Outbox(db), session)
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_post(DELIVERY_PATH, endpoint.delivered)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        try:
+            async with aiohttp.ClientSession() as session, \
+                    grpc.aio.insecure_channel(dead) as channel, MlNodeClient(dead) as ml:
+                first = agent(session, channel, ml)
+                first._hand_over_later(EXECUTOR, url, Delivery("served", 8, b"\x02" * 64),
+                                       kept=True, keep=True)
+                while not OwedDeliveries(db).owed(60):
+                    await asyncio.sleep(0.01)
+                for task in list(first._deliveries):  # the agent dies mid-retry
+                    task.cancel()
+                await asyncio.gather(*first._deliveries, return_exceptions=True)
+                assert endpoint.handed == []
+                await web.TCPSite(runner, "127.0.0.1", port).start()  # the executor is back
+                second = agent(session, channel, ml)
+                assert await second.resume_deliveries() == 1
+                await asyncio.gather(*second._deliveries)
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(scenario())
+        assert endpoint.handed == ["served"]
+        assert OwedDeliveries(db).owed(60) == []
+    finally:
+        db.close()
