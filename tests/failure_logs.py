@@ -14,9 +14,12 @@ LOGS_AT_MOST = 24
 
 
 def excerpts(root: Path) -> str:
-    """Per ``*.log`` under ``root``: its last notable lines, then its last lines."""
+    """Per ``*.log`` under ``root``: its last notable lines, then its last lines. The
+    processes' own logs (a devnet's ``logs`` folder) come first; CometBFT's LevelDB files
+    (``*.db/NNNNNN.log``, binary) are not logs to read."""
     parts = []
-    for path in sorted(root.rglob("*.log"))[:LOGS_AT_MOST]:
+    paths = [p for p in root.rglob("*.log") if not p.parent.name.endswith(".db")]
+    for path in sorted(paths, key=lambda p: (p.parent.name != "logs", p))[:LOGS_AT_MOST]:
         try:
             lines = path.read_text(errors="replace").splitlines()
         except OSError as exc:

@@ -35,3 +35,17 @@ def test_a_flood_of_errors_and_undecodable_bytes_stay_bounded(tmp_path):
 
 def test_no_logs_no_report(tmp_path):
     assert excerpts(tmp_path) == ""
+
+
+def test_the_processes_logs_come_first_and_leveldb_files_are_left_out(tmp_path):
+    """A devnet's ``logs`` folder is what explains a failure; CometBFT's LevelDB keeps binary
+    ``.log`` files in its ``*.db`` folders, which would crowd the processes' logs out."""
+    store = tmp_path / "chain" / "val0" / "data" / "blockstore.db"
+    store.mkdir(parents=True)
+    (store / "000003.log").write_bytes(b"\x00\x01ERROR blockStore\xff\n")
+    (tmp_path / "chain" / "val0" / "cometbft.log").write_text("E[2026-12-04] peer gone\n")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "apinode0.log").write_text("WARNING outbox: will retry\n")
+    text = excerpts(tmp_path)
+    assert "blockstore.db" not in text and "blockStore" not in text
+    assert text.index("== logs/apinode0.log") < text.index("== chain/val0/cometbft.log")

@@ -68,9 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Recovery: from the repair (restart, SIGCONT, disk freed) until the process is ready "
         "again (a chain node: caught up with the others).", ""]
     lines += ["### Faults in order", "", *table(
-        ["fault", "target", "recovery s", "note"],
-        [(f.kind, f.target, f"{f.recovery_s:.1f}", f.note) for f in schedule.faults],
-        text_columns=2), ""]
+        ["fault", "target", "from height", "recovery s", "note"],
+        [(f.kind, f.target, str(f.height), f"{f.recovery_s:.1f}", f.note)
+         for f in schedule.faults], text_columns=2), ""]
+    if report.traces:
+        lines += ["### What the logs say of the lost inferences", "", "```", *report.traces,
+                  "```", ""]
     publish(lines, args.out)
     return 0 if report.met else 1
 

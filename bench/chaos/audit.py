@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 
@@ -44,6 +45,12 @@ from inferchain_pb.inference.v1.inference_pb2 import (
 CHARGED = (FINISHED, VALIDATED, VOTING, INVALIDATED)
 HEIGHT_SPAN = 50  # heights per Inferences query, well under a page of inferences
 HEADERS_PER_CALL = 20  # CometBFT's /blockchain answers at most 20 headers
+# The inference module's events that name an inference (chain/inference/msg_server.py, blocks.py).
+INFERENCE_EVENTS = frozenset({"start_inference", "relay_start", "finish_inference",
+                              "expire_inference", "settle_inference", "void_finish"})
+TRACED = 3  # lost inferences whose log lines the report carries
+TRACE_LINES = 40
+TRACE_CHARS = 400
 
 
 @dataclass
@@ -82,7 +89,14 @@ def chain_inferences(network: ChaosNetwork, developer: str, from_height: int,
                 status=status, from_height=low, to_height=min(low + HEIGHT_SPAN - 1, to_height),
                 limit=1000), q.QueryInferencesResponse)
             found.update((i.id, i) for i in reply.inferences if i.developer == developer)
-    for inference_id in sorted(known - set(found)):
+    found.update(inferences_by_id(network, known - set(found)))
+    return found
+
+
+def inferences_by_id(network: ChaosNetwork, ids: set[str]) -> dict[str, Inference]:
+    """Each of ``ids`` the chain knows, whole or summarized."""
+    found: dict[str, Inference] = {}
+    for inference_id in sorted(ids):
         try:
             found[inference_id] = network.query(
                 "Inference", q.QueryInferenceRequest(id=inference_id),
@@ -91,6 +105,31 @@ def chain_inferences(network: ChaosNetwork, developer: str, from_height: int,
             if exc.code() != grpc.StatusCode.NOT_FOUND:
                 raise
     return found
+
+
+def inference_ids_in_blocks(network: ChaosNetwork, from_height: int,
+                            to_height: int) -> set[str]:
+    """Every inference id the inference module's events name in the heights' block results
+    (its txs' events and the blocks' own, where expiries are): with the status index (which
+    drops an inference once it is summarized) and the load's ids, the audit then sees every
+    inference, also one whose request broke off before its developer learnt its id and that
+    its epoch's settlement has summarized since."""
+    ids: set[str] = set()
+    for height in range(max(from_height, 1), to_height + 1):
+        for node in range(network.participants):
+            url = f"{network.comet_rpc(node)}/block_results?height={height}"
+            try:
+                with urllib.request.urlopen(url, timeout=10) as reply:
+                    result = json.loads(reply.read())["result"]
+            except (OSError, KeyError, ValueError):  # down, or pruned there: the next node
+                continue
+            events = [*(result.get("finalize_block_events") or []),
+                      *(e for tx in result.get("txs_results") or []
+                        for e in tx.get("events") or [])]
+            ids.update(a["value"] for e in events if e.get("type") in INFERENCE_EVENTS
+                       for a in e.get("attributes") or [] if a.get("key") == "inference_id")
+            break
+    return ids
 
 
 @dataclass
@@ -171,8 +210,23 @@ def planted(chain: dict[str, Inference], known: set[str]) -> set[str]:
     and charges leaves them out. Its source may already be a summary (no prompt, seed or
     signature), so the match is on executor and start height."""
     starts = Counter((i.executor, i.start_height) for i in chain.values())
-    return {i.id for i in chain.values() if i.id not in known and not i.executor_signature
-            and starts[(i.executor, i.start_height)] > 1}
+    return {i.id for i in chain.values() if i.id not in known and i.finished
+            and not i.executor_signature and starts[(i.executor, i.start_height)] > 1}
+
+
+def traces(logs: Path, inference_ids: list[str]) -> list[str]:
+    """Every process log's lines that name one of ``inference_ids`` (by the first 16 hex
+    digits, as the outbox's lines name an entry), per log oldest first and at most
+    TRACE_LINES per inference: how a lost inference went, readable from the report alone
+    once the network's folders are gone."""
+    found: list[str] = []
+    for inference_id in inference_ids:
+        lines = [f"{path.name}: {line[:TRACE_CHARS]}"
+                 for path in sorted(logs.glob("*.log"))
+                 for line in path.read_text(errors="replace").splitlines()
+                 if inference_id[:16] in line]
+        found += [f"-- {inference_id}: {len(lines)} log lines", *lines[:TRACE_LINES]]
+    return found
 
 
 def p99(values: list[float]) -> float:
@@ -195,6 +249,7 @@ class Report:
     misses: dict[str, tuple[int, int]] = field(default_factory=dict)
     figures: dict[str, int | float] = field(default_factory=dict)
     request_rows: list[list[str]] = field(default_factory=list)
+    traces: list[str] = field(default_factory=list)  # what the logs say of a lost inference
 
     def goal(self, name: str, figure: str, met: bool) -> None:
         self.goals.append((name, figure, met))
@@ -216,6 +271,9 @@ def audit(network: ChaosNetwork, load: Load, faults: list[Fault], opening: Openi
     chain = wait_settled(network, developer, opening.height, answered, set(by_id),
                          settle_timeout, say)
     end_height = network.height()
+    unseen = inference_ids_in_blocks(network, opening.height, end_height) - set(chain)
+    chain.update((i, inference) for i, inference in inferences_by_id(network, unseen).items()
+                 if inference.developer == developer)
     canaries = planted(chain, set(by_id))
     chain = {i: inference for i, inference in chain.items() if i not in canaries}
 
@@ -251,6 +309,8 @@ def audit(network: ChaosNetwork, load: Load, faults: list[Fault], opening: Openi
                        f"{chain[i].transfer_agent[-6:]}, start height {chain[i].start_height})"
                        if i in chain else "not on chain)")
                     for i in unsettled[:6]), lost == 0)
+    report.traces = traces(network.devnet.logs, [*unsettled, *billed_unanswered,
+                                                 *cut_overcharged][:TRACED])
 
     # Charges: the developer paid exactly what its inferences cost, once. An invalidated
     # inference is refunded from its executor's unsettled work, which may fall short of its
@@ -331,7 +391,9 @@ def audit(network: ChaosNetwork, load: Load, faults: list[Fault], opening: Openi
                 f"{skips} requests skipped a stopped node for a later pick (first-token "
                 f"timeout {timeout:g}s; the slowest answered in {slowest:.1f}s all told); "
                 f"misses grew by exactly the expired lone starts at "
-                f"{len(report.misses) - len(unfair)} of {len(report.misses)} participants",
+                f"{len(report.misses) - len(unfair)} of {len(report.misses)} participants"
+                + "".join(f"; {a[-6:]}: misses +{grown}, expired lone starts {expired}"
+                          for a, (grown, expired) in unfair.items()),
                 not unfair)
 
     stuck = [f for f in faults if not f.recovered]

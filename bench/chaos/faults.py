@@ -43,6 +43,7 @@ class Fault:
     recovered: float = 0.0
     note: str = ""
     skips: list[float] = field(default_factory=list)  # a paused node skipped: latencies
+    height: int = 0  # the chain's height when the fault's turn came, to place it among blocks
 
     @property
     def recovery_s(self) -> float:
@@ -91,13 +92,14 @@ class Schedule:
         for name, inject in order:
             if time.monotonic() >= until:
                 return
-            self.say(f"fault: {name}")
+            height = self.network.height()
+            self.say(f"fault: {name} at height {height}")
             exits = len(self.network.exited)
             try:
                 fault = inject()
             except TimeoutError as exc:  # a process that did not come back: a finding
                 fault = Fault("", "", time.monotonic(), note=f"not recovered: {exc}")
-            fault.kind = name
+            fault.kind, fault.height = name, height
             fault.note += "".join(
                 f"; {exited} ({count}× while awaited, restarted each time)"
                 for exited, count in Counter(self.network.exited[exits:]).items())
