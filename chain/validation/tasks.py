@@ -366,7 +366,7 @@ class Tasks:
         stats.consecutive_invalidations += 1
         stats.epoch_invalidations += 1
         self.keeper.set_stats(ctx.kv, stats)
-        if _invalid(stats, params):
+        if invalid_by_invalidations(stats, params):
             self._make_invalid(ctx, task.executor, self.epochs.epoch_of(
                 ctx.kv, ctx.block.height), f"{stats.epoch_invalidations} invalidations "
                 f"({stats.consecutive_invalidations} in a row)")
@@ -405,7 +405,10 @@ def _allowed(params: ValidationParams, task: ValidationTask) -> int:
                               task.positions)
 
 
-def _invalid(stats: ExecutorStats, params: ValidationParams) -> bool:
+def invalid_by_invalidations(stats: ExecutorStats, params: ValidationParams) -> bool:
+    """Whether an executor's invalidations make it INVALID for the epoch: enough in a row, or
+    enough of them at a high enough share of its checks. Public for the participant-epoch
+    detection bench (bench/detection/epochs.py), which plays this rule, not a copy of it."""
     if stats.consecutive_invalidations >= params.invalid_after_consecutive:
         return True
     checked = stats.epoch_invalidations + stats.epoch_passed
