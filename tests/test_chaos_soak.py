@@ -37,8 +37,9 @@ def test_the_network_loses_nothing_while_every_fault_class_strikes_once(tmp_path
               if not met and not goal.startswith(TIMING_GOALS)]
     timeline = "\n".join(f"{f.kind} on {f.target} from height {f.height}: recovered in "
                          f"{f.recovery_s:.1f}s {f.note}" for f in schedule.faults)
-    assert not missed, (f"{goals}\nlogs: {tmp_path / 'network' / 'logs'}\nfaults:\n"
-                        f"{timeline}\n" + "\n".join(report.traces))
+    lag = {k: v for k, v in report.figures.items() if k.startswith("finish_lag")}
+    assert not missed, (f"{goals}\nlogs: {tmp_path / 'network' / 'logs'}\nblocks from start "
+                        f"to finish: {lag}\nfaults:\n{timeline}\n" + "\n".join(report.traces))
     assert {f.kind for f in schedule.faults} == set(schedule.classes)
     assert report.figures["requests"] > 50 and report.outcomes["answered"] > 30
     assert network.small_fs is None or any(f.kind == "fill chain disk"

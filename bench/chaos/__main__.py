@@ -61,6 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines += ["### Latency of answered requests", "", *table(
         ["phase", "answered", "p99 s"],
         [(phase, str(n), f"{p:.1f}") for phase, (n, p) in report.latency.items()]), ""]
+    if "finished" in report.figures:
+        f = report.figures
+        lines += ["### Blocks from start to finish", "", *table(
+            ["finished inferences", "p50", "p99", "max", "expiration_blocks"],
+            [(str(f["finished"]), str(f["finish_lag_p50"]), str(f["finish_lag_p99"]),
+              str(f["finish_lag_max"]), str(options.expiration_blocks))]), "",
+            "A finish that lands past expiration_blocks is refused and its inference expires "
+            "unpaid: the max is how close the faults brought one to that.", ""]
     lines += ["### Recovery per fault class", "", *table(
         ["fault", "times", "median s", "max s"],
         [(kind, str(len(times)), f"{sorted(times)[len(times) // 2]:.1f}", f"{max(times):.1f}")

@@ -309,6 +309,12 @@ def audit(network: ChaosNetwork, load: Load, faults: list[Fault], opening: Openi
                        f"{chain[i].transfer_agent[-6:]}, start height {chain[i].start_height})"
                        if i in chain else "not on chain)")
                     for i in unsettled[:6]), lost == 0)
+    lags = sorted(i.finish_height - i.start_height for i in chain.values()
+                  if i.started and i.finished and i.finish_height >= i.start_height)
+    if lags:  # how close to its expiry a finish came, faults and all
+        report.figures.update(finish_lag_p50=lags[len(lags) // 2],
+                              finish_lag_p99=lags[min(len(lags) - 1, len(lags) * 99 // 100)],
+                              finish_lag_max=lags[-1], finished=len(lags))
     report.traces = traces(network.devnet.logs, [*unsettled, *billed_unanswered,
                                                  *cut_overcharged][:TRACED])
 
