@@ -10,7 +10,11 @@ from inference_actors import DTYPE, MODEL_ID, WEIGHTS, finish_msg, genesis_model
 from inference_net import Net
 
 from chain.inference import payload
-from chain.inference.model import DEFAULT_REFERENCES, DEFAULT_THRESHOLDS
+from chain.inference.model import (
+    DEFAULT_REFERENCES,
+    DEFAULT_THRESHOLDS,
+    DEFAULT_VIOLATION_REFERENCES,
+)
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import (
     STARTED,
@@ -104,10 +108,18 @@ def test_genesis_fills_each_dtype_with_its_calibrated_threshold_and_reference():
                                                 *DEFAULT_REFERENCES["float16"])
     assert (found["tuned"].validation_threshold, found["tuned"].reference_distance_micro) == (
         "0.2", 60_000)
+    # The violation bet is calibrated for fp32 only: half-precision models have it off.
+    assert (found["plain"].reference_violations_ppm, found["plain"].violation_bet_ppm) == \
+        DEFAULT_VIOLATION_REFERENCES["float32"]
+    assert found["plain"].reference_violations_ppm > 0
+    for half in ("half", "fp16", "tuned"):
+        assert (found[half].reference_violations_ppm, found[half].violation_bet_ppm) == (0, 0)
 
 
 @pytest.mark.parametrize("bad", [{"serving_dtype": "int8"}, {"serving_dtype": ""},
-                                 {"evidence_bet_ppm": 1_000_000}])
+                                 {"evidence_bet_ppm": 1_000_000},
+                                 {"violation_bet_ppm": 1_000_000},
+                                 {"reference_violations_ppm": 1_000_001}])
 def test_genesis_refuses_a_model_with_an_unknown_dtype_or_a_bet_that_could_zero_evidence(bad):
     with pytest.raises(Exception, match=next(iter(bad))):
         genesis([{"id": "m", "weights_sha256": "ab" * 32, **bad}])

@@ -426,9 +426,10 @@ def test_an_int8_substitute_passes_every_check_alone_and_is_caught_by_its_epoch_
     honest_port, _ = mlnodes
     reference, bet = DEFAULT_REFERENCES["float32"]
     # Each of the substitute's checks, at about 300 times μ0, is clipped at 4 μ0: it multiplies
-    # the evidence by 1 + 3b, and 1/α = 1,000 is reached after this many.
+    # the evidence by 1 + 3b, and the line is reached after this many: 2/α = 2,000, as the
+    # fp32 model also runs the violation bet (each bet at α/2).
     factor = 1 + 3 * bet / 1_000_000
-    checks_to_cross = next(n for n in range(1, 100) if factor ** n >= 1_000)
+    checks_to_cross = next(n for n in range(1, 100) if factor ** n >= 2_000)
     model = {**genesis_models()[0], "validation_threshold": "0.15",
              "reference_distance_micro": reference, "evidence_bet_ppm": bet}
     net = LocalNetwork(tmp_path, [int8_port, *[honest_port] * 3], params=ONE_LONG_EPOCH,

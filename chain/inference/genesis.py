@@ -43,7 +43,13 @@ from chain.inference.keeper import (
     WORK,
     InferenceKeeper,
 )
-from chain.inference.model import DEFAULT_REFERENCES, DEFAULT_THRESHOLDS, MODEL_FIELDS, model_error
+from chain.inference.model import (
+    DEFAULT_REFERENCES,
+    DEFAULT_THRESHOLDS,
+    DEFAULT_VIOLATION_REFERENCES,
+    MODEL_FIELDS,
+    model_error,
+)
 from chain.inference.params import KEY as PARAMS_KEY
 from chain.inference.params import InferenceParams
 from chain.store import KVReader
@@ -99,6 +105,7 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
             raise InvalidRequest(f"genesis lists model {raw['id']} twice")
         dtype = raw.get("serving_dtype", DEFAULT_SERVING_DTYPE)
         reference, bet = DEFAULT_REFERENCES.get(dtype, (0, 0))
+        violations, violation_bet = DEFAULT_VIOLATION_REFERENCES.get(dtype, (0, 0))
         entry = Model(
             id=raw["id"], weights_sha256=raw["weights_sha256"],
             price_per_token=int(raw.get("price_per_token", params.default_price_per_token)),
@@ -107,7 +114,9 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
                                              DEFAULT_THRESHOLDS.get(dtype, ""))),
             top_k=int(raw.get("top_k", params.top_k)), serving_dtype=str(dtype),
             reference_distance_micro=int(raw.get("reference_distance_micro", reference)),
-            evidence_bet_ppm=int(raw.get("evidence_bet_ppm", bet)))
+            evidence_bet_ppm=int(raw.get("evidence_bet_ppm", bet)),
+            reference_violations_ppm=int(raw.get("reference_violations_ppm", violations)),
+            violation_bet_ppm=int(raw.get("violation_bet_ppm", violation_bet)))
         error = model_error(entry)
         if error is not None:
             raise InvalidRequest(f"genesis model {raw['id']!r}: {error}")
@@ -181,7 +190,9 @@ def export_genesis(keeper: InferenceKeeper, state: KVReader) -> dict[str, Any]:
                         "validation_threshold": m.validation_threshold, "top_k": m.top_k,
                         "serving_dtype": m.serving_dtype,
                         "reference_distance_micro": m.reference_distance_micro,
-                        "evidence_bet_ppm": m.evidence_bet_ppm}
+                        "evidence_bet_ppm": m.evidence_bet_ppm,
+                        "reference_violations_ppm": m.reference_violations_ppm,
+                        "violation_bet_ppm": m.violation_bet_ppm}
                        for m in keeper.models(state)],
             "participants": participants,
             **export_records(state, "inference", RECORDS,

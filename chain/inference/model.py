@@ -32,6 +32,13 @@ DEFAULT_THRESHOLDS = {"float32": "0.00048", "bfloat16": "0.15", "float16": "0.01
 # dtype"); fp16's from executors and validator on an H200 (bench/results/dtypes-fp16-h200.md).
 DEFAULT_REFERENCES = {"float32": (304, 900_000), "bfloat16": (73_972, 900_000),
                       "float16": (8_183, 900_000)}
+# The evidence test's second bet per serving dtype, (μv: honest rule violations per million
+# output positions, bet in ppm) (docs/verification.md, "Violations across an epoch"). Only
+# fp32 is calibrated (its validator's figures are the threshold calibration's); a half-precision
+# model's bet stays off until a validator in its dtype has been measured.
+DEFAULT_VIOLATION_REFERENCES = {"float32": (673, 50_000)}
+# A reference of violations per position above 1 is no reference (every position at most one).
+MAX_VIOLATIONS_PPM = 1_000_000
 
 
 def model_problems(fields: Mapping[str, object]) -> dict[str, str]:
@@ -58,9 +65,13 @@ def model_problems(fields: Mapping[str, object]) -> dict[str, str]:
     if "reference_distance_micro" in fields and not _is_int_in(
             fields["reference_distance_micro"], 0, None):
         problems["reference_distance_micro"] = "must be an integer of at least 0"
-    if "evidence_bet_ppm" in fields and not _is_int_in(fields["evidence_bet_ppm"], 0,
-                                                        MAX_BET_PPM):
-        problems["evidence_bet_ppm"] = f"must be an integer from 0 to {MAX_BET_PPM}"
+    for name in ("evidence_bet_ppm", "violation_bet_ppm"):
+        if name in fields and not _is_int_in(fields[name], 0, MAX_BET_PPM):
+            problems[name] = f"must be an integer from 0 to {MAX_BET_PPM}"
+    if "reference_violations_ppm" in fields and not _is_int_in(
+            fields["reference_violations_ppm"], 0, MAX_VIOLATIONS_PPM):
+        problems["reference_violations_ppm"] = (f"must be an integer from 0 to "
+                                                f"{MAX_VIOLATIONS_PPM}")
     if "validation_threshold" in fields and not _is_threshold(fields["validation_threshold"]):
         problems["validation_threshold"] = (f"must be a non-negative decimal string, got "
                                             f"{fields['validation_threshold']!r}")

@@ -38,6 +38,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     VALIDATED,
     VOTING,
     Inference,
+    Model,
 )
 from inferchain_pb.inference.v1.validation_pb2 import (
     FAILED,
@@ -294,15 +295,17 @@ class Tasks:
 
     def _add_evidence(self, ctx: Context, task: ValidationTask) -> None:
         """Adds a passed check to its executor's evidence for the task's epoch: the sums of
-        the figures, and one bet of the sequential test (chain/validation/evidence.py). The
-        figures are the report of lower median distance, so one lying report among several
-        moves nothing, and an INVALID participant's reports are no evidence. Crossing 1/α
-        makes the executor INVALID for the epoch, as enough invalidations would."""
-        matched = sorted((r.distance_micro, r.rule_violations) for r in task.reports
-                         if r.ids_match and not self._invalid_now(ctx, r.validator))
+        the figures, and one round of the sequential test's bets (chain/validation/
+        evidence.py). Each figure is the lower median of the reports', so one lying report
+        among several moves nothing, and an INVALID participant's reports are no evidence.
+        Crossing makes the executor INVALID for the epoch, as enough invalidations would."""
+        matched = [r for r in task.reports
+                   if r.ids_match and not self._invalid_now(ctx, r.validator)]
         if not matched:
             return
-        distance, violations = matched[(len(matched) - 1) // 2]
+        middle = (len(matched) - 1) // 2
+        distance = sorted(r.distance_micro for r in matched)[middle]
+        violations = sorted(r.rule_violations for r in matched)[middle]
         model = self.inference.model(ctx.kv, task.model_id)
         record = self.keeper.record(ctx.kv, task.epoch, task.executor)
         record.evidence_checks += 1
@@ -313,15 +316,23 @@ class Tasks:
             record.evidence_wealth = evidence.bet(
                 record.evidence_wealth or evidence.WEALTH_ONE, distance,
                 model.reference_distance_micro, threshold_micro(model), model.evidence_bet_ppm)
-            record.evidence_crossed = evidence.crossed(
-                record.evidence_wealth, self.keeper.params(ctx.kv).evidence_alpha_ppm)
+            if model.reference_violations_ppm and model.violation_bet_ppm:
+                record.evidence_violation_wealth = evidence.bet_violations(
+                    record.evidence_violation_wealth or evidence.WEALTH_ONE, violations,
+                    task.positions, model.reference_violations_ppm, model.violation_bet_ppm)
+            alpha_ppm = self.keeper.params(ctx.kv).evidence_alpha_ppm
+            bets = max(1, running_bets(model))
+            record.evidence_crossed = any(
+                evidence.crossed(wealth, alpha_ppm, bets)
+                for wealth in (record.evidence_wealth, record.evidence_violation_wealth))
         self.keeper.set_record(ctx.kv, record)
         if record.evidence_crossed and not record.invalid:
             log.warning("executor %s: its evidence crossed the line after %d checks of epoch "
-                        "%d (mean distance %d micro-nats, reference %d)", task.executor,
-                        record.evidence_checks, task.epoch,
-                        record.evidence_distance_micro // record.evidence_checks,
-                        model.reference_distance_micro)
+                        "%d (mean distance %d micro-nats, reference %d; %d violations in %d "
+                        "positions, reference %d ppm)", task.executor, record.evidence_checks,
+                        task.epoch, record.evidence_distance_micro // record.evidence_checks,
+                        model.reference_distance_micro, record.evidence_violations,
+                        record.evidence_positions, model.reference_violations_ppm)
             self._make_invalid(ctx, task.executor, task.epoch, "evidence")
 
     def _share_fee(self, ctx: Context, task: ValidationTask) -> None:
@@ -403,6 +414,12 @@ class Tasks:
 def _allowed(params: ValidationParams, task: ValidationTask) -> int:
     return allowed_violations(params.max_rule_violations, params.rule_violations_per_1024,
                               task.positions)
+
+
+def running_bets(model: Model) -> int:
+    """How many of the evidence test's bets a model's registry entry turns on."""
+    return (bool(model.reference_distance_micro and model.evidence_bet_ppm)
+            + bool(model.reference_violations_ppm and model.violation_bet_ppm))
 
 
 def invalid_by_invalidations(stats: ExecutorStats, params: ValidationParams) -> bool:
