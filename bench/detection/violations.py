@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.detection.report import is_honest
+from bench.detection.report import is_honest, percentile
 from bench.detection.validate import Result
 from bench.economics.rates import clopper_pearson
 from bench.report import table
@@ -146,11 +146,6 @@ def play(checks: Sequence[Check], bets: Bets, params: ValidationParams, limit: i
                 evidence.crossed(violation_wealth, ALPHA_PPM, 2):
             return n
     return None
-
-
-def percentile(values: Sequence[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1)]
 
 
 def report(results: Sequence[Result], seed: int, cheat_epochs: int,
