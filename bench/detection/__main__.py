@@ -367,8 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     if args.from_results is not None:
         saved = json.loads(args.from_results.read_text())
-        results = [Result(**dict(r, violations=tuple(r["violations"])))
-                   for r in saved["results"]]
+        results = [Result.from_json(r) for r in saved["results"]]
         meta, seconds = saved["gpu_meta"], saved["seconds"]
         # Files saved before the machine was recorded came from this host's full run.
         host = saved.get("machine") or machine()

@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     if args.from_results is not None:
         runs = [json.loads(path.read_text()) for path in args.from_results]
-        all_results = {d: [Result(**dict(r, violations=tuple(r["violations"]))) for r in rs]
+        all_results = {d: [Result.from_json(r) for r in rs]
                        for saved in runs for d, rs in saved["results"].items()}
         command = "; ".join(f"`python -m bench.detection.dtypes {' '.join(saved['argv'])}` "
                             f"({saved['seconds'] / 60:.0f} min)" for saved in runs)

@@ -29,6 +29,11 @@ class Result:
     positions: int
     violations: tuple[int, ...]
 
+    @classmethod
+    def from_json(cls, data: dict) -> "Result":
+        """A result as ``dataclasses.asdict`` saved it (``--save-results``)."""
+        return cls(**dict(data, violations=tuple(data["violations"])))
+
     def counted(self, greedy_tolerance: float, sampled_tolerance: float) -> int:
         """Violations at the tolerance for this inference's decoding: a greedy inference is
         judged by the argmax gap (nats), a sampled one by the CDF interval (probability), and

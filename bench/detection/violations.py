@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--honest-epochs", type=int, default=HONEST_EPOCHS)
     args = parser.parse_args(argv)
     saved = json.loads(args.from_results.read_text())
-    results = [Result(**dict(r, violations=tuple(r["violations"]))) for r in saved["results"]]
+    results = [Result.from_json(r) for r in saved["results"]]
     print("\n".join(report(results, args.seed, args.cheat_epochs, args.honest_epochs)))
     return 0
 
