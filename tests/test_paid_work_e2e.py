@@ -8,7 +8,7 @@ MsgStartInference) and refuses to execute itself ("refuse-all"), so every reques
 participant 1, an honest executor.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from local_network import CHARGED, MODEL, ApiNode, LocalNetwork, MlNodes, poll
@@ -25,17 +25,24 @@ def mlnodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlNodes]:
     nodes.close()
 
 
-def ask_and_settle(network: LocalNetwork, agent: ApiNode, requests: int) -> tuple[list[str], list]:
-    """Asks ``requests`` short greedy questions through ``agent``, each answered; returns
-    their inference ids and each inference once charged on chain."""
+def ask_and_settle(network: LocalNetwork, agent: ApiNode, requests: int,
+                   until: Callable[[], bool] | None = None,
+                   most: int = 0) -> tuple[list[str], list]:
+    """Asks ``requests`` short greedy questions through ``agent``, each answered, and then,
+    while ``until`` is given and still false, more up to ``most`` in all (a draw is random, so
+    a test waiting for a particular pick asks until it came rather than a fixed count that
+    misses it now and then); returns their inference ids and each inference once charged on
+    chain."""
     client = network.client(agent)
     answered = []
-    for seed in range(requests):
+    seed = 0
+    while seed < requests or (until is not None and seed < most and not until()):
         reply = client.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": "Name a colour."}],
             max_tokens=4, temperature=0, seed=seed)
         assert reply.choices[0].message.content
         answered.append(reply.model_extra["inference_id"])
+        seed += 1
     charged = [network.finished(i, timeout=60) for i in answered]
     assert all(i.status in CHARGED for i in charged)
     return answered, charged
