@@ -17,9 +17,13 @@ from chain.epochs.params import EpochsParams
 SETUP = Setup(members=4, epochs=2)
 FRACTIONS = (0.01, 0.1, 0.5, 1.0)
 COALITIONS = (0.1, 0.2, 0.33)
-# What no parameter makes unprofitable (docs/economics.md, "What still pays").
-UNDETECTED = {("int8", 8), ("int8", 32), ("int8", 128), ("forge-prefill-int8", 8),
-              ("forge-prefill-int8", 32)}
+# What no parameter makes unprofitable (docs/economics.md, "What still pays"), per
+# registered serving precision: the cheats no single check catches there.
+UNDETECTED = {
+    rates.FP32.name: {("forge-prefill-int8", 8), ("forge-prefill-int8", 32)},
+    rates.HALF_PRECISION.name: {("int8", 8), ("int8", 32), ("int8", 128),
+                                ("forge-prefill-int8", 8), ("forge-prefill-int8", 32)},
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -50,6 +54,7 @@ def test_an_honest_run_settles_every_epoch_and_conserves_coins_at_every_height(b
     (Play("cheat", (0,), cheat="wrong-seed", f=1.0), "invalid_epochs"),
     (Play("skip", (0,), lazy="skip", g=0.5), "lazy_epochs"),
     (Play("refuse", (0,), serving="refuse"), None),
+    (Play("silent", (0,), serving="silent"), None),
 ])
 def test_deviations_the_chain_punishes_earn_less_than_honest_play(baseline, play, caught):
     margin = compare(SETUP, play, baseline)
@@ -57,6 +62,18 @@ def test_deviations_the_chain_punishes_earn_less_than_honest_play(baseline, play
     assert margin.margin < 0, (play, margin.honest, margin.deviant)
     if caught:
         assert getattr(margin.run, caught) > 0
+
+
+def test_a_free_rider_gaining_in_a_short_late_run_is_left_behind_on_the_climb():
+    """Late (no emission) and at reputation 0, serving loses money, so a member silent on
+    every draw spends less over two epochs; but it climbs nothing while the honest seat
+    climbs, and that climb, at the same loss, is still ahead of it (the model's row)."""
+    setup = Setup(members=4, epochs=2, regime="late")
+    margin = compare(setup, Play("silent", (0,), serving="silent"))
+    deviant, honest = margin.reputation
+    assert margin.run.notes["skipped"] > 0
+    assert deviant < honest
+    assert model.free_rider(Params(), Economy(), "silent", level=0).margin < 0
 
 
 def test_a_validator_passing_without_computing_is_caught_by_its_canaries():
@@ -68,26 +85,31 @@ def test_a_validator_passing_without_computing_is_caught_by_its_canaries():
     assert margin.margin < 0
 
 
-def test_a_cheat_pays_only_where_no_check_detects_it():
+@pytest.mark.parametrize("registry", rates.REGISTRIES, ids=lambda r: r.name)
+def test_a_cheat_pays_only_where_no_check_detects_it(registry):
     """Every cheat class the checks can catch (the low end of its 95 % interval above 0)
     loses against honest play at every f, shielded or not by a coalition below a third;
-    the undetected ones are the documented exceptions."""
+    the undetected ones are the documented exceptions. Fixing the serving precision at
+    fp32 (the default genesis) leaves only the int8 forgery, whose tokens come from int8
+    weights and logprobs from the real model."""
     params, economy = Params(), Economy()
+    longest = registry.lengths[-1]
     paying = set()
     for cheat in rates.CHEATS:
-        for length in (8, 128):
-            low = rates.detection(cheat.name, length).interval[0]
+        for length in (registry.lengths[0], longest):
+            low = registry.detection(cheat.name, length).interval[0]
             margins = [model.cheating_executor(params, economy, f, low, cheat.saving).margin
                        for f in FRACTIONS]
             if max(margins) >= 0:
                 paying.add((cheat.name, length))
-            if low > 0 and length == 128:
+            if low > 0 and length == longest:
                 for s in COALITIONS:
                     shielded = model.shielded_detection(low, s)
                     assert all(model.cheating_executor(params, economy, f, shielded,
                                                        cheat.saving).margin < 0
                                for f in FRACTIONS), (cheat.name, s)
-    assert paying == {p for p in UNDETECTED if p[1] in (8, 128)}
+    assert paying == {p for p in UNDETECTED[registry.name]
+                      if p[1] in (registry.lengths[0], longest)}
 
 
 def test_the_defaults_make_the_other_strategies_lose_except_the_documented_ones():
@@ -99,7 +121,11 @@ def test_the_defaults_make_the_other_strategies_lose_except_the_documented_ones(
         losing += [model.coalition_against_truth(params, economy, s, level)
                    for s in COALITIONS for level in (None, 0)]
         losing += [model.fabricated_nonces(params, economy, phi) for phi in (0.01, 0.1, 0.5)]
-        losing += [model.free_rider(params, economy, kind) for kind in ("silent", "refuse")]
+        # Free riding, whole or in part, at full reputation and during the climb from 0,
+        # where serving loses money: what a free rider does not climb it climbs later.
+        losing += [model.free_rider(params, economy, kind, level, served)
+                   for kind in ("silent", "refuse") for level in (None, 0)
+                   for served in (0.0, 0.5)]
         losing += [model.sybil_split(params, economy, share, 2) for share in (0.1, 0.2, 0.3)]
         for outcome in losing:
             assert outcome.margin < 0, (regime, outcome)
@@ -115,7 +141,7 @@ def test_the_previous_defaults_let_a_subtle_cheat_a_coalition_and_a_sybil_pay():
     old = Params(epochs=EpochsParams(validator_fee_share_ppm=100_000,
                                      max_weight_share_ppm=250_000))
     economy = Economy()
-    low = rates.detection("forge-prefill-int8", 128).interval[0]
+    low = rates.HALF_PRECISION.detection("forge-prefill-int8", 128).interval[0]
     saving = next(c.saving for c in rates.CHEATS if c.name == "forge-prefill-int8")
     assert model.cheating_executor(old, economy, 1.0, low, saving).margin > 0
     assert model.cheating_executor(Params(), economy, 1.0, low, saving).margin < 0

@@ -8,6 +8,8 @@ is the developer's honest transfer agent; participant 1 runs the "refuse-and-rel
 MsgRelayStart at once); participant 2 is an honest executor. Participant 0 never serves
 itself past participant 1's unsigned refusal (docs/design.md §3.3), so a request whose draw
 puts participant 1 first goes to participant 2 unless it comes before participant 1.
+Participant 1 is never charged a miss for the forwards it refused unsigned, but each one it
+was passed over for is counted.
 """
 
 from collections.abc import Iterator
@@ -60,6 +62,10 @@ def test_a_pick_relaying_a_refused_forward_cannot_block_the_retry(mlnodes: MlNod
                                       * inference.price_per_token) > 0
         assert network.participant(hostile.address).completions == 0
         assert network.participant(hostile.address).misses == 0  # no evidence, no miss
+        # Yet each pass is counted: beyond an allowance of its epoch's draws, passes cost
+        # what misses do (a member silent on every draw keeps no reward).
+        assert len(hijacked) <= network.participant(hostile.address).passed_over <= sum(
+            i.attempt for i in charged)
         spent = network.funds[network.developer.address] - network.account(
             network.developer.address).balance
         assert spent == sum(i.cost for i in charged)

@@ -3,12 +3,13 @@
 Two parts, printed as markdown tables (docs/economics.md explains them):
 
 - the exact expected-value model (`model.py`) of each strategy per epoch against the honest
-  profit of the same seat: cheating executors for every cheat class of the detection table
-  at f from 1 % to 100 %, at the end of each detection rate's 95 % interval that favours the
-  cheater; lazy validators; coalitions below a third of the weight; proof-of-compute cheats;
-  free riding, sybil splitting and transfer agents. Margins are in units of the deviant's
-  fee income per epoch (N × fee), in the late regime (emission ≈ 0, the least deterrence)
-  and at launch (epoch 0's emission at stake too);
+  profit of the same seat: cheating executors for every cheat class of each registry's
+  detection table (fp32, the default, and half precision) at f from 1 % to 100 %, at the end
+  of each detection rate's 95 % interval that favours the cheater; lazy validators;
+  coalitions below a third of the weight; proof-of-compute cheats; free riding, sybil
+  splitting and transfer agents. Margins are in units of the deviant's fee income per epoch
+  (N × fee), in the late regime (emission ≈ 0, the least deterrence) and at launch (epoch
+  0's emission at stake too);
 - the simulation (`simulation.py`): the same strategies played on the chain's own handlers
   and block steps, in process, each against an honest run from the same genesis and draws,
   with every coin accounted for at every height.
@@ -35,21 +36,23 @@ COALITIONS = (0.1, 0.2, 0.33)
 @dataclass(frozen=True)
 class Settings:
     fractions: tuple[float, ...]
-    lengths: tuple[int, ...]
+    longest_only: bool  # each registry's longest measured output only
     setup: Setup
     regimes: tuple[str, ...]
+
+    def lengths(self, registry: rates.Registry) -> tuple[int, ...]:
+        return registry.lengths[-1:] if self.longest_only else registry.lengths
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path | None]:
     parser = bench_parser(__doc__)
     parser.prog = "python -m bench.economics"
-    args = parse_bench_args(parser, "4 values of f, the 128-token detection rows, a 2-epoch "
-                            "simulation of 4 members in the late regime", argv)
+    args = parse_bench_args(parser, "4 values of f, each registry's longest detection rows, "
+                            "a 2-epoch simulation of 4 members in the late regime", argv)
     if args.quick:
-        return Settings(QUICK_FRACTIONS, (128,), Setup(epochs=2, members=4),
-                        ("late",)), args.out
-    return Settings(FULL_FRACTIONS, rates.LENGTHS,
-                    Setup(epochs=2, members=7, inferences_per_block=1), ("launch",)), args.out
+        return Settings(QUICK_FRACTIONS, True, Setup(epochs=2, members=4), ("late",)), args.out
+    return Settings(FULL_FRACTIONS, False,
+                    Setup(epochs=2, members=7, inferences_per_block=2), ("launch",)), args.out
 
 
 def fee_units(outcome: Outcome, economy: Economy) -> float:
@@ -73,37 +76,43 @@ def region(margins: dict[float, float]) -> str:
 
 def inputs_table() -> list[str]:
     rows = []
-    for cheat in rates.CHEATS:
-        for length in rates.LENGTHS:
-            found = rates.detection(cheat.name, length)
-            low, high = found.interval
-            rows.append([cheat.name, str(length), f"{found.caught}/{found.n}",
-                         f"{found.rate:.3f}", f"[{low:.3f}, {high:.3f}]", f"{cheat.saving:.3f}"])
+    for registry in rates.REGISTRIES:
+        for cheat in rates.CHEATS:
+            for length in registry.lengths:
+                found = registry.detection(cheat.name, length)
+                low, high = found.interval
+                rows.append([registry.name, cheat.name, str(length),
+                             f"{found.caught}/{found.n}", f"{found.rate:.3f}",
+                             f"[{low:.3f}, {high:.3f}]", f"{cheat.saving:.3f}"])
+    sources = "; ".join(f"{r.name}: {r.source}" for r in rates.REGISTRIES)
     return section("Inputs: detection per checked inference and compute saving", table(
-        ["cheat", "max_tokens", "caught", "rate", "95% interval", "saving"], rows, 2),
-        f"Rows of {rates.VERIFICATION} (Clopper–Pearson intervals); savings from "
+        ["registry", "cheat", "max_tokens", "caught", "rate", "95% interval", "saving"], rows,
+        3), f"Rows of {sources} (Clopper–Pearson intervals); savings from "
         "bench/economics/rates.py (what each cheat spares of an honest generation).")
 
 
-def cheat_table(params: Params, settings: Settings) -> tuple[list[str], list[tuple]]:
+def cheat_table(params: Params, settings: Settings, registry: rates.Registry
+                ) -> tuple[list[str], list[tuple]]:
     economy = Economy(regime="late")
     rows, paying = [], []
     for cheat in rates.CHEATS:
-        for length in settings.lengths:
-            found = rates.detection(cheat.name, length)
+        for length in settings.lengths(registry):
+            found = registry.detection(cheat.name, length)
             low = found.interval[0]
             outcomes = {f: model.cheating_executor(params, economy, f, low, cheat.saving)
                         for f in settings.fractions}
             margins = {f: o.margin for f, o in outcomes.items()}
             if any(m >= 0 for m in margins.values()):
-                paying.append(("cheating executor", f"{cheat.name} at {length} tokens",
+                paying.append(("cheating executor",
+                               f"{cheat.name} at {length} tokens, {registry.name}",
                                region({f: -m for f, m in margins.items()})))
             rows.append([f"{cheat.name} @{length}", f"{low:.3f}",
                          *(cell(o, economy) for o in outcomes.values()), region(margins)])
-        progress(f"model: cheating executor, {cheat.name}")
+        progress(f"model: cheating executor, {cheat.name}, {registry.name}")
     header = ["cheat @max_tokens", "d (95% low)", *(f"f={f:g}" for f in settings.fractions),
               "unprofitable at"]
-    return section("Cheating executor (model, late regime)", table(header, rows, 1),
+    return section(f"Cheating executor (model, late regime, {registry.name} registry)",
+                   table(header, rows, 1),
                    "Margin per epoch against honest play ± the standard deviation of the "
                    "cheater's epoch profit, both in units of its fee income per epoch "
                    f"({economy.executions} inferences × {economy.fee} ninfer), at the low end "
@@ -111,12 +120,13 @@ def cheat_table(params: Params, settings: Settings) -> tuple[list[str], list[tup
                    "state of its Markov chain."), paying
 
 
-def shield_table(params: Params, settings: Settings) -> tuple[list[str], list[tuple]]:
+def shield_table(params: Params, settings: Settings, registry: rates.Registry
+                 ) -> tuple[list[str], list[tuple]]:
     economy = Economy(regime="late")
     rows, paying = [], []
     for s in COALITIONS:
         for cheat in rates.CHEATS:
-            found = rates.detection(cheat.name, max(settings.lengths))
+            found = registry.detection(cheat.name, registry.lengths[-1])
             if found.interval[0] == 0:
                 continue  # undetected already: the cheat table shows it
             d = model.shielded_detection(found.interval[0], s, params.validation.voters_per_vote)
@@ -124,11 +134,14 @@ def shield_table(params: Params, settings: Settings) -> tuple[list[str], list[tu
                        for f in settings.fractions}
             worst = max(margins.values()) / (economy.executions * economy.fee)
             if worst >= 0:
-                paying.append(("coalition shields its cheater", f"s={s:g}, {cheat.name}",
+                paying.append(("coalition shields its cheater",
+                               f"s={s:g}, {cheat.name} at {found.max_tokens} tokens, "
+                               f"{registry.name}",
                                region({f: -m for f, m in margins.items()})))
             rows.append([f"s={s:g}", cheat.name, f"{d:.3f}", f"{worst:+.3f}", region(margins)])
-        progress(f"model: coalition of {s:g} shielding its cheater")
-    return section("Coalition shielding its own cheater (model, late regime)", table(
+        progress(f"model: coalition of {s:g} shielding its cheater, {registry.name}")
+    return section(f"Coalition shielding its own cheater (model, late regime, {registry.name} "
+                   f"registry, {registry.lengths[-1]} tokens)", table(
         ["coalition", "cheat", "effective d", "best margin over f", "unprofitable at"], rows, 2),
         "A coalition of weight share s passes its member's cheats and holds the vote seats "
         "the draw gives it: d × (1 − s) × (1 − P(2 of 3 seats)); the margin at the f that "
@@ -144,6 +157,8 @@ def other_outcomes(params: Params, economy: Economy) -> list[Outcome]:
     found.append(model.screening_shortcut(params, economy))
     found += [model.free_rider(params, economy, kind, level)
               for level in (None, 0) for kind in ("silent", "refuse")]
+    found += [model.free_rider(params, economy, "silent", level, served=0.5)
+              for level in (None, 0)]
     found += [model.sybil_split(params, economy, share, 2) for share in (0.1, 0.2, 0.3)]
     found += [model.transfer_agent(params, economy, kind)
               for kind in ("drop", "withhold-start", "favour-self")]
@@ -208,13 +223,15 @@ def simulation_table(margins: list[Margin], regime: str, setup: Setup) -> list[s
     rows = [[m.play.name, f"{m.honest:,.0f}", f"{m.margin:+,.0f}", f"{m.per_epoch_sd:,.0f}",
              f"{m.margin / abs(m.honest):+.2%}" if m.honest else "—",
              str(m.run.invalidated), str(m.run.lazy_epochs), str(m.run.invalid_epochs),
-             str(m.heights)] for m in margins]
+             "{:,} ({:,})".format(*m.reputation), str(m.heights)] for m in margins]
     return section(f"Simulation on the chain's handlers ({regime})", table(
         ["play", "honest profit", "margin", "sd per epoch", "margin / honest", "invalidated",
-         "lazy epochs", "INVALID epochs", "heights audited"], rows, 1),
+         "lazy epochs", "INVALID epochs", "reputation at the end (honest)", "heights audited"],
+        rows, 1),
         f"{setup.members} members, {setup.epochs} epochs of {setup.epoch_length} blocks, "
         f"{setup.inferences_per_block} inferences a block; profits in ninfer over the run "
         "(deviants' seats summed), against the honest run of the same genesis and draws; "
+        "reputation in ppm, the deviants' lowest and the same seats' in the honest run; "
         "coins were conserved at every audited height.")
 
 
@@ -225,17 +242,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = Params()
     lines = ["# Economic security under the default parameters", ""]
     lines += inputs_table() + [""]
-    cheats, paying = cheat_table(params, settings)
-    shields, shield_paying = shield_table(params, settings)
+    found = []
+    for registry in rates.REGISTRIES:
+        cheats, paying = cheat_table(params, settings, registry)
+        shields, shield_paying = shield_table(params, settings, registry)
+        lines += cheats + [""] + shields + [""]
+        found += paying + shield_paying
     others, others_paying = others_table(params)
-    lines += cheats + [""] + shields + [""] + others + [""]
+    lines += others + [""]
     for regime in settings.regimes:
         lines += simulation_table(simulate(settings.setup, regime), regime,
                                   settings.setup) + [""]
-    found = paying + shield_paying + others_paying
-    lines += section("Strategies that pay under the defaults (model)", table(
+    found += others_paying
+    lines += section("Strategies that pay (model)", table(
         ["strategy", "setting", "pays at f"], [list(p) for p in found], 2) if found
-        else ["none"], "Every other strategy earns strictly less than honest play.")
+        else ["none"], "Every other strategy earns strictly less than honest play; a cheat "
+        f"row pays only under the registry it names ({rates.DEFAULT_REGISTRY.name} is the "
+        "default genesis's).")
     lines += ["", f"Ran in {time.monotonic() - started:.0f} s."]
     publish(lines, out)
 

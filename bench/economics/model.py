@@ -28,6 +28,7 @@ from chain.inference.params import InferenceParams
 from chain.scales import PPM
 from chain.validation.params import ValidationParams
 from chain.validation.sampling import check_probability_ppm, expected_checks_ppm
+from chain.validation.served_draws import unserved_draws
 
 START_TX_GAS = 150_000  # a MsgStartInference tx's gas limit, as the API node's outbox sets it
 POC_TXS_PER_MEMBER = 3  # commit, claim and one PoC submission per identity and epoch
@@ -364,24 +365,47 @@ def screening_shortcut(params: Params, economy: Economy) -> Outcome:
 # --- free riding, sybils, transfer agents ---------------------------------------------
 
 
-def free_rider(params: Params, economy: Economy, kind: str, level: int | None = None
-               ) -> Outcome:
-    """Keeps its weight (PoC done) but serves none of its draws: ``silent`` ones are skipped
-    without a miss (the chain cannot tell silence from a dead node), ``refuse`` ones carry
-    its signed refusal, a miss each, which scales its reward by finished / (finished +
-    expired) = 0. At ``level`` (a newcomer's climb) the honest seat it is compared with
-    serves at that reputation's check probability; the free rider's reputation climbs all
-    the same, since every clean epoch moves it up."""
+def free_rider(params: Params, economy: Economy, kind: str, level: int | None = None,
+               served: float = 0.0) -> Outcome:
+    """Keeps its weight (PoC done) but serves only ``served`` of its draws. ``silent``: the
+    rest are passed over without a refusal; passes beyond ``passed_over_allowance_ppm`` of
+    the draws are unserved and count as misses (chain/validation/served_draws.py).
+    ``refuse``: the rest carry its signed refusal, a miss each. The reward is scaled by
+    finished / (finished + misses + unserved), and the epoch's reputation step by the share
+    of its draws served (none at all when it counts misses), so the seat climbs ``served``
+    of a step at most.
+
+    At ``level`` (a newcomer's climb, serving at a loss) the free rider avoids that loss
+    now, but what it did not climb it must climb later, serving at this level's loss then,
+    and it reaches full reputation that much later: over any stay past the climb, its path
+    is the honest one delayed by (1 − climbed) of an epoch. So the deviant's epoch is
+    credited with the level's work still ahead of it and the honest seat's with the epochs
+    at full reputation it gains (exact for equal epochs; the step a miss costs besides is
+    left out, in the deviant's favour). At full reputation there is no climb left."""
     n, fee, kappa = economy.executions, economy.fee, economy.cost_share
     start = params.levels if level is None else level
     checks = params.checks(params.levels) * n
     validation = checks * fee * (params.fee_share - economy.score_over_generate * kappa)
     reward = reward_share(params, economy, economy.weight_share)
-    paid = params.fee_share * params.checked(start, economy.members)
-    honest = reward + n * fee * (1 - kappa - paid) + validation
-    setting = kind + (f", at reputation level {start}" if level is not None else "")
-    return Outcome("free rider", setting, (reward if kind == "silent" else 0.0) + validation,
-                   0.0, honest)
+
+    def fees(at: int) -> float:
+        return n * fee * (1 - kappa - params.fee_share * params.checked(at, economy.members))
+
+    skipped = round(n * (1 - served))
+    if kind == "silent":
+        misses = unserved_draws(finished=n - skipped, misses=0, passed_over=skipped,
+                                allowance_ppm=params.validation.passed_over_allowance_ppm)
+    else:
+        misses = skipped
+    finished = n - skipped
+    kept = reward * finished / (finished + misses) if finished + misses else reward
+    climbing = start < params.levels
+    behind = (1 - (served if not misses else 0.0)) if climbing else 0.0
+    honest = reward + fees(start) + validation + behind * fees(params.levels)
+    deviant = kept + (served + behind) * fees(start) + validation
+    setting = kind + (f", serving {served:.0%}" if served else "") + \
+        (f", at reputation level {start}" if level is not None else "")
+    return Outcome("free rider", setting, deviant, 0.0, honest)
 
 
 def sybil_split(params: Params, economy: Economy, compute_share: float, parts: int) -> Outcome:

@@ -1,11 +1,22 @@
 """The measured inputs of the economic model, each with the row it comes from.
 
-Detection rates are the "fail" column of the calibration table in docs/verification.md
-("Results": every cheat row judged under the default thresholds D = 0.15, Tg = 0.1,
-Ts = 0.03, V = 2, P = 8), written here as caught/n per (cheat, max_tokens) row with the
-exact Clopper–Pearson 95 % interval, so that a margin can be checked at the end of the
-interval that favours the cheater. Compute savings are what each cheat spares the executor
-per inference against honest generation, taken from how `mlnode/cheats.py` and
+Detection rates depend on what the registry fixes for the model: its serving dtype sets the
+thresholds every validator judges by (docs/verification.md, "Per serving dtype"). Two
+registries are tabled, each as caught/n per (cheat, max_tokens) row with the exact
+Clopper–Pearson 95 % interval, so that a margin can be checked at the end of the interval
+that favours the cheater:
+
+- **fp32** (the default genesis registers the default model so): the "passed alone" column
+  of `bench/results/violations-fp32.md`, every cheat row judged under the fp32 thresholds
+  (D = 0.00048 nats, Tg = 0.1, Ts = 0.03, V = 2, P = 8), 8 and 32 tokens;
+- **half precision**: the "fail" column of docs/verification.md's "Results", every cheat row
+  judged under the one rule that admits bf16 executors (D = 0.15, the same tolerances), 8,
+  32 and 128 tokens.
+
+Only single checks are counted: the evidence test across an epoch (docs/design.md §6.6),
+which catches int8 under a bf16 registry and the int8 forgery under fp32 at f = 1, is left
+out, in the cheater's favour. Compute savings are what each cheat spares the executor per
+inference against honest generation, taken from how `mlnode/cheats.py` and
 `bench/detection/tamper.py` build the cheat and from `bench/results/mlnode-h200.md` (the
 prefill a forgery adds); they are upper bounds, since each also pays for what it fakes.
 """
@@ -15,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 VERIFICATION = "docs/verification.md, Results"
+VIOLATIONS_FP32 = "bench/results/violations-fp32.md"
 POC_RESULTS = "bench/results/poc-gpu.md, Screening shortcut"
 MLNODE_RESULTS = "bench/results/mlnode-h200.md"
 CONFIDENCE = 0.95
@@ -34,6 +46,7 @@ class Detection:
     max_tokens: int
     caught: int
     n: int
+    source_table: str = VERIFICATION
 
     @property
     def rate(self) -> float:
@@ -45,7 +58,7 @@ class Detection:
 
     @property
     def source(self) -> str:
-        return f"{VERIFICATION}, row `{self.cheat} | {self.max_tokens}`"
+        return f"{self.source_table}, row `{self.cheat} | {self.max_tokens}`"
 
 
 @dataclass(frozen=True)
@@ -73,8 +86,37 @@ CHEATS = (
     Cheat("fabricated-logprobs", 0.0, "honest tokens; the top-k comes with the forward anyway"),
 )
 
+@dataclass(frozen=True)
+class Registry:
+    """The detection table of one registered serving precision."""
+
+    name: str
+    source: str
+    lengths: tuple[int, ...]
+    caught: dict[tuple[str, int], tuple[int, int]]
+
+    def detection(self, cheat: str, max_tokens: int) -> Detection:
+        caught, n = self.caught[(cheat, max_tokens)]
+        return Detection(cheat, max_tokens, caught, n, self.source)
+
+    def detections(self) -> list[Detection]:
+        return [self.detection(c.name, length) for c in CHEATS for length in self.lengths]
+
+
+# (cheat, max_tokens) → (caught, n): outputs minus "passed alone" in violations-fp32.md.
+FP32 = Registry("fp32", VIOLATIONS_FP32, (8, 32), {
+    ("int8", 8): (30, 30), ("int8", 32): (15, 15),
+    ("skip-layers", 8): (30, 30), ("skip-layers", 32): (15, 15),
+    ("forge-prefill", 8): (30, 30), ("forge-prefill", 32): (15, 15),
+    ("forge-prefill-int8", 8): (0, 30), ("forge-prefill-int8", 32): (0, 15),
+    ("temperature-1.0-recorded-0.7", 8): (6, 30), ("temperature-1.0-recorded-0.7", 32): (13, 15),
+    ("wrong-seed", 8): (18, 30), ("wrong-seed", 32): (14, 15),
+    ("token-edit", 8): (20, 30), ("token-edit", 32): (13, 15),
+    ("truncated", 8): (30, 30), ("truncated", 32): (15, 15),
+    ("fabricated-logprobs", 8): (30, 30), ("fabricated-logprobs", 32): (15, 15),
+})
 # (cheat, max_tokens) → (caught, n): the "fail" column of docs/verification.md's Results.
-_CAUGHT = {
+HALF_PRECISION = Registry("half precision", VERIFICATION, (8, 32, 128), {
     ("int8", 8): (0, 30), ("int8", 32): (0, 15), ("int8", 128): (0, 6),
     ("skip-layers", 8): (30, 30), ("skip-layers", 32): (15, 15), ("skip-layers", 128): (6, 6),
     ("forge-prefill", 8): (30, 30), ("forge-prefill", 32): (15, 15),
@@ -88,17 +130,9 @@ _CAUGHT = {
     ("truncated", 8): (30, 30), ("truncated", 32): (15, 15), ("truncated", 128): (6, 6),
     ("fabricated-logprobs", 8): (30, 30), ("fabricated-logprobs", 32): (15, 15),
     ("fabricated-logprobs", 128): (6, 6),
-}
-LENGTHS = (8, 32, 128)
-
-
-def detection(cheat: str, max_tokens: int) -> Detection:
-    caught, n = _CAUGHT[(cheat, max_tokens)]
-    return Detection(cheat, max_tokens, caught, n)
-
-
-def detections() -> list[Detection]:
-    return [detection(c.name, length) for c in CHEATS for length in LENGTHS]
+})
+REGISTRIES = (FP32, HALF_PRECISION)
+DEFAULT_REGISTRY = FP32
 
 
 def _binomial_cdf(k: int, n: int, p: float) -> float:

@@ -48,6 +48,9 @@ from inference_net import T0, Net  # noqa: E402
 
 PROMPT_TOKENS = 136
 OUTPUT_TOKENS = 64  # prompt + output = 200 tokens, the model's Economy
+# The default registry's longest measured output not above OUTPUT_TOKENS: detection grows
+# with length, so the shorter row favours the cheater.
+DETECTION_TOKENS = max(n for n in rates.DEFAULT_REGISTRY.lengths if n <= OUTPUT_TOKENS)
 PASS_DISTANCE, FAIL_DISTANCE = 1_000, 3_000_000  # micro-nats: well under / over 0.15
 # A reveal settles every vote bond its member locked in the epoch (one per vote it opened):
 # with a canary behind every inference that is dozens, past 200k gas (the API node simulates).
@@ -127,6 +130,9 @@ class Run:
     lazy_epochs: int = 0
     invalid_epochs: int = 0
     notes: dict[str, int] = field(default_factory=dict)
+    # Each participant's reputation at the end: what a short run's profit leaves out is the
+    # climb a seat made or failed to make, which pays (or costs) in the epochs after it.
+    reputations: list[int] = field(default_factory=list)
 
 
 def epoch_seed(index: int, epoch: int) -> bytes:
@@ -155,7 +161,8 @@ class Simulation:
         self.reported: set[tuple[str, int]] = set()
         self.requests = 0
         self.notes: dict[str, int] = {}
-        detection = rates.detection(play.cheat, 128) if play.cheat else None
+        detection = rates.DEFAULT_REGISTRY.detection(play.cheat, DETECTION_TOKENS) \
+            if play.cheat else None
         self.detect_rate = detection.rate if detection else 0.0
         self.saving = next((c.saving for c in rates.CHEATS if c.name == play.cheat), 0.0)
         self.fee = (PROMPT_TOKENS + OUTPUT_TOKENS) * 100
@@ -202,7 +209,9 @@ class Simulation:
         return Run(self.play, profits, per_epoch, self.ledger.heights_checked,
                    invalidated=sum(t == "caught" for t in self.truth.values()),
                    lazy_epochs=self.count_records("lazy"),
-                   invalid_epochs=self.count_records("invalid"), notes=self.notes)
+                   invalid_epochs=self.count_records("invalid"), notes=self.notes,
+                   reputations=[self.net.query("ExecutorStats", q.QueryExecutorStatsRequest(
+                       address=p.address)).stats.reputation_ppm for p in self.parts])
 
     def count_records(self, flag: str) -> int:
         found = 0
@@ -401,10 +410,19 @@ class Margin:
     per_epoch_sd: float
     heights: int
     run: Run
+    baseline: Run
 
     @property
     def margin(self) -> float:
         return self.deviant - self.honest
+
+    @property
+    def reputation(self) -> tuple[int, int]:
+        """The deviants' lowest reputation at the end of the run, and the same seats' in
+        the honest run."""
+        seats = self.play.deviants
+        return (min(self.run.reputations[i] for i in seats),
+                min(self.baseline.reputations[i] for i in seats))
 
 
 def compare(setup: Setup, play: Play, baseline: Run | None = None) -> Margin:
@@ -419,4 +437,4 @@ def compare(setup: Setup, play: Play, baseline: Run | None = None) -> Margin:
              for p, b in zip(played.per_epoch, baseline.per_epoch, strict=True)]
     mean = sum(diffs) / len(diffs)
     sd = (sum((d - mean) ** 2 for d in diffs) / max(1, len(diffs) - 1)) ** 0.5
-    return Margin(play, honest, deviant, sd, played.heights, played)
+    return Margin(play, honest, deviant, sd, played.heights, played, baseline)

@@ -4,11 +4,12 @@ Work coins are the fees an address earned in the epoch executing inferences and 
 them (inference/work, already paid by developers and held in the escrow account). Reward
 coins are the epoch's emission, ``initial_epoch_reward × (1 − reward_decay_ppm/1e6)^e``,
 divided among the epoch's members by weight (largest remainder, so the shares sum to the
-emission exactly), each share scaled by the member's finished / (finished + expired)
-inferences as an executor. INVALID participants, lazy validators and members that did not
-claim receive nothing: their work coins are burned and their reward coins are never minted,
-so supply grows by exactly what was paid. Settling epoch e drops the records of epoch
-e − ``settled_epochs_kept``, the settlement among them.
+emission exactly), each share scaled by the member's finished / (finished + expired +
+unserved) draws as an executor (unserved: passed over beyond the allowance, §6.7). INVALID
+participants, lazy validators and members that did not claim receive nothing: their work
+coins are burned and their reward coins are never minted, so supply grows by exactly what
+was paid. Settling epoch e drops the records of epoch e − ``settled_epochs_kept``, the
+settlement among them.
 """
 
 import logging
@@ -81,7 +82,7 @@ class Settlement:
         for addr in sorted(set(weights) | set(work)):
             record = self.validation.record(ctx.kv, epoch, addr)
             reason = forfeit_reason(record, addr in weights)
-            done = record.finished + record.expired
+            done = record.finished + record.expired + record.unserved
             reward = shares.get(addr, 0) * record.finished // done if done \
                 else shares.get(addr, 0)
             earned = work.get(addr, 0)
@@ -100,7 +101,8 @@ class Settlement:
             result.rewards.append(EpochReward(
                 epoch=epoch, address=addr, weight=weights.get(addr, 0), work_coins=earned,
                 reward_coins=0 if reason else reward, paid=not reason, reason=reason,
-                finished=record.finished, expired=record.expired))
+                finished=record.finished, expired=record.expired,
+                unserved=record.unserved))
             log.log(logging.WARNING if reason else logging.INFO,
                     "epoch %d settlement for %s: %s", epoch, addr,
                     f"NOTHING ({reason}; {earned} work ninfer burned, {reward} reward ninfer "

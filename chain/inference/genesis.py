@@ -70,8 +70,8 @@ from inferchain_pb.inference.v1.inference_pb2 import (
 DEFAULT_SERVING_DTYPE = "float32"
 # What a participant has done since it registered: an exported genesis states these, a new
 # chain's participants start from nothing (active, weight from the params).
-PARTICIPANT_COUNTS = ("completions", "misses", "registered_height", "invalid_since",
-                      "invalid_until", "withdrawn_height")
+PARTICIPANT_COUNTS = ("completions", "misses", "passed_over", "registered_height",
+                      "invalid_since", "invalid_until", "withdrawn_height")
 RECORDS = (
     Messages("retired_models", RETIRED_MODEL, Model, lambda m: m.id.encode()),
     Messages("inferences", INFERENCE, Inference, lambda i: i.id.encode()),

@@ -441,11 +441,17 @@ class InferenceMsgServer:
             raise DrawMismatch(f"the draw at height {msg.draw_height} picks {picked} for "
                                f"attempt {msg.attempt}, not {msg.executor}")
         skipped = [self._keeper.participant(ctx.kv, address) for address in order[:msg.attempt]]
-        charged = [p for j, p in enumerate(skipped)
-                   if start_rules.refused(msg, j, p.address, p.node_pubkey)]
-        start_rules.check_self_service(msg, len(charged))
-        for participant in charged:  # after every check, so a forged refusal charges nobody
-            participant.misses += 1
+        refused = [start_rules.refused(msg, j, p.address, p.node_pubkey)
+                   for j, p in enumerate(skipped)]
+        start_rules.check_self_service(msg, sum(refused))
+        # After every check, so a forged refusal charges nobody. A pick passed without its
+        # refusal is no miss, but it is counted: beyond an allowance per epoch it costs what a
+        # miss does (docs/design.md §6.7), so a member cannot keep its reward by going silent.
+        for participant, signed in zip(skipped, refused, strict=True):
+            if signed:
+                participant.misses += 1
+            else:
+                participant.passed_over += 1
             self._keeper.set_participant(ctx.kv, participant)
 
     @staticmethod

@@ -1,15 +1,15 @@
 """What the validation module does at block and epoch boundaries.
 
 Every block: close the windows and votes whose deadline is this height. First block of an
-epoch: update the previous epoch's reputations (clean → up a step, misses → down a step, an
-invalidation → 0; a report a vote went against already cost a step and makes the epoch
-unclean), lift INVALID, and fix the new epoch's members and weights. At
-``reveal_window_blocks`` into an epoch: start judging the previous epoch's validators by their
-revealed seeds (docs/design.md §6.8; chain/validation/judging.py, a bounded amount per block), and
-once that is done announce the epoch judged (the epochs module settles it then). Once an epoch
-is settled: cut its inferences to their summaries, a bounded amount per block
-(chain/validation/summaries.py), and drop the records of the epoch ``settled_epochs_kept``
-before it.
+epoch: update the previous epoch's reputations (clean → up a step scaled by the share of its
+draws served, misses or passes beyond the allowance → down a step, an invalidation → 0; a
+report a vote went against already cost a step and makes the epoch unclean), lift INVALID,
+and fix the new epoch's members and weights. At ``reveal_window_blocks`` into an epoch:
+start judging the previous epoch's validators by their revealed seeds (docs/design.md §6.8;
+chain/validation/judging.py, a bounded amount per block), and once that is done announce the
+epoch judged (the epochs module settles it then). Once an epoch is settled: cut its
+inferences to their summaries, a bounded amount per block (chain/validation/summaries.py),
+and drop the records of the epoch ``settled_epochs_kept`` before it.
 """
 
 import logging
@@ -20,6 +20,7 @@ from chain.scales import PPM
 from chain.validation.expected_keepers import EpochKeeper, InferenceKeeper
 from chain.validation.judging import Judging
 from chain.validation.keeper import ValidationKeeper
+from chain.validation.served_draws import reputation_gain, unserved_draws
 from chain.validation.summaries import Summaries
 from chain.validation.tasks import Tasks
 from inferchain_pb.inference.v1.validation_pb2 import (
@@ -97,18 +98,23 @@ class ValidationBlocks:
             stats = self.keeper.stats(ctx.kv, participant.address)
             misses = participant.misses - stats.misses_at_epoch_start
             finished = participant.completions - stats.completions_at_epoch_start
-            if misses or finished:
+            passed_over = participant.passed_over - stats.passed_over_at_epoch_start
+            unserved = unserved_draws(finished, misses, passed_over,
+                                      params.passed_over_allowance_ppm)
+            if misses or finished or passed_over:
                 record = self.keeper.record(ctx.kv, epoch, participant.address)
                 record.finished, record.expired = finished, misses
+                record.passed_over, record.unserved = passed_over, unserved
                 self.keeper.set_record(ctx.kv, record)
             before = stats.reputation_ppm
             if stats.epoch_invalidations:
                 stats.reputation_ppm = 0
-            elif misses:
+            elif misses or unserved:
                 stats.reputation_ppm = max(0, before - params.reputation_step_ppm)
             elif participant.address in member_addresses and \
                     not self.keeper.record(ctx.kv, epoch, participant.address).votes_against:
-                stats.reputation_ppm = min(PPM, before + params.reputation_step_ppm)
+                stats.reputation_ppm = min(PPM, before + reputation_gain(
+                    params.reputation_step_ppm, finished, passed_over))
                 stats.clean_epochs += 1
             if stats.reputation_ppm != before:
                 ctx.emit("reputation", participant=participant.address, epoch=str(epoch),
@@ -116,6 +122,7 @@ class ValidationBlocks:
             stats.epoch_invalidations = stats.epoch_passed = 0
             stats.misses_at_epoch_start = participant.misses
             stats.completions_at_epoch_start = participant.completions
+            stats.passed_over_at_epoch_start = participant.passed_over
             self.keeper.set_stats(ctx.kv, stats)
             if invalid_now(participant):
                 participant.invalid_until = ctx.block.height

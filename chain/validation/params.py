@@ -26,7 +26,8 @@ class ValidationParams(ModuleParams):
         "validation_window_blocks", "voting_period_blocks", "voters_per_vote",
         "rule_tolerance_micro", "greedy_tolerance_micro", "max_rule_violations",
         "rule_violations_per_1024", "invalid_after_consecutive", "invalid_min_count",
-        "invalid_rate_ppm", "canary_rate_ppm", "vote_bond", "evidence_alpha_ppm"})
+        "invalid_rate_ppm", "canary_rate_ppm", "vote_bond", "evidence_alpha_ppm",
+        "passed_over_allowance_ppm"})
     # p = p_min + (p_max − p_min) × (1 − reputation), in parts per million; each 0 to
     # 1000000 (p_max 0 checks nothing, which stops no block) and p_min <= p_max.
     p_min_ppm: int = bounded(10_000, 0, PPM)
@@ -76,6 +77,11 @@ class ValidationParams(ModuleParams):
     # million (chain/validation/evidence.py): an executor whose evidence wealth reaches 1/α
     # within an epoch is INVALID for it. 0 turns the test off; at most 100,000 (10%).
     evidence_alpha_ppm: int = bounded(1_000, 0, 100_000)
+    # The share of a member's draws in an epoch (finished + missed + passed over) that starts
+    # may pass over without its refusal before the rest count as misses (docs/design.md §6.7):
+    # above the traffic share of any coalition of transfer agents below ⅓, which could pass
+    # an honest member over at will. 0 (every pass a miss) to 1,000,000 (none).
+    passed_over_allowance_ppm: int = bounded(500_000, 0, PPM)
 
     def check_consistency(self) -> None:
         if self.p_min_ppm > self.p_max_ppm:
