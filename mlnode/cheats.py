@@ -13,6 +13,8 @@ starts one. Never run them for real work.
 - ``forge-prefill``: the tokens come from the skip-layers model, and the logprobs and top-k
   reported for them from one teacher-forced pass of the real model, so the logprob distance
   looks honest although the tokens were never sampled from the real model's distribution.
+- ``forge-prefill-int8``: the same with the int8 model's tokens: the subtle forgery, whose
+  tokens differ from the real model's at a few positions only.
 - ``skip-eos``: the real model with its EOS logits masked, so where the seeded rule picks EOS
   the output goes on to ``max_tokens`` (and the developer is billed for all of it), with the
   real model's logprobs reported as in ``forge-prefill``: one broken rule position, which
@@ -42,8 +44,8 @@ from mlnode.types import Finished, ScoredPosition, TokenStep
 
 log = logging.getLogger(__name__)
 
-CHEATS = ("int8", "skip-layers", "forge-prefill", "skip-eos", "ignore-grammar",
-          "ignore-transforms")
+CHEATS = ("int8", "skip-layers", "forge-prefill", "forge-prefill-int8", "skip-eos",
+          "ignore-grammar", "ignore-transforms")
 
 
 @torch.no_grad()
@@ -196,6 +198,8 @@ def cheating_engine(cheat: str, files: ModelFiles, *, model_id: str, dtype: str 
                             weights_sha256=files.weights_sha256, max_batch=max_batch,
                             on_step=on_step)
     real = load_model(files, dtype, device)
+    if cheat == "forge-prefill-int8":
+        return ForgedEngine(engine(fake_int8(load_model(files, dtype, device))), engine(real))
     if cheat == "skip-eos":
         return ForgedEngine(engine(mask_eos(load_model(files, dtype, device))), engine(real))
     cheap = engine(skip_layers(real))

@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     serve.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     serve.add_argument("--max-batch", type=int, default=16)
-    serve.add_argument("--cheat", choices=["int8", "skip-layers", "forge-prefill", "skip-eos",
-                                                 "ignore-grammar", "ignore-transforms"],
+    serve.add_argument("--cheat", choices=["int8", "skip-layers", "forge-prefill",
+                                           "forge-prefill-int8", "skip-eos", "ignore-grammar",
+                                           "ignore-transforms"],
                        default=None,
                        help="serve a cheating model under the honest id (tests and "
                             "calibration only; see mlnode/cheats.py)")

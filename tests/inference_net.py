@@ -36,14 +36,16 @@ class Net:
     def __init__(self, participants: int = 3, expiration_blocks: int = 5,
                  extra_state: dict | None = None, weights: list[int] | None = None,
                  extra_supply: int = 0, newcomers: int = 0, reputation_ppm: int = 0,
-                 inference_params: dict | None = None) -> None:
+                 inference_params: dict | None = None, models: list[dict] | None = None
+                 ) -> None:
         """``extra_state`` adds app_state sections (e.g. epochs and validation params);
         the participants are in genesis (members of epoch 0), with ``weights`` or else the
         inference param ``genesis_weight``: a participant registering later has no weight
         until its proof of compute settles; ``newcomers`` funded accounts are left out of
         genesis, to register later; ``extra_supply`` ninfer go to an account no actor holds;
         ``reputation_ppm``: every participant's starting reputation; ``inference_params``
-        overrides inference params beside ``expiration_blocks``."""
+        overrides inference params beside ``expiration_blocks``; ``models``: the registry,
+        genesis_models() unless given."""
         self.developer = Actor.new(0, 0)
         self.poor = Actor.new(1, 1)
         self.parts = [Actor.new(10 + i, 2 + i) for i in range(participants)]
@@ -64,7 +66,7 @@ class Net:
                 "bank": {"balances": balances},
                 "inference": {"params": {"expiration_blocks": expiration_blocks,
                                          **(inference_params or {})},
-                              "models": genesis_models(),
+                              "models": models or genesis_models(),
                               "participants": [
                                   {**genesis_participant(p, f"http://127.0.0.1:{9000 + i}"),
                                    **({"weight": weights[i]} if weights else {})}

@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from bench.detection.epochs import Rule, caught_by_checks, epoch_rows
+from bench.economics.rates import HALF_PRECISION
 from chain.validation.params import ValidationParams
 from chain.validation.tasks import invalid_by_invalidations
 from inferchain_pb.inference.v1.validation_pb2 import ExecutorStats
@@ -46,8 +47,9 @@ def test_the_markov_chain_agrees_with_every_sequence_of_checks(params: Validatio
 
 def test_every_row_is_caught_as_often_as_its_rate_allows():
     rule = Rule.of(ValidationParams(), 200)
-    rows = {(r.detection.cheat, r.detection.max_tokens): r for r in epoch_rows(rule, 200)}
-    never = rows[("int8", 8)]  # no check fails it: the evidence test's to catch
+    rows = {(r.detection.cheat, r.detection.max_tokens): r
+            for r in epoch_rows(rule, 200, HALF_PRECISION)}
+    never = rows[("int8", 8)]  # no check fails it under the bf16 rule: the evidence test's
     assert (never.rate, never.checks, never.within_goal_tokens) == (0.0, None, 0.0)
     every = rows[("skip-layers", 8)]  # fails nearly every check: INVALID within a few
     assert every.met and every.checks is not None and every.checks <= 12

@@ -20,7 +20,7 @@ COALITIONS = (0.1, 0.2, 0.33)
 # What no parameter makes unprofitable (docs/economics.md, "What still pays"), per
 # registered serving precision: the cheats no single check catches there.
 UNDETECTED = {
-    rates.FP32.name: {("forge-prefill-int8", 8), ("forge-prefill-int8", 32)},
+    rates.FP32.name: set(),
     rates.HALF_PRECISION.name: {("int8", 8), ("int8", 32), ("int8", 128),
                                 ("forge-prefill-int8", 8), ("forge-prefill-int8", 32)},
 }
@@ -89,9 +89,9 @@ def test_a_validator_passing_without_computing_is_caught_by_its_canaries():
 def test_a_cheat_pays_only_where_no_check_detects_it(registry):
     """Every cheat class the checks can catch (the low end of its 95 % interval above 0)
     loses against honest play at every f, shielded or not by a coalition below a third;
-    the undetected ones are the documented exceptions. Fixing the serving precision at
-    fp32 (the default genesis) leaves only the int8 forgery, whose tokens come from int8
-    weights and logprobs from the real model."""
+    the undetected ones are the documented exceptions. Under the fp32 registry (the
+    default genesis) there are none: int8 weights fail on distance, and the int8 forgery
+    (int8 tokens, the real model's logprobs) on the rule, which fp32 holds without slack."""
     params, economy = Params(), Economy()
     longest = registry.lengths[-1]
     paying = set()

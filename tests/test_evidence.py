@@ -6,12 +6,11 @@ routing), while honest executors' evidence shrinks."""
 
 import random
 
-from inference_actors import Actor, finish_msg, validation_msg
+from inference_actors import Actor, finish_msg, genesis_models, validation_msg
 from inference_net import Net
 
 from chain.inference.keeper import invalid_now
 from chain.validation import evidence
-from chain.validation.params import ValidationParams
 from chain.validation.tasks import running_bets
 from chain.validation.verdict import threshold_micro
 from inferchain_pb.inference.v1 import query_pb2 as q
@@ -22,7 +21,13 @@ ALPHA_PPM = 1_000
 
 
 def make_net() -> Net:
-    return Net(4, expiration_blocks=50, extra_state={
+    """Four newcomers under a registry whose rule allows violations (2 + 8 per 1,024
+    positions, half precision's), so that a cheat can stay within it check by check, and
+    whose violation bet is on (the reference and bet of the fp32 calibration)."""
+    (model,) = genesis_models()
+    return Net(4, expiration_blocks=50, models=[
+        {**model, "max_rule_violations": 2, "rule_violations_per_1024": 8,
+         "reference_violations_ppm": 673, "violation_bet_ppm": 50_000}], extra_state={
         "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 0}},
         "validation": {"params": {"validation_window_blocks": WINDOW, "voting_period_blocks": 2,
                                   "reveal_window_blocks": 10, "canary_rate_ppm": 0,
@@ -112,7 +117,7 @@ def test_a_cheat_within_the_violation_allowance_is_caught_by_its_violation_evide
     (model,) = net.query("Models", q.QueryModelsRequest()).models
     assert running_bets(model) == 2
     cheater = net.parts[-1]
-    allowed = ValidationParams().max_rule_violations
+    allowed = model.max_rule_violations
     honest = model.reference_distance_micro // 2
     expected: dict[tuple[str, int], list[int]] = {}  # (executor, epoch) -> wealth, checks
     caught_epoch = None
@@ -149,7 +154,7 @@ def test_one_lying_checker_among_three_cannot_push_an_honest_executor_over():
     liar = net.parts[0]
     cap = threshold_micro(model)
     honest = model.reference_distance_micro // 2
-    allowed = ValidationParams().max_rule_violations
+    allowed = model.max_rule_violations
     epochs = {check_one(net, f"liar-{i}", lambda _, c: cap if c is liar else honest,
                         lambda _, c: allowed if c is liar else 0)[2]
               for i in range(30)}

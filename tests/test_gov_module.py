@@ -10,6 +10,7 @@ from inference_actors import DTYPE, MODEL_ID, PRICE, WEIGHTS, Actor
 from inference_net import Net
 
 from chain.gov.keeper import GOV_ACCOUNT
+from chain.inference.model import DEFAULT_RULES, with_default_rule
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.gov_pb2 import (
     PROPOSAL_STATUS_DEPOSIT_PERIOD,
@@ -262,7 +263,11 @@ def test_a_registered_model_can_be_served_and_a_retired_one_cannot(net):
     pid = proposal_id(submit(net, net.developer, packed(RegisterModel(model=new_model))))
     assert run_vote(net, pid, [VOTE_OPTION_YES] * 3).status == PROPOSAL_STATUS_PASSED
     models = net.query("Models", q.QueryModelsRequest()).models
-    assert new_model in models
+    # A proposal that states no sampling rule gets its dtype's calibrated one.
+    registered = with_default_rule(new_model)
+    assert registered in models
+    assert (registered.rule_tolerance_micro, registered.max_rule_violations) == (
+        DEFAULT_RULES[DTYPE][0], DEFAULT_RULES[DTYPE][2])
     assert net.one(net.parts[0].tx(serve_both)).code == 0
     retire = proposal_id(submit(net, net.developer, packed(RetireModel(model_id=MODEL_ID))))
     assert run_vote(net, retire, [VOTE_OPTION_YES] * 3).status == PROPOSAL_STATUS_PASSED

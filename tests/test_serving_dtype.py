@@ -12,8 +12,9 @@ from inference_net import Net
 from chain.inference import payload
 from chain.inference.model import (
     DEFAULT_REFERENCES,
+    DEFAULT_RULES,
     DEFAULT_THRESHOLDS,
-    DEFAULT_VIOLATION_REFERENCES,
+    RULE_FIELDS,
 )
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import (
@@ -93,7 +94,7 @@ def test_genesis_fills_each_dtype_with_its_calibrated_threshold_and_reference():
                               {"id": "fp16", "weights_sha256": sha, "serving_dtype": "float16"},
                               {"id": "tuned", "weights_sha256": sha, "serving_dtype": "bfloat16",
                                "validation_threshold": "0.2",
-                               "reference_distance_micro": 60_000}]))
+                               "reference_distance_micro": 60_000, "max_rule_violations": 5}]))
     assert found["plain"].serving_dtype == "float32"
     assert found["plain"].validation_threshold == DEFAULT_THRESHOLDS["float32"]
     assert found["half"].validation_threshold == DEFAULT_THRESHOLDS["bfloat16"]
@@ -108,12 +109,19 @@ def test_genesis_fills_each_dtype_with_its_calibrated_threshold_and_reference():
                                                 *DEFAULT_REFERENCES["float16"])
     assert (found["tuned"].validation_threshold, found["tuned"].reference_distance_micro) == (
         "0.2", 60_000)
-    # The violation bet is calibrated for fp32 only: half-precision models have it off.
-    assert (found["plain"].reference_violations_ppm, found["plain"].violation_bet_ppm) == \
-        DEFAULT_VIOLATION_REFERENCES["float32"]
-    assert found["plain"].reference_violations_ppm > 0
-    for half in ("half", "fp16", "tuned"):
-        assert (found[half].reference_violations_ppm, found[half].violation_bet_ppm) == (0, 0)
+    # The rule per dtype: fp32 allows no violation and 10^-3 of rounding, half precision its
+    # calibrated slack; an entry may state its own (each field falls back to its dtype's).
+    assert tuple(getattr(found["plain"], name) for name in RULE_FIELDS) == \
+        DEFAULT_RULES["float32"] == (1_000, 1_000, 0, 0)
+    for half, dtype in (("half", "bfloat16"), ("fp16", "float16")):
+        assert tuple(getattr(found[half], name) for name in RULE_FIELDS) == DEFAULT_RULES[dtype]
+    tuned = found["tuned"]
+    assert (tuned.max_rule_violations, tuned.rule_tolerance_micro) == (
+        5, DEFAULT_RULES["bfloat16"][0])
+    # The violation bet is off by default: fp32's rule leaves no violation in a passed check,
+    # and no half-precision validator is calibrated for it.
+    for entry in found.values():
+        assert (entry.reference_violations_ppm, entry.violation_bet_ppm) == (0, 0)
 
 
 @pytest.mark.parametrize("bad", [{"serving_dtype": "int8"}, {"serving_dtype": ""},

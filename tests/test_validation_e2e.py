@@ -9,6 +9,9 @@ the official openai client, and validator workers that re-score on their own ML 
   caught by a canary.
 - A participant serving an int8 copy whose every output passes its check alone is caught by
   its evidence accumulated across the epoch, while honest fp32 participants never are.
+- Under the fp32 registry's own thresholds, a forgery of int8 tokens with the real model's
+  logprobs (an honest distance) fails on the sampling rule alone, which fp32 holds without
+  half precision's slack, and its participant is INVALID within the epoch.
 """
 
 import math
@@ -33,7 +36,12 @@ from local_network import MODEL, LocalNetwork, MlNodes, poll
 
 from chain.inference.artifact import ArtifactStep
 from chain.inference.keeper import invalid_now
-from chain.inference.model import DEFAULT_REFERENCES
+from chain.inference.model import (
+    DEFAULT_REFERENCES,
+    DEFAULT_RULES,
+    DEFAULT_THRESHOLDS,
+    RULE_FIELDS,
+)
 from chain.scales import PPM
 from chain.validation.params import ValidationParams
 from chain.validation.sampling import expected_checks_ppm
@@ -56,6 +64,11 @@ from inferchain_pb.mlnode.v1 import mlnode_pb2_grpc as ml_grpc
 # forger still validates with the real model, so its reports on others are honest.
 CHEAT = "forge-prefill"
 FAST_WORKER = {"validator_interval_s": 0.5}
+# The int8 forger's outputs: 32 tokens, of which the calibration saw 10 in 15 break the fp32
+# rule. It is asked until INVALID or until it served FORGED of them (a quarter of the draws):
+# 20 leave it with fewer than 5 failures and never 2 in a row about once in 100,000 runs at
+# 2 in 3 failing (3 in 1,000 at 1 in 2).
+FORGED, FORGED_TOKENS, FORGERY_ROUNDS = 20, 32, 80
 # No epoch boundary during the test: INVALID lasts until the epoch ends.
 # Windows of minutes: a newcomer is checked by every member, and on two CPU cores the checks
 # queue behind generation.
@@ -84,6 +97,15 @@ def mlnodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int
 
 
 @pytest.fixture(scope="module")
+def forge_int8_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """An ML node whose tokens come from fake-int8 weights and whose logprobs from one prefill
+    of the real model, claiming the registered fp32 model."""
+    nodes = MlNodes(tmp_path_factory.mktemp("forge-int8"), 1, cheats=["forge-prefill-int8"])
+    yield nodes.ports[0]
+    nodes.close()
+
+
+@pytest.fixture(scope="module")
 def int8_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """An ML node serving fake-int8 weights while claiming the registered fp32 model."""
     nodes = MlNodes(tmp_path_factory.mktemp("int8"), 1, cheats=["int8"])
@@ -93,10 +115,10 @@ def int8_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 
-def chat(net: LocalNetwork, node_index: int, n: int) -> str:
+def chat(net: LocalNetwork, node_index: int, n: int, max_tokens: int = 16) -> str:
     reply = net.client(net.nodes[node_index]).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": PROMPTS[n % len(PROMPTS)]}],
-        max_tokens=16, temperature=0.7, seed=1000 + n)
+        max_tokens=max_tokens, temperature=0.7, seed=1000 + n)
     return reply.model_extra["inference_id"]
 
 
@@ -420,17 +442,18 @@ def test_lazy_validators_are_caught_at_reveal_and_by_canaries(mlnodes, tmp_path)
 
 def test_an_int8_substitute_passes_every_check_alone_and_is_caught_by_its_epoch_evidence(
         mlnodes, int8_port, tmp_path):
-    """The registry keeps bf16's per-inference slack (D = 0.15 nats), which an int8 copy's
-    outputs (about 0.09 nats from fp32) pass one by one; its evidence, bet against the fp32
-    honest reference, crosses 1/α within the epoch. Honest fp32 executors never do."""
+    """The registry keeps bf16's per-inference slack (D = 0.15 nats and half precision's
+    sampling rule), which an int8 copy's outputs (about 0.09 nats from fp32) pass one by one;
+    its evidence, bet against the fp32 honest reference, crosses 1/α within the epoch. Honest
+    fp32 executors never do. (Under fp32's own thresholds each output fails alone.)"""
     honest_port, _ = mlnodes
     reference, bet = DEFAULT_REFERENCES["float32"]
     # Each of the substitute's checks, at about 300 times μ0, is clipped at 4 μ0: it multiplies
-    # the evidence by 1 + 3b, and the line is reached after this many: 2/α = 2,000, as the
-    # fp32 model also runs the violation bet (each bet at α/2).
+    # the evidence by 1 + 3b, and 1/α = 1,000 is reached after this many.
     factor = 1 + 3 * bet / 1_000_000
-    checks_to_cross = next(n for n in range(1, 100) if factor ** n >= 2_000)
-    model = {**genesis_models()[0], "validation_threshold": "0.15",
+    checks_to_cross = next(n for n in range(1, 100) if factor ** n >= 1_000)
+    half_rule = dict(zip(RULE_FIELDS, DEFAULT_RULES["bfloat16"], strict=True))
+    model = {**genesis_models()[0], "validation_threshold": "0.15", **half_rule,
              "reference_distance_micro": reference, "evidence_bet_ppm": bet}
     net = LocalNetwork(tmp_path, [int8_port, *[honest_port] * 3], params=ONE_LONG_EPOCH,
                        in_genesis=True,
@@ -456,5 +479,51 @@ def test_an_int8_substitute_passes_every_check_alone_and_is_caught_by_its_epoch_
                 assert record.evidence_checks == 0 or \
                     record.evidence_distance_micro < record.evidence_checks * reference
         assert sum(r.evidence_checks for a, r in records.items() if a != cheater) >= 3
+    finally:
+        net.close()
+
+
+def test_an_int8_forgery_with_honest_logprobs_fails_the_fp32_rule_alone(
+        mlnodes, forge_int8_port, tmp_path):
+    """The registry as shipped for the default model: fp32, D = 0.00048 nats, the sampling
+    rule at a tolerance of 0.001 with no violation forgiven. The forger's logprobs are the
+    real model's, so every report finds its distance honest; its tokens, sampled from int8
+    weights, break the rule at a few positions, and one such position fails the output. Two
+    failures in a row make it INVALID; honest fp32 outputs break the rule nowhere."""
+    honest_port, _ = mlnodes
+    model = {**genesis_models()[0], "validation_threshold": DEFAULT_THRESHOLDS["float32"]}
+    net = LocalNetwork(tmp_path, [forge_int8_port, *[honest_port] * 3], params=ONE_LONG_EPOCH,
+                       in_genesis=True, node_settings=[FAST_WORKER] * 4, models=[model])
+    try:
+        forger = net.nodes[0].address
+        registered = net.query("Models", q.QueryModelsRequest(), q.QueryModelsResponse).models
+        assert tuple(getattr(registered[0], name) for name in RULE_FIELDS) == \
+            DEFAULT_RULES["float32"]
+        wait_for_seeds(net, 0)
+        ids: list[str] = []
+        with ThreadPoolExecutor(2) as pool:
+            for round_ in range(FORGERY_ROUNDS):  # INVALID draws no more: stop there
+                ids += pool.map(lambda n: chat(net, 1 + n % 3, n, FORGED_TOKENS),
+                                range(2 * round_, 2 * round_ + 2))
+                served = [net.finished(i).executor for i in ids].count(forger)
+                if served >= FORGED or invalid_now(net.participant(forger)):
+                    break
+        tasks = all_checked(net, ids)
+        poll(lambda: invalid_now(net.participant(forger)) or None,
+             "the forger made INVALID", 300, 1.0)
+        threshold = round(float(model["validation_threshold"]) * PPM)
+        forged = [t for t in tasks.values() if t.executor == forger]
+        failed = [t for t in forged if t.state == FAILED]
+        assert failed, [(t.inference_id, t.state) for t in forged]
+        for task in failed:
+            # Caught by the rule: the honest validators found its distance within D.
+            honest_reports = [r for r in task.reports if r.validator != forger]
+            assert all(r.ids_match and r.distance_micro <= threshold and r.rule_violations > 0
+                       for r in honest_reports), honest_reports
+        for task in tasks.values():
+            if task.executor != forger:
+                assert task.state in (OPEN, PASSED), task
+                assert all(r.rule_violations == 0 and r.distance_micro <= threshold
+                           for r in task.reports), task
     finally:
         net.close()

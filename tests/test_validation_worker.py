@@ -49,9 +49,8 @@ MODEL = "test/model"
 EOS = 2
 LENGTH = 10  # blocks per epoch: epoch e is heights [1 + 10e, 10(e + 1)]
 CHECKS_PPM = ValidationParams().max_expected_checks_ppm
-PARAMS = {"rule_tolerance_micro": 100, "greedy_tolerance_micro": 100, "max_rule_violations": 0,
-          "rule_violations_per_1024": 0, "validation_window_blocks": 20,
-          "reveal_window_blocks": 5, "voting_period_blocks": 5, "p_min_ppm": 10_000}
+PARAMS = {"validation_window_blocks": 20, "reveal_window_blocks": 5, "voting_period_blocks": 5,
+          "p_min_ppm": 10_000}
 
 
 @pytest.fixture
@@ -114,7 +113,8 @@ class FakeChain:
         return self.inferences.get(inference_id)
 
     async def model(self, model_id: str) -> Model | None:
-        return Model(id=model_id, validation_threshold="0.05", top_k=2, serving_dtype="float32")
+        return Model(id=model_id, validation_threshold="0.05", top_k=2, serving_dtype="float32",
+                     rule_tolerance_micro=100, greedy_tolerance_micro=100)
 
     async def participant(self, address: str) -> Participant | None:
         if address != AGENT:

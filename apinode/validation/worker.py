@@ -54,7 +54,7 @@ from chain.scales import PPM
 from chain.validation.sampling import must_check, seed_hash
 from chain.validation.verdict import allowed_violations
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch
-from inferchain_pb.inference.v1.inference_pb2 import Inference
+from inferchain_pb.inference.v1.inference_pb2 import Inference, Model
 from inferchain_pb.inference.v1.validation_pb2 import (
     MsgClaimRewards,
     MsgCommitSeed,
@@ -81,10 +81,6 @@ FAULTS = {"", "skip-checks", "always-pass", "lie"}
 class CheckParams:
     """The validation module's params a check follows (the chain's JSON has more)."""
 
-    rule_tolerance_micro: int
-    greedy_tolerance_micro: int
-    max_rule_violations: int
-    rule_violations_per_1024: int
     validation_window_blocks: int
     reveal_window_blocks: int
 
@@ -92,10 +88,11 @@ class CheckParams:
     def of(cls, raw: Mapping[str, Any]) -> CheckParams:
         return cls(**{f.name: int(raw[f.name]) for f in fields(cls)})
 
-    def tolerance(self, greedy: bool) -> float:
-        """Rounding allowed on a token: its argmax gap in nats when greedy, its CDF interval
-        when sampled (the chain's two calibrated tolerances)."""
-        return (self.greedy_tolerance_micro if greedy else self.rule_tolerance_micro) / PPM
+
+def tolerance(model: Model, greedy: bool) -> float:
+    """Rounding allowed on a token: its argmax gap in nats when greedy, its CDF interval when
+    sampled (the model's two calibrated tolerances, per serving dtype)."""
+    return (model.greedy_tolerance_micro if greedy else model.rule_tolerance_micro) / PPM
 
 
 @dataclass(frozen=True)
@@ -406,7 +403,11 @@ class ValidatorWorker:
                         inference_id, inference.model_id, info.model_id)
             return
         model = await self.chain.model(inference.model_id)
-        if model is not None and info.dtype != model.serving_dtype:
+        if model is None:
+            log.warning("validator: cannot check %s: its model %s is not in the registry",
+                        inference_id, inference.model_id)
+            return
+        if info.dtype != model.serving_dtype:
             log.warning("validator: cannot check %s: %s is scored in its registered %s, this "
                         "node's ML node computes in %s", inference_id, model.id,
                         model.serving_dtype, info.dtype)
@@ -414,9 +415,9 @@ class ValidatorWorker:
         if self.fault == "always-pass":
             figures = Figures(True, 0.0, 0, len(inference.output_ids))
         else:
-            figures = await self.measure(inference, info, params)
-        if self.fault == "lie" and model is not None:
-            figures = _opposite(figures, params, float(model.validation_threshold))
+            figures = await self.measure(inference, info, model)
+        if self.fault == "lie":
+            figures = _opposite(figures, model)
         message = MsgValidation(
             creator=self.address, inference_id=inference_id,
             output_hash=inference.output_hash, distance_micro=figures.distance_micro,
@@ -429,7 +430,7 @@ class ValidatorWorker:
         await asyncio.to_thread(self.outbox.enqueue, check.key, message)
         if figures.ids_match:
             found = (f"distance {figures.distance:.6f} nats (model threshold "
-                     f"{model.validation_threshold if model else '?'}), "
+                     f"{model.validation_threshold}), "
                      f"{figures.rule_violations} of {figures.positions} positions break the "
                      f"sampling rule")
         else:
@@ -439,8 +440,7 @@ class ValidatorWorker:
                  "voted on" if check.vote else "checked", inference_id, inference.executor,
                  found)
 
-    async def measure(self, inference: Inference, info: EngineInfo,
-                      params: CheckParams) -> Figures:
+    async def measure(self, inference: Inference, info: EngineInfo, model: Model) -> Figures:
         """The figures for one inference, from a teacher-forced Score of its output under the
         sampling the transfer agent signed (so the ML node also locates every token in the
         seeded rule).
@@ -476,7 +476,7 @@ class ValidatorWorker:
         ended = ended_properly(output_ids, inference.max_tokens, {info.eos_token_id}, pieces,
                                sampling.stop, prefix)
         return measure(recorded, output_ids, scored, greedy=sampling.greedy, ended=ended,
-                       tolerance=params.tolerance(sampling.greedy))
+                       tolerance=tolerance(model, sampling.greedy))
 
     async def mlnode_info(self) -> EngineInfo:
         """The ML node's model and limits, asked once."""
@@ -485,9 +485,10 @@ class ValidatorWorker:
         return self._info
 
 
-def _opposite(figures: Figures, params: CheckParams, threshold: float) -> Figures:
+def _opposite(figures: Figures, model: Model) -> Figures:
     """The "lie" fault: figures that give the chain the other verdict than the measured."""
-    allowed = allowed_violations(params.max_rule_violations, params.rule_violations_per_1024,
+    threshold = float(model.validation_threshold)
+    allowed = allowed_violations(model.max_rule_violations, model.rule_violations_per_1024,
                                  figures.positions)
     honest = figures.ids_match and figures.rule_violations <= allowed \
         and figures.distance <= threshold

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from bench.detection.validate import Result, check_all
 from bench.detection.workload import Record, generate_all, make_cases, progress
+from chain.inference.model import DEFAULT_RULES, RULE_FIELDS
 from chain.scales import PPM
-from chain.validation.params import ValidationParams
 from mlnode.engine import Engine
 from mlnode.model_store import DEFAULT_MODEL_ID, default_gguf, prepare
 
@@ -105,10 +105,12 @@ def chain_rule() -> tuple[float, float, float, int, int]:
     from genesis.cli import DEFAULT_TEMPLATE
     from genesis.template import load_template
 
-    params = ValidationParams()
-    distance = float(load_template(DEFAULT_TEMPLATE).models[0]["validation_threshold"])
-    return (distance, params.greedy_tolerance_micro / PPM, params.rule_tolerance_micro / PPM,
-            params.max_rule_violations, params.rule_violations_per_1024)
+    model = load_template(DEFAULT_TEMPLATE).models[0]
+    defaults = dict(zip(RULE_FIELDS, DEFAULT_RULES[model["serving_dtype"]], strict=True))
+    rule = {name: int(model.get(name, default)) for name, default in defaults.items()}
+    return (float(model["validation_threshold"]), rule["greedy_tolerance_micro"] / PPM,
+            rule["rule_tolerance_micro"] / PPM, rule["max_rule_violations"],
+            rule["rule_violations_per_1024"])
 
 
 def table(rows: Sequence[tuple[str, str, list[Result]]], baseline: list[Result]) -> str:

@@ -1,18 +1,19 @@
 """Detection per cheating participant-epoch: ``python -m bench.detection.epochs``.
 
 One checked inference of a cheat fails its check with the probability the calibration
-measured ("Results" in docs/verification.md, as ``bench/economics/rates.py`` keeps it, at the
-low end of its 95 % interval). A participant is treated as a cheater for the epoch once its
-invalidations make it INVALID: the chain's own rule decides that
-(``chain.validation.tasks.invalid_by_invalidations``, under the default validation params: a
-run of failed checks, or enough of them at a high enough share). For a participant that
-cheats on every inference, this computes exactly (a Markov chain over its run of failures
-and its count of them) the chance that it is INVALID after n checked inferences, and so how
-many checked inferences, and output tokens, catch 99.9 % of such participant-epochs.
+measured under each registered precision's rule (fp32 and half precision, as
+``bench/economics/rates.py`` keeps them, at the low end of the 95 % interval). A participant
+is treated as a cheater for the epoch once its invalidations make it INVALID: the chain's
+own rule decides that (``chain.validation.tasks.invalid_by_invalidations``, under the
+default validation params: a run of failed checks, or enough of them at a high enough
+share). For a participant that cheats on every inference, this computes exactly (a Markov
+chain over its run of failures and its count of them) the chance that it is INVALID after n
+checked inferences, and so how many checked inferences, and output tokens, catch 99.9 % of
+such participant-epochs.
 
 The distance-judged substitutes (int8, and prefill forgeries made from it) pass the rule and
-are caught by the evidence test instead; their participant-epoch figures are bootstrapped
-by ``bench.detection.dtypes``. This bench covers the rule's side of the goal.
+are caught by the evidence test instead; their participant-epoch figures are bootstrapped by
+``bench.detection.dtypes``. This bench covers the rule's side of the goal.
 """
 
 import argparse
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.economics.rates import Detection, detections
+from bench.economics.rates import REGISTRIES, Detection, Registry
 from bench.report import table
 from chain.validation.params import ValidationParams
 from chain.validation.tasks import invalid_by_invalidations
@@ -88,6 +89,7 @@ def caught_by_checks(rate: float, rule: Rule, checks: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class EpochRow:
+    registry: str
     detection: Detection
     rate: float  # per checked inference, the low end of its interval
     checks: int | None  # checked inferences that catch GOAL of participant-epochs
@@ -103,13 +105,14 @@ class EpochRow:
         return self.within_goal_tokens >= GOAL
 
 
-def epoch_rows(rule: Rule, max_checks: int) -> list[EpochRow]:
+def epoch_rows(rule: Rule, max_checks: int, registry: Registry) -> list[EpochRow]:
     rows = []
-    for found in detections():
+    for found in registry.detections():
         rate = found.interval[0]
         caught = caught_by_checks(rate, rule, max_checks)
         within = min(max_checks, math.ceil(GOAL_TOKENS / found.max_tokens))
-        rows.append(EpochRow(found, rate, first_reaching(caught), float(caught[within]),
+        rows.append(EpochRow(registry.name, found, rate, first_reaching(caught),
+                             float(caught[within]),
                              first_reaching(caught_by_checks(found.rate, rule, max_checks))))
     return rows
 
@@ -133,14 +136,14 @@ def report(rows: Sequence[EpochRow], rule: Rule, params: ValidationParams,
         f"{params.invalid_rate_ppm / 10_000:g} % of the epoch's checks; a participant that "
         f"cheats on every inference, each checked inference failing at the low end of its "
         f"95 % interval.", "",
-        *table(["cheat", "max_tokens", "failed alone", "rate used", "checks for 99.9 %",
-                "checked tokens", f"caught by {GOAL_TOKENS:,} tokens", "goal",
-                "checks at the measured rate"],
-               [(r.detection.cheat, str(r.detection.max_tokens),
+        *table(["registry", "cheat", "max_tokens", "failed alone", "rate used",
+                "checks for 99.9 %", "checked tokens", f"caught by {GOAL_TOKENS:,} tokens",
+                "goal", "checks at the measured rate"],
+               [(r.registry, r.detection.cheat, str(r.detection.max_tokens),
                  f"{r.detection.caught}/{r.detection.n}", f"{r.rate:.3f}", checks(r.checks),
                  tokens(r), f"{100 * r.within_goal_tokens:.2f} %", "met" if r.met else "NOT",
                  checks(r.checks_measured))
-                for r in rows], text_columns=1)]
+                for r in rows], text_columns=2)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     params = ValidationParams()
     rule = Rule.of(params, args.max_checks)
-    print("\n".join(report(epoch_rows(rule, args.max_checks), rule, params, args.max_checks)))
+    rows = [row for registry in REGISTRIES
+            for row in epoch_rows(rule, args.max_checks, registry)]
+    print("\n".join(report(rows, rule, params, args.max_checks)))
     return 0
 
 

@@ -31,7 +31,7 @@ from bench.detection.report import is_honest, percentile
 from bench.detection.validate import Result
 from bench.economics.rates import clopper_pearson
 from bench.report import table
-from chain.inference.model import DEFAULT_REFERENCES, DEFAULT_THRESHOLDS
+from chain.inference.model import DEFAULT_REFERENCES, DEFAULT_RULES, DEFAULT_THRESHOLDS
 from chain.scales import PPM
 from chain.validation import evidence
 from chain.validation.params import ValidationParams
@@ -63,11 +63,11 @@ class Check:
     positions: int
 
 
-def checks_of(results: Sequence[Result], params: ValidationParams,
-              threshold: float) -> list[Check]:
-    greedy, sampled = params.greedy_tolerance_micro / PPM, params.rule_tolerance_micro / PPM
-    return [Check(r.fails(threshold, greedy, sampled, params.max_rule_violations,
-                          params.rule_violations_per_1024),
+def checks_of(results: Sequence[Result], threshold: float) -> list[Check]:
+    """Each result as the chain judges it under the registry's rule for DTYPE."""
+    sampled_micro, greedy_micro, fixed, per_1024 = DEFAULT_RULES[DTYPE]
+    greedy, sampled = greedy_micro / PPM, sampled_micro / PPM
+    return [Check(r.fails(threshold, greedy, sampled, fixed, per_1024),
                   round(r.distance * PPM), r.counted(greedy, sampled), r.positions)
             for r in results]
 
@@ -155,7 +155,7 @@ def report(results: Sequence[Result], seed: int, cheat_epochs: int,
     by_class: dict[tuple[str, int], list[Check]] = defaultdict(list)
     for r in results:
         if not is_honest(r.scenario) or is_fp32(r.scenario):
-            by_class[(r.scenario, r.length)] += checks_of([r], params, threshold)
+            by_class[(r.scenario, r.length)] += checks_of([r], threshold)
     honest = {f"{s}/{n}": c for (s, n), c in by_class.items() if is_honest(s)}
     cheats = {k: c for k, c in by_class.items() if not is_honest(k[0])}
     mu_ppm, why = reference_ppm(honest)

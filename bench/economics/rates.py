@@ -7,18 +7,18 @@ Clopper–Pearson 95 % interval, so that a margin can be checked at the end of t
 that favours the cheater:
 
 - **fp32** (the default genesis registers the default model so): the "passed alone" column
-  of `bench/results/violations-fp32.md`, every cheat row judged under the fp32 thresholds
-  (D = 0.00048 nats, Tg = 0.1, Ts = 0.03, V = 2, P = 8), 8 and 32 tokens;
+  of `bench/results/violations-fp32.md`, every cheat row judged under the fp32 thresholds (D
+  = 0.00048 nats, Tg = Ts = 0.001, V = 0, P = 0), 8 and 32 tokens;
 - **half precision**: the "fail" column of docs/verification.md's "Results", every cheat row
   judged under the one rule that admits bf16 executors (D = 0.15, the same tolerances), 8,
   32 and 128 tokens.
 
 Only single checks are counted: the evidence test across an epoch (docs/design.md §6.6),
-which catches int8 under a bf16 registry and the int8 forgery under fp32 at f = 1, is left
-out, in the cheater's favour. Compute savings are what each cheat spares the executor per
-inference against honest generation, taken from how `mlnode/cheats.py` and
-`bench/detection/tamper.py` build the cheat and from `bench/results/mlnode-h200.md` (the
-prefill a forgery adds); they are upper bounds, since each also pays for what it fakes.
+which catches int8 under a bf16 registry at f = 1, is left out, in the cheater's favour.
+Compute savings are what each cheat spares the executor per inference against honest
+generation, taken from how `mlnode/cheats.py` and `bench/detection/tamper.py` build the
+cheat and from `bench/results/mlnode-h200.md` (the prefill a forgery adds); they are upper
+bounds, since each also pays for what it fakes.
 """
 
 import math
@@ -108,10 +108,10 @@ FP32 = Registry("fp32", VIOLATIONS_FP32, (8, 32), {
     ("int8", 8): (30, 30), ("int8", 32): (15, 15),
     ("skip-layers", 8): (30, 30), ("skip-layers", 32): (15, 15),
     ("forge-prefill", 8): (30, 30), ("forge-prefill", 32): (15, 15),
-    ("forge-prefill-int8", 8): (0, 30), ("forge-prefill-int8", 32): (0, 15),
-    ("temperature-1.0-recorded-0.7", 8): (6, 30), ("temperature-1.0-recorded-0.7", 32): (13, 15),
-    ("wrong-seed", 8): (18, 30), ("wrong-seed", 32): (14, 15),
-    ("token-edit", 8): (20, 30), ("token-edit", 32): (13, 15),
+    ("forge-prefill-int8", 8): (13, 30), ("forge-prefill-int8", 32): (10, 15),
+    ("temperature-1.0-recorded-0.7", 8): (26, 30), ("temperature-1.0-recorded-0.7", 32): (15, 15),
+    ("wrong-seed", 8): (29, 30), ("wrong-seed", 32): (15, 15),
+    ("token-edit", 8): (30, 30), ("token-edit", 32): (15, 15),
     ("truncated", 8): (30, 30), ("truncated", 32): (15, 15),
     ("fabricated-logprobs", 8): (30, 30), ("fabricated-logprobs", 32): (15, 15),
 })

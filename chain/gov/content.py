@@ -20,7 +20,7 @@ from chain.gov.errors import InvalidContent
 from chain.gov.expected_keepers import BankKeeper, InferenceKeeper
 from chain.gov.keeper import GovKeeper
 from chain.gov.params import GovParams
-from chain.inference.model import model_error
+from chain.inference.model import model_error, with_default_rule
 from chain.params import ParamsKeeper
 from inferchain_pb.inference.v1.gov_pb2 import (
     ParamChange,
@@ -116,7 +116,7 @@ class Contents:
         if self._inference.model(ctx.kv, msg.model.id) is not None:
             # Retired ids stay taken: old inferences are still judged by their record.
             raise InvalidContent(f"model id {msg.model.id!r} is already used")
-        self._inference.set_model(ctx.kv, msg.model)
+        self._inference.set_model(ctx.kv, with_default_rule(msg.model))
         ctx.emit("register_model", proposal_id=str(proposal_id), model_id=msg.model.id,
                  weights_sha256=msg.model.weights_sha256)
 
@@ -129,7 +129,7 @@ class Contents:
             # Participants declared the model in its dtype; another precision is a new model.
             raise InvalidContent(f"an update keeps the serving dtype {current.serving_dtype}; "
                                  f"another dtype is a new model")
-        self._inference.set_model(ctx.kv, msg.model)
+        self._inference.set_model(ctx.kv, with_default_rule(msg.model))
         ctx.emit("update_model", proposal_id=str(proposal_id), model_id=msg.model.id,
                  price_per_token=str(msg.model.price_per_token))
 

@@ -45,9 +45,10 @@ from chain.inference.keeper import (
 )
 from chain.inference.model import (
     DEFAULT_REFERENCES,
+    DEFAULT_RULES,
     DEFAULT_THRESHOLDS,
-    DEFAULT_VIOLATION_REFERENCES,
     MODEL_FIELDS,
+    RULE_FIELDS,
     model_error,
 )
 from chain.inference.params import KEY as PARAMS_KEY
@@ -105,8 +106,10 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
             raise InvalidRequest(f"genesis lists model {raw['id']} twice")
         dtype = raw.get("serving_dtype", DEFAULT_SERVING_DTYPE)
         reference, bet = DEFAULT_REFERENCES.get(dtype, (0, 0))
-        violations, violation_bet = DEFAULT_VIOLATION_REFERENCES.get(dtype, (0, 0))
+        rule = DEFAULT_RULES.get(dtype, (0, 0, 0, 0))
         entry = Model(
+            **{name: int(raw.get(name, default))
+               for name, default in zip(RULE_FIELDS, rule, strict=True)},
             id=raw["id"], weights_sha256=raw["weights_sha256"],
             price_per_token=int(raw.get("price_per_token", params.default_price_per_token)),
             context_length=int(raw.get("context_length", 8192)),
@@ -115,8 +118,8 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
             top_k=int(raw.get("top_k", params.top_k)), serving_dtype=str(dtype),
             reference_distance_micro=int(raw.get("reference_distance_micro", reference)),
             evidence_bet_ppm=int(raw.get("evidence_bet_ppm", bet)),
-            reference_violations_ppm=int(raw.get("reference_violations_ppm", violations)),
-            violation_bet_ppm=int(raw.get("violation_bet_ppm", violation_bet)))
+            reference_violations_ppm=int(raw.get("reference_violations_ppm", 0)),
+            violation_bet_ppm=int(raw.get("violation_bet_ppm", 0)))
         error = model_error(entry)
         if error is not None:
             raise InvalidRequest(f"genesis model {raw['id']!r}: {error}")
@@ -192,7 +195,8 @@ def export_genesis(keeper: InferenceKeeper, state: KVReader) -> dict[str, Any]:
                         "reference_distance_micro": m.reference_distance_micro,
                         "evidence_bet_ppm": m.evidence_bet_ppm,
                         "reference_violations_ppm": m.reference_violations_ppm,
-                        "violation_bet_ppm": m.violation_bet_ppm}
+                        "violation_bet_ppm": m.violation_bet_ppm,
+                        **{name: getattr(m, name) for name in RULE_FIELDS}}
                        for m in keeper.models(state)],
             "participants": participants,
             **export_records(state, "inference", RECORDS,

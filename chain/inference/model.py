@@ -32,13 +32,27 @@ DEFAULT_THRESHOLDS = {"float32": "0.00048", "bfloat16": "0.15", "float16": "0.01
 # dtype"); fp16's from executors and validator on an H200 (bench/results/dtypes-fp16-h200.md).
 DEFAULT_REFERENCES = {"float32": (304, 900_000), "bfloat16": (73_972, 900_000),
                       "float16": (8_183, 900_000)}
-# The evidence test's second bet per serving dtype, (μv: honest rule violations per million
-# output positions, bet in ppm) (docs/verification.md, "Violations across an epoch"). Only
-# fp32 is calibrated (its validator's figures are the threshold calibration's); a half-precision
-# model's bet stays off until a validator in its dtype has been measured.
-DEFAULT_VIOLATION_REFERENCES = {"float32": (673, 50_000)}
+# The evidence test's second bet (reference_violations_ppm, violation_bet_ppm) is off by
+# default in every dtype: fp32's rule allows no violation, so no passed check carries one to
+# bet on, and a half-precision model's bet waits for a validator in its dtype to be measured
+# (docs/verification.md, "The fp32 rule"). Governance turns it on for a model
+# whose rule allows violations.
 # A reference of violations per position above 1 is no reference (every position at most one).
 MAX_VIOLATIONS_PPM = 1_000_000
+# The seeded-rule check per serving dtype, (rule_tolerance_micro, greedy_tolerance_micro,
+# max_rule_violations, rule_violations_per_1024) (docs/verification.md, "Per serving dtype").
+# Half precision keeps the calibration that admits every honest bf16 and fp16 executor (CPU
+# and H200): its logits' rounding moves sampled tokens' CDF intervals and greedy near-ties.
+# No honest fp32 executor (CPU, 8 concurrent and one at a time, and H200) broke the rule at a
+# tolerance of 10^-6 in 5,486 positions, so fp32 allows 10^-3 and no violation: a forgery's
+# tokens then fail on the rule alone.
+RULE_FIELDS = ("rule_tolerance_micro", "greedy_tolerance_micro", "max_rule_violations",
+               "rule_violations_per_1024")
+DEFAULT_RULES = {"float32": (1_000, 1_000, 0, 0), "bfloat16": (30_000, 100_000, 2, 8),
+                 "float16": (30_000, 100_000, 2, 8)}
+# Bounds of the rule fields: a probability, 100 nats, every position.
+RULE_BOUNDS = {"rule_tolerance_micro": 1_000_000, "greedy_tolerance_micro": 100_000_000,
+               "max_rule_violations": 1_024, "rule_violations_per_1024": 1_024}
 
 
 def model_problems(fields: Mapping[str, object]) -> dict[str, str]:
@@ -72,10 +86,27 @@ def model_problems(fields: Mapping[str, object]) -> dict[str, str]:
             fields["reference_violations_ppm"], 0, MAX_VIOLATIONS_PPM):
         problems["reference_violations_ppm"] = (f"must be an integer from 0 to "
                                                 f"{MAX_VIOLATIONS_PPM}")
+    for name, high in RULE_BOUNDS.items():
+        if name in fields and not _is_int_in(fields[name], 0, high):
+            problems[name] = f"must be an integer from 0 to {high}"
     if "validation_threshold" in fields and not _is_threshold(fields["validation_threshold"]):
         problems["validation_threshold"] = (f"must be a non-negative decimal string, got "
                                             f"{fields['validation_threshold']!r}")
     return problems
+
+
+def with_default_rule(model: Model) -> Model:
+    """``model`` with its dtype's calibrated rule when it states none (all four fields 0):
+    a proposal or genesis entry that leaves the rule out gets what its dtype was measured to
+    need, not the strictest rule, which would fail every honest half-precision executor."""
+    if any(getattr(model, name) for name in RULE_FIELDS) or \
+            model.serving_dtype not in DEFAULT_RULES:
+        return model
+    filled = Model()
+    filled.CopyFrom(model)
+    for name, value in zip(RULE_FIELDS, DEFAULT_RULES[model.serving_dtype], strict=True):
+        setattr(filled, name, value)
+    return filled
 
 
 def model_error(model: Model) -> str | None:

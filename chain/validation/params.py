@@ -1,8 +1,8 @@
-"""Validation params (docs/design.md §6): sampling rates, windows, vote size, verdict thresholds.
+"""Validation params (docs/design.md §6): sampling rates, windows, vote size, INVALID.
 
-The verdict thresholds (the rule tolerances and allowed violations; the distance
-threshold is each model's ``validation_threshold``) come from the calibration in
-docs/verification.md, not from guesses.
+The verdict thresholds (the distance threshold, the rule's tolerances and allowed
+violations) are each model's, in its registry entry, per serving dtype
+(chain/inference/model.py), from the calibration in docs/verification.md.
 """
 
 from dataclasses import dataclass
@@ -24,8 +24,7 @@ class ValidationParams(ModuleParams):
     governable: ClassVar[frozenset[str]] = frozenset({
         "p_min_ppm", "p_max_ppm", "max_expected_checks_ppm", "epochs_to_max",
         "validation_window_blocks", "voting_period_blocks", "voters_per_vote",
-        "rule_tolerance_micro", "greedy_tolerance_micro", "max_rule_violations",
-        "rule_violations_per_1024", "invalid_after_consecutive", "invalid_min_count",
+        "invalid_after_consecutive", "invalid_min_count",
         "invalid_rate_ppm", "canary_rate_ppm", "vote_bond", "evidence_alpha_ppm",
         "passed_over_allowance_ppm"})
     # p = p_min + (p_max − p_min) × (1 − reputation), in parts per million; each 0 to
@@ -50,16 +49,6 @@ class ValidationParams(ModuleParams):
     # validators are judged when it ends, so it must outlast every window and vote: 2 to
     # 200,000, at least validation_window_blocks + voting_period_blocks.
     reveal_window_blocks: int = bounded(50, 2, 2 * MAX_WINDOW_BLOCKS)
-    # The seeded-rule check, from the calibration (docs/verification.md), which keeps every
-    # honest bf16/fp16/fp32 executor (CPU and H200) passing: rounding allowed on a sampled
-    # token's CDF interval (a probability: 0 to 1000000 millionths) and on a greedy token's
-    # argmax gap (0 to 100 nats, in millionths), and the violations an inference may have:
-    # max_rule_violations plus rule_violations_per_1024 for every 1,024 output positions
-    # (0 to 1,024 each: at most every position).
-    rule_tolerance_micro: int = bounded(30_000, 0, PPM)
-    greedy_tolerance_micro: int = bounded(100_000, 0, 100 * PPM)
-    max_rule_violations: int = bounded(2, 0, 1_024)
-    rule_violations_per_1024: int = bounded(8, 0, 1_024)
     # An executor is INVALID for the epoch after this many invalidations in a row, or when
     # at least invalid_min_count of its checked inferences this epoch were invalidated and
     # they are at least invalid_rate_ppm of them (honest executors measure ~0). Both counts

@@ -70,7 +70,8 @@ class Tasks:
         task = self._open(ctx, finished, params)
         block_hash = self._block_hash(ctx)
         if params.canary_rate_ppm and canary.wins(block_hash, finished.id, params.canary_rate_ppm):
-            twin = canary.forge(finished, block_hash, params.max_rule_violations + 2)
+            model = self.inference.model(ctx.kv, finished.model_id)
+            twin = canary.forge(finished, block_hash, model.max_rule_violations + 2)
             if twin is not None and self.inference.inference(ctx.kv, twin.id) is None:
                 self.inference.save_inference(ctx.kv, twin, ctx.block.height, None)
                 self.keeper.mark_canary(ctx.kv, twin.id, finished.id)
@@ -103,7 +104,7 @@ class Tasks:
         """Adds a validator's report and moves the task (and its inference) on."""
         params = self.keeper.params(ctx.kv)
         model = self.inference.model(ctx.kv, task.model_id)
-        report.passed = passes(report, _allowed(params, task), threshold_micro(model))
+        report.passed = passes(report, _allowed(model, task), threshold_micro(model))
         task.reports.append(report)
         if self.keeper.is_canary(ctx.kv, task.inference_id):
             record = self.keeper.record(ctx.kv, task.epoch, report.validator)
@@ -226,7 +227,7 @@ class Tasks:
                 self.keeper.set_record(ctx.kv, record)
         self.keeper.close_vote(ctx.kv, task)
         ballots = self._ballots(task)
-        failed = bool(ballots) and vote_upholds_failure(ballots, _allowed(params, task),
+        failed = bool(ballots) and vote_upholds_failure(ballots, _allowed(model, task),
                                                         threshold_micro(model))
         task.state = FAILED if failed else PASSED
         self.keeper.set_task(ctx.kv, task)
@@ -411,8 +412,8 @@ class Tasks:
         return inference
 
 
-def _allowed(params: ValidationParams, task: ValidationTask) -> int:
-    return allowed_violations(params.max_rule_violations, params.rule_violations_per_1024,
+def _allowed(model: Model, task: ValidationTask) -> int:
+    return allowed_violations(model.max_rule_violations, model.rule_violations_per_1024,
                               task.positions)
 
 
