@@ -296,12 +296,16 @@ def test_a_content_that_fails_at_execution_leaves_state_as_it_was(net):
     assert failed.deposits_refunded and net.balance(net.parts[0]) == before + MIN_DEPOSIT
 
 
-def test_governance_retunes_a_models_evidence_reference_but_never_its_serving_dtype(net):
+def test_governance_retunes_a_models_thresholds_and_references_but_never_its_dtype(net):
     (current,) = net.query("Models", q.QueryModelsRequest()).models
     retuned = Model()
     retuned.CopyFrom(current)
     retuned.reference_distance_micro, retuned.evidence_bet_ppm = 250, 500_000
     retuned.validation_threshold = "0.0005"
+    # The sampling rule too, and the violation bet with it: a rule forgiving one violation
+    # (a wider calibration, say) is a rule a cheat can hide in, so the bet weighs them.
+    retuned.max_rule_violations, retuned.rule_tolerance_micro = 1, 2_000
+    retuned.reference_violations_ppm, retuned.violation_bet_ppm = 673, 50_000
     pid = proposal_id(submit(net, net.developer, packed(UpdateModel(model=retuned))))
     assert run_vote(net, pid, [VOTE_OPTION_YES] * 3).status == PROPOSAL_STATUS_PASSED
     assert net.query("Models", q.QueryModelsRequest()).models == [retuned]
@@ -315,6 +319,12 @@ def test_governance_retunes_a_models_evidence_reference_but_never_its_serving_dt
         id=MODEL_ID, weights_sha256=WEIGHTS, price_per_token=1, context_length=1, top_k=1,
         validation_threshold="0.1", serving_dtype=DTYPE, evidence_bet_ppm=1_000_000))))
     assert refused.code != 0 and "evidence_bet_ppm" in refused.log
+    beyond = Model()
+    beyond.CopyFrom(retuned)
+    beyond.max_rule_violations = 1_025  # more violations than an output has positions
+    refused = submit(net, net.developer, packed(UpdateModel(model=beyond)))
+    assert refused.code != 0 and "max_rule_violations" in refused.log
+    assert net.query("Models", q.QueryModelsRequest()).models == [retuned]
 
 
 def test_a_software_upgrade_plan_is_recorded_for_operators(net):
