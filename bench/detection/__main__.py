@@ -251,6 +251,9 @@ recorded sampling) and judged with `apinode/validation/figures.py` (`ended_prope
 chain. An inference fails when **its ids do not match, or distance > D, or more than
 V + P × positions // 1024 positions break the seeded sampling rule**, judged at tolerance Tg
 (argmax gap, nats) for a greedy inference and Ts (CDF interval, probability) for a sampled one.
+The rule chosen here is the one that passes every honest executor, fp32, bf16 and fp16 alike:
+the half-precision registry's. Each serving dtype's own thresholds, fp32's without that slack,
+are in "Per serving dtype" and "The fp32 rule" below.
 
 - Command: {command}
 - Machine: {host}
