@@ -25,6 +25,8 @@ from chain.store.schema import connect
 # Range reads fetch this many rows per statement instead of holding a cursor open for as long as
 # the caller takes, which would keep the lock and block commits.
 _PAGE = 512
+# Under SQLite's default limit of 32,766 parameters per statement.
+_BUCKETS_PER_STATEMENT = 500
 # What one committed-state layer remembers of its reads (keys plus scanned entries) at most.
 _MAX_REMEMBERED = 200_000
 
@@ -340,15 +342,34 @@ class Store:
         by_bucket: dict[int, dict[bytes, bytes | None]] = {}
         for key, value in overlay.changes.items():
             by_bucket.setdefault(bucket_of(key), {})[key] = value
+        committed = self._bucket_rows(by_bucket)
         buckets: dict[int, bytes] = {}
-        with self._lock:
-            for bucket, changes in by_bucket.items():
-                rows = self._db.execute(
-                    "SELECT key, value FROM state WHERE bucket = ? ORDER BY key", (bucket,))
-                buckets[bucket] = bucket_hash(merge(rows, sorted(changes.items())))
+        for bucket, changes in by_bucket.items():
+            rows = committed.get(bucket)
+            if rows is None:  # most touched buckets of a large keyspace hold only new keys
+                buckets[bucket] = bucket_hash(
+                    sorted((k, v) for k, v in changes.items() if v is not None))
+            else:
+                buckets[bucket] = bucket_hash(merge(iter(rows), sorted(changes.items())))
         app_hash, nodes = self._tree.preview(buckets)
         self._preview_cache = _Preview(overlay, overlay.revision, buckets, nodes, app_hash)
         return self._preview_cache
+
+    def _bucket_rows(self, buckets: Iterable[int]) -> dict[int, list[tuple[bytes, bytes]]]:
+        """The committed rows of these buckets, each bucket's in key order, read a few
+        hundred buckets per statement: a block touches a bucket for nearly every key it
+        changes, and one statement per bucket cost more than hashing them."""
+        found: dict[int, list[tuple[bytes, bytes]]] = {}
+        ordered = sorted(buckets)
+        with self._lock:
+            for first in range(0, len(ordered), _BUCKETS_PER_STATEMENT):
+                chunk = ordered[first:first + _BUCKETS_PER_STATEMENT]
+                rows = self._db.execute(
+                    f"SELECT bucket, key, value FROM state WHERE bucket IN "
+                    f"({','.join('?' * len(chunk))}) ORDER BY bucket, key", chunk)
+                for bucket, key, value in rows:
+                    found.setdefault(bucket, []).append((key, value))
+        return found
 
     def _write_block(self, changes: Mapping[bytes, bytes | None], height: int,
                      buckets: dict[int, bytes], app_hash: bytes,
