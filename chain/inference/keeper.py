@@ -251,6 +251,21 @@ class InferenceKeeper:
             before = time_ns
         return None
 
+    def draws_at(self, state: State, timestamp: int, height: int) -> bool:
+        """Whether a request signed at ``timestamp`` draws at ``height``, as
+        request_draw_height would say, from the two blocks that decide it instead of a scan
+        of every kept block: block times only rise (CometBFT's and the solo clock's), so
+        ``height`` is the first kept block at or after the timestamp exactly when its time is
+        and the kept block before it is earlier."""
+        bound = timestamp * 1_000_000_000
+        time_ns = self.block_time_ns(state, height)
+        if time_ns is None or time_ns < bound:
+            return False
+        if height == 1:
+            return True
+        before = self.block_time_ns(state, height - 1)
+        return before is not None and before < bound
+
     def draw(self, state: State, inference_id: str, model: Model,
              draw_height: int) -> Iterator[str]:
         """The draw order of ``inference_id`` seeded at ``draw_height``, computed pick by pick

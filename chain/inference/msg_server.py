@@ -422,8 +422,8 @@ class InferenceMsgServer:
         start_rules.check_request_id(msg)
         if not msg.request_signature:
             start_rules.check_key_nonce(msg)
-        bound = self._keeper.request_draw_height(ctx.kv, msg.request_timestamp)
-        if msg.draw_height != bound:
+        if not self._keeper.draws_at(ctx.kv, msg.request_timestamp, msg.draw_height):
+            bound = self._keeper.request_draw_height(ctx.kv, msg.request_timestamp)
             raise DrawMismatch(f"a request stamped {msg.request_timestamp} draws at height "
                                f"{bound or 'none yet'}, not {msg.draw_height}")
         try:
