@@ -29,8 +29,9 @@ class GasMeter:
     used: int = 0
 
     def consume(self, amount: int, why: str) -> None:
-        self.used = min(self.used + amount, MAX_GAS)
-        if self.limit is not None and self.used > self.limit:
+        used = self.used + amount
+        self.used = used = used if used < MAX_GAS else MAX_GAS
+        if self.limit is not None and used > self.limit:
             raise OutOfGas(f"out of gas in {why}; gas wanted: {self.limit}, gas used: "
                            f"{self.used}")
 

@@ -72,14 +72,16 @@ class BankKeeper:
         kv.set(PARAMS_KEY, params.to_bytes())
 
     def _subtract(self, kv: GasKV, owner: bytes, coins: dict[str, int]) -> None:
+        """Every balance is read once and checked before any is written, so a send short
+        of one denom changes none."""
+        have = {denom: self.balance(kv, owner, denom) for denom in coins}
         for denom, amount in coins.items():
-            have = self.balance(kv, owner, denom)
-            if have < amount:
-                raise InsufficientFunds(f"spendable balance {have}{denom} is smaller than "
-                                        f"{amount}{denom}")
+            if have[denom] < amount:
+                raise InsufficientFunds(f"spendable balance {have[denom]}{denom} is smaller "
+                                        f"than {amount}{denom}")
         for denom, amount in coins.items():
             key = balance_key(owner, denom)
-            left = self.balance(kv, owner, denom) - amount
+            left = have[denom] - amount
             if left:
                 kv.set(key, str(left).encode())
             else:

@@ -35,19 +35,42 @@ KEY_NONCE_TAG = b"inferchain/key-nonce/v1"
 PREFIX_DELIVERY_TAG = b"inferchain/delivery-prefix/v1"
 
 
+_UINT64 = struct.Struct(">Q").pack
+_FLOAT32 = struct.Struct(">f").pack  # sampling fields travel as protobuf float (32-bit)
+_LENGTH = struct.Struct(">I").pack
+
+
+def _length_prefixed(data: bytes) -> bytes:
+    return _LENGTH(len(data)) + data
+
+
+# By exact type, the common case: every signed message's fields are read from protobuf, which
+# hands out plain int, float, str and bytes; anything else takes _field's general path.
+_ENCODERS = {
+    bool: lambda value: b"\x01" if value else b"\x00",
+    int: _UINT64,
+    float: _FLOAT32,
+    str: lambda value: _length_prefixed(value.encode()),
+    bytes: _length_prefixed,
+}
+
+
 def _field(value: bytes | str | int | float) -> bytes:
+    encode = _ENCODERS.get(type(value))
+    if encode is not None:
+        return encode(value)
     if isinstance(value, bool):
         return b"\x01" if value else b"\x00"
     if isinstance(value, int):
-        return struct.pack(">Q", value)
-    if isinstance(value, float):  # sampling fields travel as protobuf float (32-bit)
-        return struct.pack(">f", value)
+        return _UINT64(value)
+    if isinstance(value, float):
+        return _FLOAT32(value)
     data = value.encode() if isinstance(value, str) else value
-    return struct.pack(">I", len(data)) + data
+    return _length_prefixed(data)
 
 
 def canonical(tag: bytes, *values: bytes | str | int | float) -> bytes:
-    return tag + b"".join(_field(v) for v in values)
+    return tag + b"".join([_field(v) for v in values])
 
 
 def request_message(chain_id: str, purpose: RequestPurpose, transfer_agent: str,

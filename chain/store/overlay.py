@@ -13,6 +13,8 @@ from typing import Protocol
 
 # A deletion is recorded as None so that it hides the key in the layers below.
 Change = bytes | None
+# What a layer's changes answer for a key it did not touch (None is a deletion).
+_UNCHANGED = object()
 
 
 class KVReader(Protocol):
@@ -70,9 +72,8 @@ class Overlay:
         return self._revision
 
     def get(self, key: bytes) -> bytes | None:
-        if key in self._changes:
-            return self._changes[key]
-        return self._parent.get(key)
+        value = self._changes.get(key, _UNCHANGED)
+        return self._parent.get(key) if value is _UNCHANGED else value
 
     def set(self, key: bytes, value: bytes) -> None:
         _check_key(key)

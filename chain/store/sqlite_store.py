@@ -29,6 +29,8 @@ _PAGE = 512
 _BUCKETS_PER_STATEMENT = 500
 # What one committed-state layer remembers of its reads (keys plus scanned entries) at most.
 _MAX_REMEMBERED = 200_000
+# What the remembered reads answer for a key not read yet (None is a key known absent).
+_UNREAD = object()
 
 _LATEST = "SELECT key, value FROM state WHERE key >= :start {upper} ORDER BY key LIMIT :page"
 # SQLite takes the bare `value` from the row holding MAX(height): the key's value as of :height.
@@ -77,8 +79,9 @@ class _Committed:
 
     def get(self, key: bytes) -> bytes | None:
         self.check()
-        if key in self._reads:
-            return self._reads[key]
+        value = self._reads.get(key, _UNREAD)
+        if value is not _UNREAD:
+            return value
         value = self.store.get(key)
         if self._remember(1):
             self._reads[key] = value
