@@ -348,12 +348,14 @@ class Store:
         committed = self._bucket_rows(by_bucket)
         buckets: dict[int, bytes] = {}
         for bucket, changes in by_bucket.items():
-            rows = committed.get(bucket)
-            if rows is None:  # most touched buckets of a large keyspace hold only new keys
-                buckets[bucket] = bucket_hash(
-                    sorted((k, v) for k, v in changes.items() if v is not None))
-            else:
-                buckets[bucket] = bucket_hash(merge(iter(rows), sorted(changes.items())))
+            rows = committed.get(bucket, [])
+            held = {key for key, _ in rows}
+            # A deletion of a key the state never held (a record made and dropped within the
+            # block: an expiry, an escrow, a status index) changes nothing; a bucket of only
+            # such deletions keeps its hash, and its 16 tree nodes need no rehash.
+            effective = sorted((k, v) for k, v in changes.items() if v is not None or k in held)
+            if effective:
+                buckets[bucket] = bucket_hash(merge(iter(rows), effective) if rows else effective)
         app_hash, nodes = self._tree.preview(buckets)
         self._preview_cache = _Preview(overlay, overlay.revision, buckets, nodes, app_hash)
         return self._preview_cache
