@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cosmpy.protos.cosmos.base.abci.v1beta1.abci_pb2 import TxResponse
-from cosmpy.protos.cosmos.tx.v1beta1.tx_pb2 import Tx
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
-from google.protobuf.any_pb2 import Any as AnyPb
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from chain import failpoint
@@ -53,6 +51,7 @@ TX_META_PREFIX = "tx/"
 # that height's history; the height zero-padded, so names sort by height.
 TXS_AT_META = "txs_at/"
 INTERNAL_ERROR = 1  # the sdk codespace's code for an internal error
+TX_TYPE_URL = "/cosmos.tx.v1beta1.Tx"
 
 
 @dataclass
@@ -351,11 +350,11 @@ def _tx_response(block: BlockInfo, outcome: Outcome,
         gas_used=outcome.gas_used, timestamp=rfc3339(block.time_ns),
         events=events)
     if outcome.tx is not None:
-        tx = Tx(body=outcome.tx.body, auth_info=outcome.tx.auth_info,
-                signatures=[signer.signature for signer in outcome.tx.signers])
-        packed = AnyPb()
-        packed.Pack(tx, type_url_prefix="/")
-        response.tx.CopyFrom(packed)
+        # A Tx and a TxRaw share field numbers and wire types, and decoding took only a TxRaw
+        # whose body and auth info are each their message's canonical encoding: the raw
+        # bytes are the Tx's own encoding, with no repacking.
+        response.tx.type_url = TX_TYPE_URL
+        response.tx.value = outcome.tx.raw
     return response
 
 
