@@ -286,6 +286,22 @@ def test_reopen_restores_height_hash_values_and_meta(tmp_path):
         assert store.app_hash == hash_after(*blocks)
 
 
+def test_the_latest_values_kept_in_memory_follow_every_commit(tmp_path):
+    """The store answers hot keys from memory across blocks; after any mix of updates,
+    deletions, creations and values too large to keep, every read must say what SQLite says
+    (a second process opened on the same file reads SQLite afresh)."""
+    rng = random.Random(3)
+    keys = [f"key-{i}".encode() for i in range(200)]
+    with Store.open(tmp_path / "state.db") as store:
+        for _ in range(30):
+            for key in rng.sample(keys, 50):
+                store.get(key)  # absent keys are remembered as absent too
+            values = [None, b"small", b"x" * 5_000, str(rng.random()).encode()]
+            committed(store, {key: rng.choice(values) for key in rng.sample(keys, 40)})
+            with Store.open(tmp_path / "state.db") as fresh:
+                assert [store.get(key) for key in keys] == [fresh.get(key) for key in keys]
+
+
 def test_verify_detects_rows_changed_behind_the_stores_back(tmp_path):
     with Store.open(tmp_path / "state.db") as store:
         committed(store, {b"a": b"1", b"b": b"2"})

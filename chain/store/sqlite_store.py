@@ -31,6 +31,11 @@ _BUCKETS_PER_STATEMENT = 500
 _MAX_REMEMBERED = 200_000
 # What the remembered reads answer for a key not read yet (None is a key known absent).
 _UNREAD = object()
+# The latest values the store keeps in memory across blocks at most, and the largest it keeps:
+# params, participants, accounts and balances are read by nearly every block, while large
+# values (an inference's record and artifact) are rarely read again once their block is done.
+_LATEST_MAX_ENTRIES = 65_536
+_LATEST_MAX_VALUE = 4_096
 
 _LATEST = "SELECT key, value FROM state WHERE key >= :start {upper} ORDER BY key LIMIT :page"
 # SQLite takes the bare `value` from the row holding MAX(height): the key's value as of :height.
@@ -134,6 +139,9 @@ class Store:
             raise StoreCorrupted(f"bucket hashes give {self._tree.root.hex()}, "
                                  f"head says {self._app_hash.hex()}")
         self._preview_cache: _Preview | None = None
+        # Committed values by key (None: absent), kept equal to the state by every commit and
+        # restore: each block's first read of a hot key would otherwise ask SQLite again.
+        self._latest: dict[bytes, bytes | None] = {}
 
     @classmethod
     def open(cls, path: Path) -> "Store":
@@ -192,6 +200,9 @@ class Store:
             self._tree.apply(preview.nodes)
             self._height, self._app_hash = height, preview.app_hash
             self._preview_cache = None
+            for key, value in overlay.changes.items():
+                if key in self._latest:
+                    self._remember_latest(key, value)
         return preview.app_hash
 
     def restore(self, height: int, app_hash: bytes, entries: Iterable[tuple[bytes, bytes]],
@@ -230,12 +241,28 @@ class Store:
             self._tree = tree
             self._height, self._app_hash, self._earliest = height, app_hash, height
             self._preview_cache = None
+            self._latest.clear()
 
     def get(self, key: bytes) -> bytes | None:
         """The latest committed value."""
         with self._lock:
-            row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
+            value = self._latest.get(key, _UNREAD)
+            if value is _UNREAD:
+                row = self._db.execute("SELECT value FROM state WHERE key = ?",
+                                       (key,)).fetchone()
+                value = None if row is None else row[0]
+                self._remember_latest(key, value)
+        return value
+
+    def _remember_latest(self, key: bytes, value: bytes | None) -> None:
+        """Keeps ``value`` as ``key``'s latest, or forgets the key when the value is too large
+        to keep; a full memory starts over, which only costs SQLite reads."""
+        if value is not None and len(value) > _LATEST_MAX_VALUE:
+            self._latest.pop(key, None)
+            return
+        if len(self._latest) >= _LATEST_MAX_ENTRIES and key not in self._latest:
+            self._latest.clear()
+        self._latest[key] = value
 
     def get_at(self, key: bytes, height: int) -> bytes | None:
         with self._lock:
