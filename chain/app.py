@@ -201,13 +201,14 @@ class Application(BaseApplication):
         response = abci.ResponseFinalizeBlock(app_hash=self.store.app_hash_of(state),
                                               validator_updates=validator_updates)
         _add_events(response.events, hooks.events)
-        tx_responses = []
+        tx_responses, timestamp = [], rfc3339(time_ns)
         for outcome in outcomes:
             result = response.tx_results.add(
                 code=outcome.code, codespace=outcome.codespace, log=outcome.log,
                 gas_wanted=outcome.gas_wanted, gas_used=outcome.gas_used)
             _add_events(result.events, outcome.events)
-            tx_responses.append(_tx_response(block, outcome, result.events).SerializeToString())
+            tx_responses.append(_tx_response(block.height, timestamp, outcome,
+                                             result.events).SerializeToString())
         self._pending = PendingBlock(block, state, outcomes, tx_responses, header)
         failpoint.hit(failpoint.AFTER_FINALIZE, req.height)
         self.metrics.finalized([(o.codespace, o.code) for o in outcomes],
@@ -341,14 +342,14 @@ class Application(BaseApplication):
         return response
 
 
-def _tx_response(block: BlockInfo, outcome: Outcome,
+def _tx_response(height: int, timestamp: str, outcome: Outcome,
                  events: RepeatedCompositeFieldContainer[abci.Event]) -> TxResponse:
-    """The tx's stored result, built from what execution decoded: nothing is parsed again."""
+    """The tx's stored result, built from what execution decoded: nothing is parsed again.
+    ``timestamp`` is the block's time in RFC 3339, formatted once per block."""
     response = TxResponse(
-        height=block.height, txhash=outcome.hash.hex().upper(), codespace=outcome.codespace,
+        height=height, txhash=outcome.hash.hex().upper(), codespace=outcome.codespace,
         code=outcome.code, raw_log=outcome.log, gas_wanted=outcome.gas_wanted,
-        gas_used=outcome.gas_used, timestamp=rfc3339(block.time_ns),
-        events=events)
+        gas_used=outcome.gas_used, timestamp=timestamp, events=events)
     if outcome.tx is not None:
         # A Tx and a TxRaw share field numbers and wire types, and decoding took only a TxRaw
         # whose body and auth info are each their message's canonical encoding: the raw

@@ -36,6 +36,8 @@ from chain.errors import (
 from chain.tx.decode import DecodedTx
 from chain.tx.signature import verify
 
+_PUBKEY_TYPE = PubKey.DESCRIPTOR.full_name
+
 FEE_COLLECTOR = hashlib.sha256(b"fee_collector").digest()[:20]
 
 
@@ -112,8 +114,10 @@ class AnteHandler:
         """The signer's key: set on first use from the tx, fixed after that."""
         stored = None
         if account.HasField("pub_key"):
+            # What Any.Unpack does, without its pure-Python descriptor lookups at every tx.
             key = PubKey()
-            account.pub_key.Unpack(key)
+            if account.pub_key.type_url.rpartition("/")[2] == _PUBKEY_TYPE:
+                key.ParseFromString(account.pub_key.value)
             stored = key.key
         pubkey = given or stored
         if pubkey is None:
