@@ -10,8 +10,11 @@ from chain.errors import InvalidAddress
 PREFIX = "infer"
 
 
+@lru_cache(maxsize=1 << 16)
 def from_pubkey(compressed: bytes) -> bytes:
-    """The Cosmos account address: ripemd160(sha256(compressed secp256k1 public key))."""
+    """The Cosmos account address: ripemd160(sha256(compressed secp256k1 public key)).
+
+    Cached: every tx's ante derives its signer's address from its key again."""
     return hashlib.new("ripemd160", hashlib.sha256(compressed).digest()).digest()
 
 
