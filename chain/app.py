@@ -26,7 +26,7 @@ from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from chain import failpoint
 from chain.abci.application import BaseApplication
 from chain.config import NodeConfig
-from chain.context import BlockInfo, Context, Event
+from chain.context import BlockInfo, Context, Event, serializable
 from chain.errors import ENVIRONMENT_ERRORS
 from chain.gas import GasKV, GasMeter
 from chain.metrics import ChainMetrics
@@ -64,18 +64,18 @@ class PendingBlock:
 
 
 def abci_events(events: list[Event]) -> list[abci.Event]:
-    return [abci.Event(type=e.type, attributes=[
-        abci.EventAttribute(key=a.key, value=a.value, index=True) for a in e.attributes])
-        for e in events]
+    return [abci.Event(type=type_, attributes=[
+        abci.EventAttribute(key=key, value=serializable(value), index=True)
+        for key, value in attributes.items()]) for type_, attributes in events]
 
 
 def _add_events(into: RepeatedCompositeFieldContainer[abci.Event], events: list[Event]) -> None:
     """Builds ``events`` in place in a message's repeated field: a block's tx results hold
     thousands of attributes, and building them apart and copying them in cost twice as much."""
-    for event in events:
-        add = into.add(type=event.type).attributes.add
-        for attribute in event.attributes:
-            add(key=attribute.key, value=attribute.value, index=True)
+    for type_, attributes in events:
+        add = into.add(type=type_).attributes.add
+        for key, value in attributes.items():
+            add(key=key, value=serializable(value), index=True)
 
 
 def rfc3339(time_ns: int) -> str:
