@@ -22,10 +22,11 @@ class Router:
             raise ValueError(f"{route.type_url} is registered twice")
         self._routes[route.type_url] = route
 
-    def unpack(self, packed: AnyPb) -> tuple[Msg, Message]:
+    def unpack(self, packed: AnyPb, known: bool = False) -> tuple[Msg, Message]:
+        """The message's route and the message; ``known`` as for parse_canonical."""
         route = self._routes.get(packed.type_url)
         if route is None:
             raise UnknownRequest(f"unrecognized message type: {packed.type_url}")
         message = route.message_type()
-        parse_canonical(message, packed.value, packed.type_url)
+        parse_canonical(message, packed.value, packed.type_url, known)
         return route, message

@@ -21,21 +21,23 @@ from chain.gas import GasKV, GasMeter
 from chain.inference.artifact import ArtifactStep
 from chain.inference.matched_artifacts import MATCHED
 from chain.store import StaleOverlay, Store
+from chain.tx.canonical import CANONICAL_TXS
 from chain.tx.signature import verify as secp256k1_verify
 from chain.verified_signatures import VERIFIED, VerifiedSet, verify_ed25519
 from inferchain_pb.inference.v1.gov_pb2 import PROPOSAL_STATUS_PASSED, VOTE_OPTION_YES
 
+TX_DECODE = 2
 UNAUTHORIZED = 4
 BAD_SIGNATURE = 9
 
 
 @pytest.fixture(autouse=True)
 def cold_cache():
-    VERIFIED.clear()
-    MATCHED.clear()
+    for cache in (VERIFIED, MATCHED, CANONICAL_TXS):
+        cache.clear()
     yield
-    VERIFIED.clear()
-    MATCHED.clear()
+    for cache in (VERIFIED, MATCHED, CANONICAL_TXS):
+        cache.clear()
 
 
 def resigned(raw: bytes, signature: bytes | None = None, body: TxBody | None = None) -> bytes:
@@ -64,6 +66,22 @@ def test_a_failed_signature_is_checked_again_and_fails_again_in_the_block():
     result = net.one(forged)
     assert result.code == UNAUTHORIZED and "signature verification failed" in result.log
     assert VERIFIED.hits == 0
+
+
+def test_a_tx_found_canonical_is_only_parsed_again_and_other_bytes_are_still_checked():
+    """A tx CheckTx found canonical is parsed in its block without the check; the same tx
+    with one unknown field appended (its signatures still over the same body) has another
+    hash, is checked, and is refused at CheckTx and in the block alike."""
+    net = Net()
+    good = net.developer.tx(send_msg(net.developer.address, net.parts[0].address, 5))
+    padded = good + bytes([0x20, 0x01])  # field 4, varint 1: unknown to TxRaw
+    assert check(net, good).code == 0 and len(CANONICAL_TXS) == 1
+    refused = check(net, padded)
+    assert refused.code == TX_DECODE and "not canonically encoded" in refused.log
+    hits = CANONICAL_TXS.hits
+    results = net.block([padded, good])  # CheckTx of each, as a mempool would, then the block
+    assert [r.code for r in results] == [TX_DECODE, 0]
+    assert CANONICAL_TXS.hits == hits + 2 and len(CANONICAL_TXS) == 1
 
 
 def test_a_remembered_signature_vouches_for_its_exact_bytes_only():
@@ -242,11 +260,12 @@ def test_a_cold_node_and_a_node_warmed_by_checktx_agree_on_every_block():
                        signature=bytes(64))
         warm.developer.sequence -= 1  # the bad one fails before it moves the sequence
         block([agent.tx(start), executor.tx(finish), good, bad])
-    assert VERIFIED.hits > 0
+    assert VERIFIED.hits > 0 and CANONICAL_TXS.hits > 0
     assert any(code != 0 for row in results for code, _, _ in row)
-    VERIFIED.clear()
+    for cache in (VERIFIED, MATCHED, CANONICAL_TXS):
+        cache.clear()
     cold, cold_results = replay(warm.init_request, warm.blocks)
-    assert VERIFIED.hits == 0
+    assert VERIFIED.hits == 0 and CANONICAL_TXS.hits == 0
     assert cold_results == [[], *results]  # Net starts with an empty block
     assert cold.store.app_hash == warm.app.store.app_hash
     assert json.loads(cold.store.get_meta("last_block")) == warm.app.last_block

@@ -24,7 +24,7 @@ from chain.errors import (
 from chain.gas import MAX_GAS
 from chain.module import Msg
 from chain.router import Router
-from chain.tx.canonical import parse_canonical
+from chain.tx.canonical import CANONICAL_TXS, canonical_tx, parse_canonical
 
 SECP256K1_PUBKEY = "/cosmos.crypto.secp256k1.PubKey"
 
@@ -61,10 +61,12 @@ def decode(raw: bytes, router: Router, sig_limit: int, simulate: bool = False) -
     """The tx's parts; ``simulate`` also takes SIGN_MODE_UNSPECIFIED, which a simulation's
     unsigned signer infos carry (cosmjs's, as the Cosmos SDK takes them: it checks the sign
     mode only where it verifies the signature, which simulation skips)."""
+    digest = tx_hash(raw)
+    known = CANONICAL_TXS.seen(canonical_tx(digest))
     envelope, body, auth_info = TxRaw(), TxBody(), AuthInfo()
-    parse_canonical(envelope, raw, "tx")
-    parse_canonical(body, envelope.body_bytes, "tx body")
-    parse_canonical(auth_info, envelope.auth_info_bytes, "tx auth info")
+    parse_canonical(envelope, raw, "tx", known)
+    parse_canonical(body, envelope.body_bytes, "tx body", known)
+    parse_canonical(auth_info, envelope.auth_info_bytes, "tx auth info", known)
     if auth_info.fee.gas_limit > MAX_GAS:
         raise InvalidRequest(f"invalid gas supplied; {auth_info.fee.gas_limit} > {MAX_GAS}")
     if not body.messages:
@@ -73,7 +75,7 @@ def decode(raw: bytes, router: Router, sig_limit: int, simulate: bool = False) -
         raise UnknownExtensionOptions("unknown extension options")
     if auth_info.fee.payer or auth_info.fee.granter:
         raise InvalidRequest("fee payer and fee granter are not supported")
-    messages = [router.unpack(packed) for packed in body.messages]
+    messages = [router.unpack(packed, known) for packed in body.messages]
     addresses: list[str] = []
     for route, message in messages:
         for signer in route.signers(message):
@@ -98,10 +100,12 @@ def decode(raw: bytes, router: Router, sig_limit: int, simulate: bool = False) -
             if info.public_key.type_url != SECP256K1_PUBKEY:
                 raise InvalidPubKey(f"unsupported public key type {info.public_key.type_url}")
             key = PubKey()
-            parse_canonical(key, info.public_key.value, "public key")
+            parse_canonical(key, info.public_key.value, "public key", known)
             if len(key.key) != 33:
                 raise InvalidPubKey("secp256k1 public keys must be 33 bytes, compressed")
             pubkey = key.key
         signers.append(Signer(addr, pubkey, info.sequence, signature))
-    return DecodedTx(raw, tx_hash(raw), envelope.body_bytes, envelope.auth_info_bytes, body,
+    if not known:
+        CANONICAL_TXS.add(canonical_tx(digest))
+    return DecodedTx(raw, digest, envelope.body_bytes, envelope.auth_info_bytes, body,
                      auth_info, messages, signers)
