@@ -75,12 +75,14 @@ class Actor:
             models=[ServedModel(model_id=MODEL_ID, weights_sha256=WEIGHTS, dtype=DTYPE)])
 
 
-def genesis_participant(actor: Actor, url: str = "http://127.0.0.1:1") -> dict:
-    """The actor as a genesis participant serving the test model: a participant with weight
-    from the first block, which one registering later only gets from proof of compute."""
+def genesis_participant(actor: Actor, url: str = "http://127.0.0.1:1",
+                        model_ids: tuple[str, ...] = (MODEL_ID,)) -> dict:
+    """The actor as a genesis participant serving the test model (or ``model_ids``, each of
+    the test weights): a participant with weight from the first block, which one registering
+    later only gets from proof of compute."""
     return {"address": actor.address, "url": url,
             "node_pubkey": bytes(actor.node_key.verify_key).hex(),
-            "models": [{"model_id": MODEL_ID, "weights_sha256": WEIGHTS}]}
+            "models": [{"model_id": m, "weights_sha256": WEIGHTS} for m in model_ids]}
 
 
 def genesis_models() -> list[dict]:
@@ -130,7 +132,7 @@ def start_msg(agent: Actor, developer: Actor, label: str, executor: str,
               purpose: payload.RequestPurpose = payload.RequestPurpose.INFERENCE,
               signed_request: bool = True, refusals: tuple[bytes, ...] = (),
               choice: int = 0, choices: int = 0, signed_choices: int | None = None,
-              **transform: object) -> MsgStartInference:
+              model_id: str = MODEL_ID, **transform: object) -> MsgStartInference:
     """The start of choice ``choice`` of the request a test names ``label`` (of
     ``choices``), under the id the chain binds to it; ``transform`` sets the start's
     penalties and logit biases. With ``signed_request`` the developer signed the request
@@ -140,7 +142,7 @@ def start_msg(agent: Actor, developer: Actor, label: str, executor: str,
     prompt_hash = request_hash(label, body)
     nonce = _nonce(agent, developer, label, timestamp, body, choices, signed_request)
     msg = MsgStartInference(
-        creator=agent.address, model_id=MODEL_ID, refusals=refusals,
+        creator=agent.address, model_id=model_id, refusals=refusals,
         inference_id=request_id(agent, developer, label, timestamp, body, choice, choices,
                                 signed_request),
         developer=developer.address, request_timestamp=timestamp, request_nonce=nonce,

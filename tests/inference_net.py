@@ -36,8 +36,8 @@ class Net:
     def __init__(self, participants: int = 3, expiration_blocks: int = 5,
                  extra_state: dict | None = None, weights: list[int] | None = None,
                  extra_supply: int = 0, newcomers: int = 0, reputation_ppm: int = 0,
-                 inference_params: dict | None = None, models: list[dict] | None = None
-                 ) -> None:
+                 inference_params: dict | None = None, models: list[dict] | None = None,
+                 serves: list[tuple[str, ...]] | None = None) -> None:
         """``extra_state`` adds app_state sections (e.g. epochs and validation params);
         the participants are in genesis (members of epoch 0), with ``weights`` or else the
         inference param ``genesis_weight``: a participant registering later has no weight
@@ -45,7 +45,8 @@ class Net:
         genesis, to register later; ``extra_supply`` ninfer go to an account no actor holds;
         ``reputation_ppm``: every participant's starting reputation; ``inference_params``
         overrides inference params beside ``expiration_blocks``; ``models``: the registry,
-        genesis_models() unless given."""
+        genesis_models() unless given; ``serves[i]``: the model ids participant i declares
+        (the test model unless given)."""
         self.developer = Actor.new(0, 0)
         self.poor = Actor.new(1, 1)
         self.parts = [Actor.new(10 + i, 2 + i) for i in range(participants)]
@@ -68,7 +69,9 @@ class Net:
                                          **(inference_params or {})},
                               "models": models or genesis_models(),
                               "participants": [
-                                  {**genesis_participant(p, f"http://127.0.0.1:{9000 + i}"),
+                                  {**genesis_participant(
+                                      p, f"http://127.0.0.1:{9000 + i}",
+                                      *([serves[i]] if serves else [])),
                                    **({"weight": weights[i]} if weights else {})}
                                   for i, p in enumerate(self.parts)]},
                 **state}).encode())
@@ -116,29 +119,31 @@ class Net:
         return list(self.query("Draw", q.QueryDrawRequest(inference_id=inference_id,
                                                           model_id=MODEL_ID)).order)
 
-    def draw_at(self, inference_id: str, height: int) -> list[str]:
+    def draw_at(self, inference_id: str, height: int, model_id: str = MODEL_ID) -> list[str]:
         return list(self.query("Draw", q.QueryDrawRequest(
-            inference_id=inference_id, model_id=MODEL_ID, draw_height=height)).order)
+            inference_id=inference_id, model_id=model_id, draw_height=height)).order)
 
     def actor(self, addr: str) -> Actor:
         return next(p for p in self.parts if p.address == addr)
 
     def drawn(self, agent: Actor, label: str, developer: Actor | None = None,
-              body: bytes | None = None, signed: bool = True) -> list[str]:
+              body: bytes | None = None, signed: bool = True,
+              model_id: str = MODEL_ID) -> list[str]:
         """The draw order of the request ``label`` that ``agent`` takes now (stamped with the
         latest block's time, so it draws at the latest height); not ``signed``: an API-key
         request, whose picks never include its agent (start_rules.executor_order)."""
         inference_id = request_id(agent, developer or self.developer, label, T0 + self.height,
                                   body, signed=signed)
-        order = self.draw_at(inference_id, self.height)
+        order = self.draw_at(inference_id, self.height, model_id)
         return start_rules.executor_order(order, agent.address, signed)
 
     def serving(self, label: str, developer: Actor | None = None, body: bytes | None = None,
-                attempt: int = 0, signed: bool = True) -> tuple[Actor, Actor]:
+                attempt: int = 0, signed: bool = True,
+                model_id: str = MODEL_ID) -> tuple[Actor, Actor]:
         """The (agent, executor) that ``start`` gives the request ``label`` now: an agent other
         than its drawn executor where one exists."""
         picks = [(agent, self.actor(self.drawn(agent, label, developer, body,
-                                               signed)[attempt]))
+                                               signed, model_id)[attempt]))
                  for agent in self.parts]
         return next(((a, e) for a, e in picks if a is not e), picks[0])
 
@@ -149,7 +154,8 @@ class Net:
         attempt = kw.pop("attempt", 0)
         developer = kw.pop("developer", self.developer)
         agent, executor = self.serving(label, developer, kw.get("body"), attempt,
-                                       kw.get("signed_request", True))
+                                       kw.get("signed_request", True),
+                                       kw.get("model_id", MODEL_ID))
         msg = start_msg(agent, developer, label, executor.address, self.height,
                         T0 + self.height, kw.pop("prompt_ids", [1, 2, 3, 4]), attempt=attempt,
                         **kw)

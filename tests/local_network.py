@@ -115,12 +115,14 @@ def free_port_block(size: int) -> int:
 
 
 class MlNodes:
-    """``count`` ML node processes serving the default model, started side by side;
+    """``count`` ML node processes serving the default model's weights, started side by side;
     ``cheats[i]``, when given, starts node i with that ``--cheat`` variant; with ``metrics``,
-    each serves its metrics on a port of ``metrics_ports``; all compute in ``dtype``."""
+    each serves its metrics on a port of ``metrics_ports``; all compute in ``dtype``, under
+    the registry id ``model_id`` when given (a second registry entry for the same weights)."""
 
     def __init__(self, root: Path, count: int, cheats: list[str | None] | None = None,
-                 metrics: bool = False, dtype: str = "float32") -> None:
+                 metrics: bool = False, dtype: str = "float32",
+                 model_id: str | None = None) -> None:
         self.ports = [free_port() for _ in range(count)]
         self.metrics_ports = [free_port() if metrics else 0 for _ in range(count)]
         self.processes: list[subprocess.Popen] = []
@@ -129,7 +131,7 @@ class MlNodes:
                 cheat = cheats[i] if cheats else None
                 self.processes.append(spawn(
                     ["-m", "mlnode", "serve", "--port", str(port), "--max-batch", "4",
-                     "--dtype", dtype,
+                     "--dtype", dtype, *(["--model-id", model_id] if model_id else []),
                      "--metrics-port", str(self.metrics_ports[i]),
                      *(["--cheat", cheat] if cheat else [])], root / f"mlnode{i}.log",
                     # One torch thread each, as in the devnet: several ML nodes, each with
@@ -232,7 +234,8 @@ class LocalNetwork:
                  node_settings: list[dict] | None = None,
                  extra_accounts: list[AccountKey] | None = None,
                  extra_participants: list[dict] | None = None,
-                 chain_metrics_port: int = 0, models: list[dict] | None = None) -> None:
+                 chain_metrics_port: int = 0, models: list[dict] | None = None,
+                 serves: list[int] | None = None) -> None:
         """``params`` overrides module params in genesis; ``in_genesis`` lists the participants
         in genesis, as the devnet does (with the genesis weight: they serve and validate from
         the first epoch); without it each API node registers on start and, like any newcomer,
@@ -241,9 +244,12 @@ class LocalNetwork:
         ``node_settings`` adds apinode.toml settings per participant; ``extra_accounts`` are
         funded in genesis for a test to act with directly, ``extra_participants`` registered
         there (template [[participants]] entries); ``chain_metrics_port`` is the chain node's
-        metrics_port (0: none); ``models`` replaces the registry (genesis_models())."""
+        metrics_port (0: none); ``models`` replaces the registry (genesis_models());
+        ``serves[i]`` is the index in it of the model participant i's ML node serves (the
+        first by default)."""
         self.chain_metrics_port = chain_metrics_port
         self.models = models or genesis_models()
+        self.serves = serves or [0] * len(mlnode_ports)
         self.extra_participants = extra_participants or []
         self.root = root
         self.developer, self.poor, *keys = funded_keys(2 + len(mlnode_ports))
@@ -271,13 +277,13 @@ class LocalNetwork:
 
     def _start_chain(self, consensus: str, participants: list[AccountKey], params: dict,
                      in_genesis: bool, reputations: dict[str, int]) -> ChainNode:
-        model = self.models[0]
         genesis_participants = [
             {"address": k.address, "url": f"http://127.0.0.1:{port}",
              "node_pubkey": bytes(node_key.verify_key).hex(),
              "models": [{"model_id": model["id"], "weights_sha256": model["weights_sha256"]}]}
-            for k, node_key, port in zip(participants, self.node_keys, self.http_ports,
-                                         strict=True)]
+            for k, node_key, port, model in zip(
+                participants, self.node_keys, self.http_ports,
+                [self.models[i] for i in self.serves], strict=True)]
         template = parse_template({
             "chain_id": CHAIN_ID, "validators": [{"name": "val0", "power": 10}],
             "accounts": [{"address": address, "coins": f"{funds}ninfer"}

@@ -17,7 +17,7 @@ from chain.epochs.settlement import emission, split_by_weight
 from chain.epochs.weights import capped_weights
 from chain.errors import InvalidRequest
 from chain.inference.payload import consensus_key_payload
-from chain.validation.sampling import must_check, seed_hash
+from chain.validation.sampling import CheckShares, seed_hash
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.epochs_pb2 import (
     INFERENCE,
@@ -250,9 +250,7 @@ def seed_assigns(net: Net, actor: Actor, inference_id: str) -> bool:
     found = net.query("ValidationTask", q.QueryValidationTaskRequest(
         inference_id=inference_id)).task
     members = net.query("Epoch", q.QueryEpochRequest(epoch=found.epoch)).members
-    weights = {m.address: m.weight for m in members.members}
-    return must_check(bytes([found.epoch]) * 32, inference_id, found.expected_checks_ppm,
-                      weights[actor.address], members.total_weight - weights[found.executor])
+    return CheckShares(members).owes(bytes([found.epoch]) * 32, found, actor.address)
 
 
 def test_settlement_pays_weight_and_work_and_withholds_from_the_invalid_and_the_lazy():

@@ -11,7 +11,9 @@ the official openai client, and validator workers that re-score on their own ML 
   its evidence accumulated across the epoch, while honest fp32 participants never are.
 - Under the fp32 registry's own thresholds, a forgery of int8 tokens with the real model's
   logprobs (an honest distance) fails on the sampling rule alone, which fp32 holds without
-  half precision's slack, and its participant is INVALID within the epoch.
+  half precision's slack, and its participant is INVALID within the epoch; honest
+  participants serving the same weights registered in bfloat16 check only each other's
+  inferences and are never flagged.
 """
 
 import math
@@ -69,6 +71,10 @@ FAST_WORKER = {"validator_interval_s": 0.5}
 # 20 leave it with fewer than 5 failures and never 2 in a row about once in 100,000 runs at
 # 2 in 3 failing (3 in 1,000 at 1 in 2).
 FORGED, FORGED_TOKENS, FORGERY_ROUNDS = 20, 32, 80
+# A second registry entry for the default weights, served in bfloat16 under half precision's
+# own calibration; BF16_CHATS of its inferences run beside the fp32 ones.
+BF16_MODEL = f"{MODEL}/bf16"
+BF16_CHATS = 6
 # No epoch boundary during the test: INVALID lasts until the epoch ends.
 # Windows of minutes: a newcomer is checked by every member, and on two CPU cores the checks
 # queue behind generation.
@@ -106,6 +112,14 @@ def forge_int8_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
+def bf16_ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
+    """Two honest ML nodes computing in bfloat16, serving the same weights as BF16_MODEL."""
+    nodes = MlNodes(tmp_path_factory.mktemp("bf16"), 2, dtype="bfloat16", model_id=BF16_MODEL)
+    yield nodes.ports
+    nodes.close()
+
+
+@pytest.fixture(scope="module")
 def int8_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """An ML node serving fake-int8 weights while claiming the registered fp32 model."""
     nodes = MlNodes(tmp_path_factory.mktemp("int8"), 1, cheats=["int8"])
@@ -115,9 +129,10 @@ def int8_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 
-def chat(net: LocalNetwork, node_index: int, n: int, max_tokens: int = 16) -> str:
+def chat(net: LocalNetwork, node_index: int, n: int, max_tokens: int = 16,
+         model: str = MODEL) -> str:
     reply = net.client(net.nodes[node_index]).chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": PROMPTS[n % len(PROMPTS)]}],
+        model=model, messages=[{"role": "user", "content": PROMPTS[n % len(PROMPTS)]}],
         max_tokens=max_tokens, temperature=0.7, seed=1000 + n)
     return reply.model_extra["inference_id"]
 
@@ -156,16 +171,16 @@ def height(net: LocalNetwork) -> int:
 
 
 def all_checked(net: LocalNetwork, ids: list[str]) -> dict[str, ValidationTask]:
-    """Waits until every member but the executor reported on each inference (a newcomer's is
-    owed three checks under ONE_LONG_EPOCH, one by each of up to three equal others) and no
-    vote is open; returns the tasks."""
-    members = {m.address for m in net.query("Epoch", q.QueryEpochRequest(),
-                                            q.QueryEpochResponse).members.members}
+    """Waits until every member serving the inference's model but the executor reported on
+    each inference (a newcomer's is owed three checks under ONE_LONG_EPOCH, one by each of up
+    to three equal others), and nobody else did, and no vote is open; returns the tasks."""
+    members = net.query("Epoch", q.QueryEpochRequest(), q.QueryEpochResponse).members.members
 
     def done() -> dict[str, ValidationTask] | None:
         tasks = {i: net.task(i) for i in ids}
         for found in tasks.values():
-            if {r.validator for r in found.reports} != members - {found.executor} or \
+            serving = {m.address for m in members if found.model_id in m.model_ids}
+            if {r.validator for r in found.reports} != serving - {found.executor} or \
                     found.state == IN_VOTE:
                 return None
         return tasks
@@ -484,16 +499,24 @@ def test_an_int8_substitute_passes_every_check_alone_and_is_caught_by_its_epoch_
 
 
 def test_an_int8_forgery_with_honest_logprobs_fails_the_fp32_rule_alone(
-        mlnodes, forge_int8_port, tmp_path):
+        mlnodes, forge_int8_port, bf16_ports, tmp_path):
     """The registry as shipped for the default model: fp32, D = 0.00048 nats, the sampling
     rule at a tolerance of 0.001 with no violation forgiven. The forger's logprobs are the
     real model's, so every report finds its distance honest; its tokens, sampled from int8
     weights, break the rule at a few positions, and one such position fails the output. Two
-    failures in a row make it INVALID; honest fp32 outputs break the rule nowhere."""
+    failures in a row make it INVALID; honest fp32 outputs break the rule nowhere.
+
+    Beside them two honest participants serve the same weights registered in bfloat16 with
+    half precision's calibration: they check only each other's inferences (the fp32 members
+    owe none of them, having no bf16 ML node), pass them all, and are never flagged."""
     honest_port, _ = mlnodes
     model = {**genesis_models()[0], "validation_threshold": DEFAULT_THRESHOLDS["float32"]}
-    net = LocalNetwork(tmp_path, [forge_int8_port, *[honest_port] * 3], params=ONE_LONG_EPOCH,
-                       in_genesis=True, node_settings=[FAST_WORKER] * 4, models=[model])
+    bf16 = {**{k: v for k, v in genesis_models()[0].items() if k != "reference_distance_micro"},
+            "id": BF16_MODEL, "serving_dtype": "bfloat16",
+            "validation_threshold": DEFAULT_THRESHOLDS["bfloat16"]}
+    net = LocalNetwork(tmp_path, [forge_int8_port, *[honest_port] * 3, *bf16_ports],
+                       params=ONE_LONG_EPOCH, in_genesis=True, node_settings=[FAST_WORKER] * 6,
+                       models=[model, bf16], serves=[0, 0, 0, 0, 1, 1])
     try:
         forger = net.nodes[0].address
         registered = net.query("Models", q.QueryModelsRequest(), q.QueryModelsResponse).models
@@ -508,7 +531,23 @@ def test_an_int8_forgery_with_honest_logprobs_fails_the_fp32_rule_alone(
                 served = [net.finished(i).executor for i in ids].count(forger)
                 if served >= FORGED or invalid_now(net.participant(forger)):
                     break
-        tasks = all_checked(net, ids)
+            half = list(pool.map(lambda n: chat(net, 4 + n % 2, n, model=BF16_MODEL),
+                                 range(BF16_CHATS)))
+        bf16_members = {node.address for node in net.nodes[4:]}
+        assert {net.finished(i).executor for i in half} <= bf16_members
+        tasks = all_checked(net, ids + half)
+        bf16_threshold = round(float(bf16["validation_threshold"]) * PPM)
+        for inference_id in half:
+            task = tasks.pop(inference_id)
+            assert task.state in (OPEN, PASSED), task
+            assert {r.validator for r in task.reports} == bf16_members - {task.executor}
+            assert all(r.passed and r.ids_match and r.distance_micro <= bf16_threshold
+                       for r in task.reports), task
+        for address in bf16_members:
+            record = net.query("ValidatorRecord", q.QueryValidatorRecordRequest(
+                address=address, epoch=0), q.QueryValidatorRecordResponse).record
+            assert not record.evidence_crossed and not record.invalid, record
+            assert not invalid_now(net.participant(address))
         poll(lambda: invalid_now(net.participant(forger)) or None,
              "the forger made INVALID", 300, 1.0)
         threshold = round(float(model["validation_threshold"]) * PPM)

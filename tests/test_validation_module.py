@@ -8,7 +8,7 @@ import math
 import random
 
 import pytest
-from inference_actors import Actor, finish_msg, start_msg, validation_msg
+from inference_actors import MODEL_ID, Actor, finish_msg, genesis_models, start_msg, validation_msg
 from inference_net import T0, Net
 
 from chain.epochs.settlement import split_by_weight
@@ -17,6 +17,7 @@ from chain.scales import PPM
 from chain.validation import judging
 from chain.validation.params import ValidationParams
 from chain.validation.sampling import (
+    CheckShares,
     check_probability_ppm,
     expected_checks_ppm,
     must_check,
@@ -58,10 +59,12 @@ FAIL = 3_000_000
 
 
 def make_net(participants: int = 5, reputations: list[dict] | None = None,
-             weights: list[int] | None = None, **validation: int) -> Net:
+             weights: list[int] | None = None, models: list[dict] | None = None,
+             serves: list[tuple[str, ...]] | None = None, **validation: int) -> Net:
     params = {"validation_window_blocks": WINDOW, "voting_period_blocks": VOTING_PERIOD,
               "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0, **validation}
-    return Net(participants, expiration_blocks=50, weights=weights, extra_state={
+    return Net(participants, expiration_blocks=50, weights=weights, models=models,
+               serves=serves, extra_state={
         "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 0}},
         "validation": {"params": params, "reputations": reputations or []}})
 
@@ -117,11 +120,8 @@ def members_total(net: Net, epoch: int) -> tuple[dict[str, int], int]:
 
 def assigned(net: Net, found: ValidationTask) -> list[Actor]:
     """Members whose seed says they must check this task (what each decides privately)."""
-    weights, total = members_total(net, found.epoch)
-    others = total - weights.get(found.executor, 0)
-    return [a for a in net.parts if a.address != found.executor and
-            must_check(seed(a, found.epoch), found.inference_id, found.expected_checks_ppm,
-                       weights[a.address], others)]
+    shares = CheckShares(net.query("Epoch", q.QueryEpochRequest(epoch=found.epoch)).members)
+    return [a for a in net.parts if shares.owes(seed(a, found.epoch), found, a.address)]
 
 
 def vote_among(net: Net, inference_id: str) -> list[Actor]:
@@ -355,6 +355,53 @@ def test_a_validator_that_skips_its_checks_is_caught_at_seed_reveal(reveal):
     assert honest_record.settled and not honest_record.lazy
     assert honest_record.required == honest_record.done > 0
     assert silent_record.lazy and silent_record.committed and not silent_record.revealed
+
+
+def test_members_owe_checks_only_of_the_models_they_serve():
+    """Two models, two members serving each: a member owes no check of the other model's
+    inferences (it has no ML node to score them with), so leaving them is no laziness; each
+    model's servers share its checks, and only they are drawn to vote on it."""
+    other = f"{MODEL_ID}/other"
+    serves = [(MODEL_ID,), (MODEL_ID,), (other,), (other,)]
+    net = make_net(participants=4, models=[*genesis_models(),
+                                           {**genesis_models()[0], "id": other}], serves=serves)
+    servers = {model: {a.address for a, (m,) in zip(net.parts, serves, strict=True) if m == model}
+               for model in (MODEL_ID, other)}
+    commit_all(net, 1)
+    to_epoch(net, 1)
+    members = net.query("Epoch", q.QueryEpochRequest(epoch=1)).members.members
+    assert {m.address: tuple(m.model_ids) for m in members} == {
+        a.address: models for a, models in zip(net.parts, serves, strict=True)}
+    for i, model in enumerate([MODEL_ID, other] * 2):
+        agent, executor, start = net.start(f"two-models-{i}", max_tokens=8, model_id=model)
+        results = net.block([agent.tx(start),
+                             executor.tx(finish_msg(executor, start, [7, 8, 9]))])
+        assert [r.code for r in results] == [0, 0], [r.log for r in results]
+        inference = net.inference(start.inference_id)
+        # A newcomer's inference is owed two checks, more than its model's one other server
+        # can make: that one owes it for certain, and nobody else owes it at all.
+        checkers = assigned(net, task(net, inference.id))
+        assert {c.address for c in checkers} == servers[model] - {executor.address}
+        assert all(r.code == 0 for r in net.block(
+            [c.tx(validation_msg(c, inference, PASS)) for c in checkers]))
+    assert net.height < 1 + 2 * EPOCH, "the inferences must all fall in epoch 1"
+    to_epoch(net, 2)
+    net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=1, seed=seed(a, 1)))
+               for a in net.parts])
+    to_height(net, 1 + 2 * EPOCH + REVEAL)
+    judged = {a.address: record(net, a, 1) for a in net.parts}
+    for found in judged.values():
+        assert found.settled and not found.lazy and found.required == found.done, found
+    for model in (MODEL_ID, other):  # two inferences of each, one check each
+        assert sum(judged[a].required for a in servers[model]) == 2
+    # A failure report on the other model's inference opens a vote among its servers only.
+    agent, executor, start = net.start("vote", max_tokens=8, model_id=other)
+    results = net.block([agent.tx(start), executor.tx(finish_msg(executor, start, [7, 8, 9]))])
+    assert [r.code for r in results] == [0, 0], [r.log for r in results]
+    inference = net.inference(start.inference_id)
+    reporter = net.actor(next(iter(servers[other] - {executor.address})))
+    assert net.one(reporter.tx(validation_msg(reporter, inference, FAIL))).code == 0
+    assert [v.address for v in vote_among(net, inference.id)] == [reporter.address]
 
 
 def judged_records(net: Net, tasks: int) -> list:

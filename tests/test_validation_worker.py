@@ -26,7 +26,7 @@ from chain.inference.delivery import Delivered
 from chain.scales import PPM
 from chain.validation.params import ValidationParams
 from chain.validation.query import MAX_HEIGHTS, MAX_TASKS
-from chain.validation.sampling import expected_checks_ppm, must_check
+from chain.validation.sampling import CheckShares, expected_checks_ppm, must_check
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model, Participant
 from inferchain_pb.inference.v1.validation_pb2 import (
@@ -84,7 +84,8 @@ class FakeChain:
 
     async def epoch(self, number: int | None = None) -> EpochInfo:
         current = (self.height - 1) // LENGTH
-        members = [EpochMember(address=a, weight=w) for a, w in self.weights.items()]
+        members = [EpochMember(address=a, weight=w, model_ids=[MODEL])
+                   for a, w in self.weights.items()]
         return EpochInfo(
             Epoch(number=current, start_height=1 + current * LENGTH, length=LENGTH),
             EpochMembers(epoch=current if number is None else number, members=members,
@@ -305,38 +306,58 @@ def test_no_reveal_once_the_window_closed_or_without_a_commitment(open_db) -> No
 
 # --- which tasks ----------------------------------------------------------------------------
 
+def duty_of(seed: bytes, models: dict[str, list[str]]) -> EpochDuty:
+    weights = {ME: 30, EXECUTOR: 50, OTHER: 20}
+    return EpochDuty(epoch=4, seed=seed, shares=CheckShares(EpochMembers(epoch=4, members=[
+        EpochMember(address=a, weight=w, model_ids=models.get(a, [MODEL]))
+        for a, w in weights.items()], total_weight=100)))
+
+
+def task_of(inference_id: str, executor: str = EXECUTOR, epoch: int = 4,
+            checks_ppm: int = 2 * PPM, height: int = 45, model: str = MODEL) -> ValidationTask:
+    return ValidationTask(inference_id=inference_id, executor=executor, epoch=epoch,
+                          expected_checks_ppm=checks_ppm, finish_height=height, model_id=model)
+
+
 def test_assignment_is_the_chains_rule_with_the_executor_left_out_of_the_total() -> None:
     rng = random.Random(7)
     seed = rng.randbytes(32)
-    weights = {ME: 30, EXECUTOR: 50, OTHER: 20}
-    duty = EpochDuty(epoch=4, seed=seed, weights=weights, total_weight=100)
+    duty = duty_of(seed, {})
     decisions = []
     for i in range(400):
-        task = ValidationTask(inference_id=f"inf-{i}", executor=EXECUTOR, epoch=4,
-                              expected_checks_ppm=300_000, finish_height=41 + i % 9)
+        task = task_of(f"inf-{i}", checks_ppm=300_000, height=41 + i % 9)
         decisions.append(duty.assigned(task, ME))
         assert decisions[-1] == must_check(seed, task.inference_id, 300_000, 30, 50)
     assert 0 < sum(decisions) < 400
 
     # Two checks at p = 1: a member of 60% of the others' weight owes each one.
-    certain = ValidationTask(inference_id="x", executor=EXECUTOR, epoch=4,
-                             expected_checks_ppm=2 * PPM, finish_height=45)
+    certain = task_of("x")
     assert duty.assigned(certain, ME)
-    never = ValidationTask(inference_id="x", executor=ME, epoch=4, expected_checks_ppm=2 * PPM,
-                           finish_height=45)
-    assert not duty.assigned(never, ME)  # never its own
-    first = ValidationTask(inference_id="x", executor=EXECUTOR, epoch=4,
-                           expected_checks_ppm=2 * PPM, finish_height=41)
-    assert duty.assigned(first, ME)  # the epoch's first height
-    other = ValidationTask(inference_id="x", executor=EXECUTOR, epoch=5,
-                           expected_checks_ppm=2 * PPM, finish_height=45)
-    assert not duty.assigned(other, ME)  # another epoch
+    assert not duty.assigned(task_of("x", executor=ME), ME)  # never its own
+    assert duty.assigned(task_of("x", height=41), ME)  # the epoch's first height
+    assert not duty.assigned(task_of("x", epoch=5), ME)  # another epoch
     assert not duty.assigned(certain, "infer1stranger")  # not a member
     # An executor outside the epoch takes nothing off the total.
-    outsider = [ValidationTask(inference_id=f"o-{i}", executor="infer1new", epoch=4,
-                               expected_checks_ppm=300_000, finish_height=50) for i in range(200)]
+    outsider = [task_of(f"o-{i}", executor="infer1new", checks_ppm=300_000, height=50)
+                for i in range(200)]
     assert [duty.assigned(t, ME) for t in outsider] == [
         must_check(seed, t.inference_id, 300_000, 30, 100) for t in outsider]
+
+
+def test_only_members_serving_the_model_owe_its_checks_and_share_them_by_weight() -> None:
+    """A member whose ML node serves another model owes none of this model's checks (it could
+    not score them), and the members that serve it share them by their weight alone."""
+    rng = random.Random(8)
+    seed = rng.randbytes(32)
+    duty = duty_of(seed, {OTHER: ["other/model"]})
+    tasks = [task_of(f"inf-{i}", checks_ppm=300_000) for i in range(300)]
+    assert not any(duty.assigned(t, OTHER) for t in tasks)
+    # ME alone (30) serves the model among the executor's others: it owes every check its
+    # share of the whole 0.3 gives it, as if OTHER were not a member.
+    assert [duty.assigned(t, ME) for t in tasks] == [
+        must_check(seed, t.inference_id, 300_000, 30, 30) for t in tasks]
+    assert duty.assigned(task_of("y", model="other/model", executor=ME), OTHER)
+    assert not duty.assigned(task_of("y", model="other/model"), ME)
 
 
 def test_step_checks_assigned_tasks_and_queues_signed_figures(open_db) -> None:

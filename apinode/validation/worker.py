@@ -51,7 +51,7 @@ from apinode.validation.seeds import SeedStore
 from chain.inference import artifact, payload
 from chain.inference.delivery import Delivered, signed_delivery
 from chain.scales import PPM
-from chain.validation.sampling import must_check, seed_hash
+from chain.validation.sampling import CheckShares, seed_hash
 from chain.validation.verdict import allowed_violations
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model
@@ -97,26 +97,17 @@ def tolerance(model: Model, greedy: bool) -> float:
 
 @dataclass(frozen=True)
 class EpochDuty:
-    """What decides this validator's checks in one epoch: its seed and the epoch's member
-    weights (fixed at the epoch's first block)."""
+    """What decides this validator's checks in one epoch: its seed and the epoch's members,
+    their weights and models (fixed at the epoch's first block)."""
 
     epoch: int
     seed: bytes
-    weights: Mapping[str, int]
-    total_weight: int
+    shares: CheckShares
 
     def assigned(self, task: ValidationTask, validator: str) -> bool:
         """Whether ``validator`` must check ``task``: the chain's rule, applied in advance.
-
-        Every inference of the epoch counts (the commit preceded them all), and the executor's
-        own weight is left out of the total because it never checks itself, so the others'
-        shares still add up to the task's probability.
-        """
-        weight = self.weights.get(validator, 0)
-        if task.epoch != self.epoch or task.executor == validator or weight == 0:
-            return False
-        total = self.total_weight - self.weights.get(task.executor, 0)
-        return must_check(self.seed, task.inference_id, task.expected_checks_ppm, weight, total)
+        Every inference of the epoch counts (the commit preceded them all)."""
+        return task.epoch == self.epoch and self.shares.owes(self.seed, task, validator)
 
 
 @dataclass(frozen=True)
@@ -362,9 +353,7 @@ class ValidatorWorker:
                       "database; its checks in that epoch cannot be done", epoch)
             self._duties[epoch] = None
             return None
-        members = (await self.chain.epoch(epoch)).members
-        duty = EpochDuty(epoch, seed, {m.address: m.weight for m in members.members},
-                         members.total_weight)
+        duty = EpochDuty(epoch, seed, CheckShares((await self.chain.epoch(epoch)).members))
         self._duties[epoch] = duty
         return duty
 

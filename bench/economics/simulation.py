@@ -27,7 +27,7 @@ from pathlib import Path
 from bench.economics import rates
 from chain.inference import payload
 from chain.query import QueryError
-from chain.validation.sampling import must_check, seed_hash
+from chain.validation.sampling import CheckShares, seed_hash
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import MsgRelayStart
 from inferchain_pb.inference.v1.validation_pb2 import MsgClaimRewards, MsgCommitSeed
@@ -313,19 +313,13 @@ class Simulation:
         height = self.net.height
         tasks = self.net.query("ValidationTasks", q.QueryValidationTasksRequest(
             from_height=height, to_height=height)).tasks
-        members = {}
+        shares: dict[int, CheckShares] = {}
         for task in tasks:
-            if task.epoch not in members:
-                found = self.net.query("Epoch", q.QueryEpochRequest(epoch=task.epoch)).members
-                members[task.epoch] = ({m.address: m.weight for m in found.members},
-                                       found.total_weight)
-            weights, total = members[task.epoch]
+            if task.epoch not in shares:
+                shares[task.epoch] = CheckShares(self.net.query(
+                    "Epoch", q.QueryEpochRequest(epoch=task.epoch)).members)
             for i, member in enumerate(self.parts):
-                if member.address == task.executor or member.address not in weights:
-                    continue
-                if not must_check(epoch_seed(i, task.epoch), task.inference_id,
-                                  task.expected_checks_ppm, weights[member.address],
-                                  total - weights.get(task.executor, 0)):
+                if not shares[task.epoch].owes(epoch_seed(i, task.epoch), task, member.address):
                     continue
                 verdict = self.verdict(i, task, ballot=False)
                 if verdict is not None:

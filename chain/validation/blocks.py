@@ -82,7 +82,8 @@ class ValidationBlocks:
     def epoch_start(self, ctx: Context, epoch: int) -> None:
         if epoch > 0:
             self._update_reputations(ctx, epoch - 1)
-        members = [EpochMember(address=p.address, weight=p.weight)
+        members = [EpochMember(address=p.address, weight=p.weight,
+                               model_ids=sorted({m.model_id for m in p.models}))
                    for p in self.inference.participants(ctx.kv) if p.active and p.weight]
         self.keeper.set_members(ctx.kv, EpochMembers(
             epoch=epoch, start_height=ctx.block.height, members=members,

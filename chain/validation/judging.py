@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from chain.context import Context
 from chain.validation.expected_keepers import EpochKeeper
 from chain.validation.keeper import ValidationKeeper
-from chain.validation.sampling import must_check
+from chain.validation.sampling import CheckShares
 from inferchain_pb.inference.v1.validation_pb2 import (
     EpochMember,
     EpochMembers,
@@ -74,7 +74,7 @@ class Judging:
         """Counts required and done checks from the cursor on: what is left of the budget
         once the epoch's last task is counted, or None if the budget ran out first."""
         checkers = self._checkers(ctx, cursor.epoch, members)
-        weights = {m.address: m.weight for m in members.members}
+        shares = CheckShares(members)
         last = self.epochs.start_of(ctx.kv, cursor.epoch + 1) - 1
         paused = False
         for task in self._tasks_from(ctx, cursor, last):
@@ -82,13 +82,11 @@ class Judging:
                 paused = True
                 break
             reporters = {r.validator for r in task.reports}
-            others = members.total_weight - weights.get(task.executor, 0)
             for checker in checkers:
                 addr = checker.member.address
                 if task.executor == addr:
                     continue
-                if must_check(checker.commitment.seed, task.inference_id,
-                              task.expected_checks_ppm, checker.member.weight, others):
+                if shares.owes(checker.commitment.seed, task, addr):
                     # Once a vote opened only its voters may report: a check not made by
                     # then is no longer owed (the vote re-scores the inference).
                     reported = addr in reporters

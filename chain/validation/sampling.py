@@ -5,7 +5,9 @@ The executor's reputation sets the probability that the inference is checked at 
 ``p = p_min + (p_max − p_min) × (1 − reputation)``. What the epoch's other members owe for it
 is ``m = −ln(1 − p)`` checks on average, capped at ``max_expected_checks`` (2 by default), and
 each member V carries its weight's share of them: it checks with probability
-``q_V = min(1, m × w_V / W)`` (W: the members' total weight without the executor).
+``q_V = min(1, m × w_V / W)`` (W: the members' total weight without the executor). Only the
+members that served the inference's model at the epoch's start share its checks (W is their
+total): a member has no ML node to score another model with.
 
 So the expected number of checks is ``m`` (fewer only where a member's share is capped at 1),
 however many members there are: a newcomer (p = 1) costs 2 re-scores, not one per member. The
@@ -24,6 +26,7 @@ import hashlib
 from decimal import Context, Decimal
 
 from chain.scales import PPM
+from inferchain_pb.inference.v1.validation_pb2 import EpochMembers, ValidationTask
 
 TICKET_SPACE = 1 << 64
 TICKET_TAG = b"inferchain/validate/v1"
@@ -65,6 +68,37 @@ def ticket(seed: bytes, inference_id: str) -> int:
 def must_check(seed: bytes, inference_id: str, checks_ppm: int, weight: int,
                total_weight: int) -> bool:
     return ticket(seed, inference_id) < threshold(checks_ppm, weight, total_weight)
+
+
+class CheckShares:
+    """An epoch's members by the models they served at its start: who owes the checks of
+    each model's inferences, and with what weight, for judging, votes and the validator
+    workers alike."""
+
+    def __init__(self, members: EpochMembers) -> None:
+        self._weights: dict[str, dict[str, int]] = {}
+        for member in members.members:
+            if member.weight:
+                for model_id in member.model_ids:
+                    self._weights.setdefault(model_id, {})[member.address] = member.weight
+        self._totals = {model: sum(weights.values()) for model, weights in self._weights.items()}
+
+    def owes(self, seed: bytes, task: ValidationTask, member: str) -> bool:
+        """Whether ``seed`` makes ``member`` owe ``task`` a check: the executor never checks
+        itself, so its weight is left out and the others' shares still add up to the task's
+        expected checks."""
+        weights = self._weights.get(task.model_id, {})
+        weight = weights.get(member, 0)
+        if member == task.executor or not weight:
+            return False
+        others = self._totals[task.model_id] - weights.get(task.executor, 0)
+        return must_check(seed, task.inference_id, task.expected_checks_ppm, weight, others)
+
+    def checkers(self, task: ValidationTask) -> dict[str, int]:
+        """The members that could check ``task``, with their weights: its model's servers but
+        the executor."""
+        return {address: weight for address, weight in self._weights.get(task.model_id, {}).items()
+                if address != task.executor}
 
 
 def seed_hash(seed: bytes) -> bytes:

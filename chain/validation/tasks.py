@@ -25,7 +25,7 @@ from chain.validation.errors import NotAllowed, NoVoteBond
 from chain.validation.expected_keepers import BankKeeper, EpochKeeper, InferenceKeeper
 from chain.validation.keeper import BOND_ACCOUNT, ValidationKeeper
 from chain.validation.params import ValidationParams
-from chain.validation.sampling import check_probability_ppm, expected_checks_ppm, must_check
+from chain.validation.sampling import CheckShares, check_probability_ppm, expected_checks_ppm
 from chain.validation.verdict import (
     allowed_violations,
     passes,
@@ -153,10 +153,7 @@ class Tasks:
         """Whether ``seed`` gave ``member`` the check of ``task`` (chain/validation/sampling.py),
         by the weights judging uses."""
         members = self.keeper.members(ctx.kv, task.epoch) or EpochMembers()
-        weights = {m.address: m.weight for m in members.members}
-        return must_check(seed, task.inference_id, task.expected_checks_ppm,
-                          weights.get(member, 0),
-                          members.total_weight - weights.get(task.executor, 0))
+        return CheckShares(members).owes(seed, task, member)
 
     def settle_bonds(self, ctx: Context, epoch: int, member: str, seed: bytes) -> None:
         """At ``member``'s reveal: each bond of a vote its seed assigned it (or that drew it
@@ -192,8 +189,9 @@ class Tasks:
 
     def _open_vote(self, ctx: Context, task: ValidationTask, params: ValidationParams) -> None:
         members = self.keeper.members(ctx.kv, task.epoch) or EpochMembers()
-        candidates = [Candidate(m.address, m.weight, PPM)
-                      for m in members.members if m.address != task.executor and m.weight]
+        # Only members serving the model can re-score it.
+        candidates = [Candidate(address, weight, PPM)
+                      for address, weight in CheckShares(members).checkers(task).items()]
         voters = draw_order(task.inference_id + "/vote", self._block_hash(ctx), candidates) \
             if candidates else []
         task.voters.extend(voters[:params.voters_per_vote])
