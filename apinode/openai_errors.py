@@ -92,9 +92,12 @@ def rate_limited(message: str) -> ApiError:
     return ApiError(429, message, error_type="requests", code="rate_limit_exceeded")
 
 
-def no_executor(model: str) -> ApiError:
-    return ApiError(503, f"No participant can serve `{model}` right now; try again later.",
-                    error_type="server_error", code="no_executor")
+def no_executor(model: str, reason: str = "") -> ApiError:
+    """``reason``: the chain's word on why its draw has nobody, when it gave one (say, that
+    no second validator serves the model, so nobody could check the answer)."""
+    because = f" ({reason})" if reason else ""
+    return ApiError(503, f"No participant can serve `{model}` right now{because}; try again "
+                    "later.", error_type="server_error", code="no_executor")
 
 
 def unavailable(part: str, code: str) -> ApiError:

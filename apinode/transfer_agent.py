@@ -289,7 +289,7 @@ class TransferAgent:
                                               request_timestamp=timestamp)
             except ChainQueryError as exc:
                 if exc.code == grpc.StatusCode.FAILED_PRECONDITION:  # nobody has weight for it
-                    raise errors.no_executor(model_id) from exc
+                    raise errors.no_executor(model_id, exc.details) from exc
                 if exc.code != grpc.StatusCode.NOT_FOUND:
                     raise
                 if time.monotonic() > give_up:

@@ -7,12 +7,23 @@ import hashlib
 import math
 import random
 
+import grpc
 import pytest
-from inference_actors import MODEL_ID, Actor, finish_msg, genesis_models, start_msg, validation_msg
+from inference_actors import (
+    DTYPE,
+    MODEL_ID,
+    WEIGHTS,
+    Actor,
+    finish_msg,
+    genesis_models,
+    start_msg,
+    validation_msg,
+)
 from inference_net import T0, Net
 
 from chain.epochs.settlement import split_by_weight
 from chain.inference.keeper import invalid_now
+from chain.query import QueryError
 from chain.scales import PPM
 from chain.validation import judging
 from chain.validation.params import ValidationParams
@@ -37,6 +48,8 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     VALIDATED,
     VOTING,
     Inference,
+    MsgUpdateParticipant,
+    ServedModel,
 )
 from inferchain_pb.inference.v1.validation_pb2 import (
     FAILED,
@@ -60,11 +73,12 @@ FAIL = 3_000_000
 
 def make_net(participants: int = 5, reputations: list[dict] | None = None,
              weights: list[int] | None = None, models: list[dict] | None = None,
-             serves: list[tuple[str, ...]] | None = None, **validation: int) -> Net:
+             serves: list[tuple[str, ...]] | None = None,
+             inference_params: dict | None = None, **validation: int) -> Net:
     params = {"validation_window_blocks": WINDOW, "voting_period_blocks": VOTING_PERIOD,
               "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0, **validation}
     return Net(participants, expiration_blocks=50, weights=weights, models=models,
-               serves=serves, extra_state={
+               serves=serves, inference_params=inference_params, extra_state={
         "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 0}},
         "validation": {"params": params, "reputations": reputations or []}})
 
@@ -402,6 +416,82 @@ def test_members_owe_checks_only_of_the_models_they_serve():
     reporter = net.actor(next(iter(servers[other] - {executor.address})))
     assert net.one(reporter.tx(validation_msg(reporter, inference, FAIL))).code == 0
     assert [v.address for v in vote_among(net, inference.id)] == [reporter.address]
+
+
+def test_a_model_no_other_member_serves_is_drawn_for_nobody_until_a_second_one_does():
+    """A model only one member serves would have nobody to check its outputs, so its server
+    could answer anything and be paid: the draw names nobody for it (the Draw query says why
+    and a start naming its server is refused, moving nothing) until another member serves it
+    from an epoch's start; then its inferences are started and owed checks as usual."""
+    other = f"{MODEL_ID}/other"
+    net = make_net(participants=3, models=[*genesis_models(),
+                                           {**genesis_models()[0], "id": other}],
+                   serves=[(MODEL_ID,), (MODEL_ID,), (MODEL_ID, other)])
+    sole, second = net.parts[2], net.parts[1]
+    with pytest.raises(QueryError) as refused:
+        net.draw_at("anything", net.height, other)
+    assert refused.value.status == grpc.StatusCode.FAILED_PRECONDITION
+    assert "too few validators" in refused.value.message
+    assert net.draw_at("anything", net.height)  # the model the others serve is drawn as usual
+
+    def start_of_sole(label: str):
+        return start_msg(net.parts[0], net.developer, label, sole.address, net.height,
+                         T0 + net.height, [1, 2, 3, 4], max_tokens=8, model_id=other)
+
+    before = net.balance(net.developer)
+    result = net.one(net.parts[0].tx(start := start_of_sole("sole")))
+    assert result.code == 10 and "too few validators" in result.log, result.log
+    assert net.balance(net.developer) == before
+    with pytest.raises(QueryError):
+        net.inference(start.inference_id)
+    declare = MsgUpdateParticipant(creator=second.address, url="http://127.0.0.1:9001",
+                                   node_pubkey=second.register().node_pubkey,
+                                   models=[*second.register().models, ServedModel(
+                                       model_id=other, weights_sha256=WEIGHTS, dtype=DTYPE)])
+    assert net.one(second.tx(declare)).code == 0
+    # The members and their models are fixed at the epoch's start; until then, still nobody.
+    assert net.one(net.parts[0].tx(start_of_sole("declared"))).code == 10
+    to_epoch(net, 1)
+    agent, executor, start = net.start("checked", max_tokens=8, model_id=other)
+    assert executor in (sole, second)
+    validator = second if executor is sole else sole
+    results = net.block([agent.tx(start), executor.tx(finish_msg(executor, start, [7, 8, 9]))])
+    assert [r.code for r in results] == [0, 0], [r.log for r in results]
+    checkers = assigned(net, task(net, start.inference_id))
+    assert [c.address for c in checkers] == [validator.address]
+
+
+@pytest.mark.parametrize("share_ppm, served", [(333_333, False), (250_000, True)])
+def test_a_model_served_by_too_light_a_share_of_the_weight_is_drawn_for_nobody(share_ppm,
+                                                                               served):
+    """Two members serving a model check each other, and nobody else checks them: if they
+    were one coalition, its outputs would be checked by itself. So the model's servers must
+    hold the param's share of the weight (a third by default, more than a coalition the
+    protocol tolerates) for either to be drawn: here they hold a quarter."""
+    other = f"{MODEL_ID}/other"
+    net = make_net(participants=4, weights=[300, 300, 100, 100],
+                   models=[*genesis_models(), {**genesis_models()[0], "id": other}],
+                   serves=[(MODEL_ID,), (MODEL_ID,), (other,), (other,)],
+                   inference_params={"min_model_server_share_ppm": share_ppm})
+    if not served:
+        with pytest.raises(QueryError) as refused:
+            net.draw_at("light", net.height, other)
+        assert f"{share_ppm} ppm of the weight" in refused.value.message
+        return
+    agent, executor, start = net.start("light", max_tokens=8, model_id=other)
+    assert executor in net.parts[2:]
+    results = net.block([agent.tx(start), executor.tx(finish_msg(executor, start, [7, 8, 9]))])
+    assert [r.code for r in results] == [0, 0], [r.log for r in results]
+
+
+def test_a_network_of_one_member_is_served_with_nobody_to_check_it():
+    """One member is the whole network, consensus included: there is no second member to
+    ask, and its draws name it as before."""
+    net = make_net(participants=1)
+    agent, executor, start = net.start("alone", max_tokens=8)
+    assert agent is executor is net.parts[0]
+    results = net.block([agent.tx(start), executor.tx(finish_msg(executor, start, [7, 8, 9]))])
+    assert [r.code for r in results] == [0, 0], [r.log for r in results]
 
 
 def judged_records(net: Net, tasks: int) -> list:

@@ -26,7 +26,7 @@ def begin_block(keeper: InferenceKeeper, ctx: Context, block_hash: bytes) -> Non
 def epoch_start(keeper: InferenceKeeper, ctx: Context, epoch: int) -> None:
     """Fixes the draw's candidate weights for draws seeded in this epoch: its new weights (the
     epochs module sets them first) and each participant's availability as of now."""
-    keeper.fix_draw_weights(ctx.kv, ctx.block.height, keeper.params(ctx.kv).max_draw_age_blocks)
+    keeper.fix_draw_weights(ctx.kv, ctx.block.height, keeper.params(ctx.kv))
 
 
 def end_block(keeper: InferenceKeeper, bank: BankKeeper, ctx: Context) -> None:

@@ -158,7 +158,7 @@ def init_genesis(keeper: InferenceKeeper, kv: GasKV, section: dict) -> None:
             keeper.set_consensus_key(kv, participant, consensus_key)
         keeper.set_participant(kv, participant)
     if "draw_weights" not in section:
-        keeper.fix_draw_weights(kv, 0, params.max_draw_age_blocks)
+        keeper.fix_draw_weights(kv, 0, params)
 
 
 def _set_counts(participant: Participant, raw: dict) -> None:

@@ -10,8 +10,9 @@ Keys:
   inference/status/<status>/<height>/<id>      by status and height of the last change
   inference/blockhash/<height>                 recent block hashes, seeding the draw, each
                                                followed by its block time (8-byte ns)
-  inference/drawweights/<height>               DrawWeights: the draw's candidate weights from
-                                               that height on (fixed at epoch starts)
+  inference/drawweights/<height>               DrawWeights: the draw's candidate weights and
+                                               the members' models from that height on
+                                               (fixed at epoch starts)
   inference/work/<height>/<addr>               fees earned by inferences finished at that
                                                height, paid out at the epoch's settlement
   inference/escrow/<addr>                      a developer's coins held for open inferences
@@ -34,6 +35,7 @@ from collections.abc import Iterator
 from chain.auth import address
 from chain.errors import InvalidRequest
 from chain.gas import GasKV
+from chain.inference.checkers import ModelCheckers
 from chain.inference.draw import BLOCK_HASH_SIZE, Candidate, DrawPool, NoEligibleExecutor
 from chain.inference.params import KEY as PARAMS_KEY
 from chain.inference.params import InferenceParams
@@ -291,18 +293,26 @@ class InferenceKeeper:
         if record is None:
             raise DrawUnavailable(f"no draw weights recorded for height {draw_height}")
         picks = _pool_of(record).order(inference_id, block_hash)
-        return self._candidates(state, picks, model, draw_height)
+        return self._candidates(state, picks, model, draw_height, _checkers_of(record))
 
     def _candidates(self, state: State, picks: Iterator[str], model: Model,
-                    draw_height: int) -> Iterator[str]:
-        drawn = False
+                    draw_height: int, checkers: ModelCheckers) -> Iterator[str]:
+        drawn = unchecked = False
         for pick in picks:
             participant = self.participant(state, pick)
-            if participant is not None and drawable(participant, draw_height) and any(
+            if participant is None or not drawable(participant, draw_height) or not any(
                     m.model_id == model.id and m.weights_sha256 == model.weights_sha256
                     for m in participant.models):
-                drawn = True
-                yield pick
+                continue
+            if not checkers.checkable(pick, model.id):
+                unchecked = True
+                continue
+            drawn = True
+            yield pick
+        if unchecked and not drawn:
+            raise NoEligibleExecutor(
+                f"too few validators serve {model.id} this epoch to check its output (it "
+                f"needs one besides the executor, and {checkers.share_ppm} ppm of the weight)")
         if not drawn:
             raise NoEligibleExecutor(f"nobody serving {model.id} could be drawn at height "
                                      f"{draw_height}")
@@ -320,13 +330,18 @@ class InferenceKeeper:
             found = data
         return found
 
-    def fix_draw_weights(self, kv: GasKV, height: int, max_draw_age: int) -> None:
+    def fix_draw_weights(self, kv: GasKV, height: int, params: InferenceParams) -> None:
         """Fixes every participant's weight and availability for draws seeded from
-        ``height`` on, and drops records no draw height in the window can reach any more."""
-        save(kv, DRAW_WEIGHTS + uint64(height), DrawWeights(from_height=height, weights=[
-            DrawWeight(address=p.address, weight=p.weight, availability_ppm=availability_ppm(p))
-            for p in self.participants(kv)]))
-        oldest = height - max_draw_age
+        ``height`` on, with the models each member declared (who could check whom), and
+        drops records no draw height in the window can reach any more."""
+        save(kv, DRAW_WEIGHTS + uint64(height), DrawWeights(
+            from_height=height, min_server_share_ppm=params.min_model_server_share_ppm,
+            weights=[DrawWeight(address=p.address, weight=p.weight,
+                                availability_ppm=availability_ppm(p),
+                                model_ids=sorted({m.model_id for m in p.models})
+                                if p.active and p.weight else [])
+                     for p in self.participants(kv)]))
+        oldest = height - params.max_draw_age_blocks
         starts = [int.from_bytes(k[len(DRAW_WEIGHTS):], "big")
                   for k, _ in kv.iterate(DRAW_WEIGHTS)]
         for start, following in zip(starts, starts[1:], strict=False):
@@ -464,6 +479,13 @@ def _pool_of(record: bytes) -> DrawPool:
     every state (CheckTx's, a block's, a query's) and thread may share it."""
     return DrawPool([Candidate(w.address, w.weight, w.availability_ppm)
                      for w in DrawWeights.FromString(record).weights])
+
+
+@functools.lru_cache(maxsize=POOLS_KEPT)
+def _checkers_of(record: bytes) -> ModelCheckers:
+    """Who serves each model in a draw-weights record, by the record's bytes, shared as the
+    pool is."""
+    return ModelCheckers(DrawWeights.FromString(record))
 
 
 def invalid_now(participant: Participant) -> bool:

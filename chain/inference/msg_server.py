@@ -433,7 +433,7 @@ class InferenceMsgServer:
         except DrawUnavailable as exc:
             raise DrawMismatch(str(exc)) from exc
         except NoEligibleExecutor as exc:
-            raise DrawMismatch(f"no participant can serve {model.id}") from exc
+            raise DrawMismatch(f"no participant can serve {model.id}: {exc}") from exc
         except ValueError as exc:
             raise DrawMismatch(f"the draw cannot be computed: {exc}") from exc
         if msg.attempt >= len(order) or order[msg.attempt] != msg.executor:

@@ -33,7 +33,7 @@ class InferenceParams(ModuleParams):
     governable: ClassVar[frozenset[str]] = frozenset({
         "expiration_blocks", "top_k", "max_prompt_tokens", "max_output_tokens",
         "default_price_per_token", "max_draw_age_blocks", "max_attempts",
-        "request_time_window_s"})
+        "request_time_window_s", "min_model_server_share_ppm"})
     # Blocks a lone Start or Finish waits for its partner before the inference expires;
     # 1 to 100,000, so escrow locked by a lost partner comes back within days.
     expiration_blocks: int = bounded(20, 1, 100_000)
@@ -54,6 +54,11 @@ class InferenceParams(ModuleParams):
     # Seconds a developer's request signature stays valid around the block time: 10 (a
     # couple of blocks, else honest requests arrive stale) to a day.
     request_time_window_s: int = bounded(600, 10, 86_400)
+    # The least share of the members' weight that must serve a model for any of them to be
+    # drawn for it, in ppm, 0 to 1,000,000: its inferences are checked by its servers only,
+    # so at a third (rounded down) a coalition below a third of the weight cannot be all of
+    # a model's checkers (docs/design.md §3.3). Read at each epoch's first block.
+    min_model_server_share_ppm: int = bounded(333_333, 0, 1_000_000)
     # Weight of a genesis participant that names none, until the first epoch whose proof of
     # compute settles; 1 to 1,000,000. Genesis only: a participant registering later starts
     # at 0 (docs/design.md §7.3), so no later value would reach anyone.
