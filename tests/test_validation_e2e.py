@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+import openai
 import pytest
 from chain_client import broadcast_raw, ledger
 from cosmpy.aerial.wallet import LocalWallet
@@ -566,3 +567,33 @@ def test_an_int8_forgery_with_honest_logprobs_fails_the_fp32_rule_alone(
                            for r in task.reports), task
     finally:
         net.close()
+
+
+def test_a_model_one_member_serves_is_refused_to_developers_saying_why(mlnodes, bf16_ports,
+                                                                      tmp_path):
+    """Only a model's servers check its inferences, so a model one member serves would be
+    checked by nobody: the chain's draw names nobody for it, and every API node answers a
+    request for it with OpenAI's 503 `no_executor` and the chain's reason, charging nothing,
+    while the model two members serve is answered as usual."""
+    honest_port, _ = mlnodes
+    model = {**genesis_models()[0], "validation_threshold": DEFAULT_THRESHOLDS["float32"]}
+    bf16 = {**{k: v for k, v in genesis_models()[0].items() if k != "reference_distance_micro"},
+            "id": BF16_MODEL, "serving_dtype": "bfloat16",
+            "validation_threshold": DEFAULT_THRESHOLDS["bfloat16"]}
+    net = LocalNetwork(tmp_path, [honest_port, honest_port, bf16_ports[0]], in_genesis=True,
+                       models=[model, bf16], serves=[0, 0, 1])
+    try:
+        funds = net.account(net.developer.address).balance
+        for node in net.nodes:
+            with pytest.raises(openai.APIStatusError) as refused:
+                net.client(node).chat.completions.create(
+                    model=BF16_MODEL, max_tokens=4,
+                    messages=[{"role": "user", "content": PROMPTS[0]}])
+            assert refused.value.status_code == 503
+            assert refused.value.body["code"] == "no_executor", refused.value.body
+            assert "too few validators" in refused.value.body["message"], refused.value.body
+        assert net.account(net.developer.address).balance == funds
+        assert net.finished(chat(net, 2, 0, 4)).executor in {n.address for n in net.nodes[:2]}
+    finally:
+        net.close()
+
