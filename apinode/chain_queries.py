@@ -42,6 +42,8 @@ LATEST_BLOCK = "/cosmos.base.tendermint.v1beta1.Service/GetLatestBlock"
 DEFAULT_TIMEOUT_S = 10.0
 # How often a node waiting on the chain's height asks for it.
 HEIGHT_POLL_S = 0.25
+# The inference id of the draws that only ask whether a model has anyone to draw.
+LISTING_DRAW_ID = "models-listing"
 # The node is down, restarting or overloaded: nothing was decided, so asking again may work.
 UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
@@ -138,12 +140,25 @@ class ChainQueries:
 
     async def served_models(self) -> list[Model]:
         """Registry models at least one active participant serves with the registry's
-        weights: what a developer can actually use (a model governance just registered
-        appears once someone serves it)."""
+        weights and the chain's draw can name someone for: what a developer can actually
+        use (a model governance just registered appears once someone serves it, and once
+        members enough to check it serve it, docs/design.md §3.3)."""
         served = {(m.model_id, m.weights_sha256) for p in await self.participants()
                   if p.active and not (p.invalid_since and not p.invalid_until)
                   for m in p.models}
-        return [m for m in await self.models() if (m.id, m.weights_sha256) in served]
+        return [m for m in await self.models()
+                if (m.id, m.weights_sha256) in served and await self._drawn_for(m.id)]
+
+    async def _drawn_for(self, model_id: str) -> bool:
+        """Whether a draw at the latest height names anyone for the model (any id will do:
+        who is a candidate does not depend on it, only their order)."""
+        try:
+            await self.draw(LISTING_DRAW_ID, model_id)
+        except ChainQueryError as exc:
+            if exc.code == grpc.StatusCode.FAILED_PRECONDITION:
+                return False
+            raise
+        return True
 
     async def model(self, model_id: str) -> Model | None:
         reply = await self.find(INFERENCE + "Model", q.QueryModelRequest(id=model_id),

@@ -572,9 +572,9 @@ def test_an_int8_forgery_with_honest_logprobs_fails_the_fp32_rule_alone(
 def test_a_model_one_member_serves_is_refused_to_developers_saying_why(mlnodes, bf16_ports,
                                                                       tmp_path):
     """Only a model's servers check its inferences, so a model one member serves would be
-    checked by nobody: the chain's draw names nobody for it, and every API node answers a
-    request for it with OpenAI's 503 `no_executor` and the chain's reason, charging nothing,
-    while the model two members serve is answered as usual."""
+    checked by nobody: the chain's draw names nobody for it, so no API node lists it in
+    /v1/models and each answers a request for it with OpenAI's 503 `no_executor` and the
+    chain's reason, charging nothing, while the model two members serve is answered."""
     honest_port, _ = mlnodes
     model = {**genesis_models()[0], "validation_threshold": DEFAULT_THRESHOLDS["float32"]}
     bf16 = {**{k: v for k, v in genesis_models()[0].items() if k != "reference_distance_micro"},
@@ -585,6 +585,7 @@ def test_a_model_one_member_serves_is_refused_to_developers_saying_why(mlnodes, 
     try:
         funds = net.account(net.developer.address).balance
         for node in net.nodes:
+            assert [m.id for m in net.client(node).models.list()] == [MODEL]
             with pytest.raises(openai.APIStatusError) as refused:
                 net.client(node).chat.completions.create(
                     model=BF16_MODEL, max_tokens=4,
