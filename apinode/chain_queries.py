@@ -139,15 +139,11 @@ class ChainQueries:
         return list(reply.models)
 
     async def served_models(self) -> list[Model]:
-        """Registry models at least one active participant serves with the registry's
-        weights and the chain's draw can name someone for: what a developer can actually
-        use (a model governance just registered appears once someone serves it, and once
-        members enough to check it serve it, docs/design.md §3.3)."""
-        served = {(m.model_id, m.weights_sha256) for p in await self.participants()
-                  if p.active and not (p.invalid_since and not p.invalid_until)
-                  for m in p.models}
-        return [m for m in await self.models()
-                if (m.id, m.weights_sha256) in served and await self._drawn_for(m.id)]
+        """Registry models the chain's draw can name someone for: served with the
+        registry's weights by an active participant with weight, not INVALID, and checkable
+        by other members (docs/design.md §3.3). What a developer can actually use: a model
+        governance just registered appears once members enough to check it serve it."""
+        return [m for m in await self.models() if await self._drawn_for(m.id)]
 
     async def _drawn_for(self, model_id: str) -> bool:
         """Whether a draw at the latest height names anyone for the model (any id will do:
