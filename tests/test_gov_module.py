@@ -6,11 +6,12 @@ import json
 import pytest
 from google.protobuf.any_pb2 import Any as AnyPb
 from google.protobuf.message import Message
-from inference_actors import DTYPE, MODEL_ID, PRICE, WEIGHTS, Actor
+from inference_actors import DTYPE, MODEL_ID, PRICE, WEIGHTS, Actor, genesis_models
 from inference_net import Net
 
 from chain.gov.keeper import GOV_ACCOUNT
 from chain.inference.model import DEFAULT_RULES, with_default_rule
+from chain.query import QueryError
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.gov_pb2 import (
     PROPOSAL_STATUS_DEPOSIT_PERIOD,
@@ -275,6 +276,40 @@ def test_a_registered_model_can_be_served_and_a_retired_one_cannot(net):
     agent, _, start = net.start("after-retirement")
     refused = net.one(agent.tx(start))
     assert "retired by governance" in refused.log
+
+
+def test_the_server_share_a_model_needs_changes_by_vote_from_the_next_epoch():
+    """The share of the weight a model's servers must hold to be drawn is governed like any
+    param, but each epoch's draws read the value fixed at its first block: a change leaves
+    the draws of the epoch it passed in as they were (a transfer agent's draw still holds at
+    its start) and applies from the next one. Here two light members serve a model with a
+    quarter of the weight: served at 250,000 ppm, drawn for nobody once 333,333 is in force."""
+    other = f"{MODEL_ID}/other"
+    epoch = 20
+    net = Net(4, weights=[300, 300, 100, 100],
+              models=[*genesis_models(), {**genesis_models()[0], "id": other}],
+              serves=[(MODEL_ID,), (MODEL_ID,), (other,), (other,)],
+              inference_params={"min_model_server_share_ppm": 250_000}, extra_state={
+                  "epochs": {"params": {"epoch_length_blocks": epoch, "poc_window_blocks": 0}},
+                  "gov": {"params": {"min_deposit": MIN_DEPOSIT,
+                                     "min_initial_deposit": MIN_INITIAL,
+                                     "deposit_period_blocks": DEPOSIT_PERIOD,
+                                     "voting_period_blocks": VOTING_PERIOD}}})
+    net.block([])
+    assert net.draw_at("before", net.height, other)
+    pid = proposal_id(submit(net, net.developer,
+                             param("inference", "min_model_server_share_ppm", 333_333)))
+    assert run_vote(net, pid, [VOTE_OPTION_YES] * 4).status == PROPOSAL_STATUS_PASSED
+    net.block([])
+    assert params(net, "inference")["min_model_server_share_ppm"] == 333_333
+    assert net.height < 1 + epoch, "the vote must end inside epoch 0"
+    assert net.draw_at("after-the-vote", net.height, other)
+    while net.height < 1 + epoch:
+        net.block([])
+    with pytest.raises(QueryError) as refused:
+        net.draw_at("next-epoch", net.height, other)
+    assert "333333 ppm of the weight" in refused.value.message
+    assert net.draw_at("next-epoch", net.height)  # the model everyone else serves is drawn
 
 
 def test_a_content_that_fails_at_execution_leaves_state_as_it_was(net):
