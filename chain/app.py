@@ -64,9 +64,10 @@ class PendingBlock:
 
 
 def abci_events(events: list[Event]) -> list[abci.Event]:
-    return [abci.Event(type=type_, attributes=[
-        abci.EventAttribute(key=key, value=serializable(value), index=True)
-        for key, value in attributes.items()]) for type_, attributes in events]
+    """``events`` as ABCI events on their own, for an answer that is not a block's."""
+    holder = abci.ExecTxResult()
+    _add_events(holder.events, events)
+    return list(holder.events)
 
 
 def _add_events(into: RepeatedCompositeFieldContainer[abci.Event], events: list[Event]) -> None:

@@ -338,8 +338,8 @@ class InferenceKeeper:
             from_height=height, min_server_share_ppm=params.min_model_server_share_ppm,
             weights=[DrawWeight(address=p.address, weight=p.weight,
                                 availability_ppm=availability_ppm(p),
-                                model_ids=sorted({m.model_id for m in p.models})
-                                if p.active and p.weight else [])
+                                model_ids=served_model_ids(p) if p.active and p.weight
+                                else [])
                      for p in self.participants(kv)]))
         oldest = height - params.max_draw_age_blocks
         starts = [int.from_bytes(k[len(DRAW_WEIGHTS):], "big")
@@ -504,6 +504,12 @@ def drawable(participant: Participant, draw_height: int) -> bool:
     invalid = participant.invalid_since
     return not (invalid and invalid <= draw_height
                 and (not participant.invalid_until or draw_height < participant.invalid_until))
+
+
+def served_model_ids(participant: Participant) -> list[str]:
+    """The ids of the models a participant declares, sorted: what an epoch's member record
+    and draw-weights record both keep of it, fixed at the same block."""
+    return sorted({m.model_id for m in participant.models})
 
 
 def availability_ppm(participant: Participant) -> int:

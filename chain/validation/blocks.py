@@ -15,7 +15,7 @@ and drop the records of the epoch ``settled_epochs_kept`` before it.
 import logging
 
 from chain.context import Context
-from chain.inference.keeper import invalid_now
+from chain.inference.keeper import invalid_now, served_model_ids
 from chain.scales import PPM
 from chain.validation.expected_keepers import EpochKeeper, InferenceKeeper
 from chain.validation.judging import Judging
@@ -83,7 +83,7 @@ class ValidationBlocks:
         if epoch > 0:
             self._update_reputations(ctx, epoch - 1)
         members = [EpochMember(address=p.address, weight=p.weight,
-                               model_ids=sorted({m.model_id for m in p.models}))
+                               model_ids=served_model_ids(p))
                    for p in self.inference.participants(ctx.kv) if p.active and p.weight]
         self.keeper.set_members(ctx.kv, EpochMembers(
             epoch=epoch, start_height=ctx.block.height, members=members,
