@@ -67,8 +67,11 @@ inferchain_pb/__init__.py: $(shell find proto -name '*.proto') proto/generate.py
 proto: $(STAMP)
 	$(PY) proto/generate.py
 
+# Two workers: the end-to-end tests spend most of their time waiting for blocks and epochs
+# (about a sixth of two cores busy), so a second worker fills the wait. Each module runs on
+# one worker (tests/conftest.py), so its ML nodes and networks start once.
 test: install cometbft cosmjs
-	PATH="$(GOBIN):$$PATH" $(PY) -m pytest -ra --durations=25
+	PATH="$(GOBIN):$$PATH" $(PY) -m pytest -ra --durations=25 -n 2 --dist loadgroup
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -2,11 +2,13 @@
 report of their logs when a test that ran them fails."""
 
 import os
+import random
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import grpc
@@ -24,6 +26,50 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def ephemeral_floor() -> int:
+    """The lowest port the kernel picks for a socket that binds port 0 or connects out."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+PORT_FLOOR = 20000
+# Where this process's next search starts: random at first, so that separate test runs side
+# by side seldom meet, then past the last block given, so blocks rotate through the share.
+_next_block: int | None = None
+
+
+def free_port_block(size: int) -> int:
+    """The first port of ``size`` consecutive loopback ports that are free right now.
+
+    A block is bound only seconds after it is checked, when its nodes start, so blocks come
+    from below the kernel's ephemeral range (a port checked free could otherwise go to any
+    process's outgoing or auto-bound socket first: an ML node's vLLM engine opens such
+    sockets while loading), from this process's own share of that range (pytest-xdist's
+    workers search at the same moments), and each search starts past the last block given,
+    so a network still running keeps its unbound ports and a closed one its lingering ones."""
+    global _next_block
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    span = (max(ephemeral_floor(), PORT_FLOOR + 1000 * workers) - PORT_FLOOR) // workers
+    low = PORT_FLOOR + worker * span
+    blocks = range(0, span - size, 10)
+    if _next_block is None:
+        _next_block = random.randrange(len(blocks))
+    for i in range(len(blocks)):
+        offset = blocks[(_next_block + i) % len(blocks)]
+        try:
+            with ExitStack() as stack:
+                for port in range(low + offset, low + offset + size):
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        _next_block = (_next_block + i) % len(blocks) + -(-size // 10)
+        return low + offset
+    raise RuntimeError(f"no {size} free consecutive ports in {low}..{low + span}")
 
 
 def wait_healthy(stub: pb_grpc.MLNodeStub, process: subprocess.Popen, log: Path) -> None:
@@ -88,6 +134,16 @@ def vllm_mlnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pb_grpc.ML
     module that uses it, so its engine and KV cache do not outlive it."""
     yield from serve_mlnode(vllm_python(), "vllm",
                             tmp_path_factory.mktemp("vllm-mlnode") / "mlnode.log")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `make test`'s parallel workers (pytest-xdist, --dist loadgroup) each module's
+    tests run on one worker, so its module-scoped processes start once; modules that share a
+    resource say so with their own ``xdist_group`` mark and run on the same worker."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.hookimpl(hookwrapper=True)

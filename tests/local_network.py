@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ import grpc
 import openai
 import psycopg
 from chain_nodes import CHAIN_ID, FUNDS, ROOT, ChainNode, funded_keys
-from conftest import free_port, wait_healthy
+from conftest import free_port, free_port_block, wait_healthy
 from google.protobuf.message import Message
 from inference_actors import genesis_models
 from nacl.signing import SigningKey
@@ -100,18 +99,6 @@ def wait_http(url: str, process: subprocess.Popen, log_path: Path,
             return None
     return poll(answer, f"{url} did not answer:\n{log_path.read_text()[-3000:]}", timeout, 0.3)
 
-
-def free_port_block(size: int) -> int:
-    """The first port of ``size`` consecutive loopback ports that are free right now."""
-    for base in range(32000, 60000, 100):
-        try:
-            for port in range(base, base + size):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port range")
 
 
 class MlNodes:

@@ -4,7 +4,6 @@ Each node is `python -m chain node start`, which runs the app and starts its own
 """
 
 import json
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -15,30 +14,19 @@ from pathlib import Path
 import pytest
 from chain_client import TxSpec, broadcast_raw, ledger, send_msg, signed_tx
 from chain_nodes import ChainNode, funded_keys, template
+from conftest import free_port_block
 from cosmjs_client import client_flow
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
 
 from genesis.comet_config import find_cometbft
 from genesis.homes import NodePorts
-from genesis.localnet import layout_localnet
+from genesis.localnet import PORTS_PER_NODE, layout_localnet
 from inferchain_pb.inference.v1 import query_pb2 as q
 
 pytestmark = pytest.mark.skipif(find_cometbft() is None,
                                 reason="cometbft is not installed (make cometbft)")
 
-
-def free_base_port() -> int:
-    """A base port whose localnet block (4 nodes × 10 ports) is free right now."""
-    for base in range(31000, 60000, 100):
-        try:
-            for port in range(base, base + 40):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port range")
 
 
 class Localnet:
@@ -47,7 +35,8 @@ class Localnet:
         self.wallets = [LocalWallet(PrivateKey(bytes.fromhex(k.private_key_hex)), prefix="infer")
                         for k in keys]
         self.infos = layout_localnet(template(keys), root, validators=validators,
-                                     base_port=free_base_port(), timeout_commit="300ms")
+                                     base_port=free_port_block(validators * PORTS_PER_NODE),
+                                     timeout_commit="300ms")
         self.nodes = [ChainNode(i.home, i.ports.grpc) for i in self.infos]
 
     @contextmanager
@@ -166,7 +155,7 @@ def one_validator(root: Path, settings: str = "") -> Iterator[tuple[ChainNode, N
     """A one-validator CometBFT localnet node that has made block 2, and its ports; closed on
     the way out. ``settings``: lines added to its app.toml."""
     info, = layout_localnet(template(funded_keys(1)), root / "net", validators=1,
-                            base_port=free_base_port(), timeout_commit="200ms")
+                            base_port=free_port_block(PORTS_PER_NODE), timeout_commit="200ms")
     with (info.home / "config" / "app.toml").open("a") as app_toml:
         app_toml.write(settings)
     node = ChainNode(info.home, info.ports.grpc).start()

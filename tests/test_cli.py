@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 from chain_nodes import CHAIN_ID, FUNDS, ChainNode, funded_keys
-from conftest import free_port
+from conftest import free_port, free_port_block
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
 from cosmpy.mnemonic import generate_mnemonic
 from inference_actors import MODEL_ID, WEIGHTS, genesis_models
-from local_network import free_port_block
 from nacl.signing import SigningKey
 
 from genesis.comet_config import find_cometbft

@@ -13,8 +13,9 @@ import urllib.request
 import grpc
 import pytest
 from chain_nodes import CHAIN_ID, FUNDS, ChainNode, funded_keys
+from conftest import free_port_block
 from inference_actors import MODEL_ID, WEIGHTS, genesis_models
-from local_network import free_port_block, poll
+from local_network import poll
 from nacl.signing import SigningKey
 
 from genesis.comet_config import find_cometbft

@@ -16,8 +16,8 @@ from decimal import Decimal
 import pytest
 from chain_client import ledger
 from chain_nodes import FUNDS, ChainNode, funded_keys, template
+from conftest import free_port_block
 from cosmjs_client import client_flow
-from local_network import free_port_block
 
 from genesis.localnet import PORTS_PER_NODE, layout_localnet
 

@@ -6,10 +6,8 @@ sends tokens."""
 
 import json
 import os
-import random
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +17,7 @@ from pathlib import Path
 import openai
 import psutil  # installed with accelerate
 import pytest
-from conftest import ROOT, START_TIMEOUT_S
+from conftest import ROOT, START_TIMEOUT_S, free_port_block
 from cosmjs_client import client_flow
 from cosmpy.aerial.client import LedgerClient, NetworkConfig
 from cosmpy.aerial.exceptions import BroadcastError
@@ -35,32 +33,6 @@ from genesis.account_keys import generate_account_keys
 PARTICIPANTS = 2
 PORTS = 10 * PARTICIPANTS
 README_BLOCK_TIMEOUT_S = 600
-
-
-def ephemeral_floor() -> int:
-    """The lowest port the kernel picks for a socket that binds port 0 or connects out."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768  # Linux's default
-
-
-def free_base_port() -> int:
-    """A base whose block of ports is free now; a random start keeps parallel runs apart.
-    The block lies below the kernel's ephemeral range: a port free when checked could
-    otherwise go to any process's outgoing or auto-bound socket before the devnet binds it
-    (an ML node's vLLM engine opens such sockets while loading, before the node listens)."""
-    top = max(20000 + PORTS, ephemeral_floor() - PORTS)
-    for _ in range(200):
-        base = random.randrange(20000, top, 10)
-        try:
-            for port in range(base, base + PORTS):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port range")
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -131,7 +103,7 @@ def run_readme_blocks(env: dict[str, str], cwd: Path) -> None:
 def test_devnet_serves_a_signed_chat_completion_and_stops_cleanly(tmp_path):
     # ROOT is .devnet in the directory the README's examples run from, as in a checkout.
     root, output = tmp_path / ".devnet", tmp_path / "devnet.out"
-    base_port = free_base_port()
+    base_port = free_port_block(PORTS)
     with output.open("w") as out:
         devnet = subprocess.Popen(
             [sys.executable, "-m", "devnet", "--participants", str(PARTICIPANTS),
@@ -189,7 +161,7 @@ def test_a_cometbft_devnet_exports_its_rpc_and_cosmjs_sends_through_it(tmp_path)
     with output.open("w") as out:
         devnet = subprocess.Popen(
             [sys.executable, "-m", "devnet", "--participants", "1", "--consensus", "cometbft",
-             "--root", str(root), "--base-port", str(free_base_port())],
+             "--root", str(root), "--base-port", str(free_port_block(PORTS))],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
         env = wait_for_env(root / "env", devnet, output)

@@ -15,11 +15,11 @@ from functools import partial
 import grpc
 import openai
 import pytest
-from conftest import ROOT, vllm_python
+from conftest import ROOT, free_port_block, vllm_python
 from inference_actors import genesis_models
 from local_network import CHARGED, poll
 from settled_records import query_at, validation_task
-from test_devnet import free_base_port, wait_for_env
+from test_devnet import PORTS, wait_for_env
 
 from devnet.api_key import grant_allowance, issue_key
 from devnet.layout import Settings
@@ -38,7 +38,7 @@ def test_an_unknown_engine_or_a_wrong_count_is_refused_before_anything_starts(
     root = tmp_path / ".devnet"
     result = subprocess.run(
         [sys.executable, "-m", "devnet", "--participants", "2", "--engine", engine,
-         "--root", str(root), "--base-port", str(free_base_port())],
+         "--root", str(root), "--base-port", str(free_port_block(PORTS))],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert message in result.stderr
@@ -68,7 +68,7 @@ def charged(channel: grpc.Channel, inference_id: str):
 def test_a_vllm_executors_answer_is_validated_by_a_torch_validator(tmp_path):
     vllm_python()  # fails under CI, skips elsewhere, when the vLLM environment is missing
     root, output = tmp_path / ".devnet", tmp_path / "devnet.out"
-    base_port = free_base_port()
+    base_port = free_port_block(PORTS)
     with output.open("w") as out:
         devnet = subprocess.Popen(
             [sys.executable, "-m", "devnet", "--participants", "2", "--engine", "vllm,torch",

@@ -3,17 +3,17 @@ cometbft binary, and laid-out homes that real CometBFT (with its built-in kvstor
 
 import base64
 import json
-import socket
 import subprocess
 import time
 import tomllib
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import free_port_block
 from cosmpy.crypto.address import Address
 from cosmpy.crypto.keypairs import PrivateKey
 
@@ -23,7 +23,7 @@ from genesis.cli import DEFAULT_TEMPLATE, main
 from genesis.coins import Coin, parse_coins
 from genesis.comet_config import find_cometbft, patch_toml
 from genesis.comet_keys import Ed25519Key, validator_address
-from genesis.localnet import layout_localnet
+from genesis.localnet import PORTS_PER_NODE, layout_localnet
 from genesis.solo import layout_solo
 from genesis.template import Template, TemplateError, load_template, parse_template
 from genesis.timestamps import normalize_genesis_time, now_genesis_time
@@ -78,7 +78,7 @@ def flip_last_char(address: str) -> str:
     return address[:-1] + ("q" if address[-1] != "q" else "p")
 
 
-@pytest.mark.parametrize(("accounts", "expected"), [
+BAD_ACCOUNTS = [
     (account(flip_last_char(KEYS[0].address)), "not a valid bech32"),
     (account(str(Address(PrivateKey().public_key, prefix="cosmos"))), "use 'infer'"),
     (account("infer1"), "not a valid bech32"),
@@ -94,7 +94,13 @@ def flip_last_char(address: str) -> str:
     (account(KEYS[0].address) + account(KEYS[0].address), "already funded by accounts[0]"),
     (account(KEYS[0].address) + account(KEYS[0].address.upper()), "already funded"),
     (account(KEYS[0].address) + "extra = 1\n", "accounts[0].extra: unknown key"),
-])
+]
+
+
+# Named by position and message, not by the accounts: those hold fresh random keys, and
+# parallel test workers must collect the same ids.
+@pytest.mark.parametrize(("accounts", "expected"), BAD_ACCOUNTS,
+                         ids=[f"{n}-{expected}" for n, (_, expected) in enumerate(BAD_ACCOUNTS)])
 def test_bad_accounts_are_refused(accounts, expected):
     found = problems(template_text(accounts))
     assert any(expected in p for p in found), found
@@ -256,25 +262,6 @@ def test_consensus_params_match_cometbft_init(tmp_path):
 
 
 # --- homes ------------------------------------------------------------------------------------
-
-
-def free_base_port(nodes: int) -> int:
-    """A base port whose whole localnet block (10 per node) is free right now."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1] // 10 * 10
-        if base + 10 * nodes > 65535 or base < 20000:
-            continue
-        try:
-            with ExitStack() as stack:
-                for port in range(base, base + 10 * nodes):
-                    sock = stack.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free block of ports")
 
 
 def test_localnet_lays_out_four_homes(tmp_path):
@@ -459,7 +446,7 @@ def wait_for(check, what: str, homes: list[Path], timeout_s: float = 60) -> None
 def test_four_node_localnet_makes_blocks_under_cometbft(tmp_path):
     """The binary's own default config.toml, patched: four validators peer and commit blocks."""
     nodes = layout_localnet(parse(template_text()), tmp_path / "net", validators=4,
-                            base_port=free_base_port(4), timeout_commit="200ms")
+                            base_port=free_port_block(4 * PORTS_PER_NODE), timeout_commit="200ms")
     homes = [n.home for n in nodes]
     with running_kvstore(homes):
         wait_for(lambda: all(rpc_height(n.ports.rpc) >= 2 for n in nodes), "height 2", homes)
@@ -470,7 +457,8 @@ def test_four_node_localnet_makes_blocks_under_cometbft(tmp_path):
 def test_minimal_config_without_binary_defaults_runs_under_cometbft(tmp_path):
     """The fallback config.toml (only our keys) is complete: CometBFT fills in its defaults."""
     (node,) = layout_localnet(parse(template_text(extra="initial_height = 5")), tmp_path / "net",
-                              base_port=free_base_port(1), timeout_commit="200ms", config_base="")
+                              base_port=free_port_block(PORTS_PER_NODE), timeout_commit="200ms",
+                              config_base="")
     with running_kvstore([node.home]):
         wait_for(lambda: rpc_height(node.ports.rpc) >= 6, "height 6", [node.home])
 

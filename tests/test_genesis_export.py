@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 from chain_client import ledger
 from chain_nodes import ROOT, ChainNode, funded_keys, template
-from conftest import free_port
+from conftest import free_port, free_port_block
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
 from cosmpy.protos.cosmos.bank.v1beta1.tx_pb2 import MsgSend
@@ -25,7 +25,6 @@ from google.protobuf.any_pb2 import Any as AnyPb
 from google.protobuf.timestamp_pb2 import Timestamp
 from inference_actors import MODEL_ID, Actor, finish_msg, validation_msg
 from inference_net import T0, Net
-from test_chain_cometbft import free_base_port
 from test_epochs_module import DEFAULTS, SPEC, TARGET, name_consensus_key, nonces_found
 
 from chain.app import Application, rfc3339
@@ -35,7 +34,7 @@ from chain.modules import build
 from chain.store import Store
 from chain.validation.sampling import seed_hash
 from genesis.comet_config import find_cometbft
-from genesis.localnet import layout_localnet
+from genesis.localnet import PORTS_PER_NODE, layout_localnet
 from genesis.solo import layout_solo
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.epochs_pb2 import MsgPocValidation, MsgSubmitPoc
@@ -349,7 +348,7 @@ def test_cometbft_starts_a_new_chain_from_the_export_at_the_old_app_hash(tmp_pat
     alice, bob = (LocalWallet(PrivateKey(bytes.fromhex(k.private_key_hex)), prefix="infer")
                   for k in keys)
     (info,) = layout_localnet(template(keys), tmp_path / "net", validators=1,
-                              base_port=free_base_port(), timeout_commit="200ms")
+                              base_port=free_port_block(4 * PORTS_PER_NODE), timeout_commit="200ms")
     node = ChainNode(info.home, info.ports.grpc).start()
     try:
         node.wait_height(2)

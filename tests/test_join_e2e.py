@@ -44,9 +44,9 @@ import grpc
 import openai
 import pytest
 from chain_nodes import FUNDS, ROOT, ChainNode
-from conftest import free_port, wait_healthy
+from conftest import free_port, free_port_block, wait_healthy
 from inference_actors import genesis_models
-from local_network import CHARGED, ApiNode, MlNodes, free_port_block, poll, stop_all, wait_http
+from local_network import CHARGED, ApiNode, MlNodes, poll, stop_all, wait_http
 from nacl.signing import SigningKey
 from settled_records import query_at, validation_task
 from test_consensus_power_e2e import comet_powers, rpc, validator_pubkey

@@ -29,6 +29,9 @@ NOW = 1_800_000_000
 WINDOW = 60
 INFERENCE = RequestPurpose.INFERENCE
 POSTGRES_URL = os.environ.get("INFERCHAIN_TEST_POSTGRES_URL", "")
+# The PostgreSQL tests of this module and its twin wipe the same database: under `make
+# test`'s parallel workers they run on one worker, one after the other.
+pytestmark = pytest.mark.xdist_group("postgres-test-database")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(

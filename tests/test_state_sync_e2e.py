@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 from chain_client import ledger
 from chain_nodes import ROOT, ChainNode
+from conftest import free_port_block
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.address import Address
-from local_network import free_port_block
 from test_chain_cometbft import Localnet
 from test_join_e2e import PASSPHRASE, doc_steps
 
