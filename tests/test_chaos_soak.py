@@ -15,6 +15,8 @@ it for a long run."""
 import logging
 from pathlib import Path
 
+from conftest import free_port_block
+
 from bench.chaos.audit import planted
 from bench.chaos.soak import SoakOptions, soak
 from chain.inference import artifact
@@ -28,7 +30,8 @@ TIMING_GOALS = ("p99 latency",)
 
 def test_the_network_loses_nothing_while_every_fault_class_strikes_once(tmp_path: Path):
     options = SoakOptions(duration_s=0, baseline_s=30, rounds=1, seed=1, workers=3,
-                          expiration_blocks=60, gap_s=3, root=tmp_path)
+                          expiration_blocks=60, gap_s=3, root=tmp_path,
+                          base_port=free_port_block(10 * SoakOptions.participants + 10))
     report, network, schedule, _ = soak(options, log.info)
     goals = "\n".join(f"{'ok ' if met else 'NOT MET'} {goal}: {figure}"
                       for goal, figure, met in report.goals)

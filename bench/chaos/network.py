@@ -120,7 +120,7 @@ class ChaosNetwork:
     """The laid-out and running network, and the handles the fault schedule needs."""
 
     def __init__(self, root: Path, participants: int, first_token_timeout_s: float,
-                 expiration_blocks: int, small_fs_mb: int, say) -> None:
+                 expiration_blocks: int, small_fs_mb: int, say, base_port: int = 0) -> None:
         self.root = root
         self.say = say
         self.participants = participants
@@ -137,7 +137,8 @@ class ChaosNetwork:
         self.postgres.init().start()
         databases = self.postgres.create_databases(
             [f"participant{i}" for i in range(participants)])
-        self.settings = Settings(participants, "cometbft", free_base_port(participants))
+        self.settings = Settings(participants, "cometbft",
+                                 base_port or free_base_port(participants))
         node_config = [{"database": url, "first_token_timeout_s": first_token_timeout_s}
                        for url in databases]
         self.devnet: Devnet = open_devnet(root, self.settings, True,

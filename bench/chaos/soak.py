@@ -37,6 +37,8 @@ class SoakOptions:
     gap_s: float = 10.0
     latency_multiple: float = 10.0
     root: Path | None = None
+    # The devnet's first port (10 per participant); 0: the first free block from 30,000.
+    base_port: int = 0
 
 
 def soak(options: SoakOptions, say: Callable[[str], None]) -> tuple[Report, ChaosNetwork,
@@ -46,7 +48,7 @@ def soak(options: SoakOptions, say: Callable[[str], None]) -> tuple[Report, Chao
     root = options.root or Path(tempfile.mkdtemp(prefix="chaos-"))
     network = ChaosNetwork(root / "network", options.participants,
                            options.first_token_timeout_s, options.expiration_blocks,
-                           options.small_fs_mb, say)
+                           options.small_fs_mb, say, options.base_port)
     try:
         network.start()
         load = Load(network, options.workers, options.seed)
