@@ -85,6 +85,12 @@ class ApiNodeConfig:
     # Fault injection for tests of the protocol only: "fabricate" submits made-up nonces
     # (random, with distances just under the target) without computing any. Empty: honest.
     poc_fault: str = ""
+    # Probes (apinode/probe_worker.py): requests this participant pays for from its account, as
+    # a developer, to every model the chain draws for, at random heights of each epoch, so that
+    # every member serving a model is drawn and must serve it even when developers send none.
+    # 0: none (this participant then leaves the members of idle models unprobed).
+    probes_per_epoch: int = 4
+    probe_max_tokens: int = 8
     node_key_file: str = "node.key"
     # The participant's CometBFT priv_validator_key.json, if it runs a validator: its public
     # key is registered on chain, and the validator's voting power follows the epoch weight.
@@ -102,6 +108,10 @@ class ApiNodeConfig:
             raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
         config = cls(home=home, **raw)
         check_port(config.metrics_port, f"{path}: metrics_port")
+        for name, least in (("probes_per_epoch", 0), ("probe_max_tokens", 1)):
+            value = getattr(config, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{path}: {name} must be a whole number, {least} or more")
         for name in ("first_token_timeout_s", "token_gap_timeout_s", "delivery_wait_s"):
             value = getattr(config, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:

@@ -1,12 +1,13 @@
 """Runs one participant's API node: registers it on chain, serves HTTP, drains the outbox,
-validates, proves compute.
+validates, proves compute, probes the served models.
 
 On start the node makes sure the chain knows it (MsgRegisterParticipant with its public URL,
 node key and the model its ML node serves, checked against the registry), so an operator
 only starts it; the outbox worker then sends every start, finish, seed and validation the
 node produces, and the validator worker (unless ``validator = false``) does this
 participant's share of the checks, and the PoC worker (unless ``poc = false``) proves the
-participant's compute in each epoch's PoC window and checks the other members' proofs.
+participant's compute in each epoch's PoC window and checks the other members' proofs, and
+the probe worker (unless ``probes_per_epoch = 0``) sends the participant's paid probes.
 """
 
 import asyncio
@@ -29,6 +30,7 @@ from apinode.outbox import Outbox
 from apinode.outbox_chain import outbox_confirm, outbox_submit
 from apinode.outbox_worker import OutboxWorker
 from apinode.poc.worker import PocWorker
+from apinode.probe_worker import ProbeWorker
 from apinode.store import Database
 from apinode.transfer_agent import TransferAgent
 from apinode.tx_sender import TxSender
@@ -85,6 +87,11 @@ async def register(config: ApiNodeConfig, sender: TxSender, chain: ChainQueries,
             return
         await asyncio.sleep(0.5)
     raise RuntimeError("registration did not reach the chain within 30s")
+
+
+def local_host(listen_host: str) -> str:
+    """Where this node reaches its own HTTP server: a wildcard listen address is not one."""
+    return "127.0.0.1" if listen_host in ("", "0.0.0.0", "::", "[::]") else listen_host
 
 
 async def run(config: ApiNodeConfig) -> None:
@@ -153,7 +160,20 @@ async def run(config: ApiNodeConfig) -> None:
             log.warning("PoC worker off (poc = false): this participant proves no compute (no "
                         "weight from the next epoch) and skips its PoC checks")
         proving = asyncio.create_task(prover.run()) if prover else None
+        prober = None
+        if config.probes_per_epoch:
+            host, port = config.listen_host_port()
+            prober = ProbeWorker(chain, f"http://{local_host(host)}:{port}",
+                                 bytes.fromhex(config.account_key()), sender.address,
+                                 config.chain_id, per_epoch=config.probes_per_epoch,
+                                 max_tokens=config.probe_max_tokens)
+        else:
+            log.info("probes off (probes_per_epoch = 0): this participant sends none")
+        probing = asyncio.create_task(prober.run()) if prober else None
         await stop.wait()
+        if prober is not None and probing is not None:
+            prober.stop()
+            await probing
         if prover is not None and proving is not None:
             prover.stop()  # its last nonces go through the outbox below
             await proving

@@ -315,9 +315,10 @@ class LocalNetwork:
         home = self.root / f"participant{index}"
         http_port = self.http_ports[index]
         url = f"http://127.0.0.1:{http_port}"
+        # No probes unless a test asks: the tests count draws, checks and balances exactly.
         config = {"chain_id": CHAIN_ID, "listen": f"127.0.0.1:{http_port}", "public_url": url,
                   "chain_grpc": f"127.0.0.1:{self.chain.grpc_port}",
-                  "mlnode": f"127.0.0.1:{ml_port}", **settings}
+                  "mlnode": f"127.0.0.1:{ml_port}", "probes_per_epoch": 0, **settings}
         if database is not None:
             config["database"] = database
         write_home(home, config, key.private_key_hex)
