@@ -7,14 +7,21 @@ from apinode.config import ApiNodeConfig, write_home
 TIMEOUTS = ["first_token_timeout_s", "token_gap_timeout_s", "delivery_wait_s"]
 
 
-@pytest.mark.parametrize("name", TIMEOUTS)
-@pytest.mark.parametrize("toml_value", ["0", "-1.5", '"30"', "true", "nan"])
-def test_a_timeout_that_is_no_positive_number_is_refused(tmp_path, name, toml_value):
+def refused(tmp_path, name: str, toml_value: str) -> ValueError:
+    """What loading a settings file with ``name = toml_value`` raises."""
     write_home(tmp_path, {"chain_id": "c"}, "11" * 32)
     with (tmp_path / "apinode.toml").open("a") as toml:
         toml.write(f"{name} = {toml_value}\n")
-    with pytest.raises(ValueError, match=f"{name} must be a positive number of seconds"):
+    with pytest.raises(ValueError) as raised:
         ApiNodeConfig.load(tmp_path)
+    return raised.value
+
+
+@pytest.mark.parametrize("name", TIMEOUTS)
+@pytest.mark.parametrize("toml_value", ["0", "-1.5", '"30"', "true", "nan"])
+def test_a_timeout_that_is_no_positive_number_is_refused(tmp_path, name, toml_value):
+    assert f"{name} must be a positive number of seconds" in str(
+        refused(tmp_path, name, toml_value))
 
 
 def test_the_default_timeouts_load(tmp_path):
@@ -30,11 +37,8 @@ def test_the_default_timeouts_load(tmp_path):
     ("probe_max_tokens", "0", 1), ("probe_max_tokens", "-8", 1)])
 def test_a_probe_setting_that_is_no_whole_number_in_range_is_refused(tmp_path, name,
                                                                       toml_value, least):
-    write_home(tmp_path, {"chain_id": "c"}, "11" * 32)
-    with (tmp_path / "apinode.toml").open("a") as toml:
-        toml.write(f"{name} = {toml_value}\n")
-    with pytest.raises(ValueError, match=f"{name} must be a whole number, {least} or more"):
-        ApiNodeConfig.load(tmp_path)
+    assert f"{name} must be a whole number, {least} or more" in str(
+        refused(tmp_path, name, toml_value))
 
 
 def test_probes_are_on_by_default_and_off_at_zero(tmp_path):
