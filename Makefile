@@ -69,9 +69,9 @@ proto: $(STAMP)
 
 # Two workers: the end-to-end tests spend most of their time waiting for blocks and epochs
 # (about a sixth of two cores busy), so a second worker fills the wait. Each module runs on
-# one worker (tests/conftest.py), so its ML nodes and networks start once.
+# one worker (--dist loadfile), so its ML nodes and networks start once.
 test: install cometbft cosmjs
-	PATH="$(GOBIN):$$PATH" $(PY) -m pytest -ra --durations=25 -n 2 --dist loadgroup
+	PATH="$(GOBIN):$$PATH" $(PY) -m pytest -ra --durations=25 -n 2 --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check .

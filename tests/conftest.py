@@ -136,16 +136,6 @@ def vllm_mlnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pb_grpc.ML
                             tmp_path_factory.mktemp("vllm-mlnode") / "mlnode.log")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under `make test`'s parallel workers (pytest-xdist, --dist loadgroup) each module's
-    tests run on one worker, so its module-scoped processes start once; modules that share a
-    resource say so with their own ``xdist_group`` mark and run on the same worker."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     """A failed test that ran processes under its ``tmp_path`` reports their logs' warnings,

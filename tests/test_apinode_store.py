@@ -43,9 +43,6 @@ from inferchain_pb.inference.v1.epochs_pb2 import MsgSubmitPoc
 from inferchain_pb.inference.v1.inference_pb2 import MsgFinishInference, MsgStartInference
 
 POSTGRES_URL = os.environ.get("INFERCHAIN_TEST_POSTGRES_URL", "")
-# The PostgreSQL tests of this module and its twin wipe the same database: under `make
-# test`'s parallel workers they run on one worker, one after the other.
-pytestmark = pytest.mark.xdist_group("postgres-test-database")
 NO_POSTGRES = ("INFERCHAIN_TEST_POSTGRES_URL is not set: point it at a PostgreSQL database the "
                "tests may wipe, e.g. postgresql+psycopg://postgres:postgres@127.0.0.1:5432/"
                "inferchain_test (.ci/run starts one)")

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from cosmpy.crypto.address import Address
 from cosmpy.crypto.keypairs import PrivateKey
+from local_network import postgres_databases
 
 from apinode.openai_errors import ApiError
 from apinode.openai_signing import purpose_of, signed_http_client
@@ -29,9 +30,15 @@ NOW = 1_800_000_000
 WINDOW = 60
 INFERENCE = RequestPurpose.INFERENCE
 POSTGRES_URL = os.environ.get("INFERCHAIN_TEST_POSTGRES_URL", "")
-# The PostgreSQL tests of this module and its twin wipe the same database: under `make
-# test`'s parallel workers they run on one worker, one after the other.
-pytestmark = pytest.mark.xdist_group("postgres-test-database")
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A database of this module's own on the test server: the store's tests wipe the one
+    INFERCHAIN_TEST_POSTGRES_URL names, and `make test`'s parallel workers may run them at the
+    same time as these."""
+    with postgres_databases(POSTGRES_URL, ["inferchain_test_request_auth"]) as (url,):
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
@@ -40,9 +47,10 @@ def url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'node.db'}"
         return
-    Base.metadata.drop_all(Database.open(POSTGRES_URL).engine)
-    yield POSTGRES_URL
-    Base.metadata.drop_all(Database.open(POSTGRES_URL).engine)
+    found = request.getfixturevalue("postgres_url")
+    Base.metadata.drop_all(Database.open(found).engine)
+    yield found
+    Base.metadata.drop_all(Database.open(found).engine)
 
 
 @pytest.fixture
