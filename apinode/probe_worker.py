@@ -17,7 +17,9 @@ When: ``per_epoch`` heights per model, drawn afresh each epoch from this process
 randomness over the epoch's span, so no executor can tell a probe's time from a developer's.
 A node restarted mid-epoch draws new heights and sends only those still ahead. The answer is
 discarded; a probe that fails (no executor, no funds, the node stopping) is logged, not
-repeated: the next epoch draws again.
+repeated: the next epoch draws again. What a probe asks cannot be known ahead either: random
+numbers in a short question, sampled at temperature 1 under a random seed, so no stock of
+answers to past probes serves the next one without the model.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ from inferchain_pb.inference.v1.epochs_pb2 import Epoch
 
 log = logging.getLogger(__name__)
 
-# Everyday asks: a probe costs its sender a short answer's fee, nothing more.
-PROMPTS = ("Name a fruit that is yellow.", "What is the capital of France?",
-           "Give me a word that rhymes with cat.", "How many legs does a spider have?",
-           "Say hello in Spanish.", "What colour is the sky on a clear day?")
+# Short asks with random numbers in them, sampled at temperature 1 under a random seed: a
+# member that kept answers to known probes instead of its model would need one per prompt
+# and seed, and a probe costs its sender a short answer's fee, nothing more.
+PROMPTS = ("What is {a} plus {b}?", "Write one sentence about the number {a}.",
+           "Is {a} larger than {b}? Answer briefly.", "Count from {a} to {c}.",
+           "Give a word that starts with the same letter as the number {a}.")
 # A probe waits for its answer as a developer would: first token and generation on a busy
 # CPU executor can take minutes.
 PROBE_TIMEOUT_S = 600.0
@@ -53,6 +57,11 @@ def probe_heights(epoch: Epoch, after: int, count: int, rng: random.Random) -> l
     if first > last:
         return []
     return sorted(rng.randint(first, last) for _ in range(count))
+
+
+def probe_prompt(rng: random.Random) -> str:
+    a = rng.randrange(1, 1_000_000)
+    return rng.choice(PROMPTS).format(a=a, b=rng.randrange(1, 1_000_000), c=a + 5)
 
 
 class ProbeWorker:
@@ -129,8 +138,9 @@ class ProbeWorker:
         self._schedules = {k: v for k, v in self._schedules.items() if k[0] == epoch.number}
 
     async def probe(self, client: httpx.AsyncClient, model_id: str) -> None:
-        body = {"model": model_id, "max_tokens": self.max_tokens, "temperature": 0,
-                "messages": [{"role": "user", "content": self._random.choice(PROMPTS)}]}
+        body = {"model": model_id, "max_tokens": self.max_tokens, "temperature": 1.0,
+                "seed": self._random.randrange(2**63),
+                "messages": [{"role": "user", "content": probe_prompt(self._random)}]}
         try:
             reply = await client.post("/v1/chat/completions", json=body)
         except httpx.HTTPError as exc:

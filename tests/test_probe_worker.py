@@ -1,11 +1,12 @@
-"""When a probe worker sends its probes: heights drawn afresh each epoch, only ahead of where
-the chain was when the model was first seen, so a node restarted mid-epoch still probes each
-model ``per_epoch`` times and never at a height it may already have probed at."""
+"""When a probe worker sends its probes, and what they ask: heights drawn afresh each epoch,
+only ahead of where the chain was when the model was first seen, so a node restarted
+mid-epoch still probes each model ``per_epoch`` times and never at a height it may already
+have probed at; and a question no past probe asked."""
 
 import random
 from collections import Counter
 
-from apinode.probe_worker import probe_heights
+from apinode.probe_worker import probe_heights, probe_prompt
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch
 
 EPOCH = Epoch(number=3, start_height=1_201, length=600)
@@ -29,3 +30,12 @@ def test_probe_heights_differ_each_time_and_spread_over_the_whole_span():
     sixths = Counter((h - 1_201) // 100 for d in draws for h in d)
     assert len(sixths) == 6
     assert all(abs(n - 2_000 / 6) < 5 * (2_000 / 6) ** 0.5 for n in sixths.values()), sixths
+
+
+def test_probe_prompts_are_new_each_time():
+    """A member cannot keep answers to probes it saw: prompts carry random numbers (and the
+    worker samples them at temperature 1 under a random seed)."""
+    rng = random.Random(3)
+    prompts = [probe_prompt(rng) for _ in range(1_000)]
+    assert len(set(prompts)) == 1_000
+    assert all("{" not in p and any(ch.isdigit() for ch in p) for p in prompts)
