@@ -50,8 +50,8 @@ PROBE_TIMEOUT_S = 600.0
 
 def probe_heights(epoch: Epoch, after: int, count: int, rng: random.Random) -> list[int]:
     """``count`` heights of ``epoch`` after height ``after``, each uniform over what is left of
-    it: a model first seen mid-epoch (or by a node restarted mid-epoch) is still probed
-    ``count`` times, and never at a height this process may already have probed at."""
+    it: a node started or restarted mid-epoch still probes ``count`` times, and never at a
+    height this process may already have probed at."""
     first = max(epoch.start_height, after + 1)
     last = epoch.start_height + epoch.length - 1
     if first > last:
@@ -82,6 +82,7 @@ class ProbeWorker:
         self._random = random.SystemRandom()
         self._schedules: dict[tuple[int, str], list[int]] = {}
         self._seen_height: int | None = None
+        self._planned_epoch: int | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
 
@@ -119,16 +120,17 @@ class ProbeWorker:
             self._seen_height = max(height, seen or 0)
             return
         epoch, members = await self.chain.epoch()
-        member = any(m.address == self.address and m.weight > 0 for m in members.members)
-        served = await self.chain.served_models() if member else []
-        self._seen_height = height  # from here on nothing can fail before the probes go
-        if not member:
+        if not any(m.address == self.address and m.weight > 0 for m in members.members):
+            self._seen_height, self._planned_epoch = height, None
             self._schedules.clear()
             return  # probing is a member's share of the upkeep: a newcomer earns nothing yet
-        for model in served:
-            if (epoch.number, model.id) not in self._schedules:
+        if self._planned_epoch != epoch.number:
+            # Once an epoch: who can be drawn for a model is fixed at its first block.
+            for model in await self.chain.served_models():
                 self._schedules[epoch.number, model.id] = probe_heights(
                     epoch, seen, self.per_epoch, self._random)
+            self._planned_epoch = epoch.number
+        self._seen_height = height  # from here on nothing can fail before the probes go
         # The last epoch's schedules too: its final heights may fall in this step.
         for (_, model_id), heights in self._schedules.items():
             for _ in range(sum(seen < h <= height for h in heights)):
