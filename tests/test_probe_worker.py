@@ -1,7 +1,7 @@
 """When a probe worker sends its probes, and what they ask: heights drawn afresh each epoch,
-only ahead of where the chain was when the model was first seen, so a node restarted
-mid-epoch still probes each model ``per_epoch`` times and never at a height it may already
-have probed at; and a question no past probe asked."""
+only ahead of where the chain was when the epoch was planned, so a node restarted mid-epoch
+still probes each model ``per_epoch`` times and never at a height it may already have probed
+at; and a question no past probe asked."""
 
 import random
 from collections import Counter
