@@ -264,8 +264,10 @@ class Executor:
                 start_rules.check_request_signature(start, self.chain_id)
             return
         allowed = await self.chain.allowance(start.developer, start.creator)
+        agent_fee = int((await self.chain.params())["transfer_agent_fee"])
         with self._chain_refusal(request):
-            start_rules.check_allowance(start, allowed, start_rules.escrow_of(start, model))
+            start_rules.check_allowance(start, allowed,
+                                        start_rules.escrow_of(start, model, agent_fee))
 
     def _check_serving(self, request: ExecuteRequest, me: Participant | None, model: Model,
                        ml_model_id: str, ml_weights: str, ml_dtype: str) -> None:

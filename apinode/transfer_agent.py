@@ -122,11 +122,13 @@ class Prepared:
     prompt_ids: tuple[int, ...]
     timestamp: int
     nonce: bytes
+    agent_fee: int
 
     @property
     def cost(self) -> int:
         """The most the inference can cost: what the chain escrows at its start."""
-        return start_rules.escrow(len(self.prompt_ids), self.request.max_tokens, self.model)
+        return start_rules.escrow(len(self.prompt_ids), self.request.max_tokens, self.model,
+                                  self.agent_fee)
 
 
 class TransferAgent:
@@ -183,15 +185,17 @@ class TransferAgent:
                 raise errors.invalid_request(
                     f"Invalid 'logit_bias': token id {unknown[0]} is not in the vocabulary of "
                     f"{model.id} ({vocab} tokens).", "logit_bias", "invalid_value")
+        agent_fee = int((await self._chain.params())["transfer_agent_fee"])
         if signed.signature:
             return Prepared(request, signed, model, tuple(prompt.ids), signed.timestamp,
-                            signed.nonce)
+                            signed.nonce, agent_fee)
         # An API-key request is stamped here, on the developer's behalf; its nonce follows
         # from the stamp (docs/design.md §3.3).
         stamp = self._stamp(signed.developer, signed.prompt_hash)
         return Prepared(request, signed, model, tuple(prompt.ids), stamp,
                         payload.key_request_nonce(self.address, signed.developer,
-                                                  signed.prompt_hash, stamp, request.n))
+                                                  signed.prompt_hash, stamp, request.n),
+                        agent_fee)
 
     def _stamp(self, developer: str, prompt_hash: bytes) -> int:
         """Now, or a second after this agent's last stamp of the same body by the same

@@ -5,6 +5,7 @@ key (signs inference payloads); a developer signs its requests with its account 
 """
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from chain_client import TxSpec, signed_tx
@@ -16,7 +17,10 @@ from nacl.signing import SigningKey
 
 from chain.inference import artifact, payload
 from chain.inference.artifact import ArtifactStep
+from chain.inference.params import InferenceParams
 from inferchain_pb.inference.v1.inference_pb2 import (
+    EXPIRED,
+    INVALIDATED,
     Inference,
     MsgFinishInference,
     MsgRegisterParticipant,
@@ -28,6 +32,8 @@ from inferchain_pb.inference.v1.validation_pb2 import MsgValidation
 MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 WEIGHTS = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 PRICE = 100
+# What the developer pays whoever sent a charged inference's start, at the default params.
+AGENT_FEE = InferenceParams().transfer_agent_fee
 TOP_K = 5
 # The serving dtype the genesis registry gives the test model (it names none).
 DTYPE = "float32"
@@ -83,6 +89,15 @@ def genesis_participant(actor: Actor, url: str = "http://127.0.0.1:1",
     return {"address": actor.address, "url": url,
             "node_pubkey": bytes(actor.node_key.verify_key).hex(),
             "models": [{"model_id": m, "weights_sha256": WEIGHTS} for m in model_ids]}
+
+
+def developer_charge(inferences: Iterable[Inference]) -> int:
+    """What a developer paid for these inferences: the tokens of each charged one not
+    invalidated (an invalidated one's tokens are refunded) and the transfer agent's fee of
+    each charged one (paid to its starter at the charge, kept through an invalidation); an
+    expired one cost nothing."""
+    return sum((0 if i.status == INVALIDATED else i.cost) + i.agent_fee
+               for i in inferences if i.status != EXPIRED)
 
 
 def genesis_models() -> list[dict]:

@@ -15,7 +15,7 @@ import openai
 import pytest
 from chain_nodes import ROOT, ChainNode, funded_keys
 from conftest import free_port, wait_healthy
-from inference_actors import PRICE, genesis_models
+from inference_actors import AGENT_FEE, PRICE, genesis_models
 from nacl.signing import SigningKey
 
 from apinode.config import write_home
@@ -141,7 +141,8 @@ def test_an_api_key_works_once_the_developer_grants_an_allowance(participant):
     remaining = query(grpc_port, "Allowance", q.QueryAllowanceRequest(
         developer=developer.address, transfer_agent=agent), q.QueryAllowanceResponse).remaining
     cost = (reply.usage.prompt_tokens + reply.usage.completion_tokens) * PRICE
-    assert 10_000_000 - remaining == cost == found.cost
+    assert cost == found.cost and found.agent_fee == AGENT_FEE
+    assert 10_000_000 - remaining == cost + AGENT_FEE
 
     # The same call with curl, as an OpenAI quickstart would make it.
     curl = subprocess.run(

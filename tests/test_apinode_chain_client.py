@@ -17,6 +17,7 @@ from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.address import Address
 from cosmpy.crypto.keypairs import PrivateKey
 from inference_actors import (
+    AGENT_FEE,
     MODEL_ID,
     PRICE,
     WEIGHTS,
@@ -486,8 +487,9 @@ def test_start_and_finish_through_two_outboxes_are_charged_on_chain(net: Net, tm
         found = await chain.inference(start.inference_id)
         assert (found.status, found.executor, found.transfer_agent, found.cost) == (
             FINISHED, executor.address, agent.address, 5 * PRICE)
+        assert (found.starter, found.agent_fee) == (agent.address, AGENT_FEE)
         after = await chain.account(developer.address)
-        assert (before.balance - after.balance, after.escrow) == (5 * PRICE, 0)
+        assert (before.balance - after.balance, after.escrow) == (5 * PRICE + AGENT_FEE, 0)
 
         # A crash after broadcasting but before recording it resends the finish: the chain
         # says it is already there, and the outbox counts it committed rather than failed.

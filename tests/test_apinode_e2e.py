@@ -24,6 +24,7 @@ from chain_client import GAS_PRICE, ledger
 from chain_nodes import CHAIN_ID, funded_keys
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
+from inference_actors import AGENT_FEE
 from local_network import (
     MODEL,
     POOR_FUNDS,
@@ -106,7 +107,7 @@ def assert_consistent_books(network: LocalNetwork) -> None:
     for developer, funds in network.funds.items():
         account = accounts[developer]
         assert account.escrow == sum(i.escrow for i in started if i.developer == developer)
-        charged = sum(i.cost for i in finished if i.developer == developer)
+        charged = sum(i.cost + i.agent_fee for i in finished if i.developer == developer)
         assert account.balance == funds - account.escrow - charged, developer
 
 
@@ -140,7 +141,8 @@ def test_chat_completion_with_logprobs_is_served_and_charged_on_chain(network: L
     assert len(inference.output_ids) == reply.usage.completion_tokens and inference.artifact
     cost = (reply.usage.prompt_tokens + reply.usage.completion_tokens) * inference.price_per_token
     assert inference.cost == cost
-    assert before - network.account(network.developer.address).balance == cost
+    assert (inference.starter, inference.agent_fee) == (agent.address, AGENT_FEE)
+    assert before - network.account(network.developer.address).balance == cost + AGENT_FEE
 
 
 @on_every_network
@@ -291,7 +293,7 @@ def test_a_developer_cannot_be_answered_beyond_its_funds_by_sending_at_once(
     first = network.client(agent).chat.completions.create(model=MODEL, messages=HI,
                                                          max_tokens=4)
     known = network.finished(first.model_extra["inference_id"])
-    escrow = (known.prompt_tokens + 4) * known.price_per_token
+    escrow = (known.prompt_tokens + 4) * known.price_per_token + known.agent_fee
     fresh = funded_keys(1)[0]
     wallet = LocalWallet(PrivateKey(bytes.fromhex(network.developer.private_key_hex)),
                          prefix="infer")
@@ -319,7 +321,7 @@ def test_a_developer_cannot_be_answered_beyond_its_funds_by_sending_at_once(
     assert answered and 402 in outcomes, outcomes
     charged = [network.finished(inference_id) for inference_id in answered]
     spent = funds - network.account(fresh.address).balance
-    assert spent == sum(i.cost for i in charged) <= funds
+    assert spent == sum(i.cost + i.agent_fee for i in charged) <= funds
     assert_consistent_books(network)
 
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from inference_actors import developer_charge
 from local_network import CHARGED, MODEL, ApiNode, LocalNetwork, MlNodes, poll
 
 from chain.inference.keeper import availability_ppm
@@ -143,7 +144,7 @@ def test_every_answer_is_charged_while_an_ml_node_stalls_and_a_participant_refus
                                       * price) > 0
         spent = network.funds[network.developer.address] - network.account(
             network.developer.address).balance
-        assert spent == sum(i.cost for i in charged.values())
+        assert spent == developer_charge(charged.values())
         for node in network.nodes:
             executed = sum(1 for i in charged.values() if i.executor == node.address)
             assert network.participant(node.address).completions == executed

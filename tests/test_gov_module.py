@@ -6,7 +6,16 @@ import json
 import pytest
 from google.protobuf.any_pb2 import Any as AnyPb
 from google.protobuf.message import Message
-from inference_actors import DTYPE, MODEL_ID, PRICE, WEIGHTS, Actor, genesis_models
+from inference_actors import (
+    AGENT_FEE,
+    DTYPE,
+    MODEL_ID,
+    PRICE,
+    WEIGHTS,
+    Actor,
+    finish_msg,
+    genesis_models,
+)
 from inference_net import Net
 
 from chain.gov.keeper import GOV_ACCOUNT
@@ -131,7 +140,27 @@ def test_a_model_price_change_prices_the_very_next_start(net):
     agent, _, start = net.start("priced-after-vote")
     result = net.one(agent.tx(start))
     assert result.code == 0, result.log
-    assert net.account(net.developer).escrow == (4 + 16) * new_price
+    assert net.account(net.developer).escrow == (4 + 16) * new_price + AGENT_FEE
+
+
+def test_a_transfer_agent_fee_change_prices_new_starts_and_spares_open_ones(net):
+    """The fee is escrowed at the start, so a vote that lands while an inference is open
+    neither charges its developer more nor pays its agent less than the start promised."""
+    agent, executor, open_start = net.start("open-before-vote", max_tokens=16)
+    assert net.one(agent.tx(open_start)).code == 0
+    pid = proposal_id(submit(net, net.developer, param("inference", "transfer_agent_fee",
+                                                       AGENT_FEE * 5)))
+    assert run_vote(net, pid, [VOTE_OPTION_YES] * 3).status == PROPOSAL_STATUS_PASSED
+    assert params(net, "inference")["transfer_agent_fee"] == AGENT_FEE * 5
+    agent_before = net.balance(agent)
+    assert net.one(executor.tx(finish_msg(executor, open_start, [1, 2]))).code == 0
+    assert net.inference("open-before-vote").agent_fee == AGENT_FEE
+    assert net.balance(agent) == agent_before + AGENT_FEE
+    later_agent, _, later = net.start("after-vote", max_tokens=16)
+    escrowed = net.account(net.developer).escrow
+    assert net.one(later_agent.tx(later)).code == 0
+    assert net.account(net.developer).escrow - escrowed == (4 + 16) * PRICE + AGENT_FEE * 5
+    net.assert_conserved()
 
 
 def test_missing_quorum_or_a_veto_changes_nothing(net):

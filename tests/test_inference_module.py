@@ -2,7 +2,7 @@
 
 
 import pytest
-from inference_actors import PRICE, finish_msg, start_msg
+from inference_actors import AGENT_FEE, PRICE, finish_msg, start_msg
 from inference_net import T0, Net
 
 from chain.inference import payload
@@ -24,21 +24,24 @@ def net() -> Net:
 
 def test_start_then_finish_moves_exactly_the_right_amounts(net):
     agent, executor, start = net.start("inf-1", max_tokens=16)
-    before = net.balance(net.developer)
+    before, agent_before = net.balance(net.developer), net.balance(agent)
     assert net.one(agent.tx(start)).code == 0
-    escrow = (4 + 16) * PRICE
+    escrow = (4 + 16) * PRICE + AGENT_FEE
     assert net.balance(net.developer) == before - escrow
     assert net.account(net.developer).escrow == escrow
     assert net.inference("inf-1").status == STARTED
     net.assert_conserved()
     assert net.one(executor.tx(finish_msg(executor, start, [7, 8, 9]))).code == 0
     cost = (4 + 3) * PRICE
-    assert net.balance(net.developer) == before - cost
+    assert net.balance(net.developer) == before - cost - AGENT_FEE
     assert net.account(net.developer).escrow == 0
     assert net.account(executor).work_balance == cost
+    # The agent's start tx paid 2,000,000 gas at 0.01; the charge paid it the agent's fee.
+    assert net.balance(agent) == agent_before - 20_000 + AGENT_FEE
     done = net.inference("inf-1")
     assert (done.status, done.executor, done.cost, list(done.output_ids)) == (
         FINISHED, executor.address, cost, [7, 8, 9])
+    assert (done.starter, done.agent_fee) == (agent.address, AGENT_FEE)
     net.assert_conserved()
 
 
@@ -182,7 +185,7 @@ def test_an_allowance_pays_for_unsigned_starts_and_refunds_refill_it(net):
                               limit=5_000)
     assert net.one(net.developer.tx(grant)).code == 0
     assert net.one(agent.tx(start)).code == 0
-    escrow = (4 + 16) * PRICE
+    escrow = (4 + 16) * PRICE + AGENT_FEE
 
     def allowance() -> int:
         return net.query("Allowance", q.QueryAllowanceRequest(
@@ -190,7 +193,7 @@ def test_an_allowance_pays_for_unsigned_starts_and_refunds_refill_it(net):
 
     assert allowance() == 5_000 - escrow
     assert net.one(executor.tx(finish_msg(executor, start, [1, 2]))).code == 0
-    assert allowance() == 5_000 - (4 + 2) * PRICE
+    assert allowance() == 5_000 - (4 + 2) * PRICE - AGENT_FEE
     net.assert_conserved()
 
     def unsigned_by_agent(label: str, max_tokens: int):

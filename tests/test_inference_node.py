@@ -12,6 +12,7 @@ from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
 from cosmpy.protos.cosmos.tx.v1beta1 import service_pb2 as tx_service
 from inference_actors import (
+    AGENT_FEE,
     MODEL_ID,
     PRICE,
     Actor,
@@ -147,7 +148,7 @@ def test_register_start_finish_and_query_over_grpc(node):
                                                           5 * PRICE)
     after = query(channel, "Account", q.QueryAccountRequest(address=developer.address),
                   q.QueryAccountResponse)
-    assert before.balance - after.balance == 5 * PRICE and after.escrow == 0
+    assert before.balance - after.balance == 5 * PRICE + AGENT_FEE and after.escrow == 0
     earned = query(channel, "Account", q.QueryAccountRequest(address=executor.address),
                    q.QueryAccountResponse)
     assert earned.work_balance == 5 * PRICE

@@ -6,7 +6,7 @@ a lone Finish by an executor the landing start does not name is voided, never pa
 """
 
 import pytest
-from inference_actors import PRICE, Actor, delivery_signature, finish_msg, start_msg
+from inference_actors import AGENT_FEE, PRICE, Actor, delivery_signature, finish_msg, start_msg
 from inference_net import T0, Net
 
 from chain.inference import payload
@@ -56,13 +56,16 @@ def test_an_executor_whose_agent_never_starts_relays_the_signed_start_and_is_pai
     assert (done.status, done.executor, done.cost, done.transfer_agent) == (
         FINISHED, executor.address, cost, agent.address)
     assert net.account(executor).work_balance == cost
-    assert net.balance(net.developer) == developer_before - cost
+    assert net.balance(net.developer) == developer_before - cost - AGENT_FEE
     assert net.account(net.developer).escrow == 0
-    assert net.balance(agent) == agent_before  # the agent paid no fee and earned nothing
+    # The agent paid no tx fee and earns nothing: the relaying executor sent the start, so
+    # the agent's fee is its own.
+    assert net.balance(agent) == agent_before
+    assert (done.starter, done.agent_fee) == (executor.address, AGENT_FEE)
     # The agent's own start coming late, or the relay again, charges nobody a second time.
     assert net.one(agent.tx(start)).code == 6
     assert net.one(executor.tx(_relay(executor, start))).code == 6
-    assert net.balance(net.developer) == developer_before - cost
+    assert net.balance(net.developer) == developer_before - cost - AGENT_FEE
     assert net.account(executor).work_balance == cost
     net.assert_conserved()
 
@@ -72,11 +75,12 @@ def test_a_relay_before_the_finish_waits_for_it_and_settles_once(net):
     before = net.balance(net.developer)
     assert net.one(executor.tx(_relay(executor, start))).code == 0
     assert net.inference("relay-first").status == STARTED
-    assert net.balance(net.developer) == before - (4 + 16) * PRICE
+    assert net.balance(net.developer) == before - (4 + 16) * PRICE - AGENT_FEE
     # Agent and executor in the same block: the first counts, the second is a DuplicateStart.
     both = net.block([agent.tx(start), executor.tx(finish_msg(executor, start, [1, 2]))])
     assert [r.code for r in both] == [6, 0]
-    assert net.balance(net.developer) == before - (4 + 2) * PRICE
+    assert net.balance(net.developer) == before - (4 + 2) * PRICE - AGENT_FEE
+    assert net.inference("relay-first").starter == executor.address
     assert net.account(executor).work_balance == (4 + 2) * PRICE
     net.assert_conserved()
 
@@ -94,7 +98,7 @@ def test_an_allowance_start_relayed_spends_the_allowance_once(net):
     assert net.one(agent.tx(start)).code == 6
     assert net.query("Allowance", q.QueryAllowanceRequest(
         developer=net.developer.address, transfer_agent=agent.address)).remaining == \
-        5_000 - (4 + 16) * PRICE
+        5_000 - (4 + 16) * PRICE - AGENT_FEE
     net.assert_conserved()
 
 
@@ -137,7 +141,7 @@ def test_a_failed_first_executors_finish_cannot_block_the_retry_nor_be_paid(net)
     assert net.account(first).work_balance == 0
     assert net.participant_record(first).completions == 0
     assert _misses(net, first) == 0  # a skipped pick's miss needs its signed refusal
-    assert net.balance(net.developer) == developer_before - cost
+    assert net.balance(net.developer) == developer_before - cost - AGENT_FEE
     net.assert_conserved()
 
 
@@ -214,7 +218,7 @@ def test_a_late_relay_settles_the_executors_finish_even_after_it_expired(net):
     assert net.one(executor.tx(_relay(executor, start))).code == 0
     assert net.inference("slow-relay").status == FINISHED
     assert net.account(executor).work_balance == (4 + 2) * PRICE
-    assert net.balance(net.developer) == before - (4 + 2) * PRICE
+    assert net.balance(net.developer) == before - (4 + 2) * PRICE - AGENT_FEE
     net.assert_conserved()
 
 
@@ -246,5 +250,5 @@ def test_a_pick_that_refused_the_forward_cannot_relay_its_start_to_block_the_ret
     assert net.account(second).work_balance == cost
     assert net.account(first).work_balance == 0
     assert net.participant_record(first).completions == 0
-    assert net.balance(net.developer) == developer_before - cost
+    assert net.balance(net.developer) == developer_before - cost - AGENT_FEE
     net.assert_conserved()

@@ -18,6 +18,7 @@ import httpx
 import openai
 import pytest
 from chain_nodes import CHAIN_ID
+from inference_actors import developer_charge
 from local_network import MODEL, LocalNetwork, MlNodes
 from test_apinode_api_keys import grant
 from test_validation_e2e import FAST_WORKER, ONE_LONG_EPOCH, all_checked, wait_for_seeds
@@ -182,7 +183,7 @@ def test_an_api_key_request_for_n_2_is_two_inferences_paid_from_the_allowance(ne
     after = net.query("Allowance", q.QueryAllowanceRequest(
         developer=net.developer.address, transfer_agent=node.address),
         q.QueryAllowanceResponse).remaining
-    assert before - after == sum(s.cost for s in settled)
+    assert before - after == developer_charge(settled)
 
 
 def test_fields_that_would_change_the_output_unseen_are_refused_by_name(net, mlnodes):

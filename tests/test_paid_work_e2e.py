@@ -11,6 +11,7 @@ participant 1, an honest executor.
 from collections.abc import Callable, Iterator
 
 import pytest
+from inference_actors import developer_charge
 from local_network import CHARGED, MODEL, ApiNode, LocalNetwork, MlNodes, poll
 
 from apinode.store import OutboxState
@@ -60,12 +61,14 @@ def test_an_executor_is_paid_when_its_transfer_agent_withholds_every_start(
         answered, charged = ask_and_settle(network, agent, REQUESTS)
         assert all((i.executor, i.transfer_agent) == (executor.address, agent.address)
                    for i in charged)
+        # The executor's relays started them all, so it, not the agent, earned their fees.
+        assert all(i.starter == executor.address and i.agent_fee > 0 for i in charged)
         for inference in charged:
             assert inference.cost == ((inference.prompt_tokens + inference.output_tokens)
                                       * inference.price_per_token) > 0
         spent = network.funds[network.developer.address] - network.account(
             network.developer.address).balance
-        assert spent == sum(i.cost for i in charged)
+        assert spent == developer_charge(charged)
         assert network.participant(executor.address).completions == REQUESTS
         assert network.participant(agent.address).completions == 0
 

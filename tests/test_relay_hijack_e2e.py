@@ -15,6 +15,7 @@ was passed over for is counted.
 from collections.abc import Iterator
 
 import pytest
+from inference_actors import developer_charge
 from local_network import LocalNetwork, MlNodes, poll
 from test_paid_work_e2e import ask_and_settle
 
@@ -68,7 +69,7 @@ def test_a_pick_relaying_a_refused_forward_cannot_block_the_retry(mlnodes: MlNod
             i.attempt for i in charged)
         spent = network.funds[network.developer.address] - network.account(
             network.developer.address).balance
-        assert spent == sum(i.cost for i in charged)
+        assert spent == developer_charge(charged)
 
         # The chain refused each hostile relay as undelivered.
         def refused() -> bool | None:

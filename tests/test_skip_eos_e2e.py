@@ -12,6 +12,7 @@ invalidated and refunded; honest outputs of the same network settle with no viol
 from collections.abc import Iterator
 
 import pytest
+from inference_actors import developer_charge
 from local_network import MODEL, LocalNetwork, MlNodes
 from test_validation_e2e import FAST_WORKER, ONE_LONG_EPOCH, all_checked, wait_for_seeds
 
@@ -73,7 +74,7 @@ def test_outputs_that_skip_their_eos_are_invalidated_and_honest_ones_settle(mlno
                 assert inference.status == VALIDATED, inference_id
                 assert all(r.passed and r.ids_match and r.rule_violations == 0
                            for r in found.reports), found.reports
-        paid = sum(inferences[i].cost for i in ids if inferences[i].status != INVALIDATED)
+        paid = developer_charge(inferences[i] for i in ids)
         account = net.account(net.developer.address)
         assert (before - account.balance, account.escrow) == (paid, 0)
     finally:

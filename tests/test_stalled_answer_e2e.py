@@ -11,6 +11,7 @@ import signal
 
 import openai
 import pytest
+from inference_actors import developer_charge
 from local_network import MODEL, LocalNetwork, MlNodes, poll
 
 from inferchain_pb.inference.v1.inference_pb2 import FINISHED
@@ -55,7 +56,7 @@ def test_a_stream_whose_executor_goes_silent_is_broken_off_and_paid_for_what_arr
         assert finished.cost == (finished.prompt_tokens + pieces) * finished.price_per_token
         account = poll(lambda: found if (found := network.account(developer)).escrow == 0
                        else None, "the escrow released", 60)
-        assert funds - account.balance == finished.cost
+        assert funds - account.balance == developer_charge([finished])
         assert "Traceback" not in network.nodes[0].log()
     finally:
         if stopped:

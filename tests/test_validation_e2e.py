@@ -30,6 +30,7 @@ from cosmpy.crypto.keypairs import PrivateKey
 from inference_actors import (
     WEIGHTS,
     Actor,
+    developer_charge,
     finish_msg,
     genesis_models,
     request_id,
@@ -224,7 +225,7 @@ def test_a_cheating_executor_is_caught_while_honest_ones_never_are(mlnodes, tmp_
                               q.QueryExecutorStatsResponse).stats
             assert stats.invalidations == 0, address
         # Developers pay for what was not invalidated, and are refunded what was.
-        paid = sum(inferences[i].cost for i in ids if inferences[i].status != INVALIDATED)
+        paid = developer_charge(inferences[i] for i in ids)
         account = net.account(net.developer.address)
         assert (before - account.balance, account.escrow) == (paid, 0)
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import openai
 import pytest
+from inference_actors import developer_charge
 from local_network import MODEL, LocalNetwork, MlNodes
 from test_validation_e2e import FAST_WORKER, ONE_LONG_EPOCH, all_checked, wait_for_seeds
 
@@ -84,7 +85,7 @@ def test_a_transfer_agent_withholding_delivery_pays_for_the_signed_prefix(
             assert inference.cost == (inference.prompt_tokens + K) * inference.price_per_token
         spent = network.funds[network.developer.address] - network.account(
             network.developer.address).balance
-        assert spent == sum(i.cost for i in charged)
+        assert spent == developer_charge(charged)
         assert network.participant(executor.address).completions == 2
         assert network.participant(executor.address).misses == 0
 

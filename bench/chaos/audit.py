@@ -318,12 +318,13 @@ def audit(network: ChaosNetwork, load: Load, faults: list[Fault], opening: Openi
     report.traces = traces(network.devnet.logs, [*unsettled, *billed_unanswered,
                                                  *cut_overcharged][:TRACED])
 
-    # Charges: the developer paid exactly what its inferences cost, once. An invalidated
-    # inference is refunded from its executor's unsettled work, which may fall short of its
-    # cost: its refund lies between 0 and its cost.
+    # Charges: the developer paid exactly what its inferences cost, with each one's transfer
+    # agent's fee, once. An invalidated inference is refunded from its executor's unsettled
+    # work, which may fall short of its cost: its refund lies between 0 and its cost (the
+    # agent's fee stays paid).
     paid = opening.developer_balance - account(network, developer).balance
     held = sum(i.escrow for i in chain.values() if i.status == STARTED)
-    costs = sum(i.cost for i in chain.values() if i.status in CHARGED) + held
+    costs = sum(i.cost + i.agent_fee for i in chain.values() if i.status in CHARGED) + held
     refundable = sum(i.cost for i in chain.values() if i.status == INVALIDATED)
     extra = paid - costs
     report.figures.update(double_charged_ninfer=max(extra, 0))

@@ -172,7 +172,8 @@ class InferenceKeeper:
             start_height=record.start_height, finish_height=record.finish_height,
             status_height=record.status_height, started=record.started,
             finished=record.finished, record_sha256=hashlib.sha256(data).digest(),
-            summarized_height=height, checks=checks))
+            summarized_height=height, checks=checks, starter=_raw(record.starter),
+            agent_fee=record.agent_fee))
 
     def save_inference(self, kv: GasKV, inference: Inference, height: int,
                        previous: Inference | None) -> None:
@@ -470,7 +471,8 @@ def _from_summary(inference_id: str, summary: InferenceSummary) -> Inference:
         start_height=summary.start_height, finish_height=summary.finish_height,
         status_height=summary.status_height, started=summary.started,
         finished=summary.finished, record_sha256=summary.record_sha256,
-        summarized_height=summary.summarized_height, checks=summary.checks)
+        summarized_height=summary.summarized_height, checks=summary.checks,
+        starter=_bech32(summary.starter), agent_fee=summary.agent_fee)
 
 
 @functools.lru_cache(maxsize=POOLS_KEPT)

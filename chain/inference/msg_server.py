@@ -2,8 +2,9 @@
 
 Start and Finish may arrive in either order: whichever comes first is recorded and waits
 ``expiration_blocks`` for the other; the second one checks that both describe the same
-inference and charges it: the developer pays for the tokens actually used, the rest of the
-escrow goes back, and the executor's work balance grows by the cost.
+inference and charges it: the developer pays for the tokens actually used and the transfer
+agent's fee (to whoever sent the start), the rest of the escrow goes back, and the executor's
+work balance grows by the cost.
 
 A lone Finish is only a claim: a Start it does not fit (another executor, another model or
 prompt, token counts the start does not allow) voids it and waits for its own executor's
@@ -156,10 +157,14 @@ class InferenceMsgServer:
                                    f"{msg.creator}'s output of inference "
                                    f"{msg.start.inference_id}; only a start whose output "
                                    f"reached the developer is relayed")
-        self.start(ctx, msg.start)
+        self._start(ctx, msg.start, starter=msg.creator)
         ctx.emit("relay_start", inference_id=msg.start.inference_id, executor=msg.creator)
 
     def start(self, ctx: Context, msg: MsgStartInference) -> None:
+        self._start(ctx, msg, starter=msg.creator)
+
+    def _start(self, ctx: Context, msg: MsgStartInference, starter: str) -> None:
+        """Starts as the transfer agent signed; ``starter`` sent the tx and earns its fee."""
         if msg.draw_height < 1:  # int64 on the wire; the signed payload packs it unsigned
             raise DrawMismatch(f"draw height {msg.draw_height} is not a block height")
         params = self._keeper.params(ctx.kv)
@@ -182,7 +187,7 @@ class InferenceMsgServer:
             self._check_remembered(ctx, msg)
             self._check_request(ctx, msg)
         self._check_draw(ctx, msg, model, params)
-        escrow = start_rules.escrow_of(msg, model)
+        escrow = start_rules.escrow_of(msg, model, params.transfer_agent_fee)
         developer = address.decode(msg.developer)
         if via_allowance:
             self._spend_allowance(ctx, developer, msg, escrow)
@@ -198,6 +203,7 @@ class InferenceMsgServer:
         inference.prompt_ids.extend(msg.prompt_ids)
         inference.max_tokens, inference.seed = msg.max_tokens, msg.seed
         inference.price_per_token, inference.escrow = model.price_per_token, escrow
+        inference.starter, inference.agent_fee = starter, params.transfer_agent_fee
         inference.start_height, inference.draw_height = ctx.block.height, msg.draw_height
         inference.attempt, inference.started = msg.attempt, True
         inference.via_allowance = via_allowance
@@ -287,10 +293,16 @@ class InferenceMsgServer:
                  started_executor=starter)
 
     def _charge(self, ctx: Context, inference: Inference, previous: Inference) -> None:
-        """Charges the tokens used, refunds the rest, credits the executor's work balance."""
+        """Charges the tokens used, pays the starter its fee, refunds the rest, credits the
+        executor's work balance. The fee is paid now, not with the epoch's work: the
+        starter's part ended when the start landed, and invalidating the executor's output
+        does not undo it."""
         cost = (inference.prompt_tokens + inference.output_tokens) * inference.price_per_token
-        refund = inference.escrow - cost
+        refund = inference.escrow - cost - inference.agent_fee
         developer = address.decode(inference.developer)
+        if inference.agent_fee:
+            self._bank.send(ctx, ESCROW_ACCOUNT, address.decode(inference.starter),
+                            {NATIVE_DENOM: inference.agent_fee})
         if refund:
             self._bank.send(ctx, ESCROW_ACCOUNT, developer, {NATIVE_DENOM: refund})
         self._keeper.release_escrow(ctx.kv, inference, refund)
@@ -302,7 +314,8 @@ class InferenceMsgServer:
         inference.cost, inference.status = cost, FINISHED
         self._keeper.save_inference(ctx.kv, inference, ctx.block.height, previous)
         ctx.emit("settle_inference", inference_id=inference.id, cost=str(cost),
-                 refund=str(refund), executor=inference.executor)
+                 refund=str(refund), executor=inference.executor, starter=inference.starter,
+                 agent_fee=str(inference.agent_fee))
         self._hooks.inference_finished(ctx, inference)
 
     def _registered(self, ctx: Context, addr: str) -> Participant:

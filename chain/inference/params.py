@@ -33,7 +33,7 @@ class InferenceParams(ModuleParams):
     governable: ClassVar[frozenset[str]] = frozenset({
         "expiration_blocks", "top_k", "max_prompt_tokens", "max_output_tokens",
         "default_price_per_token", "max_draw_age_blocks", "max_attempts",
-        "request_time_window_s", "min_model_server_share_ppm"})
+        "request_time_window_s", "min_model_server_share_ppm", "transfer_agent_fee"})
     # Blocks a lone Start or Finish waits for its partner before the inference expires;
     # 1 to 100,000, so escrow locked by a lost partner comes back within days.
     expiration_blocks: int = bounded(20, 1, 100_000)
@@ -59,6 +59,12 @@ class InferenceParams(ModuleParams):
     # so at a third (rounded down) a coalition below a third of the weight cannot be all of
     # a model's checkers (docs/design.md §3.3). Read at each epoch's first block.
     min_model_server_share_ppm: int = bounded(333_333, 0, 1_000_000)
+    # ninfer the developer pays per answered inference to whoever sent its start: the
+    # transfer agent, or the executor that relayed it. A start's tx costs its sender a
+    # 150,000-gas limit × min_gas_price (1,500 at the defaults), and the role is paid
+    # nothing else, so the fee must exceed that for dropping requests or leaving the start
+    # to the executor's relay to lose money (docs/economics.md); 0 to 1e9.
+    transfer_agent_fee: int = bounded(2_000, 0, 10**9)
     # Weight of a genesis participant that names none, until the first epoch whose proof of
     # compute settles; 1 to 1,000,000. Genesis only: a participant registering later starts
     # at 0 (docs/design.md §7.3), so no later value would reach anyone.

@@ -35,14 +35,15 @@ from chain.verified_signatures import verify_ed25519
 from inferchain_pb.inference.v1.inference_pb2 import Model, MsgStartInference, Participant
 
 
-def escrow(prompt_tokens: int, max_tokens: int, model: Model) -> int:
+def escrow(prompt_tokens: int, max_tokens: int, model: Model, agent_fee: int) -> int:
     """The most an inference can cost, taken from the developer when its start lands: every
-    prompt token and ``max_tokens`` output tokens at the model's price."""
-    return (prompt_tokens + max_tokens) * model.price_per_token
+    prompt token and ``max_tokens`` output tokens at the model's price, and the transfer
+    agent's fee."""
+    return (prompt_tokens + max_tokens) * model.price_per_token + agent_fee
 
 
-def escrow_of(start: MsgStartInference, model: Model) -> int:
-    return escrow(len(start.prompt_ids), start.max_tokens, model)
+def escrow_of(start: MsgStartInference, model: Model, agent_fee: int) -> int:
+    return escrow(len(start.prompt_ids), start.max_tokens, model, agent_fee)
 
 
 def fits_context(prompt_tokens: int, max_tokens: int, model: Model) -> bool:
