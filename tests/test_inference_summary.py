@@ -88,10 +88,10 @@ def test_a_settled_inference_keeps_a_hash_linked_summary_and_nothing_else():
         assert (after.status, after.cost, after.executor, after.developer,
                 after.transfer_agent, after.model_id, after.prompt_tokens,
                 after.output_tokens, after.start_height, after.finish_height,
-                after.started, after.finished) == (
+                after.started, after.finished, after.starter, after.agent_fee) == (
             was.status, was.cost, was.executor, was.developer, was.transfer_agent,
             was.model_id, was.prompt_tokens, was.output_tokens, was.start_height,
-            was.finish_height, was.started, was.finished)
+            was.finish_height, was.started, was.finished, was.starter, was.agent_fee)
         assert not (after.prompt_ids or after.output_ids or after.artifact
                     or after.executor_signature or after.output_hash)
         stored = state(net).get(SUMMARY + inference_id.encode())
