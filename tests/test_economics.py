@@ -127,11 +127,17 @@ def test_the_defaults_make_the_other_strategies_lose_except_the_documented_ones(
                    for kind in ("silent", "refuse") for level in (None, 0)
                    for served in (0.0, 0.5)]
         losing += [model.sybil_split(params, economy, share, 2) for share in (0.1, 0.2, 0.3)]
+        # The agent's fee exceeds a start's tx fee: dropping requests or leaving the starts
+        # to the executors' relays forgoes it.
+        losing += [model.transfer_agent(params, economy, kind)
+                   for kind in ("drop", "withhold-start")]
         for outcome in losing:
             assert outcome.margin < 0, (regime, outcome)
+        # An API-key start never names its own agent: re-stamping for itself changes nothing.
+        assert model.transfer_agent(params, economy, "favour-self").margin == 0
         paying = [model.lazy_validator(params, economy, "history-aware", 1.0),
                   model.screening_shortcut(params, economy),
-                  model.transfer_agent(params, economy, "withhold-start")]
+                  model.transfer_agent(params, economy, "favour-accomplice")]
         for outcome in paying:
             assert outcome.margin > 0, (regime, outcome)
 

@@ -161,7 +161,7 @@ def other_outcomes(params: Params, economy: Economy) -> list[Outcome]:
               for level in (None, 0)]
     found += [model.sybil_split(params, economy, share, 2) for share in (0.1, 0.2, 0.3)]
     found += [model.transfer_agent(params, economy, kind)
-              for kind in ("drop", "withhold-start", "favour-self")]
+              for kind in ("drop", "withhold-start", "favour-self", "favour-accomplice")]
     return found
 
 
@@ -169,11 +169,13 @@ def others_table(params: Params) -> tuple[list[str], list[tuple]]:
     late, launch = Economy(regime="late"), Economy(regime="launch")
     rows, paying = [], []
     for a, b in zip(other_outcomes(params, late), other_outcomes(params, launch), strict=True):
-        pays = a.margin >= 0 or b.margin >= 0
+        # A deviation the chain refuses leaves the deviant exactly where honest play does.
+        inert = a.margin == b.margin == a.sd == b.sd == 0
+        pays = not inert and (a.margin >= 0 or b.margin >= 0)
         if pays:
             paying.append((a.strategy, a.setting, "—"))
         rows.append([a.strategy, a.setting, cell(a, late), cell(b, launch),
-                     "PAYS" if pays else "loses"])
+                     "refused" if inert else "PAYS" if pays else "loses"])
     progress("model: the other strategies")
     return section("Other strategies (model)", table(
         ["strategy", "setting", "margin, late", "margin, launch", "verdict"], rows, 2),
@@ -197,7 +199,7 @@ def simulation_plays() -> list[Play]:
         Play("free rider, refusing", (0,), serving="refuse"),
         Play("transfer agent drops requests", (0,), agent="drop"),
         Play("transfer agent withholds starts", (0,), agent="withhold-start"),
-        Play("transfer agent favours itself", (0,), agent="favour-self"),
+        Play("transfer agents favour each other", (0, 1), agent="favour-accomplice"),
     ]
 
 

@@ -30,7 +30,7 @@ from chain.validation.params import ValidationParams
 from chain.validation.sampling import check_probability_ppm, expected_checks_ppm
 from chain.validation.served_draws import unserved_draws
 
-START_TX_GAS = 150_000  # a MsgStartInference tx's gas limit, as the API node's outbox sets it
+START_TX_GAS = 150_000  # a MsgStartInference tx's gas limit: 1.3 × the ~104,000 it uses, rounded up
 POC_TXS_PER_MEMBER = 3  # commit, claim and one PoC submission per identity and epoch
 
 
@@ -430,27 +430,35 @@ def sybil_split(params: Params, economy: Economy, compute_share: float, parts: i
 
 
 def transfer_agent(params: Params, economy: Economy, kind: str) -> Outcome:
-    """A transfer agent is paid nothing for the role; what it does changes only its own
-    executions of its own requests (share w of them) and the start txs it pays for.
+    """A transfer agent pays each start's tx fee and is paid ``transfer_agent_fee`` by the
+    developer when the inference it started is charged; what it does changes that, its own
+    executions of its own requests (share w of them) and nothing else.
 
-    - ``drop``: drops every request: loses its executions of them.
+    - ``drop``: drops every request: loses its executions of them and their fees.
     - ``withhold-start``: never sends the start; the executor's relay (MsgRelayStart) starts
-      it and pays that tx's fee instead.
-    - ``favour-self``: re-stamps each API-key request (its own timestamp and nonce) until the
-      draw names it among the first ``max_attempts``, so it executes them all."""
+      it, pays that tx's fee and is paid the agent's fee instead.
+    - ``favour-self``: re-stamps each API-key request (its own timestamp; the nonce follows)
+      hoping the draw names it: an API-key start never names its own agent
+      (start_rules.executor_order), so its income is the honest one, less nothing.
+    - ``favour-accomplice``: re-stamps each API-key request until the draw names its
+      accomplice, a member of the same weight w: the pair's margin is what the accomplice
+      executes beyond its share, ``(1 − 2w)`` of the requests' fee margins."""
     n, fee, kappa = economy.executions, economy.fee, economy.cost_share
     requests = n  # a TA handling as many requests as it executes
     w = economy.weight_share
     margin_each = fee * (1 - kappa - params.fee_share *
                          params.checked(params.levels, economy.members))
     start_fee = START_TX_GAS * float(params.auth.min_gas_price)
-    honest = honest_profit(params, economy) - requests * start_fee
+    agent_margin = params.inference.transfer_agent_fee - start_fee
+    honest = honest_profit(params, economy) + requests * agent_margin
     if kind == "drop":
-        mean = honest - requests * w * margin_each + requests * start_fee
+        mean = honest - requests * (w * margin_each + agent_margin)
     elif kind == "withhold-start":
-        mean = honest + requests * (1 - w) * start_fee
+        mean = honest - requests * (1 - w) * agent_margin
     elif kind == "favour-self":
-        mean = honest + requests * (1 - w) * margin_each
+        mean = honest
+    elif kind == "favour-accomplice":
+        mean = honest + requests * (1 - 2 * w) * margin_each
     else:
         raise ValueError(f"unknown transfer agent kind {kind!r}")
     return Outcome("transfer agent", kind, mean, 0.0, honest)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.economics import rates
+from bench.economics.model import START_TX_GAS
 from chain.inference import payload
 from chain.query import QueryError
 from chain.validation.sampling import CheckShares, seed_hash
@@ -54,8 +55,12 @@ DETECTION_TOKENS = max(n for n in rates.DEFAULT_REGISTRY.lengths if n <= OUTPUT_
 PASS_DISTANCE, FAIL_DISTANCE = 1_000, 3_000_000  # micro-nats: well under / over 0.15
 # A reveal settles every vote bond its member locked in the epoch (one per vote it opened):
 # with a canary behind every inference that is dozens, past 200k gas (the API node simulates).
-GAS = {"start": 400_000, "finish": 400_000, "report": 300_000, "seed": 200_000,
-       "reveal": 2_000_000}
+# Gas limits the actors sign for. A start's is the model's START_TX_GAS (it uses about
+# 104,000; the API node signs for 1.3 × that), since its fee against the transfer agent's
+# decides what withholding starts saves; a relay that lands first settles nothing but
+# carries the delivery.
+GAS = {"start": START_TX_GAS, "relay": 200_000, "finish": 400_000, "report": 300_000,
+       "seed": 200_000, "reveal": 2_000_000}
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class Play:
     g: float = 0.0
     coalition: str = ""  # against | shield: the deviants vote as one
     serving: str = ""  # silent | refuse: free riding on every draw that names a deviant
-    agent: str = ""  # drop | withhold-start | favour-self: as transfer agent
+    agent: str = ""  # drop | withhold-start | favour-accomplice: as transfer agent
 
     def is_deviant(self, index: int) -> bool:
         return index in self.deviants
@@ -255,7 +260,7 @@ class Simulation:
             agent_index = (agent_index + 1) % len(self.parts)
         agent = self.parts[agent_index]
         label = f"r{self.requests}"
-        if self.play.agent == "favour-self" and self.play.is_deviant(agent_index):
+        if self.play.agent == "favour-accomplice" and self.play.is_deviant(agent_index):
             label = self.favoured_label(agent, label)
         order = self.order(agent, label)
         attempt, refusals = 0, ()
@@ -283,7 +288,7 @@ class Simulation:
         if self.play.agent == "withhold-start" and self.play.is_deviant(agent_index) and \
                 agent is not executor:
             begun = executor.tx(MsgRelayStart(creator=executor.address, start=start),
-                                gas_limit=GAS["start"])
+                                gas_limit=GAS["relay"])
         else:
             begun = agent.tx(start, gas_limit=GAS["start"])
         # Signed after the start: when the agent is its own executor, the sequences follow.
@@ -295,11 +300,14 @@ class Simulation:
         return self.net.draw_at(inference_id, self.net.height)
 
     def favoured_label(self, agent: Actor, label: str) -> str:
-        """The agent re-stamps the request (its own nonce and timestamp on an API-key
-        request) until the draw names it first: up to 16 tries."""
+        """The agent re-stamps the request (an API-key request's timestamp, and the nonce
+        that follows) until the draw names one of its accomplices, the other deviants,
+        first: up to 16 tries."""
+        accomplices = {p.address for i, p in enumerate(self.parts)
+                       if self.play.is_deviant(i) and p is not agent}
         for attempt in range(16):
             candidate = f"{label}/{attempt}"
-            if self.order(agent, candidate)[0] == agent.address:
+            if self.order(agent, candidate)[0] in accomplices:
                 self.notes["favoured"] = self.notes.get("favoured", 0) + 1
                 return candidate
         return label
