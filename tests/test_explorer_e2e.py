@@ -112,6 +112,8 @@ def test_the_explorer_shows_the_network_live(network, tmp_path):
         assert page.locator("#inference-executor").inner_text() == inference.executor
         assert page.locator("#inference-cost").inner_text().startswith(f"{inference.cost} ninfer")
         assert inference.cost > 0
+        assert page.locator("#inference-agent-fee").inner_text() == (
+            f"{inference.agent_fee} ninfer to the start's sender {inference.starter}")
         # The other participant re-scores it (reputation 0: always checked); the verdict and
         # the VALIDATED status appear without a reload.
         page.wait_for_selector("#verdicts td.good", timeout=WAIT_MS)
