@@ -37,6 +37,7 @@ import struct
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import grpc
@@ -122,13 +123,13 @@ class Prepared:
     prompt_ids: tuple[int, ...]
     timestamp: int
     nonce: bytes
-    agent_fee: int
+    params: dict[str, Any]  # the inference params, read once for the whole request
 
     @property
     def cost(self) -> int:
         """The most the inference can cost: what the chain escrows at its start."""
         return start_rules.escrow(len(self.prompt_ids), self.request.max_tokens, self.model,
-                                  self.agent_fee)
+                                  int(self.params["transfer_agent_fee"]))
 
 
 class TransferAgent:
@@ -185,17 +186,17 @@ class TransferAgent:
                 raise errors.invalid_request(
                     f"Invalid 'logit_bias': token id {unknown[0]} is not in the vocabulary of "
                     f"{model.id} ({vocab} tokens).", "logit_bias", "invalid_value")
-        agent_fee = int((await self._chain.params())["transfer_agent_fee"])
+        params = await self._chain.params()
         if signed.signature:
             return Prepared(request, signed, model, tuple(prompt.ids), signed.timestamp,
-                            signed.nonce, agent_fee)
+                            signed.nonce, params)
         # An API-key request is stamped here, on the developer's behalf; its nonce follows
         # from the stamp (docs/design.md §3.3).
         stamp = self._stamp(signed.developer, signed.prompt_hash)
         return Prepared(request, signed, model, tuple(prompt.ids), stamp,
                         payload.key_request_nonce(self.address, signed.developer,
                                                   signed.prompt_hash, stamp, request.n),
-                        agent_fee)
+                        params)
 
     def _stamp(self, developer: str, prompt_hash: bytes) -> int:
         """Now, or a second after this agent's last stamp of the same body by the same
@@ -230,9 +231,8 @@ class TransferAgent:
 
     async def _serve(self, prepared: Prepared,
                      choice: int) -> tuple[str, AsyncGenerator[Event]]:
-        params = await self._chain.params()
-        max_age = int(params["max_draw_age_blocks"])
-        attempts = int(params["max_attempts"])
+        max_age = int(prepared.params["max_draw_age_blocks"])
+        attempts = int(prepared.params["max_attempts"])
         signed, timestamp, nonce = prepared.signed, prepared.timestamp, prepared.nonce
         inference_id = payload.request_id(signed.developer, signed.prompt_hash, timestamp,
                                           self.address, nonce, choice, prepared.request.n)
