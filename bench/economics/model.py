@@ -442,7 +442,8 @@ def transfer_agent(params: Params, economy: Economy, kind: str) -> Outcome:
       (start_rules.executor_order), so its income is the honest one, less nothing.
     - ``favour-accomplice``: re-stamps each API-key request until the draw names its
       accomplice, a member of the same weight w: the pair's margin is what the accomplice
-      executes beyond its share, ``(1 − 2w)`` of the requests' fee margins."""
+      executes beyond its share of draws that leave the agent out, ``1 − w / (1 − w)`` of
+      the requests' fee margins."""
     n, fee, kappa = economy.executions, economy.fee, economy.cost_share
     requests = n  # a TA handling as many requests as it executes
     w = economy.weight_share
@@ -458,7 +459,7 @@ def transfer_agent(params: Params, economy: Economy, kind: str) -> Outcome:
     elif kind == "favour-self":
         mean = honest
     elif kind == "favour-accomplice":
-        mean = honest + requests * (1 - 2 * w) * margin_each
+        mean = honest + requests * (1 - w / (1 - w)) * margin_each
     else:
         raise ValueError(f"unknown transfer agent kind {kind!r}")
     return Outcome("transfer agent", kind, mean, 0.0, honest)

@@ -53,12 +53,12 @@ OUTPUT_TOKENS = 64  # prompt + output = 200 tokens, the model's Economy
 # with length, so the shorter row favours the cheater.
 DETECTION_TOKENS = max(n for n in rates.DEFAULT_REGISTRY.lengths if n <= OUTPUT_TOKENS)
 PASS_DISTANCE, FAIL_DISTANCE = 1_000, 3_000_000  # micro-nats: well under / over 0.15
-# A reveal settles every vote bond its member locked in the epoch (one per vote it opened):
-# with a canary behind every inference that is dozens, past 200k gas (the API node simulates).
 # Gas limits the actors sign for. A start's is the model's START_TX_GAS (it uses about
 # 104,000; the API node signs for 1.3 × that), since its fee against the transfer agent's
 # decides what withholding starts saves; a relay that lands first settles nothing but
-# carries the delivery.
+# carries the delivery. A reveal settles every vote bond its member locked in the epoch (one
+# per vote it opened): with a canary behind every inference that is dozens, past 200k gas
+# (the API node simulates).
 GAS = {"start": START_TX_GAS, "relay": 200_000, "finish": 400_000, "report": 300_000,
        "seed": 200_000, "reveal": 2_000_000}
 
