@@ -183,7 +183,7 @@ class MLNodeService(pb_grpc.MLNodeServicer):
         nonces = range(request.nonce_start, request.nonce_start + request.nonce_count)
         computed = accepted = 0
         chunks = self._poc.prove(spec, request.seed, nonces, request.target_distance,
-                                 request.batch_size or None, dtype)
+                                 request.batch_size or None, dtype, request.exhaustive)
         async with contextlib.aclosing(chunks):
             async for count, found in chunks:
                 computed += count

@@ -23,7 +23,7 @@ from mlnode.poc import (
     verify,
 )
 from mlnode.poc.counter_rng import hash32, uniform_tensor
-from mlnode.poc.nonces import distances
+from mlnode.poc.nonces import HALF_DEPTH_KEEP, Screen, distances, reference_screen
 from mlnode.poc.target import target_for_acceptance
 from mlnode.types import PocNonce
 
@@ -130,6 +130,29 @@ def test_a_range_too_long_for_len_is_searched_batch_by_batch(model):
     assert [n.nonce for n in first[1]] == [n.nonce for n in compute(model, range(64), TARGET)]
 
 
+def test_the_reference_screen_finds_most_accepted_nonces_and_only_genuine_ones(model,
+                                                                            accepted):
+    """Screening by depth trades a few accepted nonces for compute: what it finds is a subset
+    of the exhaustive search, at the same distances, most of it."""
+    screen = reference_screen(model)
+    assert screen.model is model and screen.half_depth_keep == HALF_DEPTH_KEEP
+    found = compute(model, range(NONCES), TARGET, screen=screen)
+    exhaustive = {c.nonce: c.distance for c in accepted}
+    assert {c.nonce for c in found} <= set(exhaustive)
+    assert len(found) >= 0.8 * len(exhaustive)
+    assert all(abs(c.distance - exhaustive[c.nonce]) < 1e-6 for c in found)
+    assert verify(model, found, TARGET, 16, SAMPLE_SEED).passed
+
+
+def test_a_bfloat16_screen_with_a_margin_loses_no_accepted_nonce(model, accepted):
+    """The precision screen (a GPU's): every nonce within the margin of the target in
+    bfloat16 is computed again in float32, so the claims are float32 distances and none of
+    the accepted nonces is lost."""
+    screen = Screen(model.to("cpu", "bfloat16"), 1.0, 0.08 / math.sqrt(SPEC.hidden))
+    found = compute(model, range(NONCES // 2), TARGET, screen=screen)
+    assert found == [c for c in accepted if c.nonce < NONCES // 2]
+
+
 def test_target_distance_and_rate_are_inverse():
     for hidden in (128, 4096):
         assert expected_acceptance(target_for_acceptance(0.03, hidden), hidden) == (
@@ -188,7 +211,7 @@ def verify_request(claimed: list[pb.PocNonce], **overrides) -> pb.PocVerifyReque
 
 
 def test_rpc_streams_the_accepted_nonces_the_library_finds(mlnode, accepted):
-    batches = list(mlnode.ProofOfCompute(poc_request(0, 2048), timeout=120))
+    batches = list(mlnode.ProofOfCompute(poc_request(0, 2048, exhaustive=True), timeout=120))
     assert len(batches) == 8 and batches[-1].computed == 2048
     assert [b.computed for b in batches] == list(range(256, 2049, 256))
     streamed = [n for b in batches for n in b.accepted]
@@ -200,6 +223,16 @@ def test_rpc_streams_the_accepted_nonces_the_library_finds(mlnode, accepted):
     forged = [pb.PocNonce(nonce=n, distance=TARGET - 0.01) for n in range(10**9, 10**9 + 16)]
     report = mlnode.VerifyProofOfCompute(verify_request(forged), timeout=60)
     assert not report.passed and report.failed >= 10
+
+
+def test_rpc_screens_by_default_as_the_library_does(mlnode, model, accepted):
+    batches = list(mlnode.ProofOfCompute(poc_request(0, 2048), timeout=120))
+    assert batches[-1].computed == 2048
+    streamed = [(n.nonce, n.distance) for b in batches for n in b.accepted]
+    screened = compute(model, range(2048), TARGET, batch_size=256,
+                       screen=reference_screen(model))
+    assert [n for n, _ in streamed] == [c.nonce for c in screened]
+    assert {n for n, _ in streamed} <= {c.nonce for c in accepted}
 
 
 @pytest.mark.parametrize(("request_fields", "message"), [

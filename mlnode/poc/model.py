@@ -69,24 +69,32 @@ class PocModel:
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[batch, seq_len, hidden] inputs to [batch, hidden] unit-length float32 outputs.
+        """[batch, seq_len, hidden] inputs to [batch, hidden] unit-length float32 outputs."""
+        return direction(self.layers_forward(x.to(self.dtype), 0, len(self.layers)))
 
-        The output is the mean over positions of the final normed hidden states, so every
-        position's full computation matters (with the last position alone, the last layer
-        would only need one row), normalised to unit length in float32.
-        """
+    @torch.inference_mode()
+    def layers_forward(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Hidden states [batch, seq_len, hidden] in this model's dtype through layers
+        `start` to `stop` − 1: a screen runs the first half on every nonce and the rest on
+        the nonces it keeps (``nonces.py``)."""
         batch, seq, hidden = x.shape
         heads = self.spec.heads
-        x = x.to(self.dtype)
-        for layer in self.layers:
+        for layer in self.layers[start:stop]:
             q, k, v = (_norm(x) @ layer.qkv.T).view(batch, seq, 3, heads, -1).unbind(2)
             attended = F.scaled_dot_product_attention(
                 q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
             x = x + attended.transpose(1, 2).reshape(batch, seq, hidden) @ layer.out.T
             gate, up = (_norm(x) @ layer.gate_up.T).chunk(2, dim=-1)
             x = x + (F.silu(gate) * up) @ layer.down.T
-        pooled = _norm(x).float().mean(dim=1)
-        return pooled / pooled.norm(dim=-1, keepdim=True)
+        return x
+
+
+def direction(x: torch.Tensor) -> torch.Tensor:
+    """The output of hidden states [batch, seq_len, hidden]: the mean over positions of the
+    normed states, so every position's full computation matters (with the last position
+    alone, the last layer would only need one row), normalised to unit length in float32."""
+    pooled = _norm(x).float().mean(dim=1)
+    return pooled / pooled.norm(dim=-1, keepdim=True)
 
 
 def _norm(x: torch.Tensor) -> torch.Tensor:

@@ -9,18 +9,27 @@ normalised output and its target is below ``target_distance``.
 """
 
 import itertools
+import math
 import struct
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 
 from mlnode.poc.counter_rng import hash32, key_words, uniform_from_hash
-from mlnode.poc.model import PocModel
+from mlnode.poc.model import PocModel, direction
 from mlnode.poc_seed import derive_key
 from mlnode.types import PocNonce
 
 MAX_NONCE = (1 << 64) - 1
 TOKENS_PER_BATCH = 8192  # positions per forward pass: enough to keep a GPU busy
+# The reference prover's screen (bench/poc_bench.py measures it; docs/mlnode.md): the share
+# of each batch that goes on past half depth, and the margin over the target, in units of
+# 1/sqrt(hidden) (the spread of distances scales so), within which a bfloat16 distance is
+# worth a float32 pass: bf16 lands up to 0.02/sqrt(hidden) from float32 (measured on an
+# H200: 1.9e-3 at hidden 128, 2.1e-4 at 4096).
+HALF_DEPTH_KEEP = 0.36
+SCREEN_MARGIN = 0.08
 
 
 def default_batch_size(model: PocModel) -> int:
@@ -56,9 +65,70 @@ def distances(model: PocModel, nonces: Sequence[int]) -> list[float]:
     return (model.forward(inputs) - targets).norm(dim=-1).tolist()
 
 
+@dataclass(frozen=True)
+class Screen:
+    """Which nonces of a batch are worth a full pass of the proving model.
+
+    A rational prover does not compute every nonce in full: the residual stream after half
+    the layers already points near the output, and half precision lands within a few
+    thousandths of float32's distance at a fraction of its cost (docs/mlnode.md, "Screening").
+    Both shortcuts find genuine nonces only, so no check can refuse them; the reference
+    prover takes them itself, so that nobody's weight grows by knowing them.
+
+    `model` holds the same weights in the screening dtype (the proving model itself for a
+    screen by depth alone); `half_depth_keep` is the share of each batch, those nearest their
+    targets after half the layers, that runs through the rest (1.0: no half-depth stage);
+    screened distances under target + `margin` are computed again by the proving model,
+    unless the screen is that model.
+    """
+
+    model: PocModel
+    half_depth_keep: float
+    margin: float
+
+
+def reference_screen(model: PocModel) -> Screen:
+    """The screen the ML node proves with: by depth everywhere, and in bfloat16 before a
+    float32 pass on a GPU, where bfloat16 runs about ten times as fast (on a CPU it does
+    not pay for the float32 pass it adds)."""
+    keep = HALF_DEPTH_KEEP if model.spec.layers >= 2 else 1.0  # one layer has no half
+    if model.device.type == "cuda" and model.dtype == torch.float32:
+        return Screen(model.to(model.device, "bfloat16"), keep,
+                      SCREEN_MARGIN / math.sqrt(model.spec.hidden))
+    return Screen(model, keep, 0.0)
+
+
+@torch.inference_mode()
+def screened(proving: PocModel, screen: Screen, chunk: Sequence[int],
+             target_distance: float) -> list[PocNonce]:
+    """The accepted nonces of `chunk` that survive `screen`, with the proving model's
+    distances."""
+    model = screen.model
+    inputs, targets = nonce_streams(model, chunk)
+    states, kept, done = inputs.to(model.dtype), list(range(len(chunk))), 0
+    if screen.half_depth_keep < 1.0:
+        done = len(model.layers) // 2
+        states = model.layers_forward(states, 0, done)
+        count = max(1, math.ceil(screen.half_depth_keep * len(chunk)))
+        near = (direction(states) - targets).norm(dim=-1)
+        index = torch.topk(near, min(count, len(chunk)), largest=False).indices.sort().values
+        states, targets, kept = states[index], targets[index], index.tolist()
+    states = model.layers_forward(states, done, len(model.layers))
+    found = (direction(states) - targets).norm(dim=-1).tolist()
+    if model is proving:
+        return [PocNonce(chunk[i], d) for i, d in zip(kept, found, strict=True)
+                if d < target_distance]
+    candidates = [chunk[i] for i, d in zip(kept, found, strict=True)
+                  if d < target_distance + screen.margin]
+    return [PocNonce(n, d) for n, d in zip(candidates, distances(proving, candidates),
+                                           strict=True) if d < target_distance]
+
+
 def compute_batches(model: PocModel, nonces: Sequence[int], target_distance: float,
-                    batch_size: int | None = None) -> Iterator[tuple[int, list[PocNonce]]]:
+                    batch_size: int | None = None, screen: Screen | None = None
+                    ) -> Iterator[tuple[int, list[PocNonce]]]:
     """Per forward pass of `batch_size` nonces: how many were computed and which passed.
+    Without a screen, every nonce is computed in full and every accepted one found.
 
     A generator, so that a caller (the gRPC stream) can report progress and yield the
     device between batches.
@@ -69,13 +139,16 @@ def compute_batches(model: PocModel, nonces: Sequence[int], target_distance: flo
         chunk = nonces[start:start + size]
         if not chunk:
             return
+        if screen is not None:
+            yield len(chunk), screened(model, screen, chunk, target_distance)
+            continue
         found = [PocNonce(n, d) for n, d in zip(chunk, distances(model, chunk), strict=True)
                  if d < target_distance]
         yield len(chunk), found
 
 
 def compute(model: PocModel, nonces: Sequence[int], target_distance: float,
-            batch_size: int | None = None) -> list[PocNonce]:
+            batch_size: int | None = None, screen: Screen | None = None) -> list[PocNonce]:
     """The accepted nonces among `nonces` (a range or a list), with their distances."""
-    return [hit for _, found in compute_batches(model, nonces, target_distance, batch_size)
-            for hit in found]
+    return [hit for _, found in compute_batches(model, nonces, target_distance, batch_size,
+                                                screen) for hit in found]

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from mlnode.poc.model import DTYPES, PocModel
-from mlnode.poc.nonces import compute_batches
+from mlnode.poc.nonces import Screen, compute_batches, reference_screen
 from mlnode.poc.verify import verify
 from mlnode.types import PocModelSpec, PocNonce, VerifyReport
 
@@ -32,26 +32,36 @@ class PocRunner:
         self._busy = busy
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlnode-poc")
         self._model: PocModel | None = None
+        self._screen: Screen | None = None
 
     def _model_for(self, spec: PocModelSpec, seed: bytes, dtype: str) -> PocModel:
         held = self._model
         if held is None or (held.spec, held.seed, held.dtype) != (spec, seed, DTYPES[dtype]):
             del held
-            self._model = None  # let the old weights go before the new ones are made
+            self._model = self._screen = None  # let the old weights go before new ones come
             self._model = PocModel(spec, seed, self._device, dtype)
         return self._model
+
+    def _screen_for(self, model: PocModel) -> Screen:
+        """The reference screen of the held model, kept with it (on a GPU it holds a
+        bfloat16 copy of the weights)."""
+        if self._screen is None:
+            self._screen = reference_screen(model)
+        return self._screen
 
     async def _on_thread(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def prove(self, spec: PocModelSpec, seed: bytes, nonces: Sequence[int],
-                    target_distance: float, batch_size: int | None, dtype: str
-                    ) -> AsyncIterator[tuple[int, list[PocNonce]]]:
-        """Per chunk: nonces computed and those accepted. Stopping iteration (a client that
-        hangs up) stops the work after the chunk in flight."""
+                    target_distance: float, batch_size: int | None, dtype: str,
+                    exhaustive: bool = False) -> AsyncIterator[tuple[int, list[PocNonce]]]:
+        """Per chunk: nonces computed (screened or in full) and those accepted; through the
+        reference screen unless `exhaustive`. Stopping iteration (a client that hangs up)
+        stops the work after the chunk in flight."""
         model = await self._on_thread(self._model_for, spec, seed, dtype)
+        screen = None if exhaustive else await self._on_thread(self._screen_for, model)
         batches: Iterator[tuple[int, list[PocNonce]]] = compute_batches(
-            model, nonces, target_distance, batch_size)
+            model, nonces, target_distance, batch_size, screen)
         while True:
             start = time.monotonic()
             item = await self._on_thread(next, batches, None)
