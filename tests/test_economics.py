@@ -135,8 +135,14 @@ def test_the_defaults_make_the_other_strategies_lose_except_the_documented_ones(
             assert outcome.margin < 0, (regime, outcome)
         # An API-key start never names its own agent: re-stamping for itself changes nothing.
         assert model.transfer_agent(params, economy, "favour-self").margin == 0
+        # The reference prover screens nonces as well as any search measured: proving
+        # without its shortcuts loses weight, and no other keep share gains any.
+        screens = [model.poc_screen(params, economy, name, gain)
+                   for name, gain in rates.POC_SCREENS.items()]
+        assert all(s.margin < 0 if gain < 1 else s.margin == 0
+                   for s, gain in zip(screens, rates.POC_SCREENS.values(), strict=True))
+        assert max(rates.POC_SCREENS.values()) <= 1.0
         paying = [model.lazy_validator(params, economy, "history-aware", 1.0),
-                  model.screening_shortcut(params, economy),
                   model.transfer_agent(params, economy, "favour-accomplice")]
         for outcome in paying:
             assert outcome.margin > 0, (regime, outcome)

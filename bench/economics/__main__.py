@@ -154,7 +154,8 @@ def other_outcomes(params: Params, economy: Economy) -> list[Outcome]:
     found += [model.coalition_against_truth(params, economy, s, level)
               for level in (None, 0) for s in COALITIONS]
     found += [model.fabricated_nonces(params, economy, phi) for phi in (0.01, 0.1, 0.5)]
-    found.append(model.screening_shortcut(params, economy))
+    found += [model.poc_screen(params, economy, f"{name} ({gain:.2f}×)", gain)
+              for name, gain in rates.POC_SCREENS.items()]
     found += [model.free_rider(params, economy, kind, level)
               for level in (None, 0) for kind in ("silent", "refuse")]
     found += [model.free_rider(params, economy, "silent", level, served=0.5)
@@ -169,13 +170,14 @@ def others_table(params: Params) -> tuple[list[str], list[tuple]]:
     late, launch = Economy(regime="late"), Economy(regime="launch")
     rows, paying = [], []
     for a, b in zip(other_outcomes(params, late), other_outcomes(params, launch), strict=True):
-        # A deviation the chain refuses leaves the deviant exactly where honest play does.
+        # A deviation the chain refuses, or one the reference software already takes,
+        # leaves the deviant exactly where honest play does.
         inert = a.margin == b.margin == a.sd == b.sd == 0
         pays = not inert and (a.margin >= 0 or b.margin >= 0)
         if pays:
             paying.append((a.strategy, a.setting, "—"))
         rows.append([a.strategy, a.setting, cell(a, late), cell(b, launch),
-                     "refused" if inert else "PAYS" if pays else "loses"])
+                     "no gain" if inert else "PAYS" if pays else "loses"])
     progress("model: the other strategies")
     return section("Other strategies (model)", table(
         ["strategy", "setting", "margin, late", "margin, launch", "verdict"], rows, 2),

@@ -349,17 +349,20 @@ def fabricated_nonces(params: Params, economy: Economy, phi: float) -> Outcome:
     return Outcome("PoC: claim uncomputed nonces", f"phi={phi:g}", mean, sd, honest)
 
 
-def screening_shortcut(params: Params, economy: Economy) -> Outcome:
-    """Screens nonces at half depth and finishes only the promising ones: 1.36× the
-    accepted nonces per compute, every one of them genuine, so no check can refuse them."""
+def poc_screen(params: Params, economy: Economy, setting: str, gain: float) -> Outcome:
+    """A prover whose search yields `gain` times the accepted nonces per unit of compute of
+    the reference prover's (mlnode/poc/nonces.py), against members that prove with it. Every
+    nonce it claims is genuine, so no check refuses it; its weight, and with it its reward
+    and draws, scale by `gain`."""
     honest = honest_profit(params, economy)
+    if gain == 1.0:
+        return Outcome("PoC: screening", setting, honest, 0.0, honest)
     others = economy.members - 1
-    share = rates.POC_SCREENING_GAIN / (others + rates.POC_SCREENING_GAIN)
+    share = gain / (others + gain)
     gained = replace(economy, executions=int(round(economy.executions * share
                                                    * economy.members)))
-    mean = honest_profit(params, gained, share)
-    return Outcome("PoC: half-depth screening", f"{rates.POC_SCREENING_GAIN}× nonces", mean,
-                   0.0, honest)
+    return Outcome("PoC: screening", setting, honest_profit(params, gained, share), 0.0,
+                   honest)
 
 
 # --- free riding, sybils, transfer agents ---------------------------------------------
