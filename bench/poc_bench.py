@@ -258,7 +258,7 @@ def screening(settings: Settings, preset: str) -> list[list[str]]:
                  reference.half_depth_keep),
                 ("best keep share found", best_gain, best_recall, best_keep)]
     if precision:
-        modelled.insert(1, (f"{reference.model.dtype} screen alone",
+        modelled.insert(1, (f"{str(reference.model.dtype).removeprefix('torch.')} screen alone",
                             *screen_yield(sample, target, 1.0, margin), 1.0))
     rows = [[preset, name, "—" if keep is None else f"{keep:.2f}", f"{recall:.0%}",
              f"{gain:.2f}×", f"{gain / reference_gain:.2f}× the reference"]
