@@ -135,7 +135,7 @@ def test_the_reference_screen_finds_most_accepted_nonces_and_only_genuine_ones(m
     """Screening by depth and precision trades a few accepted nonces for compute: what it
     finds is a subset of the exhaustive search, at the same float32 distances, most of it."""
     screen = reference_screen(model)
-    assert screen.model.dtype == torch.bfloat16 and screen.half_depth_keep == HALF_DEPTH_KEEP
+    assert screen.model.dtype == torch.bfloat16 and screen.half_depth_keep == HALF_DEPTH_KEEP[SPEC]
     found = compute(model, range(NONCES), TARGET, screen=screen)
     exhaustive = {c.nonce: c.distance for c in accepted}
     assert {c.nonce for c in found} <= set(exhaustive)

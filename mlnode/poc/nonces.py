@@ -18,17 +18,20 @@ import torch
 
 from mlnode.poc.counter_rng import hash32, key_words, uniform_from_hash
 from mlnode.poc.model import PocModel, direction
+from mlnode.poc.presets import PRESETS
 from mlnode.poc_seed import derive_key
 from mlnode.types import PocNonce
 
 MAX_NONCE = (1 << 64) - 1
 TOKENS_PER_BATCH = 8192  # positions per forward pass: enough to keep a GPU busy
-# The reference prover's screen (bench/poc_bench.py measures it; docs/mlnode.md): the share
-# of each batch that goes on past half depth, and the margin over the target, in units of
-# 1/sqrt(hidden) (the spread of distances scales so), within which a bfloat16 distance is
-# worth a float32 pass: bf16 lands up to 0.02/sqrt(hidden) from float32 (measured on an
-# H200: 1.9e-3 at hidden 128, 2.1e-4 at 4096).
-HALF_DEPTH_KEEP = 0.36
+# The reference prover's screen (bench/poc_bench.py measures it; docs/mlnode.md). The share
+# of each batch that goes on past half depth: the one of most accepted nonces per unit of
+# compute, by preset shape (tiny on the 2-core machine and an H100, realistic on an H100);
+# other shapes take realistic's. And the margin over the target, in units of 1/sqrt(hidden)
+# (the spread of distances scales so), within which a bfloat16 distance is worth a float32
+# pass: bf16 lands up to 0.02/sqrt(hidden) from float32 (H200: 1.9e-3 at hidden 128, 2.1e-4
+# at 4096).
+HALF_DEPTH_KEEP = {PRESETS["tiny"]: 0.36, PRESETS["realistic"]: 0.30}
 SCREEN_MARGIN = 0.08
 
 
@@ -93,7 +96,8 @@ def reference_screen(model: PocModel) -> Screen:
     twice as fast on a CPU with bf16 instructions (this project's 2-core machine); a CPU
     without them emulates it and gains nothing, but no one proves the realistic size on a
     CPU."""
-    keep = HALF_DEPTH_KEEP if model.spec.layers >= 2 else 1.0  # one layer has no half
+    keep = HALF_DEPTH_KEEP.get(model.spec, HALF_DEPTH_KEEP[PRESETS["realistic"]])
+    keep = keep if model.spec.layers >= 2 else 1.0  # one layer has no half
     if model.dtype == torch.float32:
         return Screen(model.to(model.device, "bfloat16"), keep,
                       SCREEN_MARGIN / math.sqrt(model.spec.hidden))
