@@ -247,6 +247,7 @@ def screening(settings: Settings, preset: str) -> list[list[str]]:
     precision = reference.model is not fp32
     count = default_batch_size(fp32) * (8 if preset == "tiny" else 32)
     progress(f"{preset}: screening sample of {count} nonces")
+    compute(fp32, range(default_batch_size(fp32)), target, screen=reference)  # warm-up
     sample = screen_sample(fp32, reference.model, count, settings.device)
     margin = reference.margin if precision else None
     options = [(*screen_yield(sample, target, keep, margin), keep) for keep in KEEP_GRID]
