@@ -218,8 +218,9 @@ def screen_yield(sample: ScreenSample, target: float, keep: float, margin: float
     half-depth distance, over computing every nonce in float32, and the share of the
     accepted ones it finds. Costs in float32 full passes: the screen's half pass on every
     nonce, its second half on those kept, and (`margin` not None) a float32 pass on those
-    kept whose screened distance is under target + margin. Here the screen keeps a share of
-    the whole sample, the prover of each batch."""
+    kept whose screened distance is under target + margin. Here the screen keeps the share of
+    the sample nearest at half depth; the prover keeps the nonces under the distance that
+    holds that share under the target law, the same share in expectation."""
     n = len(sample.exact)
     cut = sorted(sample.half)[max(0, min(n, round(keep * n)) - 1)]
     kept = [i for i in range(n) if sample.half[i] <= cut]

@@ -142,13 +142,16 @@ def test_the_reference_screen_finds_most_accepted_nonces_and_only_genuine_ones(m
     assert len(found) >= 0.8 * len(exhaustive)
     assert all(abs(c.distance - exhaustive[c.nonce]) < 1e-6 for c in found)
     assert verify(model, found, TARGET, 16, SAMPLE_SEED).passed
+    # Each nonce is judged alone: another batching finds the same nonces.
+    rebatched = compute(model, range(NONCES), TARGET, batch_size=100, screen=screen)
+    assert [c.nonce for c in rebatched] == [c.nonce for c in found]
 
 
 def test_a_bfloat16_screen_with_a_margin_loses_no_accepted_nonce(model, accepted):
     """The precision screen (a GPU's): every nonce within the margin of the target in
     bfloat16 is computed again in float32, so the claims are float32 distances and none of
     the accepted nonces is lost."""
-    screen = Screen(model.to("cpu", "bfloat16"), 1.0, 0.08 / math.sqrt(SPEC.hidden))
+    screen = Screen(model.to("cpu", "bfloat16"), 1.0, math.inf, 0.08 / math.sqrt(SPEC.hidden))
     found = compute(model, range(NONCES // 2), TARGET, screen=screen)
     assert found == [c for c in accepted if c.nonce < NONCES // 2]
 

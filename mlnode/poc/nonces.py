@@ -8,6 +8,7 @@ every seed (``target.py``). A nonce is accepted when the distance between the mo
 normalised output and its target is below ``target_distance``.
 """
 
+import functools
 import itertools
 import math
 import struct
@@ -19,6 +20,7 @@ import torch
 from mlnode.poc.counter_rng import hash32, key_words, uniform_from_hash
 from mlnode.poc.model import PocModel, direction
 from mlnode.poc.presets import PRESETS
+from mlnode.poc.target import target_for_acceptance
 from mlnode.poc_seed import derive_key
 from mlnode.types import PocNonce
 
@@ -79,14 +81,17 @@ class Screen:
     prover takes them itself, so that nobody's weight grows by knowing them.
 
     `model` holds the same weights in the screening dtype (the proving model itself for a
-    screen by depth alone); `half_depth_keep` is the share of each batch, those nearest their
-    targets after half the layers, that runs through the rest (1.0: no half-depth stage);
-    screened distances under target + `margin` are computed again by the proving model,
-    unless the screen is that model.
+    screen by depth alone). A nonce whose distance after half the layers is under
+    `half_depth_cut` runs through the rest: `half_depth_keep` of all nonces, since a nonce's
+    target is a random direction whatever the network does (``target.py``), so the cut is
+    that share's distance under the target law and each nonce is judged alone, whatever its
+    batch. No cut (infinity): no half-depth stage. Screened distances under target +
+    `margin` are computed again by the proving model, unless the screen is that model.
     """
 
     model: PocModel
     half_depth_keep: float
+    half_depth_cut: float
     margin: float
 
 
@@ -98,10 +103,17 @@ def reference_screen(model: PocModel) -> Screen:
     CPU."""
     keep = HALF_DEPTH_KEEP.get(model.spec, HALF_DEPTH_KEEP[PRESETS["realistic"]])
     keep = keep if model.spec.layers >= 2 else 1.0  # one layer has no half
+    cut = half_depth_cut(keep, model.spec.hidden)
     if model.dtype == torch.float32:
-        return Screen(model.to(model.device, "bfloat16"), keep,
+        return Screen(model.to(model.device, "bfloat16"), keep, cut,
                       SCREEN_MARGIN / math.sqrt(model.spec.hidden))
-    return Screen(model, keep, 0.0)
+    return Screen(model, keep, cut, 0.0)
+
+
+@functools.lru_cache
+def half_depth_cut(keep: float, hidden: int) -> float:
+    """The half-depth distance under which `keep` of all nonces lie (infinity for 1)."""
+    return math.inf if keep >= 1.0 else target_for_acceptance(keep, hidden)
 
 
 @torch.inference_mode()
@@ -112,12 +124,11 @@ def screened(proving: PocModel, screen: Screen, chunk: Sequence[int],
     model = screen.model
     inputs, targets = nonce_streams(model, chunk)
     states, kept, done = inputs.to(model.dtype), list(range(len(chunk))), 0
-    if screen.half_depth_keep < 1.0:
+    if screen.half_depth_cut < math.inf:
         done = len(model.layers) // 2
         states = model.layers_forward(states, 0, done)
-        count = max(1, math.ceil(screen.half_depth_keep * len(chunk)))
         near = (direction(states) - targets).norm(dim=-1)
-        index = torch.topk(near, min(count, len(chunk)), largest=False).indices.sort().values
+        index = (near < screen.half_depth_cut).nonzero().squeeze(1)
         states, targets, kept = states[index], targets[index], index.tolist()
     states = model.layers_forward(states, done, len(model.layers))
     found = (direction(states) - targets).norm(dim=-1).tolist()
