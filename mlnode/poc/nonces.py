@@ -27,7 +27,7 @@ from mlnode.types import PocNonce
 MAX_NONCE = (1 << 64) - 1
 TOKENS_PER_BATCH = 8192  # positions per forward pass: enough to keep a GPU busy
 # The reference prover's screen (bench/poc_bench.py measures it; docs/mlnode.md). The share
-# of each batch that goes on past half depth: the one of most accepted nonces per unit of
+# of all nonces that goes on past half depth: the one of most accepted nonces per unit of
 # compute, by preset shape (tiny on the 2-core machine and an H100, realistic on an H100);
 # other shapes take realistic's. And the margin over the target, in units of 1/sqrt(hidden)
 # (the spread of distances scales so), within which a bfloat16 distance is worth a float32
