@@ -212,6 +212,13 @@ class ChainQueries:
                                 q.QuerySeedCommitmentResponse)
         return reply.commitment if reply else None
 
+    async def validation_task(self, inference_id: str) -> ValidationTask | None:
+        """The inference's validation task; None once it is summarized (or never was)."""
+        reply = await self.find(INFERENCE + "ValidationTask",
+                                q.QueryValidationTaskRequest(inference_id=inference_id),
+                                q.QueryValidationTaskResponse)
+        return reply.task if reply else None
+
     async def validation_tasks(self, from_height: int, to_height: int = 0,
                                limit: int = 0) -> list[ValidationTask]:
         """Tasks by finish height in [from_height, to_height] (0: latest), at most ``limit``."""

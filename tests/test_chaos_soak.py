@@ -17,12 +17,7 @@ from pathlib import Path
 
 from conftest import free_port_block
 
-from bench.chaos.audit import planted
 from bench.chaos.soak import SoakOptions, soak
-from chain.inference import artifact
-from chain.inference.artifact import ArtifactStep
-from chain.validation.canary import forge
-from inferchain_pb.inference.v1.inference_pb2 import EXPIRED, FINISHED, Inference
 
 log = logging.getLogger(__name__)
 TIMING_GOALS = ("p99 latency",)
@@ -49,29 +44,3 @@ def test_the_network_loses_nothing_while_every_fault_class_strikes_once(tmp_path
                                            for f in schedule.faults)
 
 
-def test_the_audit_tells_the_chains_canaries_from_the_developers_inferences():
-    """A canary copies a real inference's start under another id: the audit leaves it out of
-    the developer's requests and charges, and keeps every inference the developer sent, the
-    canary's source (whole or summarized) and one that happens to share its prompt with
-    others included; a start the load never learnt the id of (its request broke off) that
-    expired beside the source is no canary either: it has no output."""
-    steps = [ArtifactStep(t, -0.1, (t, t + 1), (-0.1, -2.5)) for t in (11, 12, 13, 14)]
-    source = Inference(id="inf-" + "a" * 64, executor="exec", prompt_hash=b"p" * 32, seed=7,
-                       start_height=40, status=FINISHED, prompt_ids=[1, 2, 3, 4, 5],
-                       output_ids=[s.token_id for s in steps], artifact=artifact.encode(steps, 2),
-                       executor_signature=b"s" * 64, cost=100, started=True, finished=True)
-    twin = forge(source, b"h" * 32, 2)
-    broke_off = Inference(id="inf-" + "c" * 64, executor="exec", start_height=40,
-                          status=EXPIRED, started=True)
-    same_prompt = Inference(id="inf-" + "b" * 64, executor="exec", prompt_hash=b"p" * 32,
-                            seed=8, start_height=41, executor_signature=b"t" * 64)
-    chain = {i.id: i for i in (source, twin, same_prompt, broke_off)}
-    assert twin is not None and twin.id not in (source.id, same_prompt.id)
-    known = {source.id, same_prompt.id}
-    assert planted(chain, known) == {twin.id}
-    # Once its epoch settles the source reads back as a summary: no prompt, seed or
-    # signature; its twin, not yet summarized, is still told apart.
-    summary = Inference(id=source.id, executor="exec", start_height=40, status=FINISHED,
-                        cost=100, summarized_height=90, record_sha256=b"r" * 32,
-                        started=True, finished=True)
-    assert planted({**chain, source.id: summary}, known) == {twin.id}

@@ -121,7 +121,7 @@ def proposal(net: Net, proposer: Actor) -> int:
 def net() -> Net:
     """Two epochs of activity, exported in the middle of the third, with open work of
     every kind: a PoC round settled, a task in vote, an unfinished start, a proposal in its
-    voting period, an allowance, a canary, judged validators and a settled epoch; a request
+    voting period, an allowance, judged validators and a settled epoch; a request
     window short enough that the first requests' signatures are forgotten and the last ones'
     are not."""
     built = Net(4, expiration_blocks=50, inference_params={"request_time_window_s": 20},
@@ -132,7 +132,7 @@ def net() -> Net:
                     "validation": {"params": {"validation_window_blocks": 4,
                                               "voting_period_blocks": 6,
                                               "reveal_window_blocks": 10,
-                                              "canary_rate_ppm": 500_000}},
+                                              "canary_rate_ppm": 0}},
                     "gov": {"params": {"min_deposit": 1_000, "min_initial_deposit": 100,
                                        "deposit_period_blocks": 3,
                                        "voting_period_blocks": 30}}})
@@ -205,8 +205,7 @@ def test_the_exported_state_holds_records_of_every_common_kind(net):
         "epochs": ["consensus_validators", "seed_hashes", "sample_seeds", "poc_submissions",
                    "settlements"],
         "validation": ["members", "seed_commitments", "tasks", "finished_index",
-                       "window_queue", "vote_queue", "executor_stats", "validator_records",
-                       "canaries"],
+                       "window_queue", "vote_queue", "executor_stats", "validator_records"],
         "gov": ["next_proposal_id", "proposals", "status_index", "voting_queue", "deposits",
                 "votes"],
     }.items():

@@ -1,7 +1,7 @@
 """Once an epoch is settled, each of its inferences whose checks closed is cut to a summary of
 about 160 bytes: status, cost, parties, token counts, heights, the number of checks and the
-sha256 of the full record it replaced. Prompt, output, artifact, validation task, index
-entries and canary marks leave state; what a developer asks of a settled inference still
+sha256 of the full record it replaced. Prompt, output, artifact, validation task and index
+entries leave state; what a developer asks of a settled inference still
 answers, nothing about it can be started, finished or reported again, and a node replaying the
 chain agrees on every app hash. An epoch's own records go once `settled_epochs_kept` later
 epochs are settled. In-process chain, real handlers and replay."""
@@ -18,7 +18,7 @@ from chain.inference.keeper import INFERENCE, STATUS, SUMMARY
 from chain.query import QueryError
 from chain.store import StateAt
 from chain.validation import summaries
-from chain.validation.keeper import CANARY, FINISHED, SUMMARIZING, TASK
+from chain.validation.keeper import FINISHED, SUMMARIZING, TASK
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import EXPIRED, VALIDATED
 from inferchain_pb.inference.v1.inference_pb2 import FINISHED as DONE
@@ -31,12 +31,12 @@ SETTLED = EPOCH + REVEAL
 SUMMARIZED = SETTLED + 1
 
 
-def network(canaries: bool = False) -> Net:
+def network() -> Net:
     return Net(4, extra_state={
         "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 0}},
         "validation": {"params": {
             "validation_window_blocks": 2, "voting_period_blocks": 2,
-            "reveal_window_blocks": REVEAL, "canary_rate_ppm": 1_000_000 if canaries else 0}}})
+            "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0}}})
 
 
 def state(net: Net):
@@ -65,7 +65,7 @@ def finished(net: Net, label: str, report: bool = True) -> str:
 
 
 def test_a_settled_inference_keeps_a_hash_linked_summary_and_nothing_else():
-    net = network(canaries=True)
+    net = network()
     agent, _, lone_start = net.start("lone start")
     assert net.one(agent.tx(lone_start)).code == 0
     _, executor, never_started = net.start("lone finish")
@@ -73,7 +73,6 @@ def test_a_settled_inference_keeps_a_hash_linked_summary_and_nothing_else():
     checked = finished(net, "checked")
     unchecked = finished(net, "unchecked", report=False)
     ids = [checked, unchecked, lone_start.inference_id, never_started.inference_id]
-    assert keys(net, CANARY), "every finished inference plants a canary twin"
     run_to(net, SETTLED)
     full = {i: state(net).get(INFERENCE + i.encode()) for i in ids}
     before = {i: net.inference(i) for i in ids}
@@ -100,9 +99,9 @@ def test_a_settled_inference_keeps_a_hash_linked_summary_and_nothing_else():
     # The full record is the one in the history at the height before: the hash links them.
     old = StateAt(net.app.store, SUMMARIZED - 1).get(INFERENCE + checked.encode())
     assert hashlib.sha256(old).digest() == net.inference(checked).record_sha256
-    # Every full record, task, index entry and canary mark of the epoch is gone, twins too.
+    # Every full record, task and index entry of the epoch is gone.
     assert keys(net, INFERENCE) == keys(net, TASK) == keys(net, FINISHED) == []
-    assert keys(net, STATUS) == keys(net, CANARY) == keys(net, SUMMARIZING) == []
+    assert keys(net, STATUS) == keys(net, SUMMARIZING) == []
     for status in (VALIDATED, DONE, EXPIRED):
         assert not net.query("Inferences", q.QueryInferencesRequest(
             status=status, from_height=1)).inferences
@@ -163,7 +162,7 @@ def test_settling_an_epoch_drops_the_records_of_the_epoch_kept_before_it():
         "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 0,
                               "settled_epochs_kept": 1}},
         "validation": {"params": {"validation_window_blocks": 2, "voting_period_blocks": 2,
-                                  "reveal_window_blocks": REVEAL}}})
+                                  "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0}}})
     finished(net, "epoch 0")
 
     def epoch_keys(epoch: int) -> list[bytes]:

@@ -22,10 +22,11 @@ from inference_actors import (
 from inference_net import T0, Net
 
 from chain.epochs.settlement import split_by_weight
+from chain.inference import artifact
 from chain.inference.keeper import invalid_now
 from chain.query import QueryError
 from chain.scales import PPM
-from chain.validation import judging
+from chain.validation import canary, judging
 from chain.validation.params import ValidationParams
 from chain.validation.sampling import (
     CheckShares,
@@ -38,6 +39,7 @@ from chain.validation.sampling import (
 from chain.validation.verdict import (
     allowed_violations,
     passes,
+    threshold_micro,
     vote_upholds_failure,
     weighted_median,
 )
@@ -57,6 +59,7 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     OPEN,
     PASSED,
     UNCHECKED,
+    MsgClaimCanary,
     MsgClaimRewards,
     MsgCommitSeed,
     ValidationReport,
@@ -527,40 +530,113 @@ def test_judging_validators_is_spread_over_blocks_and_counts_the_same(monkeypatc
     assert full[1].required == full[1].done > 0
 
 
-def test_a_validator_that_always_passes_is_caught_by_a_canary():
-    # Genesis members in epoch 0, without a reputation yet: each checks every inference.
-    net = make_net(participants=3, canary_rate_ppm=1_000_000)
+def canary_finished(net: Net, label: str) -> tuple[Actor, Inference, bytes]:
+    """An inference its executor recorded as a canary (every inference is one at a rate of
+    10^6 ppm): the artifact shifted, the real one returned beside it."""
+    agent, executor, start = net.start(label, max_tokens=8)
+    plain = finish_msg(executor, start, [7, 8, 9])
+    model = net.query("Model", q.QueryModelRequest(id=start.model_id)).model
+    k, _ = artifact.decode(plain.artifact)
+    _, steps = artifact.decode(canary.shift(plain.artifact,
+                                            canary.shift_quanta(threshold_micro(model), k)))
+    results = net.block([agent.tx(start), executor.tx(finish_msg(executor, start, [7, 8, 9],
+                                                                 steps=steps))])
+    assert [r.code for r in results] == [0, 0], [r.log for r in results]
+    return executor, net.inference(label), plain.artifact
+
+
+def claim(executor: Actor, inference_id: str, key: bytes) -> bytes:
+    return executor.tx(MsgClaimCanary(creator=executor.address, inference_id=inference_id,
+                                      key=key))
+
+
+def test_a_blind_pass_of_a_canary_is_lazy_once_the_claim_shows_the_real_artifact_passes():
+    """The executor records a canary's artifact shifted: the careful member fails it, the
+    blind one passes it. The claim, once a vote opened, puts the real artifact on record and
+    a fresh vote passes it: the executor is paid, the blind member is lazy at judging."""
+    net = make_net(participants=3, canary_rate_ppm=PPM, reveal_window_blocks=14,
+                   canary_claim_blocks=3)
     commit_all(net, 0)
-    executor, inference = finished(net, "chatcmpl-0123456789abcdef")
-    tasks = net.query("ValidationTasks", q.QueryValidationTasksRequest(
-        from_height=net.height, to_height=net.height)).tasks
-    twin = next(t for t in tasks if t.inference_id != inference.id)
-    assert len(twin.inference_id) == len(inference.id) == 64  # a request id's hex shape
-    int(twin.inference_id, 16)
-    planted = net.inference(twin.inference_id)
-    assert planted.status == FINISHED and planted.executor == executor.address
-    assert list(planted.output_ids) != list(inference.output_ids)
-    assert len(planted.output_ids) == len(inference.output_ids)
+    executor, shifted, real = canary_finished(net, "canary-1")
     blind, careful = [p for p in net.parts if p is not executor]
     developer_before = net.balance(net.developer)
-    # The blind validator passes both; the careful one re-scores and fails the twin.
-    net.block([blind.tx(validation_msg(blind, inference, PASS)),
-               blind.tx(validation_msg(blind, planted, PASS)),
-               careful.tx(validation_msg(careful, inference, PASS)),
-               careful.tx(validation_msg(careful, planted, FAIL, rule_violations=2))])
-    assert record(net, blind, 0).canaries_passed == 1
-    assert record(net, careful, 0).canaries_caught == 1
-    # Both members already reported, so the vote closes at once: one pass against one fail
-    # of equal weight is a tie, which keeps the output; a canary's outcome moves no coins.
-    assert task(net, twin.inference_id).state == PASSED
-    assert stats(net, executor).invalidations == 0  # canaries never count against executors
+    key = canary.key(seed(executor, 0), shifted.id)
+    early = net.one(claim(executor, shifted.id, key))
+    assert (early.codespace, early.code) == ("validation", 7) and "open" in early.log
+    net.block([blind.tx(validation_msg(blind, shifted, PASS)),
+               careful.tx(validation_msg(careful, shifted, FAIL))])
+    voting = task(net, "canary-1")
+    assert voting.state == IN_VOTE and len(voting.reports) == 2
+    assert voting.vote_deadline == voting.closed_height + 3, "held open for the claim"
+    stranger = net.one(claim(blind, shifted.id, key))
+    assert (stranger.codespace, stranger.code) == ("validation", 7)
+    assert net.one(claim(executor, shifted.id, key)).code == 0
+    claimed = task(net, "canary-1")
+    assert claimed.state == IN_VOTE and not claimed.reports and claimed.canary_key == key
+    assert [r.validator for r in claimed.canary_reports] == [blind.address, careful.address]
+    assert net.inference("canary-1").artifact == real
+    again = net.one(claim(executor, shifted.id, key))
+    assert (again.codespace, again.code) == ("validation", 12)
+    result = net.block([v.tx(validation_msg(v, net.inference("canary-1"), PASS))
+                        for v in vote_among(net, "canary-1")])
+    assert all(r.code == 0 for r in result), [r.log for r in result]
+    assert task(net, "canary-1").state == PASSED
+    assert net.inference("canary-1").status == VALIDATED
+    assert stats(net, executor).invalidations == 0
     assert net.balance(net.developer) == developer_before
     to_epoch(net, 1)
     net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=0, seed=seed(a, 0)))
                for a in net.parts])
-    to_height(net, 1 + EPOCH + REVEAL)
-    assert record(net, blind, 0).lazy
-    assert not record(net, careful, 0).lazy
+    to_height(net, 1 + EPOCH + 14)
+    assert record(net, blind, 0).canaries_passed == 1 and record(net, blind, 0).lazy
+    assert record(net, careful, 0).canaries_caught == 1 and not record(net, careful, 0).lazy
+    assert not record(net, executor, 0).lazy, record(net, executor, 0)
+    net.assert_conserved()
+
+
+def test_an_unclaimed_canary_and_a_claim_its_seed_does_not_back_make_the_executor_lazy():
+    """Planting canaries is owed: a canary its executor never claims, and a claim with a key
+    its seed does not give (taken while the seed is secret), both show at judging."""
+    net = make_net(participants=3, canary_rate_ppm=PPM, reveal_window_blocks=14,
+                   canary_claim_blocks=3)
+    commit_all(net, 0)
+    silent, _, _ = canary_finished(net, "canary-silent")
+    liar, lied, _ = canary_finished(net, "canary-lied")
+    to_height(net, task(net, "canary-lied").deadline + 1)
+    assert task(net, "canary-lied").state == UNCHECKED
+    assert net.one(claim(liar, lied.id, bytes(32))).code == 0
+    to_height(net, task(net, "canary-silent").closed_height + 4)
+    late = net.one(claim(silent, net.ids["canary-silent"],
+                         canary.key(seed(silent, 0), net.ids["canary-silent"])))
+    assert (late.codespace, late.code) == ("validation", 9)
+    to_epoch(net, 1)
+    net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=0, seed=seed(a, 0)))
+               for a in net.parts])
+    to_height(net, 1 + EPOCH + 14)
+    missed = {a.address: record(net, a, 0) for a in net.parts}
+    assert missed[liar.address].false_canary_claims == 1 and missed[liar.address].lazy
+    assert missed[silent.address].canary_claims_missed >= 1 and missed[silent.address].lazy
+
+
+def test_a_claim_must_match_the_revealed_seed_and_win_the_lottery():
+    """Once the executor's seed is out, a claim whose key it does not give is refused at
+    once; so is any key that does not make the inference a canary at the task's rate."""
+    net = make_net(participants=3, canary_rate_ppm=PPM, reveal_window_blocks=14,
+                   canary_claim_blocks=3)
+    commit_all(net, 0)
+    to_height(net, EPOCH - 1)
+    executor, shifted, _ = canary_finished(net, "canary-late")
+    to_epoch(net, 1)
+    assert net.one(executor.tx(MsgClaimRewards(creator=executor.address, epoch=0,
+                                                seed=seed(executor, 0)))).code == 0
+    to_height(net, task(net, "canary-late").deadline + 1)
+    wrong, short = net.block([claim(executor, shifted.id, bytes(32)),
+                              claim(executor, shifted.id, b"key")])
+    assert (wrong.codespace, wrong.code) == ("validation", 12) and "seed" in wrong.log
+    assert (short.codespace, short.code) == ("validation", 12)
+    assert net.one(claim(executor, shifted.id,
+                         canary.key(seed(executor, 0), shifted.id))).code == 0
+    assert task(net, "canary-late").canary_claim_height == net.height
     net.assert_conserved()
 
 

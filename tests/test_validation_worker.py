@@ -50,6 +50,7 @@ EOS = 2
 LENGTH = 10  # blocks per epoch: epoch e is heights [1 + 10e, 10(e + 1)]
 CHECKS_PPM = ValidationParams().max_expected_checks_ppm
 PARAMS = {"validation_window_blocks": 20, "reveal_window_blocks": 5, "voting_period_blocks": 5,
+          "canary_claim_blocks": 10,
           "p_min_ppm": 10_000}
 
 

@@ -46,6 +46,7 @@ from apinode.fault_switch import fault_switch
 from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeRefused
 from apinode.outbox import Outbox
 from apinode.store import OutboxState
+from apinode.validation.canaries import CanaryClaims
 from apinode.validation.figures import Figures, ended_properly, measure
 from apinode.validation.seeds import SeedStore
 from chain.inference import artifact, payload
@@ -83,6 +84,7 @@ class CheckParams:
 
     validation_window_blocks: int
     reveal_window_blocks: int
+    canary_claim_blocks: int
 
     @classmethod
     def of(cls, raw: Mapping[str, Any]) -> CheckParams:
@@ -123,7 +125,10 @@ class Check:
         to voters with no report on record, so a report of this validator that never landed
         (say, it reached the chain after the deadline and failed) must not stop its vote."""
         base = f"{VALIDATION_KEY}:{self.task.inference_id}"
-        return f"{base}:vote" if self.vote else base
+        if not self.vote:
+            return base
+        # A claimed canary's vote is on the real artifact, after the one on the shifted one.
+        return f"{base}:canary-vote" if self.task.canary_key else f"{base}:vote"
 
     @property
     def deadline(self) -> int:
@@ -170,6 +175,7 @@ class ValidatorWorker:
         self._cursor: int | None = None
         self._seen_at_cursor: set[str] = set()
         self._retry: dict[str, Check] = {}
+        self.canaries = CanaryClaims(address, chain, seeds, outbox)
 
     async def run(self) -> None:
         """Step every ``interval_s`` until ``stop()``."""
@@ -198,6 +204,7 @@ class ValidatorWorker:
         params = CheckParams.of(await self.chain.params("validation"))
         await self.commit_seeds(current.number)
         await self.reveal_seeds(current, height, params)
+        await self.canaries.claim_due(height, params.canary_claim_blocks)
         checks = {check.key: check for check in await self.votes(height)}
         for key, check in list(self._retry.items()):
             if height > check.deadline:
@@ -320,8 +327,12 @@ class ValidatorWorker:
 
     async def _must_check(self, task: ValidationTask, height: int, duty_of: DutyOf) -> bool:
         """Assigned, still within its window, and not reported on by this validator yet;
-        once a vote opened, only its drawn voters report (the vote is the check)."""
-        if (task.executor == self.address or height > task.deadline
+        once a vote opened, only its drawn voters report (the vote is the check). This
+        node's own inferences are never its to check, but may be its canaries to claim."""
+        if task.executor == self.address:
+            await self.canaries.watch(task)
+            return False
+        if (height > task.deadline
                 or (task.voters and self.address not in task.voters)
                 or any(r.validator == self.address for r in task.reports)):
             return False

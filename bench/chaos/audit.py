@@ -202,18 +202,6 @@ def wait_settled(network: ChaosNetwork, developer: str, from_height: int, answer
         time.sleep(5)
 
 
-def planted(chain: dict[str, Inference], known: set[str]) -> set[str]:
-    """The canaries among the developer's inferences (chain/validation/canary.py): a twin
-    copies its source's start (executor, start height, prompt, seed) under an id no request
-    of the load had, with a spoiled output and no executor signature, which every real
-    finish carries. Nobody sent them and no coins move for them, so the audit of requests
-    and charges leaves them out. Its source may already be a summary (no prompt, seed or
-    signature), so the match is on executor and start height."""
-    starts = Counter((i.executor, i.start_height) for i in chain.values())
-    return {i.id for i in chain.values() if i.id not in known and i.finished
-            and not i.executor_signature and starts[(i.executor, i.start_height)] > 1}
-
-
 def traces(logs: Path, inference_ids: list[str]) -> list[str]:
     """Every process log's lines that name one of ``inference_ids`` (by the first 16 hex
     digits, as the outbox's lines name an entry), per log oldest first and at most
@@ -274,8 +262,6 @@ def audit(network: ChaosNetwork, load: Load, faults: list[Fault], opening: Openi
     unseen = inference_ids_in_blocks(network, opening.height, end_height) - set(chain)
     chain.update((i, inference) for i, inference in inferences_by_id(network, unseen).items()
                  if inference.developer == developer)
-    canaries = planted(chain, set(by_id))
-    chain = {i: inference for i, inference in chain.items() if i not in canaries}
 
     # Requests: answered and settled once, or refused with nothing billed.
     report.outcomes = Counter(o.result for o in outcomes)
@@ -332,8 +318,7 @@ def audit(network: ChaosNetwork, load: Load, faults: list[Fault], opening: Openi
                 f"({sum(i.status in CHARGED for i in chain.values())} settled inferences, "
                 f"{held} held by {sum(i.status == STARTED for i in chain.values())} open), "
                 f"less up to {refundable} refunded for "
-                f"{sum(i.status == INVALIDATED for i in chain.values())} invalidated; "
-                f"{len(canaries)} canaries the chain planted left out",
+                f"{sum(i.status == INVALIDATED for i in chain.values())} invalidated",
                 -refundable <= extra <= 0)
     report.goal("every finished inference settled exactly once",
                 f"{len(answered) - len(unsettled)} of {len(answered)} answered inferences "

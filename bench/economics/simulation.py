@@ -7,8 +7,10 @@ the real block steps (task windows, votes, canaries, judging, reputation, INVALI
 settlement). Nothing of the chain is modelled here: only what each participant chooses to
 send. Executors' outputs are not generated: whether a cheated output fails an honest
 re-score is drawn from the calibrated detection rate of its cheat (`rates.py`), and an honest
-validator reports what that re-score would measure (canaries always fail it, as
-chain/validation/canary.py builds them to).
+validator reports what that re-score would measure. Executors plant their canaries as the API
+node does (the artifact shifted, chain/validation/canary.py), which every honest re-score
+fails, and claim each once its checks are over; the vote that follows re-scores the real
+artifact.
 
 Every scenario runs twice from the same genesis and the same random draws: once with every
 participant honest (the baseline) and once with the deviants playing their strategy, so the
@@ -26,12 +28,20 @@ from pathlib import Path
 
 from bench.economics import rates
 from bench.economics.model import START_TX_GAS
-from chain.inference import payload
+from chain.inference import artifact, payload
 from chain.query import QueryError
+from chain.validation import canary
 from chain.validation.sampling import CheckShares, seed_hash
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import MsgRelayStart
-from inferchain_pb.inference.v1.validation_pb2 import MsgClaimRewards, MsgCommitSeed
+from inferchain_pb.inference.v1.validation_pb2 import (
+    FAILED,
+    OPEN,
+    MsgClaimCanary,
+    MsgClaimRewards,
+    MsgCommitSeed,
+    ValidationTask,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 # The in-process chain driver and its actors (real keys, real signed txs) live with the
@@ -60,7 +70,7 @@ PASS_DISTANCE, FAIL_DISTANCE = 1_000, 3_000_000  # micro-nats: well under / over
 # per vote it opened): with a canary behind every inference that is dozens, past 200k gas
 # (the API node simulates).
 GAS = {"start": START_TX_GAS, "relay": 200_000, "finish": 400_000, "report": 300_000,
-       "seed": 200_000, "reveal": 2_000_000}
+       "seed": 200_000, "reveal": 2_000_000, "claim": 400_000}
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,7 @@ class Setup:
         return {"epochs": {"params": epochs},
                 "validation": {"params": {"validation_window_blocks": 3,
                                           "voting_period_blocks": 3,
+                                          "canary_claim_blocks": 2,
                                           "reveal_window_blocks": 8,
                                           "canary_rate_ppm": self.canary_rate_ppm}}}
 
@@ -144,6 +155,11 @@ def epoch_seed(index: int, epoch: int) -> bytes:
     return bytes([index + 1, epoch % 256]) * 16
 
 
+def ballot_key(task: ValidationTask) -> str:
+    """What a member reports on once: a task, and again the vote its canary claim opened."""
+    return task.inference_id + ("/canary" if task.canary_key else "")
+
+
 class Simulation:
     """Plays one `Play` on a fresh chain; `run()` returns the profits."""
 
@@ -161,7 +177,8 @@ class Simulation:
         self.rng = random.Random(setup.seed)  # the same draws in the baseline and the play
         self.lazy_rng = random.Random(setup.seed + 1)  # the deviants' own coin flips
         self.deferred: list[tuple[int, str]] = []  # copiers waiting for a report to copy
-        self.truth: dict[str, str] = {}  # inference id → good | hidden | caught
+        self.truth: dict[str, str] = {}  # inference id → good | hidden | caught | canary
+        self.canaries: dict[str, tuple[bytes, str]] = {}  # unclaimed: key, real truth
         self.ours: set[str] = set()
         self.reported: set[tuple[str, int]] = set()
         self.requests = 0
@@ -171,6 +188,7 @@ class Simulation:
         self.detect_rate = detection.rate if detection else 0.0
         self.saving = next((c.saving for c in rates.CHEATS if c.name == play.cheat), 0.0)
         self.fee = (PROMPT_TOKENS + OUTPUT_TOKENS) * 100
+        self.model = self.net.query("Models", q.QueryModelsRequest()).models[0]
 
     # -- blocks ------------------------------------------------------------------------
 
@@ -195,7 +213,7 @@ class Simulation:
                     txs += self.claim_txs(epoch - 1)
                 if first + 1 < height < first + s.epoch_length - 8:
                     txs += self.inference_txs(s.inferences_per_block)
-                txs += self.report_txs(epoch)
+                txs += self.report_txs(epoch) + self.canary_claims()
                 self.block(txs)
             now = [self.net.balance(p) for p in self.parts]
             compute = [seat.compute for seat in self.seats]
@@ -207,7 +225,7 @@ class Simulation:
         # Reveal the last epoch and let it settle.
         self.block(self.claim_txs(s.epochs - 1))
         while self.net.height < s.epochs * s.epoch_length + 10:
-            self.block(self.report_txs(s.epochs))
+            self.block(self.report_txs(s.epochs) + self.canary_claims())
         profits = [self.net.balance(p) - b - seat.compute
                    for p, b, seat in zip(self.parts, self.start_balances, self.seats,
                                          strict=True)]
@@ -285,6 +303,16 @@ class Simulation:
             else "good"
         seat = self.seats[executor_index]
         seat.compute += self.setup.cost_share * self.fee * (1 - (self.saving if cheated else 0))
+        output = [7 + t % 90 for t in range(OUTPUT_TOKENS)]
+        steps = None
+        key = canary.key(epoch_seed(executor_index, (self.net.height - 1) //
+                                    self.setup.epoch_length), start.inference_id)
+        if self.setup.canary_rate_ppm and canary.is_canary(key, self.setup.canary_rate_ppm):
+            self.canaries[start.inference_id] = (key, self.truth[start.inference_id])
+            self.truth[start.inference_id] = "canary"
+            plain = finish_msg(executor, start, output).artifact
+            k, _ = artifact.decode(plain)
+            _, steps = artifact.decode(canary.shift(plain, canary.model_quanta(self.model, k)))
         if self.play.agent == "withhold-start" and self.play.is_deviant(agent_index) and \
                 agent is not executor:
             begun = executor.tx(MsgRelayStart(creator=executor.address, start=start),
@@ -292,8 +320,29 @@ class Simulation:
         else:
             begun = agent.tx(start, gas_limit=GAS["start"])
         # Signed after the start: when the agent is its own executor, the sequences follow.
-        return [begun, executor.tx(finish_msg(executor, start, [7 + t % 90 for t in range(
-            OUTPUT_TOKENS)]), gas_limit=GAS["finish"])]
+        return [begun, executor.tx(finish_msg(executor, start, output, steps=steps),
+                                   gas_limit=GAS["finish"])]
+
+    def canary_claims(self) -> list[bytes]:
+        """Each executor claims its canaries whose checks are over: the vote that follows
+        re-scores the real artifact, whose truth is the executor's own play."""
+        txs = []
+        for inference_id, (key, real) in list(self.canaries.items()):
+            try:
+                task = self.net.query("ValidationTask", q.QueryValidationTaskRequest(
+                    inference_id=inference_id)).task
+            except QueryError:
+                continue  # not finished yet (its start came in this block)
+            if task.state == OPEN:
+                continue
+            del self.canaries[inference_id]
+            self.truth[inference_id] = real
+            if task.state != FAILED:
+                executor = self.parts[self.index[task.executor]]
+                txs.append(executor.tx(MsgClaimCanary(creator=executor.address,
+                                                      inference_id=inference_id, key=key),
+                                       gas_limit=GAS["claim"]))
+        return txs
 
     def order(self, agent: Actor, label: str) -> list[str]:
         inference_id = request_id(agent, self.net.developer, label, T0 + self.net.height)
@@ -335,7 +384,7 @@ class Simulation:
         for i, member in enumerate(self.parts):
             for task in self.net.query("PendingVotes", q.QueryPendingVotesRequest(
                     voter=member.address)).tasks:
-                if (task.inference_id, i) in self.reported:
+                if (ballot_key(task), i) in self.reported:
                     continue
                 verdict = self.verdict(i, task, ballot=True)
                 if verdict is not None:
@@ -359,18 +408,17 @@ class Simulation:
                 self.notes["copied"] = self.notes.get("copied", 0) + 1
                 passed = task.reports[0].passed
             else:
-                passed = self.rescore(i, self.truth.get(inference_id, "canary")
-                                      in ("good", "hidden"))
+                passed = self.rescore(i, self.truth[inference_id] in ("good", "hidden"))
             txs.append(self.report(self.parts[i], inference_id, passed))
         return txs
 
     def verdict(self, i: int, task, ballot: bool) -> bool | None:
         """Whether member ``i`` reports a pass (True), a fail (False) or nothing (None), and
         whether it pays for a re-score to know."""
-        truth = self.truth.get(task.inference_id, "canary")
+        truth = self.truth[task.inference_id]
         honest = truth in ("good", "hidden")  # what an honest re-score says
         play = self.play
-        self.reported.add((task.inference_id, i))
+        self.reported.add((ballot_key(task), i))
         if play.is_deviant(i) and play.coalition:
             executor_is_ours = play.is_deviant(self.index[task.executor])
             if play.coalition == "shield" and executor_is_ours:

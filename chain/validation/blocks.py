@@ -40,7 +40,7 @@ class ValidationBlocks:
         self.inference = inference
         self.epochs = epochs
         self.tasks = tasks
-        self.judging = Judging(keeper, epochs)
+        self.judging = Judging(keeper, epochs, inference)
         self.summaries = Summaries(keeper, inference, epochs, tasks)
 
     def end_block(self, ctx: Context) -> list[int]:

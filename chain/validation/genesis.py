@@ -3,7 +3,7 @@
 Starting reputations let a network that migrates from another one (or a test) begin with
 participants who already earned trust, instead of checking everyone at p_max. An exported
 genesis carries instead every record the module keeps: epoch members, seed commitments,
-tasks and their queues, executor stats, validator records, canaries, judging and summary
+tasks and their queues, executor stats, validator records, judging and summary
 cursors and vote bonds.
 """
 
@@ -27,7 +27,6 @@ from chain.store import KVReader
 from chain.store.records import uint64
 from chain.validation.keeper import (
     BOND,
-    CANARY,
     COMMIT,
     FINISHED,
     JUDGING,
@@ -65,7 +64,6 @@ RECORDS = (
     Messages("executor_stats", STATS, ExecutorStats, lambda s: address.decode(s.address)),
     Messages("validator_records", RECORD, ValidatorEpochRecord,
              lambda r: uint64(r.epoch) + address.decode(r.address)),
-    Keyed("canaries", CANARY, (("inference_id", Text()),), "source_id", Text()),
     Messages("judging", JUDGING, JudgingCursor, lambda c: uint64(c.epoch)),
     Messages("summarizing", SUMMARIZING, SummaryCursor, lambda c: uint64(c.epoch)),
     Messages("vote_bonds", BOND, VoteBond, lambda b: uint64(b.epoch) + address.decode(

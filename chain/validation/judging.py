@@ -17,10 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from chain.context import Context
-from chain.validation.expected_keepers import EpochKeeper
+from chain.inference import artifact
+from chain.validation import canary
+from chain.validation.expected_keepers import EpochKeeper, InferenceKeeper
 from chain.validation.keeper import ValidationKeeper
 from chain.validation.sampling import CheckShares
 from inferchain_pb.inference.v1.validation_pb2 import (
+    FAILED,
+    PASSED,
     EpochMember,
     EpochMembers,
     JudgingCursor,
@@ -44,10 +48,31 @@ class _Checker:
     record: ValidatorEpochRecord
 
 
+class _Records:
+    """The epoch records one block of judging changes: the checkers' own, and any other
+    member's that a canary touches, each read once and written back together."""
+
+    def __init__(self, keeper: ValidationKeeper, ctx: Context, epoch: int,
+                 checkers: list[_Checker]) -> None:
+        self._keeper, self._ctx, self._epoch = keeper, ctx, epoch
+        self._records = {c.member.address: c.record for c in checkers}
+
+    def of(self, member: str) -> ValidatorEpochRecord:
+        if member not in self._records:
+            self._records[member] = self._keeper.record(self._ctx.kv, self._epoch, member)
+        return self._records[member]
+
+    def save(self) -> None:
+        for record in self._records.values():
+            self._keeper.set_record(self._ctx.kv, record)
+
+
 class Judging:
-    def __init__(self, keeper: ValidationKeeper, epochs: EpochKeeper) -> None:
+    def __init__(self, keeper: ValidationKeeper, epochs: EpochKeeper,
+                 inference: InferenceKeeper) -> None:
         self.keeper = keeper
         self.epochs = epochs
+        self.inference = inference
 
     def start(self, ctx: Context, epoch: int) -> None:
         self.keeper.set_judging(ctx.kv, JudgingCursor(
@@ -74,6 +99,7 @@ class Judging:
         """Counts required and done checks from the cursor on: what is left of the budget
         once the epoch's last task is counted, or None if the budget ran out first."""
         checkers = self._checkers(ctx, cursor.epoch, members)
+        records = _Records(self.keeper, ctx, cursor.epoch, checkers)
         shares = CheckShares(members)
         last = self.epochs.start_of(ctx.kv, cursor.epoch + 1) - 1
         paused = False
@@ -81,7 +107,10 @@ class Judging:
             if budget <= 0:
                 paused = True
                 break
-            reporters = {r.validator for r in task.reports}
+            self._judge_canary(ctx, task, records)
+            reporters = {r.validator for r in task.reports} | \
+                {r.validator for r in task.canary_reports}
+            voted = bool(task.voters or task.canary_voters)
             for checker in checkers:
                 addr = checker.member.address
                 if task.executor == addr:
@@ -90,20 +119,62 @@ class Judging:
                     # Once a vote opened only its voters may report: a check not made by
                     # then is no longer owed (the vote re-scores the inference).
                     reported = addr in reporters
-                    checker.record.required += reported or not task.voters
+                    checker.record.required += reported or not voted
                     checker.record.done += reported
-                elif addr in reporters and addr not in task.voters:
+                elif addr in reporters and addr not in task.voters and \
+                        addr not in task.canary_voters:
                     checker.record.unassigned_reports += 1
             budget -= max(1, len(checkers))
             cursor.height, cursor.inference_id = task.finish_height, task.inference_id
-        for checker in checkers:
-            self.keeper.set_record(ctx.kv, checker.record)
+        records.save()
         if not paused:
             return budget
         self.keeper.set_judging(ctx.kv, cursor)
         log.info("epoch %d: validator judgement paused after height %d's task %s; it goes on "
                  "next block", cursor.epoch, cursor.height, cursor.inference_id)
         return None
+
+    def _judge_canary(self, ctx: Context, task: ValidationTask, records: "_Records") -> None:
+        """Canaries are known from the executor's seed of the draw's epoch, revealed by now
+        (docs/design.md §6.9). A canary its executor did not claim (unless a vote had already
+        invalidated it) or a claim that seed does not back makes the executor lazy; a claimed
+        canary whose vote passed the real artifact makes lazy every member that passed the
+        shifted one before the claim and before that seed's reveal told anyone."""
+        commitment = self.keeper.commitment(ctx.kv, task.draw_epoch, task.executor)
+        seed = commitment.seed if commitment is not None else b""
+        if task.canary_key:
+            if not seed or canary.key(seed, task.inference_id) != task.canary_key:
+                records.of(task.executor).false_canary_claims += 1
+                log.warning("executor %s claimed %s as a canary with a key its seed does not "
+                            "give", task.executor, task.inference_id)
+                return
+            if task.state != PASSED or not task.canary_reports:
+                return
+            for report in task.canary_reports:
+                record = records.of(report.validator)
+                if not report.passed:
+                    record.canaries_caught += 1
+                elif report.height < commitment.reveal_height:
+                    record.canaries_passed += 1
+                    log.warning("validator %s passed canary %s without computing it",
+                                report.validator, task.inference_id)
+            return
+        if seed and task.state != FAILED and \
+                canary.is_canary(canary.key(seed, task.inference_id), task.canary_rate_ppm) and \
+                self._shift_moves(ctx, task):
+            records.of(task.executor).canary_claims_missed += 1
+            log.warning("executor %s never claimed its canary %s", task.executor,
+                        task.inference_id)
+
+    def _shift_moves(self, ctx: Context, task: ValidationTask) -> bool:
+        """Whether the canary shift changes the inference's artifact (it cannot when the
+        artifact has no alternative to move): only then was it a canary to claim."""
+        inference = self.inference.inference(ctx.kv, task.inference_id)
+        if inference is None or not inference.artifact:
+            return False
+        model = self.inference.model(ctx.kv, task.model_id)
+        k, _ = artifact.token_ids(inference.artifact)
+        return canary.moves(inference.artifact, canary.model_quanta(model, k))
 
     def _checkers(self, ctx: Context, epoch: int, members: EpochMembers) -> list[_Checker]:
         checkers = []
@@ -135,7 +206,8 @@ class Judging:
                 and all(v.validator != member.address for v in s.verdicts))
             record.lazy = (not record.revealed or record.missed > 0 or record.missed_votes > 0
                            or record.canaries_passed > 0 or record.missed_poc_checks > 0
-                           or record.unassigned_reports > 0)
+                           or record.unassigned_reports > 0 or record.canary_claims_missed > 0
+                           or record.false_canary_claims > 0)
             record.settled = True
             self.keeper.set_record(ctx.kv, record)
             ctx.emit("validator_epoch", validator=member.address, epoch=str(epoch),
@@ -143,8 +215,10 @@ class Judging:
                      lazy=str(record.lazy).lower())
             log.log(logging.WARNING if record.lazy else logging.INFO,
                     "epoch %d validator %s: %d checks assigned, %d done, %d votes missed, "
-                    "%d PoC checks missed, %d canaries passed, %d unassigned reports, seed %s%s",
+                    "%d PoC checks missed, %d canaries passed, %d unassigned reports, %d canary "
+                    "claims missed, %d false, seed %s%s",
                     epoch, member.address, record.required, record.done, record.missed_votes,
                     record.missed_poc_checks, record.canaries_passed, record.unassigned_reports,
+                    record.canary_claims_missed, record.false_canary_claims,
                     "revealed" if record.revealed else "NOT revealed",
                     " — LAZY, forfeits the epoch's rewards" if record.lazy else "")

@@ -9,7 +9,6 @@ Keys (heights and epochs as 8-byte big-endian, so prefixes iterate in order):
   validation/vote/<vote deadline>/<id>          IN_VOTE tasks, tallied at the deadline
   validation/stats/<addr>                       ExecutorStats
   validation/record/<epoch>/<addr>              ValidatorEpochRecord
-  validation/canary/<id>                        a planted known-bad twin (value: source id)
   validation/judging/<epoch>                    JudgingCursor of an epoch being judged
   validation/summarizing/<epoch>                SummaryCursor of a settled epoch whose
                                                 inferences are being cut to summaries
@@ -44,7 +43,6 @@ WINDOW = b"validation/window/"
 VOTE = b"validation/vote/"
 STATS = b"validation/stats/"
 RECORD = b"validation/record/"
-CANARY = b"validation/canary/"
 JUDGING = b"validation/judging/"
 SUMMARIZING = b"validation/summarizing/"
 BOND = b"validation/bond/"
@@ -96,10 +94,9 @@ class ValidationKeeper:
         save(kv, TASK + task.inference_id.encode(), task)
 
     def drop_task(self, kv: GasKV, task: ValidationTask) -> None:
-        """Forgets a closed task, with its index entry and canary mark."""
+        """Forgets a closed task, with its index entry."""
         kv.delete(TASK + task.inference_id.encode())
         kv.delete(FINISHED + uint64(task.finish_height) + task.inference_id.encode())
-        kv.delete(CANARY + task.inference_id.encode())
 
     def task_ids_finished_at(self, state: State, height: int, after_id: str = "") -> list[str]:
         """Ids of the tasks whose inference finished at ``height``, in order, after
@@ -192,12 +189,6 @@ class ValidationKeeper:
 
     def set_record(self, kv: GasKV, record: ValidatorEpochRecord) -> None:
         save(kv, RECORD + uint64(record.epoch) + address.decode(record.address), record)
-
-    def is_canary(self, state: State, inference_id: str) -> bool:
-        return state.get(CANARY + inference_id.encode()) is not None
-
-    def mark_canary(self, kv: GasKV, inference_id: str, source_id: str) -> None:
-        kv.set(CANARY + inference_id.encode(), source_id.encode())
 
     def add_bond(self, kv: GasKV, bond: VoteBond) -> None:
         save(kv, _bond_key(bond.epoch, bond.member) + bond.inference_id.encode(), bond)

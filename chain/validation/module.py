@@ -22,6 +22,7 @@ from chain.validation.tasks import Tasks
 from inferchain_pb.inference.v1 import query_pb2
 from inferchain_pb.inference.v1.inference_pb2 import Inference
 from inferchain_pb.inference.v1.validation_pb2 import (
+    MsgClaimCanary,
     MsgClaimRewards,
     MsgCommitSeed,
     MsgValidation,
@@ -43,6 +44,7 @@ class ValidationModule(Module):
     def messages(self) -> list[Msg]:
         return [Msg(MsgCommitSeed, "creator", self._msgs.commit_seed),
                 Msg(MsgClaimRewards, "creator", self._msgs.claim_rewards),
+                Msg(MsgClaimCanary, "creator", self._msgs.claim_canary),
                 Msg(MsgValidation, "creator", self._msgs.validation)]
 
     def queries(self, latest_height: Callable[[], int]) -> list[Query]:

@@ -27,6 +27,7 @@ from inferchain_pb.inference.v1.inference_pb2 import Participant
 from inferchain_pb.inference.v1.validation_pb2 import (
     IN_VOTE,
     OPEN,
+    MsgClaimCanary,
     MsgClaimRewards,
     MsgCommitSeed,
     MsgValidation,
@@ -84,6 +85,15 @@ class ValidationMsgServer:
         self._keeper.set_commitment(ctx.kv, commitment)
         self._tasks.settle_bonds(ctx, msg.epoch, msg.creator, msg.seed)
         ctx.emit("claim_rewards", validator=msg.creator, epoch=str(msg.epoch))
+
+    def claim_canary(self, ctx: Context, msg: MsgClaimCanary) -> None:
+        task = self._keeper.task(ctx.kv, msg.inference_id)
+        if task is None:
+            raise TaskNotFound(f"no validation task for inference {msg.inference_id!r} (never "
+                               f"finished, or settled and summarized)")
+        if task.executor != msg.creator:
+            raise NotAllowed("only an inference's executor claims it as a canary")
+        self._tasks.claim_canary(ctx, task, msg.key)
 
     def validation(self, ctx: Context, msg: MsgValidation) -> None:
         validator = self._participant(ctx, msg.creator)

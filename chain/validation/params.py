@@ -25,7 +25,8 @@ class ValidationParams(ModuleParams):
         "p_min_ppm", "p_max_ppm", "max_expected_checks_ppm", "epochs_to_max",
         "validation_window_blocks", "voting_period_blocks", "voters_per_vote",
         "invalid_after_consecutive", "invalid_min_count",
-        "invalid_rate_ppm", "canary_rate_ppm", "vote_bond", "evidence_alpha_ppm",
+        "invalid_rate_ppm", "canary_rate_ppm", "canary_claim_blocks", "vote_bond",
+        "evidence_alpha_ppm",
         "passed_over_allowance_ppm"})
     # p = p_min + (p_max − p_min) × (1 − reputation), in parts per million; each 0 to
     # 1000000 (p_max 0 checks nothing, which stops no block) and p_min <= p_max.
@@ -56,8 +57,12 @@ class ValidationParams(ModuleParams):
     invalid_after_consecutive: int = bounded(3, 1, 100_000)
     invalid_min_count: int = bounded(5, 1, 100_000)
     invalid_rate_ppm: int = bounded(200_000, 0, PPM)
-    # Chance per finished inference that the chain plants a known-bad twin (a canary).
+    # Share of each executor's inferences that are canaries, drawn from its seed (docs/
+    # design.md §6.9): it records their artifacts shifted, and claims each once its window
+    # closed or a vote opened on it, within canary_claim_blocks (1 to 100,000; with canaries
+    # on, the window, this and the voting period fit inside reveal_window_blocks).
     canary_rate_ppm: int = bounded(5_000, 0, PPM)
+    canary_claim_blocks: int = bounded(10, 1, MAX_WINDOW_BLOCKS)
     # ninfer a member locks to open a vote before its seed is revealed (docs/design.md §6.5):
     # returned if its seed assigned it the check, burned if not. 0 (no bond) to 10^15 (a
     # million INFER); 0.1 INFER by default, a hundred inferences' fees at the default price.
@@ -75,9 +80,12 @@ class ValidationParams(ModuleParams):
     def check_consistency(self) -> None:
         if self.p_min_ppm > self.p_max_ppm:
             raise InvalidRequest("validation params need p_min_ppm <= p_max_ppm")
-        if self.reveal_window_blocks < self.validation_window_blocks + self.voting_period_blocks:
+        claims = self.canary_claim_blocks if self.canary_rate_ppm else 0
+        if self.reveal_window_blocks < \
+                self.validation_window_blocks + claims + self.voting_period_blocks:
             raise InvalidRequest("validation param reveal_window_blocks must be at least "
-                                 "validation_window_blocks + voting_period_blocks")
+                                 "validation_window_blocks + voting_period_blocks (+ "
+                                 "canary_claim_blocks while canary_rate_ppm is not 0)")
 
     @property
     def reputation_step_ppm(self) -> int:

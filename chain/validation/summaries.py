@@ -4,7 +4,7 @@ Once an epoch is settled nothing changes its inferences whose checks have closed
 prompt, the output and the artifact were needed to validate them and are not needed again
 (anyone rebuilds them from the Start and Finish transactions, and the summary's
 ``record_sha256`` says which). Each such inference becomes an InferenceSummary and its
-validation task, index entries and canary mark go; so do the epoch's expired inferences, whose
+validation task and index entries go; so do the epoch's expired inferences, whose
 lone half no relay can complete any more once its epoch is settled. What state keeps per
 inference then stops growing with the prompt and the output (docs/inference.md, "What the
 chain keeps").

@@ -17,11 +17,12 @@ import logging
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
 from chain.context import Context
+from chain.inference import artifact
 from chain.inference.draw import Candidate, draw_order
 from chain.inference.keeper import ESCROW_ACCOUNT, invalid_now
 from chain.scales import PPM
 from chain.validation import canary, evidence
-from chain.validation.errors import NotAllowed, NoVoteBond
+from chain.validation.errors import BadCanary, NotAllowed, NoVoteBond, WindowClosed
 from chain.validation.expected_keepers import BankKeeper, EpochKeeper, InferenceKeeper
 from chain.validation.keeper import BOND_ACCOUNT, ValidationKeeper
 from chain.validation.params import ValidationParams
@@ -65,23 +66,13 @@ class Tasks:
         self.epochs = epochs
 
     def on_finished(self, ctx: Context, finished: Inference) -> None:
-        """Opens the task of a just-charged inference, and maybe plants its canary twin."""
-        params = self.keeper.params(ctx.kv)
-        task = self._open(ctx, finished, params)
-        block_hash = self._block_hash(ctx)
-        if params.canary_rate_ppm and canary.wins(block_hash, finished.id, params.canary_rate_ppm):
-            model = self.inference.model(ctx.kv, finished.model_id)
-            twin = canary.forge(finished, block_hash, model.max_rule_violations + 2)
-            if twin is not None and self.inference.inference(ctx.kv, twin.id) is None:
-                self.inference.save_inference(ctx.kv, twin, ctx.block.height, None)
-                self.keeper.mark_canary(ctx.kv, twin.id, finished.id)
-                self._open(ctx, twin, params, p_ppm=task.p_ppm)
+        """Opens the task of a just-charged inference."""
+        self._open(ctx, finished, self.keeper.params(ctx.kv))
 
-    def _open(self, ctx: Context, inference: Inference, params: ValidationParams,
-              p_ppm: int | None = None) -> ValidationTask:
-        if p_ppm is None:
-            reputation = self.keeper.stats(ctx.kv, inference.executor).reputation_ppm
-            p_ppm = check_probability_ppm(reputation, params.p_min_ppm, params.p_max_ppm)
+    def _open(self, ctx: Context, inference: Inference,
+              params: ValidationParams) -> ValidationTask:
+        reputation = self.keeper.stats(ctx.kv, inference.executor).reputation_ppm
+        p_ppm = check_probability_ppm(reputation, params.p_min_ppm, params.p_max_ppm)
         task = ValidationTask(
             inference_id=inference.id, model_id=inference.model_id,
             executor=inference.executor, epoch=self.epochs.epoch_of(ctx.kv, ctx.block.height),
@@ -89,12 +80,14 @@ class Tasks:
             expected_checks_ppm=expected_checks_ppm(p_ppm, params.max_expected_checks_ppm),
             finish_height=ctx.block.height,
             deadline=ctx.block.height + params.validation_window_blocks, state=OPEN,
-            positions=len(inference.output_ids))
+            positions=len(inference.output_ids),
+            draw_epoch=self.epochs.epoch_of(ctx.kv, max(1, inference.draw_height)),
+            canary_rate_ppm=params.canary_rate_ppm)
         self.keeper.add_task(ctx.kv, task)
         return task
 
     def _block_hash(self, ctx: Context) -> bytes:
-        """This block's hash, which seeds canaries and vote draws. CheckTx and simulations
+        """This block's hash, which seeds vote draws. CheckTx and simulations
         run on the block being built, whose hash does not exist yet: they use the last one
         (what they decide is thrown away; FinalizeBlock decides with the real hash)."""
         return self.inference.block_hash(ctx.kv, ctx.block.height) or \
@@ -106,14 +99,6 @@ class Tasks:
         model = self.inference.model(ctx.kv, task.model_id)
         report.passed = passes(report, _allowed(model, task), threshold_micro(model))
         task.reports.append(report)
-        if self.keeper.is_canary(ctx.kv, task.inference_id):
-            record = self.keeper.record(ctx.kv, task.epoch, report.validator)
-            if report.passed:
-                record.canaries_passed += 1
-                log.warning("validator %s passed canary %s", report.validator, task.inference_id)
-            else:
-                record.canaries_caught += 1
-            self.keeper.set_record(ctx.kv, record)
         if task.state == OPEN and report.passed:
             self._set_status(ctx, task.inference_id, VALIDATED, only_from_finished=True)
         elif task.state == OPEN:
@@ -121,7 +106,79 @@ class Tasks:
             self._open_vote(ctx, task, params)
         self.keeper.set_task(ctx.kv, task)
         if task.state == IN_VOTE and set(task.voters) <= {r.validator for r in task.reports}:
-            self.tally(ctx, task)  # every drawn voter has reported (maybe before the vote)
+            self._close_early(ctx, task, params)  # every drawn voter has reported
+
+    def _close_early(self, ctx: Context, task: ValidationTask, params: ValidationParams) -> None:
+        """Tallies a vote all its voters answered, except while its executor may still claim
+        it as a canary: then the vote closes when that period ends, so a vote on a shifted
+        artifact cannot invalidate the inference before the claim lands."""
+        claim_until = self._claim_until(task, params)
+        if ctx.block.height >= claim_until:
+            self.tally(ctx, task)
+        elif task.vote_deadline > claim_until:
+            self.keeper.close_vote(ctx.kv, task)
+            task.vote_deadline = claim_until
+            self.keeper.open_vote(ctx.kv, task)
+            self.keeper.set_task(ctx.kv, task)
+
+    @staticmethod
+    def _claim_until(task: ValidationTask, params: ValidationParams) -> int:
+        """The last height the task's executor may claim it as a canary (0: it cannot)."""
+        if not task.canary_rate_ppm or task.canary_key:
+            return 0
+        return task.closed_height + params.canary_claim_blocks
+
+    def claim_canary(self, ctx: Context, task: ValidationTask, canary_key: bytes) -> None:
+        """The executor's claim that ``task``'s inference is a canary (docs/design.md §6.9).
+
+        Taken once the task left OPEN (a claim while validators may still report would tell
+        them), for ``canary_claim_blocks``. The key must win the task's canary lottery, and
+        match the executor's seed if that is revealed (judging checks it otherwise). The real
+        artifact (the recorded one shifted back) replaces the recorded one; the reports and
+        voters so far, about the shifted artifact, are kept apart for judging; and where
+        anyone checked it, a fresh vote re-scores the real artifact: it decides the
+        executor's pay, and whether the canary was planted as claimed.
+        """
+        params = self.keeper.params(ctx.kv)
+        if task.canary_key:
+            raise BadCanary(f"inference {task.inference_id} was already claimed as a canary")
+        if task.state == OPEN:
+            raise NotAllowed(f"inference {task.inference_id} is open to validators until "
+                             f"height {task.deadline}: claim it as a canary after that")
+        if task.state == FAILED or ctx.block.height > self._claim_until(task, params):
+            raise WindowClosed(f"inference {task.inference_id} could be claimed as a canary "
+                               f"until height {self._claim_until(task, params)}")
+        if len(canary_key) != canary.KEY_BYTES or \
+                not canary.is_canary(canary_key, task.canary_rate_ppm):
+            raise BadCanary("the key does not make the inference a canary")
+        commitment = self.keeper.commitment(ctx.kv, task.draw_epoch, task.executor)
+        if commitment is not None and commitment.seed and \
+                canary.key(commitment.seed, task.inference_id) != canary_key:
+            raise BadCanary(f"the key is not the one {task.executor}'s revealed seed gives")
+        inference = self.inference.inference(ctx.kv, task.inference_id)
+        model = self.inference.model(ctx.kv, task.model_id)
+        k, _ = artifact.token_ids(inference.artifact)
+        real = canary.shift(inference.artifact, canary.model_quanta(model, k))
+        if real == inference.artifact:
+            raise BadCanary("the canary shift moves nothing in this artifact: it is no canary")
+        previous = Inference()
+        previous.CopyFrom(inference)
+        inference.artifact = real
+        self.inference.save_inference(ctx.kv, inference, ctx.block.height, previous)
+        was_voting = task.state == IN_VOTE
+        if was_voting:
+            self.keeper.close_vote(ctx.kv, task)
+        task.canary_key, task.canary_claim_height = canary_key, ctx.block.height
+        task.canary_reports.extend(task.reports)
+        task.canary_voters.extend(task.voters)
+        del task.reports[:]
+        del task.voters[:]
+        ctx.emit("canary_claim", inference_id=task.inference_id, executor=task.executor)
+        log.info("executor %s claimed inference %s as a canary (%d reports on it)",
+                 task.executor, task.inference_id, len(task.canary_reports))
+        if task.canary_reports:
+            self._open_vote(ctx, task, params)
+        self.keeper.set_task(ctx.kv, task)
 
     def _bond_opener(self, ctx: Context, task: ValidationTask, member: str,
                      params: ValidationParams) -> None:
@@ -162,7 +219,7 @@ class Tasks:
         for bond in self.keeper.bonds(ctx.kv, epoch, member):
             task = self.keeper.task(ctx.kv, bond.inference_id)
             self.keeper.drop_bond(ctx.kv, bond)
-            if task is not None and (member in task.voters or
+            if task is not None and (member in task.voters or member in task.canary_voters or
                                      self._assigned(ctx, task, member, seed)):
                 self.bank.send(ctx, BOND_ACCOUNT, address.decode(member),
                                {NATIVE_DENOM: bond.amount})
@@ -192,11 +249,15 @@ class Tasks:
         # Only members serving the model can re-score it.
         candidates = [Candidate(address, weight, PPM)
                       for address, weight in CheckShares(members).checkers(task).items()]
-        voters = draw_order(task.inference_id + "/vote", self._block_hash(ctx), candidates) \
+        draw = task.inference_id + ("/canary-vote" if task.canary_key else "/vote")
+        voters = draw_order(draw, self._block_hash(ctx), candidates) \
             if candidates else []
         task.voters.extend(voters[:params.voters_per_vote])
         task.state = IN_VOTE
-        task.vote_deadline = ctx.block.height + params.voting_period_blocks
+        task.closed_height = task.closed_height or ctx.block.height
+        # A vote on an artifact its executor may still claim as a canary outlasts the claim.
+        task.vote_deadline = max(ctx.block.height + params.voting_period_blocks,
+                                 self._claim_until(task, params))
         self.keeper.close_window(ctx.kv, task)
         self.keeper.open_vote(ctx.kv, task)
         self._set_status(ctx, task.inference_id, VOTING)
@@ -229,21 +290,18 @@ class Tasks:
                                                         threshold_micro(model))
         task.state = FAILED if failed else PASSED
         self.keeper.set_task(ctx.kv, task)
-        if not self.keeper.is_canary(ctx.kv, task.inference_id):
-            self._charge_dissent(ctx, task, params, failed)
+        self._charge_dissent(ctx, task, params, failed)
         ctx.emit("validation_outcome", inference_id=task.inference_id,
                  outcome="invalidated" if failed else "validated",
                  reports=str(len(task.reports)))
         log.info("vote on inference %s (executor %s): %s by %d reports", task.inference_id,
                  task.executor, "INVALIDATED" if failed else "VALIDATED", len(task.reports))
-        if self.keeper.is_canary(ctx.kv, task.inference_id):
-            self._set_status(ctx, task.inference_id, INVALIDATED if failed else VALIDATED)
-            return
         if failed:
             self._invalidate(ctx, task, params)
-        else:
-            self._set_status(ctx, task.inference_id, VALIDATED)
-            self._count_pass(ctx, task)
+            return
+        self._set_status(ctx, task.inference_id, VALIDATED)
+        if not (task.canary_key and not task.canary_voters):
+            self._count_pass(ctx, task)  # a canary claimed after its window was counted then
 
     def _ballots(self, task: ValidationTask) -> list[ValidationReport]:
         """What the vote counts: one ballot per drawn voter, its report or, if it stayed
@@ -280,8 +338,9 @@ class Tasks:
     def close_window(self, ctx: Context, task: ValidationTask) -> None:
         self.keeper.close_window(ctx.kv, task)
         task.state = PASSED if task.reports else UNCHECKED
+        task.closed_height = ctx.block.height
         self.keeper.set_task(ctx.kv, task)
-        if task.reports and not self.keeper.is_canary(ctx.kv, task.inference_id):
+        if task.reports:
             self._count_pass(ctx, task)
 
     def _count_pass(self, ctx: Context, task: ValidationTask) -> None:
