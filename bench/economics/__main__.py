@@ -150,7 +150,7 @@ def shield_table(params: Params, settings: Settings, registry: rates.Registry
 
 def other_outcomes(params: Params, economy: Economy) -> list[Outcome]:
     found = [model.lazy_validator(params, economy, kind, g)
-             for kind in ("skip", "blind-pass", "history-aware", "copy") for g in (0.1, 1.0)]
+             for kind in ("skip", "blind-pass", "copy") for g in (0.1, 1.0)]
     found += [model.coalition_against_truth(params, economy, s, level)
               for level in (None, 0) for s in COALITIONS]
     found += [model.fabricated_nonces(params, economy, phi) for phi in (0.01, 0.1, 0.5)]

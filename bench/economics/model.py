@@ -253,11 +253,9 @@ def lazy_validator(params: Params, economy: Economy, kind: str, g: float) -> Out
     """A member that does ``g`` of its owed checks the lazy way ``kind``:
 
     - ``skip``: not at all. Judging at reveal recomputes its assignment: one miss is lazy.
-    - ``blind-pass``: reports pass without computing; its canary twins (one per finished
-      inference with probability canary_rate, assigned by the same rule) catch it.
-    - ``history-aware``: passes without computing, but tells canaries apart (they have no
-      MsgFinishInference in the tx history) and fails them: nothing catches it while the
-      outputs it passes are honest.
+    - ``blind-pass``: reports pass without computing; the canaries among the inferences it
+      owes (each executor's share canary_rate, from its seed, assigned by the same rule and
+      not told apart before the checks are due) catch it.
     - ``copy``: copies another member's report on the same inference when one exists,
       computes otherwise; nothing catches a copy of a correct report.
     """
@@ -288,8 +286,6 @@ def lazy_validator(params: Params, economy: Economy, kind: str, g: float) -> Out
                 spent = (1 - g) * (x + y) * check_cost
                 atoms.append((owed[x] * canaries[y] * clean, base + x * share_earned - spent))
                 atoms.append((owed[x] * canaries[y] * (1 - clean), -kappa * n * fee - spent))
-        elif kind == "history-aware":
-            atoms.append((owed[x], base + x * share_earned - (1 - g) * x * check_cost))
         elif kind == "copy":
             others_check = 1 - (1 - q) ** (economy.members - 2)
             atoms.append((owed[x], base + x * share_earned
