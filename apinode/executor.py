@@ -77,13 +77,12 @@ from apinode.inference_keys import parse as parse_key
 from apinode.mlnode_client import MlNodeClient, MlNodeError
 from apinode.outbox import Entry, Outbox
 from apinode.store import Database, Payload
-from apinode.validation.canaries import planted_shift
+from apinode.validation.canaries import Planted, planted_shift
 from apinode.validation.seeds import SeedStore
 from chain.errors import ChainError
 from chain.inference import artifact, payload, start_rules
 from chain.inference.artifact import ArtifactStep
 from chain.inference.delivery import Delivered, signed_delivery
-from chain.validation import canary
 from inferchain_pb.inference.v1.inference_pb2 import (
     EXPIRED,
     Inference,
@@ -124,7 +123,7 @@ class _Run:
     agent: Participant
     top_k: int
     serving_dtype: str  # the model's, checked at admission: the finish says it, signed
-    canary_shift: int  # quanta its finish shifts the artifact by: 0 unless a canary
+    canary: Planted | None  # how its finish shifts the artifact, when it is a canary
     steps: list[TokenStep] = field(default_factory=list)
     complete: bool = False  # the ML node finished the output and Executed went out
     over: bool = False  # no more tokens come: the finish waits for deliveries only
@@ -216,7 +215,8 @@ class Executor:
             shift = await planted_shift(self.chain, self.seeds, start, model)
             if shift:
                 log.info("inference %s is one of this node's canaries: its finish records the "
-                         "artifact shifted by %d quanta", start.inference_id, shift)
+                         "artifact shifted by %d to %d quanta", start.inference_id,
+                         shift.quanta, 2 * shift.quanta - 1)
             async for item in self._run(_Run(request, agent, model.top_k,
                                              model.serving_dtype, shift)):
                 yield item
@@ -477,7 +477,7 @@ class Executor:
         for attempt in range(1, FINISH_QUEUE_ATTEMPTS + 1):
             try:
                 await self._queue_finish(run.request, run.recorded(), run.top_k, delivery,
-                                         run.serving_dtype, run.canary_shift)
+                                         run.serving_dtype, run.canary)
                 return
             except Exception as exc:
                 if attempt == FINISH_QUEUE_ATTEMPTS:
@@ -533,7 +533,7 @@ class Executor:
             await asyncio.to_thread(self._relay, run.request.start, delivery, output_ids)
             if run.over and run.settled and run.held is delivery:
                 await self._queue_finish(run.request, run.recorded(), run.top_k, delivery,
-                                         run.serving_dtype, run.canary_shift)
+                                         run.serving_dtype, run.canary)
             return
         row = await asyncio.to_thread(self._payload, delivery.inference_id)
         if row is None or row.artifact is None:
@@ -546,7 +546,7 @@ class Executor:
         k, recorded = artifact.decode(row.artifact)
         # Executed here, so admitted in the model's dtype, which no update changes.
         shift = await planted_shift(self.chain, self.seeds, request.start, model) \
-            if model else 0
+            if model else None
         await self._queue_finish(request, recorded, k, delivery,
                                  model.serving_dtype if model else "", shift)
 
@@ -565,11 +565,12 @@ class Executor:
         return kind
 
     async def _queue_finish(self, request: ExecuteRequest, recorded: list[ArtifactStep], k: int,
-                            delivery: Delivery, serving_dtype: str, canary_shift: int) -> None:
+                            delivery: Delivery, serving_dtype: str,
+                            planted: Planted | None) -> None:
         """Queues the finish of the delivered prefix of ``recorded``, once per inference. It
         asks the chain nothing: a finish owed while this node's chain node is down still
         goes to the outbox, which sends it once the chain is back."""
-        finish = self._finish_of(request, recorded, k, delivery, serving_dtype, canary_shift)
+        finish = self._finish_of(request, recorded, k, delivery, serving_dtype, planted)
         if await asyncio.to_thread(self._enqueue_finish, finish, delivery):
             log.info("inference %s: %d output tokens delivered to the developer: "
                      "MsgFinishInference queued", delivery.inference_id, finish.output_tokens)
@@ -617,7 +618,7 @@ class Executor:
                 model = await self.chain.model(request.start.model_id)
                 k, recorded = artifact.decode(row.artifact)
                 shift = await planted_shift(self.chain, self.seeds, request.start, model) \
-                    if model else 0
+                    if model else None
                 message = self._finish_of(request, recorded, k, delivery,
                                           model.serving_dtype if model else "", shift)
         if message is not None:
@@ -633,11 +634,13 @@ class Executor:
 
     def _finish_of(self, request: ExecuteRequest, recorded: list[ArtifactStep], k: int,
                    delivery: Delivery, serving_dtype: str,
-                   canary_shift: int) -> MsgFinishInference:
+                   planted: Planted | None) -> MsgFinishInference:
         """MsgFinishInference of the prefix of ``recorded`` that ``delivery`` signs, with its
         delivery signature; a canary's artifact shifted (apinode/validation/canaries.py)."""
         delivered = recorded[:delivery.output_tokens]
-        encoded = canary.shift(artifact.encode(delivered, k), canary_shift)
+        encoded = artifact.encode(delivered, k)
+        if planted is not None:
+            encoded = planted.apply(encoded)
         finish = self._finish_message(request, [s.token_id for s in delivered], encoded,
                                       serving_dtype)
         finish.delivery_signature = delivery.signature

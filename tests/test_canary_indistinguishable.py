@@ -6,81 +6,43 @@ what the chain shows: the records and tasks its queries answer, the transactions
 history, and the artifacts themselves. The first two show nothing (the same messages, fields
 and values of every kind); the artifacts are measured here on real outputs of the default
 model (fp32, from bench/detection/gpu-h200.json.gz), against features any reader computes
-without the model, beside a naive shift those features catch at once.
+without the model (bench/detection/canaries.py prints them for every dtype), beside a naive
+shift those features catch at once.
 """
 
-import gzip
 import json
-import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 from inference_actors import finish_msg
 from inference_net import Net
 
-from apinode.validation.figures import position_distance
+from bench.detection import canaries
 from chain.inference import artifact
-from chain.inference.artifact import LOGPROB_QUANTUM, ArtifactStep, dequantize, quantize
 from chain.scales import PPM
 from chain.validation import canary
 from chain.validation.sampling import seed_hash
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.validation_pb2 import MsgCommitSeed
-from mlnode.types import ScoredPosition, TokenStep
 
-RECORDS = Path(__file__).resolve().parent.parent / "bench" / "detection" / "gpu-h200.json.gz"
-FP32_THRESHOLD_MICRO = 480  # the default model's fp32 distance threshold
-K = 5
+FP32_THRESHOLD_MICRO = canaries.threshold_micro("float32")
+K = canaries.K
 
 
 @pytest.fixture(scope="module")
 def honest() -> list[bytes]:
     """270 real fp32 artifacts of the default model (8, 32 and 128 tokens), top-5."""
-    records = json.loads(gzip.open(RECORDS).read())["records"]
-    return [artifact.encode([ArtifactStep(t, lp, tuple(ids), tuple(lps))
-                             for t, lp, ids, lps in r["steps"]], K)
-            for r in records if r["scenario"] == "honest-gpu-float32"]
+    return canaries.honest_artifacts("float32")
 
 
 def quanta() -> int:
     return canary.shift_quanta(FP32_THRESHOLD_MICRO, K)
 
 
-def uniform_shift(data: bytes, by: int) -> bytes:
-    """The naive canary: every logprob of every position lowered by ``by`` quanta."""
-    k, steps = artifact.decode(data)
-    lower = [ArtifactStep(s.token_id, dequantize(quantize(s.logprob) + by), s.top_ids,
-                          tuple(dequantize(quantize(lp) + by) for lp in s.top_logprobs))
-             for s in steps]
-    return artifact.encode(lower, k)
-
-
-def features(data: bytes) -> dict[str, float]:
-    """Per-artifact statistics a validator computes without the model."""
-    _, steps = artifact.decode(data)
-    q = quanta()
-    tops = [[quantize(lp) for lp in s.top_logprobs] for s in steps]
-    gaps = [t[1] - t[0] for t in tops if len(t) >= 2]
-    return {
-        "lower parity class share": np.mean([g % (2 * q) < q for g in gaps]),
-        "mean gap to the second": np.mean(gaps),
-        "share of near-certain top tokens": np.mean([t[0] < q for t in tops]),
-        "mean top-k mass": np.mean([sum(math.exp(lp) for lp in s.top_logprobs) for s in steps]),
-        "mean sampled logprob": np.mean([s.logprob for s in steps]),
-    }
-
-
-def auc(a: list[float], b: list[float]) -> float:
-    """P(a feature of ``a`` > one of ``b``) + half the ties: 0.5 when nothing tells them apart."""
-    x, y = np.array(a)[:, None], np.array(b)[None, :]
-    return float((x > y).mean() + 0.5 * (x == y).mean())
-
-
 def test_the_shift_keeps_what_a_reader_can_check_and_undoes_itself(honest):
-    for data in honest:
-        shifted = canary.shift(data, quanta())
-        assert canary.shift(shifted, quanta()) == data
+    for i, data in enumerate(honest):
+        shifted = canary.shift(data, canaries.bench_key(i), quanta())
+        assert canary.shift(shifted, canaries.bench_key(i), quanta()) == data
         assert artifact.token_ids(shifted) == artifact.token_ids(data)
         _, before = artifact.decode(data)
         _, after = artifact.decode(shifted)
@@ -95,16 +57,10 @@ def test_an_honest_rescore_of_a_canary_fails_it_by_several_thresholds(honest):
     """The validator's own logprobs are the real ones: its distance to the shifted artifact
     is the shift, at least three times the fp32 threshold on every real output."""
     threshold = FP32_THRESHOLD_MICRO / PPM
-    for data in honest:
-        _, real = artifact.decode(data)
-        _, shifted = artifact.decode(canary.shift(data, quanta()))
-        scored = [ScoredPosition(TokenStep(s.token_id, s.logprob, s.top_ids, s.top_logprobs),
-                                 None) for s in real]
-        distance = np.mean([position_distance(r, s) for r, s in zip(shifted, scored,
-                                                                     strict=True)])
-        assert distance > 3 * threshold, distance
-        assert np.mean([position_distance(r, s) for r, s in zip(real, scored,
-                                                                 strict=True)]) == 0
+    for i, data in enumerate(honest):
+        shifted = canary.shift(data, canaries.bench_key(i), quanta())
+        assert canaries.rescore_distance(data, shifted) > 3 * threshold
+        assert canaries.rescore_distance(data, data) == 0
 
 
 def test_no_model_free_feature_tells_canaries_from_honest_artifacts(honest):
@@ -112,16 +68,17 @@ def test_no_model_free_feature_tells_canaries_from_honest_artifacts(honest):
     within 0.1 of 0.5 (its standard error here is about 0.025). The naive uniform shift of
     the same size leaves a tell instead: no near-certain top token survives it, so every
     honest artifact that has one (a third or more of them) could be passed unchecked."""
-    shifted = [canary.shift(data, quanta()) for data in honest]
-    naive = [uniform_shift(data, quanta()) for data in honest]
-    mine, theirs, bad = ([features(d) for d in group] for group in (honest, shifted, naive))
+    shifted = [canary.shift(data, canaries.bench_key(i), quanta())
+               for i, data in enumerate(honest)]
+    naive = [canaries.uniform_shift(data, quanta()) for data in honest]
+    mine, theirs, bad = ([canaries.features(d, quanta()) for d in group]
+                         for group in (honest, shifted, naive))
     for name in mine[0]:
-        score = auc([f[name] for f in mine], [f[name] for f in theirs])
+        score = canaries.auc([f[name] for f in mine], [f[name] for f in theirs])
         assert abs(score - 0.5) < 0.1, (name, score)
-    near_certain = "share of near-certain top tokens"
-    assert all(f[near_certain] == 0 for f in bad)
-    assert np.mean([f[near_certain] > 0 for f in mine]) > 0.3
-    assert quanta() * LOGPROB_QUANTUM < 0.01  # far under an int8 copy's 0.09 nats
+    assert all(f[canaries.NEAR_CERTAIN] == 0 for f in bad)
+    assert np.mean([f[canaries.NEAR_CERTAIN] > 0 for f in mine]) > 0.3
+    assert quanta() / 1024 < 0.01  # far under an int8 copy's 0.09 nats
 
 
 def test_the_chain_shows_a_canary_as_it_shows_any_inference():
@@ -145,7 +102,7 @@ def test_the_chain_shows_a_canary_as_it_shows_any_inference():
         key = canary.key(seeds[executor.address], start.inference_id)
         steps = None
         if canary.is_canary(key, PPM // 2):
-            _, steps = artifact.decode(canary.shift(honest_finish.artifact,
+            _, steps = artifact.decode(canary.shift(honest_finish.artifact, key,
                                                     canary.model_quanta(model, K)))
         finish = finish_msg(executor, start, [7, 8, 9], steps=steps)
         results = net.block([agent.tx(start), executor.tx(finish)])

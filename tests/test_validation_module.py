@@ -537,7 +537,8 @@ def canary_finished(net: Net, label: str) -> tuple[Actor, Inference, bytes]:
     plain = finish_msg(executor, start, [7, 8, 9])
     model = net.query("Model", q.QueryModelRequest(id=start.model_id)).model
     k, _ = artifact.decode(plain.artifact)
-    _, steps = artifact.decode(canary.shift(plain.artifact,
+    key = canary.key(seed(executor, 0), start.inference_id)
+    _, steps = artifact.decode(canary.shift(plain.artifact, key,
                                             canary.shift_quanta(threshold_micro(model), k)))
     results = net.block([agent.tx(start), executor.tx(finish_msg(executor, start, [7, 8, 9],
                                                                  steps=steps))])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import NamedTuple
 
 from apinode.chain_queries import ChainQueries
 from apinode.outbox import Outbox
@@ -32,18 +33,30 @@ log = logging.getLogger(__name__)
 CLAIM_KEY = "canary_claim"
 
 
+class Planted(NamedTuple):
+    """A canary this node plants: its key and the shift's size in quanta."""
+
+    key: bytes
+    quanta: int
+
+    def apply(self, encoded: bytes) -> bytes:
+        return canary.shift(encoded, self.key, self.quanta)
+
+
 async def planted_shift(chain: ChainQueries, seeds: SeedStore, start: MsgStartInference,
-                        model: Model) -> int:
-    """How far this node's finish of ``start`` shifts its artifact: 0 unless the inference is
+                        model: Model) -> Planted | None:
+    """How this node's finish of ``start`` shifts its artifact: None unless the inference is
     one of its canaries at the chain's current rate."""
     params, epoch = await asyncio.gather(chain.params("validation"), chain.epoch())
     rate, length = int(params.get("canary_rate_ppm", 0)), epoch.current.length
     if not rate:
-        return 0
+        return None
     seed = await asyncio.to_thread(seeds.get, max(start.draw_height - 1, 0) // length)
-    if seed is None or not canary.is_canary(canary.key(seed, start.inference_id), rate):
-        return 0
-    return canary.model_quanta(model, model.top_k)
+    if seed is None:
+        return None
+    key = canary.key(seed, start.inference_id)
+    return Planted(key, canary.model_quanta(model, model.top_k)) \
+        if canary.is_canary(key, rate) else None
 
 
 class CanaryClaims:
@@ -83,7 +96,7 @@ class CanaryClaims:
                           "height %d): the epoch's rewards are lost", inference_id, task.state,
                           task.closed_height + claim_blocks)
                 continue
-            if not await self._moved(task):
+            if not await self._moved(task, key):
                 continue
             message = MsgClaimCanary(creator=self.address, inference_id=inference_id, key=key)
             if await asyncio.to_thread(self.outbox.enqueue, f"{CLAIM_KEY}:{inference_id}",
@@ -91,7 +104,7 @@ class CanaryClaims:
                 log.info("canary %s: its checks are over (%d reports), MsgClaimCanary queued",
                          inference_id, len(task.reports))
 
-    async def _moved(self, task: ValidationTask) -> bool:
+    async def _moved(self, task: ValidationTask, key: bytes) -> bool:
         """Whether the shift moved anything in the recorded artifact: the chain takes no
         claim of a canary it could not shift, nor counts it as one."""
         inference, model = await asyncio.gather(self.chain.inference(task.inference_id),
@@ -99,4 +112,4 @@ class CanaryClaims:
         if inference is None or model is None:
             return False
         k, _ = artifact.token_ids(inference.artifact)
-        return canary.moves(inference.artifact, canary.model_quanta(model, k))
+        return canary.moves(inference.artifact, key, canary.model_quanta(model, k))

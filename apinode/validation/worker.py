@@ -91,6 +91,13 @@ class CheckParams:
         return cls(**{f.name: int(raw[f.name]) for f in fields(cls)})
 
 
+def reveal_delay(params: CheckParams) -> int:
+    """Blocks into an epoch's reveal window before its seed is revealed: until the checks of
+    the epoch's last inferences are over (a validation window), at most half the reveal
+    window, so the reveal still has time to land."""
+    return min(params.validation_window_blocks, params.reveal_window_blocks // 2)
+
+
 def tolerance(model: Model, greedy: bool) -> float:
     """Rounding allowed on a token: its argmax gap in nats when greedy, its CDF interval when
     sampled (the model's two calibrated tolerances, per serving dtype)."""
@@ -243,10 +250,15 @@ class ValidatorWorker:
 
         The chain takes epoch e's reveal up to height start(e + 1) + reveal_window_blocks − 1,
         with start(e) = 1 + e × length; only epochs whose window is still open are looked at.
+        The reveal waits ``reveal_delay`` blocks into that window: the seed also says which of
+        this node's inferences are canaries, and its last ones' checks are still open when
+        the epoch ends (docs/design.md §6.9).
         """
         first_open = max(0, -(-(height - params.reveal_window_blocks) // current.length) - 1)
         self._reveals_done = {e for e in self._reveals_done if e >= first_open}
         for epoch in await asyncio.to_thread(self.seeds.epochs, first_open, current.number - 1):
+            if height < 1 + (epoch + 1) * current.length + reveal_delay(params):
+                continue
             if epoch not in self._reveals_done:
                 await self._reveal(epoch)
                 self._reveals_done.add(epoch)

@@ -312,7 +312,8 @@ class Simulation:
             self.truth[start.inference_id] = "canary"
             plain = finish_msg(executor, start, output).artifact
             k, _ = artifact.decode(plain)
-            _, steps = artifact.decode(canary.shift(plain, canary.model_quanta(self.model, k)))
+            _, steps = artifact.decode(canary.shift(plain, key,
+                                                    canary.model_quanta(self.model, k)))
         if self.play.agent == "withhold-start" and self.play.is_deviant(agent_index) and \
                 agent is not executor:
             begun = executor.tx(MsgRelayStart(creator=executor.address, start=start),

@@ -8,10 +8,11 @@ epoch and revealed after it (``key``), so nobody else can tell them apart before
 are due, and the executor can neither skip a canary nor make an ordinary inference one.
 
 The shift keeps everything a reader can check without the model: each position's most
-likely logprob stays; the others move together by ``quanta`` (so their order and gaps stay),
-up or down by the parity of their gap to the first, so that the gap never turns negative and
-the distribution of gaps is unchanged wherever it is smooth on the scale of two shifts. It is
-its own inverse: shifting a shifted artifact gives the original back, which is how the chain
+likely logprob stays; the others move together (so their order and gaps stay) by a size
+between one and two times ``quanta``, up or down by the residue of their gap to the first,
+size and residue offset drawn from the key per position, so that no gap turns negative and a
+reader without the key cannot tell at which residues gaps were moved. It is its own inverse:
+shifting a shifted artifact with the same key gives the original back, which is how the chain
 recovers the real artifact when the executor claims the canary.
 """
 
@@ -56,22 +57,32 @@ def model_quanta(model: Model, k: int) -> int:
     return shift_quanta(threshold_micro(model), k)
 
 
-def moves(data: bytes, quanta: int) -> bool:
+def moves(data: bytes, canary_key: bytes, quanta: int) -> bool:
     """Whether the shift changes the artifact (not when it has no alternative to move): only
     then can the inference be a canary."""
-    return shift(data, quanta) != data
+    return shift(data, canary_key, quanta) != data
 
 
-def shift(data: bytes, quanta: int) -> bytes:
+def shift(data: bytes, canary_key: bytes, quanta: int) -> bytes:
     """The artifact with every position's alternatives shifted (an involution); ``data``
     must be a valid artifact (the chain checked it at the finish)."""
     k, steps = artifact.decode(data)
     if quanta <= 0:
         return data
-    return artifact.encode([_shift_step(step, quanta) for step in steps], k)
+    return artifact.encode([_shift_step(step, _position_shift(canary_key, i, quanta))
+                            for i, step in enumerate(steps)], k)
 
 
-def _shift_step(step: ArtifactStep, quanta: int) -> ArtifactStep:
+def _position_shift(canary_key: bytes, position: int, quanta: int) -> tuple[int, int]:
+    """The position's shift d in [quanta, 2 quanta) and pairing offset in [0, 2d), from the
+    key: without it a reader cannot know at which residue a gap was moved, nor by how much."""
+    draw = hashlib.sha256(canary_key + position.to_bytes(4, "big")).digest()
+    size = quanta + int.from_bytes(draw[:8], "big") % quanta
+    return size, int.from_bytes(draw[8:16], "big") % (2 * size)
+
+
+def _shift_step(step: ArtifactStep, pairing: tuple[int, int]) -> ArtifactStep:
+    size, offset = pairing
     tops = [quantize(lp) for lp in step.top_logprobs]
     rank = step.top_ids.index(step.token_id) if step.token_id in step.top_ids else None
     explicit = None if rank is not None else quantize(step.logprob)
@@ -80,15 +91,14 @@ def _shift_step(step: ArtifactStep, quanta: int) -> ArtifactStep:
     if not moved:
         return step
     gap = moved[0] - anchor
-    room = _Q_MAX - max(moved)  # how far the moved values may go up before the floor
     if gap < 0:
         return step  # not an artifact an honest engine writes: left as it is
-    if gap % (2 * quanta) < quanta:
-        if room < quanta:
-            return step  # its partner would lie below the floor: the pair does not exist
-        delta = quanta
-    else:
-        delta = -quanta
+    # Gaps pair as (x, x + size) by their residue: each moves to its partner, which moves
+    # back. A gap whose partner would lie below 0 or the moved values below the floor has
+    # none (no valid artifact holds it) and stays.
+    delta = size if (gap + offset) % (2 * size) < size else -size
+    if gap + delta < 0 or max(moved) + delta > _Q_MAX:
+        return step
     tops[1:] = [q + delta for q in tops[1:]]
     top_logprobs = tuple(dequantize(q) for q in tops)
     if rank is not None:

@@ -159,14 +159,14 @@ class Judging:
                     log.warning("validator %s passed canary %s without computing it",
                                 report.validator, task.inference_id)
             return
-        if seed and task.state != FAILED and \
-                canary.is_canary(canary.key(seed, task.inference_id), task.canary_rate_ppm) and \
-                self._shift_moves(ctx, task):
+        key = canary.key(seed, task.inference_id) if seed else b""
+        if key and task.state != FAILED and canary.is_canary(key, task.canary_rate_ppm) and \
+                self._shift_moves(ctx, task, key):
             records.of(task.executor).canary_claims_missed += 1
             log.warning("executor %s never claimed its canary %s", task.executor,
                         task.inference_id)
 
-    def _shift_moves(self, ctx: Context, task: ValidationTask) -> bool:
+    def _shift_moves(self, ctx: Context, task: ValidationTask, key: bytes) -> bool:
         """Whether the canary shift changes the inference's artifact (it cannot when the
         artifact has no alternative to move): only then was it a canary to claim."""
         inference = self.inference.inference(ctx.kv, task.inference_id)
@@ -174,7 +174,7 @@ class Judging:
             return False
         model = self.inference.model(ctx.kv, task.model_id)
         k, _ = artifact.token_ids(inference.artifact)
-        return canary.moves(inference.artifact, canary.model_quanta(model, k))
+        return canary.moves(inference.artifact, key, canary.model_quanta(model, k))
 
     def _checkers(self, ctx: Context, epoch: int, members: EpochMembers) -> list[_Checker]:
         checkers = []

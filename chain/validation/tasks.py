@@ -158,7 +158,7 @@ class Tasks:
         inference = self.inference.inference(ctx.kv, task.inference_id)
         model = self.inference.model(ctx.kv, task.model_id)
         k, _ = artifact.token_ids(inference.artifact)
-        real = canary.shift(inference.artifact, canary.model_quanta(model, k))
+        real = canary.shift(inference.artifact, canary_key, canary.model_quanta(model, k))
         if real == inference.artifact:
             raise BadCanary("the canary shift moves nothing in this artifact: it is no canary")
         previous = Inference()
