@@ -134,7 +134,7 @@ class Judging:
                  "next block", cursor.epoch, cursor.height, cursor.inference_id)
         return None
 
-    def _judge_canary(self, ctx: Context, task: ValidationTask, records: "_Records") -> None:
+    def _judge_canary(self, ctx: Context, task: ValidationTask, records: _Records) -> None:
         """Canaries are known from the executor's seed of the draw's epoch, revealed by now
         (docs/design.md §6.9). A canary its executor did not claim (unless a vote had already
         invalidated it) or a claim that seed does not back makes the executor lazy; a claimed

@@ -165,8 +165,7 @@ class Tasks:
         previous.CopyFrom(inference)
         inference.artifact = real
         self.inference.save_inference(ctx.kv, inference, ctx.block.height, previous)
-        was_voting = task.state == IN_VOTE
-        if was_voting:
+        if task.state == IN_VOTE:
             self.keeper.close_vote(ctx.kv, task)
         task.canary_key, task.canary_claim_height = canary_key, ctx.block.height
         task.canary_reports.extend(task.reports)
