@@ -55,12 +55,16 @@ def test_the_shift_keeps_what_a_reader_can_check_and_undoes_itself(honest):
 
 def test_an_honest_rescore_of_a_canary_fails_it_by_several_thresholds(honest):
     """The validator's own logprobs are the real ones: its distance to the shifted artifact
-    is the shift, at least three times the fp32 threshold on every real output."""
+    is the shift, at least three times the fp32 threshold on every real output, and the
+    chain computes the same figure when the canary is claimed."""
     threshold = FP32_THRESHOLD_MICRO / PPM
     for i, data in enumerate(honest):
         shifted = canary.shift(data, canaries.bench_key(i), quanta())
-        assert canaries.rescore_distance(data, shifted) > 3 * threshold
+        measured = canaries.rescore_distance(data, shifted)
+        assert measured > 3 * threshold
         assert canaries.rescore_distance(data, data) == 0
+        # The chain's own figure for the claim is the validator's measure.
+        assert canary.distance_micro(data, shifted) == round(measured * PPM)
 
 
 def test_no_model_free_feature_tells_canaries_from_honest_artifacts(honest):

@@ -23,6 +23,7 @@ from inference_net import T0, Net
 
 from chain.epochs.settlement import split_by_weight
 from chain.inference import artifact
+from chain.inference.artifact import ArtifactStep
 from chain.inference.keeper import invalid_now
 from chain.query import QueryError
 from chain.scales import PPM
@@ -530,17 +531,20 @@ def test_judging_validators_is_spread_over_blocks_and_counts_the_same(monkeypatc
     assert full[1].required == full[1].done > 0
 
 
-def canary_finished(net: Net, label: str) -> tuple[Actor, Inference, bytes]:
+def canary_finished(net: Net, label: str, steps: list[ArtifactStep] | None = None
+                    ) -> tuple[Actor, Inference, bytes]:
     """An inference its executor recorded as a canary (every inference is one at a rate of
-    10^6 ppm): the artifact shifted, the real one returned beside it."""
+    10^6 ppm): the artifact (``steps``, made up unless given) shifted, the real one returned
+    beside it."""
     agent, executor, start = net.start(label, max_tokens=8)
-    plain = finish_msg(executor, start, [7, 8, 9])
+    output = [s.token_id for s in steps] if steps else [7, 8, 9]
+    plain = finish_msg(executor, start, output, steps=steps)
     model = net.query("Model", q.QueryModelRequest(id=start.model_id)).model
     k, _ = artifact.decode(plain.artifact)
     key = canary.key(seed(executor, 0), start.inference_id)
     _, steps = artifact.decode(canary.shift(plain.artifact, key,
                                             canary.shift_quanta(threshold_micro(model), k)))
-    results = net.block([agent.tx(start), executor.tx(finish_msg(executor, start, [7, 8, 9],
+    results = net.block([agent.tx(start), executor.tx(finish_msg(executor, start, output,
                                                                  steps=steps))])
     assert [r.code for r in results] == [0, 0], [r.log for r in results]
     return executor, net.inference(label), plain.artifact
@@ -575,6 +579,8 @@ def test_a_blind_pass_of_a_canary_is_lazy_once_the_claim_shows_the_real_artifact
     claimed = task(net, "canary-1")
     assert claimed.state == IN_VOTE and not claimed.reports and claimed.canary_key == key
     assert [r.validator for r in claimed.canary_reports] == [blind.address, careful.address]
+    assert claimed.canary_distance_micro >= 2 * threshold_micro(
+        net.query("Model", q.QueryModelRequest(id=shifted.model_id)).model)
     assert net.inference("canary-1").artifact == real
     again = net.one(claim(executor, shifted.id, key))
     assert (again.codespace, again.code) == ("validation", 12)
@@ -593,6 +599,37 @@ def test_a_blind_pass_of_a_canary_is_lazy_once_the_claim_shows_the_real_artifact
     assert record(net, careful, 0).canaries_caught == 1 and not record(net, careful, 0).lazy
     assert not record(net, executor, 0).lazy, record(net, executor, 0)
     net.assert_conserved()
+
+
+def test_a_canary_shifted_too_little_to_fail_an_honest_rescore_makes_nobody_lazy():
+    """Seven of eight positions have no alternative to move: the shifted artifact lies
+    within two thresholds of the real one, where an honest re-score may pass it, so the
+    pass before the claim is no evidence of laziness."""
+    net = make_net(participants=3, canary_rate_ppm=PPM, reveal_window_blocks=14,
+                   canary_claim_blocks=3)
+    commit_all(net, 0)
+    steps = [ArtifactStep(t, -0.01, (t,), (-0.01,)) for t in range(20, 27)]
+    steps.append(ArtifactStep(30, -0.5, (30, 31, 32, 33, 34), (-0.5, -1.5, -2.5, -3.5, -4.5)))
+    executor, shifted, real = canary_finished(net, "canary-weak", steps)
+    assert shifted.artifact != real
+    blind, careful = [p for p in net.parts if p is not executor]
+    net.block([a.tx(validation_msg(a, shifted, PASS)) for a in (blind, careful)])
+    to_height(net, task(net, "canary-weak").deadline + 1)
+    key = canary.key(seed(executor, 0), shifted.id)
+    assert net.one(claim(executor, shifted.id, key)).code == 0
+    model = net.query("Model", q.QueryModelRequest(id=shifted.model_id)).model
+    weak = task(net, "canary-weak")
+    assert 0 < weak.canary_distance_micro < 2 * threshold_micro(model)
+    net.block([v.tx(validation_msg(v, net.inference("canary-weak"), PASS))
+               for v in vote_among(net, "canary-weak")])
+    assert task(net, "canary-weak").state == PASSED
+    to_epoch(net, 1)
+    net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=0, seed=seed(a, 0)))
+               for a in net.parts])
+    to_height(net, 1 + EPOCH + 14)
+    for member in (blind, careful, executor):
+        judged = record(net, member, 0)
+        assert judged.canaries_passed == 0 and not judged.lazy, judged
 
 
 def test_an_unclaimed_canary_and_a_claim_its_seed_does_not_back_make_the_executor_lazy():

@@ -57,6 +57,23 @@ def model_quanta(model: Model, k: int) -> int:
     return shift_quanta(threshold_micro(model), k)
 
 
+def distance_micro(real: bytes, recorded: bytes) -> int:
+    """The distance, in micro-nats, between two artifacts of the same output: the mean over
+    positions of the mean |difference| over the sampled token's logprob and the top-k's, as a
+    validator whose logprobs were ``real``'s would measure ``recorded``
+    (apinode/validation/figures.py)."""
+    _, mine = artifact.decode(real)
+    _, theirs = artifact.decode(recorded)
+    if not mine:
+        return 0
+    total = 0.0
+    for a, b in zip(mine, theirs, strict=True):
+        diffs = [abs(a.logprob - b.logprob)] + [
+            abs(x - y) for x, y in zip(a.top_logprobs, b.top_logprobs, strict=True)]
+        total += sum(diffs) / len(diffs)
+    return round(total / len(mine) * PPM)
+
+
 def moves(data: bytes, canary_key: bytes, quanta: int) -> bool:
     """Whether the shift changes the artifact (not when it has no alternative to move): only
     then can the inference be a canary."""

@@ -22,6 +22,7 @@ from chain.validation import canary
 from chain.validation.expected_keepers import EpochKeeper, InferenceKeeper
 from chain.validation.keeper import ValidationKeeper
 from chain.validation.sampling import CheckShares
+from chain.validation.verdict import threshold_micro
 from inferchain_pb.inference.v1.validation_pb2 import (
     FAILED,
     PASSED,
@@ -149,6 +150,13 @@ class Judging:
                             "give", task.executor, task.inference_id)
                 return
             if task.state != PASSED or not task.canary_reports:
+                return
+            # An honest re-score lies within one threshold of the real artifact, so it must
+            # fail the recorded one only when the shift put that two thresholds away.
+            model = self.inference.model(ctx.kv, task.model_id)
+            if task.canary_distance_micro < 2 * threshold_micro(model):
+                log.info("canary %s was shifted by only %d micro-nats: its passes count for "
+                         "nothing", task.inference_id, task.canary_distance_micro)
                 return
             for report in task.canary_reports:
                 record = records.of(report.validator)

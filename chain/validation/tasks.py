@@ -168,6 +168,7 @@ class Tasks:
         if task.state == IN_VOTE:
             self.keeper.close_vote(ctx.kv, task)
         task.canary_key, task.canary_claim_height = canary_key, ctx.block.height
+        task.canary_distance_micro = canary.distance_micro(real, previous.artifact)
         task.canary_reports.extend(task.reports)
         task.canary_voters.extend(task.voters)
         del task.reports[:]
