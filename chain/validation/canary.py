@@ -1,8 +1,9 @@
 """Canaries (docs/design.md §6.9): inferences whose executor recorded a shifted artifact.
 
 A canary is a real inference, started, served and finished like any other, whose executor
-delivered the honest output but recorded an artifact moved away from the model by a fixed
-shift: an honest re-score fails it on distance, a validator that passes it did not compute.
+delivered the honest output but recorded an artifact moved away from the model by a shift
+drawn from its key: an honest re-score fails it on distance, a validator that passes it did
+not compute.
 Which inferences are canaries follows from the executor's epoch seed, committed before the
 epoch and revealed after it (``key``), so nobody else can tell them apart before their checks
 are due, and the executor can neither skip a canary nor make an ordinary inference one.
@@ -27,7 +28,8 @@ from inferchain_pb.inference.v1.inference_pb2 import Model
 TAG = b"inferchain/canary/v2"
 KEY_BYTES = 32
 TICKETS = 1 << 64
-# An honest re-score of a canary measures at least this many times the distance threshold.
+# The shift's least size, in distance thresholds, at a position whose alternatives all move
+# (positions that cannot move lower an artifact's figure: tasks record it at the claim).
 THRESHOLDS_APART = 4
 _Q_MAX = quantize(artifact.LOGPROB_FLOOR)
 
