@@ -18,10 +18,12 @@ from nacl.signing import SigningKey
 from chain.inference import artifact, payload
 from chain.inference.artifact import ArtifactStep
 from chain.inference.params import InferenceParams
+from chain.validation import canary
 from inferchain_pb.inference.v1.inference_pb2 import (
     EXPIRED,
     INVALIDATED,
     Inference,
+    Model,
     MsgFinishInference,
     MsgRegisterParticipant,
     MsgStartInference,
@@ -197,6 +199,13 @@ def finish_msg(executor: Actor, start: MsgStartInference, output_ids: list[int],
     msg.delivery_signature = delivery_signature(
         start, output_ids if delivered is None else delivered)
     return msg
+
+
+def canary_steps(encoded: bytes, key: bytes, model: Model) -> list[ArtifactStep]:
+    """The artifact ``encoded`` as the executor of a canary under ``key`` records it: shifted
+    (chain/validation/canary.py), for ``finish_msg``'s steps."""
+    k, _ = artifact.decode(encoded)
+    return artifact.decode(canary.shift(encoded, key, canary.model_quanta(model, k)))[1]
 
 
 def delivery_signature(start: MsgStartInference, delivered: list[int]) -> bytes:

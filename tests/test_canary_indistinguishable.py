@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 import pytest
-from inference_actors import finish_msg
+from inference_actors import canary_steps, finish_msg
 from inference_net import Net
 
 from bench.detection import canaries
@@ -106,8 +106,7 @@ def test_the_chain_shows_a_canary_as_it_shows_any_inference():
         key = canary.key(seeds[executor.address], start.inference_id)
         steps = None
         if canary.is_canary(key, PPM // 2):
-            _, steps = artifact.decode(canary.shift(honest_finish.artifact, key,
-                                                    canary.model_quanta(model, K)))
+            steps = canary_steps(honest_finish.artifact, key, model)
         finish = finish_msg(executor, start, [7, 8, 9], steps=steps)
         results = net.block([agent.tx(start), executor.tx(finish)])
         assert [r.code for r in results] == [0, 0], [r.log for r in results]

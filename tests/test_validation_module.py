@@ -14,6 +14,7 @@ from inference_actors import (
     MODEL_ID,
     WEIGHTS,
     Actor,
+    canary_steps,
     finish_msg,
     genesis_models,
     start_msg,
@@ -22,7 +23,6 @@ from inference_actors import (
 from inference_net import T0, Net
 
 from chain.epochs.settlement import split_by_weight
-from chain.inference import artifact
 from chain.inference.artifact import ArtifactStep
 from chain.inference.keeper import invalid_now
 from chain.query import QueryError
@@ -540,10 +540,8 @@ def canary_finished(net: Net, label: str, steps: list[ArtifactStep] | None = Non
     output = [s.token_id for s in steps] if steps else [7, 8, 9]
     plain = finish_msg(executor, start, output, steps=steps)
     model = net.query("Model", q.QueryModelRequest(id=start.model_id)).model
-    k, _ = artifact.decode(plain.artifact)
-    key = canary.key(seed(executor, 0), start.inference_id)
-    _, steps = artifact.decode(canary.shift(plain.artifact, key,
-                                            canary.shift_quanta(threshold_micro(model), k)))
+    steps = canary_steps(plain.artifact, canary.key(seed(executor, 0), start.inference_id),
+                         model)
     results = net.block([agent.tx(start), executor.tx(finish_msg(executor, start, output,
                                                                  steps=steps))])
     assert [r.code for r in results] == [0, 0], [r.log for r in results]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from bench.economics import rates
 from bench.economics.model import START_TX_GAS
-from chain.inference import artifact, payload
+from chain.inference import payload
 from chain.query import QueryError
 from chain.validation import canary
 from chain.validation.sampling import CheckShares, seed_hash
@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from coin_ledger import Ledger  # noqa: E402
 from inference_actors import (  # noqa: E402
     Actor,
+    canary_steps,
     finish_msg,
     request_id,
     start_msg,
@@ -310,10 +311,7 @@ class Simulation:
         if self.setup.canary_rate_ppm and canary.is_canary(key, self.setup.canary_rate_ppm):
             self.canaries[start.inference_id] = (key, self.truth[start.inference_id])
             self.truth[start.inference_id] = "canary"
-            plain = finish_msg(executor, start, output).artifact
-            k, _ = artifact.decode(plain)
-            _, steps = artifact.decode(canary.shift(plain, key,
-                                                    canary.model_quanta(self.model, k)))
+            steps = canary_steps(finish_msg(executor, start, output).artifact, key, self.model)
         if self.play.agent == "withhold-start" and self.play.is_deviant(agent_index) and \
                 agent is not executor:
             begun = executor.tx(MsgRelayStart(creator=executor.address, start=start),
