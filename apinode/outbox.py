@@ -8,9 +8,18 @@ submitter must treat "already on chain" as success.
 
 Life of an entry::
 
-    pending --claim--> (leased) --mark_sent--> sent --mark_committed--> committed
-       ^                  |                     |
-       +---- mark_retry --+---------------------+   (failed once attempts reach max_attempts)
+    held --release--+
+      |             v
+      |          pending --claim--> (leased) --mark_sent--> sent --mark_committed--> committed
+      |             ^                  |                     |
+      |             +---- mark_retry --+---------------------+
+      |                    (failed once attempts reach max_attempts)
+      +--abandon--> failed
+
+An entry is enqueued held when the chain would refuse it for now and only its owner can tell
+when that ends (a validator's opening of a sealed report, due once the sealing is over). It is
+stored like any other, in the transaction of what it goes with, and survives restarts, but is
+never claimed until its owner releases it.
 """
 
 from __future__ import annotations
@@ -105,17 +114,19 @@ class Outbox:
         self.lease_s = lease_s
 
     def enqueue(self, key: str, message: Message, *, session: Session | None = None,
-                delay_s: float = 0.0) -> bool:
+                delay_s: float = 0.0, held: bool = False) -> bool:
         """Add ``message`` unless an entry with ``key`` exists; True when it was added.
 
         Pass ``session`` to enqueue in the caller's transaction, so that e.g. an executor's
         stored payload and its MsgFinishInference are kept together or not at all; ``delay_s``
-        holds the entry back that long, so another node's copy of the message can land first.
+        holds the entry back that long, so another node's copy of the message can land first;
+        ``held`` keeps it back until ``release``.
         """
         dialect = postgresql if self.db.dialect == "postgresql" else sqlite
+        state = OutboxState.HELD if held else OutboxState.PENDING
         stmt = (dialect.insert(OutboxRow)
                 .values(type_url=type_url(message), key=key,
-                        payload=message.SerializeToString(), state=OutboxState.PENDING,
+                        payload=message.SerializeToString(), state=state,
                         attempts=0, next_attempt_at=utc_now() + timedelta(seconds=delay_s))
                 .on_conflict_do_nothing(index_elements=[OutboxRow.key])
                 .returning(OutboxRow.id))
@@ -123,6 +134,17 @@ class Outbox:
             return session.execute(stmt).first() is not None
         with self.db.session() as own:
             return own.execute(stmt).first() is not None
+
+    def release(self, key: str, now: datetime | None = None) -> bool:
+        """Makes the held entry ``key`` pending and due at once; False if it is not held."""
+        return self._update_held(key, state=OutboxState.PENDING,
+                                 next_attempt_at=now or utc_now())
+
+    def abandon(self, key: str, error: str) -> bool:
+        """Fails the held entry ``key`` for ``error`` (it can never be released); False if it
+        is not held. The row stays, so its key is not enqueued again."""
+        return self._update_held(key, state=OutboxState.FAILED,
+                                 last_error=error[:MAX_ERROR_CHARS])
 
     def claim_batch(self, limit: int, now: datetime | None = None) -> list[Entry]:
         """Lease up to ``limit`` due pending entries, oldest first.
@@ -212,23 +234,27 @@ class Outbox:
             row = session.scalar(select(OutboxRow).where(OutboxRow.key == key))
             return Entry.of(row) if row else None
 
-    def with_prefix(self, prefix: str) -> list[Entry]:
-        """Every entry whose key starts with ``prefix``, in any state, oldest first."""
+    def with_prefix(self, prefix: str, state: OutboxState | None = None) -> list[Entry]:
+        """Every entry whose key starts with ``prefix``, in ``state`` (None: in any state),
+        oldest first."""
+        query = select(OutboxRow).where(OutboxRow.key.startswith(prefix, autoescape=True))
+        if state is not None:
+            query = query.where(OutboxRow.state == state)
         with self.db.session() as session:
-            rows = session.scalars(select(OutboxRow)
-                                   .where(OutboxRow.key.startswith(prefix, autoescape=True))
-                                   .order_by(OutboxRow.id)).all()
-            return [Entry.of(row) for row in rows]
+            return [Entry.of(row) for row in session.scalars(query.order_by(OutboxRow.id))]
 
     def pending_count(self) -> int:
-        """Entries still owed to the chain: pending or sent, but not yet committed or failed."""
+        """Entries still owed to the chain: pending, held or sent, but not yet committed or
+        failed."""
+        owed = [OutboxState.PENDING, OutboxState.HELD, OutboxState.SENT]
         with self.db.session() as session:
             return session.scalar(select(func.count()).select_from(OutboxRow).where(
-                OutboxRow.state.in_([OutboxState.PENDING, OutboxState.SENT]))) or 0
+                OutboxRow.state.in_(owed))) or 0
 
     def depth(self) -> tuple[dict[OutboxState, int], datetime | None]:
         """Entries per state, and when the oldest entry still owed (pending or sent) was
-        enqueued (None when none is)."""
+        enqueued (None when none is). A held entry waits on purpose, for as long as its
+        owner needs: counting its age would read as a chain that takes no txs."""
         owed = [OutboxState.PENDING, OutboxState.SENT]
         with self.db.session() as session:
             counts = dict(session.execute(select(OutboxRow.state, func.count())
@@ -236,6 +262,13 @@ class Outbox:
             oldest = session.scalar(select(func.min(OutboxRow.created_at))
                                     .where(OutboxRow.state.in_(owed)))
             return counts, oldest
+
+    def _update_held(self, key: str, **values: object) -> bool:
+        with self.db.session() as session:
+            return session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.key == key, OutboxRow.state == OutboxState.HELD)
+                .values(**values)).rowcount == 1
 
     def _update(self, ids: Iterable[int], **values: object) -> None:
         with self.db.session() as session:

@@ -158,6 +158,7 @@ class UsedRequest(Base):
 
 class OutboxState(enum.StrEnum):
     PENDING = "pending"  # waiting to be (re)submitted once next_attempt_at has passed
+    HELD = "held"  # kept back until its owner releases it (the opening of a sealed report)
     SENT = "sent"  # in a broadcast tx; waiting to see that tx on chain
     COMMITTED = "committed"  # the tx is in a block and succeeded
     FAILED = "failed"  # gave up after max attempts; last_error says why
@@ -174,6 +175,8 @@ class OutboxRow(Base):
     type_url: Mapped[str] = mapped_column(String(128))
     key: Mapped[str] = mapped_column(String(256), unique=True)  # dedupe: "finish_inference:<id>"
     payload: Mapped[bytes] = mapped_column(LargeBinary)  # the serialized message
+    # A plain VARCHAR (no native enum, no CHECK constraint): a state added later needs no
+    # migration, though a node older than that state cannot read the rows in it.
     state: Mapped[OutboxState] = mapped_column(
         Enum(OutboxState, native_enum=False, length=16,
              values_callable=lambda states: [s.value for s in states]),

@@ -29,7 +29,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     MsgStartInference,
     ServedModel,
 )
-from inferchain_pb.inference.v1.validation_pb2 import MsgValidation
+from inferchain_pb.inference.v1.validation_pb2 import MsgSealValidation, MsgValidation
 
 MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 WEIGHTS = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -219,15 +219,30 @@ def delivery_signature(start: MsgStartInference, delivered: list[int]) -> bytes:
 
 def validation_msg(validator: Actor, inference: Inference, distance_micro: int = 1_000,
                    rule_violations: int = 0, ids_match: bool = True) -> MsgValidation:
-    """A validator's report with the figures given, signed with its node key."""
+    """A validator's report with the figures given, signed with its node key: the opening
+    of the seal ``seal_of`` gives. Its salt is fixed by validator and inference, so a test
+    can seal a report and open it blocks later by building the same message twice."""
     msg = MsgValidation(creator=validator.address, inference_id=inference.id,
                         output_hash=inference.output_hash, distance_micro=distance_micro,
                         rule_violations=rule_violations, ids_match=ids_match,
-                        positions=len(inference.output_ids))
-    msg.validator_signature = validator.node_key.sign(payload.validation_payload(
-        msg.inference_id, msg.output_hash, msg.distance_micro, msg.rule_violations,
-        msg.ids_match, msg.positions, msg.creator)).signature
+                        positions=len(inference.output_ids),
+                        salt=hashlib.sha256(f"salt/{validator.address}/{inference.id}"
+                                            .encode()).digest())
+    msg.validator_signature = validator.node_key.sign(signed_figures(msg)).signature
     return msg
+
+
+def signed_figures(msg: MsgValidation) -> bytes:
+    """The validation payload a report signs and its seal covers."""
+    return payload.validation_payload(msg.inference_id, msg.output_hash, msg.distance_micro,
+                                      msg.rule_violations, msg.ids_match, msg.positions,
+                                      msg.creator)
+
+
+def seal_of(report: MsgValidation) -> MsgSealValidation:
+    """The seal ``report`` opens."""
+    return MsgSealValidation(creator=report.creator, inference_id=report.inference_id,
+                             seal=payload.validation_seal(report.salt, signed_figures(report)))
 
 
 def _signed_by(key: SigningKey, message: bytes, signature: bytes) -> bool:

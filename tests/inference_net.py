@@ -14,6 +14,7 @@ from inference_actors import (
     genesis_models,
     genesis_participant,
     request_id,
+    seal_of,
     start_msg,
 )
 
@@ -24,7 +25,7 @@ from chain.inference.keeper import ESCROW_ACCOUNT
 from chain.store import StateAt, Store
 from chain.validation.keeper import ValidationKeeper
 from inferchain_pb.inference.v1 import query_pb2 as q
-from inferchain_pb.inference.v1.validation_pb2 import ValidationTask
+from inferchain_pb.inference.v1.validation_pb2 import MsgValidation, ValidationTask
 
 FUNDS = 10_000_000_000
 T0 = 1_700_000_000
@@ -111,6 +112,38 @@ class Net:
 
     def one(self, raw: bytes) -> abci.ExecTxResult:
         return self.block([raw])[0]
+
+    def seal(self, reports: list[tuple[Actor, MsgValidation]]) -> None:
+        """Seals each report (``validation_msg``) in one block; every seal must be taken."""
+        results = self.block([actor.tx(seal_of(report)) for actor, report in reports])
+        assert all(r.code == 0 for r in results), [r.log for r in results]
+
+    def open_reports(self, reports: list[tuple[Actor, MsgValidation]]
+                     ) -> list[abci.ExecTxResult]:
+        """Opens sealed reports in one block, at the first height they all open at: after
+        the window's sealing for window reports, after the vote's (or once every voter
+        sealed) for ballots."""
+        task = self.query("ValidationTask", q.QueryValidationTaskRequest(
+            inference_id=reports[0][1].inference_id)).task
+        sealed = {s.validator: s.height for s in task.seals}
+        reported = set(sealed) | {r.validator for r in task.reports}
+        opens_at = []
+        for actor, _ in reports:
+            height = sealed.get(actor.address, self.height)
+            if height <= task.deadline:
+                opens_at.append(task.deadline + 1)
+            elif set(task.voters) <= reported:
+                opens_at.append(height + 1)
+            else:
+                opens_at.append(task.vote_deadline + 1)
+        while self.height + 1 < max(opens_at):
+            self.block([])
+        return self.block([actor.tx(report) for actor, report in reports])
+
+    def report(self, reports: list[tuple[Actor, MsgValidation]]) -> list[abci.ExecTxResult]:
+        """Seals the reports, then opens them as soon as they open (``open_reports``)."""
+        self.seal(reports)
+        return self.open_reports(reports)
 
     def query(self, name: str, request):
         return self.app.queries.call(f"/inference.v1.Query/{name}", request)

@@ -200,6 +200,13 @@ class ApiNode:
         with self.outbox.db.session() as session:
             return Counter(session.scalars(select(OutboxRow.state)))
 
+    def failed_outbox(self) -> dict[str, str]:
+        """The outbox entries given up on: key → the last error."""
+        with self.outbox.db.session() as session:
+            rows = session.execute(select(OutboxRow.key, OutboxRow.last_error)
+                                   .where(OutboxRow.state == OutboxState.FAILED))
+            return {key: error or "" for key, error in rows}
+
     def close(self) -> None:
         if self.process is not None:
             stop_all([self.process])

@@ -10,7 +10,7 @@ import json
 import pytest
 from chain_client import send_msg
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
-from inference_actors import Actor, finish_msg, start_msg, validation_msg
+from inference_actors import Actor, finish_msg, seal_of, start_msg, validation_msg
 from inference_net import T0, Net
 
 from chain.app import Application
@@ -40,8 +40,9 @@ def make_net(poc_window_blocks: int = 0) -> Net:
     return Net(3, expiration_blocks=50, weights=[100, 100, 100], extra_state={
         "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": poc_window_blocks,
                               "poc_validation_window_blocks": 3}},
-        "validation": {"params": {"validation_window_blocks": 4, "voting_period_blocks": 4,
-                                  "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0}}})
+        "validation": {"params": {"validation_window_blocks": 4, "voting_period_blocks": 2,
+                                  "opening_blocks": 1, "reveal_window_blocks": REVEAL,
+                                  "canary_rate_ppm": 0}}})
 
 
 def sequence(net: Net, actor: Actor) -> int:
@@ -134,7 +135,8 @@ def test_genesis_refuses_an_address_spelled_otherwise(section: str):
 
 def test_a_lazy_members_work_coins_burn_whatever_spelling_it_tries():
     """A genesis member executes its share of epoch 0, checks nothing, and tries to commit,
-    report and claim under other spellings of its address: each is refused, it is judged
+    seal and open a report and claim under other spellings of its address: each is refused
+    (the report's seal in the window, its opening after), it is judged
     lazy under its one address, and settlement burns every work coin it earned and mints it
     nothing, while the honest members are paid."""
     net = make_net()
@@ -154,13 +156,17 @@ def test_a_lazy_members_work_coins_burn_whatever_spelling_it_tries():
         txs += [agent.tx(start), executor.tx(finish_msg(executor, start, [7, 8, 9]))]
     assert all(r.code == 0 for r in net.block(txs))
     inferences = [net.inference(i) for i in ids]
+    spelled = []
     for spelling in spellings(lazy.address):
         report = validation_msg(lazy, inferences[2], PASS)
         report.creator = spelling
-        refused(net, lazy, report)
-    reports = net.block([c.tx(validation_msg(c, inference, PASS)) for inference in inferences
-                         for c in honest if c.address != inference.executor])
+        spelled.append(report)
+        refused(net, lazy, seal_of(report))
+    reports = net.report([(c, validation_msg(c, inference, PASS)) for inference in inferences
+                          for c in honest if c.address != inference.executor])
     assert all(r.code == 0 for r in reports)
+    for report in spelled:
+        refused(net, lazy, report)
 
     while net.height < 1 + EPOCH:
         net.block([])

@@ -420,7 +420,10 @@ def test_a_killed_executor_is_skipped_and_drains_its_outbox_after_restart(
         states = victim.outbox_states()
         return True if states[OutboxState.PENDING] + states[OutboxState.SENT] == 0 else None
     poll(drained, "the restarted node still owes the chain", 180)
-    assert victim.outbox_states()[OutboxState.FAILED] == 0
+    # Only a report whose opening period passed while the node was down may be given up on:
+    # the chain takes a sealed report's opening for opening_blocks only.
+    assert all(key.endswith(":open") and "never opened" in error
+               for key, error in victim.failed_outbox().items()), victim.failed_outbox()
     assert network.finished(owed).executor == victim.address
 
     reply = network.client(victim).chat.completions.create(model=MODEL, messages=HI,

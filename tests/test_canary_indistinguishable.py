@@ -93,7 +93,7 @@ def test_the_chain_shows_a_canary_as_it_shows_any_inference():
     differ."""
     net = Net(3, expiration_blocks=50, extra_state={
         "epochs": {"params": {"epoch_length_blocks": 50, "poc_window_blocks": 0}},
-        "validation": {"params": {"canary_rate_ppm": PPM // 2, "reveal_window_blocks": 60}}})
+        "validation": {"params": {"canary_rate_ppm": PPM // 2}}})
     seeds = {a.address: bytes([i + 1]) * 32 for i, a in enumerate(net.parts)}
     net.block([a.tx(MsgCommitSeed(creator=a.address, epoch=0,
                                   seed_hash=seed_hash(seeds[a.address]))) for a in net.parts])

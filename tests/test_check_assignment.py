@@ -20,6 +20,13 @@ def epoch_of(members: int, play: Play = HONEST, canary_rate_ppm: int = 0) -> Sim
     simulation = Simulation(Setup(members=members, epochs=1, inferences_per_block=6,
                                   canary_rate_ppm=canary_rate_ppm), play)
     simulation.run()
+    # The epoch's inferences are cut to summaries once its judgement settled it, in the
+    # blocks after its reveal window (which outlasts the windows, votes and openings).
+    net = simulation.net
+    for _ in range(20):
+        if all(net.inference(i).summarized_height for i in simulation.ours):
+            break
+        net.block([])
     return simulation
 
 

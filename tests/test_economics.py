@@ -11,12 +11,23 @@ import pytest
 
 from bench.economics import model, rates
 from bench.economics.model import Economy, Params
-from bench.economics.simulation import Play, Setup, Simulation, compare
+from bench.economics.simulation import (
+    OUTPUT_TOKENS,
+    PROMPT_TOKENS,
+    Play,
+    Setup,
+    Simulation,
+    compare,
+)
 from chain.epochs.params import EpochsParams
 
 SETUP = Setup(members=4, epochs=2)
 FRACTIONS = (0.01, 0.1, 0.5, 1.0)
 COALITIONS = (0.1, 0.2, 0.33)
+# What a single copied report would save its copier: one re-score at the simulation's fee.
+# A copier's margin below it copied nothing.
+COPY_TOLERANCE = SETUP.score_over_generate * SETUP.cost_share * \
+    (PROMPT_TOKENS + OUTPUT_TOKENS) * 100
 # What no parameter makes unprofitable (docs/economics.md, "What still pays"), per
 # registered serving precision: the cheats no single check catches there.
 UNDETECTED = {
@@ -62,6 +73,20 @@ def test_deviations_the_chain_punishes_earn_less_than_honest_play(baseline, play
     assert margin.margin < 0, (play, margin.honest, margin.deviant)
     if caught:
         assert getattr(margin.run, caught) > 0
+
+
+def test_a_copier_finds_no_report_to_copy_and_earns_no_more_than_honest_play(baseline):
+    """Reports are sealed until the window's sealing is over, so a copier looking a block
+    later sees none: it re-scores every check it owes, as the model says."""
+    margin = compare(SETUP, Play("copy", (0,), lazy="copy", g=1.0), baseline)
+    assert margin.heights == last_height(SETUP) - 1
+    assert margin.run.notes.get("copied", 0) == 0
+    assert margin.run.lazy_epochs == 0
+    assert margin.margin < COPY_TOLERANCE, (margin.honest, margin.deviant)
+    params = Params()
+    for regime in ("late", "launch"):
+        for g in (0.1, 1.0):
+            assert model.lazy_validator(params, Economy(regime=regime), "copy", g).margin == 0
 
 
 def test_a_free_rider_gaining_in_a_short_late_run_is_left_behind_on_the_climb():

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 from coin_ledger import Ledger
-from inference_actors import Actor, finish_msg, validation_msg
+from inference_actors import Actor, finish_msg, seal_of, validation_msg
 from inference_net import Net
 from nacl.signing import SigningKey
 
@@ -48,8 +48,9 @@ def poc_net(participants: int = 3, **epochs: int) -> Net:
     return Net(participants, expiration_blocks=50, extra_state={
         "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": POC_WINDOW,
                               "poc_validation_window_blocks": POC_CHECKS, **epochs}},
-        "validation": {"params": {"validation_window_blocks": 4, "voting_period_blocks": 4,
-                                  "reveal_window_blocks": 8, "canary_rate_ppm": 0}}})
+        "validation": {"params": {"validation_window_blocks": 4, "voting_period_blocks": 2,
+                                  "opening_blocks": 1, "reveal_window_blocks": 8,
+                                  "canary_rate_ppm": 0}}})
 
 
 def to_height(net: Net, height: int) -> None:
@@ -230,7 +231,10 @@ def test_an_epoch_without_poc_keeps_the_weights():
 
 # Settlement: several epochs, every coin accounted for at every height.
 
-S_EPOCH, S_REVEAL = 20, 9  # an epoch holds a commit, a claim and 4 inferences of 3 blocks
+# An epoch holds a commit, a claim and 4 inferences finished together in one block, then
+# checked together: the reports sealed, and opened after the window's sealing, then the
+# ballots sealed, and opened after the vote's (11 blocks in all).
+S_EPOCH, S_REVEAL = 20, 9
 SHARE_PPM = 100_000
 INITIAL, DECAY_PPM = 1_000_000_007, 50_000
 
@@ -241,7 +245,8 @@ def settle_net() -> Net:
                               "initial_epoch_reward": INITIAL, "reward_decay_ppm": DECAY_PPM,
                               "validator_fee_share_ppm": SHARE_PPM}},
         "validation": {"params": {"validation_window_blocks": 3, "voting_period_blocks": 3,
-                                  "reveal_window_blocks": S_REVEAL, "canary_rate_ppm": 0,
+                                  "opening_blocks": 1, "reveal_window_blocks": S_REVEAL,
+                                  "canary_rate_ppm": 0,
                                   "invalid_after_consecutive": 1}}})
 
 
@@ -263,6 +268,22 @@ def test_settlement_pays_weight_and_work_and_withholds_from_the_invalid_and_the_
             creator=a.address, epoch=epoch, seed=bytes([epoch]) * 32)) for a in checkers])
         assert all(r.code == 0 for r in claims), [r.log for r in claims]
 
+    def task(inference_id: str):
+        return net.query("ValidationTask", q.QueryValidationTaskRequest(
+            inference_id=inference_id)).task
+
+    def sealed_and_opened(reports: list, opens_after) -> None:
+        """Seals the reports in one block, then opens them together once the block is past
+        ``opens_after`` (the tasks') for every one of them; every block audited."""
+        results = ledger.block([a.tx(seal_of(report)) for a, report in reports])
+        assert all(r.code == 0 for r in results), [r.log for r in results]
+        opens_at = max((opens_after(task(report.inference_id)) + 1 for _, report in reports),
+                       default=net.height + 1)
+        while net.height + 1 < opens_at:
+            ledger.block([])
+        results = ledger.block([a.tx(report) for a, report in reports])
+        assert all(r.code == 0 for r in results), [r.log for r in results]
+
     for epoch in range(3):
         start = 1 + epoch * S_EPOCH
         while net.height < start - 2:  # each seed is committed before its epoch begins
@@ -273,23 +294,30 @@ def test_settlement_pays_weight_and_work_and_withholds_from_the_invalid_and_the_
         assert all(r.code == 0 for r in results), [r.log for r in results]
         if epoch:
             claim(epoch - 1)
+        txs, executors = [], {}
         for i in range(4):
             inference_id = f"e{epoch}-{i}"
             agent, executor, start_tx = net.start(inference_id, max_tokens=8)
-            results = ledger.block([agent.tx(start_tx), executor.tx(
-                finish_msg(executor, start_tx, [7, 8, 9]))])
-            assert [r.code for r in results] == [0, 0], [r.log for r in results]
-            inference = net.inference(inference_id)
-            bad = executor is cheat
-            # Each checker reports what its seed assigned it, then the drawn voters, if any.
-            reporters = [a for a in checkers if a is not executor and
-                         seed_assigns(net, a, inference.id)]
-            ledger.block([a.tx(validation_msg(a, inference, distance_micro=FAIL if bad
-                                              else 1_000)) for a in reporters])
-            voters = net.query("ValidationTask", q.QueryValidationTaskRequest(
-                inference_id=inference.id)).task.voters
-            ledger.block([a.tx(validation_msg(a, inference, distance_micro=FAIL))
-                          for a in checkers if a.address in voters and a not in reporters])
+            txs += [agent.tx(start_tx), executor.tx(finish_msg(executor, start_tx, [7, 8, 9]))]
+            executors[inference_id] = executor
+        results = ledger.block(txs)
+        assert all(r.code == 0 for r in results), [r.log for r in results]
+        inferences = {i: net.inference(i) for i in executors}
+        # Each checker reports what its seed assigned it, then the drawn voters, if any.
+        reporters = {i: [a for a in checkers if a is not executors[i] and
+                         seed_assigns(net, a, inferences[i].id)] for i in executors}
+        sealed_and_opened([(a, validation_msg(a, inferences[i], distance_micro=FAIL
+                                              if executors[i] is cheat else 1_000))
+                           for i in executors for a in reporters[i]],
+                          lambda found: found.deadline)
+        ballots = []
+        for i in executors:
+            voters = task(inferences[i].id).voters
+            ballots += [(a, validation_msg(a, inferences[i], distance_micro=FAIL))
+                        for a in checkers if a.address in voters and a not in reporters[i]]
+        if ballots:
+            sealed_and_opened(ballots, lambda found: found.vote_deadline)
+        assert net.height < start + S_EPOCH - 1, "the checks must fall in the epoch"
     while net.height < 3 * S_EPOCH:
         ledger.block([])
     claim(2)

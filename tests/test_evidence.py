@@ -15,7 +15,7 @@ from chain.validation.tasks import running_bets
 from chain.validation.verdict import threshold_micro
 from inferchain_pb.inference.v1 import query_pb2 as q
 
-EPOCH = 200
+EPOCH = 400  # the checks of a hundred inferences, so that evidence crosses in one epoch
 WINDOW = 2
 ALPHA_PPM = 1_000
 
@@ -30,7 +30,8 @@ def make_net() -> Net:
          "reference_violations_ppm": 673, "violation_bet_ppm": 50_000}], extra_state={
         "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 0}},
         "validation": {"params": {"validation_window_blocks": WINDOW, "voting_period_blocks": 2,
-                                  "reveal_window_blocks": 10, "canary_rate_ppm": 0,
+                                  "opening_blocks": 1, "reveal_window_blocks": 10,
+                                  "canary_rate_ppm": 0,
                                   "evidence_alpha_ppm": ALPHA_PPM}}})
 
 
@@ -43,22 +44,22 @@ def check_one(net: Net, label: str, distance_of, violations_of=lambda _e, _c: 0
               ) -> tuple[Actor, list[int], int]:
     """One inference started, finished and checked by every other member (newcomers are
     checked with p = 1), each reporting ``distance_of(executor, checker)`` and
-    ``violations_of(executor, checker)`` rule violations in its 3 positions; its window
-    closes."""
+    ``violations_of(executor, checker)`` rule violations in its 3 positions (sealed, then
+    opened once the window's sealing ends); its window closes."""
     agent, executor, start = net.start(label, max_tokens=8)
     results = net.block([agent.tx(start), executor.tx(finish_msg(executor, start, [7, 8, 9]))])
     assert [r.code for r in results] == [0, 0], [r.log for r in results]
     inference = net.inference(start.inference_id)
     checkers = [c for c in net.parts if c is not executor]
     distances = [distance_of(executor, c) for c in checkers]
-    results = net.block([c.tx(validation_msg(c, inference, d, violations_of(executor, c)))
-                         for c, d in zip(checkers, distances, strict=True)])
+    results = net.report([(c, validation_msg(c, inference, d, violations_of(executor, c)))
+                          for c, d in zip(checkers, distances, strict=True)])
     assert all(r.code == 0 for r in results), [r.log for r in results]
-    for _ in range(WINDOW + 1):
+    task = net.query("ValidationTask", q.QueryValidationTaskRequest(
+        inference_id=start.inference_id)).task
+    while net.height < task.open_until:
         net.block([])
-    epoch = net.query("ValidationTask", q.QueryValidationTaskRequest(
-        inference_id=start.inference_id)).task.epoch
-    return executor, distances, epoch
+    return executor, distances, task.epoch
 
 
 def test_a_substitute_is_caught_by_its_accumulated_evidence_and_honest_executors_never():
@@ -75,7 +76,7 @@ def test_a_substitute_is_caught_by_its_accumulated_evidence_and_honest_executors
     expected: dict[tuple[str, int], list[int]] = {}  # (executor, epoch) -> wealth, n, sum
     caught_after = caught_epoch = None
     bets = running_bets(model)  # the violation bet runs beside it: each at α/bets
-    for i in range(60):
+    for i in range(100):
         executor, distances, epoch = check_one(
             net, f"evidence-{i}", lambda e, _: substitute if e is cheater else honest())
         median = sorted(distances)[(len(distances) - 1) // 2]

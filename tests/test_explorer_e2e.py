@@ -39,7 +39,8 @@ PARAMS = {"epochs": {"epoch_length_blocks": 60},
           # Three checks per newcomer inference: the heaviest of the three other members
           # checks every one, so the inference shown is always checked.
           "validation": {"validation_window_blocks": 20, "voting_period_blocks": 10,
-                         "reveal_window_blocks": 30, "canary_rate_ppm": 0,
+                         "opening_blocks": 20, "reveal_window_blocks": 70,
+                         "canary_rate_ppm": 0,
                          "max_expected_checks_ppm": 3_000_000},
           "gov": {"min_deposit": 1_000, "min_initial_deposit": 1_000,
                   "voting_period_blocks": 400}}

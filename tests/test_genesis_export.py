@@ -23,7 +23,7 @@ from cosmpy.protos.cosmos.base.v1beta1.coin_pb2 import Coin
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from google.protobuf.any_pb2 import Any as AnyPb
 from google.protobuf.timestamp_pb2 import Timestamp
-from inference_actors import MODEL_ID, Actor, finish_msg, validation_msg
+from inference_actors import MODEL_ID, Actor, finish_msg, seal_of, validation_msg
 from inference_net import T0, Net
 from test_epochs_module import DEFAULTS, SPEC, TARGET, name_consensus_key, nonces_found
 
@@ -45,7 +45,12 @@ from inferchain_pb.inference.v1.gov_pb2 import (
     ParamChange,
 )
 from inferchain_pb.inference.v1.inference_pb2 import MsgGrantAllowance
-from inferchain_pb.inference.v1.validation_pb2 import MsgClaimRewards, MsgCommitSeed
+from inferchain_pb.inference.v1.validation_pb2 import (
+    IN_VOTE,
+    OPEN,
+    MsgClaimRewards,
+    MsgCommitSeed,
+)
 from mlnode.poc import PocModel, poc_seed, verify
 
 EPOCH, POC_WINDOW, POC_CHECKS = 20, 5, 4
@@ -120,17 +125,18 @@ def proposal(net: Net, proposer: Actor) -> int:
 @pytest.fixture(scope="module")
 def net() -> Net:
     """Two epochs of activity, exported in the middle of the third, with open work of
-    every kind: a PoC round settled, a task in vote, an unfinished start, a proposal in its
-    voting period, an allowance, judged validators and a settled epoch; a request
-    window short enough that the first requests' signatures are forgotten and the last ones'
-    are not."""
+    every kind: a PoC round settled, a task in vote, a task in its window holding a sealed
+    report not opened yet, an unfinished start, a proposal in its voting period, an
+    allowance, judged validators and a settled epoch; a request window short enough that the
+    first requests' signatures are forgotten and the last ones' are not."""
     built = Net(4, expiration_blocks=50, inference_params={"request_time_window_s": 20},
                 extra_state={
                     "epochs": {"params": {"epoch_length_blocks": EPOCH,
                                           "poc_window_blocks": POC_WINDOW,
                                           "poc_validation_window_blocks": POC_CHECKS}},
-                    "validation": {"params": {"validation_window_blocks": 4,
+                    "validation": {"params": {"validation_window_blocks": 2,
                                               "voting_period_blocks": 6,
+                                              "opening_blocks": 1,
                                               "reveal_window_blocks": 10,
                                               "canary_rate_ppm": 0}},
                     "gov": {"params": {"min_deposit": 1_000, "min_initial_deposit": 100,
@@ -142,32 +148,50 @@ def net() -> Net:
     to_height(built, 1 + EPOCH)
     poc_round(built, 1)
     to_height(built, epoch_info(built).poc_validation_end_height + 1)
+    # Three inferences finished together, checked by every other member: sealed, then
+    # opened once the window's sealing ended.
+    txs = []
     for i in range(3):
-        executor, inference = finish(built, f"done-{i}")
-        ok(built.block([c.tx(validation_msg(c, inference, PASS)) for c in built.parts
-                        if c is not executor]))
+        agent, executor, start = built.start(f"done-{i}", max_tokens=8)
+        txs += [agent.tx(start), executor.tx(finish_msg(executor, start, [7, 8, 9]))]
+    ok(built.block(txs))
+    done = [built.inference(f"done-{i}") for i in range(3)]
+    ok(built.report([(c, validation_msg(c, inference, PASS)) for inference in done
+                     for c in built.parts if c.address != inference.executor]))
+    assert built.height < 1 + 2 * EPOCH, "the checks must fall in epoch 1"
     ok(built.block([a.tx(MsgCommitSeed(creator=a.address, epoch=2,
                                        seed_hash=seed_hash(seed(a, 2)))) for a in built.parts]))
     to_height(built, 1 + 2 * EPOCH)
     ok(built.block([a.tx(MsgClaimRewards(creator=a.address, epoch=1, seed=seed(a, 1)))
                     for a in built.parts]))
     to_height(built, 1 + 2 * EPOCH + 10)
-    agent, _, lone = built.start("lone-1", max_tokens=8)
-    ok([built.one(agent.tx(lone))])
-    ok([built.one(built.developer.tx(MsgGrantAllowance(
-        creator=built.developer.address, transfer_agent=built.parts[1].address,
-        limit=5_000_000)))])
-    pid = proposal(built, built.parts[2])
-    ok([built.one(built.parts[3].tx(MsgVote(voter=built.parts[3].address, proposal_id=pid,
-                                            option=VOTE_OPTION_YES)))])
+    # The failing report is sealed first, so that its vote opens in the middle of the epoch;
+    # the other work fills the blocks until the window's sealing ends.
     executor, cheat = finish(built, "cheat-1")
     first = next(p for p in built.parts if p is not executor)
-    ok([built.one(first.tx(validation_msg(first, cheat, FAIL)))])
-    finish(built, "open-1")
+    failing = [(first, validation_msg(first, cheat, FAIL))]
+    agent, _, lone = built.start("lone-1", max_tokens=8)
+    ok(built.block([first.tx(seal_of(failing[0][1])), agent.tx(lone),
+                    built.developer.tx(MsgGrantAllowance(
+                        creator=built.developer.address,
+                        transfer_agent=built.parts[1].address, limit=5_000_000))]))
+    pid = proposal(built, built.parts[2])
+    ok(built.open_reports(failing))
+    ok([built.one(built.parts[3].tx(MsgVote(voter=built.parts[3].address, proposal_id=pid,
+                                            option=VOTE_OPTION_YES)))])
+    executor, opened = finish(built, "open-1")
+    sealer = next(p for p in built.parts if p is not executor)
+    built.seal([(sealer, validation_msg(sealer, opened, PASS))])
     stranger = Actor.new(77, 0)
     ok([built.one(built.developer.tx(MsgSend(
         from_address=built.developer.address, to_address=stranger.address,
         amount=[Coin(denom="ninfer", amount="1000000")])))])
+    assert built.height < 1 + 3 * EPOCH, "exported in the middle of the third epoch"
+    tasks = {t: built.query("ValidationTask", q.QueryValidationTaskRequest(
+        inference_id=built.ids[t])).task for t in ("cheat-1", "open-1")}
+    assert tasks["cheat-1"].state == IN_VOTE
+    assert tasks["open-1"].state == OPEN
+    assert [s.validator for s in tasks["open-1"].seals] == [sealer.address]
     return built
 
 
@@ -210,6 +234,7 @@ def test_the_exported_state_holds_records_of_every_common_kind(net):
                 "votes"],
     }.items():
         assert [k for k in kinds if not app_state[module].get(k)] == [], module
+    assert any(task.get("seals") for task in app_state["validation"]["tasks"])
 
 
 def test_a_fresh_node_starts_from_the_export_with_the_same_state(net):

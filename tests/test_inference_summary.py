@@ -10,7 +10,7 @@ import hashlib
 
 import grpc
 import pytest
-from inference_actors import finish_msg, validation_msg
+from inference_actors import finish_msg, seal_of, validation_msg
 from inference_net import Net
 
 from chain.export import export_app_state
@@ -24,7 +24,8 @@ from inferchain_pb.inference.v1.inference_pb2 import EXPIRED, VALIDATED
 from inferchain_pb.inference.v1.inference_pb2 import FINISHED as DONE
 
 EPOCH = 10
-REVEAL = 4
+OPENING = 1
+REVEAL = 6  # the windows, the votes and their openings
 # Epoch 0 is judged and settled at the start of epoch 1 plus the reveal window; its
 # inferences are summarized in the block after.
 SETTLED = EPOCH + REVEAL
@@ -36,7 +37,7 @@ def network() -> Net:
         "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 0}},
         "validation": {"params": {
             "validation_window_blocks": 2, "voting_period_blocks": 2,
-            "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0}}})
+            "opening_blocks": OPENING, "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0}}})
 
 
 def state(net: Net):
@@ -53,13 +54,14 @@ def run_to(net: Net, height: int) -> None:
 
 
 def finished(net: Net, label: str, report: bool = True) -> str:
-    """A started and finished inference, checked once by a member other than its parties."""
+    """A started and finished inference, checked once by a member other than its parties
+    (its report sealed, then opened once the window's sealing ends)."""
     agent, executor, start = net.start(label)
     assert net.one(agent.tx(start)).code == 0
     assert net.one(executor.tx(finish_msg(executor, start, [5, 6, 7]))).code == 0
     if report:
         checker = next(p for p in net.parts if p not in (agent, executor))
-        result = net.one(checker.tx(validation_msg(checker, net.inference(label))))
+        (result,) = net.report([(checker, validation_msg(checker, net.inference(label)))])
         assert result.code == 0, result.log
     return start.inference_id
 
@@ -114,9 +116,10 @@ def test_a_settled_inference_keeps_a_hash_linked_summary_and_nothing_else():
 
 def test_nothing_about_a_summarized_inference_can_happen_again():
     net = network()
-    checked = finished(net, "checked")
+    # Started first, so that it expires in epoch 0 whatever the check's sealing takes.
     agent, executor, start = net.start("lone start")
     assert net.one(agent.tx(start)).code == 0
+    checked = finished(net, "checked")
     run_to(net, SUMMARIZED)
     balances = [net.balance(a) for a in net.all_accounts]
     ids = (checked, start.inference_id)
@@ -124,8 +127,10 @@ def test_nothing_about_a_summarized_inference_can_happen_again():
     done = net.inference(checked)
     checker = next(p for p in net.parts if p.address not in (done.executor,
                                                              done.transfer_agent))
-    report = net.one(checker.tx(validation_msg(checker, done)))
-    assert report.code != 0 and "settled" in report.log, report.log
+    report = validation_msg(checker, done)
+    for tx in (seal_of(report), report):  # neither sealed nor opened
+        refused = net.one(checker.tx(tx))
+        assert refused.code != 0 and "settled" in refused.log, refused.log
     finish_late = net.one(executor.tx(finish_msg(executor, start, [5])))
     assert finish_late.code != 0 and "closed" in finish_late.log, finish_late.log
     restart = net.one(agent.tx(start))
@@ -134,7 +139,7 @@ def test_nothing_about_a_summarized_inference_can_happen_again():
     assert {i: state(net).get(SUMMARY + i.encode()) for i in ids} == summaries_before
     assert not [k for k, _ in state(net).iterate(b"") if not k.startswith(SUMMARY)
                 and any(i.encode() in k for i in ids)]
-    assert sum(balances) - sum(net.balance(a) for a in net.all_accounts) == 3 * 20_000
+    assert sum(balances) - sum(net.balance(a) for a in net.all_accounts) == 4 * 20_000
     net.replica()
 
 
@@ -162,7 +167,8 @@ def test_settling_an_epoch_drops_the_records_of_the_epoch_kept_before_it():
         "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 0,
                               "settled_epochs_kept": 1}},
         "validation": {"params": {"validation_window_blocks": 2, "voting_period_blocks": 2,
-                                  "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0}}})
+                                  "opening_blocks": OPENING, "reveal_window_blocks": REVEAL,
+                                  "canary_rate_ppm": 0}}})
     finished(net, "epoch 0")
 
     def epoch_keys(epoch: int) -> list[bytes]:

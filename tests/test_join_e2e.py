@@ -76,15 +76,15 @@ CHAIN_ID = "inferchain-join"
 MODEL = genesis_models()[0]["id"]
 EPOCH = 60
 # Checks run on CPU ML nodes that also serve: a window of 40 blocks leaves room for them on a
-# busy machine; the reveal window holds it and the vote after it.
-REVEAL = 60
+# busy machine; the reveal window holds it and the vote after it, with their openings.
+REVEAL = 100
 PARAMS = {
     "inference": {"expiration_blocks": 2000, "max_draw_age_blocks": 200},
     # No cap on a weight's share, so each weight is its accepted nonces as counted.
     "epochs": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 20,
                "poc_validation_window_blocks": 15, "max_weight_share_ppm": 1_000_000},
     "validation": {"validation_window_blocks": 40, "voting_period_blocks": 20,
-                   "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0},
+                   "opening_blocks": 20, "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0},
 }
 # The genesis participants share one ML node: a fixed PoC budget each keeps their three
 # proofs within the window on a small machine.

@@ -51,7 +51,7 @@ ROOMY = {
     "epochs": {"params": {"poc_hidden": 256, "poc_heads": 1}},
     "gov": {"params": {"min_deposit": GovParams.bounds()["min_deposit"].high,
                        "min_initial_deposit": 1}},
-    "validation": {"params": {"p_min_ppm": 0, "reveal_window_blocks": 200_000}},
+    "validation": {"params": {"p_min_ppm": 0, "reveal_window_blocks": 500_000}},
 }
 
 
@@ -283,7 +283,8 @@ def test_params_at_their_bounds_keep_blocks_coming_and_governance_able_to_undo_t
     net = Net(3, extra_state={
         "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 0}},
         "validation": {"params": {"validation_window_blocks": 1, "voting_period_blocks": 1,
-                                  "reveal_window_blocks": 2, "canary_rate_ppm": 0}},
+                                  "opening_blocks": 1, "reveal_window_blocks": 4,
+                                  "canary_rate_ppm": 0}},
         "gov": {"params": {"min_deposit": MIN_DEPOSIT, "min_initial_deposit": MIN_DEPOSIT,
                            "deposit_period_blocks": 3, "voting_period_blocks": 3}}})
     while net.height < EPOCH + 1:

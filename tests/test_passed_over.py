@@ -37,8 +37,8 @@ def passed_over_net() -> Net:
                                          "initial_epoch_reward": 1_000_000_007}},
                    "validation": {"params": {
                        "p_min_ppm": 0, "p_max_ppm": 0, "validation_window_blocks": 3,
-                       "voting_period_blocks": 3, "reveal_window_blocks": REVEAL,
-                       "canary_rate_ppm": 0}}})
+                       "voting_period_blocks": 3, "opening_blocks": 1,
+                       "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0}}})
 
 
 def route(net: Net, label: str, free_rider: Actor, passed: Actor | None

@@ -51,7 +51,7 @@ POC_PARAMS = {
                "poc_validation_window_blocks": 40, "max_weight_share_ppm": 1_000_000,
                "poc_sample_size": SAMPLE_SIZE},
     "validation": {"validation_window_blocks": 20, "voting_period_blocks": 20,
-                   "reveal_window_blocks": 50, "canary_rate_ppm": 0},
+                   "opening_blocks": 20, "reveal_window_blocks": 90, "canary_rate_ppm": 0},
 }
 WORKER = {"poc_interval_s": 0.5, "poc_submit_margin_blocks": 10, "validator_interval_s": 1.0}
 STAGES = {POC: "POC", POC_VALIDATION: "POC_VALIDATION", INFERENCE: "INFERENCE"}

@@ -19,7 +19,8 @@ from inferchain_pb.inference.v1 import query_pb2 as q
 # CPU ML node, which the test machine's other work may slow, make every check they owe.
 EPOCHS = {"epochs": {"epoch_length_blocks": 300},
           "validation": {"validation_window_blocks": 120, "voting_period_blocks": 30,
-                         "reveal_window_blocks": 160, "canary_rate_ppm": 0}}
+                         "opening_blocks": 20, "reveal_window_blocks": 200,
+                         "canary_rate_ppm": 0}}
 # Each honest member sends 15 probes in the epoch: of the 30, the gone member is first in the
 # draw of about a third; that fewer than two of them name it first happens once in 12,000 runs.
 PROBES = 15

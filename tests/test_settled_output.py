@@ -12,7 +12,15 @@
 import pytest
 import torch
 from inference_actors import PRICE, finish_msg, validation_msg
-from test_validation_module import commit_all, finished, make_net, task, to_epoch, vote_among
+from test_validation_module import (
+    commit_all,
+    finished,
+    make_net,
+    task,
+    to_epoch,
+    to_tally,
+    vote_among,
+)
 
 from apinode.validation.figures import Figures, ended_properly, measure
 from chain.inference import payload
@@ -97,14 +105,16 @@ def test_an_output_that_skipped_its_eos_is_invalidated_and_refunded():
     work_before = net.account(executor).work_balance
 
     def report(validator):
-        return validator.tx(validation_msg(validator, inference, figures.distance_micro,
-                                           figures.rule_violations, figures.ids_match))
+        return validator, validation_msg(validator, inference, figures.distance_micro,
+                                         figures.rule_violations, figures.ids_match)
 
     first = next(p for p in net.parts if p is not executor)
-    assert net.one(report(first)).code == 0
+    assert [r.code for r in net.report([report(first)])] == [0]
     assert task(net, "skip-eos").state == IN_VOTE
-    results = net.block([report(v) for v in vote_among(net, "skip-eos") if v is not first])
+    ballots = [report(v) for v in vote_among(net, "skip-eos") if v is not first]
+    results = net.report(ballots) if ballots else []
     assert all(r.code == 0 for r in results), [r.log for r in results]
+    to_tally(net, "skip-eos")
     assert task(net, "skip-eos").state == FAILED
     assert net.inference("skip-eos").status == INVALIDATED
     assert net.balance(net.developer) == developer_before + inference.cost

@@ -42,8 +42,9 @@ def sybil_net() -> Net:
         "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": POC_WINDOW,
                               "poc_validation_window_blocks": 2 * POC_CHECKS,
                               "max_weight_share_ppm": 1_000_000}},
-        "validation": {"params": {"validation_window_blocks": 4, "voting_period_blocks": 4,
-                                  "reveal_window_blocks": 8, "canary_rate_ppm": 0}},
+        "validation": {"params": {"validation_window_blocks": 4, "voting_period_blocks": 2,
+                                  "opening_blocks": 1, "reveal_window_blocks": 8,
+                                  "canary_rate_ppm": 0}},
         "gov": {"params": {"min_deposit": 1_000, "min_initial_deposit": 1_000,
                            "deposit_period_blocks": 3, "voting_period_blocks": 1_000}}})
 

@@ -14,16 +14,18 @@ from chain_client import TxSpec, signed_tx
 from cosmpy.protos.cosmos.bank.v1beta1.tx_pb2 import MsgSend
 from cosmpy.protos.cosmos.base.v1beta1.coin_pb2 import Coin
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from inference_actors import Actor
+from inference_actors import Actor, finish_msg, seal_of, validation_msg
 from inference_net import Net
-from proto_strategies import build, messages
+from proto_strategies import INT_RANGES, build, int_values, messages
 
 from chain.abci.server import handle
 from chain.app import Application
 from inferchain_pb.inference.v1.inference_pb2 import MsgStartInference
+from inferchain_pb.inference.v1.validation_pb2 import MsgSealValidation
 
 FUZZ = settings(max_examples=int(os.environ.get("INFERCHAIN_FUZZ_EXAMPLES", "150")), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -45,6 +47,17 @@ def refreshed(net: Net) -> None:
     for actor in net.all_accounts:
         account = net.app.modules.auth.get_account(state, bytes(actor.wallet.address()))
         actor.sequence = account.sequence if account is not None else 0
+
+
+def on_both(nodes: tuple[Net, Application], txs: list[bytes]) -> list[abci.ExecTxResult]:
+    """A block of txs the chain takes as it should, committed alike on both nodes."""
+    net, replica = nodes
+    results = net.block(txs)
+    replica.finalize_block(net.blocks[-1])
+    replica.commit(abci.RequestCommit())
+    assert replica.store.app_hash == net.app.store.app_hash
+    refreshed(net)
+    return results
 
 
 def in_a_block(nodes: tuple[Net, Application], raw: bytes) -> abci.ExecTxResult:
@@ -146,6 +159,59 @@ def test_random_messages_of_every_type_get_a_code_and_both_nodes_agree(nodes, da
         messages(route.message_type.DESCRIPTOR, known), label="fields"))
     if message is not None:
         in_a_block(nodes, signed_by_named(net, message))
+
+
+@pytest.fixture(scope="module")
+def tasked() -> tuple[Net, Application]:
+    """Nodes whose validation windows, votes and openings are a few blocks long, so that
+    fuzzed seals and openings land in every state of a task."""
+    net = Net(3, expiration_blocks=50, extra_state={"validation": {"params": {
+        "validation_window_blocks": 8, "voting_period_blocks": 4, "opening_blocks": 4,
+        "canary_rate_ppm": 0}}})
+    return net, net.replica()
+
+
+UINT64, UINT32 = (INT_RANGES[t] for t in (FieldDescriptor.TYPE_UINT64,
+                                          FieldDescriptor.TYPE_UINT32))
+
+
+@FUZZ
+@given(data=st.data())
+def test_sealed_reports_and_their_openings_get_a_code_and_both_nodes_agree(tasked, data):
+    """A member seals a report on a finished inference (its true seal or any bytes, the
+    executor too) and opens it some blocks later (with the figures and salt it sealed, or
+    others): in the window, in its opening, in a vote or after, each tx gets a code, none an
+    internal error, and both nodes agree."""
+    net, _ = tasked
+    finished = [label for label in net.ids if net.inference(label).output_ids]
+    # Every value is drawn whatever the chain's state, so that hypothesis can replay a case.
+    another = data.draw(st.booleans(), label="finish another")
+    pick = data.draw(st.integers(1, 3), label="inference, from the last")
+    if another or not finished:
+        label = f"fuzzed-{net.height}"
+        agent, executor, start = net.start(label, max_tokens=8)
+        results = on_both(tasked, [agent.tx(start),
+                                   executor.tx(finish_msg(executor, start, [7, 8, 9]))])
+        assert [r.code for r in results] == [0, 0], [r.log for r in results]
+        finished.append(label)
+    inference = net.inference(finished[-min(pick, len(finished))])
+    actor = data.draw(st.sampled_from(net.parts), label="member")
+    report = validation_msg(actor, inference, data.draw(int_values(*UINT64), label="distance"),
+                            data.draw(int_values(*UINT32), label="violations"),
+                            data.draw(st.booleans(), label="ids_match"))
+    seal = data.draw(st.just(seal_of(report).seal) | st.binary(max_size=40), label="seal")
+    in_a_block(tasked, actor.tx(MsgSealValidation(creator=actor.address,
+                                                  inference_id=inference.id, seal=seal)))
+    for _ in range(data.draw(st.integers(0, 12), label="blocks before the opening")):
+        on_both(tasked, [])
+    opening = data.draw(st.sampled_from(["as sealed", "another salt", "other figures"]),
+                        label="opening")
+    salt = data.draw(st.binary(max_size=40), label="another salt")
+    if opening == "another salt":
+        report.salt = salt
+    elif opening == "other figures":
+        report.distance_micro = (report.distance_micro + 1) % (1 << 64)
+    in_a_block(tasked, actor.tx(report))
 
 
 # Messages that once failed as internal errors, each refused with its own code now.

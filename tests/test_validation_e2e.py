@@ -86,7 +86,8 @@ BF16_CHATS = 6
 # test_validation_module.py and measured by bench/verification_overhead.py).
 ONE_LONG_EPOCH = {"epochs": {"epoch_length_blocks": 100_000},
                   "validation": {"validation_window_blocks": 600, "voting_period_blocks": 300,
-                                 "reveal_window_blocks": 900, "canary_rate_ppm": 0,
+                                 "opening_blocks": 20, "reveal_window_blocks": 940,
+                                 "canary_rate_ppm": 0,
                                  "invalid_after_consecutive": 2,
                                  "max_expected_checks_ppm": 3_000_000}}
 # Open-ended asks, so that answers run to max_tokens: a forged output's rule violations grow
@@ -331,7 +332,8 @@ def test_a_trusted_executor_is_checked_about_one_percent_of_the_time(mlnodes, tm
                        params={"epochs": {"epoch_length_blocks": 100_000},
                                "validation": {"validation_window_blocks": 200,
                                               "voting_period_blocks": 20,
-                                              "reveal_window_blocks": 220,
+                                              "opening_blocks": 20,
+                                              "reveal_window_blocks": 260,
                                               "canary_rate_ppm": 0}})
     try:
         artifact = honest_artifact(honest_port)
@@ -354,7 +356,8 @@ def test_a_trusted_executor_is_checked_about_one_percent_of_the_time(mlnodes, tm
 # a window of 90 s.
 RISING_EPOCHS = {"epochs": {"epoch_length_blocks": 150},
                  "validation": {"epochs_to_max": 2, "validation_window_blocks": 300,
-                                "voting_period_blocks": 20, "reveal_window_blocks": 320,
+                                "voting_period_blocks": 20, "opening_blocks": 20,
+                                "reveal_window_blocks": 360,
                                 "canary_rate_ppm": 0}}
 RISING_RUNS = 40
 
@@ -418,7 +421,8 @@ def test_reputation_rises_over_clean_epochs_and_the_checks_fall_with_it(mlnodes,
 # which the required > 0 below cannot allow.
 SHORT_EPOCHS = {"epochs": {"epoch_length_blocks": 300},
                 "validation": {"validation_window_blocks": 60, "voting_period_blocks": 30,
-                               "reveal_window_blocks": 110, "canary_rate_ppm": 1_000_000,
+                               "opening_blocks": 20, "reveal_window_blocks": 150,
+                               "canary_rate_ppm": 1_000_000,
                                "canary_claim_blocks": 20,
                                "max_expected_checks_ppm": 4_000_000}}
 

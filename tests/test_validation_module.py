@@ -17,12 +17,15 @@ from inference_actors import (
     canary_steps,
     finish_msg,
     genesis_models,
+    seal_of,
+    signed_figures,
     start_msg,
     validation_msg,
 )
 from inference_net import T0, Net
 
 from chain.epochs.settlement import split_by_weight
+from chain.inference import payload
 from chain.inference.artifact import ArtifactStep
 from chain.inference.keeper import invalid_now
 from chain.query import QueryError
@@ -63,6 +66,8 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     MsgClaimCanary,
     MsgClaimRewards,
     MsgCommitSeed,
+    MsgSealValidation,
+    ReportSeal,
     ValidationReport,
     ValidationTask,
 )
@@ -70,7 +75,8 @@ from inferchain_pb.inference.v1.validation_pb2 import (
 EPOCH = 10
 WINDOW = 4
 VOTING_PERIOD = 4
-REVEAL = 8
+OPENING = 1
+REVEAL = 10
 PASS = 1_000  # micro-nats, under the default threshold of 0.05 nats
 FAIL = 3_000_000
 
@@ -80,7 +86,8 @@ def make_net(participants: int = 5, reputations: list[dict] | None = None,
              serves: list[tuple[str, ...]] | None = None,
              inference_params: dict | None = None, **validation: int) -> Net:
     params = {"validation_window_blocks": WINDOW, "voting_period_blocks": VOTING_PERIOD,
-              "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0, **validation}
+              "opening_blocks": OPENING, "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0,
+              **validation}
     return Net(participants, expiration_blocks=50, weights=weights, models=models,
                serves=serves, inference_params=inference_params, extra_state={
         "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 0}},
@@ -146,6 +153,13 @@ def vote_among(net: Net, inference_id: str) -> list[Actor]:
     return [net.actor(v) for v in task(net, inference_id).voters]
 
 
+def to_tally(net: Net, inference_id: str) -> None:
+    """On to the height a vote every voter answered is tallied at, if it was not yet: a vote
+    never closes while the window's reports may still be opened."""
+    if task(net, inference_id).state == IN_VOTE:
+        to_height(net, task(net, inference_id).vote_open_until)
+
+
 def test_seeds_are_committed_ahead_and_revealed_only_after_the_epoch():
     net = make_net()
     a, b = net.parts[:2]
@@ -184,47 +198,248 @@ def test_a_newcomer_is_checked_by_every_member_and_passes():
     assert found.expected_checks_ppm == 2_000_000  # both others: a share of 1/2 each
     checkers = assigned(net, found)
     assert {c.address for c in checkers} == {p.address for p in net.parts} - {executor.address}
-    results = net.block([c.tx(validation_msg(c, inference, PASS)) for c in checkers])
+    reports = [(c, validation_msg(c, inference, PASS)) for c in checkers]
+    net.seal(reports)
+    sealed = task(net, "new-1")
+    assert (sealed.state, sealed.reports, len(sealed.seals)) == (OPEN, [], 2)
+    assert net.inference("new-1").status == FINISHED  # nothing shows before the openings
+    results = net.open_reports(reports)
     assert all(r.code == 0 for r in results), [r.log for r in results]
+    assert net.height == found.deadline + 1
     assert net.inference("new-1").status == VALIDATED
-    to_height(net, found.deadline + 1)
+    to_height(net, found.open_until)
     assert task(net, "new-1").state == PASSED
     assert stats(net, executor).epoch_passed == 1
 
 
 def test_bad_reports_are_refused_and_change_nothing():
-    net = make_net(participants=3, validation_window_blocks=20, reveal_window_blocks=30)
+    net = make_net(participants=3, validation_window_blocks=20, opening_blocks=8,
+                   reveal_window_blocks=40)
     commit_all(net, 1)
     to_epoch(net, 1)
     executor, inference = finished(net, "bad-1")
     other = next(p for p in net.parts if p is not executor)
+    honest = validation_msg(other, inference, PASS)
     forged = validation_msg(other, inference, PASS)
     forged.distance_micro += 1  # no longer what the node key signed
-    wrong_output = validation_msg(other, inference, PASS)
-    wrong_output.output_hash = b"\0" * 32
-    wrong_output.validator_signature = other.node_key.sign(b"").signature
-    unknown = validation_msg(other, inference, PASS)
-    unknown.inference_id = "no-such"
     unknown = validation_msg(other, Inference(id="no-such", output_hash=inference.output_hash,
                                               output_ids=inference.output_ids), PASS)
-    cases = [(forged, other, 11), (unknown, other, 6),
-             (validation_msg(executor, inference, PASS), executor, 7),
-             (validation_msg(net.developer, inference, PASS), net.developer, 2)]
-    for msg, sender, code in cases:
-        result = net.one(sender.tx(msg))
-        assert (result.codespace, result.code) == ("validation", code), result.log
+    by_executor = validation_msg(executor, inference, PASS)
+    by_developer = validation_msg(net.developer, inference, PASS)
     mismatch = validation_msg(other, Inference(id=inference.id, output_hash=b"\1" * 32,
                                                output_ids=inference.output_ids), PASS)
-    result = net.one(other.tx(mismatch))
-    assert (result.codespace, result.code) == ("validation", 10)
-    assert task(net, "bad-1").reports == []
-    assert net.one(other.tx(validation_msg(other, inference, PASS))).code == 0
+    # Seals: nobody but a member other than the executor seals a report on a known task.
+    for msg, sender, code in [(unknown, other, 6), (by_executor, executor, 7),
+                              (by_developer, net.developer, 2)]:
+        result = net.one(sender.tx(seal_of(msg)))
+        assert (result.codespace, result.code) == ("validation", code), result.log
+    assert (task(net, "bad-1").seals, task(net, "bad-1").reports) == ([], [])
+    net.seal([(other, honest)])
+    again = net.one(other.tx(seal_of(honest)))
+    assert (again.codespace, again.code) == ("validation", 8)
+    sealed = task(net, "bad-1")
+    assert [s.validator for s in sealed.seals] == [other.address] and sealed.reports == []
+    # Openings, once the window's sealing ended: each is checked as a report was.
+    to_height(net, sealed.deadline)
+    for msg, sender, code in [(forged, other, 11), (unknown, other, 6),
+                              (by_executor, executor, 7), (by_developer, net.developer, 2),
+                              (mismatch, other, 10)]:
+        result = net.one(sender.tx(msg))
+        assert (result.codespace, result.code) == ("validation", code), result.log
+    assert task(net, "bad-1") == sealed
+    assert net.one(other.tx(honest)).code == 0
+    opened = task(net, "bad-1")
+    assert opened.seals == [] and [r.validator for r in opened.reports] == [other.address]
     again = net.one(other.tx(validation_msg(other, inference, PASS)))
     assert (again.codespace, again.code) == ("validation", 8)
-    to_height(net, task(net, "bad-1").deadline + 1)
     third = next(p for p in net.parts if p not in (executor, other))
-    closed = net.one(third.tx(validation_msg(third, inference, PASS)))
+    closed = net.one(third.tx(seal_of(validation_msg(third, inference, PASS))))
     assert (closed.codespace, closed.code) == ("validation", 9)
+    assert task(net, "bad-1").reports == opened.reports
+
+
+def test_a_report_shows_nothing_to_copy_until_its_window_closes():
+    """Until the sealing ends the chain shows who sealed, never what; a copied seal opens for
+    nobody."""
+    net = make_net(participants=4, opening_blocks=3, reveal_window_blocks=14)
+    commit_all(net, 0)
+    executor, inference = finished(net, "copy-1")
+    first, second, copier = [p for p in net.parts if p is not executor]
+    reports = [(a, validation_msg(a, inference, FAIL)) for a in (first, second)]
+    net.seal(reports)
+    (_, first_report), (_, second_report) = reports
+    assert first_report.salt != second_report.salt
+    seals = {s.validator: s.seal for s in task(net, "copy-1").seals}
+    assert seals == {a.address: seal_of(r).seal for a, r in reports}
+    assert seals[first.address] != seals[second.address]  # the same figures, measured twice
+    # Without the salt the likely figures cannot be tried against a seal.
+    assert seals[first.address] != payload.validation_seal(second_report.salt,
+                                                           signed_figures(first_report))
+    copied = MsgSealValidation(creator=copier.address, inference_id=inference.id,
+                               seal=seals[first.address])
+    assert net.one(copier.tx(copied)).code == 0  # a seal is bytes: the chain cannot tell
+    found = task(net, "copy-1")
+    to_height(net, found.deadline)  # the last height reports are sealed at
+    feed = net.query("ValidationTasks", q.QueryValidationTasksRequest(
+        from_height=found.finish_height, to_height=found.finish_height)).tasks
+    for shown in (task(net, "copy-1"), next(t for t in feed if t.inference_id == inference.id)):
+        assert (shown.state, list(shown.reports), list(shown.voters)) == (OPEN, [], [])
+        assert [s.validator for s in shown.seals] == [first.address, second.address,
+                                                      copier.address]
+    assert [f.name for f in ReportSeal.DESCRIPTOR.fields] == ["validator", "seal", "height"]
+    assert net.inference("copy-1").status == FINISHED
+    results = net.open_reports(reports)  # the figures show now: two failures, a vote
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+    assert task(net, "copy-1").state == IN_VOTE
+    # The copier knows the first report's figures and salt now, and still cannot open the
+    # copied seal: the seal covers its sealer's address.
+    as_copied = validation_msg(copier, inference, FAIL)
+    as_copied.salt = first_report.salt
+    for attempt in (as_copied, validation_msg(copier, inference, FAIL)):
+        result = net.one(copier.tx(attempt))
+        assert (result.codespace, result.code) == ("validation", 13), result.log
+    assert net.height <= found.open_until
+    after = task(net, "copy-1")
+    assert [r.validator for r in after.reports] == [first.address, second.address]
+    assert [s.validator for s in after.seals] == [copier.address]
+
+
+def test_refused_seals_and_openings_change_nothing():
+    """Every refused seal or opening leaves the task and the inference exactly as they were."""
+    net = make_net(participants=6, validation_window_blocks=6, opening_blocks=5,
+                   reveal_window_blocks=20, voters_per_vote=1)
+    executor, inference = finished(net, "refused")
+    opener, passer, idle, *others = [p for p in net.parts if p is not executor]
+    found = task(net, "refused")
+
+    def refused(sender: Actor, msg, code: int) -> None:
+        before = task(net, "refused"), net.inference("refused").status
+        result = net.one(sender.tx(msg))
+        assert (result.codespace, result.code) == ("validation", code), result.log
+        assert (task(net, "refused"), net.inference("refused").status) == before
+
+    late = others[0]
+    short = seal_of(validation_msg(late, inference, PASS))
+    short.seal = short.seal[:31]
+    refused(late, short, 13)
+    failing = validation_msg(opener, inference, FAIL)
+    passing = validation_msg(passer, inference, PASS)
+    net.seal([(opener, failing), (passer, passing),
+              (idle, validation_msg(idle, inference, PASS))])
+    refused(opener, seal_of(failing), 8)
+    refused(opener, failing, 9)  # the window still takes seals
+    to_height(net, found.deadline)
+    refused(late, validation_msg(late, inference, PASS), 7)  # nothing sealed to open
+    refused(late, seal_of(validation_msg(late, inference, PASS)), 9)
+    salted = validation_msg(passer, inference, PASS)
+    salted.salt = hashlib.sha256(b"another salt").digest()
+    refused(passer, salted, 13)
+    refused(passer, validation_msg(passer, inference, PASS + 1), 13)
+    assert net.height == found.open_until - 1
+    results = net.block([opener.tx(failing), passer.tx(passing)])
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+    voting = task(net, "refused")
+    assert voting.state == IN_VOTE and [s.validator for s in voting.seals] == [idle.address]
+    refused(idle, validation_msg(idle, inference, PASS), 9)  # its openings are over
+    outsider = next(p for p in others if p.address not in voting.voters)
+    refused(outsider, seal_of(validation_msg(outsider, inference, PASS)), 7)
+    assert net.height <= voting.vote_deadline
+
+
+def reveal_and_judge(net: Net, epoch: int) -> None:
+    """Every member reveals its seed of ``epoch``, and blocks pass until the epoch is judged."""
+    to_epoch(net, epoch + 1)
+    net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=epoch, seed=seed(a, epoch)))
+               for a in net.parts])
+    to_height(net, 1 + (epoch + 1) * EPOCH + REVEAL - 1)
+
+
+def owed_by_both(label: str) -> tuple[Net, Inference, ValidationTask, list[Actor]]:
+    """A three-member network in epoch 0 and a newcomer's inference, which both members
+    other than its executor owe a check."""
+    net = make_net(participants=3)
+    commit_all(net, 0)
+    _, inference = finished(net, label)
+    found = task(net, label)
+    checkers = assigned(net, found)
+    assert len(checkers) == 2
+    return net, inference, found, checkers
+
+
+def test_a_member_that_seals_and_never_opens_is_judged_lazy():
+    """A seal fixes a report but is no check until it is opened: left unopened, it is missed."""
+    net, inference, found, (opener, sealer) = owed_by_both("unopened")
+    reports = [(a, validation_msg(a, inference, PASS)) for a in (opener, sealer)]
+    net.seal(reports)
+    assert [r.code for r in net.open_reports(reports[:1])] == [0]
+    to_height(net, found.open_until)
+    closed = task(net, "unopened")
+    assert closed.state == PASSED and closed.seals == []
+    assert [r.validator for r in closed.reports] == [opener.address]
+    reveal_and_judge(net, 0)
+    judged = record(net, sealer, 0)
+    assert judged.settled and judged.lazy, judged
+    assert (judged.required, judged.done, judged.missed, judged.unassigned_reports) == (1, 0, 1, 0)
+    honest = record(net, opener, 0)
+    assert not honest.lazy and honest.required == honest.done == 1
+
+
+def test_an_assigned_member_that_reports_only_as_a_drawn_voter_missed_its_check():
+    """Votes open only after the window, so a ballot sealed after the deadline is no check."""
+    net, inference, found, (opener, voter) = owed_by_both("voted-only")
+    assert [r.code for r in net.report([(opener, validation_msg(opener, inference,
+                                                                 FAIL))])] == [0]
+    assert set(task(net, "voted-only").voters) == {opener.address, voter.address}
+    ballot = [(voter, validation_msg(voter, inference, FAIL))]
+    assert [r.code for r in net.report(ballot)] == [0]
+    to_tally(net, "voted-only")
+    voted = task(net, "voted-only")
+    assert voted.state == FAILED
+    assert {r.validator: r.sealed_height > found.deadline for r in voted.reports} == {
+        opener.address: False, voter.address: True}
+    assert net.height < 1 + EPOCH, "the vote must fall in epoch 0"
+    reveal_and_judge(net, 0)
+    judged = record(net, voter, 0)
+    assert judged.settled and judged.lazy, judged
+    assert (judged.required, judged.done, judged.missed) == (1, 0, 1)
+    assert (judged.missed_votes, judged.unassigned_reports) == (0, 0)  # it did vote
+    honest = record(net, opener, 0)
+    assert not honest.lazy and honest.required == honest.done == 1
+
+
+def test_ballots_open_before_the_vote_sealing_ends_only_once_every_voter_sealed():
+    """An early ballot would show the voters still sealing what to vote: none is left then."""
+    net = make_net(voting_period_blocks=6, reveal_window_blocks=12)
+    commit_all(net, 0)
+    executor, inference = finished(net, "ballots")
+    opener = next(p for p in net.parts if p is not executor)
+    assert [r.code for r in net.report([(opener, validation_msg(opener, inference,
+                                                                 FAIL))])] == [0]
+    found = task(net, "ballots")
+    assert found.state == IN_VOTE
+    ballots = [(v, validation_msg(v, inference, FAIL)) for v in vote_among(net, "ballots")
+               if v is not opener]
+    (early, early_ballot), *rest = ballots
+    assert rest, "at least two drawn voters besides the opener"
+    net.seal([(early, early_ballot)])
+
+    def pending(voter: Actor) -> list[str]:
+        return [t.inference_id for t in net.query("PendingVotes", q.QueryPendingVotesRequest(
+            voter=voter.address)).tasks]
+
+    assert pending(early) == [] and all(pending(v) == [inference.id] for v, _ in rest)
+    result = net.one(early.tx(early_ballot))
+    assert (result.codespace, result.code) == ("validation", 9), result.log
+    assert task(net, "ballots").reports == found.reports
+    net.seal(rest)
+    results = net.block([v.tx(ballot) for v, ballot in ballots])
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+    assert net.height < found.vote_deadline  # the sealing would have gone on
+    closed = task(net, "ballots")
+    assert closed.state == FAILED and closed.seals == []
+    assert {r.validator for r in closed.reports} == {opener.address} | {
+        v.address for v, _ in ballots}
+    assert net.inference("ballots").status == INVALIDATED
 
 
 def test_a_failure_opens_a_vote_and_an_upheld_one_refunds_the_developer():
@@ -235,7 +450,7 @@ def test_a_failure_opens_a_vote_and_an_upheld_one_refunds_the_developer():
     developer_before = net.balance(net.developer)
     work_before = net.account(executor).work_balance
     first = next(p for p in net.parts if p is not executor)
-    assert net.one(first.tx(validation_msg(first, inference, FAIL))).code == 0
+    assert [r.code for r in net.report([(first, validation_msg(first, inference, FAIL))])] == [0]
     found = task(net, "cheat-1")
     assert found.state == IN_VOTE and net.inference("cheat-1").status == VOTING
     voters = vote_among(net, "cheat-1")
@@ -245,9 +460,12 @@ def test_a_failure_opens_a_vote_and_an_upheld_one_refunds_the_developer():
         [] if voters[0] is first else [net.ids["cheat-1"]])
     # One voter lies ("pass"); the others measured what the first validator measured.
     liar, *honest = [v for v in voters if v is not first]
-    results = net.block([liar.tx(validation_msg(liar, inference, PASS))] +
-                        [v.tx(validation_msg(v, inference, FAIL, rule_violations=5))
-                         for v in honest])
+    ballots = [(liar, validation_msg(liar, inference, PASS))] + \
+        [(v, validation_msg(v, inference, FAIL, rule_violations=5)) for v in honest]
+    net.seal(ballots)
+    pending = net.query("PendingVotes", q.QueryPendingVotesRequest(voter=liar.address))
+    assert list(pending.tasks) == []  # sealed: nothing left to do but open it
+    results = net.open_reports(ballots)
     assert all(r.code == 0 for r in results), [r.log for r in results]
     assert task(net, "cheat-1").state == FAILED
     assert net.inference("cheat-1").status == INVALIDATED
@@ -264,12 +482,12 @@ def test_one_lying_voter_cannot_invalidate_an_honest_output():
     to_epoch(net, 1)
     executor, inference = finished(net, "honest-1")
     liar = next(p for p in net.parts if p is not executor)
-    assert net.one(liar.tx(validation_msg(liar, inference, FAIL))).code == 0
+    assert [r.code for r in net.report([(liar, validation_msg(liar, inference, FAIL))])] == [0]
     voters = [v for v in vote_among(net, "honest-1") if v is not liar]
     # If the liar was not drawn, one drawn voter lies too: still only half the weight.
     lying_voter = voters[0] if len(voters) == 3 else None
-    results = net.block([v.tx(validation_msg(v, inference, FAIL if v is lying_voter else PASS))
-                         for v in voters])
+    results = net.report([(v, validation_msg(v, inference, FAIL if v is lying_voter else PASS))
+                          for v in voters])
     assert all(r.code == 0 for r in results)
     assert task(net, "honest-1").state == PASSED
     assert net.inference("honest-1").status == VALIDATED
@@ -282,16 +500,22 @@ def test_a_vote_closes_at_its_deadline_and_silent_voters_are_recorded():
     to_epoch(net, 1)
     executor, inference = finished(net, "quiet-1")
     first = next(p for p in net.parts if p is not executor)
-    assert net.one(first.tx(validation_msg(first, inference, FAIL))).code == 0
+    assert [r.code for r in net.report([(first, validation_msg(first, inference, FAIL))])] == [0]
     found = task(net, "quiet-1")
     # Two of the three drawn voters say fail (the first reporter counts only if drawn); the
     # third stays silent.
     voters = vote_among(net, "quiet-1")
     others = [v for v in voters if v is not first]
     speaking = others[:2 - (first in voters)]
-    for voter in speaking:
-        assert net.one(voter.tx(validation_msg(voter, inference, FAIL))).code == 0
+    ballots = [(v, validation_msg(v, inference, FAIL)) for v in speaking]
+    net.seal(ballots)
     to_height(net, found.vote_deadline)
+    assert task(net, "quiet-1").state == IN_VOTE
+    # With a voter silent, the ballots open only once the vote's sealing ends, and the vote
+    # is tallied when its openings end.
+    results = net.open_reports(ballots)
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+    assert net.height == found.vote_deadline + 1 == found.vote_open_until
     assert task(net, "quiet-1").state == FAILED  # the only reports say fail
     for voter in others:
         if voter not in speaking:
@@ -302,21 +526,25 @@ def test_repeated_invalidations_make_an_executor_invalid_until_the_epoch_ends():
     net = make_net(participants=4, invalid_after_consecutive=2, voters_per_vote=1)
     commit_all(net, 1)
     to_epoch(net, 1)
-    cheater = None
-    n = 0
-    while cheater is None or stats(net, cheater).consecutive_invalidations < 2:
-        n += 1
-        # Only the cheater's requests are sent, so the two invalidations fit in epoch 1.
-        if cheater is not None and net.start(f"rep-{n}")[1] is not cheater:
-            continue
-        executor, inference = finished(net, f"rep-{n}")
-        cheater = executor
-        judge = next(p for p in net.parts if p is not cheater)
-        assert net.one(judge.tx(validation_msg(judge, inference, FAIL))).code == 0
-        for voter in vote_among(net, inference.id):
-            if voter is not judge:
-                assert net.one(voter.tx(validation_msg(voter, inference, FAIL))).code == 0
-        assert task(net, inference.id).state == FAILED
+    cheater = net.parts[0]
+    # Only the cheater's requests are sent, finished and checked together, so the two
+    # invalidations fit in epoch 1 (each takes a window, its opening and a vote).
+    inferences = finish_together(net, executed_by(net, cheater, 2, "rep"))
+    judge = next(p for p in net.parts if p is not cheater)
+    # Both tasks have the same deadline: the judge's reports open in one block.
+    results = net.report([(judge, validation_msg(judge, i, FAIL)) for i in inferences])
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+    ballots = [(v, validation_msg(v, i, FAIL)) for i in inferences
+               for v in vote_among(net, i.id) if v is not judge]
+    if ballots:  # each vote's one voter sealed: its ballot opens in the next block
+        net.seal(ballots)
+        results = net.block([v.tx(ballot) for v, ballot in ballots])
+        assert all(r.code == 0 for r in results), [r.log for r in results]
+    for inference in inferences:
+        to_tally(net, inference.id)
+    assert [task(net, i.id).state for i in inferences] == [FAILED, FAILED]
+    assert stats(net, cheater).consecutive_invalidations == 2
+    assert net.height < 1 + 2 * EPOCH, "the invalidations must fall in epoch 1"
     assert invalid_now(net.participant_record(cheater))
     for i in range(30):
         assert cheater.address not in net.draw(f"after-{i}")
@@ -354,12 +582,11 @@ def test_a_validator_that_skips_its_checks_is_caught_at_seed_reveal(reveal):
     commit_all(net, 1)
     to_epoch(net, 1)
     lazy, honest, silent = net.parts
-    for i in range(3):
-        _, inference = finished(net, f"lazy-{i}")
-        found = task(net, inference.id)
-        results = net.block([c.tx(validation_msg(c, inference, PASS))
-                             for c in assigned(net, found) if c is not lazy])
-        assert all(r.code == 0 for r in results)
+    # Finished together, the three tasks share a window: their checks open in one block.
+    inferences = finish_together(net, [f"lazy-{i}" for i in range(3)])
+    results = net.report([(c, validation_msg(c, inference, PASS)) for inference in inferences
+                          for c in assigned(net, task(net, inference.id)) if c is not lazy])
+    assert all(r.code == 0 for r in results)
     assert net.height < 1 + 2 * EPOCH, "the checks must all fall in epoch 1"
     to_epoch(net, 2)
     net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=1, seed=seed(a, 1)))
@@ -390,18 +617,23 @@ def test_members_owe_checks_only_of_the_models_they_serve():
     members = net.query("Epoch", q.QueryEpochRequest(epoch=1)).members.members
     assert {m.address: tuple(m.model_ids) for m in members} == {
         a.address: models for a, models in zip(net.parts, serves, strict=True)}
+    # Finished together, the four tasks share a window: their checks open in one block.
+    txs, starts = [], []
     for i, model in enumerate([MODEL_ID, other] * 2):
         agent, executor, start = net.start(f"two-models-{i}", max_tokens=8, model_id=model)
-        results = net.block([agent.tx(start),
-                             executor.tx(finish_msg(executor, start, [7, 8, 9]))])
-        assert [r.code for r in results] == [0, 0], [r.log for r in results]
+        txs += [agent.tx(start), executor.tx(finish_msg(executor, start, [7, 8, 9]))]
+        starts.append((model, executor, start))
+    results = net.block(txs)
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+    reports = []
+    for model, executor, start in starts:
         inference = net.inference(start.inference_id)
         # A newcomer's inference is owed two checks, more than its model's one other server
         # can make: that one owes it for certain, and nobody else owes it at all.
         checkers = assigned(net, task(net, inference.id))
         assert {c.address for c in checkers} == servers[model] - {executor.address}
-        assert all(r.code == 0 for r in net.block(
-            [c.tx(validation_msg(c, inference, PASS)) for c in checkers]))
+        reports += [(c, validation_msg(c, inference, PASS)) for c in checkers]
+    assert all(r.code == 0 for r in net.report(reports))
     assert net.height < 1 + 2 * EPOCH, "the inferences must all fall in epoch 1"
     to_epoch(net, 2)
     net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=1, seed=seed(a, 1)))
@@ -418,7 +650,8 @@ def test_members_owe_checks_only_of_the_models_they_serve():
     assert [r.code for r in results] == [0, 0], [r.log for r in results]
     inference = net.inference(start.inference_id)
     reporter = net.actor(next(iter(servers[other] - {executor.address})))
-    assert net.one(reporter.tx(validation_msg(reporter, inference, FAIL))).code == 0
+    assert [r.code for r in net.report([(reporter, validation_msg(reporter, inference,
+                                                                   FAIL))])] == [0]
     assert [v.address for v in vote_among(net, inference.id)] == [reporter.address]
 
 
@@ -504,10 +737,11 @@ def judged_records(net: Net, tasks: int) -> list:
     the judgement took."""
     commit_all(net, 0)
     lazy, honest, _ = net.parts
-    for i in range(tasks):
-        _, inference = finished(net, f"judged-{i}")
-        net.block([c.tx(validation_msg(c, inference, PASS))
-                   for c in assigned(net, task(net, inference.id)) if c is not lazy])
+    # Finished together, the tasks share a window: their checks open in one block.
+    inferences = finish_together(net, [f"judged-{i}" for i in range(tasks)])
+    results = net.report([(c, validation_msg(c, inference, PASS)) for inference in inferences
+                          for c in assigned(net, task(net, inference.id)) if c is not lazy])
+    assert all(r.code == 0 for r in results), [r.log for r in results]
     assert net.height < 1 + EPOCH, "the checks must all fall in epoch 0"
     to_epoch(net, 1)
     net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=0, seed=seed(a, 0)))
@@ -566,11 +800,12 @@ def test_a_blind_pass_of_a_canary_is_lazy_once_the_claim_shows_the_real_artifact
     key = canary.key(seed(executor, 0), shifted.id)
     early = net.one(claim(executor, shifted.id, key))
     assert (early.codespace, early.code) == ("validation", 7) and "open" in early.log
-    net.block([blind.tx(validation_msg(blind, shifted, PASS)),
-               careful.tx(validation_msg(careful, shifted, FAIL))])
+    results = net.report([(blind, validation_msg(blind, shifted, PASS)),
+                          (careful, validation_msg(careful, shifted, FAIL))])
+    assert all(r.code == 0 for r in results), [r.log for r in results]
     voting = task(net, "canary-1")
     assert voting.state == IN_VOTE and len(voting.reports) == 2
-    assert voting.vote_deadline == voting.closed_height + 3, "held open for the claim"
+    assert voting.vote_open_until == voting.closed_height + 3, "held open for the claim"
     stranger = net.one(claim(blind, shifted.id, key))
     assert (stranger.codespace, stranger.code) == ("validation", 7)
     assert net.one(claim(executor, shifted.id, key)).code == 0
@@ -582,8 +817,8 @@ def test_a_blind_pass_of_a_canary_is_lazy_once_the_claim_shows_the_real_artifact
     assert net.inference("canary-1").artifact == real
     again = net.one(claim(executor, shifted.id, key))
     assert (again.codespace, again.code) == ("validation", 12)
-    result = net.block([v.tx(validation_msg(v, net.inference("canary-1"), PASS))
-                        for v in vote_among(net, "canary-1")])
+    result = net.report([(v, validation_msg(v, net.inference("canary-1"), PASS))
+                         for v in vote_among(net, "canary-1")])
     assert all(r.code == 0 for r in result), [r.log for r in result]
     assert task(net, "canary-1").state == PASSED
     assert net.inference("canary-1").status == VALIDATED
@@ -611,15 +846,17 @@ def test_a_canary_shifted_too_little_to_fail_an_honest_rescore_makes_nobody_lazy
     executor, shifted, real = canary_finished(net, "canary-weak", steps)
     assert shifted.artifact != real
     blind, careful = [p for p in net.parts if p is not executor]
-    net.block([a.tx(validation_msg(a, shifted, PASS)) for a in (blind, careful)])
-    to_height(net, task(net, "canary-weak").deadline + 1)
+    results = net.report([(a, validation_msg(a, shifted, PASS)) for a in (blind, careful)])
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+    to_height(net, task(net, "canary-weak").open_until)
     key = canary.key(seed(executor, 0), shifted.id)
     assert net.one(claim(executor, shifted.id, key)).code == 0
     model = net.query("Model", q.QueryModelRequest(id=shifted.model_id)).model
     weak = task(net, "canary-weak")
     assert 0 < weak.canary_distance_micro < 2 * threshold_micro(model)
-    net.block([v.tx(validation_msg(v, net.inference("canary-weak"), PASS))
-               for v in vote_among(net, "canary-weak")])
+    results = net.report([(v, validation_msg(v, net.inference("canary-weak"), PASS))
+                          for v in vote_among(net, "canary-weak")])
+    assert all(r.code == 0 for r in results), [r.log for r in results]
     assert task(net, "canary-weak").state == PASSED
     to_epoch(net, 1)
     net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=0, seed=seed(a, 0)))
@@ -638,7 +875,7 @@ def test_an_unclaimed_canary_and_a_claim_its_seed_does_not_back_make_the_executo
     commit_all(net, 0)
     silent, _, _ = canary_finished(net, "canary-silent")
     liar, lied, _ = canary_finished(net, "canary-lied")
-    to_height(net, task(net, "canary-lied").deadline + 1)
+    to_height(net, task(net, "canary-lied").open_until)
     assert task(net, "canary-lied").state == UNCHECKED
     assert net.one(claim(liar, lied.id, bytes(32))).code == 0
     to_height(net, task(net, "canary-silent").closed_height + 4)
@@ -665,7 +902,7 @@ def test_a_claim_must_match_the_revealed_seed_and_win_the_lottery():
     to_epoch(net, 1)
     assert net.one(executor.tx(MsgClaimRewards(creator=executor.address, epoch=0,
                                                 seed=seed(executor, 0)))).code == 0
-    to_height(net, task(net, "canary-late").deadline + 1)
+    to_height(net, task(net, "canary-late").open_until)
     wrong, short = net.block([claim(executor, shifted.id, bytes(32)),
                               claim(executor, shifted.id, b"key")])
     assert (wrong.codespace, wrong.code) == ("validation", 12) and "seed" in wrong.log
@@ -680,7 +917,10 @@ def test_window_without_checks_leaves_the_inference_unchecked():
     net = make_net(participants=3, p_max_ppm=10_000, p_min_ppm=0)
     to_epoch(net, 1)
     executor, inference = finished(net, "skip-1")
-    to_height(net, task(net, "skip-1").deadline + 1)
+    found = task(net, "skip-1")
+    to_height(net, found.open_until - 1)
+    assert task(net, "skip-1").state == OPEN  # its seals, had there been any, may open
+    to_height(net, found.open_until)
     assert task(net, "skip-1").state == UNCHECKED
     assert net.inference("skip-1").status == FINISHED
 
@@ -772,10 +1012,12 @@ def test_a_start_drawn_before_its_executor_became_invalid_is_still_accepted():
     pending = start_msg(agent, net.developer, pending_id, cheater.address, drawn_at,
                         T0 + drawn_at, [1, 2, 3, 4])
     judge = agent
-    assert net.one(judge.tx(validation_msg(judge, inference, FAIL))).code == 0
-    for voter in vote_among(net, inference.id):
-        if voter is not judge:
-            assert net.one(voter.tx(validation_msg(voter, inference, FAIL))).code == 0
+    assert [r.code for r in net.report([(judge, validation_msg(judge, inference, FAIL))])] == [0]
+    ballots = [(v, validation_msg(v, inference, FAIL)) for v in vote_among(net, inference.id)
+               if v is not judge]
+    if ballots:
+        assert [r.code for r in net.report(ballots)] == [0]
+    to_tally(net, inference.id)
     assert invalid_now(net.participant_record(cheater))
     assert net.one(agent.tx(pending)).code == 0
     assert all(cheater.address not in net.draw(f"after-{i}") for i in range(20))
@@ -813,10 +1055,12 @@ def executed_by(net: Net, actor: Actor, count: int, prefix: str) -> list[str]:
 
 
 def check_assigned(net: Net, inferences: list[Inference], skipper: Actor) -> None:
-    """Every member but ``skipper`` reports a pass on the checks its seed assigns."""
-    txs = [c.tx(validation_msg(c, inference, PASS)) for inference in inferences
-           for c in assigned(net, task(net, inference.id)) if c is not skipper]
-    assert all(r.code == 0 for r in net.block(txs))
+    """Every member but ``skipper`` reports a pass on the checks its seed assigns: sealed at
+    once, opened when the window's sealing ends (the inferences finished together, so they
+    share a window)."""
+    reports = [(c, validation_msg(c, inference, PASS)) for inference in inferences
+               for c in assigned(net, task(net, inference.id)) if c is not skipper]
+    assert all(r.code == 0 for r in net.report(reports))
 
 
 def settlement(net: Net, epoch: int):

@@ -6,7 +6,7 @@ as the draw gives it those seats."""
 from fractions import Fraction
 
 import pytest
-from inference_actors import Actor, validation_msg
+from inference_actors import Actor, seal_of, validation_msg
 from inference_net import Net
 from test_validation_module import (
     FAIL,
@@ -19,6 +19,7 @@ from test_validation_module import (
     stats,
     task,
     to_height,
+    to_tally,
     vote_among,
 )
 
@@ -40,7 +41,7 @@ STEP = -(-PPM // 30)  # one reputation step at the default epochs_to_max
 
 
 def make_net(participants: int, reputation_ppm: int, epoch: int = EPOCH, **validation) -> Net:
-    params = {"validation_window_blocks": 4, "voting_period_blocks": 4,
+    params = {"validation_window_blocks": 4, "voting_period_blocks": 4, "opening_blocks": 1,
               "reveal_window_blocks": REVEAL, "canary_rate_ppm": 0, **validation}
     net = Net(participants, expiration_blocks=50, extra_state={
         "epochs": {"params": {"epoch_length_blocks": epoch, "poc_window_blocks": 0}},
@@ -52,10 +53,23 @@ def make_net(participants: int, reputation_ppm: int, epoch: int = EPOCH, **valid
     return net
 
 
-def refused(net: Net, actor: Actor, inference: Inference, distance: int) -> None:
-    result = net.one(actor.tx(validation_msg(actor, inference, distance)))
-    assert (result.codespace, result.code) == ("validation", 7), result.log
-    assert "not drawn for the vote" in result.log
+def refused(net: Net, actors: list[Actor], inference: Inference, distance: int) -> None:
+    """``actors``, not drawn for the open vote, can neither seal a report nor open one."""
+    reports = [(a, validation_msg(a, inference, distance)) for a in actors]
+    for result in net.block([a.tx(seal_of(report)) for a, report in reports]):
+        assert (result.codespace, result.code) == ("validation", 7), result.log
+        assert "not drawn for the vote" in result.log
+    for result in net.block([a.tx(report) for a, report in reports]):
+        assert (result.codespace, result.code) == ("validation", 7), result.log
+        assert "sealed no report" in result.log
+
+
+def voted(net: Net, inference: Inference, ballots: list[tuple[Actor, object]]) -> None:
+    """The drawn voters' ``ballots`` sealed, then opened, and the vote tallied."""
+    if ballots:
+        results = net.report(ballots)
+        assert all(r.code == 0 for r in results), [r.log for r in results]
+    to_tally(net, inference.id)
 
 
 def work(net: Net, actors: list[Actor]) -> dict[str, int]:
@@ -69,19 +83,25 @@ def unreported(net: Net, inference_id: str, actors: list[Actor]) -> list[Actor]:
 
 def opened_vote(net: Net, name: str, opener_of, before=None) -> tuple:
     """Finishes inferences until the vote that ``opener_of``'s pick opens on one draws
-    neither it nor what ``before(executor, inference)`` returned (run first on each: reports
-    made ahead of the failing one); (executor, inference, opener, voters, that). An attempt
-    that drew them is voted to its end by the drawn voters passing the output."""
+    neither it nor the member ``before(executor, inference)`` returned beside its reports
+    (run first on each: reports sealed ahead of the failing one and opened ahead of it in
+    the block after the window's sealing); (executor, inference, opener, voters, that). An
+    attempt that drew them is voted to its end by the drawn voters passing the output."""
     for attempt in range(20):
         executor, inference = finished(net, f"{name}-{attempt}")
-        extra = before(executor, inference) if before else None
+        extra, ahead = before(executor, inference) if before else (None, [])
         opener = opener_of(executor, inference, extra)
-        assert net.one(opener.tx(validation_msg(opener, inference, FAIL))).code == 0
+        if ahead:
+            net.seal(ahead)
+        failing = (opener, validation_msg(opener, inference, FAIL))
+        net.seal([failing])
+        results = net.open_reports(ahead + [failing])
+        assert all(r.code == 0 for r in results), [r.log for r in results]
         voters = vote_among(net, inference.id)
         if opener not in voters and extra not in voters:
             return executor, inference, opener, voters, extra
-        net.block([v.tx(validation_msg(v, inference, PASS))
-                   for v in unreported(net, inference.id, voters)])
+        voted(net, inference, [(v, validation_msg(v, inference, PASS))
+                               for v in unreported(net, inference.id, voters)])
     pytest.fail("the opener was drawn in every attempt")
 
 
@@ -100,9 +120,9 @@ def test_colluders_outside_a_vote_are_refused_and_an_honest_output_stays_validat
         used.add(pick.address)
         return pick
 
-    def honest_checks(executor: Actor, inference: Inference) -> None:
+    def honest_checks(executor: Actor, inference: Inference) -> tuple[None, list]:
         checkers = assigned(net, task(net, inference.id))
-        net.block([c.tx(validation_msg(c, inference, PASS)) for c in checkers])
+        return None, [(c, validation_msg(c, inference, PASS)) for c in checkers]
 
     executor, inference, opener, voters, _ = opened_vote(net, "honest", opener_of, honest_checks)
     developer_before = net.balance(net.developer)
@@ -111,12 +131,11 @@ def test_colluders_outside_a_vote_are_refused_and_an_honest_output_stays_validat
     colluders = [opener] + [p for p in net.parts if p not in voters and p is not executor
                             and p.address not in used and p not in assigned(net, found)][:3]
     before = work(net, [executor, *net.parts])
-    for colluder in colluders[1:]:
-        refused(net, colluder, inference, FAIL)
+    refused(net, colluders[1:], inference, FAIL)
     assert len(task(net, inference.id).reports) == len(found.reports)
-    results = net.block([v.tx(validation_msg(v, inference, PASS))
-                         for v in unreported(net, inference.id, voters)])
-    assert all(r.code == 0 for r in results), [r.log for r in results]
+    assert task(net, inference.id).seals == []
+    voted(net, inference, [(v, validation_msg(v, inference, PASS))
+                           for v in unreported(net, inference.id, voters)])
     found = task(net, inference.id)
     assert found.state == PASSED and net.inference(inference.id).status == VALIDATED
     assert stats(net, executor).invalidations == 0
@@ -139,7 +158,9 @@ def test_colluders_outside_a_vote_are_refused_and_an_honest_output_stays_validat
     to_height(net, 1 + 2 * EPOCH + REVEAL)
     opened = record(net, opener, 1)
     assert (opened.unassigned_reports, opened.votes_against, opened.lazy) == (1, 1, True)
-    for actor in colluders[1:] + voters:
+    # An opener of an earlier attempt that its vote drew made an unassigned window report
+    # all the same: it is left out here (the vote's drawing it excuses nothing).
+    for actor in colluders[1:] + [v for v in voters if v.address not in used]:
         judged = record(net, actor, 1)
         assert judged.settled and not judged.lazy and judged.unassigned_reports == 0
 
@@ -150,12 +171,11 @@ def test_colluders_cannot_rescue_a_cheating_output():
     the drawn voters invalidate it and the developer is refunded."""
     net = make_net(16, PPM, p_min_ppm=200_000)
 
-    def early_pass(executor: Actor, inference: Inference) -> Actor:
+    def early_pass(executor: Actor, inference: Inference) -> tuple[Actor, list]:
         found = task(net, inference.id)
         early = next(p for p in reversed(net.parts) if p is not executor and
                      p not in assigned(net, found))
-        assert net.one(early.tx(validation_msg(early, inference, PASS))).code == 0
-        return early
+        return early, [(early, validation_msg(early, inference, PASS))]
 
     def honest_opener(executor: Actor, _: Inference, early: Actor) -> Actor:
         return next(p for p in net.parts if p not in (executor, early))
@@ -165,12 +185,10 @@ def test_colluders_cannot_rescue_a_cheating_output():
     developer_before = net.balance(net.developer)
     work_before = net.account(executor).work_balance
     colluders = [p for p in net.parts if p not in voters and p not in (executor, opener, early)]
-    for colluder in colluders[:3]:
-        refused(net, colluder, inference, PASS)
+    refused(net, colluders[:3], inference, PASS)
     assert task(net, inference.id).state == IN_VOTE
-    results = net.block([v.tx(validation_msg(v, inference, FAIL, rule_violations=5))
-                         for v in unreported(net, inference.id, voters)])
-    assert all(r.code == 0 for r in results), [r.log for r in results]
+    voted(net, inference, [(v, validation_msg(v, inference, FAIL, rule_violations=5))
+                           for v in unreported(net, inference.id, voters)])
     assert task(net, inference.id).state == FAILED
     assert net.inference(inference.id).status == INVALIDATED
     assert net.balance(net.developer) == developer_before + inference.cost
@@ -192,7 +210,8 @@ def test_a_drawn_voter_against_the_outcome_loses_reputation_and_its_fee_share(ho
     net = make_net(5, PPM // 2, epoch=40)
     executor, inference = finished(net, "liar")
     opener = next(p for p in net.parts if p is not executor)
-    assert net.one(opener.tx(validation_msg(opener, inference, FAIL))).code == 0
+    assert [r.code for r in net.report([(opener, validation_msg(opener, inference, FAIL))])] \
+        == [0]
     voters = vote_among(net, inference.id)
     # Failing an honest output, the opener is the liar if drawn (its ballot counts once);
     # passing a forged one, the liar is another voter.
@@ -201,11 +220,10 @@ def test_a_drawn_voter_against_the_outcome_loses_reputation_and_its_fee_share(ho
     honest = [v for v in voters if v is not liar]
     reputations = {a.address: stats(net, a).reputation_ppm for a in net.parts}
     before = work(net, net.parts)
-    results = net.block([v.tx(validation_msg(v, inference, PASS if honest_output else FAIL))
-                         for v in honest if v is not opener] +
-                        [liar.tx(validation_msg(liar, inference, FAIL if honest_output
-                                                else PASS))] * (liar is not opener))
-    assert all(r.code == 0 for r in results), [r.log for r in results]
+    voted(net, inference, [(v, validation_msg(v, inference, PASS if honest_output else FAIL))
+                           for v in honest if v is not opener] +
+          [(liar, validation_msg(liar, inference, FAIL if honest_output else PASS))] *
+          (liar is not opener))
     assert task(net, inference.id).state == (PASSED if honest_output else FAILED)
     after = work(net, net.parts)
     assert stats(net, liar).reputation_ppm == reputations[liar.address] - STEP
@@ -258,12 +276,14 @@ def test_a_coalition_flips_a_vote_only_with_two_of_three_seats_as_often_as_drawn
             continue
         opener = colluders[n % 4] if honest_output else \
             next(p for p in net.parts[4:] if p is not executor)
-        assert net.one(opener.tx(validation_msg(opener, inference, FAIL))).code == 0
+        assert [r.code for r in net.report([(opener, validation_msg(opener, inference,
+                                                                     FAIL))])] == [0]
         voters = vote_among(net, inference.id)
         lie = PASS if not honest_output else FAIL
         truth = PASS if honest_output else FAIL
-        net.block([v.tx(validation_msg(v, inference, lie if v in colluders else truth))
-                   for v in voters if v is not opener])
+        voted(net, inference, [(v, validation_msg(v, inference,
+                                                  lie if v in colluders else truth))
+                               for v in voters if v is not opener])
         state = task(net, inference.id).state
         flipped = state == (FAILED if honest_output else PASSED)
         held = sum(v in colluders for v in voters)
@@ -285,17 +305,20 @@ def test_one_heavy_member_never_flips_a_vote_whatever_its_weight():
     net = Net(5, expiration_blocks=50, weights=[600, 100, 100, 100, 100], extra_state={
         "epochs": {"params": {"epoch_length_blocks": 10_000, "poc_window_blocks": 0}},
         "validation": {"params": {"validation_window_blocks": 4, "voting_period_blocks": 4,
-                                  "reveal_window_blocks": 10, "canary_rate_ppm": 0}}})
+                                  "opening_blocks": 1, "reveal_window_blocks": 10,
+                                  "canary_rate_ppm": 0}}})
     heavy = net.parts[0]
     drawn = 0
     for n in range(24):
         executor, inference = finished(net, f"heavy-{n}")
         if executor is heavy:
             continue
-        assert net.one(heavy.tx(validation_msg(heavy, inference, FAIL))).code == 0
+        assert [r.code for r in net.report([(heavy, validation_msg(heavy, inference,
+                                                                    FAIL))])] == [0]
         voters = vote_among(net, inference.id)
         drawn += heavy in voters
-        net.block([v.tx(validation_msg(v, inference, PASS)) for v in voters if v is not heavy])
+        voted(net, inference, [(v, validation_msg(v, inference, PASS))
+                               for v in voters if v is not heavy])
         assert task(net, inference.id).state == PASSED
         assert net.inference(inference.id).status == VALIDATED
     assert drawn >= 5, drawn
@@ -322,19 +345,30 @@ def test_every_vote_a_sacrificial_member_forces_costs_its_bond_at_the_reveal():
 
     def force(opener_of, label: str) -> tuple[Actor, Inference]:
         """Finishes inferences until ``opener_of(executor, its task)`` names an opener the
-        vote does not draw; it opens that vote with a failing report (its balance paying fee
-        and bond) and the drawn voters keep the output."""
+        vote does not draw; it opens that vote with a failing report (its balance paying the
+        fees of seal and opening, and the bond), the members assigned the check pass it and
+        the drawn voters keep the output."""
         for attempt in range(40):
             executor, inference = finished(net, f"{label}-{attempt}")
-            opener = opener_of(executor, task(net, inference.id))
+            found = task(net, inference.id)
+            opener = opener_of(executor, found)
+            # Every member the seeds assign makes its check, so that no missed one is lazy.
+            checks = [(c, validation_msg(c, inference, PASS)) for c in assigned(net, found)
+                      if c is not opener]
             if opener is None:
+                if checks:
+                    results = net.report(checks)
+                    assert all(r.code == 0 for r in results), [r.log for r in results]
                 continue
             before = net.balance(opener)
-            assert net.one(opener.tx(validation_msg(opener, inference, FAIL))).code == 0
-            assert net.balance(opener) == before - fee - bond
+            failing = (opener, validation_msg(opener, inference, FAIL))
+            net.seal(checks + [failing])
+            results = net.open_reports(checks + [failing])
+            assert all(r.code == 0 for r in results), [r.log for r in results]
+            assert net.balance(opener) == before - 2 * fee - bond
             voters = vote_among(net, inference.id)
-            net.block([v.tx(validation_msg(v, inference, PASS))
-                       for v in unreported(net, inference.id, voters)])
+            voted(net, inference, [(v, validation_msg(v, inference, PASS))
+                                   for v in unreported(net, inference.id, voters)])
             assert task(net, inference.id).state == PASSED
             if opener not in voters:
                 return opener, inference
@@ -364,22 +398,23 @@ def test_every_vote_a_sacrificial_member_forces_costs_its_bond_at_the_reveal():
     results = net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=1, seed=seed(a, 1)))
                          for a in net.parts if a is not silent])
     assert all(r.code == 0 for r in results), [r.log for r in results]
-    # The sacrificial member's bonds burn; those of votes that drew it come back, as does
-    # the assigned opener's.
-    assert net.balance(sacrificed) == \
-        held[sacrificed.address] - fee + drawn.get(sacrificed.address, 0) * bond
+    # Every bond of the sacrificial member burns, those of the votes that then drew it too
+    # (its reports were sealed unassigned before any vote); the assigned opener's come back.
+    assert net.balance(sacrificed) == held[sacrificed.address] - fee
     assert stats(net, sacrificed).reputation_ppm == 0
     assert net.balance(honest) == \
         held[honest.address] - fee + (1 + drawn.get(honest.address, 0)) * bond
     assert coins(BOND_ACCOUNT) == (1 + drawn.get(silent.address, 0)) * bond  # until judging
     burned_at_reveal = supply_before - supply()
-    assert burned_at_reveal == len(forced) * bond
+    assert burned_at_reveal == (len(forced) + drawn.get(sacrificed.address, 0)) * bond
     to_height(net, 1 + 2 * EPOCH + REVEAL)
     # Judging burns the silent member's bond (settlement mints the epoch's rewards then, so
     # supply says nothing here): it leaves the bond account and never reaches its owner.
     assert coins(BOND_ACCOUNT) == 0 and net.balance(silent) == held[silent.address]
     opened = record(net, sacrificed, 1)
-    assert opened.lazy and opened.unassigned_reports == len(forced)
+    # Its window reports were all unassigned, those of the votes that then drew it too.
+    assert opened.lazy and \
+        opened.unassigned_reports == len(forced) + drawn.get(sacrificed.address, 0)
     assert not record(net, honest, 1).lazy
     print(f"\nforcing {len(forced)} votes cost the sacrificial member {len(forced) * bond} "
           f"ninfer in bonds ({bond} each, burned at its reveal), its reputation ({PPM} ppm → "

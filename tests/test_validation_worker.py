@@ -1,12 +1,14 @@
 """The validator worker's own logic: seed storage, which tasks it checks, what it queues.
 
 The chain and the ML node are fakes that answer like the real ones (the same protobuf
-messages and client dataclasses), and a fake delivery applies queued seed commits to the fake
-chain; the real chain, API node and ML node together are the end-to-end tests' job.
+messages and client dataclasses), and a fake delivery applies queued seed commits, seals and
+openings to the fake chain, which fails the test on an opening the chain would refuse; the
+real chain, API node and ML node together are the end-to-end tests' job.
 """
 
 import asyncio
 import hashlib
+import logging
 import random
 from collections.abc import Callable, Iterator
 
@@ -34,7 +36,9 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     EpochMembers,
     MsgClaimRewards,
     MsgCommitSeed,
+    MsgSealValidation,
     MsgValidation,
+    ReportSeal,
     SeedCommitment,
     TaskState,
     ValidationReport,
@@ -50,7 +54,7 @@ EOS = 2
 LENGTH = 10  # blocks per epoch: epoch e is heights [1 + 10e, 10(e + 1)]
 CHECKS_PPM = ValidationParams().max_expected_checks_ppm
 PARAMS = {"validation_window_blocks": 20, "reveal_window_blocks": 5, "voting_period_blocks": 5,
-          "canary_claim_blocks": 10,
+          "canary_claim_blocks": 10, "opening_blocks": 5,
           "p_min_ppm": 10_000}
 
 
@@ -79,6 +83,7 @@ class FakeChain:
         self.votes: list[ValidationTask] = []
         self.inferences: dict[str, Inference] = {}
         self.task_queries: list[tuple[int, int, int]] = []
+        self.one_task_queries: list[str] = []
 
     async def latest_height(self) -> int:
         return self.height
@@ -108,8 +113,12 @@ class FakeChain:
                        key=lambda t: (t.finish_height, t.inference_id))
         return tasks[:limit]
 
+    async def validation_task(self, inference_id: str) -> ValidationTask | None:
+        self.one_task_queries.append(inference_id)
+        return self.task(inference_id)
+
     async def pending_votes(self, voter: str) -> list[ValidationTask]:
-        return [t for t in self.votes if voter in t.voters]
+        return [t for t in self.votes if voter in t.voters and voter not in on_record(t)]
 
     async def inference(self, inference_id: str) -> Inference | None:
         return self.inferences.get(inference_id)
@@ -124,13 +133,45 @@ class FakeChain:
         return Participant(address=AGENT, node_pubkey=bytes(AGENT_KEY.verify_key))
 
     def open_vote(self, task: ValidationTask) -> None:
-        """A vote on ``task`` drawing OTHER and this validator, open until height 25; the task
-        then leaves the feed of open tasks."""
+        """A vote on ``task`` drawing OTHER and this validator, sealed until height 25 and
+        opened until 30; the task's window is over (as if it had ended at its finish: a vote
+        opens only once the window's reports are opened) and it leaves the feed."""
         self.tasks.remove(task)
+        task.deadline = task.finish_height
+        task.open_until = task.deadline + PARAMS["opening_blocks"]
         task.state = TaskState.IN_VOTE
         task.voters.extend([OTHER, ME])
         task.vote_deadline = 25
+        task.vote_open_until = 25 + PARAMS["opening_blocks"]
         self.votes.append(task)
+
+    def task(self, inference_id: str) -> ValidationTask | None:
+        return next((t for t in [*self.tasks, *self.votes] if t.inference_id == inference_id),
+                    None)
+
+    def seal(self, msg: MsgSealValidation) -> None:
+        """Takes a seal at the current height; a second one is refused."""
+        task = self.task(msg.inference_id)
+        if msg.creator not in on_record(task):
+            task.seals.append(ReportSeal(validator=msg.creator, seal=msg.seal,
+                                         height=self.height))
+
+    def open(self, msg: MsgValidation) -> None:
+        """Opens the sender's seal into a report, failing the test where the chain would
+        refuse: a report that is not the sealed one, or an opening out of its time."""
+        task = self.task(msg.inference_id)
+        seal = next(s for s in task.seals if s.validator == msg.creator)
+        assert seal.seal == seal_of(msg)
+        if seal.height <= task.deadline:
+            assert task.deadline < self.height <= task.open_until
+        else:
+            assert self.height > task.vote_deadline or set(task.voters) <= on_record(task)
+            assert self.height <= task.vote_open_until
+        task.seals.remove(seal)
+        task.reports.append(ValidationReport(
+            validator=msg.creator, distance_micro=msg.distance_micro,
+            rule_violations=msg.rule_violations, ids_match=msg.ids_match, height=self.height,
+            sealed_height=seal.height))
 
     def add(self, inference_id: str, finish_height: int, *, executor: str = EXECUTOR,
             p_ppm: int = PPM, output_ids: tuple[int, ...] = (11, 12, EOS),
@@ -154,8 +195,21 @@ class FakeChain:
             expected_checks_ppm=expected_checks_ppm(p_ppm, CHECKS_PPM),
             finish_height=finish_height,
             deadline=finish_height + PARAMS["validation_window_blocks"], state=TaskState.OPEN)
+        task.open_until = task.deadline + PARAMS["opening_blocks"]
         self.tasks.append(task)
         return task
+
+
+def on_record(task: ValidationTask) -> set[str]:
+    """The validators with a seal or a report on ``task``."""
+    return {s.validator for s in task.seals} | {r.validator for r in task.reports}
+
+
+def seal_of(report: MsgValidation) -> bytes:
+    """The seal ``report`` opens."""
+    return payload.validation_seal(report.salt, payload.validation_payload(
+        report.inference_id, report.output_hash, report.distance_micro,
+        report.rule_violations, report.ids_match, report.positions, report.creator))
 
 
 class FakeMlNode:
@@ -198,11 +252,16 @@ def make_worker(db: Database, chain: FakeChain, ml: FakeMlNode, **kwargs) -> Val
 
 def deliver(outbox: Outbox, chain: FakeChain) -> list[Entry]:
     """What the outbox worker and the chain would do: commits land at the current height,
-    those for an epoch already begun are refused (epoch 0's only once a task exists)."""
+    those for an epoch already begun are refused (epoch 0's only once a task exists); seals
+    and openings land at the current height."""
     entries = outbox.claim_batch(1000)
     current = (chain.height - 1) // LENGTH
     for entry in entries:
-        if entry.type_url == type_url(MsgCommitSeed):
+        if entry.type_url == type_url(MsgSealValidation):
+            chain.seal(MsgSealValidation.FromString(entry.payload))
+        elif entry.type_url == type_url(MsgValidation):
+            chain.open(MsgValidation.FromString(entry.payload))
+        elif entry.type_url == type_url(MsgCommitSeed):
             msg = MsgCommitSeed.FromString(entry.payload)
             if msg.epoch != current + 1 and (msg.epoch, current, chain.tasks) != (0, 0, []):
                 continue
@@ -235,8 +294,24 @@ def checking_worker(db: Database, chain: FakeChain, ml: FakeMlNode) -> Validator
 
 
 def validations(outbox: Outbox, chain: FakeChain) -> dict[str, MsgValidation]:
-    return {e.key: MsgValidation.FromString(e.payload) for e in deliver(outbox, chain)
-            if e.type_url == type_url(MsgValidation)}
+    """The reports sealed in what the outbox delivers, by the seal's key: each seal's opening,
+    held back in the outbox, and checked to be the report sealed."""
+    found = {}
+    for entry in deliver(outbox, chain):
+        if entry.type_url != type_url(MsgSealValidation):
+            continue
+        opening = outbox.get(f"{entry.key}:open")
+        assert opening.state == OutboxState.HELD
+        report = MsgValidation.FromString(opening.payload)
+        assert MsgSealValidation.FromString(entry.payload).seal == seal_of(report)
+        assert len(report.salt) == payload.SALT_BYTES
+        found[entry.key] = report
+    return found
+
+
+def openings(outbox: Outbox, chain: FakeChain) -> set[str]:
+    """The keys of the openings the outbox delivers (the fake chain checks each)."""
+    return {e.key for e in deliver(outbox, chain) if e.type_url == type_url(MsgValidation)}
 
 
 # --- seeds ----------------------------------------------------------------------------------
@@ -528,9 +603,10 @@ def test_votes_are_rescored_once_under_their_own_key(open_db) -> None:
 
 
 def test_a_vote_whose_report_is_on_its_way_is_not_scored_twice(open_db) -> None:
-    """A vote drawn while this validator's own report on the task is still queued: the report
-    counts as the vote once it lands, so nothing more is queued; if that report fails, the
-    vote is scored and queued under its own key."""
+    """A vote drawn while this validator's own seal on the task is still queued: the seal
+    counts as the ballot once it lands, so nothing more is queued; if that seal fails, the
+    vote is scored and sealed under its own key, and the failed seal's opening is given up
+    on when the vote's sealing ends."""
     chain = FakeChain(height=15)
     db = open_db()
     ml = FakeMlNode(chain)
@@ -555,6 +631,17 @@ def test_a_vote_whose_report_is_on_its_way_is_not_scored_twice(open_db) -> None:
     asyncio.run(worker.step())
     assert outbox.get("validation:disputed:vote").state == OutboxState.PENDING
     assert ml.scored == [(11, 12, EOS)] * 2
+    assert set(validations(outbox, chain)) == {"validation:disputed:vote"}
+    # The first opening now waits as a ballot's would (its seal could only have landed as
+    # one), not for the window's end, which is past.
+    assert outbox.get("validation:disputed:open").state == OutboxState.HELD
+    task.seals.append(ReportSeal(validator=OTHER, seal=b"x" * 32, height=19))
+    chain.height = 20
+    asyncio.run(worker.step())
+    assert openings(outbox, chain) == {"validation:disputed:vote:open"}
+    lost = outbox.get("validation:disputed:open")
+    assert (lost.state, lost.last_error) == (
+        OutboxState.FAILED, "never opened: its seal never reached the chain")
 
 
 def test_a_task_seen_as_assigned_and_as_a_vote_in_one_step_is_scored_once(open_db) -> None:
@@ -571,6 +658,181 @@ def test_a_task_seen_as_assigned_and_as_a_vote_in_one_step_is_scored_once(open_d
     asyncio.run(worker.step())
     assert set(validations(Outbox(db), chain)) == {"validation:disputed:vote"}
     assert ml.scored == [(11, 12, EOS)]
+
+
+# --- sealing and opening --------------------------------------------------------------------
+
+def test_a_report_is_sealed_and_opened_only_once_the_window_closed(open_db, caplog) -> None:
+    """The check queues the seal and holds the matching opening; the opening is released
+    once the task's deadline passed and its seal is on chain, with no query for the task."""
+    chain = FakeChain(height=15)
+    db = open_db()
+    outbox = Outbox(db)
+    worker = checking_worker(db, chain, FakeMlNode(chain))
+    task = chain.add("a", finish_height=16)  # sealed until 36, opened until 41
+    chain.height = 17
+    caplog.set_level(logging.INFO, logger="apinode.validation.worker")
+    asyncio.run(worker.step())
+    assert "sealed its report (MsgSealValidation queued), opens after height 36" in caplog.text
+    assert outbox.get("validation:a").type_url == type_url(MsgSealValidation)
+    report = validations(outbox, chain)["validation:a"]  # the seal only: the opening is held
+    assert [s.height for s in task.seals] == [17] and not task.reports
+    assert (report.creator, report.ids_match, report.positions) == (ME, True, 3)
+    NODE_KEY.verify_key.verify(payload.validation_payload(
+        "a", report.output_hash, 0, 0, True, 3, ME), report.validator_signature)
+
+    for chain.height in (20, 36):
+        asyncio.run(worker.step())
+        assert outbox.get("validation:a:open").state == OutboxState.HELD
+        assert openings(outbox, chain) == set()
+    chain.height = 37
+    asyncio.run(worker.step())
+    assert openings(outbox, chain) == {"validation:a:open"}
+    assert (task.reports[0].validator, task.reports[0].sealed_height) == (ME, 17)
+    assert not task.seals
+    assert chain.one_task_queries == []  # the deadline kept from the check decided it
+
+
+def test_a_ballot_opens_once_every_voter_sealed_or_its_deadline_passed(open_db) -> None:
+    chain = FakeChain(height=15)
+    db = open_db()
+    outbox = Outbox(db)
+    worker = checking_worker(db, chain, FakeMlNode(chain))
+    answered = chain.add("answered", finish_height=16)
+    silent = chain.add("silent", finish_height=16, output_ids=(21, EOS))
+    chain.open_vote(answered)  # both sealed until 25, opened until 30
+    chain.open_vote(silent)
+    chain.height = 17
+    asyncio.run(worker.step())
+    assert set(validations(outbox, chain)) == {"validation:answered:vote",
+                                               "validation:silent:vote"}
+    assert asyncio.run(chain.pending_votes(ME)) == []  # sealed: no longer listed
+    chain.height = 18
+    asyncio.run(worker.step())
+    assert openings(outbox, chain) == set()  # OTHER has not sealed either ballot
+    answered.seals.append(ReportSeal(validator=OTHER, seal=b"x" * 32, height=18))
+    chain.height = 19
+    asyncio.run(worker.step())
+    assert openings(outbox, chain) == {"validation:answered:vote:open"}
+    assert [r.validator for r in answered.reports] == [ME]
+
+    chain.height = 25
+    asyncio.run(worker.step())
+    assert outbox.get("validation:silent:vote:open").state == OutboxState.HELD
+    chain.one_task_queries.clear()
+    chain.height = 26
+    asyncio.run(worker.step())
+    assert openings(outbox, chain) == {"validation:silent:vote:open"}
+    assert chain.one_task_queries == []  # past the vote's deadline: no need to ask
+
+
+def test_a_restarted_worker_opens_what_the_last_one_sealed(open_db, caplog) -> None:
+    """A new worker over the same outbox times the held openings by their tasks on chain; one
+    whose task is gone, or whose time passed, is failed with a warning instead."""
+    chain = FakeChain(height=15)
+    db = open_db()
+    outbox = Outbox(db)
+    worker = checking_worker(db, chain, FakeMlNode(chain))
+    chain.add("window", finish_height=16)  # sealed until 36
+    chain.add("gone", finish_height=16, output_ids=(21, EOS))
+    chain.open_vote(chain.add("voted", finish_height=16, output_ids=(22, EOS)))  # until 25
+    chain.add("late", finish_height=16, output_ids=(23, EOS)).open_until = 19
+    chain.height = 17
+    asyncio.run(worker.step())
+    assert len(validations(outbox, chain)) == 4
+    chain.tasks.remove(chain.task("gone"))  # summarized
+
+    chain.height = 20
+    restarted = make_worker(db, chain, FakeMlNode(chain))
+    caplog.set_level(logging.WARNING, logger="apinode.validation.worker")
+    asyncio.run(restarted.step())
+    # One look-up each to time them, and the ballot's of every step until it opens.
+    assert sorted(chain.one_task_queries) == ["gone", "late", "voted", "voted", "window"]
+    assert outbox.get("validation:gone:open").state == OutboxState.FAILED
+    assert outbox.get("validation:late:open").state == OutboxState.FAILED
+    assert "the report sealed on gone cannot be opened" in caplog.text
+    assert "the chain took its opening until height 19" in caplog.text
+    assert openings(outbox, chain) == set()
+    chain.one_task_queries.clear()
+    chain.height = 26
+    asyncio.run(restarted.step())
+    assert openings(outbox, chain) == {"validation:voted:vote:open"}
+    chain.height = 37
+    asyncio.run(make_worker(db, chain, FakeMlNode(chain)).step())
+    assert openings(outbox, chain) == {"validation:window:open"}
+    assert chain.one_task_queries == ["window"]  # the third worker's one look-up
+
+
+def test_a_task_this_validator_sealed_is_not_checked_again(open_db) -> None:
+    """The chain's record of its seal is enough, whatever the outbox holds (say, a database
+    restored from before the check): the task is neither re-scored nor sealed twice."""
+    chain = FakeChain(height=15)
+    db = open_db()
+    ml = FakeMlNode(chain)
+    worker = checking_worker(db, chain, ml)
+    chain.add("sealed", finish_height=16).seals.append(
+        ReportSeal(validator=ME, seal=b"s" * 32, height=16))
+    chain.add("sealed-by-other", finish_height=16, output_ids=(21, EOS)).seals.append(
+        ReportSeal(validator=OTHER, seal=b"o" * 32, height=16))
+    chain.height = 17
+    asyncio.run(worker.step())
+    assert set(validations(Outbox(db), chain)) == {"validation:sealed-by-other"}
+    assert ml.scored == [(21, EOS)]
+
+
+def test_a_faulty_validator_seals_the_figures_it_fakes(open_db) -> None:
+    """A fault changes the figures, not the protocol: what it seals is what it opens."""
+    chain = FakeChain(height=15)
+    db = open_db()
+    ml = FakeMlNode(chain)
+    committed_in_epoch_zero(db, chain, ml)
+    chain.add("lied", finish_height=16)
+    chain.height = 17
+    asyncio.run(make_worker(db, chain, ml, fault="lie").step())
+    lied = validations(Outbox(db), chain)["validation:lied"]
+    assert (lied.ids_match, lied.distance_micro, lied.rule_violations) == (True, 5_000_000, 3)
+    chain.add("passed", finish_height=17, output_ids=(21, EOS))
+    chain.height = 18
+    asyncio.run(make_worker(db, chain, ml, fault="always-pass").step())
+    passed = validations(Outbox(db), chain)["validation:passed"]
+    assert (passed.ids_match, passed.distance_micro, passed.positions) == (True, 0, 2)
+    chain.add("skipped", finish_height=18, output_ids=(22, EOS))
+    chain.height = 19
+    asyncio.run(make_worker(db, chain, ml, fault="skip-checks").step())
+    assert validations(Outbox(db), chain) == {}
+    assert ml.scored == [(11, 12, EOS)]  # only the liar measured
+
+
+def test_held_entries_wait_for_their_release(open_db) -> None:
+    """The outbox side: a held entry is stored, counted as owed and listed, but never claimed
+    until released; one given up on fails with its reason."""
+    db = open_db()
+    outbox = Outbox(db)
+    report = MsgValidation(inference_id="a")
+    with db.session() as session:  # a seal and its opening, one transaction
+        assert outbox.enqueue("validation:a", MsgSealValidation(inference_id="a"),
+                              session=session)
+        assert outbox.enqueue("validation:a:open", report, session=session, held=True)
+    assert outbox.enqueue("validation:b:open", report, held=True)
+    assert not outbox.enqueue("validation:b:open", report)  # the key is taken, held or not
+    assert [e.key for e in outbox.claim_batch(10)] == ["validation:a"]
+    assert outbox.claim_batch(10) == []
+    assert outbox.pending_count() == 3
+    counts, _ = outbox.depth()
+    assert counts[OutboxState.HELD] == 2
+    assert [e.key for e in outbox.with_prefix("validation:", OutboxState.HELD)] == [
+        "validation:a:open", "validation:b:open"]
+
+    assert outbox.release("validation:a:open")
+    assert not outbox.release("validation:a:open")  # pending now, not held
+    assert not outbox.abandon("validation:a:open", "too late")
+    due, = outbox.claim_batch(10)
+    assert (due.key, due.payload) == ("validation:a:open", report.SerializeToString())
+    assert outbox.abandon("validation:b:open", "too late")
+    failed = outbox.get("validation:b:open")
+    assert (failed.state, failed.last_error) == (OutboxState.FAILED, "too late")
+    assert not outbox.release("validation:b:open")
+    assert not outbox.release("validation:none:open")
 
 
 def test_run_outlives_chain_failures_and_stops(open_db) -> None:

@@ -88,8 +88,8 @@ class CanaryClaims:
             if task is None or task.canary_key:
                 del self._pending[inference_id]
                 continue
-            if task.state == OPEN:
-                continue
+            if task.state == OPEN or height <= task.open_until:
+                continue  # its reports are still sealed or being opened
             del self._pending[inference_id]
             if task.state == FAILED or height > task.closed_height + claim_blocks:
                 log.error("canary %s was not claimed in time (task state %d, claimable until "

@@ -10,29 +10,44 @@ Each step:
    epoch sits that epoch out. Once an epoch is over, its seed is revealed (MsgClaimRewards)
    while the chain's reveal window is open, so the chain can recompute which checks the seed
    assigned.
-2. **Votes.** Tasks in a vote this validator was drawn for (PendingVotes) are re-scored first:
+2. **Openings.** Release the held openings of reports whose sealing is over (below), before
+   anything slow: the chain takes an opening for a few blocks only.
+3. **Votes.** Tasks in a vote this validator was drawn for (PendingVotes) are re-scored first:
    their deadlines are the shortest.
-3. **Tasks.** Follow the chain's feed of finished inferences (ValidationTasks by finish height)
+4. **Tasks.** Follow the chain's feed of finished inferences (ValidationTasks by finish height)
    from where the last step stopped, and keep those the seed assigns (``EpochDuty.assigned``,
    the very rule the chain re-applies after the reveal); never the node's own inferences.
-4. **Checks.** Re-score each kept inference on the node's ML node, a few at a time so that
-   validation does not starve serving, and queue a node-key-signed MsgValidation with the
+5. **Checks.** Re-score each kept inference on the node's ML node, a few at a time so that
+   validation does not starve serving, and seal a node-key-signed MsgValidation with the
    measured figures (``apinode.validation.figures``); the chain judges pass or fail.
 
+A report is sealed first and opened later, so that no validator can copy another's: while a
+task takes reports, the chain sees only a hash of each (MsgSealValidation: the signed figures
+under a random salt), and the MsgValidation that opens it is taken only once that sealing is
+over (the task's deadline passed, or for a vote, its deadline or every drawn voter sealed).
+The check queues the seal and holds the opening in the outbox, in one transaction: a seal
+never opened counts as a check not made, so the opening must outlive any crash. Each step
+releases the openings whose sealing ended and whose seals are on chain; the heights that
+decide it are kept in memory, and a new worker takes them again from its tasks on chain.
+
 Everything sent goes through the outbox under a key per message (``commit_seed:<epoch>``,
-``claim_rewards:<epoch>``, ``validation:<inference id>``, ``validation:<inference id>:vote``),
-so sending survives restarts and a message is never queued twice. The worker's own state
-(where the feed stopped, checks to retry) is only a cache: a new worker rescans the last
-validation window and skips whatever the outbox or the task's reports already hold.
+``claim_rewards:<epoch>``, ``validation:<inference id>``, ``validation:<inference id>:vote``
+for a report's seal, and the seal's key with ``:open`` for its opening), so sending survives
+restarts and a message is never queued twice. The worker's own state (where the feed stopped,
+checks to retry, when held openings fall due) is only a cache: a new worker rescans the last
+validation window and skips whatever the outbox or the task's seals and reports already hold.
 
 A failed query or ML node call is logged and retried on the next step; a check is retried
-until its deadline passes. Nothing here ends the node.
+until its deadline passes. An opening the chain would no longer take (its task is gone, its
+time passed, its seal never landed) is logged and left failed in the outbox. Nothing here
+ends the node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, fields
@@ -59,6 +74,7 @@ from inferchain_pb.inference.v1.inference_pb2 import Inference, Model
 from inferchain_pb.inference.v1.validation_pb2 import (
     MsgClaimRewards,
     MsgCommitSeed,
+    MsgSealValidation,
     MsgValidation,
     ValidationTask,
 )
@@ -67,10 +83,14 @@ from mlnode.types import EngineInfo
 
 log = logging.getLogger(__name__)
 
-# Outbox keys: "<prefix>:<epoch>" for seeds, "validation:<inference id>" for reports.
+# Outbox keys: "<prefix>:<epoch>" for seeds, "validation:<inference id>" for a report's seal
+# (a ballot's with a suffix), the seal's key and OPEN_SUFFIX for the report that opens it.
 COMMIT_KEY = "commit_seed"
 CLAIM_KEY = "claim_rewards"
 VALIDATION_KEY = "validation"
+VOTE_SUFFIX = ":vote"
+CANARY_VOTE_SUFFIX = ":canary-vote"
+OPEN_SUFFIX = ":open"
 # Finish heights per ValidationTasks query: the chain caps a query's range (1,000 heights),
 # and an empty answer must mean an empty range.
 FEED_SPAN_BLOCKS = 500
@@ -128,19 +148,60 @@ class Check:
 
     @property
     def key(self) -> str:
-        """Outbox key of the MsgValidation. A vote gets its own: the chain lists a vote only
-        to voters with no report on record, so a report of this validator that never landed
-        (say, it reached the chain after the deadline and failed) must not stop its vote."""
+        """Outbox key of the MsgSealValidation. A vote gets its own: the chain lists a vote
+        only to voters with no seal or report on record, so a seal of this validator that
+        never landed (say, it reached the chain after the deadline and failed) must not stop
+        its vote."""
         base = f"{VALIDATION_KEY}:{self.task.inference_id}"
         if not self.vote:
             return base
         # A claimed canary's vote is on the real artifact, after the one on the shifted one.
-        return f"{base}:canary-vote" if self.task.canary_key else f"{base}:vote"
+        return base + (CANARY_VOTE_SUFFIX if self.task.canary_key else VOTE_SUFFIX)
+
+    @property
+    def opening_key(self) -> str:
+        """Outbox key of the MsgValidation that opens the seal."""
+        return self.key + OPEN_SUFFIX
 
     @property
     def deadline(self) -> int:
-        """The last height the chain accepts this report."""
+        """The last height the chain takes this report's seal."""
         return self.task.vote_deadline if self.vote else self.task.deadline
+
+
+@dataclass(frozen=True)
+class HeldOpening:
+    """A report's opening, held in the outbox until its seal may be opened: after
+    ``deadline`` (the task's, or its vote's, when ``ballot``), or for a ballot once every
+    drawn voter has sealed or reported; the chain takes it until ``open_until``."""
+
+    inference_id: str
+    ballot: bool
+    deadline: int
+    open_until: int
+
+    @classmethod
+    def of(cls, task: ValidationTask, ballot: bool) -> HeldOpening:
+        if ballot:
+            return cls(task.inference_id, True, task.vote_deadline, task.vote_open_until)
+        return cls(task.inference_id, False, task.deadline, task.open_until)
+
+
+def vote_sealing_over(task: ValidationTask, height: int) -> bool:
+    """Whether the sealing of a vote on ``task`` is over at ``height``: past its deadline, or
+    every drawn voter has sealed or reported (the chain then takes the openings at once)."""
+    done = {s.validator for s in task.seals} | {r.validator for r in task.reports}
+    return height > task.vote_deadline or set(task.voters) <= done
+
+
+def _opening_of(key: str) -> tuple[str, bool]:
+    """The inference id of an opening's outbox key (``Check.opening_key``), and whether it
+    opens a ballot."""
+    sealed = key.removesuffix(OPEN_SUFFIX).removeprefix(f"{VALIDATION_KEY}:")
+    for suffix in (VOTE_SUFFIX, CANARY_VOTE_SUFFIX):
+        if sealed.endswith(suffix):
+            return sealed.removesuffix(suffix), True
+    return sealed, False
 
 
 DutyOf = Callable[[int], Awaitable[EpochDuty | None]]
@@ -182,6 +243,9 @@ class ValidatorWorker:
         self._cursor: int | None = None
         self._seen_at_cursor: set[str] = set()
         self._retry: dict[str, Check] = {}
+        # Openings held in the outbox, by key; filled from the outbox at the first step.
+        self._held: dict[str, HeldOpening] = {}
+        self._held_loaded = False
         self.canaries = CanaryClaims(address, chain, seeds, outbox)
 
     async def run(self) -> None:
@@ -205,13 +269,15 @@ class ValidatorWorker:
         self._stop.set()
 
     async def step(self) -> None:
-        """One pass: seeds, then votes, retries and newly assigned tasks, checked and queued."""
+        """One pass: seeds, openings, then votes, retries and newly assigned tasks, checked
+        and sealed."""
         height = await self.chain.latest_height()
         current = (await self.chain.epoch()).current
         params = CheckParams.of(await self.chain.params("validation"))
         await self.commit_seeds(current.number)
         await self.reveal_seeds(current, height, params)
         await self.canaries.claim_due(height, params.canary_claim_blocks)
+        await self.open_reports(height)
         checks = {check.key: check for check in await self.votes(height)}
         for key, check in list(self._retry.items()):
             if height > check.deadline:
@@ -280,22 +346,94 @@ class ValidatorWorker:
         await asyncio.to_thread(self.outbox.enqueue, key, message)
         log.info("validator: epoch %d is over, MsgClaimRewards queued", epoch)
 
+    async def open_reports(self, height: int) -> None:
+        """Releases each held opening whose sealing is over, once its seal is on chain, and
+        gives up on those the chain would no longer take.
+
+        A window's opening waits for its task's deadline, which the map keeps, so it costs no
+        query; a ballot's may come earlier, once every drawn voter has sealed or reported,
+        which only the task on chain tells.
+        """
+        await self._load_held()
+        for key, held in list(self._held.items()):
+            if height > held.open_until:
+                await self._abandon(key, held.inference_id,
+                                    f"the chain took its opening until height {held.open_until}")
+                continue
+            if height <= held.deadline:
+                if not held.ballot:
+                    continue
+                task = await self.chain.validation_task(held.inference_id)
+                if task is None:
+                    await self._abandon(key, held.inference_id, "its task is gone from the chain")
+                    continue
+                self._held[key] = HeldOpening.of(task, ballot=True)  # the vote may close early
+                if not vote_sealing_over(task, height):
+                    continue
+            seal = await asyncio.to_thread(self.outbox.get, key.removesuffix(OPEN_SUFFIX))
+            if seal is None or seal.state == OutboxState.FAILED:
+                await self._abandon(key, held.inference_id, "its seal never reached the chain")
+                continue
+            if seal.state != OutboxState.COMMITTED:
+                continue  # still on its way: an opening before it would only be refused
+            del self._held[key]
+            if await asyncio.to_thread(self.outbox.release, key):
+                log.info("validator: the sealing on %s is over at height %d; its %s opens "
+                         "(MsgValidation queued)", held.inference_id, height,
+                         "ballot" if held.ballot else "report")
+
+    async def _load_held(self) -> None:
+        """Times the openings a previous worker left held, by their tasks on chain. Where the
+        chain holds the seal, its height tells a window's from a ballot's: a report sealed
+        after the window counts as this drawn voter's ballot (``_vote_owed``)."""
+        if self._held_loaded:
+            return
+        for entry in await asyncio.to_thread(self.outbox.with_prefix, f"{VALIDATION_KEY}:",
+                                             OutboxState.HELD):
+            if entry.key in self._held:
+                continue
+            inference_id, ballot = _opening_of(entry.key)
+            task = await self.chain.validation_task(inference_id)
+            if task is None:
+                await self._abandon(entry.key, inference_id, "its task is gone from the chain")
+                continue
+            sealed = next((s for s in task.seals if s.validator == self.address), None)
+            if sealed is not None:
+                ballot = sealed.height > task.deadline
+            self._held[entry.key] = HeldOpening.of(task, ballot)
+        self._held_loaded = True
+
+    async def _abandon(self, key: str, inference_id: str, why: str) -> None:
+        """Gives up on a held opening. It stays in the outbox as failed, not deleted: an
+        operator sees it there with its reason, its key stays taken, and a restart does not
+        ask the chain about it again."""
+        self._held.pop(key, None)
+        await asyncio.to_thread(self.outbox.abandon, key, f"never opened: {why}")
+        log.warning("validator: the report sealed on %s cannot be opened: %s; the chain counts "
+                    "it as a check not made", inference_id, why)
+
     async def votes(self, height: int) -> list[Check]:
-        """Votes this validator was drawn for, not yet queued and still open."""
+        """Votes this validator was drawn for, not yet sealed and still open."""
         checks = [Check(task, vote=True) for task in await self.chain.pending_votes(self.address)
                   if task.executor != self.address and height <= task.vote_deadline]
-        return [check for check in checks
-                if not await asyncio.to_thread(self._vote_owed, check)]
+        return [check for check in checks if not await self._vote_owed(check)]
 
-    def _vote_owed(self, vote: Check) -> bool:
-        """Whether the outbox already owes the chain this vote: queued as a vote, or as this
-        validator's report on the task still on its way (a drawn voter's report counts as its
-        vote, and the chain lists the vote until that report lands). A report that failed
-        leaves the vote to be made."""
-        if self.outbox.get(vote.key) is not None:
+    async def _vote_owed(self, vote: Check) -> bool:
+        """Whether the outbox already owes the chain this vote: its ballot sealed, or this
+        validator's report on the task sealed and still on its way (a drawn voter's report
+        counts as its ballot, and the chain lists the vote until the seal lands). A seal that
+        failed leaves the vote to be made."""
+        if await asyncio.to_thread(self.outbox.get, vote.key) is not None:
             return True
-        report = self.outbox.get(Check(vote.task, vote=False).key)
-        return report is not None and report.state in (OutboxState.PENDING, OutboxState.SENT)
+        report = Check(vote.task, vote=False)
+        seal = await asyncio.to_thread(self.outbox.get, report.key)
+        if seal is None or seal.state not in (OutboxState.PENDING, OutboxState.SENT):
+            return False
+        # Past the window the chain takes that seal only as this drawn voter's ballot: it
+        # opens when the vote's sealing ends, not the window's.
+        if report.opening_key in self._held:
+            self._held[report.opening_key] = HeldOpening.of(vote.task, ballot=True)
+        return True
 
     async def assigned_tasks(self, height: int, current: Epoch,
                              params: CheckParams) -> list[Check]:
@@ -338,7 +476,7 @@ class ValidatorWorker:
         return found
 
     async def _must_check(self, task: ValidationTask, height: int, duty_of: DutyOf) -> bool:
-        """Assigned, still within its window, and not reported on by this validator yet;
+        """Assigned, still within its window, and not sealed or reported on by this validator;
         once a vote opened, only its drawn voters report (the vote is the check). This
         node's own inferences are never its to check, but may be its canaries to claim."""
         if task.executor == self.address:
@@ -346,7 +484,7 @@ class ValidatorWorker:
             return False
         if (height > task.deadline
                 or (task.voters and self.address not in task.voters)
-                or any(r.validator == self.address for r in task.reports)):
+                or any(r.validator == self.address for r in (*task.seals, *task.reports))):
             return False
         duty = await duty_of(task.epoch)
         return duty is not None and duty.assigned(task, self.address)
@@ -400,7 +538,7 @@ class ValidatorWorker:
         await asyncio.gather(*(one(check) for check in checks))
 
     async def check(self, check: Check, params: CheckParams) -> None:
-        """Re-score one inference and queue the signed MsgValidation with its figures."""
+        """Re-score one inference, seal the signed figures and hold their opening."""
         inference_id = check.task.inference_id
         if await asyncio.to_thread(self.outbox.get, check.key) is not None:
             return
@@ -430,16 +568,20 @@ class ValidatorWorker:
             figures = await self.measure(inference, info, model)
         if self.fault == "lie":
             figures = _opposite(figures, model)
-        message = MsgValidation(
+        opening = MsgValidation(
             creator=self.address, inference_id=inference_id,
             output_hash=inference.output_hash, distance_micro=figures.distance_micro,
             rule_violations=figures.rule_violations, ids_match=figures.ids_match,
-            positions=figures.positions)
-        message.validator_signature = self.node_key.sign(payload.validation_payload(
-            message.inference_id, message.output_hash, message.distance_micro,
-            message.rule_violations, message.ids_match, message.positions,
-            message.creator)).signature
-        await asyncio.to_thread(self.outbox.enqueue, check.key, message)
+            positions=figures.positions, salt=os.urandom(payload.SALT_BYTES))
+        signed = payload.validation_payload(
+            opening.inference_id, opening.output_hash, opening.distance_micro,
+            opening.rule_violations, opening.ids_match, opening.positions, opening.creator)
+        opening.validator_signature = self.node_key.sign(signed).signature
+        seal = MsgSealValidation(creator=self.address, inference_id=inference_id,
+                                 seal=payload.validation_seal(opening.salt, signed))
+        if not await asyncio.to_thread(self._seal, check, seal, opening):
+            return
+        self._held[check.opening_key] = HeldOpening.of(check.task, check.vote)
         if figures.ids_match:
             found = (f"distance {figures.distance:.6f} nats (model threshold "
                      f"{model.validation_threshold}), "
@@ -448,9 +590,20 @@ class ValidatorWorker:
         else:
             found = (f"the output ({figures.positions} ids) does not match its artifact or "
                      f"does not end as the request allows")
-        log.info("validator: %s %s (executor %s): %s; MsgValidation queued",
-                 "voted on" if check.vote else "checked", inference_id, inference.executor,
-                 found)
+        opens = (f"opens after height {check.deadline}, or once every voter has sealed"
+                 if check.vote else f"opens after height {check.deadline}")
+        log.info("validator: %s %s (executor %s): %s; sealed its %s (MsgSealValidation "
+                 "queued), %s", "voted on" if check.vote else "checked", inference_id,
+                 inference.executor, found, "ballot" if check.vote else "report", opens)
+
+    def _seal(self, check: Check, seal: MsgSealValidation, opening: MsgValidation) -> bool:
+        """Queues the seal and holds its opening, in one transaction: a seal whose opening
+        were lost would count as a check not made. False if the seal was queued before."""
+        with self.outbox.db.session() as session:
+            if not self.outbox.enqueue(check.key, seal, session=session):
+                return False
+            self.outbox.enqueue(check.opening_key, opening, session=session, held=True)
+            return True
 
     async def measure(self, inference: Inference, info: EngineInfo, model: Model) -> Figures:
         """The figures for one inference, from a teacher-forced Score of its output under the

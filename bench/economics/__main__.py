@@ -170,8 +170,9 @@ def others_table(params: Params) -> tuple[list[str], list[tuple]]:
     late, launch = Economy(regime="late"), Economy(regime="launch")
     rows, paying = [], []
     for a, b in zip(other_outcomes(params, late), other_outcomes(params, launch), strict=True):
-        # A deviation the chain refuses, or one the reference software already takes,
-        # leaves the deviant exactly where honest play does.
+        # A deviation the chain refuses or makes impossible (a copy of a sealed report),
+        # or one the reference software already takes, leaves the deviant exactly where
+        # honest play does.
         inert = a.margin == b.margin == a.sd == b.sd == 0
         pays = not inert and (a.margin >= 0 or b.margin >= 0)
         if pays:

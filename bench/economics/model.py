@@ -256,9 +256,15 @@ def lazy_validator(params: Params, economy: Economy, kind: str, g: float) -> Out
     - ``blind-pass``: reports pass without computing; the canaries among the inferences it
       owes (each executor's share canary_rate, from its seed, assigned by the same rule and
       not told apart before the checks are due) catch it.
-    - ``copy``: copies another member's report on the same inference when one exists,
-      computes otherwise; nothing catches a copy of a correct report.
+    - ``copy``: copies another member's verdict on the same inference instead of
+      re-scoring it. It can copy only a verdict it sees before it must seal its own, and
+      every report is sealed until the window's sealing is over (docs/design.md §6.3), so
+      it never sees one: the chance of finding a verdict to copy is 0, it re-scores every
+      check it owes, and its epoch is the honest seat's.
     """
+    if kind == "copy":
+        honest = honest_profit(params, economy)
+        return Outcome("lazy validator", f"{kind} g={g:g}", honest, 0.0, honest)
     n, fee, kappa = economy.executions, economy.fee, economy.cost_share
     check_cost = economy.score_over_generate * kappa * fee
     share_earned = params.fee_share * fee
@@ -286,10 +292,6 @@ def lazy_validator(params: Params, economy: Economy, kind: str, g: float) -> Out
                 spent = (1 - g) * (x + y) * check_cost
                 atoms.append((owed[x] * canaries[y] * clean, base + x * share_earned - spent))
                 atoms.append((owed[x] * canaries[y] * (1 - clean), -kappa * n * fee - spent))
-        elif kind == "copy":
-            others_check = 1 - (1 - q) ** (economy.members - 2)
-            atoms.append((owed[x], base + x * share_earned
-                          - x * (1 - g * others_check) * check_cost))
         else:
             raise ValueError(f"unknown lazy kind {kind!r}")
     mean, sd = moments(atoms)

@@ -2,8 +2,9 @@
 
 One `Application` (tests/inference_net.py's `Net`) executes every block as CometBFT would:
 real signed transactions through the ante handler and the message handlers (starts, relayed
-starts, finishes, refusals, seed commitments and reveals, validation reports and votes), and
-the real block steps (task windows, votes, canaries, judging, reputation, INVALID, epoch
+starts, finishes, refusals, seed commitments and reveals, validation reports and ballots,
+each sealed when its member decides it and opened as soon as the chain takes the opening),
+and the real block steps (task windows, votes, canaries, judging, reputation, INVALID, epoch
 settlement). Nothing of the chain is modelled here: only what each participant chooses to
 send. Executors' outputs are not generated: whether a cheated output fails an honest
 re-score is drawn from the calibrated detection rate of its cheat (`rates.py`), and an honest
@@ -40,6 +41,7 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     MsgClaimCanary,
     MsgClaimRewards,
     MsgCommitSeed,
+    MsgValidation,
     ValidationTask,
 )
 
@@ -51,8 +53,10 @@ from coin_ledger import Ledger  # noqa: E402
 from inference_actors import (  # noqa: E402
     Actor,
     canary_steps,
+    delivery_signature,
     finish_msg,
     request_id,
+    seal_of,
     start_msg,
     validation_msg,
 )
@@ -69,9 +73,11 @@ PASS_DISTANCE, FAIL_DISTANCE = 1_000, 3_000_000  # micro-nats: well under / over
 # decides what withholding starts saves; a relay that lands first settles nothing but
 # carries the delivery. A reveal settles every vote bond its member locked in the epoch (one
 # per vote it opened): with a canary behind every inference that is dozens, past 200k gas
-# (the API node simulates).
+# (the API node simulates). A report is two txs: its seal (under 65,000: the task is
+# rewritten with one more hash) and its opening, signed for what a report was, since it is
+# the report (up to 230,000 when it closes a vote).
 GAS = {"start": START_TX_GAS, "relay": 200_000, "finish": 400_000, "report": 300_000,
-       "seed": 200_000, "reveal": 2_000_000, "claim": 400_000}
+       "seal": 100_000, "seed": 200_000, "reveal": 2_000_000, "claim": 400_000}
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,9 @@ class Setup:
     def genesis_state(self) -> dict:
         """Epoch and validation windows shortened to fit the short epochs; every economic
         parameter (rewards, fee share, reputation, INVALID) stays at the chain's default,
-        except the emission, which the late regime sets to 0."""
+        except the emission, which the late regime sets to 0. Seals open for one block, and
+        the reveal window is as long as the windows, the votes, their openings and the
+        canary claims together, as the chain requires."""
         epochs = {"epoch_length_blocks": self.epoch_length, "poc_window_blocks": 0,
                   "poc_validation_window_blocks": 0,
                   "settled_epochs_kept": self.settled_epochs_kept or self.epochs + 1}
@@ -123,8 +131,9 @@ class Setup:
         return {"epochs": {"params": epochs},
                 "validation": {"params": {"validation_window_blocks": 3,
                                           "voting_period_blocks": 3,
+                                          "opening_blocks": 1,
                                           "canary_claim_blocks": 2,
-                                          "reveal_window_blocks": 8,
+                                          "reveal_window_blocks": 10,
                                           "canary_rate_ppm": self.canary_rate_ppm}}}
 
 
@@ -178,6 +187,9 @@ class Simulation:
         self.rng = random.Random(setup.seed)  # the same draws in the baseline and the play
         self.lazy_rng = random.Random(setup.seed + 1)  # the deviants' own coin flips
         self.deferred: list[tuple[int, str]] = []  # copiers waiting for a report to copy
+        # Each member's sealed reports and ballots not opened yet: the opening, and the
+        # ballot key of what it was sealed on.
+        self.openings: list[list[tuple[MsgValidation, str]]] = [[] for _ in self.parts]
         self.truth: dict[str, str] = {}  # inference id → good | hidden | caught | canary
         self.canaries: dict[str, tuple[bytes, str]] = {}  # unclaimed: key, real truth
         self.ours: set[str] = set()
@@ -194,7 +206,11 @@ class Simulation:
     # -- blocks ------------------------------------------------------------------------
 
     def block(self, txs: Sequence[bytes]) -> list:
-        return self.ledger.block(list(txs))
+        """Every tx a participant sends is one the chain takes."""
+        results = self.ledger.block(list(txs))
+        failed = [r.log for r in results if r.code]
+        assert not failed, f"height {self.net.height}: {failed}"
+        return results
 
     def run(self, after_epoch: Callable[[int], None] | None = None) -> Run:
         """Plays every epoch; ``after_epoch(epoch)`` runs once each epoch's blocks are in."""
@@ -283,8 +299,14 @@ class Simulation:
             label = self.favoured_label(agent, label)
         order = self.order(agent, label)
         attempt, refusals = 0, ()
-        while attempt < len(order) - 1 and self.play.serving and \
-                self.play.is_deviant(self.index[order[attempt]]):
+        while attempt < len(order) - 1:
+            if order[attempt] == agent.address and len(refusals) < attempt:
+                # The agent serves itself past a pick only on that pick's signed refusal
+                # (the API node passes itself over too).
+                attempt += 1
+                continue
+            if not (self.play.serving and self.play.is_deviant(self.index[order[attempt]])):
+                break
             if self.play.serving == "refuse":
                 inference_id = request_id(agent, self.net.developer, label, T0 + self.net.height)
                 refusals = (*refusals, self.parts[self.index[order[attempt]]].node_key.sign(
@@ -314,8 +336,12 @@ class Simulation:
             steps = canary_steps(finish_msg(executor, start, output).artifact, key, self.model)
         if self.play.agent == "withhold-start" and self.play.is_deviant(agent_index) and \
                 agent is not executor:
-            begun = executor.tx(MsgRelayStart(creator=executor.address, start=start),
-                                gas_limit=GAS["relay"])
+            # The executor relays once its output reached the developer, with the agent's
+            # signature that it did.
+            begun = executor.tx(MsgRelayStart(
+                creator=executor.address, start=start,
+                delivered_hash=payload.ids_hash(output),
+                delivery_signature=delivery_signature(start, output)), gas_limit=GAS["relay"])
         else:
             begun = agent.tx(start, gas_limit=GAS["start"])
         # Signed after the start: when the agent is its own executor, the sequences follow.
@@ -332,8 +358,8 @@ class Simulation:
                     inference_id=inference_id)).task
             except QueryError:
                 continue  # not finished yet (its start came in this block)
-            if task.state == OPEN:
-                continue
+            if task.state == OPEN or self.net.height + 1 <= task.open_until:
+                continue  # its window's seals may still be opened: a claim would tell
             del self.canaries[inference_id]
             self.truth[inference_id] = real
             if task.state != FAILED:
@@ -363,9 +389,11 @@ class Simulation:
     # -- validation --------------------------------------------------------------------
 
     def report_txs(self, epoch: int) -> list[bytes]:
-        """Reports on the tasks of the last block (the members their seeds assign) and the
-        ballots of open votes, each member as its play says."""
-        txs = self.copied_txs()  # the copiers of the block before, first
+        """The openings due in the next block, then the seals: of reports on the tasks of
+        the last block (the members their seeds assign) and of ballots in open votes, each
+        member as its play says."""
+        txs = self.opening_txs()
+        txs += self.copied_txs()  # the copiers of the block before
         height = self.net.height
         tasks = self.net.query("ValidationTasks", q.QueryValidationTasksRequest(
             from_height=height, to_height=height)).tasks
@@ -379,7 +407,7 @@ class Simulation:
                     continue
                 verdict = self.verdict(i, task, ballot=False)
                 if verdict is not None:
-                    txs.append(self.report(member, task.inference_id, verdict))
+                    txs.append(self.seal(i, task, verdict))
         for i, member in enumerate(self.parts):
             for task in self.net.query("PendingVotes", q.QueryPendingVotesRequest(
                     voter=member.address)).tasks:
@@ -387,28 +415,53 @@ class Simulation:
                     continue
                 verdict = self.verdict(i, task, ballot=True)
                 if verdict is not None:
-                    txs.append(self.report(member, task.inference_id, verdict))
+                    txs.append(self.seal(i, task, verdict))
         return txs
 
     def copied_txs(self) -> list[bytes]:
-        """A copier, a block later: the first report on the task if one came (or nothing
-        once a vote opened: the vote is the check), its own re-score otherwise."""
+        """A copier, a block later, still inside the window: the first report on the task
+        if one came, its own re-score otherwise, sealed."""
         txs = []
         waiting, self.deferred = self.deferred, []
         for i, inference_id in waiting:
             task = self.net.query("ValidationTask", q.QueryValidationTaskRequest(
                 inference_id=inference_id)).task
-            if task.voters:
-                self.reported.discard((inference_id, i))  # a drawn copier casts its ballot
-                self.notes["copier excused by a vote"] = \
-                    self.notes.get("copier excused by a vote", 0) + 1
-                continue
             if task.reports:
                 self.notes["copied"] = self.notes.get("copied", 0) + 1
                 passed = task.reports[0].passed
             else:
                 passed = self.rescore(i, self.truth[inference_id] in ("good", "hidden"))
-            txs.append(self.report(self.parts[i], inference_id, passed))
+            txs.append(self.seal(i, task, passed))
+        return txs
+
+    def opening_txs(self) -> list[bytes]:
+        """Each member opens its seals at the first height the chain takes them: a window's
+        once its sealing is over, a ballot once the vote's is or every drawn voter has
+        sealed or reported. A ballot sealed on a vote its executor then claimed as a canary
+        was dropped with that vote (the executor's claim voids it); nothing else is."""
+        txs = []
+        following = self.net.height + 1
+        for i, member in enumerate(self.parts):
+            waiting, self.openings[i] = self.openings[i], []
+            for opening, key in waiting:
+                task = self.net.query("ValidationTask", q.QueryValidationTaskRequest(
+                    inference_id=opening.inference_id)).task
+                if ballot_key(task) != key:
+                    continue  # a ballot on the shifted artifact, void with its vote
+                seal = next(s for s in task.seals if s.validator == member.address)
+                if seal.height <= task.deadline:
+                    first, last = task.deadline + 1, task.open_until
+                else:
+                    done = {s.validator for s in task.seals} | \
+                        {r.validator for r in task.reports}
+                    first = seal.height + 1 if set(task.voters) <= done else \
+                        task.vote_deadline + 1
+                    last = task.vote_open_until
+                assert following <= last, (member.address, opening.inference_id, task)
+                if following < first:
+                    self.openings[i].append((opening, key))
+                else:
+                    txs.append(member.tx(opening, gas_limit=GAS["report"]))
         return txs
 
     def verdict(self, i: int, task, ballot: bool) -> bool | None:
@@ -440,13 +493,17 @@ class Simulation:
             self.fee
         return honest
 
-    def report(self, member: Actor, inference_id: str, passed: bool) -> bytes:
+    def seal(self, i: int, task: ValidationTask, passed: bool) -> bytes:
+        """Member ``i``'s sealed report on ``task``; its opening waits until it opens."""
+        member = self.parts[i]
         try:
-            inference = self.net.inference(inference_id)
+            inference = self.net.inference(task.inference_id)
         except QueryError:
-            raise AssertionError(f"task without inference {inference_id}") from None
-        return member.tx(validation_msg(member, inference, distance_micro=PASS_DISTANCE
-                                        if passed else FAIL_DISTANCE), gas_limit=GAS["report"])
+            raise AssertionError(f"task without inference {task.inference_id}") from None
+        opening = validation_msg(member, inference, distance_micro=PASS_DISTANCE
+                                 if passed else FAIL_DISTANCE)
+        self.openings[i].append((opening, ballot_key(task)))
+        return member.tx(seal_of(opening), gas_limit=GAS["seal"])
 
 
 @dataclass(frozen=True)

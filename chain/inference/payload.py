@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 START_TAG = b"inferchain/start/v1"
 FINISH_TAG = b"inferchain/finish/v1"
 VALIDATION_TAG = b"inferchain/validation/v1"
+SEAL_TAG = b"inferchain/validation-seal/v1"
+# A seal's salt: random, so that nobody can try the few likely reports against a seal.
+SALT_BYTES = 32
 CONSENSUS_KEY_TAG = b"inferchain/consensus-key/v1"
 REQUEST_TAG = b"inferchain/request/v1"
 REQUEST_NONCE_BYTES = 16
@@ -181,6 +184,12 @@ def validation_payload(inference_id: str, output_hash: bytes, distance_micro: in
     """What a validator signs with its node key: its figures for one output."""
     return canonical(VALIDATION_TAG, inference_id, output_hash, distance_micro, rule_violations,
                      ids_match, positions, validator)
+
+
+def validation_seal(salt: bytes, signed_payload: bytes) -> bytes:
+    """What a validator seals its report with (docs/design.md §6.3): binding, since the
+    opening must give the same payload, and hiding, since the salt is secret until then."""
+    return hashlib.sha256(SEAL_TAG + salt + signed_payload).digest()
 
 
 def consensus_key_payload(chain_id: str, participant: str, pubkey: bytes) -> bytes:

@@ -109,21 +109,18 @@ class Judging:
                 paused = True
                 break
             self._judge_canary(ctx, task, records)
-            reporters = {r.validator for r in task.reports} | \
-                {r.validator for r in task.canary_reports}
-            voted = bool(task.voters or task.canary_voters)
+            # A check is a report sealed in the window and opened: a ballot sealed in a
+            # later vote is no check made in time, and a seal never opened is none at all.
+            checked = {r.validator for r in (*task.reports, *task.canary_reports)
+                       if r.sealed_height <= task.deadline}
             for checker in checkers:
                 addr = checker.member.address
                 if task.executor == addr:
                     continue
                 if shares.owes(checker.commitment.seed, task, addr):
-                    # Once a vote opened only its voters may report: a check not made by
-                    # then is no longer owed (the vote re-scores the inference).
-                    reported = addr in reporters
-                    checker.record.required += reported or not voted
-                    checker.record.done += reported
-                elif addr in reporters and addr not in task.voters and \
-                        addr not in task.canary_voters:
+                    checker.record.required += 1
+                    checker.record.done += addr in checked
+                elif addr in checked:
                     checker.record.unassigned_reports += 1
             budget -= max(1, len(checkers))
             cursor.height, cursor.inference_id = task.finish_height, task.inference_id
@@ -162,7 +159,7 @@ class Judging:
                 record = records.of(report.validator)
                 if not report.passed:
                     record.canaries_caught += 1
-                elif report.height < commitment.reveal_height:
+                elif report.sealed_height < commitment.reveal_height:
                     record.canaries_passed += 1
                     log.warning("validator %s passed canary %s without computing it",
                                 report.validator, task.inference_id)

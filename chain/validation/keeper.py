@@ -5,8 +5,8 @@ Keys (heights and epochs as 8-byte big-endian, so prefixes iterate in order):
   validation/commit/<epoch>/<addr>              SeedCommitment
   validation/task/<id>                          ValidationTask
   validation/finished/<height>/<id>             tasks by finish height (an epoch is a range)
-  validation/window/<deadline>/<id>             OPEN tasks, closed when the window ends
-  validation/vote/<vote deadline>/<id>          IN_VOTE tasks, tallied at the deadline
+  validation/window/<open_until>/<id>           OPEN tasks, closed once their seals opened
+  validation/vote/<vote_open_until>/<id>        IN_VOTE tasks, tallied once their seals opened
   validation/stats/<addr>                       ExecutorStats
   validation/record/<epoch>/<addr>              ValidatorEpochRecord
   validation/judging/<epoch>                    JudgingCursor of an epoch being judged
@@ -88,7 +88,7 @@ class ValidationKeeper:
     def add_task(self, kv: GasKV, task: ValidationTask) -> None:
         self.set_task(kv, task)
         kv.set(FINISHED + uint64(task.finish_height) + task.inference_id.encode(), b"")
-        kv.set(WINDOW + uint64(task.deadline) + task.inference_id.encode(), b"")
+        kv.set(WINDOW + uint64(task.open_until) + task.inference_id.encode(), b"")
 
     def set_task(self, kv: GasKV, task: ValidationTask) -> None:
         save(kv, TASK + task.inference_id.encode(), task)
@@ -121,13 +121,13 @@ class ValidationKeeper:
         return _due(kv, WINDOW, height)
 
     def close_window(self, kv: GasKV, task: ValidationTask) -> None:
-        kv.delete(WINDOW + uint64(task.deadline) + task.inference_id.encode())
+        kv.delete(WINDOW + uint64(task.open_until) + task.inference_id.encode())
 
     def open_vote(self, kv: GasKV, task: ValidationTask) -> None:
-        kv.set(VOTE + uint64(task.vote_deadline) + task.inference_id.encode(), b"")
+        kv.set(VOTE + uint64(task.vote_open_until) + task.inference_id.encode(), b"")
 
     def close_vote(self, kv: GasKV, task: ValidationTask) -> None:
-        kv.delete(VOTE + uint64(task.vote_deadline) + task.inference_id.encode())
+        kv.delete(VOTE + uint64(task.vote_open_until) + task.inference_id.encode())
 
     def votes_due(self, kv: GasKV, height: int) -> list[str]:
         return _due(kv, VOTE, height)

@@ -25,6 +25,7 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     MsgClaimCanary,
     MsgClaimRewards,
     MsgCommitSeed,
+    MsgSealValidation,
     MsgValidation,
 )
 
@@ -45,6 +46,7 @@ class ValidationModule(Module):
         return [Msg(MsgCommitSeed, "creator", self._msgs.commit_seed),
                 Msg(MsgClaimRewards, "creator", self._msgs.claim_rewards),
                 Msg(MsgClaimCanary, "creator", self._msgs.claim_canary),
+                Msg(MsgSealValidation, "creator", self._msgs.seal_validation),
                 Msg(MsgValidation, "creator", self._msgs.validation)]
 
     def queries(self, latest_height: Callable[[], int]) -> list[Query]:

@@ -9,6 +9,7 @@ from chain.inference import payload
 from chain.validation.errors import (
     BadEpoch,
     BadFigures,
+    BadSeal,
     BadSeed,
     BadSignature,
     DuplicateValidation,
@@ -30,9 +31,12 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     MsgClaimCanary,
     MsgClaimRewards,
     MsgCommitSeed,
+    MsgSealValidation,
     MsgValidation,
+    ReportSeal,
     SeedCommitment,
     ValidationReport,
+    ValidationTask,
 )
 
 
@@ -95,30 +99,19 @@ class ValidationMsgServer:
             raise NotAllowed("only an inference's executor claims it as a canary")
         self._tasks.claim_canary(ctx, task, msg.key)
 
-    def validation(self, ctx: Context, msg: MsgValidation) -> None:
-        validator = self._participant(ctx, msg.creator)
-        try:
-            verify_ed25519(validator.node_pubkey, payload.validation_payload(
-                msg.inference_id, msg.output_hash, msg.distance_micro, msg.rule_violations,
-                msg.ids_match, msg.positions, msg.creator), msg.validator_signature)
-        except (BadSignatureError, ValueError, TypeError) as exc:
-            raise BadSignature("the validator's node-key signature does not verify") from exc
-        task = self._keeper.task(ctx.kv, msg.inference_id)
-        if task is None:
-            known = self._inference.inference(ctx.kv, msg.inference_id)
-            if known is not None and known.summarized_height:
-                raise WindowClosed(f"inference {msg.inference_id} was settled and summarized "
-                                   f"at height {known.summarized_height}: it takes no more "
-                                   f"reports")
-            raise TaskNotFound(f"no finished inference {msg.inference_id!r} to validate")
-        if task.executor == msg.creator:
-            raise NotAllowed("an executor never validates its own inference")
-        inference = self._inference.inference(ctx.kv, msg.inference_id)
-        if msg.output_hash != inference.output_hash or msg.positions != len(inference.output_ids):
-            raise BadFigures("the figures are for another output than the one on record")
-        if any(r.validator == msg.creator for r in task.reports):
+    def seal_validation(self, ctx: Context, msg: MsgSealValidation) -> None:
+        """Takes a sealed report while the task takes reports from its sender: in the window
+        from any member, in a vote from a drawn voter without a report. The seal fixes the
+        report and shows nothing of it, so a member cannot copy another's verdict: every
+        report is fixed before any is opened (docs/design.md §6.3)."""
+        self._participant(ctx, msg.creator)
+        if len(msg.seal) != 32:
+            raise BadSeal("a seal is a 32-byte sha256 digest")
+        task = self._task(ctx, msg.inference_id, msg.creator)
+        self._member_weight(ctx, task.epoch, msg.creator)
+        if any(s.validator == msg.creator for s in task.seals) or \
+                any(r.validator == msg.creator for r in task.reports):
             raise DuplicateValidation(f"{msg.creator} already reported on {msg.inference_id}")
-        weight = self._member_weight(ctx, task.epoch, msg.creator)
         height = ctx.block.height
         # Once a vote is open only its drawn voters report (docs/design.md §6.5): anyone else
         # would weigh on an outcome the draw gave to others. Before, any member may report
@@ -130,17 +123,79 @@ class ValidationMsgServer:
         in_window = task.state == OPEN and height <= task.deadline
         voting = task.state == IN_VOTE and height <= task.vote_deadline
         if not (in_window or voting):
-            raise WindowClosed(f"inference {msg.inference_id} takes no report from "
-                               f"{msg.creator} now (task state "
-                               f"{task.state}, deadline {task.deadline})")
+            raise WindowClosed(f"inference {msg.inference_id} takes no sealed report from "
+                               f"{msg.creator} now (task state {task.state}, sealing until "
+                               f"height {task.vote_deadline if task.voters else task.deadline})")
+        task.seals.append(ReportSeal(validator=msg.creator, seal=msg.seal, height=height))
+        self._keeper.set_task(ctx.kv, task)
+        ctx.emit("validation_seal", inference_id=msg.inference_id, validator=msg.creator)
+
+    def validation(self, ctx: Context, msg: MsgValidation) -> None:
+        """Opens the sender's seal on the task once the sealing it belongs to has ended, and
+        takes the figures it sealed as its report."""
+        validator = self._participant(ctx, msg.creator)
+        signed = payload.validation_payload(
+            msg.inference_id, msg.output_hash, msg.distance_micro, msg.rule_violations,
+            msg.ids_match, msg.positions, msg.creator)
+        try:
+            verify_ed25519(validator.node_pubkey, signed, msg.validator_signature)
+        except (BadSignatureError, ValueError, TypeError) as exc:
+            raise BadSignature("the validator's node-key signature does not verify") from exc
+        task = self._task(ctx, msg.inference_id, msg.creator)
+        inference = self._inference.inference(ctx.kv, msg.inference_id)
+        if msg.output_hash != inference.output_hash or msg.positions != len(inference.output_ids):
+            raise BadFigures("the figures are for another output than the one on record")
+        if any(r.validator == msg.creator for r in task.reports):
+            raise DuplicateValidation(f"{msg.creator} already reported on {msg.inference_id}")
+        seal = next((s for s in task.seals if s.validator == msg.creator), None)
+        if seal is None:
+            raise NotAllowed(f"{msg.creator} sealed no report on {msg.inference_id}: a report "
+                             f"is sealed (MsgSealValidation) while the task takes reports, "
+                             f"and opened after")
+        height = ctx.block.height
+        first, last = self._opening(task, seal)
+        if task.state not in (OPEN, IN_VOTE) or not first <= height <= last:
+            raise WindowClosed(f"{msg.creator}'s seal on {msg.inference_id} opens from height "
+                               f"{first} to {last}, not at {height}")
+        if len(msg.salt) != payload.SALT_BYTES or not hmac.compare_digest(
+                payload.validation_seal(msg.salt, signed), seal.seal):
+            raise BadSeal(f"the report does not open {msg.creator}'s seal on "
+                          f"{msg.inference_id}")
+        weight = self._member_weight(ctx, task.epoch, msg.creator)
+        task.seals.remove(seal)
         self._tasks.report(ctx, task, ValidationReport(
             validator=msg.creator, distance_micro=msg.distance_micro,
             rule_violations=msg.rule_violations, ids_match=msg.ids_match, height=height,
-            weight=weight))
+            weight=weight, sealed_height=seal.height))
         ctx.emit("validation", inference_id=msg.inference_id, validator=msg.creator,
                  passed=str(task.reports[-1].passed).lower(),
                  distance_micro=str(msg.distance_micro),
                  rule_violations=str(msg.rule_violations))
+
+    @staticmethod
+    def _opening(task: ValidationTask, seal: ReportSeal) -> tuple[int, int]:
+        """The heights ``seal`` may be opened at: a window seal once the window's sealing
+        ended; a ballot once the vote's did, or as soon as every drawn voter has sealed or
+        reported (nobody is left to copy it)."""
+        if seal.height <= task.deadline:
+            return task.deadline + 1, task.open_until
+        done = {s.validator for s in task.seals} | {r.validator for r in task.reports}
+        first = seal.height + 1 if set(task.voters) <= done else task.vote_deadline + 1
+        return first, task.vote_open_until
+
+    def _task(self, ctx: Context, inference_id: str, creator: str) -> ValidationTask:
+        """The task a report is about; never the sender's own inference."""
+        task = self._keeper.task(ctx.kv, inference_id)
+        if task is None:
+            known = self._inference.inference(ctx.kv, inference_id)
+            if known is not None and known.summarized_height:
+                raise WindowClosed(f"inference {inference_id} was settled and summarized "
+                                   f"at height {known.summarized_height}: it takes no more "
+                                   f"reports")
+            raise TaskNotFound(f"no finished inference {inference_id!r} to validate")
+        if task.executor == creator:
+            raise NotAllowed("an executor never validates its own inference")
+        return task
 
     def _participant(self, ctx: Context, addr: str) -> Participant:
         participant = self._inference.participant(ctx.kv, addr)

@@ -23,7 +23,8 @@ class ValidationParams(ModuleParams):
     # so changing it mid-way could judge an epoch twice or never.
     governable: ClassVar[frozenset[str]] = frozenset({
         "p_min_ppm", "p_max_ppm", "max_expected_checks_ppm", "epochs_to_max",
-        "validation_window_blocks", "voting_period_blocks", "voters_per_vote",
+        "validation_window_blocks", "voting_period_blocks", "opening_blocks",
+        "voters_per_vote",
         "invalid_after_consecutive", "invalid_min_count",
         "invalid_rate_ppm", "canary_rate_ppm", "canary_claim_blocks", "vote_bond",
         "evidence_alpha_ppm",
@@ -44,12 +45,17 @@ class ValidationParams(ModuleParams):
     # each, and together inside reveal_window_blocks.
     validation_window_blocks: int = bounded(20, 1, MAX_WINDOW_BLOCKS)
     voting_period_blocks: int = bounded(20, 1, MAX_WINDOW_BLOCKS)
+    # Blocks after a window's or a vote's sealing ends during which its sealed reports are
+    # opened (docs/design.md §6.3): 1 to 100,000. A seal not opened in time is a check not
+    # made, so it is long enough for a node's worker to notice and its tx to land.
+    opening_blocks: int = bounded(20, 1, MAX_WINDOW_BLOCKS)
     # 1 to 100 voters: each re-scores the whole inference.
     voters_per_vote: int = bounded(3, 1, 100)
     # Blocks into the next epoch during which an epoch's seeds may be revealed; the epoch's
-    # validators are judged when it ends, so it must outlast every window and vote: 2 to
-    # 200,000, at least validation_window_blocks + voting_period_blocks.
-    reveal_window_blocks: int = bounded(50, 2, 2 * MAX_WINDOW_BLOCKS)
+    # validators are judged when it ends, so it must outlast every window and vote with
+    # their openings: 4 to 500,000, at least validation_window_blocks +
+    # voting_period_blocks + 2 × opening_blocks (+ canary_claim_blocks with canaries on).
+    reveal_window_blocks: int = bounded(90, 4, 5 * MAX_WINDOW_BLOCKS)
     # An executor is INVALID for the epoch after this many invalidations in a row, or when
     # at least invalid_min_count of its checked inferences this epoch were invalidated and
     # they are at least invalid_rate_ppm of them (honest executors measure ~0). Both counts
@@ -81,11 +87,12 @@ class ValidationParams(ModuleParams):
         if self.p_min_ppm > self.p_max_ppm:
             raise InvalidRequest("validation params need p_min_ppm <= p_max_ppm")
         claims = self.canary_claim_blocks if self.canary_rate_ppm else 0
-        if self.reveal_window_blocks < \
-                self.validation_window_blocks + claims + self.voting_period_blocks:
+        if self.reveal_window_blocks < self.validation_window_blocks + claims + \
+                self.voting_period_blocks + 2 * self.opening_blocks:
             raise InvalidRequest("validation param reveal_window_blocks must be at least "
-                                 "validation_window_blocks + voting_period_blocks (+ "
-                                 "canary_claim_blocks while canary_rate_ppm is not 0)")
+                                 "validation_window_blocks + voting_period_blocks + 2 × "
+                                 "opening_blocks (+ canary_claim_blocks while "
+                                 "canary_rate_ppm is not 0)")
 
     @property
     def reputation_step_ppm(self) -> int:

@@ -53,7 +53,8 @@ class ValidationQueries:
         address_arg(req.voter, "voter")
         return q.QueryPendingVotesResponse(tasks=[
             t for t in self._keeper.open_votes(state)
-            if req.voter in t.voters and all(r.validator != req.voter for r in t.reports)])
+            if req.voter in t.voters and all(r.validator != req.voter for r in t.reports)
+            and all(s.validator != req.voter for s in t.seals)])
 
     def executor_stats(self, state: KVReader, req: q.QueryExecutorStatsRequest
                        ) -> q.QueryExecutorStatsResponse:

@@ -1,8 +1,10 @@
 """A finished inference's life in the validation module (docs/design.md §6).
 
-finished → task OPEN for ``validation_window_blocks``; a passing report marks the inference
-VALIDATED, a failing one opens a vote (VOTING) among ``voters_per_vote`` members drawn from
-the block hash, the only members whose reports count from then on; their median, one ballot
+finished → task OPEN: members seal their reports for ``validation_window_blocks``, then open
+them for ``opening_blocks``, so no report can be seen, and copied, before all are fixed. An
+opened passing report marks the inference VALIDATED, a failing one opens a vote (VOTING)
+among ``voters_per_vote`` members drawn from the block hash, the only members who seal
+reports from then on (ballots, sealed and opened the same way); their median, one ballot
 each (a silent voter keeps the output), decides PASSED (VALIDATED) or FAILED
 (INVALIDATED: the developer is refunded from the executor's earnings, the executor's invalid
 counters rise and may make it INVALID for the epoch). A window that closes with reports is
@@ -80,6 +82,8 @@ class Tasks:
             expected_checks_ppm=expected_checks_ppm(p_ppm, params.max_expected_checks_ppm),
             finish_height=ctx.block.height,
             deadline=ctx.block.height + params.validation_window_blocks, state=OPEN,
+            open_until=ctx.block.height + params.validation_window_blocks +
+            params.opening_blocks,
             positions=len(inference.output_ids),
             draw_epoch=self.epochs.epoch_of(ctx.kv, max(1, inference.draw_height)),
             canary_rate_ppm=params.canary_rate_ppm)
@@ -109,15 +113,17 @@ class Tasks:
             self._close_early(ctx, task, params)  # every drawn voter has reported
 
     def _close_early(self, ctx: Context, task: ValidationTask, params: ValidationParams) -> None:
-        """Tallies a vote all its voters answered, except while its executor may still claim
-        it as a canary: then the vote closes when that period ends, so a vote on a shifted
-        artifact cannot invalidate the inference before the claim lands."""
-        claim_until = self._claim_until(task, params)
-        if ctx.block.height >= claim_until:
+        """Tallies a vote all its voters answered, except while the window's seals may still
+        be opened or its executor may still claim it as a canary: then the vote closes when
+        those periods end, so a vote on a shifted artifact cannot invalidate the inference
+        before the claim lands, nor one leave a window report unopened."""
+        hold = max(self._claim_until(task, params), task.open_until + 1)
+        if ctx.block.height >= hold:
             self.tally(ctx, task)
-        elif task.vote_deadline > claim_until:
+        elif task.vote_open_until > hold:
             self.keeper.close_vote(ctx.kv, task)
-            task.vote_deadline = claim_until
+            task.vote_deadline = min(task.vote_deadline, hold)  # every voter has reported
+            task.vote_open_until = hold
             self.keeper.open_vote(ctx.kv, task)
             self.keeper.set_task(ctx.kv, task)
 
@@ -131,20 +137,21 @@ class Tasks:
     def claim_canary(self, ctx: Context, task: ValidationTask, canary_key: bytes) -> None:
         """The executor's claim that ``task``'s inference is a canary (docs/design.md §6.9).
 
-        Taken once the task left OPEN (a claim while validators may still report would tell
-        them), for ``canary_claim_blocks``. The key must win the task's canary lottery, and
-        match the executor's seed if that is revealed (judging checks it otherwise). The real
-        artifact (the recorded one shifted back) replaces the recorded one; the reports and
-        voters so far, about the shifted artifact, are kept apart for judging; and where
-        anyone checked it, a fresh vote re-scores the real artifact: it decides the
-        executor's pay, and whether the canary was planted as claimed.
+        Taken once the task left OPEN and its window's seals were opened (a claim while
+        validators may still report would tell them), for ``canary_claim_blocks``. The key
+        must win the task's canary lottery, and match the executor's seed if that is revealed
+        (judging checks it otherwise). The real artifact (the recorded one shifted back)
+        replaces the recorded one; the reports and voters so far, about the shifted artifact,
+        are kept apart for judging; and where anyone checked it, a fresh vote re-scores the
+        real artifact: it decides the executor's pay, and whether the canary was planted as
+        claimed.
         """
         params = self.keeper.params(ctx.kv)
         if task.canary_key:
             raise BadCanary(f"inference {task.inference_id} was already claimed as a canary")
-        if task.state == OPEN:
+        if task.state == OPEN or ctx.block.height <= task.open_until:
             raise NotAllowed(f"inference {task.inference_id} is open to validators until "
-                             f"height {task.deadline}: claim it as a canary after that")
+                             f"height {task.open_until}: claim it as a canary after that")
         if task.state == FAILED or ctx.block.height > self._claim_until(task, params):
             raise WindowClosed(f"inference {task.inference_id} could be claimed as a canary "
                                f"until height {self._claim_until(task, params)}")
@@ -173,6 +180,7 @@ class Tasks:
         task.canary_voters.extend(task.voters)
         del task.reports[:]
         del task.voters[:]
+        del task.seals[:]  # ballots on the shifted artifact, void with its vote
         ctx.emit("canary_claim", inference_id=task.inference_id, executor=task.executor)
         log.info("executor %s claimed inference %s as a canary (%d reports on it)",
                  task.executor, task.inference_id, len(task.canary_reports))
@@ -213,14 +221,14 @@ class Tasks:
         return CheckShares(members).owes(seed, task, member)
 
     def settle_bonds(self, ctx: Context, epoch: int, member: str, seed: bytes) -> None:
-        """At ``member``'s reveal: each bond of a vote its seed assigned it (or that drew it
-        as a voter, as judging counts it) comes back; each other one is burned and the
-        member's reputation drops to 0 at once."""
+        """At ``member``'s reveal: each bond of a vote opened by a report its seed assigned
+        it comes back; each other one is burned and the member's reputation drops to 0 at
+        once. Being drawn for the vote later excuses nothing: the report was sealed in the
+        window, before any vote, as judging counts it."""
         for bond in self.keeper.bonds(ctx.kv, epoch, member):
             task = self.keeper.task(ctx.kv, bond.inference_id)
             self.keeper.drop_bond(ctx.kv, bond)
-            if task is not None and (member in task.voters or member in task.canary_voters or
-                                     self._assigned(ctx, task, member, seed)):
+            if task is not None and self._assigned(ctx, task, member, seed):
                 self.bank.send(ctx, BOND_ACCOUNT, address.decode(member),
                                {NATIVE_DENOM: bond.amount})
                 ctx.emit("vote_bond_returned", inference_id=bond.inference_id,
@@ -254,10 +262,11 @@ class Tasks:
             if candidates else []
         task.voters.extend(voters[:params.voters_per_vote])
         task.state = IN_VOTE
-        task.closed_height = task.closed_height or ctx.block.height
+        task.closed_height = task.closed_height or max(ctx.block.height, task.open_until)
         # A vote on an artifact its executor may still claim as a canary outlasts the claim.
         task.vote_deadline = max(ctx.block.height + params.voting_period_blocks,
                                  self._claim_until(task, params))
+        task.vote_open_until = task.vote_deadline + params.opening_blocks
         self.keeper.close_window(ctx.kv, task)
         self.keeper.open_vote(ctx.kv, task)
         self._set_status(ctx, task.inference_id, VOTING)
@@ -285,6 +294,7 @@ class Tasks:
                 record.missed_votes += 1
                 self.keeper.set_record(ctx.kv, record)
         self.keeper.close_vote(ctx.kv, task)
+        del task.seals[:]  # never opened: checks not made
         ballots = self._ballots(task)
         failed = bool(ballots) and vote_upholds_failure(ballots, _allowed(model, task),
                                                         threshold_micro(model))
@@ -339,6 +349,7 @@ class Tasks:
         self.keeper.close_window(ctx.kv, task)
         task.state = PASSED if task.reports else UNCHECKED
         task.closed_height = ctx.block.height
+        del task.seals[:]  # never opened: checks not made
         self.keeper.set_task(ctx.kv, task)
         if task.reports:
             self._count_pass(ctx, task)
