@@ -314,15 +314,16 @@ class Schedule:
 
     def _kill_mid_validation(self) -> Fault:
         """Kills the API node of a validator while a finished inference's validation window
-        is open and it has not reported on it yet."""
+        is open and it has not sealed a report on it yet."""
         def open_task() -> tuple[str, int] | None:
             height = self.network.height()
             tasks = self.network.query("ValidationTasks", q.QueryValidationTasksRequest(
                 from_height=max(1, height - 60), to_height=height),
                 q.QueryValidationTasksResponse).tasks
             for task in tasks:
-                reported = {r.validator for r in task.reports}
-                if task.state == OPEN:
+                reported = {r.validator for r in task.reports} | \
+                    {s.validator for s in task.seals}
+                if task.state == OPEN and height <= task.deadline:
                     for i, address in enumerate(self.network.addresses):
                         if address not in reported and address != task.executor:
                             return task.inference_id, i
