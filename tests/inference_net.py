@@ -24,6 +24,7 @@ from chain.inference import start_rules
 from chain.inference.keeper import ESCROW_ACCOUNT
 from chain.store import StateAt, Store
 from chain.validation.keeper import ValidationKeeper
+from chain.validation.seals import opening_heights
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.validation_pb2 import MsgValidation, ValidationTask
 
@@ -125,17 +126,9 @@ class Net:
         sealed) for ballots."""
         task = self.query("ValidationTask", q.QueryValidationTaskRequest(
             inference_id=reports[0][1].inference_id)).task
-        sealed = {s.validator: s.height for s in task.seals}
-        reported = set(sealed) | {r.validator for r in task.reports}
-        opens_at = []
-        for actor, _ in reports:
-            height = sealed.get(actor.address, self.height)
-            if height <= task.deadline:
-                opens_at.append(task.deadline + 1)
-            elif set(task.voters) <= reported:
-                opens_at.append(height + 1)
-            else:
-                opens_at.append(task.vote_deadline + 1)
+        sealed = {s.validator: s for s in task.seals}
+        opens_at = [opening_heights(task, sealed[actor.address])[0]
+                    if actor.address in sealed else self.height + 1 for actor, _ in reports]
         while self.height + 1 < max(opens_at):
             self.block([])
         return self.block([actor.tx(report) for actor, report in reports])

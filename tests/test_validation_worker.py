@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
+from inference_actors import seal_of
 from nacl.signing import SigningKey
 
 from apinode.chain_queries import ChainUnavailable, EpochInfo
@@ -29,6 +30,7 @@ from chain.scales import PPM
 from chain.validation.params import ValidationParams
 from chain.validation.query import MAX_HEIGHTS, MAX_TASKS
 from chain.validation.sampling import CheckShares, expected_checks_ppm, must_check
+from chain.validation.seals import opening_heights
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model, Participant
 from inferchain_pb.inference.v1.validation_pb2 import (
@@ -161,12 +163,9 @@ class FakeChain:
         refuse: a report that is not the sealed one, or an opening out of its time."""
         task = self.task(msg.inference_id)
         seal = next(s for s in task.seals if s.validator == msg.creator)
-        assert seal.seal == seal_of(msg)
-        if seal.height <= task.deadline:
-            assert task.deadline < self.height <= task.open_until
-        else:
-            assert self.height > task.vote_deadline or set(task.voters) <= on_record(task)
-            assert self.height <= task.vote_open_until
+        assert seal.seal == seal_of(msg).seal
+        first, last = opening_heights(task, seal)
+        assert first <= self.height <= last
         task.seals.remove(seal)
         task.reports.append(ValidationReport(
             validator=msg.creator, distance_micro=msg.distance_micro,
@@ -203,13 +202,6 @@ class FakeChain:
 def on_record(task: ValidationTask) -> set[str]:
     """The validators with a seal or a report on ``task``."""
     return {s.validator for s in task.seals} | {r.validator for r in task.reports}
-
-
-def seal_of(report: MsgValidation) -> bytes:
-    """The seal ``report`` opens."""
-    return payload.validation_seal(report.salt, payload.validation_payload(
-        report.inference_id, report.output_hash, report.distance_micro,
-        report.rule_violations, report.ids_match, report.positions, report.creator))
 
 
 class FakeMlNode:
@@ -303,7 +295,7 @@ def validations(outbox: Outbox, chain: FakeChain) -> dict[str, MsgValidation]:
         opening = outbox.get(f"{entry.key}:open")
         assert opening.state == OutboxState.HELD
         report = MsgValidation.FromString(opening.payload)
-        assert MsgSealValidation.FromString(entry.payload).seal == seal_of(report)
+        assert MsgSealValidation.FromString(entry.payload).seal == seal_of(report).seal
         assert len(report.salt) == payload.SALT_BYTES
         found[entry.key] = report
     return found

@@ -68,6 +68,7 @@ from chain.inference import artifact, payload
 from chain.inference.delivery import Delivered, signed_delivery
 from chain.scales import PPM
 from chain.validation.sampling import CheckShares, seed_hash
+from chain.validation.seals import ballots_sealed
 from chain.validation.verdict import allowed_violations
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model
@@ -185,13 +186,6 @@ class HeldOpening:
         if ballot:
             return cls(task.inference_id, True, task.vote_deadline, task.vote_open_until)
         return cls(task.inference_id, False, task.deadline, task.open_until)
-
-
-def vote_sealing_over(task: ValidationTask, height: int) -> bool:
-    """Whether the sealing of a vote on ``task`` is over at ``height``: past its deadline, or
-    every drawn voter has sealed or reported (the chain then takes the openings at once)."""
-    done = {s.validator for s in task.seals} | {r.validator for r in task.reports}
-    return height > task.vote_deadline or set(task.voters) <= done
 
 
 def _opening_of(key: str) -> tuple[str, bool]:
@@ -368,7 +362,7 @@ class ValidatorWorker:
                     await self._abandon(key, held.inference_id, "its task is gone from the chain")
                     continue
                 self._held[key] = HeldOpening.of(task, ballot=True)  # the vote may close early
-                if not vote_sealing_over(task, height):
+                if height <= task.vote_deadline and not ballots_sealed(task):
                     continue
             seal = await asyncio.to_thread(self.outbox.get, key.removesuffix(OPEN_SUFFIX))
             if seal is None or seal.state == OutboxState.FAILED:

@@ -33,6 +33,7 @@ from chain.inference import payload
 from chain.query import QueryError
 from chain.validation import canary
 from chain.validation.sampling import CheckShares, seed_hash
+from chain.validation.seals import opening_heights
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import MsgRelayStart
 from inferchain_pb.inference.v1.validation_pb2 import (
@@ -449,14 +450,7 @@ class Simulation:
                 if ballot_key(task) != key:
                     continue  # a ballot on the shifted artifact, void with its vote
                 seal = next(s for s in task.seals if s.validator == member.address)
-                if seal.height <= task.deadline:
-                    first, last = task.deadline + 1, task.open_until
-                else:
-                    done = {s.validator for s in task.seals} | \
-                        {r.validator for r in task.reports}
-                    first = seal.height + 1 if set(task.voters) <= done else \
-                        task.vote_deadline + 1
-                    last = task.vote_open_until
+                first, last = opening_heights(task, seal)
                 assert following <= last, (member.address, opening.inference_id, task)
                 if following < first:
                     self.openings[i].append((opening, key))

@@ -22,6 +22,7 @@ from chain.validation.errors import (
 from chain.validation.expected_keepers import EpochKeeper, InferenceKeeper
 from chain.validation.keeper import ValidationKeeper
 from chain.validation.sampling import SEED_BYTES, seed_hash
+from chain.validation.seals import opening_heights
 from chain.validation.tasks import Tasks
 from chain.verified_signatures import verify_ed25519
 from inferchain_pb.inference.v1.inference_pb2 import Participant
@@ -153,7 +154,7 @@ class ValidationMsgServer:
                              f"is sealed (MsgSealValidation) while the task takes reports, "
                              f"and opened after")
         height = ctx.block.height
-        first, last = self._opening(task, seal)
+        first, last = opening_heights(task, seal)
         if task.state not in (OPEN, IN_VOTE) or not first <= height <= last:
             raise WindowClosed(f"{msg.creator}'s seal on {msg.inference_id} opens from height "
                                f"{first} to {last}, not at {height}")
@@ -171,17 +172,6 @@ class ValidationMsgServer:
                  passed=str(task.reports[-1].passed).lower(),
                  distance_micro=str(msg.distance_micro),
                  rule_violations=str(msg.rule_violations))
-
-    @staticmethod
-    def _opening(task: ValidationTask, seal: ReportSeal) -> tuple[int, int]:
-        """The heights ``seal`` may be opened at: a window seal once the window's sealing
-        ended; a ballot once the vote's did, or as soon as every drawn voter has sealed or
-        reported (nobody is left to copy it)."""
-        if seal.height <= task.deadline:
-            return task.deadline + 1, task.open_until
-        done = {s.validator for s in task.seals} | {r.validator for r in task.reports}
-        first = seal.height + 1 if set(task.voters) <= done else task.vote_deadline + 1
-        return first, task.vote_open_until
 
     def _task(self, ctx: Context, inference_id: str, creator: str) -> ValidationTask:
         """The task a report is about; never the sender's own inference."""

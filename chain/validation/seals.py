@@ -1,0 +1,22 @@
+"""When a sealed report may be opened (docs/design.md §6.3): one rule for the chain, which
+refuses an opening at any other height, and for validators, which hold their openings until
+then."""
+
+from inferchain_pb.inference.v1.validation_pb2 import ReportSeal, ValidationTask
+
+
+def ballots_sealed(task: ValidationTask) -> bool:
+    """Whether every drawn voter of the task's vote has sealed or reported: nobody is left to
+    copy a ballot, so the ballots open at once."""
+    done = {s.validator for s in task.seals} | {r.validator for r in task.reports}
+    return set(task.voters) <= done
+
+
+def opening_heights(task: ValidationTask, seal: ReportSeal) -> tuple[int, int]:
+    """The first and last heights ``seal`` opens at: a window's seal once the window's
+    sealing ended, until ``open_until``; a ballot once the vote's sealing ended or every drawn
+    voter sealed, until ``vote_open_until``."""
+    if seal.height <= task.deadline:
+        return task.deadline + 1, task.open_until
+    first = seal.height + 1 if ballots_sealed(task) else task.vote_deadline + 1
+    return first, task.vote_open_until
