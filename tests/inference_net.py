@@ -122,13 +122,15 @@ class Net:
     def open_reports(self, reports: list[tuple[Actor, MsgValidation]]
                      ) -> list[abci.ExecTxResult]:
         """Opens sealed reports in one block, at the first height they all open at: after
-        the window's sealing for window reports, after the vote's (or once every voter
-        sealed) for ballots."""
-        task = self.query("ValidationTask", q.QueryValidationTaskRequest(
-            inference_id=reports[0][1].inference_id)).task
-        sealed = {s.validator: s for s in task.seals}
-        opens_at = [opening_heights(task, sealed[actor.address])[0]
-                    if actor.address in sealed else self.height + 1 for actor, _ in reports]
+        the window's sealing (or once every member that checks the model sealed) for window
+        reports, after the vote's (or once every voter sealed) for ballots."""
+        opens_at = []
+        for actor, report in reports:
+            task = self.query("ValidationTask", q.QueryValidationTaskRequest(
+                inference_id=report.inference_id)).task
+            sealed = {s.validator: s for s in task.seals}
+            opens_at.append(opening_heights(task, sealed[actor.address])[0]
+                            if actor.address in sealed else self.height + 1)
         while self.height + 1 < max(opens_at):
             self.block([])
         return self.block([actor.tx(report) for actor, report in reports])

@@ -199,17 +199,54 @@ def test_a_newcomer_is_checked_by_every_member_and_passes():
     checkers = assigned(net, found)
     assert {c.address for c in checkers} == {p.address for p in net.parts} - {executor.address}
     reports = [(c, validation_msg(c, inference, PASS)) for c in checkers]
-    net.seal(reports)
+    # One of the two sealed: the other could still copy its report, so it opens only once
+    # the window's sealing ended.
+    first, opener = reports[0]
+    net.seal(reports[:1])
+    early = net.one(first.tx(opener))
+    assert (early.codespace, early.code) == ("validation", 9), early.log
+    assert f"opens from height {found.deadline + 1}" in early.log
+    # Both sealed: nobody is left to copy, so both open at once, within the window.
+    net.seal(reports[1:])
     sealed = task(net, "new-1")
     assert (sealed.state, sealed.reports, len(sealed.seals)) == (OPEN, [], 2)
+    assert sealed.window_sealed_height == net.height
     assert net.inference("new-1").status == FINISHED  # nothing shows before the openings
     results = net.open_reports(reports)
     assert all(r.code == 0 for r in results), [r.log for r in results]
-    assert net.height == found.deadline + 1
+    assert net.height == sealed.window_sealed_height + 1 <= found.deadline
     assert net.inference("new-1").status == VALIDATED
-    to_height(net, found.open_until)
-    assert task(net, "new-1").state == PASSED
+    # Every checker reported: the window closes at once, as of its last opening height.
+    closed = task(net, "new-1")
+    assert (closed.state, closed.closed_height) == (PASSED, found.open_until)
     assert stats(net, executor).epoch_passed == 1
+
+
+def test_a_vote_in_a_window_every_checker_sealed_is_tallied_as_its_last_voter_reports():
+    """Every other member sealed its report on a newcomer's inference, so they open at once;
+    one fails it and its vote draws the three, whose opened reports are their ballots. No
+    report can come any more, so the vote is tallied in the block of the openings, long
+    before the window's openings would have ended, and the vote counts against the
+    dissenter."""
+    net = make_net(participants=4, validation_window_blocks=30, opening_blocks=10,
+                   voting_period_blocks=10, reveal_window_blocks=60,
+                   max_expected_checks_ppm=3_000_000)
+    commit_all(net, 0)
+    executor, inference = finished(net, "all-sealed")
+    found = task(net, "all-sealed")
+    others = [p for p in net.parts if p is not executor]
+    dissenter = others[0]
+    reports = [(c, validation_msg(c, inference, FAIL if c is dissenter else PASS))
+               for c in others]
+    net.seal(reports)
+    results = net.open_reports(reports)
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+    tallied = task(net, "all-sealed")
+    assert set(tallied.voters) == {c.address for c in others}
+    assert (tallied.state, net.inference("all-sealed").status) == (PASSED, VALIDATED)
+    assert net.height < found.deadline < found.open_until
+    assert record(net, dissenter, 0).votes_against == 1
+    net.assert_conserved()
 
 
 def test_bad_reports_are_refused_and_change_nothing():
@@ -605,7 +642,8 @@ def test_a_validator_that_skips_its_checks_is_caught_at_seed_reveal(reveal):
 def test_members_owe_checks_only_of_the_models_they_serve():
     """Two models, two members serving each: a member owes no check of the other model's
     inferences (it has no ML node to score them with), so leaving them is no laziness; each
-    model's servers share its checks, and only they are drawn to vote on it."""
+    model's servers share its checks, only they may seal a report on it, and only they are
+    drawn to vote on it."""
     other = f"{MODEL_ID}/other"
     serves = [(MODEL_ID,), (MODEL_ID,), (other,), (other,)]
     net = make_net(participants=4, models=[*genesis_models(),
@@ -649,6 +687,14 @@ def test_members_owe_checks_only_of_the_models_they_serve():
     results = net.block([agent.tx(start), executor.tx(finish_msg(executor, start, [7, 8, 9]))])
     assert [r.code for r in results] == [0, 0], [r.log for r in results]
     inference = net.inference(start.inference_id)
+    # A member without the model cannot score the output: its seal is refused, and leaves
+    # the task as it was.
+    outsider = net.actor(next(iter(servers[MODEL_ID])))
+    refused = net.one(outsider.tx(seal_of(validation_msg(outsider, inference, PASS))))
+    assert (refused.codespace, refused.code) == ("validation", 7), refused.log
+    assert f"did not serve model {other}" in refused.log
+    assert (task(net, inference.id).seals, task(net, inference.id).window_sealed_height) == \
+        ([], 0)
     reporter = net.actor(next(iter(servers[other] - {executor.address})))
     assert [r.code for r in net.report([(reporter, validation_msg(reporter, inference,
                                                                    FAIL))])] == [0]

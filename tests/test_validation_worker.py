@@ -655,8 +655,10 @@ def test_a_task_seen_as_assigned_and_as_a_vote_in_one_step_is_scored_once(open_d
 # --- sealing and opening --------------------------------------------------------------------
 
 def test_a_report_is_sealed_and_opened_only_once_the_window_closed(open_db, caplog) -> None:
-    """The check queues the seal and holds the matching opening; the opening is released
-    once the task's deadline passed and its seal is on chain, with no query for the task."""
+    """The check queues the seal and holds the matching opening; while the window takes
+    seals, each step asks the chain whether every checker has sealed (here one never does),
+    and the opening is released once the task's deadline passed and its seal is on chain,
+    with no query for the task then."""
     chain = FakeChain(height=15)
     db = open_db()
     outbox = Outbox(db)
@@ -665,7 +667,8 @@ def test_a_report_is_sealed_and_opened_only_once_the_window_closed(open_db, capl
     chain.height = 17
     caplog.set_level(logging.INFO, logger="apinode.validation.worker")
     asyncio.run(worker.step())
-    assert "sealed its report (MsgSealValidation queued), opens after height 36" in caplog.text
+    assert ("sealed its report (MsgSealValidation queued), opens after height 36, or once "
+            "every member that checks the model has sealed") in caplog.text
     assert outbox.get("validation:a").type_url == type_url(MsgSealValidation)
     report = validations(outbox, chain)["validation:a"]  # the seal only: the opening is held
     assert [s.height for s in task.seals] == [17] and not task.reports
@@ -673,16 +676,44 @@ def test_a_report_is_sealed_and_opened_only_once_the_window_closed(open_db, capl
     NODE_KEY.verify_key.verify(payload.validation_payload(
         "a", report.output_hash, 0, 0, True, 3, ME), report.validator_signature)
 
+    chain.one_task_queries.clear()
     for chain.height in (20, 36):
         asyncio.run(worker.step())
         assert outbox.get("validation:a:open").state == OutboxState.HELD
         assert openings(outbox, chain) == set()
+    assert chain.one_task_queries == ["a", "a"]
+    chain.one_task_queries.clear()
     chain.height = 37
     asyncio.run(worker.step())
     assert openings(outbox, chain) == {"validation:a:open"}
     assert (task.reports[0].validator, task.reports[0].sealed_height) == (ME, 17)
     assert not task.seals
     assert chain.one_task_queries == []  # the deadline kept from the check decided it
+
+
+def test_a_report_opens_early_once_every_member_that_checks_the_model_sealed(open_db) -> None:
+    """The chain marks the window sealed by every checker (``window_sealed_height``): nobody
+    is left to copy, so the held opening is released in the step that sees it, long before
+    the deadline."""
+    chain = FakeChain(height=15)
+    db = open_db()
+    outbox = Outbox(db)
+    worker = checking_worker(db, chain, FakeMlNode(chain))
+    task = chain.add("early", finish_height=16)  # sealed until 36
+    chain.height = 17
+    asyncio.run(worker.step())
+    chain.height = 18
+    asyncio.run(worker.step())
+    assert outbox.get("validation:early:open").state == OutboxState.HELD
+    task.seals.append(ReportSeal(validator=OTHER, seal=b"x" * 32, height=19))
+    task.window_sealed_height = 19
+    chain.height = 19
+    asyncio.run(worker.step())
+    assert openings(outbox, chain) == set()  # opens from 20: the next block
+    chain.height = 20
+    asyncio.run(worker.step())
+    assert openings(outbox, chain) == {"validation:early:open"}
+    assert (task.reports[0].validator, task.reports[0].height) == (ME, 20)
 
 
 def test_a_ballot_opens_once_every_voter_sealed_or_its_deadline_passed(open_db) -> None:
@@ -738,8 +769,10 @@ def test_a_restarted_worker_opens_what_the_last_one_sealed(open_db, caplog) -> N
     restarted = make_worker(db, chain, FakeMlNode(chain))
     caplog.set_level(logging.WARNING, logger="apinode.validation.worker")
     asyncio.run(restarted.step())
-    # One look-up each to time them, and the ballot's of every step until it opens.
-    assert sorted(chain.one_task_queries) == ["gone", "late", "voted", "voted", "window"]
+    # One look-up each to time them, and another each step until the deadline for the
+    # ballot and the window, which may open early.
+    assert sorted(chain.one_task_queries) == ["gone", "late", "voted", "voted", "window",
+                                              "window"]
     assert outbox.get("validation:gone:open").state == OutboxState.FAILED
     assert outbox.get("validation:late:open").state == OutboxState.FAILED
     assert "the report sealed on gone cannot be opened" in caplog.text
@@ -752,7 +785,8 @@ def test_a_restarted_worker_opens_what_the_last_one_sealed(open_db, caplog) -> N
     chain.height = 37
     asyncio.run(make_worker(db, chain, FakeMlNode(chain)).step())
     assert openings(outbox, chain) == {"validation:window:open"}
-    assert chain.one_task_queries == ["window"]  # the third worker's one look-up
+    # The second worker's step at 26, still in the window, and the third worker's look-up.
+    assert chain.one_task_queries == ["window", "window"]
 
 
 def test_a_task_this_validator_sealed_is_not_checked_again(open_db) -> None:

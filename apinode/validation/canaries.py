@@ -20,6 +20,7 @@ from apinode.outbox import Outbox
 from apinode.validation.seeds import SeedStore
 from chain.inference import artifact
 from chain.validation import canary
+from chain.validation.seals import window_openings_over
 from inferchain_pb.inference.v1.inference_pb2 import Model, MsgStartInference
 from inferchain_pb.inference.v1.validation_pb2 import (
     FAILED,
@@ -88,7 +89,8 @@ class CanaryClaims:
             if task is None or task.canary_key:
                 del self._pending[inference_id]
                 continue
-            if task.state == OPEN or height <= task.open_until:
+            if task.state == OPEN or (height <= task.open_until and
+                                      not window_openings_over(task)):
                 continue  # its reports are still sealed or being opened
             del self._pending[inference_id]
             if task.state == FAILED or height > task.closed_height + claim_blocks:

@@ -24,7 +24,8 @@ Each step:
 A report is sealed first and opened later, so that no validator can copy another's: while a
 task takes reports, the chain sees only a hash of each (MsgSealValidation: the signed figures
 under a random salt), and the MsgValidation that opens it is taken only once that sealing is
-over (the task's deadline passed, or for a vote, its deadline or every drawn voter sealed).
+over (the task's deadline passed or every member that checks the model sealed; for a vote,
+its deadline passed or every drawn voter sealed).
 The check queues the seal and holds the opening in the outbox, in one transaction: a seal
 never opened counts as a check not made, so the opening must outlive any crash. Each step
 releases the openings whose sealing ended and whose seals are on chain; the heights that
@@ -68,7 +69,7 @@ from chain.inference import artifact, payload
 from chain.inference.delivery import Delivered, signed_delivery
 from chain.scales import PPM
 from chain.validation.sampling import CheckShares, seed_hash
-from chain.validation.seals import ballots_sealed
+from chain.validation.seals import opening_heights
 from chain.validation.verdict import allowed_violations
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model
@@ -173,8 +174,9 @@ class Check:
 @dataclass(frozen=True)
 class HeldOpening:
     """A report's opening, held in the outbox until its seal may be opened: after
-    ``deadline`` (the task's, or its vote's, when ``ballot``), or for a ballot once every
-    drawn voter has sealed or reported; the chain takes it until ``open_until``."""
+    ``deadline`` (the task's, or its vote's, when ``ballot``), or earlier once everyone who
+    could still seal has (chain/validation/seals.py); the chain takes it until
+    ``open_until``."""
 
     inference_id: str
     ballot: bool
@@ -344,9 +346,10 @@ class ValidatorWorker:
         """Releases each held opening whose sealing is over, once its seal is on chain, and
         gives up on those the chain would no longer take.
 
-        A window's opening waits for its task's deadline, which the map keeps, so it costs no
-        query; a ballot's may come earlier, once every drawn voter has sealed or reported,
-        which only the task on chain tells.
+        Past its deadline an opening goes without a query. Before it, the task on chain
+        tells whether it opens early (``opening_heights``): a window's once every member
+        that checks the model has sealed, a ballot's once every drawn voter has sealed or
+        reported.
         """
         await self._load_held()
         for key, held in list(self._held.items()):
@@ -355,14 +358,13 @@ class ValidatorWorker:
                                     f"the chain took its opening until height {held.open_until}")
                 continue
             if height <= held.deadline:
-                if not held.ballot:
-                    continue
                 task = await self.chain.validation_task(held.inference_id)
                 if task is None:
                     await self._abandon(key, held.inference_id, "its task is gone from the chain")
                     continue
-                self._held[key] = HeldOpening.of(task, ballot=True)  # the vote may close early
-                if height <= task.vote_deadline and not ballots_sealed(task):
+                self._held[key] = HeldOpening.of(task, held.ballot)  # a vote may close early
+                sealed = next((s for s in task.seals if s.validator == self.address), None)
+                if sealed is None or height < opening_heights(task, sealed)[0]:
                     continue
             seal = await asyncio.to_thread(self.outbox.get, key.removesuffix(OPEN_SUFFIX))
             if seal is None or seal.state == OutboxState.FAILED:
@@ -585,7 +587,8 @@ class ValidatorWorker:
             found = (f"the output ({figures.positions} ids) does not match its artifact or "
                      f"does not end as the request allows")
         opens = (f"opens after height {check.deadline}, or once every voter has sealed"
-                 if check.vote else f"opens after height {check.deadline}")
+                 if check.vote else f"opens after height {check.deadline}, or once every "
+                 f"member that checks the model has sealed")
         log.info("validator: %s %s (executor %s): %s; sealed its %s (MsgSealValidation "
                  "queued), %s", "voted on" if check.vote else "checked", inference_id,
                  inference.executor, found, "ballot" if check.vote else "report", opens)

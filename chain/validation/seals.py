@@ -12,11 +12,21 @@ def ballots_sealed(task: ValidationTask) -> bool:
     return set(task.voters) <= done
 
 
+def window_openings_over(task: ValidationTask) -> bool:
+    """Whether no window report can come any more before ``open_until``: every member that
+    checks the model sealed (``window_sealed_height``) and every window seal was opened."""
+    return bool(task.window_sealed_height) and \
+        not any(s.height <= task.deadline for s in task.seals)
+
+
 def opening_heights(task: ValidationTask, seal: ReportSeal) -> tuple[int, int]:
     """The first and last heights ``seal`` opens at: a window's seal once the window's
-    sealing ended, until ``open_until``; a ballot once the vote's sealing ended or every drawn
-    voter sealed, until ``vote_open_until``."""
+    sealing ended or every member that checks the model sealed, until ``open_until``; a
+    ballot once the vote's sealing ended or every drawn voter sealed, until
+    ``vote_open_until``."""
     if seal.height <= task.deadline:
-        return task.deadline + 1, task.open_until
+        first = task.window_sealed_height + 1 if task.window_sealed_height else \
+            task.deadline + 1
+        return first, task.open_until
     first = seal.height + 1 if ballots_sealed(task) else task.vote_deadline + 1
     return first, task.vote_open_until

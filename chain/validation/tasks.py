@@ -29,6 +29,7 @@ from chain.validation.expected_keepers import BankKeeper, EpochKeeper, Inference
 from chain.validation.keeper import BOND_ACCOUNT, ValidationKeeper
 from chain.validation.params import ValidationParams
 from chain.validation.sampling import CheckShares, check_probability_ppm, expected_checks_ppm
+from chain.validation.seals import window_openings_over
 from chain.validation.verdict import (
     allowed_violations,
     passes,
@@ -109,7 +110,9 @@ class Tasks:
             self._bond_opener(ctx, task, report.validator, params)
             self._open_vote(ctx, task, params)
         self.keeper.set_task(ctx.kv, task)
-        if task.state == IN_VOTE and set(task.voters) <= {r.validator for r in task.reports}:
+        if task.state == OPEN and window_openings_over(task):
+            self.close_window(ctx, task)  # every member that checks the model has reported
+        elif task.state == IN_VOTE and set(task.voters) <= {r.validator for r in task.reports}:
             self._close_early(ctx, task, params)  # every drawn voter has reported
 
     def _close_early(self, ctx: Context, task: ValidationTask, params: ValidationParams) -> None:
@@ -117,7 +120,8 @@ class Tasks:
         be opened or its executor may still claim it as a canary: then the vote closes when
         those periods end, so a vote on a shifted artifact cannot invalidate the inference
         before the claim lands, nor one leave a window report unopened."""
-        hold = max(self._claim_until(task, params), task.open_until + 1)
+        openings_end = 0 if window_openings_over(task) else task.open_until + 1
+        hold = max(self._claim_until(task, params), openings_end)
         if ctx.block.height >= hold:
             self.tally(ctx, task)
         elif task.vote_open_until > hold:
@@ -138,9 +142,11 @@ class Tasks:
         """The executor's claim that ``task``'s inference is a canary (docs/design.md §6.9).
 
         Taken once the task left OPEN and its window's seals were opened (a claim while
-        validators may still report would tell them), for ``canary_claim_blocks``. The key
-        must win the task's canary lottery, and match the executor's seed if that is revealed
-        (judging checks it otherwise). The real artifact (the recorded one shifted back)
+        validators may still report would tell them): after ``open_until``, or once every
+        member that checks the model reported; then for ``canary_claim_blocks`` past
+        ``closed_height``, which is never before ``open_until``. The key must win the task's
+        canary lottery, and match the executor's seed if that is revealed (judging checks it
+        otherwise). The real artifact (the recorded one shifted back)
         replaces the recorded one; the reports and voters so far, about the shifted artifact,
         are kept apart for judging; and where anyone checked it, a fresh vote re-scores the
         real artifact: it decides the executor's pay, and whether the canary was planted as
@@ -149,7 +155,8 @@ class Tasks:
         params = self.keeper.params(ctx.kv)
         if task.canary_key:
             raise BadCanary(f"inference {task.inference_id} was already claimed as a canary")
-        if task.state == OPEN or ctx.block.height <= task.open_until:
+        if task.state == OPEN or (ctx.block.height <= task.open_until and
+                                  not window_openings_over(task)):
             raise NotAllowed(f"inference {task.inference_id} is open to validators until "
                              f"height {task.open_until}: claim it as a canary after that")
         if task.state == FAILED or ctx.block.height > self._claim_until(task, params):
@@ -348,7 +355,9 @@ class Tasks:
     def close_window(self, ctx: Context, task: ValidationTask) -> None:
         self.keeper.close_window(ctx.kv, task)
         task.state = PASSED if task.reports else UNCHECKED
-        task.closed_height = ctx.block.height
+        # A window every checker reported in closes before open_until; a canary claim still
+        # waits for open_until and has canary_claim_blocks from there, as after any window.
+        task.closed_height = max(ctx.block.height, task.open_until)
         del task.seals[:]  # never opened: checks not made
         self.keeper.set_task(ctx.kv, task)
         if task.reports:
