@@ -67,9 +67,9 @@ class Opening:
                    {a: participant(network, a).misses for a in network.addresses})
 
 
-def account(network: ChaosNetwork, address: str) -> q.QueryAccountResponse:
+def account(network: ChaosNetwork, address: str, height: int = 0) -> q.QueryAccountResponse:
     return network.query("Account", q.QueryAccountRequest(address=address),
-                         q.QueryAccountResponse)
+                         q.QueryAccountResponse, height)
 
 
 def participant(network: ChaosNetwork, address: str):
@@ -325,9 +325,12 @@ def audit(network: ChaosNetwork, load: Load, faults: list[Fault], opening: Openi
                 "charged once on chain", not unsettled and extra <= 0)
 
     # Coins: the escrow account, and the bank transfers.
+    # All read at one height: the network keeps making blocks (probes, settlements), and
+    # accounts read a block apart need not add up.
+    at = network.height() - 1
     holders = [developer, *network.addresses, load.payee, str(load.payer.address())]
-    accounts = [account(network, a) for a in holders]
-    escrow_account = account(network, encode(ESCROW_ACCOUNT)).balance
+    accounts = [account(network, a, at) for a in holders]
+    escrow_account = account(network, encode(ESCROW_ACCOUNT), at).balance
     owed = sum(a.escrow + a.work_balance for a in accounts)
     sequence = ledger(network, 0).query_account(load.payer.address()).sequence
     payee = account(network, load.payee).balance

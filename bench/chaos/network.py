@@ -25,6 +25,7 @@ import grpc
 from google.protobuf.message import Message
 
 from bench.chaos.postgres import PrivatePostgres
+from chain.query import HEIGHT_HEADER
 from devnet.__main__ import api_health, chain_height, mlnode_serving, start_network
 from devnet.api_key import grant_allowance, issue_key
 from devnet.layout import CHAIN_ID, Devnet, Settings, open_devnet, ports_in_use
@@ -251,19 +252,24 @@ class ChaosNetwork:
         """The highest height any chain node reports."""
         return max(chain_height(self.chain_grpc(n)) for n in range(self.participants))
 
-    def query(self, name: str, request: Message, reply_type: type[Reply]) -> Reply:
-        """inference.v1.Query/``name`` on the first chain node that answers."""
+    def query(self, name: str, request: Message, reply_type: type[Reply],
+              height: int = 0) -> Reply:
+        """inference.v1.Query/``name`` on the first chain node that answers, at ``height``
+        (0: the node's latest; a node that has not committed it yet is passed over)."""
         error: grpc.RpcError | None = None
+        retried = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+        if height:
+            retried.add(grpc.StatusCode.INVALID_ARGUMENT)
+        metadata = ((HEIGHT_HEADER, str(height)),) if height else None
         for node in range(self.participants):
             with grpc.insecure_channel(self.chain_grpc(node)) as channel:
                 call = channel.unary_unary(f"/inference.v1.Query/{name}",
                                            request_serializer=lambda m: m.SerializeToString(),
                                            response_deserializer=reply_type.FromString)
                 try:
-                    return call(request, timeout=10)
+                    return call(request, timeout=10, metadata=metadata)
                 except grpc.RpcError as exc:
-                    if exc.code() not in (grpc.StatusCode.UNAVAILABLE,
-                                          grpc.StatusCode.DEADLINE_EXCEEDED):
+                    if exc.code() not in retried:
                         raise
                     error = exc
         raise RuntimeError(f"no chain node answered {name}: {error}")
