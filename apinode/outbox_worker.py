@@ -22,6 +22,10 @@ from apinode.store import utc_now
 
 log = logging.getLogger(__name__)
 
+# Due entries packed into one tx: its broadcast, signature and ante are paid once for all of
+# them, which is most of what a single-message tx costs a node (bench/pair_network_bench.py
+# measures both).
+MESSAGES_PER_TX = 32
 # A log line names at most this many entries' keys, each cut to KEY_CHARS characters: an
 # inference's key keeps 16 hex digits of its id, enough to find it.
 KEYS_LOGGED = 8
@@ -60,7 +64,7 @@ class OutboxWorker:
     """
 
     def __init__(self, outbox: Outbox, submit: Submit, confirm: Confirm, *,
-                 interval_s: float = 1.0, batch_size: int = 32,
+                 interval_s: float = 1.0, batch_size: int = MESSAGES_PER_TX,
                  confirm_timeout_s: float = 60.0) -> None:
         self.outbox = outbox
         self.submit = submit

@@ -11,6 +11,10 @@ robin, whose executor is the one the chain draws for it (the agent itself at tim
 real network), with a synthetic artifact of 32 output tokens shaped like the default model's
 (``inference_bench.synthetic_steps``).
 
+Each network runs twice: with one message per tx, and with up to ``MESSAGES_PER_TX`` (32)
+messages per tx, as an API node's outbox packs what it sends (its starts, finishes, seals and
+openings): a tx's broadcast, signatures and ante are then paid once for all its messages.
+
 The txs are signed before the clock starts, against each network's own chain: every start is
 stamped with the time of a block already committed there, so its draw is known. They go in
 two phases: every start (one lane per transfer agent, its txs in sequence order), and once
@@ -52,6 +56,7 @@ from chain_bench import (
 from cosmpy.protos.cosmos.auth.v1beta1 import query_pb2 as auth_query
 from cosmpy.protos.cosmos.auth.v1beta1.auth_pb2 import BaseAccount
 from cosmpy.protos.cosmos.auth.v1beta1.query_pb2_grpc import QueryStub as AuthQueryStub
+from google.protobuf.message import Message
 from inference_bench import (
     FUNDS,
     PARTICIPANTS,
@@ -62,6 +67,7 @@ from inference_bench import (
 )
 from report import bench_parser, parse_bench_args, progress, publish, section, table
 
+from apinode.outbox_worker import MESSAGES_PER_TX
 from chain.bank.coins import NATIVE_DENOM
 from genesis.localnet import layout_localnet
 from genesis.solo import layout_solo
@@ -83,6 +89,8 @@ OUTPUT_TOKENS = 32  # the goal's row: pairs at 32 output tokens
 # draw's age limit, so the bench's genesis allows a long one (the default is 10 blocks).
 MAX_DRAW_AGE_BLOCKS = 10_000
 DRAW_TIMEOUT_S = 30
+# Gas limit per message of a tx: a start uses about 104,000, a finish of 32 tokens less.
+GAS_PER_MESSAGE = 400_000
 
 
 @dataclass(frozen=True)
@@ -159,15 +167,16 @@ def draw(node: Node, inference_id: str, timestamp: int) -> tuple[str, int]:
             time.sleep(0.2)
 
 
-def signed_pairs(node: Node, actors: Actors, count: int) -> list[list[list[bytes]]]:
+def signed_pairs(node: Node, actors: Actors, count: int, per_tx: int
+                 ) -> list[list[list[bytes]]]:
     """``count`` signed pairs valid on the node's chain, as two phases of lanes: the starts by
-    transfer agent, then the finishes by executor."""
+    transfer agent, then the finishes by executor, ``per_tx`` messages of a lane to a tx."""
     on_chain(node, actors)
     by_address = {p.address: p for p in actors.parts}
     rng = random.Random(20260101)
     timestamp = int(time.time()) - 1  # a block at or after it is committed, or about to be
-    starts: dict[str, list[bytes]] = {p.address: [] for p in actors.parts}
-    finishes: dict[str, list[bytes]] = {p.address: [] for p in actors.parts}
+    starts: dict[str, list[Message]] = {p.address: [] for p in actors.parts}
+    finishes: dict[str, list[Message]] = {p.address: [] for p in actors.parts}
     started = []
     for n in range(count):
         label = f"pair-{n}"
@@ -178,54 +187,79 @@ def signed_pairs(node: Node, actors: Actors, count: int) -> list[list[list[bytes
         start = start_msg(agent, actors.developer, label, executor, draw_height, timestamp,
                           [token_id(rng) for _ in range(PROMPT_TOKENS)],
                           max_tokens=OUTPUT_TOKENS, body=body, chain_id=CHAIN_ID)
-        starts[agent.address].append(agent.tx(start, chain_id=CHAIN_ID))
+        starts[agent.address].append(start)
         started.append(start)
+    for start in started:
+        finishes[start.executor].append(finish_msg(by_address[start.executor], start,
+                                                   synthetic_steps(rng, OUTPUT_TOKENS)))
     # Signed after every start: an account's finishes come after its starts in sequence, as
     # they are broadcast.
-    for start in started:
-        executor = by_address[start.executor]
-        finishes[executor.address].append(executor.tx(
-            finish_msg(executor, start, synthetic_steps(rng, OUTPUT_TOKENS)),
-            chain_id=CHAIN_ID))
-    return [[lane for lane in starts.values() if lane],
-            [lane for lane in finishes.values() if lane]]
+    return [packed(starts, by_address, per_tx), packed(finishes, by_address, per_tx)]
+
+
+def packed(lanes: dict[str, list[Message]], by_address: dict[str, Actor], per_tx: int
+           ) -> list[list[bytes]]:
+    """Each sender's messages signed ``per_tx`` to a tx, in order: one lane per sender."""
+    signed = []
+    for address, messages in lanes.items():
+        sender = by_address[address]
+        chunks = [messages[i:i + per_tx] for i in range(0, len(messages), per_tx)]
+        lane = [sender.tx(*chunk, chain_id=CHAIN_ID, gas_limit=GAS_PER_MESSAGE * len(chunk))
+                for chunk in chunks]
+        if lane:
+            signed.append(lane)
+    return signed
 
 
 def network_bench(pairs: int, workdir: Path, cometbft: str) -> list[NetworkRun]:
-    """The solo baseline, then the localnet, one after the other so they never share cores."""
+    """The solo baseline, then the localnet, one after the other so they never share cores;
+    each with one message per tx, then with ``MESSAGES_PER_TX``."""
     actors = Actors.new()
     genesis = template(actors)
-    port = free_port()
-    solo = layout_solo(genesis, workdir / "solo", grpc_port=port,
-                       block_interval_ms=SOLO_BLOCK_INTERVAL_MS)
-    progress("solo: starting the node")
-    with running([Node(solo.home, port)], cometbft) as nodes:
-        progress(f"solo: signing {pairs:,} pairs")
-        solo_run = drive("solo", nodes, signed_pairs(nodes[0], actors, pairs))
-    infos = layout_localnet(genesis, workdir / "localnet", validators=VALIDATORS,
-                            base_port=free_base_port(VALIDATORS), timeout_commit=TIMEOUT_COMMIT)
-    progress(f"localnet: starting {VALIDATORS} validators")
-    with running([Node(i.home, i.ports.grpc, i.ports.rpc_url) for i in infos],
-                 cometbft) as nodes:
-        progress(f"localnet: signing {pairs:,} pairs")
-        localnet_run = drive(f"localnet, {VALIDATORS} validators", nodes,
-                             signed_pairs(nodes[0], actors, pairs))
-    return [solo_run, localnet_run]
+    runs = []
+    for per_tx in (1, MESSAGES_PER_TX):
+        port = free_port()
+        solo = layout_solo(genesis, workdir / f"solo-{per_tx}", grpc_port=port,
+                           block_interval_ms=SOLO_BLOCK_INTERVAL_MS)
+        progress(f"solo, {per_tx} message(s) a tx: starting the node")
+        with running([Node(solo.home, port)], cometbft) as nodes:
+            progress(f"solo: signing {pairs:,} pairs")
+            runs.append(drive(run_name("solo", per_tx), nodes,
+                              signed_pairs(nodes[0], actors, pairs, per_tx)))
+        infos = layout_localnet(genesis, workdir / f"localnet-{per_tx}", validators=VALIDATORS,
+                                base_port=free_base_port(VALIDATORS),
+                                timeout_commit=TIMEOUT_COMMIT)
+        progress(f"localnet, {per_tx} message(s) a tx: starting {VALIDATORS} validators")
+        with running([Node(i.home, i.ports.grpc, i.ports.rpc_url) for i in infos],
+                     cometbft) as nodes:
+            progress(f"localnet: signing {pairs:,} pairs")
+            runs.append(drive(run_name(f"localnet, {VALIDATORS} validators", per_tx), nodes,
+                              signed_pairs(nodes[0], actors, pairs, per_tx)))
+    return runs
 
 
-def pairs_table(runs: Sequence[NetworkRun]) -> list[str]:
-    baseline = runs[0].rate
-    rows = [[run.name, f"{run.txs // 2:,}", f"{run.seconds:.2f} s", f"{run.rate / 2:,.1f}",
-             f"{run.rate / baseline:.2f}×", f"{run.blocks}", f"{run.txs / run.blocks:.1f}"]
-            for run in runs]
+def run_name(network: str, per_tx: int) -> str:
+    return f"{network}, {per_tx} message{'s' if per_tx > 1 else ''} a tx"
+
+
+def pairs_table(runs: Sequence[NetworkRun], pairs: int) -> list[str]:
+    """Each run against the first (solo, one message a tx), and each localnet against the
+    solo run before it, which packed its txs alike."""
+    rates = [pairs / run.seconds for run in runs]
+    rows = [[run.name, f"{pairs:,}", f"{run.txs:,}", f"{run.seconds:.2f} s", f"{rate:,.1f}",
+             f"{rate / rates[0]:.2f}×", f"{rate / rates[index - index % 2]:.2f}×",
+             f"{run.blocks}", f"{run.txs / run.blocks:.1f}"]
+            for index, (run, rate) in enumerate(zip(runs, rates, strict=True))]
     return section(
         f"Committed inference pairs/s end to end ({OUTPUT_TOKENS} output tokens, "
         f"{PROMPT_TOKENS}-token prompts, {PARTICIPANTS} participants, gRPC BroadcastTx sync)",
-        table(["network", "pairs", "first broadcast → last commit", "committed pairs/s",
-               "vs solo", "blocks with txs", "mean txs/block"], rows),
+        table(["network", "pairs", "txs", "first broadcast → last commit", "committed pairs/s",
+               "vs solo, 1 message a tx", "vs solo, same packing", "blocks with txs",
+               "mean txs/block"], rows),
         f"Solo produces a block every {SOLO_BLOCK_INTERVAL_MS} ms; the localnet has "
         f"timeout_commit {TIMEOUT_COMMIT}. Starts first (one lane per transfer agent), then "
-        "finishes (one lane per executor) once every start is committed; all txs code 0. "
+        f"finishes (one lane per executor) once every start is committed; all txs code 0. "
+        f"{MESSAGES_PER_TX} messages a tx is how an API node's outbox packs what it sends. "
         "Every process runs on the same machine.")
 
 
@@ -235,8 +269,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="pair-bench-") as tmp:
         runs = network_bench(settings.pairs, Path(tmp), cometbft)
-    publish([*comet_environment(cometbft, load_before), "", *pairs_table(runs), "",
-             *cpu_table(runs)], out)
+    publish([*comet_environment(cometbft, load_before), "", *pairs_table(runs, settings.pairs),
+             "", *cpu_table(runs)], out)
 
 
 if __name__ == "__main__":
