@@ -167,7 +167,8 @@ def test_the_defaults_make_the_other_strategies_lose_except_the_documented_ones(
         assert all(s.margin < 0 if gain < 1 else s.margin == 0
                    for s, gain in zip(screens, rates.POC_SCREENS.values(), strict=True))
         assert max(rates.POC_SCREENS.values()) <= 1.0
-        paying = [model.transfer_agent(params, economy, "favour-accomplice")]
+        paying = [model.transfer_agent(params, economy, "favour-accomplice"),
+                  model.vote_follower(params, economy)]
         for outcome in paying:
             assert outcome.margin > 0, (regime, outcome)
 

@@ -18,6 +18,7 @@ Progress goes to stderr, the report to stdout. Run ``python -m bench.economics -
 """
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -60,8 +61,13 @@ def fee_units(outcome: Outcome, economy: Economy) -> float:
 
 
 def cell(outcome: Outcome, economy: Economy) -> str:
+    """The margin and its spread in fee units: three decimals, or four significant digits
+    where three would show a margin that is not zero as +0.000."""
     scale = economy.executions * economy.fee
-    return f"{fee_units(outcome, economy):+.3f} ± {outcome.sd / scale:.3f}"
+    margin, sd = fee_units(outcome, economy), outcome.sd / scale
+    places = 3 if not margin or abs(margin) >= 0.0005 else \
+        2 - math.floor(math.log10(abs(margin)))
+    return f"{margin:+.{places}f} ± {sd:.{places}f}"
 
 
 def region(margins: dict[float, float]) -> str:
@@ -151,6 +157,7 @@ def shield_table(params: Params, settings: Settings, registry: rates.Registry
 def other_outcomes(params: Params, economy: Economy) -> list[Outcome]:
     found = [model.lazy_validator(params, economy, kind, g)
              for kind in ("skip", "blind-pass", "copy") for g in (0.1, 1.0)]
+    found.append(model.vote_follower(params, economy))
     found += [model.coalition_against_truth(params, economy, s, level)
               for level in (None, 0) for s in COALITIONS]
     found += [model.fabricated_nonces(params, economy, phi) for phi in (0.01, 0.1, 0.5)]

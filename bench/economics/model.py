@@ -299,6 +299,35 @@ def lazy_validator(params: Params, economy: Economy, kind: str, g: float) -> Out
                    honest_profit(params, economy))
 
 
+def vote_follower(params: Params, economy: Economy) -> Outcome:
+    """A member that casts its ballots without re-scoring: a drawn voter sees the window's
+    reports, opened before the vote one of them opened (docs/design.md §6.5), and a
+    canary's claim, which is public. So it passes a canary's fresh vote (a canary's real
+    artifact is its honest output, §6.9) and follows the window's reports in any other.
+    Among honest members a canary's is the only vote there is, and there it is never wrong:
+    it keeps every fee share and reputation step, and saves the re-score of every ballot.
+
+    Each canary of another member that was checked (each executor's share canary_rate of
+    its inferences, checked as any other) is claimed, and its fresh vote draws
+    ``voters_per_vote`` of the other members by weight."""
+    n, fee, kappa = economy.executions, economy.fee, economy.cost_share
+    check_cost = economy.score_over_generate * kappa * fee
+    canary = params.validation.canary_rate_ppm / PPM
+    others = economy.members - 1
+    votes = n * others * canary * params.checked(params.levels, economy.members)
+    seat = min(1.0, params.validation.voters_per_vote / max(1, others - 1))
+    honest = honest_profit(params, economy)
+    # Seats: rare events over many inferences, Poisson with the expected count.
+    expected = votes * seat
+    atoms, k, pk = [], 0, math.exp(-expected)
+    while k <= expected or pk > 1e-12:
+        atoms.append((pk, k * check_cost))
+        k += 1
+        pk *= expected / k
+    saved, sd = moments(atoms)  # apart from the income, whose size would drown the spread
+    return Outcome("lazy validator", "follow in votes", honest + saved, sd, honest)
+
+
 # --- coalitions ----------------------------------------------------------------------------
 
 
