@@ -30,7 +30,7 @@ from chain.scales import PPM
 from chain.validation.params import ValidationParams
 from chain.validation.query import MAX_HEIGHTS, MAX_TASKS
 from chain.validation.sampling import CheckShares, expected_checks_ppm, must_check
-from chain.validation.seals import opening_heights
+from chain.validation.seals import opening_heights, sealed_or_reported
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model, Participant
 from inferchain_pb.inference.v1.validation_pb2 import (
@@ -120,7 +120,7 @@ class FakeChain:
         return self.task(inference_id)
 
     async def pending_votes(self, voter: str) -> list[ValidationTask]:
-        return [t for t in self.votes if voter in t.voters and voter not in on_record(t)]
+        return [t for t in self.votes if voter in t.voters and voter not in sealed_or_reported(t)]
 
     async def inference(self, inference_id: str) -> Inference | None:
         return self.inferences.get(inference_id)
@@ -154,7 +154,7 @@ class FakeChain:
     def seal(self, msg: MsgSealValidation) -> None:
         """Takes a seal at the current height; a second one is refused."""
         task = self.task(msg.inference_id)
-        if msg.creator not in on_record(task):
+        if msg.creator not in sealed_or_reported(task):
             task.seals.append(ReportSeal(validator=msg.creator, seal=msg.seal,
                                          height=self.height))
 
@@ -197,11 +197,6 @@ class FakeChain:
         task.open_until = task.deadline + PARAMS["opening_blocks"]
         self.tasks.append(task)
         return task
-
-
-def on_record(task: ValidationTask) -> set[str]:
-    """The validators with a seal or a report on ``task``."""
-    return {s.validator for s in task.seals} | {r.validator for r in task.reports}
 
 
 class FakeMlNode:

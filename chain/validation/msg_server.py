@@ -22,7 +22,7 @@ from chain.validation.errors import (
 from chain.validation.expected_keepers import EpochKeeper, InferenceKeeper
 from chain.validation.keeper import ValidationKeeper
 from chain.validation.sampling import SEED_BYTES, CheckShares, seed_hash
-from chain.validation.seals import opening_heights
+from chain.validation.seals import opening_heights, sealed_or_reported
 from chain.validation.tasks import Tasks
 from chain.verified_signatures import verify_ed25519
 from inferchain_pb.inference.v1.inference_pb2 import Participant
@@ -110,16 +110,15 @@ class ValidationMsgServer:
         if len(msg.seal) != 32:
             raise BadSeal("a seal is a 32-byte sha256 digest")
         task = self._task(ctx, msg.inference_id, msg.creator)
-        self._member_weight(ctx, task.epoch, msg.creator)
         # Only the model's servers check its inferences (docs/design.md §6.2); once each of
         # them sealed, no report can come that could copy one, and the window's seals open.
         checkers = CheckShares(self._keeper.members(ctx.kv, task.epoch) or EpochMembers()) \
             .checkers(task)
         if msg.creator not in checkers:
-            raise NotAllowed(f"{msg.creator} did not serve model {task.model_id} at the start "
-                             f"of epoch {task.epoch}: only its servers check its inferences")
-        if any(s.validator == msg.creator for s in task.seals) or \
-                any(r.validator == msg.creator for r in task.reports):
+            raise NotAllowed(f"{msg.creator} is not a member of epoch {task.epoch} that served "
+                             f"model {task.model_id} at its start: only its servers check its "
+                             f"inferences")
+        if msg.creator in sealed_or_reported(task):
             raise DuplicateValidation(f"{msg.creator} already reported on {msg.inference_id}")
         height = ctx.block.height
         # Once a vote is open only its drawn voters report (docs/design.md §6.5): anyone else
@@ -136,8 +135,7 @@ class ValidationMsgServer:
                                f"{msg.creator} now (task state {task.state}, sealing until "
                                f"height {task.vote_deadline if task.voters else task.deadline})")
         task.seals.append(ReportSeal(validator=msg.creator, seal=msg.seal, height=height))
-        sealed = {s.validator for s in task.seals} | {r.validator for r in task.reports}
-        if in_window and set(checkers) <= sealed:
+        if in_window and set(checkers) <= sealed_or_reported(task):
             task.window_sealed_height = height
         self._keeper.set_task(ctx.kv, task)
         ctx.emit("validation_seal", inference_id=msg.inference_id, validator=msg.creator)

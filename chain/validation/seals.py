@@ -5,11 +5,15 @@ then."""
 from inferchain_pb.inference.v1.validation_pb2 import ReportSeal, ValidationTask
 
 
+def sealed_or_reported(task: ValidationTask) -> set[str]:
+    """The members whose report on the task is fixed: sealed, or already opened."""
+    return {s.validator for s in task.seals} | {r.validator for r in task.reports}
+
+
 def ballots_sealed(task: ValidationTask) -> bool:
     """Whether every drawn voter of the task's vote has sealed or reported: nobody is left to
     copy a ballot, so the ballots open at once."""
-    done = {s.validator for s in task.seals} | {r.validator for r in task.reports}
-    return set(task.voters) <= done
+    return set(task.voters) <= sealed_or_reported(task)
 
 
 def window_openings_over(task: ValidationTask) -> bool:
