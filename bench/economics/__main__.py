@@ -61,8 +61,8 @@ def fee_units(outcome: Outcome, economy: Economy) -> float:
 
 
 def cell(outcome: Outcome, economy: Economy) -> str:
-    """The margin and its spread in fee units: three decimals, or four significant digits
-    where three would show a margin that is not zero as +0.000."""
+    """The margin and its spread in fee units: three decimals, or three significant digits
+    of a margin that three decimals would show as +0.000."""
     scale = economy.executions * economy.fee
     margin, sd = fee_units(outcome, economy), outcome.sd / scale
     places = 3 if not margin or abs(margin) >= 0.0005 else \
