@@ -258,7 +258,7 @@ def pairs_table(runs: Sequence[NetworkRun], pairs: int) -> list[str]:
                "mean txs/block"], rows),
         f"Solo produces a block every {SOLO_BLOCK_INTERVAL_MS} ms; the localnet has "
         f"timeout_commit {TIMEOUT_COMMIT}. Starts first (one lane per transfer agent), then "
-        f"finishes (one lane per executor) once every start is committed; all txs code 0. "
+        "finishes (one lane per executor) once every start is committed; all txs code 0. "
         f"{MESSAGES_PER_TX} messages a tx is how an API node's outbox packs what it sends. "
         "Every process runs on the same machine.")
 
