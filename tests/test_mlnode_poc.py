@@ -1,6 +1,7 @@
 """Proof of compute on the ML node: the generator, the transformer, nonces, verification,
 and the two rpcs through a real ML node process. Tiny preset on the CPU throughout."""
 
+import asyncio
 import concurrent.futures
 import math
 import threading
@@ -24,6 +25,7 @@ from mlnode.poc import (
 )
 from mlnode.poc.counter_rng import hash32, uniform_tensor
 from mlnode.poc.nonces import HALF_DEPTH_KEEP, Screen, distances, reference_screen
+from mlnode.poc.runner import PocRunner
 from mlnode.poc.target import target_for_acceptance
 from mlnode.types import PocNonce
 
@@ -236,6 +238,30 @@ def test_rpc_screens_by_default_as_the_library_does(mlnode, model, accepted):
                        screen=reference_screen(model))
     assert [n for n, _ in streamed] == [c.nonce for c in screened]
     assert {n for n, _ in streamed} <= {c.nonce for c in accepted}
+
+
+def test_interleaved_requests_of_two_seeds_each_screen_with_their_own_model(model):
+    """Two provers of different seeds whose requests take turns on the runner's thread (an ML
+    node that two participants share, or a prover's sprint while it checks another's nonces):
+    each screens with its own model's screen and finds what it finds alone. A screen kept for
+    the wrong model would throw out nearly every nonce while counting them all computed."""
+    other = PocModel(SPEC, OTHER_SEED)
+    runner = PocRunner("cpu", busy=lambda: False)
+
+    async def found(seed: bytes) -> list[int]:
+        chunks = runner.prove(SPEC, seed, range(1024), TARGET, 256, "float32")
+        return [n.nonce async for _, batch in chunks for n in batch]
+
+    async def both() -> list[list[int]]:
+        return await asyncio.gather(found(SEED), found(OTHER_SEED))
+
+    try:
+        together = asyncio.run(both())
+    finally:
+        runner.close()
+    alone = [[c.nonce for c in compute(m, range(1024), TARGET, batch_size=256,
+                                       screen=reference_screen(m))] for m in (model, other)]
+    assert together == alone and all(len(nonces) > 10 for nonces in alone)
 
 
 @pytest.mark.parametrize(("request_fields", "message"), [

@@ -32,7 +32,7 @@ class PocRunner:
         self._busy = busy
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlnode-poc")
         self._model: PocModel | None = None
-        self._screen: Screen | None = None
+        self._screen: tuple[PocModel, Screen] | None = None  # the held model's, once built
 
     def _model_for(self, spec: PocModelSpec, seed: bytes, dtype: str) -> PocModel:
         held = self._model
@@ -43,11 +43,18 @@ class PocRunner:
         return self._model
 
     def _screen_for(self, model: PocModel) -> Screen:
-        """The reference screen of the held model, kept with it (on a GPU it holds a
-        bfloat16 copy of the weights)."""
-        if self._screen is None:
-            self._screen = reference_screen(model)
-        return self._screen
+        """The reference screen of ``model``, kept while it is the held one (on a GPU it
+        holds a bfloat16 copy of the weights). Requests of other seeds may have replaced the
+        held model since ``model`` was fetched (a prover's request and a check of another's
+        nonces take turns on the thread): a screen is only ever handed out for its own
+        model, else one prover would screen with another's weights and throw out nearly
+        every nonce it computed."""
+        if self._screen is not None and self._screen[0] is model:
+            return self._screen[1]
+        screen = reference_screen(model)
+        if model is self._model:
+            self._screen = (model, screen)
+        return screen
 
     async def _on_thread(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
