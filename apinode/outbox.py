@@ -62,12 +62,13 @@ class Entry:
     last_error: str | None
     tx_hash: str | None
     sent_at: datetime | None
+    timeout_height: int | None
 
     @classmethod
     def of(cls, row: OutboxRow) -> Entry:
         return cls(id=row.id, type_url=row.type_url, key=row.key, payload=row.payload,
                    state=row.state, attempts=row.attempts, last_error=row.last_error,
-                   tx_hash=row.tx_hash, sent_at=row.sent_at)
+                   tx_hash=row.tx_hash, sent_at=row.sent_at, timeout_height=row.timeout_height)
 
     @property
     def message_name(self) -> str:
@@ -167,9 +168,12 @@ class Outbox:
             session.flush()
             return [Entry.of(row) for row in rows]
 
-    def mark_sent(self, ids: Iterable[int], tx_hash: str, now: datetime | None = None) -> None:
-        """Record that a broadcast tx carries these entries; the worker then confirms it."""
-        self._update(ids, state=OutboxState.SENT, tx_hash=tx_hash, sent_at=now or utc_now())
+    def mark_sent(self, ids: Iterable[int], tx_hash: str, timeout_height: int | None = None,
+                  now: datetime | None = None) -> None:
+        """Record that a broadcast tx carries these entries; the worker then confirms it. The
+        tx's ``timeout_height`` (None: it has none) lets any process tell when it is lost."""
+        self._update(ids, state=OutboxState.SENT, tx_hash=tx_hash,
+                     timeout_height=timeout_height, sent_at=now or utc_now())
 
     def rewrite(self, entry_id: int, message: Message) -> None:
         """Stores ``message`` as the entry's payload again, in place of bytes that no longer

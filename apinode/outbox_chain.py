@@ -89,7 +89,7 @@ def outbox_submit(sender: TxSender, on_refused: Refused | None = None,
         if not messages:
             return SubmitResult(None, rejected)
         try:
-            return SubmitResult(await sender.send(list(messages.values())), rejected)
+            return _sent(sender, await sender.send(list(messages.values())), rejected)
         except SimulationFailed as exc:
             if len(messages) == 1 and _settled_by(exc):
                 entry_id = next(iter(messages))
@@ -119,10 +119,17 @@ def outbox_submit(sender: TxSender, on_refused: Refused | None = None,
                 refuse(entry_id, alone)
             elif await settled(entry_id):
                 done.add(entry_id)
-        return SubmitResult(await sender.send(list(kept.values())) if kept else None, rejected,
-                            frozenset(done))
+        if not kept:
+            return SubmitResult(None, rejected, frozenset(done))
+        return _sent(sender, await sender.send(list(kept.values())), rejected, frozenset(done))
 
     return submit
+
+
+def _sent(sender: TxSender, tx_hash: str, rejected: dict[int, str],
+          done: frozenset[int] = frozenset()) -> SubmitResult:
+    """What a broadcast carried, with its tx's timeout height for the outbox to keep."""
+    return SubmitResult(tx_hash, rejected, done, sender.timeout_height(tx_hash))
 
 
 async def _own_tx_pending(sender: TxSender, entry: Entry) -> str | None:
@@ -137,7 +144,7 @@ async def _own_tx_pending(sender: TxSender, entry: Entry) -> str | None:
     if not entry.tx_hash:
         return None
     if await sender.tx_result(entry.tx_hash) is not None or \
-            await sender.never_lands(entry.tx_hash):
+            await sender.never_lands(entry.tx_hash, entry.timeout_height):
         return None
     return entry.tx_hash
 
@@ -164,10 +171,10 @@ def outbox_confirm(sender: TxSender) -> Confirm:
     """``confirm`` for the worker: True once the tx succeeded, False if it failed in a block
     or can never land (another tx of the sender's took its sequence)."""
 
-    async def confirm(tx_hash: str) -> bool | None:
+    async def confirm(tx_hash: str, timeout_height: int | None) -> bool | None:
         result = await sender.tx_result(tx_hash)
         if result is None:
-            if await sender.never_lands(tx_hash):
+            if await sender.never_lands(tx_hash, timeout_height):
                 log.warning("outbox: tx %s was dropped from the mempool (another tx took its "
                             "sequence, or its timeout height passed); its messages go out "
                             "again", tx_hash)

@@ -41,18 +41,19 @@ class SubmitResult:
     message does not sink the whole batch. ``done`` names entries left out because the chain
     already holds their effect (delivery is at least once: a message resent after a crash
     finds its first copy committed); they are marked committed. ``tx_hash`` is None when
-    nothing was broadcast.
+    nothing was broadcast; ``timeout_height`` is the broadcast tx's (None: it has none).
     """
 
     tx_hash: str | None
     rejected: Mapping[int, str] = field(default_factory=dict)
     done: frozenset[int] = frozenset()
+    timeout_height: int | None = None
 
 
 Submit = Callable[[list[Entry]], Awaitable[SubmitResult]]
-# True: committed and succeeded; False: failed in a block, or can never land; None: not
-# found (yet).
-Confirm = Callable[[str], Awaitable[bool | None]]
+# Given a tx's hash and timeout height (None if unknown): True: committed and succeeded;
+# False: failed in a block, or can never land; None: not found (yet).
+Confirm = Callable[[str, int | None], Awaitable[bool | None]]
 
 
 class OutboxWorker:
@@ -105,7 +106,7 @@ class OutboxWorker:
             by_tx[entry.tx_hash or ""].append(entry)
         for tx_hash, entries in by_tx.items():
             try:
-                found = await self.confirm(tx_hash)
+                found = await self.confirm(tx_hash, entries[0].timeout_height)
             except Exception as exc:  # unknown is not lost: ask again next step
                 log.warning("outbox: could not look up tx %s: %s", tx_hash, exc)
                 continue
@@ -140,7 +141,8 @@ class OutboxWorker:
                      _describe([e for e in batch if e.id in result.done]))
         sent = [e for e in batch if e.id not in result.rejected and e.id not in result.done]
         if sent and result.tx_hash:
-            await asyncio.to_thread(self.outbox.mark_sent, [e.id for e in sent], result.tx_hash)
+            await asyncio.to_thread(self.outbox.mark_sent, [e.id for e in sent], result.tx_hash,
+                                    result.timeout_height)
             log.info("outbox: broadcast tx %s (%s)", result.tx_hash, _describe(sent))
         elif sent:
             await self._retry(sent, "submit returned no tx hash")

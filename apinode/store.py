@@ -186,6 +186,9 @@ class OutboxRow(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utc_now)
     tx_hash: Mapped[str | None] = mapped_column(String(128), index=True)
     sent_at: Mapped[datetime | None]
+    # The sent tx's timeout height: once the chain has committed it without the tx, the tx can
+    # never land, which a process restarted since sending can tell only from this.
+    timeout_height: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
 
@@ -245,6 +248,7 @@ class Database:
         Base.metadata.create_all(engine)
         upgrade_outbox(engine, OutboxRow.__table__.c.type_url)
         add_missing_columns(engine, Payload.__table__)
+        add_missing_columns(engine, OutboxRow.__table__)
         return cls(engine)
 
     @property

@@ -143,7 +143,14 @@ class TxSender:
                                       tx_service.GetTxResponse)
         return TxResult(reply.tx_response.code, reply.tx_response.raw_log) if reply else None
 
-    async def never_lands(self, tx_hash: str) -> bool:
+    def timeout_height(self, tx_hash: str) -> int | None:
+        """The timeout height this sender gave a tx it broadcast (None for one it does not
+        remember), for a caller to keep beside the tx's hash: a later process asks
+        ``never_lands`` with it."""
+        sent = self._sent.get(tx_hash.upper())
+        return sent[1] if sent is not None else None
+
+    async def never_lands(self, tx_hash: str, timeout_height: int | None = None) -> bool:
         """Whether a tx this sender broadcast can never land: it is not in a block, and either
         a committed tx of this account already used its sequence or the chain has committed
         its timeout height.
@@ -151,11 +158,14 @@ class TxSender:
         A mempool can drop a tx it took (a node restarted, a recheck refused it); a later tx
         signed at the same sequence then takes its place, or, when this sender has nothing
         else to send, the timeout height passes. Waiting out a wall-clock timeout for the
-        dropped one would let the messages it carried miss their deadlines on chain. Unknown
-        hashes (signed before this process started) are never declared lost."""
+        dropped one would let the messages it carried miss their deadlines on chain. A hash
+        this sender does not remember (signed before this process started) is known lost only
+        by the ``timeout_height`` its caller kept for it, and never declared lost without."""
         sent = self._sent.get(tx_hash.upper())
         if sent is None:
-            return False
+            if timeout_height is None or await self.chain.latest_height() < timeout_height:
+                return False
+            return await self.tx_result(tx_hash) is None
         sequence, timeout_height = sent
         if await self.chain.latest_height() < timeout_height:
             account = await self.chain.auth_account(self.address)

@@ -270,24 +270,30 @@ def test_a_tx_the_mempool_lost_is_declared_dead_once_another_takes_its_sequence_
         lost = await lost_with_the_mempool(sender, to)
         # Still nothing took its sequence and its timeout height is blocks away: only unseen.
         assert not await sender.never_lands(lost)
-        assert await confirm(lost) is None
+        assert await confirm(lost, None) is None
         taken = await sender.send([send_msg(sender.address, to, 2)])
         assert await landed(sender, taken) == (0, "")
         assert await sender.never_lands(lost)
-        assert await confirm(lost) is False
+        assert await confirm(lost, None) is False
         assert not await sender.never_lands(taken)
-        assert await confirm(taken) is True
+        assert await confirm(taken, None) is True
         # A hash this sender never broadcast is never declared dead.
         assert not await sender.never_lands("AB" * 32)
         assert (await sender.chain.account(to)).balance == 2
 
         # A sender with nothing more to send: its lost tx is dead once its timeout passed.
+        # A process started since (the same key) knows it only by the timeout height kept.
         quiet = TxSender(channel, keys[1].private_key_hex, CHAIN_ID, timeout_blocks=2)
         lost = await lost_with_the_mempool(quiet, to)
-        timeout_height = await quiet.chain.latest_height() + 2
-        while await quiet.chain.latest_height() < timeout_height:
+        kept = quiet.timeout_height(lost)
+        assert kept is not None and quiet.timeout_height("AB" * 32) is None
+        restarted = TxSender(channel, keys[1].private_key_hex, CHAIN_ID, timeout_blocks=2)
+        while (found := await outbox_confirm(restarted)(lost, kept)) is None:
             await asyncio.sleep(0.5)
-        assert await outbox_confirm(quiet)(lost) is False
+        assert found is False and await quiet.chain.latest_height() >= kept
+        assert await outbox_confirm(quiet)(lost, None) is False
+        assert await outbox_confirm(restarted)(lost, kept) is False
+        assert await outbox_confirm(restarted)(lost, None) is None
 
     async def lost_with_the_mempool(sender: TxSender, to: str) -> str:
         for _ in range(5):  # until a broadcast tx is lost with the mempool

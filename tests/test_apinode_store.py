@@ -226,8 +226,8 @@ def test_an_outbox_of_kinds_is_upgraded_to_type_urls_in_place(url: str,
 
     outbox = Outbox(open_db())
     entry = outbox.get("start_inference:inf-1")
-    assert (entry.type_url, entry.state, entry.attempts) == (
-        "/inference.v1.MsgStartInference", OutboxState.PENDING, 0)
+    assert (entry.type_url, entry.state, entry.attempts, entry.timeout_height) == (
+        "/inference.v1.MsgStartInference", OutboxState.PENDING, 0, None)
     assert entry.message() == start
     kept = outbox.get("poc:3:0")
     assert (kept.type_url, kept.state, kept.attempts, kept.last_error) == (
@@ -337,6 +337,7 @@ class FakeChain:
         self.txs: dict[str, list[str]] = {}
         self.failed_on_chain: set[str] = set()
         self.reject: dict[str, str] = {}
+        self.height = 0  # the latest committed height
         self.lock = threading.Lock()
 
     async def submit(self, entries: list[Entry]) -> SubmitResult:
@@ -353,9 +354,11 @@ class FakeChain:
             self.txs[tx_hash] = [e.key for e in entries if e.id not in rejected]
         return SubmitResult(tx_hash, rejected)
 
-    async def confirm(self, tx_hash: str) -> bool | None:
+    async def confirm(self, tx_hash: str, timeout_height: int | None) -> bool | None:
         if tx_hash not in self.txs:
-            return None
+            # Lost for good once the chain is past its timeout height, if the caller knows it.
+            return False if timeout_height is not None and self.height >= timeout_height \
+                else None
         return tx_hash not in self.failed_on_chain
 
     def submitted(self) -> Counter[str]:
@@ -449,6 +452,26 @@ def test_restart_picks_up_pending_leased_and_sent_entries(open_db: Callable[[], 
         OutboxState.COMMITTED}
     assert second.get(committed).tx_hash == "TX-OLD-COMMITTED"
     assert second.get(lost).last_error == "tx TX-OLD-LOST not found on chain after 5s"
+
+
+def test_a_restarted_worker_resends_at_once_a_tx_whose_kept_timeout_height_passed(
+        open_db: Callable[[], Database]):
+    """The process that broadcast a tx died with it unlanded: its successor knows from the
+    timeout height kept with the entries that it never will, once the chain is past it, and
+    sends them again without waiting out the confirm timeout."""
+    first = Outbox(open_db())
+    (lost,) = fill(first, 1)
+    (entry,) = first.claim_batch(1)
+    first.mark_sent([entry.id], "TX-LOST", 12)
+    first.db.close()
+
+    second = Outbox(open_db(), base_delay_s=0.01)
+    assert second.get(lost).timeout_height == 12
+    chain = FakeChain()
+    chain.height = 12
+    asyncio.run(drain(second, worker(second, chain, confirm_timeout_s=3600)))
+    assert chain.submitted() == Counter([lost]) and second.get(lost).tx_hash == "TX0000"
+    assert second.get(lost).state == OutboxState.COMMITTED
 
 
 def test_two_workers_on_two_connections_never_submit_an_entry_twice(
