@@ -122,6 +122,14 @@ def test_the_explorer_shows_the_network_live(network, tmp_path):
             "document.getElementById('inference-status').textContent === 'VALIDATED'",
             timeout=WAIT_MS)
         assert net.inference(inference_id).status == VALIDATED
+        # Both members serve the model and sealed, so the window's reports opened early.
+        task = net.query("ValidationTask", q.QueryValidationTaskRequest(
+            inference_id=inference_id), q.QueryValidationTaskResponse).task
+        assert task.window_sealed_height > 0
+        page.reload()
+        assert (f"every member serving the model sealed by height {task.window_sealed_height}, "
+                f"so its reports open from {task.window_sealed_height + 1}") in \
+            page.locator("#validation-state").inner_text()
         rows = page.locator("#artifact > tbody > tr:has(td)")
         assert rows.count() == len(steps) == inference.output_tokens
         for i, step in enumerate(steps):
