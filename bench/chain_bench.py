@@ -70,6 +70,11 @@ from inferchain_pb.inference.v1 import query_pb2 as inference_query
 from inferchain_pb.inference.v1.query_pb2_grpc import QueryStub
 
 ROOT = Path(__file__).resolve().parent.parent
+# The in-process blocks are proposed as CometBFT's proposer would (tests/proposals.py, which
+# lives in tests/, not a package).
+sys.path.insert(0, str(ROOT / "tests"))
+from proposals import VALIDATOR_SECRET, genesis_validators, proposed_block  # noqa: E402
+
 CHAIN_ID = "inferchain-bench"
 FUNDS = 1_000_000_000_000
 SEND_AMOUNT = 1
@@ -247,10 +252,11 @@ def app_state(accounts: Sequence[Account]) -> dict[str, Any]:
                                   for a in accounts]}}
 
 
-def finalize_request(height: int, txs: list[bytes]) -> abci.RequestFinalizeBlock:
-    return abci.RequestFinalizeBlock(
-        txs=txs, hash=hashlib.sha256(height.to_bytes(8, "big")).digest(), height=height,
-        time=Timestamp(seconds=GENESIS_TIME_S + height), proposer_address=bytes(20))
+def finalize_request(app: Application, height: int, txs: list[bytes]
+                     ) -> abci.RequestFinalizeBlock:
+    """The block ``app`` proposes at ``height``: its beacon proof, then ``txs``."""
+    return proposed_block(app, height, Timestamp(seconds=GENESIS_TIME_S + height), txs,
+                          hashlib.sha256(height.to_bytes(8, "big")).digest())
 
 
 def check_all_succeeded(response: abci.ResponseFinalizeBlock, height: int) -> None:
@@ -267,9 +273,10 @@ class InProcessChain:
 
     def __init__(self, path: Path, accounts: Sequence[Account], stack: ExitStack) -> None:
         self.store = stack.enter_context(Store.open(path))
-        self.app = Application(self.store)
+        self.app = Application(self.store, validator_secret=VALIDATOR_SECRET)
         self.app.init_chain(abci.RequestInitChain(
             time=Timestamp(seconds=GENESIS_TIME_S), chain_id=CHAIN_ID, initial_height=1,
+            validators=genesis_validators(),
             app_state_bytes=json.dumps(app_state(accounts)).encode()))
         self.verify = Stopwatch()
         self.app_hash = Stopwatch()
@@ -283,8 +290,9 @@ class InProcessChain:
         """Runs FinalizeBlock on the next height and checks every tx result; returns its wall
         and CPU seconds."""
         height = self.store.height + 1
+        request = finalize_request(self.app, height, txs)
         start, start_cpu = time.perf_counter(), time.process_time()
-        response = self.app.finalize_block(finalize_request(height, txs))
+        response = self.app.finalize_block(request)
         wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
         check_all_succeeded(response, height)
         return wall, cpu

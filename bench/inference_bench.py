@@ -87,6 +87,7 @@ from inference_actors import (  # noqa: E402
     request_id,
     start_msg,
 )
+from proposals import VALIDATOR_SECRET, genesis_validators, proposed_block  # noqa: E402
 
 CHAIN_ID = "inferchain-bench"
 FUNDS = 10**15
@@ -272,10 +273,10 @@ class BenchChain:
         self.developer = Actor.new(0, 0)
         self.parts = [Actor.new(1 + i, 1 + i) for i in range(participants)]
         self.everyone = [self.developer, *self.parts]
-        self.app = Application(store)
+        self.app = Application(store, validator_secret=VALIDATOR_SECRET)
         self.app.init_chain(abci.RequestInitChain(
             time=Timestamp(seconds=GENESIS_TIME_S), chain_id=CHAIN_ID, initial_height=1,
-            app_state_bytes=json.dumps({
+            validators=genesis_validators(), app_state_bytes=json.dumps({
                 "bank": {"balances": [{"address": a.address, "coins": [
                     {"denom": NATIVE_DENOM, "amount": str(FUNDS)}]} for a in self.everyone]},
                 "inference": {"models": genesis_models(), "participants": [
@@ -286,10 +287,10 @@ class BenchChain:
         self.run_block([])
 
     def request(self, txs: list[bytes]) -> abci.RequestFinalizeBlock:
+        """The next block as its proposer makes it: the beacon proof, then ``txs``."""
         height = self.height + 1
-        return abci.RequestFinalizeBlock(
-            txs=txs, height=height, time=Timestamp(seconds=GENESIS_TIME_S + height),
-            hash=hashlib.sha256(height.to_bytes(8, "big")).digest(), proposer_address=bytes(20))
+        return proposed_block(self.app, height, Timestamp(seconds=GENESIS_TIME_S + height), txs,
+                              hashlib.sha256(height.to_bytes(8, "big")).digest())
 
     def finish_block(self, response: abci.ResponseFinalizeBlock) -> None:
         """Checks that every tx succeeded, since the figures must be of txs that went through,

@@ -23,10 +23,11 @@ from cosmpy.protos.cosmos.base.abci.v1beta1.abci_pb2 import TxResponse
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
-from chain import failpoint
+from chain import failpoint, vrf
 from chain.abci.application import BaseApplication
 from chain.config import NodeConfig
 from chain.context import BlockInfo, Context, Event, serializable
+from chain.epochs.beacon import consensus_address, proof_in
 from chain.errors import ENVIRONMENT_ERRORS
 from chain.gas import GasKV, GasMeter
 from chain.metrics import ChainMetrics
@@ -93,12 +94,16 @@ class Application(BaseApplication):
                  simulate_gas_limit: int = NodeConfig.simulate_gas_limit,
                  metrics: ChainMetrics | None = None,
                  snapshots: SnapshotStore | None = None, network_chain_id: str = "",
-                 retention: Retention | None = None) -> None:
+                 retention: Retention | None = None,
+                 validator_secret: bytes | None = None) -> None:
         """``snapshots``, when given, turns state sync on: this node takes and serves its own
         snapshots, and restores a peer's of the chain ``network_chain_id`` (its genesis's).
         ``retention``: how much state history and how many CometBFT blocks it keeps (all by
-        default)."""
+        default). ``validator_secret``: the 32-byte seed of this node's validator key, which
+        proves the beacon of the blocks it proposes (docs/design.md §2.7); a node without
+        one proposes nothing the others accept."""
         self.store = store
+        self.validator_secret = validator_secret
         self.snapshots = snapshots
         self.retention = retention or Retention()
         self.restorer = None if snapshots is None else Restorer(
@@ -135,6 +140,8 @@ class Application(BaseApplication):
         kv = GasKV(state, GasMeter(None))
         self.modules.manager.init_genesis(kv, app_state)
         self.modules.validator_set.init_genesis(kv, req.validators)
+        self.modules.beacon.remember(kv, (bytes(v.pubkey) for v in
+                                          self.modules.validator_set.current(kv).validators))
         self._genesis = state
         # Txs checked before the first block see the genesis accounts and balances.
         self._check = state.branch()
@@ -176,6 +183,47 @@ class Application(BaseApplication):
             outcome.log = _internal("Simulate", exc)
             return outcome
 
+    def prepare_proposal(self, req: abci.RequestPrepareProposal
+                         ) -> abci.ResponsePrepareProposal:
+        """The beacon proof first (docs/design.md §2.7), then the mempool's txs in order up to
+        the block's byte limit, leaving out any shaped as a proof. Without this node's
+        validator key it proposes no proof, and the other validators refuse the proposal."""
+        proof: list[bytes] = []
+        if self._proposes(req.proposer_address):
+            proof.append(self.modules.beacon.proposal_tx(self._committed(), self.chain_id,
+                                                        req.height, self.validator_secret))
+        else:
+            log.error("proposing block %d for validator %s without its key (config/"
+                      "priv_validator_key.json): the proposal carries no beacon proof and will "
+                      "be refused", req.height, req.proposer_address.hex().upper())
+        # CheckTx refuses txs shaped as a proof, so a mempool holds none; leave out any anyway.
+        mempool = super().prepare_proposal(abci.RequestPrepareProposal(
+            txs=[tx for tx in req.txs if proof_in(tx) is None],
+            max_tx_bytes=req.max_tx_bytes - sum(len(tx) for tx in proof)))
+        return abci.ResponsePrepareProposal(txs=[*proof, *mempool.txs])
+
+    def process_proposal(self, req: abci.RequestProcessProposal
+                         ) -> abci.ResponseProcessProposal:
+        """Accepts a proposal whose first tx is its proposer's beacon proof for its height;
+        any other tx is admissible (one that fails is recorded as failed, as the Cosmos SDK
+        does)."""
+        refusal = self.modules.beacon.refusal(self._committed(), self.chain_id, req.height,
+                                              req.proposer_address, req.txs)
+        if refusal is None:
+            return abci.ResponseProcessProposal(status=abci.ResponseProcessProposal.ACCEPT)
+        log.warning("refusing the proposal of block %d by %s: %s", req.height,
+                    req.proposer_address.hex().upper(), refusal)
+        return abci.ResponseProcessProposal(status=abci.ResponseProcessProposal.REJECT)
+
+    def _proposes(self, proposer: bytes) -> bool:
+        return self.validator_secret is not None and \
+            consensus_address(vrf.public_key(self.validator_secret)) == proposer
+
+    def _committed(self) -> Overlay:
+        """The state a proposal for the next height is judged on: the last commit's, or
+        InitChain's before the first block."""
+        return self._genesis if self._genesis is not None else self.store.begin_block()
+
     def _next_block(self) -> BlockInfo:
         """What mempool checks assume of the block a tx will land in: the next height, and the
         last block's time (the next one's is not known yet)."""
@@ -192,16 +240,27 @@ class Application(BaseApplication):
         time_ns = req.time.seconds * 1_000_000_000 + req.time.nanos
         block = BlockInfo(self.chain_id, req.height, time_ns)
         hooks = Context.of(block, state, GasMeter(None))
-        self.modules.manager.begin_block(hooks, req.hash)
-        outcomes = [self.modules.runner.run(state, block, tx, Mode.DELIVER) for tx in req.txs]
+        beacon = self.modules.beacon
+        random = beacon.value(state, self.chain_id, req.height, req.proposer_address, req.txs,
+                              req.hash)
+        beacon.record(hooks.kv, random)
+        # Every draw reads the block's random value where it would read its hash.
+        self.modules.manager.begin_block(hooks, random)
+        txs = req.txs[1:] if req.txs and proof_in(req.txs[0]) is not None else req.txs
+        outcomes = [self.modules.runner.run(state, block, tx, Mode.DELIVER) for tx in txs]
         self.modules.manager.end_block(hooks)
         # After end-block, so an epoch's first block sees the weights the epoch starts with.
         validator_updates = self._validator_updates(hooks)
+        beacon.remember(hooks.kv, (bytes(u.pub_key.ed25519) for u in validator_updates
+                                   if u.power > 0))
         header = {"height": req.height, "time_ns": time_ns, "hash": req.hash.hex(),
-                  "proposer": req.proposer_address.hex(), "txs": [t.hex() for t in req.txs]}
+                  "random": random.hex(), "proposer": req.proposer_address.hex(),
+                  "txs": [t.hex() for t in txs]}
         response = abci.ResponseFinalizeBlock(app_hash=self.store.app_hash_of(state),
                                               validator_updates=validator_updates)
         _add_events(response.events, hooks.events)
+        if len(txs) < len(req.txs):  # the beacon proof: a result for it, and no tx record
+            response.tx_results.add(log="block beacon proof")
         tx_responses, timestamp = [], rfc3339(time_ns)
         for outcome in outcomes:
             result = response.tx_results.add(

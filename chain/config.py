@@ -46,6 +46,12 @@ class NodeConfig:
         return self.home / "config" / "genesis.json"
 
     @property
+    def validator_key_file(self) -> Path:
+        """CometBFT's validator key, which also proves the beacon of the blocks this node
+        proposes (solo mode's single validator has one too)."""
+        return self.home / "config" / "priv_validator_key.json"
+
+    @property
     def database(self) -> Path:
         return self.home / "data" / "app.sqlite"
 

@@ -12,6 +12,7 @@ from chain.auth.keeper import AuthKeeper
 from chain.auth.module import AuthModule
 from chain.bank.keeper import BankKeeper
 from chain.bank.module import BankModule
+from chain.epochs.beacon import Beacon
 from chain.epochs.keeper import EpochKeeper
 from chain.epochs.module import EpochsModule
 from chain.epochs.validator_set import ValidatorSet
@@ -60,6 +61,8 @@ class Modules:
     runner: TxRunner
     # CometBFT's validator set: powers follow epoch weights (FinalizeBlock's updates).
     validator_set: ValidatorSet
+    # Each block's random value, proved by its proposer (Prepare/ProcessProposal's rule).
+    beacon: Beacon
 
 
 def build() -> Modules:
@@ -80,4 +83,4 @@ def build() -> Modules:
     params.update({module.name: module.keeper for module in manager.modules})
     runner = TxRunner(manager.router, AnteHandler(auth, bank), auth)
     return Modules(auth, bank, inference, epochs, validation, gov, manager, runner,
-                   epochs_module.validator_set)
+                   epochs_module.validator_set, Beacon())

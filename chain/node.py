@@ -26,6 +26,7 @@ from pathlib import Path
 from chain.abci.server import AbciServer
 from chain.app import Application
 from chain.config import NodeConfig
+from chain.epochs.beacon import load_validator_secret
 from chain.metrics import ChainMetrics, serve_metrics
 from chain.services import node_query
 from chain.services.broadcast import CometBroadcaster
@@ -74,7 +75,8 @@ async def run_node(home: Path) -> None:
     genesis_chain_id = json.loads(config.genesis_file.read_text())["chain_id"]
     app = Application(store, simulate_gas_limit=config.simulate_gas_limit, metrics=metrics,
                       snapshots=snapshots, network_chain_id=genesis_chain_id,
-                      retention=config.retention)
+                      retention=config.retention,
+                      validator_secret=load_validator_secret(config.validator_key_file))
     node_query.register(app.queries, app, moniker=home.name)
     register_abci_simulate(app.queries, app)
     log.info("node %s starting in %s mode at height %d", home.name, config.mode, store.height)

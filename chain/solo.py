@@ -7,6 +7,7 @@ timer. Multi-validator networks use CometBFT.
 """
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -15,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
+from cosmpy.protos.tendermint.crypto.keys_pb2 import PublicKey
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from chain.app import Application
@@ -48,9 +50,12 @@ class SoloChain:
             return
         genesis_time = datetime.fromisoformat(self._genesis["genesis_time"].replace("Z", "+00:00"))
         time_ns = int(genesis_time.timestamp()) * 1_000_000_000
+        validators = [abci.ValidatorUpdate(
+            pub_key=PublicKey(ed25519=base64.b64decode(v["pub_key"]["value"])),
+            power=int(v["power"])) for v in self._genesis.get("validators") or []]
         self._app.init_chain(abci.RequestInitChain(
             time=_timestamp(time_ns), chain_id=self._genesis["chain_id"],
-            initial_height=int(self._genesis.get("initial_height", 1)),
+            initial_height=int(self._genesis.get("initial_height", 1)), validators=validators,
             app_state_bytes=json.dumps(self._genesis.get("app_state", {})).encode()))
 
     async def broadcast(self, tx: bytes) -> Admission:

@@ -17,6 +17,7 @@ from inference_actors import (
     seal_of,
     start_msg,
 )
+from proposals import VALIDATOR_SECRET, genesis_validators, proposed_block
 
 from chain.app import Application
 from chain.auth import address
@@ -63,9 +64,10 @@ class Net:
         if reputation_ppm:
             state["validation"] = {**state.get("validation", {}), "reputations": [
                 {"address": p.address, "reputation_ppm": reputation_ppm} for p in self.parts]}
-        self.app = Application(Store.memory())
+        self.app = Application(Store.memory(), validator_secret=VALIDATOR_SECRET)
         self.init_request = abci.RequestInitChain(
-            chain_id="inferchain-test", initial_height=1, app_state_bytes=json.dumps({
+            chain_id="inferchain-test", initial_height=1, validators=genesis_validators(),
+            app_state_bytes=json.dumps({
                 "bank": {"balances": balances},
                 "inference": {"params": {"expiration_blocks": expiration_blocks,
                                          **(inference_params or {})},
@@ -92,14 +94,13 @@ class Net:
             checked = self.app.check_tx(abci.RequestCheckTx(tx=tx))
             assert "internal error" not in checked.log, checked.log
         self.height += 1
-        request = abci.RequestFinalizeBlock(
-            txs=txs, height=self.height, time=Timestamp(seconds=T0 + self.height),
-            hash=self.height.to_bytes(4, "big") * 8)
+        request = proposed_block(self.app, self.height, Timestamp(seconds=T0 + self.height),
+                                 txs, self.height.to_bytes(4, "big") * 8)
         self.blocks.append(request)
         result = self.app.finalize_block(request)
         self.app.commit(abci.RequestCommit())
         self.last_block = result
-        return list(result.tx_results)
+        return list(result.tx_results[1:])  # after the beacon proof's
 
     def replica(self) -> Application:
         """A second node that has applied the same genesis and blocks."""

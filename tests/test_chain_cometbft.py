@@ -3,6 +3,8 @@
 Each node is `python -m chain node start`, which runs the app and starts its own CometBFT.
 """
 
+import base64
+import hashlib
 import json
 import time
 import urllib.request
@@ -11,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import grpc
 import pytest
 from chain_client import TxSpec, broadcast_raw, ledger, send_msg, signed_tx
 from chain_nodes import ChainNode, funded_keys, template
@@ -19,6 +22,8 @@ from cosmjs_client import client_flow
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.keypairs import PrivateKey
 
+from chain import vrf
+from chain.epochs import beacon
 from genesis.comet_config import find_cometbft
 from genesis.homes import NodePorts
 from genesis.localnet import PORTS_PER_NODE, layout_localnet
@@ -118,6 +123,34 @@ def test_cosmjs_sends_through_one_validator_and_every_validator_indexes_the_tx(l
 
 def test_all_validators_agree_at_every_height(localnet):
     assert localnet.assert_agreement([0, 1, 2, 3]) >= 2
+
+
+def test_every_block_draws_from_its_proposers_vrf_proof_not_its_hash(localnet):
+    """The first tx of each committed block is its proposer's VRF proof over the chain id,
+    the height and the block before's value; the value every draw reads (here the epoch's
+    PoC seed, taken at its first block) is that proof's output, not the block hash the
+    proposer could grind."""
+    validators = {v["address"]: base64.b64decode(v["pub_key"]["value"])
+                  for v in localnet.rpc(0, "validators?height=1")["validators"]}
+    chain_id = localnet.rpc(0, "status")["node_info"]["network"]
+    previous = hashlib.sha256(beacon.GENESIS_TAG + chain_id.encode()).digest()
+    for height in (1, 2, 3):
+        block = localnet.rpc(0, f"block?height={height}")
+        header = block["block"]["header"]
+        proof = beacon.proof_in(base64.b64decode(block["block"]["data"]["txs"][0]))
+        assert proof is not None
+        output = vrf.verify(validators[header["proposer_address"]], proof,
+                            beacon.vrf_input(chain_id, height, previous))
+        previous = output[:beacon.VALUE_BYTES]
+        if height == 1:
+            with grpc.insecure_channel(f"127.0.0.1:{localnet.infos[1].ports.grpc}") as channel:
+                epoch = channel.unary_unary(
+                    "/inference.v1.Query/Epoch",
+                    request_serializer=q.QueryEpochRequest.SerializeToString,
+                    response_deserializer=q.QueryEpochResponse.FromString)(
+                        q.QueryEpochRequest(epoch=0), timeout=5).current
+            assert epoch.start_height == 1 and epoch.poc_block_hash == previous
+            assert previous != bytes.fromhex(block["block_id"]["hash"])
 
 
 def test_hostile_txs_and_queries_leave_every_validator_committing(localnet):

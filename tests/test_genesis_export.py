@@ -25,6 +25,7 @@ from google.protobuf.any_pb2 import Any as AnyPb
 from google.protobuf.timestamp_pb2 import Timestamp
 from inference_actors import MODEL_ID, Actor, finish_msg, seal_of, validation_msg
 from inference_net import T0, Net
+from proposals import VALIDATOR_SECRET, proposed_block
 from test_epochs_module import DEFAULTS, SPEC, TARGET, name_consensus_key, nonces_found
 
 from chain.app import Application, rfc3339
@@ -202,19 +203,20 @@ def state_of(app: Application) -> dict[bytes, bytes]:
 def init_from(genesis: dict) -> tuple[Application, abci.ResponseInitChain]:
     """A fresh node's InitChain from the document, read back from its JSON text."""
     genesis = json.loads(json.dumps(genesis))
-    app = Application(Store.memory())
+    app = Application(Store.memory(), validator_secret=VALIDATOR_SECRET)
     response = app.init_chain(abci.RequestInitChain(
         chain_id=genesis["chain_id"], initial_height=int(genesis["initial_height"]),
         app_state_bytes=json.dumps(genesis["app_state"]).encode()))
     return app, response
 
 
-def next_block(app: Application, height: int, txs: list[bytes]) -> abci.ResponseFinalizeBlock:
-    result = app.finalize_block(abci.RequestFinalizeBlock(
-        txs=txs, height=height, time=Timestamp(seconds=T0 + height),
-        hash=height.to_bytes(4, "big") * 8))
+def next_block(app: Application, height: int, txs: list[bytes]) -> list[abci.ExecTxResult]:
+    """The results of ``txs`` in the block the app proposes at ``height`` (the validator's
+    key came with the export) and commits."""
+    result = app.finalize_block(proposed_block(app, height, Timestamp(seconds=T0 + height),
+                                               txs, height.to_bytes(4, "big") * 8))
     app.commit(abci.RequestCommit())
-    return result
+    return list(result.tx_results[1:])
 
 
 def test_the_exported_state_holds_records_of_every_common_kind(net):
@@ -226,8 +228,8 @@ def test_the_exported_state_holds_records_of_every_common_kind(net):
         "inference": ["participants", "models", "inferences", "status_index", "expiries",
                       "block_hashes", "draw_weights", "work", "escrows", "allowances",
                       "request_signatures", "request_signature_floor"],
-        "epochs": ["consensus_validators", "seed_hashes", "sample_seeds", "poc_submissions",
-                   "settlements"],
+        "epochs": ["consensus_validators", "beacon", "proposer_keys", "seed_hashes",
+                   "sample_seeds", "poc_submissions", "settlements"],
         "validation": ["members", "seed_commitments", "tasks", "finished_index",
                        "window_queue", "vote_queue", "executor_stats", "validator_records"],
         "gov": ["next_proposal_id", "proposals", "status_index", "voting_queue", "deposits",
@@ -251,7 +253,7 @@ def test_a_fresh_node_starts_from_the_export_with_the_same_state(net):
     request_height = net.height + 1
     imported = next_block(fresh, request_height, [tx])
     original = net.block([tx])
-    assert [r.code for r in imported.tx_results] == [r.code for r in original] == [0]
+    assert [r.code for r in imported] == [r.code for r in original] == [0]
     assert fresh.store.app_hash == net.app.store.app_hash
     assert state_of(fresh) == state_of(net.app)
     # Draws and queries read the same on the new chain.
@@ -293,7 +295,7 @@ def test_every_key_prefix_a_module_declares_is_exported(module):
     test's state holds such a record."""
     genesis = importlib.import_module(f"chain.{module}.genesis")
     sources = [importlib.import_module(f"chain.{module}.{name}")
-               for name in ("keeper", "params", "validator_set")
+               for name in ("keeper", "params", "validator_set", "beacon")
                if importlib.util.find_spec(f"chain.{module}.{name}")]
     declared = {value for source in sources for value in vars(source).values()
                 if isinstance(value, bytes) and value.startswith(f"{module}/".encode())}

@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from inference_actors import Actor, genesis_models
 from inference_net import T0, Net
+from proposals import proposed_block
 
 from chain.app import Application
 from chain.auth.params import AuthParams
@@ -77,9 +78,9 @@ def params(net: Net, module: str) -> dict:
 def app_hash_with(net: Net, raw: bytes) -> bytes:
     """The app hash the next block would have with ``raw`` alone; nothing is committed."""
     height = net.height + 1
-    return net.app.finalize_block(abci.RequestFinalizeBlock(
-        txs=[raw], height=height, time=Timestamp(seconds=T0 + height),
-        hash=height.to_bytes(4, "big") * 8)).app_hash
+    return net.app.finalize_block(proposed_block(
+        net.app, height, Timestamp(seconds=T0 + height), [raw],
+        height.to_bytes(4, "big") * 8)).app_hash
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import random
 
 import grpc
 import pytest
+from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from inference_actors import (
     DTYPE,
     MODEL_ID,
@@ -342,18 +343,30 @@ def test_a_report_shows_nothing_to_copy_until_its_window_closes():
 
 
 def test_refused_seals_and_openings_change_nothing():
-    """Every refused seal or opening leaves the task and the inference exactly as they were."""
+    """Every refused seal or opening leaves the task and the inference exactly as they would
+    be had it never been sent: a node that took the same block without it agrees."""
     net = make_net(participants=6, validation_window_blocks=6, opening_blocks=5,
-                   reveal_window_blocks=20, voters_per_vote=1)
+                   reveal_window_blocks=20, voters_per_vote=2)
     executor, inference = finished(net, "refused")
     opener, passer, idle, *others = [p for p in net.parts if p is not executor]
     found = task(net, "refused")
+    inference_id = net.ids["refused"]
 
     def refused(sender: Actor, msg, code: int) -> None:
-        before = task(net, "refused"), net.inference("refused").status
+        twin = net.replica()
         result = net.one(sender.tx(msg))
         assert (result.codespace, result.code) == ("validation", code), result.log
-        assert (task(net, "refused"), net.inference("refused").status) == before
+        taken = net.blocks[-1]
+        twin.finalize_block(abci.RequestFinalizeBlock(
+            txs=taken.txs[:1], height=taken.height, time=taken.time, hash=taken.hash,
+            proposer_address=taken.proposer_address))  # the beacon proof alone
+        twin.commit(abci.RequestCommit())
+        untouched = (twin.queries.call("/inference.v1.Query/ValidationTask",
+                                       q.QueryValidationTaskRequest(inference_id=inference_id)
+                                       ).task,
+                     twin.queries.call("/inference.v1.Query/Inference", q.QueryInferenceRequest(
+                         id=inference_id)).inference.status)
+        assert (task(net, "refused"), net.inference("refused").status) == untouched
 
     late = others[0]
     short = seal_of(validation_msg(late, inference, PASS))
@@ -378,7 +391,9 @@ def test_refused_seals_and_openings_change_nothing():
     voting = task(net, "refused")
     assert voting.state == IN_VOTE and [s.validator for s in voting.seals] == [idle.address]
     refused(idle, validation_msg(idle, inference, PASS), 9)  # its openings are over
-    outsider = next(p for p in others if p.address not in voting.voters)
+    # Two voters: one of them at least has no ballot yet (the opener's report would be its
+    # ballot, were it drawn), so the vote stays open.
+    outsider = next(p for p in [*others, passer] if p.address not in voting.voters)
     refused(outsider, seal_of(validation_msg(outsider, inference, PASS)), 7)
     assert net.height <= voting.vote_deadline
 

@@ -11,9 +11,12 @@ from cosmpy.protos.tendermint.crypto.keys_pb2 import PublicKey
 from inference_actors import MODEL_ID, WEIGHTS, Actor, genesis_models
 from inference_net import Net
 from nacl.signing import SigningKey
+from proposals import VALIDATOR_SECRET
 
 from apinode.config import ApiNodeConfig
+from chain import vrf
 from chain.app import Application
+from chain.epochs.beacon import consensus_address
 from chain.epochs.validator_set import MAX_TOTAL_POWER, scaled
 from chain.errors import InvalidRequest
 from chain.inference.payload import consensus_key_payload
@@ -50,7 +53,8 @@ def sign_key(msg: MsgRegisterParticipant | MsgUpdateParticipant) -> None:
             CHAIN_ID, msg.creator, msg.consensus_pubkey)).signature
 
 
-GENESIS_KEYS = [key("genesis-a"), key("genesis-b")]
+# The first is the in-process proposer's (tests/proposals.py): its blocks carry its proofs.
+GENESIS_KEYS = [vrf.public_key(VALIDATOR_SECRET), key("genesis-b")]
 
 
 def validator(pubkey: bytes, power: int) -> abci.ValidatorUpdate:
@@ -64,6 +68,7 @@ def genesis_validators(monkeypatch):
     original = Application.init_chain
 
     def init_chain(self, req):
+        del req.validators[:]
         req.validators.extend(validators)
         return original(self, req)
 
@@ -157,6 +162,23 @@ def test_updates_only_at_epoch_boundaries_and_genesis_validators_leave(genesis_v
     assert seen[1 + 2 * EPOCH] == sorted([(key("a"), 0), (key("c"), 100)])
     assert not seen[2 + 2 * EPOCH]
     assert powers(net) == {key("b"): (100, b.address), key("c"): (100, c.address)}
+
+
+def test_a_validator_the_chain_adds_proves_the_blocks_it_proposes(genesis_validators):
+    """CometBFT lets a validator the chain added propose two blocks after the update: its
+    key must by then verify its beacon proofs, and a key no set ever held must not."""
+    net = Net(3, extra_state=EPOCHS)
+    a = net.parts[0]
+    assert net.one(a.tx(update_key(a, key("a")))).code == 0
+    to_height(net, 1 + EPOCH)
+    height, state = net.height + 1, net.app.store.begin_block()
+    for name, expected in (("a", abci.ResponseProcessProposal.ACCEPT),
+                           ("stranger", abci.ResponseProcessProposal.REJECT)):
+        proof = net.app.modules.beacon.proposal_tx(state, CHAIN_ID, height,
+                                                   hashlib.sha256(name.encode()).digest())
+        assert net.app.process_proposal(abci.RequestProcessProposal(
+            txs=[proof], height=height, proposer_address=consensus_address(key(name)))
+        ).status == expected
 
 
 def test_an_unchanged_set_gives_no_updates(genesis_validators, caplog):

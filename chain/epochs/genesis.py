@@ -1,12 +1,12 @@
 """Epochs' part of genesis: its params, and in an exported genesis the epochs' records (PoC
-seeds, submissions and nonces, settlements) and the CometBFT validator set as the chain last
-set it."""
+seeds, submissions and nonces, settlements), the CometBFT validator set as the chain last
+set it, and the block beacon's last value with the validator keys its proofs verify under."""
 
 from dataclasses import asdict
 from typing import Any
 
 from chain.auth import address
-from chain.epochs import validator_set
+from chain.epochs import beacon, validator_set
 from chain.epochs.keeper import (
     BATCH,
     NONCE,
@@ -40,6 +40,8 @@ from inferchain_pb.inference.v1.epochs_pb2 import (
 
 RECORDS = (
     Single("consensus_validators", validator_set.KEY, ConsensusValidators),
+    Single("beacon", beacon.VALUE, Hex()),
+    Keyed("proposer_keys", beacon.PROPOSER_KEY, (("address", Hex()),), "pubkey", Hex()),
     Keyed("seed_hashes", SEED_HASH, (("epoch", Uint()),), "hash", Hex()),
     Keyed("sample_seeds", SAMPLE_SEED, (("epoch", Uint()),), "hash", Hex()),
     Messages("poc_submissions", SUBMISSION, PocSubmission,

@@ -46,9 +46,9 @@ class InferenceParams(ModuleParams):
     max_output_tokens: int = bounded(2048, 1, MAX_TOKENS)
     # ninfer per token of a genesis model that names no price: 1 to 1e9 (1 INFER).
     default_price_per_token: int = bounded(100, 1, 10**9)
-    # How old the block whose hash seeds the draw may be, and how deep the fallback goes:
-    # at least 1 (the current block's hash is not known yet), at most 10,000 block hashes
-    # kept in state; 1 to 100 attempts.
+    # How old the block whose random value (docs/design.md §2.7) seeds the draw may be, and
+    # how deep the fallback goes: at least 1 (the current block's value is not known yet), at
+    # most 10,000 values kept in state; 1 to 100 attempts.
     max_draw_age_blocks: int = bounded(10, 1, 10_000)
     max_attempts: int = bounded(3, 1, 100)
     # Seconds a developer's request signature stays valid around the block time: 10 (a
