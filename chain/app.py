@@ -104,6 +104,8 @@ class Application(BaseApplication):
         one proposes nothing the others accept."""
         self.store = store
         self.validator_secret = validator_secret
+        self._validator_address = consensus_address(vrf.public_key(validator_secret)) \
+            if validator_secret is not None else None
         self.snapshots = snapshots
         self.retention = retention or Retention()
         self.restorer = None if snapshots is None else Restorer(
@@ -189,7 +191,7 @@ class Application(BaseApplication):
         the block's byte limit, leaving out any shaped as a proof. Without this node's
         validator key it proposes no proof, and the other validators refuse the proposal."""
         proof: list[bytes] = []
-        if self._proposes(req.proposer_address):
+        if self.validator_secret is not None and self._proposes(req.proposer_address):
             proof.append(self.modules.beacon.proposal_tx(self._committed(), self.chain_id,
                                                         req.height, self.validator_secret))
         else:
@@ -216,8 +218,7 @@ class Application(BaseApplication):
         return abci.ResponseProcessProposal(status=abci.ResponseProcessProposal.REJECT)
 
     def _proposes(self, proposer: bytes) -> bool:
-        return self.validator_secret is not None and \
-            consensus_address(vrf.public_key(self.validator_secret)) == proposer
+        return self._validator_address == proposer
 
     def _committed(self) -> Overlay:
         """The state a proposal for the next height is judged on: the last commit's, or

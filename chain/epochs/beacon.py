@@ -81,6 +81,11 @@ def proof_in(tx: bytes) -> bytes | None:
 
 
 class Beacon:
+    def __init__(self) -> None:
+        # The last proof verified, with its key, input and output: ProcessProposal and
+        # FinalizeBlock check the same proof of a block, and verification is deterministic.
+        self._verified: tuple[bytes, bytes, bytes, bytes] | None = None
+
     def previous(self, state: State, chain_id: str) -> bytes:
         """The value the next block's proof chains from: the last block's, or before the
         first block one fixed by the chain id."""
@@ -113,11 +118,15 @@ class Beacon:
         pubkey = self.proposer_key(state, proposer)
         if pubkey is None:
             return f"its proposer {proposer.hex().upper()} is no validator the chain knows"
+        proof = proof_in(txs[0]) or b""
+        alpha = vrf_input(chain_id, height, self.previous(state, chain_id))
+        if self._verified is not None and self._verified[:3] == (pubkey, proof, alpha):
+            return None
         try:
-            vrf.verify(pubkey, proof_in(txs[0]) or b"",
-                       vrf_input(chain_id, height, self.previous(state, chain_id)))
+            output = vrf.verify(pubkey, proof, alpha)
         except vrf.InvalidProof as exc:
             return f"its beacon proof does not verify under its proposer's key: {exc}"
+        self._verified = (pubkey, proof, alpha, output)
         return None
 
     def value(self, state: State, chain_id: str, height: int, proposer: bytes,
@@ -125,8 +134,8 @@ class Beacon:
         """The block's random value: its proof's output, or the block hash where the block
         breaks the rule (logged: consensus accepted a proposal honest nodes refuse)."""
         refusal = self.refusal(state, chain_id, height, proposer, txs)
-        if refusal is None:
-            return vrf.output(proof_in(txs[0]) or b"")[:VALUE_BYTES]
+        if refusal is None and self._verified is not None:
+            return self._verified[3][:VALUE_BYTES]
         log.error("block %d breaks the beacon rule (%s); its random value is its hash",
                   height, refusal)
         return block_hash
