@@ -261,7 +261,9 @@ class Application(BaseApplication):
                                               validator_updates=validator_updates)
         _add_events(response.events, hooks.events)
         if len(txs) < len(req.txs):  # the beacon proof: a result for it, and no tx record
-            response.tx_results.add(log="block beacon proof")
+            _add_events(response.tx_results.add(log="block beacon proof").events, [(
+                "block_beacon", {"value": random.hex(),
+                                 "proposer": req.proposer_address.hex().upper()})])
         tx_responses, timestamp = [], rfc3339(time_ns)
         for outcome in outcomes:
             result = response.tx_results.add(

@@ -1,10 +1,14 @@
 """Real chain node processes for tests: homes laid out by genesis/, nodes by `python -m chain`."""
 
+import base64
+import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -31,6 +35,14 @@ def template(keys: list[AccountKey], validators: int = 1, models: list[dict] | N
 
 def funded_keys(count: int) -> list[AccountKey]:
     return generate_account_keys(count)
+
+
+def beacon_tx_hash(rpc_url: str, height: int) -> str:
+    """The hash CometBFT's indexer gives the first tx of block ``height``: its proposer's
+    beacon proof (docs/design.md §2.7), which every block carries before its Cosmos txs."""
+    with urllib.request.urlopen(f"{rpc_url}/block?height={height}", timeout=5) as reply:
+        first = json.loads(reply.read())["result"]["block"]["data"]["txs"][0]
+    return hashlib.sha256(base64.b64decode(first)).hexdigest().upper()
 
 
 class ChainNode:

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import pytest
 from chain_client import ledger
-from chain_nodes import FUNDS, ChainNode, funded_keys, template
+from chain_nodes import FUNDS, ChainNode, beacon_tx_hash, funded_keys, template
 from conftest import free_port_block
 from cosmjs_client import client_flow
 
@@ -83,7 +83,10 @@ def test_an_auto_fee_send_is_simulated_paid_at_the_minimum_gas_price_and_lands(c
 def test_the_tx_is_found_by_hash_by_height_and_by_sender_and_a_missing_one_is_none(chain,
                                                                                    flow):
     tx_hash = flow["delivered"]["hash"]
-    assert flow["by_height"] == flow["by_hash"] == flow["by_sender"] == [tx_hash]
+    assert flow["by_hash"] == flow["by_sender"] == [tx_hash]
+    # Its block's txs: the proposer's beacon proof, first in every block, and the send.
+    assert sorted(flow["by_height"]) == sorted(
+        [beacon_tx_hash(chain["rpc"], flow["delivered"]["height"]), tx_hash])
     assert flow["missing_tx"] is None
     with urllib.request.urlopen(f"{chain['rpc']}/tx?hash=0x{tx_hash}", timeout=5) as reply:
         indexed = json.loads(reply.read())["result"]

@@ -21,8 +21,9 @@ from chain.store import Store
 from inferchain_pb.inference.v1 import query_pb2
 
 # The ABCI methods the chain answers itself; every other keeps BaseApplication's answer.
-IMPLEMENTED = {"info", "init_chain", "check_tx", "finalize_block", "commit", "query",
-               "list_snapshots", "offer_snapshot", "load_snapshot_chunk", "apply_snapshot_chunk"}
+IMPLEMENTED = {"info", "init_chain", "check_tx", "prepare_proposal", "process_proposal",
+               "finalize_block", "commit", "query", "list_snapshots", "offer_snapshot",
+               "load_snapshot_chunk", "apply_snapshot_chunk"}
 
 # Every query path the modules serve: clients and API nodes call them by these names.
 PATHS = {
