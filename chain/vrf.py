@@ -3,8 +3,9 @@
 A block's proposer proves the block's random value with its validator key (docs/design.md
 §2.7). A signature would not do: an ed25519 signer may pick its nonce, so one key has many
 valid signatures of one message and a proposer could try them until the value suits it. A
-VRF proof is unique: for one key and one input exactly one output verifies, so the proposer's
-only choice is to propose or not.
+VRF's output is unique: a prover may vary its proof's nonce too, but every proof that
+verifies for one key and one input has the same output, so the proposer's only choice is to
+propose or not.
 
 Scalar multiplications and additions use libsodium (PyNaCl's bindings), which refuses points
 outside the prime-order subgroup; decoding an arbitrary 32-byte string to a curve point and
