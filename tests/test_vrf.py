@@ -4,7 +4,18 @@ and every way a proof could be bent to give a proposer a second output."""
 import pytest
 
 from chain import vrf
-from chain.vrf import _add, _clear_cofactor, _decode, _encode, _is_identity
+from chain.vrf import (
+    _add,
+    _base_mul,
+    _challenge,
+    _clear_cofactor,
+    _decode,
+    _encode,
+    _encode_to_curve,
+    _is_identity,
+    _mul,
+    _secret_scalar,
+)
 
 # RFC 9381, appendix B.3: secret keys of RFC 8032's tests 1-3, their public keys, the input,
 # the proof and the output.
@@ -41,6 +52,19 @@ def test_the_rfc_vectors_prove_and_verify(secret, public, alpha, proof, output):
     assert vrf.public_key(secret) == public
     assert vrf.prove(secret, alpha) == proof
     assert vrf.verify(public, proof, alpha) == output == vrf.output(proof)
+
+
+def test_a_proof_made_with_another_nonce_verifies_to_the_same_output():
+    """What is unique is the output: a prover may pick its proof's nonce, as a signer may,
+    but every proof that verifies gives the one output its key and input fix."""
+    x = _secret_scalar(SECRET)
+    h = _encode_to_curve(PUBLIC, ALPHA)
+    gamma = _mul(x, h)
+    k = 123456789
+    c = _challenge(PUBLIC, h, gamma, _base_mul(k), _mul(k, h))
+    other = gamma + c.to_bytes(16, "little") + ((k + c * x) % L).to_bytes(32, "little")
+    assert other != PROOF
+    assert vrf.verify(PUBLIC, other, ALPHA) == OUTPUT
 
 
 def test_every_single_bit_flip_of_a_proof_is_refused():
