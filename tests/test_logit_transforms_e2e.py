@@ -24,6 +24,7 @@ from test_apinode_api_keys import grant
 from test_validation_e2e import FAST_WORKER, ONE_LONG_EPOCH, all_checked, wait_for_seeds
 
 from apinode.openai_signing import SignedRequests
+from chain.inference.keeper import invalid_now
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import INVALIDATED, VALIDATED
 from inferchain_pb.inference.v1.validation_pb2 import FAILED
@@ -201,10 +202,15 @@ def test_fields_that_would_change_the_output_unseen_are_refused_by_name(net, mln
 def test_validators_pass_every_honest_output_and_invalidate_the_ignored_transforms(net,
                                                                                  mlnodes):
     """The cheater serves biased requests as if unbiased: every one of its positions breaks
-    the rule. Served until it has taken one and the honest two another each."""
+    the rule. Served until it has taken one and the honest two another each, or until the
+    cheater has left the draw: the earlier tests' strong transforms may already have had
+    three of its outputs invalidated in a row, which makes it INVALID."""
     banana = token_of(mlnodes[0], " banana")
     client = net.client(net.nodes[1])
+    executors = {net.inference(i).executor for i in SERVED}
     for n in range(24):
+        if invalid_now(net.participant(cheater(net))):
+            break
         reply = client.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": f"Count to {n + 3}."}],
             max_tokens=12, temperature=0.7, seed=500 + n, logit_bias={str(banana): 100},
@@ -213,7 +219,10 @@ def test_validators_pass_every_honest_output_and_invalidate_the_ignored_transfor
         executors = {net.inference(i).executor for i in SERVED}
         if cheater(net) in executors and len(executors) == 3:
             break
-    assert cheater(net) in executors and len(executors) == 3, executors
+    assert len(executors - {cheater(net)}) == 2, executors
+    if cheater(net) not in executors:
+        assert invalid_now(net.participant(cheater(net))), executors
+        assert any(i.executor == cheater(net) for i in net.inferences(INVALIDATED))
 
     tasks = all_checked(net, SERVED)
     for inference_id, found in tasks.items():
