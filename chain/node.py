@@ -26,7 +26,6 @@ from pathlib import Path
 from chain.abci.server import AbciServer
 from chain.app import Application
 from chain.config import NodeConfig
-from chain.epochs.beacon import load_validator_secret
 from chain.metrics import ChainMetrics, serve_metrics
 from chain.services import node_query
 from chain.services.broadcast import CometBroadcaster
@@ -35,6 +34,7 @@ from chain.services.tx_service import TxService, register_abci_simulate
 from chain.snapshots.store import SnapshotStore
 from chain.solo import SoloChain
 from chain.store import Store
+from genesis.comet_keys import read_priv_validator_key
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,12 @@ def _split(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _validator_secret(path: Path) -> bytes | None:
+    """The seed of the node's CometBFT validator key, which proves the beacon of the blocks it
+    proposes; None for a node without the file, which validates nothing."""
+    return bytes(read_priv_validator_key(path)) if path.is_file() else None
+
+
 async def run_node(home: Path) -> None:
     config = NodeConfig.load(home)
     config.database.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +82,7 @@ async def run_node(home: Path) -> None:
     app = Application(store, simulate_gas_limit=config.simulate_gas_limit, metrics=metrics,
                       snapshots=snapshots, network_chain_id=genesis_chain_id,
                       retention=config.retention,
-                      validator_secret=load_validator_secret(config.validator_key_file))
+                      validator_secret=_validator_secret(config.validator_key_file))
     node_query.register(app.queries, app, moniker=home.name)
     register_abci_simulate(app.queries, app)
     log.info("node %s starting in %s mode at height %d", home.name, config.mode, store.height)

@@ -121,16 +121,3 @@ def test_a_block_that_breaks_the_rule_takes_its_hash_on_every_node_alike(net):
         assert [r.code for r in result.tx_results] == [0]
         assert app.last_block["random"] == request.hash.hex()
     assert replica.store.app_hash == net.app.store.app_hash
-
-
-def test_a_validator_key_file_gives_its_seed_and_a_bad_one_is_named(tmp_path):
-    from genesis.comet_keys import Ed25519Key, write_priv_validator_key
-    key = Ed25519Key.generate()
-    write_priv_validator_key(tmp_path, key)
-    assert beacon.load_validator_secret(tmp_path / "config" / "priv_validator_key.json") == \
-        key.seed
-    assert beacon.load_validator_secret(tmp_path / "none.json") is None
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"priv_key": {"value": "AAAA"}}')
-    with pytest.raises(ValueError, match="bad.json"):
-        beacon.load_validator_secret(bad)

@@ -20,13 +20,9 @@ takes the block hash instead of a value it cannot verify (only a proposal more t
 thirds of the voting power accepted against the rule could bring it there).
 """
 
-import base64
-import binascii
 import hashlib
-import json
 import logging
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from chain import vrf
 from chain.gas import GasKV
@@ -58,21 +54,6 @@ def vrf_input(chain_id: str, height: int, previous: bytes) -> bytes:
     chain = chain_id.encode()
     return INPUT_TAG + len(chain).to_bytes(2, "big") + chain + height.to_bytes(8, "big") + \
         previous
-
-
-def load_validator_secret(path: Path) -> bytes | None:
-    """The 32-byte seed of CometBFT's validator key file (its priv_key is seed‖public key);
-    None when the node has no such file, as a node that validates nothing needs none."""
-    if not path.is_file():
-        return None
-    try:
-        pair = base64.b64decode(json.loads(path.read_text())["priv_key"]["value"],
-                                validate=True)
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise ValueError(f"{path} is no CometBFT ed25519 validator key file: {exc}") from exc
-    if len(pair) != 64 or vrf.public_key(pair[:32]) != pair[32:]:
-        raise ValueError(f"{path}: priv_key is not an ed25519 seed followed by its public key")
-    return pair[:32]
 
 
 def proof_in(tx: bytes) -> bytes | None:
