@@ -30,8 +30,9 @@ from chain.validation.module import ValidationModule
 # Which modules run each hook, in order. Read top to bottom, this is a block's life:
 HOOK_ORDER = {
     # Before the block's txs: inference records the block hash (it seeds executor draws),
-    # then epochs records the PoC seeds and, in an epoch's first block, starts the epoch.
-    "begin_block": ("inference", "epochs"),
+    # then epochs records the PoC seeds and, in an epoch's first block, starts the epoch;
+    # validation keeps the block's value for the votes that will draw from it.
+    "begin_block": ("inference", "epochs", "validation"),
     # The epoch boundary, in an epoch's first block: the weights from the last epoch's proof
     # of compute, then the draw's weights fixed from them, then the last epoch's reputations
     # updated and the new epoch's members fixed from the new weights.

@@ -28,6 +28,7 @@ from inference_net import T0, Net
 from chain.epochs.settlement import split_by_weight
 from chain.inference import payload
 from chain.inference.artifact import ArtifactStep
+from chain.inference.draw import Candidate, draw_order
 from chain.inference.keeper import invalid_now
 from chain.query import QueryError
 from chain.scales import PPM
@@ -41,6 +42,7 @@ from chain.validation.sampling import (
     seed_hash,
     threshold,
 )
+from chain.validation.seals import window_opening_height
 from chain.validation.verdict import (
     allowed_violations,
     passes,
@@ -893,6 +895,37 @@ def test_a_blind_pass_of_a_canary_is_lazy_once_the_claim_shows_the_real_artifact
     assert record(net, careful, 0).canaries_caught == 1 and not record(net, careful, 0).lazy
     assert not record(net, executor, 0).lazy, record(net, executor, 0)
     net.assert_conserved()
+
+
+def test_a_canary_claimed_early_or_late_has_its_fresh_vote_drawn_among_the_same_voters():
+    """The executor picks the block of its claim within ``canary_claim_blocks``, and the
+    claim opens the fresh vote on the real artifact: were its voters drawn from that block's
+    value, an executor that proposes blocks (or whose accomplices do) could time the claim
+    for voters that pass a bad real output. They come from the window's first opening
+    height's value, so a claim in the first block of the period or four blocks later draws
+    the same voters."""
+    voters = []
+    for wait in (0, 4):
+        net = make_net(participants=8, canary_rate_ppm=PPM, reveal_window_blocks=20,
+                       canary_claim_blocks=6)
+        commit_all(net, 0)
+        executor, shifted, real = canary_finished(net, "canary-timed")
+        careful = next(p for p in net.parts if p is not executor)
+        results = net.report([(careful, validation_msg(careful, shifted, FAIL))])
+        assert all(r.code == 0 for r in results), [r.log for r in results]
+        to_height(net, task(net, "canary-timed").open_until + wait)
+        key = canary.key(seed(executor, 0), shifted.id)
+        assert net.one(claim(executor, shifted.id, key)).code == 0
+        claimed = task(net, "canary-timed")
+        assert net.inference("canary-timed").artifact == real and len(claimed.voters) == 3
+        state = net.app.store.begin_block()
+        value = net.app.modules.validation.block_value(state, window_opening_height(claimed))
+        weights, _ = members_total(net, claimed.epoch)
+        assert list(claimed.voters) == draw_order(
+            claimed.inference_id + "/canary-vote", value,
+            [Candidate(a, w, PPM) for a, w in weights.items() if a != executor.address])[:3]
+        voters.append(list(claimed.voters))
+    assert voters[0] == voters[1]
 
 
 def test_a_canary_shifted_too_little_to_fail_an_honest_rescore_makes_nobody_lazy():

@@ -14,6 +14,7 @@ from test_validation_module import (
     assigned,
     commit_all,
     finished,
+    members_total,
     record,
     seed,
     stats,
@@ -24,14 +25,17 @@ from test_validation_module import (
 )
 
 from chain.epochs.params import EpochsParams
+from chain.inference.draw import Candidate, draw_order
 from chain.scales import PPM
-from chain.validation.keeper import BOND_ACCOUNT
+from chain.validation.keeper import BLOCK_VALUE, BOND_ACCOUNT
+from chain.validation.seals import window_opening_height
 from inferchain_pb.inference.v1.inference_pb2 import INVALIDATED, VALIDATED, Inference
 from inferchain_pb.inference.v1.validation_pb2 import (
     FAILED,
     IN_VOTE,
     PASSED,
     MsgClaimRewards,
+    ValidationTask,
 )
 
 EPOCH = 100
@@ -421,3 +425,60 @@ def test_every_vote_a_sacrificial_member_forces_costs_its_bond_at_the_reveal():
           f"{max(0, PPM - lost * STEP)} as the votes went against it, 0 at the reveal) and "
           f"the "
           f"epoch's rewards; the assigned opener got its bond back")
+
+
+def vote_opened_late(label: str, delay: int) -> tuple[Net, ValidationTask]:
+    """A fresh network of sixteen equal members (the same genesis and blocks whatever the
+    arguments) on which ``label``'s inference finishes and a member seals a failing report,
+    then opens it ``delay`` blocks after the window's reports first open; the vote's task."""
+    net = make_net(16, PPM, opening_blocks=8, reveal_window_blocks=30, vote_bond=0)
+    executor, inference = finished(net, label)
+    opener = next(p for p in net.parts if p is not executor)
+    report = validation_msg(opener, inference, FAIL)
+    net.seal([(opener, report)])
+    to_height(net, window_opening_height(task(net, inference.id)) - 1 + delay)
+    assert net.one(opener.tx(report)).code == 0
+    found = task(net, inference.id)
+    assert found.state == IN_VOTE and len(found.voters) == 3
+    return net, found
+
+
+def test_a_vote_draws_the_same_voters_whenever_its_failing_report_is_opened():
+    """The opener of a vote picks the block its opening lands in, anywhere in the opening
+    period, and a member proposing one of those blocks knows its value in advance: were the
+    voters drawn from that block's value, a coalition could hold its opening for a block whose
+    value gave it two seats. They are drawn from the value of the window's first opening
+    height instead, fixed once no window report can be sealed: opened at once or seven blocks
+    later, the vote has the same voters, and those the draw gives for that value."""
+    for label in ("late-a", "late-b", "late-c"):
+        net, first = vote_opened_late(label, 0)
+        height = window_opening_height(first)
+        state = net.app.store.begin_block()
+        value = net.app.modules.validation.block_value(state, height)
+        weights, _ = members_total(net, first.epoch)
+        candidates = [Candidate(a, w, PPM) for a, w in weights.items() if a != first.executor]
+        assert list(first.voters) == draw_order(first.inference_id + "/vote", value,
+                                                candidates)[:3]
+        for delay in (3, 7):
+            late, later = vote_opened_late(label, delay)
+            assert later.voters == first.voters, (label, delay)
+        # What each block the opening could land in would have given: timing would matter.
+        state = late.app.store.begin_block()
+        by_block = {tuple(draw_order(first.inference_id + "/vote",
+                                     late.app.modules.validation.block_value(state, h),
+                                     candidates)[:3])
+                    for h in range(height, height + 8)}
+        assert len(by_block) > 1
+
+
+def test_the_values_votes_draw_from_are_kept_only_as_long_as_a_vote_may_open():
+    """One key a block, and only for the blocks a vote can still draw from: the records stay
+    bounded however long the chain runs."""
+    net = make_net(4, PPM)
+    state = net.app.store.begin_block()
+    kept = net.app.modules.validation.params(state).block_values_kept
+    heights = [int.from_bytes(key[len(BLOCK_VALUE):], "big")
+               for key, _ in state.iterate(BLOCK_VALUE)]
+    assert heights == list(range(net.height - kept + 1, net.height + 1))
+    assert net.app.modules.validation.block_value(state, net.height) == \
+        net.app.modules.inference.block_hash(state, net.height)

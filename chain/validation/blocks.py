@@ -1,11 +1,12 @@
 """What the validation module does at block and epoch boundaries.
 
-Every block: close the windows and votes whose deadline is this height. First block of an
-epoch: update the previous epoch's reputations (clean → up a step scaled by the share of its
-draws served, misses or passes beyond the allowance → down a step, an invalidation → 0; a
-report a vote went against already cost a step and makes the epoch unclean), lift INVALID,
-and fix the new epoch's members and weights. At ``reveal_window_blocks`` into an epoch:
-start judging the previous epoch's validators by their revealed seeds (docs/design.md §6.8;
+Every block: keep its random value while a vote may draw from it; close the windows and
+votes whose deadline is this height. First block of an epoch: update the previous epoch's
+reputations (clean → up a step scaled by the share of its draws served, misses or passes
+beyond the allowance → down a step, an invalidation → 0; a report a vote went against
+already cost a step and makes the epoch unclean), lift INVALID, and fix the new epoch's
+members and weights. At ``reveal_window_blocks`` into an epoch: start judging the previous
+epoch's validators by their revealed seeds (docs/design.md §6.8;
 chain/validation/judging.py, a bounded amount per block), and once that is done announce the
 epoch judged (the epochs module settles it then). Once an epoch is settled: cut its
 inferences to their summaries, a bounded amount per block (chain/validation/summaries.py),
@@ -42,6 +43,11 @@ class ValidationBlocks:
         self.tasks = tasks
         self.judging = Judging(keeper, epochs, inference)
         self.summaries = Summaries(keeper, inference, epochs, tasks)
+
+    def begin_block(self, ctx: Context, block_value: bytes) -> None:
+        """Keeps the block's random value for the votes that will draw from it."""
+        self.keeper.record_block_value(ctx.kv, ctx.block.height, block_value,
+                                       self.keeper.params(ctx.kv).block_values_kept)
 
     def end_block(self, ctx: Context) -> list[int]:
         """Closes what is due; the epochs whose validators were judged in this block."""

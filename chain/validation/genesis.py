@@ -4,7 +4,7 @@ Starting reputations let a network that migrates from another one (or a test) be
 participants who already earned trust, instead of checking everyone at p_max. An exported
 genesis carries instead every record the module keeps: epoch members, seed commitments,
 tasks and their queues, executor stats, validator records, judging and summary
-cursors and vote bonds.
+cursors, vote bonds and the recent blocks' random values votes draw from.
 """
 
 from dataclasses import asdict
@@ -14,6 +14,7 @@ from chain.auth import address
 from chain.errors import InvalidRequest
 from chain.gas import GasKV
 from chain.genesis_records import (
+    Hex,
     Keyed,
     Messages,
     Text,
@@ -26,6 +27,7 @@ from chain.scales import PPM
 from chain.store import KVReader
 from chain.store.records import uint64
 from chain.validation.keeper import (
+    BLOCK_VALUE,
     BOND,
     COMMIT,
     FINISHED,
@@ -68,6 +70,7 @@ RECORDS = (
     Messages("summarizing", SUMMARIZING, SummaryCursor, lambda c: uint64(c.epoch)),
     Messages("vote_bonds", BOND, VoteBond, lambda b: uint64(b.epoch) + address.decode(
         b.member) + b"/" + b.inference_id.encode()),
+    Keyed("block_values", BLOCK_VALUE, (("height", Uint()),), "value", Hex()),
 )
 # Keys the module's own sections carry (params and the like) rather than records.
 STRUCTURED = (PARAMS_KEY,)

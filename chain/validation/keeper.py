@@ -13,6 +13,8 @@ Keys (heights and epochs as 8-byte big-endian, so prefixes iterate in order):
   validation/summarizing/<epoch>                SummaryCursor of a settled epoch whose
                                                 inferences are being cut to summaries
   validation/bond/<epoch>/<addr>/<id>           VoteBond of a vote opened before a reveal
+  validation/blockvalue/<height>                the block's random value, kept while a vote
+                                                may still draw its voters from it
 """
 
 import hashlib
@@ -46,6 +48,7 @@ RECORD = b"validation/record/"
 JUDGING = b"validation/judging/"
 SUMMARIZING = b"validation/summarizing/"
 BOND = b"validation/bond/"
+BLOCK_VALUE = b"validation/blockvalue/"
 # The module account holding vote bonds until the reveal that returns or burns them.
 BOND_ACCOUNT = hashlib.sha256(b"validation_vote_bonds").digest()[:20]
 
@@ -65,6 +68,21 @@ def _due(kv: GasKV, prefix: bytes, height: int) -> list[str]:
 class ValidationKeeper:
     def params(self, state: State) -> ValidationParams:
         return ValidationParams.stored(state, PARAMS_KEY)
+
+    def record_block_value(self, kv: GasKV, height: int, value: bytes, keep: int) -> None:
+        """Keeps ``height``'s random value and forgets those more than ``keep`` blocks old,
+        all of them, so none is left behind when a governance change shortens ``keep``."""
+        kv.set(BLOCK_VALUE + uint64(height), value)
+        stale = []
+        for key, _ in kv.iterate(BLOCK_VALUE):
+            if int.from_bytes(key[len(BLOCK_VALUE):], "big") > height - keep:
+                break
+            stale.append(key)
+        for key in stale:
+            kv.delete(key)
+
+    def block_value(self, state: State, height: int) -> bytes | None:
+        return state.get(BLOCK_VALUE + uint64(height))
 
     def set_params(self, kv: GasKV, params: ValidationParams) -> None:
         kv.set(PARAMS_KEY, params.to_bytes())

@@ -66,6 +66,9 @@ class ValidationModule(Module):
     def export_genesis(self, state: KVReader) -> dict:
         return genesis.export_genesis(self.keeper, state)
 
+    def begin_block(self, ctx: Context, block_hash: bytes) -> None:
+        self._blocks.begin_block(ctx, block_hash)
+
     def end_block(self, ctx: Context) -> None:
         for epoch in self._blocks.end_block(ctx):
             self._hooks.epoch_judged(ctx, epoch)

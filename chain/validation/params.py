@@ -95,5 +95,14 @@ class ValidationParams(ModuleParams):
                                  "canary_rate_ppm is not 0)")
 
     @property
+    def block_values_kept(self) -> int:
+        """How many blocks' random values the module keeps for vote draws: a vote draws from
+        the value of its window's first opening height, at the earliest the block after the
+        finish, and the last vote to open on a window is a canary's fresh vote, at most
+        ``canary_claim_blocks`` after ``open_until``."""
+        return self.validation_window_blocks + self.opening_blocks + \
+            self.canary_claim_blocks + 1
+
+    @property
     def reputation_step_ppm(self) -> int:
         return -(-PPM // self.epochs_to_max)

@@ -23,14 +23,19 @@ def window_openings_over(task: ValidationTask) -> bool:
         not any(s.height <= task.deadline for s in task.seals)
 
 
+def window_opening_height(task: ValidationTask) -> int:
+    """The first height the window's seals open at: the block after its sealing ended (its
+    deadline, or the block in which every member that checks the model had sealed). No
+    window report can be sealed from then on."""
+    return task.window_sealed_height + 1 if task.window_sealed_height else task.deadline + 1
+
+
 def opening_heights(task: ValidationTask, seal: ReportSeal) -> tuple[int, int]:
     """The first and last heights ``seal`` opens at: a window's seal once the window's
     sealing ended or every member that checks the model sealed, until ``open_until``; a
     ballot once the vote's sealing ended or every drawn voter sealed, until
     ``vote_open_until``."""
     if seal.height <= task.deadline:
-        first = task.window_sealed_height + 1 if task.window_sealed_height else \
-            task.deadline + 1
-        return first, task.open_until
+        return window_opening_height(task), task.open_until
     first = seal.height + 1 if ballots_sealed(task) else task.vote_deadline + 1
     return first, task.vote_open_until

@@ -3,15 +3,16 @@
 finished → task OPEN: members seal their reports for ``validation_window_blocks``, then open
 them for ``opening_blocks``, so no report can be seen, and copied, before all are fixed. An
 opened passing report marks the inference VALIDATED, a failing one opens a vote (VOTING)
-among ``voters_per_vote`` members drawn from the block hash, the only members who seal
-reports from then on (ballots, sealed and opened the same way); their median, one ballot
-each (a silent voter keeps the output), decides PASSED (VALIDATED) or FAILED
-(INVALIDATED: the developer is refunded from the executor's earnings, the executor's invalid
-counters rise and may make it INVALID for the epoch). A window that closes with reports is
-PASSED; with none, UNCHECKED. A report the vote went against costs its reporter a
-reputation step and its part of the validator fee. A failing report opens the vote only with
-its reporter's vote bond, settled by the reporter's seed: returned at the reveal if the seed
-assigned it the check, burned (and its reputation reset) if not or if it never reveals.
+among ``voters_per_vote`` members drawn from the random value of the window's first opening
+height, the only members who seal reports from then on (ballots, sealed and opened the same
+way); their median, one ballot each (a silent voter keeps the output), decides PASSED
+(VALIDATED) or FAILED (INVALIDATED: the developer is refunded from the executor's earnings,
+the executor's invalid counters rise and may make it INVALID for the epoch). A window that
+closes with reports is PASSED; with none, UNCHECKED. A report the vote went against costs
+its reporter a reputation step and its part of the validator fee. A failing report opens the
+vote only with its reporter's vote bond, settled by the reporter's seed: returned at the
+reveal if the seed assigned it the check, burned (and its reputation reset) if not or if it
+never reveals.
 """
 
 import logging
@@ -29,7 +30,7 @@ from chain.validation.expected_keepers import BankKeeper, EpochKeeper, Inference
 from chain.validation.keeper import BOND_ACCOUNT, ValidationKeeper
 from chain.validation.params import ValidationParams
 from chain.validation.sampling import CheckShares, check_probability_ppm, expected_checks_ppm
-from chain.validation.seals import window_openings_over
+from chain.validation.seals import window_opening_height, window_openings_over
 from chain.validation.verdict import (
     allowed_violations,
     passes,
@@ -91,10 +92,23 @@ class Tasks:
         self.keeper.add_task(ctx.kv, task)
         return task
 
-    def _block_hash(self, ctx: Context) -> bytes:
-        """This block's hash, which seeds vote draws. CheckTx and simulations
-        run on the block being built, whose hash does not exist yet: they use the last one
-        (what they decide is thrown away; FinalizeBlock decides with the real hash)."""
+    def _vote_value(self, ctx: Context, task: ValidationTask) -> bytes:
+        """The random value a vote on ``task`` draws its voters from: that of the window's
+        first opening height, made after every window report was sealed and fixed however
+        the window's reports are opened. The opening that opens a vote and a canary's claim
+        land at heights their senders pick within a period; were the draw to read that
+        block's value, a coalition whose members propose blocks in the period could hold the
+        opening for one whose value (known to its proposer in advance, docs/design.md §2.7)
+        gave it the seats. CheckTx and simulations run on a block not yet made, which may
+        be that height: they use the last value (what they decide is thrown away)."""
+        height = window_opening_height(task)
+        value = self.keeper.block_value(ctx.kv, height)
+        if value is not None:
+            return value
+        if height < ctx.block.height:
+            log.warning("vote on %s: the value of height %d is no longer kept (the validation "
+                        "params changed since its window); drawing from this block's",
+                        task.inference_id, height)
         return self.inference.block_hash(ctx.kv, ctx.block.height) or \
             self.inference.block_hash(ctx.kv, ctx.block.height - 1)
 
@@ -265,7 +279,7 @@ class Tasks:
         candidates = [Candidate(address, weight, PPM)
                       for address, weight in CheckShares(members).checkers(task).items()]
         draw = task.inference_id + ("/canary-vote" if task.canary_key else "/vote")
-        voters = draw_order(draw, self._block_hash(ctx), candidates) \
+        voters = draw_order(draw, self._vote_value(ctx, task), candidates) \
             if candidates else []
         task.voters.extend(voters[:params.voters_per_vote])
         task.state = IN_VOTE
