@@ -35,6 +35,13 @@ UNDETECTED = {
     rates.HALF_PRECISION.name: {("int8", 8), ("int8", 32), ("int8", 128),
                                 ("forge-prefill-int8", 8), ("forge-prefill-int8", 32)},
 }
+# The shielded cheats that still pay (the same section): a coalition near a third, whose
+# members let their proposer turns pass when a vote's value does not suit them, leaves the
+# half-precision registry's int8 forgery a detection too low to lose at f = 1 %.
+SHIELDED_PAYING = {
+    rates.FP32.name: set(),
+    rates.HALF_PRECISION.name: {("forge-prefill-int8", 0.33)},
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -114,12 +121,13 @@ def test_a_validator_passing_without_computing_is_caught_by_its_canaries():
 def test_a_cheat_pays_only_where_no_check_detects_it(registry):
     """Every cheat class the checks can catch (the low end of its 95 % interval above 0)
     loses against honest play at every f, shielded or not by a coalition below a third;
-    the undetected ones are the documented exceptions. Under the fp32 registry (the
-    default genesis) there are none: int8 weights fail on distance, and the int8 forgery
-    (int8 tokens, the real model's logprobs) on the rule, which fp32 holds without slack."""
+    the undetected ones, and the half-precision forgery shielded by a coalition near a
+    third, are the documented exceptions. Under the fp32 registry (the default genesis)
+    there are none: int8 weights fail on distance, and the int8 forgery (int8 tokens, the
+    real model's logprobs) on the rule, which fp32 holds without slack."""
     params, economy = Params(), Economy()
     longest = registry.lengths[-1]
-    paying = set()
+    paying, shielded_paying = set(), set()
     for cheat in rates.CHEATS:
         for length in (registry.lengths[0], longest):
             low = registry.detection(cheat.name, length).interval[0]
@@ -130,11 +138,13 @@ def test_a_cheat_pays_only_where_no_check_detects_it(registry):
             if low > 0 and length == longest:
                 for s in COALITIONS:
                     shielded = model.shielded_detection(low, s)
-                    assert all(model.cheating_executor(params, economy, f, shielded,
-                                                       cheat.saving).margin < 0
-                               for f in FRACTIONS), (cheat.name, s)
+                    if any(model.cheating_executor(params, economy, f, shielded,
+                                                   cheat.saving).margin >= 0
+                           for f in FRACTIONS):
+                        shielded_paying.add((cheat.name, s))
     assert paying == {p for p in UNDETECTED[registry.name]
                       if p[1] in (registry.lengths[0], longest)}
+    assert shielded_paying == SHIELDED_PAYING[registry.name]
 
 
 def test_the_defaults_make_the_other_strategies_lose_except_the_documented_ones():

@@ -150,8 +150,9 @@ def shield_table(params: Params, settings: Settings, registry: rates.Registry
                    f"registry, {registry.lengths[-1]} tokens)", table(
         ["coalition", "cheat", "effective d", "best margin over f", "unprofitable at"], rows, 2),
         "A coalition of weight share s passes its member's cheats and holds the vote seats "
-        "the draw gives it: d × (1 − s) × (1 − P(2 of 3 seats)); the margin at the f that "
-        "suits the cheater best."), paying
+        "the draw gives it: d × (1 − s) × (1 − P(2 of 3 seats)), its members passing their "
+        "turns to propose the block a vote draws from when its value gives the coalition "
+        "too few; the margin at the f that suits the cheater best."), paying
 
 
 def other_outcomes(params: Params, economy: Economy) -> list[Outcome]:

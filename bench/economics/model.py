@@ -232,10 +232,16 @@ def shielded_detection(d: float, coalition: float, voters: int = 3) -> float:
 
 def seats_to_flip(coalition: float, voters: int = 3) -> float:
     """P(the coalition holds a majority of a vote's seats): many members of small weight,
-    seats drawn by weight (docs/design.md §6.5: 3s² − 2s³ for three voters)."""
+    seats drawn by weight (docs/design.md §6.5: 3s² − 2s³ for three voters) from the value
+    of the window's first opening height. Bound in its favour: consensus power follows the
+    weight (§7.4), so its members propose that block with chance ``coalition``, and one that
+    sees the value give the coalition too few seats lets its turn pass (§2.7) to the next
+    round's proposer, again its own with chance ``coalition``: p / (1 − s(1 − p)), as if
+    passing turns cost it nothing."""
     need = voters // 2 + 1
-    return sum(math.comb(voters, j) * coalition ** j * (1 - coalition) ** (voters - j)
+    fair = sum(math.comb(voters, j) * coalition ** j * (1 - coalition) ** (voters - j)
                for j in range(need, voters + 1))
+    return fair / (1 - coalition * (1 - fair))
 
 
 # --- lazy validators -----------------------------------------------------------------------
