@@ -2,9 +2,12 @@
 
 A request handler enqueues a message and answers the developer at once; the worker
 (``apinode.outbox_worker``) batches due entries into one tx, and the outbox remembers each
-entry's state across restarts, so nothing enqueued is lost. Delivery is at least once: a worker
-that dies between broadcasting and recording the tx hash submits the entry again, so the
-submitter must treat "already on chain" as success.
+entry's state across restarts, so nothing enqueued is lost. A tx's hash and timeout height are
+recorded with its entries (``mark_sent``) before it is broadcast, so a worker that dies right
+after a broadcast leaves the tx to be looked for, and its entries go out again only once it is
+known lost. Delivery is at least once (a tx declared lost after a confirm timeout may land
+late, a lease may run out while its worker still submits), so the submitter must treat
+"already on chain" as success.
 
 Life of an entry::
 

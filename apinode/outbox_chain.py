@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from google.protobuf.message import Message
 
 from apinode.outbox import Entry, Undecodable
-from apinode.outbox_worker import Confirm, Submit, SubmitResult
+from apinode.outbox_worker import Confirm, Record, Submit, SubmitResult
 from apinode.tx_sender import SimulationFailed, TxSender
 from chain.epochs import errors as epochs_errors
 from chain.inference import errors as inference_errors
@@ -53,7 +53,7 @@ def outbox_submit(sender: TxSender, on_refused: Refused | None = None,
     before it is retried; ``repair`` is asked for the message of an entry that does not
     decode (a damaged row) before the entry is given up on."""
 
-    async def submit(entries: list[Entry]) -> SubmitResult:
+    async def submit(entries: list[Entry], record: Record) -> SubmitResult:
         messages: dict[int, Message] = {}
         rejected: dict[int, str] = {}
         by_id = {entry.id: entry for entry in entries}
@@ -89,7 +89,7 @@ def outbox_submit(sender: TxSender, on_refused: Refused | None = None,
         if not messages:
             return SubmitResult(None, rejected)
         try:
-            return _sent(sender, await sender.send(list(messages.values())), rejected)
+            return SubmitResult(await _send(sender, messages, record), rejected)
         except SimulationFailed as exc:
             if len(messages) == 1 and _settled_by(exc):
                 entry_id = next(iter(messages))
@@ -121,15 +121,16 @@ def outbox_submit(sender: TxSender, on_refused: Refused | None = None,
                 done.add(entry_id)
         if not kept:
             return SubmitResult(None, rejected, frozenset(done))
-        return _sent(sender, await sender.send(list(kept.values())), rejected, frozenset(done))
+        return SubmitResult(await _send(sender, kept, record), rejected, frozenset(done))
 
     return submit
 
 
-def _sent(sender: TxSender, tx_hash: str, rejected: dict[int, str],
-          done: frozenset[int] = frozenset()) -> SubmitResult:
-    """What a broadcast carried, with its tx's timeout height for the outbox to keep."""
-    return SubmitResult(tx_hash, rejected, done, sender.timeout_height(tx_hash))
+async def _send(sender: TxSender, messages: dict[int, Message], record: Record) -> str:
+    """Broadcasts the messages (by entry id) as one tx, each signed version recorded first."""
+    async def before_broadcast(tx_hash: str, timeout_height: int) -> None:
+        await record(list(messages), tx_hash, timeout_height)
+    return await sender.send(list(messages.values()), before_broadcast=before_broadcast)
 
 
 async def _own_tx_pending(sender: TxSender, entry: Entry) -> str | None:

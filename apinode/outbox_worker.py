@@ -41,16 +41,21 @@ class SubmitResult:
     message does not sink the whole batch. ``done`` names entries left out because the chain
     already holds their effect (delivery is at least once: a message resent after a crash
     finds its first copy committed); they are marked committed. ``tx_hash`` is None when
-    nothing was broadcast; ``timeout_height`` is the broadcast tx's (None: it has none).
+    nothing was broadcast.
     """
 
     tx_hash: str | None
     rejected: Mapping[int, str] = field(default_factory=dict)
     done: frozenset[int] = frozenset()
-    timeout_height: int | None = None
 
 
-Submit = Callable[[list[Entry]], Awaitable[SubmitResult]]
+# Records, before a tx leaves, the entries it carries (by id), its hash and its timeout
+# height: a process that dies between a broadcast and its next step leaves the tx findable,
+# so the entries are not taken for done on the strength of that tx while it may still be
+# dropped.
+Record = Callable[[list[int], str, int | None], Awaitable[None]]
+# Packs the entries into one tx, calls ``Record`` before each broadcast, and says what it did.
+Submit = Callable[[list[Entry], Record], Awaitable[SubmitResult]]
 # Given a tx's hash and timeout height (None if unknown): True: committed and succeeded;
 # False: failed in a block, or can never land; None: not found (yet).
 Confirm = Callable[[str, int | None], Awaitable[bool | None]]
@@ -125,7 +130,7 @@ class OutboxWorker:
         if not batch:
             return False
         try:
-            result = await self.submit(batch)
+            result = await self.submit(batch, self._record)
         except ChainUnavailable as exc:
             log.warning("outbox: chain node unreachable (%s); %s wait for it", exc,
                         _describe(batch))
@@ -141,8 +146,6 @@ class OutboxWorker:
                      _describe([e for e in batch if e.id in result.done]))
         sent = [e for e in batch if e.id not in result.rejected and e.id not in result.done]
         if sent and result.tx_hash:
-            await asyncio.to_thread(self.outbox.mark_sent, [e.id for e in sent], result.tx_hash,
-                                    result.timeout_height)
             log.info("outbox: broadcast tx %s (%s)", result.tx_hash, _describe(sent))
         elif sent:
             await self._retry(sent, "submit returned no tx hash")
@@ -150,6 +153,9 @@ class OutboxWorker:
             if entry.id in result.rejected:
                 await self._retry([entry], f"rejected: {result.rejected[entry.id]}")
         return len(batch) == self.batch_size
+
+    async def _record(self, ids: list[int], tx_hash: str, timeout_height: int | None) -> None:
+        await asyncio.to_thread(self.outbox.mark_sent, ids, tx_hash, timeout_height)
 
     async def _retry(self, entries: list[Entry], error: str) -> None:
         log.warning("outbox: will retry %s: %s", _describe(entries), error)

@@ -14,11 +14,12 @@ serialized by a lock: two txs signed with the same sequence would have one refus
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import re
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -71,6 +72,11 @@ class TxResult(NamedTuple):
     log: str
 
 
+# Told a tx's hash and timeout height right before the tx is broadcast (again, with a new
+# hash, when it is signed anew): a caller that must find the tx after a crash keeps them.
+BeforeBroadcast = Callable[[str, int], Awaitable[None]]
+
+
 class TxSender:
     """Sends txs signed by one account key; share one per key within a process.
 
@@ -99,8 +105,13 @@ class TxSender:
         # tx hash → (its sequence, its timeout height)
         self._sent: OrderedDict[str, tuple[int, int]] = OrderedDict()
 
-    async def send(self, messages: Sequence[Message], memo: str = "") -> str:
+    async def send(self, messages: Sequence[Message], memo: str = "",
+                   before_broadcast: BeforeBroadcast | None = None) -> str:
         """Broadcast ``messages`` as one tx and return its hash once the mempool took it.
+
+        ``before_broadcast`` hears the tx's hash and timeout height before the tx leaves, so
+        a caller that dies between the broadcast and its next step has them on record; if it
+        raises, nothing is broadcast.
 
         Raises ``SimulationFailed`` when the tx would fail (nothing is sent), ``TxRejected``
         when the mempool refuses it, ``ChainQueryError``/``ChainUnavailable`` when the node
@@ -113,13 +124,15 @@ class TxSender:
             gas = math.ceil(await self._simulate(messages, memo) * self.gas_adjustment)
             fee = math.ceil(gas * self.gas_price)
             timeout_height = await self.chain.latest_height() + self.timeout_blocks
-            reply = await self._broadcast(messages, memo, gas, fee, timeout_height)
+            reply = await self._broadcast(messages, memo, gas, fee, timeout_height,
+                                          before_broadcast)
             if reply.code == WrongSequence.code:
                 expected = await self._expected_sequence(reply.raw_log)
                 log.warning("tx sender %s: sequence %d refused, the chain expects %d; re-signing",
                             self.address, self._sequence, expected)
                 self._sequence = expected
-                reply = await self._broadcast(messages, memo, gas, fee, timeout_height)
+                reply = await self._broadcast(messages, memo, gas, fee, timeout_height,
+                                              before_broadcast)
             if reply.code:
                 raise TxRejected(reply.code, reply.raw_log)
             log.info("tx sender %s: broadcast tx %s (%s; gas %d, fee %d%s, sequence %d)",
@@ -142,13 +155,6 @@ class TxSender:
         reply = await self.chain.find(TX_SERVICE + "GetTx", tx_service.GetTxRequest(hash=tx_hash),
                                       tx_service.GetTxResponse)
         return TxResult(reply.tx_response.code, reply.tx_response.raw_log) if reply else None
-
-    def timeout_height(self, tx_hash: str) -> int | None:
-        """The timeout height this sender gave a tx it broadcast (None for one it does not
-        remember), for a caller to keep beside the tx's hash: a later process asks
-        ``never_lands`` with it."""
-        sent = self._sent.get(tx_hash.upper())
-        return sent[1] if sent is not None else None
 
     async def never_lands(self, tx_hash: str, timeout_height: int | None = None) -> bool:
         """Whether a tx this sender broadcast can never land: it is not in a block, and either
@@ -222,8 +228,10 @@ class TxSender:
         return reply.gas_info.gas_used
 
     async def _broadcast(self, messages: Sequence[Message], memo: str, gas: int, fee: int,
-                         timeout_height: int) -> TxResponse:
+                         timeout_height: int, before: BeforeBroadcast | None) -> TxResponse:
         raw = self._signed(messages, memo, self._sequence, gas, fee, timeout_height)
+        if before is not None:
+            await before(hashlib.sha256(raw).hexdigest().upper(), timeout_height)
         reply = await self.chain.call(TX_SERVICE + "BroadcastTx", tx_service.BroadcastTxRequest(
             tx_bytes=raw, mode=tx_service.BROADCAST_MODE_SYNC), tx_service.BroadcastTxResponse)
         return reply.tx_response

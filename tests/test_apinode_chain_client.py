@@ -38,7 +38,7 @@ from apinode.mlnode_client import MlNodeClient
 from apinode.node import register
 from apinode.outbox import Outbox
 from apinode.outbox_chain import outbox_confirm, outbox_submit
-from apinode.outbox_worker import OutboxWorker, SubmitResult
+from apinode.outbox_worker import OutboxWorker, Record, SubmitResult
 from apinode.store import Database, OutboxState, utc_now
 from apinode.tx_sender import SimulationFailed, TxRejected, TxResult, TxSender
 from chain.errors import UnknownAddress
@@ -118,6 +118,13 @@ async def drained(outboxes: list[Outbox], keys: list[str], timeout_s: float = 20
             return
         await asyncio.sleep(0.1)
     raise TimeoutError(f"outbox entries {keys} not drained within {timeout_s}s")
+
+
+def recorder(outbox: Outbox) -> Record:
+    """What the worker records before each broadcast: the tx's entries are sent, by hash."""
+    async def record(ids: list[int], tx_hash: str, timeout_height: int | None) -> None:
+        outbox.mark_sent(ids, tx_hash, timeout_height)
+    return record
 
 
 def fresh_address() -> str:
@@ -284,9 +291,9 @@ def test_a_tx_the_mempool_lost_is_declared_dead_once_another_takes_its_sequence_
         # A sender with nothing more to send: its lost tx is dead once its timeout passed.
         # A process started since (the same key) knows it only by the timeout height kept.
         quiet = TxSender(channel, keys[1].private_key_hex, CHAIN_ID, timeout_blocks=2)
-        lost = await lost_with_the_mempool(quiet, to)
-        kept = quiet.timeout_height(lost)
-        assert kept is not None and quiet.timeout_height("AB" * 32) is None
+        kept_by_hash: dict[str, int] = {}
+        lost = await lost_with_the_mempool(quiet, to, kept_by_hash)
+        kept = kept_by_hash[lost]
         restarted = TxSender(channel, keys[1].private_key_hex, CHAIN_ID, timeout_blocks=2)
         while (found := await outbox_confirm(restarted)(lost, kept)) is None:
             await asyncio.sleep(0.5)
@@ -295,9 +302,16 @@ def test_a_tx_the_mempool_lost_is_declared_dead_once_another_takes_its_sequence_
         assert await outbox_confirm(restarted)(lost, kept) is False
         assert await outbox_confirm(restarted)(lost, None) is None
 
-    async def lost_with_the_mempool(sender: TxSender, to: str) -> str:
+    async def lost_with_the_mempool(sender: TxSender, to: str,
+                                    kept: dict[str, int] | None = None) -> str:
+        """A tx broadcast and lost with the node's mempool; its timeout height, told before
+        the broadcast, goes into ``kept`` by hash, as the outbox keeps it."""
+        async def keep(tx_hash: str, timeout_height: int) -> None:
+            if kept is not None:
+                kept[tx_hash] = timeout_height
+
         for _ in range(5):  # until a broadcast tx is lost with the mempool
-            lost = await sender.send([send_msg(sender.address, to, 1)])
+            lost = await sender.send([send_msg(sender.address, to, 1)], before_broadcast=keep)
             node.kill()
             node.start().wait_height(node.height() + 1)
             if await sender.tx_result(lost) is None:
@@ -335,20 +349,88 @@ def test_already_done_only_in_the_mempool_through_its_own_pending_tx_is_not_done
             node_pubkey=SigningKey.generate().verify_key.encode(),
             models=[ServedModel(model_id=MODEL_ID, weights_sha256=WEIGHTS, dtype="float32")]))
         entry, = outbox.claim_batch(1)
-        first = await submit([entry])
+        first = await submit([entry], recorder(outbox))
         assert first.tx_hash and not first.done
-        outbox.mark_sent([entry.id], first.tx_hash)
+        assert outbox.get(key).tx_hash == first.tx_hash  # recorded before it went out
         # Its confirm timed out, say: the entry goes out again while its tx is pending.
         outbox.mark_retry([entry.id], "not found on chain")
         again, = outbox.claim_batch(1, now=utc_now() + timedelta(minutes=5))
         assert await sender.tx_result(first.tx_hash) is None
-        waiting = await submit([again])
+        waiting = await submit([again], recorder(outbox))
         assert (waiting.tx_hash, waiting.done) == (None, frozenset())
         assert first.tx_hash in waiting.rejected[entry.id]
         # Once the tx is in a block, the refusal means what it says.
         assert await landed(sender, first.tx_hash) == (0, "")
-        assert await submit([again]) == SubmitResult(None, {}, frozenset({entry.id}))
+        assert await submit([again], recorder(outbox)) == \
+            SubmitResult(None, {}, frozenset({entry.id}))
         db.close()
+
+    try:
+        node.wait_height(2)
+        Net(port, keys).run(scenario)
+    finally:
+        node.close()
+
+
+def test_a_tx_broadcast_by_a_process_that_died_at_once_is_found_and_sent_again_once_lost(
+        tmp_path: Path):
+    """A process dies right after broadcasting a tx, before any step of its own: the tx's
+    hash and timeout height were recorded with its entry before it went out, so the entry is
+    sent, not leased and hashless. While the tx is pending its message already simulates as
+    done (a registration the mempool holds), which a hashless entry claimed again would have
+    taken for done; then a chain node restart drops the tx. The successor process, on the
+    same outbox with the same key, waits for the kept hash, finds it lost once the chain is
+    past its timeout height, and sends the message again: it lands."""
+    keys = funded_keys(5)
+    port = free_port()
+    # Slow blocks: the kill right after the broadcast lands before the next block.
+    info = layout_solo(template(keys, models=genesis_models()), tmp_path / "home",
+                       grpc_port=port, block_interval_ms=6000)
+    node = ChainNode(info.home, port).start()
+
+    def registration(address: str) -> MsgRegisterParticipant:
+        return MsgRegisterParticipant(
+            creator=address, url="http://127.0.0.1:1",
+            node_pubkey=SigningKey.generate().verify_key.encode(),
+            models=[ServedModel(model_id=MODEL_ID, weights_sha256=WEIGHTS, dtype="float32")])
+
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        for i, account in enumerate(keys):  # until a broadcast tx is lost with the mempool
+            path = str(tmp_path / f"outbox-{i}.db")
+            dying = TxSender(channel, account.private_key_hex, CHAIN_ID, timeout_blocks=2)
+            key = f"register:{dying.address}"
+            outbox = Outbox(Database.open(path))
+            outbox.enqueue(key, registration(dying.address))
+            entry, = outbox.claim_batch(1)
+            lost = (await outbox_submit(dying)([entry], recorder(outbox))).tx_hash
+            outbox.db.close()  # the process is gone
+            kept = Outbox(Database.open(path)).get(key)
+            assert (kept.state, kept.tx_hash) == (OutboxState.SENT, lost)
+            assert kept.timeout_height is not None
+            successor = TxSender(channel, account.private_key_hex, CHAIN_ID, timeout_blocks=2)
+            with pytest.raises(SimulationFailed) as pending:
+                await successor.simulate([registration(dying.address)])
+            assert "already" in pending.value.log
+            node.kill()
+            node.start().wait_height(node.height() + 1)
+            if await successor.tx_result(lost) is None:
+                break
+        else:
+            pytest.fail("every broadcast tx reached a block before the node was killed")
+        outbox = Outbox(Database.open(path), base_delay_s=0.05)
+        worker = OutboxWorker(outbox, outbox_submit(successor), outbox_confirm(successor),
+                              interval_s=0.2, confirm_timeout_s=3600)
+        task = asyncio.create_task(worker.run())
+        await drained([outbox], [key], timeout_s=90)
+        worker.stop()
+        await task
+        done = outbox.get(key)
+        assert done.state == OutboxState.COMMITTED and done.tx_hash != lost
+        assert await successor.tx_result(done.tx_hash) == (0, "")
+        assert await successor.tx_result(lost) is None
+        assert (await successor.chain.participant(successor.address)).address == \
+            successor.address
+        outbox.db.close()
 
     try:
         node.wait_height(2)

@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 from apinode.chain_queries import ChainUnavailable
 from apinode.outbox import Entry, Outbox
-from apinode.outbox_worker import OutboxWorker, SubmitResult
+from apinode.outbox_worker import OutboxWorker, Record, SubmitResult
 from apinode.store import (
     Base,
     Database,
@@ -335,12 +335,13 @@ class FakeChain:
         self.fail_next = fail_next
         self.unreachable_next = unreachable_next
         self.txs: dict[str, list[str]] = {}
+        self.signed = 0
         self.failed_on_chain: set[str] = set()
         self.reject: dict[str, str] = {}
         self.height = 0  # the latest committed height
         self.lock = threading.Lock()
 
-    async def submit(self, entries: list[Entry]) -> SubmitResult:
+    async def submit(self, entries: list[Entry], record: Record) -> SubmitResult:
         with self.lock:
             if self.unreachable_next:
                 self.unreachable_next -= 1
@@ -350,8 +351,11 @@ class FakeChain:
                 self.fail_next -= 1
                 raise ConnectionError("broadcast: connection refused")
             rejected = {e.id: self.reject[e.key] for e in entries if e.key in self.reject}
-            tx_hash = f"TX{len(self.txs):04d}"
-            self.txs[tx_hash] = [e.key for e in entries if e.id not in rejected]
+            tx_hash = f"TX{self.signed:04d}"
+            self.signed += 1
+            carried = [e for e in entries if e.id not in rejected]
+        await record([e.id for e in carried], tx_hash, None)  # then the tx goes out
+        self.txs[tx_hash] = [e.key for e in carried]
         return SubmitResult(tx_hash, rejected)
 
     async def confirm(self, tx_hash: str, timeout_height: int | None) -> bool | None:
