@@ -372,9 +372,15 @@ def coalition_against_truth(params: Params, economy: Economy, s: float,
 def fabricated_nonces(params: Params, economy: Economy, phi: float) -> Outcome:
     """Claims a share ``phi`` of its nonces without computing them: weight × 1/(1 − phi)
     if every one of the ``poc_sample_size`` nonces the checkers re-compute is real (each
-    fabricated one fails its check), weight 0 for the next epoch otherwise."""
+    fabricated one fails its check), weight 0 for the next epoch otherwise. Bound in its
+    favour: it proposes the block whose value picks the sample with its share of the
+    consensus power (its inflated weight's), and lets that turn pass when the sample holds
+    a fabricated nonce (docs/design.md §2.7), the next round's proposer again itself with
+    that chance: q / (1 − w(1 − q)) for the fair chance q, as if passing cost nothing."""
     sample = params.epochs.poc_sample_size
-    survive = (1 - phi) ** sample
+    fair = (1 - phi) ** sample
+    power = min(1.0, economy.weight_share / (1 - phi))
+    survive = fair / (1 - power * (1 - fair))
     honest = honest_profit(params, economy)
     inflated = honest / (1 - phi)  # reward and draws both follow weight
     mean = survive * inflated
