@@ -29,7 +29,12 @@ from google.protobuf.message import Message
 from chain.query import HEIGHT_HEADER
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch, PocNonce, PocSubmission
-from inferchain_pb.inference.v1.inference_pb2 import Inference, Model, Participant
+from inferchain_pb.inference.v1.inference_pb2 import (
+    Inference,
+    KeyRequestCommitment,
+    Model,
+    Participant,
+)
 from inferchain_pb.inference.v1.validation_pb2 import (
     EpochMembers,
     SeedCommitment,
@@ -174,6 +179,13 @@ class ChainQueries:
             inference_id=inference_id, model_id=model_id, draw_height=draw_height,
             request_timestamp=request_timestamp), q.QueryDrawResponse)
         return Draw(list(reply.order), reply.draw_height)
+
+    async def key_request_commitment(self, inference_id: str) -> KeyRequestCommitment | None:
+        """An API-key request's commitment, while no start took it."""
+        reply = await self.find(INFERENCE + "KeyRequestCommitment",
+                                q.QueryKeyRequestCommitmentRequest(inference_id=inference_id),
+                                q.QueryKeyRequestCommitmentResponse)
+        return reply.commitment if reply else None
 
     async def inference(self, inference_id: str, height: int = 0) -> Inference | None:
         reply = await self.find(INFERENCE + "Inference",

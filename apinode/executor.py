@@ -9,7 +9,8 @@ node, and owes the chain its MsgFinishInference (docs/design.md §3.5).
    the developer signed the request for that agent or allows it the escrow, and prompt plus
    max_tokens fit the model's context; the model is in the registry, this node is registered
    serving it with the registry's weights and the node key it signs with, and its ML node
-   serves those weights; this node is pick ``attempt`` of the chain's draw at
+   serves those weights; an API-key start follows its agent's commitment on chain (its
+   draw height, its escrow); this node is pick ``attempt`` of the chain's draw at
    ``draw_height``; and the inference is neither finished, expired, given to someone else on
    chain, nor already executed here. Anything else raises ``ExecutionRefused`` before a
    single token is generated.
@@ -80,7 +81,7 @@ from apinode.store import Database, Payload
 from apinode.validation.canaries import Planted, planted_shift
 from apinode.validation.seeds import SeedStore
 from chain.errors import ChainError
-from chain.inference import artifact, payload, start_rules
+from chain.inference import artifact, key_commitments, payload, start_rules
 from chain.inference.artifact import ArtifactStep
 from chain.inference.delivery import Delivered, signed_delivery
 from inferchain_pb.inference.v1.inference_pb2 import (
@@ -257,7 +258,7 @@ class Executor:
             start_rules.check_context(start, model)
         if known is not None:
             self._check_known(request, known)
-        await self._check_draw(request)
+        await self._check_draw(request, model)
         if await asyncio.to_thread(self._executed_here, start.inference_id):
             raise self._refuse(request, "this inference was already executed here")
         return model, agent
@@ -313,8 +314,9 @@ class Executor:
                               or list(known.prompt_ids) != list(start.prompt_ids)):
             raise self._refuse(request, "the prompt differs from the one started on chain")
 
-    async def _check_draw(self, request: ExecuteRequest) -> None:
-        """The id and draw height are the request's own, and this node is pick ``attempt`` of
+    async def _check_draw(self, request: ExecuteRequest, model: Model) -> None:
+        """The id and draw height are the request's own (a signed request's by its timestamp,
+        an API-key request's by its agent's commitment), and this node is pick ``attempt`` of
         the draw the chain will recompute."""
         start = request.start
         with self._chain_refusal(request):
@@ -322,16 +324,24 @@ class Executor:
             start_rules.check_request_id(start)
             if not start.request_signature:
                 start_rules.check_key_nonce(start)
+        if not start.request_signature:
+            committed = await self.chain.key_request_commitment(start.inference_id)
+            agent_fee = int((await self.chain.params())["transfer_agent_fee"])
+            with self._chain_refusal(request):
+                key_commitments.check_start(committed, start,
+                                            start_rules.escrow_of(start, model, agent_fee))
         try:
-            draw = await self.chain.draw(start.inference_id, start.model_id,
-                                         request_timestamp=start.request_timestamp)
+            draw = await self.chain.draw(
+                start.inference_id, start.model_id,
+                draw_height=0 if start.request_signature else start.draw_height,
+                request_timestamp=start.request_timestamp if start.request_signature else 0)
         except ChainUnavailable:
             raise
         except ChainQueryError as exc:
             if exc.code not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
                 raise
-            raise self._refuse(request, f"the chain has no draw for a request stamped "
-                                        f"{start.request_timestamp}: {exc.details}") from exc
+            raise self._refuse(request, f"the chain has no draw for the request at height "
+                                        f"{start.draw_height}: {exc.details}") from exc
         if draw.draw_height != start.draw_height:
             raise self._refuse(request, f"a request stamped {start.request_timestamp} draws "
                                         f"at height {draw.draw_height}, not "

@@ -24,6 +24,7 @@ from apinode.config import ApiNodeConfig
 from apinode.draw_audit import DrawAudit
 from apinode.executor import Executor
 from apinode.http_server import HttpApi
+from apinode.key_commitments import KeyRequestCommitter
 from apinode.metrics import ApiMetrics
 from apinode.mlnode_client import MlNodeClient
 from apinode.outbox import Outbox
@@ -114,7 +115,7 @@ async def run(config: ApiNodeConfig) -> None:
                             delivery_interval_tokens=config.delivery_interval_tokens,
                             delivery_wait_s=config.delivery_wait_s, chain_id=config.chain_id)
         agent = TransferAgent(sender.address, config.node_key(), chain, mlnode, executor,
-                              outbox, session,
+                              outbox, session, KeyRequestCommitter(sender, chain),
                               first_token_timeout_s=config.first_token_timeout_s,
                               token_gap_timeout_s=config.token_gap_timeout_s,
                               fault=config.transfer_agent_fault,

@@ -19,8 +19,9 @@ Where OpenAI has no equivalent we chose: 402 for an on-chain balance too small f
 the size limit, 503 ``server_error`` / ``no_executor`` when no participant serves the model,
 and 503 ``server_error`` with ``chain_unavailable``, ``mlnode_unavailable`` or
 ``store_unavailable`` while the node cannot reach its own chain node, ML node or database, and
-``chain_stalled`` while the chain makes no block: the client's retries, or another participant's
-endpoint, get an answer, and nothing was billed.
+``chain_stalled`` while the chain makes no block, and ``commitment_refused`` when the chain
+refuses to take an API-key request's commitment: the client's retries, or another
+participant's endpoint, get an answer, and nothing was billed.
 """
 
 from typing import Any
@@ -104,6 +105,14 @@ def unavailable(part: str, code: str) -> ApiError:
     """One of the node's own parts (its chain node, ML node or store) does not answer."""
     return ApiError(503, f"This node cannot reach its {part} just now; try again shortly, or "
                          "through another participant.", error_type="server_error", code=code)
+
+
+def commitment_refused(reason: str) -> ApiError:
+    """The chain refused this transfer agent's commitment of an API-key request (its forfeit
+    unpaid, say): nothing was billed, and another participant's endpoint may serve it."""
+    return ApiError(503, f"This node could not commit the request on chain ({reason[:200]}); "
+                         "try again later, or through another participant.",
+                    error_type="server_error", code="commitment_refused")
 
 
 def chain_stalled(waited_s: float) -> ApiError:

@@ -60,6 +60,7 @@ from apinode.executor import Executor
 from apinode.executor_health import ExecutorHealth
 from apinode.fault_switch import fault_switch
 from apinode.inference_keys import start_key
+from apinode.key_commitments import KeyRequestCommitter
 from apinode.metrics import ApiMetrics
 from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeRefused
 from apinode.openai_grammar import refused_grammar
@@ -135,7 +136,7 @@ class Prepared:
 class TransferAgent:
     def __init__(self, address: str, node_key: SigningKey, chain: ChainQueries,
                  mlnode: MlNodeClient, executor: Executor, outbox: Outbox,
-                 session: aiohttp.ClientSession,
+                 session: aiohttp.ClientSession, commitments: KeyRequestCommitter,
                  first_token_timeout_s: float = 120.0, fault: str = "",
                  delivery_interval_tokens: int = 16, metrics: ApiMetrics | None = None,
                  token_gap_timeout_s: float = 60.0) -> None:
@@ -147,6 +148,7 @@ class TransferAgent:
         self._metrics = metrics or ApiMetrics()
         self._key = node_key
         self._chain = chain
+        self._commitments = commitments
         self._mlnode = mlnode
         self._executor = executor
         self._outbox = outbox
@@ -236,7 +238,12 @@ class TransferAgent:
         signed, timestamp, nonce = prepared.signed, prepared.timestamp, prepared.nonce
         inference_id = payload.request_id(signed.developer, signed.prompt_hash, timestamp,
                                           self.address, nonce, choice, prepared.request.n)
-        draw = await self._request_draw(inference_id, prepared.model.id, timestamp)
+        if signed.signature:
+            draw = await self._request_draw(inference_id, prepared.model.id,
+                                            request_timestamp=timestamp)
+        else:  # an API-key request draws at the block after its commitment's
+            draw = await self._request_draw(inference_id, prepared.model.id, draw_height=(
+                await self._commitments.draw_height(inference_id, prepared.cost)))
         participants = {p.address: p for p in await self._chain.participants()}
         last_height = draw.draw_height + max_age - max(1, max_age // START_SHARE)
         picks = start_rules.executor_order(list(draw.order), self.address,
@@ -284,13 +291,15 @@ class TransferAgent:
             refusals[attempt] = served
         raise errors.no_executor(prepared.model.id)
 
-    async def _request_draw(self, inference_id: str, model_id: str, timestamp: int) -> Draw:
-        """The draw at the first block at or after ``timestamp``, once the chain has it."""
+    async def _request_draw(self, inference_id: str, model_id: str, *, draw_height: int = 0,
+                            request_timestamp: int = 0) -> Draw:
+        """The draw at ``draw_height``, or at the first block at or after
+        ``request_timestamp``, once the chain has it."""
         give_up = time.monotonic() + DRAW_BLOCK_WAIT_S
         while True:
             try:
-                return await self._chain.draw(inference_id, model_id,
-                                              request_timestamp=timestamp)
+                return await self._chain.draw(inference_id, model_id, draw_height=draw_height,
+                                              request_timestamp=request_timestamp)
             except ChainQueryError as exc:
                 if exc.code == grpc.StatusCode.FAILED_PRECONDITION:  # nobody has weight for it
                     raise errors.no_executor(model_id, exc.details) from exc

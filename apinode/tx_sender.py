@@ -152,9 +152,17 @@ class TxSender:
 
     async def tx_result(self, tx_hash: str) -> TxResult | None:
         """The outcome of a committed tx; None while it is pending (or if it never lands)."""
+        landed = await self.landed(tx_hash)
+        return landed[0] if landed else None
+
+    async def landed(self, tx_hash: str) -> tuple[TxResult, int] | None:
+        """The outcome of a committed tx and the height of its block; None while pending."""
         reply = await self.chain.find(TX_SERVICE + "GetTx", tx_service.GetTxRequest(hash=tx_hash),
                                       tx_service.GetTxResponse)
-        return TxResult(reply.tx_response.code, reply.tx_response.raw_log) if reply else None
+        if not reply:
+            return None
+        return (TxResult(reply.tx_response.code, reply.tx_response.raw_log),
+                reply.tx_response.height)
 
     async def never_lands(self, tx_hash: str, timeout_height: int | None = None) -> bool:
         """Whether a tx this sender broadcast can never land: it is not in a block, and either

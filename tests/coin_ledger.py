@@ -1,7 +1,7 @@
 """A coin audit for in-process chains: after every block, every coin is in some account, the
 escrow account holds exactly all escrows plus all unsettled work, and supply moved only by
-what the settlements minted and burned and the vote bonds burned (docs/design.md §3.2, §6.5,
-§7.5)."""
+what the settlements minted and burned, the vote bonds burned and the forfeits of API-key
+commitments burned (docs/design.md §3.2, §3.3, §6.5, §7.5)."""
 
 from inference_net import Net
 
@@ -24,11 +24,13 @@ class Ledger:
         state = self.net.app.store.begin_block()
         return int(state.get(SUPPLY_PREFIX + b"ninfer"))
 
-    def bonds_burned(self) -> int:
-        """Vote bonds the last block burned, from its events (at a reveal or when judged)."""
+    def burned(self) -> int:
+        """What the last block burned outside settlements, from its events: vote bonds (at a
+        reveal or when judged) and the forfeits of API-key commitments no start took."""
         block = self.net.last_block
         events = [*block.events, *(e for tx in block.tx_results for e in tx.events)]
-        return sum(int(a.value) for e in events if e.type == "vote_bond_burned"
+        return sum(int(a.value) for e in events
+                   if e.type in ("vote_bond_burned", "key_request_forfeited")
                    for a in e.attributes if a.key == "amount")
 
     def block(self, txs: list[bytes]) -> list:
@@ -51,8 +53,9 @@ class Ledger:
             assert found.height == self.net.height
             self.settled.add(epoch)
             change += found.minted - found.work_burned
-        change -= self.bonds_burned()
-        assert supply - self.supply == change, "supply moves only by settlements and bond burns"
+        change -= self.burned()
+        assert supply - self.supply == change, \
+            "supply moves only by settlements, bond burns and forfeits"
         self.supply = supply
         self.heights_checked += 1
         return results

@@ -23,7 +23,9 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     EXPIRED,
     INVALIDATED,
     Inference,
+    KeyRequest,
     Model,
+    MsgCommitKeyRequests,
     MsgFinishInference,
     MsgRegisterParticipant,
     MsgStartInference,
@@ -175,6 +177,13 @@ def start_msg(agent: Actor, developer: Actor, label: str, executor: str,
         msg.request_signature = developer.wallet.signer().sign(request, deterministic=True)
     msg.ta_signature = agent.node_key.sign(payload.start_payload_of(msg)).signature
     return msg
+
+
+def key_commitment(agent: Actor, inference_ids: list[str],
+                   max_escrow: int) -> MsgCommitKeyRequests:
+    """``agent``'s commitment of API-key requests, each to escrow at most ``max_escrow``."""
+    return MsgCommitKeyRequests(creator=agent.address, requests=[
+        KeyRequest(inference_id=i, max_escrow=max_escrow) for i in inference_ids])
 
 
 def finish_msg(executor: Actor, start: MsgStartInference, output_ids: list[int],

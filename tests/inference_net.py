@@ -13,6 +13,7 @@ from inference_actors import (
     Actor,
     genesis_models,
     genesis_participant,
+    key_commitment,
     request_id,
     seal_of,
     start_msg,
@@ -31,6 +32,8 @@ from inferchain_pb.inference.v1.validation_pb2 import MsgValidation, ValidationT
 
 FUNDS = 10_000_000_000
 T0 = 1_700_000_000
+# What a test's API-key commitment lets its start escrow: above any start the tests make.
+COMMITTED_ESCROW = 10_000_000
 
 
 class Net:
@@ -156,35 +159,62 @@ class Net:
         return next(p for p in self.parts if p.address == addr)
 
     def drawn(self, agent: Actor, label: str, developer: Actor | None = None,
-              body: bytes | None = None, signed: bool = True,
-              model_id: str = MODEL_ID) -> list[str]:
-        """The draw order of the request ``label`` that ``agent`` takes now (stamped with the
-        latest block's time, so it draws at the latest height); not ``signed``: an API-key
-        request, whose picks never include its agent (start_rules.executor_order)."""
+              body: bytes | None = None, model_id: str = MODEL_ID) -> list[str]:
+        """The draw order of the signed request ``label`` that ``agent`` takes now (stamped
+        with the latest block's time, so it draws at the latest height)."""
         inference_id = request_id(agent, developer or self.developer, label, T0 + self.height,
-                                  body, signed=signed)
-        order = self.draw_at(inference_id, self.height, model_id)
-        return start_rules.executor_order(order, agent.address, signed)
+                                  body)
+        return self.draw_at(inference_id, self.height, model_id)
 
     def serving(self, label: str, developer: Actor | None = None, body: bytes | None = None,
-                attempt: int = 0, signed: bool = True,
-                model_id: str = MODEL_ID) -> tuple[Actor, Actor]:
+                attempt: int = 0, model_id: str = MODEL_ID) -> tuple[Actor, Actor]:
         """The (agent, executor) that ``start`` gives the request ``label`` now: an agent other
         than its drawn executor where one exists."""
         picks = [(agent, self.actor(self.drawn(agent, label, developer, body,
-                                               signed, model_id)[attempt]))
+                                               model_id)[attempt]))
                  for agent in self.parts]
         return next(((a, e) for a, e in picks if a is not e), picks[0])
+
+    def commit_key_requests(self, agent: Actor, inference_ids: list[str],
+                            max_escrow: int = COMMITTED_ESCROW) -> int:
+        """``agent`` commits API-key requests in a block, then the block whose random value
+        their draws read follows; returns that draw height (their starts land after it)."""
+        result = self.one(agent.tx(key_commitment(agent, inference_ids, max_escrow)))
+        assert result.code == 0, result.log
+        self.block([])
+        return self.height
+
+    def key_start(self, label: str, agent: Actor | None = None, **kw) -> tuple:
+        """An API-key start of the request ``label``: its agent (the first participant
+        unless given) stamps it now and commits it, and the draw at the block after the
+        commitment's names its executor (never the agent); (agent, executor, start)."""
+        agent = agent or self.parts[0]
+        attempt = kw.pop("attempt", 0)
+        developer = kw.pop("developer", self.developer)
+        prompt_ids = kw.pop("prompt_ids", [1, 2, 3, 4])
+        timestamp = T0 + self.height
+        stamped = start_msg(agent, developer, label, agent.address, self.height, timestamp,
+                            prompt_ids, signed_request=False, **kw)
+        draw_height = self.commit_key_requests(agent, [stamped.inference_id])
+        order = start_rules.executor_order(
+            self.draw_at(stamped.inference_id, draw_height, kw.get("model_id", MODEL_ID)),
+            agent.address, False)
+        executor = self.actor(order[attempt])
+        msg = start_msg(agent, developer, label, executor.address, draw_height, timestamp,
+                        prompt_ids, attempt=attempt, signed_request=False, **kw)
+        self.ids[label] = msg.inference_id
+        return agent, executor, msg
 
     def start(self, label: str, **kw) -> tuple:
         """A start of the request ``label`` by an agent other than its drawn executor where
         one exists (else the agent runs it itself); the inference is then known to
-        ``inference`` by the label too."""
+        ``inference`` by the label too. Unsigned (``signed_request=False``): ``key_start``."""
+        if not kw.pop("signed_request", True):
+            return self.key_start(label, **kw)
         attempt = kw.pop("attempt", 0)
         developer = kw.pop("developer", self.developer)
         agent, executor = self.serving(label, developer, kw.get("body"), attempt,
-                                       kw.get("signed_request", True),
-                                       kw.get("model_id", MODEL_ID))
+                                       model_id=kw.get("model_id", MODEL_ID))
         msg = start_msg(agent, developer, label, executor.address, self.height,
                         T0 + self.height, kw.pop("prompt_ids", [1, 2, 3, 4]), attempt=attempt,
                         **kw)

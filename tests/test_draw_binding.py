@@ -11,7 +11,7 @@ from inference_net import T0, Net
 from chain.inference import payload
 from chain.inference.keeper import availability_ppm
 from chain.scales import PPM
-from inferchain_pb.inference.v1.inference_pb2 import MsgGrantAllowance, MsgStartInference
+from inferchain_pb.inference.v1.inference_pb2 import MsgStartInference
 
 # The transfer agent holds 1/6 of the weight.
 WEIGHTS = [100, 200, 150, 150]
@@ -141,21 +141,3 @@ def test_a_skipped_pick_is_charged_a_miss_only_on_its_own_signed_refusal():
     assert after[silent.address] == before[silent.address]
     assert sum(after.values()) == sum(before.values()) + 1
     net.assert_conserved()
-
-
-def test_an_api_key_start_is_bound_to_the_timestamp_its_agent_signs():
-    """Unsigned (allowance) starts follow the same rule, over the agent's own timestamp."""
-    net = Net(3, expiration_blocks=10_000)
-    agent = net.parts[0]
-    label = "api-key"
-    order = net.drawn(agent, label, signed=False)
-    start = start_msg(agent, net.developer, label, order[0], net.height, T0 + net.height,
-                      [1, 2, 3, 4], signed_request=False)
-    grant = MsgGrantAllowance(creator=net.developer.address, transfer_agent=agent.address,
-                              limit=1_000_000)
-    assert net.one(net.developer.tx(grant)).code == 0
-    for forged in (resigned(agent, start, draw_height=start.draw_height - 1),
-                   resigned(agent, start, inference_id="chosen-by-the-agent")):
-        result = net.one(agent.tx(forged))
-        assert (result.codespace, result.code) == ("inference", 10), result.log
-    assert net.one(agent.tx(start)).code == 0

@@ -23,7 +23,14 @@ from cosmpy.protos.cosmos.base.v1beta1.coin_pb2 import Coin
 from cosmpy.protos.tendermint.abci import types_pb2 as abci
 from google.protobuf.any_pb2 import Any as AnyPb
 from google.protobuf.timestamp_pb2 import Timestamp
-from inference_actors import MODEL_ID, Actor, finish_msg, seal_of, validation_msg
+from inference_actors import (
+    MODEL_ID,
+    Actor,
+    finish_msg,
+    key_commitment,
+    seal_of,
+    validation_msg,
+)
 from inference_net import T0, Net
 from proposals import VALIDATOR_SECRET, proposed_block
 from test_epochs_module import DEFAULTS, SPEC, TARGET, name_consensus_key, nonces_found
@@ -175,7 +182,9 @@ def net() -> Net:
     ok(built.block([first.tx(seal_of(failing[0][1])), agent.tx(lone),
                     built.developer.tx(MsgGrantAllowance(
                         creator=built.developer.address,
-                        transfer_agent=built.parts[1].address, limit=5_000_000))]))
+                        transfer_agent=built.parts[1].address, limit=5_000_000)),
+                    # An API-key commitment still waiting for its start, its forfeit held.
+                    built.parts[1].tx(key_commitment(built.parts[1], ["ab" * 32], 40_000))]))
     pid = proposal(built, built.parts[2])
     ok(built.open_reports(failing))
     ok([built.one(built.parts[3].tx(MsgVote(voter=built.parts[3].address, proposal_id=pid,

@@ -197,9 +197,7 @@ def test_an_allowance_pays_for_unsigned_starts_and_refunds_refill_it(net):
     net.assert_conserved()
 
     def unsigned_by_agent(label: str, max_tokens: int):
-        return start_msg(agent, net.developer, label,
-                         net.drawn(agent, label, signed=False)[0], net.height, T0 + net.height,
-                         [1, 2, 3, 4], max_tokens=max_tokens, signed_request=False)
+        return net.key_start(label, agent=agent, max_tokens=max_tokens)[2]
 
     refused = net.one(agent.tx(unsigned_by_agent("allow-2", 100)))
     assert refused.code == 17 and "allows" in refused.log
@@ -209,8 +207,6 @@ def test_an_allowance_pays_for_unsigned_starts_and_refunds_refill_it(net):
     assert allowance() == 0
     assert net.one(agent.tx(unsigned_by_agent("allow-3", 1))).code == 17
     stranger = next(p for p in net.parts if p is not agent)
-    unsigned = start_msg(stranger, net.developer, "allow-4",
-                         net.drawn(stranger, "allow-4", signed=False)[0],
-                         net.height, T0 + net.height, [1, 2, 3, 4], signed_request=False)
+    unsigned = net.key_start("allow-4", agent=stranger)[2]
     assert net.one(stranger.tx(unsigned)).code == 17
     net.assert_conserved()

@@ -90,9 +90,7 @@ def test_an_allowance_start_relayed_spends_the_allowance_once(net):
     grant = MsgGrantAllowance(creator=net.developer.address, transfer_agent=agent.address,
                               limit=5_000)
     assert net.one(net.developer.tx(grant)).code == 0
-    executor = net.actor(net.drawn(agent, "allowed", signed=False)[0])
-    start = start_msg(agent, net.developer, "allowed", executor.address, net.height,
-                      T0 + net.height, [1, 2, 3, 4], signed_request=False)
+    _, executor, start = net.key_start("allowed", agent=agent)
     assert net.one(executor.tx(_relay(executor, start))).code == 0
     assert net.one(executor.tx(_relay(executor, start))).code == 6
     assert net.one(agent.tx(start)).code == 6

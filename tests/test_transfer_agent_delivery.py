@@ -12,17 +12,20 @@ import grpc
 import pytest
 from aiohttp import web
 from conftest import free_port
+from cosmpy.crypto.keypairs import PrivateKey
 from nacl.signing import SigningKey
 
 from apinode import transfer_agent
 from apinode.chain_queries import ChainQueries
 from apinode.execute_wire import DELIVERY_PATH, Delivery
 from apinode.executor import Executor
+from apinode.key_commitments import KeyRequestCommitter
 from apinode.mlnode_client import MlNodeClient
 from apinode.outbox import Outbox
 from apinode.owed_deliveries import OwedDeliveries
 from apinode.store import Database
 from apinode.transfer_agent import TransferAgent
+from apinode.tx_sender import TxSender
 
 AGENT = "infer1agent"
 EXECUTOR = "infer1executor"
@@ -44,6 +47,11 @@ class ExecutorEndpoint:
         return web.json_response({"inference_id": delivery.inference_id}, status=status)
 
 
+def unused_commitments(channel: grpc.aio.Channel, chain: ChainQueries) -> KeyRequestCommitter:
+    """A transfer agent's committer of API-key requests, for tests that send it none."""
+    return KeyRequestCommitter(TxSender(channel, PrivateKey(), "test"), chain)
+
+
 async def hand_over(tmp_path: Path, endpoint: ExecutorEndpoint, inference_ids: list[str],
                     port: int, serve_after_s: float = 0.0) -> None:
     """Has an agent hand one delivery per id to the executor at ``port`` and waits until it
@@ -63,7 +71,8 @@ async def hand_over(tmp_path: Path, endpoint: ExecutorEndpoint, inference_ids: l
                 await site.start()
             chain = ChainQueries(channel)
             executor = Executor(AGENT, key, chain, ml, db, Outbox(db), chain_id="test")
-            agent = TransferAgent(AGENT, key, chain, ml, executor, Outbox(db), session)
+            agent = TransferAgent(AGENT, key, chain, ml, executor, Outbox(db), session,
+                                  unused_commitments(channel, chain))
             sent = [asyncio.create_task(agent._deliver(
                 EXECUTOR, f"http://127.0.0.1:{port}", Delivery(i, 4, b"\x01" * 64)))
                 for i in inference_ids]
@@ -116,7 +125,8 @@ def test_a_closing_delivery_owed_when_the_agent_dies_is_handed_over_by_its_next_
               ml: MlNodeClient) -> TransferAgent:
         chain = ChainQueries(channel)
         executor = Executor(AGENT, key, chain, ml, db, Outbox(db), chain_id="test")
-        return TransferAgent(AGENT, key, chain, ml, executor, Outbox(db), session)
+        return TransferAgent(AGENT, key, chain, ml, executor, Outbox(db), session,
+                             unused_commitments(channel, chain))
 
     async def scenario() -> None:
         app = web.Application()

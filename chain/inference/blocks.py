@@ -1,6 +1,7 @@
-"""What the inference module does at every block: remember its hash, expire lone halves,
-forget used request signatures whose requests can no longer start; and at every epoch's
-first block: fix the draw's weights for the epoch.
+"""What the inference module does at every block: remember its hash, burn the forfeits of
+API-key commitments whose draw window passed without a start, expire lone halves, forget used
+request signatures whose requests can no longer start; and at every epoch's first block: fix
+the draw's weights for the epoch.
 
 The block hash seeds executor draws for the next ``max_draw_age_blocks`` blocks. A Start
 without its Finish past ``expiration_blocks`` is refunded in full and counts as a miss for
@@ -11,6 +12,7 @@ did its part, so no miss is counted).
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
 from chain.context import Context
+from chain.inference import key_commitments
 from chain.inference.expected_keepers import BankKeeper
 from chain.inference.keeper import ESCROW_ACCOUNT, InferenceKeeper
 from inferchain_pb.inference.v1.inference_pb2 import EXPIRED, STARTED
@@ -30,6 +32,7 @@ def epoch_start(keeper: InferenceKeeper, ctx: Context, epoch: int) -> None:
 
 
 def end_block(keeper: InferenceKeeper, bank: BankKeeper, ctx: Context) -> None:
+    key_commitments.expire(ctx, bank, ctx.block.height)
     window = keeper.params(ctx.kv).request_time_window_s
     keeper.forget_request_signatures(ctx.kv, ctx.block.time_ns // 1_000_000_000 - window)
     for inference_id in keeper.due(ctx.kv, ctx.block.height):

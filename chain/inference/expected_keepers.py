@@ -14,6 +14,8 @@ class BankKeeper(Protocol):
     def send(self, ctx: Context, sender: bytes, recipient: bytes,
              coins: dict[str, int]) -> None: ...
 
+    def burn(self, kv: GasKV, holder: bytes, coins: dict[str, int]) -> None: ...
+
 
 class InferenceHooks(Protocol):
     """What the inference module announces; the app runs the modules' hooks in its order."""

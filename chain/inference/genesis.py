@@ -43,6 +43,7 @@ from chain.inference.keeper import (
     WORK,
     InferenceKeeper,
 )
+from chain.inference.key_commitments import COMMITMENT, COMMITMENT_EXPIRY
 from chain.inference.model import (
     DEFAULT_REFERENCES,
     DEFAULT_RULES,
@@ -59,6 +60,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     DrawWeights,
     Inference,
     InferenceSummary,
+    KeyRequestCommitment,
     Model,
     Participant,
     ServedModel,
@@ -89,6 +91,10 @@ RECORDS = (
     Single("request_signature_floor", REQUEST_SIG_FLOOR, Uint()),
     Keyed("allowances", ALLOWANCE, (("developer", AddressThenSlash()), ("agent", Address())),
           "amount", Amount()),
+    Messages("key_request_commitments", COMMITMENT, KeyRequestCommitment,
+             lambda c: c.inference_id.encode()),
+    Keyed("key_request_commitment_expiries", COMMITMENT_EXPIRY,
+          (("height", Uint()), ("inference_id", Text()))),
 )
 # Keys the module's own sections carry (params and the like) rather than records.
 STRUCTURED = (PARAMS_KEY, PARTICIPANT, MODEL, CONSENSUS_KEY)

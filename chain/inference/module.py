@@ -14,6 +14,7 @@ from chain.module import Module, Msg, Query, service_queries
 from chain.store import KVReader
 from inferchain_pb.inference.v1 import query_pb2
 from inferchain_pb.inference.v1.inference_pb2 import (
+    MsgCommitKeyRequests,
     MsgFinishInference,
     MsgGrantAllowance,
     MsgRegisterParticipant,
@@ -39,6 +40,7 @@ class InferenceModule(Module):
                 Msg(MsgRegisterParticipant, "creator", self._msgs.register),
                 Msg(MsgUpdateParticipant, "creator", self._msgs.update),
                 Msg(MsgWithdrawParticipant, "creator", self._msgs.withdraw),
+                Msg(MsgCommitKeyRequests, "creator", self._msgs.commit_key_requests),
                 Msg(MsgStartInference, "creator", self._msgs.start),
                 Msg(MsgRelayStart, "creator", self._msgs.relay_start),
                 Msg(MsgFinishInference, "creator", self._msgs.finish)]
@@ -55,6 +57,7 @@ class InferenceModule(Module):
             "Inferences": queries.inferences,
             "Account": queries.account,
             "Draw": queries.draw,
+            "KeyRequestCommitment": queries.key_request_commitment,
         })
 
     def init_genesis(self, kv: GasKV, section: dict) -> None:

@@ -21,7 +21,7 @@ from nacl.exceptions import BadSignatureError
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
 from chain.context import Context
-from chain.inference import artifact, matched_artifacts, payload, start_rules
+from chain.inference import artifact, key_commitments, matched_artifacts, payload, start_rules
 from chain.inference.delivery import signed_delivery
 from chain.inference.draw import NoEligibleExecutor
 from chain.inference.errors import (
@@ -59,6 +59,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     STARTED,
     Inference,
     Model,
+    MsgCommitKeyRequests,
     MsgFinishInference,
     MsgGrantAllowance,
     MsgRegisterParticipant,
@@ -132,6 +133,12 @@ class InferenceMsgServer:
         ctx.emit("grant_allowance", developer=msg.creator, transfer_agent=msg.transfer_agent,
                  limit=str(msg.limit))
 
+    def commit_key_requests(self, ctx: Context, msg: MsgCommitKeyRequests) -> None:
+        """A transfer agent commits API-key requests before their draw
+        (chain/inference/key_commitments.py)."""
+        self._registered(ctx, msg.creator)
+        key_commitments.commit(ctx, self._bank, self._keeper, msg, self._keeper.params(ctx.kv))
+
     def _spend_allowance(self, ctx: Context, developer: bytes, msg: MsgStartInference,
                          escrow: int) -> None:
         """An unsigned start is paid from what the developer allowed this transfer agent."""
@@ -186,8 +193,10 @@ class InferenceMsgServer:
         if not via_allowance:
             self._check_remembered(ctx, msg)
             self._check_request(ctx, msg)
-        self._check_draw(ctx, msg, model, params)
         escrow = start_rules.escrow_of(msg, model, params.transfer_agent_fee)
+        if via_allowance:
+            key_commitments.redeem(ctx, self._bank, msg, escrow)
+        self._check_draw(ctx, msg, model, params)
         developer = address.decode(msg.developer)
         if via_allowance:
             self._spend_allowance(ctx, developer, msg, escrow)
@@ -434,8 +443,9 @@ class InferenceMsgServer:
                                f"({params.max_attempts - 1})")
         start_rules.check_request_id(msg)
         if not msg.request_signature:
+            # Its commitment fixes its draw height (checked with its escrow at the start).
             start_rules.check_key_nonce(msg)
-        if not self._keeper.draws_at(ctx.kv, msg.request_timestamp, msg.draw_height):
+        elif not self._keeper.draws_at(ctx.kv, msg.request_timestamp, msg.draw_height):
             bound = self._keeper.request_draw_height(ctx.kv, msg.request_timestamp)
             raise DrawMismatch(f"a request stamped {msg.request_timestamp} draws at height "
                                f"{bound or 'none yet'}, not {msg.draw_height}")

@@ -33,7 +33,8 @@ class InferenceParams(ModuleParams):
     governable: ClassVar[frozenset[str]] = frozenset({
         "expiration_blocks", "top_k", "max_prompt_tokens", "max_output_tokens",
         "default_price_per_token", "max_draw_age_blocks", "max_attempts",
-        "request_time_window_s", "min_model_server_share_ppm", "transfer_agent_fee"})
+        "request_time_window_s", "min_model_server_share_ppm", "transfer_agent_fee",
+        "key_request_forfeit_ppm"})
     # Blocks a lone Start or Finish waits for its partner before the inference expires;
     # 1 to 100,000, so escrow locked by a lost partner comes back within days.
     expiration_blocks: int = bounded(20, 1, 100_000)
@@ -65,6 +66,14 @@ class InferenceParams(ModuleParams):
     # nothing else, so the fee must exceed that for dropping requests or leaving the start
     # to the executor's relay to lose money (docs/economics.md); 0 to 1e9.
     transfer_agent_fee: int = bounded(2_000, 0, 10**9)
+    # The share of an API-key request's committed escrow its transfer agent locks with the
+    # commitment, in ppm (docs/design.md §3.3): returned when the start lands, burned if none
+    # does. A variant the agent commits and drops, trying for a draw that names its
+    # accomplice first, costs this and buys one more draw, worth the fee margin m (a share of
+    # the price) with chance q = w / (1 − w) ≤ ½ for an accomplice of weight share w below ⅓:
+    # above m/2 no number of variants pays (docs/economics.md). 10 % holds for margins up to
+    # 20 % of the price; 0 (free tries) to 1,000,000.
+    key_request_forfeit_ppm: int = bounded(100_000, 0, 1_000_000)
     # Weight of a genesis participant that names none, until the first epoch whose proof of
     # compute settles; 1 to 1,000,000. Genesis only: a participant registering later starts
     # at 0 (docs/design.md §7.3), so no later value would reach anyone.

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import grpc
 
 from chain.bank.coins import NATIVE_DENOM
+from chain.inference import key_commitments
 from chain.inference.draw import NoEligibleExecutor
 from chain.inference.expected_keepers import BankKeeper
 from chain.inference.keeper import DrawUnavailable, InferenceKeeper
@@ -57,6 +58,13 @@ class InferenceQueries:
 
     def models(self, state: KVReader, req: q.QueryModelsRequest) -> q.QueryModelsResponse:
         return q.QueryModelsResponse(models=list(self._keeper.models(state)))
+
+    def key_request_commitment(self, state: KVReader, req: q.QueryKeyRequestCommitmentRequest
+                               ) -> q.QueryKeyRequestCommitmentResponse:
+        found = key_commitments.commitment(state, req.inference_id)
+        if found is None:
+            raise _not_found(f"commitment of inference {req.inference_id[:80]!r}")
+        return q.QueryKeyRequestCommitmentResponse(commitment=found)
 
     def inference(self, state: KVReader, req: q.QueryInferenceRequest
                   ) -> q.QueryInferenceResponse:

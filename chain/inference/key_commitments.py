@@ -1,0 +1,167 @@
+"""API-key request commitments (docs/design.md §3.3): what binds an API-key request's draw.
+
+No developer signs an API-key request, so its transfer agent makes its id (it stamps the
+request). Were the draw to read a value that existed when the agent made the id, the agent
+could make variants until one drew an accomplice first. So the agent commits each request's
+id on chain first (``MsgCommitKeyRequests``), the draw reads the random value of the block
+after the one that took the commitment (no proposer of the commitment's block can know it,
+docs/design.md §2.7), and the commitment locks a forfeit from the agent,
+``key_request_forfeit_ppm`` of the most the start may escrow: returned when the start lands,
+burned once its draw window has passed without one. A variant the agent drops costs it the
+forfeit; above 2m/9 of the escrow (m the margin's share of the price) no number of variants
+pays (docs/economics.md).
+
+Keys:
+  inference/keycommit/<id>                     KeyRequestCommitment, until its start lands
+  inference/keycommitexp/<height>/<id>         commitments whose window ends at that height
+The forfeits sit in the module account FORFEIT_ACCOUNT until they are returned or burned.
+"""
+
+import hashlib
+import logging
+import re
+
+from chain.auth import address
+from chain.bank.coins import NATIVE_DENOM
+from chain.context import Context
+from chain.errors import InvalidRequest
+from chain.gas import GasKV
+from chain.inference.errors import DrawMismatch
+from chain.inference.expected_keepers import BankKeeper
+from chain.inference.keeper import InferenceKeeper
+from chain.inference.params import InferenceParams
+from chain.scales import PPM
+from chain.store import KVReader
+from chain.store.records import load, save, uint64
+from inferchain_pb.inference.v1.inference_pb2 import (
+    KeyRequestCommitment,
+    MsgCommitKeyRequests,
+    MsgStartInference,
+)
+
+log = logging.getLogger(__name__)
+
+COMMITMENT = b"inference/keycommit/"
+COMMITMENT_EXPIRY = b"inference/keycommitexp/"
+FORFEIT_ACCOUNT = hashlib.sha256(b"inference_key_request_forfeits").digest()[:20]
+# Requests one message may commit: an agent commits what came in during a block, and a
+# bound keeps one message's work (and its gas) bounded.
+MAX_REQUESTS = 256
+# The most one request may commit to escrow: far above any start's (tokens × price), far
+# below uint64, so sums of forfeits cannot overflow.
+MAX_ESCROW = 10**18
+_INFERENCE_ID = re.compile(r"[0-9a-f]{64}")
+
+State = GasKV | KVReader
+
+
+def commitment(state: State, inference_id: str) -> KeyRequestCommitment | None:
+    return load(state, COMMITMENT + inference_id.encode(), KeyRequestCommitment)
+
+
+def _expiry_key(found: KeyRequestCommitment) -> bytes:
+    return COMMITMENT_EXPIRY + uint64(found.expires_at) + found.inference_id.encode()
+
+
+def _drop(kv: GasKV, found: KeyRequestCommitment) -> None:
+    kv.delete(COMMITMENT + found.inference_id.encode())
+    kv.delete(_expiry_key(found))
+
+
+def commit(ctx: Context, bank: BankKeeper, inferences: InferenceKeeper,
+           msg: MsgCommitKeyRequests, params: InferenceParams) -> None:
+    """Records each request's commitment and moves its forfeit from the agent (``msg.creator``,
+    a registered participant: the caller checked) into FORFEIT_ACCOUNT; refuses the whole
+    message, changing nothing, if any request is malformed, committed before, already
+    started, or if the agent cannot pay every forfeit."""
+    if not 1 <= len(msg.requests) <= MAX_REQUESTS:
+        raise InvalidRequest(f"a commitment names 1 to {MAX_REQUESTS} requests, not "
+                             f"{len(msg.requests)}")
+    seen: set[str] = set()
+    for request in msg.requests:
+        if not _INFERENCE_ID.fullmatch(request.inference_id):
+            raise InvalidRequest(f"inference id {request.inference_id[:80]!r} is not 64 "
+                                 f"lowercase hex digits")
+        if request.inference_id in seen:
+            raise InvalidRequest(f"inference {request.inference_id} is named twice")
+        seen.add(request.inference_id)
+        if not 1 <= request.max_escrow <= MAX_ESCROW:
+            raise InvalidRequest(f"max_escrow of {request.inference_id} must be 1 to "
+                                 f"{MAX_ESCROW} ninfer, not {request.max_escrow}")
+        if commitment(ctx.kv, request.inference_id) is not None:
+            raise InvalidRequest(f"inference {request.inference_id} is committed already")
+        known = inferences.inference(ctx.kv, request.inference_id)
+        if known is not None and known.started:
+            raise InvalidRequest(f"inference {request.inference_id} was started already")
+    agent = address.decode(msg.creator)
+    expires_at = ctx.block.height + 1 + params.max_draw_age_blocks
+    total = 0
+    for request in msg.requests:
+        forfeit = -(-request.max_escrow * params.key_request_forfeit_ppm // PPM)
+        found = KeyRequestCommitment(
+            inference_id=request.inference_id, transfer_agent=msg.creator,
+            height=ctx.block.height, max_escrow=request.max_escrow, forfeit=forfeit,
+            expires_at=expires_at)
+        save(ctx.kv, COMMITMENT + request.inference_id.encode(), found)
+        ctx.kv.set(_expiry_key(found), b"")
+        total += forfeit
+    if total:
+        bank.send(ctx, agent, FORFEIT_ACCOUNT, {NATIVE_DENOM: total})
+    ctx.emit("commit_key_requests", transfer_agent=msg.creator,
+             requests=str(len(msg.requests)), forfeit=str(total),
+             draw_height=str(ctx.block.height + 1))
+
+
+def redeem(ctx: Context, bank: BankKeeper, start: MsgStartInference, escrow: int) -> None:
+    """Takes the commitment of an API-key start that follows it (``check_start``) and gives
+    the agent its forfeit back."""
+    found = check_start(commitment(ctx.kv, start.inference_id), start, escrow)
+    _drop(ctx.kv, found)
+    if found.forfeit:
+        bank.send(ctx, FORFEIT_ACCOUNT, address.decode(found.transfer_agent),
+                  {NATIVE_DENOM: found.forfeit})
+
+
+def check_start(found: KeyRequestCommitment | None, start: MsgStartInference,
+                escrow: int) -> KeyRequestCommitment:
+    """An API-key start's draw is the one its commitment ``found`` fixed: by the start's
+    agent, at the height after the commitment's, for no more than it committed to escrow
+    (all DrawMismatch, code 10). The chain checks it, and so does the executor the start
+    names before it serves."""
+    if found is None:
+        raise DrawMismatch(f"API-key request {start.inference_id} was not committed "
+                           f"(MsgCommitKeyRequests) before its draw, or its commitment expired")
+    if found.transfer_agent != start.creator:
+        raise DrawMismatch(f"inference {start.inference_id} was committed by "
+                           f"{found.transfer_agent}, not {start.creator}")
+    if start.draw_height != found.height + 1:
+        raise DrawMismatch(f"inference {start.inference_id} was committed at height "
+                           f"{found.height}: it draws at {found.height + 1}, not "
+                           f"{start.draw_height}")
+    if escrow > found.max_escrow:
+        raise DrawMismatch(f"the start escrows {escrow} ninfer, more than the {found.max_escrow} "
+                           f"its commitment allows")
+    return found
+
+
+def expire(ctx: Context, bank: BankKeeper, height: int) -> None:
+    """Burns the forfeits of the commitments whose draw window ended at or before
+    ``height`` without a start."""
+    due = []
+    for key, _ in ctx.kv.iterate(COMMITMENT_EXPIRY):
+        if int.from_bytes(key[len(COMMITMENT_EXPIRY):len(COMMITMENT_EXPIRY) + 8],
+                          "big") > height:
+            break
+        due.append(key[len(COMMITMENT_EXPIRY) + 8:].decode())
+    for inference_id in due:
+        found = commitment(ctx.kv, inference_id)
+        if found is None:
+            continue
+        _drop(ctx.kv, found)
+        if found.forfeit:
+            bank.burn(ctx.kv, FORFEIT_ACCOUNT, {NATIVE_DENOM: found.forfeit})
+        ctx.emit("key_request_forfeited", inference_id=inference_id,
+                 transfer_agent=found.transfer_agent, amount=str(found.forfeit))
+        log.warning("transfer agent %s committed API-key request %s at height %d and never "
+                    "started it: its forfeit of %d ninfer is burned", found.transfer_agent,
+                    inference_id, found.height, found.forfeit)
