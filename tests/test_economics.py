@@ -6,6 +6,7 @@ at the scale of a real epoch, at the end of each detection interval that favours
 cheater."""
 
 import logging
+from dataclasses import replace
 
 import pytest
 
@@ -20,6 +21,7 @@ from bench.economics.simulation import (
     compare,
 )
 from chain.epochs.params import EpochsParams
+from chain.inference.params import InferenceParams
 
 SETUP = Setup(members=4, epochs=2)
 FRACTIONS = (0.01, 0.1, 0.5, 1.0)
@@ -166,6 +168,10 @@ def test_the_defaults_make_the_other_strategies_lose_except_the_documented_ones(
         # to the executors' relays forgoes it.
         losing += [model.transfer_agent(params, economy, kind)
                    for kind in ("drop", "withhold-start")]
+        # Each variant of an API-key request the agent commits and drops burns its forfeit,
+        # more than the one more draw it buys is worth, however many it tries.
+        losing += [model.transfer_agent(params, economy, "favour-accomplice", tries)
+                   for tries in (2, 3, 16, 1000)]
         for outcome in losing:
             assert outcome.margin < 0, (regime, outcome)
         # An API-key start never names its own agent: re-stamping for itself changes nothing.
@@ -177,10 +183,19 @@ def test_the_defaults_make_the_other_strategies_lose_except_the_documented_ones(
         assert all(s.margin < 0 if gain < 1 else s.margin == 0
                    for s, gain in zip(screens, rates.POC_SCREENS.values(), strict=True))
         assert max(rates.POC_SCREENS.values()) <= 1.0
-        paying = [model.transfer_agent(params, economy, "favour-accomplice"),
-                  model.vote_follower(params, economy)]
-        for outcome in paying:
-            assert outcome.margin > 0, (regime, outcome)
+        assert model.vote_follower(params, economy).margin > 0, regime
+
+
+def test_without_its_forfeit_a_transfer_agent_favouring_an_accomplice_pays():
+    """Why an API-key commitment locks a forfeit: without it every dropped variant is a free
+    draw, and the pair gains more the more variants the agent tries; at the default forfeit
+    it loses even for an accomplice holding nearly a third of the weight."""
+    free = Params(inference=replace(InferenceParams(), key_request_forfeit_ppm=0))
+    margins = [model.transfer_agent(free, Economy(), "favour-accomplice", tries).margin
+               for tries in (2, 16)]
+    assert 0 < margins[0] < margins[1]
+    heavy = Economy(members=3)  # the accomplice's share w is a third: q = ½
+    assert model.transfer_agent(Params(), heavy, "favour-accomplice", 2).margin < 0
 
 
 def test_the_previous_defaults_let_a_subtle_cheat_a_coalition_and_a_sybil_pay():

@@ -170,7 +170,9 @@ def other_outcomes(params: Params, economy: Economy) -> list[Outcome]:
               for level in (None, 0)]
     found += [model.sybil_split(params, economy, share, 2) for share in (0.1, 0.2, 0.3)]
     found += [model.transfer_agent(params, economy, kind)
-              for kind in ("drop", "withhold-start", "favour-self", "favour-accomplice")]
+              for kind in ("drop", "withhold-start", "favour-self")]
+    found += [model.transfer_agent(params, economy, "favour-accomplice", tries)
+              for tries in (2, 16)]
     return found
 
 
@@ -228,6 +230,11 @@ def simulate(setup: Setup, regime: str) -> list[Margin]:
     found = []
     for play in simulation_plays():
         progress(f"simulation ({regime}): {play.name}")
+        if play.agent == "favour-accomplice":
+            # Only an API-key request's id is its agent's to vary: the play and its own
+            # baseline commit every request on chain first.
+            found.append(compare(replace(setup, key_requests=True), play))
+            continue
         found.append(compare(setup, with_coalition(play, setup.members), baseline))
     return found
 

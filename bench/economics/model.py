@@ -471,7 +471,7 @@ def sybil_split(params: Params, economy: Economy, compute_share: float, parts: i
                    seat(compute_share, 1))
 
 
-def transfer_agent(params: Params, economy: Economy, kind: str) -> Outcome:
+def transfer_agent(params: Params, economy: Economy, kind: str, tries: int = 2) -> Outcome:
     """A transfer agent pays each start's tx fee and is paid ``transfer_agent_fee`` by the
     developer when the inference it started is charged; what it does changes that, its own
     executions of its own requests (share w of them) and nothing else.
@@ -482,10 +482,15 @@ def transfer_agent(params: Params, economy: Economy, kind: str) -> Outcome:
     - ``favour-self``: re-stamps each API-key request (its own timestamp; the nonce follows)
       hoping the draw names it: an API-key start never names its own agent
       (start_rules.executor_order), so its income is the honest one, less nothing.
-    - ``favour-accomplice``: re-stamps each API-key request until the draw names its
-      accomplice, a member of the same weight w: the pair's margin is what the accomplice
-      executes beyond its share of draws that leave the agent out, ``1 − w / (1 − w)`` of
-      the requests' fee margins."""
+    - ``favour-accomplice``: commits up to ``tries`` variants of each API-key request
+      (docs/design.md §3.3), one after another, and starts the first whose draw names its
+      accomplice, a member of the same weight w, first (q = w / (1 − w) of the draws that
+      leave the agent out), or the last; each variant it drops burns its forfeit F,
+      ``key_request_forfeit_ppm`` of the escrow. Each drop buys one more draw, which gives
+      the pair the fee margin M with chance q: the D = (1 − q)(1 − (1 − q)^(tries − 1)) / q
+      drops a request takes on average add D (qM − F), a loss at every ``tries`` once
+      F > qM. Bound in its favour: the escrow is the least a start escrows, its fee and the
+      agent's fee (a request asking for no more tokens than it gets)."""
     n, fee, kappa = economy.executions, economy.fee, economy.cost_share
     requests = n  # a TA handling as many requests as it executes
     w = economy.weight_share
@@ -501,7 +506,12 @@ def transfer_agent(params: Params, economy: Economy, kind: str) -> Outcome:
     elif kind == "favour-self":
         mean = honest
     elif kind == "favour-accomplice":
-        mean = honest + requests * (1 - w / (1 - w)) * margin_each
+        q = w / (1 - w)
+        forfeit = params.inference.key_request_forfeit_ppm / PPM * \
+            (fee + params.inference.transfer_agent_fee)
+        drops = (1 - q) * (1 - (1 - q) ** (tries - 1)) / q
+        mean = honest + requests * drops * (q * margin_each - forfeit)
+        kind = f"{kind}, {tries} tries"
     else:
         raise ValueError(f"unknown transfer agent kind {kind!r}")
     return Outcome("transfer agent", kind, mean, 0.0, honest)

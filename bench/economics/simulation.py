@@ -29,13 +29,13 @@ from pathlib import Path
 
 from bench.economics import rates
 from bench.economics.model import START_TX_GAS
-from chain.inference import payload
+from chain.inference import payload, start_rules
 from chain.query import QueryError
 from chain.validation import canary
 from chain.validation.sampling import CheckShares, seed_hash
 from chain.validation.seals import opening_heights
 from inferchain_pb.inference.v1 import query_pb2 as q
-from inferchain_pb.inference.v1.inference_pb2 import MsgRelayStart
+from inferchain_pb.inference.v1.inference_pb2 import MsgGrantAllowance, MsgRelayStart
 from inferchain_pb.inference.v1.validation_pb2 import (
     FAILED,
     OPEN,
@@ -52,10 +52,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 from coin_ledger import Ledger  # noqa: E402
 from inference_actors import (  # noqa: E402
+    AGENT_FEE,
     Actor,
     canary_steps,
     delivery_signature,
     finish_msg,
+    key_commitment,
     request_id,
     seal_of,
     start_msg,
@@ -78,7 +80,10 @@ PASS_DISTANCE, FAIL_DISTANCE = 1_000, 3_000_000  # micro-nats: well under / over
 # rewritten with one more hash) and its opening, signed for what a report was, since it is
 # the report (up to 230,000 when it closes a vote).
 GAS = {"start": START_TX_GAS, "relay": 200_000, "finish": 400_000, "report": 300_000,
-       "seal": 100_000, "seed": 200_000, "reveal": 2_000_000, "claim": 400_000}
+       "seal": 100_000, "seed": 200_000, "reveal": 2_000_000, "claim": 400_000,
+       "commit": 400_000}
+# Variants of one API-key request a favouring agent commits at most, one after another.
+FAVOUR_TRIES = 4
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,10 @@ class Setup:
     # The epochs param settled_epochs_kept; 0: every epoch of the run, whose validator
     # records the run's outcome reads at the end.
     settled_epochs_kept: int = 0
+    # Every request an API-key request: the developer grants each agent an allowance, and
+    # each agent commits its requests on chain, then starts each at the block after the
+    # commitment's (docs/design.md §3.3). Otherwise the developer signs every request.
+    key_requests: bool = False
 
     def genesis_state(self) -> dict:
         """Epoch and validation windows shortened to fit the short epochs; every economic
@@ -136,6 +145,17 @@ class Setup:
                                           "canary_claim_blocks": 2,
                                           "reveal_window_blocks": 10,
                                           "canary_rate_ppm": self.canary_rate_ppm}}}
+
+
+@dataclass(frozen=True)
+class Committed:
+    """An API-key request its agent committed: started once its draw block exists."""
+
+    agent_index: int
+    label: str  # the request's own; a variant's adds its try
+    timestamp: int
+    draw_height: int
+    tries: int  # variants committed so far, this one included
 
 
 @dataclass
@@ -196,6 +216,7 @@ class Simulation:
         self.ours: set[str] = set()
         self.reported: set[tuple[str, int]] = set()
         self.requests = 0
+        self.committed: list[Committed] = []
         self.notes: dict[str, int] = {}
         detection = rates.DEFAULT_REGISTRY.detection(play.cheat, DETECTION_TOKENS) \
             if play.cheat else None
@@ -220,6 +241,10 @@ class Simulation:
         last = [self.net.balance(p) for p in self.parts]
         spent = [0.0] * len(self.parts)
         self.commit(0)
+        if s.key_requests:
+            self.block([self.net.developer.tx(MsgGrantAllowance(
+                creator=self.net.developer.address, transfer_agent=p.address, limit=10**15))
+                for p in self.parts])
         for epoch in range(s.epochs):
             first = 1 + epoch * s.epoch_length
             while self.net.height < first + s.epoch_length - 1:
@@ -229,6 +254,7 @@ class Simulation:
                     txs += self.commit_txs(epoch + 1)
                 if epoch and height == first + 1:
                     txs += self.claim_txs(epoch - 1)
+                txs += self.committed_starts()
                 if first + 1 < height < first + s.epoch_length - 8:
                     txs += self.inference_txs(s.inferences_per_block)
                 txs += self.report_txs(epoch) + self.canary_claims()
@@ -243,7 +269,8 @@ class Simulation:
         # Reveal the last epoch and let it settle.
         self.block(self.claim_txs(s.epochs - 1))
         while self.net.height < s.epochs * s.epoch_length + 10:
-            self.block(self.report_txs(s.epochs) + self.canary_claims())
+            self.block(self.committed_starts() + self.report_txs(s.epochs) +
+                       self.canary_claims())
         profits = [self.net.balance(p) - b - seat.compute
                    for p, b, seat in zip(self.parts, self.start_balances, self.seats,
                                          strict=True)]
@@ -281,24 +308,80 @@ class Simulation:
     # -- inferences --------------------------------------------------------------------
 
     def inference_txs(self, count: int) -> list[bytes]:
+        """This block's new requests: started at once when signed, committed when API-key
+        requests (``committed_starts`` starts them two blocks on)."""
+        if self.setup.key_requests:
+            return self.commitments([self.new_request() for _ in range(count)])
         txs = []
         for _ in range(count):
-            txs += self.request()
+            agent_index, label = self.new_request()
+            txs += self.serve(agent_index, label, T0 + self.net.height, self.net.height)
         return txs
 
-    def request(self) -> list[bytes]:
-        """One developer request: its agent (round robin, a dropping agent passes it on),
-        the chain's draw, and what the drawn executor does with it."""
+    def new_request(self) -> tuple[int, str]:
+        """One developer request: its agent (round robin, a dropping agent passes it on)
+        and its label."""
         self.requests += 1
         agent_index = self.requests % len(self.parts)
         while self.play.agent == "drop" and self.play.is_deviant(agent_index):
             self.notes["dropped"] = self.notes.get("dropped", 0) + 1
             agent_index = (agent_index + 1) % len(self.parts)
+        return agent_index, f"r{self.requests}"
+
+    def commitments(self, requests: list[tuple[int, str]], tries: int = 1) -> list[bytes]:
+        """Each agent's commitment of its requests (variant ``tries`` of each), landing in
+        the next block: their draws are at the block after it."""
+        draw_height = self.net.height + 2
+        by_agent: dict[int, list[Committed]] = {}
+        for agent_index, label in requests:
+            by_agent.setdefault(agent_index, []).append(Committed(
+                agent_index, label, T0 + self.net.height, draw_height, tries))
+        txs = []
+        for agent_index, batch in by_agent.items():
+            agent = self.parts[agent_index]
+            txs.append(agent.tx(key_commitment(agent, [self.key_id(c) for c in batch],
+                                               self.fee + AGENT_FEE), gas_limit=GAS["commit"]))
+            self.committed += batch
+        return txs
+
+    def key_id(self, committed: Committed) -> str:
+        return request_id(self.parts[committed.agent_index], self.net.developer,
+                          committed.label, committed.timestamp, signed=False)
+
+    def committed_starts(self) -> list[bytes]:
+        """The committed requests whose draw block is the last one: each is started and
+        finished, but a favouring agent drops a variant whose draw does not name an
+        accomplice first and commits another (its forfeit burns once its window passed),
+        up to FAVOUR_TRIES variants."""
+        due = [c for c in self.committed if c.draw_height == self.net.height]
+        self.committed = [c for c in self.committed if c.draw_height != self.net.height]
+        txs, again = [], []
+        for c in due:
+            agent = self.parts[c.agent_index]
+            if self.play.agent == "favour-accomplice" and self.play.is_deviant(c.agent_index):
+                first = self.order(agent, c.label, c.timestamp, c.draw_height, False)[0]
+                if first not in self.accomplices(agent) and c.tries < FAVOUR_TRIES:
+                    self.notes["variants dropped"] = self.notes.get("variants dropped", 0) + 1
+                    again.append(c)
+                    continue
+                if first in self.accomplices(agent):
+                    self.notes["favoured"] = self.notes.get("favoured", 0) + 1
+            txs += self.serve(c.agent_index, c.label, c.timestamp, c.draw_height, signed=False)
+        for c in again:
+            txs += self.commitments([(c.agent_index, f"{c.label.split('/')[0]}/{c.tries}")],
+                                    c.tries + 1)
+        return txs
+
+    def accomplices(self, agent: Actor) -> set[str]:
+        return {p.address for i, p in enumerate(self.parts)
+                if self.play.is_deviant(i) and p is not agent}
+
+    def serve(self, agent_index: int, label: str, timestamp: int, draw_height: int,
+              signed: bool = True) -> list[bytes]:
+        """The request ``label`` of ``agent_index``: the chain's draw at ``draw_height``, and
+        what the drawn executor does with it."""
         agent = self.parts[agent_index]
-        label = f"r{self.requests}"
-        if self.play.agent == "favour-accomplice" and self.play.is_deviant(agent_index):
-            label = self.favoured_label(agent, label)
-        order = self.order(agent, label)
+        order = self.order(agent, label, timestamp, draw_height, signed)
         attempt, refusals = 0, ()
         while attempt < len(order) - 1:
             if order[attempt] == agent.address and len(refusals) < attempt:
@@ -309,16 +392,18 @@ class Simulation:
             if not (self.play.serving and self.play.is_deviant(self.index[order[attempt]])):
                 break
             if self.play.serving == "refuse":
-                inference_id = request_id(agent, self.net.developer, label, T0 + self.net.height)
+                inference_id = request_id(agent, self.net.developer, label, timestamp,
+                                          signed=signed)
                 refusals = (*refusals, self.parts[self.index[order[attempt]]].node_key.sign(
                     payload.refusal_payload(inference_id, attempt, order[attempt])).signature)
             self.notes["skipped"] = self.notes.get("skipped", 0) + 1
             attempt += 1
         executor_index = self.index[order[attempt]]
         executor = self.parts[executor_index]
-        start = start_msg(agent, self.net.developer, label, executor.address, self.net.height,
-                          T0 + self.net.height, list(range(1, PROMPT_TOKENS + 1)),
-                          max_tokens=OUTPUT_TOKENS, attempt=attempt, refusals=refusals)
+        start = start_msg(agent, self.net.developer, label, executor.address, draw_height,
+                          timestamp, list(range(1, PROMPT_TOKENS + 1)),
+                          max_tokens=OUTPUT_TOKENS, attempt=attempt, refusals=refusals,
+                          signed_request=signed)
         self.ours.add(start.inference_id)
         # Both draws are made for every request, so the baseline sees the same stream.
         cheats, caught = self.rng.random() < self.play.f, self.rng.random() < self.detect_rate
@@ -329,7 +414,7 @@ class Simulation:
         seat.compute += self.setup.cost_share * self.fee * (1 - (self.saving if cheated else 0))
         output = [7 + t % 90 for t in range(OUTPUT_TOKENS)]
         steps = None
-        key = canary.key(epoch_seed(executor_index, (self.net.height - 1) //
+        key = canary.key(epoch_seed(executor_index, (draw_height - 1) //
                                     self.setup.epoch_length), start.inference_id)
         if self.setup.canary_rate_ppm and canary.is_canary(key, self.setup.canary_rate_ppm):
             self.canaries[start.inference_id] = (key, self.truth[start.inference_id])
@@ -370,22 +455,15 @@ class Simulation:
                                        gas_limit=GAS["claim"]))
         return txs
 
-    def order(self, agent: Actor, label: str) -> list[str]:
-        inference_id = request_id(agent, self.net.developer, label, T0 + self.net.height)
-        return self.net.draw_at(inference_id, self.net.height)
-
-    def favoured_label(self, agent: Actor, label: str) -> str:
-        """The agent re-stamps the request (an API-key request's timestamp, and the nonce
-        that follows) until the draw names one of its accomplices, the other deviants,
-        first: up to 16 tries."""
-        accomplices = {p.address for i, p in enumerate(self.parts)
-                       if self.play.is_deviant(i) and p is not agent}
-        for attempt in range(16):
-            candidate = f"{label}/{attempt}"
-            if self.order(agent, candidate)[0] in accomplices:
-                self.notes["favoured"] = self.notes.get("favoured", 0) + 1
-                return candidate
-        return label
+    def order(self, agent: Actor, label: str, timestamp: int | None = None,
+              draw_height: int | None = None, signed: bool = True) -> list[str]:
+        """The executor order of the request (stamped now and drawing at the latest height
+        unless told): an API-key request's leaves its agent out (start_rules)."""
+        timestamp = T0 + self.net.height if timestamp is None else timestamp
+        draw_height = self.net.height if draw_height is None else draw_height
+        inference_id = request_id(agent, self.net.developer, label, timestamp, signed=signed)
+        return start_rules.executor_order(self.net.draw_at(inference_id, draw_height),
+                                          agent.address, signed)
 
     # -- validation --------------------------------------------------------------------
 
