@@ -180,10 +180,12 @@ class ChainQueries:
             request_timestamp=request_timestamp), q.QueryDrawResponse)
         return Draw(list(reply.order), reply.draw_height)
 
-    async def key_request_commitment(self, inference_id: str) -> KeyRequestCommitment | None:
-        """An API-key request's commitment, while no start took it."""
+    async def key_request_commitment(self, transfer_agent: str,
+                                     inference_id: str) -> KeyRequestCommitment | None:
+        """``transfer_agent``'s commitment of an API-key request, while no start took it."""
         reply = await self.find(INFERENCE + "KeyRequestCommitment",
-                                q.QueryKeyRequestCommitmentRequest(inference_id=inference_id),
+                                q.QueryKeyRequestCommitmentRequest(
+                                    transfer_agent=transfer_agent, inference_id=inference_id),
                                 q.QueryKeyRequestCommitmentResponse)
         return reply.commitment if reply else None
 

@@ -325,7 +325,8 @@ class Executor:
             if not start.request_signature:
                 start_rules.check_key_nonce(start)
         if not start.request_signature:
-            committed = await self.chain.key_request_commitment(start.inference_id)
+            committed = await self.chain.key_request_commitment(start.creator,
+                                                                start.inference_id)
             agent_fee = int((await self.chain.params())["transfer_agent_fee"])
             with self._chain_refusal(request):
                 key_commitments.check_start(committed, start,

@@ -52,14 +52,16 @@ def supply(net: Net) -> int:
 def test_a_start_takes_its_commitment_and_the_agent_its_forfeit_back(net):
     agent, executor, start = net.key_start("committed", agent=net.parts[0])
     assert held(net) == forfeit_of(COMMITTED_ESCROW)
-    found = key_commitments.commitment(net.app.store.begin_block(), start.inference_id)
+    found = key_commitments.commitment(net.app.store.begin_block(), agent.address,
+                                       start.inference_id)
     assert (found.transfer_agent, found.height + 1) == (agent.address, start.draw_height)
     assert found.expires_at == start.draw_height + MAX_DRAW_AGE
     assert executor is not agent  # an API-key start never names its own agent
     result = net.one(agent.tx(start))
     assert result.code == 0, result.log
     assert held(net) == 0
-    assert key_commitments.commitment(net.app.store.begin_block(), start.inference_id) is None
+    assert key_commitments.commitment(net.app.store.begin_block(), agent.address,
+                                      start.inference_id) is None
     assert net.inference("committed").draw_height == start.draw_height
     net.assert_conserved()
 
@@ -163,14 +165,20 @@ def test_a_malformed_commitment_is_refused_whole(net, requests, why):
     assert (result.codespace, result.code) == ("sdk", 18), result.log
     assert why in result.log, result.log
     assert (held(net), net.balance(agent)) == before
-    assert key_commitments.commitment(net.app.store.begin_block(), good.inference_id) is None
+    assert key_commitments.commitment(net.app.store.begin_block(), agent.address,
+                                      good.inference_id) is None
 
 
-def test_a_commitment_made_twice_unpaid_or_after_the_start_is_refused(net):
+def test_a_commitment_made_twice_unpaid_or_after_the_start_is_refused_and_a_copy_blocks_nothing(
+        net):
     agent, other = net.parts[0], net.parts[1]
     _, _, start = net.key_start("once", agent=agent)
-    again = net.one(other.tx(key_commitment(other, [start.inference_id], 1_000)))
+    again = net.one(agent.tx(key_commitment(agent, [start.inference_id], 1_000)))
     assert (again.code, "committed already" in again.log) == (18, True), again.log
+    # Another agent committing the id too (copied from the mempool, say) blocks nothing:
+    # the start takes its own agent's commitment; the copy's forfeit burns.
+    copied = net.one(other.tx(key_commitment(other, [start.inference_id], 1_000)))
+    assert copied.code == 0, copied.log
     assert net.one(agent.tx(start)).code == 0
     after = net.one(agent.tx(key_commitment(agent, [start.inference_id], 1_000)))
     assert (after.code, "started already" in after.log) == (18, True), after.log
@@ -179,7 +187,8 @@ def test_a_commitment_made_twice_unpaid_or_after_the_start_is_refused(net):
     unpaid = net.one(agent.tx(key_commitment(agent, ["ef" * 32], 10**18)))
     assert (unpaid.codespace, unpaid.code) == ("sdk", 5), unpaid.log
     assert held(net) == before
-    assert key_commitments.commitment(net.app.store.begin_block(), "ef" * 32) is None
+    assert key_commitments.commitment(net.app.store.begin_block(), agent.address,
+                                      "ef" * 32) is None
     # Only a registered participant transfer agent commits.
     stranger = net.one(net.developer.tx(key_commitment(net.developer, ["ef" * 32], 1_000)))
     assert (stranger.codespace, stranger.code) == ("inference", 3), stranger.log

@@ -9,6 +9,7 @@ it restores the draw weights in force instead of fixing new ones.
 from dataclasses import asdict
 from typing import Any
 
+from chain.auth import address
 from chain.errors import InvalidRequest
 from chain.gas import GasKV
 from chain.genesis_records import (
@@ -92,9 +93,9 @@ RECORDS = (
     Keyed("allowances", ALLOWANCE, (("developer", AddressThenSlash()), ("agent", Address())),
           "amount", Amount()),
     Messages("key_request_commitments", COMMITMENT, KeyRequestCommitment,
-             lambda c: c.inference_id.encode()),
+             lambda c: address.decode(c.transfer_agent) + b"/" + c.inference_id.encode()),
     Keyed("key_request_commitment_expiries", COMMITMENT_EXPIRY,
-          (("height", Uint()), ("inference_id", Text()))),
+          (("height", Uint()), ("agent", AddressThenSlash()), ("inference_id", Text()))),
 )
 # Keys the module's own sections carry (params and the like) rather than records.
 STRUCTURED = (PARAMS_KEY, PARTICIPANT, MODEL, CONSENSUS_KEY)

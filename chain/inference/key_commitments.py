@@ -12,9 +12,12 @@ forfeit; above 2m/9 of the escrow (m the margin's share of the price) no number 
 pays (docs/economics.md).
 
 Keys:
-  inference/keycommit/<id>                     KeyRequestCommitment, until its start lands
-  inference/keycommitexp/<height>/<id>         commitments whose window ends at that height
-The forfeits sit in the module account FORFEIT_ACCOUNT until they are returned or burned.
+  inference/keycommit/<agent>/<id>             KeyRequestCommitment, until its start lands
+  inference/keycommitexp/<height>/<agent>/<id> commitments whose window ends at that height
+A commitment is the agent's own: the id names its agent (payload.request_id), so only that
+agent's start can take it, and keyed by agent, nobody can block an agent's request by
+committing its id first. The forfeits sit in the module account FORFEIT_ACCOUNT until they
+are returned or burned.
 """
 
 import hashlib
@@ -55,16 +58,22 @@ _INFERENCE_ID = re.compile(r"[0-9a-f]{64}")
 State = GasKV | KVReader
 
 
-def commitment(state: State, inference_id: str) -> KeyRequestCommitment | None:
-    return load(state, COMMITMENT + inference_id.encode(), KeyRequestCommitment)
+def _suffix(agent: str, inference_id: str) -> bytes:
+    return address.decode(agent) + b"/" + inference_id.encode()
+
+
+def commitment(state: State, agent: str, inference_id: str) -> KeyRequestCommitment | None:
+    """``agent``'s commitment of ``inference_id``, while no start took it."""
+    return load(state, COMMITMENT + _suffix(agent, inference_id), KeyRequestCommitment)
 
 
 def _expiry_key(found: KeyRequestCommitment) -> bytes:
-    return COMMITMENT_EXPIRY + uint64(found.expires_at) + found.inference_id.encode()
+    return COMMITMENT_EXPIRY + uint64(found.expires_at) + \
+        _suffix(found.transfer_agent, found.inference_id)
 
 
 def _drop(kv: GasKV, found: KeyRequestCommitment) -> None:
-    kv.delete(COMMITMENT + found.inference_id.encode())
+    kv.delete(COMMITMENT + _suffix(found.transfer_agent, found.inference_id))
     kv.delete(_expiry_key(found))
 
 
@@ -88,7 +97,7 @@ def commit(ctx: Context, bank: BankKeeper, inferences: InferenceKeeper,
         if not 1 <= request.max_escrow <= MAX_ESCROW:
             raise InvalidRequest(f"max_escrow of {request.inference_id} must be 1 to "
                                  f"{MAX_ESCROW} ninfer, not {request.max_escrow}")
-        if commitment(ctx.kv, request.inference_id) is not None:
+        if commitment(ctx.kv, msg.creator, request.inference_id) is not None:
             raise InvalidRequest(f"inference {request.inference_id} is committed already")
         known = inferences.inference(ctx.kv, request.inference_id)
         if known is not None and known.started:
@@ -102,7 +111,7 @@ def commit(ctx: Context, bank: BankKeeper, inferences: InferenceKeeper,
             inference_id=request.inference_id, transfer_agent=msg.creator,
             height=ctx.block.height, max_escrow=request.max_escrow, forfeit=forfeit,
             expires_at=expires_at)
-        save(ctx.kv, COMMITMENT + request.inference_id.encode(), found)
+        save(ctx.kv, COMMITMENT + _suffix(msg.creator, request.inference_id), found)
         ctx.kv.set(_expiry_key(found), b"")
         total += forfeit
     if total:
@@ -115,7 +124,7 @@ def commit(ctx: Context, bank: BankKeeper, inferences: InferenceKeeper,
 def redeem(ctx: Context, bank: BankKeeper, start: MsgStartInference, escrow: int) -> None:
     """Takes the commitment of an API-key start that follows it (``check_start``) and gives
     the agent its forfeit back."""
-    found = check_start(commitment(ctx.kv, start.inference_id), start, escrow)
+    found = check_start(commitment(ctx.kv, start.creator, start.inference_id), start, escrow)
     _drop(ctx.kv, found)
     if found.forfeit:
         bank.send(ctx, FORFEIT_ACCOUNT, address.decode(found.transfer_agent),
@@ -124,16 +133,14 @@ def redeem(ctx: Context, bank: BankKeeper, start: MsgStartInference, escrow: int
 
 def check_start(found: KeyRequestCommitment | None, start: MsgStartInference,
                 escrow: int) -> KeyRequestCommitment:
-    """An API-key start's draw is the one its commitment ``found`` fixed: by the start's
-    agent, at the height after the commitment's, for no more than it committed to escrow
-    (all DrawMismatch, code 10). The chain checks it, and so does the executor the start
-    names before it serves."""
+    """An API-key start's draw is the one its agent's commitment ``found`` fixed: at the
+    height after the commitment's, for no more than it committed to escrow (all
+    DrawMismatch, code 10). The chain checks it, and so does the executor the start names
+    before it serves."""
     if found is None:
         raise DrawMismatch(f"API-key request {start.inference_id} was not committed "
-                           f"(MsgCommitKeyRequests) before its draw, or its commitment expired")
-    if found.transfer_agent != start.creator:
-        raise DrawMismatch(f"inference {start.inference_id} was committed by "
-                           f"{found.transfer_agent}, not {start.creator}")
+                           f"(MsgCommitKeyRequests) by {start.creator} before its draw, or its "
+                           f"commitment expired")
     if start.draw_height != found.height + 1:
         raise DrawMismatch(f"inference {start.inference_id} was committed at height "
                            f"{found.height}: it draws at {found.height + 1}, not "
@@ -152,16 +159,16 @@ def expire(ctx: Context, bank: BankKeeper, height: int) -> None:
         if int.from_bytes(key[len(COMMITMENT_EXPIRY):len(COMMITMENT_EXPIRY) + 8],
                           "big") > height:
             break
-        due.append(key[len(COMMITMENT_EXPIRY) + 8:].decode())
-    for inference_id in due:
-        found = commitment(ctx.kv, inference_id)
+        due.append(key[len(COMMITMENT_EXPIRY) + 8:])
+    for suffix in due:
+        found = load(ctx.kv, COMMITMENT + suffix, KeyRequestCommitment)
         if found is None:
             continue
         _drop(ctx.kv, found)
         if found.forfeit:
             bank.burn(ctx.kv, FORFEIT_ACCOUNT, {NATIVE_DENOM: found.forfeit})
-        ctx.emit("key_request_forfeited", inference_id=inference_id,
+        ctx.emit("key_request_forfeited", inference_id=found.inference_id,
                  transfer_agent=found.transfer_agent, amount=str(found.forfeit))
         log.warning("transfer agent %s committed API-key request %s at height %d and never "
                     "started it: its forfeit of %d ninfer is burned", found.transfer_agent,
-                    inference_id, found.height, found.forfeit)
+                    found.inference_id, found.height, found.forfeit)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import grpc
 
+from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
 from chain.inference import key_commitments
 from chain.inference.draw import NoEligibleExecutor
@@ -61,9 +62,12 @@ class InferenceQueries:
 
     def key_request_commitment(self, state: KVReader, req: q.QueryKeyRequestCommitmentRequest
                                ) -> q.QueryKeyRequestCommitmentResponse:
-        found = key_commitments.commitment(state, req.inference_id)
+        found = key_commitments.commitment(
+            state, address.encode(address_arg(req.transfer_agent, "transfer_agent")),
+            req.inference_id)
         if found is None:
-            raise _not_found(f"commitment of inference {req.inference_id[:80]!r}")
+            raise _not_found(f"{req.transfer_agent}'s commitment of inference "
+                             f"{req.inference_id[:80]!r}")
         return q.QueryKeyRequestCommitmentResponse(commitment=found)
 
     def inference(self, state: KVReader, req: q.QueryInferenceRequest
