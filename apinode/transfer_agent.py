@@ -241,7 +241,10 @@ class TransferAgent:
         if signed.signature:
             draw = await self._request_draw(inference_id, prepared.model.id,
                                             request_timestamp=timestamp)
-        else:  # an API-key request draws at the block after its commitment's
+        else:
+            # An API-key request draws at the block after its commitment's. A model nobody
+            # can serve now is refused before the commitment, whose forfeit it would burn.
+            await self._request_draw(inference_id, prepared.model.id)
             draw = await self._request_draw(inference_id, prepared.model.id, draw_height=(
                 await self._commitments.draw_height(inference_id, prepared.cost)))
         participants = {p.address: p for p in await self._chain.participants()}
@@ -294,7 +297,8 @@ class TransferAgent:
     async def _request_draw(self, inference_id: str, model_id: str, *, draw_height: int = 0,
                             request_timestamp: int = 0) -> Draw:
         """The draw at ``draw_height``, or at the first block at or after
-        ``request_timestamp``, once the chain has it."""
+        ``request_timestamp``, once the chain has it; with neither, at the latest height.
+        503 ``no_executor`` when nobody can serve the model."""
         give_up = time.monotonic() + DRAW_BLOCK_WAIT_S
         while True:
             try:

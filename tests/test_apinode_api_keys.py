@@ -21,6 +21,8 @@ from nacl.signing import SigningKey
 from apinode.config import write_home
 from apinode.openai_signing import SignedRequests
 from apinode.tx_sender import TxSender
+from chain.auth import address
+from chain.inference.key_commitments import FORFEIT_ACCOUNT
 from genesis.solo import layout_solo
 from genesis.template import parse_template
 from inferchain_pb.inference.v1 import query_pb2 as q
@@ -138,6 +140,15 @@ def test_an_api_key_works_once_the_developer_grants_an_allowance(participant):
         assert time.monotonic() < deadline, "the inference was not charged"
         time.sleep(0.5)
     assert found.via_allowance and found.transfer_agent == agent
+    # The chain took the start only under the agent's commitment of the request, made before
+    # its draw; the start took the commitment and handed the agent its forfeit back.
+    with pytest.raises(grpc.RpcError) as taken:
+        query(grpc_port, "KeyRequestCommitment", q.QueryKeyRequestCommitmentRequest(
+            transfer_agent=agent, inference_id=inference_id),
+            q.QueryKeyRequestCommitmentResponse)
+    assert taken.value.code() == grpc.StatusCode.NOT_FOUND
+    assert query(grpc_port, "Account", q.QueryAccountRequest(
+        address=address.encode(FORFEIT_ACCOUNT)), q.QueryAccountResponse).balance == 0
     remaining = query(grpc_port, "Allowance", q.QueryAllowanceRequest(
         developer=developer.address, transfer_agent=agent), q.QueryAllowanceResponse).remaining
     cost = (reply.usage.prompt_tokens + reply.usage.completion_tokens) * PRICE
