@@ -6,8 +6,8 @@ took the commitment, and the commitment locks a forfeit from the agent, returned
 start lands (chain/inference/key_commitments.py). The requests that come in within
 ``batch_window_s`` of each other go out in one ``MsgCommitKeyRequests``; each caller gets its
 draw height once that block exists. The price is latency: an API-key request waits for the
-commitment's block and the next one before its executor is known, a block more than a signed
-request.
+commitment's block and the next one before its executor is known, about two blocks more than
+a signed request (bench/gateway_bench.py measures it).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from apinode import openai_errors as errors
-from apinode.chain_queries import HEIGHT_POLL_S, ChainQueries
+from apinode.chain_queries import ChainQueries
 from apinode.tx_sender import TxRejected, TxSender
 from chain.inference.key_commitments import MAX_REQUESTS
 from inferchain_pb.inference.v1.inference_pb2 import KeyRequest, MsgCommitKeyRequests
@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 BATCH_WINDOW_S = 0.05
 # How long a request waits for its commitment to land and the next block to exist.
 COMMIT_WAIT_S = 30.0
+# How often it asks meanwhile: every poll it misses a block by delays its first token, and
+# the two questions (the commitment's tx, the latest height) are cheap for a chain node.
+POLL_S = 0.05
 
 
 @dataclass
@@ -67,7 +70,7 @@ class KeyRequestCommitter:
         while await self._chain.latest_height() < height:
             if time.monotonic() > give_up:
                 raise errors.chain_stalled(self._wait_s)
-            await asyncio.sleep(HEIGHT_POLL_S)
+            await asyncio.sleep(POLL_S)
         return height
 
     async def _send_after_window(self) -> None:
@@ -101,7 +104,7 @@ class KeyRequestCommitter:
         while (landed := await self._sender.landed(tx_hash)) is None:
             if time.monotonic() > give_up or await self._sender.never_lands(tx_hash):
                 raise errors.chain_stalled(self._wait_s)
-            await asyncio.sleep(HEIGHT_POLL_S)
+            await asyncio.sleep(POLL_S)
         result, height = landed
         if result.code:
             log.error("transfer agent %s: the commitment of %d API-key requests failed in "

@@ -9,13 +9,16 @@ so every gateway request runs on the very ML node the baseline calls directly:
 
 - direct: the ML node's gRPC Generate stream (``grpc.aio``), prompt ids tokenized up front;
 - gateway: streaming chat completions through the API node with the official ``openai``
-  client (AsyncOpenAI, requests signed with ``apinode.openai_signing.SignedRequests``).
+  client (AsyncOpenAI, requests signed with ``apinode.openai_signing.SignedRequests``);
+- gateway, API key: the same with a bearer API key (the developer granted the agent an
+  allowance), which the agent commits on chain before its draw (docs/design.md §3.3): what
+  that commitment adds to the first token is the third table.
 
 Same chat prompts, same max_tokens, temperature 0 and a fixed seed, top-5 logprobs on both
 (what the executor always asks its ML node for, the artifact's k), at 1 and 8 concurrent
-clients. Each wave of direct requests runs right beside a gateway wave of the same prompts,
-which goes first alternating, so that drift and other processes on a shared machine fall on
-both alike; the figures are medians and the ratios are gateway over direct in the same run.
+clients. Each wave of direct requests runs right beside a gateway wave and an API-key wave of
+the same prompts, in an order that rotates, so that drift and other processes on a shared
+machine fall on all alike; the figures are medians and the ratios are of the same run.
 A second table splits the CPU time per request between the processes, which says where the
 gateway's cost goes. As a check that the gateway did the real work, each of its inferences
 is looked up on chain: it must be FINISHED, by the one participant. Progress goes to stderr,
@@ -47,12 +50,13 @@ from report import bench_parser, environment, parse_bench_args, progress, publis
 
 from apinode.config import ApiNodeConfig, write_home
 from apinode.openai_signing import SignedRequests
+from apinode.tx_sender import TxSender
 from genesis.account_keys import AccountKey, generate_account_keys
 from genesis.cli import DEFAULT_TEMPLATE
 from genesis.solo import layout_solo
 from genesis.template import load_template, parse_template
 from inferchain_pb.inference.v1 import query_pb2 as inference_query
-from inferchain_pb.inference.v1.inference_pb2 import FINISHED
+from inferchain_pb.inference.v1.inference_pb2 import FINISHED, MsgGrantAllowance
 from inferchain_pb.inference.v1.query_pb2_grpc import QueryStub
 from inferchain_pb.mlnode.v1 import mlnode_pb2 as ml
 from inferchain_pb.mlnode.v1.mlnode_pb2_grpc import MLNodeStub
@@ -75,7 +79,8 @@ START_DEADLINE_S = 300  # the ML node loads (and on a first run converts) the mo
 FINISH_DEADLINE_S = 120  # a wave's inferences not FINISHED by then are reported, not waited on
 POLL_S = 0.5
 REQUEST_TIMEOUT_S = 600
-DIRECT, GATEWAY = "direct", "gateway"
+DIRECT, GATEWAY, GATEWAY_KEY = "direct", "gateway", "gateway, API key"
+PATHS = (DIRECT, GATEWAY, GATEWAY_KEY)
 
 # Open-ended asks, so that the model at temperature 0 usually runs to max_tokens.
 PROMPTS = (
@@ -399,7 +404,8 @@ async def direct(stub: MLNodeStub, prompt: Prompt, settings: Settings) -> Reply:
 
 class Gateway:
     """Streaming chat completions through the API node; each request is signed with a nonce
-    of its own, so the same prompt may go out any number of times at once."""
+    of its own (or carries the bearer key its client holds), so the same prompt may go out
+    any number of times at once."""
 
     def __init__(self, client: openai.AsyncOpenAI, settings: Settings) -> None:
         self._client = client
@@ -428,6 +434,23 @@ class Gateway:
                                f"{prompt.index}")
         return Reply(prompt.index, tokens, first - start, end - first, "".join(pieces),
                      inference_id)
+
+
+async def api_key(network: Network, http: httpx.AsyncClient) -> str:
+    """A bearer key for the developer (issued on its signed request), once it granted the
+    agent an allowance on chain that covers every request of the run."""
+    reply = await http.post(f"{network.api_url}/v1/inferchain/api-keys", content=b"{}")
+    reply.raise_for_status()
+    async with grpc.aio.insecure_channel(network.chain_grpc) as channel:
+        sender = TxSender(channel, network.developer.private_key_hex, CHAIN_ID)
+        granted = await sender.send([MsgGrantAllowance(
+            creator=network.developer.address, transfer_agent=network.agent, limit=10**15)])
+        deadline = time.monotonic() + FINISH_DEADLINE_S
+        while await sender.tx_result(granted) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the allowance did not reach the chain")
+            await asyncio.sleep(POLL_S)
+    return reply.json()["api_key"]
 
 
 async def run_wave(call: Callable[[Prompt], Awaitable[Reply]], path: str, pair: int,
@@ -478,9 +501,9 @@ async def tokenize(stub: MLNodeStub) -> list[Prompt]:
 
 
 def schedule(settings: Settings) -> list[tuple[int, int, list[int]]]:
-    """(round, pair, prompt indices) of every pair of waves: per round and concurrency, the
-    prompts in groups of that many, one pair per group. Within a pair the path that goes
-    first alternates, so that neither path always follows the other."""
+    """(round, pair, prompt indices) of every set of waves (one a path): per round and
+    concurrency, the prompts in groups of that many, one set per group. Within a set the
+    order of the paths rotates, so that no path always follows another."""
     pairs = []
     for number in range(1, settings.rounds + 1):
         for concurrency in CONCURRENCY:
@@ -505,7 +528,11 @@ async def measure(network: Network, settings: Settings
         queries = QueryStub(chain_channel)
         client = openai.AsyncOpenAI(base_url=f"{network.api_url}/v1", api_key="unused",
                                     max_retries=0, http_client=http)
-        paths = {DIRECT: lambda p: direct(stub, p, settings), GATEWAY: Gateway(client, settings)}
+        keyed = openai.AsyncOpenAI(base_url=f"{network.api_url}/v1",
+                                   api_key=await api_key(network, http), max_retries=0,
+                                   timeout=REQUEST_TIMEOUT_S)
+        paths = {DIRECT: lambda p: direct(stub, p, settings), GATEWAY: Gateway(client, settings),
+                 GATEWAY_KEY: Gateway(keyed, settings)}
         prompts = await tokenize(stub)
         waves: list[Wave] = []
         cpu: dict[tuple[str, int], Cpu] = {}
@@ -516,11 +543,11 @@ async def measure(network: Network, settings: Settings
             if pair < 0 or group[0] == 0:
                 label = "warm-up" if pair < 0 else f"round {number}/{settings.rounds}"
                 progress(f"{label}: {len(group)} concurrent")
-            order = (DIRECT, GATEWAY) if pair % 2 == 0 else (GATEWAY, DIRECT)
-            for path in order:
+            turn = pair % len(PATHS)
+            for path in PATHS[turn:] + PATHS[:turn]:
                 before = network.cpu()
                 wave = await run_wave(paths[path], path, pair, [prompts[i] for i in group])
-                if path == GATEWAY:
+                if path != DIRECT:
                     ended = time.perf_counter()
                     new = [r.inference_id for r in wave.replies]
                     ids += new
@@ -579,21 +606,48 @@ def main_table(waves: Sequence[Wave], settings: Settings) -> list[str]:
                "gateway / direct", "paired"], rows, text_columns=2),
         f"{per_path} requests per path and concurrency ({settings.rounds} rounds × "
         f"{len(PROMPTS)} prompts), as waves of that many clients sending one request each; "
-        "a direct and a gateway wave of the same prompts run back to back (a pair), which "
-        "goes first alternating. Direct and gateway are medians over requests (over waves "
-        "for all clients together); gateway / direct is the ratio of those medians, paired "
-        "the median over pairs of each pair's own ratio, which drift in the machine's load "
-        "moves less. First token is the first chunk carrying text; tokens/s per request is "
-        "(tokens − 1) over the time from it to the stream's end. Ratio above 1: the gateway "
-        f"takes longer (first token) or streams faster (tokens/s). Temperature 0, seed {SEED}, "
-        f"top-{TOP_K} logprobs per token on both paths.")
+        "a direct, a gateway and an API-key wave of the same prompts run back to back (a "
+        "set), in an order that rotates. Direct and gateway (signed requests) are medians "
+        "over requests (over waves for all clients together); gateway / direct is the ratio "
+        "of those medians, paired the median over sets of each set's own ratio, which drift "
+        "in the machine's load moves less. First token is the first chunk carrying text; "
+        "tokens/s per request is (tokens − 1) over the time from it to the stream's end. "
+        "Ratio above 1: the gateway takes longer (first token) or streams faster (tokens/s). "
+        f"Temperature 0, seed {SEED}, top-{TOP_K} logprobs per token on every path.")
+
+
+def key_table(waves: Sequence[Wave]) -> list[str]:
+    """What committing an API-key request on chain adds to its first token, against the
+    same request signed by the developer."""
+    rows = []
+    for concurrency in CONCURRENCY:
+        signed_waves = of(waves, GATEWAY, concurrency)
+        key_waves = of(waves, GATEWAY_KEY, concurrency)
+        twins = {w.pair: w for w in signed_waves}
+        for name, unit, scale, figure in MEASURES:
+            s, k = figure(signed_waves), figure(key_waves)
+            paired = statistics.median(figure([w]) / figure([twins[w.pair]])
+                                       for w in key_waves)
+            rows.append([f"{concurrency}", name, f"{s * scale:,.1f} {unit}",
+                         f"{k * scale:,.1f} {unit}", f"{(k - s) * scale:+,.1f} {unit}",
+                         f"{k / s:.2f}×", f"{paired:.2f}×"])
+    return section(
+        "API-key requests against signed ones through the gateway",
+        table(["clients", "measure", "signed", "API key", "API key − signed",
+               "API key / signed", "paired"], rows, text_columns=2),
+        "The same waves as above: the signed request draws at the first block at or after "
+        "its timestamp; the API-key request is first committed on chain (its agent's "
+        "MsgCommitKeyRequests) and draws at the block after the commitment's, so it waits "
+        f"for up to two blocks ({BLOCK_INTERVAL_MS} ms each here) where the signed one waits "
+        "for up to one. Medians over requests (over waves for all clients together); paired "
+        "is the median over sets of each set's own ratio.")
 
 
 def cpu_table(waves: Sequence[Wave], cpu: dict[tuple[str, int], Cpu]) -> list[str]:
     """CPU milliseconds per request, by process."""
     rows = []
     for concurrency in CONCURRENCY:
-        for path in (DIRECT, GATEWAY):
+        for path in PATHS:
             used = cpu[(path, concurrency)]
             count = len(replies(of(waves, path, concurrency)))
             rest = max(0.0, used.machine - used.mlnode - used.apinode - used.chain - used.bench)
@@ -605,8 +659,9 @@ def cpu_table(waves: Sequence[Wave], cpu: dict[tuple[str, int], Cpu]) -> list[st
                "anything else", "machine busy"], rows, text_columns=2),
         "From /proc: each process's CPU seconds over its waves, divided by the requests. "
         "Bench clients is this process (grpc.aio for direct, the openai client for gateway). "
-        "Gateway rows include the wait after each gateway wave until its inferences were "
-        "FINISHED on chain (the start and finish txs), which no direct wave pays. Anything "
+        "Gateway rows (both) include the wait after each gateway wave until its inferences "
+        "were FINISHED on chain (the start and finish txs, and an API-key request's "
+        "commitment), which no direct wave pays. Anything "
         "else includes other processes, kernel threads and hypervisor steal; it grows with "
         "a wave's wall time when other processes load the machine.")
 
@@ -616,7 +671,7 @@ def checks(prompts: Sequence[Prompt], waves: Sequence[Wave], on_chain: ChainReco
     """That both paths did the same work: same outputs, full lengths, and the gateway's
     inferences FINISHED on chain."""
     texts = {(w.pair, r.prompt): r.text for w in waves if w.path == DIRECT for r in w.replies}
-    gateway = [(w.pair, r) for w in waves if w.path == GATEWAY for r in w.replies]
+    gateway = [(w.pair, r) for w in waves if w.path != DIRECT for r in w.replies]
     same = sum(r.text == texts[pair, r.prompt] for pair, r in gateway)
     every = replies(waves)
     full = sum(r.tokens == settings.max_tokens for r in every)
@@ -625,8 +680,8 @@ def checks(prompts: Sequence[Prompt], waves: Sequence[Wave], on_chain: ChainReco
         f"- prompts: {len(prompts)} chat prompts of {lengths[0]}–{lengths[-1]} tokens once "
         "templated; the TA tokenizes them through the same ML node",
         f"- outputs: {full} of {len(every)} requests ran to max_tokens; {same} of "
-        f"{len(gateway)} gateway outputs are the same text as the direct output of the same "
-        "prompt in the same pair",
+        f"{len(gateway)} gateway outputs (signed and API key) are the same text as the direct "
+        "output of the same prompt in the same set",
         f"- on chain: {on_chain.finished} of {on_chain.total} gateway inferences (warm-up "
         f"included) FINISHED with the participant as executor; a wave's last one was "
         f"FINISHED a median {statistics.median(on_chain.lag_s):.1f} s after its last response",
@@ -645,6 +700,7 @@ def report_lines(network: Network, prompts: Sequence[Prompt], waves: Sequence[Wa
         f"{BLOCK_INTERVAL_MS} ms; each a separate process on this machine",
         "",
         *main_table(waves, settings), "",
+        *key_table(waves), "",
         *cpu_table(waves, cpu), "",
         "### Checks", "",
         *checks(prompts, waves, on_chain, settings),
