@@ -246,27 +246,29 @@ class Executor:
                                         f"the draw the request names, within "
                                         f"{DRAW_LAG_WAIT_S:g}s (it waits only for a block at "
                                         f"most {DRAW_LAG_BLOCKS} past its latest)")
-        me, model, known, served = await asyncio.gather(
+        me, model, known, served, params = await asyncio.gather(
             self.chain.participant(self.address), self.chain.model(start.model_id),
-            self.chain.inference(start.inference_id), self.mlnode.info())
+            self.chain.inference(start.inference_id), self.mlnode.info(), self.chain.params())
         if model is None:
             raise self._refuse(request, f"model {start.model_id!r} is not in the registry")
-        await self._check_developer(request, model)
+        escrow = start_rules.escrow_of(start, model, int(params["transfer_agent_fee"]))
+        await self._check_developer(request, escrow)
         self._check_serving(request, me, model, served.model_id, served.weights_sha256,
                             served.dtype)
         with self._chain_refusal(request):
             start_rules.check_context(start, model)
         if known is not None:
             self._check_known(request, known)
-        await self._check_draw(request, model)
+        await self._check_draw(request, escrow)
         if await asyncio.to_thread(self._executed_here, start.inference_id):
             raise self._refuse(request, "this inference was already executed here")
         return model, agent
 
-    async def _check_developer(self, request: ExecuteRequest, model: Model) -> None:
+    async def _check_developer(self, request: ExecuteRequest, escrow: int) -> None:
         """The developer authorised this request as the chain will check it: by a request
         signature over this prompt hash for this TA, or by an allowance for this TA that
-        covers the escrow. Without it the chain refuses the start and the work is unpaid."""
+        covers the ``escrow``. Without it the chain refuses the start and the work is
+        unpaid."""
         start = request.start
         if start.request_signature:
             with self._chain_refusal(request):
@@ -274,10 +276,8 @@ class Executor:
                 start_rules.check_request_signature(start, self.chain_id)
             return
         allowed = await self.chain.allowance(start.developer, start.creator)
-        agent_fee = int((await self.chain.params())["transfer_agent_fee"])
         with self._chain_refusal(request):
-            start_rules.check_allowance(start, allowed,
-                                        start_rules.escrow_of(start, model, agent_fee))
+            start_rules.check_allowance(start, allowed, escrow)
 
     def _check_serving(self, request: ExecuteRequest, me: Participant | None, model: Model,
                        ml_model_id: str, ml_weights: str, ml_dtype: str) -> None:
@@ -314,7 +314,7 @@ class Executor:
                               or list(known.prompt_ids) != list(start.prompt_ids)):
             raise self._refuse(request, "the prompt differs from the one started on chain")
 
-    async def _check_draw(self, request: ExecuteRequest, model: Model) -> None:
+    async def _check_draw(self, request: ExecuteRequest, escrow: int) -> None:
         """The id and draw height are the request's own (a signed request's by its timestamp,
         an API-key request's by its agent's commitment), and this node is pick ``attempt`` of
         the draw the chain will recompute."""
@@ -327,10 +327,8 @@ class Executor:
         if not start.request_signature:
             committed = await self.chain.key_request_commitment(start.creator,
                                                                 start.inference_id)
-            agent_fee = int((await self.chain.params())["transfer_agent_fee"])
             with self._chain_refusal(request):
-                key_commitments.check_start(committed, start,
-                                            start_rules.escrow_of(start, model, agent_fee))
+                key_commitments.check_start(committed, start, escrow)
         try:
             draw = await self.chain.draw(
                 start.inference_id, start.model_id,

@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 
 from apinode import openai_errors as errors
-from apinode.chain_queries import ChainQueries
 from apinode.tx_sender import TxRejected, TxSender
 from chain.inference.key_commitments import MAX_REQUESTS
 from inferchain_pb.inference.v1.inference_pb2 import KeyRequest, MsgCommitKeyRequests
@@ -30,8 +29,8 @@ log = logging.getLogger(__name__)
 BATCH_WINDOW_S = 0.05
 # How long a request waits for its commitment to land and the next block to exist.
 COMMIT_WAIT_S = 30.0
-# How often it asks meanwhile: every poll it misses a block by delays its first token, and
-# the two questions (the commitment's tx, the latest height) are cheap for a chain node.
+# How often a batch asks meanwhile: each poll it misses a block by delays its requests' first
+# tokens, and the questions (the commitment's tx, the latest height) are cheap for a node.
 POLL_S = 0.05
 
 
@@ -45,11 +44,9 @@ class _Waiting:
 class KeyRequestCommitter:
     """Commits API-key requests for one transfer agent, whose ``sender`` signs the txs."""
 
-    def __init__(self, sender: TxSender, chain: ChainQueries, *,
-                 batch_window_s: float = BATCH_WINDOW_S,
+    def __init__(self, sender: TxSender, *, batch_window_s: float = BATCH_WINDOW_S,
                  wait_s: float = COMMIT_WAIT_S) -> None:
         self._sender = sender
-        self._chain = chain
         self._batch_window_s = batch_window_s
         self._wait_s = wait_s
         self._waiting: list[_Waiting] = []
@@ -57,21 +54,15 @@ class KeyRequestCommitter:
 
     async def draw_height(self, inference_id: str, max_escrow: int) -> int:
         """Commits the request, to escrow at most ``max_escrow``, and returns the height its
-        draw is at, once the chain has that block. Raises the OpenAI error to answer with when
-        the commitment cannot be made (503)."""
+        draw is at (the block after the commitment's) once that block exists. Raises the
+        OpenAI error to answer with when the commitment cannot be made (503)."""
         waiting = _Waiting(inference_id, max_escrow, asyncio.get_running_loop().create_future())
         self._waiting.append(waiting)
         if len(self._waiting) == 1:
             task = asyncio.create_task(self._send_after_window())
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
-        height = await waiting.draw_height
-        give_up = time.monotonic() + self._wait_s
-        while await self._chain.latest_height() < height:
-            if time.monotonic() > give_up:
-                raise errors.chain_stalled(self._wait_s)
-            await asyncio.sleep(POLL_S)
-        return height
+        return await waiting.draw_height
 
     async def _send_after_window(self) -> None:
         await asyncio.sleep(self._batch_window_s)
@@ -89,7 +80,9 @@ class KeyRequestCommitter:
                     waiting.draw_height.set_result(height + 1)
 
     async def _commit(self, batch: list[_Waiting]) -> int:
-        """Sends one commitment of the batch; the height of the block that took it."""
+        """Sends one commitment of the batch; the height of the block that took it, once the
+        block after it, whose value the batch's draws read, exists too (one wait for the
+        batch, not one a request)."""
         msg = MsgCommitKeyRequests(creator=self._sender.address, requests=[
             KeyRequest(inference_id=w.inference_id, max_escrow=w.max_escrow) for w in batch])
         try:
@@ -111,6 +104,10 @@ class KeyRequestCommitter:
                       "block %d (code %d: %s)", self._sender.address, len(batch), height,
                       result.code, result.log)
             raise errors.commitment_refused(result.log)
+        while await self._sender.chain.latest_height() <= height:  # the draw's block
+            if time.monotonic() > give_up:
+                raise errors.chain_stalled(self._wait_s)
+            await asyncio.sleep(POLL_S)
         log.info("transfer agent %s: committed %d API-key requests at height %d",
                  self._sender.address, len(batch), height)
         return height

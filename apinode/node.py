@@ -115,7 +115,7 @@ async def run(config: ApiNodeConfig) -> None:
                             delivery_interval_tokens=config.delivery_interval_tokens,
                             delivery_wait_s=config.delivery_wait_s, chain_id=config.chain_id)
         agent = TransferAgent(sender.address, config.node_key(), chain, mlnode, executor,
-                              outbox, session, KeyRequestCommitter(sender, chain),
+                              outbox, session, KeyRequestCommitter(sender),
                               first_token_timeout_s=config.first_token_timeout_s,
                               token_gap_timeout_s=config.token_gap_timeout_s,
                               fault=config.transfer_agent_fault,

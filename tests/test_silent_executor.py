@@ -75,7 +75,7 @@ async def read_answer(tmp_path: Path, pause_s: list[float | None]) -> tuple[list
             chain = ChainQueries(channel)
             executor = Executor(AGENT, key, chain, ml, db, Outbox(db), chain_id="test")
             agent = TransferAgent(AGENT, key, chain, ml, executor, Outbox(db), session,
-                                  unused_commitments(channel, chain), token_gap_timeout_s=GAP_S)
+                                  unused_commitments(channel), token_gap_timeout_s=GAP_S)
             forward = ExecuteRequest(MsgStartInference(
                 inference_id="i", model_id="m", developer="infer1dev", executor="infer1x",
                 creator=AGENT, prompt_hash=bytes(32), ta_signature=bytes(64), prompt_ids=[1],

@@ -47,9 +47,9 @@ class ExecutorEndpoint:
         return web.json_response({"inference_id": delivery.inference_id}, status=status)
 
 
-def unused_commitments(channel: grpc.aio.Channel, chain: ChainQueries) -> KeyRequestCommitter:
+def unused_commitments(channel: grpc.aio.Channel) -> KeyRequestCommitter:
     """A transfer agent's committer of API-key requests, for tests that send it none."""
-    return KeyRequestCommitter(TxSender(channel, PrivateKey(), "test"), chain)
+    return KeyRequestCommitter(TxSender(channel, PrivateKey(), "test"))
 
 
 async def hand_over(tmp_path: Path, endpoint: ExecutorEndpoint, inference_ids: list[str],
@@ -72,7 +72,7 @@ async def hand_over(tmp_path: Path, endpoint: ExecutorEndpoint, inference_ids: l
             chain = ChainQueries(channel)
             executor = Executor(AGENT, key, chain, ml, db, Outbox(db), chain_id="test")
             agent = TransferAgent(AGENT, key, chain, ml, executor, Outbox(db), session,
-                                  unused_commitments(channel, chain))
+                                  unused_commitments(channel))
             sent = [asyncio.create_task(agent._deliver(
                 EXECUTOR, f"http://127.0.0.1:{port}", Delivery(i, 4, b"\x01" * 64)))
                 for i in inference_ids]
@@ -126,7 +126,7 @@ def test_a_closing_delivery_owed_when_the_agent_dies_is_handed_over_by_its_next_
         chain = ChainQueries(channel)
         executor = Executor(AGENT, key, chain, ml, db, Outbox(db), chain_id="test")
         return TransferAgent(AGENT, key, chain, ml, executor, Outbox(db), session,
-                             unused_commitments(channel, chain))
+                             unused_commitments(channel))
 
     async def scenario() -> None:
         app = web.Application()

@@ -22,7 +22,6 @@ are returned or burned.
 
 import hashlib
 import logging
-import re
 
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
@@ -32,6 +31,7 @@ from chain.gas import GasKV
 from chain.inference.errors import DrawMismatch
 from chain.inference.expected_keepers import BankKeeper
 from chain.inference.keeper import InferenceKeeper
+from chain.inference.model import SHA256_HEX
 from chain.inference.params import InferenceParams
 from chain.scales import PPM
 from chain.store import KVReader
@@ -53,7 +53,6 @@ MAX_REQUESTS = 256
 # The most one request may commit to escrow: far above any start's (tokens × price), far
 # below uint64, so sums of forfeits cannot overflow.
 MAX_ESCROW = 10**18
-_INFERENCE_ID = re.compile(r"[0-9a-f]{64}")
 
 State = GasKV | KVReader
 
@@ -88,7 +87,7 @@ def commit(ctx: Context, bank: BankKeeper, inferences: InferenceKeeper,
                              f"{len(msg.requests)}")
     seen: set[str] = set()
     for request in msg.requests:
-        if not _INFERENCE_ID.fullmatch(request.inference_id):
+        if not SHA256_HEX.fullmatch(request.inference_id):  # an id is a sha256
             raise InvalidRequest(f"inference id {request.inference_id[:80]!r} is not 64 "
                                  f"lowercase hex digits")
         if request.inference_id in seen:
