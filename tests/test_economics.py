@@ -183,7 +183,10 @@ def test_the_defaults_make_the_other_strategies_lose_except_the_documented_ones(
         assert all(s.margin < 0 if gain < 1 else s.margin == 0
                    for s, gain in zip(screens, rates.POC_SCREENS.values(), strict=True))
         assert max(rates.POC_SCREENS.values()) <= 1.0
+        # What still pays (docs/economics.md): following the window's reports in a vote,
+        # and an agent passing the picks before its accomplice without their refusals.
         assert model.vote_follower(params, economy).margin > 0, regime
+        assert model.transfer_agent(params, economy, "skip-to-accomplice").margin > 0, regime
 
 
 def test_without_its_forfeit_a_transfer_agent_favouring_an_accomplice_pays():

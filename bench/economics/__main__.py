@@ -170,7 +170,7 @@ def other_outcomes(params: Params, economy: Economy) -> list[Outcome]:
               for level in (None, 0)]
     found += [model.sybil_split(params, economy, share, 2) for share in (0.1, 0.2, 0.3)]
     found += [model.transfer_agent(params, economy, kind)
-              for kind in ("drop", "withhold-start", "favour-self")]
+              for kind in ("drop", "withhold-start", "favour-self", "skip-to-accomplice")]
     found += [model.transfer_agent(params, economy, "favour-accomplice", tries)
               for tries in (2, 16)]
     return found

@@ -490,7 +490,13 @@ def transfer_agent(params: Params, economy: Economy, kind: str, tries: int = 2) 
       the pair the fee margin M with chance q: the D = (1 − q)(1 − (1 − q)^(tries − 1)) / q
       drops a request takes on average add D (qM − F), a loss at every ``tries`` once
       F > qM. Bound in its favour: the escrow is the least a start escrows, its fee and the
-      agent's fee (a request asking for no more tokens than it gets)."""
+      agent's fee (a request asking for no more tokens than it gets).
+    - ``skip-to-accomplice``: forwards each request straight to its accomplice whenever the
+      draw puts it among the first ``max_attempts`` picks, passing the picks before it
+      without their refusals, as the agent may pass a pick that is silent or unreachable
+      (docs/design.md §3.3): the pair's share of the requests rises from q to
+      min(1, max_attempts × q) among equal members, at no cost to either (the passed picks
+      are counted as passed over, theirs)."""
     n, fee, kappa = economy.executions, economy.fee, economy.cost_share
     requests = n  # a TA handling as many requests as it executes
     w = economy.weight_share
@@ -512,6 +518,10 @@ def transfer_agent(params: Params, economy: Economy, kind: str, tries: int = 2) 
         drops = (1 - q) * (1 - (1 - q) ** (tries - 1)) / q
         mean = honest + requests * drops * (q * margin_each - forfeit)
         kind = f"{kind}, {tries} tries"
+    elif kind == "skip-to-accomplice":
+        q = w / (1 - w)
+        reached = min(1.0, params.inference.max_attempts * q)
+        mean = honest + requests * (reached - q) * margin_each
     else:
         raise ValueError(f"unknown transfer agent kind {kind!r}")
     return Outcome("transfer agent", kind, mean, 0.0, honest)
