@@ -586,18 +586,36 @@ MEASURES: tuple[tuple[str, str, float, Callable[[Sequence[Wave]], float]], ...] 
 )
 
 
-def main_table(waves: Sequence[Wave], settings: Settings) -> list[str]:
-    rows = []
+@dataclass(frozen=True)
+class Compared:
+    """One measure of one path against a baseline path at one concurrency: each path's
+    median, and the median over sets of each set's own ratio."""
+
+    concurrency: int
+    name: str
+    unit: str
+    scale: float
+    base: float
+    other: float
+    paired: float
+
+
+def compared(waves: Sequence[Wave], base: str, other: str) -> Iterator[Compared]:
     for concurrency in CONCURRENCY:
-        direct_waves = of(waves, DIRECT, concurrency)
-        gateway_waves = of(waves, GATEWAY, concurrency)
-        twins = {w.pair: w for w in direct_waves}
+        base_waves = of(waves, base, concurrency)
+        other_waves = of(waves, other, concurrency)
+        twins = {w.pair: w for w in base_waves}
         for name, unit, scale, figure in MEASURES:
-            d, g = figure(direct_waves), figure(gateway_waves)
-            paired = statistics.median(figure([w]) / figure([twins[w.pair]])
-                                       for w in gateway_waves)
-            rows.append([f"{concurrency}", name, f"{d * scale:,.1f} {unit}",
-                         f"{g * scale:,.1f} {unit}", f"{g / d:.2f}×", f"{paired:.2f}×"])
+            yield Compared(concurrency, name, unit, scale, figure(base_waves),
+                           figure(other_waves),
+                           statistics.median(figure([w]) / figure([twins[w.pair]])
+                                             for w in other_waves))
+
+
+def main_table(waves: Sequence[Wave], settings: Settings) -> list[str]:
+    rows = [[f"{c.concurrency}", c.name, f"{c.base * c.scale:,.1f} {c.unit}",
+             f"{c.other * c.scale:,.1f} {c.unit}", f"{c.other / c.base:.2f}×",
+             f"{c.paired:.2f}×"] for c in compared(waves, DIRECT, GATEWAY)]
     per_path = len(PROMPTS) * settings.rounds
     return section(
         f"Gateway (TA → executor → ML node) against the ML node directly, {MODEL}, "
@@ -619,18 +637,10 @@ def main_table(waves: Sequence[Wave], settings: Settings) -> list[str]:
 def key_table(waves: Sequence[Wave]) -> list[str]:
     """What committing an API-key request on chain adds to its first token, against the
     same request signed by the developer."""
-    rows = []
-    for concurrency in CONCURRENCY:
-        signed_waves = of(waves, GATEWAY, concurrency)
-        key_waves = of(waves, GATEWAY_KEY, concurrency)
-        twins = {w.pair: w for w in signed_waves}
-        for name, unit, scale, figure in MEASURES:
-            s, k = figure(signed_waves), figure(key_waves)
-            paired = statistics.median(figure([w]) / figure([twins[w.pair]])
-                                       for w in key_waves)
-            rows.append([f"{concurrency}", name, f"{s * scale:,.1f} {unit}",
-                         f"{k * scale:,.1f} {unit}", f"{(k - s) * scale:+,.1f} {unit}",
-                         f"{k / s:.2f}×", f"{paired:.2f}×"])
+    rows = [[f"{c.concurrency}", c.name, f"{c.base * c.scale:,.1f} {c.unit}",
+             f"{c.other * c.scale:,.1f} {c.unit}",
+             f"{(c.other - c.base) * c.scale:+,.1f} {c.unit}", f"{c.other / c.base:.2f}×",
+             f"{c.paired:.2f}×"] for c in compared(waves, GATEWAY, GATEWAY_KEY)]
     return section(
         "API-key requests against signed ones through the gateway",
         table(["clients", "measure", "signed", "API key", "API key − signed",
