@@ -455,12 +455,10 @@ class Simulation:
                                        gas_limit=GAS["claim"]))
         return txs
 
-    def order(self, agent: Actor, label: str, timestamp: int | None = None,
-              draw_height: int | None = None, signed: bool = True) -> list[str]:
-        """The executor order of the request (stamped now and drawing at the latest height
-        unless told): an API-key request's leaves its agent out (start_rules)."""
-        timestamp = T0 + self.net.height if timestamp is None else timestamp
-        draw_height = self.net.height if draw_height is None else draw_height
+    def order(self, agent: Actor, label: str, timestamp: int, draw_height: int,
+              signed: bool) -> list[str]:
+        """The executor order of the request: an API-key request's leaves its agent out
+        (start_rules)."""
         inference_id = request_id(agent, self.net.developer, label, timestamp, signed=signed)
         return start_rules.executor_order(self.net.draw_at(inference_id, draw_height),
                                           agent.address, signed)
