@@ -34,6 +34,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     KeyRequestCommitment,
     Model,
     Participant,
+    PassNotice,
 )
 from inferchain_pb.inference.v1.validation_pb2 import (
     EpochMembers,
@@ -188,6 +189,20 @@ class ChainQueries:
                                     transfer_agent=transfer_agent, inference_id=inference_id),
                                 q.QueryKeyRequestCommitmentResponse)
         return reply.commitment if reply else None
+
+    async def pass_notice(self, transfer_agent: str, inference_id: str,
+                          attempt: int) -> PassNotice | None:
+        """``transfer_agent``'s notice that it passes pick ``attempt`` of a request."""
+        reply = await self.find(INFERENCE + "PassNotice", q.QueryPassNoticeRequest(
+            transfer_agent=transfer_agent, inference_id=inference_id, attempt=attempt),
+                                q.QueryPassNoticeResponse)
+        return reply.notice if reply else None
+
+    async def pass_notices(self, pick: str, since_height: int) -> list[PassNotice]:
+        """The notices naming ``pick`` that blocks from ``since_height`` on took."""
+        reply = await self.call(INFERENCE + "PassNotices", q.QueryPassNoticesRequest(
+            pick=pick, since_height=since_height), q.QueryPassNoticesResponse)
+        return list(reply.notices)
 
     async def inference(self, inference_id: str, height: int = 0) -> Inference | None:
         reply = await self.find(INFERENCE + "Inference",

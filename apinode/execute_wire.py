@@ -97,16 +97,17 @@ class ExecuteRequest:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict, bytes as hex; ``from_json`` reads it back."""
-        return {**{name: _json_value(getattr(self.start, _field(name))) for name in _PARSERS},
+        return {**{name: _json_value(getattr(self.start, _field(name)))
+                   for name in (*_PARSERS, *_OPTIONAL)},
                 "top_logprobs": self.top_logprobs}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ExecuteRequest:
         """Parse a decoded JSON object from another node; ValueError names the bad field.
 
-        Every field is required and strictly typed (no strings for numbers, no booleans for
-        integers) and must fit its protobuf field; unknown fields are ignored, so a newer
-        transfer agent can add some.
+        Every field is required but the skipped picks' refusals, and strictly typed (no
+        strings for numbers, no booleans for integers), and must fit its protobuf field;
+        unknown fields are ignored, so a newer transfer agent can add some.
         """
         if not isinstance(data, Mapping):
             raise ValueError("an execute request must be a JSON object")
@@ -114,7 +115,9 @@ class ExecuteRequest:
         if missing:
             raise ValueError(f"missing fields: {', '.join(missing)}")
         start = MsgStartInference()
-        for name, parse in _PARSERS.items():
+        for name, parse in (*_PARSERS.items(), *_OPTIONAL.items()):
+            if name not in data:  # an optional field an older transfer agent leaves out
+                continue
             value = parse(data[name], name)
             try:
                 if name == "logit_bias":
@@ -154,7 +157,8 @@ def _json_value(value: Any) -> Any:
         return value.hex()
     if isinstance(value, str | int | float):
         return value
-    return [[v.token_id, v.bias] if isinstance(v, LogitBias) else v for v in value]
+    return [[v.token_id, v.bias] if isinstance(v, LogitBias) else
+            v.hex() if isinstance(v, bytes) else v for v in value]
 
 
 def _text(value: Any, name: str) -> str:
@@ -195,6 +199,12 @@ def _biases(value: Any, name: str) -> tuple[tuple[int, float], ...]:
     return tuple((_integer(t, name), _number(b, name)) for t, b in value)
 
 
+def _hexes(value: Any, name: str) -> tuple[bytes, ...]:
+    if not isinstance(value, list) or len(value) > MAX_REFUSALS:
+        raise ValueError(f"{name} must be a list of at most {MAX_REFUSALS} hex strings")
+    return tuple(_hex(v, name) for v in value)
+
+
 def _texts(value: Any, name: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ValueError(f"{name} must be a list of strings")
@@ -212,6 +222,11 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "presence_penalty": _number, "frequency_penalty": _number, "logit_bias": _biases,
     "choice_index": _integer, "choices": _integer,
 }
+# Fields a forward may leave out: the picks it skips' signed refusals (each empty where the
+# pick sent none), which the executor checks the start's passes with.
+_OPTIONAL: dict[str, Callable[[Any, str], Any]] = {"refusals": _hexes}
+# The most refusals a forward carries: one per attempt the chain allows (max_attempts ≤ 100).
+MAX_REFUSALS = 100
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ node, and owes the chain its MsgFinishInference (docs/design.md §3.5).
    serving it with the registry's weights and the node key it signs with, and its ML node
    serves those weights; an API-key start follows its agent's commitment on chain (its
    draw height, its escrow); this node is pick ``attempt`` of the chain's draw at
-   ``draw_height``; and the inference is neither finished, expired, given to someone else on
-   chain, nor already executed here. Anything else raises ``ExecutionRefused`` before a
-   single token is generated.
+   ``draw_height``, each pick before it that left no signed refusal passed under an
+   unclaimed notice (chain/inference/pass_notices.py); and the inference is neither
+   finished, expired, given to someone else on chain, nor already executed here. Anything
+   else raises ``ExecutionRefused`` before a single token is generated.
 2. **Stream.** One generation on the ML node with ``max(model.top_k, top_logprobs)``
    alternatives per token, so the logprobs the developer gets and the artifact the chain gets
    come from the same per-token data; each token is yielded as it comes.
@@ -53,6 +54,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, field
@@ -81,7 +83,7 @@ from apinode.store import Database, Payload
 from apinode.validation.canaries import Planted, planted_shift
 from apinode.validation.seeds import SeedStore
 from chain.errors import ChainError
-from chain.inference import artifact, key_commitments, payload, start_rules
+from chain.inference import artifact, key_commitments, pass_notices, payload, start_rules
 from chain.inference.artifact import ArtifactStep
 from chain.inference.delivery import Delivered, signed_delivery
 from inferchain_pb.inference.v1.inference_pb2 import (
@@ -92,6 +94,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     MsgRelayStart,
     MsgStartInference,
     Participant,
+    PassNotice,
 )
 from mlnode.types import Finished, TokenStep
 
@@ -104,6 +107,9 @@ log = logging.getLogger(__name__)
 # carried as MsgRelayStart with no delivery, to take the inference from the agent's next pick:
 # the chain refuses such a relay (undelivered, code 60) and the next pick serves and is paid.
 FAULTS = frozenset({"", "refuse-all", "refuse-and-relay"})
+# Forwards remembered to answer whether one reached this node: far more than a node takes
+# within a draw window.
+FORWARDS_KEPT = 10_000
 # How long a forward waits for this node to apply the block its draw names, when that block is
 # at most DRAW_LAG_BLOCKS past this node's latest: the transfer agent's node may apply it a
 # moment before ours.
@@ -184,6 +190,14 @@ class Executor:
         self._running: set[str] = set()  # inference ids being executed in this process
         self._runs: dict[str, _Run] = {}  # executed here, not yet finished or given up
         self._settling: set[asyncio.Task] = set()
+        # Inference ids of the forwards that reached this node lately, oldest first: a
+        # transfer agent that gives up on one has asked, and this node does not claim it.
+        self._forwarded: OrderedDict[str, None] = OrderedDict()
+
+    def forwarded(self, inference_id: str) -> bool:
+        """Whether a forward of ``inference_id`` reached this node (among the last
+        FORWARDS_KEPT)."""
+        return inference_id in self._forwarded
 
     async def execute(self, request: ExecuteRequest) -> AsyncIterator[ExecutedStep | Executed]:
         """Each output token as an ``ExecutedStep``, then one ``Executed``.
@@ -197,6 +211,9 @@ class Executor:
         transfer agent signed delivery of is finished.
         """
         start = request.start
+        self._forwarded[start.inference_id] = None
+        while len(self._forwarded) > FORWARDS_KEPT:
+            self._forwarded.popitem(last=False)
         if self.fault == "refuse-all":
             raise self._refuse(request, "executor fault 'refuse-all' is on", signed=True)
         if self.fault == "refuse-and-relay":
@@ -259,7 +276,7 @@ class Executor:
             start_rules.check_context(start, model)
         if known is not None:
             self._check_known(request, known)
-        await self._check_draw(request, escrow)
+        await self._check_draw(request, escrow, int(params["pass_claim_blocks"]))
         if await asyncio.to_thread(self._executed_here, start.inference_id):
             raise self._refuse(request, "this inference was already executed here")
         return model, agent
@@ -314,10 +331,12 @@ class Executor:
                               or list(known.prompt_ids) != list(start.prompt_ids)):
             raise self._refuse(request, "the prompt differs from the one started on chain")
 
-    async def _check_draw(self, request: ExecuteRequest, escrow: int) -> None:
+    async def _check_draw(self, request: ExecuteRequest, escrow: int,
+                          claim_blocks: int) -> None:
         """The id and draw height are the request's own (a signed request's by its timestamp,
-        an API-key request's by its agent's commitment), and this node is pick ``attempt`` of
-        the draw the chain will recompute."""
+        an API-key request's by its agent's commitment), this node is pick ``attempt`` of
+        the draw the chain will recompute, and each pick before it that left no refusal was
+        noticed and did not claim the request within its window (``claim_blocks``)."""
         start = request.start
         with self._chain_refusal(request):
             start_rules.check_transform(start)
@@ -353,6 +372,24 @@ class Executor:
                                        start.attempt, self.address, picked)
             raise self._refuse(request, f"the draw at height {start.draw_height} picks "
                                         f"{picked} for attempt {start.attempt}, not this node")
+        passed = [j for j in range(start.attempt)
+                  if j >= len(start.refusals) or not start.refusals[j]]
+        if passed:
+            async def notices() -> list[PassNotice | None]:
+                return await asyncio.gather(*(self.chain.pass_notice(
+                    start.creator, start.inference_id, j) for j in passed))
+
+            # The agent forwards once its node has the claim windows' last block; ours may
+            # apply it a moment later, with a claim in it. The start lands after that.
+            found = await notices()
+            ends = [n.height + claim_blocks for n in found if n is not None]
+            if ends:
+                await self.chain.reached(max(ends), DRAW_LAG_WAIT_S, DRAW_LAG_BLOCKS)
+                found = await notices()  # a claim may be in the blocks waited for
+            height = await self.chain.latest_height() + 1
+            with self._chain_refusal(request):
+                for j, notice in zip(passed, found, strict=True):
+                    pass_notices.check_pass(notice, start, j, order[j], height, claim_blocks)
 
     def _executed_here(self, inference_id: str) -> bool:
         """A stored output, or the finish of a prefix of one that stopped early."""

@@ -1,19 +1,17 @@
 """A transfer agent's short memory of executors that just failed it (unreachable, broken
 off, or silent past the first-token timeout), so that the next requests whose draw names one
-of them try the later picks first instead of waiting out the timeout again, and that one
-last.
+of them pass it at once (a notice the pick may claim, docs/design.md §3.3) instead of waiting
+out the timeout again.
 
 The chain's draw already weighs executors by an availability fixed per epoch (docs/design.md
 §3.3), but it counts only misses it has evidence for; a dead or stalled executor is charged
 nothing for being skipped, and so stays in the draw until the epoch turns and beyond. This
-memory changes nothing the chain sees: skipping a pick without a signed refusal is what the
-agent does on a timeout anyway, it charges no one, and the draw's order still decides who
-serves, so the agent gains no say over the executor. A pick is put off on this memory alone
-only while a later pick that the agent may still forward to remains: never the last pick, and
-never when only the agent itself comes after it (a pick put off leaves no signed refusal, and
-the agent serves itself past a pick only on one). A pick put off is still tried once the later
-ones failed, so the memory never costs a request an executor: one back from a restart, or a
-network whose every executor failed once, still serves.
+memory changes nothing the chain sees: passing a pick takes the same notice a timeout leads
+to, and a pick that is alive again claims the request and is tried, so the draw's order still
+decides who serves and the agent gains no say over the executor. A pick is passed on this
+memory alone only while a later pick that the agent may still forward to remains: never the
+last pick, and never when only the agent itself comes after it (the agent serves itself past
+a pick only on that pick's signed refusal).
 """
 
 import time
@@ -40,12 +38,14 @@ class ExecutorHealth:
         """A first token came: the executor is healthy again."""
         self._failed_at.pop(executor, None)
 
-    def passes_over(self, picks: Sequence[str], attempt: int, agent: str) -> bool:
-        """Whether ``agent`` tries ``picks[attempt]`` after the later picks for having failed
-        it lately."""
+    def passes_over(self, picks: Sequence[str], attempt: int, agent: str,
+                    failing: bool = False) -> bool:
+        """Whether ``agent`` passes ``picks[attempt]`` without trying it, for having failed it
+        lately (or for being taken as ``failing``): only while a later pick other than the
+        agent remains."""
         if not any(later != agent for later in picks[attempt + 1:]):
             return False
-        return self.failing(picks[attempt])
+        return failing or self.failing(picks[attempt])
 
     def failing(self, executor: str) -> bool:
         failed_at = self._failed_at.get(executor)

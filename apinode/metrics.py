@@ -30,7 +30,7 @@ TOKENS_PER_S_BUCKETS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 UNMATCHED_ROUTE = "unmatched"
 CLIENT_GONE = 499  # the client went away before its answer was complete (nginx's code)
 # Why a transfer agent gave up on a pick (docs/metrics.md); each shows from the start, at 0.
-FALLBACK_REASONS = ("refused", "failed", "timeout", "draw_expired", "recently_failed")
+FALLBACK_REASONS = ("refused", "failed", "timeout", "draw_expired", "recently_failed", "claimed")
 
 
 class ApiMetrics:

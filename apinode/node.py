@@ -26,10 +26,11 @@ from apinode.executor import Executor
 from apinode.http_server import HttpApi
 from apinode.key_commitments import KeyRequestCommitter
 from apinode.metrics import ApiMetrics
-from apinode.mlnode_client import MlNodeClient
+from apinode.mlnode_client import MlNodeClient, MlNodeError
 from apinode.outbox import Outbox
 from apinode.outbox_chain import outbox_confirm, outbox_submit
 from apinode.outbox_worker import OutboxWorker
+from apinode.pass_notices import PassClaimer, PassNoticer
 from apinode.poc.worker import PocWorker
 from apinode.probe_worker import ProbeWorker
 from apinode.store import Database
@@ -42,10 +43,15 @@ from chain.metrics import serve_metrics
 from inferchain_pb.inference.v1.inference_pb2 import (
     MsgRegisterParticipant,
     MsgUpdateParticipant,
+    PassNotice,
     ServedModel,
 )
 
 log = logging.getLogger(__name__)
+
+# How long a pass claim waits for the ML node to say what it serves: one that cannot answer
+# that quickly would not serve the claimed request in time either.
+ML_HEALTH_WAIT_S = 5.0
 
 
 async def register(config: ApiNodeConfig, sender: TxSender, chain: ChainQueries,
@@ -116,6 +122,7 @@ async def run(config: ApiNodeConfig) -> None:
                             delivery_wait_s=config.delivery_wait_s, chain_id=config.chain_id)
         agent = TransferAgent(sender.address, config.node_key(), chain, mlnode, executor,
                               outbox, session, KeyRequestCommitter(sender),
+                              PassNoticer(sender),
                               first_token_timeout_s=config.first_token_timeout_s,
                               token_gap_timeout_s=config.token_gap_timeout_s,
                               fault=config.transfer_agent_fault,
@@ -171,7 +178,23 @@ async def run(config: ApiNodeConfig) -> None:
         else:
             log.info("probes off (probes_per_epoch = 0): this participant sends none")
         probing = asyncio.create_task(prober.run()) if prober else None
+
+        async def serves(notice: PassNotice) -> bool:
+            """Whether this node would run the request a transfer agent says it passes: it
+            has not had its forward, runs honestly, and its ML node answers with the model."""
+            if executor.fault or executor.forwarded(notice.inference_id):
+                return False
+            try:
+                info = await asyncio.wait_for(mlnode.info(), ML_HEALTH_WAIT_S)
+            except (MlNodeError, TimeoutError, aiohttp.ClientError):
+                return False
+            return info.model_id == notice.model_id
+
+        claimer = PassClaimer(chain, sender, serves)
+        claiming = asyncio.create_task(claimer.run())
         await stop.wait()
+        claimer.stop()
+        await claiming
         if prober is not None and probing is not None:
             prober.stop()
             await probing

@@ -4,11 +4,13 @@ starts the inference on chain (docs/design.md §3.4).
 The request fixes its own draw (docs/design.md §3.3): its inference id is the hash of what the
 developer signed (``payload.request_id``) and its draw height is the first block at or after
 its timestamp, so this agent only reads the draw. The executor is the first of the draw order
-that accepts the request; one that is unreachable, refuses, or sends no first token in time is
-skipped for the next pick. The chain counts a miss for a skipped pick only when the start
-carries its signed refusal, which a refusing executor sends with its 409. MsgStartInference
-goes to the outbox once an executor has produced its first token, so the response never waits
-for the chain.
+that accepts the request. One that refuses sends its signed refusal with its 409, which the
+start carries (the chain counts the miss); one that is unreachable or sends no first token in
+time leaves none, and this agent passes it only after a notice on chain that the pick may
+claim within ``pass_claim_blocks`` (apinode/pass_notices.py): a pick that claims is alive and
+is tried again (passed then only on its refusal), one that stays silent is passed for the next
+pick. MsgStartInference goes to the outbox once an executor has produced its first token, so
+the response never waits for the chain.
 
 The chain accepts a start only while its draw height is among the last
 ``max_draw_age_blocks`` blocks. So that every answer the developer receives is settled on
@@ -68,14 +70,17 @@ from apinode.openai_request import CompletionRequest
 from apinode.openai_response import OutputToken
 from apinode.outbox import Outbox
 from apinode.owed_deliveries import OwedDeliveries
+from apinode.pass_notices import PassNoticer
 from apinode.request_auth import SignedRequest
 from apinode.spending import Spending
+from apinode.tx_batches import BatchRefused, BatchStalled
 from chain.inference import payload, start_rules
 from inferchain_pb.inference.v1.inference_pb2 import (
     LogitBias,
     Model,
     MsgStartInference,
     Participant,
+    PickPass,
 )
 
 log = logging.getLogger(__name__)
@@ -83,13 +88,19 @@ log = logging.getLogger(__name__)
 Event = ExecutedStep | Executed
 # The share of the draw window (1/4) kept for the start to reach a block after the first token.
 START_SHARE = 4
+# Blocks a notice of a passed pick takes to land: a pass needs this and the claim window
+# (pass_claim_blocks) before the draw window's share kept for the start.
+PASS_LAND_BLOCKS = 1
 # How long a request waits for the chain's first block at or after its timestamp.
 DRAW_BLOCK_WAIT_S = 30.0
 # Misbehaviours a protocol test can switch on (ApiNodeConfig.transfer_agent_fault); "" is
 # honest. "withhold-start" never sends the chain a start: the executor relays it to be paid.
 # "withhold-delivery" signs delivery of the first delivery_interval_tokens tokens only, takes
 # the rest of the output and never signs it: the executor stops and is paid for that prefix.
-FAULTS = frozenset({"", "withhold-start", "withhold-delivery"})
+# "pass-first-pick" passes the draw's first pick without forwarding it the request (a notice
+# on chain, as for a pick that failed it), as an agent favouring the next pick would: a live
+# first pick claims the request and is forwarded it after all.
+FAULTS = frozenset({"", "withhold-start", "withhold-delivery", "pass-first-pick"})
 CHOICE_SEED_TAG = b"inferchain/choice-seed/v1"
 # A delivery the executor could not take (5xx, no connection) is handed over again, waiting
 # DELIVERY_RETRY_S × the attempt number between tries: about 45 s in all.
@@ -137,18 +148,21 @@ class TransferAgent:
     def __init__(self, address: str, node_key: SigningKey, chain: ChainQueries,
                  mlnode: MlNodeClient, executor: Executor, outbox: Outbox,
                  session: aiohttp.ClientSession, commitments: KeyRequestCommitter,
+                 passes: PassNoticer,
                  first_token_timeout_s: float = 120.0, fault: str = "",
                  delivery_interval_tokens: int = 16, metrics: ApiMetrics | None = None,
                  token_gap_timeout_s: float = 60.0) -> None:
-        self.fault = fault_switch("transfer agent", fault, FAULTS,
-                                  "this agent takes outputs without starting them on chain"
-                                  if fault == "withhold-start" else
-                                  "this agent takes outputs without signing their delivery")
+        self.fault = fault_switch("transfer agent", fault, FAULTS, {
+            "withhold-start": "this agent takes outputs without starting them on chain",
+            "withhold-delivery": "this agent takes outputs without signing their delivery",
+            "pass-first-pick": "this agent passes every request's first pick unasked"}.get(
+                fault, ""))
         self.address = address
         self._metrics = metrics or ApiMetrics()
         self._key = node_key
         self._chain = chain
         self._commitments = commitments
+        self._passes = passes
         self._mlnode = mlnode
         self._executor = executor
         self._outbox = outbox
@@ -251,48 +265,88 @@ class TransferAgent:
         last_height = draw.draw_height + max_age - max(1, max_age // START_SHARE)
         picks = start_rules.executor_order(list(draw.order), self.address,
                                            bool(signed.signature))[:attempts]
+        claim_blocks = int(prepared.params["pass_claim_blocks"])
         refusals = [b""] * len(picks)  # each pick's signed refusal, once it sent one
-        # Picks in draw order; one that failed this agent lately goes to the back instead,
-        # so the memory changes who is tried first, never who may serve.
-        tries = list(range(len(picks)))
-        deferred: set[int] = set()
-        while tries:
-            attempt = tries.pop(0)
+        attempt, claimed = 0, False  # claimed: picks[attempt] claimed the request; try again
+        while attempt < len(picks):
             executor = picks[attempt]
-            if executor == self.address and not all(refusals[:attempt]):
-                # The chain takes this agent past a pick only on that pick's signed refusal.
-                log.info("inference %s: not serving itself at attempt %d: a pick before it "
-                         "left no signed refusal", inference_id, attempt)
-                continue
             now = await self._chain.latest_height()
             if now >= last_height:
                 break
-            if attempt not in deferred and self._health.passes_over(picks, attempt,
-                                                                    self.address):
-                log.info("inference %s: trying executor %s (attempt %d) after the others: it "
+            served: AsyncGenerator[Event] | bytes = b""
+            if executor == self.address and not all(refusals[:attempt]):
+                # The chain takes this agent past a pick only on that pick's signed refusal.
+                log.info("inference %s: passing itself at attempt %d: a pick before it left no "
+                         "signed refusal", inference_id, attempt)
+            elif not claimed and self.fault == "pass-first-pick" and attempt == 0 \
+                    and executor != self.address \
+                    and self._health.passes_over(picks, attempt, self.address, failing=True):
+                log.warning("inference %s: transfer agent fault 'pass-first-pick': passing "
+                            "executor %s unasked", inference_id, executor)
+            elif not claimed and self._health.passes_over(picks, attempt, self.address):
+                log.info("inference %s: passing executor %s (attempt %d) without trying it: it "
                          "failed this agent within the last minute", inference_id, executor,
                          attempt)
                 self._metrics.fallbacks.labels("recently_failed").inc()
-                deferred.add(attempt)
-                tries.append(attempt)
+            else:
+                # Each try waits for its first token at most an equal share of the time left,
+                # so a stalled executor leaves the next picks theirs within the one draw.
+                pick_last = now + max(1, (last_height - now) // (len(picks) - attempt))
+                forward = self._forward(prepared, inference_id, choice, draw, attempt,
+                                        executor, refusals)
+                try:
+                    served = await self._try(prepared, forward, participants, pick_last,
+                                             last_height)
+                except DrawExpired as exc:
+                    log.warning("inference %s: gave up on executor %s (attempt %d): %s",
+                                inference_id, executor, attempt, exc)
+                    self._metrics.fallbacks.labels("draw_expired").inc()
+                if not isinstance(served, bytes):
+                    return inference_id, served
+            if served:  # its signed refusal: the next pick may serve
+                refusals[attempt], attempt, claimed = served, attempt + 1, False
                 continue
-            # Each try waits for its first token at most an equal share of the time left,
-            # so a stalled executor leaves the next picks theirs within the one draw.
-            pick_last = now + max(1, (last_height - now) // (len(tries) + 1))
-            forward = self._forward(prepared, inference_id, choice, draw, attempt, executor,
-                                    refusals)
-            try:
-                served = await self._try(prepared, forward, participants, pick_last,
-                                         last_height)
-            except DrawExpired as exc:
-                log.warning("inference %s: gave up on executor %s (attempt %d): %s",
-                            inference_id, executor, attempt, exc)
-                self._metrics.fallbacks.labels("draw_expired").inc()
-                served = b""
-            if not isinstance(served, bytes):
-                return inference_id, served
-            refusals[attempt] = served
+            if claimed or attempt + 1 == len(picks):
+                break  # a claimant that failed again is passed only on its refusal
+            outcome = await self._pass(prepared, inference_id, draw.draw_height, attempt,
+                                       executor, claim_blocks, last_height)
+            if outcome is None:
+                break
+            claimed = outcome
+            if not claimed:
+                attempt += 1
         raise errors.no_executor(prepared.model.id)
+
+    async def _pass(self, prepared: Prepared, inference_id: str, draw_height: int,
+                    attempt: int, executor: str, claim_blocks: int,
+                    last_height: int) -> bool | None:
+        """Notices that this agent passes pick ``attempt`` and waits out the pick's claim
+        window (docs/design.md §3.3): True when the pick claimed the request (it is alive and
+        is tried again), False when the start may pass it, None when it cannot be passed in
+        time (or the chain took no notice)."""
+        now = await self._chain.latest_height()
+        if now + PASS_LAND_BLOCKS + claim_blocks >= last_height:
+            log.warning("inference %s: no time left to pass executor %s (attempt %d): a pass "
+                        "waits %d blocks for the pick's claim", inference_id, executor,
+                        attempt, claim_blocks)
+            return None
+        try:
+            await self._passes.notice(PickPass(
+                inference_id=inference_id, model_id=prepared.model.id,
+                draw_height=draw_height, attempt=attempt, pick=executor), claim_blocks)
+        except (BatchRefused, BatchStalled) as exc:
+            log.warning("inference %s: could not pass executor %s (attempt %d): %s",
+                        inference_id, executor, attempt, exc)
+            return None
+        notice = await self._chain.pass_notice(self.address, inference_id, attempt)
+        if notice is None:  # pruned with its draw window: the request is out of time
+            return None
+        if notice.claimed_at:
+            log.info("inference %s: executor %s (attempt %d) claimed the request at height %d; "
+                     "trying it again", inference_id, executor, attempt, notice.claimed_at)
+            self._metrics.fallbacks.labels("claimed").inc()
+            return True
+        return False
 
     async def _request_draw(self, inference_id: str, model_id: str, *, draw_height: int = 0,
                             request_timestamp: int = 0) -> Draw:

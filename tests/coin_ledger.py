@@ -26,11 +26,12 @@ class Ledger:
 
     def burned(self) -> int:
         """What the last block burned outside settlements, from its events: vote bonds (at a
-        reveal or when judged) and the forfeits of API-key commitments no start took."""
+        reveal or when judged), the forfeits of API-key commitments no start took and the bonds
+        of notices of passed picks no start returned."""
         block = self.net.last_block
         events = [*block.events, *(e for tx in block.tx_results for e in tx.events)]
         return sum(int(a.value) for e in events
-                   if e.type in ("vote_bond_burned", "key_request_forfeited")
+                   if e.type in ("vote_bond_burned", "key_request_forfeited", "pass_bond_burned")
                    for a in e.attributes if a.key == "amount")
 
     def block(self, txs: list[bytes]) -> list:

@@ -25,10 +25,14 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     Inference,
     KeyRequest,
     Model,
+    MsgClaimPasses,
     MsgCommitKeyRequests,
     MsgFinishInference,
+    MsgNoticePasses,
     MsgRegisterParticipant,
     MsgStartInference,
+    PassClaim,
+    PickPass,
     ServedModel,
 )
 from inferchain_pb.inference.v1.validation_pb2 import MsgSealValidation, MsgValidation
@@ -184,6 +188,22 @@ def key_commitment(agent: Actor, inference_ids: list[str],
     """``agent``'s commitment of API-key requests, each to escrow at most ``max_escrow``."""
     return MsgCommitKeyRequests(creator=agent.address, requests=[
         KeyRequest(inference_id=i, max_escrow=max_escrow) for i in inference_ids])
+
+
+def pass_notice(agent: Actor, passes: Iterable[tuple[MsgStartInference, int, str]]
+                ) -> MsgNoticePasses:
+    """``agent``'s notice that it passes pick ``attempt`` (``pick``) of each start's draw."""
+    return MsgNoticePasses(creator=agent.address, passes=[
+        PickPass(inference_id=start.inference_id, model_id=start.model_id,
+                 draw_height=start.draw_height, attempt=attempt, pick=pick)
+        for start, attempt, pick in passes])
+
+
+def pass_claim(pick: Actor, claims: Iterable[tuple[str, str, int]]) -> MsgClaimPasses:
+    """``pick``'s claim of the noticed requests (agent, inference id, attempt)."""
+    return MsgClaimPasses(creator=pick.address, claims=[
+        PassClaim(transfer_agent=agent, inference_id=inference_id, attempt=attempt)
+        for agent, inference_id, attempt in claims])
 
 
 def finish_msg(executor: Actor, start: MsgStartInference, output_ids: list[int],

@@ -14,6 +14,7 @@ from inference_actors import (
     genesis_models,
     genesis_participant,
     key_commitment,
+    pass_notice,
     request_id,
     seal_of,
     start_msg,
@@ -183,6 +184,26 @@ class Net:
         assert result.code == 0, result.log
         self.block([])
         return self.height
+
+    def pass_picks(self, *starts) -> None:
+        """Each start's agent notices the picks its start passes without their signed
+        refusals, and the blocks of their claim window go by unclaimed: the starts may land
+        next (a start of each request, with its draw height, attempt and refusals)."""
+        by_agent: dict[str, list] = {}
+        for start in starts:
+            order = start_rules.executor_order(
+                self.draw_at(start.inference_id, start.draw_height, start.model_id),
+                start.creator, bool(start.request_signature))
+            by_agent.setdefault(start.creator, []).extend(
+                (start, j, order[j]) for j in range(start.attempt)
+                if j >= len(start.refusals) or not start.refusals[j])
+        results = self.block([self.actor(agent).tx(pass_notice(self.actor(agent), passes))
+                              for agent, passes in by_agent.items() if passes])
+        assert all(r.code == 0 for r in results), [r.log for r in results]
+        claim_blocks = json.loads(self.query("Params", q.QueryParamsRequest(
+            module="inference")).params_json)["pass_claim_blocks"]
+        for _ in range(claim_blocks):
+            self.block([])
 
     def key_start(self, label: str, agent: Actor | None = None, **kw) -> tuple:
         """An API-key start of the request ``label``: its agent (the first participant

@@ -451,12 +451,12 @@ def stamped_for(network: LocalNetwork, agent: ApiNode, body: bytes,
 
 
 @on_solo
-def test_an_executor_that_failed_lately_is_tried_last_and_still_serves(
+def test_an_executor_that_failed_lately_is_passed_at_once_and_serves_when_back(
         network: LocalNetwork) -> None:
-    """A transfer agent that saw an executor fail tries it after the later picks for a
-    minute, but still tries it: with that executor back from a restart and the other one
-    dead, a request whose draw is (it, the agent, the dead one) is served by it, although the
-    agent may not serve itself past a pick that left no signed refusal."""
+    """A transfer agent that saw an executor fail passes it at once for a minute, through a
+    notice on chain it may claim: with that executor back from a restart and the other one
+    dead, a request whose draw is (it, the agent, the dead one) is claimed by it and served
+    by it at attempt 0, although the agent passed it unasked."""
     agent, back, dead = network.nodes
     # The agent starts afresh: an earlier test on this network may have left it remembering
     # that one of these executors failed it, and it would then put that one off at once.
@@ -478,7 +478,9 @@ def test_an_executor_that_failed_lately_is_tried_last_and_still_serves(
             network, agent, body,
             lambda order: order == [back.address, agent.address, dead.address]))
         assert reply.status_code == 200, reply.text
-        assert f"trying executor {back.address} (attempt 0) after the others" in agent.log()
+        log = agent.log()
+        assert f"passing executor {back.address} (attempt 0) without trying it" in log
+        assert f"executor {back.address} (attempt 0) claimed the request" in log
         served = network.finished(reply.json()["inference_id"])
         assert (served.executor, served.attempt) == (back.address, 0)
     finally:

@@ -261,9 +261,12 @@ def test_execute_request_travels_as_json():
         creator="infer1ta", ta_signature=key.sign(b"x").signature, presence_penalty=0.5,
         frequency_penalty=-2.0, logit_bias=[LogitBias(token_id=3, bias=-100.0),
                                             LogitBias(token_id=9, bias=2.5)],
-        choice_index=2, choices=3), top_logprobs=20)
+        choice_index=2, choices=3, refusals=[key.sign(b"r").signature, b""]),
+        top_logprobs=20)
     wire = json.loads(json.dumps(request.to_json()))
     assert ExecuteRequest.from_json(wire) == request
+    older = {k: v for k, v in wire.items() if k != "refusals"}  # a forward without them
+    assert list(ExecuteRequest.from_json(older).start.refusals) == []
     assert request.sampling.logit_bias == ((3, -100.0), (9, 2.5))
     assert (request.sampling.presence_penalty, request.sampling.frequency_penalty) == (0.5, -2.0)
     assert ExecuteRequest.from_json({**wire, "newer_field": 1}) == request
@@ -274,7 +277,9 @@ def test_execute_request_travels_as_json():
                        ({"logit_bias": {"3": 1}}, "logit_bias"),
                        ({"logit_bias": [[3, "1"]]}, "logit_bias"),
                        ({"presence_penalty": "x"}, "presence_penalty"),
-                       ({"choice_index": -1}, "choice_index")]:
+                       ({"choice_index": -1}, "choice_index"),
+                       ({"refusals": "00"}, "refusals"), ({"refusals": ["zz"]}, "refusals"),
+                       ({"refusals": [""] * 101}, "refusals")]:
         with pytest.raises(ValueError, match=field):
             ExecuteRequest.from_json({**wire, **bad})
     with pytest.raises(ValueError, match="missing fields: attempt"):

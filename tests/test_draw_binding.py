@@ -106,10 +106,12 @@ def test_a_skipped_pick_is_charged_a_miss_only_on_its_own_signed_refusal():
     def misses() -> dict[str, int]:
         return {p.address: net.participant_record(p).misses for p in net.parts}
 
-    # A crafted start at the last attempt with no evidence: the developer is served, nobody
-    # is charged, so availability (and the epoch reward it scales) stays whole.
+    # A start at the last attempt with no evidence, its passes noticed and unclaimed: the
+    # developer is served, nobody is charged, so availability (and the epoch reward it
+    # scales) stays whole.
     before = misses()
     crafted = start(_skipping_request(net, agent, "crafted"), 2)
+    net.pass_picks(crafted)
     assert net.one(agent.tx(crafted)).code == 0
     assert misses() == before
     assert all(availability_ppm(net.participant_record(p)) == PPM for p in net.parts)
@@ -134,7 +136,9 @@ def test_a_skipped_pick_is_charged_a_miss_only_on_its_own_signed_refusal():
     request = _skipping_request(net, agent, "refused")
     skipped, silent = net.actor(request[1][0]), net.actor(request[1][1])
     inference_id = start(request, 2).inference_id
-    result = net.one(agent.tx(start(request, 2, (refusal(skipped, inference_id, 0), b""))))
+    passing = start(request, 2, (refusal(skipped, inference_id, 0), b""))
+    net.pass_picks(passing)  # the silent pick 1 only
+    result = net.one(agent.tx(passing))
     assert result.code == 0, result.log
     after = misses()
     assert after[skipped.address] == before[skipped.address] + 1

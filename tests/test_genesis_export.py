@@ -28,6 +28,7 @@ from inference_actors import (
     Actor,
     finish_msg,
     key_commitment,
+    pass_notice,
     seal_of,
     validation_msg,
 )
@@ -52,7 +53,7 @@ from inferchain_pb.inference.v1.gov_pb2 import (
     MsgVote,
     ParamChange,
 )
-from inferchain_pb.inference.v1.inference_pb2 import MsgGrantAllowance
+from inferchain_pb.inference.v1.inference_pb2 import MsgGrantAllowance, MsgStartInference
 from inferchain_pb.inference.v1.validation_pb2 import (
     IN_VOTE,
     OPEN,
@@ -193,9 +194,14 @@ def net() -> Net:
     sealer = next(p for p in built.parts if p is not executor)
     built.seal([(sealer, validation_msg(sealer, opened, PASS))])
     stranger = Actor.new(77, 0)
-    ok([built.one(built.developer.tx(MsgSend(
-        from_address=built.developer.address, to_address=stranger.address,
-        amount=[Coin(denom="ninfer", amount="1000000")])))])
+    # A transfer agent's notice that it passes a pick, still open to the pick's claim.
+    passed = MsgStartInference(inference_id="cd" * 32, model_id=MODEL_ID,
+                               draw_height=built.height)
+    ok(built.block([built.developer.tx(MsgSend(
+                        from_address=built.developer.address, to_address=stranger.address,
+                        amount=[Coin(denom="ninfer", amount="1000000")])),
+                    built.parts[1].tx(pass_notice(built.parts[1],
+                                                  [(passed, 0, built.parts[2].address)]))]))
     assert built.height < 1 + 3 * EPOCH, "exported in the middle of the third epoch"
     tasks = {t: built.query("ValidationTask", q.QueryValidationTaskRequest(
         inference_id=built.ids[t])).task for t in ("cheat-1", "open-1")}

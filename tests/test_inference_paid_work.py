@@ -103,7 +103,8 @@ def test_an_allowance_start_relayed_spends_the_allowance_once(net):
 def _attempts(net: Net, label: str) -> tuple[Actor, Actor, Actor, MsgStartInference,
                                             MsgStartInference]:
     """An agent outside the first two picks of its request ``label``, and its signed starts
-    for attempts 0 and 1."""
+    for attempts 0 and 1, the first pick's pass noticed and unclaimed (the attempt-1 start may
+    land)."""
     for agent in net.parts:
         order = net.drawn(agent, label)
         if agent.address not in order[:2]:
@@ -113,6 +114,7 @@ def _attempts(net: Net, label: str) -> tuple[Actor, Actor, Actor, MsgStartInfere
                         T0 + net.height, [1, 2, 3, 4], attempt=n)
               for n, who in enumerate((first, second))]
     net.ids[label] = starts[0].inference_id
+    net.pass_picks(starts[1])
     return agent, first, second, starts[0], starts[1]
 
 

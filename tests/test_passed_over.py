@@ -11,7 +11,7 @@ settlement, with every coin accounted for at every height (coin_ledger.Ledger).
 """
 
 from coin_ledger import Ledger
-from inference_actors import Actor, finish_msg, start_msg
+from inference_actors import Actor, finish_msg, pass_notice, start_msg
 from inference_net import T0, Net
 
 from chain.epochs.settlement import split_by_weight
@@ -25,7 +25,8 @@ from inferchain_pb.inference.v1.validation_pb2 import MsgClaimRewards, MsgCommit
 EPOCH, REVEAL = 30, 9
 WEIGHTS = [100, 100, 100, 100]
 REPUTATION = 500_000
-BLOCKS, PER_BLOCK = 10, 5
+BLOCKS, PER_BLOCK = 6, 8
+CLAIM_BLOCKS = 2  # the default pass_claim_blocks
 
 
 def passed_over_net() -> Net:
@@ -73,7 +74,7 @@ def test_a_silent_member_loses_its_reward_and_reputation_while_one_pass_costs_no
     pass_left = passed_once
     n = 0
     for _ in range(BLOCKS):
-        height, starts = net.height, []
+        height, starts, notices = net.height, [], []
         while len(starts) < PER_BLOCK:
             label, n = f"req-{n}", n + 1
             routed = route(net, label, free_rider, pass_left)
@@ -89,8 +90,13 @@ def test_a_silent_member_loses_its_reward_and_reputation_while_one_pass_costs_no
             start = start_msg(agent, net.developer, label, executor, height, T0 + height,
                               [1, 2, 3, 4], attempt=attempt)
             starts.append((agent, net.actor(executor), start))
-        results = ledger.block([a.tx(s) for a, _, s in starts] +
-                               [e.tx(finish_msg(e, s, [7, 8, 9])) for _, e, s in starts])
+            notices.extend((agent, start, j, who) for j, who in enumerate(skipped))
+        # Each pass is noticed first and its claim window goes by unclaimed.
+        results = ledger.block([a.tx(pass_notice(a, [(s, j, who)])) for a, s, j, who in notices])
+        for _ in range(CLAIM_BLOCKS):
+            results += ledger.block([])
+        results += ledger.block([a.tx(s) for a, _, s in starts] +
+                                [e.tx(finish_msg(e, s, [7, 8, 9])) for _, e, s in starts])
         assert all(r.code == 0 for r in results), [r.log for r in results]
     assert passes[free_rider.address] >= 5 and passes[passed_once.address] == 1
     assert served[free_rider.address] == 0

@@ -11,7 +11,7 @@ import grpc
 from aiohttp import web
 from conftest import free_port
 from nacl.signing import SigningKey
-from test_transfer_agent_delivery import unused_commitments
+from test_transfer_agent_delivery import unused_commitments, unused_passes
 
 from apinode import transfer_agent
 from apinode.chain_queries import ChainQueries
@@ -75,7 +75,8 @@ async def read_answer(tmp_path: Path, pause_s: list[float | None]) -> tuple[list
             chain = ChainQueries(channel)
             executor = Executor(AGENT, key, chain, ml, db, Outbox(db), chain_id="test")
             agent = TransferAgent(AGENT, key, chain, ml, executor, Outbox(db), session,
-                                  unused_commitments(channel), token_gap_timeout_s=GAP_S)
+                                  unused_commitments(channel), unused_passes(channel),
+                                  token_gap_timeout_s=GAP_S)
             forward = ExecuteRequest(MsgStartInference(
                 inference_id="i", model_id="m", developer="infer1dev", executor="infer1x",
                 creator=AGENT, prompt_hash=bytes(32), ta_signature=bytes(64), prompt_ids=[1],

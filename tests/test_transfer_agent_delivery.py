@@ -23,6 +23,7 @@ from apinode.key_commitments import KeyRequestCommitter
 from apinode.mlnode_client import MlNodeClient
 from apinode.outbox import Outbox
 from apinode.owed_deliveries import OwedDeliveries
+from apinode.pass_notices import PassNoticer
 from apinode.store import Database
 from apinode.transfer_agent import TransferAgent
 from apinode.tx_sender import TxSender
@@ -52,6 +53,11 @@ def unused_commitments(channel: grpc.aio.Channel) -> KeyRequestCommitter:
     return KeyRequestCommitter(TxSender(channel, PrivateKey(), "test"))
 
 
+def unused_passes(channel: grpc.aio.Channel) -> PassNoticer:
+    """A transfer agent's notices of passed picks, for tests that pass none."""
+    return PassNoticer(TxSender(channel, PrivateKey(), "test"))
+
+
 async def hand_over(tmp_path: Path, endpoint: ExecutorEndpoint, inference_ids: list[str],
                     port: int, serve_after_s: float = 0.0) -> None:
     """Has an agent hand one delivery per id to the executor at ``port`` and waits until it
@@ -72,7 +78,7 @@ async def hand_over(tmp_path: Path, endpoint: ExecutorEndpoint, inference_ids: l
             chain = ChainQueries(channel)
             executor = Executor(AGENT, key, chain, ml, db, Outbox(db), chain_id="test")
             agent = TransferAgent(AGENT, key, chain, ml, executor, Outbox(db), session,
-                                  unused_commitments(channel))
+                                  unused_commitments(channel), unused_passes(channel))
             sent = [asyncio.create_task(agent._deliver(
                 EXECUTOR, f"http://127.0.0.1:{port}", Delivery(i, 4, b"\x01" * 64)))
                 for i in inference_ids]
@@ -126,7 +132,7 @@ def test_a_closing_delivery_owed_when_the_agent_dies_is_handed_over_by_its_next_
         chain = ChainQueries(channel)
         executor = Executor(AGENT, key, chain, ml, db, Outbox(db), chain_id="test")
         return TransferAgent(AGENT, key, chain, ml, executor, Outbox(db), session,
-                             unused_commitments(channel))
+                             unused_commitments(channel), unused_passes(channel))
 
     async def scenario() -> None:
         app = web.Application()

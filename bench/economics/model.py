@@ -30,7 +30,10 @@ from chain.validation.params import ValidationParams
 from chain.validation.sampling import check_probability_ppm, expected_checks_ppm
 from chain.validation.served_draws import unserved_draws
 
-START_TX_GAS = 150_000  # a MsgStartInference tx's gas limit: 1.3 × the ~104,000 it uses, rounded up
+START_TX_GAS = 150_000  # a MsgStartInference tx's gas limit: 1.3 × the ~107,000 it uses, rounded up
+# A MsgNoticePasses tx of one pass: 1.3 × the ~85,400 gas it uses, rounded up (one of many
+# passes batched costs less).
+NOTICE_TX_GAS = 111_000
 POC_TXS_PER_MEMBER = 3  # commit, claim and one PoC submission per identity and epoch
 
 
@@ -491,12 +494,13 @@ def transfer_agent(params: Params, economy: Economy, kind: str, tries: int = 2) 
       drops a request takes on average add D (qM − F), a loss at every ``tries`` once
       F > qM. Bound in its favour: the escrow is the least a start escrows, its fee and the
       agent's fee (a request asking for no more tokens than it gets).
-    - ``skip-to-accomplice``: forwards each request straight to its accomplice whenever the
-      draw puts it among the first ``max_attempts`` picks, passing the picks before it
-      without their refusals, as the agent may pass a pick that is silent or unreachable
-      (docs/design.md §3.3): the pair's share of the requests rises from q to
-      min(1, max_attempts × q) among equal members, at no cost to either (the passed picks
-      are counted as passed over, theirs)."""
+    - ``skip-to-accomplice``: tries to pass the picks before its accomplice whenever the
+      draw puts it among the first ``max_attempts`` picks (the share min(1, max_attempts ×
+      q) − q of the requests among equal members), as the agent may pass a pick that is
+      silent or unreachable. Each pass needs a notice on chain that the pick may claim
+      (docs/design.md §3.3), and a live pick claims: the request goes to it after all, and
+      the agent has paid the notice's tx (its bond comes back with the start; dropping the
+      request instead burns the bond and loses the agent's fee)."""
     n, fee, kappa = economy.executions, economy.fee, economy.cost_share
     requests = n  # a TA handling as many requests as it executes
     w = economy.weight_share
@@ -520,8 +524,9 @@ def transfer_agent(params: Params, economy: Economy, kind: str, tries: int = 2) 
         kind = f"{kind}, {tries} tries"
     elif kind == "skip-to-accomplice":
         q = w / (1 - w)
-        reached = min(1.0, params.inference.max_attempts * q)
-        mean = honest + requests * (reached - q) * margin_each
+        tried = min(1.0, params.inference.max_attempts * q) - q
+        notice_fee = NOTICE_TX_GAS * float(params.auth.min_gas_price)
+        mean = honest - requests * tried * notice_fee
     else:
         raise ValueError(f"unknown transfer agent kind {kind!r}")
     return Outcome("transfer agent", kind, mean, 0.0, honest)

@@ -21,6 +21,7 @@ run. Profit = balance change (rewards, work, validator fee shares, less every tx
 ``score_over_generate`` of that). After every block `Ledger` checks that coins are conserved.
 """
 
+import functools
 import random
 import sys
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from pathlib import Path
 from bench.economics import rates
 from bench.economics.model import START_TX_GAS
 from chain.inference import payload, start_rules
+from chain.inference.params import InferenceParams
 from chain.query import QueryError
 from chain.validation import canary
 from chain.validation.sampling import CheckShares, seed_hash
@@ -58,6 +60,7 @@ from inference_actors import (  # noqa: E402
     delivery_signature,
     finish_msg,
     key_commitment,
+    pass_notice,
     request_id,
     seal_of,
     start_msg,
@@ -72,16 +75,16 @@ OUTPUT_TOKENS = 64  # prompt + output = 200 tokens, the model's Economy
 DETECTION_TOKENS = max(n for n in rates.DEFAULT_REGISTRY.lengths if n <= OUTPUT_TOKENS)
 PASS_DISTANCE, FAIL_DISTANCE = 1_000, 3_000_000  # micro-nats: well under / over 0.15
 # Gas limits the actors sign for. A start's is the model's START_TX_GAS (it uses about
-# 104,000; the API node signs for 1.3 × that), since its fee against the transfer agent's
-# decides what withholding starts saves; a relay that lands first settles nothing but
-# carries the delivery. A reveal settles every vote bond its member locked in the epoch (one
-# per vote it opened): with a canary behind every inference that is dozens, past 200k gas
-# (the API node simulates). A report is two txs: its seal (under 65,000: the task is
-# rewritten with one more hash) and its opening, signed for what a report was, since it is
-# the report (up to 230,000 when it closes a vote).
+# 107,000; the API node signs for 1.3 × that; one passing picks, about 170,000), since its
+# fee against the transfer agent's decides what withholding starts saves; a relay that lands
+# first settles nothing but carries the delivery. A reveal settles every vote bond its
+# member locked in the epoch (one per vote it opened): with a canary behind every inference
+# that is dozens, past 200k gas (the API node simulates). A report is two txs: its seal
+# (under 65,000: the task is rewritten with one more hash) and its opening, signed for what a
+# report was, since it is the report (up to 230,000 when it closes a vote).
 GAS = {"start": START_TX_GAS, "relay": 200_000, "finish": 400_000, "report": 300_000,
        "seal": 100_000, "seed": 200_000, "reveal": 2_000_000, "claim": 400_000,
-       "commit": 400_000}
+       "commit": 400_000, "notice": 400_000, "start_passing": 250_000}
 # Variants of one API-key request a favouring agent commits at most, one after another.
 FAVOUR_TRIES = 4
 
@@ -217,6 +220,9 @@ class Simulation:
         self.reported: set[tuple[str, int]] = set()
         self.requests = 0
         self.committed: list[Committed] = []
+        # Starts waiting for their passes' claim windows: the height they are sent after.
+        self.passing: list[tuple[int, Callable[[], list[bytes]]]] = []
+        self.claim_blocks = InferenceParams().pass_claim_blocks
         self.notes: dict[str, int] = {}
         detection = rates.DEFAULT_REGISTRY.detection(play.cheat, DETECTION_TOKENS) \
             if play.cheat else None
@@ -254,7 +260,7 @@ class Simulation:
                     txs += self.commit_txs(epoch + 1)
                 if epoch and height == first + 1:
                     txs += self.claim_txs(epoch - 1)
-                txs += self.committed_starts()
+                txs += self.committed_starts() + self.passed_starts()
                 if first + 1 < height < first + s.epoch_length - 8:
                     txs += self.inference_txs(s.inferences_per_block)
                 txs += self.report_txs(epoch) + self.canary_claims()
@@ -269,7 +275,8 @@ class Simulation:
         # Reveal the last epoch and let it settle.
         self.block(self.claim_txs(s.epochs - 1))
         while self.net.height < s.epochs * s.epoch_length + 10:
-            self.block(self.committed_starts() + self.report_txs(s.epochs) +
+            self.block(self.committed_starts() + self.passed_starts() +
+                       self.report_txs(s.epochs) +
                        self.canary_claims())
         profits = [self.net.balance(p) - b - seat.compute
                    for p, b, seat in zip(self.parts, self.start_balances, self.seats,
@@ -398,15 +405,43 @@ class Simulation:
                     payload.refusal_payload(inference_id, attempt, order[attempt])).signature)
             self.notes["skipped"] = self.notes.get("skipped", 0) + 1
             attempt += 1
-        executor_index = self.index[order[attempt]]
+        # Both draws are made for every request, when it comes, so the baseline sees the
+        # same stream.
+        draws = self.rng.random() < self.play.f, self.rng.random() < self.detect_rate
+        begin = functools.partial(self.begin, agent_index, label, timestamp, draw_height,
+                                  signed, order[attempt], attempt, refusals, draws)
+        passed = [(j, order[j]) for j in range(attempt)
+                  if j >= len(refusals) or not refusals[j]]
+        if not passed:
+            return begin()
+        # A pick passed without its refusal needs the agent's notice, unclaimed through the
+        # claim window (a silent deviant claims nothing): the start comes after it.
+        start = start_msg(agent, self.net.developer, label, order[attempt], draw_height,
+                          timestamp, [], signed_request=signed)
+        self.passing.append((self.net.height + 1 + self.claim_blocks, begin))
+        return [agent.tx(pass_notice(agent, [(start, j, pick) for j, pick in passed]),
+                         gas_limit=GAS["notice"])]
+
+    def passed_starts(self) -> list[bytes]:
+        """The starts whose passes' claim windows end with the last block."""
+        due = [begin for height, begin in self.passing if height <= self.net.height]
+        self.passing = [(h, b) for h, b in self.passing if h > self.net.height]
+        return [tx for begin in due for tx in begin()]
+
+    def begin(self, agent_index: int, label: str, timestamp: int, draw_height: int,
+              signed: bool, executor_address: str, attempt: int, refusals: tuple[bytes, ...],
+              draws: tuple[bool, bool]) -> list[bytes]:
+        """The start and finish of a request, its executor's coin flips ``draws`` (cheats,
+        caught) made when it came."""
+        agent = self.parts[agent_index]
+        executor_index = self.index[executor_address]
         executor = self.parts[executor_index]
         start = start_msg(agent, self.net.developer, label, executor.address, draw_height,
                           timestamp, list(range(1, PROMPT_TOKENS + 1)),
                           max_tokens=OUTPUT_TOKENS, attempt=attempt, refusals=refusals,
                           signed_request=signed)
         self.ours.add(start.inference_id)
-        # Both draws are made for every request, so the baseline sees the same stream.
-        cheats, caught = self.rng.random() < self.play.f, self.rng.random() < self.detect_rate
+        cheats, caught = draws
         cheated = bool(self.play.cheat) and self.play.is_deviant(executor_index) and cheats
         self.truth[start.inference_id] = ("caught" if caught else "hidden") if cheated \
             else "good"
@@ -429,7 +464,9 @@ class Simulation:
                 delivered_hash=payload.ids_hash(output),
                 delivery_signature=delivery_signature(start, output)), gas_limit=GAS["relay"])
         else:
-            begun = agent.tx(start, gas_limit=GAS["start"])
+            # A start passing picks reads their notices and returns their bonds.
+            passes = attempt > sum(1 for r in refusals if r)
+            begun = agent.tx(start, gas_limit=GAS["start_passing" if passes else "start"])
         # Signed after the start: when the agent is its own executor, the sequences follow.
         return [begun, executor.tx(finish_msg(executor, start, output, steps=steps),
                                    gas_limit=GAS["finish"])]

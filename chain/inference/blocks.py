@@ -1,7 +1,8 @@
 """What the inference module does at every block: remember its hash, burn the forfeits of
-API-key commitments whose draw window passed without a start, expire lone halves, forget used
-request signatures whose requests can no longer start; and at every epoch's first block: fix
-the draw's weights for the epoch.
+API-key commitments whose draw window passed without a start, drop the notices of passed picks
+whose request can no longer start (burning the bonds no start returned), expire lone halves,
+forget used request signatures whose requests can no longer start; and at every epoch's first
+block: fix the draw's weights for the epoch.
 
 The block hash seeds executor draws for the next ``max_draw_age_blocks`` blocks. A Start
 without its Finish past ``expiration_blocks`` is refunded in full and counts as a miss for
@@ -12,7 +13,7 @@ did its part, so no miss is counted).
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
 from chain.context import Context
-from chain.inference import key_commitments
+from chain.inference import key_commitments, pass_notices
 from chain.inference.expected_keepers import BankKeeper
 from chain.inference.keeper import ESCROW_ACCOUNT, InferenceKeeper
 from inferchain_pb.inference.v1.inference_pb2 import EXPIRED, STARTED
@@ -33,6 +34,7 @@ def epoch_start(keeper: InferenceKeeper, ctx: Context, epoch: int) -> None:
 
 def end_block(keeper: InferenceKeeper, bank: BankKeeper, ctx: Context) -> None:
     key_commitments.expire(ctx, bank, ctx.block.height)
+    pass_notices.expire(ctx, bank, keeper, ctx.block.height)
     window = keeper.params(ctx.kv).request_time_window_s
     keeper.forget_request_signatures(ctx.kv, ctx.block.time_ns // 1_000_000_000 - window)
     for inference_id in keeper.due(ctx.kv, ctx.block.height):

@@ -55,6 +55,7 @@ from chain.inference.model import (
 )
 from chain.inference.params import KEY as PARAMS_KEY
 from chain.inference.params import InferenceParams
+from chain.inference.pass_notices import NOTICE, NOTICE_EXPIRY, NOTICE_TO
 from chain.store import KVReader
 from chain.store.records import uint64
 from inferchain_pb.inference.v1.inference_pb2 import (
@@ -64,6 +65,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     KeyRequestCommitment,
     Model,
     Participant,
+    PassNotice,
     ServedModel,
 )
 
@@ -96,6 +98,15 @@ RECORDS = (
              lambda c: address.decode(c.transfer_agent) + b"/" + c.inference_id.encode()),
     Keyed("key_request_commitment_expiries", COMMITMENT_EXPIRY,
           (("height", Uint()), ("agent", AddressThenSlash()), ("inference_id", Text()))),
+    Messages("pass_notices", NOTICE, PassNotice,
+             lambda n: address.decode(n.transfer_agent) + b"/" + uint64(n.attempt) +
+             n.inference_id.encode()),
+    Keyed("pass_notices_by_pick", NOTICE_TO,
+          (("pick", AddressThenSlash()), ("height", Uint()), ("agent", AddressThenSlash()),
+           ("attempt", Uint()), ("inference_id", Text()))),
+    Keyed("pass_notice_expiries", NOTICE_EXPIRY,
+          (("height", Uint()), ("agent", AddressThenSlash()), ("attempt", Uint()),
+           ("inference_id", Text()))),
 )
 # Keys the module's own sections carry (params and the like) rather than records.
 STRUCTURED = (PARAMS_KEY, PARTICIPANT, MODEL, CONSENSUS_KEY)

@@ -14,9 +14,11 @@ from chain.module import Module, Msg, Query, service_queries
 from chain.store import KVReader
 from inferchain_pb.inference.v1 import query_pb2
 from inferchain_pb.inference.v1.inference_pb2 import (
+    MsgClaimPasses,
     MsgCommitKeyRequests,
     MsgFinishInference,
     MsgGrantAllowance,
+    MsgNoticePasses,
     MsgRegisterParticipant,
     MsgRelayStart,
     MsgStartInference,
@@ -41,6 +43,8 @@ class InferenceModule(Module):
                 Msg(MsgUpdateParticipant, "creator", self._msgs.update),
                 Msg(MsgWithdrawParticipant, "creator", self._msgs.withdraw),
                 Msg(MsgCommitKeyRequests, "creator", self._msgs.commit_key_requests),
+                Msg(MsgNoticePasses, "creator", self._msgs.notice_passes),
+                Msg(MsgClaimPasses, "creator", self._msgs.claim_passes),
                 Msg(MsgStartInference, "creator", self._msgs.start),
                 Msg(MsgRelayStart, "creator", self._msgs.relay_start),
                 Msg(MsgFinishInference, "creator", self._msgs.finish)]
@@ -58,6 +62,8 @@ class InferenceModule(Module):
             "Account": queries.account,
             "Draw": queries.draw,
             "KeyRequestCommitment": queries.key_request_commitment,
+            "PassNotice": queries.pass_notice,
+            "PassNotices": queries.pass_notices,
         })
 
     def init_genesis(self, kv: GasKV, section: dict) -> None:

@@ -21,7 +21,14 @@ from nacl.exceptions import BadSignatureError
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
 from chain.context import Context
-from chain.inference import artifact, key_commitments, matched_artifacts, payload, start_rules
+from chain.inference import (
+    artifact,
+    key_commitments,
+    matched_artifacts,
+    pass_notices,
+    payload,
+    start_rules,
+)
 from chain.inference.delivery import signed_delivery
 from chain.inference.draw import NoEligibleExecutor
 from chain.inference.errors import (
@@ -59,9 +66,11 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     STARTED,
     Inference,
     Model,
+    MsgClaimPasses,
     MsgCommitKeyRequests,
     MsgFinishInference,
     MsgGrantAllowance,
+    MsgNoticePasses,
     MsgRegisterParticipant,
     MsgRelayStart,
     MsgStartInference,
@@ -139,6 +148,17 @@ class InferenceMsgServer:
         self._registered(ctx, msg.creator)
         key_commitments.commit(ctx, self._bank, self._keeper, msg, self._keeper.params(ctx.kv))
 
+    def notice_passes(self, ctx: Context, msg: MsgNoticePasses) -> None:
+        """A transfer agent says which picks it passes unevidenced, so they may claim first
+        (chain/inference/pass_notices.py)."""
+        self._registered(ctx, msg.creator)
+        pass_notices.post(ctx, self._bank, self._keeper, msg, self._keeper.params(ctx.kv))
+
+    def claim_passes(self, ctx: Context, msg: MsgClaimPasses) -> None:
+        """A live pick claims the requests an agent said it passes."""
+        self._registered(ctx, msg.creator)
+        pass_notices.claim(ctx, msg, self._keeper.params(ctx.kv))
+
     def _spend_allowance(self, ctx: Context, developer: bytes, msg: MsgStartInference,
                          escrow: int) -> None:
         """An unsigned start is paid from what the developer allowed this transfer agent."""
@@ -200,6 +220,7 @@ class InferenceMsgServer:
         developer = address.decode(msg.developer)
         if via_allowance:
             self._spend_allowance(ctx, developer, msg, escrow)
+        pass_notices.redeem(ctx, self._bank, msg, params.max_attempts)
         self._bank.send(ctx, developer, ESCROW_ACCOUNT, {NATIVE_DENOM: escrow})
         self._keeper.change_escrow(ctx.kv, developer, escrow)
         inference = Inference()
@@ -467,9 +488,16 @@ class InferenceMsgServer:
         refused = [start_rules.refused(msg, j, p.address, p.node_pubkey)
                    for j, p in enumerate(skipped)]
         start_rules.check_self_service(msg, sum(refused))
+        for j, (participant, signed) in enumerate(zip(skipped, refused, strict=True)):
+            if not signed:
+                pass_notices.check_pass(pass_notices.notice(ctx.kv, msg.creator,
+                                                            msg.inference_id, j),
+                                        msg, j, participant.address, ctx.block.height,
+                                        params.pass_claim_blocks)
         # After every check, so a forged refusal charges nobody. A pick passed without its
-        # refusal is no miss, but it is counted: beyond an allowance per epoch it costs what a
-        # miss does (docs/design.md §6.7), so a member cannot keep its reward by going silent.
+        # refusal (under an unclaimed notice) is no miss, but it is counted: beyond an
+        # allowance per epoch it costs what a miss does (docs/design.md §6.7), so a member
+        # cannot keep its reward by going silent.
         for participant, signed in zip(skipped, refused, strict=True):
             if signed:
                 participant.misses += 1

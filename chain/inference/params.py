@@ -34,7 +34,7 @@ class InferenceParams(ModuleParams):
         "expiration_blocks", "top_k", "max_prompt_tokens", "max_output_tokens",
         "default_price_per_token", "max_draw_age_blocks", "max_attempts",
         "request_time_window_s", "min_model_server_share_ppm", "transfer_agent_fee",
-        "key_request_forfeit_ppm"})
+        "key_request_forfeit_ppm", "pass_claim_blocks", "pass_notice_bond"})
     # Blocks a lone Start or Finish waits for its partner before the inference expires;
     # 1 to 100,000, so escrow locked by a lost partner comes back within days.
     expiration_blocks: int = bounded(20, 1, 100_000)
@@ -74,6 +74,18 @@ class InferenceParams(ModuleParams):
     # above m/2 no number of variants pays (docs/economics.md). 10 % holds for margins up to
     # 20 % of the price; 0 (free tries) to 1,000,000.
     key_request_forfeit_ppm: int = bounded(100_000, 0, 1_000_000)
+    # Blocks after a transfer agent's notice that it passes a pick during which the pick may
+    # claim the request (docs/design.md §3.3): a start passes a pick that left no signed
+    # refusal only once they are over, unclaimed. Long enough for a live pick's node to see
+    # the notice and land its claim; each pass of a dead pick costs the request about this
+    # many blocks more of its draw window (max_draw_age_blocks); 1 to 1,000.
+    pass_claim_blocks: int = bounded(2, 1, 1_000)
+    # ninfer a transfer agent locks with each notice of a passed pick, returned when the
+    # request's start lands and burned when the notice expires first: a pick that claims a
+    # request never started is counted as passed over (so a member cannot claim everything
+    # and serve nothing), and the bond is what framing a member with notices of requests
+    # nobody sends costs; 0 to 1e12.
+    pass_notice_bond: int = bounded(2_000, 0, 10**12)
     # Weight of a genesis participant that names none, until the first epoch whose proof of
     # compute settles; 1 to 1,000,000. Genesis only: a participant registering later starts
     # at 0 (docs/design.md §7.3), so no later value would reach anyone.

@@ -10,7 +10,7 @@ import grpc
 
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
-from chain.inference import key_commitments
+from chain.inference import key_commitments, pass_notices
 from chain.inference.draw import NoEligibleExecutor
 from chain.inference.expected_keepers import BankKeeper
 from chain.inference.keeper import DrawUnavailable, InferenceKeeper
@@ -69,6 +69,24 @@ class InferenceQueries:
             raise _not_found(f"{req.transfer_agent}'s commitment of inference "
                              f"{req.inference_id[:80]!r}")
         return q.QueryKeyRequestCommitmentResponse(commitment=found)
+
+    def pass_notice(self, state: KVReader, req: q.QueryPassNoticeRequest
+                    ) -> q.QueryPassNoticeResponse:
+        found = pass_notices.notice(
+            state, address.encode(address_arg(req.transfer_agent, "transfer_agent")),
+            req.inference_id, req.attempt)
+        if found is None:
+            raise _not_found(f"{req.transfer_agent}'s notice of pick {req.attempt} of "
+                             f"inference {req.inference_id[:80]!r}")
+        return q.QueryPassNoticeResponse(notice=found)
+
+    def pass_notices(self, state: KVReader, req: q.QueryPassNoticesRequest
+                     ) -> q.QueryPassNoticesResponse:
+        pick = address.encode(address_arg(req.pick, "pick"))
+        limit = req.limit if 0 < req.limit < pass_notices.MAX_LISTED else \
+            pass_notices.MAX_LISTED
+        return q.QueryPassNoticesResponse(
+            notices=pass_notices.notices_to(state, pick, req.since_height, limit))
 
     def inference(self, state: KVReader, req: q.QueryInferenceRequest
                   ) -> q.QueryInferenceResponse:

@@ -29,6 +29,17 @@ def save(kv: GasKV, key: bytes, message: Message) -> None:
     kv.set(key, message.SerializeToString(deterministic=True))
 
 
+def due_under(state: GasKV | KVReader, prefix: bytes, height: int) -> list[bytes]:
+    """The suffixes of the keys ``prefix + uint64(h) + suffix`` with ``h`` at or before
+    ``height``, in key order: what an index by expiry height holds for that height."""
+    due = []
+    for key, _ in state.iterate(prefix):
+        if int.from_bytes(key[len(prefix):len(prefix) + 8], "big") > height:
+            break
+        due.append(key[len(prefix) + 8:])
+    return due
+
+
 def ids_under(state: GasKV | KVReader, prefix: bytes, after_id: str = "") -> list[str]:
     """The ids that end the keys under ``prefix`` (an index's entries at one height), in key
     order, after ``after_id``: where a pass that stopped at ``after_id`` resumes."""
