@@ -41,7 +41,7 @@ from chain.inference.params import KEY as PARAMS_KEY
 from chain.inference.params import InferenceParams
 from chain.scales import PPM
 from chain.store import KVReader
-from chain.store.records import ids_under, load, save, uint64
+from chain.store.records import due_under, ids_under, load, save, uint64
 from inferchain_pb.inference.v1.inference_pb2 import (
     DrawWeight,
     DrawWeights,
@@ -214,12 +214,7 @@ class InferenceKeeper:
 
     def due(self, kv: GasKV, height: int) -> list[str]:
         """Ids whose lone Start or Finish expires at or before ``height``."""
-        ids = []
-        for key, _ in kv.iterate(EXPIRY):
-            if int.from_bytes(key[len(EXPIRY):len(EXPIRY) + 8], "big") > height:
-                break
-            ids.append(key[len(EXPIRY) + 8:].decode())
-        return ids
+        return [suffix.decode() for suffix in due_under(kv, EXPIRY, height)]
 
     def record_block_hash(self, kv: GasKV, height: int, block_hash: bytes, time_ns: int,
                           keep: int) -> None:

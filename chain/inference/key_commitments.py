@@ -35,7 +35,7 @@ from chain.inference.model import SHA256_HEX
 from chain.inference.params import InferenceParams
 from chain.scales import PPM
 from chain.store import KVReader
-from chain.store.records import load, save, uint64
+from chain.store.records import due_under, load, save, uint64
 from inferchain_pb.inference.v1.inference_pb2 import (
     KeyRequestCommitment,
     MsgCommitKeyRequests,
@@ -153,13 +153,7 @@ def check_start(found: KeyRequestCommitment | None, start: MsgStartInference,
 def expire(ctx: Context, bank: BankKeeper, height: int) -> None:
     """Burns the forfeits of the commitments whose draw window ended at or before
     ``height`` without a start."""
-    due = []
-    for key, _ in ctx.kv.iterate(COMMITMENT_EXPIRY):
-        if int.from_bytes(key[len(COMMITMENT_EXPIRY):len(COMMITMENT_EXPIRY) + 8],
-                          "big") > height:
-            break
-        due.append(key[len(COMMITMENT_EXPIRY) + 8:])
-    for suffix in due:
+    for suffix in due_under(ctx.kv, COMMITMENT_EXPIRY, height):
         found = load(ctx.kv, COMMITMENT + suffix, KeyRequestCommitment)
         if found is None:
             continue
