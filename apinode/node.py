@@ -179,16 +179,17 @@ async def run(config: ApiNodeConfig) -> None:
             log.info("probes off (probes_per_epoch = 0): this participant sends none")
         probing = asyncio.create_task(prober.run()) if prober else None
 
-        async def serves(notice: PassNotice) -> bool:
-            """Whether this node would run the request a transfer agent says it passes: it
-            has not had its forward, runs honestly, and its ML node answers with the model."""
-            if executor.fault or executor.forwarded(notice.inference_id):
-                return False
+        async def serves(notices: list[PassNotice]) -> list[PassNotice]:
+            """The requests transfer agents say they pass that this node would run: it has
+            not had their forward, runs honestly, and its ML node answers with the model."""
+            if executor.fault:
+                return []
             try:
                 info = await asyncio.wait_for(mlnode.info(), ML_HEALTH_WAIT_S)
             except (MlNodeError, TimeoutError, aiohttp.ClientError):
-                return False
-            return info.model_id == notice.model_id
+                return []
+            return [n for n in notices if n.model_id == info.model_id
+                    and not executor.forwarded(n.inference_id)]
 
         claimer = PassClaimer(chain, sender, serves)
         claiming = asyncio.create_task(claimer.run())

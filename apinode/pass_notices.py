@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from apinode.chain_queries import HEIGHT_POLL_S, ChainQueries, ChainQueryError, ChainUnavailable
+from apinode.chain_queries import HEIGHT_POLL_S, ChainQueries, ChainQueryError
 from apinode.tx_batches import TxBatcher
 from apinode.tx_sender import TxRejected, TxSender
 from chain.inference.pass_notices import MAX_ENTRIES
@@ -49,10 +49,11 @@ class PassNoticer:
 
 class PassClaimer:
     """Claims, for the participant ``sender`` signs for, the requests noticed to it that
-    ``serves`` says its node would run (one whose forward reached it is not: its agent asked)."""
+    ``serves`` keeps of the open notices it is handed: those its node would run (one whose
+    forward reached it is not: its agent asked)."""
 
     def __init__(self, chain: ChainQueries, sender: TxSender,
-                 serves: Callable[[PassNotice], Awaitable[bool]],
+                 serves: Callable[[list[PassNotice]], Awaitable[list[PassNotice]]],
                  interval_s: float = HEIGHT_POLL_S) -> None:
         self._chain = chain
         self._sender = sender
@@ -72,8 +73,10 @@ class PassClaimer:
                 if height != seen:
                     seen = height
                     await self.claim_open(height)
-            except (ChainUnavailable, ChainQueryError) as exc:
+            except ChainQueryError as exc:
                 log.warning("pass claims: cannot read the chain (%s); trying again", exc)
+            except Exception:  # a bug must not end the node's claims
+                log.exception("pass claims: step failed; trying again")
             try:
                 await asyncio.wait_for(self._stop.wait(), self._interval_s)
             except TimeoutError:
@@ -88,13 +91,15 @@ class PassClaimer:
                         if not n.claimed_at and n.height + claim_blocks > height
                         and n.transfer_agent != self._sender.address  # its own pass
                         and (n.transfer_agent, n.inference_id, n.attempt) not in self._claimed]
+        if not open_notices:
+            return 0
+        served = await self._serves(open_notices)
+        if len(served) < len(open_notices):
+            log.info("not claiming %d of the %d requests transfer agents say they pass: this "
+                     "node had their forward or cannot serve their model now",
+                     len(open_notices) - len(served), len(open_notices))
         claims = []
-        for notice in open_notices:
-            if not await self._serves(notice):
-                log.info("not claiming inference %s that transfer agent %s passes: this node "
-                         "had its forward or cannot serve %s now", notice.inference_id,
-                         notice.transfer_agent, notice.model_id)
-                continue
+        for notice in served:
             claims.append(PassClaim(transfer_agent=notice.transfer_agent,
                                     inference_id=notice.inference_id, attempt=notice.attempt))
             self._claimed[(notice.transfer_agent, notice.inference_id, notice.attempt)] = \
