@@ -31,7 +31,9 @@ class KeyRequestCommitter:
         self._batches: TxBatcher[KeyRequest] = TxBatcher(
             sender, lambda requests: MsgCommitKeyRequests(creator=sender.address,
                                                           requests=requests),
-            MAX_REQUESTS, self._draw_block)
+            MAX_REQUESTS, self._draw_block, what="API-key requests to commit",
+            hint="they are answered 503 until it takes them (does the agent hold the "
+                 "forfeits?)")
 
     async def draw_height(self, inference_id: str, max_escrow: int) -> int:
         """Commits the request, to escrow at most ``max_escrow``, and returns the height its
@@ -41,9 +43,6 @@ class KeyRequestCommitter:
             height = await self._batches.land(KeyRequest(inference_id=inference_id,
                                                          max_escrow=max_escrow))
         except BatchRefused as exc:
-            log.error("transfer agent %s: the chain refused to commit API-key requests "
-                      "(code %d: %s); they are answered 503 until it takes them (does the "
-                      "agent hold the forfeits?)", self._address, exc.code, exc.log)
             raise errors.commitment_refused(exc.log) from exc
         except BatchStalled as exc:
             raise errors.chain_stalled(self._batches.wait_s) from exc

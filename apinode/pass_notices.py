@@ -36,7 +36,8 @@ class PassNoticer:
     def __init__(self, sender: TxSender) -> None:
         self._batches: TxBatcher[PickPass] = TxBatcher(
             sender, lambda passes: MsgNoticePasses(creator=sender.address, passes=passes),
-            MAX_ENTRIES)
+            MAX_ENTRIES, what="notices of passed picks",
+            hint="the requests waiting on them go to no later pick")
 
     async def notice(self, item: PickPass, claim_blocks: int) -> int:
         """Lands the notice and returns the height of the block that took it once the pick's

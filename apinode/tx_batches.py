@@ -59,8 +59,11 @@ class TxBatcher(Generic[Item]):
 
     def __init__(self, sender: TxSender, build: Callable[[list[Item]], Message],
                  max_items: int, settle: Callable[[int], Awaitable[None]] | None = None, *,
-                 batch_window_s: float = BATCH_WINDOW_S, wait_s: float = LAND_WAIT_S) -> None:
+                 what: str, hint: str = "", batch_window_s: float = BATCH_WINDOW_S,
+                 wait_s: float = LAND_WAIT_S) -> None:
         self.sender = sender
+        self._what = what  # the items, for the operator's log: "API-key requests"
+        self._hint = hint  # what the operator may look at when the chain refuses a batch
         self._build = build
         self._max_items = max_items
         self._settle = settle
@@ -97,6 +100,15 @@ class TxBatcher(Generic[Item]):
                     waiting.height.set_result(height)
 
     async def _send(self, items: list[Item]) -> int:
+        try:
+            return await self._land(items)
+        except BatchRefused as exc:  # logged once for the batch, not once per caller
+            log.error("%s: the chain refused a tx of %d %s (code %d: %s)%s",
+                      self.sender.address, len(items), self._what, exc.code, exc.log,
+                      f"; {self._hint}" if self._hint else "")
+            raise
+
+    async def _land(self, items: list[Item]) -> int:
         try:
             tx_hash = await self.sender.send([self._build(items)])
         except TxRejected as exc:
