@@ -229,7 +229,8 @@ class LocalNetwork:
                  extra_accounts: list[AccountKey] | None = None,
                  extra_participants: list[dict] | None = None,
                  chain_metrics_port: int = 0, models: list[dict] | None = None,
-                 serves: list[int] | None = None) -> None:
+                 serves: list[int] | None = None,
+                 weights: list[int] | None = None) -> None:
         """``params`` overrides module params in genesis; ``in_genesis`` lists the participants
         in genesis, as the devnet does (with the genesis weight: they serve and validate from
         the first epoch); without it each API node registers on start and, like any newcomer,
@@ -240,10 +241,12 @@ class LocalNetwork:
         there (template [[participants]] entries); ``chain_metrics_port`` is the chain node's
         metrics_port (0: none); ``models`` replaces the registry (genesis_models());
         ``serves[i]`` is the index in it of the model participant i's ML node serves (the
-        first by default)."""
+        first by default); ``weights[i]`` is participant i's genesis weight (the genesis
+        default when not given)."""
         self.chain_metrics_port = chain_metrics_port
         self.models = models or genesis_models()
         self.serves = serves or [0] * len(mlnode_ports)
+        self.weights = weights
         self.extra_participants = extra_participants or []
         self.root = root
         self.developer, self.poor, *keys = funded_keys(2 + len(mlnode_ports))
@@ -274,10 +277,12 @@ class LocalNetwork:
         genesis_participants = [
             {"address": k.address, "url": f"http://127.0.0.1:{port}",
              "node_pubkey": bytes(node_key.verify_key).hex(),
-             "models": [{"model_id": model["id"], "weights_sha256": model["weights_sha256"]}]}
-            for k, node_key, port, model in zip(
+             "models": [{"model_id": model["id"], "weights_sha256": model["weights_sha256"]}],
+             **({} if self.weights is None else {"weight": weight})}
+            for k, node_key, port, model, weight in zip(
                 participants, self.node_keys, self.http_ports,
-                [self.models[i] for i in self.serves], strict=True)]
+                [self.models[i] for i in self.serves], self.weights or [0] * len(participants),
+                strict=True)]
         template = parse_template({
             "chain_id": CHAIN_ID, "validators": [{"name": "val0", "power": 10}],
             "accounts": [{"address": address, "coins": f"{funds}ninfer"}

@@ -7,6 +7,7 @@ from inference_net import T0, Net
 
 from chain.inference import payload
 from chain.inference.draw import Candidate, draw_order
+from chain.inference.params import InferenceParams
 from chain.scales import PPM
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import FINISHED, MsgWithdrawParticipant
@@ -60,9 +61,10 @@ def test_a_draw_stays_valid_after_misses_completions_and_an_epoch_boundary():
     assert any(net.draw_at(request_id(agent, net.developer, i, T0 + drawn_at),
                             net.height)[0] != drawn[i][0] for i in ids)
 
-    window = net.query("Params", q.QueryParamsRequest()).params_json
-    assert '"max_draw_age_blocks": 10' in window
-    assert net.height - drawn_at <= 10
+    window = InferenceParams().max_draw_age_blocks
+    assert f'"max_draw_age_blocks": {window}' in net.query(
+        "Params", q.QueryParamsRequest()).params_json
+    assert net.height - drawn_at <= window
     starts, signed = [], []
     for label in ids[:6]:
         assert net.draw_at(request_id(agent, net.developer, label, T0 + drawn_at),

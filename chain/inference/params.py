@@ -49,8 +49,11 @@ class InferenceParams(ModuleParams):
     default_price_per_token: int = bounded(100, 1, 10**9)
     # How old the block whose random value (docs/design.md §2.7) seeds the draw may be, and
     # how deep the fallback goes: at least 1 (the current block's value is not known yet), at
-    # most 10,000 values kept in state; 1 to 100 attempts.
-    max_draw_age_blocks: int = bounded(10, 1, 10_000)
+    # most 10,000 values kept in state; 1 to 100 attempts. The window is a request's whole
+    # time: three quarters of it for first tokens, where passing a pick that left no refusal
+    # costs a notice's block and pass_claim_blocks (docs/design.md §3.4), so 20 leaves the
+    # third pick time for its first token after two dead ones (10 left it about none).
+    max_draw_age_blocks: int = bounded(20, 1, 10_000)
     max_attempts: int = bounded(3, 1, 100)
     # Seconds a developer's request signature stays valid around the block time: 10 (a
     # couple of blocks, else honest requests arrive stale) to a day.
