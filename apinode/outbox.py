@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -149,6 +149,14 @@ class Outbox:
         is not held. The row stays, so its key is not enqueued again."""
         return self._update_held(key, state=OutboxState.FAILED,
                                  last_error=error[:MAX_ERROR_CHARS])
+
+    def discard(self, key: str) -> bool:
+        """Deletes the held entry ``key``, a message that turned out not to be owed; False if
+        it is not held."""
+        with self.db.session() as session:
+            return session.execute(
+                delete(OutboxRow)
+                .where(OutboxRow.key == key, OutboxRow.state == OutboxState.HELD)).rowcount == 1
 
     def claim_batch(self, limit: int, now: datetime | None = None) -> list[Entry]:
         """Lease up to ``limit`` due pending entries, oldest first.

@@ -247,16 +247,19 @@ def delivery_signature(start: MsgStartInference, delivered: list[int]) -> bytes:
 
 
 def validation_msg(validator: Actor, inference: Inference, distance_micro: int = 1_000,
-                   rule_violations: int = 0, ids_match: bool = True) -> MsgValidation:
+                   rule_violations: int = 0, ids_match: bool = True,
+                   scores: bytes = b"") -> MsgValidation:
     """A validator's report with the figures given, signed with its node key: the opening
     of the seal ``seal_of`` gives. Its salt is fixed by validator and inference, so a test
-    can seal a report and open it blocks later by building the same message twice."""
+    can seal a report and open it blocks later by building the same message twice.
+    ``scores`` are the scores it commits (chain/validation/logprob_scores.py), if any."""
     msg = MsgValidation(creator=validator.address, inference_id=inference.id,
                         output_hash=inference.output_hash, distance_micro=distance_micro,
                         rule_violations=rule_violations, ids_match=ids_match,
                         positions=len(inference.output_ids),
                         salt=hashlib.sha256(f"salt/{validator.address}/{inference.id}"
-                                            .encode()).digest())
+                                            .encode()).digest(),
+                        scores_sha256=hashlib.sha256(scores).digest() if scores else b"")
     msg.validator_signature = validator.node_key.sign(signed_figures(msg)).signature
     return msg
 
@@ -265,7 +268,7 @@ def signed_figures(msg: MsgValidation) -> bytes:
     """The validation payload a report signs and its seal covers."""
     return payload.validation_payload(msg.inference_id, msg.output_hash, msg.distance_micro,
                                       msg.rule_violations, msg.ids_match, msg.positions,
-                                      msg.creator)
+                                      msg.creator, msg.scores_sha256)
 
 
 def seal_of(report: MsgValidation) -> MsgSealValidation:

@@ -62,7 +62,9 @@ def test_an_honest_rescore_of_a_canary_fails_it_by_several_thresholds(honest):
         shifted = canary.shift(data, canaries.bench_key(i), quanta())
         measured = canaries.rescore_distance(data, shifted)
         assert measured > 3 * threshold
-        assert canaries.rescore_distance(data, data) == 0
+        # Scores keep micro-nats: the real artifact measured against itself is off by that
+        # rounding only.
+        assert canaries.rescore_distance(data, data) < 1e-6
         # The chain's own figure for the claim is the validator's measure.
         assert canary.distance_micro(data, shifted) == round(measured * PPM)
 

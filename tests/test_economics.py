@@ -117,6 +117,10 @@ def test_a_validator_passing_without_computing_is_caught_by_its_canaries():
     margin = compare(setup, Play("blind", (0,), lazy="blind-pass", g=1.0))
     assert margin.run.lazy_epochs > 0
     assert margin.margin < 0
+    # The honest members that failed the canaries opened their scores on the real artifacts:
+    # the claims' votes closed on them, and no honest run was ever lazy.
+    assert margin.baseline.notes["scores opened"] > 0
+    assert margin.baseline.lazy_epochs == 0
 
 
 @pytest.mark.parametrize("registry", rates.REGISTRIES, ids=lambda r: r.name)
@@ -149,12 +153,12 @@ def test_a_cheat_pays_only_where_no_check_detects_it(registry):
     assert shielded_paying == SHIELDED_PAYING[registry.name]
 
 
-def test_the_defaults_make_the_other_strategies_lose_except_the_documented_ones():
+def test_the_defaults_make_the_other_strategies_lose_or_gain_nothing():
     params = Params()
     for regime in ("late", "launch"):
         economy = Economy(regime=regime)
         losing = [model.lazy_validator(params, economy, kind, g)
-                  for kind in ("skip", "blind-pass") for g in (0.1, 1.0)]
+                  for kind in ("skip", "blind-pass", "withhold-scores") for g in (0.1, 1.0)]
         losing += [model.coalition_against_truth(params, economy, s, level)
                    for s in COALITIONS for level in (None, 0)]
         losing += [model.fabricated_nonces(params, economy, phi) for phi in (0.01, 0.1, 0.5)]
@@ -186,8 +190,10 @@ def test_the_defaults_make_the_other_strategies_lose_except_the_documented_ones(
         assert all(s.margin < 0 if gain < 1 else s.margin == 0
                    for s, gain in zip(screens, rates.POC_SCREENS.values(), strict=True))
         assert max(rates.POC_SCREENS.values()) <= 1.0
-        # What still pays (docs/economics.md): following the window's reports in a vote.
-        assert model.vote_follower(params, economy).margin > 0, regime
+        # A checked canary's vote closes on its checkers' scores: a voter has no re-score
+        # to save by following the window's reports.
+        follower = model.vote_follower(params, economy)
+        assert follower.margin == follower.sd == 0, regime
 
 
 def test_without_its_forfeit_a_transfer_agent_favouring_an_accomplice_pays():

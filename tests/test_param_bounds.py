@@ -47,12 +47,14 @@ EPOCH = 5
 MIN_DEPOSIT = 1_000
 # Genesis values from which every governable param can reach each of its own bounds without
 # crossing a rule between fields (poc_hidden % poc_heads, min_initial_deposit <= min_deposit,
-# p_min_ppm <= p_max_ppm, the validation windows inside reveal_window_blocks).
+# p_min_ppm <= p_max_ppm, the validation windows inside reveal_window_blocks, and with
+# canaries off, canary_claim_blocks below voting_period_blocks).
 ROOMY = {
     "epochs": {"params": {"poc_hidden": 256, "poc_heads": 1}},
     "gov": {"params": {"min_deposit": GovParams.bounds()["min_deposit"].high,
                        "min_initial_deposit": 1}},
-    "validation": {"params": {"p_min_ppm": 0, "reveal_window_blocks": 500_000}},
+    "validation": {"params": {"p_min_ppm": 0, "reveal_window_blocks": 500_000,
+                              "canary_rate_ppm": 0}},
 }
 
 

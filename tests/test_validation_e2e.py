@@ -431,7 +431,8 @@ def test_lazy_validators_are_caught_at_reveal_and_by_canaries(mlnodes, tmp_path)
     """Five participants on one honest ML node: three honest validators, one that commits and
     reveals its seed but checks nothing, one that reports every check as clean. Every
     inference is a canary its executor planted and claims: the blind member passes them and
-    is lazy, the honest ones fail them and the votes on the real artifacts pass."""
+    is lazy, the honest ones fail them and then open their scores of the outputs, which pass
+    the real artifacts: the claims' votes close on them, no voter re-scoring."""
     honest_port, _ = mlnodes
     faults = ["", "", "", "skip-checks", "always-pass"]
     net = LocalNetwork(tmp_path, [honest_port] * 5, params=SHORT_EPOCHS, in_genesis=True,
@@ -462,6 +463,7 @@ def test_lazy_validators_are_caught_at_reveal_and_by_canaries(mlnodes, tmp_path)
         assert skipper.revealed and skipper.done == 0, skipper
         assert skipper.missed + skipper.missed_votes > 0 and skipper.lazy, skipper
         assert blind.revealed and blind.canaries_passed > 0 and blind.lazy, blind
+        assert "opens its scores" in "".join(node.log() for node in net.nodes[:3])
     finally:
         net.close()
 

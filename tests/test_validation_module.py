@@ -907,7 +907,7 @@ def test_a_canary_claimed_early_or_late_has_its_fresh_vote_drawn_among_the_same_
     voters = []
     for wait in (0, 4):
         net = make_net(participants=8, canary_rate_ppm=PPM, reveal_window_blocks=20,
-                       canary_claim_blocks=6)
+                       canary_claim_blocks=6, voting_period_blocks=7)
         commit_all(net, 0)
         executor, shifted, real = canary_finished(net, "canary-timed")
         careful = next(p for p in net.parts if p is not executor)

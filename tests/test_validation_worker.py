@@ -38,6 +38,7 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     EpochMembers,
     MsgClaimRewards,
     MsgCommitSeed,
+    MsgOpenScores,
     MsgSealValidation,
     MsgValidation,
     ReportSeal,
@@ -170,7 +171,7 @@ class FakeChain:
         task.reports.append(ValidationReport(
             validator=msg.creator, distance_micro=msg.distance_micro,
             rule_violations=msg.rule_violations, ids_match=msg.ids_match, height=self.height,
-            sealed_height=seal.height))
+            sealed_height=seal.height, scores_sha256=msg.scores_sha256))
 
     def add(self, inference_id: str, finish_height: int, *, executor: str = EXECUTOR,
             p_ppm: int = PPM, output_ids: tuple[int, ...] = (11, 12, EOS),
@@ -456,8 +457,10 @@ def test_step_checks_assigned_tasks_and_queues_signed_figures(open_db) -> None:
     assert (honest.creator, honest.ids_match, honest.distance_micro, honest.rule_violations,
             honest.positions) == (ME, True, 0, 0, 3)
     assert honest.output_hash == payload.ids_hash([11, 12, EOS])
+    assert len(honest.scores_sha256) == 32  # the scores it measured from, committed
     NODE_KEY.verify_key.verify(payload.validation_payload(
-        "honest", honest.output_hash, 0, 0, True, 3, ME), honest.validator_signature)
+        "honest", honest.output_hash, 0, 0, True, 3, ME, honest.scores_sha256),
+        honest.validator_signature)
     assert queued["validation:greedy-length"].ids_match  # ends at max_tokens
     # Nine tokens for max_tokens 8: the length is not what the request allows.
     assert (queued["validation:long"].ids_match, queued["validation:long"].positions) == (
@@ -669,7 +672,8 @@ def test_a_report_is_sealed_and_opened_only_once_the_window_closed(open_db, capl
     assert [s.height for s in task.seals] == [17] and not task.reports
     assert (report.creator, report.ids_match, report.positions) == (ME, True, 3)
     NODE_KEY.verify_key.verify(payload.validation_payload(
-        "a", report.output_hash, 0, 0, True, 3, ME), report.validator_signature)
+        "a", report.output_hash, 0, 0, True, 3, ME, report.scores_sha256),
+        report.validator_signature)
 
     chain.one_task_queries.clear()
     for chain.height in (20, 36):
@@ -822,6 +826,86 @@ def test_a_faulty_validator_seals_the_figures_it_fakes(open_db) -> None:
     asyncio.run(make_worker(db, chain, ml, fault="skip-checks").step())
     assert validations(Outbox(db), chain) == {}
     assert ml.scored == [(11, 12, EOS)]  # only the liar measured
+
+
+def claim_as_canary(task: ValidationTask, height: int, openers: list[str]) -> None:
+    """What an executor's canary claim does to ``task`` at ``height``: its reports so far
+    (``openers`` failed it, their scores committed) are kept apart, a fresh vote drawing
+    OTHER and this validator opens."""
+    task.canary_key, task.canary_claim_height = b"k" * 32, height
+    task.canary_reports.extend(ValidationReport(validator=v, passed=False,
+                                                scores_sha256=b"h" * 32) for v in openers)
+    task.state = TaskState.IN_VOTE
+    del task.reports[:]
+    task.voters[:] = [OTHER, ME]
+    task.vote_deadline = height + 20
+    task.vote_open_until = task.vote_deadline + PARAMS["opening_blocks"]
+
+
+def test_a_failing_report_keeps_its_scores_for_a_canary_claim(open_db) -> None:
+    """A report that fails keeps the scores it committed, held beside its seal; once the
+    inference is claimed as a canary they are opened, and where no claim came they are
+    dropped. A passing report keeps none."""
+    chain = FakeChain(height=15)
+    db = open_db()
+    outbox = Outbox(db)
+    ml = FakeMlNode(chain)
+    worker = checking_worker(db, chain, ml)
+    chain.add("plain", finish_height=16)
+    chain.height = 16
+    asyncio.run(worker.step())
+    assert set(validations(outbox, chain)) == {"validation:plain"}
+    assert outbox.get("validation:plain:scores") is None
+    ml.shift = -0.5  # another model's logprobs: every report from here fails
+    claimed = chain.add("claimed", finish_height=17)
+    unclaimed = chain.add("unclaimed", finish_height=17)
+    claimed.canary_rate_ppm = unclaimed.canary_rate_ppm = 5_000  # either may be a canary
+    chain.height = 17
+    asyncio.run(worker.step())
+    reports = validations(outbox, chain)
+    for name in ("claimed", "unclaimed"):
+        held = outbox.get(f"validation:{name}:scores")
+        assert held.state == OutboxState.HELD
+        scores = MsgOpenScores.FromString(held.payload)
+        assert (scores.creator, scores.inference_id) == (ME, name)
+        assert reports[f"validation:{name}"].scores_sha256 == \
+            hashlib.sha256(scores.scores).digest()
+
+    chain.height = 40
+    claim_as_canary(claimed, 40, [ME])
+    chain.tasks.remove(claimed)
+    chain.votes.append(claimed)
+    asyncio.run(worker.step())
+    assert outbox.get("validation:claimed:scores").state == OutboxState.PENDING
+    # Its scores are its ballot: it does not re-score the vote it was drawn for.
+    assert outbox.get("validation:claimed:canary-vote") is None
+    assert outbox.get("validation:unclaimed:scores").state == OutboxState.HELD
+    chain.height = unclaimed.open_until + PARAMS["canary_claim_blocks"] + 1
+    asyncio.run(worker.step())
+    assert outbox.get("validation:unclaimed:scores") is None
+
+
+def test_a_claimed_canarys_voter_waits_for_its_checkers_scores(open_db) -> None:
+    """Drawn for a claimed canary's vote that another member's scores may settle, the
+    validator re-scores nothing until the scores' time is over, then votes if it is still
+    drawn."""
+    chain = FakeChain(height=15)
+    db = open_db()
+    outbox = Outbox(db)
+    ml = FakeMlNode(chain)
+    worker = checking_worker(db, chain, ml)
+    task = chain.add("drawn", finish_height=16)
+    chain.tasks.remove(task)
+    claim_as_canary(task, 18, [OTHER])
+    chain.votes.append(task)
+    for chain.height in (19, 18 + PARAMS["canary_claim_blocks"]):
+        asyncio.run(worker.step())
+        assert outbox.get("validation:drawn:canary-vote") is None
+        assert ml.scored == []
+    chain.height = 19 + PARAMS["canary_claim_blocks"]
+    asyncio.run(worker.step())
+    assert outbox.get("validation:drawn:canary-vote").state == OutboxState.PENDING
+    assert ml.scored == [(11, 12, EOS)]
 
 
 def test_held_entries_wait_for_their_release(open_db) -> None:

@@ -19,6 +19,10 @@ figures the chain judges are computed one way only:
   is a lower bound of the real one: missing entries never inflate the distance.
 - ``rule_violations``: positions whose token the seeded sampling rule would not have picked
   under the validator's distribution, allowing ``tolerance`` of rounding.
+
+The distance is measured from the validator's scores (chain/validation/logprob_scores.py),
+which its report commits: should the inference be claimed as a canary, the chain measures
+the same scores against the real artifact with the same function.
 """
 
 from collections.abc import Collection, Sequence
@@ -26,6 +30,8 @@ from dataclasses import dataclass
 
 from chain.inference.artifact import ArtifactStep
 from chain.scales import PPM
+from chain.validation import logprob_scores
+from chain.validation.logprob_scores import PositionScores
 from mlnode.rule_check import is_the_pick, obeys_rule
 from mlnode.types import ScoredPosition
 
@@ -36,6 +42,7 @@ class Figures:
     distance: float  # nats
     rule_violations: int
     positions: int
+    scores: bytes = b""  # the encoded scores the distance was measured from (ids_match only)
 
     @property
     def distance_micro(self) -> int:
@@ -69,15 +76,22 @@ def skipped_eos(scored: Sequence[ScoredPosition], greedy: bool, tolerance: float
                for s in scored[:-1])
 
 
-def position_distance(recorded: ArtifactStep, scored: ScoredPosition) -> float:
-    """Mean |executor − validator| logprob over the sampled token and its alternatives."""
+def position_scores(recorded: ArtifactStep, scored: ScoredPosition) -> PositionScores:
+    """The validator's scores of one position: its logprob of the sampled token, its list's
+    last logprob, and its logprobs of the executor's top ids (those in its list, or the
+    sampled token)."""
     mine = dict(zip(scored.step.top_ids, scored.step.top_logprobs, strict=True))
     floor = scored.step.top_logprobs[-1] if scored.step.top_logprobs else scored.step.logprob
     mine.setdefault(scored.step.token_id, scored.step.logprob)
-    diffs = [abs(recorded.logprob - scored.step.logprob)]
-    diffs += [abs(lp - mine.get(token, min(floor, lp)))
-              for token, lp in zip(recorded.top_ids, recorded.top_logprobs, strict=True)]
-    return sum(diffs) / len(diffs)
+    micro = logprob_scores.micro
+    return PositionScores(micro(scored.step.logprob), micro(floor),
+                          tuple(micro(mine[t]) if t in mine else None
+                                for t in recorded.top_ids))
+
+
+def position_distance(recorded: ArtifactStep, scored: ScoredPosition) -> float:
+    """Mean |executor − validator| logprob over the sampled token and its alternatives."""
+    return logprob_scores.position_distance(recorded, position_scores(recorded, scored))
 
 
 def measure(recorded: Sequence[ArtifactStep], output_ids: Sequence[int],
@@ -90,7 +104,8 @@ def measure(recorded: Sequence[ArtifactStep], output_ids: Sequence[int],
         and len(scored) == len(output_ids) and not skipped_eos(scored, greedy, tolerance)
     if not ids_match:
         return Figures(False, 0.0, 0, len(output_ids))
-    distance = sum(position_distance(r, s) for r, s in zip(recorded, scored, strict=True))
+    scores = [position_scores(r, s) for r, s in zip(recorded, scored, strict=True)]
     violations = sum(s.rule is None or not obeys_rule(s.rule, greedy, tolerance)
                      for s in scored)
-    return Figures(True, distance / len(scored), violations, len(scored))
+    return Figures(True, logprob_scores.distance(recorded, scores), violations, len(scored),
+                   logprob_scores.encode(scores))

@@ -63,14 +63,16 @@ from apinode.mlnode_client import MlNodeClient, MlNodeError, MlNodeRefused
 from apinode.outbox import Outbox
 from apinode.store import OutboxState
 from apinode.validation.canaries import CanaryClaims
+from apinode.validation.canary_scores import SCORES_SUFFIX, CanaryScores
 from apinode.validation.figures import Figures, ended_properly, measure
 from apinode.validation.seeds import SeedStore
 from chain.inference import artifact, payload
 from chain.inference.delivery import Delivered, signed_delivery
 from chain.scales import PPM
+from chain.validation import logprob_scores
 from chain.validation.sampling import CheckShares, seed_hash
-from chain.validation.seals import opening_heights
-from chain.validation.verdict import allowed_violations
+from chain.validation.seals import awaits_scores, opening_heights
+from chain.validation.verdict import allowed_violations, passes, threshold_micro
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model
 from inferchain_pb.inference.v1.validation_pb2 import (
@@ -78,6 +80,7 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     MsgCommitSeed,
     MsgSealValidation,
     MsgValidation,
+    ValidationReport,
     ValidationTask,
 )
 from mlnode.sampling_params import SamplingParams
@@ -86,7 +89,8 @@ from mlnode.types import EngineInfo
 log = logging.getLogger(__name__)
 
 # Outbox keys: "<prefix>:<epoch>" for seeds, "validation:<inference id>" for a report's seal
-# (a ballot's with a suffix), the seal's key and OPEN_SUFFIX for the report that opens it.
+# (a ballot's with a suffix), the seal's key and OPEN_SUFFIX for the report that opens it,
+# and SCORES_SUFFIX for a failing report's scores (apinode/validation/canary_scores.py).
 COMMIT_KEY = "commit_seed"
 CLAIM_KEY = "claim_rewards"
 VALIDATION_KEY = "validation"
@@ -243,6 +247,7 @@ class ValidatorWorker:
         self._held: dict[str, HeldOpening] = {}
         self._held_loaded = False
         self.canaries = CanaryClaims(address, chain, seeds, outbox)
+        self.scores = CanaryScores(address, chain, outbox, VALIDATION_KEY)
 
     async def run(self) -> None:
         """Step every ``interval_s`` until ``stop()``."""
@@ -273,8 +278,9 @@ class ValidatorWorker:
         await self.commit_seeds(current.number)
         await self.reveal_seeds(current, height, params)
         await self.canaries.claim_due(height, params.canary_claim_blocks)
+        await self.scores.due(height, params.canary_claim_blocks)
         await self.open_reports(height)
-        checks = {check.key: check for check in await self.votes(height)}
+        checks = {check.key: check for check in await self.votes(height, params)}
         for key, check in list(self._retry.items()):
             if height > check.deadline:
                 del self._retry[key]
@@ -386,7 +392,7 @@ class ValidatorWorker:
             return
         for entry in await asyncio.to_thread(self.outbox.with_prefix, f"{VALIDATION_KEY}:",
                                              OutboxState.HELD):
-            if entry.key in self._held:
+            if entry.key in self._held or entry.key.endswith(SCORES_SUFFIX):
                 continue
             inference_id, ballot = _opening_of(entry.key)
             task = await self.chain.validation_task(inference_id)
@@ -408,10 +414,14 @@ class ValidatorWorker:
         log.warning("validator: the report sealed on %s cannot be opened: %s; the chain counts "
                     "it as a check not made", inference_id, why)
 
-    async def votes(self, height: int) -> list[Check]:
-        """Votes this validator was drawn for, not yet sealed and still open."""
+    async def votes(self, height: int, params: CheckParams) -> list[Check]:
+        """Votes this validator was drawn for, not yet sealed and still open. A claimed
+        canary's vote waits while its checkers' scores may still settle it (a member among
+        them has its scores for its ballot)."""
         checks = [Check(task, vote=True) for task in await self.chain.pending_votes(self.address)
-                  if task.executor != self.address and height <= task.vote_deadline]
+                  if task.executor != self.address and height <= task.vote_deadline
+                  and not awaits_scores(task, height, params.canary_claim_blocks,
+                                        self.address)]
         return [check for check in checks if not await self._vote_owed(check)]
 
     async def _vote_owed(self, vote: Check) -> bool:
@@ -564,18 +574,22 @@ class ValidatorWorker:
             figures = await self.measure(inference, info, model)
         if self.fault == "lie":
             figures = _opposite(figures, model)
+        scores = figures.scores if not self.fault else b""
         opening = MsgValidation(
             creator=self.address, inference_id=inference_id,
             output_hash=inference.output_hash, distance_micro=figures.distance_micro,
             rule_violations=figures.rule_violations, ids_match=figures.ids_match,
-            positions=figures.positions, salt=os.urandom(payload.SALT_BYTES))
+            positions=figures.positions, salt=os.urandom(payload.SALT_BYTES),
+            scores_sha256=logprob_scores.digest(scores) if scores else b"")
         signed = payload.validation_payload(
             opening.inference_id, opening.output_hash, opening.distance_micro,
-            opening.rule_violations, opening.ids_match, opening.positions, opening.creator)
+            opening.rule_violations, opening.ids_match, opening.positions, opening.creator,
+            opening.scores_sha256)
         opening.validator_signature = self.node_key.sign(signed).signature
         seal = MsgSealValidation(creator=self.address, inference_id=inference_id,
                                  seal=payload.validation_seal(opening.salt, signed))
-        if not await asyncio.to_thread(self._seal, check, seal, opening):
+        kept = scores if scores and not _passes(opening, model) else b""
+        if not await asyncio.to_thread(self._seal, check, seal, opening, kept):
             return
         self._held[check.opening_key] = HeldOpening.of(check.task, check.vote)
         if figures.ids_match:
@@ -593,13 +607,17 @@ class ValidatorWorker:
                  "queued), %s", "voted on" if check.vote else "checked", inference_id,
                  inference.executor, found, "ballot" if check.vote else "report", opens)
 
-    def _seal(self, check: Check, seal: MsgSealValidation, opening: MsgValidation) -> bool:
-        """Queues the seal and holds its opening, in one transaction: a seal whose opening
-        were lost would count as a check not made. False if the seal was queued before."""
+    def _seal(self, check: Check, seal: MsgSealValidation, opening: MsgValidation,
+              scores: bytes) -> bool:
+        """Queues the seal and holds its opening, and a failing report's ``scores`` for a
+        canary claim, in one transaction: a seal whose opening were lost would count as a
+        check not made. False if the seal was queued before."""
         with self.outbox.db.session() as session:
             if not self.outbox.enqueue(check.key, seal, session=session):
                 return False
             self.outbox.enqueue(check.opening_key, opening, session=session, held=True)
+            if scores:
+                self.scores.hold(session, check.key, opening.inference_id, scores)
             return True
 
     async def measure(self, inference: Inference, info: EngineInfo, model: Model) -> Figures:
@@ -645,6 +663,15 @@ class ValidatorWorker:
         if self._info is None:
             self._info = await self.mlnode.info()
         return self._info
+
+
+def _passes(opening: MsgValidation, model: Model) -> bool:
+    """The chain's verdict on a report (chain/validation/verdict.py)."""
+    allowed = allowed_violations(model.max_rule_violations, model.rule_violations_per_1024,
+                                 opening.positions)
+    return passes(ValidationReport(distance_micro=opening.distance_micro,
+                                   rule_violations=opening.rule_violations,
+                                   ids_match=opening.ids_match), allowed, threshold_micro(model))
 
 
 def _opposite(figures: Figures, model: Model) -> Figures:

@@ -157,7 +157,7 @@ def shield_table(params: Params, settings: Settings, registry: rates.Registry
 
 def other_outcomes(params: Params, economy: Economy) -> list[Outcome]:
     found = [model.lazy_validator(params, economy, kind, g)
-             for kind in ("skip", "blind-pass", "copy") for g in (0.1, 1.0)]
+             for kind in ("skip", "blind-pass", "copy", "withhold-scores") for g in (0.1, 1.0)]
     found.append(model.vote_follower(params, economy))
     found += [model.coalition_against_truth(params, economy, s, level)
               for level in (None, 0) for s in COALITIONS]
@@ -276,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     found += others_paying
     lines += section("Strategies that pay (model)", table(
         ["strategy", "setting", "pays at f"], [list(p) for p in found], 2) if found
-        else ["none"], "Every other strategy earns strictly less than honest play; a cheat "
+        else ["none"], "Every other strategy earns strictly less than honest play, or "
+        "exactly as much where the chain leaves it nothing to deviate with (no gain); a cheat "
         f"row pays only under the registry it names ({rates.DEFAULT_REGISTRY.name} is the "
         "default genesis's).")
     lines += ["", f"Ran in {time.monotonic() - started:.0f} s."]

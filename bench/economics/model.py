@@ -34,6 +34,9 @@ START_TX_GAS = 150_000  # a MsgStartInference tx's gas limit: 1.3 × the ~107,00
 # A MsgNoticePasses tx of one pass: 1.3 × the ~85,400 gas it uses, rounded up (one of many
 # passes batched costs less).
 NOTICE_TX_GAS = 111_000
+# A MsgOpenScores tx's gas limit: 1.3 × the ~128,000 one used opening a 3-token canary's
+# scores and closing its vote (in process; longer outputs add their bytes).
+OPEN_SCORES_TX_GAS = 170_000
 POC_TXS_PER_MEMBER = 3  # commit, claim and one PoC submission per identity and epoch
 
 
@@ -270,6 +273,9 @@ def lazy_validator(params: Params, economy: Economy, kind: str, g: float) -> Out
       every report is sealed until the window's sealing is over (docs/design.md §6.3), so
       it never sees one: the chance of finding a verdict to copy is 0, it re-scores every
       check it owes, and its epoch is the honest seat's.
+    - ``withhold-scores``: checks honestly but, of the canaries it caught, leaves the share
+      ``g`` of its scores unopened once they are claimed (saving each opening's tx fee and
+      leaving the real artifact to the voters' re-scores): each is a vote missed, lazy.
     """
     if kind == "copy":
         honest = honest_profit(params, economy)
@@ -294,6 +300,16 @@ def lazy_validator(params: Params, economy: Economy, kind: str, g: float) -> Out
                 done_if_caught = (done - x * clean) / (1 - clean)
                 atoms.append((owed[x] * (1 - clean), -kappa * n * fee
                               - done_if_caught * check_cost))
+        elif kind == "withhold-scores":
+            opening_fee = OPEN_SCORES_TX_GAS * float(params.auth.min_gas_price)
+            canaries = binomial_pmf(int(round(others * canary)), q)
+            for y in np.nonzero(canaries > 1e-12)[0]:
+                clean = (1 - g) ** y
+                saved = g * y * opening_fee
+                atoms.append((owed[x] * canaries[y] * clean,
+                              base + x * (share_earned - check_cost) + saved))
+                atoms.append((owed[x] * canaries[y] * (1 - clean),
+                              -kappa * n * fee - x * check_cost + saved))
         elif kind == "blind-pass":
             canaries = binomial_pmf(int(round(others * canary)), q)
             for y in np.nonzero(canaries > 1e-12)[0]:
@@ -311,30 +327,16 @@ def lazy_validator(params: Params, economy: Economy, kind: str, g: float) -> Out
 def vote_follower(params: Params, economy: Economy) -> Outcome:
     """A member that casts its ballots without re-scoring: a drawn voter sees the window's
     reports, opened before the vote one of them opened (docs/design.md §6.5), and a
-    canary's claim, which is public. So it passes a canary's fresh vote (a canary's real
-    artifact is its honest output, §6.9) and follows the window's reports in any other.
-    Among honest members a canary's is the only vote there is, and there it is never wrong:
-    it keeps every fee share and reputation step, and saves the re-score of every ballot.
+    canary's claim, which is public; it would pass a canary's fresh vote unread (a canary's
+    real artifact is its honest output, §6.9) and follow the window's reports in any other.
 
-    Each canary of another member that was checked (each executor's share canary_rate of
-    its inferences, checked as any other) is claimed, and its fresh vote draws
-    ``voters_per_vote`` of the other members by weight."""
-    n, fee, kappa = economy.executions, economy.fee, economy.cost_share
-    check_cost = economy.score_over_generate * kappa * fee
-    canary = params.validation.canary_rate_ppm / PPM
-    others = economy.members - 1
-    votes = n * others * canary * params.checked(params.levels, economy.members)
-    seat = min(1.0, params.validation.voters_per_vote / max(1, others - 1))
+    Among honest members the only votes are checked canaries' fresh votes, and each closes
+    on the scores its checkers committed before the claim (every honest check fails the
+    shifted artifact and opens its scores, which pass the real one), before a voter owes a
+    ballot: the honest voter waits for them and re-scores nothing, so there is no re-score
+    for the follower to save. It earns exactly the honest income."""
     honest = honest_profit(params, economy)
-    # Seats: rare events over many inferences, Poisson with the expected count.
-    expected = votes * seat
-    atoms, k, pk = [], 0, math.exp(-expected)
-    while k <= expected or pk > 1e-12:
-        atoms.append((pk, k * check_cost))
-        k += 1
-        pk *= expected / k
-    saved, sd = moments(atoms)  # apart from the income, whose size would drown the spread
-    return Outcome("lazy validator", "follow in votes", honest + saved, sd, honest)
+    return Outcome("lazy validator", "follow in votes", honest, 0.0, honest)
 
 
 # --- coalitions ----------------------------------------------------------------------------

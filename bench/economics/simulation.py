@@ -10,8 +10,10 @@ send. Executors' outputs are not generated: whether a cheated output fails an ho
 re-score is drawn from the calibrated detection rate of its cheat (`rates.py`), and an honest
 validator reports what that re-score would measure. Executors plant their canaries as the API
 node does (the artifact shifted, chain/validation/canary.py), which every honest re-score
-fails, and claim each once its checks are over; the vote that follows re-scores the real
-artifact.
+fails, and claim each once its checks are over; the members whose reports failed it then open
+their scores, which the chain measures against the real artifact (the real output's truth is
+the executor's own play), and the vote closes on them unless they fail it, its voters waiting
+for them as the API node's do.
 
 Every scenario runs twice from the same genesis and the same random draws: once with every
 participant honest (the baseline) and once with the deviants playing their strategy, so the
@@ -30,20 +32,29 @@ from pathlib import Path
 
 from bench.economics import rates
 from bench.economics.model import START_TX_GAS
-from chain.inference import payload, start_rules
+from chain.inference import artifact, payload, start_rules
 from chain.inference.params import InferenceParams
 from chain.query import QueryError
-from chain.validation import canary
+from chain.scales import PPM
+from chain.validation import canary, logprob_scores
+from chain.validation.logprob_scores import PositionScores
 from chain.validation.sampling import CheckShares, seed_hash
-from chain.validation.seals import opening_heights
+from chain.validation.seals import (
+    awaits_scores,
+    opening_heights,
+    scores_open_until,
+    scores_openers,
+)
 from inferchain_pb.inference.v1 import query_pb2 as q
 from inferchain_pb.inference.v1.inference_pb2 import MsgGrantAllowance, MsgRelayStart
 from inferchain_pb.inference.v1.validation_pb2 import (
     FAILED,
+    IN_VOTE,
     OPEN,
     MsgClaimCanary,
     MsgClaimRewards,
     MsgCommitSeed,
+    MsgOpenScores,
     MsgValidation,
     ValidationTask,
 )
@@ -81,8 +92,10 @@ PASS_DISTANCE, FAIL_DISTANCE = 1_000, 3_000_000  # micro-nats: well under / over
 # member locked in the epoch (one per vote it opened): with a canary behind every inference
 # that is dozens, past 200k gas (the API node simulates). A report is two txs: its seal
 # (under 65,000: the task is rewritten with one more hash) and its opening, signed for what a
-# report was, since it is the report (up to 230,000 when it closes a vote).
+# report was, since it is the report (up to 230,000 when it closes a vote); so is an opening
+# of scores, which may close a canary's vote.
 GAS = {"start": START_TX_GAS, "relay": 200_000, "finish": 400_000, "report": 300_000,
+       "scores": 300_000,
        "seal": 100_000, "seed": 200_000, "reveal": 2_000_000, "claim": 400_000,
        "commit": 400_000, "notice": 400_000, "start_passing": 250_000}
 # Variants of one API-key request a favouring agent commits at most, one after another.
@@ -216,6 +229,9 @@ class Simulation:
         self.openings: list[list[tuple[MsgValidation, str]]] = [[] for _ in self.parts]
         self.truth: dict[str, str] = {}  # inference id → good | hidden | caught | canary
         self.canaries: dict[str, tuple[bytes, str]] = {}  # unclaimed: key, real truth
+        self.real_artifacts: dict[str, bytes] = {}  # each canary's, as served
+        # Scores committed by failing reports on canaries, opened once a claim lands.
+        self.scores: dict[tuple[int, str], bytes] = {}
         self.ours: set[str] = set()
         self.reported: set[tuple[str, int]] = set()
         self.requests = 0
@@ -263,7 +279,7 @@ class Simulation:
                 txs += self.committed_starts() + self.passed_starts()
                 if first + 1 < height < first + s.epoch_length - 8:
                     txs += self.inference_txs(s.inferences_per_block)
-                txs += self.report_txs(epoch) + self.canary_claims()
+                txs += self.report_txs(epoch) + self.canary_claims() + self.scores_txs()
                 self.block(txs)
             now = [self.net.balance(p) for p in self.parts]
             compute = [seat.compute for seat in self.seats]
@@ -277,7 +293,7 @@ class Simulation:
         while self.net.height < s.epochs * s.epoch_length + 10:
             self.block(self.committed_starts() + self.passed_starts() +
                        self.report_txs(s.epochs) +
-                       self.canary_claims())
+                       self.canary_claims() + self.scores_txs())
         profits = [self.net.balance(p) - b - seat.compute
                    for p, b, seat in zip(self.parts, self.start_balances, self.seats,
                                          strict=True)]
@@ -454,7 +470,9 @@ class Simulation:
         if self.setup.canary_rate_ppm and canary.is_canary(key, self.setup.canary_rate_ppm):
             self.canaries[start.inference_id] = (key, self.truth[start.inference_id])
             self.truth[start.inference_id] = "canary"
-            steps = canary_steps(finish_msg(executor, start, output).artifact, key, self.model)
+            real = finish_msg(executor, start, output).artifact
+            self.real_artifacts[start.inference_id] = real
+            steps = canary_steps(real, key, self.model)
         if self.play.agent == "withhold-start" and self.play.is_deviant(agent_index) and \
                 agent is not executor:
             # The executor relays once its output reached the developer, with the agent's
@@ -492,6 +510,39 @@ class Simulation:
                                        gas_limit=GAS["claim"]))
         return txs
 
+    def scores_txs(self) -> list[bytes]:
+        """Each member whose report failed a claimed canary opens the scores it committed,
+        while the chain takes them; scores of a canary not claimed yet wait."""
+        txs = []
+        following = self.net.height + 1
+        claim_blocks = self.setup.genesis_state()["validation"]["params"]["canary_claim_blocks"]
+        for (i, inference_id), scores in list(self.scores.items()):
+            if inference_id in self.canaries:
+                continue  # not claimed yet
+            task = self.net.query("ValidationTask", q.QueryValidationTaskRequest(
+                inference_id=inference_id)).task
+            if not task.canary_key and task.state != FAILED:
+                continue  # its claim lands in the block being made
+            del self.scores[(i, inference_id)]
+            member = self.parts[i]
+            if task.state == IN_VOTE and member.address in scores_openers(task) and \
+                    following <= scores_open_until(task, claim_blocks):
+                txs.append(member.tx(MsgOpenScores(
+                    creator=member.address, inference_id=inference_id, scores=scores),
+                    gas_limit=GAS["scores"]))
+                self.notes["scores opened"] = self.notes.get("scores opened", 0) + 1
+        return txs
+
+    def canary_scores(self, inference_id: str) -> bytes:
+        """An honest member's scores of a canary's output: the real artifact's logprobs
+        where the executor served honestly (or its cheat hides), a nat off where its cheat
+        fails a re-score."""
+        _, steps = artifact.decode(self.real_artifacts[inference_id])
+        off = PPM if self.canaries[inference_id][1] == "caught" else 0
+        return logprob_scores.encode([
+            PositionScores(p.sampled - off, p.floor - off, tuple(t - off for t in p.tops))
+            for p in logprob_scores.of_artifact(steps)])
+
     def order(self, agent: Actor, label: str, timestamp: int, draw_height: int,
               signed: bool) -> list[str]:
         """The executor order of the request: an API-key request's leaves its agent out
@@ -522,10 +573,12 @@ class Simulation:
                 verdict = self.verdict(i, task, ballot=False)
                 if verdict is not None:
                     txs.append(self.seal(i, task, verdict))
+        claim_blocks = self.setup.genesis_state()["validation"]["params"]["canary_claim_blocks"]
         for i, member in enumerate(self.parts):
             for task in self.net.query("PendingVotes", q.QueryPendingVotesRequest(
                     voter=member.address)).tasks:
-                if (ballot_key(task), i) in self.reported:
+                if (ballot_key(task), i) in self.reported or \
+                        awaits_scores(task, height + 1, claim_blocks, member.address):
                     continue
                 verdict = self.verdict(i, task, ballot=True)
                 if verdict is not None:
@@ -607,8 +660,12 @@ class Simulation:
             inference = self.net.inference(task.inference_id)
         except QueryError:
             raise AssertionError(f"task without inference {task.inference_id}") from None
+        scores = b""
+        if not passed and not task.canary_key and task.inference_id in self.canaries:
+            scores = self.canary_scores(task.inference_id)  # the canary's shift failed it
+            self.scores[(i, task.inference_id)] = scores
         opening = validation_msg(member, inference, distance_micro=PASS_DISTANCE
-                                 if passed else FAIL_DISTANCE)
+                                 if passed else FAIL_DISTANCE, scores=scores)
         self.openings[i].append((opening, ballot_key(task)))
         return member.tx(seal_of(opening), gas_limit=GAS["seal"])
 

@@ -104,8 +104,8 @@ def encode(steps: Sequence[ArtifactStep], k: int) -> bytes:
     if not 0 <= k <= MAX_TOP_K:
         raise ValueError(f"k must be in [0, {MAX_TOP_K}], got {k}")
     out = bytearray([VERSION])
-    _put(out, k)
-    _put(out, len(steps))
+    put_varint(out, k)
+    put_varint(out, len(steps))
     for index, step in enumerate(steps):
         try:
             _encode_step(out, step, k)
@@ -116,7 +116,7 @@ def encode(steps: Sequence[ArtifactStep], k: int) -> bytes:
 
 def decode(data: bytes) -> tuple[int, list[ArtifactStep]]:
     """(k, steps) from untrusted bytes; ArtifactError, and nothing else, when they are invalid."""
-    reader = _Reader(data)
+    reader = VarintReader(data)
     version = reader.byte("version")
     if version != VERSION:
         raise ArtifactError(f"unknown artifact version {version}, expected {VERSION}")
@@ -238,19 +238,19 @@ def _encode_step(out: bytearray, step: ArtifactStep, k: int) -> None:
     if any(later < earlier for earlier, later in zip(top_q, top_q[1:], strict=False)):
         raise ValueError("top logprobs must be non-increasing")
     code = _rank_code(step.token_id, token_q, step.top_ids, top_q)
-    _put(out, code * (k + 1) + (k - n))
+    put_varint(out, code * (k + 1) + (k - n))
     if code == 0:
-        _put(out, step.token_id)
-        _put(out, token_q)
+        put_varint(out, step.token_id)
+        put_varint(out, token_q)
     for token_id in step.top_ids:
-        _put(out, token_id)
+        put_varint(out, token_id)
     previous = 0
     for q in top_q:
-        _put(out, q - previous)
+        put_varint(out, q - previous)
         previous = q
 
 
-def _decode_step(reader: "_Reader", k: int) -> ArtifactStep:
+def _decode_step(reader: "VarintReader", k: int) -> ArtifactStep:
     tag = reader.varint("tag", k * (k + 1))  # code k, none missing
     code, missing = divmod(tag, k + 1)
     n = k - missing
@@ -283,14 +283,14 @@ def _rank_code(token_id: int, token_q: int, top_ids: Sequence[int], top_q: Seque
     return 0
 
 
-def _put(out: bytearray, value: int) -> None:
+def put_varint(out: bytearray, value: int) -> None:
     while value >= 0x80:
         out.append(value & 0x7F | 0x80)
         value >>= 7
     out.append(value)
 
 
-class _Reader:
+class VarintReader:
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0

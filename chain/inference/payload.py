@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 START_TAG = b"inferchain/start/v1"
 FINISH_TAG = b"inferchain/finish/v1"
-VALIDATION_TAG = b"inferchain/validation/v1"
+VALIDATION_TAG = b"inferchain/validation/v2"
 SEAL_TAG = b"inferchain/validation-seal/v1"
 # A seal's salt: random, so that nobody can try the few likely reports against a seal.
 SALT_BYTES = 32
@@ -180,10 +180,11 @@ def prefix_delivery_payload(inference_id: str, output_hash: bytes, transfer_agen
 
 def validation_payload(inference_id: str, output_hash: bytes, distance_micro: int,
                        rule_violations: int, ids_match: bool, positions: int,
-                       validator: str) -> bytes:
-    """What a validator signs with its node key: its figures for one output."""
+                       validator: str, scores_sha256: bytes = b"") -> bytes:
+    """What a validator signs with its node key: its figures for one output, and the hash of
+    the scores they were measured from (empty when it keeps none)."""
     return canonical(VALIDATION_TAG, inference_id, output_hash, distance_micro, rule_violations,
-                     ids_match, positions, validator)
+                     ids_match, positions, validator, scores_sha256)
 
 
 def validation_seal(salt: bytes, signed_payload: bytes) -> bytes:

@@ -22,6 +22,7 @@ import hashlib
 from chain.inference import artifact
 from chain.inference.artifact import LOGPROB_QUANTUM, ArtifactStep, dequantize, quantize
 from chain.scales import PPM
+from chain.validation import logprob_scores
 from chain.validation.verdict import threshold_micro
 from inferchain_pb.inference.v1.inference_pb2 import Model
 
@@ -60,20 +61,12 @@ def model_quanta(model: Model, k: int) -> int:
 
 
 def distance_micro(real: bytes, recorded: bytes) -> int:
-    """The distance, in micro-nats, between two artifacts of the same output: the mean over
-    positions of the mean |difference| over the sampled token's logprob and the top-k's, as a
-    validator whose logprobs were ``real``'s would measure ``recorded``
-    (apinode/validation/figures.py)."""
+    """The distance, in micro-nats, between two artifacts of the same output, as a validator
+    whose logprobs were ``real``'s would measure ``recorded`` (chain/validation/
+    logprob_scores.py)."""
     _, mine = artifact.decode(real)
     _, theirs = artifact.decode(recorded)
-    if not mine:
-        return 0
-    total = 0.0
-    for a, b in zip(mine, theirs, strict=True):
-        diffs = [abs(a.logprob - b.logprob)] + [
-            abs(x - y) for x, y in zip(a.top_logprobs, b.top_logprobs, strict=True)]
-        total += sum(diffs) / len(diffs)
-    return round(total / len(mine) * PPM)
+    return round(logprob_scores.distance(theirs, logprob_scores.of_artifact(mine)) * PPM)
 
 
 def moves(data: bytes, canary_key: bytes, quanta: int) -> bool:

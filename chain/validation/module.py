@@ -25,6 +25,7 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     MsgClaimCanary,
     MsgClaimRewards,
     MsgCommitSeed,
+    MsgOpenScores,
     MsgSealValidation,
     MsgValidation,
 )
@@ -47,7 +48,8 @@ class ValidationModule(Module):
                 Msg(MsgClaimRewards, "creator", self._msgs.claim_rewards),
                 Msg(MsgClaimCanary, "creator", self._msgs.claim_canary),
                 Msg(MsgSealValidation, "creator", self._msgs.seal_validation),
-                Msg(MsgValidation, "creator", self._msgs.validation)]
+                Msg(MsgValidation, "creator", self._msgs.validation),
+                Msg(MsgOpenScores, "creator", self._msgs.open_scores)]
 
     def queries(self, latest_height: Callable[[], int]) -> list[Query]:
         queries = ValidationQueries(self.keeper, latest_height)

@@ -33,6 +33,7 @@ from inferchain_pb.inference.v1.validation_pb2 import (
     MsgClaimCanary,
     MsgClaimRewards,
     MsgCommitSeed,
+    MsgOpenScores,
     MsgSealValidation,
     MsgValidation,
     ReportSeal,
@@ -144,9 +145,11 @@ class ValidationMsgServer:
         """Opens the sender's seal on the task once the sealing it belongs to has ended, and
         takes the figures it sealed as its report."""
         validator = self._participant(ctx, msg.creator)
+        if len(msg.scores_sha256) not in (0, 32):
+            raise BadFigures("scores_sha256 must be empty or a 32-byte sha256 digest")
         signed = payload.validation_payload(
             msg.inference_id, msg.output_hash, msg.distance_micro, msg.rule_violations,
-            msg.ids_match, msg.positions, msg.creator)
+            msg.ids_match, msg.positions, msg.creator, msg.scores_sha256)
         try:
             verify_ed25519(validator.node_pubkey, signed, msg.validator_signature)
         except (BadSignatureError, ValueError, TypeError) as exc:
@@ -176,11 +179,17 @@ class ValidationMsgServer:
         self._tasks.report(ctx, task, ValidationReport(
             validator=msg.creator, distance_micro=msg.distance_micro,
             rule_violations=msg.rule_violations, ids_match=msg.ids_match, height=height,
-            weight=weight, sealed_height=seal.height))
+            weight=weight, sealed_height=seal.height, scores_sha256=msg.scores_sha256))
         ctx.emit("validation", inference_id=msg.inference_id, validator=msg.creator,
                  passed=str(task.reports[-1].passed).lower(),
                  distance_micro=str(msg.distance_micro),
                  rule_violations=str(msg.rule_violations))
+
+    def open_scores(self, ctx: Context, msg: MsgOpenScores) -> None:
+        """A reporter's scores of a claimed canary, measured against its real artifact."""
+        self._participant(ctx, msg.creator)
+        task = self._task(ctx, msg.inference_id, msg.creator)
+        self._tasks.open_scores(ctx, task, msg.creator, msg.scores)
 
     def _task(self, ctx: Context, inference_id: str, creator: str) -> ValidationTask:
         """The task a report is about; never the sender's own inference."""

@@ -66,7 +66,9 @@ class ValidationParams(ModuleParams):
     # Share of each executor's inferences that are canaries, drawn from its seed (docs/
     # design.md §6.9): it records their artifacts shifted, and claims each once its window
     # closed or a vote opened on it, within canary_claim_blocks (1 to 100,000; with canaries
-    # on, the window, this and the voting period fit inside reveal_window_blocks).
+    # on, the window, this and the voting period fit inside reveal_window_blocks, and this is
+    # below the voting period: the checkers open their scores of a claimed canary within it,
+    # and its voters re-score only after).
     canary_rate_ppm: int = bounded(5_000, 0, PPM)
     canary_claim_blocks: int = bounded(10, 1, MAX_WINDOW_BLOCKS)
     # ninfer a member locks to open a vote before its seed is revealed (docs/design.md §6.5):
@@ -86,6 +88,11 @@ class ValidationParams(ModuleParams):
     def check_consistency(self) -> None:
         if self.p_min_ppm > self.p_max_ppm:
             raise InvalidRequest("validation params need p_min_ppm <= p_max_ppm")
+        if self.canary_rate_ppm and self.canary_claim_blocks >= self.voting_period_blocks:
+            raise InvalidRequest("validation param canary_claim_blocks must be below "
+                                 "voting_period_blocks while canary_rate_ppm is not 0: a "
+                                 "canary's voters wait that long for its checkers' scores "
+                                 "before they re-score")
         claims = self.canary_claim_blocks if self.canary_rate_ppm else 0
         if self.reveal_window_blocks < self.validation_window_blocks + claims + \
                 self.voting_period_blocks + 2 * self.opening_blocks:

@@ -39,3 +39,26 @@ def opening_heights(task: ValidationTask, seal: ReportSeal) -> tuple[int, int]:
         return window_opening_height(task), task.open_until
     first = seal.height + 1 if ballots_sealed(task) else task.vote_deadline + 1
     return first, task.vote_open_until
+
+
+def scores_openers(task: ValidationTask) -> set[str]:
+    """The members that open their scores of a claimed canary (docs/design.md §6.9): those
+    whose report before the claim failed the shifted artifact and committed its scores."""
+    return {r.validator for r in task.canary_reports if not r.passed and r.scores_sha256}
+
+
+def scores_open_until(task: ValidationTask, claim_blocks: int) -> int:
+    """The last height a claimed canary's scores are opened at (0: not claimed): the claim's
+    height + ``canary_claim_blocks``. The fresh vote's voters wait for it before they
+    re-score: a vote the scores settle needs none of them."""
+    return task.canary_claim_height + claim_blocks if task.canary_key else 0
+
+
+def awaits_scores(task: ValidationTask, height: int, claim_blocks: int, member: str) -> bool:
+    """Whether ``member``, drawn for ``task``'s vote, holds its ballot at ``height``: the vote
+    is a claimed canary's that its checkers' scores may still settle (a voter that re-scored
+    now would pay for a ballot nobody needs), or ``member`` is one of those checkers, whose
+    scores are its ballot."""
+    openers = scores_openers(task)
+    return bool(openers) and (member in openers or
+                              height <= scores_open_until(task, claim_blocks))

@@ -12,9 +12,11 @@ closes with reports is PASSED; with none, UNCHECKED. A report the vote went agai
 its reporter a reputation step and its part of the validator fee. A failing report opens the
 vote only with its reporter's vote bond, settled by the reporter's seed: returned at the
 reveal if the seed assigned it the check, burned (and its reputation reset) if not or if it
-never reveals.
+never reveals. A claimed canary's fresh vote closes PASSED without its voters once every
+member whose report failed the shifted artifact opened its scores and they pass the real one.
 """
 
+import hmac
 import logging
 
 from chain.auth import address
@@ -24,13 +26,26 @@ from chain.inference import artifact
 from chain.inference.draw import Candidate, draw_order
 from chain.inference.keeper import ESCROW_ACCOUNT, invalid_now
 from chain.scales import PPM
-from chain.validation import canary, evidence
-from chain.validation.errors import BadCanary, NotAllowed, NoVoteBond, WindowClosed
+from chain.validation import canary, evidence, logprob_scores
+from chain.validation.errors import (
+    BadCanary,
+    BadFigures,
+    BadSeal,
+    DuplicateValidation,
+    NotAllowed,
+    NoVoteBond,
+    WindowClosed,
+)
 from chain.validation.expected_keepers import BankKeeper, EpochKeeper, InferenceKeeper
 from chain.validation.keeper import BOND_ACCOUNT, ValidationKeeper
 from chain.validation.params import ValidationParams
 from chain.validation.sampling import CheckShares, check_probability_ppm, expected_checks_ppm
-from chain.validation.seals import window_opening_height, window_openings_over
+from chain.validation.seals import (
+    scores_open_until,
+    scores_openers,
+    window_opening_height,
+    window_openings_over,
+)
 from chain.validation.verdict import (
     allowed_violations,
     passes,
@@ -131,11 +146,14 @@ class Tasks:
 
     def _close_early(self, ctx: Context, task: ValidationTask, params: ValidationParams) -> None:
         """Tallies a vote all its voters answered, except while the window's seals may still
-        be opened or its executor may still claim it as a canary: then the vote closes when
-        those periods end, so a vote on a shifted artifact cannot invalidate the inference
-        before the claim lands, nor one leave a window report unopened."""
+        be opened, its executor may still claim it as a canary, or a claimed canary's
+        checkers may still open their scores: then the vote closes when those periods end,
+        so a vote on a shifted artifact cannot invalidate the inference before the claim
+        lands, nor one leave a window report or a checker's scores unopened."""
         openings_end = 0 if window_openings_over(task) else task.open_until + 1
-        hold = max(self._claim_until(task, params), openings_end)
+        scores_end = scores_open_until(task, params.canary_claim_blocks) + 1 \
+            if scores_openers(task) else 0
+        hold = max(self._claim_until(task, params), openings_end, scores_end)
         if ctx.block.height >= hold:
             self.tally(ctx, task)
         elif task.vote_open_until > hold:
@@ -208,6 +226,70 @@ class Tasks:
         if task.canary_reports:
             self._open_vote(ctx, task, params)
         self.keeper.set_task(ctx.kv, task)
+
+    def open_scores(self, ctx: Context, task: ValidationTask, member: str,
+                    data: bytes) -> None:
+        """A member's scores of a claimed canary, opened against the real artifact
+        (docs/design.md §6.9): taken from a member whose report before the claim failed the
+        shifted artifact and committed their hash, from the claim for ``canary_claim_blocks``,
+        once. The chain measures them as a re-score would (chain/validation/
+        logprob_scores.py); the report it makes counts as that member's on the real artifact.
+        Once every such member's passes and no ballot failed, the fresh vote closes PASSED:
+        the checks that caught the shift vouch for the real artifact, and no voter re-scores
+        an output whose verdict, for an honest executor, everyone could tell unread."""
+        params = self.keeper.params(ctx.kv)
+        last = scores_open_until(task, params.canary_claim_blocks)
+        if task.state != IN_VOTE or ctx.block.height > last:
+            raise WindowClosed(f"scores of {task.inference_id} are taken from its canary claim "
+                               f"for {params.canary_claim_blocks} blocks while its vote runs")
+        committed = next((r for r in task.canary_reports if r.validator == member
+                          and not r.passed and r.scores_sha256), None)
+        if committed is None:
+            raise NotAllowed(f"{member} has no report that failed {task.inference_id}'s "
+                             f"shifted artifact with its scores committed")
+        if any(r.validator == member for r in task.reports):
+            raise DuplicateValidation(f"{member} already reported on {task.inference_id}'s "
+                                      f"real artifact")
+        if not hmac.compare_digest(logprob_scores.digest(data), committed.scores_sha256):
+            raise BadSeal(f"the scores are not those {member}'s report committed")
+        inference = self.inference.inference(ctx.kv, task.inference_id)
+        _, real = artifact.decode(inference.artifact)
+        try:
+            scores = logprob_scores.decode(data, real)
+        except ValueError as exc:
+            raise BadFigures(f"the scores do not fit the output: {exc}") from None
+        model = self.inference.model(ctx.kv, task.model_id)
+        report = ValidationReport(
+            validator=member, distance_micro=round(logprob_scores.distance(real, scores) * PPM),
+            rule_violations=committed.rule_violations, ids_match=committed.ids_match,
+            height=ctx.block.height, weight=committed.weight,
+            sealed_height=committed.sealed_height, scores_sha256=committed.scores_sha256,
+            from_scores=True)
+        report.passed = passes(report, _allowed(model, task), threshold_micro(model))
+        task.reports.append(report)
+        ctx.emit("canary_scores", inference_id=task.inference_id, validator=member,
+                 passed=str(report.passed).lower(), distance_micro=str(report.distance_micro))
+        opened = {r.validator for r in task.reports if r.from_scores}
+        if scores_openers(task) <= opened and all(r.passed for r in task.reports):
+            self._close_on_scores(ctx, task)
+        else:
+            self.keeper.set_task(ctx.kv, task)
+
+    def _close_on_scores(self, ctx: Context, task: ValidationTask) -> None:
+        """Closes a canary's fresh vote PASSED on its checkers' scores: the drawn voters owe
+        nothing (their seals, if any, are void), and the fee share goes to the checkers."""
+        self.keeper.close_vote(ctx.kv, task)
+        del task.seals[:]
+        task.state = PASSED
+        self.keeper.set_task(ctx.kv, task)
+        ctx.emit("validation_outcome", inference_id=task.inference_id, outcome="validated",
+                 reports=str(len(task.reports)))
+        log.info("canary %s (executor %s): the %d checks that failed its shifted artifact pass "
+                 "the real one on their scores: VALIDATED without a vote", task.inference_id,
+                 task.executor, len(task.reports))
+        self._set_status(ctx, task.inference_id, VALIDATED)
+        # A report failed before the claim, so a vote was open then and no pass was counted.
+        self._count_pass(ctx, task)
 
     def _bond_opener(self, ctx: Context, task: ValidationTask, member: str,
                      params: ValidationParams) -> None:
@@ -309,7 +391,9 @@ class Tasks:
         params = self.keeper.params(ctx.kv)
         model = self.inference.model(ctx.kv, task.model_id)
         reported = {r.validator for r in task.reports}
-        for voter in task.voters:
+        # A claimed canary's checker that failed it and never opened its scores left its
+        # vote to the voters' re-scores: that counts as a vote missed.
+        for voter in sorted(set(task.voters) | scores_openers(task)):
             if voter not in reported:
                 record = self.keeper.record(ctx.kv, task.epoch, voter)
                 record.missed_votes += 1
