@@ -13,18 +13,17 @@ vote. Played in process through FinalizeBlock.
 from inference_actors import Actor, validation_msg
 from inference_net import Net
 from test_validation_module import (
-    EPOCH,
     PASS,
     assigned,
     canary_finished,
     claim,
     commit_all,
+    judge_epoch_zero,
     make_net,
     record,
     seed,
     stats,
     task,
-    to_epoch,
     to_height,
     to_tally,
     vote_among,
@@ -40,7 +39,6 @@ from inferchain_pb.inference.v1.inference_pb2 import VALIDATED, Inference
 from inferchain_pb.inference.v1.validation_pb2 import (
     IN_VOTE,
     PASSED,
-    MsgClaimRewards,
     MsgOpenScores,
 )
 
@@ -118,10 +116,7 @@ def test_a_canary_its_checkers_scores_pass_closes_without_its_voters():
     assert (again.codespace, again.code) == ("validation", 9)
     assert stats(net, executor).invalidations == 0
 
-    to_epoch(net, 1)
-    net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=0, seed=seed(a, 0)))
-               for a in net.parts])
-    to_height(net, 1 + EPOCH + 14)
+    judge_epoch_zero(net, 14)
     assert record(net, blind, 0).canaries_passed == 1 and record(net, blind, 0).lazy
     assert record(net, careful, 0).canaries_caught == 1 and not record(net, careful, 0).lazy
     for voter in claimed.voters:  # drawn, and owing nothing once the scores settled it

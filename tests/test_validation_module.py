@@ -110,6 +110,15 @@ def to_epoch(net: Net, epoch: int) -> None:
     to_height(net, 1 + epoch * EPOCH)
 
 
+def judge_epoch_zero(net: Net, reveal_window: int) -> None:
+    """Into epoch 1, every member reveals its epoch-0 seed, on to the height epoch 0 is
+    judged at with a reveal window of ``reveal_window`` blocks."""
+    to_epoch(net, 1)
+    net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=0, seed=seed(a, 0)))
+               for a in net.parts])
+    to_height(net, 1 + EPOCH + reveal_window)
+
+
 def commit_all(net: Net, epoch: int, actors: list[Actor] | None = None) -> None:
     results = net.block([a.tx(MsgCommitSeed(creator=a.address, epoch=epoch,
                                             seed_hash=seed_hash(seed(a, epoch))))
@@ -887,10 +896,7 @@ def test_a_blind_pass_of_a_canary_is_lazy_once_the_claim_shows_the_real_artifact
     assert net.inference("canary-1").status == VALIDATED
     assert stats(net, executor).invalidations == 0
     assert net.balance(net.developer) == developer_before
-    to_epoch(net, 1)
-    net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=0, seed=seed(a, 0)))
-               for a in net.parts])
-    to_height(net, 1 + EPOCH + 14)
+    judge_epoch_zero(net, 14)
     assert record(net, blind, 0).canaries_passed == 1 and record(net, blind, 0).lazy
     assert record(net, careful, 0).canaries_caught == 1 and not record(net, careful, 0).lazy
     assert not record(net, executor, 0).lazy, record(net, executor, 0)
@@ -952,10 +958,7 @@ def test_a_canary_shifted_too_little_to_fail_an_honest_rescore_makes_nobody_lazy
                           for v in vote_among(net, "canary-weak")])
     assert all(r.code == 0 for r in results), [r.log for r in results]
     assert task(net, "canary-weak").state == PASSED
-    to_epoch(net, 1)
-    net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=0, seed=seed(a, 0)))
-               for a in net.parts])
-    to_height(net, 1 + EPOCH + 14)
+    judge_epoch_zero(net, 14)
     for member in (blind, careful, executor):
         judged = record(net, member, 0)
         assert judged.canaries_passed == 0 and not judged.lazy, judged
@@ -976,10 +979,7 @@ def test_an_unclaimed_canary_and_a_claim_its_seed_does_not_back_make_the_executo
     late = net.one(claim(silent, net.ids["canary-silent"],
                          canary.key(seed(silent, 0), net.ids["canary-silent"])))
     assert (late.codespace, late.code) == ("validation", 9)
-    to_epoch(net, 1)
-    net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=0, seed=seed(a, 0)))
-               for a in net.parts])
-    to_height(net, 1 + EPOCH + 14)
+    judge_epoch_zero(net, 14)
     missed = {a.address: record(net, a, 0) for a in net.parts}
     assert missed[liar.address].false_canary_claims == 1 and missed[liar.address].lazy
     assert missed[silent.address].canary_claims_missed >= 1 and missed[silent.address].lazy
