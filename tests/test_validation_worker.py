@@ -877,7 +877,7 @@ def test_a_failing_report_keeps_its_scores_for_a_canary_claim(open_db) -> None:
     chain.votes.append(claimed)
     asyncio.run(worker.step())
     assert outbox.get("validation:claimed:scores").state == OutboxState.PENDING
-    # Its scores are its ballot: it does not re-score the vote it was drawn for.
+    # Its scores will be its ballot: it does not re-score the vote it was drawn for.
     assert outbox.get("validation:claimed:canary-vote") is None
     assert outbox.get("validation:unclaimed:scores").state == OutboxState.HELD
     chain.height = unclaimed.open_until + PARAMS["canary_claim_blocks"] + 1

@@ -416,12 +416,11 @@ class ValidatorWorker:
 
     async def votes(self, height: int, params: CheckParams) -> list[Check]:
         """Votes this validator was drawn for, not yet sealed and still open. A claimed
-        canary's vote waits while its checkers' scores may still settle it (a member among
-        them has its scores for its ballot)."""
+        canary's vote waits while its checkers' scores may still settle it (a checker among
+        its voters has its scores for its ballot, and is listed no more once they landed)."""
         checks = [Check(task, vote=True) for task in await self.chain.pending_votes(self.address)
                   if task.executor != self.address and height <= task.vote_deadline
-                  and not awaits_scores(task, height, params.canary_claim_blocks,
-                                        self.address)]
+                  and not awaits_scores(task, height, params.canary_claim_blocks)]
         return [check for check in checks if not await self._vote_owed(check)]
 
     async def _vote_owed(self, vote: Check) -> bool:

@@ -578,7 +578,7 @@ class Simulation:
             for task in self.net.query("PendingVotes", q.QueryPendingVotesRequest(
                     voter=member.address)).tasks:
                 if (ballot_key(task), i) in self.reported or \
-                        awaits_scores(task, height + 1, claim_blocks, member.address):
+                        awaits_scores(task, height + 1, claim_blocks):
                     continue
                 verdict = self.verdict(i, task, ballot=True)
                 if verdict is not None:

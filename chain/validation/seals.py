@@ -54,11 +54,9 @@ def scores_open_until(task: ValidationTask, claim_blocks: int) -> int:
     return task.canary_claim_height + claim_blocks if task.canary_key else 0
 
 
-def awaits_scores(task: ValidationTask, height: int, claim_blocks: int, member: str) -> bool:
-    """Whether ``member``, drawn for ``task``'s vote, holds its ballot at ``height``: the vote
-    is a claimed canary's that its checkers' scores may still settle (a voter that re-scored
-    now would pay for a ballot nobody needs), or ``member`` is one of those checkers, whose
-    scores are its ballot."""
-    openers = scores_openers(task)
-    return bool(openers) and (member in openers or
-                              height <= scores_open_until(task, claim_blocks))
+def awaits_scores(task: ValidationTask, height: int, claim_blocks: int) -> bool:
+    """Whether a voter drawn for ``task``'s vote holds its ballot at ``height``: the vote is
+    a claimed canary's that its checkers' scores may still settle, and a voter that
+    re-scored now would pay for a ballot nobody needs. (A checker drawn as a voter has its
+    measured scores for its ballot; the chain lists it no more once they landed.)"""
+    return bool(scores_openers(task)) and height <= scores_open_until(task, claim_blocks)
