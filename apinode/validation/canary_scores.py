@@ -37,15 +37,19 @@ class CanaryScores:
         self.chain = chain
         self.outbox = outbox
         self.key_prefix = key_prefix
-        self._held: dict[str, str] | None = None  # outbox key → inference id
+        # Outbox key → inference id and the task's sealing deadline (0: not known, after a
+        # restart): no claim can come before the window's seals are opened.
+        self._held: dict[str, tuple[str, int]] | None = None
 
-    def hold(self, session: Session, seal_key: str, inference_id: str, scores: bytes) -> None:
+    def hold(self, session: Session, seal_key: str, task: ValidationTask,
+             scores: bytes) -> None:
         """Keeps the scores of a failing report, in the transaction that queues its seal."""
         key = seal_key + SCORES_SUFFIX
-        self.outbox.enqueue(key, MsgOpenScores(creator=self.address, inference_id=inference_id,
-                                               scores=scores), session=session, held=True)
+        self.outbox.enqueue(key, MsgOpenScores(creator=self.address,
+                                               inference_id=task.inference_id, scores=scores),
+                            session=session, held=True)
         if self._held is not None:
-            self._held[key] = inference_id
+            self._held[key] = (task.inference_id, task.deadline)
 
     async def due(self, height: int, claim_blocks: int) -> None:
         """Opens the scores of each claimed canary this validator failed, while the chain
@@ -53,9 +57,11 @@ class CanaryScores:
         if self._held is None:
             entries = await asyncio.to_thread(self.outbox.with_prefix, f"{self.key_prefix}:",
                                               OutboxState.HELD)
-            self._held = {e.key: e.message.inference_id for e in entries
+            self._held = {e.key: (e.message.inference_id, 0) for e in entries
                           if e.key.endswith(SCORES_SUFFIX)}
-        for key, inference_id in list(self._held.items()):
+        for key, (inference_id, deadline) in list(self._held.items()):
+            if height <= deadline:
+                continue  # still sealing: nothing to ask the chain yet
             task = await self.chain.validation_task(inference_id)
             if task is not None and task.canary_key:
                 if self._owed(task, height, claim_blocks):

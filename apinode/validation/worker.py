@@ -616,7 +616,7 @@ class ValidatorWorker:
                 return False
             self.outbox.enqueue(check.opening_key, opening, session=session, held=True)
             if scores:
-                self.scores.hold(session, check.key, opening.inference_id, scores)
+                self.scores.hold(session, check.key, check.task, scores)
             return True
 
     async def measure(self, inference: Inference, info: EngineInfo, model: Model) -> Figures:
