@@ -446,6 +446,11 @@ def test_lazy_validators_are_caught_at_reveal_and_by_canaries(mlnodes, tmp_path)
         finished = [net.finished(i) for i in ids]
         assert all(i.finish_height < start + epoch.length for i in finished), \
             "the inferences must finish inside the judged epoch"
+        # Each canary's vote closed on the scores of the honest members that caught it: every
+        # report on the real artifact is one the chain measured from scores, no voter's ballot.
+        for task in closed_tasks(net, ids, 300):
+            assert task.state == PASSED and task.canary_key, task
+            assert task.reports and all(r.from_scores and r.passed for r in task.reports), task
 
         def records() -> list | None:
             found = [net.query("ValidatorRecord", q.QueryValidatorRecordRequest(
