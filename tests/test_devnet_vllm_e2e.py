@@ -65,6 +65,14 @@ def charged(channel: grpc.Channel, inference_id: str):
     return reply.inference if reply and reply.inference.status in CHARGED else None
 
 
+def committed_now(channel: grpc.Channel, address: str) -> bool | None:
+    """True once ``address`` holds a seed commitment for the chain's current epoch."""
+    epoch = chain_query(channel, "Epoch", q.QueryEpochRequest(), q.QueryEpochResponse)
+    found = chain_query(channel, "SeedCommitment", q.QuerySeedCommitmentRequest(
+        address=address, epoch=epoch.current.number), q.QuerySeedCommitmentResponse)
+    return True if found is not None else None
+
+
 def test_a_vllm_executors_answer_is_validated_by_a_torch_validator(tmp_path):
     vllm_python()  # fails under CI, skips elsewhere, when the vLLM environment is missing
     root, output = tmp_path / ".devnet", tmp_path / "devnet.out"
@@ -96,13 +104,18 @@ def test_a_vllm_executors_answer_is_validated_by_a_torch_validator(tmp_path):
                             env["INFERCHAIN_CHAIN_ID"])
         grant_allowance(env["INFERCHAIN_GRPC"], env["INFERCHAIN_CHAIN_ID"], developer,
                         torch_participant)
+        chain = grpc.insecure_channel(env["INFERCHAIN_GRPC"])
+        # A validator checks the inferences of an epoch it committed a seed for before the
+        # epoch began. On a loaded machine vLLM can take longer to start than the devnet's
+        # first epoch lasts; its API nodes then commit from the next epoch on.
+        poll(lambda: committed_now(chain, torch_participant),
+             "the torch validator's seed for the current epoch", 300, 1.0)
         client = openai.OpenAI(base_url=f"{torch_api}/v1", api_key=api_key, max_retries=0)
         reply = client.chat.completions.create(
             model=genesis_models()[0]["id"], max_tokens=16, temperature=0.7, seed=500,
             messages=[{"role": "user", "content": "Describe the sea at night."}])
         assert reply.choices[0].message.content
         executed = reply.model_extra["inference_id"]
-        chain = grpc.insecure_channel(env["INFERCHAIN_GRPC"])
         inference = poll(lambda: charged(chain, executed),
                          f"inference {executed} charged on chain", 120, 0.5)
         assert (inference.transfer_agent, inference.executor) == \
