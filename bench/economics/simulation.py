@@ -239,6 +239,8 @@ class Simulation:
         # Starts waiting for their passes' claim windows: the height they are sent after.
         self.passing: list[tuple[int, Callable[[], list[bytes]]]] = []
         self.claim_blocks = InferenceParams().pass_claim_blocks
+        # Blocks a claimed canary's checkers have to open their scores.
+        self.scores_blocks = setup.genesis_state()["validation"]["params"]["canary_claim_blocks"]
         self.notes: dict[str, int] = {}
         detection = rates.DEFAULT_REGISTRY.detection(play.cheat, DETECTION_TOKENS) \
             if play.cheat else None
@@ -515,7 +517,6 @@ class Simulation:
         while the chain takes them; scores of a canary not claimed yet wait."""
         txs = []
         following = self.net.height + 1
-        claim_blocks = self.setup.genesis_state()["validation"]["params"]["canary_claim_blocks"]
         for (i, inference_id), scores in list(self.scores.items()):
             if inference_id in self.canaries:
                 continue  # not claimed yet
@@ -526,7 +527,7 @@ class Simulation:
             del self.scores[(i, inference_id)]
             member = self.parts[i]
             if task.state == IN_VOTE and member.address in scores_openers(task) and \
-                    following <= scores_open_until(task, claim_blocks):
+                    following <= scores_open_until(task, self.scores_blocks):
                 txs.append(member.tx(MsgOpenScores(
                     creator=member.address, inference_id=inference_id, scores=scores),
                     gas_limit=GAS["scores"]))
@@ -573,12 +574,11 @@ class Simulation:
                 verdict = self.verdict(i, task, ballot=False)
                 if verdict is not None:
                     txs.append(self.seal(i, task, verdict))
-        claim_blocks = self.setup.genesis_state()["validation"]["params"]["canary_claim_blocks"]
         for i, member in enumerate(self.parts):
             for task in self.net.query("PendingVotes", q.QueryPendingVotesRequest(
                     voter=member.address)).tasks:
                 if (ballot_key(task), i) in self.reported or \
-                        awaits_scores(task, height + 1, claim_blocks):
+                        awaits_scores(task, height + 1, self.scores_blocks):
                     continue
                 verdict = self.verdict(i, task, ballot=True)
                 if verdict is not None:
