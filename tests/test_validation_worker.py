@@ -885,6 +885,42 @@ def test_a_failing_report_keeps_its_scores_for_a_canary_claim(open_db) -> None:
     assert outbox.get("validation:unclaimed:scores") is None
 
 
+def test_scores_open_for_a_claim_that_comes_before_the_deadline(open_db) -> None:
+    """Once every checker sealed and opened, the executor may claim long before the window's
+    deadline: the scores open in the step that sees the claim. While the report's own
+    opening is held no claim can come, and the scores ask the chain nothing."""
+    chain = FakeChain(height=15)
+    db = open_db()
+    outbox = Outbox(db)
+    ml = FakeMlNode(chain)
+    worker = checking_worker(db, chain, ml)
+    ml.shift = -0.5  # every report fails
+    task = chain.add("early", finish_height=16)  # sealed until 36
+    task.canary_rate_ppm = 5_000
+    chain.height = 17
+    asyncio.run(worker.step())
+    assert validations(outbox, chain)["validation:early"].scores_sha256
+    chain.one_task_queries.clear()
+    chain.height = 18
+    asyncio.run(worker.step())
+    assert chain.one_task_queries == ["early"]  # the opening's question only
+    task.seals.append(ReportSeal(validator=OTHER, seal=b"x" * 32, height=19))
+    task.window_sealed_height = chain.height = 19
+    asyncio.run(worker.step())
+    assert openings(outbox, chain) == set()
+    chain.height = 20
+    asyncio.run(worker.step())
+    assert openings(outbox, chain) == {"validation:early:open"}
+    assert outbox.get("validation:early:scores").state == OutboxState.HELD
+    chain.height = 22
+    claim_as_canary(task, 22, [ME])
+    chain.tasks.remove(task)
+    chain.votes.append(task)
+    asyncio.run(worker.step())
+    assert chain.height < task.deadline
+    assert outbox.get("validation:early:scores").state == OutboxState.PENDING
+
+
 def test_a_claimed_canarys_voter_waits_for_its_checkers_scores(open_db) -> None:
     """Drawn for a claimed canary's vote that another member's scores may settle, the
     validator re-scores nothing until the scores' time is over, then votes if it is still

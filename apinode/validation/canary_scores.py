@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 
 from sqlalchemy.orm import Session
 
@@ -37,9 +38,7 @@ class CanaryScores:
         self.chain = chain
         self.outbox = outbox
         self.key_prefix = key_prefix
-        # Outbox key → inference id and the task's sealing deadline (0: not known, after a
-        # restart): no claim can come before the window's seals are opened.
-        self._held: dict[str, tuple[str, int]] | None = None
+        self._held: dict[str, str] | None = None  # outbox key → inference id
 
     def hold(self, session: Session, seal_key: str, task: ValidationTask,
              scores: bytes) -> None:
@@ -49,19 +48,22 @@ class CanaryScores:
                                                inference_id=task.inference_id, scores=scores),
                             session=session, held=True)
         if self._held is not None:
-            self._held[key] = (task.inference_id, task.deadline)
+            self._held[key] = task.inference_id
 
-    async def due(self, height: int, claim_blocks: int) -> None:
+    async def due(self, height: int, claim_blocks: int, unopened: Collection[str]) -> None:
         """Opens the scores of each claimed canary this validator failed, while the chain
-        takes them, and drops those no claim can need any more."""
+        takes them, and drops those no claim can need any more. The task of a report whose
+        seal key is in ``unopened`` (its opening still held) is not asked about: the chain
+        takes no claim while a window seal is unopened, and a claim after the opening period
+        finds no report of this validator to open scores for, which the next ask tells."""
         if self._held is None:
             entries = await asyncio.to_thread(self.outbox.with_prefix, f"{self.key_prefix}:",
                                               OutboxState.HELD)
-            self._held = {e.key: (e.message.inference_id, 0) for e in entries
+            self._held = {e.key: e.message.inference_id for e in entries
                           if e.key.endswith(SCORES_SUFFIX)}
-        for key, (inference_id, deadline) in list(self._held.items()):
-            if height <= deadline:
-                continue  # still sealing: nothing to ask the chain yet
+        for key, inference_id in list(self._held.items()):
+            if key.removesuffix(SCORES_SUFFIX) in unopened:
+                continue
             task = await self.chain.validation_task(inference_id)
             if task is not None and task.canary_key:
                 if self._owed(task, height, claim_blocks):

@@ -278,8 +278,9 @@ class ValidatorWorker:
         await self.commit_seeds(current.number)
         await self.reveal_seeds(current, height, params)
         await self.canaries.claim_due(height, params.canary_claim_blocks)
-        await self.scores.due(height, params.canary_claim_blocks)
         await self.open_reports(height)
+        await self.scores.due(height, params.canary_claim_blocks,
+                              {key.removesuffix(OPEN_SUFFIX) for key in self._held})
         checks = {check.key: check for check in await self.votes(height, params)}
         for key, check in list(self._retry.items()):
             if height > check.deadline:
