@@ -38,6 +38,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 
 import grpc
@@ -406,6 +407,13 @@ def test_a_participant_joins_serves_is_paid_and_leaves(tmp_path):
         print(f"epoch {joined}: weight {weight} of {sum(members.values())}, validator power "
               f"{comet[my_key]} of {sum(comet.values())}")
 
+        # A signed request draws at the first block stamped at or after its timestamp, in
+        # whole seconds: the load is signed from the second after the last block before the
+        # boundary, so every draw is made among the new members.
+        last_before = block_second(net.rpc_url, start - 1)
+        poll(lambda: time.time() >= last_before + 1 or None, "the boundary's second to pass",
+             5, 0.1)
+
         # A light load through every participant's endpoint.
         endpoints = [(node.url, node.address) for node in net.api_nodes]
         endpoints.append((newcomer.public_url, address))
@@ -500,6 +508,12 @@ def test_a_participant_joins_serves_is_paid_and_leaves(tmp_path):
         print(f"app hashes agree at heights {caught_up}..{top}; {len(sampled)} Info samples")
         print("state sizes at height", top, ":", state_sizes(newcomer.home))
     print(f"run time {time.monotonic() - started:.0f}s")
+
+
+def block_second(url: str, height: int) -> int:
+    """The whole second (Unix time) that block ``height``'s time falls in."""
+    stamp = rpc(url, f"block?height={height}")["block"]["header"]["time"]
+    return int(datetime.fromisoformat(stamp[:19] + "+00:00").timestamp())
 
 
 def weight_share(net: Network, epoch: int, address: str) -> float:
