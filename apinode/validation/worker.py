@@ -665,8 +665,9 @@ class ValidatorWorker:
         return self._info
 
 
-def _passes(opening: MsgValidation, model: Model) -> bool:
-    """The chain's verdict on a report (chain/validation/verdict.py)."""
+def _passes(opening: MsgValidation | Figures, model: Model) -> bool:
+    """The chain's verdict on a report, or on the figures it would carry
+    (chain/validation/verdict.py)."""
     allowed = allowed_violations(model.max_rule_violations, model.rule_violations_per_1024,
                                  opening.positions)
     return passes(ValidationReport(distance_micro=opening.distance_micro,
@@ -676,11 +677,7 @@ def _passes(opening: MsgValidation, model: Model) -> bool:
 
 def _opposite(figures: Figures, model: Model) -> Figures:
     """The "lie" fault: figures that give the chain the other verdict than the measured."""
-    threshold = float(model.validation_threshold)
-    allowed = allowed_violations(model.max_rule_violations, model.rule_violations_per_1024,
-                                 figures.positions)
-    honest = figures.ids_match and figures.rule_violations <= allowed \
-        and figures.distance <= threshold
-    if honest:
-        return Figures(True, threshold * 100, figures.positions, figures.positions)
+    if _passes(figures, model):
+        return Figures(True, threshold_micro(model) * 100 / PPM, figures.positions,
+                       figures.positions)
     return Figures(True, 0.0, 0, figures.positions)
