@@ -196,6 +196,22 @@ def test_the_defaults_make_the_other_strategies_lose_or_gain_nothing():
         assert follower.margin == follower.sd == 0, regime
 
 
+def test_a_member_sending_no_probes_saves_what_they_cost_it():
+    """What still pays under the defaults (docs/economics.md, "What still pays"): the chain
+    cannot tell who ought to have probed, so nothing is forfeit, and the saving is exactly
+    the probes' fees and starts' tx fees, less what came back to the member drawn for its
+    own probe."""
+    params = Params()
+    for regime in ("late", "launch"):
+        economy = Economy(regime=regime)
+        outcome = model.non_prober(params, economy)
+        fees = model.PROBES_PER_EPOCH * model.PROBE_TOKENS * economy.price
+        start_fees = model.PROBES_PER_EPOCH * model.START_TX_GAS * \
+            float(params.auth.min_gas_price)
+        assert 0.9 * fees < outcome.margin - start_fees < fees, (regime, outcome)
+        assert outcome.sd == 0
+
+
 def test_without_its_forfeit_a_transfer_agent_favouring_an_accomplice_pays():
     """Why an API-key commitment locks a forfeit: without it every dropped variant is a free
     draw, and the pair gains more the more variants the agent tries; at the default forfeit

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from apinode.config import ApiNodeConfig
 from bench.economics import rates
 from chain.auth.params import AuthParams
 from chain.epochs.params import EpochsParams
@@ -38,6 +39,11 @@ NOTICE_TX_GAS = 111_000
 # scores and closing its vote (in process; longer outputs add their bytes).
 OPEN_SCORES_TX_GAS = 170_000
 POC_TXS_PER_MEMBER = 3  # commit, claim and one PoC submission per identity and epoch
+# What an API node's probes cost (docs/design.md §10.4): apinode.toml's defaults,
+# `probes_per_epoch` per served model (one here) of at most `probe_max_tokens`, after a
+# prompt of about 48 tokens in the default model's chat template.
+PROBES_PER_EPOCH = ApiNodeConfig.probes_per_epoch
+PROBE_TOKENS = 48 + ApiNodeConfig.probe_max_tokens
 
 
 @dataclass(frozen=True)
@@ -453,6 +459,22 @@ def free_rider(params: Params, economy: Economy, kind: str, level: int | None = 
     setting = kind + (f", serving {served:.0%}" if served else "") + \
         (f", at reputation level {start}" if level is not None else "")
     return Outcome("free rider", setting, deviant, 0.0, honest)
+
+
+def non_prober(params: Params, economy: Economy) -> Outcome:
+    """Sends none of the probes its API node owes the network each epoch. The chain cannot
+    tell who ought to have sent a probe (a probe is any paid request), so nothing is
+    forfeit: the member saves what its probes cost it, their fees and their starts' tx
+    fees, less what came back when a probe drew the member itself (a signed request may
+    name its own agent) and its executor's margin returned to it. The transfer agent's fee
+    goes from the member to itself either way."""
+    fee = PROBE_TOKENS * economy.price
+    returned = economy.weight_share * (1 - economy.cost_share - params.fee_share *
+                                       params.checked(params.levels, economy.members))
+    start_fee = START_TX_GAS * float(params.auth.min_gas_price)
+    honest = honest_profit(params, economy)
+    cost = PROBES_PER_EPOCH * (fee * (1 - returned) + start_fee)
+    return Outcome("free rider", "sends no probes", honest, 0.0, honest - cost)
 
 
 def sybil_split(params: Params, economy: Economy, compute_share: float, parts: int) -> Outcome:
