@@ -40,15 +40,13 @@ class CanaryScores:
         self.key_prefix = key_prefix
         self._held: dict[str, str] | None = None  # outbox key → inference id
 
-    def hold(self, session: Session, seal_key: str, task: ValidationTask,
-             scores: bytes) -> None:
+    def hold(self, session: Session, seal_key: str, inference_id: str, scores: bytes) -> None:
         """Keeps the scores of a failing report, in the transaction that queues its seal."""
         key = seal_key + SCORES_SUFFIX
-        self.outbox.enqueue(key, MsgOpenScores(creator=self.address,
-                                               inference_id=task.inference_id, scores=scores),
-                            session=session, held=True)
+        self.outbox.enqueue(key, MsgOpenScores(creator=self.address, inference_id=inference_id,
+                                               scores=scores), session=session, held=True)
         if self._held is not None:
-            self._held[key] = task.inference_id
+            self._held[key] = inference_id
 
     async def due(self, height: int, claim_blocks: int, unopened: Collection[str]) -> None:
         """Opens the scores of each claimed canary this validator failed, while the chain

@@ -10,8 +10,10 @@ Each step:
    epoch sits that epoch out. Once an epoch is over, its seed is revealed (MsgClaimRewards)
    while the chain's reveal window is open, so the chain can recompute which checks the seed
    assigned.
-2. **Openings.** Release the held openings of reports whose sealing is over (below), before
-   anything slow: the chain takes an opening for a few blocks only.
+2. **Openings.** Release the held openings of reports whose sealing is over (below), then
+   the held scores of failing reports whose inferences were claimed as canaries
+   (``apinode.validation.canary_scores``), before anything slow: the chain takes either for
+   a few blocks only.
 3. **Votes.** Tasks in a vote this validator was drawn for (PendingVotes) are re-scored first:
    their deadlines are the shortest.
 4. **Tasks.** Follow the chain's feed of finished inferences (ValidationTasks by finish height)
@@ -617,7 +619,7 @@ class ValidatorWorker:
                 return False
             self.outbox.enqueue(check.opening_key, opening, session=session, held=True)
             if scores:
-                self.scores.hold(session, check.key, check.task, scores)
+                self.scores.hold(session, check.key, opening.inference_id, scores)
             return True
 
     async def measure(self, inference: Inference, info: EngineInfo, model: Model) -> Figures:
