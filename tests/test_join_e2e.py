@@ -510,10 +510,17 @@ def test_a_participant_joins_serves_is_paid_and_leaves(tmp_path):
     print(f"run time {time.monotonic() - started:.0f}s")
 
 
+def comet_time_ns(stamp: str) -> int:
+    """A CometBFT header time (RFC 3339, UTC, up to nanoseconds) in Unix nanoseconds."""
+    seconds, _, fraction = stamp.rstrip("Z").partition(".")
+    return int(datetime.fromisoformat(seconds + "+00:00").timestamp()) * 10**9 + \
+        int(fraction.ljust(9, "0")[:9] or 0)
+
+
 def block_second(url: str, height: int) -> int:
     """The whole second (Unix time) that block ``height``'s time falls in."""
-    stamp = rpc(url, f"block?height={height}")["block"]["header"]["time"]
-    return int(datetime.fromisoformat(stamp[:19] + "+00:00").timestamp())
+    return comet_time_ns(rpc(url, f"block?height={height}")["block"]["header"]["time"]) \
+        // 10**9
 
 
 def weight_share(net: Network, epoch: int, address: str) -> float:

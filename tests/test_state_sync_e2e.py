@@ -20,7 +20,6 @@ import time
 import tomllib
 import urllib.request
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,7 @@ from conftest import free_port_block
 from cosmpy.aerial.wallet import LocalWallet
 from cosmpy.crypto.address import Address
 from test_chain_cometbft import Localnet
-from test_join_e2e import PASSPHRASE, doc_steps
+from test_join_e2e import PASSPHRASE, comet_time_ns, doc_steps
 
 from chain.bank.keeper import balance_key
 from chain.snapshots.format import Metadata, chunk_hash, encode_entries
@@ -304,10 +303,8 @@ def last_block(net: Localnet, index: int, height: int, app_hash: bytes) -> dict:
     """Block ``height`` as a snapshot's metadata summarises it, read from a validator's RPC."""
     block = net.rpc(index, f"block?height={height}")
     header = block["block"]["header"]
-    seconds, _, fraction = header["time"].rstrip("Z").partition(".")
-    time_ns = int(datetime.fromisoformat(seconds + "+00:00").timestamp()) * 10**9 + \
-        int(fraction.ljust(9, "0")[:9] or 0)
-    return {"height": height, "time_ns": time_ns, "hash": block["block_id"]["hash"].lower(),
+    return {"height": height, "time_ns": comet_time_ns(header["time"]),
+            "hash": block["block_id"]["hash"].lower(),
             "proposer": header["proposer_address"].lower(), "app_hash": app_hash.hex()}
 
 

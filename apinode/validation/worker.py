@@ -667,14 +667,14 @@ class ValidatorWorker:
         return self._info
 
 
-def _passes(opening: MsgValidation | Figures, model: Model) -> bool:
+def _passes(report: MsgValidation | Figures, model: Model) -> bool:
     """The chain's verdict on a report, or on the figures it would carry
     (chain/validation/verdict.py)."""
     allowed = allowed_violations(model.max_rule_violations, model.rule_violations_per_1024,
-                                 opening.positions)
-    return passes(ValidationReport(distance_micro=opening.distance_micro,
-                                   rule_violations=opening.rule_violations,
-                                   ids_match=opening.ids_match), allowed, threshold_micro(model))
+                                 report.positions)
+    return passes(ValidationReport(distance_micro=report.distance_micro,
+                                   rule_violations=report.rule_violations,
+                                   ids_match=report.ids_match), allowed, threshold_micro(model))
 
 
 def _opposite(figures: Figures, model: Model) -> Figures:
