@@ -268,26 +268,32 @@ class TransferAgent:
         claim_blocks = int(prepared.params["pass_claim_blocks"])
         refusals = [b""] * len(picks)  # each pick's signed refusal, once it sent one
         attempt, claimed = 0, False  # claimed: picks[attempt] claimed the request; try again
+        outcomes: list[str] = []  # what became of each pick, for the developer's 503
         while attempt < len(picks):
             executor = picks[attempt]
             now = await self._chain.latest_height()
             if now >= last_height:
+                outcomes.append(f"the draw's window closed at height {last_height}")
                 break
             served: AsyncGenerator[Event] | bytes = b""
             if executor == self.address and not all(refusals[:attempt]):
                 # The chain takes this agent past a pick only on that pick's signed refusal.
                 log.info("inference %s: passing itself at attempt %d: a pick before it left no "
                          "signed refusal", inference_id, attempt)
+                outcomes.append(f"this agent ({executor}) was passed: a pick before it left no "
+                                "signed refusal")
             elif not claimed and self.fault == "pass-first-pick" and attempt == 0 \
                     and executor != self.address \
                     and self._health.passes_over(picks, attempt, self.address, failing=True):
                 log.warning("inference %s: transfer agent fault 'pass-first-pick': passing "
                             "executor %s unasked", inference_id, executor)
+                outcomes.append(f"{executor} was passed unasked")
             elif not claimed and self._health.passes_over(picks, attempt, self.address):
                 log.info("inference %s: passing executor %s (attempt %d) without trying it: it "
                          "failed this agent within the last minute", inference_id, executor,
                          attempt)
                 self._metrics.fallbacks.labels("recently_failed").inc()
+                outcomes.append(f"{executor} failed this agent within the last minute")
             else:
                 # Each try waits for its first token at most an equal share of the time left,
                 # so a stalled executor leaves the next picks theirs within the one draw.
@@ -296,11 +302,13 @@ class TransferAgent:
                                         executor, refusals)
                 try:
                     served = await self._try(prepared, forward, participants, pick_last,
-                                             last_height)
+                                             last_height, outcomes)
                 except DrawExpired as exc:
                     log.warning("inference %s: gave up on executor %s (attempt %d): %s",
                                 inference_id, executor, attempt, exc)
                     self._metrics.fallbacks.labels("draw_expired").inc()
+                    outcomes.append(f"{executor} sent no first token within its share of the "
+                                    "draw's window")
                 if not isinstance(served, bytes):
                     return inference_id, served
             if served:  # its signed refusal: the next pick may serve
@@ -311,11 +319,17 @@ class TransferAgent:
             outcome = await self._pass(prepared, inference_id, draw.draw_height, attempt,
                                        executor, claim_blocks, last_height)
             if outcome is None:
+                outcomes.append(f"{executor} could not be passed in time")
                 break
             claimed = outcome
-            if not claimed:
+            if claimed:
+                outcomes.append(f"{executor} claimed the request, so it was asked again")
+            else:
                 attempt += 1
-        raise errors.no_executor(prepared.model.id)
+        picks_said = "the draw's picks: " + "; ".join(outcomes)
+        log.warning("inference %s: refused to the developer, as no pick served it (%s)",
+                    inference_id, picks_said)
+        raise errors.no_executor(prepared.model.id, picks_said)
 
     async def _pass(self, prepared: Prepared, inference_id: str, draw_height: int,
                     attempt: int, executor: str, claim_blocks: int,
@@ -369,10 +383,11 @@ class TransferAgent:
 
     async def _try(self, prepared: Prepared, forward: ExecuteRequest,
                    participants: dict[str, Participant], pick_last: int,
-                   last_height: int) -> AsyncGenerator[Event] | bytes:
+                   last_height: int, outcomes: list[str]) -> AsyncGenerator[Event] | bytes:
         """The executor's stream once its first token came, waiting until ``pick_last`` and
         by ``last_height`` at the latest, its start queued; when it refused or failed, its
-        signed refusal (empty if none); DrawExpired when its time ran out."""
+        signed refusal (empty if none), with what happened added to ``outcomes``;
+        DrawExpired when its time ran out."""
         start = forward.start
         stream = self._link(start.executor, participants[start.executor].url, forward)
         try:
@@ -389,7 +404,9 @@ class TransferAgent:
             log.warning("inference %s: executor %s (attempt %d) failed before its first "
                         "token: %s; moving to the next pick", start.inference_id,
                         start.executor, start.attempt, exc)
-            self._metrics.fallbacks.labels(_fallback_reason(exc)).inc()
+            reason = _fallback_reason(exc)
+            self._metrics.fallbacks.labels(reason).inc()
+            outcomes.append(f"{start.executor} {_FALLBACK_WORDS[reason]}")
             await stream.aclose()
             if isinstance(exc, ExecutionRefused):
                 return exc.refusal
@@ -636,6 +653,12 @@ class TransferAgent:
             tokens.append(OutputToken(step.token_id, step.text, step.logprob,
                                       tuple(zip(names, step.top_logprobs, strict=True))))
         return tokens
+
+
+# How the developer's 503 tells each ``_fallback_reason``: the executor's own words stay in
+# this node's log, as a hostile executor chooses them.
+_FALLBACK_WORDS = {"refused": "refused the request", "timeout": "did not answer in time",
+                   "failed": "failed before its first token"}
 
 
 def _fallback_reason(exc: BaseException) -> str:

@@ -12,12 +12,14 @@ starts.
 
 The passes' price in time: with two of the three executors down, a request whose draw names
 both before the live one is passed twice through notices nobody claims and served by its third
-pick, inside the default draw window.
+pick, inside the default draw window; with all three down, the developer's 503 names what
+became of each pick.
 """
 
 from collections.abc import Iterator
 
 import grpc
+import openai
 import pytest
 from local_network import MODEL, LocalNetwork, MlNodes, poll
 from test_paid_work_e2e import ask_and_settle
@@ -137,6 +139,17 @@ def test_a_request_whose_first_two_picks_are_down_is_served_by_its_third(mlnodes
         assert network.participant(live.address).passed_over == 0
         poll(lambda: network.account(address.encode(BOND_ACCOUNT)).balance == 0 or None,
              "every notice's bond returned by its start", 30)
+
+        # With every executor down, the developer's 503 says what became of each pick.
+        live.kill()
+        with pytest.raises(openai.InternalServerError) as refused:
+            client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "Name a colour."}],
+                max_tokens=4, temperature=0, seed=MOST_DEAD_PICK_REQUESTS)
+        error = refused.value.body
+        assert error["code"] == "no_executor", error
+        assert "the draw's picks: " in error["message"], error
+        assert all(node.address in error["message"] for node in executors), error
     finally:
         network.close()
 
