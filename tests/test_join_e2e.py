@@ -319,10 +319,18 @@ def refused(newcomer: Newcomer, expected: str, **env: str) -> None:
     assert not newcomer.home.exists(), "a refused init left a home behind"
 
 
-def ask(client: openai.OpenAI, index: int) -> str:
-    reply = client.chat.completions.create(
-        model=MODEL, max_tokens=8, seed=index,
-        messages=[{"role": "user", "content": f"Count to {index + 3}."}])
+def ask(client: openai.OpenAI, index: int, logs: list[Path]) -> str:
+    """The inference id of an answered request; a refusal the client's retries did not get
+    past fails the test with every API node's warnings, which tell what each pick did."""
+    try:
+        reply = client.chat.completions.create(
+            model=MODEL, max_tokens=8, seed=index,
+            messages=[{"role": "user", "content": f"Count to {index + 3}."}])
+    except openai.APIStatusError as exc:
+        warnings = "\n".join(f"{log.parent.name}: {line}" for log in logs
+                             for line in log.read_text().splitlines()[-400:]
+                             if " WARNING " in line or " ERROR " in line)
+        raise AssertionError(f"request {index} refused: {exc}\n{warnings[-8000:]}") from exc
     return reply.model_extra["inference_id"]
 
 
@@ -418,11 +426,15 @@ def test_a_participant_joins_serves_is_paid_and_leaves(tmp_path):
         endpoints = [(node.url, node.address) for node in net.api_nodes]
         endpoints.append((newcomer.public_url, address))
         key = bytes.fromhex(net.developer.private_key_hex)
-        clients = [openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0,
+        # The official client's default retries: a developer asks again after a 503 (a draw
+        # whose picks all failed on a loaded machine), and what is checked is what was served.
+        clients = [openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=2,
                                  http_client=signed_http_client(key, agent, CHAIN_ID))
                    for url, agent in endpoints]
+        logs = [node.log_path for node in net.api_nodes] + [apinode_log]
         with ThreadPoolExecutor(4) as pool:
-            ids = list(pool.map(lambda i: ask(clients[i % len(clients)], i), range(REQUESTS)))
+            ids = list(pool.map(lambda i: ask(clients[i % len(clients)], i, logs),
+                                range(REQUESTS)))
         done = {i: poll(lambda i=i: charged(net, i), f"{i} charged", 120, 0.5) for i in ids}
         assert all(d.draw_height >= start for d in done.values()), "drawn before the boundary"
         # The transfer agent takes the draw's order: the first pick runs each inference, or
