@@ -351,6 +351,9 @@ def test_a_peer_serving_a_forged_snapshot_is_refused_and_the_joiner_restores_the
     of a height no other peer offers and above val1's newest, so CometBFT offers it first,
     every time."""
     val0, val1, val2 = network.nodes
+    # The joiner's checks want heights 20 to 22 committed, which a halted network would never
+    # reach if this test ran first.
+    val0.wait_height(22)
     target = val0.height() + 10 - val0.height() % 10 + 5
     val0.wait_height(target)
     transfers.pause()
