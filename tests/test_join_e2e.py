@@ -17,9 +17,9 @@ shell blocks of docs/operators.md marked ``<!-- step: NAME -->``, run with bash 
 - ``tx inference register`` with the consensus-key proof makes it a participant with weight
   0; its first proof of compute gives it weight at the next boundary, where it becomes a
   member and CometBFT counts its validator at power = weight from two blocks later;
-- under a light load of real OpenAI requests (the official client, round robin over every
-  participant's endpoint), each inference runs on the first pick of its chain draw, and the
-  newcomer serves a share close to its weight share (tolerances below);
+- under a light load of real OpenAI requests (the official client with its default retries,
+  round robin over every participant's endpoint), each inference runs on the first pick of its
+  chain draw, and the newcomer serves a share close to its weight share (tolerances below);
 - the checks its inferences were assigned (two owed on average each) pass (VALIDATED; one
   left unchecked stays FINISHED and is paid) and the epoch's settlement pays it work and
   reward;
