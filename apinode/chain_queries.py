@@ -36,6 +36,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     Participant,
     PassNotice,
 )
+from inferchain_pb.inference.v1.query_pb2 import ProbeCount
 from inferchain_pb.inference.v1.validation_pb2 import (
     EpochMembers,
     SeedCommitment,
@@ -227,6 +228,12 @@ class ChainQueries:
         reply = await self.call(INFERENCE + "Params", q.QueryParamsRequest(module=module),
                                 q.QueryParamsResponse)
         return json.loads(reply.params_json)
+
+    async def probes(self, address: str) -> list[ProbeCount]:
+        """The probes ``address`` committed that no epoch's judging has counted yet."""
+        reply = await self.call(INFERENCE + "Probes", q.QueryProbesRequest(address=address),
+                                q.QueryProbesResponse)
+        return list(reply.probes)
 
     async def epoch(self, number: int | None = None) -> EpochInfo:
         """The current epoch, with the members of epoch ``number`` (default: the current)."""

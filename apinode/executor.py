@@ -283,14 +283,18 @@ class Executor:
 
     async def _check_developer(self, request: ExecuteRequest, escrow: int) -> None:
         """The developer authorised this request as the chain will check it: by a request
-        signature over this prompt hash for this TA, or by an allowance for this TA that
-        covers the ``escrow``. Without it the chain refuses the start and the work is
-        unpaid."""
+        signature over this prompt hash for this TA, by an allowance for this TA that covers
+        the ``escrow``, or, for the TA's own probe, by the commitment its account signed
+        (``_check_draw`` holds the start to it). Without it the chain refuses the start and
+        the work is unpaid."""
         start = request.start
         if start.request_signature:
             with self._chain_refusal(request):
                 start_rules.check_request_key(start)
                 start_rules.check_request_signature(start, self.chain_id)
+            return
+        committed = await self.chain.key_request_commitment(start.creator, start.inference_id)
+        if committed is not None and committed.probe_model_id:
             return
         allowed = await self.chain.allowance(start.developer, start.creator)
         with self._chain_refusal(request):

@@ -35,13 +35,17 @@ class KeyRequestCommitter:
             hint="they are answered 503 until it takes them (does the agent hold the "
                  "forfeits?)")
 
-    async def draw_height(self, inference_id: str, max_escrow: int) -> int:
-        """Commits the request, to escrow at most ``max_escrow``, and returns the height its
-        draw is at (the block after the commitment's) once that block exists. Raises the
-        OpenAI error to answer with when the commitment cannot be made (503)."""
+    async def draw_height(self, inference_id: str, max_escrow: int,
+                          probe_model_id: str = "") -> int:
+        """Commits the request, to escrow at most ``max_escrow`` (a probe of
+        ``probe_model_id`` when that is set: this agent's own request, which the chain counts
+        towards its probe quota), and returns the height its draw is at (the block after the
+        commitment's) once that block exists. Raises the OpenAI error to answer with when the
+        commitment cannot be made (503)."""
         try:
-            height = await self._batches.land(KeyRequest(inference_id=inference_id,
-                                                         max_escrow=max_escrow))
+            height = await self._batches.land(KeyRequest(
+                inference_id=inference_id, max_escrow=max_escrow,
+                probe_model_id=probe_model_id))
         except BatchRefused as exc:
             raise errors.commitment_refused(exc.log) from exc
         except BatchStalled as exc:

@@ -176,7 +176,9 @@ async def run(config: ApiNodeConfig) -> None:
                                  config.chain_id, per_epoch=config.probes_per_epoch,
                                  max_tokens=config.probe_max_tokens)
         else:
-            log.info("probes off (probes_per_epoch = 0): this participant sends none")
+            log.info("probes off (probes_per_epoch = 0): this participant sends none, and "
+                     "while the chain's probe_quota is above 0 every epoch it is a member "
+                     "of judges it lazy (no rewards)")
         probing = asyncio.create_task(prober.run()) if prober else None
 
         async def serves(notices: list[PassNotice]) -> list[PassNotice]:

@@ -1,25 +1,31 @@
 """The probe worker: requests this participant pays for, as a developer, to every model the
-chain draws for, at random heights of each epoch (docs/design.md §10.4).
+chain holds its members to probe, at random heights of each epoch (docs/design.md §10.4).
 
 Rewards follow weight, scaled by what a member served of its draws (1 when it was drawn for
 nothing, §7.5). So a member whose models see no requests is never drawn, owes no checks, and
 is paid its whole share without keeping its model loaded once its proof of compute is done.
-Probes give every served model draws in every epoch: each is an ordinary request, signed with
-the participant's account key and sent to its own OpenAI endpoint, so it is drawn, started,
-paid and checked like any other. A member that does not serve its draw is passed over (or
-refuses, a miss), and past the allowance it loses its reward and a reputation step (§6.7); its
-model's other servers owe checks of the probes, which they cannot make without the model.
+Probes give every served model draws in every epoch: each is an ordinary request, drawn,
+started, paid and checked like any other. A member that does not serve its draw is passed over
+(or refuses, a miss), and past the allowance it loses its reward and a reputation step (§6.7);
+its model's other servers owe checks of the probes, which they cannot make without the model.
 
-Only a member of the current epoch probes: a participant before its first weight or after it
-withdrew is paid nothing for the upkeep, so it pays none of it.
+Probing is owed, not left to goodwill: the chain counts each member's probes and judges a
+member short of ``probe_quota`` per probed model lazy (chain/inference/probes.py). A probe
+counts when its commitment lands, so each goes through this node's OpenAI endpoint with an API
+key of the participant's own: its transfer agent commits it naming its model (the chain cannot
+count a signed request, whose draw its developer may grind towards an accomplice). Only a
+member of the current epoch probes: a participant before its first weight or after it
+withdrew owes none and is paid nothing for the upkeep.
 
-When: ``per_epoch`` heights per model, drawn afresh each epoch from this process's own
-randomness over the epoch's span, so no executor can tell a probe's time from a developer's.
-A node restarted mid-epoch draws new heights and sends only those still ahead. The answer is
-discarded; a probe that fails (no executor, no funds, the node stopping) is logged, not
-repeated: the next epoch draws again. What a probe asks cannot be known ahead either: random
-numbers in a short question, sampled at temperature 1 under a random seed, so no stock of
-answers to past probes serves the next one without the model.
+When: at least ``per_epoch`` (and at least the chain's quota) per model, at heights drawn
+afresh each epoch from this process's own randomness over all but the epoch's last tenth, so no
+executor can tell a probe's time from a developer's and each commitment lands in its epoch.
+Once a drawn height has passed, the chain's count is the truth: a probe that failed before its
+commitment (no funds, the node stopping) is sent again, one whose picks all failed after it is
+not (it counted). A node restarted mid-epoch plans what is still missing. What a probe asks
+cannot be known ahead either: random numbers in a short question, sampled at temperature 1
+under a random seed, so no stock of answers to past probes serves the next one without the
+model. The answer is discarded.
 """
 
 from __future__ import annotations
@@ -27,13 +33,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import Counter
 from contextlib import suppress
+from dataclasses import dataclass
 
 import httpx
 
 from apinode.chain_queries import ChainQueries, ChainQueryError
 from apinode.openai_signing import SignedRequests
+from apinode.request_auth import API_KEYS_PATH
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch
+from inferchain_pb.inference.v1.query_pb2 import ProbeCount
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +56,26 @@ PROMPTS = ("What is {a} plus {b}?", "Write one sentence about the number {a}.",
 # A probe waits for its answer as a developer would: first token and generation on a busy
 # CPU executor can take minutes.
 PROBE_TIMEOUT_S = 600.0
+# Blocks between two sends of one model's probes: a probe refused before its commitment (no
+# executor at the moment, no funds) is tried again, but not every step.
+RETRY_BLOCKS = 3
 
 
 def probe_heights(epoch: Epoch, after: int, count: int, rng: random.Random) -> list[int]:
     """``count`` heights of ``epoch`` after height ``after``, each uniform over what is left of
-    it: a node started or restarted mid-epoch still probes ``count`` times, and never at a
-    height this process may already have probed at."""
+    its span for probes (``probe_span``): a node started or restarted mid-epoch still probes
+    ``count`` times, and never at a height this process may already have probed at."""
     first = max(epoch.start_height, after + 1)
-    last = epoch.start_height + epoch.length - 1
+    last = probe_span(epoch)
     if first > last:
         return []
     return sorted(rng.randint(first, last) for _ in range(count))
+
+
+def probe_span(epoch: Epoch) -> int:
+    """The last height a probe is sent at: the epoch's last tenth (at least 3 blocks) is left
+    for its commitment to land, since the chain counts a probe in the epoch that took it."""
+    return epoch.start_height + epoch.length - 1 - max(3, epoch.length // 10)
 
 
 def probe_prompt(rng: random.Random) -> str:
@@ -64,10 +83,29 @@ def probe_prompt(rng: random.Random) -> str:
     return rng.choice(PROMPTS).format(a=a, b=rng.randrange(1, 1_000_000), c=a + 5)
 
 
+def committed_in(counts: list[ProbeCount], epoch: Epoch) -> Counter[str]:
+    """What the chain counted of this participant's probes in ``epoch``, by model."""
+    last = epoch.start_height + epoch.length - 1
+    made: Counter[str] = Counter()
+    for entry in counts:
+        if epoch.start_height <= entry.height <= last:
+            made[entry.model_id] += entry.count
+    return made
+
+
+@dataclass
+class _Plan:
+    """One model's probes in one epoch: how many the chain had counted when it was planned,
+    and the heights of the rest."""
+
+    counted: int
+    heights: list[int]
+
+
 class ProbeWorker:
-    """Sends ``per_epoch`` probes of ``max_tokens`` tokens per served model and epoch through
-    the OpenAI endpoint at ``url`` (this node's), signed with ``account_key`` for the transfer
-    agent ``address``."""
+    """Sends at least ``per_epoch`` probes of ``max_tokens`` tokens per probed model and epoch
+    through the OpenAI endpoint at ``url`` (this node's, whose transfer agent is ``address``),
+    with an API key it asks for with a request signed by ``account_key``."""
 
     def __init__(self, chain: ChainQueries, url: str, account_key: bytes, address: str,
                  chain_id: str, *, per_epoch: int, max_tokens: int,
@@ -79,34 +117,40 @@ class ProbeWorker:
         self.max_tokens = max_tokens
         self.interval_s = interval_s
         self._auth = SignedRequests(account_key, address, chain_id)
+        self._key = ""
         self._random = random.SystemRandom()
-        self._schedules: dict[tuple[int, str], list[int]] = {}
+        self._epoch: int | None = None
+        self._plans: dict[str, _Plan] = {}
         self._seen_height: int | None = None
-        self._planned_epoch: int | None = None
-        self._probes: set[asyncio.Task[None]] = set()
+        self._probes: dict[str, set[asyncio.Task[None]]] = {}
+        self._sent_at: dict[str, int] = {}
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
         """Step every ``interval_s`` until ``stop()``; probes still waiting are cancelled."""
         self._stop.clear()
-        log.info("probes: %d per served model and epoch, %d tokens each, paid by this "
-                 "participant's account", self.per_epoch, self.max_tokens)
-        async with httpx.AsyncClient(base_url=self.url, auth=self._auth,
-                                     timeout=PROBE_TIMEOUT_S) as client:
+        log.info("probes: at least %d per probed model and epoch (and the chain's quota), %d "
+                 "tokens each, paid by this participant's account", self.per_epoch,
+                 self.max_tokens)
+        async with httpx.AsyncClient(base_url=self.url, timeout=PROBE_TIMEOUT_S) as client:
             while not self._stop.is_set():
                 try:
                     await self.step(client)
                 except ChainQueryError as exc:
                     log.warning("probes: chain unreachable, trying again in %.1fs: %s",
                                 self.interval_s, exc)
+                except httpx.HTTPError as exc:
+                    log.warning("probes: this node's API key endpoint did not answer, trying "
+                                "again in %.1fs: %s", self.interval_s, exc)
                 except Exception:  # a bug must not end the node
                     log.exception("probes: step failed; trying again in %.1fs",
                                   self.interval_s)
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.interval_s)
-            for probe in self._probes:
-                probe.cancel()
-            await asyncio.gather(*self._probes, return_exceptions=True)
+            waiting = [task for tasks in self._probes.values() for task in tasks]
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
         log.info("probes: worker stopped")
 
     def stop(self) -> None:
@@ -121,30 +165,54 @@ class ProbeWorker:
             return
         epoch, members = await self.chain.epoch()
         if not any(m.address == self.address and m.weight > 0 for m in members.members):
-            self._seen_height, self._planned_epoch = height, None
-            self._schedules.clear()
-            return  # probing is a member's share of the upkeep: a newcomer earns nothing yet
-        if self._planned_epoch != epoch.number:
-            # Once an epoch: who can be drawn for a model is fixed at its first block.
-            for model in await self.chain.served_models():
-                self._schedules[epoch.number, model.id] = probe_heights(
-                    epoch, seen, self.per_epoch, self._random)
-            self._planned_epoch = epoch.number
-        self._seen_height = height  # from here on nothing can fail before the probes go
-        # The last epoch's schedules too: its final heights may fall in this step.
-        for (_, model_id), heights in self._schedules.items():
-            for _ in range(sum(seen < h <= height for h in heights)):
-                task = asyncio.create_task(self.probe(client, model_id))
-                self._probes.add(task)
-                task.add_done_callback(self._probes.discard)
-        self._schedules = {k: v for k, v in self._schedules.items() if k[0] == epoch.number}
+            self._seen_height, self._epoch = height, None
+            self._plans.clear()
+            return  # probing is a member's share of the upkeep: a newcomer owes none yet
+        if self._epoch != epoch.number:
+            # Once an epoch: the models and the quota are fixed at its first block.
+            made = committed_in(await self.chain.probes(self.address), epoch)
+            target = max(self.per_epoch, members.probe_quota)
+            self._plans = {
+                model_id: _Plan(made[model_id], probe_heights(
+                    epoch, seen, max(0, target - made[model_id]), self._random))
+                for model_id in members.probed_model_ids}
+            self._epoch = epoch.number
+            if members.probed_model_ids:
+                log.info("probes: epoch %d, %d per model of %s (the chain's quota %d)",
+                         epoch.number, target, ", ".join(members.probed_model_ids),
+                         members.probe_quota)
+        self._seen_height = height
+        due = {model_id: plan.counted + sum(h <= height for h in plan.heights)
+               for model_id, plan in self._plans.items()}
+        idle = [model_id for model_id in due if due[model_id] and not
+                self._probes.get(model_id) and height <= probe_span(epoch) + 1
+                and height >= self._sent_at.get(model_id, 0) + RETRY_BLOCKS]
+        if not idle:
+            return
+        made = committed_in(await self.chain.probes(self.address), epoch)
+        for model_id in idle:
+            for _ in range(due[model_id] - made[model_id]):
+                self._sent_at[model_id] = height
+                await self._send(client, model_id)
+
+    async def _send(self, client: httpx.AsyncClient, model_id: str) -> None:
+        if not self._key:
+            reply = await client.post(API_KEYS_PATH, json={}, auth=self._auth)
+            reply.raise_for_status()
+            self._key = reply.json()["api_key"]
+            log.info("probes: this participant's API key for its probes is issued")
+        task = asyncio.create_task(self.probe(client, model_id))
+        tasks = self._probes.setdefault(model_id, set())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def probe(self, client: httpx.AsyncClient, model_id: str) -> None:
         body = {"model": model_id, "max_tokens": self.max_tokens, "temperature": 1.0,
                 "seed": self._random.randrange(2**63),
                 "messages": [{"role": "user", "content": probe_prompt(self._random)}]}
         try:
-            reply = await client.post("/v1/chat/completions", json=body)
+            reply = await client.post("/v1/chat/completions", json=body,
+                                      headers={"Authorization": f"Bearer {self._key}"})
         except httpx.HTTPError as exc:
             log.warning("probes: a probe of %s got no answer: %s", model_id, exc)
             return

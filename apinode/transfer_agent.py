@@ -239,11 +239,18 @@ class TransferAgent:
             return await self._chain.allowance(developer, self.address)
 
         funds = [("its balance", balance)]
-        if not prepared.signed.signature:
+        if not prepared.signed.signature and not self._probe(prepared):
             funds.append((f"its allowance for transfer agent {self.address}; grant more "
                           f"with MsgGrantAllowance", allowance))
         async with self._spending.hold(developer, prepared.cost, funds):
             return await self._serve(prepared, choice)
+
+    def _probe(self, prepared: Prepared) -> bool:
+        """Whether the request is a probe: this participant's own, through an API key (the
+        probe worker's, docs/design.md §10.4). Its commitment names its model, so the chain
+        counts it towards the probe quota, and its start is paid from this participant's
+        balance without an allowance: the commitment, which its account signs, consents."""
+        return not prepared.signed.signature and prepared.signed.developer == self.address
 
     async def _serve(self, prepared: Prepared,
                      choice: int) -> tuple[str, AsyncGenerator[Event]]:
@@ -260,7 +267,9 @@ class TransferAgent:
             # can serve now is refused before the commitment, whose forfeit it would burn.
             await self._request_draw(inference_id, prepared.model.id)
             draw = await self._request_draw(inference_id, prepared.model.id, draw_height=(
-                await self._commitments.draw_height(inference_id, prepared.cost)))
+                await self._commitments.draw_height(
+                    inference_id, prepared.cost,
+                    prepared.model.id if self._probe(prepared) else "")))
         participants = {p.address: p for p in await self._chain.participants()}
         last_height = draw.draw_height + max_age - max(1, max_age // START_SHARE)
         picks = start_rules.executor_order(list(draw.order), self.address,

@@ -65,6 +65,10 @@ class Net:
             balances.append({"address": Actor.new(99, 99).address, "coins": [
                 {"denom": "ninfer", "amount": str(extra_supply)}]})
         state = dict(extra_state or {})
+        # No member here runs a probe worker: a test that plays probes sets the quota.
+        validation = state.get("validation", {})
+        state["validation"] = {**validation, "params": {"probe_quota": 0,
+                                                       **validation.get("params", {})}}
         if reputation_ppm:
             state["validation"] = {**state.get("validation", {}), "reputations": [
                 {"address": p.address, "reputation_ppm": reputation_ppm} for p in self.parts]}

@@ -295,7 +295,9 @@ class LocalNetwork:
             "params": {**params, "inference": {"expiration_blocks": 2000,
                                                "max_draw_age_blocks": 200,
                                                **params.get("inference", {})},
-                       "epochs": {"poc_window_blocks": 0, **params.get("epochs", {})}},
+                       "epochs": {"poc_window_blocks": 0, **params.get("epochs", {})},
+                       # The API nodes here send no probes unless a test turns them on.
+                       "validation": {"probe_quota": 0, **params.get("validation", {})}},
             "participants": (genesis_participants if in_genesis else [])
             + self.extra_participants,
             "reputations": [{"address": address, "reputation_ppm": ppm}

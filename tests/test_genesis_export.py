@@ -53,7 +53,12 @@ from inferchain_pb.inference.v1.gov_pb2 import (
     MsgVote,
     ParamChange,
 )
-from inferchain_pb.inference.v1.inference_pb2 import MsgGrantAllowance, MsgStartInference
+from inferchain_pb.inference.v1.inference_pb2 import (
+    KeyRequest,
+    MsgCommitKeyRequests,
+    MsgGrantAllowance,
+    MsgStartInference,
+)
 from inferchain_pb.inference.v1.validation_pb2 import (
     IN_VOTE,
     OPEN,
@@ -184,8 +189,13 @@ def net() -> Net:
                     built.developer.tx(MsgGrantAllowance(
                         creator=built.developer.address,
                         transfer_agent=built.parts[1].address, limit=5_000_000)),
-                    # An API-key commitment still waiting for its start, its forfeit held.
-                    built.parts[1].tx(key_commitment(built.parts[1], ["ab" * 32], 40_000))]))
+                    # An API-key commitment still waiting for its start, its forfeit held,
+                    # and a probe's, counted towards its agent's quota.
+                    built.parts[1].tx(MsgCommitKeyRequests(
+                        creator=built.parts[1].address, requests=[
+                            *key_commitment(built.parts[1], ["ab" * 32], 40_000).requests,
+                            KeyRequest(inference_id="ef" * 32, max_escrow=40_000,
+                                       probe_model_id=MODEL_ID)]))]))
     pid = proposal(built, built.parts[2])
     ok(built.open_reports(failing))
     ok([built.one(built.parts[3].tx(MsgVote(voter=built.parts[3].address, proposal_id=pid,
@@ -242,7 +252,8 @@ def test_the_exported_state_holds_records_of_every_common_kind(net):
         "bank": ["balances", "supply"],
         "inference": ["participants", "models", "inferences", "status_index", "expiries",
                       "block_hashes", "draw_weights", "work", "escrows", "allowances",
-                      "request_signatures", "request_signature_floor"],
+                      "request_signatures", "request_signature_floor",
+                      "key_request_commitments", "probes"],
         "epochs": ["consensus_validators", "beacon", "proposer_keys", "seed_hashes",
                    "sample_seeds", "poc_submissions", "settlements"],
         "validation": ["members", "seed_commitments", "tasks", "finished_index",

@@ -46,9 +46,11 @@ Reply = TypeVar("Reply", bound=Message)
 
 def chaos_params(expiration_blocks: int) -> dict:
     """Genesis params: the devnet's CPU params with a shorter life for a lone half, so that
-    an inference whose executor died mid-stream expires (and refunds) within the run."""
+    an inference whose executor died mid-stream expires (and refunds) within the run; no
+    probes owed, as its API nodes send none (below)."""
     return {"inference": {"expiration_blocks": expiration_blocks,
-                          "max_draw_age_blocks": 60}}
+                          "max_draw_age_blocks": 60},
+            "validation": {"probe_quota": 0}}
 
 
 def free_base_port(participants: int) -> int:

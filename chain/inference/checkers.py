@@ -35,6 +35,15 @@ class ModelCheckers:
         self._servers = {model_id: frozenset(found) for model_id, found in servers.items()
                          if weight[model_id] * PPM >= record.min_server_share_ppm * total}
 
+    def probed_models(self) -> list[str]:
+        """The models whose draws a member's probe can reach, sorted: those two or more
+        members serve with the record's share of the weight (an API-key request never draws
+        its own agent while another can serve it, and a lone server checks nobody); none
+        while the network has one member, which would only draw itself."""
+        if self._alone:
+            return []
+        return sorted(m for m, servers in self._servers.items() if len(servers) > 1)
+
     def checkable(self, executor: str, model_id: str) -> bool:
         """Whether a member other than ``executor`` serves ``model_id`` and its servers hold
         the share of weight the record asks, or the network has no second member to ask."""

@@ -56,6 +56,7 @@ from chain.inference.model import (
 from chain.inference.params import KEY as PARAMS_KEY
 from chain.inference.params import InferenceParams
 from chain.inference.pass_notices import NOTICE, NOTICE_EXPIRY, NOTICE_TO
+from chain.inference.probes import PROBE
 from chain.store import KVReader
 from chain.store.records import uint64
 from inferchain_pb.inference.v1.inference_pb2 import (
@@ -107,6 +108,8 @@ RECORDS = (
     Keyed("pass_notice_expiries", NOTICE_EXPIRY,
           (("height", Uint()), ("agent", AddressThenSlash()), ("attempt", Uint()),
            ("inference_id", Text()))),
+    Keyed("probes", PROBE, (("agent", AddressThenSlash()), ("height", Uint()),
+                            ("model_id", Text())), "count", Uint()),
 )
 # Keys the module's own sections carry (params and the like) rather than records.
 STRUCTURED = (PARAMS_KEY, PARTICIPANT, MODEL, CONSENSUS_KEY)

@@ -11,6 +11,12 @@ burned once its draw window has passed without one. A variant the agent drops co
 forfeit; above 2m/9 of the escrow (m the margin's share of the price) no number of variants
 pays (docs/economics.md).
 
+A probe (docs/design.md §10.4) is the agent's own request, committed with its model named: it
+counts towards the agent's probe quota as it is committed (chain/inference/probes.py), so its
+forfeit must cost more than a served probe (``probe_forfeit``) and its start must be what was
+counted, the agent's own request to that model, paid from its balance: the commitment, which
+its account signed, is its consent.
+
 Keys:
   inference/keycommit/<agent>/<id>             KeyRequestCommitment, until its start lands
   inference/keycommitexp/<height>/<agent>/<id> commitments whose window ends at that height
@@ -28,7 +34,8 @@ from chain.bank.coins import NATIVE_DENOM
 from chain.context import Context
 from chain.errors import InvalidRequest
 from chain.gas import GasKV
-from chain.inference.errors import DrawMismatch
+from chain.inference import probes
+from chain.inference.errors import DrawMismatch, UnknownModel
 from chain.inference.expected_keepers import BankKeeper
 from chain.inference.keeper import InferenceKeeper
 from chain.inference.model import SHA256_HEX
@@ -101,33 +108,65 @@ def commit(ctx: Context, bank: BankKeeper, inferences: InferenceKeeper,
         known = inferences.inference(ctx.kv, request.inference_id)
         if known is not None and known.started:
             raise InvalidRequest(f"inference {request.inference_id} was started already")
+    prices = _probe_prices(ctx, inferences, msg)
     agent = address.decode(msg.creator)
     expires_at = ctx.block.height + 1 + params.max_draw_age_blocks
     total = 0
+    probed: dict[str, int] = {}
     for request in msg.requests:
         forfeit = -(-request.max_escrow * params.key_request_forfeit_ppm // PPM)
+        if request.probe_model_id:
+            forfeit = max(forfeit, probe_forfeit(params, prices[request.probe_model_id]))
+            probed[request.probe_model_id] = probed.get(request.probe_model_id, 0) + 1
         found = KeyRequestCommitment(
             inference_id=request.inference_id, transfer_agent=msg.creator,
             height=ctx.block.height, max_escrow=request.max_escrow, forfeit=forfeit,
-            expires_at=expires_at)
+            expires_at=expires_at, probe_model_id=request.probe_model_id)
         save(ctx.kv, COMMITMENT + _suffix(msg.creator, request.inference_id), found)
         ctx.kv.set(_expiry_key(found), b"")
         total += forfeit
     if total:
         bank.send(ctx, agent, FORFEIT_ACCOUNT, {NATIVE_DENOM: total})
+    member = inferences.participant(ctx.kv, msg.creator)
+    if member is not None and member.active and member.weight:
+        for model_id, made in sorted(probed.items()):
+            probes.count(ctx.kv, msg.creator, ctx.block.height, model_id, made)
     ctx.emit("commit_key_requests", transfer_agent=msg.creator,
              requests=str(len(msg.requests)), forfeit=str(total),
-             draw_height=str(ctx.block.height + 1))
+             draw_height=str(ctx.block.height + 1), probes=str(sum(probed.values())))
 
 
-def redeem(ctx: Context, bank: BankKeeper, start: MsgStartInference, escrow: int) -> None:
+def probe_forfeit(params: InferenceParams, price_per_token: int) -> int:
+    """The least a probe's commitment locks: ``probe_forfeit_tokens`` at the model's price and
+    a transfer agent's fee, more than a served probe of up to as many tokens costs its agent
+    (the tokens, and a start's tx fee, below the agent's fee by that fee's rule)."""
+    return params.probe_forfeit_tokens * price_per_token + params.transfer_agent_fee
+
+
+def _probe_prices(ctx: Context, inferences: InferenceKeeper,
+                  msg: MsgCommitKeyRequests) -> dict[str, int]:
+    """The price per token of each model the message probes; a probe of a model not in the
+    registry, or retired, refuses the message (UnknownModel)."""
+    prices: dict[str, int] = {}
+    for model_id in sorted({r.probe_model_id for r in msg.requests if r.probe_model_id}):
+        model = inferences.model(ctx.kv, model_id)
+        if model is None or inferences.retired_model(ctx.kv, model_id) is not None:
+            raise UnknownModel(f"probe of model {model_id[:80]!r}, which is not in the "
+                               f"registry or was retired by governance")
+        prices[model_id] = model.price_per_token
+    return prices
+
+
+def redeem(ctx: Context, bank: BankKeeper, start: MsgStartInference,
+           escrow: int) -> KeyRequestCommitment:
     """Takes the commitment of an API-key start that follows it (``check_start``) and gives
-    the agent its forfeit back."""
+    the agent its forfeit back; returns it (a probe's start is paid without an allowance)."""
     found = check_start(commitment(ctx.kv, start.creator, start.inference_id), start, escrow)
     _drop(ctx.kv, found)
     if found.forfeit:
         bank.send(ctx, FORFEIT_ACCOUNT, address.decode(found.transfer_agent),
                   {NATIVE_DENOM: found.forfeit})
+    return found
 
 
 def check_start(found: KeyRequestCommitment | None, start: MsgStartInference,
@@ -147,6 +186,12 @@ def check_start(found: KeyRequestCommitment | None, start: MsgStartInference,
     if escrow > found.max_escrow:
         raise DrawMismatch(f"the start escrows {escrow} ninfer, more than the {found.max_escrow} "
                            f"its commitment allows")
+    if found.probe_model_id and (start.developer != start.creator
+                                 or start.model_id != found.probe_model_id):
+        raise DrawMismatch(f"inference {start.inference_id} was committed as {start.creator}'s "
+                           f"probe of {found.probe_model_id}: its start must be that agent's "
+                           f"own request to that model, not {start.developer}'s to "
+                           f"{start.model_id}")
     return found
 
 

@@ -62,6 +62,7 @@ class InferenceModule(Module):
             "Account": queries.account,
             "Draw": queries.draw,
             "KeyRequestCommitment": queries.key_request_commitment,
+            "Probes": queries.probes,
             "PassNotice": queries.pass_notice,
             "PassNotices": queries.pass_notices,
         })

@@ -214,11 +214,12 @@ class InferenceMsgServer:
             self._check_remembered(ctx, msg)
             self._check_request(ctx, msg)
         escrow = start_rules.escrow_of(msg, model, params.transfer_agent_fee)
-        if via_allowance:
-            key_commitments.redeem(ctx, self._bank, msg, escrow)
+        # A probe's commitment, which the agent's account signed, is its consent to pay.
+        probe = via_allowance and bool(
+            key_commitments.redeem(ctx, self._bank, msg, escrow).probe_model_id)
         self._check_draw(ctx, msg, model, params)
         developer = address.decode(msg.developer)
-        if via_allowance:
+        if via_allowance and not probe:
             self._spend_allowance(ctx, developer, msg, escrow)
         pass_notices.redeem(ctx, self._bank, msg, params.max_attempts)
         self._bank.send(ctx, developer, ESCROW_ACCOUNT, {NATIVE_DENOM: escrow})

@@ -34,7 +34,8 @@ class InferenceParams(ModuleParams):
         "expiration_blocks", "top_k", "max_prompt_tokens", "max_output_tokens",
         "default_price_per_token", "max_draw_age_blocks", "max_attempts",
         "request_time_window_s", "min_model_server_share_ppm", "transfer_agent_fee",
-        "key_request_forfeit_ppm", "pass_claim_blocks", "pass_notice_bond"})
+        "key_request_forfeit_ppm", "pass_claim_blocks", "pass_notice_bond",
+        "probe_forfeit_tokens"})
     # Blocks a lone Start or Finish waits for its partner before the inference expires;
     # 1 to 100,000, so escrow locked by a lost partner comes back within days.
     expiration_blocks: int = bounded(20, 1, 100_000)
@@ -89,6 +90,12 @@ class InferenceParams(ModuleParams):
     # and serve nothing), and the bond is what framing a member with notices of requests
     # nobody sends costs; 0 to 1e12.
     pass_notice_bond: int = bounded(2_000, 0, 10**12)
+    # A probe's commitment (docs/design.md §10.4) counts towards its agent's quota whether or
+    # not its start lands, so it locks at least this many tokens at the model's price plus
+    # transfer_agent_fee, burned if no start lands: more than a served probe of up to as many
+    # tokens costs (its tokens, and a start's tx fee, which transfer_agent_fee exceeds), so
+    # committing probes and never sending them costs more than probing. 0 to 131,072.
+    probe_forfeit_tokens: int = bounded(128, 0, MAX_TOKENS)
     # Weight of a genesis participant that names none, until the first epoch whose proof of
     # compute settles; 1 to 1,000,000. Genesis only: a participant registering later starts
     # at 0 (docs/design.md §7.3), so no later value would reach anyone.

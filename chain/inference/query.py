@@ -10,7 +10,7 @@ import grpc
 
 from chain.auth import address
 from chain.bank.coins import NATIVE_DENOM
-from chain.inference import key_commitments, pass_notices
+from chain.inference import key_commitments, pass_notices, probes
 from chain.inference.draw import NoEligibleExecutor
 from chain.inference.expected_keepers import BankKeeper
 from chain.inference.keeper import DrawUnavailable, InferenceKeeper
@@ -69,6 +69,11 @@ class InferenceQueries:
             raise _not_found(f"{req.transfer_agent}'s commitment of inference "
                              f"{req.inference_id[:80]!r}")
         return q.QueryKeyRequestCommitmentResponse(commitment=found)
+
+    def probes(self, state: KVReader, req: q.QueryProbesRequest) -> q.QueryProbesResponse:
+        """Bounded by the chain: a member's counts leave state when their epoch is judged."""
+        agent = address.encode(address_arg(req.address, "address"))
+        return q.QueryProbesResponse(probes=probes.committed(state, agent))
 
     def pass_notice(self, state: KVReader, req: q.QueryPassNoticeRequest
                     ) -> q.QueryPassNoticeResponse:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from chain.context import Context
-from chain.inference import artifact
+from chain.inference import artifact, probes
 from chain.validation import canary
 from chain.validation.expected_keepers import EpochKeeper, InferenceKeeper
 from chain.validation.keeper import ValidationKeeper
@@ -200,8 +200,12 @@ class Judging:
     def _finalize_records(self, ctx: Context, epoch: int, members: EpochMembers) -> None:
         """Once every task is counted: what each member missed, and whether it was lazy."""
         submissions = list(self.epochs.submissions(ctx.kv, epoch))
+        last = self.epochs.start_of(ctx.kv, epoch + 1) - 1
         for member in members.members:
             record = self.keeper.record(ctx.kv, epoch, member.address)
+            made = probes.take(ctx.kv, member.address, members.start_height, last)
+            record.probes_missed = sum(max(0, members.probe_quota - made.get(model_id, 0))
+                                       for model_id in members.probed_model_ids)
             commitment = self.keeper.commitment(ctx.kv, epoch, member.address)
             record.committed = commitment is not None
             record.revealed = bool(commitment is not None and commitment.seed)
@@ -212,7 +216,7 @@ class Judging:
             record.lazy = (not record.revealed or record.missed > 0 or record.missed_votes > 0
                            or record.canaries_passed > 0 or record.missed_poc_checks > 0
                            or record.unassigned_reports > 0 or record.canary_claims_missed > 0
-                           or record.false_canary_claims > 0)
+                           or record.false_canary_claims > 0 or record.probes_missed > 0)
             record.settled = True
             self.keeper.set_record(ctx.kv, record)
             ctx.emit("validator_epoch", validator=member.address, epoch=str(epoch),
@@ -221,9 +225,10 @@ class Judging:
             log.log(logging.WARNING if record.lazy else logging.INFO,
                     "epoch %d validator %s: %d checks assigned, %d done, %d votes missed, "
                     "%d PoC checks missed, %d canaries passed, %d unassigned reports, %d canary "
-                    "claims missed, %d false, seed %s%s",
+                    "claims missed, %d false, %d probes missed, seed %s%s",
                     epoch, member.address, record.required, record.done, record.missed_votes,
                     record.missed_poc_checks, record.canaries_passed, record.unassigned_reports,
                     record.canary_claims_missed, record.false_canary_claims,
+                    record.probes_missed,
                     "revealed" if record.revealed else "NOT revealed",
                     " — LAZY, forfeits the epoch's rewards" if record.lazy else "")

@@ -28,7 +28,7 @@ class ValidationParams(ModuleParams):
         "invalid_after_consecutive", "invalid_min_count",
         "invalid_rate_ppm", "canary_rate_ppm", "canary_claim_blocks", "vote_bond",
         "evidence_alpha_ppm",
-        "passed_over_allowance_ppm"})
+        "passed_over_allowance_ppm", "probe_quota"})
     # p = p_min + (p_max − p_min) × (1 − reputation), in parts per million; each 0 to
     # 1000000 (p_max 0 checks nothing, which stops no block) and p_min <= p_max.
     p_min_ppm: int = bounded(10_000, 0, PPM)
@@ -84,6 +84,12 @@ class ValidationParams(ModuleParams):
     # above the traffic share of any coalition of transfer agents below ⅓, which could pass
     # an honest member over at will. 0 (every pass a miss) to 1,000,000 (none).
     passed_over_allowance_ppm: int = bounded(500_000, 0, PPM)
+    # Probes each member owes each model that two or more members serve, per epoch
+    # (docs/design.md §10.4): its own API-key requests, committed as probes. Without them a
+    # model without demand draws nobody, and its members are paid their whole share without
+    # serving; with probing left to goodwill, a member that sent none saved their fees. Fixed
+    # for an epoch at its first block; a member short of it is lazy. 0 (none owed) to 1,000.
+    probe_quota: int = bounded(4, 0, 1_000)
 
     def check_consistency(self) -> None:
         if self.p_min_ppm > self.p_max_ppm:
