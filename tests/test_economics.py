@@ -22,6 +22,7 @@ from bench.economics.simulation import (
 )
 from chain.epochs.params import EpochsParams
 from chain.inference.params import InferenceParams
+from chain.validation.params import ValidationParams
 
 SETUP = Setup(members=4, epochs=2)
 FRACTIONS = (0.01, 0.1, 0.5, 1.0)
@@ -196,20 +197,24 @@ def test_the_defaults_make_the_other_strategies_lose_or_gain_nothing():
         assert follower.margin == follower.sd == 0, regime
 
 
-def test_a_member_sending_no_probes_saves_what_they_cost_it():
-    """What still pays under the defaults (docs/economics.md, "What still pays"): the chain
-    cannot tell who ought to have probed, so nothing is forfeit, and the saving is exactly
-    the probes' fees and starts' tx fees, less what came back to the member drawn for its
-    own probe."""
-    params = Params()
+def test_a_member_that_does_not_probe_loses_and_without_the_quota_would_gain():
+    """Probes are owed (design.md §10.4): under the defaults a member that commits none is
+    lazy, which costs it more than the probes' fees and tx fees it saves, even sparing all its
+    compute; one that commits its quota and sends none burns forfeits dearer than what it
+    saves. With a quota of 0 the chain could not tell who ought to have probed: not probing
+    would save exactly the probes' fees, starts' and commitments' tx fees."""
     for regime in ("late", "launch"):
         economy = Economy(regime=regime)
-        outcome = model.non_prober(params, economy)
-        fees = model.PROBES_PER_EPOCH * model.PROBE_TOKENS * economy.price
-        start_fees = model.PROBES_PER_EPOCH * model.START_TX_GAS * \
-            float(params.auth.min_gas_price)
-        assert 0.9 * fees < outcome.margin - start_fees < fees, (regime, outcome)
-        assert outcome.sd == 0
+        for kind in ("sends none", "commits, sends none"):
+            outcome = model.non_prober(Params(), economy, kind)
+            assert outcome.margin < 0 and outcome.sd == 0, (regime, outcome)
+        unowed = Params(validation=replace(ValidationParams(), probe_quota=0))
+        outcome = model.non_prober(unowed, economy)
+        gas = float(unowed.auth.min_gas_price) * (model.START_TX_GAS + model.COMMIT_TX_GAS)
+        assert outcome.margin == pytest.approx(
+            model.PROBES_PER_EPOCH * (model.PROBE_TOKENS * economy.price + gas)), regime
+    late = model.non_prober(Params(), Economy(), "commits, sends none")
+    assert late.margin < -0.005 * Economy().executions * Economy().fee
 
 
 def test_without_its_forfeit_a_transfer_agent_favouring_an_accomplice_pays():

@@ -168,7 +168,8 @@ def other_outcomes(params: Params, economy: Economy) -> list[Outcome]:
               for level in (None, 0) for kind in ("silent", "refuse")]
     found += [model.free_rider(params, economy, "silent", level, served=0.5)
               for level in (None, 0)]
-    found.append(model.non_prober(params, economy))
+    found += [model.non_prober(params, economy, kind)
+              for kind in ("sends none", "commits, sends none")]
     found += [model.sybil_split(params, economy, share, 2) for share in (0.1, 0.2, 0.3)]
     found += [model.transfer_agent(params, economy, kind)
               for kind in ("drop", "withhold-start", "favour-self", "skip-to-accomplice")]

@@ -25,6 +25,7 @@ from bench.economics import rates
 from chain.auth.params import AuthParams
 from chain.epochs.params import EpochsParams
 from chain.epochs.settlement import emission
+from chain.inference.key_commitments import probe_forfeit
 from chain.inference.params import InferenceParams
 from chain.scales import PPM
 from chain.validation.params import ValidationParams
@@ -39,9 +40,13 @@ NOTICE_TX_GAS = 111_000
 # scores and closing its vote (in process; longer outputs add their bytes).
 OPEN_SCORES_TX_GAS = 170_000
 POC_TXS_PER_MEMBER = 3  # commit, claim and one PoC submission per identity and epoch
+# A MsgCommitKeyRequests tx of one request: 1.3 × the ~84,000 gas one probe's commitment
+# uses, rounded up (a request committed beside others costs less).
+COMMIT_TX_GAS = 110_000
 # What an API node's probes cost (docs/design.md §10.4): apinode.toml's defaults,
-# `probes_per_epoch` per served model (one here) of at most `probe_max_tokens`, after a
-# prompt of about 48 tokens in the default model's chat template.
+# `probes_per_epoch` per probed model (one here; the worker sends at least the chain's
+# quota) of at most `probe_max_tokens`, after a prompt of about 48 tokens in the default
+# model's chat template.
 PROBES_PER_EPOCH = ApiNodeConfig.probes_per_epoch
 PROBE_TOKENS = 48 + ApiNodeConfig.probe_max_tokens
 
@@ -461,20 +466,33 @@ def free_rider(params: Params, economy: Economy, kind: str, level: int | None = 
     return Outcome("free rider", setting, deviant, 0.0, honest)
 
 
-def non_prober(params: Params, economy: Economy) -> Outcome:
-    """Sends none of the probes its API node owes the network each epoch. The chain cannot
-    tell who ought to have sent a probe (a probe is any paid request), so nothing is
-    forfeit: the member saves what its probes cost it, their fees and their starts' tx
-    fees, less what came back when a probe drew the member itself (a signed request may
-    name its own agent) and its executor's margin returned to it. The transfer agent's fee
-    goes from the member to itself either way."""
-    fee = PROBE_TOKENS * economy.price
-    returned = economy.weight_share * (1 - economy.cost_share - params.fee_share *
-                                       params.checked(params.levels, economy.members))
-    start_fee = START_TX_GAS * float(params.auth.min_gas_price)
+def non_prober(params: Params, economy: Economy, kind: str = "sends none") -> Outcome:
+    """Sends none of the probes it owes (docs/design.md §10.4). Honest probing costs each
+    probe's tokens, its start's and its commitment's tx fees (an API-key request never draws
+    its own agent, so none of the fee comes back; the transfer agent's fee goes from the
+    member to itself either way).
+
+    - ``sends none``: commits none. Below the chain's ``probe_quota`` the epoch's judging
+      makes it lazy: no reward, its work coins burned. Bound in its favour: lazy anyway, it
+      also spares every inference's and check's compute, and its lost reputation is not
+      counted; its profit is the probes' cost saved. With a quota of 0 it is paid as the
+      honest seat and saves the same.
+    - ``commits, sends none``: commits its quota of probes and starts none, so judging counts
+      them: it saves their tokens and starts' tx fees, and each commitment's forfeit, at
+      least ``probe_forfeit_tokens`` at the price plus ``transfer_agent_fee``, burns."""
+    quota = params.validation.probe_quota
+    probes = max(PROBES_PER_EPOCH, quota)
+    gas_price = float(params.auth.min_gas_price)
+    served = PROBE_TOKENS * economy.price + START_TX_GAS * gas_price
+    cost = probes * (served + COMMIT_TX_GAS * gas_price)
     honest = honest_profit(params, economy)
-    cost = PROBES_PER_EPOCH * (fee * (1 - returned) + start_fee)
-    return Outcome("free rider", "sends no probes", honest, 0.0, honest - cost)
+    if kind == "sends none":
+        mean = cost if quota else honest + cost
+    elif kind == "commits, sends none":
+        mean = honest + probes * served - quota * probe_forfeit(params.inference, economy.price)
+    else:
+        raise ValueError(f"unknown probing kind {kind!r}")
+    return Outcome("free rider", kind, mean, 0.0, honest)
 
 
 def sybil_split(params: Params, economy: Economy, compute_share: float, parts: int) -> Outcome:
