@@ -132,7 +132,8 @@ async def run(config: ApiNodeConfig) -> None:
         async def model_ids() -> list[str]:
             return [m.id for m in await chain.served_models()]
 
-        api = HttpApi(agent, executor, model_ids, config.signature_window_s, ApiKeys(db), db,
+        keys = ApiKeys(db)
+        api = HttpApi(agent, executor, model_ids, config.signature_window_s, keys, db,
                       config.chain_id, metrics)
         worker = OutboxWorker(outbox, outbox_submit(sender, audit.outbox_refusal,
                                                     executor.repair),
@@ -171,9 +172,8 @@ async def run(config: ApiNodeConfig) -> None:
         prober = None
         if config.probes_per_epoch:
             host, port = config.listen_host_port()
-            prober = ProbeWorker(chain, f"http://{local_host(host)}:{port}",
-                                 bytes.fromhex(config.account_key()), sender.address,
-                                 config.chain_id, per_epoch=config.probes_per_epoch,
+            prober = ProbeWorker(chain, f"http://{local_host(host)}:{port}", keys,
+                                 sender.address, per_epoch=config.probes_per_epoch,
                                  max_tokens=config.probe_max_tokens)
         else:
             log.info("probes off (probes_per_epoch = 0): this participant sends none, and "

@@ -18,8 +18,9 @@ member of the current epoch probes: a participant before its first weight or aft
 withdrew owes none and is paid nothing for the upkeep.
 
 When: at least ``per_epoch`` (and at least the chain's quota) per model, at heights drawn
-afresh each epoch from this process's own randomness over all but the epoch's last tenth, so no
-executor can tell a probe's time from a developer's and each commitment lands in its epoch.
+afresh each epoch from this process's own randomness over all but the epoch's last tenth (or
+more: the blocks ``LANDING_S`` take at the chain's pace), so no executor can tell a probe's
+time from a developer's and each commitment lands in its epoch.
 Once a drawn height has passed, the chain's count is the truth: a probe that failed before its
 commitment (no funds, the node stopping) is sent again, one whose picks all failed after it is
 not (it counted). A node restarted mid-epoch plans what is still missing. What a probe asks
@@ -32,16 +33,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
+import time
 from collections import Counter
 from contextlib import suppress
 from dataclasses import dataclass
 
 import httpx
 
+from apinode.api_keys import ApiKeys
 from apinode.chain_queries import ChainQueries, ChainQueryError
-from apinode.openai_signing import SignedRequests
-from apinode.request_auth import API_KEYS_PATH
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch
 from inferchain_pb.inference.v1.query_pb2 import ProbeCount
 
@@ -59,23 +61,31 @@ PROBE_TIMEOUT_S = 600.0
 # Blocks between two sends of one model's probes: a probe refused before its commitment (no
 # executor at the moment, no funds) is tried again, but not every step.
 RETRY_BLOCKS = 3
+# Seconds from a probe's drawn height to its commitment's block, at most: a step's wait, the
+# request's way through this node's transfer agent and the commitment tx's block, on a busy
+# machine. The epoch's last blocks within it get no probe, since one committed after the
+# epoch counts in the next.
+LANDING_S = 10.0
 
 
-def probe_heights(epoch: Epoch, after: int, count: int, rng: random.Random) -> list[int]:
+def probe_heights(epoch: Epoch, after: int, count: int, rng: random.Random,
+                  blocks_per_s: float = 0.0) -> list[int]:
     """``count`` heights of ``epoch`` after height ``after``, each uniform over what is left of
     its span for probes (``probe_span``): a node started or restarted mid-epoch still probes
     ``count`` times, and never at a height this process may already have probed at."""
     first = max(epoch.start_height, after + 1)
-    last = probe_span(epoch)
+    last = probe_span(epoch, blocks_per_s)
     if first > last:
         return []
     return sorted(rng.randint(first, last) for _ in range(count))
 
 
-def probe_span(epoch: Epoch) -> int:
-    """The last height a probe is sent at: the epoch's last tenth (at least 3 blocks) is left
-    for its commitment to land, since the chain counts a probe in the epoch that took it."""
-    return epoch.start_height + epoch.length - 1 - max(3, epoch.length // 10)
+def probe_span(epoch: Epoch, blocks_per_s: float = 0.0) -> int:
+    """The last height a probe is sent at: the epoch's last tenth (at least 3 blocks, and at
+    least what ``LANDING_S`` takes at ``blocks_per_s``) is left for its commitment to land,
+    since the chain counts a probe in the epoch whose block took it."""
+    landing = max(3, epoch.length // 10, math.ceil(blocks_per_s * LANDING_S))
+    return epoch.start_height + epoch.length - 1 - min(landing, epoch.length // 2)
 
 
 def probe_prompt(rng: random.Random) -> str:
@@ -105,19 +115,19 @@ class _Plan:
 class ProbeWorker:
     """Sends at least ``per_epoch`` probes of ``max_tokens`` tokens per probed model and epoch
     through the OpenAI endpoint at ``url`` (this node's, whose transfer agent is ``address``),
-    with an API key it asks for with a request signed by ``account_key``."""
+    with an API key of ``address`` that ``keys`` (this node's) issues when the worker starts."""
 
-    def __init__(self, chain: ChainQueries, url: str, account_key: bytes, address: str,
-                 chain_id: str, *, per_epoch: int, max_tokens: int,
-                 interval_s: float = 2.0) -> None:
+    def __init__(self, chain: ChainQueries, url: str, keys: ApiKeys, address: str, *,
+                 per_epoch: int, max_tokens: int, interval_s: float = 2.0) -> None:
         self.chain = chain
         self.address = address
         self.url = url
         self.per_epoch = per_epoch
         self.max_tokens = max_tokens
         self.interval_s = interval_s
-        self._auth = SignedRequests(account_key, address, chain_id)
+        self._keys = keys
         self._key = ""
+        self._pace: tuple[int, float] | None = None  # the first (height, time) seen
         self._random = random.SystemRandom()
         self._epoch: int | None = None
         self._plans: dict[str, _Plan] = {}
@@ -129,9 +139,12 @@ class ProbeWorker:
     async def run(self) -> None:
         """Step every ``interval_s`` until ``stop()``; probes still waiting are cancelled."""
         self._stop.clear()
+        # Issued now, not when the first probe is due: a member's first epoch has no time to
+        # spare (a key is one database row, a sha256 of it).
+        self._key = await asyncio.to_thread(self._keys.issue, self.address)
         log.info("probes: at least %d per probed model and epoch (and the chain's quota), %d "
-                 "tokens each, paid by this participant's account", self.per_epoch,
-                 self.max_tokens)
+                 "tokens each, paid by this participant's account through an API key of its "
+                 "own", self.per_epoch, self.max_tokens)
         async with httpx.AsyncClient(base_url=self.url, timeout=PROBE_TIMEOUT_S) as client:
             while not self._stop.is_set():
                 try:
@@ -139,9 +152,6 @@ class ProbeWorker:
                 except ChainQueryError as exc:
                     log.warning("probes: chain unreachable, trying again in %.1fs: %s",
                                 self.interval_s, exc)
-                except httpx.HTTPError as exc:
-                    log.warning("probes: this node's API key endpoint did not answer, trying "
-                                "again in %.1fs: %s", self.interval_s, exc)
                 except Exception:  # a bug must not end the node
                     log.exception("probes: step failed; trying again in %.1fs",
                                   self.interval_s)
@@ -158,6 +168,10 @@ class ProbeWorker:
 
     async def step(self, client: httpx.AsyncClient) -> None:
         height = await self.chain.latest_height()
+        now = time.monotonic()
+        if self._pace is None:
+            self._pace = (height, now)
+        pace = (height - self._pace[0]) / max(now - self._pace[1], 1e-9)
         seen = self._seen_height
         if seen is None or height <= seen:
             # The first step only learns where the chain is: probes lie ahead of it.
@@ -174,7 +188,7 @@ class ProbeWorker:
             target = max(self.per_epoch, members.probe_quota)
             self._plans = {
                 model_id: _Plan(made[model_id], probe_heights(
-                    epoch, seen, max(0, target - made[model_id]), self._random))
+                    epoch, seen, max(0, target - made[model_id]), self._random, pace))
                 for model_id in members.probed_model_ids}
             self._epoch = epoch.number
             if members.probed_model_ids:
@@ -182,25 +196,26 @@ class ProbeWorker:
                          epoch.number, target, ", ".join(members.probed_model_ids),
                          members.probe_quota)
         self._seen_height = height
+        for model_id, plan in self._plans.items():
+            for _ in range(sum(seen < h <= height for h in plan.heights)):
+                self._send(client, model_id, height)
+        # A probe refused before its commitment was not counted: once none of the model's is
+        # in flight (a slow one may still commit), what the chain counted short of what was
+        # due goes again.
         due = {model_id: plan.counted + sum(h <= height for h in plan.heights)
                for model_id, plan in self._plans.items()}
-        idle = [model_id for model_id in due if due[model_id] and not
-                self._probes.get(model_id) and height <= probe_span(epoch) + 1
-                and height >= self._sent_at.get(model_id, 0) + RETRY_BLOCKS]
-        if not idle:
+        short = [model_id for model_id in due if due[model_id] and not
+                 self._probes.get(model_id) and height <= probe_span(epoch, pace) + 1
+                 and height >= self._sent_at.get(model_id, 0) + RETRY_BLOCKS]
+        if not short:
             return
         made = committed_in(await self.chain.probes(self.address), epoch)
-        for model_id in idle:
+        for model_id in short:
             for _ in range(due[model_id] - made[model_id]):
-                self._sent_at[model_id] = height
-                await self._send(client, model_id)
+                self._send(client, model_id, height)
 
-    async def _send(self, client: httpx.AsyncClient, model_id: str) -> None:
-        if not self._key:
-            reply = await client.post(API_KEYS_PATH, json={}, auth=self._auth)
-            reply.raise_for_status()
-            self._key = reply.json()["api_key"]
-            log.info("probes: this participant's API key for its probes is issued")
+    def _send(self, client: httpx.AsyncClient, model_id: str, height: int) -> None:
+        self._sent_at[model_id] = height
         task = asyncio.create_task(self.probe(client, model_id))
         tasks = self._probes.setdefault(model_id, set())
         tasks.add(task)

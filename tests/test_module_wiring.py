@@ -31,7 +31,7 @@ PATHS = {
     "/cosmos.bank.v1beta1.Query/Balance", "/cosmos.bank.v1beta1.Query/AllBalances",
     "/cosmos.bank.v1beta1.Query/SupplyOf",
     *(f"/inference.v1.Query/{name}" for name in [
-        "Allowance", "KeyRequestCommitment", "PassNotice", "PassNotices", "Participant",
+        "Allowance", "KeyRequestCommitment", "Probes", "PassNotice", "PassNotices", "Participant",
         "Participants", "Model", "Models",
         "Inference",
         "Inferences", "Account", "Draw", "Params", "Epoch", "ValidationTask",

@@ -23,6 +23,10 @@ def test_probe_heights_lie_in_the_epoch_after_the_height_seen():
         assert all(max(1_201, after + 1) <= h <= SPAN for h in heights), (after, heights)
     assert probe_span(EPOCH) == SPAN
     assert probe_span(Epoch(start_height=1, length=20)) == 17  # at least 3 blocks to land
+    # At 2 blocks a second the 10 s a probe may take to land are 20 blocks, more than a
+    # tenth of a 60-block epoch; never more than half of one.
+    assert probe_span(Epoch(start_height=1, length=60), 2.0) == 40
+    assert probe_span(Epoch(start_height=1, length=20), 5.0) == 10
     assert probe_heights(EPOCH, SPAN, 6, rng) == []
     assert probe_heights(EPOCH, 5_000, 6, rng) == []
 
