@@ -89,6 +89,7 @@ from chain.inference.delivery import Delivered, signed_delivery
 from inferchain_pb.inference.v1.inference_pb2 import (
     EXPIRED,
     Inference,
+    KeyRequestCommitment,
     Model,
     MsgFinishInference,
     MsgRelayStart,
@@ -269,31 +270,33 @@ class Executor:
         if model is None:
             raise self._refuse(request, f"model {start.model_id!r} is not in the registry")
         escrow = start_rules.escrow_of(start, model, int(params["transfer_agent_fee"]))
-        await self._check_developer(request, escrow)
+        committed = None if start.request_signature else \
+            await self.chain.key_request_commitment(start.creator, start.inference_id)
+        await self._check_developer(request, escrow, committed)
         self._check_serving(request, me, model, served.model_id, served.weights_sha256,
                             served.dtype)
         with self._chain_refusal(request):
             start_rules.check_context(start, model)
         if known is not None:
             self._check_known(request, known)
-        await self._check_draw(request, escrow, int(params["pass_claim_blocks"]))
+        await self._check_draw(request, escrow, committed, int(params["pass_claim_blocks"]))
         if await asyncio.to_thread(self._executed_here, start.inference_id):
             raise self._refuse(request, "this inference was already executed here")
         return model, agent
 
-    async def _check_developer(self, request: ExecuteRequest, escrow: int) -> None:
+    async def _check_developer(self, request: ExecuteRequest, escrow: int,
+                               committed: KeyRequestCommitment | None) -> None:
         """The developer authorised this request as the chain will check it: by a request
         signature over this prompt hash for this TA, by an allowance for this TA that covers
-        the ``escrow``, or, for the TA's own probe, by the commitment its account signed
-        (``_check_draw`` holds the start to it). Without it the chain refuses the start and
-        the work is unpaid."""
+        the ``escrow``, or, for the TA's own probe, by its commitment ``committed``, which its
+        account signed (``_check_draw`` holds the start to it). Without it the chain refuses
+        the start and the work is unpaid."""
         start = request.start
         if start.request_signature:
             with self._chain_refusal(request):
                 start_rules.check_request_key(start)
                 start_rules.check_request_signature(start, self.chain_id)
             return
-        committed = await self.chain.key_request_commitment(start.creator, start.inference_id)
         if committed is not None and committed.probe_model_id:
             return
         allowed = await self.chain.allowance(start.developer, start.creator)
@@ -336,7 +339,7 @@ class Executor:
             raise self._refuse(request, "the prompt differs from the one started on chain")
 
     async def _check_draw(self, request: ExecuteRequest, escrow: int,
-                          claim_blocks: int) -> None:
+                          committed: KeyRequestCommitment | None, claim_blocks: int) -> None:
         """The id and draw height are the request's own (a signed request's by its timestamp,
         an API-key request's by its agent's commitment), this node is pick ``attempt`` of
         the draw the chain will recompute, and each pick before it that left no refusal was
@@ -348,8 +351,6 @@ class Executor:
             if not start.request_signature:
                 start_rules.check_key_nonce(start)
         if not start.request_signature:
-            committed = await self.chain.key_request_commitment(start.creator,
-                                                                start.inference_id)
             with self._chain_refusal(request):
                 key_commitments.check_start(committed, start, escrow)
         try:

@@ -318,6 +318,12 @@ class InferenceKeeper:
         found = self._draw_weights_record(state, height)
         return DrawWeights.FromString(found) if found is not None else None
 
+    def checkers(self, state: State, height: int) -> ModelCheckers:
+        """Who serves each model in the draw-weights record in force at ``height``: what the
+        draw asks of a pick's checkers, and what an epoch's probes are owed for."""
+        record = self._draw_weights_record(state, height)
+        return _checkers_of(record) if record is not None else ModelCheckers(DrawWeights())
+
     def _draw_weights_record(self, state: State, height: int) -> bytes | None:
         found = None
         for key, data in state.iterate(DRAW_WEIGHTS):

@@ -47,6 +47,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     KeyRequestCommitment,
     MsgCommitKeyRequests,
     MsgStartInference,
+    Participant,
 )
 
 log = logging.getLogger(__name__)
@@ -84,11 +85,11 @@ def _drop(kv: GasKV, found: KeyRequestCommitment) -> None:
 
 
 def commit(ctx: Context, bank: BankKeeper, inferences: InferenceKeeper,
-           msg: MsgCommitKeyRequests, params: InferenceParams) -> None:
+           msg: MsgCommitKeyRequests, agent: Participant, params: InferenceParams) -> None:
     """Records each request's commitment and moves its forfeit from the agent (``msg.creator``,
-    a registered participant: the caller checked) into FORFEIT_ACCOUNT; refuses the whole
-    message, changing nothing, if any request is malformed, committed before, already
-    started, or if the agent cannot pay every forfeit."""
+    the registered participant ``agent``: the caller found it) into FORFEIT_ACCOUNT; refuses
+    the whole message, changing nothing, if any request is malformed, committed before,
+    already started, or if the agent cannot pay every forfeit."""
     if not 1 <= len(msg.requests) <= MAX_REQUESTS:
         raise InvalidRequest(f"a commitment names 1 to {MAX_REQUESTS} requests, not "
                              f"{len(msg.requests)}")
@@ -109,7 +110,6 @@ def commit(ctx: Context, bank: BankKeeper, inferences: InferenceKeeper,
         if known is not None and known.started:
             raise InvalidRequest(f"inference {request.inference_id} was started already")
     prices = _probe_prices(ctx, inferences, msg)
-    agent = address.decode(msg.creator)
     expires_at = ctx.block.height + 1 + params.max_draw_age_blocks
     total = 0
     probed: dict[str, int] = {}
@@ -126,9 +126,8 @@ def commit(ctx: Context, bank: BankKeeper, inferences: InferenceKeeper,
         ctx.kv.set(_expiry_key(found), b"")
         total += forfeit
     if total:
-        bank.send(ctx, agent, FORFEIT_ACCOUNT, {NATIVE_DENOM: total})
-    member = inferences.participant(ctx.kv, msg.creator)
-    if member is not None and member.active and member.weight:
+        bank.send(ctx, address.decode(msg.creator), FORFEIT_ACCOUNT, {NATIVE_DENOM: total})
+    if agent.active and agent.weight:
         for model_id, made in sorted(probed.items()):
             probes.count(ctx.kv, msg.creator, ctx.block.height, model_id, made)
     ctx.emit("commit_key_requests", transfer_agent=msg.creator,

@@ -145,8 +145,9 @@ class InferenceMsgServer:
     def commit_key_requests(self, ctx: Context, msg: MsgCommitKeyRequests) -> None:
         """A transfer agent commits API-key requests before their draw
         (chain/inference/key_commitments.py)."""
-        self._registered(ctx, msg.creator)
-        key_commitments.commit(ctx, self._bank, self._keeper, msg, self._keeper.params(ctx.kv))
+        agent = self._registered(ctx, msg.creator)
+        key_commitments.commit(ctx, self._bank, self._keeper, msg, agent,
+                               self._keeper.params(ctx.kv))
 
     def notice_passes(self, ctx: Context, msg: MsgNoticePasses) -> None:
         """A transfer agent says which picks it passes unevidenced, so they may claim first

@@ -16,7 +16,6 @@ and drop the records of the epoch ``settled_epochs_kept`` before it.
 import logging
 
 from chain.context import Context
-from chain.inference.checkers import ModelCheckers
 from chain.inference.keeper import invalid_now, served_model_ids
 from chain.scales import PPM
 from chain.validation.expected_keepers import EpochKeeper, InferenceKeeper
@@ -25,7 +24,6 @@ from chain.validation.keeper import ValidationKeeper
 from chain.validation.served_draws import reputation_gain, unserved_draws
 from chain.validation.summaries import Summaries
 from chain.validation.tasks import Tasks
-from inferchain_pb.inference.v1.inference_pb2 import DrawWeight, DrawWeights
 from inferchain_pb.inference.v1.validation_pb2 import (
     IN_VOTE,
     OPEN,
@@ -93,10 +91,8 @@ class ValidationBlocks:
         members = [EpochMember(address=p.address, weight=p.weight,
                                model_ids=served_model_ids(p))
                    for p in self.inference.participants(ctx.kv) if p.active and p.weight]
-        probed = ModelCheckers(DrawWeights(
-            min_server_share_ppm=self.inference.params(ctx.kv).min_model_server_share_ppm,
-            weights=[DrawWeight(address=m.address, weight=m.weight, model_ids=m.model_ids)
-                     for m in members])).probed_models()
+        # The inference module fixed this epoch's draw weights first, at this same block.
+        probed = self.inference.checkers(ctx.kv, ctx.block.height).probed_models()
         quota = self.keeper.params(ctx.kv).probe_quota
         self.keeper.set_members(ctx.kv, EpochMembers(
             epoch=epoch, start_height=ctx.block.height, members=members,

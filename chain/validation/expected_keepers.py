@@ -6,7 +6,7 @@ from typing import Protocol
 from chain.context import Context
 from chain.epochs.params import EpochsParams
 from chain.gas import GasKV
-from chain.inference.params import InferenceParams
+from chain.inference.checkers import ModelCheckers
 from chain.store import KVReader
 from inferchain_pb.inference.v1.epochs_pb2 import Epoch, PocSubmission
 from inferchain_pb.inference.v1.inference_pb2 import Inference, Model, Participant
@@ -36,7 +36,7 @@ class EpochKeeper(Protocol):
 
 
 class InferenceKeeper(Protocol):
-    def params(self, state: State) -> InferenceParams: ...
+    def checkers(self, state: State, height: int) -> ModelCheckers: ...
 
     def participant(self, state: State, addr: str) -> Participant | None: ...
 
