@@ -23,6 +23,7 @@ from inferchain_pb.inference.v1.inference_pb2 import (
     DrawWeights,
     KeyRequest,
     MsgCommitKeyRequests,
+    MsgWithdrawParticipant,
 )
 from inferchain_pb.inference.v1.validation_pb2 import MsgClaimRewards, MsgCommitSeed
 
@@ -195,6 +196,35 @@ def test_a_participant_without_weight_commits_probes_that_count_for_nothing():
     assert result.code == 0, result.log
     assert counted(net, newcomer) == 0
     assert net.balance(FORFEIT_ACCOUNT) == 2 * PROBE_FORFEIT
+
+
+def test_a_member_that_withdrew_still_owes_and_is_counted_its_probes_until_the_epoch_ends():
+    """A withdrawal takes effect at the next boundary: until then the participant is a member
+    of the epoch, judged on its quota, so the probes it commits after withdrawing count, and
+    its judging finds none missing."""
+    net = probe_net()
+    leaver = net.parts[0]
+    seeds = net.block([a.tx(MsgCommitSeed(creator=a.address, epoch=0,
+                                          seed_hash=seed_hash(bytes([7]) * 32)))
+                       for a in net.parts])
+    assert all(r.code == 0 for r in seeds), [r.log for r in seeds]
+    result = net.one(leaver.tx(MsgWithdrawParticipant(creator=leaver.address)))
+    assert result.code == 0, result.log
+    assert not net.participant_record(leaver).active
+    results = net.block([a.tx(probe_commitment(a, probe_ids(net, a, "w", QUOTA)))
+                         for a in net.parts])
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+    assert [counted(net, a) for a in net.parts] == [QUOTA] * 3
+    while net.height < EPOCH:
+        net.block([])
+    claims = net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=0,
+                                             seed=bytes([7]) * 32)) for a in net.parts])
+    assert all(r.code == 0 for r in claims), [r.log for r in claims]
+    while net.height < EPOCH + REVEAL + 1:
+        net.block([])
+    record = net.query("ValidatorRecord", q.QueryValidatorRecordRequest(
+        address=leaver.address, epoch=0)).record
+    assert (record.probes_missed, record.lazy) == (0, False), record
 
 
 def test_counts_are_taken_per_epoch_and_the_next_epochs_stay():

@@ -127,7 +127,7 @@ def commit(ctx: Context, bank: BankKeeper, inferences: InferenceKeeper,
         total += forfeit
     if total:
         bank.send(ctx, address.decode(msg.creator), FORFEIT_ACCOUNT, {NATIVE_DENOM: total})
-    if agent.active and agent.weight:
+    if agent.weight:  # a member of this epoch, even one that withdrew during it
         for model_id, made in sorted(probed.items()):
             probes.count(ctx.kv, msg.creator, ctx.block.height, model_id, made)
     ctx.emit("commit_key_requests", transfer_agent=msg.creator,

@@ -9,8 +9,10 @@ chain/inference/key_commitments.py) and the epoch's judging holds each member to
 (chain/validation/judging.py). A probe counts when committed, served or not: its forfeit,
 burned if no start follows, costs more than a served probe, so committing without sending
 never pays, and an honest member whose probes no live pick could serve is not made lazy for
-it. Only a member (active, with weight) is counted, so every count is judged and dropped with
-its epoch: state holds at most two epochs' counts.
+it. Only a member is counted (a participant with weight: weights are fixed at each epoch's
+first block with its members, and a member that withdraws keeps its weight, and owes its
+quota, until the epoch ends), so every count is judged and dropped with its epoch: state
+holds at most two epochs' counts.
 
 Keys:
   inference/probe/<agent>/<height><model id>   probes committed at that height (uint64)
