@@ -5,6 +5,8 @@ dearer than a served probe and its start must be the agent's own request to the 
 paid without an allowance; malformed probes are refused whole, a non-member's are not counted,
 and the counts leave state with their epoch's judging. Coins are audited at every height."""
 
+from collections.abc import Callable
+
 import pytest
 from coin_ledger import Ledger
 from inference_actors import AGENT_FEE, MODEL_ID, PRICE, Actor, finish_msg, start_msg
@@ -60,6 +62,27 @@ def counted(net: Net, agent: Actor) -> int:
         address=agent.address)).probes)
 
 
+def commit_seeds(net: Net, block: Callable[[list[bytes]], list]) -> None:
+    """Every member commits its epoch-0 seed in one block, through ``block`` (the net's or
+    its ledger's)."""
+    results = block([a.tx(MsgCommitSeed(creator=a.address, epoch=0,
+                                        seed_hash=seed_hash(bytes([7]) * 32)))
+                     for a in net.parts])
+    assert all(r.code == 0 for r in results), [r.log for r in results]
+
+
+def judge_epoch_0(net: Net, block: Callable[[list[bytes]], list]) -> None:
+    """The blocks to the end of epoch 0, every member's claim, and the reveal window after it,
+    so that epoch 0 is judged and settled."""
+    while net.height < EPOCH:
+        block([])
+    claims = block([a.tx(MsgClaimRewards(creator=a.address, epoch=0, seed=bytes([7]) * 32))
+                    for a in net.parts])
+    assert all(r.code == 0 for r in claims), [r.log for r in claims]
+    while net.height < EPOCH + REVEAL + 1:
+        block([])
+
+
 def test_the_epoch_fixes_who_owes_probes_of_which_model():
     """Every member owes the quota for each model two or more members serve with the share of
     weight draws ask for: a lone server's model draws nobody, and a network of one member only
@@ -87,10 +110,7 @@ def test_a_member_short_of_its_quota_is_lazy_and_paid_nothing():
     net = probe_net()
     ledger = Ledger(net, EPOCH)
     full, dropped, short = net.parts
-    seeds = ledger.block([a.tx(MsgCommitSeed(creator=a.address, epoch=0,
-                                             seed_hash=seed_hash(bytes([7]) * 32)))
-                          for a in net.parts])
-    assert all(r.code == 0 for r in seeds), [r.log for r in seeds]
+    commit_seeds(net, ledger.block)
     before = net.balance(dropped)
     results = ledger.block([full.tx(probe_commitment(full, probe_ids(net, full, "p", 2))),
                             dropped.tx(probe_commitment(dropped, probe_ids(net, dropped, "p", 2))),
@@ -98,13 +118,7 @@ def test_a_member_short_of_its_quota_is_lazy_and_paid_nothing():
     assert all(r.code == 0 for r in results), [r.log for r in results]
     assert [counted(net, a) for a in net.parts] == [2, 2, 1]
     assert net.balance(FORFEIT_ACCOUNT) == 5 * PROBE_FORFEIT
-    while net.height < EPOCH:
-        ledger.block([])
-    claims = ledger.block([a.tx(MsgClaimRewards(creator=a.address, epoch=0,
-                                                seed=bytes([7]) * 32)) for a in net.parts])
-    assert all(r.code == 0 for r in claims), [r.log for r in claims]
-    while net.height < EPOCH + REVEAL + 1:
-        ledger.block([])
+    judge_epoch_0(net, ledger.block)
     records = {a.address: net.query("ValidatorRecord", q.QueryValidatorRecordRequest(
         address=a.address, epoch=0)).record for a in net.parts}
     assert [records[a.address].probes_missed for a in net.parts] == [0, 0, 1]
@@ -204,10 +218,7 @@ def test_a_member_that_withdrew_still_owes_and_is_counted_its_probes_until_the_e
     its judging finds none missing."""
     net = probe_net()
     leaver = net.parts[0]
-    seeds = net.block([a.tx(MsgCommitSeed(creator=a.address, epoch=0,
-                                          seed_hash=seed_hash(bytes([7]) * 32)))
-                       for a in net.parts])
-    assert all(r.code == 0 for r in seeds), [r.log for r in seeds]
+    commit_seeds(net, net.block)
     result = net.one(leaver.tx(MsgWithdrawParticipant(creator=leaver.address)))
     assert result.code == 0, result.log
     assert not net.participant_record(leaver).active
@@ -215,13 +226,7 @@ def test_a_member_that_withdrew_still_owes_and_is_counted_its_probes_until_the_e
                          for a in net.parts])
     assert all(r.code == 0 for r in results), [r.log for r in results]
     assert [counted(net, a) for a in net.parts] == [QUOTA] * 3
-    while net.height < EPOCH:
-        net.block([])
-    claims = net.block([a.tx(MsgClaimRewards(creator=a.address, epoch=0,
-                                             seed=bytes([7]) * 32)) for a in net.parts])
-    assert all(r.code == 0 for r in claims), [r.log for r in claims]
-    while net.height < EPOCH + REVEAL + 1:
-        net.block([])
+    judge_epoch_0(net, net.block)
     record = net.query("ValidatorRecord", q.QueryValidatorRecordRequest(
         address=leaver.address, epoch=0)).record
     assert (record.probes_missed, record.lazy) == (0, False), record
