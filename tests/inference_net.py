@@ -44,7 +44,8 @@ class Net:
                  extra_state: dict | None = None, weights: list[int] | None = None,
                  extra_supply: int = 0, newcomers: int = 0, reputation_ppm: int = 0,
                  inference_params: dict | None = None, models: list[dict] | None = None,
-                 serves: list[tuple[str, ...]] | None = None) -> None:
+                 serves: list[tuple[str, ...]] | None = None,
+                 retired_models: list[dict] | None = None) -> None:
         """``extra_state`` adds app_state sections (e.g. epochs and validation params);
         the participants are in genesis (members of epoch 0), with ``weights`` or else the
         inference param ``genesis_weight``: a participant registering later has no weight
@@ -53,7 +54,8 @@ class Net:
         ``reputation_ppm``: every participant's starting reputation; ``inference_params``
         overrides inference params beside ``expiration_blocks``; ``models``: the registry,
         genesis_models() unless given; ``serves[i]``: the model ids participant i declares
-        (the test model unless given)."""
+        (the test model unless given); ``retired_models``: models governance retired before
+        genesis (as an export carries them)."""
         self.developer = Actor.new(0, 0)
         self.poor = Actor.new(1, 1)
         self.parts = [Actor.new(10 + i, 2 + i) for i in range(participants)]
@@ -80,6 +82,7 @@ class Net:
                 "inference": {"params": {"expiration_blocks": expiration_blocks,
                                          **(inference_params or {})},
                               "models": models or genesis_models(),
+                              "retired_models": retired_models or [],
                               "participants": [
                                   {**genesis_participant(
                                       p, f"http://127.0.0.1:{9000 + i}",

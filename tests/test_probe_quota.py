@@ -9,7 +9,15 @@ from collections.abc import Callable
 
 import pytest
 from coin_ledger import Ledger
-from inference_actors import AGENT_FEE, MODEL_ID, PRICE, Actor, finish_msg, start_msg
+from inference_actors import (
+    AGENT_FEE,
+    MODEL_ID,
+    PRICE,
+    Actor,
+    finish_msg,
+    genesis_models,
+    start_msg,
+)
 from inference_net import COMMITTED_ESCROW, T0, Net
 from test_draw_binding import resigned
 
@@ -36,8 +44,10 @@ PROBE_FORFEIT = InferenceParams().probe_forfeit_tokens * PRICE + AGENT_FEE
 PROBE_ESCROW = (4 + 16) * PRICE + AGENT_FEE
 
 
-def probe_net(participants: int = 3, newcomers: int = 0) -> Net:
-    return Net(participants, expiration_blocks=50, newcomers=newcomers, extra_state={
+def probe_net(participants: int = 3, newcomers: int = 0,
+              retired_models: list[dict] | None = None) -> Net:
+    return Net(participants, expiration_blocks=50, newcomers=newcomers,
+               retired_models=retired_models, extra_state={
         "epochs": {"params": {"epoch_length_blocks": EPOCH, "poc_window_blocks": 0}},
         "validation": {"params": {"validation_window_blocks": 3, "voting_period_blocks": 3,
                                   "opening_blocks": 1, "reveal_window_blocks": REVEAL,
@@ -181,9 +191,14 @@ def test_a_probe_starts_only_as_its_agents_own_request_to_its_model_without_an_a
     net.assert_conserved()
 
 
-@pytest.mark.parametrize("model_id", ["no-such-model", "x" * 300])
-def test_a_probe_of_a_model_not_in_the_registry_refuses_the_whole_commitment(model_id):
-    net = probe_net()
+RETIRED_MODEL = {**genesis_models()[0], "id": "acme/retired-model"}
+
+
+@pytest.mark.parametrize(("model_id", "why"), [
+    ("no-such-model", "not in the registry"), ("x" * 300, "not in the registry"),
+    (RETIRED_MODEL["id"], "retired by governance")])
+def test_a_probe_of_a_model_not_in_the_registry_refuses_the_whole_commitment(model_id, why):
+    net = probe_net(retired_models=[RETIRED_MODEL])
     agent = net.parts[0]
     ids = probe_ids(net, agent, "bad", 2)
     message = MsgCommitKeyRequests(creator=agent.address, requests=[
@@ -192,7 +207,7 @@ def test_a_probe_of_a_model_not_in_the_registry_refuses_the_whole_commitment(mod
     before = net.balance(agent)
     result = net.one(agent.tx(message))
     assert (result.codespace, result.code) == ("inference", 4), result.log
-    assert "not in the registry" in result.log
+    assert why in result.log
     assert (net.balance(agent), net.balance(FORFEIT_ACCOUNT), counted(net, agent)) == \
         (before - 20_000, 0, 0)
     assert key_commitments.commitment(net.app.store.begin_block(), agent.address,

@@ -37,6 +37,7 @@ from chain.errors import InvalidRequest
 from chain.gas import GasKV
 from chain.inference.checkers import ModelCheckers
 from chain.inference.draw import BLOCK_HASH_SIZE, Candidate, DrawPool, NoEligibleExecutor
+from chain.inference.errors import UnknownModel
 from chain.inference.params import KEY as PARAMS_KEY
 from chain.inference.params import InferenceParams
 from chain.scales import PPM
@@ -131,6 +132,16 @@ class InferenceKeeper:
 
     def retired_model(self, state: State, model_id: str) -> Model | None:
         return load(state, RETIRED_MODEL + model_id.encode(), Model)
+
+    def live_model(self, state: State, model_id: str) -> Model:
+        """A model that new work may name (a start, a served model, a probe); a Finish reads
+        ``model`` instead, so an inference started before a retirement still completes."""
+        found = self.model(state, model_id)
+        if found is None:
+            raise UnknownModel(f"model {model_id[:80]!r} is not in the registry")
+        if self.retired_model(state, model_id) is not None:
+            raise UnknownModel(f"model {model_id[:80]!r} was retired by governance")
+        return found
 
     def models(self, state: State) -> Iterator[Model]:
         """The registry: models that may be served and started, retired ones left out."""

@@ -35,7 +35,7 @@ from chain.context import Context
 from chain.errors import InvalidRequest
 from chain.gas import GasKV
 from chain.inference import probes
-from chain.inference.errors import DrawMismatch, UnknownModel
+from chain.inference.errors import DrawMismatch
 from chain.inference.expected_keepers import BankKeeper
 from chain.inference.keeper import InferenceKeeper
 from chain.inference.model import SHA256_HEX
@@ -146,14 +146,8 @@ def _probe_prices(ctx: Context, inferences: InferenceKeeper,
                   msg: MsgCommitKeyRequests) -> dict[str, int]:
     """The price per token of each model the message probes; a probe of a model not in the
     registry, or retired, refuses the message (UnknownModel)."""
-    prices: dict[str, int] = {}
-    for model_id in sorted({r.probe_model_id for r in msg.requests if r.probe_model_id}):
-        model = inferences.model(ctx.kv, model_id)
-        if model is None or inferences.retired_model(ctx.kv, model_id) is not None:
-            raise UnknownModel(f"probe of model {model_id[:80]!r}, which is not in the "
-                               f"registry or was retired by governance")
-        prices[model_id] = model.price_per_token
-    return prices
+    return {model_id: inferences.live_model(ctx.kv, model_id).price_per_token
+            for model_id in sorted({r.probe_model_id for r in msg.requests if r.probe_model_id})}
 
 
 def redeem(ctx: Context, bank: BankKeeper, start: MsgStartInference,

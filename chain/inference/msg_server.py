@@ -198,7 +198,7 @@ class InferenceMsgServer:
         params = self._keeper.params(ctx.kv)
         agent = self._registered(ctx, msg.creator)
         start_rules.check_ta_signature(msg, agent)
-        model = self._model(ctx, msg.model_id, live=True)
+        model = self._keeper.live_model(ctx.kv, msg.model_id)
         self._check_prompt(msg, model, params)
         known = self._keeper.inference(ctx.kv, msg.inference_id)
         if known is not None and known.started:
@@ -356,14 +356,12 @@ class InferenceMsgServer:
             raise ParticipantNotFound(f"{addr} is not a registered participant")
         return participant
 
-    def _model(self, ctx: Context, model_id: str, live: bool = False) -> Model:
-        """The model's record; ``live`` refuses a retired one (new starts, served models),
-        while a Finish still completes an inference started before the retirement."""
+    def _model(self, ctx: Context, model_id: str) -> Model:
+        """The model's record, retired or not: a Finish completes an inference started before
+        a retirement (new work names a live model, ``InferenceKeeper.live_model``)."""
         model = self._keeper.model(ctx.kv, model_id)
         if model is None:
-            raise UnknownModel(f"model {model_id!r} is not in the registry")
-        if live and self._keeper.retired_model(ctx.kv, model_id) is not None:
-            raise UnknownModel(f"model {model_id!r} was retired by governance")
+            raise UnknownModel(f"model {model_id[:80]!r} is not in the registry")
         return model
 
     def _describe(self, ctx: Context, participant: Participant,
@@ -375,7 +373,7 @@ class InferenceMsgServer:
         if not msg.models:
             raise InvalidParticipant("a participant must serve at least one model")
         for served in msg.models:
-            model = self._model(ctx, served.model_id, live=True)
+            model = self._keeper.live_model(ctx.kv, served.model_id)
             if served.weights_sha256 != model.weights_sha256:
                 raise InvalidParticipant(f"weights {served.weights_sha256[:16]}… are not model "
                                          f"{model.id}'s {model.weights_sha256[:16]}…")
