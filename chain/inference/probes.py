@@ -18,6 +18,8 @@ Keys:
   inference/probe/<agent>/<height><model id>   probes committed at that height (uint64)
 """
 
+from collections.abc import Iterator
+
 from chain.auth import address
 from chain.gas import GasKV
 from chain.store import KVReader
@@ -38,29 +40,31 @@ def count(kv: GasKV, agent: str, height: int, model_id: str, probes: int) -> Non
     kv.set(key, uint64((int.from_bytes(known, "big") if known else 0) + probes))
 
 
+def _entries(state: GasKV | KVReader, agent: str) -> Iterator[tuple[bytes, int, str, int]]:
+    """Each of ``agent``'s counts as (key, height, model id, probes), by ascending height."""
+    prefix = _prefix(agent)
+    for key, value in state.iterate(prefix):
+        yield (key, int.from_bytes(key[len(prefix):len(prefix) + 8], "big"),
+               key[len(prefix) + 8:].decode(), int.from_bytes(value, "big"))
+
+
 def committed(state: GasKV | KVReader, agent: str) -> list[ProbeCount]:
     """What ``agent`` committed that no judging has taken yet, by height and model."""
-    prefix = _prefix(agent)
-    return [ProbeCount(height=int.from_bytes(key[len(prefix):len(prefix) + 8], "big"),
-                       model_id=key[len(prefix) + 8:].decode(),
-                       count=int.from_bytes(value, "big"))
-            for key, value in state.iterate(prefix)]
+    return [ProbeCount(height=height, model_id=model_id, count=made)
+            for _, height, model_id, made in _entries(state, agent)]
 
 
 def take(kv: GasKV, agent: str, first: int, last: int) -> dict[str, int]:
     """The probes ``agent`` committed from height ``first`` to ``last``, by model; drops every
     count at or before ``last`` (its epoch is judged)."""
-    prefix = _prefix(agent)
     made: dict[str, int] = {}
     done = []
-    for key, value in kv.iterate(prefix):
-        height = int.from_bytes(key[len(prefix):len(prefix) + 8], "big")
+    for key, height, model_id, probes in _entries(kv, agent):
         if height > last:
             break
         done.append(key)
         if height >= first:
-            model_id = key[len(prefix) + 8:].decode()
-            made[model_id] = made.get(model_id, 0) + int.from_bytes(value, "big")
+            made[model_id] = made.get(model_id, 0) + probes
     for key in done:
         kv.delete(key)
     return made
