@@ -89,12 +89,15 @@ def test_a_settled_inference_keeps_a_hash_linked_summary_and_nothing_else():
         assert (after.status, after.cost, after.executor, after.developer,
                 after.transfer_agent, after.model_id, after.prompt_tokens,
                 after.output_tokens, after.start_height, after.finish_height,
-                after.started, after.finished, after.starter, after.agent_fee) == (
+                after.started, after.finished, after.starter, after.agent_fee,
+                after.draw_height, after.attempt) == (
             was.status, was.cost, was.executor, was.developer, was.transfer_agent,
             was.model_id, was.prompt_tokens, was.output_tokens, was.start_height,
-            was.finish_height, was.started, was.finished, was.starter, was.agent_fee)
+            was.finish_height, was.started, was.finished, was.starter, was.agent_fee,
+            was.draw_height, was.attempt)
         assert not (after.prompt_ids or after.output_ids or after.artifact
                     or after.executor_signature or after.output_hash)
+        assert after.draw_height or not was.started, "the start's draw is kept"
         stored = state(net).get(SUMMARY + inference_id.encode())
         assert len(stored) <= 200, len(stored)
     assert (net.inference(checked).checks, net.inference(unchecked).checks) == (1, 0)

@@ -184,7 +184,7 @@ class InferenceKeeper:
             status_height=record.status_height, started=record.started,
             finished=record.finished, record_sha256=hashlib.sha256(data).digest(),
             summarized_height=height, checks=checks, starter=_raw(record.starter),
-            agent_fee=record.agent_fee))
+            agent_fee=record.agent_fee, draw_height=record.draw_height, attempt=record.attempt))
 
     def save_inference(self, kv: GasKV, inference: Inference, height: int,
                        previous: Inference | None) -> None:
@@ -484,7 +484,8 @@ def _from_summary(inference_id: str, summary: InferenceSummary) -> Inference:
         status_height=summary.status_height, started=summary.started,
         finished=summary.finished, record_sha256=summary.record_sha256,
         summarized_height=summary.summarized_height, checks=summary.checks,
-        starter=_bech32(summary.starter), agent_fee=summary.agent_fee)
+        starter=_bech32(summary.starter), agent_fee=summary.agent_fee,
+        draw_height=summary.draw_height, attempt=summary.attempt)
 
 
 @functools.lru_cache(maxsize=POOLS_KEPT)
