@@ -431,39 +431,47 @@ def test_a_participant_joins_serves_is_paid_and_leaves(tmp_path):
         clients = [openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=2,
                                  http_client=signed_http_client(key, agent, CHAIN_ID))
                    for url, agent in endpoints]
+        # The draw's own share at the boundary, over many ids: 4 sigma of a binomial over
+        # DRAW_SAMPLE picks (about ±0.1 at a share of 0.5).
+        at_start = weight_share(net, joined, address)
+        picks = sum(net.draw_order(f"sample-{n}", start)[0] == address
+                    for n in range(DRAW_SAMPLE))
+        assert abs(picks / DRAW_SAMPLE - at_start) <= binomial_bound(at_start, DRAW_SAMPLE), \
+            (picks, at_start)
+
         logs = [node.log_path for node in net.api_nodes] + [apinode_log]
+
+        def served(index: int) -> tuple[str, object, list[str]]:
+            """One request's inference once charged, with its draw's order read then: the
+            chain keeps a draw's block hash only while a start may still use it, and a slow
+            load can outlast that (its epoch may even be settled and summarized by the
+            end)."""
+            inference_id = ask(clients[index % len(clients)], index, logs)
+            found = poll(lambda: charged(net, inference_id), f"{inference_id} charged", 120, 0.5)
+            return inference_id, found, net.draw_order(inference_id, found.draw_height)
+
         with ThreadPoolExecutor(4) as pool:
-            ids = list(pool.map(lambda i: ask(clients[i % len(clients)], i, logs),
-                                range(REQUESTS)))
-        done = {i: poll(lambda i=i: charged(net, i), f"{i} charged", 120, 0.5) for i in ids}
+            answers = list(pool.map(served, range(REQUESTS)))
+        done = {inference_id: found for inference_id, found, _ in answers}
         assert all(d.draw_height >= start for d in done.values()), "drawn before the boundary"
         # The transfer agent takes the draw's order: the first pick runs each inference, or
         # the next one when the first did not answer in time (a retry, counted).
-        for inference_id, inference in done.items():
-            order = net.draw_order(inference_id, inference.draw_height)
+        for _, inference, order in answers:
             assert inference.executor == order[inference.attempt], (inference, order)
         retries = sum(d.attempt > 0 for d in done.values())
         mine = [i for i, d in done.items() if d.executor == address]
         # A draw picks by the weights of its height's epoch; a slow load may reach the next.
         expected = {e: weight_share(net, e, address)
                     for e in {(d.draw_height - 1) // EPOCH for d in done.values()}}
-        # The draw's own share at one height, over many ids: 4 sigma of a binomial over
-        # DRAW_SAMPLE picks (about ±0.1 at a share of 0.5).
-        height = min(d.draw_height for d in done.values())
-        at_height = expected[(height - 1) // EPOCH]
-        picks = sum(net.draw_order(f"sample-{n}", height)[0] == address
-                    for n in range(DRAW_SAMPLE))
-        assert abs(picks / DRAW_SAMPLE - at_height) <= binomial_bound(at_height, DRAW_SAMPLE), \
-            (picks, at_height)
         # What it served: 4 sigma of a binomial over REQUESTS draws (about ±0.4 at 0.5: 24
         # requests are a light load, so the served share alone pins little; the exact
         # draw-order check above is what ties each request to the weights).
-        served = len(mine) / REQUESTS
+        share = len(mine) / REQUESTS
         mean = sum(expected[(d.draw_height - 1) // EPOCH] for d in done.values()) / REQUESTS
-        print(f"newcomer served {len(mine)} of {REQUESTS} ({served:.0%}); weight share "
+        print(f"newcomer served {len(mine)} of {REQUESTS} ({share:.0%}); weight share "
               f"{mean:.0%}; first picks {picks} of {DRAW_SAMPLE} sampled draws at height "
-              f"{height} (weight share {at_height:.0%}); {retries} served by a later pick")
-        assert mine and abs(served - mean) <= binomial_bound(mean, REQUESTS), (served, mean)
+              f"{start} (weight share {at_start:.0%}); {retries} served by a later pick")
+        assert mine and abs(share - mean) <= binomial_bound(mean, REQUESTS), (share, mean)
 
         # Leaving, as soon as the load is served: withdraw, then the next boundary.
         withdrawn = newcomer.ok("withdraw", PASSPHRASE + "\n")
