@@ -596,7 +596,7 @@ def test_a_vote_whose_report_is_on_its_way_is_not_scored_twice(open_db) -> None:
     """A vote drawn while this validator's own seal on the task is still queued: the seal
     counts as the ballot once it lands, so nothing more is queued; if that seal fails, the
     vote is scored and sealed under its own key, and the failed seal's opening is given up
-    on when the vote's sealing ends."""
+    on in the same step: no seal of it can reach the chain any more."""
     chain = FakeChain(height=15)
     db = open_db()
     ml = FakeMlNode(chain)
@@ -622,16 +622,13 @@ def test_a_vote_whose_report_is_on_its_way_is_not_scored_twice(open_db) -> None:
     assert outbox.get("validation:disputed:vote").state == OutboxState.PENDING
     assert ml.scored == [(11, 12, EOS)] * 2
     assert set(validations(outbox, chain)) == {"validation:disputed:vote"}
-    # The first opening now waits as a ballot's would (its seal could only have landed as
-    # one), not for the window's end, which is past.
-    assert outbox.get("validation:disputed:open").state == OutboxState.HELD
+    lost = outbox.get("validation:disputed:open")
+    assert (lost.state, lost.last_error) == (
+        OutboxState.FAILED, "never opened: its seal never reached the chain")
     task.seals.append(ReportSeal(validator=OTHER, seal=b"x" * 32, height=19))
     chain.height = 20
     asyncio.run(worker.step())
     assert openings(outbox, chain) == {"validation:disputed:vote:open"}
-    lost = outbox.get("validation:disputed:open")
-    assert (lost.state, lost.last_error) == (
-        OutboxState.FAILED, "never opened: its seal never reached the chain")
 
 
 def test_a_task_seen_as_assigned_and_as_a_vote_in_one_step_is_scored_once(open_db) -> None:
@@ -688,6 +685,28 @@ def test_a_report_is_sealed_and_opened_only_once_the_window_closed(open_db, capl
     assert (task.reports[0].validator, task.reports[0].sealed_height) == (ME, 17)
     assert not task.seals
     assert chain.one_task_queries == []  # the deadline kept from the check decided it
+
+
+def test_an_opening_whose_seal_is_not_on_chain_yet_costs_no_query(open_db) -> None:
+    """Until the outbox has the seal committed the opening would only be refused, so the
+    worker does not ask the chain about its task; once it is, each step asks again."""
+    chain = FakeChain(height=15)
+    db = open_db()
+    outbox = Outbox(db)
+    worker = checking_worker(db, chain, FakeMlNode(chain))
+    chain.add("pending", finish_height=16)  # sealed until 36
+    chain.height = 17
+    asyncio.run(worker.step())
+    assert outbox.get("validation:pending").state == OutboxState.PENDING
+    chain.one_task_queries.clear()
+    for chain.height in (18, 19):
+        asyncio.run(worker.step())
+    assert chain.one_task_queries == []
+    assert set(validations(outbox, chain)) == {"validation:pending"}
+    chain.height = 20
+    asyncio.run(worker.step())
+    assert chain.one_task_queries == ["pending"]
+    assert outbox.get("validation:pending:open").state == OutboxState.HELD
 
 
 def test_a_report_opens_early_once_every_member_that_checks_the_model_sealed(open_db) -> None:

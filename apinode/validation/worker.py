@@ -355,16 +355,23 @@ class ValidatorWorker:
         """Releases each held opening whose sealing is over, once its seal is on chain, and
         gives up on those the chain would no longer take.
 
-        Past its deadline an opening goes without a query. Before it, the task on chain
-        tells whether it opens early (``opening_heights``): a window's once every member
-        that checks the model has sealed, a ballot's once every drawn voter has sealed or
-        reported.
+        The outbox, read locally, says first whether the seal is on chain: until it is, an
+        opening would only be refused, so the chain is not asked. Past its deadline an
+        opening goes without a query. Before it, the task on chain tells whether it opens
+        early (``opening_heights``): a window's once every member that checks the model has
+        sealed, a ballot's once every drawn voter has sealed or reported.
         """
         await self._load_held()
         for key, held in list(self._held.items()):
             if height > held.open_until:
                 await self._abandon(key, held.inference_id,
                                     f"the chain took its opening until height {held.open_until}")
+                continue
+            seal = await asyncio.to_thread(self.outbox.get, key.removesuffix(OPEN_SUFFIX))
+            if seal is None or seal.state == OutboxState.FAILED:
+                await self._abandon(key, held.inference_id, "its seal never reached the chain")
+                continue
+            if seal.state != OutboxState.COMMITTED:
                 continue
             if height <= held.deadline:
                 task = await self.chain.validation_task(held.inference_id)
@@ -375,12 +382,6 @@ class ValidatorWorker:
                 sealed = next((s for s in task.seals if s.validator == self.address), None)
                 if sealed is None or height < opening_heights(task, sealed)[0]:
                     continue
-            seal = await asyncio.to_thread(self.outbox.get, key.removesuffix(OPEN_SUFFIX))
-            if seal is None or seal.state == OutboxState.FAILED:
-                await self._abandon(key, held.inference_id, "its seal never reached the chain")
-                continue
-            if seal.state != OutboxState.COMMITTED:
-                continue  # still on its way: an opening before it would only be refused
             del self._held[key]
             if await asyncio.to_thread(self.outbox.release, key):
                 log.info("validator: the sealing on %s is over at height %d; its %s opens "
