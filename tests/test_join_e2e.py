@@ -60,7 +60,7 @@ from genesis.localnet import PORTS_PER_NODE, layout_localnet
 from genesis.network_genesis import genesis_hash, read_genesis
 from genesis.template import parse_template
 from inferchain_pb.inference.v1 import query_pb2 as q
-from inferchain_pb.inference.v1.inference_pb2 import FINISHED, STARTED, VALIDATED
+from inferchain_pb.inference.v1.inference_pb2 import FINISHED, STARTED, VALIDATED, Inference
 from inferchain_pb.inference.v1.validation_pb2 import (
     IN_VOTE,
     OPEN,
@@ -441,7 +441,7 @@ def test_a_participant_joins_serves_is_paid_and_leaves(tmp_path):
 
         logs = [node.log_path for node in net.api_nodes] + [apinode_log]
 
-        def served(index: int) -> tuple[str, object, list[str]]:
+        def served(index: int) -> tuple[str, Inference, list[str]]:
             """One request's inference once charged, with its draw's order read then: the
             chain keeps a draw's block hash only while a start may still use it, and a slow
             load can outlast that (its epoch may even be settled and summarized by the
