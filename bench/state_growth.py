@@ -8,7 +8,7 @@ and finishes of 136 + 64-token inferences, validation reports and votes, seed co
 and reveals, reward claims) and the real block steps (task windows, canaries, judging,
 settlement). After every epoch the store's rows and key + value bytes are read. The baseline,
 measured in the same run, is the state after the first epoch: apart from the inference
-summaries, which stay for good at about 160 bytes of value each, bounded state stays near it,
+summaries, which stay for good at about 195 bytes of value each, bounded state stays near it,
 and state that keeps every inference whole grows by one epoch's worth per epoch. The time
 the blocks spend summarizing is measured against the time of every FinalizeBlock of the
 same run. Progress goes to stderr, the report to stdout. Run
